@@ -1,0 +1,30 @@
+"""Training strategies: objects that replace ``loss.backward()``."""
+
+from balgrad.strategies.agm import AGM
+from balgrad.strategies.balgrad import BalGrad
+from balgrad.strategies.base import BalancedModel, Strategy
+from balgrad.strategies.joint import Joint
+from balgrad.strategies.mslr import MSLR
+from balgrad.strategies.ogm_ge import OGMGE
+from balgrad.strategies.registry import (
+    PRESETS,
+    STRATEGIES,
+    create_strategy,
+    list_strategies,
+    strategy_options,
+)
+
+__all__ = [
+    "AGM",
+    "MSLR",
+    "OGMGE",
+    "PRESETS",
+    "STRATEGIES",
+    "BalGrad",
+    "BalancedModel",
+    "Joint",
+    "Strategy",
+    "create_strategy",
+    "list_strategies",
+    "strategy_options",
+]

@@ -1,0 +1,86 @@
+"""MSLR (Yao & Mihalcea, "Modality-specific Learning Rates for Effective Multimodal
+Additive Late-fusion", Findings of ACL 2022), SPEC section 3.
+
+Each modality gets its own learning rate through optimizer parameter groups; the
+gradient itself is joint training's (one backward pass per step).
+
+- ``mode="keep"``: fixed rates, ``lr * image_lr_scale`` and ``lr * text_lr_scale``.
+- ``mode="dynamic"``: after each epoch, modality m's rate is multiplied by
+  acc_m(this epoch) / mean(acc_m over the previous ``window`` epochs), acc_m being the
+  validation accuracy of the unimodal prediction z_m.
+"""
+
+from __future__ import annotations
+
+from balgrad.errors import ConfigError
+from balgrad.strategies.joint import Joint
+
+MODES = ("keep", "dynamic")
+
+
+class MSLR(Joint):
+    name = "mslr"
+
+    def __init__(
+        self,
+        *,
+        mode: str = "dynamic",
+        image_lr_scale: float = 1.0,
+        text_lr_scale: float = 1.0,
+        head_lr_scale: float = 1.0,
+        window: int = 5,
+    ):
+        super().__init__()
+        if mode not in MODES:
+            raise ConfigError(f"mode: unknown value {mode!r}; expected one of {MODES}")
+        for name, v in (("image_lr_scale", image_lr_scale), ("text_lr_scale", text_lr_scale), ("head_lr_scale", head_lr_scale)):
+            if v <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {v}")
+        if window < 1:
+            raise ConfigError(f"window: must be >= 1, got {window}")
+        self.mode = mode
+        self.scales = {"image": image_lr_scale, "text": text_lr_scale, "head": head_lr_scale}
+        self.window = int(window)
+        self.history: dict[str, list[float]] = {"image": [], "text": []}
+        self.needs_unimodal_validation = mode == "dynamic"
+
+    def param_groups(self, model, lr):
+        return [
+            {"params": ps, "lr": lr * self.scales.get(name, 1.0), "name": name}
+            for name, ps in model.parameter_groups().items()
+            if ps
+        ]
+
+    def lr_factor(self, modality: str, acc: float) -> float:
+        """acc / mean of the previous ``window`` accuracies (1.0 with no history)."""
+        prev = self.history[modality][-self.window :]
+        self.history[modality].append(acc)
+        if not prev:
+            return 1.0
+        mean_prev = sum(prev) / len(prev)
+        return acc / mean_prev if mean_prev > 0 else 1.0
+
+    def on_epoch_end(self, epoch, optimizer, unimodal_scores=None):
+        if self.mode != "dynamic":
+            return {}
+        if unimodal_scores is None:
+            raise ConfigError(
+                "mslr: mode='dynamic' needs the unimodal validation accuracies each epoch "
+                "(pass unimodal_scores={'image': acc_v, 'text': acc_l} to on_epoch_end)"
+            )
+        out = {}
+        for m in ("image", "text"):
+            factor = self.lr_factor(m, float(unimodal_scores[m]))
+            for group in optimizer.param_groups:
+                if group.get("name") == m:
+                    group["lr"] *= factor
+                    out[f"lr_{m}"] = group["lr"]
+            out[f"lr_factor_{m}"] = factor
+        return out
+
+    def state_dict(self):
+        return {**super().state_dict(), "history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.history = {k: list(v) for k, v in state.get("history", self.history).items()}

@@ -1,0 +1,87 @@
+"""Task losses and the per-modality statistics SPEC section 2 builds on.
+
+Single-label tasks use softmax + cross-entropy; multi-label tasks (MM-IMDb) use
+sigmoid + binary cross-entropy, and their KL divergence is the sum over labels of
+Bernoulli KLs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from balgrad.data.base import TaskKind
+from balgrad.errors import ConfigError, DataError, NonFiniteLossError
+
+TASKS = ("single_label", "multi_label")
+
+
+def check_task(task: str) -> TaskKind:
+    if task not in TASKS:
+        raise ConfigError(f"task: unknown task {task!r}; expected one of {TASKS}")
+    return task  # type: ignore[return-value]
+
+
+def check_target(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
+    """Raise a DataError naming the problem when ``target`` does not fit ``logits``."""
+    num_classes = logits.shape[-1]
+    if task == "single_label":
+        if target.dim() != 1 or target.shape[0] != logits.shape[0]:
+            raise DataError(
+                f"target: expected shape [{logits.shape[0]}] of class indices for a "
+                f"single-label task, got {list(target.shape)}"
+            )
+        if target.dtype.is_floating_point:
+            raise DataError("target: single-label targets must be integer class indices")
+        if target.numel() and (target.min() < 0 or target.max() >= num_classes):
+            bad = target[(target < 0) | (target >= num_classes)][0].item()
+            raise DataError(f"target: label {bad} is out of range [0, {num_classes})")
+    else:
+        if target.shape != logits.shape:
+            raise DataError(
+                f"target: expected multi-hot shape {list(logits.shape)} for a multi-label "
+                f"task, got {list(target.shape)}"
+            )
+        if ((target != 0) & (target != 1)).any():
+            raise DataError("target: multi-label targets must be 0/1")
+
+
+def task_loss(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> torch.Tensor:
+    """The task loss ℓ: mean cross-entropy, or mean binary cross-entropy over labels."""
+    if task == "single_label":
+        return F.cross_entropy(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+
+
+def symmetric_kl(
+    logits_a: torch.Tensor, logits_b: torch.Tensor, task: TaskKind, temperature: float = 1.0
+) -> torch.Tensor:
+    """D = KL(p_a || p_b) + KL(p_b || p_a), batch mean (SPEC section 2)."""
+    za, zb = logits_a / temperature, logits_b / temperature
+    if task == "single_label":
+        la, lb = F.log_softmax(za, dim=-1), F.log_softmax(zb, dim=-1)
+        pa, pb = la.exp(), lb.exp()
+        # KL(a||b) + KL(b||a) = sum (pa - pb)(log pa - log pb)
+        return ((pa - pb) * (la - lb)).sum(-1).mean()
+    # Bernoulli per label: states {1, 0} with log-probs logsigmoid(z), logsigmoid(-z)
+    la1, la0 = F.logsigmoid(za), F.logsigmoid(-za)
+    lb1, lb0 = F.logsigmoid(zb), F.logsigmoid(-zb)
+    sym = (la1.exp() - lb1.exp()) * (la1 - lb1) + (la0.exp() - lb0.exp()) * (la0 - lb0)
+    return sym.sum(-1).mean()
+
+
+def true_class_prob(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> torch.Tensor:
+    """Per-sample probability of the true label (multi-label: mean prob of the true state)."""
+    if task == "single_label":
+        return F.softmax(logits, dim=-1).gather(-1, target.view(-1, 1)).squeeze(-1)
+    p = torch.sigmoid(logits)
+    t = target.to(p.dtype)
+    return (t * p + (1 - t) * (1 - p)).mean(-1)
+
+
+def check_finite(name: str, value: torch.Tensor) -> None:
+    if not torch.isfinite(value).all():
+        raise NonFiniteLossError(
+            f"{name} is not finite ({value.detach().flatten()[:4].tolist()}); "
+            "lower the learning rate or check the inputs for NaN/inf"
+        )
