@@ -102,7 +102,7 @@ class Problems:
         warnings.warn(
             f"{what}: skip_bad=True skipped {n} bad record(s): {shown}{more}",
             DataWarning,
-            stacklevel=4,
+            stacklevel=5,  # the caller of load_dataset_from_disk
         )
 
 
@@ -127,7 +127,9 @@ def resolve_root(
     if not base.exists():
         raise DataError(f"{dataset}: data_dir {base} does not exist; expected layout:\n{layout}")
     if not base.is_dir():
-        raise DataError(f"{dataset}: data_dir {base} is not a directory; expected layout:\n{layout}")
+        raise DataError(
+            f"{dataset}: data_dir {base} is not a directory; expected layout:\n{layout}"
+        )
     candidates = [base] + [base / n for n in nested if (base / n).is_dir()]
     for cand in candidates:
         if all((cand / m).exists() for m in markers):
@@ -135,12 +137,13 @@ def resolve_root(
     # report against the most plausible candidate: the one holding the most markers
     best = max(candidates, key=lambda c: sum((c / m).exists() for m in markers))
     missing = [m for m in markers if not (best / m).exists()]
-    return _raise_layout(dataset, best, missing, layout)
+    raise layout_error(dataset, best, missing, layout)
 
 
-def _raise_layout(dataset: str, root: Path, missing: list[str], layout: str) -> Path:
+def layout_error(dataset: str, root: Path, missing: list[str], layout: str) -> DataError:
+    """The error for a folder that lacks ``missing`` (relative paths) of ``layout``."""
     what = ", ".join(f"'{m}'" for m in missing)
-    raise DataError(
+    return DataError(
         f"{dataset}: {root} is not in the expected layout: missing {what}. Expected layout:\n{layout}"
     )
 
@@ -170,9 +173,7 @@ def decode_text(data: bytes, path: Path) -> str:
         return data.decode("latin-1")
 
 
-def iter_csv_rows(
-    text: str, where: str, delimiter: str = ","
-) -> Iterator[tuple[int, list[str]]]:
+def iter_csv_rows(text: str, where: str, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
     """Yield ``(first line number, row)`` for each CSV record, skipping blank lines."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     prev = 0
@@ -231,6 +232,8 @@ def load_image(path: Path) -> torch.Tensor:
     """
     with Image.open(path) as im:
         im.load()
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")  # avoids PIL's palette-transparency warning
         rgb = im.convert("RGB")
     arr = np.array(rgb, dtype=np.uint8)  # [H, W, 3], writable copy
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous().to(torch.float32).div_(255.0)

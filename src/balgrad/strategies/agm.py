@@ -94,6 +94,8 @@ class AGM(Strategy):
                 self.batch_mean(response_score(o_v, target, task)),
                 self.batch_mean(response_score(o_l, target, task)),
             ])
+        # before the running means see them: a NaN batch must not poison later steps
+        checked_loss("task loss L_T (AGM response scores)", scores)
         s_v, s_l = scores.tolist()
         k_v, k_l, r_v, rbar_v = self.coefficients(s_v, s_l)
         fused = scale_grad(o_v, k_v) + scale_grad(o_l, k_l)

@@ -114,9 +114,11 @@ class BalGrad(Strategy):
         for name, g in (("g_T", g_t), ("g_uni", g_uni), ("g_kl", g_kl_raw)):
             assert_finite_grad(name, g)
 
+        # s_m = mean p_m[y] with p_m = softmax(z_m / τ), the distribution D compares
+        tau = self.temperature
         s = torch.stack([
-            self.batch_mean(true_class_prob(output.logits_image, target, task)),
-            self.batch_mean(true_class_prob(output.logits_text, target, task)),
+            self.batch_mean(true_class_prob(output.logits_image / tau, target, task)),
+            self.batch_mean(true_class_prob(output.logits_text / tau, target, task)),
         ])
         s, c, w = self.contribution_weights(s)
 
@@ -189,4 +191,5 @@ class BalGrad(Strategy):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         ema = state.get("ema")
-        self._ema = None if ema is None else torch.tensor(ema)
+        # float64: a float32 round trip would change the restored weights
+        self._ema = None if ema is None else torch.tensor(ema, dtype=torch.float64)

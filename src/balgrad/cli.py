@@ -1,0 +1,246 @@
+"""The ``balgrad`` command line: train, compare, evaluate, report, list.
+
+Every option of :class:`balgrad.config.RunConfig` is a flag of the same name (dashes for
+underscores) and a key of the YAML file given with ``--config``; flags override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from balgrad.config import RunConfig, build_config, load_yaml
+from balgrad.errors import BalgradError, ConfigError
+
+DICT_FLAGS = {
+    "dataset_options": ("--dataset-option", "KEY=VALUE", "a dataset option, e.g. dominant=image (repeatable)"),
+    "method_options": ("--method-option", "METHOD.KEY=VALUE", "a strategy option, e.g. balgrad.kl_weight=0.5 (repeatable)"),
+    "backbone_options": ("--backbone-option", "TOWER.KEY=VALUE", "a backbone option, e.g. image.width=32 (repeatable)"),
+}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    g = p.add_argument_group("run options (also YAML keys of --config)")
+    g.add_argument("--config", help="YAML file of options (same names as the flags)", default=argparse.SUPPRESS)
+    for name, field in RunConfig.model_fields.items():
+        if name in skip:
+            continue
+        help_text = field.description or ""
+        default = field.get_default(call_default_factory=True)
+        if name in DICT_FLAGS:
+            flag, metavar, h = DICT_FLAGS[name]
+            g.add_argument(flag, dest=name, action="append", metavar=metavar, help=h, default=argparse.SUPPRESS)
+            continue
+        flag = "--" + name.replace("_", "-")
+        ann = field.annotation
+        origin = typing.get_origin(ann)
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": f"{help_text} (default: {default})"}
+        if ann is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif origin is list:
+            (inner,) = typing.get_args(ann)
+            kw.update(nargs="+", type=inner)
+        elif origin is typing.Literal:
+            kw["choices"] = list(typing.get_args(ann))
+        elif ann in (int, float, str):
+            kw["type"] = ann
+        else:  # Optional[str] and friends
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            kw["type"] = args[0] if args else str
+        g.add_argument(flag, **kw)
+
+
+def _dict_flag(name: str, items: list[str]) -> dict:
+    flag, metavar, _ = DICT_FLAGS[name]
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"{flag}: expected {metavar}, got {item!r}")
+        if name == "dataset_options":
+            out[key] = _parse_value(value)
+        else:
+            outer, dot, inner = key.partition(".")
+            if not dot or not inner:
+                raise ConfigError(f"{flag}: expected {metavar}, got {item!r}")
+            out.setdefault(outer, {})[inner] = _parse_value(value)
+    return out
+
+
+def config_from_args(args: argparse.Namespace, overrides: dict | None = None) -> RunConfig:
+    """Defaults < YAML file < flags."""
+    values: dict[str, Any] = {}
+    source = "flags"
+    if getattr(args, "config", None):
+        values.update(load_yaml(args.config))
+        source = f"{args.config} / flags"
+    for name in RunConfig.model_fields:
+        if name not in vars(args):
+            continue
+        v = getattr(args, name)
+        if name in DICT_FLAGS:
+            merged = dict(values.get(name, {}))
+            for k, val in _dict_flag(name, v).items():
+                merged[k] = {**merged.get(k, {}), **val} if isinstance(val, dict) else val
+            v = merged
+        values[name] = v
+    values.update(overrides or {})
+    return build_config(values, source)
+
+
+# -- commands -----------------------------------------------------------------------
+def _run_folder(cfg: RunConfig) -> Path:
+    name = cfg.name or f"{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.out) / name
+
+
+def _run_all(cfg: RunConfig, resume: bool) -> Path:
+    from balgrad.experiment import Experiment
+    from balgrad.report.build import build_report
+
+    run_dir = _run_folder(cfg)
+    if resume and not (run_dir / "config.yaml").exists():
+        raise ConfigError(f"--resume: no run folder at {run_dir} (give the same --out and --name as the first run)")
+    exp = Experiment(cfg, run_dir, resume=resume)
+    t0 = time.perf_counter()
+    for seed in cfg.seeds:
+        for method in cfg.methods:
+            done = exp.run_dir_of(method, seed) / "eval.json"
+            if resume and done.exists():
+                logging.getLogger("balgrad").info("skip %s seed %d: already evaluated", method, seed)
+                continue
+            exp.train_one(method, seed)
+    if exp.dist.is_main:
+        build_report(run_dir, methods=cfg.methods, seeds=cfg.seeds)
+        print((run_dir / "table.md").read_text())
+        print(f"run folder: {run_dir}  ({time.perf_counter() - t0:.0f} s)")
+    return run_dir
+
+
+def cmd_compare(args) -> int:
+    _run_all(config_from_args(args), args.resume)
+    return 0
+
+
+def cmd_train(args) -> int:
+    _run_all(config_from_args(args, {"methods": [args.method]}), args.resume)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from balgrad.experiment import Experiment
+    from balgrad.report.build import build_report
+
+    run_dir = Path(args.run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"evaluate: {run_dir} is not a run folder (no config.yaml)")
+    values = load_yaml(cfg_path)
+    for name in ("missing_ratio", "image_noise", "text_noise", "eval_seed", "sweep", "device", "progress", "missing"):
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    cfg = build_config(values, str(cfg_path))
+    exp = Experiment(cfg, run_dir)
+    methods = args.methods or cfg.methods
+    for seed in cfg.seeds:
+        for method in methods:
+            model, pipeline = exp.load_trained(method, seed)
+            evaluation = exp.evaluate_model(model, pipeline)
+            path = exp.run_dir_of(method, seed) / "eval.json"
+            old = json.loads(path.read_text()) if path.exists() else {}
+            path.write_text(json.dumps({**old, "method": method, "seed": seed, **evaluation}, indent=2))
+    build_report(run_dir, methods=methods, seeds=cfg.seeds)
+    print((run_dir / "table.md").read_text())
+    return 0
+
+
+def cmd_report(args) -> int:
+    from balgrad.report.build import build_report
+
+    build_report(Path(args.run_dir))
+    print((Path(args.run_dir) / "table.md").read_text())
+    return 0
+
+
+def cmd_list(args) -> int:
+    from balgrad.strategies.registry import list_strategies, strategy_options
+
+    print("strategies:")
+    for name in list_strategies():
+        print(f"  {name}: {strategy_options(name)}")
+    print("datasets: digits, fashion (built-in); food101, hateful_memes, mmimdb, memotion, cub, generic (--data-dir)")
+    try:
+        from balgrad.backbones.factory import list_backbones
+
+        print(f"backbones: {list_backbones()}")
+    except ImportError:  # pragma: no cover
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="balgrad", description=__doc__.split("\n\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compare", help="train every method and print the paper's Table 1")
+    _add_config_flags(c)
+    c.add_argument("--resume", action="store_true", help="continue the run folder --out/--name from its checkpoints")
+    c.set_defaults(func=cmd_compare)
+
+    t = sub.add_parser("train", help="train and evaluate one method")
+    t.add_argument("--method", default="balgrad", help="a strategy name (see `balgrad list`)")
+    _add_config_flags(t, skip=("methods",))
+    t.add_argument("--resume", action="store_true", help="continue the run folder --out/--name from its checkpoints")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="re-evaluate the saved models of a run folder")
+    e.add_argument("run_dir")
+    e.add_argument("--methods", nargs="+", default=None)
+    e.add_argument("--missing-ratio", dest="missing_ratio", type=float)
+    e.add_argument("--image-noise", dest="image_noise", type=float)
+    e.add_argument("--text-noise", dest="text_noise", type=float)
+    e.add_argument("--eval-seed", dest="eval_seed", type=int)
+    e.add_argument("--missing", choices=["input", "embedding"])
+    e.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None)
+    e.add_argument("--device")
+    e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("report", help="redraw the tables, figures and summary of a run folder")
+    r.add_argument("run_dir")
+    r.set_defaults(func=cmd_report)
+
+    ls = sub.add_parser("list", help="strategies and their options, datasets, backbones")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except BalgradError as err:
+        print(f"balgrad: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Memotion 7k (Sharma et al., SemEval-2020 Task 8) in its released layout.
+
+::
+
+    <data_dir>/                    (or its sub-folder memotion_dataset_7k/)
+      images/<image_name>          image_1.jpg, image_2.png, ...
+      labels.csv                   header: ,image_name,text_ocr,text_corrected,humour,
+                                   sarcasm,offensive,motivational,overall_sentiment
+
+The label is the humour level (``not_funny``, ``funny``, ``very_funny``, ``hilarious``:
+4 ordered classes); option ``label_column`` picks another of the annotated columns.
+The text is ``text_corrected``, falling back to ``text_ocr`` when that is empty.
+
+Memotion 7k has no official split: the rows are split deterministically, stratified by
+the label column, with ``test_fraction`` (default 0.2) of each class to ``test``, an
+optional ``val_fraction`` (default 0: no ``val`` split) to ``val`` and the rest to
+``train``. The split depends only on ``labels.csv``, ``label_column``, the fractions and
+``seed`` (not on ``skip_bad``), so train and test never overlap.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import defaultdict
+
+from balgrad.data._io import (
+    DiskDataset,
+    MissingSplitError,
+    Problems,
+    Record,
+    canonical_split,
+    case_insensitive_index,
+    check_text,
+    clean_text,
+    decode_text,
+    hash_bytes,
+    iter_csv_rows,
+    options_hash,
+    read_bytes,
+    resolve_root,
+)
+from balgrad.data.base import DatasetInfo
+from balgrad.errors import ConfigError, DataError
+
+NAME = "memotion"
+# the ordered levels of each annotated column
+LABEL_COLUMNS: dict[str, list[str]] = {
+    "humour": ["not_funny", "funny", "very_funny", "hilarious"],
+    "sarcasm": ["not_sarcastic", "general", "twisted_meaning", "very_twisted"],
+    "offensive": ["not_offensive", "slight", "very_offensive", "hateful_offensive"],
+    "motivational": ["not_motivational", "motivational"],
+    "overall_sentiment": ["very_negative", "negative", "neutral", "positive", "very_positive"],
+}
+LAYOUT = """  <data_dir>/
+    images/<image_name>   (image_1.jpg, ...)
+    labels.csv            (header: ,image_name,text_ocr,text_corrected,humour,sarcasm,
+                           offensive,motivational,overall_sentiment)"""
+
+
+class MemotionDataset(DiskDataset):
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        split: str = "train",
+        *,
+        skip_bad: bool = False,
+        allow_empty_text: bool = False,
+        label_column: str = "humour",
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.0,
+        seed: int = 0,
+        check_files: bool = True,
+        workers: int | None = None,
+    ) -> None:
+        if label_column not in LABEL_COLUMNS:
+            raise ConfigError(
+                f"{NAME}: option label_column={label_column!r} must be one of {list(LABEL_COLUMNS)}"
+            )
+        for opt, frac in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+            if not 0.0 <= float(frac) < 1.0:
+                raise ConfigError(f"{NAME}: option {opt}={frac} must be in [0, 1)")
+        if test_fraction + val_fraction >= 1.0:
+            raise ConfigError(
+                f"{NAME}: test_fraction + val_fraction = {test_fraction + val_fraction} "
+                "leaves nothing for train"
+            )
+        root = resolve_root(
+            data_dir, NAME, ["labels.csv", "images"], LAYOUT, nested=("memotion_dataset_7k",)
+        )
+        split = canonical_split(split)
+        if split not in ("train", "val", "test") or (split == "val" and val_fraction <= 0):
+            raise MissingSplitError(
+                f"{NAME}: no split '{split}'; Memotion 7k has no official split, this loader "
+                "makes 'train' and 'test' (and 'val' when val_fraction > 0)"
+            )
+        classes = LABEL_COLUMNS[label_column]
+        to_idx = {c: i for i, c in enumerate(classes)}
+        csv_path = root / "labels.csv"
+        raw = read_bytes(csv_path, NAME, "labels file")
+        rows = iter_csv_rows(decode_text(raw, csv_path), str(csv_path))
+        try:
+            _, header = next(rows)
+        except StopIteration:
+            raise DataError(f"{csv_path}: empty file (expected a header row)") from None
+        cols = {h.strip().lower(): i for i, h in enumerate(header)}
+        missing = [c for c in ("image_name", label_column) if c not in cols]
+        if "text_corrected" not in cols and "text_ocr" not in cols:
+            missing.append("text_corrected (or text_ocr)")
+        if missing:
+            raise DataError(
+                f"{csv_path} line 1: missing column(s) {', '.join(missing)}; header is "
+                f"{header!r}. Expected layout:\n{LAYOUT}"
+            )
+
+        def cell(row: list[str], name: str) -> str:
+            i = cols.get(name)
+            return clean_text(row[i]) if i is not None and i < len(row) else ""
+
+        # 1) read every row, 2) assign splits over all rows, 3) parse this split's rows
+        all_rows = [(line, row) for line, row in rows]
+        strata: dict[str, list[int]] = defaultdict(list)
+        for k, (_, row) in enumerate(all_rows):
+            strata[_norm(cell(row, label_column))].append(k)
+        assignment = _stratified_split(strata, test_fraction, val_fraction, seed)
+
+        images_dir = root / "images"
+        listing = case_insensitive_index(images_dir)
+        problems = Problems(skip_bad)
+        records: list[Record] = []
+        for k, (line, row) in enumerate(all_rows):
+            if assignment[k] != split:
+                continue
+            where = f"{csv_path} line {line}"
+            try:
+                if len(row) < len(header) - 1:  # tolerate a trailing empty cell
+                    raise DataError(f"{where}: expected {len(header)} fields, got {len(row)}")
+                name = cell(row, "image_name")
+                if not name:
+                    raise DataError(f"{where}: empty image_name")
+                raw_label = cell(row, label_column)
+                label = to_idx.get(_norm(raw_label))
+                if label is None:
+                    raise DataError(
+                        f"{where}: unknown {label_column} label {raw_label!r} "
+                        f"(expected one of {classes})"
+                    )
+                text = cell(row, "text_corrected") or cell(row, "text_ocr")
+                check_text(text, where, allow_empty_text)
+                # the released files mix extension case (.JPG/.jpg); match leniently
+                image = images_dir / name
+                if not image.exists() and name.lower() in listing:
+                    image = images_dir / listing[name.lower()]
+                records.append(Record(image, text, label, where))
+            except DataError as e:
+                problems.bad(str(e))
+
+        info = DatasetInfo(
+            name=NAME,
+            task="single_label",
+            classes=list(classes),
+            primary_metric="accuracy",
+            metrics=["accuracy"],
+        )
+        super().__init__(
+            info=info,
+            split=split,
+            root=root,
+            records=records,
+            problems=problems,
+            content_hash=hash_bytes(
+                raw,
+                options_hash(
+                    {
+                        "label_column": label_column,
+                        "test_fraction": test_fraction,
+                        "val_fraction": val_fraction,
+                        "seed": seed,
+                        "allow_empty_text": allow_empty_text,
+                    }
+                ),
+            ),
+            check_files=check_files,
+            workers=workers,
+        )
+
+
+def _norm(label: str) -> str:
+    return "_".join(label.strip().lower().replace("-", " ").split())
+
+
+def _stratified_split(
+    strata: dict[str, list[int]], test_fraction: float, val_fraction: float, seed: int
+) -> dict[int, str]:
+    """Per stratum: shuffle with a seed of its own, first ``round(n*test)`` to test, then val."""
+    out: dict[int, str] = {}
+    for key in sorted(strata):
+        idx = list(strata[key])
+        random.Random(f"memotion:{seed}:{key}").shuffle(idx)
+        n = len(idx)
+        n_test = int(round(n * test_fraction))
+        n_val = int(round(n * val_fraction))
+        if n_test + n_val >= n:  # keep at least one row of each class for training
+            n_val = max(0, min(n_val, n - n_test - 1))
+            n_test = max(0, min(n_test, n - 1))
+        for j, k in enumerate(idx):
+            out[k] = "test" if j < n_test else "val" if j < n_test + n_val else "train"
+    return out

@@ -1,0 +1,135 @@
+"""The evaluation protocol of SPEC section 4 (paper Table 1 and Fig. 4).
+
+Conditions: full; missing image / text at ratio r; noisy image (σ) / text (p).
+Per impairment kind: Avg = mean(image-impaired, text-impaired) and
+ΔGap = |image-impaired − text-impaired| in points; negative transfer is flagged
+where an impaired score exceeds the full score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from balgrad.data.impairments import Condition
+from balgrad.data.pipeline import InputPipeline
+from balgrad.evaluate.metrics import compute_scores
+
+SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+@dataclass
+class ProtocolConfig:
+    missing_ratio: float = 1.0
+    image_noise: float = 0.5
+    text_noise: float = 0.5
+    sweep: tuple[float, ...] = SWEEP
+    seed: int = 0
+    batch_size: int = 256
+
+    def table_conditions(self) -> dict[str, Condition]:
+        """Table 1's rows by role -> condition."""
+        s = self.seed
+        return {
+            "full": Condition("full", seed=s),
+            "missing_image": Condition("missing_image", ratio=self.missing_ratio, seed=s),
+            "missing_text": Condition("missing_text", ratio=self.missing_ratio, seed=s),
+            "noisy_image": Condition("noisy_image", level=self.image_noise, seed=s),
+            "noisy_text": Condition("noisy_text", level=self.text_noise, seed=s),
+        }
+
+    def sweep_conditions(self) -> list[tuple[float, Condition, Condition]]:
+        return [(r, Condition("missing_image", ratio=r, seed=self.seed),
+                 Condition("missing_text", ratio=r, seed=self.seed)) for r in self.sweep]
+
+
+@dataclass
+class Predictions:
+    logits: torch.Tensor
+    logits_image: torch.Tensor
+    logits_text: torch.Tensor
+    target: torch.Tensor
+
+
+@torch.no_grad()
+def predict(model, loader, device="cpu", desc: str | None = None, progress: bool = False) -> Predictions:
+    was_training = model.training
+    model.eval()
+    zs, zv, zl, ys = [], [], [], []
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        b = batch.to(device)
+        out = model(b.image, b.text, b.drop_image, b.drop_text)
+        zs.append(out.logits.float().cpu())
+        zv.append(out.logits_image.float().cpu())
+        zl.append(out.logits_text.float().cpu())
+        ys.append(b.target.cpu())
+    model.train(was_training)
+    return Predictions(torch.cat(zs), torch.cat(zv), torch.cat(zl), torch.cat(ys))
+
+
+@dataclass
+class Evaluator:
+    """Scores a model on one dataset split under the protocol's conditions."""
+
+    pipeline: InputPipeline
+    dataset: object
+    metrics: list[str]
+    config: ProtocolConfig = field(default_factory=ProtocolConfig)
+    device: str = "cpu"
+    progress: bool = False
+
+    def score(self, model, condition: Condition) -> dict[str, float]:
+        return self.predict_scores(model, condition)[0]
+
+    def predict_scores(self, model, condition: Condition) -> tuple[dict[str, float], Predictions]:
+        loader = self.pipeline.loader(self.dataset, condition, batch_size=self.config.batch_size)
+        pred = predict(model, loader, self.device)
+        return compute_scores(pred.logits, pred.target, model.task, self.metrics), pred
+
+    def unimodal_scores(self, model) -> dict[str, dict[str, float]]:
+        """Scores of z_v and z_l on the full condition (MSLR's per-modality accuracy)."""
+        _, pred = self.predict_scores(model, Condition("full", seed=self.config.seed))
+        return {
+            "image": compute_scores(pred.logits_image, pred.target, model.task, self.metrics),
+            "text": compute_scores(pred.logits_text, pred.target, model.task, self.metrics),
+        }
+
+    def run(self, model, sweep: bool = True) -> dict:
+        """Table conditions (+ the robustness sweep): {"conditions": {role: scores},
+        "sweep": [{"ratio", "missing_image": scores, "missing_text": scores}]}."""
+        conds = self.config.table_conditions()
+        it = tqdm(conds.items(), desc="evaluate", disable=not self.progress, leave=False)
+        result = {"conditions": {role: {"condition": c.name, **self.score(model, c)} for role, c in it}}
+        if sweep:
+            rows = []
+            for r, ci, ct in tqdm(self.config.sweep_conditions(), desc="robustness sweep",
+                                  disable=not self.progress, leave=False):
+                rows.append({"ratio": r, "missing_image": self.score(model, ci), "missing_text": self.score(model, ct)})
+            result["sweep"] = rows
+        return result
+
+
+def summarize(conditions: dict[str, dict[str, float]], metric: str) -> dict[str, float | bool]:
+    """Table 1's rows for one run: Full, Missing image/text/Avg/ΔGap, Noisy ..., plus
+    negative-transfer flags (impaired score above the full score)."""
+    full = conditions["full"][metric]
+    out: dict[str, float | bool] = {"full": full}
+    for kind in ("missing", "noisy"):
+        img = conditions.get(f"{kind}_image", {}).get(metric)
+        txt = conditions.get(f"{kind}_text", {}).get(metric)
+        if img is None or txt is None:
+            continue
+        out[f"{kind}_image"] = img
+        out[f"{kind}_text"] = txt
+        out[f"{kind}_avg"] = (img + txt) / 2
+        out[f"{kind}_gap"] = abs(img - txt)
+        out[f"{kind}_image_negative_transfer"] = img > full
+        out[f"{kind}_text_negative_transfer"] = txt > full
+    return out
+
+
+def sweep_gaps(sweep: list[dict], metric: str) -> list[tuple[float, float]]:
+    """(r, ΔGap at r) for the robustness curve (paper Fig. 4)."""
+    return [(row["ratio"], abs(row["missing_image"][metric] - row["missing_text"][metric])) for row in sweep]

@@ -1,0 +1,242 @@
+"""Composes data, backbones, model, strategy, trainer and evaluation into runs.
+
+One *run* is (method, seed); a *comparison* is several runs on one dataset, written
+into one run folder:
+
+    <out>/<name>/config.yaml
+    <out>/<name>/<method>/seed<k>/{checkpoint.pt, model.safetensors, metrics.jsonl,
+                                   epochs.jsonl, eval.json, tokenizer.json}
+    <out>/<name>/{results.json, table.md, table.csv, table.json, gap_vs_ratio.png, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from balgrad.config import RunConfig, dump_yaml
+from balgrad.data.base import MultimodalDataset
+from balgrad.data.pipeline import InputPipeline
+from balgrad.data.splits import train_val_split
+from balgrad.errors import ConfigError
+from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
+from balgrad.models import TwoTowerModel
+from balgrad.strategies import create_strategy
+from balgrad.train.distributed import DistInfo, barrier, broadcast_parameters, init_distributed, resolve_device
+from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger
+from balgrad.train.trainer import Trainer, TrainSettings
+
+log = logging.getLogger("balgrad")
+
+BUILTIN = ("digits", "fashion")
+# encoder defaults that suit each built-in dataset (small images, short captions)
+BUILTIN_BACKBONE_DEFAULTS = {
+    "digits": {"cnn": {"image_size": 28, "channels": 1, "width": 16}, "small": {"max_length": 24}},
+    "fashion": {"cnn": {"image_size": 28, "channels": 1, "width": 16}, "small": {"max_length": 24}},
+}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Data:
+    train: MultimodalDataset
+    val: MultimodalDataset
+    test: MultimodalDataset
+
+    @property
+    def info(self):
+        return self.test.info
+
+
+def load_data(cfg: RunConfig) -> Data:
+    """Train/val/test splits; val is carved from train (never from test)."""
+    opts = dict(cfg.dataset_options)
+    if cfg.dataset in BUILTIN:
+        from balgrad.data.builtin import load_builtin
+
+        if cfg.dataset == "digits" and "cache_dir" not in opts and cfg.data_dir is None:
+            opts["cache_dir"] = str(Path(cfg.cache_dir) / "datasets")
+        train_full = load_builtin(cfg.dataset, "train", seed=cfg.data_seed, data_dir=cfg.data_dir, **opts)
+        test = load_builtin(cfg.dataset, "test", seed=cfg.data_seed, data_dir=cfg.data_dir, **opts)
+        train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
+        return Data(train, val, test)
+    from balgrad.data.registry_disk import MissingSplitError, load_dataset_from_disk
+
+    if cfg.data_dir is None:
+        raise ConfigError(f"data_dir: dataset {cfg.dataset!r} is read from disk; pass --data-dir")
+    load = lambda split: load_dataset_from_disk(cfg.dataset, cfg.data_dir, split, skip_bad=cfg.skip_bad, **opts)  # noqa: E731
+    train_full, test = load("train"), load("test")
+    try:
+        val = load("val")
+        train = train_full
+    except MissingSplitError:  # no official validation split: carve one from train
+        train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
+    return Data(train, val, test)
+
+
+def backbone_options(cfg: RunConfig, tower: str, name: str) -> dict:
+    base = BUILTIN_BACKBONE_DEFAULTS.get(cfg.dataset, {}).get(name.split(":")[0], {})
+    user = cfg.backbone_options.get(tower, {})
+    if not isinstance(user, dict):
+        raise ConfigError(f"backbone_options: expected {{image: {{...}}, text: {{...}}}}, got {tower}: {user!r}")
+    return {**base, **user}
+
+
+def build_encoders(cfg: RunConfig, train_texts: list[str], run_dir: Path | None = None):
+    """(image encoder, text encoder). A small text encoder fits its vocabulary on the
+    training texts, or reloads ``tokenizer.json`` from ``run_dir`` when it is there."""
+    from balgrad.backbones.factory import create_image_encoder, create_text_encoder
+    from balgrad.backbones.small import SmallTextEncoder
+
+    img_opts = backbone_options(cfg, "image", cfg.image_backbone)
+    txt_opts = backbone_options(cfg, "text", cfg.text_backbone)
+    pretrained = lambda name: name not in ("cnn", "small", "words")  # noqa: E731
+    if pretrained(cfg.image_backbone):
+        img_opts.setdefault("finetune", cfg.finetune)
+    image = create_image_encoder(cfg.image_backbone, **img_opts)
+    if cfg.text_backbone in ("small", "words"):
+        saved = run_dir / "tokenizer.json" if run_dir is not None else None
+        if saved is not None and saved.exists():
+            txt_opts.pop("max_length", None)
+            text = SmallTextEncoder(saved, **txt_opts)
+        else:
+            fit_keys = ("min_freq", "max_vocab", "max_length")
+            fit = {k: txt_opts.pop(k) for k in fit_keys if k in txt_opts}
+            text = SmallTextEncoder.fit(train_texts, **fit, **txt_opts)
+    else:
+        txt_opts.setdefault("finetune", cfg.finetune)
+        text = create_text_encoder(cfg.text_backbone, **txt_opts)
+    return image, text
+
+
+def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> TwoTowerModel:
+    img, txt = pipeline.model_encoders()
+    return TwoTowerModel(img, txt, info.num_classes, task=info.task, embed_dim=cfg.embed_dim, fusion=cfg.fusion,
+                         unimodal_head=cfg.unimodal_head, head_hidden=cfg.head_hidden, dropout=cfg.dropout)
+
+
+def make_cache(cfg: RunConfig):
+    from balgrad.backbones.cache import FeatureCache
+
+    return FeatureCache(Path(cfg.cache_dir) / "features")
+
+
+def protocol_config(cfg: RunConfig) -> ProtocolConfig:
+    return ProtocolConfig(missing_ratio=cfg.missing_ratio, image_noise=cfg.image_noise, text_noise=cfg.text_noise,
+                          seed=cfg.eval_seed, batch_size=cfg.eval_batch_size)
+
+
+def method_strategy(cfg: RunConfig, method: str, seed: int):
+    opts = dict(cfg.method_options.get(method, {}))
+    if method.startswith("ogm") and "seed" not in opts:
+        opts["seed"] = seed
+    return create_strategy(method, **opts)
+
+
+@dataclass
+class RunResult:
+    method: str
+    seed: int
+    evaluation: dict
+    best_epoch: int
+    best_val: float
+    train_seconds: float
+    history: list = field(default_factory=list)
+
+
+class Experiment:
+    """Trains and evaluates every (method, seed) of a config into one run folder."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False):
+        self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
+        self.dist: DistInfo = init_distributed(cfg.device)
+        self.device = resolve_device(cfg.device, self.dist)
+        self.data = load_data(cfg)
+        self.cache = make_cache(cfg)
+        self._frozen_memory: dict = {}
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            dump_yaml(cfg, self.run_dir / "config.yaml")
+
+    def pipeline(self, run_dir: Path | None = None) -> InputPipeline:
+        img, txt = build_encoders(self.cfg, self.data.train.texts, run_dir)
+        p = InputPipeline(img, txt, missing=self.cfg.missing, cache=self.cache, num_workers=self.cfg.num_workers,
+                          progress=self.cfg.progress and self.dist.is_main)
+        p._memory = self._frozen_memory  # frozen features are shared by every run
+        return p
+
+    def run_dir_of(self, method: str, seed: int) -> Path:
+        return self.run_dir / method / f"seed{seed}"
+
+    def train_one(self, method: str, seed: int) -> RunResult:
+        cfg, info = self.cfg, self.data.info
+        rdir = self.run_dir_of(method, seed)
+        seed_everything(seed)
+        pipeline = self.pipeline(rdir if self.resume else None)
+        model = build_model(cfg, pipeline, info).to(self.device)
+        pipeline.image_encoder.to(self.device)
+        pipeline.text_encoder.to(self.device)
+        broadcast_parameters(model)
+        strategy = method_strategy(cfg, method, seed)
+        observers = []
+        if self.dist.is_main:
+            rdir.mkdir(parents=True, exist_ok=True)
+            if hasattr(pipeline.text_encoder, "save_tokenizer"):
+                pipeline.text_encoder.save_tokenizer(rdir / "tokenizer.json")
+            step_log = rdir / "metrics.jsonl"
+            if not self.resume and step_log.exists():
+                step_log.unlink()
+            observers.append(JsonlLogger(step_log, method=method, seed=seed))
+            if cfg.tensorboard:
+                observers.append(TensorBoardLogger(rdir / "tensorboard"))
+        settings = TrainSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer=cfg.optimizer,
+                                 weight_decay=cfg.weight_decay, momentum=cfg.momentum, seed=seed,
+                                 primary_metric=info.primary_metric, metrics=info.metrics,
+                                 eval_batch_size=cfg.eval_batch_size, progress=cfg.progress)
+        trainer = Trainer(model, strategy, pipeline, self.data.train, self.data.val, settings, rdir, self.device,
+                          self.dist, observers)
+        t0 = time.perf_counter()
+        if not self.resume and trainer.checkpoint_path.exists():
+            trainer.checkpoint_path.unlink()
+        result = trainer.fit(resume=self.resume)
+        seconds = time.perf_counter() - t0
+        model.load_state_dict(result.best_state)
+        evaluation = {}
+        if self.dist.is_main:
+            save_file({k: v.contiguous() for k, v in result.best_state.items()}, str(rdir / "model.safetensors"))
+            evaluation = self.evaluate_model(model, pipeline)
+            payload = {"method": method, "seed": seed, "dataset": cfg.dataset,
+                       "primary_metric": info.primary_metric, "best_epoch": result.best_epoch,
+                       "best_val": result.best_score, "train_seconds": seconds, **evaluation}
+            (rdir / "eval.json").write_text(json.dumps(payload, indent=2))
+        barrier()
+        return RunResult(method, seed, evaluation, result.best_epoch, result.best_score, seconds, result.history)
+
+    def evaluate_model(self, model, pipeline) -> dict:
+        ev = Evaluator(pipeline, self.data.test, self.data.info.metrics, protocol_config(self.cfg), str(self.device),
+                       progress=self.cfg.progress)
+        return ev.run(model, sweep=self.cfg.sweep)
+
+    def load_trained(self, method: str, seed: int):
+        """Rebuild a saved run's model (for ``balgrad evaluate``)."""
+        rdir = self.run_dir_of(method, seed)
+        weights = rdir / "model.safetensors"
+        if not weights.is_file():
+            raise ConfigError(f"evaluate: {weights} does not exist; was {method!r} seed {seed} trained in this run?")
+        pipeline = self.pipeline(rdir)
+        model = build_model(self.cfg, pipeline, self.data.info)
+        model.load_state_dict(load_file(str(weights)))
+        return model.to(self.device), pipeline

@@ -1,0 +1,67 @@
+"""torchrun / torch.distributed set-up.
+
+balgrad does not wrap the model in ``DistributedDataParallel``: strategies compute
+several separate gradients with ``torch.autograd.grad`` (which DDP's reducer does not
+see), so each strategy all-reduces its flat gradients and batch statistics itself
+through :class:`balgrad._grad.DistributedGradientSync`, before any coefficient or
+projection (SPEC section 3). Parameters are broadcast from rank 0 once at start; after
+that every rank applies the same update, so replicas stay identical.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Initialise the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend)
+    return DistInfo(rank, world, local)
+
+
+def resolve_device(device: str, info: DistInfo) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and info.enabled:
+        device = f"cuda:{info.local_rank}"
+    return torch.device(device)
+
+
+@torch.no_grad()
+def broadcast_parameters(module: torch.nn.Module) -> None:
+    if dist.is_available() and dist.is_initialized():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

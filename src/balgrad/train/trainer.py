@@ -1,0 +1,186 @@
+"""The training loop: a plain PyTorch loop in which a strategy replaces ``backward``.
+
+Model selection uses the validation split's primary metric on the full condition;
+the test split is never looked at here. A checkpoint is written after every epoch, so
+an interrupted or failed run resumes from the last complete epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DistributedSampler
+from tqdm.auto import tqdm
+
+from balgrad.data.impairments import Condition
+from balgrad.errors import BalgradError, ConfigError, NonFiniteLossError
+from balgrad.evaluate.metrics import compute_scores
+from balgrad.evaluate.protocol import predict
+from balgrad.train.checkpoint import load_checkpoint, save_checkpoint
+from balgrad.train.distributed import DistInfo
+
+log = logging.getLogger("balgrad.train")
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    seed: int = 0
+    primary_metric: str = "accuracy"
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    eval_batch_size: int = 256
+    progress: bool = True
+
+
+def make_optimizer(name: str, groups: list[dict], settings: TrainSettings) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    raise ConfigError(f"optimizer: unknown optimizer {name!r}; expected adam, adamw or sgd")
+
+
+@dataclass
+class TrainResult:
+    best_state: dict
+    best_epoch: int
+    best_score: float
+    history: list[dict]
+
+
+class Trainer:
+    """Trains one model with one strategy.
+
+    Args:
+        pipeline: the :class:`~balgrad.data.pipeline.InputPipeline` making batches.
+        run_dir: where ``checkpoint.pt``, ``epochs.jsonl`` and step logs go (rank 0).
+        observers: extra step observers (loggers); each may have ``flush()`` and ``epoch``.
+    """
+
+    def __init__(self, model, strategy, pipeline, train_set, val_set, settings: TrainSettings,
+                 run_dir: str | Path, device: torch.device, dist_info: DistInfo | None = None,
+                 observers: list | None = None):
+        self.model, self.strategy, self.pipeline = model, strategy, pipeline
+        self.train_set, self.val_set = train_set, val_set
+        self.s = settings
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.dist = dist_info or DistInfo()
+        self.observers = observers or []
+        for obs in self.observers:
+            strategy.add_observer(obs)
+        groups = strategy.param_groups(model, settings.lr)
+        if not groups:
+            raise ConfigError("the model has no trainable parameters")
+        self.optimizer = make_optimizer(settings.optimizer, groups, settings)
+        self.checkpoint_path = self.run_dir / "checkpoint.pt"
+
+    # -- one epoch ------------------------------------------------------------------
+    def _train_loader(self, epoch: int):
+        sampler = None
+        if self.dist.enabled:
+            sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                         shuffle=True, seed=self.s.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        return self.pipeline.loader(self.train_set, Condition(), batch_size=self.s.batch_size, shuffle=True,
+                                    seed=self.s.seed * 10_007 + epoch, sampler=sampler,
+                                    drop_last=self.dist.enabled)
+
+    def _validate(self) -> dict[str, float]:
+        loader = self.pipeline.loader(self.val_set, Condition(), batch_size=self.s.eval_batch_size)
+        pred = predict(self.model, loader, self.device)
+        task = self.model.task
+        out = {f"val_{k}": v for k, v in compute_scores(pred.logits, pred.target, task, self.s.metrics).items()}
+        out.update({f"val_image_{k}": v for k, v in compute_scores(pred.logits_image, pred.target, task, self.s.metrics).items()})
+        out.update({f"val_text_{k}": v for k, v in compute_scores(pred.logits_text, pred.target, task, self.s.metrics).items()})
+        return out
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        start, best_score, best_epoch, best_state, history = 0, -float("inf"), -1, None, []
+        if resume and self.checkpoint_path.exists():
+            ck = load_checkpoint(self.checkpoint_path)
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            self.strategy.load_state_dict(ck["strategy"])
+            start, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
+            best_state, history = ck["best_state"], ck["history"]
+            for obs in self.observers:
+                if hasattr(obs, "truncate_after"):
+                    obs.truncate_after(self.strategy.step)
+            log.info("resumed %s from epoch %d", self.checkpoint_path, start)
+        elif resume:
+            log.info("no checkpoint at %s; starting from scratch", self.checkpoint_path)
+
+        metric = f"val_{self.s.primary_metric}"
+        for epoch in range(start, self.s.epochs):
+            self.strategy.on_epoch_start(epoch, self.s.epochs)
+            for obs in self.observers:
+                obs.epoch = epoch
+            self.model.train()
+            loader = self._train_loader(epoch)
+            bar = tqdm(loader, desc=f"{self.strategy.name} epoch {epoch + 1}/{self.s.epochs}",
+                       disable=not (self.s.progress and self.dist.is_main), leave=False)
+            totals: dict[str, float] = {}
+            try:
+                for batch in bar:
+                    b = batch.to(self.device)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    out = self.model(b.image, b.text)
+                    stats = self.strategy.backward(self.model, out, b.target)
+                    self.optimizer.step()
+                    for k, v in stats.items():
+                        totals[k] = totals.get(k, 0.0) + v
+                    bar.set_postfix(loss=f"{stats['loss_task']:.3f}")
+            except NonFiniteLossError as err:
+                self._flush()
+                raise NonFiniteLossError(
+                    f"{self.strategy.name}, epoch {epoch + 1}, step {self.strategy.step}: {err}. "
+                    f"The last complete epoch is saved in {self.checkpoint_path}; fix the cause and rerun with --resume"
+                ) from err
+            except KeyboardInterrupt:
+                self._flush()
+                raise BalgradError(
+                    f"interrupted in epoch {epoch + 1}; rerun the same command with --resume to continue from "
+                    f"{self.checkpoint_path}"
+                ) from None
+            self._flush()
+            n = max(1, len(loader))
+            val = self._validate()
+            epoch_extra = self.strategy.on_epoch_end(
+                epoch, self.optimizer,
+                {"image": val[f"val_image_{self.s.primary_metric}"], "text": val[f"val_text_{self.s.primary_metric}"]},
+            )
+            row = {"epoch": epoch, **{f"train_{k}": v / n for k, v in totals.items()}, **val, **epoch_extra,
+                   "lr": [g["lr"] for g in self.optimizer.param_groups]}
+            history.append(row)
+            if val[metric] > best_score:
+                best_score, best_epoch = val[metric], epoch
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+            if self.dist.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                save_checkpoint(self.checkpoint_path, model=self.model.state_dict(),
+                                optimizer=self.optimizer.state_dict(), strategy=self.strategy.state_dict(),
+                                epoch=epoch, best_score=best_score, best_epoch=best_epoch,
+                                best_state=best_state, history=history)
+                # rewritten whole from the checkpointed history, so a resume never duplicates rows
+                (self.run_dir / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+        if best_state is None:
+            raise BalgradError("training finished without a single completed epoch")
+        return TrainResult(best_state, best_epoch, best_score, history)
+
+    def _flush(self) -> None:
+        for obs in self.observers:
+            if hasattr(obs, "flush"):
+                obs.flush()
