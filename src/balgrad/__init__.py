@@ -5,4 +5,11 @@ from balgrad.models import ModelOutput, TwoTowerModel
 from balgrad.strategies import Strategy, create_strategy, list_strategies
 
 __version__ = "0.1.0"
-__all__ = ["ModelOutput", "Strategy", "TwoTowerModel", "__version__", "create_strategy", "list_strategies"]
+__all__ = [
+    "ModelOutput",
+    "Strategy",
+    "TwoTowerModel",
+    "__version__",
+    "create_strategy",
+    "list_strategies",
+]

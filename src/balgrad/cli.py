@@ -21,9 +21,21 @@ from balgrad.config import RunConfig, build_config, load_yaml
 from balgrad.errors import BalgradError, ConfigError
 
 DICT_FLAGS = {
-    "dataset_options": ("--dataset-option", "KEY=VALUE", "a dataset option, e.g. dominant=image (repeatable)"),
-    "method_options": ("--method-option", "METHOD.KEY=VALUE", "a strategy option, e.g. balgrad.kl_weight=0.5 (repeatable)"),
-    "backbone_options": ("--backbone-option", "TOWER.KEY=VALUE", "a backbone option, e.g. image.width=32 (repeatable)"),
+    "dataset_options": (
+        "--dataset-option",
+        "KEY=VALUE",
+        "a dataset option, e.g. dominant=image (repeatable)",
+    ),
+    "method_options": (
+        "--method-option",
+        "METHOD.KEY=VALUE",
+        "a strategy option, e.g. balgrad.kl_weight=0.5 (repeatable)",
+    ),
+    "backbone_options": (
+        "--backbone-option",
+        "TOWER.KEY=VALUE",
+        "a backbone option, e.g. image.width=32 (repeatable)",
+    ),
 }
 
 
@@ -36,7 +48,9 @@ def _parse_value(text: str) -> Any:
 
 def _add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     g = p.add_argument_group("run options (also YAML keys of --config)")
-    g.add_argument("--config", help="YAML file of options (same names as the flags)", default=argparse.SUPPRESS)
+    g.add_argument(
+        "--config", help="YAML file of options (same names as the flags)", default=argparse.SUPPRESS
+    )
     for name, field in RunConfig.model_fields.items():
         if name in skip:
             continue
@@ -44,12 +58,18 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
         default = field.get_default(call_default_factory=True)
         if name in DICT_FLAGS:
             flag, metavar, h = DICT_FLAGS[name]
-            g.add_argument(flag, dest=name, action="append", metavar=metavar, help=h, default=argparse.SUPPRESS)
+            g.add_argument(
+                flag, dest=name, action="append", metavar=metavar, help=h, default=argparse.SUPPRESS
+            )
             continue
         flag = "--" + name.replace("_", "-")
         ann = field.annotation
         origin = typing.get_origin(ann)
-        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": f"{help_text} (default: {default})"}
+        kw: dict[str, Any] = {
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": f"{help_text} (default: {default})",
+        }
         if ann is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif origin is list:
@@ -115,14 +135,18 @@ def _run_all(cfg: RunConfig, resume: bool) -> Path:
 
     run_dir = _run_folder(cfg)
     if resume and not (run_dir / "config.yaml").exists():
-        raise ConfigError(f"--resume: no run folder at {run_dir} (give the same --out and --name as the first run)")
+        raise ConfigError(
+            f"--resume: no run folder at {run_dir} (give the same --out and --name as the first run)"
+        )
     exp = Experiment(cfg, run_dir, resume=resume)
     t0 = time.perf_counter()
     for seed in cfg.seeds:
         for method in cfg.methods:
             done = exp.run_dir_of(method, seed) / "eval.json"
             if resume and done.exists():
-                logging.getLogger("balgrad").info("skip %s seed %d: already evaluated", method, seed)
+                logging.getLogger("balgrad").info(
+                    "skip %s seed %d: already evaluated", method, seed
+                )
                 continue
             exp.train_one(method, seed)
     if exp.dist.is_main:
@@ -151,7 +175,16 @@ def cmd_evaluate(args) -> int:
     if not cfg_path.is_file():
         raise ConfigError(f"evaluate: {run_dir} is not a run folder (no config.yaml)")
     values = load_yaml(cfg_path)
-    for name in ("missing_ratio", "image_noise", "text_noise", "eval_seed", "sweep", "device", "progress", "missing"):
+    for name in (
+        "missing_ratio",
+        "image_noise",
+        "text_noise",
+        "eval_seed",
+        "sweep",
+        "device",
+        "progress",
+        "missing",
+    ):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     cfg = build_config(values, str(cfg_path))
@@ -163,7 +196,9 @@ def cmd_evaluate(args) -> int:
             evaluation = exp.evaluate_model(model, pipeline)
             path = exp.run_dir_of(method, seed) / "eval.json"
             old = json.loads(path.read_text()) if path.exists() else {}
-            path.write_text(json.dumps({**old, "method": method, "seed": seed, **evaluation}, indent=2))
+            path.write_text(
+                json.dumps({**old, "method": method, "seed": seed, **evaluation}, indent=2)
+            )
     build_report(run_dir, methods=methods, seeds=cfg.seeds)
     print((run_dir / "table.md").read_text())
     return 0
@@ -183,7 +218,9 @@ def cmd_list(args) -> int:
     print("strategies:")
     for name in list_strategies():
         print(f"  {name}: {strategy_options(name)}")
-    print("datasets: digits, fashion (built-in); food101, hateful_memes, mmimdb, memotion, cub, generic (--data-dir)")
+    print(
+        "datasets: digits, fashion (built-in); food101, hateful_memes, mmimdb, memotion, cub, generic (--data-dir)"
+    )
     try:
         from balgrad.backbones.factory import list_backbones
 
@@ -200,13 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="train every method and print the paper's Table 1")
     _add_config_flags(c)
-    c.add_argument("--resume", action="store_true", help="continue the run folder --out/--name from its checkpoints")
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run folder --out/--name from its checkpoints",
+    )
     c.set_defaults(func=cmd_compare)
 
     t = sub.add_parser("train", help="train and evaluate one method")
     t.add_argument("--method", default="balgrad", help="a strategy name (see `balgrad list`)")
     _add_config_flags(t, skip=("methods",))
-    t.add_argument("--resume", action="store_true", help="continue the run folder --out/--name from its checkpoints")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run folder --out/--name from its checkpoints",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="re-evaluate the saved models of a run folder")
@@ -234,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except BalgradError as err:

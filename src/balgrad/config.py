@@ -32,26 +32,57 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # data
-    dataset: str = Field("digits", description="built-in (digits, fashion) or on-disk (food101, hateful_memes, mmimdb, memotion, cub, generic)")
-    data_dir: str | None = Field(None, description="dataset folder (on-disk datasets; fashion: the IDX files)")
-    dataset_options: dict[str, Any] = Field(default_factory=dict, description="extra dataset options, e.g. dominant=image")
-    data_seed: int = Field(0, description="seed of the built-in dataset's generation and of the validation split")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="fraction of training data held out for model selection")
-    skip_bad: bool = Field(False, description="skip unreadable records with a counted warning instead of failing")
+    dataset: str = Field(
+        "digits",
+        description="built-in (digits, fashion) or on-disk (food101, hateful_memes, mmimdb, memotion, cub, generic)",
+    )
+    data_dir: str | None = Field(
+        None, description="dataset folder (on-disk datasets; fashion: the IDX files)"
+    )
+    dataset_options: dict[str, Any] = Field(
+        default_factory=dict, description="extra dataset options, e.g. dominant=image"
+    )
+    data_seed: int = Field(
+        0, description="seed of the built-in dataset's generation and of the validation split"
+    )
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="fraction of training data held out for model selection"
+    )
+    test_split: str = Field(
+        "test",
+        description="split scored by the protocol; e.g. val for the public Hateful Memes release whose test file has no labels (validation is then carved from train)",
+    )
+    skip_bad: bool = Field(
+        False, description="skip unreadable records with a counted warning instead of failing"
+    )
     # model
-    image_backbone: str = Field("cnn", description="cnn, efficientnet-lite0, hf:<id|path>, clip:<id|path>")
+    image_backbone: str = Field(
+        "cnn", description="cnn, efficientnet-lite0, hf:<id|path>, clip:<id|path>"
+    )
     text_backbone: str = Field("small", description="small, minilm, hf:<id|path>, clip:<id|path>")
-    backbone_options: dict[str, Any] = Field(default_factory=dict, description="options passed to both backbone factories, by tower: {image: {...}, text: {...}}")
-    finetune: bool = Field(False, description="fine-tune pretrained backbones (default: frozen, features cached)")
+    backbone_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="options passed to both backbone factories, by tower: {image: {...}, text: {...}}",
+    )
+    finetune: bool = Field(
+        False, description="fine-tune pretrained backbones (default: frozen, features cached)"
+    )
     fusion: Literal["concat", "sum", "attention"] = "concat"
     embed_dim: int = Field(128, gt=0)
     unimodal_head: Literal["shared", "separate"] = "shared"
-    head_hidden: int = Field(0, ge=0, description="0: linear classifier head; else one hidden layer of this width")
+    head_hidden: int = Field(
+        0, ge=0, description="0: linear classifier head; else one hidden layer of this width"
+    )
     dropout: float = Field(0.0, ge=0, lt=1)
-    missing: Literal["input", "embedding"] = Field("input", description="how a missing modality reaches the model (SPEC section 4)")
+    missing: Literal["input", "embedding"] = Field(
+        "input", description="how a missing modality reaches the model (SPEC section 4)"
+    )
     # methods
     methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
-    method_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method strategy options, e.g. {balgrad: {kl_weight: 0.5}}")
+    method_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-method strategy options, e.g. {balgrad: {kl_weight: 0.5}}",
+    )
     # optimisation
     epochs: int = Field(8, gt=0)
     batch_size: int = Field(64, gt=0, description="per process under torchrun")
@@ -64,7 +95,9 @@ class RunConfig(BaseModel):
     num_workers: int = Field(0, ge=0)
     # evaluation protocol
     missing_ratio: float = Field(1.0, ge=0, le=1)
-    image_noise: float = Field(0.5, ge=0, description="σ of the noisy-image condition, [0, 1] pixel scale")
+    image_noise: float = Field(
+        0.5, ge=0, description="σ of the noisy-image condition, [0, 1] pixel scale"
+    )
     text_noise: float = Field(0.5, ge=0, le=1, description="p of the noisy-text condition")
     sweep: bool = Field(True, description="run the missing-ratio robustness sweep (paper Fig. 4)")
     eval_seed: int = Field(0, description="seed choosing impaired samples and noise")
@@ -72,7 +105,9 @@ class RunConfig(BaseModel):
     # output
     out: str = Field("runs", description="parent folder of run folders")
     name: str | None = Field(None, description="run folder name (default: <dataset>-<timestamp>)")
-    cache_dir: str = Field(".balgrad-cache", description="feature cache for frozen backbones and generated data")
+    cache_dir: str = Field(
+        ".balgrad-cache", description="feature cache for frozen backbones and generated data"
+    )
     tensorboard: bool = Field(False, description="also log step diagnostics to TensorBoard")
     progress: bool = True
 

@@ -30,7 +30,13 @@ from balgrad.errors import ConfigError
 from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
 from balgrad.models import TwoTowerModel
 from balgrad.strategies import create_strategy
-from balgrad.train.distributed import DistInfo, barrier, broadcast_parameters, init_distributed, resolve_device
+from balgrad.train.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_parameters,
+    init_distributed,
+    resolve_device,
+)
 from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger
 from balgrad.train.trainer import Trainer, TrainSettings
 
@@ -69,7 +75,9 @@ def load_data(cfg: RunConfig) -> Data:
 
         if cfg.dataset == "digits" and "cache_dir" not in opts and cfg.data_dir is None:
             opts["cache_dir"] = str(Path(cfg.cache_dir) / "datasets")
-        train_full = load_builtin(cfg.dataset, "train", seed=cfg.data_seed, data_dir=cfg.data_dir, **opts)
+        train_full = load_builtin(
+            cfg.dataset, "train", seed=cfg.data_seed, data_dir=cfg.data_dir, **opts
+        )
         test = load_builtin(cfg.dataset, "test", seed=cfg.data_seed, data_dir=cfg.data_dir, **opts)
         train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
         return Data(train, val, test)
@@ -77,8 +85,16 @@ def load_data(cfg: RunConfig) -> Data:
 
     if cfg.data_dir is None:
         raise ConfigError(f"data_dir: dataset {cfg.dataset!r} is read from disk; pass --data-dir")
-    load = lambda split: load_dataset_from_disk(cfg.dataset, cfg.data_dir, split, skip_bad=cfg.skip_bad, **opts)  # noqa: E731
-    train_full, test = load("train"), load("test")
+
+    def load(split: str) -> MultimodalDataset:
+        return load_dataset_from_disk(
+            cfg.dataset, cfg.data_dir, split, skip_bad=cfg.skip_bad, **opts
+        )
+
+    train_full, test = load("train"), load(cfg.test_split)
+    if cfg.test_split in ("val", "dev"):  # the official validation split is the test set now
+        train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
+        return Data(train, val, test)
     try:
         val = load("val")
         train = train_full
@@ -91,7 +107,9 @@ def backbone_options(cfg: RunConfig, tower: str, name: str) -> dict:
     base = BUILTIN_BACKBONE_DEFAULTS.get(cfg.dataset, {}).get(name.split(":")[0], {})
     user = cfg.backbone_options.get(tower, {})
     if not isinstance(user, dict):
-        raise ConfigError(f"backbone_options: expected {{image: {{...}}, text: {{...}}}}, got {tower}: {user!r}")
+        raise ConfigError(
+            f"backbone_options: expected {{image: {{...}}, text: {{...}}}}, got {tower}: {user!r}"
+        )
     return {**base, **user}
 
 
@@ -103,8 +121,7 @@ def build_encoders(cfg: RunConfig, train_texts: list[str], run_dir: Path | None 
 
     img_opts = backbone_options(cfg, "image", cfg.image_backbone)
     txt_opts = backbone_options(cfg, "text", cfg.text_backbone)
-    pretrained = lambda name: name not in ("cnn", "small", "words")  # noqa: E731
-    if pretrained(cfg.image_backbone):
+    if cfg.image_backbone != "cnn":  # pretrained: frozen unless --finetune
         img_opts.setdefault("finetune", cfg.finetune)
     image = create_image_encoder(cfg.image_backbone, **img_opts)
     if cfg.text_backbone in ("small", "words"):
@@ -124,8 +141,17 @@ def build_encoders(cfg: RunConfig, train_texts: list[str], run_dir: Path | None 
 
 def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> TwoTowerModel:
     img, txt = pipeline.model_encoders()
-    return TwoTowerModel(img, txt, info.num_classes, task=info.task, embed_dim=cfg.embed_dim, fusion=cfg.fusion,
-                         unimodal_head=cfg.unimodal_head, head_hidden=cfg.head_hidden, dropout=cfg.dropout)
+    return TwoTowerModel(
+        img,
+        txt,
+        info.num_classes,
+        task=info.task,
+        embed_dim=cfg.embed_dim,
+        fusion=cfg.fusion,
+        unimodal_head=cfg.unimodal_head,
+        head_hidden=cfg.head_hidden,
+        dropout=cfg.dropout,
+    )
 
 
 def make_cache(cfg: RunConfig):
@@ -135,8 +161,13 @@ def make_cache(cfg: RunConfig):
 
 
 def protocol_config(cfg: RunConfig) -> ProtocolConfig:
-    return ProtocolConfig(missing_ratio=cfg.missing_ratio, image_noise=cfg.image_noise, text_noise=cfg.text_noise,
-                          seed=cfg.eval_seed, batch_size=cfg.eval_batch_size)
+    return ProtocolConfig(
+        missing_ratio=cfg.missing_ratio,
+        image_noise=cfg.image_noise,
+        text_noise=cfg.text_noise,
+        seed=cfg.eval_seed,
+        batch_size=cfg.eval_batch_size,
+    )
 
 
 def method_strategy(cfg: RunConfig, method: str, seed: int):
@@ -173,8 +204,14 @@ class Experiment:
 
     def pipeline(self, run_dir: Path | None = None) -> InputPipeline:
         img, txt = build_encoders(self.cfg, self.data.train.texts, run_dir)
-        p = InputPipeline(img, txt, missing=self.cfg.missing, cache=self.cache, num_workers=self.cfg.num_workers,
-                          progress=self.cfg.progress and self.dist.is_main)
+        p = InputPipeline(
+            img,
+            txt,
+            missing=self.cfg.missing,
+            cache=self.cache,
+            num_workers=self.cfg.num_workers,
+            progress=self.cfg.progress and self.dist.is_main,
+        )
         p._memory = self._frozen_memory  # frozen features are shared by every run
         return p
 
@@ -202,12 +239,31 @@ class Experiment:
             observers.append(JsonlLogger(step_log, method=method, seed=seed))
             if cfg.tensorboard:
                 observers.append(TensorBoardLogger(rdir / "tensorboard"))
-        settings = TrainSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer=cfg.optimizer,
-                                 weight_decay=cfg.weight_decay, momentum=cfg.momentum, seed=seed,
-                                 primary_metric=info.primary_metric, metrics=info.metrics,
-                                 eval_batch_size=cfg.eval_batch_size, progress=cfg.progress)
-        trainer = Trainer(model, strategy, pipeline, self.data.train, self.data.val, settings, rdir, self.device,
-                          self.dist, observers)
+        settings = TrainSettings(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            optimizer=cfg.optimizer,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            seed=seed,
+            primary_metric=info.primary_metric,
+            metrics=info.metrics,
+            eval_batch_size=cfg.eval_batch_size,
+            progress=cfg.progress,
+        )
+        trainer = Trainer(
+            model,
+            strategy,
+            pipeline,
+            self.data.train,
+            self.data.val,
+            settings,
+            rdir,
+            self.device,
+            self.dist,
+            observers,
+        )
         t0 = time.perf_counter()
         if not self.resume and trainer.checkpoint_path.exists():
             trainer.checkpoint_path.unlink()
@@ -216,18 +272,36 @@ class Experiment:
         model.load_state_dict(result.best_state)
         evaluation = {}
         if self.dist.is_main:
-            save_file({k: v.contiguous() for k, v in result.best_state.items()}, str(rdir / "model.safetensors"))
+            save_file(
+                {k: v.contiguous() for k, v in result.best_state.items()},
+                str(rdir / "model.safetensors"),
+            )
             evaluation = self.evaluate_model(model, pipeline)
-            payload = {"method": method, "seed": seed, "dataset": cfg.dataset,
-                       "primary_metric": info.primary_metric, "best_epoch": result.best_epoch,
-                       "best_val": result.best_score, "train_seconds": seconds, **evaluation}
+            payload = {
+                "method": method,
+                "seed": seed,
+                "dataset": cfg.dataset,
+                "primary_metric": info.primary_metric,
+                "best_epoch": result.best_epoch,
+                "best_val": result.best_score,
+                "train_seconds": seconds,
+                **evaluation,
+            }
             (rdir / "eval.json").write_text(json.dumps(payload, indent=2))
         barrier()
-        return RunResult(method, seed, evaluation, result.best_epoch, result.best_score, seconds, result.history)
+        return RunResult(
+            method, seed, evaluation, result.best_epoch, result.best_score, seconds, result.history
+        )
 
     def evaluate_model(self, model, pipeline) -> dict:
-        ev = Evaluator(pipeline, self.data.test, self.data.info.metrics, protocol_config(self.cfg), str(self.device),
-                       progress=self.cfg.progress)
+        ev = Evaluator(
+            pipeline,
+            self.data.test,
+            self.data.info.metrics,
+            protocol_config(self.cfg),
+            str(self.device),
+            progress=self.cfg.progress,
+        )
         return ev.run(model, sweep=self.cfg.sweep)
 
     def load_trained(self, method: str, seed: int):
@@ -235,7 +309,9 @@ class Experiment:
         rdir = self.run_dir_of(method, seed)
         weights = rdir / "model.safetensors"
         if not weights.is_file():
-            raise ConfigError(f"evaluate: {weights} does not exist; was {method!r} seed {seed} trained in this run?")
+            raise ConfigError(
+                f"evaluate: {weights} does not exist; was {method!r} seed {seed} trained in this run?"
+            )
         pipeline = self.pipeline(rdir)
         model = build_model(self.cfg, pipeline, self.data.info)
         model.load_state_dict(load_file(str(weights)))

@@ -60,7 +60,9 @@ class Condition:
         kind, _, arg = text.partition("@")
         kind = kind.strip()
         if kind not in KINDS:
-            raise ConfigError(f"condition: unknown condition {text!r}; expected one of {KINDS} with an optional @value")
+            raise ConfigError(
+                f"condition: unknown condition {text!r}; expected one of {KINDS} with an optional @value"
+            )
         try:
             value = float(arg) if arg else None
         except ValueError:

@@ -46,7 +46,14 @@ class Batch:
                 return {k: v.to(device, non_blocking=True) for k, v in x.items()}
             return x.to(device, non_blocking=True)
 
-        return Batch(mv(self.image), mv(self.text), mv(self.target), mv(self.index), mv(self.drop_image), mv(self.drop_text))
+        return Batch(
+            mv(self.image),
+            mv(self.text),
+            mv(self.target),
+            mv(self.index),
+            mv(self.drop_image),
+            mv(self.drop_text),
+        )
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -78,8 +85,14 @@ def label_tensor(label) -> torch.Tensor:
 class _ConditionedView(Dataset):
     """Items of ``dataset`` under ``condition``; cached towers read precomputed features."""
 
-    def __init__(self, pipeline: InputPipeline, dataset: MultimodalDataset, condition: Condition,
-                 feats_image: torch.Tensor | None, feats_text: torch.Tensor | None):
+    def __init__(
+        self,
+        pipeline: InputPipeline,
+        dataset: MultimodalDataset,
+        condition: Condition,
+        feats_image: torch.Tensor | None,
+        feats_text: torch.Tensor | None,
+    ):
         self.p, self.ds, self.c = pipeline, dataset, condition
         self.hit = condition.mask(len(dataset))
         self.feats_image, self.feats_text = feats_image, feats_text
@@ -121,7 +134,9 @@ class _ConditionedView(Dataset):
             "index": i,
             "drop_image": hit and c.kind == "missing_image" and self.embedding_mode,
             "drop_text": hit and c.kind == "missing_text" and self.embedding_mode,
-            "text_noise": c.level if (hit and c.kind == "noisy_text" and self.feats_text is None) else 0.0,
+            "text_noise": c.level
+            if (hit and c.kind == "noisy_text" and self.feats_text is None)
+            else 0.0,
             "seed": c.seed,
         }
 
@@ -137,10 +152,20 @@ class InputPipeline:
         cache: a ``FeatureCache`` (disk) or None (memory only).
     """
 
-    def __init__(self, image_encoder, text_encoder, missing: str = "input", cache=None,
-                 encode_batch_size: int = 64, num_workers: int = 0, progress: bool = True):
+    def __init__(
+        self,
+        image_encoder,
+        text_encoder,
+        missing: str = "input",
+        cache=None,
+        encode_batch_size: int = 64,
+        num_workers: int = 0,
+        progress: bool = True,
+    ):
         if missing not in MISSING_MODES:
-            raise ConfigError(f"missing: unknown value {missing!r}; expected one of {MISSING_MODES}")
+            raise ConfigError(
+                f"missing: unknown value {missing!r}; expected one of {MISSING_MODES}"
+            )
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self.missing = missing
         self.cache = cache
@@ -154,8 +179,16 @@ class InputPipeline:
 
     def model_encoders(self) -> tuple[nn.Module, nn.Module]:
         """The encoders the model should hold: live backbones, or identity over features."""
-        img = FeatureInput(self.image_encoder.out_dim, self.image_encoder.identity) if self.cache_image else self.image_encoder
-        txt = FeatureInput(self.text_encoder.out_dim, self.text_encoder.identity) if self.cache_text else self.text_encoder
+        img = (
+            FeatureInput(self.image_encoder.out_dim, self.image_encoder.identity)
+            if self.cache_image
+            else self.image_encoder
+        )
+        txt = (
+            FeatureInput(self.text_encoder.out_dim, self.text_encoder.identity)
+            if self.cache_text
+            else self.text_encoder
+        )
         return img, txt
 
     # -- batching ------------------------------------------------------------------
@@ -170,37 +203,72 @@ class InputPipeline:
                 ids = text["input_ids"].clone()
                 for row, it in enumerate(items):
                     if it["text_noise"] > 0:
-                        ids[row] = noisy_tokens(ids[row], text["attention_mask"][row], it["text_noise"],
-                                                self.text_encoder.vocab_size, tuple(self.text_encoder.special_ids),
-                                                it["seed"], it["index"])
+                        ids[row] = noisy_tokens(
+                            ids[row],
+                            text["attention_mask"][row],
+                            it["text_noise"],
+                            self.text_encoder.vocab_size,
+                            tuple(self.text_encoder.special_ids),
+                            it["seed"],
+                            it["index"],
+                        )
                 text = {**text, "input_ids": ids}
         target = torch.stack([it["label"] for it in items])
         drop_i = torch.tensor([it["drop_image"] for it in items])
         drop_t = torch.tensor([it["drop_text"] for it in items])
-        return Batch(image, text, target, torch.tensor([it["index"] for it in items]),
-                     drop_i if drop_i.any() else None, drop_t if drop_t.any() else None)
+        return Batch(
+            image,
+            text,
+            target,
+            torch.tensor([it["index"] for it in items]),
+            drop_i if drop_i.any() else None,
+            drop_t if drop_t.any() else None,
+        )
 
-    def loader(self, dataset: MultimodalDataset, condition: Condition | None = None, *, batch_size: int = 64,
-               shuffle: bool = False, seed: int = 0, sampler=None, drop_last: bool = False) -> DataLoader:
+    def loader(
+        self,
+        dataset: MultimodalDataset,
+        condition: Condition | None = None,
+        *,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        sampler=None,
+        drop_last: bool = False,
+    ) -> DataLoader:
         condition = condition or Condition()
         feats_i = self.features(dataset, condition, "image") if self.cache_image else None
         feats_t = self.features(dataset, condition, "text") if self.cache_text else None
         view = _ConditionedView(self, dataset, condition, feats_i, feats_t)
         gen = torch.Generator()
         gen.manual_seed(seed)
-        return DataLoader(view, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                          collate_fn=self.collate, generator=gen, num_workers=self.num_workers,
-                          drop_last=drop_last)
+        return DataLoader(
+            view,
+            batch_size=batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            collate_fn=self.collate,
+            generator=gen,
+            num_workers=self.num_workers,
+            drop_last=drop_last,
+        )
 
     # -- frozen towers -------------------------------------------------------------
-    def features(self, dataset: MultimodalDataset, condition: Condition, tower: str) -> torch.Tensor:
+    def features(
+        self, dataset: MultimodalDataset, condition: Condition, tower: str
+    ) -> torch.Tensor:
         """[N, D] features of one frozen tower under ``condition`` (cached)."""
         enc = self.image_encoder if tower == "image" else self.text_encoder
         part = condition.image_part() if tower == "image" else condition.text_part()
         if self.missing == "embedding" and condition.kind.startswith("missing"):
             part = "full"  # embedding mode zeroes h_m later; the backbone sees the real input
-        parts = {"dataset": dataset.fingerprint, "tower": tower, "encoder": enc.identity, "condition": part,
-                 "missing": self.missing}
+        parts = {
+            "dataset": dataset.fingerprint,
+            "tower": tower,
+            "encoder": enc.identity,
+            "condition": part,
+            "missing": self.missing,
+        }
         mem_key = repr(sorted(parts.items()))
         if mem_key in self._memory:
             return self._memory[mem_key]
@@ -221,8 +289,12 @@ class InputPipeline:
         view_cls = _TextOnlyView if tower == "text" else _ConditionedView
         live = view_cls(self, dataset, condition, None, None)
         enc = self.image_encoder if tower == "image" else self.text_encoder
-        loader = DataLoader(live, batch_size=self.encode_batch_size, collate_fn=self.collate,
-                            num_workers=self.num_workers)
+        loader = DataLoader(
+            live,
+            batch_size=self.encode_batch_size,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
         out = []
         enc.eval()
         desc = f"encode {tower} {dataset.info.name}/{dataset.split} [{condition.name}]"
@@ -238,6 +310,13 @@ class _TextOnlyView(_ConditionedView):
         c, hit = self.c, bool(self.hit[i])
         if hit and c.kind == "missing_text" and not self.embedding_mode:
             item_text = ""
-        return {"image": torch.zeros(0), "text": item_text, "label": label, "index": i,
-                "drop_image": False, "drop_text": False,
-                "text_noise": c.level if (hit and c.kind == "noisy_text") else 0.0, "seed": c.seed}
+        return {
+            "image": torch.zeros(0),
+            "text": item_text,
+            "label": label,
+            "index": i,
+            "drop_image": False,
+            "drop_text": False,
+            "text_noise": c.level if (hit and c.kind == "noisy_text") else 0.0,
+            "seed": c.seed,
+        }

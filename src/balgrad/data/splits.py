@@ -40,7 +40,9 @@ def _stratum(label) -> object:
     return int(arr) if arr.ndim == 0 else int(arr.argmax())
 
 
-def train_val_split(dataset: MultimodalDataset, fraction: float, seed: int) -> tuple[SubsetDataset, SubsetDataset]:
+def train_val_split(
+    dataset: MultimodalDataset, fraction: float, seed: int
+) -> tuple[SubsetDataset, SubsetDataset]:
     """Stratified by label (multi-label: by first positive label), deterministic by seed."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"val_fraction: must be in (0, 1), got {fraction}")
@@ -65,5 +67,7 @@ def train_val_split(dataset: MultimodalDataset, fraction: float, seed: int) -> t
     val_set = set(val)
     train = [i for i in range(n) if i not in val_set]
     if not train or not val:
-        raise ConfigError(f"val_fraction: {fraction} leaves an empty train or validation split of {n} samples")
+        raise ConfigError(
+            f"val_fraction: {fraction} leaves an empty train or validation split of {n} samples"
+        )
     return SubsetDataset(dataset, train, "train"), SubsetDataset(dataset, sorted(val), "val")

@@ -19,7 +19,9 @@ from balgrad.errors import ConfigError
 METRICS = ("accuracy", "auroc", "f1_macro", "f1_micro")
 
 
-def compute_scores(logits: torch.Tensor, target: torch.Tensor, task: str, metrics: list[str]) -> dict[str, float]:
+def compute_scores(
+    logits: torch.Tensor, target: torch.Tensor, task: str, metrics: list[str]
+) -> dict[str, float]:
     """Each requested metric of ``logits`` against ``target``, in percent."""
     num = logits.shape[-1]
     out: dict[str, float] = {}
@@ -32,18 +34,26 @@ def compute_scores(logits: torch.Tensor, target: torch.Tensor, task: str, metric
                 value = m(logits, target)
             elif name == "auroc":
                 if num != 2:
-                    raise ConfigError(f"metrics: auroc needs a binary task, this one has {num} classes")
+                    raise ConfigError(
+                        f"metrics: auroc needs a binary task, this one has {num} classes"
+                    )
                 value = BinaryAUROC()(torch.softmax(logits, -1)[:, 1], target)
             else:
                 raise ConfigError(f"metrics: {name} is for multi-label tasks")
         else:
             t = target.long()
             if name == "f1_macro":
-                value = MultilabelF1Score(num_labels=num, average="macro", threshold=0.5)(torch.sigmoid(logits), t)
+                value = MultilabelF1Score(num_labels=num, average="macro", threshold=0.5)(
+                    torch.sigmoid(logits), t
+                )
             elif name == "f1_micro":
-                value = MultilabelF1Score(num_labels=num, average="micro", threshold=0.5)(torch.sigmoid(logits), t)
+                value = MultilabelF1Score(num_labels=num, average="micro", threshold=0.5)(
+                    torch.sigmoid(logits), t
+                )
             elif name == "accuracy":
-                value = MultilabelAccuracy(num_labels=num, average="micro")(torch.sigmoid(logits), t)
+                value = MultilabelAccuracy(num_labels=num, average="micro")(
+                    torch.sigmoid(logits), t
+                )
             else:
                 raise ConfigError(f"metrics: {name} is for single-label tasks")
         out[name] = 100.0 * float(value)

@@ -41,8 +41,14 @@ class ProtocolConfig:
         }
 
     def sweep_conditions(self) -> list[tuple[float, Condition, Condition]]:
-        return [(r, Condition("missing_image", ratio=r, seed=self.seed),
-                 Condition("missing_text", ratio=r, seed=self.seed)) for r in self.sweep]
+        return [
+            (
+                r,
+                Condition("missing_image", ratio=r, seed=self.seed),
+                Condition("missing_text", ratio=r, seed=self.seed),
+            )
+            for r in self.sweep
+        ]
 
 
 @dataclass
@@ -54,7 +60,9 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(model, loader, device="cpu", desc: str | None = None, progress: bool = False) -> Predictions:
+def predict(
+    model, loader, device="cpu", desc: str | None = None, progress: bool = False
+) -> Predictions:
     was_training = model.training
     model.eval()
     zs, zv, zl, ys = [], [], [], []
@@ -101,12 +109,24 @@ class Evaluator:
         "sweep": [{"ratio", "missing_image": scores, "missing_text": scores}]}."""
         conds = self.config.table_conditions()
         it = tqdm(conds.items(), desc="evaluate", disable=not self.progress, leave=False)
-        result = {"conditions": {role: {"condition": c.name, **self.score(model, c)} for role, c in it}}
+        result = {
+            "conditions": {role: {"condition": c.name, **self.score(model, c)} for role, c in it}
+        }
         if sweep:
             rows = []
-            for r, ci, ct in tqdm(self.config.sweep_conditions(), desc="robustness sweep",
-                                  disable=not self.progress, leave=False):
-                rows.append({"ratio": r, "missing_image": self.score(model, ci), "missing_text": self.score(model, ct)})
+            for r, ci, ct in tqdm(
+                self.config.sweep_conditions(),
+                desc="robustness sweep",
+                disable=not self.progress,
+                leave=False,
+            ):
+                rows.append(
+                    {
+                        "ratio": r,
+                        "missing_image": self.score(model, ci),
+                        "missing_text": self.score(model, ct),
+                    }
+                )
             result["sweep"] = rows
         return result
 
@@ -132,4 +152,7 @@ def summarize(conditions: dict[str, dict[str, float]], metric: str) -> dict[str,
 
 def sweep_gaps(sweep: list[dict], metric: str) -> list[tuple[float, float]]:
     """(r, ΔGap at r) for the robustness curve (paper Fig. 4)."""
-    return [(row["ratio"], abs(row["missing_image"][metric] - row["missing_text"][metric])) for row in sweep]
+    return [
+        (row["ratio"], abs(row["missing_image"][metric] - row["missing_text"][metric]))
+        for row in sweep
+    ]

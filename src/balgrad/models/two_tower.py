@@ -47,7 +47,9 @@ class ClassifierHead(nn.Module):
                 nn.Linear(hidden, num_classes),
             )
         else:
-            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(fusion.out_dim, num_classes))
+            self.classifier = nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(fusion.out_dim, num_classes)
+            )
 
     def forward(self, h_v: torch.Tensor, h_l: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.fusion(h_v, h_l))
@@ -98,7 +100,9 @@ class TwoTowerModel(nn.Module):
         self.text_embedding = nn.Sequential(
             nn.Linear(text_encoder.out_dim, embed_dim), nn.GELU(), nn.Dropout(dropout)
         )
-        self.head = ClassifierHead(create_fusion(fusion, embed_dim), num_classes, head_hidden, dropout)
+        self.head = ClassifierHead(
+            create_fusion(fusion, embed_dim), num_classes, head_hidden, dropout
+        )
         if unimodal_head == "separate":
             self.image_head = nn.Linear(embed_dim, num_classes)
             self.text_head = nn.Linear(embed_dim, num_classes)
@@ -120,7 +124,9 @@ class TwoTowerModel(nn.Module):
             h_l = h_l * (~drop_text).to(h_l.dtype).unsqueeze(-1)
         return h_v, h_l
 
-    def classify(self, h_v: torch.Tensor, h_l: torch.Tensor, detach_head: bool = False) -> torch.Tensor:
+    def classify(
+        self, h_v: torch.Tensor, h_l: torch.Tensor, detach_head: bool = False
+    ) -> torch.Tensor:
         """f_T(F(h_v, h_l)); with ``detach_head`` no gradient reaches theta_T."""
         if not detach_head:
             return self.head(h_v, h_l)
@@ -128,7 +134,9 @@ class TwoTowerModel(nn.Module):
         frozen.update(dict(self.head.named_buffers()))
         return functional_call(self.head, frozen, (h_v, h_l))
 
-    def unimodal_logits(self, h_v: torch.Tensor, h_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def unimodal_logits(
+        self, h_v: torch.Tensor, h_l: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.unimodal_head == "separate":
             return self.image_head(h_v), self.text_head(h_l)
         z_v = self.classify(h_v, torch.zeros_like(h_l), detach_head=True)

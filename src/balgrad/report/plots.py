@@ -12,7 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from balgrad.report.tables import method_label  # noqa: E402
 
 
-def plot_gap_vs_ratio(curves: dict[str, dict[str, list[float]]], path: Path, metric: str, title: str = "") -> Path:
+def plot_gap_vs_ratio(
+    curves: dict[str, dict[str, list[float]]], path: Path, metric: str, title: str = ""
+) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, c in curves.items():
         ax.plot(c["ratio"], c["mean"], marker="o", label=method_label(method))

@@ -60,7 +60,9 @@ def aggregate(results: list[dict], metric: str) -> dict[str, dict[str, dict]]:
                 "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
                 "n": len(arr),
                 "values": vals,
-                "negative_transfer": any(s.get(f"{key}_negative_transfer", False) for s in summaries),
+                "negative_transfer": any(
+                    s.get(f"{key}_negative_transfer", False) for s in summaries
+                ),
             }
         out[method] = rows
     return out
@@ -76,8 +78,11 @@ def aggregate_sweep(results: list[dict], metric: str) -> dict[str, dict[str, lis
     for method, curves in by_method.items():
         ratios = [x for x, _ in curves[0]]
         gaps = np.array([[g for _, g in c] for c in curves])
-        out[method] = {"ratio": ratios, "mean": gaps.mean(0).tolist(),
-                       "std": (gaps.std(0, ddof=1) if len(gaps) > 1 else np.zeros(len(ratios))).tolist()}
+        out[method] = {
+            "ratio": ratios,
+            "mean": gaps.mean(0).tolist(),
+            "std": (gaps.std(0, ddof=1) if len(gaps) > 1 else np.zeros(len(ratios))).tolist(),
+        }
     return out
 
 
@@ -99,13 +104,23 @@ def markdown_table(table: dict[str, dict[str, dict]], methods: list[str], title:
     for key, label in ROWS:
         if not any(key in table.get(m, {}) for m in methods):
             continue
-        lines.append(f"| {label} | " + " | ".join(format_cell(table.get(m, {}).get(key)) for m in methods) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(format_cell(table.get(m, {}).get(key)) for m in methods)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def write_tables(table: dict, methods: list[str], out_dir: Path, metric: str, title: str) -> dict[str, Path]:
+def write_tables(
+    table: dict, methods: list[str], out_dir: Path, metric: str, title: str
+) -> dict[str, Path]:
     out_dir = Path(out_dir)
-    paths = {"md": out_dir / "table.md", "csv": out_dir / "table.csv", "json": out_dir / "table.json"}
+    paths = {
+        "md": out_dir / "table.md",
+        "csv": out_dir / "table.csv",
+        "json": out_dir / "table.json",
+    }
     paths["md"].write_text(markdown_table(table, methods, title))
     with paths["csv"].open("w", newline="") as f:
         w = csv.writer(f)
@@ -118,5 +133,7 @@ def write_tables(table: dict, methods: list[str], out_dir: Path, metric: str, ti
                 cell = table.get(m, {}).get(key)
                 row += ["", ""] if cell is None else [f"{cell['mean']:.4f}", f"{cell['std']:.4f}"]
             w.writerow(row)
-    paths["json"].write_text(json.dumps({"metric": metric, "methods": methods, "table": table}, indent=2))
+    paths["json"].write_text(
+        json.dumps({"metric": metric, "methods": methods, "table": table}, indent=2)
+    )
     return paths

@@ -30,7 +30,9 @@ class BalancedModel(Protocol):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]: ...
 
-    def classify(self, h_v: torch.Tensor, h_l: torch.Tensor, detach_head: bool = False) -> torch.Tensor: ...
+    def classify(
+        self, h_v: torch.Tensor, h_l: torch.Tensor, detach_head: bool = False
+    ) -> torch.Tensor: ...
 
 
 class Strategy:
@@ -75,7 +77,10 @@ class Strategy:
         self.num_epochs = num_epochs
 
     def on_epoch_end(
-        self, epoch: int, optimizer: torch.optim.Optimizer, unimodal_scores: dict[str, float] | None = None
+        self,
+        epoch: int,
+        optimizer: torch.optim.Optimizer,
+        unimodal_scores: dict[str, float] | None = None,
     ) -> dict[str, float]:
         """Per-epoch update; returns diagnostics (e.g. MSLR's rates)."""
         return {}
@@ -96,19 +101,25 @@ class Strategy:
     def layout(model: BalancedModel) -> ParamLayout:
         return ParamLayout.of(model.parameter_groups())
 
-    def unimodal_monitor(self, model: BalancedModel, output: Any, target: torch.Tensor) -> dict[str, float]:
+    def unimodal_monitor(
+        self, model: BalancedModel, output: Any, target: torch.Tensor
+    ) -> dict[str, float]:
         """L_v, L_l and mean true-class probabilities, without gradient (loss curves)."""
         with torch.no_grad():
             return {
                 "loss_image": task_loss(output.logits_image, target, model.task).item(),
                 "loss_text": task_loss(output.logits_text, target, model.task).item(),
-                "score_image": true_class_prob(output.logits_image, target, model.task).mean().item(),
+                "score_image": true_class_prob(output.logits_image, target, model.task)
+                .mean()
+                .item(),
                 "score_text": true_class_prob(output.logits_text, target, model.task).mean().item(),
             }
 
     def batch_mean(self, values: torch.Tensor) -> torch.Tensor:
         """Mean of per-sample values over the global batch (all ranks)."""
-        both = self.sync.sum(torch.stack([values.detach().sum(), values.new_tensor(values.numel())]))
+        both = self.sync.sum(
+            torch.stack([values.detach().sum(), values.new_tensor(values.numel())])
+        )
         return both[0] / both[1].clamp_min(1)
 
 

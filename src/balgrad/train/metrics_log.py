@@ -36,7 +36,11 @@ class JsonlLogger:
         """On resume: drop lines logged after the checkpoint's step (they will be redone)."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] < step]
+        keep = [
+            line
+            for line in self.path.read_text().splitlines()
+            if line and json.loads(line)["step"] < step
+        ]
         self.path.write_text("".join(line + "\n" for line in keep))
 
 
@@ -47,7 +51,9 @@ class TensorBoardLogger:
         except ImportError as err:  # pragma: no cover - depends on the extra
             from balgrad.errors import ConfigError
 
-            raise ConfigError("tensorboard: install the extra with `pip install balgrad[tensorboard]`") from err
+            raise ConfigError(
+                "tensorboard: install the extra with `pip install balgrad[tensorboard]`"
+            ) from err
         self.writer = SummaryWriter(str(log_dir))
 
     def __call__(self, step: int, stats: dict[str, float]) -> None:

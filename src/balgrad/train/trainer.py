@@ -48,7 +48,9 @@ def make_optimizer(name: str, groups: list[dict], settings: TrainSettings) -> to
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
     raise ConfigError(f"optimizer: unknown optimizer {name!r}; expected adam, adamw or sgd")
 
 
@@ -69,9 +71,19 @@ class Trainer:
         observers: extra step observers (loggers); each may have ``flush()`` and ``epoch``.
     """
 
-    def __init__(self, model, strategy, pipeline, train_set, val_set, settings: TrainSettings,
-                 run_dir: str | Path, device: torch.device, dist_info: DistInfo | None = None,
-                 observers: list | None = None):
+    def __init__(
+        self,
+        model,
+        strategy,
+        pipeline,
+        train_set,
+        val_set,
+        settings: TrainSettings,
+        run_dir: str | Path,
+        device: torch.device,
+        dist_info: DistInfo | None = None,
+        observers: list | None = None,
+    ):
         self.model, self.strategy, self.pipeline = model, strategy, pipeline
         self.train_set, self.val_set = train_set, val_set
         self.s = settings
@@ -91,20 +103,49 @@ class Trainer:
     def _train_loader(self, epoch: int):
         sampler = None
         if self.dist.enabled:
-            sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                         shuffle=True, seed=self.s.seed, drop_last=True)
+            sampler = DistributedSampler(
+                self.train_set,
+                num_replicas=self.dist.world_size,
+                rank=self.dist.rank,
+                shuffle=True,
+                seed=self.s.seed,
+                drop_last=True,
+            )
             sampler.set_epoch(epoch)
-        return self.pipeline.loader(self.train_set, Condition(), batch_size=self.s.batch_size, shuffle=True,
-                                    seed=self.s.seed * 10_007 + epoch, sampler=sampler,
-                                    drop_last=self.dist.enabled)
+        return self.pipeline.loader(
+            self.train_set,
+            Condition(),
+            batch_size=self.s.batch_size,
+            shuffle=True,
+            seed=self.s.seed * 10_007 + epoch,
+            sampler=sampler,
+            drop_last=self.dist.enabled,
+        )
 
     def _validate(self) -> dict[str, float]:
         loader = self.pipeline.loader(self.val_set, Condition(), batch_size=self.s.eval_batch_size)
         pred = predict(self.model, loader, self.device)
         task = self.model.task
-        out = {f"val_{k}": v for k, v in compute_scores(pred.logits, pred.target, task, self.s.metrics).items()}
-        out.update({f"val_image_{k}": v for k, v in compute_scores(pred.logits_image, pred.target, task, self.s.metrics).items()})
-        out.update({f"val_text_{k}": v for k, v in compute_scores(pred.logits_text, pred.target, task, self.s.metrics).items()})
+        out = {
+            f"val_{k}": v
+            for k, v in compute_scores(pred.logits, pred.target, task, self.s.metrics).items()
+        }
+        out.update(
+            {
+                f"val_image_{k}": v
+                for k, v in compute_scores(
+                    pred.logits_image, pred.target, task, self.s.metrics
+                ).items()
+            }
+        )
+        out.update(
+            {
+                f"val_text_{k}": v
+                for k, v in compute_scores(
+                    pred.logits_text, pred.target, task, self.s.metrics
+                ).items()
+            }
+        )
         return out
 
     def fit(self, resume: bool = False) -> TrainResult:
@@ -130,8 +171,12 @@ class Trainer:
                 obs.epoch = epoch
             self.model.train()
             loader = self._train_loader(epoch)
-            bar = tqdm(loader, desc=f"{self.strategy.name} epoch {epoch + 1}/{self.s.epochs}",
-                       disable=not (self.s.progress and self.dist.is_main), leave=False)
+            bar = tqdm(
+                loader,
+                desc=f"{self.strategy.name} epoch {epoch + 1}/{self.s.epochs}",
+                disable=not (self.s.progress and self.dist.is_main),
+                leave=False,
+            )
             totals: dict[str, float] = {}
             try:
                 for batch in bar:
@@ -159,23 +204,43 @@ class Trainer:
             n = max(1, len(loader))
             val = self._validate()
             epoch_extra = self.strategy.on_epoch_end(
-                epoch, self.optimizer,
-                {"image": val[f"val_image_{self.s.primary_metric}"], "text": val[f"val_text_{self.s.primary_metric}"]},
+                epoch,
+                self.optimizer,
+                {
+                    "image": val[f"val_image_{self.s.primary_metric}"],
+                    "text": val[f"val_text_{self.s.primary_metric}"],
+                },
             )
-            row = {"epoch": epoch, **{f"train_{k}": v / n for k, v in totals.items()}, **val, **epoch_extra,
-                   "lr": [g["lr"] for g in self.optimizer.param_groups]}
+            row = {
+                "epoch": epoch,
+                **{f"train_{k}": v / n for k, v in totals.items()},
+                **val,
+                **epoch_extra,
+                "lr": [g["lr"] for g in self.optimizer.param_groups],
+            }
             history.append(row)
             if val[metric] > best_score:
                 best_score, best_epoch = val[metric], epoch
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+                best_state = copy.deepcopy(
+                    {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+                )
             if self.dist.is_main:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                save_checkpoint(self.checkpoint_path, model=self.model.state_dict(),
-                                optimizer=self.optimizer.state_dict(), strategy=self.strategy.state_dict(),
-                                epoch=epoch, best_score=best_score, best_epoch=best_epoch,
-                                best_state=best_state, history=history)
+                save_checkpoint(
+                    self.checkpoint_path,
+                    model=self.model.state_dict(),
+                    optimizer=self.optimizer.state_dict(),
+                    strategy=self.strategy.state_dict(),
+                    epoch=epoch,
+                    best_score=best_score,
+                    best_epoch=best_epoch,
+                    best_state=best_state,
+                    history=history,
+                )
                 # rewritten whole from the checkpointed history, so a resume never duplicates rows
-                (self.run_dir / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+                (self.run_dir / "epochs.jsonl").write_text(
+                    "".join(json.dumps(r) + "\n" for r in history)
+                )
         if best_state is None:
             raise BalgradError("training finished without a single completed epoch")
         return TrainResult(best_state, best_epoch, best_score, history)

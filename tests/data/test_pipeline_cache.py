@@ -1,0 +1,113 @@
+import torch
+from torch import nn
+
+from balgrad.backbones.cache import FeatureCache
+from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data.impairments import Condition
+from balgrad.data.pipeline import InputPipeline
+
+
+class CountingImageEncoder(nn.Module):
+    """A frozen encoder that counts the images it encodes."""
+
+    trainable = False
+    out_dim = 2
+    identity = "counting-image"
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def preprocess(self, image):
+        return image
+
+    def forward(self, x):
+        self.seen += x.shape[0]
+        return torch.stack([x.mean(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3))], 1)
+
+
+class CountingTextEncoder(nn.Module):
+    trainable = False
+    out_dim = 1
+    identity = "counting-text"
+    vocab_size = 50
+    special_ids = (0,)
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def tokenize(self, texts):
+        return {
+            "input_ids": torch.tensor([[len(t) + 1] for t in texts]),
+            "attention_mask": torch.ones(len(texts), 1),
+        }
+
+    def forward(self, tokens):
+        self.seen += tokens["input_ids"].shape[0]
+        return tokens["input_ids"].float() - 1
+
+
+class Tiny(MultimodalDataset):
+    def __init__(self):
+        self.info = DatasetInfo("tiny", "single_label", ["a", "b"])
+        self.split = "test"
+        self.texts = ["one", "three", "fives", "x"] * 5
+        self.labels = [0, 1, 1, 0] * 5
+
+    def __len__(self):
+        return 20
+
+    def get(self, i):
+        return Example(
+            torch.full((3, 2, 2), i / 20), self.texts[i], torch.tensor(self.labels[i]), i
+        )
+
+
+def first_batch(pipe, ds, cond):
+    return next(iter(pipe.loader(ds, cond, batch_size=20)))
+
+
+def test_frozen_towers_are_encoded_once_and_reused_from_disk(tmp_path):
+    ds = Tiny()
+    img, txt = CountingImageEncoder(), CountingTextEncoder()
+    pipe = InputPipeline(img, txt, cache=FeatureCache(tmp_path), progress=False)
+    full = first_batch(pipe, ds, Condition())
+    assert img.seen == 20 and txt.seen == 20
+    # the image features are the encoder's on the real images; text features are lengths
+    assert torch.allclose(full.image[:, 0], torch.arange(20) / 20)
+    assert full.text[:, 0].tolist() == [float(len(t)) for t in ds.texts]
+
+    # missing text changes only the text tower: image features come from memory
+    miss = first_batch(pipe, ds, Condition("missing_text", ratio=1.0))
+    assert img.seen == 20 and txt.seen == 40
+    assert (miss.text == 0).all()  # the empty string went through the backbone
+
+    # a new pipeline (a second `compare`) over the same cache encodes nothing
+    img2, txt2 = CountingImageEncoder(), CountingTextEncoder()
+    pipe2 = InputPipeline(img2, txt2, cache=FeatureCache(tmp_path), progress=False)
+    again = first_batch(pipe2, ds, Condition("missing_text", ratio=1.0))
+    assert img2.seen == 0 and txt2.seen == 0 and pipe2.encoded == 0
+    assert pipe2.cache.hits == 2
+    assert torch.equal(again.image, miss.image) and torch.equal(again.text, miss.text)
+
+
+def test_noisy_images_are_encoded_through_the_backbone(tmp_path):
+    ds = Tiny()
+    pipe = InputPipeline(
+        CountingImageEncoder(), CountingTextEncoder(), cache=FeatureCache(tmp_path), progress=False
+    )
+    clean = first_batch(pipe, ds, Condition())
+    noisy = first_batch(pipe, ds, Condition("noisy_image", level=0.3))
+    assert not torch.allclose(clean.image, noisy.image)
+    assert torch.equal(clean.text, noisy.text)
+
+
+def test_embedding_mode_keeps_real_inputs_and_flags_the_dropped_samples(tmp_path):
+    ds = Tiny()
+    pipe = InputPipeline(
+        CountingImageEncoder(), CountingTextEncoder(), missing="embedding", progress=False
+    )
+    b = first_batch(pipe, ds, Condition("missing_image", ratio=0.5))
+    assert b.drop_image is not None and int(b.drop_image.sum()) == 10
+    assert torch.equal(b.image, first_batch(pipe, ds, Condition()).image)
