@@ -90,10 +90,12 @@ class AGM(Strategy):
         task = model.task
         o_v, o_l = agm_responses(model, output.h_image, output.h_text, output.logits)
         with torch.no_grad():
-            scores = torch.stack([
-                self.batch_mean(response_score(o_v, target, task)),
-                self.batch_mean(response_score(o_l, target, task)),
-            ])
+            scores = torch.stack(
+                [
+                    self.batch_mean(response_score(o_v, target, task)),
+                    self.batch_mean(response_score(o_l, target, task)),
+                ]
+            )
         # before the running means see them: a NaN batch must not poison later steps
         checked_loss("task loss L_T (AGM response scores)", scores)
         s_v, s_l = scores.tolist()

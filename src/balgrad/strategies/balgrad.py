@@ -64,7 +64,9 @@ class BalGrad(Strategy):
         if reweight not in REWEIGHTS:
             raise ConfigError(f"reweight: unknown value {reweight!r}; expected one of {REWEIGHTS}")
         if projection_scope not in SCOPES:
-            raise ConfigError(f"projection_scope: unknown value {projection_scope!r}; expected one of {SCOPES}")
+            raise ConfigError(
+                f"projection_scope: unknown value {projection_scope!r}; expected one of {SCOPES}"
+            )
         if not 0.0 <= contribution_ema < 1.0:
             raise ConfigError(f"contribution_ema: must be in [0, 1), got {contribution_ema}")
         if temperature <= 0:
@@ -83,11 +85,17 @@ class BalGrad(Strategy):
         self._ema: torch.Tensor | None = None
 
     # -- contribution weights ---------------------------------------------------------
-    def contribution_weights(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def contribution_weights(
+        self, s: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """s = (s_v, s_l) -> (s used, c, w) with c = s / sum(s), w = 2 (1 − c)."""
         if self.contribution_ema > 0:
             prev = None if self._ema is None else self._ema.to(s)
-            self._ema = s.clone() if prev is None else self.contribution_ema * prev + (1 - self.contribution_ema) * s
+            self._ema = (
+                s.clone()
+                if prev is None
+                else self.contribution_ema * prev + (1 - self.contribution_ema) * s
+            )
             s = self._ema
         total = s.sum()
         c = s / total if total > EPS else torch.full_like(s, 0.5)
@@ -102,12 +110,19 @@ class BalGrad(Strategy):
         loss_t = checked_loss("task loss L_T", task_loss(output.logits, target, task))
         loss_v = checked_loss("image loss L_v", task_loss(output.logits_image, target, task))
         loss_l = checked_loss("text loss L_l", task_loss(output.logits_text, target, task))
-        kl = checked_loss("KL divergence D", symmetric_kl(output.logits_image, output.logits_text, task, self.temperature))
+        kl = checked_loss(
+            "KL divergence D",
+            symmetric_kl(output.logits_image, output.logits_text, task, self.temperature),
+        )
 
         need_kl = self.kl_weight > 0 or self.project
         need_uni = self.unimodal_weight > 0
         g_t = layout.grad(loss_t, retain_graph=True)
-        g_uni = layout.grad(loss_v + loss_l, uni_groups, retain_graph=True) if need_uni else layout.zeros()
+        g_uni = (
+            layout.grad(loss_v + loss_l, uni_groups, retain_graph=True)
+            if need_uni
+            else layout.zeros()
+        )
         g_kl_raw = layout.grad(kl, MODALITIES, retain_graph=True) if need_kl else layout.zeros()
         # one all-reduce for the three separate gradients, before any norm or projection
         g_t, g_uni, g_kl_raw = self.sync.mean(torch.stack([g_t, g_uni, g_kl_raw])).unbind(0)
@@ -116,10 +131,12 @@ class BalGrad(Strategy):
 
         # s_m = mean p_m[y] with p_m = softmax(z_m / τ), the distribution D compares
         tau = self.temperature
-        s = torch.stack([
-            self.batch_mean(true_class_prob(output.logits_image / tau, target, task)),
-            self.batch_mean(true_class_prob(output.logits_text / tau, target, task)),
-        ])
+        s = torch.stack(
+            [
+                self.batch_mean(true_class_prob(output.logits_image / tau, target, task)),
+                self.batch_mean(true_class_prob(output.logits_text / tau, target, task)),
+            ]
+        )
         s, c, w = self.contribution_weights(s)
 
         g_kl_v = layout.part(g_kl_raw, "image")

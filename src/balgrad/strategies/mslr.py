@@ -33,7 +33,11 @@ class MSLR(Joint):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"mode: unknown value {mode!r}; expected one of {MODES}")
-        for name, v in (("image_lr_scale", image_lr_scale), ("text_lr_scale", text_lr_scale), ("head_lr_scale", head_lr_scale)):
+        for name, v in (
+            ("image_lr_scale", image_lr_scale),
+            ("text_lr_scale", text_lr_scale),
+            ("head_lr_scale", head_lr_scale),
+        ):
             if v <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {v}")
         if window < 1:
@@ -67,6 +71,11 @@ class MSLR(Joint):
             raise ConfigError(
                 "mslr: mode='dynamic' needs the unimodal validation accuracies each epoch "
                 "(pass unimodal_scores={'image': acc_v, 'text': acc_l} to on_epoch_end)"
+            )
+        missing = [m for m in ("image", "text") if m not in unimodal_scores]
+        if missing:
+            raise ConfigError(
+                f"mslr: unimodal_scores lacks {missing}; give {{'image': acc_v, 'text': acc_l}}"
             )
         out = {}
         for m in ("image", "text"):

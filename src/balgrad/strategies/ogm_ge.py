@@ -68,10 +68,14 @@ class OGMGE(Strategy):
         g = self.sync.mean(layout.grad(loss, retain_graph=False))
 
         with torch.no_grad():
-            sums = self.sync.sum(torch.stack([
-                true_class_prob(output.logits_image, target, model.task).sum(),
-                true_class_prob(output.logits_text, target, model.task).sum(),
-            ]))
+            sums = self.sync.sum(
+                torch.stack(
+                    [
+                        true_class_prob(output.logits_image, target, model.task).sum(),
+                        true_class_prob(output.logits_text, target, model.task).sum(),
+                    ]
+                )
+            )
         s_v, s_l = sums.tolist()
         rho, k_v, k_l = ogm_coefficients(s_v, s_l, self.alpha)
         active = self.active()
@@ -104,6 +108,8 @@ class OGMGE(Strategy):
                 std = part.std().item() if part.numel() > 1 else 0.0
                 new = part * k
                 if self.noise:
-                    new = new + torch.randn(part.shape, generator=gen, device=g.device, dtype=g.dtype) * (std + 1e-8)
+                    new = new + torch.randn(
+                        part.shape, generator=gen, device=g.device, dtype=g.dtype
+                    ) * (std + 1e-8)
                 g[sl] = new
         return g

@@ -1,0 +1,143 @@
+"""MSLR (SPEC section 3): per-modality learning rates in real optimizer param groups."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from strategy_reference import (
+    all_params,
+    current_grads,
+    forward_by_hand,
+    head_params,
+    image_params,
+    make_batch,
+    make_model,
+    ref_task_loss,
+    text_params,
+)
+
+from balgrad.errors import ConfigError
+from balgrad.strategies import MSLR
+
+
+def _by_name(optimizer):
+    return {g["name"]: g for g in optimizer.param_groups}
+
+
+def test_keep_mode_rates_and_groups():
+    model = make_model("concat", seed=0)
+    strategy = MSLR(mode="keep", image_lr_scale=2.0, text_lr_scale=0.5, head_lr_scale=3.0)
+    opt = torch.optim.SGD(strategy.param_groups(model, lr=0.1), lr=0.1)
+    groups = _by_name(opt)
+    assert groups["image"]["lr"] == pytest.approx(0.2)
+    assert groups["text"]["lr"] == pytest.approx(0.05)
+    assert groups["head"]["lr"] == pytest.approx(0.3)
+    ids = {name: {id(p) for p in g["params"]} for name, g in groups.items()}
+    assert ids["image"] == {id(p) for p in image_params(model)}
+    assert ids["text"] == {id(p) for p in text_params(model)}
+    assert ids["head"] == {id(p) for p in head_params(model)}
+    # keep mode never changes them
+    assert strategy.on_epoch_end(0, opt, {"image": 0.9, "text": 0.1}) == {}
+    assert groups["image"]["lr"] == pytest.approx(0.2)
+
+
+def test_keep_mode_sgd_step_uses_each_rate():
+    model = make_model("concat", seed=1)
+    x_v, x_l, y = make_batch(seed=1)
+    strategy = MSLR(mode="keep", image_lr_scale=2.0, text_lr_scale=0.5)
+    opt = torch.optim.SGD(strategy.param_groups(model, lr=0.1), lr=0.1)
+    before = {p: p.detach().clone() for p in all_params(model)}
+    opt.zero_grad()
+    strategy.backward(model, model(x_v, x_l), y)
+    grads = current_grads(model)
+    opt.step()
+    for ps, lr in (
+        (image_params(model), 0.2),
+        (text_params(model), 0.05),
+        (head_params(model), 0.1),
+    ):
+        for p in ps:
+            torch.testing.assert_close(p.detach(), before[p] - lr * grads[p])
+
+
+def test_gradient_is_joint_training():
+    model = make_model("attention", seed=2)
+    x_v, x_l, y = make_batch(seed=2)
+    MSLR(mode="keep").backward(model, model(x_v, x_l), y)
+    z, _, _ = forward_by_hand(model, x_v, x_l)
+    expected = torch.autograd.grad(ref_task_loss(z, y, "single_label"), all_params(model))
+    for p, g in zip(all_params(model), expected):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-13)
+
+
+def test_dynamic_rule_over_eight_epochs():
+    model = make_model("concat", seed=3)
+    strategy = MSLR(mode="dynamic", window=5)
+    opt = torch.optim.SGD(strategy.param_groups(model, lr=0.1), lr=0.1)
+    acc_v = [0.5, 0.5, 0.5, 0.5, 0.5, 0.6, 0.6, 0.3]
+    acc_l = [0.2, 0.4, 0.4, 0.6, 0.2, 0.4, 0.4, 0.3]
+    # factor_e = acc_e / mean(acc over the previous ≤ 5 epochs); 1 at epoch 0
+    factors_v = [1, 1, 1, 1, 1, 0.6 / 0.5, 0.6 / 0.52, 0.3 / 0.54]
+    factors_l = [
+        1,
+        0.4 / 0.2,
+        0.4 / 0.3,
+        0.6 / (1.0 / 3),
+        0.2 / 0.4,
+        0.4 / 0.36,  # mean(.2, .4, .4, .6, .2)
+        0.4 / 0.40,  # mean(.4, .4, .6, .2, .4)
+        0.3 / 0.40,  # mean(.4, .6, .2, .4, .4)
+    ]
+    lr_v, lr_l = 0.1, 0.1
+    for epoch in range(8):
+        out = strategy.on_epoch_end(epoch, opt, {"image": acc_v[epoch], "text": acc_l[epoch]})
+        lr_v *= factors_v[epoch]
+        lr_l *= factors_l[epoch]
+        groups = _by_name(opt)
+        assert out["lr_factor_image"] == pytest.approx(factors_v[epoch], rel=1e-12)
+        assert out["lr_factor_text"] == pytest.approx(factors_l[epoch], rel=1e-12)
+        assert groups["image"]["lr"] == pytest.approx(lr_v, rel=1e-12)
+        assert groups["text"]["lr"] == pytest.approx(lr_l, rel=1e-12)
+        assert out["lr_image"] == pytest.approx(lr_v, rel=1e-12)
+        assert groups["head"]["lr"] == 0.1
+    # hand totals
+    assert lr_v == pytest.approx(0.1 * 1.2 * (0.6 / 0.52) * (0.3 / 0.54))
+    assert lr_l == pytest.approx(0.1 * 2 * (4 / 3) * 1.8 * 0.5 * (0.4 / 0.36) * 1 * 0.75)
+
+
+def test_dynamic_history_survives_a_checkpoint():
+    model = make_model("concat", seed=3)
+    a = MSLR(mode="dynamic")
+    opt_a = torch.optim.SGD(a.param_groups(model, lr=0.1), lr=0.1)
+    for acc in (0.3, 0.4, 0.5):
+        a.on_epoch_end(0, opt_a, {"image": acc, "text": acc})
+    b = MSLR(mode="dynamic")
+    b.load_state_dict(a.state_dict())
+    opt_b = torch.optim.SGD(b.param_groups(model, lr=0.1), lr=0.1)
+    out = b.on_epoch_end(3, opt_b, {"image": 0.6, "text": 0.2})
+    assert out["lr_factor_image"] == pytest.approx(0.6 / 0.4)
+    assert out["lr_factor_text"] == pytest.approx(0.2 / 0.4)
+
+
+def test_dynamic_needs_scores():
+    model = make_model("concat", seed=0)
+    strategy = MSLR(mode="dynamic")
+    assert strategy.needs_unimodal_validation
+    opt = torch.optim.SGD(strategy.param_groups(model, lr=0.1), lr=0.1)
+    with pytest.raises(ConfigError, match="dynamic"):
+        strategy.on_epoch_end(0, opt)
+    assert not MSLR(mode="keep").needs_unimodal_validation
+
+
+@pytest.mark.parametrize(
+    "options,field",
+    [
+        ({"mode": "x"}, "mode"),
+        ({"image_lr_scale": 0.0}, "image_lr_scale"),
+        ({"text_lr_scale": -1.0}, "text_lr_scale"),
+        ({"window": 0}, "window"),
+    ],
+)
+def test_bad_options_name_the_field(options, field):
+    with pytest.raises(ConfigError, match=field):
+        MSLR(**options)
