@@ -78,16 +78,17 @@ def test_frozen_towers_are_encoded_once_and_reused_from_disk(tmp_path):
     assert torch.allclose(full.image[:, 0], torch.arange(20) / 20)
     assert full.text[:, 0].tolist() == [float(len(t)) for t in ds.texts]
 
-    # missing text changes only the text tower: image features come from memory
+    # missing text changes only the text tower, and an empty string encodes to one
+    # constant vector: one extra backbone call, not another pass over the split
     miss = first_batch(pipe, ds, Condition("missing_text", ratio=1.0))
-    assert img.seen == 20 and txt.seen == 40
+    assert img.seen == 20 and txt.seen == 21
     assert (miss.text == 0).all()  # the empty string went through the backbone
 
     # a new pipeline (a second `compare`) over the same cache encodes nothing
     img2, txt2 = CountingImageEncoder(), CountingTextEncoder()
     pipe2 = InputPipeline(img2, txt2, cache=FeatureCache(tmp_path), progress=False)
     again = first_batch(pipe2, ds, Condition("missing_text", ratio=1.0))
-    assert img2.seen == 0 and txt2.seen == 0 and pipe2.encoded == 0
+    assert img2.seen == 0 and txt2.seen == 1 and pipe2.encoded == 0
     assert pipe2.cache.hits == 2
     assert torch.equal(again.image, miss.image) and torch.equal(again.text, miss.text)
 
@@ -111,3 +112,11 @@ def test_embedding_mode_keeps_real_inputs_and_flags_the_dropped_samples(tmp_path
     b = first_batch(pipe, ds, Condition("missing_image", ratio=0.5))
     assert b.drop_image is not None and int(b.drop_image.sum()) == 10
     assert torch.equal(b.image, first_batch(pipe, ds, Condition()).image)
+
+
+def test_the_constant_blank_shortcut_equals_encoding_the_impaired_split(tmp_path):
+    ds = Tiny()
+    pipe = InputPipeline(CountingImageEncoder(), CountingTextEncoder(), progress=False)
+    for tower in ("image", "text"):
+        cond = Condition(f"missing_{tower}", ratio=0.45, seed=3)
+        assert torch.equal(pipe.features(ds, cond, tower), pipe._encode(ds, cond, tower))

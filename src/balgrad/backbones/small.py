@@ -38,9 +38,7 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     if image.dim() == 2:
         image = image.unsqueeze(0)
     if image.dim() != 3:
-        raise BackboneError(
-            f"an image must be a [C, H, W] tensor, got shape {tuple(image.shape)}"
-        )
+        raise BackboneError(f"an image must be a [C, H, W] tensor, got shape {tuple(image.shape)}")
     c = image.shape[0]
     if c == 4:
         image, c = image[:3], 3
@@ -299,7 +297,9 @@ class SmallTextEncoder(_KeepFrozen, TextEncoder):
         **options,
     ) -> SmallTextEncoder:
         """Fit the word vocabulary on ``texts`` (see :func:`build_word_tokenizer`) and build."""
-        tok = build_word_tokenizer(texts, min_freq=min_freq, max_vocab=max_vocab, max_length=max_length)
+        tok = build_word_tokenizer(
+            texts, min_freq=min_freq, max_vocab=max_vocab, max_length=max_length
+        )
         return cls(tok, **options)
 
     def tokenizer_json(self) -> str:

@@ -31,10 +31,10 @@ ALIASES = {"baseline": "joint", "ogm-ge": "ogm_ge", "ogm": "ogm_ge"}
 
 
 def strategy_options(name: str) -> dict[str, object]:
-    """The options a strategy accepts, with their defaults."""
-    cls = STRATEGIES[resolve_name(name)[0]]
-    sig = inspect.signature(cls.__init__)
-    return {k: p.default for k, p in sig.parameters.items() if k != "self"}
+    """The options a strategy accepts, with their defaults (a preset's own values included)."""
+    base, preset = resolve_name(name)
+    sig = inspect.signature(STRATEGIES[base].__init__)
+    return {**{k: p.default for k, p in sig.parameters.items() if k != "self"}, **preset}
 
 
 def resolve_name(name: str) -> tuple[str, dict]:

@@ -1,0 +1,185 @@
+"""Hugging Face backbones loaded from tiny random checkpoints on disk (no network)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from balgrad.backbones.factory import create_image_encoder, create_text_encoder
+from balgrad.backbones.hf import HFImageEncoder, HFTextEncoder
+from balgrad.errors import BackboneError, ConfigError
+
+TEXTS = ["a photo of a dog", "the red cats", ""]
+
+
+def _images(enc, n=2, size=(40, 24)):
+    return torch.stack([enc.preprocess(torch.rand(3, *size)) for _ in range(n)])
+
+
+@pytest.mark.parametrize("model", ["bert", "distilbert"])
+def test_text_backbone_from_local_path(tiny_hf, model):
+    enc = create_text_encoder("hf:" + str(tiny_hf[model]))
+    assert isinstance(enc, HFTextEncoder)
+    tokens = enc.tokenize(TEXTS)
+    assert set(tokens) == {"input_ids", "attention_mask"}
+    assert tokens["input_ids"].dtype == torch.int64
+    assert tokens["attention_mask"][2].sum() == 2  # "" -> [CLS] [SEP]
+    out = enc(tokens)
+    assert out.shape == (3, 32) and torch.isfinite(out).all()
+    assert enc.pooling == ("pooler" if model == "bert" else "cls")
+    assert enc.pad_id == 0 and {0, 1, 2, 3, 4} <= set(enc.special_ids)
+    assert enc.vocab_size == 17
+
+
+def test_text_mean_pooling_ignores_padding(tiny_hf):
+    enc = create_text_encoder("hf:" + str(tiny_hf["bert"]), pooling="mean", normalize=True)
+    alone = enc(enc.tokenize(["a dog"]))
+    padded = enc(enc.tokenize(["a dog", "the red cats of the photo"]))[:1]
+    assert torch.allclose(alone, padded, atol=1e-5)
+    assert torch.allclose(alone.norm(dim=-1), torch.ones(1))
+
+
+def test_text_max_length_truncates(tiny_hf):
+    enc = create_text_encoder("hf:" + str(tiny_hf["bert"]), max_length=6)
+    assert enc.tokenize(["dog " * 40])["input_ids"].shape == (1, 6)
+    with pytest.raises(ConfigError, match="max_length"):
+        create_text_encoder("hf:" + str(tiny_hf["bert"]), max_length=1000)
+
+
+def test_frozen_by_default_and_trainable_with_finetune(tiny_hf):
+    frozen = create_text_encoder("hf:" + str(tiny_hf["bert"]))
+    assert not frozen.trainable and not frozen.training
+    assert not any(p.requires_grad for p in frozen.parameters())
+    torch.nn.Sequential(frozen).train()
+    assert not frozen.training  # stays in eval (dropout off) under a training parent
+
+    tuned = create_text_encoder("hf:" + str(tiny_hf["bert"]), finetune=True)
+    assert tuned.trainable and tuned.training
+    tuned(tuned.tokenize(TEXTS)).sum().backward()
+    grads = [p.grad for p in tuned.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)  # no unused trainable parameters
+
+
+def test_unused_pooler_is_not_trainable(tiny_hf):
+    enc = create_text_encoder("hf:" + str(tiny_hf["bert"]), finetune=True, pooling="cls")
+    enc(enc.tokenize(TEXTS)).sum().backward()
+    assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
+    assert not any(p.requires_grad for p in enc.model.pooler.parameters())
+
+
+@pytest.mark.parametrize("model", ["vit", "vit_nopooler", "resnet"])
+def test_image_backbone_from_local_path(tiny_hf, model):
+    enc = create_image_encoder("hf:" + str(tiny_hf[model]))
+    assert isinstance(enc, HFImageEncoder)
+    pixels = _images(enc)
+    assert pixels.shape[1:] == ((3, 32, 32) if model.startswith("vit") else (3, 28, 28))
+    out = enc(pixels)
+    assert out.shape == (2, enc.out_dim) and torch.isfinite(out).all()
+    expected = {"vit": ("pooler", 32), "vit_nopooler": ("cls", 32), "resnet": ("pooler", 16)}
+    assert (enc.pooling, enc.out_dim) == expected[model]
+
+
+def test_image_preprocess_normalises_with_processor_stats_and_handles_grayscale(tiny_hf):
+    enc = create_image_encoder("hf:" + str(tiny_hf["vit"]))
+    assert enc.image_mean == (0.5, 0.5, 0.5) and enc.image_std == (0.5, 0.5, 0.5)
+    white = enc.preprocess(torch.ones(1, 50, 50))
+    assert white.shape == (3, 32, 32) and torch.allclose(white, torch.ones_like(white))
+    assert torch.allclose(enc.preprocess(torch.zeros(3, 8, 8)), -torch.ones(3, 32, 32))
+    overridden = create_image_encoder("hf:" + str(tiny_hf["vit"]), image_mean=0.0, image_std=1.0)
+    assert torch.allclose(overridden.preprocess(torch.ones(3, 32, 32)), torch.ones(3, 32, 32))
+    assert overridden.identity != enc.identity
+
+
+def test_image_pooling_options(tiny_hf):
+    path = "hf:" + str(tiny_hf["vit"])
+    pixels = None
+    outs = {}
+    for pooling in ("pooler", "cls", "mean"):
+        enc = create_image_encoder(path, pooling=pooling)
+        pixels = _images(enc) if pixels is None else pixels
+        outs[pooling] = enc(pixels)
+    assert not torch.allclose(outs["cls"], outs["mean"])
+    with pytest.raises(ConfigError, match="pooling"):
+        create_image_encoder(path, pooling="max")
+    with pytest.raises(ConfigError, match="feature map"):
+        create_image_encoder("hf:" + str(tiny_hf["resnet"]), pooling="cls")
+
+
+def test_clip_towers_by_hf_and_clip_prefix(tiny_hf):
+    path = str(tiny_hf["clip"])
+    img = create_image_encoder("clip:" + path)
+    txt = create_text_encoder("clip:" + path)
+    assert type(img.model).__name__ == "CLIPVisionModel"
+    assert type(txt.model).__name__ == "CLIPTextModel"
+    assert img(_images(img)).shape == (2, 32)
+    assert txt(txt.tokenize(TEXTS)).shape == (3, 32)
+    assert txt.max_length == 16
+    # "hf:" on a CLIP checkpoint routes to the same towers
+    assert create_image_encoder("hf:" + path).identity.split("|")[1:] == img.identity.split("|")[1:]
+    # projected embeddings live in the shared space
+    pimg = create_image_encoder("clip:" + path, projection=True)
+    ptxt = create_text_encoder("clip:" + path, projection=True)
+    assert pimg.out_dim == ptxt.out_dim == 16
+    assert pimg(_images(pimg)).shape == (2, 16)
+
+
+def test_clip_preprocess_keeps_aspect_and_center_crops(tiny_hf):
+    enc = create_image_encoder("clip:" + str(tiny_hf["clip"]))
+    assert enc.input_size() == (32, 32)
+    wide = torch.ones(3, 32, 64)
+    wide[:, :, :8] = 0.0  # a dark border that the center crop removes
+    x = enc.preprocess(wide)
+    assert x.shape == (3, 32, 32)
+    expected = (1.0 - enc._mean) / enc._std
+    assert torch.allclose(x, expected.expand_as(x), atol=1e-5)
+
+
+def test_clip_prefix_on_a_non_clip_checkpoint_is_an_error(tiny_hf):
+    with pytest.raises(BackboneError, match="not a CLIP checkpoint"):
+        create_image_encoder("clip:" + str(tiny_hf["vit"]))
+
+
+def test_identity_names_the_path_and_changes_with_the_weights(tiny_hf, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bert"
+    shutil.copytree(tiny_hf["bert"], copy)
+    a = create_text_encoder("hf:" + str(copy))
+    assert str(copy) in a.identity
+    assert create_text_encoder("hf:" + str(copy)).identity == a.identity
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"")
+    import os
+
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert create_text_encoder("hf:" + str(copy)).identity != a.identity
+
+
+def test_unresolvable_hub_name_offline_is_a_clear_backbone_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    name = "balgrad-tests/no-such-model"
+    for create in (create_image_encoder, create_text_encoder):
+        with pytest.raises(BackboneError) as err:
+            create("hf:" + name)
+        msg = str(err.value)
+        assert f"hf:{name}" in msg and "could not be found offline" in msg
+        assert "hf:/path/to/DIR" in msg
+
+
+def test_missing_local_path_is_a_backbone_error(tmp_path):
+    with pytest.raises(BackboneError, match="not a directory"):
+        create_text_encoder("hf:" + str(tmp_path / "missing"))
+
+
+def test_image_checkpoint_without_processor_needs_explicit_preprocessing(tiny_hf, tmp_path):
+    import shutil
+
+    copy = tmp_path / "vit"
+    shutil.copytree(tiny_hf["vit"], copy)
+    (copy / "preprocessor_config.json").unlink()
+    with pytest.raises(BackboneError, match="image_size, image_mean and image_std"):
+        create_image_encoder("hf:" + str(copy))
+    enc = create_image_encoder("hf:" + str(copy), image_size=32, image_mean=0.5, image_std=0.5)
+    assert enc(_images(enc)).shape == (2, 32)
