@@ -1,0 +1,22 @@
+"""The README's Python example runs as written."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_training_loop_example_runs(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "the README lost its Python example"
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert "cos(g_T, g_kl)" in capsys.readouterr().out
+
+
+def test_the_readme_starts_with_the_two_setup_commands():
+    first_block = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    lines = [line for line in first_block.splitlines() if line.strip()]
+    assert "balgrad compare" in lines[0]
+    assert "pytest" in lines[1]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert lines[1].split("#")[0].strip() in ci
