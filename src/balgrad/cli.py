@@ -152,7 +152,9 @@ def _run_all(cfg: RunConfig, resume: bool) -> Path:
     if exp.dist.is_main:
         build_report(run_dir, methods=cfg.methods, seeds=cfg.seeds)
         print((run_dir / "table.md").read_text())
-        print(f"run folder: {run_dir}  ({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"run folder: {run_dir}  ({time.perf_counter() - t0:.0f} s); what it shows: {run_dir / 'report.md'}"
+        )
     return run_dir
 
 

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import yaml
 
+from balgrad.report import diagnostics as diag
+from balgrad.report.figures import plot_condition_bars, plot_cosine_histograms, plot_loss_curves
 from balgrad.report.plots import plot_gap_vs_ratio
+from balgrad.report.summary import ABLATION_METHODS, write_ablation_table, write_summary
 from balgrad.report.tables import aggregate, aggregate_sweep, write_tables
 
+log = logging.getLogger("balgrad.report")
 
-def load_results(run_dir: Path, methods: list[str] | None = None, seeds: list[int] | None = None) -> list[dict]:
+
+def load_results(
+    run_dir: Path, methods: list[str] | None = None, seeds: list[int] | None = None
+) -> list[dict]:
     results = []
     for path in sorted(Path(run_dir).glob("*/seed*/eval.json")):
         r = json.loads(path.read_text())
@@ -23,7 +31,17 @@ def load_results(run_dir: Path, methods: list[str] | None = None, seeds: list[in
     return results
 
 
-def build_report(run_dir: Path, methods: list[str] | None = None, seeds: list[int] | None = None) -> dict:
+def build_report(
+    run_dir: Path,
+    methods: list[str] | None = None,
+    seeds: list[int] | None = None,
+    draw: bool = True,
+) -> dict:
+    """Tables (Table 1, 2, 3), figures (Fig. 2a, 2b/6, 4, 7) and ``report.md`` of a run folder.
+
+    Returns {"table", "paths", "metric", "summary" (report.md's text), "conflicts",
+    "loss_gaps"}. ``draw=False`` writes the tables and report.md but no figures.
+    """
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     methods = methods or cfg["methods"]
@@ -38,12 +56,91 @@ def build_report(run_dir: Path, methods: list[str] | None = None, seeds: list[in
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     table = aggregate(results, metric)
     n_seeds = len({r["seed"] for r in results})
-    title = f"{cfg['dataset']}: {metric} (%), {n_seeds} seed{'s' if n_seeds > 1 else ''}" + (" (mean ± std)" if n_seeds > 1 else "")
+    title = f"{cfg['dataset']}: {metric} (%), {n_seeds} seed{'s' if n_seeds > 1 else ''}" + (
+        " (mean ± std)" if n_seeds > 1 else ""
+    )
     paths = write_tables(table, present, run_dir, metric, title)
     curves = aggregate_sweep(results, metric)
-    if curves:
-        paths["gap_vs_ratio"] = plot_gap_vs_ratio(curves, run_dir / "gap_vs_ratio.png", metric, f"{cfg['dataset']}: ΔGap vs missing ratio")
-    return {"table": table, "paths": paths, "metric": metric}
+    figures: dict[str, Path] = {}
+    if curves and draw:
+        figures["gap_vs_ratio"] = plot_gap_vs_ratio(
+            curves, run_dir / "gap_vs_ratio.png", metric, f"{cfg['dataset']}: ΔGap vs missing ratio"
+        )
+    out = {"table": table, "paths": paths, "metric": metric}
+    seeds_run = sorted({int(r["seed"]) for r in results})
+    out.update(
+        _diagnostics(run_dir, cfg, present, seeds_run, results, table, metric, figures, paths, draw)
+    )
+    paths.update(figures)
+    return out
+
+
+def _diagnostics(
+    run_dir: Path,
+    cfg: dict,
+    methods: list[str],
+    seeds: list[int],
+    results: list[dict],
+    table: dict,
+    metric: str,
+    figures: dict[str, Path],
+    paths: dict[str, Path],
+    draw: bool = True,
+) -> dict:
+    """Fig. 2a, 2b/6, 7, Tables 2 and 3, and ``report.md`` (figures of methods absent from
+    the run, or without step logs, are skipped)."""
+    dataset = cfg["dataset"]
+    if draw:
+        figures["condition_bars"] = plot_condition_bars(
+            table,
+            methods,
+            run_dir / "condition_bars.png",
+            metric,
+            f"{dataset}: {metric} per condition (std over seeds)",
+        )
+    tables = {"table": paths["md"]}
+    if any(m in table for m in ABLATION_METHODS if m != "joint"):  # Table 2 needs an ablation
+        tables.update(write_ablation_table(table, run_dir, metric))
+    logs = diag.load_step_logs(run_dir, methods, seeds)
+    loss_gaps = diag.loss_gaps(logs)
+    curves = {m: c for m in methods if m in logs and (c := diag.loss_curves(logs[m])) is not None}
+    if curves and draw:
+        figures["loss_curves"] = plot_loss_curves(
+            curves, loss_gaps, run_dir / "loss_curves.png", f"{dataset}: per-modality training loss"
+        )
+    series = diag.cosine_series(logs)
+    if series:
+        if draw:
+            figures["cosine_histogram"] = plot_cosine_histograms(
+                series, run_dir / "cosine_histogram.png"
+            )
+        tables["cosine_histogram_csv"] = diag.write_cosine_histogram_csv(
+            series, run_dir / "cosine_histogram.csv"
+        )
+    conflicts = diag.conflict_stats(logs, cfg.get("method_options") or {})
+    if conflicts:
+        gaps = {m: table.get(m, {}).get("missing_gap") for m in conflicts}
+        tables.update(diag.write_conflict_table(conflicts, gaps, methods, run_dir, metric))
+    if not logs:
+        log.info(
+            "report: no metrics.jsonl under %s; no loss curves or gradient diagnostics", run_dir
+        )
+    summary = write_summary(
+        run_dir,
+        dataset=dataset,
+        metric=metric,
+        methods=methods,
+        seeds=seeds,
+        table=table,
+        results=results,
+        conflicts=conflicts,
+        loss_gaps=loss_gaps,
+        figures=figures,
+        tables=tables,
+    )
+    paths.update({k: v for k, v in tables.items() if k != "table"})
+    paths["report"] = run_dir / "report.md"
+    return {"summary": summary, "conflicts": conflicts, "loss_gaps": loss_gaps}
 
 
 def _primary_metric(cfg: dict, results: list[dict]) -> str:

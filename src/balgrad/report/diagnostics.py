@@ -1,0 +1,310 @@
+"""Numbers drawn from the per-step logs (``<method>/seed<k>/metrics.jsonl``).
+
+- per-modality training-loss curves (paper Fig. 2b, 6) and the *loss-curve gap*,
+  the mean of ``loss_image − loss_text`` over the last ``tail`` fraction of steps;
+- the cosines cos(g_T, g_kl) before and after projection (Fig. 7), their histogram,
+  and the fraction of conflicting steps (Table 3).
+
+Everything here is plain numpy on the logged values; the figures are drawn in
+:mod:`balgrad.report.figures`, the tables written here.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from balgrad.report.tables import format_cell, method_label
+from balgrad.train.metrics_log import read_jsonl
+
+#: a post-projection cosine below this still counts as conflicting (float round-off
+#: leaves values of about −1e-8 where the projection removed the conflict exactly)
+PROJECTED_TOL = 1e-6
+#: the loss-curve gap averages the last 20% of steps
+GAP_TAIL = 0.2
+#: 41 bins of width 0.05 over [−1.025, 1.025]: 0 is the centre of a bin, so cosines that
+#: round-off leaves at ±1e-8 after the projection fall in the same bar as an exact 0
+COS_BINS = np.linspace(-1.025, 1.025, 42)
+
+
+# -- loading ----------------------------------------------------------------------------
+def load_step_logs(
+    run_dir: Path, methods: list[str], seeds: list[int]
+) -> dict[str, dict[int, list[dict]]]:
+    """{method: {seed: [step rows sorted by step]}}; methods/seeds without a log are left out.
+
+    Rows are de-duplicated by step (the last one wins), which tolerates a log written
+    across a resume.
+    """
+    out: dict[str, dict[int, list[dict]]] = {}
+    for method in methods:
+        for seed in seeds:
+            rows = read_jsonl(Path(run_dir) / method / f"seed{seed}" / "metrics.jsonl")
+            if not rows:
+                continue
+            by_step = {int(r.get("step", i)): r for i, r in enumerate(rows)}
+            out.setdefault(method, {})[seed] = [by_step[s] for s in sorted(by_step)]
+    return out
+
+
+def column(rows: list[dict], key: str) -> np.ndarray:
+    """The values of ``key`` over the steps that logged it (float array)."""
+    return np.array([r[key] for r in rows if key in r and r[key] is not None], dtype=float)
+
+
+# -- loss curves --------------------------------------------------------------------------
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average of the same length (the first points average what exists)."""
+    x = np.asarray(x, dtype=float)
+    if window <= 1 or len(x) == 0:
+        return x.copy()
+    c = np.cumsum(np.insert(x, 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    lo = np.maximum(0, idx - window)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def default_window(n_steps: int) -> int:
+    """About 2% of the run, at least 1, at most 200 steps."""
+    return int(min(200, max(1, round(n_steps / 50))))
+
+
+@dataclass
+class LossCurves:
+    """Smoothed per-modality training loss of one method, mean and std over seeds."""
+
+    steps: np.ndarray
+    image_mean: np.ndarray
+    image_std: np.ndarray
+    text_mean: np.ndarray
+    text_std: np.ndarray
+    n_seeds: int
+    window: int
+
+
+def loss_curves(per_seed: dict[int, list[dict]], window: int | None = None) -> LossCurves | None:
+    """Smoothed loss_image / loss_text curves over the steps every seed has."""
+    series = []
+    for rows in per_seed.values():
+        rows = [r for r in rows if "loss_image" in r and "loss_text" in r]
+        if rows:
+            series.append(
+                (column(rows, "step"), column(rows, "loss_image"), column(rows, "loss_text"))
+            )
+    if not series:
+        return None
+    n = min(len(s[0]) for s in series)
+    w = window or default_window(n)
+    img = np.stack([moving_average(s[1][:n], w) for s in series])
+    txt = np.stack([moving_average(s[2][:n], w) for s in series])
+    std = (lambda a: a.std(0, ddof=1)) if len(series) > 1 else (lambda a: np.zeros(a.shape[1]))
+    return LossCurves(
+        series[0][0][:n], img.mean(0), std(img), txt.mean(0), std(txt), len(series), w
+    )
+
+
+def loss_gap(rows: list[dict], tail: float = GAP_TAIL) -> float | None:
+    """Mean of loss_image − loss_text over the last ``tail`` fraction of the steps
+    (raw, unsmoothed values). Positive: the image loss stays higher, so the text
+    tower learned the task faster."""
+    rows = [r for r in rows if "loss_image" in r and "loss_text" in r]
+    if not rows:
+        return None
+    k = max(1, int(np.ceil(len(rows) * tail)))
+    last = rows[-k:]
+    return float(np.mean(column(last, "loss_image") - column(last, "loss_text")))
+
+
+def mean_std(values: list[float]) -> dict:
+    """{"mean", "std", "n", "values"} (std over seeds, ddof=1; 0 for one value)."""
+    arr = np.array(values, dtype=float)
+    return {
+        "mean": float(arr.mean()),
+        "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+        "n": len(arr),
+        "values": [float(v) for v in values],
+        "negative_transfer": False,
+    }
+
+
+def loss_gaps(logs: dict[str, dict[int, list[dict]]], tail: float = GAP_TAIL) -> dict[str, dict]:
+    """{method: mean_std of the per-seed loss-curve gap}."""
+    out = {}
+    for method, per_seed in logs.items():
+        vals = [g for g in (loss_gap(rows, tail) for rows in per_seed.values()) if g is not None]
+        if vals:
+            out[method] = mean_std(vals)
+    return out
+
+
+# -- gradient cosines and conflicts ------------------------------------------------------
+def logs_kl_gradient(rows: list[dict]) -> bool:
+    """True when the strategy computed a KL gradient (so its cosines mean something).
+
+    ``balgrad_unimodal_only`` (kl_weight = 0, no projection) logs zero cosines
+    against a zero g_kl; those steps are neither conflicting nor not.
+    """
+    if not any("cos_task_kl" in r for r in rows):
+        return False
+    norms = [
+        r.get("norm_kl_image", 1.0) + r.get("norm_kl_text", 1.0) for r in rows if "cos_task_kl" in r
+    ]
+    return any(n > 0 for n in norms)
+
+
+def conflict_fraction(cosines: np.ndarray, threshold: float = 0.0) -> float:
+    """Fraction of steps whose cosine is below ``-threshold`` (strictly)."""
+    cosines = np.asarray(cosines, dtype=float)
+    if len(cosines) == 0:
+        return float("nan")
+    return float(np.mean(cosines < -threshold))
+
+
+def cosine_histogram(
+    cosines: np.ndarray, bins: np.ndarray = COS_BINS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, edges) of the cosines on fixed bins over [−1, 1]."""
+    return np.histogram(np.clip(np.asarray(cosines, dtype=float), -1.0, 1.0), bins=bins)
+
+
+def method_projects(
+    method: str, method_options: dict | None = None, rows: list[dict] | None = None
+) -> bool:
+    """Whether ``method`` projects g_T away from g_kl (from its strategy options; a
+    method unknown to the registry counts as projecting when a step logged ``projected``)."""
+    try:
+        from balgrad.strategies.registry import resolve_name, strategy_options
+
+        base, preset = resolve_name(method)
+        if base != "balgrad":
+            return False
+        opts = {**strategy_options(base), **preset, **(method_options or {}).get(method, {})}
+        return bool(opts.get("project", True))
+    except Exception:  # noqa: BLE001 - an unknown name: fall back to the log
+        return any(r.get("projected", 0) for r in rows or [])
+
+
+def conflict_stats(
+    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None
+) -> dict[str, dict]:
+    """Per method that logs the cosines (and computed a KL gradient): the per-seed
+    fractions of steps with raw cos < 0 and with post-projection cos < −1e-6.
+
+    {method: {"projects": bool, "steps": int, "raw": mean_std, "projected": mean_std}}
+    """
+    out = {}
+    for method, per_seed in logs.items():
+        raw, post, steps = [], [], 0
+        for rows in per_seed.values():
+            if not logs_kl_gradient(rows):
+                continue
+            raw.append(conflict_fraction(column(rows, "cos_task_kl")))
+            post.append(conflict_fraction(column(rows, "cos_task_kl_projected"), PROJECTED_TOL))
+            steps += len(column(rows, "cos_task_kl"))
+        if raw:
+            all_rows = [r for rows in per_seed.values() for r in rows]
+            out[method] = {
+                "projects": method_projects(method, method_options, all_rows),
+                "steps": steps,
+                "raw": mean_std(raw),
+                "projected": mean_std(post),
+            }
+    return out
+
+
+def pooled(per_seed: dict[int, list[dict]], key: str) -> np.ndarray:
+    """``key`` over every seed's steps, concatenated."""
+    parts = [column(rows, key) for rows in per_seed.values()]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def cosine_series(logs: dict[str, dict[int, list[dict]]]) -> list[tuple[str, np.ndarray]]:
+    """The cosines of Fig. 7: BalGrad's raw and post-projection cosines, and the raw
+    cosines of the no-projection ablation (``balgrad_reweight_only``), pooled over seeds."""
+    series = []
+    if "balgrad" in logs and any(logs_kl_gradient(r) for r in logs["balgrad"].values()):
+        series.append(("BalGrad, before projection", pooled(logs["balgrad"], "cos_task_kl")))
+        series.append(
+            ("BalGrad, after projection", pooled(logs["balgrad"], "cos_task_kl_projected"))
+        )
+    ab = "balgrad_reweight_only"
+    if ab in logs and any(logs_kl_gradient(r) for r in logs[ab].values()):
+        series.append((f"{method_label(ab)} (no projection)", pooled(logs[ab], "cos_task_kl")))
+    return [(name, v) for name, v in series if len(v)]
+
+
+def write_cosine_histogram_csv(
+    series: list[tuple[str, np.ndarray]], path: Path, bins: np.ndarray = COS_BINS
+) -> Path:
+    with Path(path).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["bin_low", "bin_high", *(name for name, _ in series)])
+        counts = [cosine_histogram(v, bins)[0] for _, v in series]
+        for i in range(len(bins) - 1):
+            w.writerow([f"{bins[i]:.3f}", f"{bins[i + 1]:.3f}", *(int(c[i]) for c in counts)])
+    return Path(path)
+
+
+# -- Table 3 ------------------------------------------------------------------------------
+def _pct(cell: dict) -> dict:
+    return {**cell, "mean": 100 * cell["mean"], "std": 100 * cell["std"]}
+
+
+def write_conflict_table(
+    stats: dict[str, dict],
+    gaps: dict[str, dict | None],
+    methods: list[str],
+    out_dir: Path,
+    metric: str,
+) -> dict[str, Path]:
+    """Table 3: per method, % of steps with cos(g_T, g_kl) < 0 before and after the
+    projection, and the missing-modality ΔGap (``gaps[method]`` is an aggregate cell)."""
+    out_dir = Path(out_dir)
+    order = [m for m in methods if m in stats] + [m for m in stats if m not in methods]
+    paths = {"conflicts_md": out_dir / "conflicts.md", "conflicts_csv": out_dir / "conflicts.csv"}
+    lines = [
+        f"Fraction of training steps with conflicting gradients, cos(g_T, g_kl) < 0 (%), "
+        f"and missing-modality ΔGap ({metric}, points); mean ± std over seeds.",
+        "",
+        "| Method | Projection | Steps | Conflicting, raw (%) | Conflicting, after projection (%) | ΔGap |",
+        "|---|---|---|---|---|---|",
+    ]
+    with paths["conflicts_csv"].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "method",
+                "projects",
+                "steps",
+                "conflict_raw_mean",
+                "conflict_raw_std",
+                "conflict_projected_mean",
+                "conflict_projected_std",
+                "gap_mean",
+                "gap_std",
+            ]
+        )
+        for m in order:
+            s, g = stats[m], gaps.get(m)
+            lines.append(
+                f"| {method_label(m)} | {'yes' if s['projects'] else 'no'} | {s['steps']} | "
+                f"{format_cell(_pct(s['raw']))} | {format_cell(_pct(s['projected']))} | {format_cell(g)} |"
+            )
+            w.writerow(
+                [
+                    m,
+                    int(s["projects"]),
+                    s["steps"],
+                    f"{s['raw']['mean']:.6f}",
+                    f"{s['raw']['std']:.6f}",
+                    f"{s['projected']['mean']:.6f}",
+                    f"{s['projected']['std']:.6f}",
+                    "" if g is None else f"{g['mean']:.4f}",
+                    "" if g is None else f"{g['std']:.4f}",
+                ]
+            )
+    paths["conflicts_md"].write_text("\n".join(lines) + "\n")
+    return paths

@@ -1,0 +1,132 @@
+"""The paper's diagnostic figures, drawn from a run folder's numbers.
+
+- :func:`plot_loss_curves`: per-modality training loss per method (Fig. 2b, 6);
+- :func:`plot_cosine_histograms`: cos(g_T, g_kl) with and without projection (Fig. 7);
+- :func:`plot_condition_bars`: full / image only / text only per method (Fig. 2a).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from balgrad.report.diagnostics import COS_BINS, PROJECTED_TOL, LossCurves, conflict_fraction  # noqa: E402
+from balgrad.report.tables import method_label  # noqa: E402
+
+IMAGE_COLOR, TEXT_COLOR = "tab:blue", "tab:orange"
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_loss_curves(
+    curves: dict[str, LossCurves], gaps: dict[str, dict], path: Path, title: str = ""
+) -> Path:
+    """One panel per method: smoothed loss_image and loss_text versus step, mean over
+    seeds with a ±1 std band; the panel title carries the loss-curve gap."""
+    methods = list(curves)
+    ncols = min(4, len(methods))
+    nrows = math.ceil(len(methods) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False, sharey=True
+    )
+    for ax in axes.flat[len(methods) :]:
+        ax.set_visible(False)
+    for ax, method in zip(axes.flat, methods):
+        c = curves[method]
+        for mean, std, color, name in (
+            (c.image_mean, c.image_std, IMAGE_COLOR, "image loss $L_v$"),
+            (c.text_mean, c.text_std, TEXT_COLOR, "text loss $L_l$"),
+        ):
+            ax.plot(c.steps, mean, color=color, label=name, lw=1.4)
+            if c.n_seeds > 1:
+                ax.fill_between(c.steps, mean - std, mean + std, color=color, alpha=0.2)
+        gap = gaps.get(method)
+        sub = method_label(method)
+        if gap is not None:
+            sub += f"\ngap $L_v - L_l$ = {gap['mean']:+.3f}" + (
+                f" ± {gap['std']:.3f}" if gap["n"] > 1 else ""
+            )
+        ax.set_title(sub, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    n_seeds = max(c.n_seeds for c in curves.values())
+    windows = sorted({c.window for c in curves.values()})
+    seeds = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "1 seed"
+    smooth = (
+        f"{'/'.join(map(str, windows))}-step moving average" if windows != [1] else "unsmoothed"
+    )
+    fig.suptitle(f"{title or 'Per-modality training loss'} ({smooth}, {seeds})", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_cosine_histograms(
+    series: list[tuple[str, np.ndarray]], path: Path, title: str = "", bins: np.ndarray = COS_BINS
+) -> Path:
+    """One panel per series of cosines, on shared bins over [−1, 1]; each panel names
+    its fraction of conflicting steps (cos < 0; after projection, cos < −1e-6)."""
+    n = len(series)
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.2), squeeze=False, sharex=True)
+    colors = ["tab:red", "tab:green", "tab:purple", "tab:gray"]
+    for i, (ax, (name, values)) in enumerate(zip(axes.flat, series)):
+        tol = PROJECTED_TOL if "after projection" in name else 0.0
+        frac = conflict_fraction(values, tol)
+        ax.hist(
+            np.clip(values, -1, 1),
+            bins=bins,
+            color=colors[i % len(colors)],
+            alpha=0.75,
+            label=f"{len(values)} steps\n{100 * frac:.1f}% with cos < {'−1e-6' if tol else '0'}",
+        )
+        ax.axvline(0.0, color="black", lw=0.8, ls="--")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(r"cos($g_T$, $g_{kl}$)")
+        ax.set_ylabel("steps")
+        ax.set_xlim(bins[0], bins[-1])
+        ax.legend(fontsize=7)
+    fig.suptitle(title or "Cosine between task and KL gradients (pooled over seeds)", fontsize=10)
+    return _save(fig, path)
+
+
+#: Fig. 2a's bars: condition key in the table -> label
+CONDITION_BARS = (
+    ("full", "Full"),
+    ("missing_text", "Image only (text missing)"),
+    ("missing_image", "Text only (image missing)"),
+)
+
+
+def plot_condition_bars(
+    table: dict[str, dict[str, dict]], methods: list[str], path: Path, metric: str, title: str = ""
+) -> Path:
+    """Grouped bars per method: full, image only, text only, with seed-std error bars."""
+    methods = [m for m in methods if m in table]
+    x = np.arange(len(methods))
+    width = 0.8 / len(CONDITION_BARS)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) + 2), 3.8))
+    for i, ((key, label), color) in enumerate(
+        zip(CONDITION_BARS, ("tab:gray", IMAGE_COLOR, TEXT_COLOR))
+    ):
+        means = [table[m].get(key, {}).get("mean", np.nan) for m in methods]
+        stds = [table[m].get(key, {}).get("std", 0.0) for m in methods]
+        ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=label, color=color)
+    ax.set_xticks(x)
+    ax.set_xticklabels([method_label(m) for m in methods], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"test {metric} (%)")
+    ax.set_xlabel("method")
+    ax.set_title(title or "Scores per condition (error bars: std over seeds)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
