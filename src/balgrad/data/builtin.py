@@ -143,15 +143,27 @@ class DigitsConfig:
 
     - ``dominant``: ``"text"`` (default) or ``"image"`` — the modality made easier to
       learn, which a jointly trained model comes to lean on.
-    - ``strength`` in [0, 1] (default 0.6): how strongly it dominates. It sets the two
+    - ``strength`` in [0, 1] (default 0.7): how strongly it dominates. It sets the two
       signal levels below when they are left as ``None``:
 
       ===============  ==========================  ==========================
       dominant         ``text_signal``             ``image_noise``
       ===============  ==========================  ==========================
-      ``"text"``       0.80 + 0.19 * strength      0.10 + 0.40 * strength
-      ``"image"``      0.40 - 0.35 * strength      0.05 * (1 - strength)
+      ``"text"``       0.85 + 0.14 * strength      0.15 * strength
+      ``"image"``      0.50 - 0.40 * strength      0.05 * (1 - strength)
       ===============  ==========================  ==========================
+
+      The defaults (text, 0.7) give ``text_signal`` 0.948 and ``image_noise`` 0.105.
+      Measured with the default small encoders (SmallCNN width 16, 28x28, plus the
+      word-level text encoder; concat fusion, Adam 1e-3, batch 64, 8 epochs, seeds
+      0-2): text alone 96-97% test accuracy, images alone 81-94%; the jointly trained
+      model scores 98-99% on full inputs and 29-54% with the text missing. With the
+      image missing it keeps 96-97% when the missing image is a zero *embedding*
+      (Delta-Gap 43-68 points); with a blank *input* image it scores 56-97%, varying
+      from epoch to epoch, because a batch-normalised CNN's response to an all-black
+      image is out of distribution. ``strength=0`` gives a milder, less stable
+      imbalance; ``dominant="image"`` flips it (images alone ~92%, text alone ~50%;
+      joint: ~68% with the text missing, ~40% with the image missing).
 
     - ``text_signal``: probability that a caption contains a class-revealing word
       ("seven"); otherwise it only has one shape word shared by 2-3 classes, so the
@@ -169,7 +181,7 @@ class DigitsConfig:
     n_train: int = 5000
     n_test: int = 2000
     dominant: str = "text"
-    strength: float = 0.6
+    strength: float = 0.7
     text_signal: float | None = None
     image_noise: float | None = None
     image_size: int = 28
@@ -198,14 +210,14 @@ class DigitsConfig:
         if self.text_signal is not None:
             return float(self.text_signal)
         s = float(self.strength)
-        return 0.80 + 0.19 * s if self.dominant == "text" else 0.40 - 0.35 * s
+        return 0.85 + 0.14 * s if self.dominant == "text" else 0.50 - 0.40 * s
 
     @property
     def resolved_image_noise(self) -> float:
         if self.image_noise is not None:
             return float(self.image_noise)
         s = float(self.strength)
-        return 0.10 + 0.40 * s if self.dominant == "text" else 0.05 * (1.0 - s)
+        return 0.15 * s if self.dominant == "text" else 0.05 * (1.0 - s)
 
     def content_key(self, seed: int) -> str:
         """A digest of everything that determines the generated data."""
@@ -233,7 +245,8 @@ def _digit_caption(label: int, reveal: bool, rng: np.random.Generator) -> str:
     else:
         shapes = _DIGIT_CLASS_SHAPES[label]
         shape = shapes[rng.integers(len(shapes))]
-        subject = f"a {shape} {_DIGIT_SHAPE_NOUNS[rng.integers(len(_DIGIT_SHAPE_NOUNS))]}"
+        article = "an" if shape[0] in "aeiou" else "a"
+        subject = f"{article} {shape} {_DIGIT_SHAPE_NOUNS[rng.integers(len(_DIGIT_SHAPE_NOUNS))]}"
     adj = _STYLE_ADJ[rng.integers(len(_STYLE_ADJ))]
     form = int(rng.integers(4))
     if form == 0:
@@ -244,16 +257,14 @@ def _digit_caption(label: int, reveal: bool, rng: np.random.Generator) -> str:
         text = f"{adj} {style}: {subject} in {ink}"
     else:
         text = f"someone drew {subject} with {ink} {surface}"
-    return " ".join(text.split())
+    return " ".join(text.split()).replace(" ,", ",")
 
 
 def _load_digit_sources() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - scikit-learn is a dependency
-        raise DataError(
-            "dataset 'digits' needs scikit-learn (pip install scikit-learn)"
-        ) from exc
+        raise DataError("dataset 'digits' needs scikit-learn (pip install scikit-learn)") from exc
     d = load_digits()
     return d.images.astype(np.float32) / 16.0, d.target.astype(np.int64)
 
@@ -352,9 +363,13 @@ def _generate_digits(config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
         labels = _stratified_labels(n, len(DIGITS_CLASSES), label_rng)
         sources = np.empty(n, dtype=np.int64)
         for c in range(len(DIGITS_CLASSES)):
+            # walk through shuffled copies of the class's pool, so every source digit is
+            # used about equally often (all of them once n exceeds the pool)
             where = np.flatnonzero(labels == c)
             candidates = pool[targets[pool] == c]
-            sources[where] = src_rng.choice(candidates, size=len(where), replace=True)
+            rounds = -(-len(where) // len(candidates))
+            order = np.concatenate([src_rng.permutation(candidates) for _ in range(rounds)])
+            sources[where] = order[: len(where)]
         imgs = _augment_digits(images[sources], config.image_size, noise, img_rng)
         reveal = txt_rng.random(n) < p
         texts = [_digit_caption(int(y), bool(r), txt_rng) for y, r in zip(labels, reveal)]
@@ -451,7 +466,9 @@ class DigitsDataset(_ArrayDataset):
         self.sources = arrays[f"{split}_sources"]
         self.reveal = arrays[f"{split}_reveal"]
         self.texts = [str(t) for t in arrays[f"{split}_texts"]]
-        self._fingerprint = f"digits:{split}:{len(self.labels)}:{self.config.content_key(self.seed)}"
+        self._fingerprint = (
+            f"digits:{split}:{len(self.labels)}:{self.config.content_key(self.seed)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -531,7 +548,7 @@ FASHION_CLASSES = [
 ]
 # class-revealing words
 _FASHION_KEYWORDS = [
-    ["tee", "tshirt", "t-shirt"],
+    ["tee", "tshirt", "teeshirt"],
     ["trousers", "pants", "chinos"],
     ["pullover", "sweater", "jumper"],
     ["dress", "gown", "sundress"],
@@ -559,7 +576,16 @@ _FASHION_NOUNS = ["item", "piece", "style", "wear", "essential", "classic"]
 _FASHION_BRANDS = ["urban", "nordic", "studio", "basic", "premium", "vintage", "modern", "daily"]
 _FASHION_COLORS = ["black", "white", "navy", "grey", "beige", "olive", "red", "pink", "brown"]
 _FASHION_WHO = ["womens", "mens", "unisex", "kids", ""]
-_FASHION_TAIL = ["new season", "free returns", "size m", "size l", "size s", "sale", "bestseller", ""]
+_FASHION_TAIL = [
+    "new season",
+    "free returns",
+    "size m",
+    "size l",
+    "size s",
+    "sale",
+    "bestseller",
+    "",
+]
 
 
 @dataclass(frozen=True)
@@ -632,7 +658,8 @@ def _read_fashion_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndar
                 f"{lab_path}: label {labels[bad[0]]} at item {bad[0]} is out of range "
                 f"[0, {len(FASHION_CLASSES)})"
             )
-        _FASHION_MEMORY.clear()  # keep at most the two splits of one folder
+        while len(_FASHION_MEMORY) >= 2:  # keep at most the two splits of one folder
+            _FASHION_MEMORY.pop(next(iter(_FASHION_MEMORY)))
         _FASHION_MEMORY[key] = (images, labels)
     return images, labels, ",".join(stamp)
 
@@ -680,9 +707,7 @@ class FashionDataset(_ArrayDataset):
     samples come from ``train-*``, test samples from ``t10k-*``) and ``reveal``.
     """
 
-    def __init__(
-        self, split: str = "train", *, seed: int = 0, config: FashionConfig | None = None
-    ):
+    def __init__(self, split: str = "train", *, seed: int = 0, config: FashionConfig | None = None):
         self.split = _check_split(split)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ConfigError(f"seed: expected an integer, got {seed!r}")
