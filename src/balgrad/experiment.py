@@ -208,16 +208,15 @@ class Experiment:
 
     def pipeline(self, run_dir: Path | None = None) -> InputPipeline:
         img, txt = build_encoders(self.cfg, self.data.train.texts, run_dir)
-        p = InputPipeline(
+        return InputPipeline(
             img,
             txt,
             missing=self.cfg.missing,
             cache=self.cache,
             num_workers=self.cfg.num_workers,
             progress=self.cfg.progress and self.dist.is_main,
+            memory=self._frozen_memory,  # frozen features are shared by every run
         )
-        p._memory = self._frozen_memory  # frozen features are shared by every run
-        return p
 
     def run_dir_of(self, method: str, seed: int) -> Path:
         return self.run_dir / method / f"seed{seed}"

@@ -150,6 +150,8 @@ class InputPipeline:
         missing: ``"input"`` (blank image / empty string through the backbone) or
             ``"embedding"`` (zero h_m), SPEC section 4.
         cache: a ``FeatureCache`` (disk) or None (memory only).
+        memory: an in-process dict of features shared between pipelines (e.g. across
+            the runs of one comparison); a private one by default.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class InputPipeline:
         encode_batch_size: int = 64,
         num_workers: int = 0,
         progress: bool = True,
+        memory: dict | None = None,
     ):
         if missing not in MISSING_MODES:
             raise ConfigError(
@@ -174,7 +177,8 @@ class InputPipeline:
         self.progress = progress
         self.cache_image = not getattr(image_encoder, "trainable", True)
         self.cache_text = not getattr(text_encoder, "trainable", True)
-        self._memory: dict[str, torch.Tensor] = {}
+        # in-process feature store; pass one dict to several pipelines to share it
+        self._memory: dict[str, torch.Tensor] = {} if memory is None else memory
         self.encoded = 0  # how many tower encodings were computed (not served from a cache)
 
     def model_encoders(self) -> tuple[nn.Module, nn.Module]:
@@ -292,9 +296,9 @@ class InputPipeline:
         return feats
 
     def _blank_features(self, dataset, tower: str) -> torch.Tensor:
-        key = f"blank:{tower}:{dataset.fingerprint}"
+        enc = self.image_encoder if tower == "image" else self.text_encoder
+        key = f"blank:{tower}:{enc.identity}:{dataset.fingerprint}"
         if key not in self._memory:
-            enc = self.image_encoder if tower == "image" else self.text_encoder
             enc.eval()
             with torch.no_grad():
                 if tower == "image":
