@@ -250,6 +250,47 @@ def _is_clip(config: Any) -> bool:
     return getattr(config, "model_type", None) == "clip"
 
 
+def _load_tower(
+    src: _Source, label: str, name: str, tower: str, clip: bool, projection: bool
+) -> tuple[Any, set[str], Any, Any, bool]:
+    """(model, missing weight keys, the tower's config, the checkpoint's config, is CLIP)
+    of a checkpoint's ``tower``
+    ("vision" or "text"). A CLIP checkpoint yields its CLIP tower, anything else
+    ``AutoModel``; ``clip`` insists on CLIP, ``projection`` needs it."""
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    config = src.load("config", AutoConfig.from_pretrained)
+    is_clip = _is_clip(config) or getattr(config, "model_type", None) == f"clip_{tower}_model"
+    if clip and not is_clip:
+        raise BackboneError(
+            f"backbone {label!r}: not a CLIP checkpoint (model_type={config.model_type!r}); "
+            f"use 'hf:{name}'"
+        )
+    if projection and not is_clip:
+        raise ConfigError(f"backbone {label!r}: option 'projection' needs a CLIP checkpoint")
+    if is_clip:
+        kind = "Vision" if tower == "vision" else "Text"
+        cls = getattr(transformers, f"CLIP{kind}Model{'WithProjection' if projection else ''}")
+        model_config = getattr(config, f"{tower}_config") if _is_clip(config) else config
+        if projection and _is_clip(config):
+            model_config.projection_dim = config.projection_dim
+
+        def load_model(target: str, **kw: Any) -> Any:
+            return cls.from_pretrained(target, config=model_config, output_loading_info=True, **kw)
+
+    else:
+        model_config = config
+
+        def load_model(target: str, **kw: Any) -> Any:
+            return AutoModel.from_pretrained(target, output_loading_info=True, **kw)
+
+    model, info = src.load("model", load_model)
+    missing = _missing_keys(info)
+    _warn_missing(label, missing)
+    return model, missing, model_config, config, is_clip
+
+
 def _size_get(size: Any, key: str) -> Any:
     if size is None:
         return None
@@ -335,40 +376,11 @@ class HFImageEncoder(_KeepFrozen, ImageEncoder):
             local_files_only=local_files_only,
             trust_remote_code=trust_remote_code,
         )
-        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+        from transformers import AutoImageProcessor
 
-        config = src.load("config", AutoConfig.from_pretrained)
-        is_clip = _is_clip(config) or getattr(config, "model_type", None) == "clip_vision_model"
-        if clip and not is_clip:
-            raise BackboneError(
-                f"backbone {label!r}: not a CLIP checkpoint (model_type={config.model_type!r}); "
-                f"use 'hf:{name}'"
-            )
-        if projection and not is_clip:
-            raise ConfigError(f"backbone {label!r}: option 'projection' needs a CLIP checkpoint")
-        if is_clip:
-            from transformers import CLIPVisionModel, CLIPVisionModelWithProjection
-
-            cls = CLIPVisionModelWithProjection if projection else CLIPVisionModel
-            vision_config = config.vision_config if _is_clip(config) else config
-            if projection and _is_clip(config):
-                vision_config.projection_dim = config.projection_dim
-
-            def load_model(target: str, **kw: Any) -> Any:
-                return cls.from_pretrained(
-                    target, config=vision_config, output_loading_info=True, **kw
-                )
-
-            model_config = vision_config
-        else:
-
-            def load_model(target: str, **kw: Any) -> Any:
-                return AutoModel.from_pretrained(target, output_loading_info=True, **kw)
-
-            model_config = config
-        model, info = src.load("model", load_model)
-        missing = _missing_keys(info)
-        _warn_missing(label, missing)
+        model, missing, model_config, config, is_clip = _load_tower(
+            src, label, name, "vision", clip, projection
+        )
         self.model = model
         self.projection = bool(projection)
         self.channels = int(getattr(model_config, "num_channels", 3) or 3)
@@ -573,39 +585,11 @@ class HFTextEncoder(_KeepFrozen, TextEncoder):
             local_files_only=local_files_only,
             trust_remote_code=trust_remote_code,
         )
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        config = src.load("config", AutoConfig.from_pretrained)
-        is_clip = _is_clip(config) or getattr(config, "model_type", None) == "clip_text_model"
-        if clip and not is_clip:
-            raise BackboneError(
-                f"backbone {label!r}: not a CLIP checkpoint (model_type={config.model_type!r}); "
-                f"use 'hf:{name}'"
-            )
-        if projection and not is_clip:
-            raise ConfigError(f"backbone {label!r}: option 'projection' needs a CLIP checkpoint")
-        if is_clip:
-            from transformers import CLIPTextModel, CLIPTextModelWithProjection
-
-            cls = CLIPTextModelWithProjection if projection else CLIPTextModel
-            model_config = config.text_config if _is_clip(config) else config
-            if projection and _is_clip(config):
-                model_config.projection_dim = config.projection_dim
-
-            def load_model(target: str, **kw: Any) -> Any:
-                return cls.from_pretrained(
-                    target, config=model_config, output_loading_info=True, **kw
-                )
-
-        else:
-            model_config = config
-
-            def load_model(target: str, **kw: Any) -> Any:
-                return AutoModel.from_pretrained(target, output_loading_info=True, **kw)
-
-        model, info = src.load("model", load_model)
-        missing = _missing_keys(info)
-        _warn_missing(label, missing)
+        model, missing, model_config, config, is_clip = _load_tower(
+            src, label, name, "text", clip, projection
+        )
         self.model = model
         tokenizer = src.load("tokenizer", AutoTokenizer.from_pretrained)
         if tokenizer.pad_token is None:
