@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.data import builtin
+from balgrad.data import digits, fashion
 from balgrad.data.base import Example, MultimodalDataset
 from balgrad.data.builtin import (
     DEFAULT_FASHION_DIR,
@@ -65,7 +65,7 @@ def test_digits_default_sizes_and_contract():
 def test_digits_deterministic_by_seed(small_digits):
     train, _ = small_digits
     cfg = DigitsConfig(**SMALL)
-    again = builtin._generate_digits(cfg, 0)  # bypasses the in-memory cache
+    again = digits._generate_digits(cfg, 0)  # bypasses the in-memory cache
     assert np.array_equal(again["train_images"], train.images)
     assert np.array_equal(again["train_labels"], train.labels)
     assert [str(t) for t in again["train_texts"]] == train.texts
@@ -122,7 +122,7 @@ def test_digits_captions_reveal_class_only_sometimes(small_digits):
             assert found == {DIGITS_CLASSES[label]}, text
         else:
             assert not found, text
-            assert set(builtin._DIGIT_CLASS_SHAPES[label]) & _words(text), text
+            assert set(digits._DIGIT_CLASS_SHAPES[label]) & _words(text), text
 
 
 def test_digits_each_modality_carries_signal():
@@ -178,12 +178,12 @@ def test_digits_npz_cache(tmp_path, monkeypatch):
     first = load_builtin("digits", "train", cache_dir=str(tmp_path), **opts)
     files = list(tmp_path.glob("digits-*.npz"))
     assert len(files) == 1
-    monkeypatch.setattr(builtin, "_DIGITS_MEMORY", {})
+    monkeypatch.setattr(digits, "_DIGITS_MEMORY", {})
 
     def fail(*args, **kwargs):
         raise AssertionError("regenerated although cached")
 
-    monkeypatch.setattr(builtin, "_generate_digits", fail)
+    monkeypatch.setattr(digits, "_generate_digits", fail)
     again = load_builtin("digits", "train", data_dir=str(tmp_path), **opts)  # data_dir = cache
     assert np.array_equal(first.images, again.images) and first.texts == again.texts
     test = load_builtin("digits", "test", cache_dir=str(tmp_path), **opts)
@@ -301,7 +301,7 @@ def test_fashion_missing_or_broken_files(tmp_path):
         load_builtin("fashion", "test", data_dir=str(folder), n_test=10)
     img = folder / "train-images-idx3-ubyte.gz"
     img.write_bytes(img.read_bytes()[:-40])
-    builtin._FASHION_MEMORY.clear()
+    fashion._FASHION_MEMORY.clear()
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
         load_builtin("fashion", "train", data_dir=str(folder), n_train=10)
 
