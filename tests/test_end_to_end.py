@@ -1,6 +1,7 @@
 """`balgrad compare` / `evaluate` / `train --resume` on a very small built-in configuration."""
 
 import json
+import shutil
 
 import pytest
 
@@ -79,15 +80,34 @@ def test_table_cells_are_the_mean_of_the_seeds_eval_files(compared):
         assert len(evals[0]["sweep"]) == 11
 
 
-def test_evaluate_reproduces_the_saved_models_scores(compared):
-    before = json.loads((compared / "balgrad" / "seed1" / "eval.json").read_text())["conditions"]
-    assert (
-        main(["evaluate", str(compared), "--methods", "balgrad", "--no-sweep", "--no-progress"])
-        == 0
-    )
-    after = json.loads((compared / "balgrad" / "seed1" / "eval.json").read_text())["conditions"]
+def test_evaluate_reproduces_the_saved_models_scores(compared, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(compared, run)
+    config_before = (run / "config.yaml").read_text()
+    before = json.loads((run / "balgrad" / "seed1" / "eval.json").read_text())["conditions"]
+    assert main(["evaluate", str(run), "--methods", "balgrad", "--no-sweep", "--no-progress"]) == 0
+    after = json.loads((run / "balgrad" / "seed1" / "eval.json").read_text())
     for cond in before:
-        assert after[cond]["accuracy"] == pytest.approx(before[cond]["accuracy"]), cond
+        assert after["conditions"][cond]["accuracy"] == pytest.approx(before[cond]["accuracy"]), (
+            cond
+        )
+    assert "sweep" not in after and after["protocol"]["missing"] == "input"
+
+    # another protocol setting is recorded with the scores; config.yaml stays the training record
+    argv = [
+        "evaluate",
+        str(run),
+        "--methods",
+        "balgrad",
+        "--missing",
+        "embedding",
+        "--no-sweep",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    again = json.loads((run / "balgrad" / "seed1" / "eval.json").read_text())
+    assert again["protocol"]["missing"] == "embedding"
+    assert (run / "config.yaml").read_text() == config_before
 
 
 def test_train_resumes_an_interrupted_run(tmp_path):

@@ -190,7 +190,7 @@ def cmd_evaluate(args) -> int:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     cfg = build_config(values, str(cfg_path))
-    exp = Experiment(cfg, run_dir)
+    exp = Experiment(cfg, run_dir, write_config=False)  # config.yaml stays the training record
     methods = args.methods or cfg.methods
     for seed in cfg.seeds:
         for method in methods:
@@ -198,6 +198,7 @@ def cmd_evaluate(args) -> int:
             evaluation = exp.evaluate_model(model, pipeline)
             path = exp.run_dir_of(method, seed) / "eval.json"
             old = json.loads(path.read_text()) if path.exists() else {}
+            old.pop("sweep", None)  # a sweep under other protocol settings must not linger
             path.write_text(
                 json.dumps({**old, "method": method, "seed": seed, **evaluation}, indent=2)
             )

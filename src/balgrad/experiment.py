@@ -195,14 +195,16 @@ class RunResult:
 class Experiment:
     """Trains and evaluates every (method, seed) of a config into one run folder."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False):
+    def __init__(
+        self, cfg: RunConfig, run_dir: Path, resume: bool = False, write_config: bool = True
+    ):
         self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
         self.dist: DistInfo = init_distributed(cfg.device)
         self.device = resolve_device(cfg.device, self.dist)
         self.data = load_data(cfg)
         self.cache = make_cache(cfg)
         self._frozen_memory: dict = {}
-        if self.dist.is_main:
+        if self.dist.is_main and write_config:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             dump_yaml(cfg, self.run_dir / "config.yaml")
 
@@ -297,15 +299,25 @@ class Experiment:
         )
 
     def evaluate_model(self, model, pipeline) -> dict:
+        """The protocol's scores, with the protocol settings that produced them."""
+        cfg = self.cfg
         ev = Evaluator(
             pipeline,
             self.data.test,
             self.data.info.metrics,
-            protocol_config(self.cfg),
+            protocol_config(cfg),
             str(self.device),
-            progress=self.cfg.progress,
+            progress=cfg.progress,
         )
-        return ev.run(model, sweep=self.cfg.sweep)
+        protocol = {
+            "missing": cfg.missing,
+            "missing_ratio": cfg.missing_ratio,
+            "image_noise": cfg.image_noise,
+            "text_noise": cfg.text_noise,
+            "eval_seed": cfg.eval_seed,
+            "test_split": cfg.test_split,
+        }
+        return {"protocol": protocol, **ev.run(model, sweep=cfg.sweep)}
 
     def load_trained(self, method: str, seed: int):
         """Rebuild a saved run's model (for ``balgrad evaluate``)."""

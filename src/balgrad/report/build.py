@@ -66,6 +66,9 @@ def build_report(
         figures["gap_vs_ratio"] = plot_gap_vs_ratio(
             curves, run_dir / "gap_vs_ratio.png", metric, f"{cfg['dataset']}: ΔGap vs missing ratio"
         )
+    elif not curves:
+        # re-evaluated without the sweep: an older curve would no longer match the tables
+        (run_dir / "gap_vs_ratio.png").unlink(missing_ok=True)
     out = {"table": table, "paths": paths, "metric": metric}
     seeds_run = sorted({int(r["seed"]) for r in results})
     out.update(
