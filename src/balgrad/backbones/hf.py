@@ -365,8 +365,7 @@ class HFImageEncoder(_KeepFrozen, ImageEncoder):
         clip: bool = False,
     ) -> None:
         super().__init__()
-        prefix = "clip" if clip else "hf"
-        self.label = label = f"{prefix}:{name}"
+        self.label = label = f"{'clip' if clip else 'hf'}:{name}"
         _check_choice(label, "pooling", pooling, IMAGE_POOLINGS)
         src = _Source(
             label,
@@ -574,8 +573,7 @@ class HFTextEncoder(_KeepFrozen, TextEncoder):
         _identity: str | None = None,
     ) -> None:
         super().__init__()
-        prefix = "clip" if clip else "hf"
-        self.label = label = _label or f"{prefix}:{name}"
+        self.label = label = _label or f"{'clip' if clip else 'hf'}:{name}"
         _check_choice(label, "pooling", pooling, TEXT_POOLINGS)
         src = _Source(
             label,

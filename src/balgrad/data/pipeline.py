@@ -83,7 +83,9 @@ def label_tensor(label) -> torch.Tensor:
 
 
 class _ConditionedView(Dataset):
-    """Items of ``dataset`` under ``condition``; cached towers read precomputed features."""
+    """Items of ``dataset`` under ``condition``; cached towers read precomputed features.
+
+    ``load_images=False`` skips reading images altogether (encoding the text tower)."""
 
     def __init__(
         self,
@@ -92,10 +94,12 @@ class _ConditionedView(Dataset):
         condition: Condition,
         feats_image: torch.Tensor | None,
         feats_text: torch.Tensor | None,
+        load_images: bool = True,
     ):
         self.p, self.ds, self.c = pipeline, dataset, condition
         self.hit = condition.mask(len(dataset))
         self.feats_image, self.feats_text = feats_image, feats_text
+        self.load_images = load_images
         self.embedding_mode = pipeline.missing == "embedding"
 
     def __len__(self):
@@ -110,7 +114,10 @@ class _ConditionedView(Dataset):
 
     def __getitem__(self, i):
         c, hit = self.c, bool(self.hit[i])
-        if self.feats_image is None:
+        if not self.load_images:
+            text, label = self._text_and_label(i)
+            image = torch.zeros(0)
+        elif self.feats_image is None:
             ex = self.ds[i]
             text, label = ex.text, label_tensor(ex.label)
             img = ex.image
@@ -312,8 +319,7 @@ class InputPipeline:
         from tqdm.auto import tqdm
 
         # a view with both towers live; only the requested one is run (text skips images)
-        view_cls = _TextOnlyView if tower == "text" else _ConditionedView
-        live = view_cls(self, dataset, condition, None, None)
+        live = _ConditionedView(self, dataset, condition, None, None, load_images=tower == "image")
         enc = self.image_encoder if tower == "image" else self.text_encoder
         loader = DataLoader(
             live,
@@ -328,21 +334,3 @@ class InputPipeline:
             for batch in tqdm(loader, desc=desc, disable=not self.progress, leave=False):
                 out.append(enc(batch.image if tower == "image" else batch.text).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, enc.out_dim)
-
-
-class _TextOnlyView(_ConditionedView):
-    def __getitem__(self, i):
-        item_text, label = self._text_and_label(i)
-        c, hit = self.c, bool(self.hit[i])
-        if hit and c.kind == "missing_text" and not self.embedding_mode:
-            item_text = ""
-        return {
-            "image": torch.zeros(0),
-            "text": item_text,
-            "label": label,
-            "index": i,
-            "drop_image": False,
-            "drop_text": False,
-            "text_noise": c.level if (hit and c.kind == "noisy_text") else 0.0,
-            "seed": c.seed,
-        }

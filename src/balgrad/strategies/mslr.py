@@ -49,11 +49,10 @@ class MSLR(Joint):
         self.needs_unimodal_validation = mode == "dynamic"
 
     def param_groups(self, model, lr):
-        return [
-            {"params": ps, "lr": lr * self.scales.get(name, 1.0), "name": name}
-            for name, ps in model.parameter_groups().items()
-            if ps
-        ]
+        groups = super().param_groups(model, lr)
+        for g in groups:
+            g["lr"] = lr * self.scales.get(g["name"], 1.0)
+        return groups
 
     def lr_factor(self, modality: str, acc: float) -> float:
         """acc / mean of the previous ``window`` accuracies (1.0 with no history)."""
