@@ -122,9 +122,7 @@ class FeatureCache:
         log.info("cache hit %s (%s)", key, _summary(meta, features))
         return features
 
-    def put(
-        self, key: str, features: torch.Tensor, meta: Mapping[str, Any] | None = None
-    ) -> Path:
+    def put(self, key: str, features: torch.Tensor, meta: Mapping[str, Any] | None = None) -> Path:
         """Store ``features`` (detached, CPU, contiguous) with ``meta``; atomic."""
         if not isinstance(features, torch.Tensor):
             raise TypeError(f"features must be a tensor, got {type(features).__name__}")

@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from balgrad.data.base import check_label
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
 from balgrad.data.disk.layout import layout_error
-from balgrad.data.disk.loader import DiskLoader, IndexInfo, Option
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import (
     check_text,
     decode_text,
-    hash_bytes,
-    options_hash,
     read_bytes,
 )
 from balgrad.data.disk.records import Problems, Record
@@ -62,35 +60,28 @@ class CUBDataset(DiskLoader):
         "CUB-200-2011 has only train, test (no official validation split: carve one from 'train')"
     )
     metrics = ("accuracy",)
-    options = (
-        Option("sentence", "join", str | int),
-        Option("seed", 0, int),
-        Option("text_dir", None, str | os.PathLike | None),
-    )
 
-    @classmethod
-    def check_options(cls, options: Mapping[str, Any]) -> None:
-        sentence = options["sentence"]
-        if isinstance(sentence, bool) or not (
-            sentence in SENTENCE_MODES or (isinstance(sentence, int) and sentence >= 0)
-        ):
-            raise ConfigError(
-                f"{cls.name}: option sentence={sentence!r} must be one of {SENTENCE_MODES} "
-                "or a sentence index >= 0"
-            )
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        sentence: str | int = "join"  # a SENTENCE_MODES entry or a sentence index
+        seed: int = 0  # of sentence="random"
+        text_dir: str | os.PathLike[str] | None = None  # default: looked for
+
+        def check(self, dataset: str) -> None:
+            sentence = self.sentence
+            if isinstance(sentence, bool) or not (
+                sentence in SENTENCE_MODES or (isinstance(sentence, int) and sentence >= 0)
+            ):
+                raise ConfigError(
+                    f"{dataset}: option sentence={sentence!r} must be one of {SENTENCE_MODES} "
+                    "or a sentence index >= 0"
+                )
 
     def parse(
-        self,
-        root: Path,
-        split: str,
-        problems: Problems,
-        *,
-        allow_empty_text: bool,
-        sentence: str | int,
-        seed: int,
-        text_dir: str | os.PathLike[str] | None,
+        self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
-        texts_root = self.text_dir = self._find_text_dir(root, text_dir)
+        sentence, seed, allow_empty_text = options.sentence, options.seed, options.allow_empty_text
+        texts_root = self.text_dir = self._find_text_dir(root, options.text_dir)
         text_boundary = FolderBoundary(texts_root)
 
         raws = {f: read_bytes(root / f, self.name) for f in INDEX_FILES}

@@ -8,6 +8,8 @@ model then holds :class:`FeatureInput`, an identity, in place of the backbone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -43,28 +45,26 @@ class FrozenFeatures:
 
     def __init__(
         self,
-        image_encoder,
-        text_encoder,
-        *,
+        encoders: Mapping[str, nn.Module],
         missing: str,
-        cache=None,
-        memory: dict | None = None,
-        encode_batch_size: int = 64,
-        num_workers: int = 0,
-        progress: bool = True,
+        cache,
+        memory: dict[str, torch.Tensor],
+        *,
+        batch_size: int,
+        num_workers: int,
+        progress: bool,
     ):
-        self.image_encoder, self.text_encoder = image_encoder, text_encoder
+        self.encoders = encoders  # by tower: "image", "text"
         self.missing = missing
         self.cache = cache
-        # in-process store; pass one dict to several pipelines to share it
-        self.memory: dict[str, torch.Tensor] = {} if memory is None else memory
-        self.encode_batch_size = encode_batch_size
+        self.memory = memory  # in-process store, possibly shared by several pipelines
+        self.batch_size = batch_size
         self.num_workers = num_workers
         self.progress = progress
         self.encoded = 0  # how many tower encodings were computed (not served from a cache)
 
     def encoder(self, tower: str):
-        return self.image_encoder if tower == "image" else self.text_encoder
+        return self.encoders[tower]
 
     def features(
         self, dataset: MultimodalDataset, condition: Condition, tower: str
@@ -123,14 +123,14 @@ class FrozenFeatures:
         live = ConditionedView(
             dataset,
             condition,
-            preprocess=self.image_encoder.preprocess,
+            preprocess=self.encoders["image"].preprocess,
             embedding_mode=self.missing == "embedding",
             load_images=tower == "image",
         )
         enc = self.encoder(tower)
         loader = DataLoader(
             live,
-            batch_size=self.encode_batch_size,
+            batch_size=self.batch_size,
             collate_fn=self._collate,
             num_workers=self.num_workers,
         )
@@ -143,4 +143,4 @@ class FrozenFeatures:
         return torch.cat(out) if out else torch.zeros(0, enc.out_dim)
 
     def _collate(self, items: list[dict]):
-        return collate(items, self.text_encoder)
+        return collate(items, self.encoders["text"])

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from balgrad.data.disk.loader import DiskLoader, IndexInfo
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions
 from balgrad.data.disk.readers import (
     check_text,
     class_index,
     decode_text,
-    hash_bytes,
     iter_csv_rows,
-    options_hash,
     read_bytes,
 )
 from balgrad.data.disk.records import MissingSplitError, Problems, Record
@@ -50,7 +49,7 @@ class Food101Dataset(DiskLoader):
     metrics = ("accuracy",)
 
     def parse(
-        self, root: Path, split: str, problems: Problems, *, allow_empty_text: bool
+        self, root: Path, split: str, problems: Problems, options: LoaderOptions
     ) -> tuple[list[Record], IndexInfo]:
         csv_path = root / "texts" / f"{split}_titles.csv"
         if not csv_path.is_file():
@@ -99,14 +98,14 @@ class Food101Dataset(DiskLoader):
                         f"{where}: unknown class '{label_name}' (not a folder under "
                         f"{root / 'images' / 'train'}; {len(classes)} classes known)"
                     )
-                check_text(text, where, allow_empty_text)
+                check_text(text, where, options.allow_empty_text)
                 records.append(
                     Record(image_dir / label_name / image_name, text, to_idx[label_name], where)
                 )
             except DataError as e:
                 problems.bad(str(e))
         content_hash = hash_bytes(
-            raw, "\n".join(classes), options_hash({"allow_empty_text": allow_empty_text})
+            raw, "\n".join(classes), options_hash({"allow_empty_text": options.allow_empty_text})
         )
         return records, IndexInfo(classes, content_hash)
 

@@ -21,21 +21,20 @@ integer. Field names are options (``image_field``, ``text_field``, ``label_field
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from balgrad.data.base import TaskKind, check_label
-from balgrad.data.disk.loader import DiskLoader, IndexInfo, Option
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choice
 from balgrad.data.disk.readers import (
     check_text,
     class_index,
     clean_text,
     decode_text,
-    hash_bytes,
     iter_csv_rows,
     iter_jsonl,
-    options_hash,
     read_bytes,
 )
 from balgrad.data.disk.records import MissingSplitError, Problems, Record
@@ -55,38 +54,33 @@ class GenericDataset(DiskLoader):
     test.jsonl  | test.csv
     classes.txt               (optional; one class name per line)"""
     splits = None  # whichever split files exist
-    options = (
-        Option("dataset_name", NAME, str),
-        Option("task", "auto", str, choices=TASKS),
-        Option("image_field", "image", str),
-        Option("text_field", "text", str),
-        Option("label_field", "label", str),
-        Option("labels_field", "labels", str),
-        Option("primary_metric", None, str | None),
-        Option("metrics", None, list[str] | None),
-    )
+
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        dataset_name: str = NAME  # info.name
+        task: str = choice("auto", TASKS)  # auto: multi-label when records carry labels_field
+        image_field: str = "image"
+        text_field: str = "text"
+        label_field: str = "label"
+        labels_field: str = "labels"
+        primary_metric: str | None = None  # default: the first metric
+        metrics: list[str] | None = None  # default: by task
 
     @classmethod
-    def dataset_name(cls, options: Mapping[str, Any]) -> str:
-        return options["dataset_name"]
+    def dataset_name(cls, options: Options) -> str:
+        return options.dataset_name
 
     def parse(
-        self,
-        root: Path,
-        split: str,
-        problems: Problems,
-        *,
-        allow_empty_text: bool,
-        dataset_name: str,
-        task: str,
-        image_field: str,
-        text_field: str,
-        label_field: str,
-        labels_field: str,
-        primary_metric: str | None,
-        metrics: list[str] | None,
+        self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
-        name = dataset_name
+        name, task, allow_empty_text = options.dataset_name, options.task, options.allow_empty_text
+        fields = (
+            options.image_field,
+            options.text_field,
+            options.label_field,
+            options.labels_field,
+        )
+        image_field, text_field, label_field, labels_field = fields
         path = split_file(root, split)
         if path is None:
             present = sorted(p.name for p in root.iterdir() if p.suffix in EXTENSIONS)
@@ -97,7 +91,6 @@ class GenericDataset(DiskLoader):
                 f"{name}: split file for '{split}' is missing: no {looked} in {root} "
                 f"(found: {', '.join(present) or 'none'}); expected layout:\n{self.layout}"
             )
-        fields = (image_field, text_field, label_field, labels_field)
         raw = read_bytes(path, name, "split file")
         rows = _read_rows(path, raw, fields, problems)
 
@@ -137,7 +130,7 @@ class GenericDataset(DiskLoader):
                 problems.bad(str(e))
 
         default_metrics = ["f1_macro", "f1_micro"] if task == "multi_label" else ["accuracy"]
-        metrics = list(metrics) if metrics else default_metrics
+        metrics = list(options.metrics) if options.metrics else default_metrics
         content_hash = hash_bytes(
             raw,
             "\n".join(classes),
@@ -146,7 +139,7 @@ class GenericDataset(DiskLoader):
         )
         resolved_task: TaskKind = task  # type: ignore[assignment]
         return records, IndexInfo(
-            classes, content_hash, resolved_task, metrics, primary_metric or metrics[0]
+            classes, content_hash, resolved_task, metrics, options.primary_metric or metrics[0]
         )
 
 

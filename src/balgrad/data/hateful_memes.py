@@ -17,19 +17,18 @@ and ``split_file=`` names any JSONL file under the root.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from balgrad.data.base import check_label
-from balgrad.data.disk.loader import DiskLoader, IndexInfo, Option
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions
 from balgrad.data.disk.readers import (
     check_text,
     clean_text,
     decode_text,
-    hash_bytes,
     iter_jsonl,
-    options_hash,
     read_bytes,
 )
 from balgrad.data.disk.records import MissingSplitError, Problems, Record
@@ -60,21 +59,19 @@ class HatefulMemesDataset(DiskLoader):
     splits = tuple(SPLIT_FILES)
     split_note = f"use one of {', '.join(SPLIT_FILES)} or split_file=<name>.jsonl"
     metrics = ("auroc", "accuracy")
-    options = (Option("split_file", None, str | None),)
+
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        split_file: str | None = None  # any JSONL file under the root, whatever the split
 
     @classmethod
-    def available_splits(cls, options: Mapping[str, Any]) -> Sequence[str] | None:
-        return None if options["split_file"] is not None else cls.splits
+    def available_splits(cls, options: Options) -> Sequence[str] | None:
+        return None if options.split_file is not None else cls.splits
 
     def parse(
-        self,
-        root: Path,
-        split: str,
-        problems: Problems,
-        *,
-        allow_empty_text: bool,
-        split_file: str | None,
+        self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        split_file = options.split_file
         names = (split_file,) if split_file is not None else SPLIT_FILES[split]
         path = next((root / n for n in names if (root / n).is_file()), None)
         if path is None:
@@ -104,7 +101,7 @@ class HatefulMemesDataset(DiskLoader):
                     raise DataError(f"{where}: field 'img' must be a non-empty string, got {img!r}")
                 if "text" not in obj:
                     raise DataError(f"{where}: missing field 'text'")
-                text = check_text(clean_text(obj["text"]), where, allow_empty_text)
+                text = check_text(clean_text(obj["text"]), where, options.allow_empty_text)
                 if "label" not in obj:
                     raise DataError(f"{where}: missing field 'label'")
                 label = _parse_label(obj["label"], where)
@@ -112,7 +109,7 @@ class HatefulMemesDataset(DiskLoader):
             except DataError as e:
                 problems.bad(str(e))
         content_hash = hash_bytes(
-            raw, path.name, options_hash({"allow_empty_text": allow_empty_text})
+            raw, path.name, options_hash({"allow_empty_text": options.allow_empty_text})
         )
         return records, IndexInfo(list(CLASSES), content_hash)
 

@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from balgrad.data.disk.loader import DiskLoader, IndexInfo, Option
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choice
 from balgrad.data.disk.readers import (
     case_insensitive_index,
     check_text,
     class_index,
     clean_text,
     decode_text,
-    hash_bytes,
     iter_csv_rows,
-    options_hash,
     read_bytes,
 )
 from balgrad.data.disk.records import Problems, Record
@@ -65,42 +64,36 @@ class MemotionDataset(DiskLoader):
         "(and 'val' when val_fraction > 0)"
     )
     metrics = ("accuracy",)
-    options = (
-        Option("label_column", "humour", str, choices=tuple(LABEL_COLUMNS)),
-        Option("test_fraction", 0.2, float),
-        Option("val_fraction", 0.0, float),
-        Option("seed", 0, int),
-    )
+
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        label_column: str = choice("humour", LABEL_COLUMNS)
+        test_fraction: float = 0.2  # of each class, to test
+        val_fraction: float = 0.0  # of each class, to val (0: no val split)
+        seed: int = 0  # of the split assignment
+
+        def check(self, dataset: str) -> None:
+            super().check(dataset)
+            for opt in ("test_fraction", "val_fraction"):
+                frac = getattr(self, opt)
+                if not 0.0 <= float(frac) < 1.0:
+                    raise ConfigError(f"{dataset}: option {opt}={frac} must be in [0, 1)")
+            total = self.test_fraction + self.val_fraction
+            if total >= 1.0:
+                raise ConfigError(
+                    f"{dataset}: test_fraction + val_fraction = {total} leaves nothing for train"
+                )
 
     @classmethod
-    def check_options(cls, options: Mapping[str, Any]) -> None:
-        super().check_options(options)
-        test_fraction, val_fraction = options["test_fraction"], options["val_fraction"]
-        for opt, frac in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-            if not 0.0 <= float(frac) < 1.0:
-                raise ConfigError(f"{cls.name}: option {opt}={frac} must be in [0, 1)")
-        if test_fraction + val_fraction >= 1.0:
-            raise ConfigError(
-                f"{cls.name}: test_fraction + val_fraction = {test_fraction + val_fraction} "
-                "leaves nothing for train"
-            )
-
-    @classmethod
-    def available_splits(cls, options: Mapping[str, Any]) -> Sequence[str]:
-        return ("train", "val", "test") if options["val_fraction"] > 0 else ("train", "test")
+    def available_splits(cls, options: Options) -> Sequence[str]:
+        return ("train", "val", "test") if options.val_fraction > 0 else ("train", "test")
 
     def parse(
-        self,
-        root: Path,
-        split: str,
-        problems: Problems,
-        *,
-        allow_empty_text: bool,
-        label_column: str,
-        test_fraction: float,
-        val_fraction: float,
-        seed: int,
+        self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        label_column, seed = options.label_column, options.seed
+        test_fraction, val_fraction = options.test_fraction, options.val_fraction
+        allow_empty_text = options.allow_empty_text
         classes = LABEL_COLUMNS[label_column]
         to_idx = class_index(classes)
         csv_path = root / "labels.csv"

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-from balgrad.data.disk.loader import DiskLoader, IndexInfo, Option
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choice
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import (
     check_text,
     class_index,
     clean_text,
-    hash_bytes,
-    options_hash,
     parse_json,
     read_bytes,
 )
@@ -77,11 +77,15 @@ class MMIMDbDataset(DiskLoader):
     splits = None  # the keys of split.json
     task = "multi_label"
     metrics = ("f1_macro", "f1_micro")
-    options = (Option("plot", "longest", str, choices=PLOT_MODES),)
+
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        plot: str = choice("longest", PLOT_MODES)  # which plot summary is the text
 
     def parse(
-        self, root: Path, split: str, problems: Problems, *, allow_empty_text: bool, plot: str
+        self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        plot, allow_empty_text = options.plot, options.allow_empty_text
         split_path = root / "split.json"
         raw = read_bytes(split_path, self.name, "split file")
         splits = parse_json(raw, split_path)

@@ -58,12 +58,11 @@ class InputPipeline:
         self.cache_image = not getattr(image_encoder, "trainable", True)
         self.cache_text = not getattr(text_encoder, "trainable", True)
         self.frozen_features = FrozenFeatures(
-            image_encoder,
-            text_encoder,
-            missing=missing,
-            cache=cache,
-            memory=memory,
-            encode_batch_size=encode_batch_size,
+            {"image": image_encoder, "text": text_encoder},
+            missing,
+            cache,
+            {} if memory is None else memory,
+            batch_size=encode_batch_size,
             num_workers=num_workers,
             progress=progress,
         )

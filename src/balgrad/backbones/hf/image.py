@@ -48,18 +48,12 @@ class HFImageEncoder(HFTower, ImageEncoder):
         clip: bool = False,
     ) -> None:
         super().__init__()
+        label = f"{'clip' if clip else 'hf'}:{name}"
+        src = CheckpointSource(
+            label, name, revision, cache_dir, local_files_only, trust_remote_code
+        )
         loaded = self._open_tower(
-            f"{'clip' if clip else 'hf'}:{name}",
-            name,
-            "vision",
-            pooling=pooling,
-            poolings=IMAGE_POOLINGS,
-            clip=clip,
-            projection=projection,
-            trust_remote_code=trust_remote_code,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
+            src, "vision", pooling, IMAGE_POOLINGS, clip=clip, projection=projection
         )
         self.channels = int(getattr(loaded.model_config, "num_channels", 3) or 3)
         processor = None

@@ -95,11 +95,10 @@ class CheckpointSource:
         self,
         label: str,
         name: str,
-        *,
-        revision: str | None,
-        cache_dir: str | None,
-        local_files_only: bool | None,
-        trust_remote_code: bool,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         if not name:
             raise BackboneError(f"backbone {label!r}: empty model name or path")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from balgrad.backbones.base import TextEncoder
+from balgrad.backbones.hf.source import CheckpointSource
 from balgrad.backbones.hf.tower import HFTower
 from balgrad.errors import BackboneError, ConfigError
 
@@ -52,18 +53,12 @@ class HFTextEncoder(HFTower, TextEncoder):
         _identity: str | None = None,
     ) -> None:
         super().__init__()
+        label = _label or f"{'clip' if clip else 'hf'}:{name}"
+        src = CheckpointSource(
+            label, name, revision, cache_dir, local_files_only, trust_remote_code
+        )
         loaded = self._open_tower(
-            _label or f"{'clip' if clip else 'hf'}:{name}",
-            name,
-            "text",
-            pooling=pooling,
-            poolings=TEXT_POOLINGS,
-            clip=clip,
-            projection=projection,
-            trust_remote_code=trust_remote_code,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
+            src, "text", pooling, TEXT_POOLINGS, clip=clip, projection=projection
         )
         from transformers import AutoTokenizer
 

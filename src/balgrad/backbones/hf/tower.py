@@ -92,33 +92,21 @@ class HFTower(KeepFrozen):
 
     def _open_tower(
         self,
-        label: str,
-        name: str,
+        src: CheckpointSource,
         tower: str,
-        *,
         pooling: str,
         poolings: tuple[str, ...],
+        *,
         clip: bool,
         projection: bool,
-        trust_remote_code: bool,
-        revision: str | None,
-        cache_dir: str | None,
-        local_files_only: bool | None,
     ) -> LoadedTower:
         """Check ``pooling``, load the tower into ``self.model``; the loaded tower."""
-        self.label = label
+        self.label = src.label
         if pooling not in poolings:
             raise ConfigError(
-                f"backbone {label!r}: option 'pooling' must be one of {poolings}, got {pooling!r}"
+                f"backbone {src.label!r}: option 'pooling' must be one of {poolings}, "
+                f"got {pooling!r}"
             )
-        src = CheckpointSource(
-            label,
-            name,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            trust_remote_code=trust_remote_code,
-        )
         loaded = load_tower(src, tower, clip=clip, projection=projection)
         self.model = loaded.model
         self.projection = bool(projection)

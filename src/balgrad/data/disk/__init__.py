@@ -2,6 +2,7 @@
 
 - :mod:`.records`: a parsed record, the bad-record policy, the errors and the warning.
 - :mod:`.readers`: reading index files (bytes, text, CSV, JSONL, JSON) and cleaning text.
+- :mod:`.content_hash`: hashing index files and options into the fingerprint.
 - :mod:`.layout`: finding the dataset root in ``data_dir`` and canonical split names.
 - :mod:`.paths`: keeping every file a record names inside the data folder.
 - :mod:`.images`: loading an image, and checking one without decoding it.

@@ -1,10 +1,10 @@
 """The base of the on-disk loaders: a declaration plus one ``parse``.
 
 A loader declares what it reads (name, expected layout, marker paths, nested folders,
-splits, task, metrics, options with types and defaults) and implements ONE method::
+splits, task, metrics, and its options with types and defaults, as a dataclass
+``Options``) and implements ONE method::
 
-    def parse(self, root, split, problems, *, allow_empty_text, <its options>)
-        -> tuple[list[Record], IndexInfo]
+    def parse(self, root, split, problems, options) -> tuple[list[Record], IndexInfo]
 
 :class:`DiskLoader` does the rest once for all: it builds the constructor
 ``Cls(data_dir, split="train", *, skip_bad=False, allow_empty_text=False, <options>,
@@ -16,9 +16,11 @@ records to :class:`~balgrad.data.disk.dataset.DiskDataset`.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
-from collections.abc import Mapping, Sequence
+import typing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,13 +33,24 @@ from balgrad.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class Option:
-    """A loader option: a keyword-only constructor argument."""
+class LoaderOptions:
+    """The options ``parse`` gets; a loader's ``Options`` adds its own fields (with
+    defaults: each is a keyword-only constructor argument)."""
 
-    name: str
-    default: Any
-    type: Any  # the annotation shown in the signature
-    choices: tuple[Any, ...] | None = None  # the allowed values, when there is a short list
+    allow_empty_text: bool = False
+
+    def check(self, dataset: str) -> None:
+        """Raise :class:`ConfigError` for a bad value (called before the disk is read)."""
+        for f in dataclasses.fields(self):
+            allowed = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if allowed is not None and value not in allowed:
+                raise ConfigError(f"{dataset}: option {f.name}={value!r} must be one of {allowed}")
+
+
+def choice(default: Any, allowed: Iterable[Any]) -> Any:
+    """An ``Options`` field whose value must be one of ``allowed``."""
+    return dataclasses.field(default=default, metadata={"choices": tuple(allowed)})
 
 
 @dataclass(frozen=True)
@@ -53,9 +66,8 @@ class IndexInfo:
     primary_metric: str | None = None  # None: the first metric
 
 
-# options every loader takes; allow_empty_text goes to parse, the others to DiskDataset
-ALLOW_EMPTY_TEXT = Option("allow_empty_text", False, bool)
-DATASET_OPTIONS = (Option("check_files", True, bool), Option("workers", None, int | None))
+# options every loader takes besides its Options: they go to DiskDataset, not to parse
+DATASET_OPTIONS = {"check_files": (True, bool), "workers": (None, int | None)}
 
 
 class DiskLoader(DiskDataset):
@@ -69,52 +81,29 @@ class DiskLoader(DiskDataset):
     split_note: ClassVar[str] = ""  # the rest of the "no split" message
     task: ClassVar[TaskKind] = "single_label"
     metrics: ClassVar[Sequence[str]] = ("accuracy",)  # the first is the primary metric
-    options: ClassVar[Sequence[Option]] = ()  # besides skip_bad and the common ones
+    Options: ClassVar[type[LoaderOptions]] = LoaderOptions
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:  # a subclass with a hand-written constructor
-            return
-        declared = (ALLOW_EMPTY_TEXT, *cls.options, *DATASET_OPTIONS)
-        parse_params = {
-            p.name
-            for p in inspect.signature(cls.parse).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        }
-        wanted = {o.name for o in declared} - {o.name for o in DATASET_OPTIONS}
-        if parse_params != wanted:
-            raise TypeError(
-                f"{cls.__qualname__}.parse must take the keyword-only options {sorted(wanted)}, "
-                f"takes {sorted(parse_params)}"
-            )
-        cls.__init__ = _constructor(cls, declared)  # type: ignore[method-assign]
+        if "__init__" not in cls.__dict__:  # unless a subclass writes its own constructor
+            cls.__init__ = _constructor(cls)  # type: ignore[method-assign]
 
     # -- hooks -------------------------------------------------------------------
     def parse(
-        self, root: Path, split: str, problems: Problems, **options: Any
+        self, root: Path, split: str, problems: Problems, options: Any
     ) -> tuple[list[Record], IndexInfo]:
-        """Read split ``split`` under ``root``: the records (bad ones go to ``problems``)
-        and what else was learned. Raise :class:`MissingSplitError` when ``splits`` is
-        None and the split's file is missing."""
+        """Read split ``split`` under ``root`` with ``options`` (an ``Options``): the records
+        (bad ones go to ``problems``) and what else was learned. Raise
+        :class:`MissingSplitError` when ``splits`` is None and the split's file is missing."""
         raise NotImplementedError
 
     @classmethod
-    def check_options(cls, options: Mapping[str, Any]) -> None:
-        """Raise :class:`ConfigError` for a bad option value (before the disk is read)."""
-        for opt in cls.options:
-            value = options[opt.name]
-            if opt.choices is not None and value not in opt.choices:
-                raise ConfigError(
-                    f"{cls.name}: option {opt.name}={value!r} must be one of {opt.choices}"
-                )
-
-    @classmethod
-    def dataset_name(cls, options: Mapping[str, Any]) -> str:
+    def dataset_name(cls, options: Any) -> str:
         """The name shown in ``info`` and messages (an option may set it)."""
         return cls.name
 
     @classmethod
-    def available_splits(cls, options: Mapping[str, Any]) -> Sequence[str] | None:
+    def available_splits(cls, options: Any) -> Sequence[str] | None:
         return cls.splits
 
     # -- the shared skeleton -----------------------------------------------------
@@ -123,18 +112,18 @@ class DiskLoader(DiskDataset):
         data_dir: str | os.PathLike[str],
         split: str,
         skip_bad: bool,
-        options: dict[str, Any],
+        options: LoaderOptions,
+        dataset_options: dict[str, Any],
     ) -> None:
-        self.check_options(options)
         name = self.dataset_name(options)
+        options.check(name)
         root = resolve_root(data_dir, name, self.markers, self.layout, nested=self.nested)
         split = canonical_split(split)
         splits = self.available_splits(options)
         if splits is not None and split not in splits:
             raise MissingSplitError(f"{name}: no split '{split}'; {self.split_note}")
         problems = Problems(skip_bad)
-        dataset_options = {o.name: options.pop(o.name) for o in DATASET_OPTIONS}
-        records, index = self.parse(root, split, problems, **options)
+        records, index = self.parse(root, split, problems, options)
         metrics = list(index.metrics or self.metrics)
         info = DatasetInfo(
             name=name,
@@ -155,22 +144,22 @@ class DiskLoader(DiskDataset):
         )
 
 
-def _constructor(cls: type[DiskLoader], declared: Sequence[Option]):
-    """``__init__(self, data_dir, split="train", *, skip_bad=False, <declared>)`` of ``cls``."""
-    kw = inspect.Parameter.KEYWORD_ONLY
+def _constructor(cls: type[DiskLoader]):
+    """``__init__(self, data_dir, split="train", *, skip_bad=False, <Options fields>,
+    check_files=True, workers=None)`` of ``cls``."""
+    types = typing.get_type_hints(cls.Options)
+    option_fields = [(f.name, f.default, types[f.name]) for f in dataclasses.fields(cls.Options)]
+    dataset_fields = [(n, default, t) for n, (default, t) in DATASET_OPTIONS.items()]
+    p = inspect.Parameter
     signature = inspect.Signature(
         [
-            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-            inspect.Parameter(
-                "data_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str | os.PathLike
-            ),
-            inspect.Parameter(
-                "split", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="train", annotation=str
-            ),
-            inspect.Parameter("skip_bad", kw, default=False, annotation=bool),
+            p("self", p.POSITIONAL_OR_KEYWORD),
+            p("data_dir", p.POSITIONAL_OR_KEYWORD, annotation=str | os.PathLike),
+            p("split", p.POSITIONAL_OR_KEYWORD, default="train", annotation=str),
+            p("skip_bad", p.KEYWORD_ONLY, default=False, annotation=bool),
             *(
-                inspect.Parameter(o.name, kw, default=o.default, annotation=o.type)
-                for o in declared
+                p(n, p.KEYWORD_ONLY, default=default, annotation=t)
+                for n, default, t in option_fields + dataset_fields
             ),
         ],
         return_annotation=None,
@@ -179,18 +168,20 @@ def _constructor(cls: type[DiskLoader], declared: Sequence[Option]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         bound = signature.bind(self, *args, **kwargs)  # TypeError for an unknown option
         bound.apply_defaults()
-        arguments = dict(bound.arguments)
-        options = {o.name: arguments[o.name] for o in declared}
-        self._load(arguments["data_dir"], arguments["split"], arguments["skip_bad"], options)
+        given = bound.arguments
+        self._load(
+            given["data_dir"],
+            given["split"],
+            given["skip_bad"],
+            cls.Options(**{n: given[n] for n, _, _ in option_fields}),
+            {n: given[n] for n in DATASET_OPTIONS},
+        )
 
     __init__.__signature__ = signature  # type: ignore[attr-defined]
     __init__.__annotations__ = {
-        p.name: p.annotation for p in signature.parameters.values() if p.name != "self"
+        q.name: q.annotation for q in signature.parameters.values() if q.name != "self"
     }
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
     __init__.__module__ = cls.__module__
-    __init__.__doc__ = (
-        f"Load split ``split`` of {cls.name} from ``data_dir``; options: "
-        + ", ".join(f"{o.name}={o.default!r}" for o in declared)
-    )
+    __init__.__doc__ = f"Load split ``split`` of {cls.name} from ``data_dir`` (see the class)."
     return __init__

@@ -1,10 +1,8 @@
-"""Reading index files: bytes, text, CSV rows, JSONL objects, JSON documents; text cleaning
-and the content hashes that go into a dataset's fingerprint."""
+"""Reading index files: bytes, text, CSV rows, JSONL objects, JSON documents; text cleaning."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -14,18 +12,6 @@ from typing import Any
 
 from balgrad.data.disk.records import Problems
 from balgrad.errors import DataError
-
-
-def hash_bytes(*chunks: bytes | str) -> str:
-    h = hashlib.sha256()
-    for c in chunks:
-        h.update(c.encode("utf-8") if isinstance(c, str) else c)
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def options_hash(options: dict[str, Any]) -> str:
-    return json.dumps(options, sort_keys=True, default=str)
 
 
 def read_bytes(path: Path, dataset: str, what: str = "index file") -> bytes:
