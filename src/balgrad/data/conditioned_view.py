@@ -42,7 +42,7 @@ class ConditionedView(Dataset):
         load_images: bool = True,
     ):
         self.dataset, self.condition = dataset, condition
-        self.hit = condition.mask(len(dataset))
+        self.hit = condition.mask(len(dataset))  # which samples the condition impairs
         self.preprocess = preprocess
         self.embedding_mode = embedding_mode
         self.image_features, self.text_features = image_features, text_features

@@ -55,8 +55,9 @@ class InputPipeline:
         self.missing = missing
         self.cache = cache
         self.num_workers = num_workers
-        self.cache_image = not getattr(image_encoder, "trainable", True)
-        self.cache_text = not getattr(text_encoder, "trainable", True)
+        # a frozen tower's features are precomputed (once per condition) and cached
+        self.image_precomputed = not getattr(image_encoder, "trainable", True)
+        self.text_precomputed = not getattr(text_encoder, "trainable", True)
         self.frozen_features = FrozenFeatures(
             {"image": image_encoder, "text": text_encoder},
             missing,
@@ -76,12 +77,12 @@ class InputPipeline:
         """The encoders the model should hold: live backbones, or identity over features."""
         img = (
             FeatureInput(self.image_encoder.out_dim, self.image_encoder.identity)
-            if self.cache_image
+            if self.image_precomputed
             else self.image_encoder
         )
         txt = (
             FeatureInput(self.text_encoder.out_dim, self.text_encoder.identity)
-            if self.cache_text
+            if self.text_precomputed
             else self.text_encoder
         )
         return img, txt
@@ -112,8 +113,12 @@ class InputPipeline:
             condition,
             preprocess=self.image_encoder.preprocess,
             embedding_mode=self.missing == "embedding",
-            image_features=self.features(dataset, condition, "image") if self.cache_image else None,
-            text_features=self.features(dataset, condition, "text") if self.cache_text else None,
+            image_features=self.features(dataset, condition, "image")
+            if self.image_precomputed
+            else None,
+            text_features=self.features(dataset, condition, "text")
+            if self.text_precomputed
+            else None,
         )
         gen = torch.Generator()
         gen.manual_seed(seed)
