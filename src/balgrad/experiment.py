@@ -99,6 +99,7 @@ def load_data(cfg: RunConfig) -> Data:
         )
 
     train_full, test = load("train"), load(cfg.test_split)
+    test.validate()  # a corrupt test image fails now, not after all the training
     if cfg.test_split in ("val", "dev"):  # the official validation split is the test set now
         train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
         return Data(train, val, test)

@@ -53,10 +53,10 @@ def tiny_hf(tmp_path_factory) -> dict[str, Path]:
     """Folders of tiny BERT, DistilBERT, ViT, ResNet and CLIP checkpoints."""
     import torch
 
-    from balgrad.backbones.hf import _quiet_transformers
+    from balgrad.backbones.hf.source import quiet_transformers
 
     root = tmp_path_factory.mktemp("tiny_hf")
-    with _quiet_transformers(), torch.random.fork_rng():
+    with quiet_transformers(), torch.random.fork_rng():
         torch.manual_seed(0)
         return _build(root)
 

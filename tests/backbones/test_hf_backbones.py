@@ -183,3 +183,43 @@ def test_image_checkpoint_without_processor_needs_explicit_preprocessing(tiny_hf
         create_image_encoder("hf:" + str(copy))
     enc = create_image_encoder("hf:" + str(copy), image_size=32, image_mean=0.5, image_std=0.5)
     assert enc(_images(enc)).shape == (2, 32)
+
+
+def _checkpoint_hash(folder) -> str:
+    """The documented recipe of a local checkpoint's hash, written out again: sha256 over
+    the config/preprocessing files (name, bytes) and the weight files (name, size, mtime)."""
+    import hashlib
+
+    config_files = {"config.json", "preprocessor_config.json", "tokenizer.json"}
+    config_files |= {"tokenizer_config.json", "special_tokens_map.json", "vocab.txt"}
+    config_files |= {"vocab.json", "merges.txt"}
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = f.relative_to(folder).as_posix()
+        if f.name in config_files:
+            h.update(f"{rel}\0".encode() + f.read_bytes())
+        elif f.suffix == ".safetensors":
+            st = f.stat()
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def test_identity_strings_are_the_feature_cache_keys_of_before(tiny_hf):
+    """The identities keep the exact form the code of commit f829246 gave these tiny
+    checkpoints (checked when hf.py became a package): a change would silently
+    invalidate every feature cache built with a Hugging Face backbone."""
+    vit, bert, clip = (tiny_hf[m].resolve() for m in ("vit", "bert", "clip"))
+    image = create_image_encoder(f"hf:{vit}")
+    assert image.identity == (
+        f"hf-image:{vit}#{_checkpoint_hash(vit)}|tower=auto|pool=pooler"
+        "|plan=('resize', (32, 32), None)|mean=(0.5, 0.5, 0.5)|std=(0.5, 0.5, 0.5)"
+    )
+    text = create_text_encoder(f"hf:{bert}", pooling="mean", normalize=True, max_length=12)
+    assert text.identity == (
+        f"hf-text:{bert}#{_checkpoint_hash(bert)}|tower=auto|pool=mean|max_length=12|normalize=True"
+    )
+    clip_text = create_text_encoder(f"clip:{clip}", projection=True)
+    assert clip_text.identity == (
+        f"hf-text:{clip}#{_checkpoint_hash(clip)}|tower=clip|pool=projection|max_length=16"
+        "|normalize=False"
+    )

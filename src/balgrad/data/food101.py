@@ -15,78 +15,61 @@ There is no official validation split: asking for ``val`` raises
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from balgrad.data._io import (
-    DiskDataset,
-    MissingSplitError,
-    Problems,
-    Record,
-    canonical_split,
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions
+from balgrad.data.disk.readers import (
     check_text,
     class_index,
     decode_text,
-    hash_bytes,
     iter_csv_rows,
-    options_hash,
     read_bytes,
-    resolve_root,
 )
-from balgrad.data.base import DatasetInfo
+from balgrad.data.disk.records import MissingSplitError, Problems, Record
 from balgrad.errors import DataError
-
-NAME = "food101"
-SPLITS = ("train", "test")
-LAYOUT = """  <data_dir>/
-    images/train/<class_name>/<file>.jpg
-    images/test/<class_name>/<file>.jpg
-    texts/train_titles.csv   (rows: <file>.jpg,<text>,<class_name>; header optional)
-    texts/test_titles.csv"""
 
 _HEADER_FIRST = {"image", "img", "image_name", "image_path", "file", "filename", "path", "id"}
 _HEADER_LAST = {"label", "labels", "class", "class_name", "category", "target"}
 
 
-class Food101Dataset(DiskDataset):
-    def __init__(
-        self,
-        data_dir: str | os.PathLike[str],
-        split: str = "train",
-        *,
-        skip_bad: bool = False,
-        allow_empty_text: bool = False,
-        check_files: bool = True,
-        workers: int | None = None,
-    ) -> None:
-        root = resolve_root(
-            data_dir, NAME, ["images", "texts"], LAYOUT, nested=("UPMC_Food101", "food101")
-        )
-        split = canonical_split(split)
-        if split not in SPLITS:
-            raise MissingSplitError(
-                f"{NAME}: no split '{split}'; UPMC Food-101 has only {', '.join(SPLITS)} "
-                "(no official validation split: carve one from 'train')"
-            )
+class Food101Dataset(DiskLoader):
+    name = "food101"
+    layout = """  <data_dir>/
+    images/train/<class_name>/<file>.jpg
+    images/test/<class_name>/<file>.jpg
+    texts/train_titles.csv   (rows: <file>.jpg,<text>,<class_name>; header optional)
+    texts/test_titles.csv"""
+    markers = ("images", "texts")
+    nested = ("UPMC_Food101", "food101")
+    splits = ("train", "test")
+    split_note = (
+        "UPMC Food-101 has only train, test (no official validation split: carve one from 'train')"
+    )
+    metrics = ("accuracy",)
+
+    def parse(
+        self, root: Path, split: str, problems: Problems, options: LoaderOptions
+    ) -> tuple[list[Record], IndexInfo]:
         csv_path = root / "texts" / f"{split}_titles.csv"
         if not csv_path.is_file():
             raise MissingSplitError(
-                f"{NAME}: split file {csv_path} is missing; expected layout:\n{LAYOUT}"
+                f"{self.name}: split file {csv_path} is missing; expected layout:\n{self.layout}"
             )
         image_dir = root / "images" / split
         if not image_dir.is_dir():
             raise DataError(
-                f"{NAME}: image folder {image_dir} is missing; expected layout:\n{LAYOUT}"
+                f"{self.name}: image folder {image_dir} is missing; expected layout:\n{self.layout}"
             )
         classes = _class_folders(root / "images" / "train") or _class_folders(image_dir)
         if not classes:
             raise DataError(
-                f"{NAME}: no class folders under {root / 'images' / 'train'}; expected layout:\n{LAYOUT}"
+                f"{self.name}: no class folders under {root / 'images' / 'train'}; "
+                f"expected layout:\n{self.layout}"
             )
         to_idx = class_index(classes)
 
-        raw = read_bytes(csv_path, NAME, "split file")
-        problems = Problems(skip_bad)
+        raw = read_bytes(csv_path, self.name, "split file")
         records: list[Record] = []
         first = True
         for line, row in iter_csv_rows(decode_text(raw, csv_path), str(csv_path)):
@@ -115,37 +98,16 @@ class Food101Dataset(DiskDataset):
                         f"{where}: unknown class '{label_name}' (not a folder under "
                         f"{root / 'images' / 'train'}; {len(classes)} classes known)"
                     )
-                check_text(text, where, allow_empty_text)
+                check_text(text, where, options.allow_empty_text)
                 records.append(
-                    Record(
-                        image=image_dir / label_name / image_name,
-                        text=text,
-                        label=to_idx[label_name],
-                        source=where,
-                    )
+                    Record(image_dir / label_name / image_name, text, to_idx[label_name], where)
                 )
             except DataError as e:
                 problems.bad(str(e))
-
-        info = DatasetInfo(
-            name=NAME,
-            task="single_label",
-            classes=classes,
-            primary_metric="accuracy",
-            metrics=["accuracy"],
+        content_hash = hash_bytes(
+            raw, "\n".join(classes), options_hash({"allow_empty_text": options.allow_empty_text})
         )
-        super().__init__(
-            info=info,
-            split=split,
-            root=root,
-            records=records,
-            problems=problems,
-            content_hash=hash_bytes(
-                raw, "\n".join(classes), options_hash({"allow_empty_text": allow_empty_text})
-            ),
-            check_files=check_files,
-            workers=workers,
-        )
+        return records, IndexInfo(classes, content_hash)
 
 
 def _class_folders(folder: Path) -> list[str]:

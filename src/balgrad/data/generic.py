@@ -7,7 +7,7 @@
       val.jsonl   | val.csv      (also valid / validation / dev)
       test.jsonl  | test.csv
       classes.txt                (optional: one class name per line, in index order)
-      <images anywhere; paths are relative to the split file's folder>
+      <images inside data_dir; paths are relative to the split file's folder>
 
 Each record (JSONL object, or CSV row with a header) has ``image`` (path), ``text`` and
 either ``label`` (a class name or a 0-based class index: single-label) or ``labels``
@@ -21,75 +21,76 @@ integer. Field names are options (``image_field``, ``text_field``, ``label_field
 from __future__ import annotations
 
 import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from balgrad.data._io import (
-    DiskDataset,
-    MissingSplitError,
-    Problems,
-    Record,
-    canonical_split,
+from balgrad.data.base import TaskKind, check_label
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choice
+from balgrad.data.disk.readers import (
     check_text,
+    class_index,
     clean_text,
     decode_text,
-    hash_bytes,
     iter_csv_rows,
     iter_jsonl,
-    options_hash,
     read_bytes,
-    resolve_root,
 )
-from balgrad.data.base import DatasetInfo, check_label
-from balgrad.errors import ConfigError, DataError
+from balgrad.data.disk.records import MissingSplitError, Problems, Record
+from balgrad.errors import DataError
 
 NAME = "generic"
 EXTENSIONS = (".jsonl", ".csv")
 SPLIT_STEMS = {"val": ("val", "valid", "validation", "dev")}
 TASKS = ("auto", "single_label", "multi_label")
-LAYOUT = """  <data_dir>/
+
+
+class GenericDataset(DiskLoader):
+    name = NAME
+    layout = """  <data_dir>/
     train.jsonl | train.csv   (fields: image, text, label | labels)
     val.jsonl   | val.csv     (optional; also valid / validation / dev)
     test.jsonl  | test.csv
     classes.txt               (optional; one class name per line)"""
+    splits = None  # whichever split files exist
 
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        dataset_name: str = NAME  # info.name
+        task: str = choice("auto", TASKS)  # auto: multi-label when records carry labels_field
+        image_field: str = "image"
+        text_field: str = "text"
+        label_field: str = "label"
+        labels_field: str = "labels"
+        primary_metric: str | None = None  # default: the first metric
+        metrics: list[str] | None = None  # default: by task
 
-class GenericDataset(DiskDataset):
-    def __init__(
-        self,
-        data_dir: str | os.PathLike[str],
-        split: str = "train",
-        *,
-        skip_bad: bool = False,
-        allow_empty_text: bool = False,
-        dataset_name: str = NAME,
-        task: str = "auto",
-        image_field: str = "image",
-        text_field: str = "text",
-        label_field: str = "label",
-        labels_field: str = "labels",
-        primary_metric: str | None = None,
-        metrics: list[str] | None = None,
-        check_files: bool = True,
-        workers: int | None = None,
-    ) -> None:
-        if task not in TASKS:
-            raise ConfigError(f"{NAME}: option task={task!r} must be one of {TASKS}")
-        name = dataset_name
-        root = resolve_root(data_dir, name, [], LAYOUT)
-        split = canonical_split(split)
+    @classmethod
+    def dataset_name(cls, options: Options) -> str:
+        return options.dataset_name
+
+    def parse(
+        self, root: Path, split: str, problems: Problems, options: Options
+    ) -> tuple[list[Record], IndexInfo]:
+        name, task, allow_empty_text = options.dataset_name, options.task, options.allow_empty_text
+        fields = (
+            options.image_field,
+            options.text_field,
+            options.label_field,
+            options.labels_field,
+        )
+        image_field, text_field, label_field, labels_field = fields
         path = split_file(root, split)
         if path is None:
             present = sorted(p.name for p in root.iterdir() if p.suffix in EXTENSIONS)
-            raise MissingSplitError(
-                f"{name}: split file for '{split}' is missing: no "
-                f"{' / '.join(f'{s}{e}' for s in SPLIT_STEMS.get(split, (split,)) for e in EXTENSIONS)}"
-                f" in {root} (found: {', '.join(present) or 'none'}); expected layout:\n{LAYOUT}"
+            looked = " / ".join(
+                f"{s}{e}" for s in SPLIT_STEMS.get(split, (split,)) for e in EXTENSIONS
             )
-        fields = (image_field, text_field, label_field, labels_field)
-
-        problems = Problems(skip_bad)
+            raise MissingSplitError(
+                f"{name}: split file for '{split}' is missing: no {looked} in {root} "
+                f"(found: {', '.join(present) or 'none'}); expected layout:\n{self.layout}"
+            )
         raw = read_bytes(path, name, "split file")
         rows = _read_rows(path, raw, fields, problems)
 
@@ -100,8 +101,8 @@ class GenericDataset(DiskDataset):
             task = "multi_label" if multi else "single_label"
         label_key = labels_field if task == "multi_label" else label_field
 
-        classes, classes_src = _classes(root, split, path, rows, label_key, fields, name)
-        to_idx = {c: i for i, c in enumerate(classes)}
+        classes, classes_src = _classes(root, split, rows, label_key, fields, name)
+        to_idx = class_index(classes)
 
         records: list[Record] = []
         for line, obj in rows:
@@ -123,41 +124,22 @@ class GenericDataset(DiskDataset):
                     )
                 else:
                     label = _label_index(obj[label_key], to_idx, where)
-                img_path = Path(image)
-                if not img_path.is_absolute():
-                    img_path = path.parent / img_path
-                records.append(Record(img_path, text, label, where))
+                # an absolute path stays absolute; it must still lie inside data_dir
+                records.append(Record(path.parent / image, text, label, where))
             except DataError as e:
                 problems.bad(str(e))
 
-        if task == "multi_label":
-            default_metrics = ["f1_macro", "f1_micro"]
-        else:
-            default_metrics = ["accuracy"]
-        metrics = list(metrics) if metrics else default_metrics
-        info = DatasetInfo(
-            name=name,
-            task=task,  # type: ignore[arg-type]
-            classes=classes,
-            primary_metric=primary_metric or metrics[0],
-            metrics=metrics,
+        default_metrics = ["f1_macro", "f1_micro"] if task == "multi_label" else ["accuracy"]
+        metrics = list(options.metrics) if options.metrics else default_metrics
+        content_hash = hash_bytes(
+            raw,
+            "\n".join(classes),
+            classes_src,
+            options_hash({"fields": fields, "task": task, "allow_empty_text": allow_empty_text}),
         )
-        super().__init__(
-            info=info,
-            split=split,
-            root=root,
-            records=records,
-            problems=problems,
-            content_hash=hash_bytes(
-                raw,
-                "\n".join(classes),
-                classes_src,
-                options_hash(
-                    {"fields": fields, "task": task, "allow_empty_text": allow_empty_text}
-                ),
-            ),
-            check_files=check_files,
-            workers=workers,
+        resolved_task: TaskKind = task  # type: ignore[assignment]
+        return records, IndexInfo(
+            classes, content_hash, resolved_task, metrics, options.primary_metric or metrics[0]
         )
 
 
@@ -203,7 +185,6 @@ def _read_rows(
 def _classes(
     root: Path,
     split: str,
-    path: Path,
     rows: list[tuple[int, dict[str, Any]]],
     label_key: str,
     fields: tuple[str, ...],

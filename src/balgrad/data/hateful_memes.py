@@ -17,33 +17,24 @@ and ``split_file=`` names any JSONL file under the root.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from balgrad.data._io import (
-    DiskDataset,
-    MissingSplitError,
-    Problems,
-    Record,
-    canonical_split,
+from balgrad.data.base import check_label
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions
+from balgrad.data.disk.readers import (
     check_text,
     clean_text,
     decode_text,
-    hash_bytes,
     iter_jsonl,
-    options_hash,
     read_bytes,
-    resolve_root,
 )
-from balgrad.data.base import DatasetInfo, check_label
+from balgrad.data.disk.records import MissingSplitError, Problems, Record
 from balgrad.errors import DataError
 
-NAME = "hateful_memes"
 CLASSES = ["not_hateful", "hateful"]
-LAYOUT = """  <data_dir>/
-    img/<id>.png
-    train.jsonl   (lines of {"id", "img": "img/<id>.png", "label": 0|1, "text"})
-    dev.jsonl     (or dev_seen.jsonl / dev_unseen.jsonl)
-    test.jsonl    (or test_seen.jsonl / test_unseen.jsonl)"""
 
 SPLIT_FILES = {
     "train": ("train.jsonl",),
@@ -56,42 +47,44 @@ SPLIT_FILES = {
 }
 
 
-class HatefulMemesDataset(DiskDataset):
-    def __init__(
-        self,
-        data_dir: str | os.PathLike[str],
-        split: str = "train",
-        *,
-        skip_bad: bool = False,
-        allow_empty_text: bool = False,
-        split_file: str | None = None,
-        check_files: bool = True,
-        workers: int | None = None,
-    ) -> None:
-        root = resolve_root(data_dir, NAME, ["img"], LAYOUT, nested=("data", "hateful_memes"))
-        split = canonical_split(split)
-        if split_file is not None:
-            names: tuple[str, ...] = (split_file,)
-        elif split in SPLIT_FILES:
-            names = SPLIT_FILES[split]
-        else:
-            raise MissingSplitError(
-                f"{NAME}: unknown split '{split}'; use one of {', '.join(SPLIT_FILES)} "
-                "or split_file=<name>.jsonl"
-            )
+class HatefulMemesDataset(DiskLoader):
+    name = "hateful_memes"
+    layout = """  <data_dir>/
+    img/<id>.png
+    train.jsonl   (lines of {"id", "img": "img/<id>.png", "label": 0|1, "text"})
+    dev.jsonl     (or dev_seen.jsonl / dev_unseen.jsonl)
+    test.jsonl    (or test_seen.jsonl / test_unseen.jsonl)"""
+    markers = ("img",)
+    nested = ("data", "hateful_memes")
+    splits = tuple(SPLIT_FILES)
+    split_note = f"use one of {', '.join(SPLIT_FILES)} or split_file=<name>.jsonl"
+    metrics = ("auroc", "accuracy")
+
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        split_file: str | None = None  # any JSONL file under the root, whatever the split
+
+    @classmethod
+    def available_splits(cls, options: Options) -> Sequence[str] | None:
+        return None if options.split_file is not None else cls.splits
+
+    def parse(
+        self, root: Path, split: str, problems: Problems, options: Options
+    ) -> tuple[list[Record], IndexInfo]:
+        split_file = options.split_file
+        names = (split_file,) if split_file is not None else SPLIT_FILES[split]
         path = next((root / n for n in names if (root / n).is_file()), None)
         if path is None:
             raise MissingSplitError(
-                f"{NAME}: split file for '{split}' is missing: looked for "
-                f"{' or '.join(str(root / n) for n in names)}; expected layout:\n{LAYOUT}"
+                f"{self.name}: split file for '{split}' is missing: looked for "
+                f"{' or '.join(str(root / n) for n in names)}; expected layout:\n{self.layout}"
             )
 
-        raw = read_bytes(path, NAME, "split file")
-        problems = Problems(skip_bad)
+        raw = read_bytes(path, self.name, "split file")
         objs = list(iter_jsonl(decode_text(raw, path), str(path), problems))
         if objs and not any("label" in o for _, o in objs):
             raise DataError(
-                f"{NAME}: {path} has no labels (split '{split}'); the public Hateful Memes "
+                f"{self.name}: {path} has no labels (split '{split}'); the public Hateful Memes "
                 "test set is unlabeled. Evaluate on split 'val' (dev.jsonl / dev_seen.jsonl), "
                 "or on 'test_seen' if you have the labeled test_seen.jsonl"
             )
@@ -108,33 +101,17 @@ class HatefulMemesDataset(DiskDataset):
                     raise DataError(f"{where}: field 'img' must be a non-empty string, got {img!r}")
                 if "text" not in obj:
                     raise DataError(f"{where}: missing field 'text'")
-                text = check_text(clean_text(obj["text"]), where, allow_empty_text)
+                text = check_text(clean_text(obj["text"]), where, options.allow_empty_text)
                 if "label" not in obj:
                     raise DataError(f"{where}: missing field 'label'")
                 label = _parse_label(obj["label"], where)
                 records.append(Record(root / img.strip(), text, label, where))
             except DataError as e:
                 problems.bad(str(e))
-
-        info = DatasetInfo(
-            name=NAME,
-            task="single_label",
-            classes=list(CLASSES),
-            primary_metric="auroc",
-            metrics=["auroc", "accuracy"],
+        content_hash = hash_bytes(
+            raw, path.name, options_hash({"allow_empty_text": options.allow_empty_text})
         )
-        super().__init__(
-            info=info,
-            split=split,
-            root=root,
-            records=records,
-            problems=problems,
-            content_hash=hash_bytes(
-                raw, path.name, options_hash({"allow_empty_text": allow_empty_text})
-            ),
-            check_files=check_files,
-            workers=workers,
-        )
+        return records, IndexInfo(list(CLASSES), content_hash)
 
 
 def _parse_label(value: object, where: str) -> int:

@@ -20,30 +20,26 @@ optional ``val_fraction`` (default 0: no ``val`` split) to ``val`` and the rest 
 
 from __future__ import annotations
 
-import os
 import random
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from balgrad.data._io import (
-    DiskDataset,
-    MissingSplitError,
-    Problems,
-    Record,
-    canonical_split,
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choice
+from balgrad.data.disk.readers import (
     case_insensitive_index,
     check_text,
+    class_index,
     clean_text,
     decode_text,
-    hash_bytes,
     iter_csv_rows,
-    options_hash,
     read_bytes,
-    resolve_root,
 )
-from balgrad.data.base import DatasetInfo
+from balgrad.data.disk.records import Problems, Record
 from balgrad.errors import ConfigError, DataError
 
-NAME = "memotion"
 # the ordered levels of each annotated column
 LABEL_COLUMNS: dict[str, list[str]] = {
     "humour": ["not_funny", "funny", "very_funny", "hilarious"],
@@ -52,52 +48,56 @@ LABEL_COLUMNS: dict[str, list[str]] = {
     "motivational": ["not_motivational", "motivational"],
     "overall_sentiment": ["very_negative", "negative", "neutral", "positive", "very_positive"],
 }
-LAYOUT = """  <data_dir>/
+
+
+class MemotionDataset(DiskLoader):
+    name = "memotion"
+    layout = """  <data_dir>/
     images/<image_name>   (image_1.jpg, ...)
     labels.csv            (header: ,image_name,text_ocr,text_corrected,humour,sarcasm,
                            offensive,motivational,overall_sentiment)"""
+    markers = ("labels.csv", "images")
+    nested = ("memotion_dataset_7k",)
+    splits = ("train", "val", "test")
+    split_note = (
+        "Memotion 7k has no official split, this loader makes 'train' and 'test' "
+        "(and 'val' when val_fraction > 0)"
+    )
+    metrics = ("accuracy",)
 
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        label_column: str = choice("humour", LABEL_COLUMNS)
+        test_fraction: float = 0.2  # of each class, to test
+        val_fraction: float = 0.0  # of each class, to val (0: no val split)
+        seed: int = 0  # of the split assignment
 
-class MemotionDataset(DiskDataset):
-    def __init__(
-        self,
-        data_dir: str | os.PathLike[str],
-        split: str = "train",
-        *,
-        skip_bad: bool = False,
-        allow_empty_text: bool = False,
-        label_column: str = "humour",
-        test_fraction: float = 0.2,
-        val_fraction: float = 0.0,
-        seed: int = 0,
-        check_files: bool = True,
-        workers: int | None = None,
-    ) -> None:
-        if label_column not in LABEL_COLUMNS:
-            raise ConfigError(
-                f"{NAME}: option label_column={label_column!r} must be one of {list(LABEL_COLUMNS)}"
-            )
-        for opt, frac in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-            if not 0.0 <= float(frac) < 1.0:
-                raise ConfigError(f"{NAME}: option {opt}={frac} must be in [0, 1)")
-        if test_fraction + val_fraction >= 1.0:
-            raise ConfigError(
-                f"{NAME}: test_fraction + val_fraction = {test_fraction + val_fraction} "
-                "leaves nothing for train"
-            )
-        root = resolve_root(
-            data_dir, NAME, ["labels.csv", "images"], LAYOUT, nested=("memotion_dataset_7k",)
-        )
-        split = canonical_split(split)
-        if split not in ("train", "val", "test") or (split == "val" and val_fraction <= 0):
-            raise MissingSplitError(
-                f"{NAME}: no split '{split}'; Memotion 7k has no official split, this loader "
-                "makes 'train' and 'test' (and 'val' when val_fraction > 0)"
-            )
+        def check(self, dataset: str) -> None:
+            super().check(dataset)
+            for opt in ("test_fraction", "val_fraction"):
+                frac = getattr(self, opt)
+                if not 0.0 <= float(frac) < 1.0:
+                    raise ConfigError(f"{dataset}: option {opt}={frac} must be in [0, 1)")
+            total = self.test_fraction + self.val_fraction
+            if total >= 1.0:
+                raise ConfigError(
+                    f"{dataset}: test_fraction + val_fraction = {total} leaves nothing for train"
+                )
+
+    @classmethod
+    def available_splits(cls, options: Options) -> Sequence[str]:
+        return ("train", "val", "test") if options.val_fraction > 0 else ("train", "test")
+
+    def parse(
+        self, root: Path, split: str, problems: Problems, options: Options
+    ) -> tuple[list[Record], IndexInfo]:
+        label_column, seed = options.label_column, options.seed
+        test_fraction, val_fraction = options.test_fraction, options.val_fraction
+        allow_empty_text = options.allow_empty_text
         classes = LABEL_COLUMNS[label_column]
-        to_idx = {c: i for i, c in enumerate(classes)}
+        to_idx = class_index(classes)
         csv_path = root / "labels.csv"
-        raw = read_bytes(csv_path, NAME, "labels file")
+        raw = read_bytes(csv_path, self.name, "labels file")
         rows = iter_csv_rows(decode_text(raw, csv_path), str(csv_path))
         try:
             _, header = next(rows)
@@ -110,7 +110,7 @@ class MemotionDataset(DiskDataset):
         if missing:
             raise DataError(
                 f"{csv_path} line 1: missing column(s) {', '.join(missing)}; header is "
-                f"{header!r}. Expected layout:\n{LAYOUT}"
+                f"{header!r}. Expected layout:\n{self.layout}"
             )
 
         def cell(row: list[str], name: str) -> str:
@@ -126,7 +126,6 @@ class MemotionDataset(DiskDataset):
 
         images_dir = root / "images"
         listing = case_insensitive_index(images_dir)
-        problems = Problems(skip_bad)
         records: list[Record] = []
         for k, (line, row) in enumerate(all_rows):
             if assignment[k] != split:
@@ -154,35 +153,19 @@ class MemotionDataset(DiskDataset):
                 records.append(Record(image, text, label, where))
             except DataError as e:
                 problems.bad(str(e))
-
-        info = DatasetInfo(
-            name=NAME,
-            task="single_label",
-            classes=list(classes),
-            primary_metric="accuracy",
-            metrics=["accuracy"],
-        )
-        super().__init__(
-            info=info,
-            split=split,
-            root=root,
-            records=records,
-            problems=problems,
-            content_hash=hash_bytes(
-                raw,
-                options_hash(
-                    {
-                        "label_column": label_column,
-                        "test_fraction": test_fraction,
-                        "val_fraction": val_fraction,
-                        "seed": seed,
-                        "allow_empty_text": allow_empty_text,
-                    }
-                ),
+        content_hash = hash_bytes(
+            raw,
+            options_hash(
+                {
+                    "label_column": label_column,
+                    "test_fraction": test_fraction,
+                    "val_fraction": val_fraction,
+                    "seed": seed,
+                    "allow_empty_text": allow_empty_text,
+                }
             ),
-            check_files=check_files,
-            workers=workers,
         )
+        return records, IndexInfo(list(classes), content_hash)
 
 
 def _norm(label: str) -> str:

@@ -16,31 +16,26 @@ record. ``plot`` is a list of plot summaries: option ``plot`` picks ``"longest"`
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
-from balgrad.data._io import (
-    DiskDataset,
-    MissingSplitError,
-    Problems,
-    Record,
-    canonical_split,
+from balgrad.data.disk.content_hash import hash_bytes, options_hash
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choice
+from balgrad.data.disk.paths import FolderBoundary
+from balgrad.data.disk.readers import (
     check_text,
+    class_index,
     clean_text,
-    decode_text,
-    hash_bytes,
-    options_hash,
+    parse_json,
     read_bytes,
-    resolve_root,
 )
-from balgrad.data.base import DatasetInfo
-from balgrad.errors import ConfigError, DataError
+from balgrad.data.disk.records import MissingSplitError, Problems, Record
+from balgrad.errors import DataError
 
 log = logging.getLogger(__name__)
 
-NAME = "mmimdb"
 # MM-IMDb paper, Table 1: the 23 genres kept, in decreasing frequency
 GENRES = [
     "Drama",
@@ -69,36 +64,31 @@ GENRES = [
 ]
 SPLIT_KEYS = {"train": "train", "val": "dev", "test": "test"}
 PLOT_MODES = ("longest", "first", "join")
-LAYOUT = """  <data_dir>/
+
+
+class MMIMDbDataset(DiskLoader):
+    name = "mmimdb"
+    layout = """  <data_dir>/
     split.json          ({"train": [ids], "dev": [ids], "test": [ids]})
     dataset/<id>.jpeg
     dataset/<id>.json   ({"plot": [str, ...], "genres": [str, ...], ...})"""
+    markers = ("split.json", "dataset")
+    nested = ("mmimdb",)
+    splits = None  # the keys of split.json
+    task = "multi_label"
+    metrics = ("f1_macro", "f1_micro")
 
+    @dataclass(frozen=True)
+    class Options(LoaderOptions):
+        plot: str = choice("longest", PLOT_MODES)  # which plot summary is the text
 
-class MMIMDbDataset(DiskDataset):
-    def __init__(
-        self,
-        data_dir: str | os.PathLike[str],
-        split: str = "train",
-        *,
-        skip_bad: bool = False,
-        allow_empty_text: bool = False,
-        plot: str = "longest",
-        check_files: bool = True,
-        workers: int | None = None,
-    ) -> None:
-        if plot not in PLOT_MODES:
-            raise ConfigError(f"{NAME}: option plot={plot!r} must be one of {PLOT_MODES}")
-        root = resolve_root(data_dir, NAME, ["split.json", "dataset"], LAYOUT, nested=("mmimdb",))
-        split = canonical_split(split)
+    def parse(
+        self, root: Path, split: str, problems: Problems, options: Options
+    ) -> tuple[list[Record], IndexInfo]:
+        plot, allow_empty_text = options.plot, options.allow_empty_text
         split_path = root / "split.json"
-        raw = read_bytes(split_path, NAME, "split file")
-        try:
-            splits = json.loads(decode_text(raw, split_path))
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"{split_path} line {e.lineno}: malformed JSON ({e.msg} at column {e.colno})"
-            ) from None
+        raw = read_bytes(split_path, self.name, "split file")
+        splits = parse_json(raw, split_path)
         if not isinstance(splits, dict):
             raise DataError(f"{split_path}: expected a JSON object of split name -> list of ids")
         key = SPLIT_KEYS.get(split, split)
@@ -111,11 +101,11 @@ class MMIMDbDataset(DiskDataset):
         if not isinstance(ids, list):
             raise DataError(f"{split_path}: split '{key}' must be a list of ids")
 
-        to_idx = {g: i for i, g in enumerate(GENRES)}
+        to_idx = class_index(GENRES)
         ignored: Counter[str] = Counter()
-        problems = Problems(skip_bad)
         records: list[Record] = []
         dataset_dir = root / "dataset"
+        boundary = FolderBoundary(root)
         digest_parts: list[bytes] = [raw]
         for pos, movie_id in enumerate(ids):
             mid = str(movie_id).strip()
@@ -124,17 +114,15 @@ class MMIMDbDataset(DiskDataset):
             try:
                 if not mid:
                     raise DataError(f"{split_path} '{key}' entry {pos}: empty id")
+                outside = boundary.outside(meta)
+                if outside is not None:  # an id such as "../../x" must not read x.json
+                    raise DataError(boundary.escape_message(where, "metadata file", meta, outside))
                 try:
                     meta_raw = meta.read_bytes()
                 except FileNotFoundError:
                     raise DataError(f"{where}: metadata file is missing") from None
                 digest_parts.append(meta_raw)
-                try:
-                    obj = json.loads(decode_text(meta_raw, meta))
-                except json.JSONDecodeError as e:
-                    raise DataError(
-                        f"{meta} line {e.lineno}: malformed JSON ({e.msg} at column {e.colno})"
-                    ) from None
+                obj = parse_json(meta_raw, meta)
                 if not isinstance(obj, dict):
                     raise DataError(f"{where}: expected a JSON object")
                 text = check_text(_plot_text(obj, plot, where), where, allow_empty_text)
@@ -153,30 +141,15 @@ class MMIMDbDataset(DiskDataset):
         if ignored:
             log.info(
                 "%s %s: ignored %d genre label(s) outside the 23: %s",
-                NAME,
+                self.name,
                 split,
                 sum(ignored.values()),
                 dict(ignored.most_common()),
             )
-        info = DatasetInfo(
-            name=NAME,
-            task="multi_label",
-            classes=list(GENRES),
-            primary_metric="f1_macro",
-            metrics=["f1_macro", "f1_micro"],
+        content_hash = hash_bytes(
+            *digest_parts, options_hash({"plot": plot, "allow_empty_text": allow_empty_text})
         )
-        super().__init__(
-            info=info,
-            split=split,
-            root=root,
-            records=records,
-            problems=problems,
-            content_hash=hash_bytes(
-                *digest_parts, options_hash({"plot": plot, "allow_empty_text": allow_empty_text})
-            ),
-            check_files=check_files,
-            workers=workers,
-        )
+        return records, IndexInfo(list(GENRES), content_hash)
 
 
 def _plot_text(obj: dict, mode: str, where: str) -> str:

@@ -1,0 +1,146 @@
+"""Features of the frozen towers, computed once and reused.
+
+A frozen backbone maps the same input to the same features, so its features on a split
+under a condition are encoded once (SPEC section 4: impaired inputs still go through
+the backbone) and kept in memory and, when a ``FeatureCache`` is given, on disk. The
+model then holds :class:`FeatureInput`, an identity, in place of the backbone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from balgrad.data.base import MultimodalDataset
+from balgrad.data.batch import collate
+from balgrad.data.conditioned_view import ConditionedView
+from balgrad.data.impairments import Condition, blank_image
+
+
+class FeatureInput(nn.Module):
+    """The stand-in for a frozen backbone whose features are precomputed: identity."""
+
+    trainable = False
+
+    def __init__(self, out_dim: int, identity: str = "features"):
+        super().__init__()
+        self.out_dim = out_dim
+        self.identity = identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class FrozenFeatures:
+    """``[N, D]`` features of a frozen tower per (dataset, condition): from ``memory``, from
+    the disk ``cache``, or encoded (counted in ``encoded``).
+
+    The cache key parts are the dataset fingerprint, the tower, the encoder's identity,
+    the part of the condition that reaches this tower and the missing mode; changing
+    them invalidates every cache already written.
+    """
+
+    def __init__(
+        self,
+        encoders: Mapping[str, nn.Module],
+        missing: str,
+        cache,
+        memory: dict[str, torch.Tensor],
+        *,
+        batch_size: int,
+        num_workers: int,
+        progress: bool,
+    ):
+        self.encoders = encoders  # by tower: "image", "text"
+        self.missing = missing
+        self.cache = cache
+        self.memory = memory  # in-process store, possibly shared by several pipelines
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.progress = progress
+        self.encoded = 0  # how many tower encodings were computed (not served from a cache)
+
+    def encoder(self, tower: str):
+        return self.encoders[tower]
+
+    def features(
+        self, dataset: MultimodalDataset, condition: Condition, tower: str
+    ) -> torch.Tensor:
+        """[N, D] features of one frozen tower under ``condition`` (cached)."""
+        if condition.kind == f"missing_{tower}" and self.missing == "input":
+            # a blank image / empty string encodes to one constant vector: no need to
+            # run the backbone over the whole split again for every missing ratio
+            full = self.features(dataset, Condition(seed=condition.seed), tower)
+            out = full.clone()
+            hit = torch.from_numpy(condition.mask(len(dataset)))
+            out[hit] = self._blank_features(dataset, tower)
+            return out
+        part = condition.image_part() if tower == "image" else condition.text_part()
+        if self.missing == "embedding" and condition.kind.startswith("missing"):
+            part = "full"  # embedding mode zeroes h_m later; the backbone sees the real input
+        parts = {
+            "dataset": dataset.fingerprint,
+            "tower": tower,
+            "encoder": self.encoder(tower).identity,
+            "condition": part,
+            "missing": self.missing,
+        }
+        memory_key = repr(sorted(parts.items()))
+        if memory_key not in self.memory:
+
+            def compute() -> torch.Tensor:
+                self.encoded += 1
+                return self.encode(dataset, condition, tower)
+
+            if self.cache is None:
+                self.memory[memory_key] = compute()
+            else:
+                key = self.cache.key(**parts)
+                self.memory[memory_key] = self.cache.get_or_compute(key, compute, parts)
+        return self.memory[memory_key]
+
+    def _blank_features(self, dataset: MultimodalDataset, tower: str) -> torch.Tensor:
+        enc = self.encoder(tower)
+        key = f"blank:{tower}:{enc.identity}:{dataset.fingerprint}"
+        if key not in self.memory:
+            enc.eval()
+            with torch.no_grad():
+                if tower == "image":
+                    x = enc.preprocess(blank_image(dataset[0].image)).unsqueeze(0)
+                else:
+                    x = enc.tokenize([""])
+                self.memory[key] = enc(x).float().cpu()[0]
+        return self.memory[key]
+
+    def encode(self, dataset: MultimodalDataset, condition: Condition, tower: str) -> torch.Tensor:
+        """Run the tower's backbone over the split under ``condition`` (no cache)."""
+        from tqdm.auto import tqdm
+
+        # both towers live; only the requested one is run (the text tower skips images)
+        live = ConditionedView(
+            dataset,
+            condition,
+            preprocess=self.encoders["image"].preprocess,
+            embedding_mode=self.missing == "embedding",
+            load_images=tower == "image",
+        )
+        enc = self.encoder(tower)
+        loader = DataLoader(
+            live,
+            batch_size=self.batch_size,
+            collate_fn=self._collate,
+            num_workers=self.num_workers,
+        )
+        out = []
+        enc.eval()
+        desc = f"encode {tower} {dataset.info.name}/{dataset.split} [{condition.name}]"
+        with torch.no_grad():
+            for batch in tqdm(loader, desc=desc, disable=not self.progress, leave=False):
+                out.append(enc(batch.image if tower == "image" else batch.text).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, enc.out_dim)
+
+    def _collate(self, items: list[dict]):
+        return collate(items, self.encoders["text"])
