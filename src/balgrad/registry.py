@@ -235,8 +235,12 @@ def _type_hints(obj: Any) -> dict[str, Any]:
 def _signature_options(
     source: Any, skip: Iterable[str], drop_first: bool, fixed: Mapping[str, Any]
 ) -> tuple[dict[str, Option], bool]:
-    """({name: Option}, whether ``**kwargs`` accepts anything else)."""
-    params = list(inspect.signature(source).parameters.values())
+    """({name: Option}, whether ``**kwargs`` accepts anything else); a callable without
+    a signature (a builtin type) takes anything, unchecked."""
+    try:
+        params = list(inspect.signature(source).parameters.values())
+    except (TypeError, ValueError):
+        return {}, True
     if drop_first and params:
         params = params[1:]
     hints, skip = _type_hints(source), set(skip)
