@@ -293,23 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compare", help="train every method and print the paper's Table 1")
-    _add_config_flags(c)
-    c.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run folder --out/--name from its checkpoints",
-    )
-    c.set_defaults(func=cmd_compare)
-
     t = sub.add_parser("train", help="train and evaluate one method")
     t.add_argument("--method", default="balgrad", help="a strategy name (see `balgrad list`)")
-    _add_config_flags(t, skip=("methods",))
-    t.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run folder --out/--name from its checkpoints",
-    )
-    t.set_defaults(func=cmd_train)
+    for parser, func, skip in ((c, cmd_compare, ()), (t, cmd_train, ("methods",))):
+        _add_config_flags(parser, skip=skip)
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run folder --out/--name from its checkpoints",
+        )
+        parser.set_defaults(func=func)
 
     e = sub.add_parser("evaluate", help="re-evaluate the saved models of a run folder")
     e.add_argument("run_dir")

