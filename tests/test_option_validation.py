@@ -121,6 +121,11 @@ def test_train_keeps_the_file_options_of_its_one_method(tmp_path):
     args = build_parser().parse_args(["train", "--method", "balgrad", "--config", str(path)])
     cfg = config_from_args(args, {"methods": ["balgrad"]})
     assert cfg.methods == ["balgrad"] and cfg.method_options == {"balgrad": {"kl_weight": 0.5}}
+    path.write_text("method_options: {agm: {alpha: 2.0}}\n")  # the default run has agm
+    assert config_from_args(args, {"methods": ["balgrad"]}).method_options == {}
+    path.write_text("methods: [joint]\nmethod_options: {agm: {alpha: 2.0}}\n")
+    with pytest.raises(ConfigError, match="options for 'agm', which is not in methods"):
+        config_from_args(args, {"methods": ["balgrad"]})
 
 
 # -- registration metadata drives the experiment ----------------------------------------------

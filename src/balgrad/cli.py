@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from balgrad.config import RunConfig, build_config, load_yaml
+from balgrad.config import RunConfig, build_config, default_methods, load_yaml
 from balgrad.errors import BalgradError, ConfigError
 
 DICT_FLAGS = {
@@ -113,7 +113,7 @@ def config_from_args(args: argparse.Namespace, overrides: dict | None = None) ->
         values.update(load_yaml(args.config))
         source = f"{args.config} / flags"
         if "methods" in (overrides or {}) and isinstance(values.get("method_options"), dict):
-            listed = values.get("methods") or []
+            listed = values.get("methods") or default_methods()
             values["method_options"] = {
                 m: o
                 for m, o in values["method_options"].items()
