@@ -212,3 +212,13 @@ def test_a_plugin_never_replaces_a_built_in(installed, tmp_path):
     with pytest.warns(RegistryWarning, match="registers the widget 'plain'.*ignored"):
         installed.create("decorated")
     assert installed.create("plain")["mode"] == "a"
+
+
+def test_registrations_with_an_unknown_strategy_role_or_dataset_kind_are_refused():
+    from balgrad.data.catalog import register_dataset
+    from balgrad.strategies import Joint, register_strategy
+
+    with pytest.raises(ConfigError, match="role must be one of"):
+        register_strategy("odd_role_test", Joint, role="propsed")
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        register_dataset("odd_kind_test", dict, kind="generated")

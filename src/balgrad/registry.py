@@ -172,8 +172,8 @@ class Option:
         return type_name(self.annotation)
 
     def __str__(self) -> str:
-        default = "required" if self.required else repr(self.default)
-        return f"{self.name}: {self.type_name} = {default}"
+        default = " (required)" if self.required else f" = {self.default!r}"
+        return f"{self.name}: {self.type_name}{default}"
 
 
 @dataclass
@@ -270,9 +270,10 @@ class Registry:
     fields and their defaults (a misspelt field is an error), ``inherit`` those a preset
     takes from its base. ``skip``: parameters the caller passes itself (not options), or
     a function of an entry's metadata giving them. ``normalize`` maps a spelling to its
-    key. ``check(name, obj)`` vets what an entry built; ``adopt(obj)`` says whether a
-    plug-in object registered without the decorator belongs here. ``builtins``: modules
-    whose import registers more built-ins, imported on first lookup.
+    key. ``check(name, obj)`` vets what an entry built, ``check_metadata(name, metadata)``
+    a registration; ``adopt(obj)`` says whether a plug-in object registered without the
+    decorator belongs here. ``builtins``: modules whose import registers more built-ins,
+    imported on first lookup.
     """
 
     def __init__(
@@ -286,6 +287,7 @@ class Registry:
         normalize: Callable[[str], str] = _same,
         name_error: type[Exception] = ConfigError,
         check: Callable[[str, Any], None] | None = None,
+        check_metadata: Callable[[str, Mapping[str, Any]], None] | None = None,
         adopt: Callable[[Any], bool] = callable,
         builtins: Iterable[str] = (),
     ) -> None:
@@ -296,6 +298,7 @@ class Registry:
         self._normalize = normalize
         self._name_error = name_error
         self._check = check
+        self._check_metadata = check_metadata
         self._adopt = adopt
         self._builtins = list(builtins)
         self._entries: dict[str, Entry] = {}
@@ -364,7 +367,10 @@ class Registry:
                 f"{self.noun} {name!r}: unknown registration field(s) {', '.join(unknown)}; "
                 f"known: {', '.join(self._meta_defaults) or 'none'}"
             )
-        return {**self._meta_defaults, **given}
+        metadata = {**self._meta_defaults, **given}
+        if self._check_metadata is not None:
+            self._check_metadata(name, metadata)
+        return metadata
 
     def _add(self, entry: Entry, aliases: Iterable[str]) -> None:
         key = self._normalize(entry.name)

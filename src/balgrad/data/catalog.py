@@ -36,9 +36,14 @@ def _normalize(name: str) -> str:
 
 
 def _call_arguments(metadata: Mapping[str, Any]) -> tuple[str, ...]:
-    if metadata["kind"] not in KINDS:
-        raise ConfigError(f"dataset kind must be one of {KINDS}, got {metadata['kind']!r}")
     return CALL_ARGUMENTS[metadata["kind"]]
+
+
+def _check_kind(name: str, metadata: Mapping[str, Any]) -> None:
+    if metadata["kind"] not in KINDS:
+        raise ConfigError(
+            f"dataset {name!r}: kind must be one of {KINDS}, got {metadata['kind']!r}"
+        )
 
 
 DATASETS = Registry(
@@ -46,6 +51,7 @@ DATASETS = Registry(
     group="balgrad.datasets",
     metadata={"kind": "disk", "description": "", "backbone_defaults": {}, "cache_option": None},
     skip=_call_arguments,
+    check_metadata=_check_kind,
     normalize=_normalize,
     builtins=("balgrad.data.builtin", "balgrad.data.registry_disk"),
 )

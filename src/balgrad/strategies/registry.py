@@ -50,6 +50,14 @@ def _is_strategy_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, Strategy)
 
 
+def _check_registration(name: str, meta: dict[str, Any]) -> None:
+    if meta["role"] not in ROLES:
+        raise ConfigError(f"strategy {name!r}: role must be one of {ROLES}, got {meta['role']!r}")
+    order = meta["ablation_order"]
+    if order is not None and (isinstance(order, bool) or not isinstance(order, int)):
+        raise ConfigError(f"strategy {name!r}: ablation_order must be an int or None")
+
+
 STRATEGY_REGISTRY = Registry(
     "strategy",
     group="balgrad.strategies",
@@ -63,6 +71,7 @@ STRATEGY_REGISTRY = Registry(
     },
     inherit=("run_seed",),
     check=_check_strategy,
+    check_metadata=_check_registration,
     adopt=_is_strategy_class,
 )
 #: ``@register_strategy("name", label=..., run_seed=..., role=..., ablation_order=...)``
