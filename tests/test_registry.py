@@ -34,6 +34,8 @@ def test_create_passes_validated_options_and_aliases_resolve():
     # YAML 1.1 reads 1e-3 as a string; a float option converts it
     assert reg.create("basic", scale="1e-3")["scale"] == 0.001
     assert reg.canonical("basic") == "plain" and reg.metadata("basic")["label"] == "Plain"
+    reg.alias("simple", "basic")
+    assert reg.create("simple")["depth"] == 2 and reg.get("plain").aliases == ("basic", "simple")
 
 
 def test_options_have_types_and_defaults_from_the_signature():

@@ -351,7 +351,10 @@ class Registry:
         self._add(entry, aliases)
 
     def alias(self, alias: str, name: str) -> None:
-        self._aliases[self._normalize(alias)] = self._normalize(name)
+        """Another spelling of the registered ``name``."""
+        entry, key = self.get(name), self._normalize(alias)
+        self._aliases[key] = entry.name
+        entry.aliases = (*entry.aliases, key)
 
     def unregister(self, name: str) -> None:
         """Forget ``name`` and its aliases (tests, interactive sessions)."""
