@@ -19,7 +19,7 @@ def test_yaml_and_flags_give_the_same_config(tmp_path):
         "seeds": [1, 2, 3],
         "fusion": "attention",
         "sweep": False,
-        "dataset_options": {"n_train": 500, "dominant": "image"},
+        "dataset_options": {"n_train": 500, "text_signal": 0.6},
         "method_options": {"balgrad": {"kl_weight": 0.5, "project": False}},
         "backbone_options": {"image": {"width": 8}},
     }
@@ -46,7 +46,7 @@ def test_yaml_and_flags_give_the_same_config(tmp_path):
         "--dataset-option",
         "n_train=500",
         "--dataset-option",
-        "dominant=image",
+        "text_signal=0.6",
         "--method-option",
         "balgrad.kl_weight=0.5",
         "--method-option",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import typing
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from balgrad.config import RunConfig, build_config, load_yaml
+from balgrad.config import RunConfig, build_config, default_methods, load_yaml
 from balgrad.errors import BalgradError, ConfigError
 
 DICT_FLAGS = {
@@ -103,12 +104,21 @@ def _dict_flag(name: str, items: list[str]) -> dict:
 
 
 def config_from_args(args: argparse.Namespace, overrides: dict | None = None) -> RunConfig:
-    """Defaults < YAML file < flags."""
+    """Defaults < YAML file < flags. With ``overrides["methods"]`` (``balgrad train``), the
+    file's options for the other methods it lists are left out: they belong to its
+    ``compare`` run. Any other option for a method that does not run is an error."""
     values: dict[str, Any] = {}
     source = "flags"
     if getattr(args, "config", None):
         values.update(load_yaml(args.config))
         source = f"{args.config} / flags"
+        if "methods" in (overrides or {}) and isinstance(values.get("method_options"), dict):
+            listed = values.get("methods") or default_methods()
+            values["method_options"] = {
+                m: o
+                for m, o in values["method_options"].items()
+                if m in overrides["methods"] or m not in listed
+            }
     for name in RunConfig.model_fields:
         if name not in vars(args):
             continue
@@ -215,21 +225,65 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _print_entries(registry, describe) -> None:
+    """One line per entry: name, aliases, what ``describe(entry)`` says, typed options."""
+    for entry in registry.entries():
+        aliases = f" (also {', '.join(entry.aliases)})" if entry.aliases else ""
+        print(f"  {entry.display_name}{aliases}: {describe(entry)}")
+        try:
+            options = registry.entry_options(entry)
+        except BalgradError as err:  # a plug-in that cannot be imported
+            print(f"      (cannot list its options: {err})")
+            continue
+        if options:
+            print("      " + ", ".join(str(o) for o in options.values()))
+
+
+def _strategy_line(entry) -> str:
+    meta = entry.metadata
+    text = f'"{meta["label"] or entry.name}"'
+    if entry.base:
+        fixed = ", ".join(f"{k}={v!r}" for k, v in entry.fixed.items())
+        text += f", preset of {entry.base} ({fixed})"
+    if meta["description"]:
+        text += f" - {meta['description']}"
+    if meta["run_seed"]:
+        text += " [seed: the run's seed]"
+    return text + _origin(entry)
+
+
+def _origin(entry) -> str:
+    return "" if entry.origin == "balgrad" else f" [from the {entry.origin}]"
+
+
 def cmd_list(args) -> int:
-    from balgrad.strategies.registry import list_strategies, strategy_options
+    from balgrad.backbones.factory import BACKBONES
+    from balgrad.data.catalog import DATASETS
+    from balgrad.models.fusion import FUSION_REGISTRY
+    from balgrad.strategies.registry import STRATEGY_REGISTRY
 
-    print("strategies:")
-    for name in list_strategies():
-        print(f"  {name}: {strategy_options(name)}")
-    print(
-        "datasets: digits, fashion (built-in); food101, hateful_memes, mmimdb, memotion, cub, generic (--data-dir)"
+    kinds = {"builtin": "built in", "disk": "needs --data-dir"}
+    print("datasets (--dataset, options: --dataset-option KEY=VALUE):")
+    _print_entries(
+        DATASETS,
+        lambda e: f"{kinds[e.metadata['kind']]}; {e.metadata['description']}" + _origin(e),
     )
-    try:
-        from balgrad.backbones.factory import list_backbones
-
-        print(f"backbones: {list_backbones()}")
-    except ImportError:  # pragma: no cover
-        pass
+    print("strategies (--methods, options: --method-option METHOD.KEY=VALUE):")
+    _print_entries(STRATEGY_REGISTRY, _strategy_line)
+    for tower, registry in BACKBONES.items():
+        print(
+            f"{tower} backbones (--{tower}-backbone, options: --backbone-option {tower}.KEY=VALUE):"
+        )
+        _print_entries(
+            registry,
+            lambda e: (
+                e.metadata["description"]
+                + (" (pretrained: --finetune applies)" if e.metadata["pretrained"] else "")
+                + _origin(e)
+            ),
+        )
+    print("fusions (--fusion):")
+    _print_entries(FUSION_REGISTRY, lambda e: e.metadata["description"])
     return 0
 
 
@@ -239,23 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compare", help="train every method and print the paper's Table 1")
-    _add_config_flags(c)
-    c.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run folder --out/--name from its checkpoints",
-    )
-    c.set_defaults(func=cmd_compare)
-
     t = sub.add_parser("train", help="train and evaluate one method")
     t.add_argument("--method", default="balgrad", help="a strategy name (see `balgrad list`)")
-    _add_config_flags(t, skip=("methods",))
-    t.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run folder --out/--name from its checkpoints",
-    )
-    t.set_defaults(func=cmd_train)
+    for parser, func, skip in ((c, cmd_compare, ()), (t, cmd_train, ("methods",))):
+        _add_config_flags(parser, skip=skip)
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run folder --out/--name from its checkpoints",
+        )
+        parser.set_defaults(func=func)
 
     e = sub.add_parser("evaluate", help="re-evaluate the saved models of a run folder")
     e.add_argument("run_dir")
@@ -280,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the CLI only writes figures to files: a headless backend, unless the user chose one
+    os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

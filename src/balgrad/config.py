@@ -1,29 +1,62 @@
 """Typed run configuration: one set of names for flags, YAML files and Python.
 
 ``RunConfig`` is validated once, at the edge (pydantic, ``extra="forbid"``), so a
-misspelt YAML key or a bad value fails with an error that names the field.
+misspelt YAML key or a bad value fails with an error that names the field. Integers and
+booleans are strict (``epochs: true`` or ``sweep: "no"`` is an error). The dataset, the
+backbones, the fusion and every method are looked up in their registries there too, with
+all their options checked against the registered signatures, so a typo in the last
+method's options stops the run before the first method trains.
 """
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from balgrad.errors import ConfigError
+from balgrad.registry import check_value, type_name
 
-DEFAULT_METHODS = [
-    "joint",
-    "mslr",
-    "ogm_ge",
-    "agm",
-    "balgrad",
-    "balgrad_reweight_only",
-    "balgrad_projection_only",
-    "balgrad_unimodal_only",
-]
+TOWERS = ("image", "text")
+
+
+def default_methods() -> list[str]:
+    """The built-in strategies registered for the default run (all eight of the paper)."""
+    from balgrad.strategies.registry import default_methods as registered
+
+    return registered()
+
+
+def _registry_of(field: str):
+    from balgrad.backbones.factory import BACKBONES
+    from balgrad.data.catalog import DATASETS
+    from balgrad.models.fusion import FUSION_REGISTRY
+    from balgrad.strategies.registry import STRATEGY_REGISTRY
+
+    return {
+        "methods": STRATEGY_REGISTRY,
+        "dataset": DATASETS,
+        "fusion": FUSION_REGISTRY,
+        "image_backbone": BACKBONES["image"],
+        "text_backbone": BACKBONES["text"],
+    }[field]
+
+
+def _has_number_or_bool(annotation: Any) -> bool:
+    return annotation in (int, float, bool) or any(
+        _has_number_or_bool(a) for a in typing.get_args(annotation)
+    )
 
 
 class RunConfig(BaseModel):
@@ -67,7 +100,7 @@ class RunConfig(BaseModel):
     finetune: bool = Field(
         False, description="fine-tune pretrained backbones (default: frozen, features cached)"
     )
-    fusion: Literal["concat", "sum", "attention"] = "concat"
+    fusion: str = Field("concat", description="concat, sum, attention (see `balgrad list`)")
     embed_dim: int = Field(128, gt=0)
     unimodal_head: Literal["shared", "separate"] = "shared"
     head_hidden: int = Field(
@@ -78,7 +111,7 @@ class RunConfig(BaseModel):
         "input", description="how a missing modality reaches the model (SPEC section 4)"
     )
     # methods
-    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
+    methods: list[str] = Field(default_factory=default_methods)
     method_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="per-method strategy options, e.g. {balgrad: {kl_weight: 0.5}}",
@@ -111,16 +144,39 @@ class RunConfig(BaseModel):
     tensorboard: bool = Field(False, description="also log step diagnostics to TensorBoard")
     progress: bool = True
 
-    @field_validator("methods")
+    @field_validator("*", mode="before")
     @classmethod
-    def _known_methods(cls, v: list[str]) -> list[str]:
-        from balgrad.strategies.registry import resolve_name
+    def _strict_integers_and_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """No ``true`` for a number, no ``"no"`` or ``1`` for a bool, no 3.0 for an int."""
+        annotation = cls.model_fields[info.field_name].annotation
+        if _has_number_or_bool(annotation):
+            try:
+                check_value(annotation, value, info.field_name)
+            except ConfigError:
+                raise ValueError(
+                    f"expected {type_name(annotation)}, got {value!r} ({type(value).__name__})"
+                ) from None
+        return value
 
-        if not v:
+    @field_validator("methods", "dataset", "fusion", "image_backbone", "text_backbone")
+    @classmethod
+    def _registered(cls, v: str | list[str], info: ValidationInfo) -> str | list[str]:
+        """Each name is registered (an unknown one lists the known ones)."""
+        if info.field_name == "methods" and not v:
             raise ValueError("at least one method is needed")
-        for m in v:
-            resolve_name(m)
+        registry = _registry_of(info.field_name)
+        for name in v if isinstance(v, list) else [v]:
+            registry.get(name)
         return v
+
+    @model_validator(mode="after")
+    def _options_fit_their_registries(self) -> RunConfig:
+        check_dataset_options(self.dataset, self.dataset_options)
+        check_backbone_options(
+            {"image": self.image_backbone, "text": self.text_backbone}, self.backbone_options
+        )
+        check_method_options(self.methods, self.method_options)
+        return self
 
     @field_validator("seeds")
     @classmethod
@@ -130,11 +186,59 @@ class RunConfig(BaseModel):
         return v
 
 
+def check_dataset_options(dataset: str, options: dict[str, Any]) -> None:
+    from balgrad.data.catalog import DATASETS
+
+    _named("dataset_options", DATASETS.validate, dataset, options)
+
+
+def check_backbone_options(backbones: dict[str, str], options: dict[str, Any]) -> None:
+    """``{image: {...}, text: {...}}``, each checked against its tower's backbone."""
+    from balgrad.backbones.factory import BACKBONES
+
+    for tower, opts in options.items():
+        if tower not in TOWERS:
+            raise ConfigError(
+                f"field 'backbone_options': unknown tower {tower!r}; expected "
+                f"{{image: {{...}}, text: {{...}}}}"
+            )
+        if not isinstance(opts, dict):
+            raise ConfigError(
+                f"field 'backbone_options': {tower} must map option names to values, got {opts!r}"
+            )
+        _named("backbone_options", BACKBONES[tower].validate, backbones[tower], opts)
+
+
+def check_method_options(methods: list[str], options: dict[str, dict[str, Any]]) -> None:
+    """Every method's options, its own value checks included (each strategy is created
+    once and dropped); options for a method that is not in ``methods`` are an error."""
+    from balgrad.strategies.registry import validate_strategy
+
+    stray = [m for m in options if m not in methods]
+    if stray:
+        raise ConfigError(
+            f"field 'method_options': options for {', '.join(map(repr, stray))}, which "
+            f"{'is' if len(stray) == 1 else 'are'} not in methods ({', '.join(methods)})"
+        )
+    for method in methods:
+        _named("method_options", validate_strategy, method, options.get(method, {}))
+
+
+def _named(field: str, check, name: str, options: Any) -> None:
+    if not isinstance(options, dict):
+        raise ConfigError(f"field {field!r}: expected a mapping of options, got {options!r}")
+    try:
+        check(name, options)
+    except ConfigError as err:
+        raise ConfigError(f"field {field!r}: {err}") from None
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"{source}: field {loc!r}: {e['msg']}")
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: field {loc!r}: {msg}" if loc else f"{source}: {msg}")
     return "\n".join(lines)
 
 

@@ -22,14 +22,17 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from balgrad.backbones.factory import BACKBONES
 from balgrad.config import RunConfig, dump_yaml
 from balgrad.data.base import MultimodalDataset
+from balgrad.data.catalog import DATASETS
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.splits import train_val_split
 from balgrad.errors import ConfigError
 from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
 from balgrad.models import TwoTowerModel
 from balgrad.strategies import create_strategy
+from balgrad.strategies.registry import strategy_info
 from balgrad.train.distributed import (
     DistInfo,
     barrier,
@@ -41,20 +44,6 @@ from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger
 from balgrad.train.trainer import Trainer, TrainSettings
 
 log = logging.getLogger("balgrad")
-
-BUILTIN = ("digits", "fashion")
-# encoder defaults that suit the built-in datasets' 28x28 images and short captions.
-# The CNN has no normalisation layers here: with BatchNorm's running statistics an
-# all-black "missing" image maps to a large out-of-distribution feature that swings the
-# missing-image score between epochs and seeds; without it a blank image stays a
-# near-constant, near-zero feature. EfficientNet-Lite0 sees them at 112 px (4x cheaper
-# than 224 on a CPU).
-_SMALL_IMAGES = {
-    "cnn": {"image_size": 28, "channels": 1, "width": 16, "norm": "none"},
-    "small": {"max_length": 24},
-    "efficientnet-lite0": {"image_size": 112},
-}
-BUILTIN_BACKBONE_DEFAULTS = {"digits": _SMALL_IMAGES, "fashion": _SMALL_IMAGES}
 
 
 def seed_everything(seed: int) -> None:
@@ -77,26 +66,23 @@ class Data:
 def load_data(cfg: RunConfig) -> Data:
     """Train/val/test splits; val is carved from train (never from test)."""
     opts = dict(cfg.dataset_options)
-    if cfg.dataset in BUILTIN:
-        from balgrad.data.builtin import load_builtin
-
-        if cfg.dataset == "digits" and "cache_dir" not in opts and cfg.data_dir is None:
-            opts["cache_dir"] = str(Path(cfg.cache_dir) / "datasets")
-        train_full = load_builtin(
-            cfg.dataset, "train", seed=cfg.data_seed, data_dir=cfg.data_dir, **opts
-        )
-        test = load_builtin(cfg.dataset, "test", seed=cfg.data_seed, data_dir=cfg.data_dir, **opts)
+    meta = DATASETS.metadata(cfg.dataset)
+    if meta["kind"] == "builtin":
+        cache_option = meta["cache_option"]
+        if cache_option and cache_option not in opts and cfg.data_dir is None:
+            opts[cache_option] = str(Path(cfg.cache_dir) / "datasets")
+        call = {"seed": cfg.data_seed, "data_dir": cfg.data_dir}
+        train_full = DATASETS.build(cfg.dataset, ("train",), call, opts)
+        test = DATASETS.build(cfg.dataset, ("test",), call, opts)
         train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
         return Data(train, val, test)
-    from balgrad.data.registry_disk import MissingSplitError, load_dataset_from_disk
+    from balgrad.data.registry_disk import MissingSplitError
 
     if cfg.data_dir is None:
         raise ConfigError(f"data_dir: dataset {cfg.dataset!r} is read from disk; pass --data-dir")
 
     def load(split: str) -> MultimodalDataset:
-        return load_dataset_from_disk(
-            cfg.dataset, cfg.data_dir, split, skip_bad=cfg.skip_bad, **opts
-        )
+        return DATASETS.build(cfg.dataset, (cfg.data_dir, split), {"skip_bad": cfg.skip_bad}, opts)
 
     train_full, test = load("train"), load(cfg.test_split)
     test.validate()  # a corrupt test image fails now, not after all the training
@@ -112,35 +98,36 @@ def load_data(cfg: RunConfig) -> Data:
 
 
 def backbone_options(cfg: RunConfig, tower: str, name: str) -> dict:
-    base = BUILTIN_BACKBONE_DEFAULTS.get(cfg.dataset, {}).get(name.split(":")[0], {})
-    user = cfg.backbone_options.get(tower, {})
-    if not isinstance(user, dict):
-        raise ConfigError(
-            f"backbone_options: expected {{image: {{...}}, text: {{...}}}}, got {tower}: {user!r}"
-        )
-    return {**base, **user}
+    """The dataset's defaults for this backbone (its registration), under the user's options."""
+    key = BACKBONES[tower].canonical(name).rstrip(":")
+    base = DATASETS.metadata(cfg.dataset)["backbone_defaults"].get(key, {})
+    return {**base, **cfg.backbone_options.get(tower, {})}
+
+
+def encoder_options(
+    cfg: RunConfig, tower: str, name: str, train_texts: list[str], run_dir: Path | None
+) -> dict:
+    """A backbone's options in this run, from its registration: one that fits a
+    vocabulary gets the training texts (or reloads ``tokenizer.json`` from ``run_dir``);
+    a pretrained one that takes ``finetune`` gets the run's setting."""
+    registry, opts = BACKBONES[tower], backbone_options(cfg, tower, name)
+    meta = registry.metadata(name)
+    if meta.get("fits_vocabulary"):
+        saved = run_dir / "tokenizer.json" if run_dir is not None else None
+        if saved is not None and saved.exists():
+            opts["tokenizer"] = str(saved)
+        else:
+            opts["texts"] = train_texts
+    elif meta["pretrained"] and registry.accepts(name, "finetune"):
+        opts.setdefault("finetune", cfg.finetune)
+    return opts
 
 
 def build_encoders(cfg: RunConfig, train_texts: list[str], run_dir: Path | None = None):
-    """(image encoder, text encoder). A small text encoder fits its vocabulary on the
-    training texts, or reloads ``tokenizer.json`` from ``run_dir`` when it is there.
-    Pretrained backbones are frozen unless ``finetune``."""
-    from balgrad.backbones.factory import create_image_encoder, create_text_encoder
-
-    img_opts = backbone_options(cfg, "image", cfg.image_backbone)
-    txt_opts = backbone_options(cfg, "text", cfg.text_backbone)
-    if cfg.image_backbone != "cnn":
-        img_opts.setdefault("finetune", cfg.finetune)
-    if cfg.text_backbone in ("small", "words"):
-        saved = run_dir / "tokenizer.json" if run_dir is not None else None
-        if saved is not None and saved.exists():
-            txt_opts["tokenizer"] = str(saved)
-        else:
-            txt_opts["texts"] = train_texts
-    else:
-        txt_opts.setdefault("finetune", cfg.finetune)
-    return create_image_encoder(cfg.image_backbone, **img_opts), create_text_encoder(
-        cfg.text_backbone, **txt_opts
+    """(image encoder, text encoder); pretrained backbones are frozen unless ``finetune``."""
+    return tuple(
+        BACKBONES[tower].create(name, **encoder_options(cfg, tower, name, train_texts, run_dir))
+        for tower, name in (("image", cfg.image_backbone), ("text", cfg.text_backbone))
     )
 
 
@@ -176,9 +163,11 @@ def protocol_config(cfg: RunConfig) -> ProtocolConfig:
 
 
 def method_strategy(cfg: RunConfig, method: str, seed: int):
+    """The strategy of ``method`` in the run of ``seed`` (which fills a ``run_seed``
+    strategy's ``seed`` option unless the config sets it)."""
     opts = dict(cfg.method_options.get(method, {}))
-    if method.startswith("ogm") and "seed" not in opts:
-        opts["seed"] = seed
+    if strategy_info(method)["run_seed"]:
+        opts.setdefault("seed", seed)
     return create_strategy(method, **opts)
 
 

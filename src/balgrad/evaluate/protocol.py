@@ -17,7 +17,8 @@ from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
 from balgrad.evaluate.metrics import compute_scores
 
-SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
+#: the missing ratios r of the robustness sweep (paper Fig. 4)
+SWEEP_RATIOS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 @dataclass
@@ -25,7 +26,7 @@ class ProtocolConfig:
     missing_ratio: float = 1.0
     image_noise: float = 0.5
     text_noise: float = 0.5
-    sweep: tuple[float, ...] = SWEEP
+    sweep_ratios: tuple[float, ...] = SWEEP_RATIOS
     seed: int = 0
     batch_size: int = 256
 
@@ -47,7 +48,7 @@ class ProtocolConfig:
                 Condition("missing_image", ratio=r, seed=self.seed),
                 Condition("missing_text", ratio=r, seed=self.seed),
             )
-            for r in self.sweep
+            for r in self.sweep_ratios
         ]
 
 
@@ -89,20 +90,9 @@ class Evaluator:
     progress: bool = False
 
     def score(self, model, condition: Condition) -> dict[str, float]:
-        return self.predict_scores(model, condition)[0]
-
-    def predict_scores(self, model, condition: Condition) -> tuple[dict[str, float], Predictions]:
         loader = self.pipeline.loader(self.dataset, condition, batch_size=self.config.batch_size)
         pred = predict(model, loader, self.device)
-        return compute_scores(pred.logits, pred.target, model.task, self.metrics), pred
-
-    def unimodal_scores(self, model) -> dict[str, dict[str, float]]:
-        """Scores of z_v and z_l on the full condition (MSLR's per-modality accuracy)."""
-        _, pred = self.predict_scores(model, Condition("full", seed=self.config.seed))
-        return {
-            "image": compute_scores(pred.logits_image, pred.target, model.task, self.metrics),
-            "text": compute_scores(pred.logits_text, pred.target, model.task, self.metrics),
-        }
+        return compute_scores(pred.logits, pred.target, model.task, self.metrics)
 
     def run(self, model, sweep: bool = True) -> dict:
         """Table conditions (+ the robustness sweep): {"conditions": {role: scores},

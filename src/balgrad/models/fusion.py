@@ -5,9 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from balgrad.errors import ConfigError
+from balgrad.registry import Registry
 
-FUSIONS = ("concat", "sum", "attention")
+#: the fusions by name; the model gives each its embedding size ``dim``
+FUSION_REGISTRY = Registry("fusion", metadata={"description": ""}, skip=("dim",))
+#: ``@register_fusion("name", description=...)`` on an ``nn.Module`` class taking ``dim``
+#: and setting ``out_dim``
+register_fusion = FUSION_REGISTRY.register
 
 
 class ConcatFusion(nn.Module):
@@ -54,11 +58,14 @@ class AttentionFusion(nn.Module):
         return self.norm(tokens + attended).mean(dim=1)
 
 
-def create_fusion(name: str, dim: int) -> nn.Module:
-    if name == "concat":
-        return ConcatFusion(dim)
-    if name == "sum":
-        return SumFusion(dim)
-    if name == "attention":
-        return AttentionFusion(dim)
-    raise ConfigError(f"fusion: unknown fusion {name!r}; expected one of {FUSIONS}")
+register_fusion("concat", ConcatFusion, description="[h_v; h_l]")
+register_fusion("sum", SumFusion, description="h_v + h_l")
+register_fusion(
+    "attention", AttentionFusion, description="one self-attention layer over the two embeddings"
+)
+FUSIONS = tuple(FUSION_REGISTRY.names())
+
+
+def create_fusion(name: str, dim: int, **options) -> nn.Module:
+    """A fusion by name; an unknown name or option raises ConfigError naming it."""
+    return FUSION_REGISTRY.create(name, dim, **options)

@@ -11,7 +11,7 @@ import yaml
 from balgrad.report import diagnostics as diag
 from balgrad.report.figures import plot_condition_bars, plot_cosine_histograms, plot_loss_curves
 from balgrad.report.plots import plot_gap_vs_ratio
-from balgrad.report.summary import ABLATION_METHODS, write_ablation_table, write_summary
+from balgrad.report.summary import has_ablation, write_ablation_table, write_summary
 from balgrad.report.tables import aggregate, aggregate_sweep, write_tables
 
 log = logging.getLogger("balgrad.report")
@@ -102,7 +102,7 @@ def _diagnostics(
             f"{dataset}: {metric} per condition (std over seeds)",
         )
     tables = {"table": paths["md"]}
-    if any(m in table for m in ABLATION_METHODS if m != "joint"):  # Table 2 needs an ablation
+    if has_ablation(table):  # Table 2 needs more than the reference
         tables.update(write_ablation_table(table, run_dir, metric))
     logs = diag.load_step_logs(run_dir, methods, seeds)
     loss_gaps = diag.loss_gaps(logs)
@@ -111,7 +111,7 @@ def _diagnostics(
         figures["loss_curves"] = plot_loss_curves(
             curves, loss_gaps, run_dir / "loss_curves.png", f"{dataset}: per-modality training loss"
         )
-    series = diag.cosine_series(logs)
+    series = diag.cosine_series(logs, cfg.get("method_options") or {})
     if series:
         if draw:
             figures["cosine_histogram"] = plot_cosine_histograms(

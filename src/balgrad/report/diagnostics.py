@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from balgrad.errors import ConfigError
 from balgrad.report.tables import format_cell, method_label
+from balgrad.strategies.registry import method_role, strategy_options
 from balgrad.train.metrics_log import read_jsonl
 
 #: a post-projection cosine below this still counts as conflicting (float round-off
@@ -173,18 +175,16 @@ def cosine_histogram(
 def method_projects(
     method: str, method_options: dict | None = None, rows: list[dict] | None = None
 ) -> bool:
-    """Whether ``method`` projects g_T away from g_kl (from its strategy options; a
-    method unknown to the registry counts as projecting when a step logged ``projected``)."""
+    """Whether ``method`` projects g_T away from g_kl: its strategy's ``project`` option
+    (defaults, preset and the run's options); for a strategy without that option, or
+    one not registered here, whether a step logged ``projected``."""
     try:
-        from balgrad.strategies.registry import resolve_name, strategy_options
-
-        base, preset = resolve_name(method)
-        if base != "balgrad":
-            return False
-        opts = {**strategy_options(base), **preset, **(method_options or {}).get(method, {})}
-        return bool(opts.get("project", True))
-    except Exception:  # noqa: BLE001 - an unknown name: fall back to the log
-        return any(r.get("projected", 0) for r in rows or [])
+        opts = {**strategy_options(method), **(method_options or {}).get(method, {})}
+    except ConfigError:  # a plug-in that is not installed here
+        opts = {}
+    if "project" in opts:
+        return bool(opts["project"])
+    return any(r.get("projected", 0) for r in rows or [])
 
 
 def conflict_stats(
@@ -221,18 +221,27 @@ def pooled(per_seed: dict[int, list[dict]], key: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def cosine_series(logs: dict[str, dict[int, list[dict]]]) -> list[tuple[str, np.ndarray]]:
-    """The cosines of Fig. 7: BalGrad's raw and post-projection cosines, and the raw
-    cosines of the no-projection ablation (``balgrad_reweight_only``), pooled over seeds."""
+def cosine_series(
+    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """The cosines of Fig. 7, pooled over seeds: the raw and post-projection cosines of
+    each proposed method (registered ``role="proposed"``), then the raw cosines of each
+    ablation without projection (BalGrad's "w/ reweighting")."""
     series = []
-    if "balgrad" in logs and any(logs_kl_gradient(r) for r in logs["balgrad"].values()):
-        series.append(("BalGrad, before projection", pooled(logs["balgrad"], "cos_task_kl")))
-        series.append(
-            ("BalGrad, after projection", pooled(logs["balgrad"], "cos_task_kl_projected"))
-        )
-    ab = "balgrad_reweight_only"
-    if ab in logs and any(logs_kl_gradient(r) for r in logs[ab].values()):
-        series.append((f"{method_label(ab)} (no projection)", pooled(logs[ab], "cos_task_kl")))
+    for role in ("proposed", "ablation"):
+        for m, per_seed in logs.items():
+            if method_role(m) != role or not any(logs_kl_gradient(r) for r in per_seed.values()):
+                continue
+            label = method_label(m)
+            if role == "proposed":
+                series.append((f"{label}, before projection", pooled(per_seed, "cos_task_kl")))
+                series.append(
+                    (f"{label}, after projection", pooled(per_seed, "cos_task_kl_projected"))
+                )
+            elif not method_projects(
+                m, method_options, [r for rs in per_seed.values() for r in rs]
+            ):
+                series.append((f"{label} (no projection)", pooled(per_seed, "cos_task_kl")))
     return [(name, v) for name, v in series if len(v)]
 
 

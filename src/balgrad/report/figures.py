@@ -10,22 +10,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from balgrad.report.diagnostics import COS_BINS, PROJECTED_TOL, LossCurves, conflict_fraction  # noqa: E402
-from balgrad.report.tables import method_label  # noqa: E402
+from balgrad.report.diagnostics import COS_BINS, PROJECTED_TOL, LossCurves, conflict_fraction
+from balgrad.report.tables import method_label
 
 IMAGE_COLOR, TEXT_COLOR = "tab:blue", "tab:orange"
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
+    """Bare Figures (no pyplot) draw headless and leave the user's backend alone."""
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)
 
 
@@ -37,9 +34,8 @@ def plot_loss_curves(
     methods = list(curves)
     ncols = min(4, len(methods))
     nrows = math.ceil(len(methods) / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False, sharey=True
-    )
+    fig = Figure(figsize=(3.6 * ncols, 2.9 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     for ax in axes.flat[len(methods) :]:
         ax.set_visible(False)
     for ax, method in zip(axes.flat, methods):
@@ -78,7 +74,8 @@ def plot_cosine_histograms(
     """One panel per series of cosines, on shared bins over [−1, 1]; each panel names
     its fraction of conflicting steps (cos < 0; after projection, cos < −1e-6)."""
     n = len(series)
-    fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.2), squeeze=False, sharex=True)
+    fig = Figure(figsize=(3.8 * n, 3.2))
+    axes = fig.subplots(1, n, squeeze=False, sharex=True)
     colors = ["tab:red", "tab:green", "tab:purple", "tab:gray"]
     for i, (ax, (name, values)) in enumerate(zip(axes.flat, series)):
         tol = PROJECTED_TOL if "after projection" in name else 0.0
@@ -115,7 +112,8 @@ def plot_condition_bars(
     methods = [m for m in methods if m in table]
     x = np.arange(len(methods))
     width = 0.8 / len(CONDITION_BARS)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) + 2), 3.8))
+    fig = Figure(figsize=(max(5.0, 1.1 * len(methods) + 2), 3.8))
+    ax = fig.subplots()
     for i, ((key, label), color) in enumerate(
         zip(CONDITION_BARS, ("tab:gray", IMAGE_COLOR, TEXT_COLOR))
     ):

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from balgrad.report.tables import method_label  # noqa: E402
+from balgrad.report.tables import method_label
 
 
 def plot_gap_vs_ratio(
     curves: dict[str, dict[str, list[float]]], path: Path, metric: str, title: str = ""
 ) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # a bare Figure draws headless and leaves the user's pyplot backend alone
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for method, c in curves.items():
         ax.plot(c["ratio"], c["mean"], marker="o", label=method_label(method))
         if any(c["std"]):
@@ -29,5 +28,4 @@ def plot_gap_vs_ratio(
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)

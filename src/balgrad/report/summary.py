@@ -10,15 +10,8 @@ import numpy as np
 
 from balgrad.evaluate.protocol import summarize
 from balgrad.report.tables import format_cell, method_label
+from balgrad.strategies.registry import ablation_order, default_methods, method_role
 
-#: Table 2's columns, in the paper's order, plus SPEC section 2's third ablation
-ABLATION_METHODS = [
-    "joint",
-    "balgrad_reweight_only",
-    "balgrad_projection_only",
-    "balgrad_unimodal_only",
-    "balgrad",
-]
 ABLATION_ROWS = [
     ("full", "Full"),
     ("missing_image", "Missing image"),
@@ -28,12 +21,36 @@ ABLATION_ROWS = [
 ]
 
 
+def ablation_columns(methods) -> list[str]:
+    """Table 2's columns among ``methods``, in their registered ``ablation_order``."""
+    return sorted((m for m in methods if ablation_order(m) is not None), key=ablation_order)
+
+
+def has_ablation(methods) -> bool:
+    """Whether Table 2 has something beside the reference: an ablation or the method."""
+    return any(method_role(m) != "reference" for m in ablation_columns(methods))
+
+
+def reference_method(methods: list[str]) -> str | None:
+    """The method report.md compares every other to: the registered reference (joint
+    training) when it ran, else the first method."""
+    return next(
+        (m for m in methods if method_role(m) == "reference"), methods[0] if methods else None
+    )
+
+
+def __getattr__(name: str):
+    if name == "ABLATION_METHODS":  # Table 2's built-in columns, in the paper's order
+        return ablation_columns(default_methods())
+    raise AttributeError(name)
+
+
 def write_ablation_table(
     table: dict[str, dict[str, dict]], out_dir: Path, metric: str, title: str = ""
 ) -> dict[str, Path]:
     """Table 2 (missing modality) as Markdown and CSV; columns absent from the run are skipped."""
     out_dir = Path(out_dir)
-    methods = [m for m in ABLATION_METHODS if m in table]
+    methods = ablation_columns(table)
     paths = {"ablation_md": out_dir / "ablation.md", "ablation_csv": out_dir / "ablation.csv"}
     lines = [title or f"Ablation, missing modality ({metric}, %; mean ± std over seeds)", ""]
     lines += [
@@ -94,14 +111,16 @@ def paired_change(rows: dict[str, dict[int, dict]], a: str, b: str, key: str) ->
     }
 
 
-def dominance(table: dict[str, dict[str, dict]], reference: str = "joint") -> dict | None:
-    """Which modality dominated ``reference``: the one whose absence costs the most.
+def dominance(table: dict[str, dict[str, dict]], reference: str | None = None) -> dict | None:
+    """Which modality dominated ``reference`` (default: :func:`reference_method`): the one
+    whose absence costs the most.
 
     ``missing_text`` is the image-only score and ``missing_image`` the text-only score;
     the lower of the two marks the absent modality the model relied on.
     Returns {"method", "dominant" ("image" | "text" | None), "image_only", "text_only",
     "gap", "diff", "consistent_seeds", "n_seeds"} or None when the rows are missing.
     """
+    reference = reference or reference_method(list(table))
     cells = table.get(reference, {})
     img_only, txt_only = cells.get("missing_text"), cells.get("missing_image")
     if img_only is None or txt_only is None:
@@ -128,7 +147,7 @@ def _dominance_text(d: dict, metric: str) -> list[str]:
     ref = method_label(d["method"])
     where = (
         "under joint training"
-        if d["method"] == "joint"
+        if method_role(d["method"]) == "reference"
         else f"under {ref} (joint training is not in this run)"
     )
     lines = [
@@ -254,7 +273,7 @@ def write_summary(
 ) -> str:
     """Write ``report.md`` in ``run_dir`` and return its text."""
     present = [m for m in methods if m in table]
-    ref = "joint" if "joint" in table else (present[0] if present else None)
+    ref = reference_method(present)
     out = [f"# What this run shows: {dataset}", ""]
     out.append(
         f"Test {metric} in %, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from balgrad.evaluate.protocol import summarize, sweep_gaps
+from balgrad.strategies.registry import method_label  # the label a strategy registered
 
 ROWS = [
     ("full", "Full"),
@@ -25,21 +26,6 @@ ROWS = [
     ("noisy_avg", "Noisy Avg"),
     ("noisy_gap", "Noisy ΔGap"),
 ]
-
-METHOD_LABELS = {
-    "joint": "Baseline",
-    "mslr": "MSLR",
-    "ogm_ge": "OGM-GE",
-    "agm": "AGM",
-    "balgrad": "BalGrad",
-    "balgrad_reweight_only": "w/ reweighting",
-    "balgrad_projection_only": "w/ projection",
-    "balgrad_unimodal_only": "unimodal losses only",
-}
-
-
-def method_label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
 
 
 def aggregate(results: list[dict], metric: str) -> dict[str, dict[str, dict]]:

@@ -7,10 +7,11 @@ from balgrad.strategies.joint import Joint
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
 from balgrad.strategies.registry import (
-    PRESETS,
-    STRATEGIES,
+    STRATEGY_REGISTRY,
     create_strategy,
     list_strategies,
+    register_preset,
+    register_strategy,
     strategy_options,
 )
 
@@ -18,13 +19,14 @@ __all__ = [
     "AGM",
     "MSLR",
     "OGMGE",
-    "PRESETS",
-    "STRATEGIES",
+    "STRATEGY_REGISTRY",
     "BalGrad",
     "BalancedModel",
     "Joint",
     "Strategy",
     "create_strategy",
     "list_strategies",
+    "register_preset",
+    "register_strategy",
     "strategy_options",
 ]

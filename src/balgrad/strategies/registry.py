@@ -1,10 +1,34 @@
-"""``create_strategy(name, **options)``: one name space for the CLI, YAML and Python."""
+"""``create_strategy(name, **options)``: one name space for the CLI, YAML and Python.
+
+The built-in strategies, the paper's ablations (registered presets of ``balgrad``) and
+what installed packages declare in the entry-point group ``balgrad.strategies`` live in
+one :class:`~balgrad.registry.Registry`. A strategy's registration carries what the rest
+of balgrad needs to know about it:
+
+- ``label``: its name in tables, figures and ``report.md`` (default: the name);
+- ``description``: one line for ``balgrad list``;
+- ``run_seed``: it takes a ``seed`` option that each run fills with its own seed;
+- ``role``: ``"reference"`` (the method report.md compares every other to: joint
+  training), ``"proposed"`` (BalGrad), ``"ablation"`` (a variant of it) or ``"other"``;
+- ``ablation_order``: its column in the ablation table (Table 2), None: not there;
+- ``default_run``: ``balgrad compare`` trains it when no ``methods`` are given (only
+  built-ins: an installed plug-in never joins the default run by itself).
+
+Write your own (README, "Write your own strategy")::
+
+    @register_strategy("grad_blend", label="Grad blend")
+    class GradBlend(Strategy):
+        def __init__(self, *, blend: float = 0.5): ...
+        def compute(self, model, output, target) -> dict: ...
+"""
 
 from __future__ import annotations
 
-import inspect
+import importlib.util
+from typing import Any
 
 from balgrad.errors import ConfigError
+from balgrad.registry import Option, Registry
 from balgrad.strategies.agm import AGM
 from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.base import Strategy
@@ -12,53 +36,204 @@ from balgrad.strategies.joint import Joint
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    "joint": Joint,
-    "balgrad": BalGrad,
-    "ogm_ge": OGMGE,
-    "agm": AGM,
-    "mslr": MSLR,
-}
+ROLES = ("reference", "proposed", "ablation", "other")
 
-#: Named presets: the paper's ablations (Table 2) and SPEC section 2's third one.
-PRESETS: dict[str, tuple[str, dict]] = {
-    "balgrad_projection_only": ("balgrad", {"reweight": "none"}),
-    "balgrad_reweight_only": ("balgrad", {"project": False}),
-    "balgrad_unimodal_only": ("balgrad", {"kl_weight": 0.0, "project": False, "reweight": "none"}),
-}
 
-ALIASES = {"baseline": "joint", "ogm-ge": "ogm_ge", "ogm": "ogm_ge"}
+def _check_strategy(name: str, obj: Any) -> None:
+    if not isinstance(obj, Strategy):
+        raise ConfigError(
+            f"strategy {name!r} built a {type(obj).__name__}, not a balgrad.strategies.Strategy"
+        )
+
+
+def _is_strategy_class(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, Strategy)
+
+
+def _check_registration(name: str, meta: dict[str, Any]) -> None:
+    if meta["role"] not in ROLES:
+        raise ConfigError(f"strategy {name!r}: role must be one of {ROLES}, got {meta['role']!r}")
+    order = meta["ablation_order"]
+    if order is not None and (isinstance(order, bool) or not isinstance(order, int)):
+        raise ConfigError(f"strategy {name!r}: ablation_order must be an int or None")
+
+
+STRATEGY_REGISTRY = Registry(
+    "strategy",
+    group="balgrad.strategies",
+    metadata={
+        "label": None,
+        "description": "",
+        "run_seed": False,
+        "role": "other",
+        "ablation_order": None,
+        "default_run": False,
+    },
+    inherit=("run_seed",),
+    check=_check_strategy,
+    check_metadata=_check_registration,
+    adopt=_is_strategy_class,
+)
+#: ``@register_strategy("name", label=..., run_seed=..., role=..., ablation_order=...)``
+register_strategy = STRATEGY_REGISTRY.register
+#: ``register_preset("name", "base", {option: value}, label=...)``
+register_preset = STRATEGY_REGISTRY.register_preset
+
+# the order of registration is the order of the default run's methods
+register_strategy(
+    "joint",
+    Joint,
+    aliases=("baseline",),
+    label="Baseline",
+    description="task loss only (joint training)",
+    role="reference",
+    ablation_order=0,
+    default_run=True,
+)
+register_strategy(
+    "mslr",
+    MSLR,
+    label="MSLR",
+    description="a learning rate per modality (Yao & Mihalcea, 2022)",
+    default_run=True,
+)
+register_strategy(
+    "ogm_ge",
+    OGMGE,
+    aliases=("ogm-ge", "ogm"),
+    label="OGM-GE",
+    description="on-the-fly gradient modulation with generalisation enhancement (CVPR 2022)",
+    run_seed=True,
+    default_run=True,
+)
+register_strategy(
+    "agm",
+    AGM,
+    label="AGM",
+    description="adaptive gradient modulation (ICCV 2023)",
+    default_run=True,
+)
+register_strategy(
+    "balgrad",
+    BalGrad,
+    label="BalGrad",
+    description="reweighted KL gradients, task gradient projected off them (NAACL 2025)",
+    role="proposed",
+    ablation_order=4,
+    default_run=True,
+)
+# the paper's ablations (Table 2) and SPEC section 2's third one
+register_preset(
+    "balgrad_reweight_only",
+    "balgrad",
+    {"project": False},
+    label="w/ reweighting",
+    description="balgrad without projection",
+    role="ablation",
+    ablation_order=1,
+    default_run=True,
+)
+register_preset(
+    "balgrad_projection_only",
+    "balgrad",
+    {"reweight": "none"},
+    label="w/ projection",
+    description="balgrad without reweighting",
+    role="ablation",
+    ablation_order=2,
+    default_run=True,
+)
+register_preset(
+    "balgrad_unimodal_only",
+    "balgrad",
+    {"kl_weight": 0.0, "project": False, "reweight": "none"},
+    label="unimodal losses only",
+    description="the auxiliary unimodal losses alone",
+    role="ablation",
+    ablation_order=3,
+    default_run=True,
+)
+# TODO(lead, merge of `engine`): balgrad_fast lives in the engine branch's
+# strategies/balgrad_fast.py; this registers it by import path as soon as that module
+# exists (check the class name there). Drop engine's line in the old STRATEGIES dict.
+if importlib.util.find_spec("balgrad.strategies.balgrad_fast") is not None:
+    register_strategy(
+        "balgrad_fast",
+        "balgrad.strategies.balgrad_fast:BalGradFast",
+        label="BalGrad (fast)",
+        description="BalGrad's geometry at the embeddings h_v, h_l: one backward pass",
+        role="proposed",
+    )
+
+
+# -- the public functions --------------------------------------------------------------
+def create_strategy(name: str, **options: Any) -> Strategy:
+    """Create a strategy by name; an unknown name, option or a bad value raises
+    ConfigError naming it (types from the strategy's annotations, strict for booleans
+    and integers)."""
+    return STRATEGY_REGISTRY.create(name, **options)
+
+
+def list_strategies() -> list[str]:
+    """Every strategy and preset name, installed plug-ins included (aliases left out)."""
+    return STRATEGY_REGISTRY.names()
 
 
 def strategy_options(name: str) -> dict[str, object]:
     """The options a strategy accepts, with their defaults (a preset's own values included)."""
-    base, preset = resolve_name(name)
-    sig = inspect.signature(STRATEGIES[base].__init__)
-    return {**{k: p.default for k, p in sig.parameters.items() if k != "self"}, **preset}
+    return STRATEGY_REGISTRY.defaults(name)
 
 
-def resolve_name(name: str) -> tuple[str, dict]:
-    key = ALIASES.get(name, name)
-    if key in STRATEGIES:
-        return key, {}
-    if key in PRESETS:
-        base, opts = PRESETS[key]
-        return base, dict(opts)
-    known = sorted([*STRATEGIES, *PRESETS])
-    raise ConfigError(f"strategy: unknown strategy {name!r}; known: {', '.join(known)}")
+def strategy_option_types(name: str) -> dict[str, Option]:
+    """The options with their types and defaults (``str(option)``: ``kl_weight: float = 1.0``)."""
+    return STRATEGY_REGISTRY.options(name)
 
 
-def create_strategy(name: str, **options) -> Strategy:
-    """Create a strategy by name; unknown names or options raise ConfigError naming them."""
-    base, preset = resolve_name(name)
-    allowed = strategy_options(base)
-    for key in options:
-        if key not in allowed:
-            raise ConfigError(
-                f"strategy {name!r}: unknown option {key!r}; options: {', '.join(sorted(allowed)) or 'none'}"
-            )
-    return STRATEGIES[base](**{**preset, **options})
+def validate_strategy(name: str, options: dict[str, Any]) -> None:
+    """Raise ConfigError unless ``create_strategy(name, **options)`` would succeed; the
+    strategy's own value checks run too (it is created once and dropped)."""
+    checked = STRATEGY_REGISTRY.validate(name, options)  # names, types: errors name the method
+    try:
+        create_strategy(name, **checked)
+    except ConfigError as err:  # the strategy's own value checks
+        raise ConfigError(f"strategy {name!r}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - e.g. a plug-in's own check
+        raise ConfigError(f"strategy {name!r}: {type(err).__name__}: {err}") from None
 
 
-def list_strategies() -> list[str]:
-    return [*STRATEGIES, *PRESETS]
+def strategy_info(name: str) -> dict[str, Any]:
+    """A strategy's registration metadata, with ``label`` filled in."""
+    entry = STRATEGY_REGISTRY.get(name)
+    return {**entry.metadata, "label": entry.metadata["label"] or name, "base": entry.base}
+
+
+def _info_or_none(name: str) -> dict[str, Any] | None:
+    try:
+        return strategy_info(name)
+    except ConfigError:  # a run folder of a plug-in that is not installed here
+        return None
+
+
+def method_label(name: str) -> str:
+    """The label tables and figures show (the name itself when it is not registered)."""
+    info = _info_or_none(name)
+    return info["label"] if info else name
+
+
+def method_role(name: str) -> str:
+    info = _info_or_none(name)
+    return info["role"] if info else "other"
+
+
+def ablation_order(name: str) -> int | None:
+    info = _info_or_none(name)
+    return info["ablation_order"] if info else None
+
+
+def default_methods() -> list[str]:
+    """What ``balgrad compare`` trains when no methods are given (built-ins only)."""
+    return [
+        e.name
+        for e in STRATEGY_REGISTRY.entries(plugins=False)
+        if e.metadata["default_run"] and e.origin == "balgrad"
+    ]

@@ -1,0 +1,80 @@
+"""Every dataset by name: the built-in ones, those read from disk, and those of installed
+packages (entry-point group ``balgrad.datasets``), in one registry.
+
+A registration says how the dataset is called, by its ``kind``:
+
+- ``"builtin"``: generated or installed with balgrad, no ``--data-dir`` needed. Called as
+  ``fn(split, *, seed=0, data_dir=None, **options)`` with ``split`` ``"train"`` or
+  ``"test"`` (the validation split is carved from train).
+- ``"disk"``: read from ``--data-dir``. Called as
+  ``Cls(data_dir, split, *, skip_bad=False, **options)`` (a ``DiskDataset``).
+
+and carries ``description`` (for ``balgrad list``), ``backbone_defaults`` (backbone name ->
+options that suit its images and texts, applied under the user's own) and
+``cache_option`` (the option that receives balgrad's cache folder when neither it nor
+``--data-dir`` is given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from balgrad.errors import ConfigError
+from balgrad.registry import Registry
+
+KINDS = ("builtin", "disk")
+#: the arguments each kind's loader gets from balgrad itself (not user options)
+CALL_ARGUMENTS = {
+    "builtin": ("split", "seed", "data_dir"),
+    "disk": ("data_dir", "split", "skip_bad"),
+}
+
+
+def _normalize(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def _call_arguments(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    return CALL_ARGUMENTS[metadata["kind"]]
+
+
+def _check_kind(name: str, metadata: Mapping[str, Any]) -> None:
+    if metadata["kind"] not in KINDS:
+        raise ConfigError(
+            f"dataset {name!r}: kind must be one of {KINDS}, got {metadata['kind']!r}"
+        )
+
+
+DATASETS = Registry(
+    "dataset",
+    group="balgrad.datasets",
+    metadata={"kind": "disk", "description": "", "backbone_defaults": {}, "cache_option": None},
+    skip=_call_arguments,
+    check_metadata=_check_kind,
+    normalize=_normalize,
+    builtins=("balgrad.data.builtin", "balgrad.data.registry_disk"),
+)
+#: ``@register_dataset("name", kind="builtin", description=...)``
+register_dataset = DATASETS.register
+
+
+def dataset_kind(name: str) -> str:
+    """``"builtin"`` or ``"disk"`` (needs a data folder)."""
+    return DATASETS.get(name).metadata["kind"]
+
+
+def dataset_names(kind: str | None = None) -> list[str]:
+    return [e.name for e in DATASETS.entries() if kind is None or e.metadata["kind"] == kind]
+
+
+def lookup(name: str, kind: str) -> str:
+    """The registered name of ``name``, a dataset of ``kind``, or ConfigError."""
+    what = {"builtin": "built-in dataset", "disk": "on-disk dataset"}[kind]
+    try:
+        entry = DATASETS.get(name)
+    except ConfigError:
+        entry = None
+    if entry is None or entry.metadata["kind"] != kind:
+        raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(dataset_names(kind))}")
+    return entry.name

@@ -1,0 +1,588 @@
+"""One registry mechanism for everything balgrad creates by name, in the spirit of timm's
+``register_model`` / ``create_model``::
+
+    STRATEGIES = Registry("strategy", group="balgrad.strategies", metadata={"label": None})
+
+    @STRATEGIES.register("grad_blend", label="Grad blend")
+    class GradBlend(Strategy): ...
+
+    STRATEGIES.create("grad_blend", blend=0.5)
+    STRATEGIES.options("grad_blend")   # {"blend": Option(blend: float = 0.5)}
+
+A name resolves to an :class:`Entry`: a registered class or factory, an alias, a *preset*
+(another entry with some options fixed, e.g. a paper ablation), or a *prefix* entry
+(``"hf:"`` passes what follows the colon as the first argument). Third-party packages
+register through the entry points of the registry's group; they are looked up lazily, on
+the first lookup of a name the registry does not know (or a listing), and one that fails
+to import is reported with a :class:`RegistryWarning` naming its package, never breaking
+the built-ins.
+
+Options are the keyword parameters of the target's signature, with the types of its
+annotations (``typing.get_type_hints``) and its defaults. :meth:`Registry.validate` checks
+them with pydantic, strict for booleans and integers (``"false"`` is not a bool, ``True``
+is not an int); every unknown name, unknown option or bad value is a
+:class:`~balgrad.errors.ConfigError` naming the registry, the name, the option and the
+valid choices. This module imports nothing of balgrad but its errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import inspect
+import os
+import sys
+import types
+import typing
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Strict, TypeAdapter, ValidationError
+
+from balgrad.errors import ConfigError
+
+__all__ = [
+    "REQUIRED",
+    "Entry",
+    "Option",
+    "Registry",
+    "RegistryWarning",
+    "check_value",
+    "strict_annotation",
+    "type_name",
+]
+
+REQUIRED = inspect.Parameter.empty
+
+
+class RegistryWarning(UserWarning):
+    """An entry point that could not be loaded (the built-in entries keep working)."""
+
+
+# -- types ------------------------------------------------------------------------------
+def _refuse_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+_SCALARS: dict[Any, Any] = {
+    bool: Annotated[bool, Strict()],
+    int: Annotated[int, Strict()],
+    float: Annotated[float, BeforeValidator(_refuse_bool)],  # "1e-3" (YAML 1.1: a string) is fine
+    str: str,
+    bytes: bytes,
+    type(None): type(None),
+    Path: Path,
+}
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def strict_annotation(tp: Any) -> Any:
+    """``tp`` as checked here: strict booleans and integers, floats that refuse booleans,
+    and ``Any`` for what pydantic should not touch (classes, protocols, iterables)."""
+    try:
+        if tp in _SCALARS:
+            return _SCALARS[tp]
+    except TypeError:  # an unhashable annotation
+        return Any
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return tp
+    if origin is Annotated:
+        return strict_annotation(args[0])
+    if origin in (Union, types.UnionType):
+        return Union[tuple(strict_annotation(a) for a in args)]  # noqa: UP007
+    if origin in _CONTAINERS:
+        if not args:
+            return origin
+        return origin[tuple(a if a is Ellipsis else strict_annotation(a) for a in args)]
+    if tp in _CONTAINERS:
+        return tp
+    return Any
+
+
+def type_name(tp: Any) -> str:
+    """A short readable name: ``bool``, ``float | None``, ``'global' | 'per_modality'``."""
+    if tp is Any:
+        return "any"
+    if tp is type(None):
+        return "None"
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is Annotated:
+        return type_name(args[0])
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is not None and args:
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+@functools.lru_cache(maxsize=512)
+def _adapter(tp: Any) -> TypeAdapter | None:
+    try:
+        return TypeAdapter(tp)
+    except Exception:  # noqa: BLE001 - a type pydantic cannot check is left to the callee
+        return None
+
+
+def check_value(annotation: Any, value: Any, what: str) -> Any:
+    """``value`` checked (and converted, e.g. ``"1e-3"`` -> 0.001) against ``annotation``;
+    a mismatch is a ConfigError that starts with ``what`` and names the expected type."""
+    tp = strict_annotation(annotation)
+    if tp is Any:
+        return value
+    try:
+        adapter = _adapter(tp)
+    except TypeError:  # unhashable annotation
+        adapter = _adapter.__wrapped__(tp)
+    if adapter is None:
+        return value
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        raise ConfigError(
+            f"{what} expects {type_name(annotation)}, got {value!r} ({type(value).__name__})"
+        ) from None
+
+
+# -- entries and options ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Option:
+    """One option of an entry: its name, type (``Any`` when unannotated) and default."""
+
+    name: str
+    annotation: Any = Any
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.annotation)
+
+    def __str__(self) -> str:
+        default = " (required)" if self.required else f" = {self.default!r}"
+        return f"{self.name}: {self.type_name}{default}"
+
+
+@dataclass
+class Entry:
+    """A registered name. ``target`` is a class or factory, or ``"module:attr"`` imported
+    on first use; ``fixed`` holds a preset's option values (overridable), ``bound`` the
+    arguments always passed (not options); ``origin`` says where the entry comes from
+    (``"balgrad"`` or the entry point that registered it)."""
+
+    name: str
+    target: Any
+    metadata: dict[str, Any]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    options_from: Any = None
+    bound: dict[str, Any] = field(default_factory=dict)
+    base: str | None = None
+    origin: str = "balgrad"
+    aliases: tuple[str, ...] = ()
+    noun: str = "entry"
+
+    @property
+    def prefix(self) -> bool:
+        return self.name.endswith(":")
+
+    @property
+    def display_name(self) -> str:
+        return self.name + "<id|path>" if self.prefix else self.name
+
+    def load(self) -> Callable[..., Any]:
+        if isinstance(self.target, str):
+            module, _, attr = self.target.partition(":")
+            try:
+                self.target = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError) as err:
+                raise ConfigError(
+                    f"{self.noun} {self.name!r}: cannot import {self.target!r} "
+                    f"({type(err).__name__}: {err})"
+                ) from None
+        return self.target
+
+
+def _type_hints(obj: Any) -> dict[str, Any]:
+    """Resolved annotations of a function, or of a class's ``__init__`` and fields."""
+    hints: dict[str, Any] = {}
+    for source in (obj, obj.__init__) if inspect.isclass(obj) else (obj,):
+        try:
+            hints.update(typing.get_type_hints(source))
+        except Exception:  # noqa: BLE001 - resolve one by one; what fails stays untyped
+            module = sys.modules.get(getattr(source, "__module__", ""), None)
+            namespace = getattr(source, "__globals__", vars(module) if module else {})
+            for name, ann in getattr(source, "__annotations__", {}).items():
+                try:
+                    hints[name] = eval(ann, namespace) if isinstance(ann, str) else ann
+                except Exception:  # noqa: BLE001
+                    continue
+    return hints
+
+
+def _signature_options(
+    source: Any, skip: Iterable[str], drop_first: bool, fixed: Mapping[str, Any]
+) -> tuple[dict[str, Option], bool]:
+    """({name: Option}, whether ``**kwargs`` accepts anything else); a callable without
+    a signature (a builtin type) takes anything, unchecked."""
+    try:
+        params = list(inspect.signature(source).parameters.values())
+    except (TypeError, ValueError):
+        return {}, True
+    if drop_first and params:
+        params = params[1:]
+    hints, skip = _type_hints(source), set(skip)
+    options, open_ended = {}, False
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            open_ended = True
+        elif (
+            p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            and p.name not in skip
+            and not p.name.startswith("_")
+        ):
+            annotation = hints.get(p.name, Any)
+            options[p.name] = Option(p.name, annotation, fixed.get(p.name, p.default))
+    return options, open_ended
+
+
+def _same(name: str) -> str:
+    return name
+
+
+class Registry:
+    """Names -> classes or factories, with typed options, aliases, presets and plug-ins.
+
+    ``noun`` names the registry in messages ("strategy", "image backbone"); ``group`` is
+    the entry-point group of third-party packages; ``metadata`` declares the registration
+    fields and their defaults (a misspelt field is an error), ``inherit`` those a preset
+    takes from its base. ``skip``: parameters the caller passes itself (not options), or
+    a function of an entry's metadata giving them. ``normalize`` maps a spelling to its
+    key. ``check(name, obj)`` vets what an entry built, ``check_metadata(name, metadata)``
+    a registration; ``adopt(obj)`` says whether a plug-in object registered without the
+    decorator belongs here. ``builtins``: modules whose import registers more built-ins,
+    imported on first lookup.
+    """
+
+    def __init__(
+        self,
+        noun: str,
+        *,
+        group: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        inherit: Iterable[str] = (),
+        skip: Iterable[str] | Callable[[Mapping[str, Any]], Iterable[str]] = (),
+        normalize: Callable[[str], str] = _same,
+        name_error: type[Exception] = ConfigError,
+        check: Callable[[str, Any], None] | None = None,
+        check_metadata: Callable[[str, Mapping[str, Any]], None] | None = None,
+        adopt: Callable[[Any], bool] = callable,
+        builtins: Iterable[str] = (),
+    ) -> None:
+        self.noun, self.group = noun, group
+        self._meta_defaults = dict(metadata or {})
+        self._inherit = set(inherit)
+        self._skip = skip
+        self._normalize = normalize
+        self._name_error = name_error
+        self._check = check
+        self._check_metadata = check_metadata
+        self._adopt = adopt
+        self._builtins = list(builtins)
+        self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}
+        self._plugins: dict[str, importlib_metadata.EntryPoint] | None = None
+        self._failed: dict[str, str] = {}
+        self._loading: str | None = None  # the entry point being imported, if any
+        self._option_cache: dict[str, tuple[dict[str, Option], bool]] = {}
+
+    # -- registration -------------------------------------------------------------------
+    def register(
+        self,
+        name: str,
+        target: Any = None,
+        *,
+        aliases: Iterable[str] = (),
+        options_from: Any = None,
+        bind: Mapping[str, Any] | None = None,
+        **metadata: Any,
+    ) -> Any:
+        """Register ``target`` (a class, a factory, or ``"module:attr"``) under ``name``;
+        without ``target`` a decorator. A name ending in ``:`` is a prefix. ``options_from``:
+        a callable whose signature lists the options instead of the target's; ``bind``:
+        keyword arguments always passed to the target (hidden from the options)."""
+
+        def add(obj: Any) -> Any:
+            meta = self._metadata(name, metadata)
+            entry = Entry(name, obj, meta, options_from=options_from, bound=dict(bind or {}))
+            self._add(entry, aliases)
+            return obj
+
+        return add if target is None else add(target)
+
+    def register_preset(
+        self,
+        name: str,
+        base: str,
+        options: Mapping[str, Any],
+        *,
+        aliases: Iterable[str] = (),
+        **metadata: Any,
+    ) -> None:
+        """``name`` is ``base`` with ``options`` fixed (they stay overridable)."""
+        parent, _ = self.resolve(base)
+        fixed = {**parent.fixed, **self._validate(parent, base, options)}
+        inherited = {k: v for k, v in parent.metadata.items() if k in self._inherit}
+        meta = self._metadata(name, {**inherited, **metadata})
+        entry = Entry(name, parent.target, meta, fixed, parent.options_from, parent.bound)
+        entry.base = parent.name
+        self._add(entry, aliases)
+
+    def alias(self, alias: str, name: str) -> None:
+        """Another spelling of the registered ``name``."""
+        entry, key = self.get(name), self._normalize(alias)
+        self._aliases[key] = entry.name
+        entry.aliases = (*entry.aliases, key)
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` and its aliases (tests, interactive sessions)."""
+        key = self._normalize(name)
+        self._entries.pop(key, None)
+        self._option_cache.pop(key, None)
+        self._aliases = {a: t for a, t in self._aliases.items() if t != key}
+
+    def _metadata(self, name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(given) - set(self._meta_defaults))
+        if unknown:
+            raise TypeError(
+                f"{self.noun} {name!r}: unknown registration field(s) {', '.join(unknown)}; "
+                f"known: {', '.join(self._meta_defaults) or 'none'}"
+            )
+        metadata = {**self._meta_defaults, **given}
+        if self._check_metadata is not None:
+            self._check_metadata(name, metadata)
+        return metadata
+
+    def _add(self, entry: Entry, aliases: Iterable[str]) -> None:
+        key = self._normalize(entry.name)
+        entry.name, entry.noun = key, self.noun
+        entry.aliases = tuple(self._normalize(a) for a in aliases)
+        if self._loading is not None:
+            entry.origin = self._loading
+        existing = self._entries.get(key)
+        if existing is not None:
+            if self._loading is not None:  # a plug-in never replaces what is there
+                warnings.warn(
+                    f"{self._loading} registers the {self.noun} {key!r}, which "
+                    f"{existing.origin} already provides; it is ignored",
+                    RegistryWarning,
+                    stacklevel=3,
+                )
+                return
+            raise ConfigError(f"{self.noun} {key!r} is already registered (by {existing.origin})")
+        self._entries[key] = entry
+        for alias in entry.aliases:
+            self._aliases[alias] = key
+
+    # -- lookup -------------------------------------------------------------------------
+    def _ensure_builtins(self) -> None:
+        while self._builtins:
+            importlib.import_module(self._builtins.pop(0))
+
+    def _key(self, name: Any) -> tuple[str, str | None]:
+        if not isinstance(name, str) or not name.strip():
+            raise self._name_error(f"{self.noun} name must be a non-empty string, got {name!r}")
+        name = name.strip()
+        head, colon, rest = name.partition(":")
+        if colon and not os.path.isabs(name):
+            prefix = self._normalize(head) + ":"
+            if prefix in self._entries or prefix in self._entry_points():
+                return prefix, rest
+        key = self._normalize(name)
+        return self._aliases.get(key, key), None
+
+    def resolve(self, name: str) -> tuple[Entry, str | None]:
+        """(entry, what follows a prefix's colon or None); unknown names raise."""
+        self._ensure_builtins()
+        key, rest = self._key(name)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._load_plugin(key)
+            if entry is None:  # a plug-in may have registered an alias
+                key, rest = self._key(name)
+                entry = self._entries.get(key)
+        if entry is None and key in self._entry_points():
+            raise self._name_error(
+                f"unknown {self.noun} {name!r}: the entry point '{key}' of group {self.group} "
+                f"registers no {self.noun} of that name"
+            )
+        if entry is None:
+            raise self._name_error(self._unknown_message(name))
+        if entry.prefix and not rest:
+            raise self._name_error(
+                f"unknown {self.noun} {name!r} (a name or path must follow the colon); "
+                f"known: {self._known_text()}"
+            )
+        return entry, rest
+
+    def get(self, name: str) -> Entry:
+        return self.resolve(name)[0]
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self.resolve(name)  # type: ignore[arg-type]
+        except (ConfigError, self._name_error):
+            return False
+        return True
+
+    def canonical(self, name: str) -> str:
+        """The registered key of ``name`` (an alias resolved; ``"hf:"`` for ``"hf:bert"``)."""
+        return self.get(name).name
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).metadata)
+
+    def entries(self, plugins: bool = True) -> list[Entry]:
+        """Every entry, built-ins first, then (``plugins``) those of the installed plug-ins."""
+        self._ensure_builtins()
+        for key in list(self._entry_points()) if plugins else ():
+            if key not in self._entries:
+                try:
+                    self._load_plugin(key)
+                except Exception:  # noqa: BLE001 - reported by a RegistryWarning already
+                    continue
+        return list(self._entries.values())
+
+    def names(self, aliases: bool = False) -> list[str]:
+        names = [e.name for e in self.entries()]
+        return names + list(self._aliases) if aliases else names
+
+    def _known_text(self) -> str:
+        known = [e.display_name for e in self.entries()]
+        known += [f"{a} (= {t})" for a, t in self._aliases.items()]
+        return ", ".join(known)
+
+    def _unknown_message(self, name: str) -> str:
+        keys = [*self._entries, *self._aliases]
+        close = difflib.get_close_matches(self._normalize(name.strip()), keys, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown {self.noun} {name!r}{hint}; known: {self._known_text()}"
+
+    # -- plug-ins -----------------------------------------------------------------------
+    def _entry_points(self) -> dict[str, importlib_metadata.EntryPoint]:
+        if self._plugins is None:
+            self._plugins = {}
+            if self.group:
+                for ep in importlib_metadata.entry_points(group=self.group):
+                    self._plugins.setdefault(self._normalize(ep.name), ep)
+        return self._plugins
+
+    def _load_plugin(self, key: str) -> Entry | None:
+        """Import the entry point named ``key``; its import registers it (decorator) or
+        the object it names is registered under ``key``. None when there is none."""
+        ep = self._entry_points().get(key)
+        if ep is None:
+            return None
+        if key in self._failed:
+            raise self._name_error(self._failed[key])
+        dist = getattr(ep.dist, "name", None) or "an unknown package"
+        where = f"entry point '{ep.name} = {ep.value}' of package {dist!r} (group {self.group})"
+        self._loading = where
+        try:
+            obj = ep.load()
+            if self._normalize(ep.name) not in self._entries and self._adopt(obj):
+                self.register(ep.name, obj)
+        except Exception as err:  # noqa: BLE001 - a broken plug-in must not break balgrad
+            self._failed[key] = (
+                f"{self.noun} {ep.name!r} comes from the {where}, which failed to load: "
+                f"{type(err).__name__}: {err}"
+            )
+            warnings.warn(self._failed[key], RegistryWarning, stacklevel=3)
+            raise self._name_error(self._failed[key]) from None
+        finally:
+            self._loading = None
+        return self._entries.get(self._aliases.get(key, key))
+
+    # -- options ------------------------------------------------------------------------
+    def _options(self, entry: Entry) -> tuple[dict[str, Option], bool]:
+        if entry.name not in self._option_cache:
+            if entry.options_from is not None:
+                found = _signature_options(entry.options_from, (), False, entry.fixed)
+            else:
+                skip = self._skip(entry.metadata) if callable(self._skip) else self._skip
+                skip = [*skip, *entry.bound]
+                found = _signature_options(entry.load(), skip, entry.prefix, entry.fixed)
+            self._option_cache[entry.name] = found
+        return self._option_cache[entry.name]
+
+    def options(self, name: str) -> dict[str, Option]:
+        """``{option: Option(type, default)}`` of ``name`` (a preset's fixed values as defaults)."""
+        return self.entry_options(self.get(name))
+
+    def entry_options(self, entry: Entry) -> dict[str, Option]:
+        return dict(self._options(entry)[0])
+
+    def defaults(self, name: str) -> dict[str, Any]:
+        return {k: o.default for k, o in self.options(name).items()}
+
+    def accepts(self, name: str, option: str) -> bool:
+        opts, open_ended = self._options(self.get(name))
+        return option in opts or open_ended
+
+    def validate(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked against ``name``'s signature, converted to their types."""
+        return self._validate(self.get(name), name, options)
+
+    def _validate(self, entry: Entry, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        known, open_ended = self._options(entry)
+        out = {}
+        for key, value in options.items():
+            option = known.get(key)
+            if option is not None:
+                out[key] = check_value(
+                    option.annotation, value, f"{self.noun} {name!r}: option {key!r}"
+                )
+            elif open_ended:
+                out[key] = value
+            else:
+                close = difflib.get_close_matches(str(key), list(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"{self.noun} {name!r}: unknown option {key!r}{hint}; "
+                    f"valid options: {', '.join(known) or 'none'}"
+                )
+        return out
+
+    # -- creation -----------------------------------------------------------------------
+    def create(self, name: str, /, *args: Any, **options: Any) -> Any:
+        """``name``'s target called with ``args`` and the validated ``options``."""
+        return self.build(name, args, options=options)
+
+    def build(
+        self,
+        name: str,
+        args: tuple = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Like :meth:`create`, with ``kwargs`` the caller's own (unchecked) arguments
+        kept apart from the user's ``options`` (e.g. a dataset's ``skip_bad``)."""
+        entry, rest = self.resolve(name)
+        values = {**entry.fixed, **self._validate(entry, name, options or {})}
+        lead = (rest,) if entry.prefix else ()
+        obj = entry.load()(*lead, *args, **entry.bound, **dict(kwargs or {}), **values)
+        if self._check is not None:
+            self._check(name, obj)
+        return obj
