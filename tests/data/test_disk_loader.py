@@ -15,16 +15,17 @@ from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choic
 from balgrad.data.disk.records import Record
 from balgrad.data.food101 import Food101Dataset
 from balgrad.data.mmimdb import MMIMDbDataset
-from balgrad.data.registry_disk import DISK_DATASETS, DiskDataset, MissingSplitError
+from balgrad.data.catalog import DATASETS
+from balgrad.data.registry_disk import DiskDataset, MissingSplitError, disk_dataset_names
 from balgrad.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 KW = inspect.Parameter.KEYWORD_ONLY
 
 
-@pytest.mark.parametrize("name", sorted(DISK_DATASETS))
+@pytest.mark.parametrize("name", sorted(disk_dataset_names()))
 def test_every_loader_keeps_the_constructor_contract(name):
-    cls = DISK_DATASETS[name]
+    cls = DATASETS.get(name).load()
     assert issubclass(cls, DiskDataset)
     params = list(inspect.signature(cls).parameters.values())
     assert [p.name for p in params[:4]] == ["data_dir", "split", "skip_bad", "allow_empty_text"]
