@@ -13,12 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from baseline_helpers import (
-    BF16_REL_TOL,
-    amp_grads,
-    assert_scaled_grads,
-    fixed_scaler,
-    no_host_reads,
-    relative_error,
+    bf16_against_fp32,
+    compute_without_host_reads,
+    scaled_against_unscaled,
     step,
 )
 from strategy_reference import (
@@ -472,15 +469,8 @@ def test_state_dict_round_trip_through_weights_only_load_is_exact():
 @pytest.mark.parametrize("zero", ["embedding", "input"])
 def test_the_step_reads_no_tensor_value_on_the_host(monkeypatch, zero):
     model = make_model("concat", seed=6, encoder_scale=40.0)
-    x_v, x_l, y = make_batch(seed=6)
-    strategy = AGM(zero=zero)
-    out = model(x_v, x_l)
-    # the base class's monitor and finiteness check are the engine's; ours are checked
-    monkeypatch.setattr(AGM, "unimodal_monitor", lambda self, *a: {})
-    monkeypatch.setattr(agm_module, "checked_loss", lambda name, loss: loss)
-    with no_host_reads(monkeypatch):
-        stats = strategy.compute(model, out, y)
-    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in stats.values())
+    batch = make_batch(seed=6)
+    stats = compute_without_host_reads(monkeypatch, AGM(zero=zero), agm_module, model, batch)
     assert float(stats["grad_clipped"]) == 1.0
 
 
@@ -488,32 +478,25 @@ def test_the_step_reads_no_tensor_value_on_the_host(monkeypatch, zero):
 @pytest.mark.parametrize("encoder_scale", [1.0, 40.0])  # 40: the clip triggers
 def test_a_loss_scale_scales_the_update_exactly_clip_included(scale, encoder_scale):
     model = make_model("concat", seed=7, encoder_scale=encoder_scale)
-    x_v, x_l, y = make_batch(seed=7)
-    unscaled, stats = step(model, AGM(alpha=0.8), x_v, x_l, y)
-    got, stats_s = step(model, AGM(alpha=0.8), x_v, x_l, y, fixed_scaler(scale))
+    stats, scaled = scaled_against_unscaled(
+        model, lambda: AGM(alpha=0.8), make_batch(seed=7), scale
+    )
     assert float(stats["grad_clipped"]) == float(encoder_scale > 1)
-    assert float(stats_s["grad_clipped"]) == float(stats["grad_clipped"])
-    assert float(stats_s["kappa_image"]) == float(stats["kappa_image"])
-    assert_scaled_grads(got, unscaled, model, scale)
+    assert float(scaled["grad_clipped"]) == float(stats["grad_clipped"])
+    assert float(scaled["kappa_image"]) == float(stats["kappa_image"])
 
 
 @pytest.mark.parametrize("backward_inside", [True, False])
 @pytest.mark.parametrize("zero", ["embedding", "input"])
 def test_bf16_autocast_grad_is_close_to_fp32(backward_inside, zero):
-    model = make_model("concat", seed=8, dtype=torch.float32)
-    x_v, x_l, y = (t.float() if t.is_floating_point() else t for t in make_batch(seed=8))
-
     def factory():
         agm = AGM(alpha=1.0, zero=zero)
         agm.load_state_dict({"running": [0.9, 1.6], "count": 5})
         return agm
 
-    ref, ref_stats = step(model, factory(), x_v, x_l, y)
-    got, stats = amp_grads(model, factory, x_v, x_l, y, backward_inside=backward_inside)
-    assert abs(float(ref_stats["kappa_image"]) - 1) > 0.1
-    assert float(stats["kappa_image"]) == pytest.approx(float(ref_stats["kappa_image"]), rel=2e-2)
-    assert all(got[p].dtype == torch.float32 for p in all_params(model))
-    assert relative_error(got, ref, model) < BF16_REL_TOL
+    ref, stats = bf16_against_fp32(factory, seed=8, backward_inside=backward_inside)
+    assert abs(float(ref["kappa_image"]) - 1) > 0.1
+    assert float(stats["kappa_image"]) == pytest.approx(float(ref["kappa_image"]), rel=2e-2)
 
 
 def test_bad_options_raise():

@@ -9,12 +9,9 @@ import math
 import pytest
 import torch
 from baseline_helpers import (
-    BF16_REL_TOL,
-    amp_grads,
-    assert_scaled_grads,
-    fixed_scaler,
-    no_host_reads,
-    relative_error,
+    bf16_against_fp32,
+    compute_without_host_reads,
+    scaled_against_unscaled,
     step,
 )
 from strategy_reference import (
@@ -411,45 +408,28 @@ def test_bad_options_raise():
 
 # -- no host sync, loss scaling, mixed precision ----------------------------------------------
 def test_the_step_reads_no_tensor_value_on_the_host(monkeypatch):
-    model = make_model("concat", seed=6)
-    x_v, x_l, y = make_batch(seed=6)
     strategy = OGMGE(alpha=0.5, noise=True, fusion_bias="half")
-    out = model(x_v, x_l)
-    # the base class's monitor and finiteness check are the engine's; ours are checked
-    monkeypatch.setattr(OGMGE, "unimodal_monitor", lambda self, *a: {})
-    monkeypatch.setattr(ogm_module, "checked_loss", lambda name, loss: loss)
-    with no_host_reads(monkeypatch):
-        stats = strategy.compute(model, out, y)
-    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in stats.values())
+    batch = make_batch(seed=6)
+    compute_without_host_reads(monkeypatch, strategy, ogm_module, make_model(seed=6), batch)
 
 
 @pytest.mark.parametrize("scale", [2.0**10, 3.0])
 @pytest.mark.parametrize("noise", [True, False])
 def test_a_loss_scale_scales_the_update_exactly_noise_included(scale, noise):
-    model = make_model("concat", seed=7)
-    x_v, x_l, y = make_batch(seed=7)
-    unscaled, stats = step(model, OGMGE(alpha=0.7, noise=noise, seed=1), x_v, x_l, y)
-    got, stats_s = step(
-        model, OGMGE(alpha=0.7, noise=noise, seed=1), x_v, x_l, y, fixed_scaler(scale)
-    )
-    assert float(stats_s["coef_image"]) == float(stats["coef_image"])
-    assert float(stats_s["loss_task"]) == float(stats["loss_task"])  # the unscaled loss
-    assert_scaled_grads(got, unscaled, model, scale)
+    def factory():
+        return OGMGE(alpha=0.7, noise=noise, seed=1)
+
+    stats, scaled = scaled_against_unscaled(make_model(seed=7), factory, make_batch(seed=7), scale)
+    assert float(scaled["coef_image"]) == float(stats["coef_image"])
 
 
 @pytest.mark.parametrize("backward_inside", [True, False])
 @pytest.mark.parametrize("fusion_bias", ["full", "half"])
 def test_bf16_autocast_grad_is_close_to_fp32(backward_inside, fusion_bias):
-    model = make_model("concat", seed=8, dtype=torch.float32)
-    x_v, x_l, y = (t.float() if t.is_floating_point() else t for t in make_batch(seed=8))
-
     def factory():
         return OGMGE(alpha=0.8, noise=True, seed=2, fusion_bias=fusion_bias)
 
-    ref, ref_stats = step(model, factory(), x_v, x_l, y)
-    got, stats = amp_grads(model, factory, x_v, x_l, y, backward_inside=backward_inside)
-    assert float(ref_stats["coef_image"]) < 0.95 or float(ref_stats["coef_text"]) < 0.95
-    assert float(stats["coef_image"]) == pytest.approx(float(ref_stats["coef_image"]), rel=1e-2)
-    assert float(stats["coef_text"]) == pytest.approx(float(ref_stats["coef_text"]), rel=1e-2)
-    assert all(got[p].dtype == torch.float32 for p in all_params(model))
-    assert relative_error(got, ref, model) < BF16_REL_TOL
+    ref, stats = bf16_against_fp32(factory, seed=8, backward_inside=backward_inside)
+    assert float(ref["coef_image"]) < 0.95 or float(ref["coef_text"]) < 0.95
+    assert float(stats["coef_image"]) == pytest.approx(float(ref["coef_image"]), rel=1e-2)
+    assert float(stats["coef_text"]) == pytest.approx(float(ref["coef_text"]), rel=1e-2)

@@ -98,6 +98,15 @@ def scaled(loss: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
     return loss if scale is None else loss * scale
 
 
+def loss_grads(strategy, model, loss: torch.Tensor):
+    """(params, grads, scale): the trainable parameters, the gradient of ``loss`` (times
+    the GradScaler's scale, if any) for each, all-reduced over ranks, and the scale."""
+    params = trainable_params(model)
+    scale = loss_scale(strategy, loss)
+    grads = sync_mean(strategy.sync, params, param_grads(scaled(loss, scale), params))
+    return params, grads, scale
+
+
 def in_window(epoch: int, start: int, end: int | float) -> bool:
     """``start <= epoch <= end``: both ends inclusive, as the official OGM-GE and AGM code."""
     return start <= epoch <= end

@@ -50,11 +50,7 @@ from balgrad.strategies._param_step import (
     at_least_float32,
     forward_autocast,
     in_window,
-    loss_scale,
-    param_grads,
-    scaled,
-    sync_mean,
-    trainable_params,
+    loss_grads,
 )
 from balgrad.strategies.base import Strategy, checked_loss
 from balgrad.tasks import task_loss
@@ -221,6 +217,15 @@ class AGM(Strategy):
             b_v, b_l = b_v.expand_as(h_v), b_l.expand_as(h_l)
         return model.classify(b_v, h_l), model.classify(h_v, b_l)
 
+    def scores(self, o_v, o_l, target, task) -> torch.Tensor:
+        """[s_v, s_l]: batch means of the response scores over the global batch (one
+        all-reduce of the two sums and the sample count)."""
+        per_sample = [response_score(o, target, task) for o in (o_v, o_l)]
+        first = per_sample[0]
+        count = torch.full((), first.numel(), dtype=first.dtype, device=first.device)
+        sums = self.sync.sum(torch.stack([*(v.sum() for v in per_sample), count]))
+        return sums[:2] / sums[2].clamp_min(1)
+
     def compute(self, model, output, target):
         task = model.task
         active = self.active()
@@ -230,12 +235,7 @@ class AGM(Strategy):
                 f_0l, f_v0 = self.blanked_outputs(model, output)
             o_v, o_l = agm_responses(output.logits, f_0l, f_v0)
         with torch.no_grad():
-            scores = torch.stack(
-                [
-                    self.batch_mean(response_score(o_v, target, task)),
-                    self.batch_mean(response_score(o_l, target, task)),
-                ]
-            )
+            scores = self.scores(o_v, o_l, target, task)
         checked_loss("task loss L_T (AGM response scores)", scores)
         coef = self.coefficients(scores)
         if active:
@@ -245,9 +245,7 @@ class AGM(Strategy):
             coef["kappa_image"] = coef["kappa_text"] = torch.ones_like(scores[0])
         loss = checked_loss("task loss L_T", task_loss(at_least_float32(fused), target, task))
 
-        params = trainable_params(model)
-        scale = loss_scale(self, loss)
-        grads = sync_mean(self.sync, params, param_grads(scaled(loss, scale), params))
+        params, grads, scale = loss_grads(self, model, loss)
         clipped = self.clip_(model, params, grads, scale) if self.clip == "model" else None
         add_to_grads(params, grads)
         flag = torch.zeros((), device=scores.device)

@@ -42,11 +42,7 @@ from balgrad.strategies._param_step import (
     add_to_grads,
     at_least_float32,
     in_window,
-    loss_scale,
-    param_grads,
-    scaled,
-    sync_mean,
-    trainable_params,
+    loss_grads,
 )
 from balgrad.strategies.base import Strategy, checked_loss
 from balgrad.tasks import task_loss, true_class_prob
@@ -174,9 +170,7 @@ class OGMGE(Strategy):
     def compute(self, model, output, target):
         z = at_least_float32(output.logits)
         loss = checked_loss("task loss L_T", task_loss(z, target, model.task))
-        params = trainable_params(model)
-        scale = loss_scale(self, z)
-        grads = sync_mean(self.sync, params, param_grads(scaled(loss, scale), params))
+        params, grads, scale = loss_grads(self, model, loss)
 
         s_v, s_l = self.scores(model, output, target).unbind()
         rho, k_v, k_l = ogm_coefficients(s_v, s_l, self.alpha)
@@ -190,7 +184,7 @@ class OGMGE(Strategy):
             "ratio_image": rho.clamp_max(1e6),
             "coef_image": k_v,
             "coef_text": k_l,
-            "modulated": torch.tensor(float(active), device=rho.device),
+            "modulated": torch.full((), float(active), device=rho.device),
         }
 
     def modulate(self, model, params, grads, coefs, scale) -> None:
