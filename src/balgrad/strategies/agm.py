@@ -266,9 +266,9 @@ class AGM(Strategy):
         """The official clip, in place on ``grads``, without a host sync: returns the
         0-d bool "clipped" flag."""
         trigger_grad = grads[output_layer_weight_index(model, params)]
+        if trigger_grad is None:  # the loss never reached the output layer: nothing to do
+            return torch.zeros((), dtype=torch.bool, device=params[0].device)
         present = [g for g in grads if g is not None]
-        if trigger_grad is None:
-            return torch.zeros((), dtype=torch.bool, device=present[0].device)
         limit = CLIP_NORM if scale is None else CLIP_NORM * scale
         trigger = trigger_grad.abs().amax() > limit
         norms = [at_least_float32(n) for n in torch._foreach_norm(present)]
