@@ -11,7 +11,10 @@ parameters detached, so unimodal and KL losses never update theta_T
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +34,9 @@ class ModelOutput:
     logits_text: torch.Tensor  # z_l
     h_image: torch.Tensor  # h_v
     h_text: torch.Tensor  # h_l
+    # the raw inputs, for strategies that re-run a tower on a blank input (AGM zero="input")
+    image_input: Any = None
+    text_input: Any = None
 
 
 class ClassifierHead(nn.Module):
@@ -143,11 +149,36 @@ class TwoTowerModel(nn.Module):
         z_l = self.classify(torch.zeros_like(h_v), h_l, detach_head=True)
         return z_v, z_l
 
+    def blank_embeddings(self, image, text) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h_v, h_l) of one blank input per tower, each [1, d] (AGM's official input
+        zeroing). Blank image: zeros shaped like one sample of ``image``, the tensor the
+        model is fed (normalised pixels or cached features), which is what the official
+        code zeroes. Blank text: the tokenizer's encoding of "" (a token id of 0 is an
+        arbitrary vocabulary entry, and an all-zero attention mask attends to nothing);
+        zeros when the text input is a tensor (cached features). The towers run in eval
+        mode, as the official code runs these passes; gradients flow."""
+        with _eval_mode(
+            self.image_encoder, self.image_embedding, self.text_encoder, self.text_embedding
+        ):
+            return self.embed(torch.zeros_like(image[:1]), self._blank_text(text))
+
+    def _blank_text(self, text):
+        if not isinstance(text, Mapping):
+            return torch.zeros_like(text[:1])
+        tokenize = getattr(self.text_encoder, "tokenize", None)
+        if tokenize is None:
+            raise ConfigError(
+                "blank text input: the text encoder has no tokenize(), so an empty text "
+                "cannot be encoded; use AGM's zero='embedding'"
+            )
+        device = next(iter(text.values())).device
+        return {k: v.to(device) for k, v in tokenize([""]).items()}
+
     def forward(self, image, text, drop_image=None, drop_text=None) -> ModelOutput:
         h_v, h_l = self.embed(image, text, drop_image, drop_text)
         z = self.classify(h_v, h_l)
         z_v, z_l = self.unimodal_logits(h_v, h_l)
-        return ModelOutput(z, z_v, z_l, h_v, h_l)
+        return ModelOutput(z, z_v, z_l, h_v, h_l, image_input=image, text_input=text)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """theta_v ("image"), theta_l ("text"), theta_T ("head") and, with separate
@@ -164,3 +195,16 @@ class TwoTowerModel(nn.Module):
         if self.unimodal_head == "separate":
             groups["unimodal_heads"] = trainable(self.image_head, self.text_head)
         return groups
+
+
+@contextlib.contextmanager
+def _eval_mode(*modules: nn.Module):
+    """Every submodule in eval mode for the block, each training flag restored after."""
+    flags = [(m, m.training) for top in modules for m in top.modules()]
+    for m, _ in flags:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag

@@ -3,36 +3,117 @@ Modulation", CVPR 2022), as in its official code (SPEC section 3).
 
 Scores s_m = batch sum of softmax(z_m)[y]; ρ_v = s_v / s_l. The dominant modality's
 gradient is damped: if ρ_v > 1, k_v = 1 − tanh(α ρ_v), k_l = 1; else
-k_l = 1 − tanh(α / ρ_v), k_v = 1. After the backward pass of L_T, every parameter
-with ≥ 2 dims in θ_m gets g ← g k_m + N(0, std(g)) (generalisation enhancement: the
-std is taken before scaling, and noise is added even where k = 1), only for epochs in
-[modulation_start, modulation_end). One backward pass per step.
+k_l = 1 − tanh(α / ρ_v), k_v = 1. After the backward pass of L_T, the modulated
+parameters of θ_m get g ← g k_m + N(0, std(g) + 1e-8) (generalisation enhancement: the
+std is taken before scaling, and noise is added even where k = 1), only for epochs with
+``modulation_start`` ≤ epoch ≤ ``modulation_end`` (inclusive at both ends, as the
+official ``main.py``). One backward pass per step.
 
-Noise comes from a generator seeded by (seed, step), so every data-parallel rank draws
-the same noise for the same all-reduced gradient.
+Where this reading departs from the official code on purpose, the official behaviour is
+an option:
+
+- ``scale_params="matrices"`` (default) modulates every parameter with ≥ 2 dims;
+  ``"conv4d"`` only 4-D (convolution) ones, as the official code, which scales nothing
+  in a transformer tower.
+- ``fusion_bias="full"`` (default) scores z_m = the model's unimodal logits (the head
+  with the other embedding zeroed: the full output bias); ``"half"`` computes them the
+  official way, from the output layer split into its image and text halves plus half
+  its bias each: z_v = W_v h_v + b/2, z_l = W_l h_l + b/2 (concat fusion; with sum
+  fusion both halves are W). Undefined, and an error, for other fusions and for heads
+  with a hidden layer.
+
+Noise: one ``torch.randn`` over all modulated parameters from a generator seeded by
+(seed, step), so every data-parallel rank draws the same noise for the same all-reduced
+gradient; it is drawn in the gradients' dtype on their device. Coefficients stay device
+tensors (no host sync). Under a GradScaler the scaled gradient's std is ``scale`` times
+the unscaled one and the 1e-8 is scaled too, so the update is exactly scale-equivariant.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from balgrad.errors import ConfigError
+from balgrad.models.fusion import ConcatFusion, SumFusion
+from balgrad.strategies._param_step import (
+    add_to_grads,
+    at_least_float32,
+    in_window,
+    loss_grads,
+)
 from balgrad.strategies.base import Strategy, checked_loss
 from balgrad.tasks import task_loss, true_class_prob
 
+SCALE_PARAMS = ("matrices", "conv4d")
+FUSION_BIAS = ("full", "half")
+NOISE_EPS = 1e-8  # added to the std, as the official code
 
-def ogm_coefficients(s_v: float, s_l: float, alpha: float) -> tuple[float, float, float]:
-    """(ρ_v, k_v, k_l) from the two modality scores."""
-    rho_v = s_v / s_l if s_l > 0 else math.inf
-    if rho_v > 1:
-        return rho_v, 1.0 - math.tanh(alpha * rho_v), 1.0
-    inv = 1.0 / rho_v if rho_v > 0 else math.inf
-    return rho_v, 1.0, 1.0 - math.tanh(alpha * inv)
+
+def ogm_coefficients(
+    s_v: torch.Tensor, s_l: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ρ_v, k_v, k_l) from the two modality scores, as 0-d tensors (no host sync).
+
+    A zero score makes the other modality infinitely dominant (its k is 0); both zero
+    count as balanced (ρ = 1)."""
+    s_v, s_l = torch.as_tensor(s_v), torch.as_tensor(s_l)
+    inf = torch.full_like(s_v, float("inf"))
+    rho = torch.where(s_l > 0, s_v / s_l, torch.where(s_v > 0, inf, torch.ones_like(s_v)))
+    big = torch.finfo(rho.dtype).max  # α · ρ stays defined (0 · inf would be NaN)
+    one = torch.ones_like(rho)
+    damped_v = 1 - torch.tanh(alpha * rho.clamp_max(big))
+    damped_l = 1 - torch.tanh(alpha * (1 / rho).clamp_max(big))
+    image_dominant = rho > 1
+    return (
+        rho,
+        torch.where(image_dominant, damped_v, one),
+        torch.where(image_dominant, one, damped_l),
+    )
+
+
+def official_unimodal_logits(model, h_v: torch.Tensor, h_l: torch.Tensor):
+    """(z_v, z_l) as the official code computes them for its scores: the output layer's
+    image and text halves with half its bias each (``fusion_bias="half"``)."""
+    head = getattr(model, "head", None)
+    fusion = getattr(head, "fusion", None)
+    linears = [m for m in getattr(head, "classifier", []) if isinstance(m, torch.nn.Linear)]
+    if not isinstance(fusion, ConcatFusion | SumFusion) or len(linears) != 1:
+        raise ConfigError(
+            "ogm_ge fusion_bias='half': the official half-bias unimodal logits are defined "
+            "only for a linear classifier on concat or sum fusion (--fusion concat|sum, "
+            f"--head-hidden 0); this model has fusion {type(fusion).__name__} and "
+            f"{len(linears)} linear layer(s) in its classifier. Use fusion_bias='full'."
+        )
+    out = linears[0]
+    w = at_least_float32(out.weight.detach())
+    b = None if out.bias is None else at_least_float32(out.bias.detach()) / 2
+    d = h_v.shape[-1]
+    w_v, w_l = (w[:, :d], w[:, d:]) if isinstance(fusion, ConcatFusion) else (w, w)
+    return (
+        F.linear(at_least_float32(h_v).to(w.dtype), w_v, b),
+        F.linear(at_least_float32(h_l).to(w.dtype), w_l, b),
+    )
 
 
 class OGMGE(Strategy):
+    """See the module docstring. Options:
+
+    Args:
+        alpha: α of the coefficient (0.1, the original README).
+        modulation_start, modulation_end: the epochs (inclusive) that are modulated;
+            ``modulation_end=None`` is ``num_epochs // 2`` (the official 0..50 of 100
+            epochs), or every epoch when the loop gives no epoch count.
+        noise: add the GE noise (False: plain OGM).
+        seed: seeds the noise generator together with the step.
+        scale_params: ``"matrices"`` (every parameter with ≥ 2 dims) or ``"conv4d"``
+            (only 4-D ones, the official code).
+        fusion_bias: ``"full"`` (the model's unimodal logits) or ``"half"`` (the official
+            half-bias logits; concat or sum fusion with a linear head only).
+    """
+
     name = "ogm_ge"
 
     def __init__(
@@ -43,73 +124,107 @@ class OGMGE(Strategy):
         modulation_end: int | None = None,
         noise: bool = True,
         seed: int = 0,
+        scale_params: Literal["matrices", "conv4d"] = "matrices",
+        fusion_bias: Literal["full", "half"] = "full",
     ):
         super().__init__()
         if alpha < 0:
             raise ConfigError(f"alpha: must be >= 0, got {alpha}")
         if modulation_end is not None and modulation_end < modulation_start:
             raise ConfigError("modulation_end: must be >= modulation_start")
+        if scale_params not in SCALE_PARAMS:
+            raise ConfigError(
+                f"scale_params: unknown value {scale_params!r}; expected one of {SCALE_PARAMS}"
+            )
+        if fusion_bias not in FUSION_BIAS:
+            raise ConfigError(
+                f"fusion_bias: unknown value {fusion_bias!r}; expected one of {FUSION_BIAS}"
+            )
         self.alpha = float(alpha)
         self.modulation_start = int(modulation_start)
         self.modulation_end = modulation_end
         self.noise = bool(noise)
         self.seed = int(seed)
+        self.scale_params = scale_params
+        self.fusion_bias = fusion_bias
 
     def active(self) -> bool:
         end = self.modulation_end
         if end is None:
-            # default: the first half of training; always on when the loop gives no epochs
-            end = math.inf if self.num_epochs is None else max(1, round(self.num_epochs / 2))
-        return self.modulation_start <= self.epoch < end
+            end = float("inf") if self.num_epochs is None else self.num_epochs // 2
+        return in_window(self.epoch, self.modulation_start, end)
+
+    def modulates(self, p: torch.nn.Parameter) -> bool:
+        return p.dim() == 4 if self.scale_params == "conv4d" else p.dim() >= 2
+
+    def scores(self, model, output, target) -> torch.Tensor:
+        """[s_v, s_l]: batch sums of the true-class probability, summed over ranks."""
+        with torch.no_grad():
+            if self.fusion_bias == "half":
+                z_v, z_l = official_unimodal_logits(model, output.h_image, output.h_text)
+            else:
+                z_v, z_l = output.logits_image, output.logits_text
+            probs = [true_class_prob(at_least_float32(z), target, model.task) for z in (z_v, z_l)]
+            return self.sync.sum(torch.stack([p.sum() for p in probs]))
 
     def compute(self, model, output, target):
-        loss = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
-        layout = self.layout(model)
-        g = self.sync.mean(layout.grad(loss, retain_graph=False))
+        z = at_least_float32(output.logits)
+        loss = checked_loss("task loss L_T", task_loss(z, target, model.task))
+        params, grads, scale = loss_grads(self, model, loss)
 
-        with torch.no_grad():
-            sums = self.sync.sum(
-                torch.stack(
-                    [
-                        true_class_prob(output.logits_image, target, model.task).sum(),
-                        true_class_prob(output.logits_text, target, model.task).sum(),
-                    ]
-                )
-            )
-        s_v, s_l = sums.tolist()
+        s_v, s_l = self.scores(model, output, target).unbind()
         rho, k_v, k_l = ogm_coefficients(s_v, s_l, self.alpha)
         active = self.active()
         if active:
-            g = self.modulate(layout, g, {"image": k_v, "text": k_l})
-        layout.write_grads(g)
+            self.modulate(model, params, grads, {"image": k_v, "text": k_l}, scale)
+        add_to_grads(params, grads)
         return {
-            "loss_task": loss.item(),
+            "loss_task": loss.detach(),
             **self.unimodal_monitor(model, output, target),
-            "ratio_image": rho if math.isfinite(rho) else 1e6,
+            "ratio_image": rho.clamp_max(1e6),
             "coef_image": k_v,
             "coef_text": k_l,
-            "modulated": float(active),
+            "modulated": torch.full((), float(active), device=rho.device),
         }
 
-    def modulate(self, layout, g: torch.Tensor, coefs: dict[str, float]) -> torch.Tensor:
-        g = g.clone()
-        gen = torch.Generator(device=g.device)
-        gen.manual_seed(self.seed * 1_000_003 + self.step)
+    def modulate(self, model, params, grads, coefs, scale) -> None:
+        """g ← g k_m (+ noise) in place on the modulated parameters' gradients."""
+        index = {id(p): i for i, p in enumerate(params)}
+        by_group = []
         for group, k in coefs.items():
-            if group not in layout.slices:
-                continue
-            start = layout.slices[group].start
-            for p in layout.groups[group]:
-                sl = slice(start, start + p.numel())
-                start += p.numel()
-                if p.dim() < 2:
-                    continue
-                part = g[sl]
-                std = part.std().item() if part.numel() > 1 else 0.0
-                new = part * k
-                if self.noise:
-                    new = new + torch.randn(
-                        part.shape, generator=gen, device=g.device, dtype=g.dtype
-                    ) * (std + 1e-8)
-                g[sl] = new
-        return g
+            chosen = [index.get(id(p)) for p in model.parameter_groups().get(group, [])]
+            gs = [
+                grads[i]
+                for i in chosen
+                if i is not None and grads[i] is not None and self.modulates(params[i])
+            ]
+            if gs:
+                by_group.append((k, gs))
+        every = [g for _, gs in by_group for g in gs]
+        if not every:
+            return
+        noise = self.draw_noise(every, scale) if self.noise else None
+        for k, gs in by_group:
+            torch._foreach_mul_(gs, k)
+        if noise is not None:
+            torch._foreach_add_(every, noise)
+
+    def draw_noise(self, gs: list[torch.Tensor], scale: torch.Tensor | None):
+        """N(0, std(g) + 1e-8) per gradient, std taken before scaling: one draw for all."""
+        stds = torch.stack([_std(g) for g in gs])
+        eps = NOISE_EPS if scale is None else NOISE_EPS * scale.to(stds.dtype)
+        stds = stds + eps
+        gen = torch.Generator(device=gs[0].device)
+        gen.manual_seed(self.seed * 1_000_003 + self.step)
+        dtype = gs[0].dtype if all(g.dtype == gs[0].dtype for g in gs) else torch.float32
+        flat = torch.randn(
+            sum(g.numel() for g in gs), generator=gen, device=gs[0].device, dtype=dtype
+        )
+        noise = [n.view_as(g) for n, g in zip(flat.split([g.numel() for g in gs]), gs)]
+        torch._foreach_mul_(noise, list(stds.to(dtype).unbind()))
+        return noise
+
+
+def _std(g: torch.Tensor) -> torch.Tensor:
+    """Unbiased std as ``Tensor.std()``; 0 for a single entry (where it is undefined)."""
+    return g.std() if g.numel() > 1 else g.new_zeros(())
