@@ -171,7 +171,8 @@ class BalGradModule(pl.LightningModule):
         accuracies = self._val_accuracy.compute()  # synchronised across ranks
         if not accuracies:
             return
-        self.log_dict({f"val/{k}": v for k, v in accuracies.items()}, on_epoch=True)
+        # identical on every rank already; sync_dist keeps Lightning's epoch-level contract
+        self.log_dict({f"val/{k}": v for k, v in accuracies.items()}, sync_dist=True)
         if not self.trainer.sanity_checking:
             self._accuracies = accuracies
 
@@ -194,7 +195,7 @@ class BalGradModule(pl.LightningModule):
         )
         self._accuracies = None
         if extra:
-            self.log_dict({f"epoch/{k}": float(v) for k, v in extra.items()}, on_epoch=True)
+            self.log_dict({f"epoch/{k}": float(v) for k, v in extra.items()}, sync_dist=True)
         if scheduler is not None and self.lr_scheduler_interval == "epoch":
             scheduler.step()
 
