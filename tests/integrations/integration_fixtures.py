@@ -9,16 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 import balgrad
 from balgrad.models import TwoTowerModel
-from balgrad.strategies import Strategy, create_strategy
+from balgrad.strategies import Strategy, create_strategy, list_strategies
 from balgrad.tasks import task_loss
 
 LR = 0.1
+STEPS, EVERY = 4, 2  # optimizer steps per test run; logging interval
 
 
 class Lin(nn.Module):
@@ -65,6 +67,17 @@ class ReducerJoint(Strategy):
         return {"loss_task": loss.detach()}
 
 
+HAS_FAST = "balgrad_fast" in list_strategies()
+
+
+def methods() -> list:
+    """joint, BalGrad and the reducer-reliant stand-in; balgrad_fast once it exists."""
+    fast = "balgrad_fast"
+    if not HAS_FAST:
+        fast = pytest.param(fast, marks=pytest.mark.skip(reason="balgrad_fast is not on main yet"))
+    return ["joint", "balgrad", "reducer_joint", fast]
+
+
 def build_strategy(method: str) -> Strategy:
     return ReducerJoint() if method == "reducer_joint" else create_strategy(method)
 
@@ -98,6 +111,18 @@ def assert_params_equal(params, reference, rtol=1e-9, atol=1e-11) -> None:
     assert len(params) == len(reference)
     for p, q in zip(params, reference):
         torch.testing.assert_close(p, q, rtol=rtol, atol=atol)
+
+
+def assert_matches_plain_loop(method, batches, params, logged, prefix="") -> None:
+    """``params`` equal the plain loop's after ``batches``, and the ``logged`` rows (the
+    last log lines, oldest first) hold the means of its statistics over each interval."""
+    reference, history = plain_loop(method, batches)
+    assert_params_equal(list(params), reference)
+    expected = interval_means(history, EVERY)
+    assert 1 <= len(logged) <= len(expected)
+    for row, means in zip(logged, expected[len(expected) - len(logged) :]):
+        for k, v in means.items():
+            assert row[prefix + k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
 
 
 # -- two processes (torch.distributed.run, gloo on CPU) ----------------------------------

@@ -20,17 +20,19 @@ def run_example(name: str) -> dict[str, float]:
     return module.main(list(FEW_STEPS))
 
 
-def test_the_lightning_example_trains_and_reports(capsys):
-    pytest.importorskip("lightning", reason="needs the lightning extra")
-    out = run_example("lightning_balgrad")
-    assert {"train/cos_task_kl", "train/weight_image", "val/text_accuracy"} <= set(out)
-    assert 0 <= out["val/image_accuracy"] <= 100
-    assert "train/cos_task_kl" in capsys.readouterr().out
-
-
-def test_the_hf_trainer_example_trains_and_reports(capsys):
-    pytest.importorskip("accelerate", reason="needs the hf extra")
-    out = run_example("hf_trainer_balgrad")
-    assert {"cos_task_kl", "weight_image", "eval_text_accuracy"} <= set(out)
-    assert 0 <= out["eval_image_accuracy"] <= 100
-    assert "cos_task_kl" in capsys.readouterr().out
+@pytest.mark.parametrize(
+    "example, extra, train_prefix, eval_prefix",
+    [
+        ("lightning_balgrad", "lightning", "train/", "val/"),
+        ("hf_trainer_balgrad", "accelerate", "", "eval_"),
+    ],
+)
+def test_the_example_trains_and_prints_the_statistics(
+    capsys, example, extra, train_prefix, eval_prefix
+):
+    pytest.importorskip(extra, reason=f"needs the {extra} package (balgrad's extra)")
+    out = run_example(example)
+    names = {f"{train_prefix}cos_task_kl", f"{train_prefix}weight_image"}
+    assert names | {f"{eval_prefix}text_accuracy"} <= set(out)
+    assert 0 <= out[f"{eval_prefix}image_accuracy"] <= 100
+    assert f"{train_prefix}cos_task_kl" in capsys.readouterr().out

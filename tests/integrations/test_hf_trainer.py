@@ -5,28 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import integration_fixtures as fx
 import pytest
 import torch
-from integration_fixtures import (
-    LR,
-    assert_params_equal,
-    build_strategy,
-    interval_means,
-    make_batches,
-    make_model,
-    plain_loop,
-    run_two_processes,
-)
 
 from balgrad.errors import ConfigError
-from balgrad.strategies import create_strategy, list_strategies
+from balgrad.strategies import create_strategy
 
 pytest.importorskip("accelerate", reason="needs the hf extra")
 from transformers import TrainingArguments  # noqa: E402
 
 from balgrad.integrations.hf import BalGradTrainer  # noqa: E402
 
-STEPS, EVERY, BATCH = 4, 2, 8
+BATCH = 8
 
 
 class RecordingCollator:
@@ -42,7 +33,7 @@ class RecordingCollator:
 
 
 def samples(n: int, seed: int = 1) -> list[dict]:
-    (b,) = make_batches(1, batch_size=n, seed=seed)
+    (b,) = fx.make_batches(1, batch_size=n, seed=seed)
     return [{k: v[i] for k, v in b.items()} for i in range(n)]
 
 
@@ -51,12 +42,12 @@ def arguments(tmp_path, **overrides) -> TrainingArguments:
         "output_dir": str(tmp_path),
         "per_device_train_batch_size": BATCH,
         "per_device_eval_batch_size": BATCH,
-        "learning_rate": LR,
+        "learning_rate": fx.LR,
         "optim": "sgd",
         "lr_scheduler_type": "constant",
         "weight_decay": 0.0,
         "max_grad_norm": 0.0,  # the plain loop does not clip
-        "logging_steps": EVERY,
+        "logging_steps": fx.EVERY,
         "save_strategy": "no",
         "report_to": [],
         "use_cpu": True,
@@ -66,43 +57,30 @@ def arguments(tmp_path, **overrides) -> TrainingArguments:
     return TrainingArguments(**options)
 
 
-def methods():
-    fast = ["balgrad_fast"] if "balgrad_fast" in list_strategies() else []
-    skip = pytest.param(
-        "balgrad_fast",
-        marks=pytest.mark.skip(reason="balgrad_fast is not on this branch's main yet"),
-    )
-    return ["joint", "balgrad", "reducer_joint", *(fast or [skip])]
-
-
-@pytest.mark.parametrize("method", methods())
+@pytest.mark.parametrize("method", fx.methods())
 def test_parameters_and_logged_statistics_match_the_plain_loop(tmp_path, method):
     collate = RecordingCollator()
     trainer = BalGradTrainer(
-        model=make_model(),
-        args=arguments(tmp_path, max_steps=STEPS),
-        strategy=build_strategy(method),
+        model=fx.make_model(),
+        args=arguments(tmp_path, max_steps=fx.STEPS),
+        strategy=fx.build_strategy(method),
         train_dataset=samples(4 * BATCH),
         data_collator=collate,
     )
     trainer.train()
 
-    batches = collate.batches[:STEPS]  # the Trainer shuffles: replay what it saw
-    reference, history = plain_loop(method, batches)
-    assert_params_equal(list(trainer.model.parameters()), reference)
+    batches = collate.batches[: fx.STEPS]  # the Trainer shuffles: replay what it saw
     logged = [row for row in trainer.state.log_history if "loss" in row]
-    expected = interval_means(history, EVERY)
-    assert len(logged) == len(expected) == STEPS // EVERY
-    for row, means in zip(logged, expected):
-        assert row["loss"] == pytest.approx(means["loss_task"], rel=1e-5)
-        for k, v in means.items():
-            assert row[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    assert len(logged) == fx.STEPS // fx.EVERY
+    fx.assert_matches_plain_loop(method, batches, trainer.model.parameters(), logged)
+    for row in logged:
+        assert row["loss"] == pytest.approx(row["loss_task"], rel=1e-5)
 
 
 def test_mslr_rates_follow_the_unimodal_accuracies_through_the_lr_scheduler(tmp_path):
     data = samples(2 * BATCH)
     trainer = BalGradTrainer(
-        model=make_model(),
+        model=fx.make_model(),
         args=arguments(tmp_path, num_train_epochs=3, learning_rate=0.5),
         strategy=create_strategy("mslr", mode="dynamic"),
         train_dataset=data,
@@ -135,7 +113,7 @@ def test_mslr_rates_follow_the_unimodal_accuracies_through_the_lr_scheduler(tmp_
 def test_evaluate_reports_fused_and_unimodal_accuracy(tmp_path):
     data = samples(BATCH)
     trainer = BalGradTrainer(
-        model=make_model(),
+        model=fx.make_model(),
         args=arguments(tmp_path),
         strategy=create_strategy("joint"),
         eval_dataset=data,
@@ -153,7 +131,7 @@ def test_evaluate_reports_fused_and_unimodal_accuracy(tmp_path):
 def test_gradient_accumulation_is_refused_with_the_option_named(tmp_path):
     with pytest.raises(ConfigError, match="gradient_accumulation_steps"):
         BalGradTrainer(
-            model=make_model(),
+            model=fx.make_model(),
             args=arguments(tmp_path, gradient_accumulation_steps=2),
             strategy=create_strategy("balgrad"),
         )
@@ -166,8 +144,8 @@ def test_two_ddp_processes_match_one_process_on_the_batches_they_shared(tmp_path
     """accelerate's DDP (torch.distributed.run, gloo on CPU): a strategy that reduces its
     own gradients runs under no_sync, one that leaves it to DDP's reducer does not; both
     average each gradient exactly once."""
-    ddp_methods = ["balgrad", "reducer_joint"]
-    run_two_processes(WORKER, tmp_path, STEPS, ddp_methods)
+    ddp_methods = ["balgrad", "reducer_joint", *(["balgrad_fast"] if fx.HAS_FAST else [])]
+    fx.run_two_processes(WORKER, tmp_path, fx.STEPS, ddp_methods)
     for method in ddp_methods:
         ranks = [torch.load(tmp_path / f"{method}_rank{r}.pt", weights_only=True) for r in (0, 1)]
         assert ranks[0]["distributed"] == "DistributedType.MULTI_CPU"
@@ -176,11 +154,27 @@ def test_two_ddp_processes_match_one_process_on_the_batches_they_shared(tmp_path
             {k: torch.cat([a[k], b[k]]) for k in a}
             for a, b in zip(ranks[0]["batches"], ranks[1]["batches"])
         ]
-        assert len(whole) == STEPS
-        reference, history = plain_loop(method, whole)
+        assert len(whole) == fx.STEPS
         for saved in ranks:
-            assert_params_equal(saved["params"], reference)
+            fx.assert_matches_plain_loop(method, whole, saved["params"], saved["logs"])
             assert (saved["reducer_calls"] > 0) == (method == "reducer_joint")
-            for row, means in zip(saved["logs"], interval_means(history, EVERY)):
-                for k, v in means.items():
-                    assert row[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+
+
+def test_resuming_from_a_checkpoint_restores_the_strategy_state(tmp_path):
+    def trainer(max_steps):
+        return BalGradTrainer(
+            model=fx.make_model(),
+            args=arguments(tmp_path, max_steps=max_steps, save_strategy="steps", save_steps=2),
+            strategy=create_strategy("agm"),  # its running means are state
+            train_dataset=samples(4 * BATCH),
+            data_collator=RecordingCollator(),
+        )
+
+    first = trainer(2)
+    first.train()
+    saved = torch.load(tmp_path / "checkpoint-2" / "balgrad_strategy.pt", weights_only=True)
+    assert saved == first.strategy.state_dict() and saved["count"] == 2
+    resumed = trainer(4)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.strategy.count == 4  # 2 restored + 2 trained
+    assert resumed.strategy.step == 4

@@ -5,29 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import integration_fixtures as fx
 import pytest
 import torch
-from integration_fixtures import (
-    LR,
-    assert_params_equal,
-    build_strategy,
-    interval_means,
-    make_batches,
-    make_model,
-    plain_loop,
-    run_two_processes,
-)
 from torch.utils.data import DataLoader
 
 from balgrad.errors import ConfigError
-from balgrad.strategies import create_strategy, list_strategies
+from balgrad.strategies import create_strategy
 
 pl = pytest.importorskip("lightning.pytorch", reason="needs the lightning extra")
 from lightning.pytorch.loggers import Logger  # noqa: E402
 
 from balgrad.integrations.lightning import BalGradModule  # noqa: E402
-
-STEPS, EVERY = 4, 2
 
 
 class MemoryLogger(Logger):
@@ -52,14 +41,14 @@ class MemoryLogger(Logger):
         pass
 
 
-def fit(module, train, val=None, **trainer_options):
+def fit(module, train, val=None, ckpt_path=None, **trainer_options):
     logger = MemoryLogger()
     options = {"max_steps": len(train), **trainer_options}
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
         logger=logger,
-        log_every_n_steps=EVERY,
+        log_every_n_steps=fx.EVERY,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -67,41 +56,28 @@ def fit(module, train, val=None, **trainer_options):
         **options,
     )
     loader = DataLoader(train, batch_size=None)
-    trainer.fit(module, loader, DataLoader(val, batch_size=None) if val else None)
+    val_loader = DataLoader(val, batch_size=None) if val else None
+    trainer.fit(module, loader, val_loader, ckpt_path=ckpt_path)
     return trainer, logger
 
 
-def methods():
-    fast = ["balgrad_fast"] if "balgrad_fast" in list_strategies() else []
-    skip = pytest.param(
-        "balgrad_fast",
-        marks=pytest.mark.skip(reason="balgrad_fast is not on this branch's main yet"),
-    )
-    return ["joint", "balgrad", "reducer_joint", *(fast or [skip])]
-
-
-@pytest.mark.parametrize("method", methods())
+@pytest.mark.parametrize("method", fx.methods())
 def test_parameters_and_logged_statistics_match_the_plain_loop(method):
-    batches = make_batches(STEPS)
-    reference, history = plain_loop(method, batches)
-
-    module = BalGradModule(make_model(), build_strategy(method), lr=LR, optimizer=torch.optim.SGD)
+    batches = fx.make_batches(fx.STEPS)
+    strategy = fx.build_strategy(method)
+    module = BalGradModule(fx.make_model(), strategy, lr=fx.LR, optimizer=torch.optim.SGD)
     trainer, logger = fit(module, batches)
 
-    assert_params_equal(list(module.model.parameters()), reference)
     logged = [r for r in logger.rows if "train/loss_task" in r]
-    expected = interval_means(history, EVERY)
-    assert len(logged) == len(expected) == STEPS // EVERY
-    for row, means in zip(logged, expected):
-        for k, v in means.items():
-            assert row[f"train/{k}"] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    assert len(logged) == fx.STEPS // fx.EVERY
+    fx.assert_matches_plain_loop(method, batches, module.model.parameters(), logged, "train/")
     assert "train/loss_task" in trainer.callback_metrics
 
 
 def test_mslr_gets_the_unimodal_validation_accuracies_of_each_epoch():
-    data, lr = make_batches(2), 0.5  # validated on the training batches: accuracies move
+    data, lr = fx.make_batches(2), 0.5  # validated on the training batches: accuracies move
     strategy = create_strategy("mslr", mode="dynamic")
-    module = BalGradModule(make_model(), strategy, lr=lr, optimizer=torch.optim.SGD)
+    module = BalGradModule(fx.make_model(), strategy, lr=lr, optimizer=torch.optim.SGD)
     _, logger = fit(module, data, data, max_steps=-1, max_epochs=2)
 
     # the last validation saw the final parameters: recompute its accuracies by hand
@@ -123,15 +99,15 @@ def test_mslr_gets_the_unimodal_validation_accuracies_of_each_epoch():
 
 def test_mslr_without_validation_data_says_what_to_pass():
     strategy = create_strategy("mslr", mode="dynamic")
-    module = BalGradModule(make_model(), strategy, lr=LR)
+    module = BalGradModule(fx.make_model(), strategy, lr=fx.LR)
     with pytest.raises(ConfigError, match="val_dataloaders"):
-        fit(module, make_batches(2), max_steps=-1, max_epochs=1)
+        fit(module, fx.make_batches(2), max_steps=-1, max_epochs=1)
 
 
 def test_ogm_ge_sees_the_epoch_and_the_number_of_epochs():
     strategy = create_strategy("ogm_ge")
-    module = BalGradModule(make_model(), strategy, lr=LR)
-    fit(module, make_batches(1), max_steps=-1, max_epochs=3)
+    module = BalGradModule(fx.make_model(), strategy, lr=fx.LR)
+    fit(module, fx.make_batches(1), max_steps=-1, max_epochs=3)
     assert (strategy.epoch, strategy.num_epochs) == (2, 3)
 
 
@@ -142,16 +118,25 @@ def test_two_ddp_ranks_on_half_batches_match_one_process_on_the_whole_batches(tm
     """Lightning's own DDP strategy (launched by torch.distributed.run, gloo on CPU): a
     strategy that reduces its own gradients and one that leaves it to DDP's reducer
     both average each gradient exactly once."""
-    ddp_methods = ["joint", "balgrad", "reducer_joint"]
-    run_two_processes(WORKER, tmp_path, STEPS, ddp_methods)
+    ddp_methods = ["joint", "balgrad", "reducer_joint", *(["balgrad_fast"] if fx.HAS_FAST else [])]
+    fx.run_two_processes(WORKER, tmp_path, fx.STEPS, ddp_methods)
     for method in ddp_methods:
-        reference, history = plain_loop(method, make_batches(STEPS))
-        last_interval = interval_means(history, EVERY)[-1]
         for rank in (0, 1):
             saved = torch.load(tmp_path / f"{method}_rank{rank}.pt", weights_only=True)
-            assert_params_equal(saved["params"], reference)
+            # parameters of the whole batches; the last statistics averaged over ranks
+            # are those of the whole batches too
+            batches = fx.make_batches(fx.STEPS)
+            fx.assert_matches_plain_loop(
+                method, batches, saved["params"], [saved["metrics"]], "train/"
+            )
             # DDP's reducer communicates only for the strategy that leaves averaging to it
             assert (saved["reducer_calls"] > 0) == (method == "reducer_joint")
-            # statistics averaged over ranks are those of the whole batches
-            for k, v in last_interval.items():
-                assert saved["metrics"][f"train/{k}"] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+
+
+def test_lightning_checkpoints_carry_the_strategy_state(tmp_path):
+    first = BalGradModule(fx.make_model(), create_strategy("agm"), lr=fx.LR)
+    trainer, _ = fit(first, fx.make_batches(2))
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    resumed = BalGradModule(fx.make_model(), create_strategy("agm"), lr=fx.LR)
+    fit(resumed, fx.make_batches(2), ckpt_path=tmp_path / "last.ckpt", max_steps=4)
+    assert (resumed.strategy.count, resumed.strategy.step) == (4, 4)  # 2 restored + 2 trained

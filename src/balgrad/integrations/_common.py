@@ -72,11 +72,17 @@ def strategy_backward(strategy, model, output, target, scaler=None) -> dict[str,
     return strategy.backward(model, output, target, scaler=scaler)
 
 
-def use_default_process_group(strategy: Any) -> None:
-    """A strategy built before the launcher initialised ``torch.distributed`` holds the
-    single-process sync; give it the default process group's (a custom sync is kept)."""
+def prepare_strategy(strategy: Any, log_interval: int) -> None:
+    """At the start of training, once the launcher has initialised ``torch.distributed``.
+
+    A strategy built before that holds the single-process sync: it gets the default
+    process group's (a custom sync is kept). Lazy finiteness checks (``check_every``,
+    where the strategy has it) run once per log line, as in balgrad's own trainer.
+    """
     if type(getattr(strategy, "sync", None)) is GradientSync:
         strategy.sync = default_sync()
+    if hasattr(strategy, "check_every"):
+        strategy.check_every = max(1, int(log_interval))
 
 
 class StatsMeter:

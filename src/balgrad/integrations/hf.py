@@ -39,32 +39,30 @@ the interval and across processes and added to the Trainer's log line (they reac
 is refused: a strategy combines the gradients of one batch (raise the batch size).
 The strategy's epoch hooks run from a callback; a strategy that needs the unimodal
 validation accuracies (MSLR ``mode="dynamic"``) gets them from one pass over
-``eval_dataset`` at the end of each epoch.
+``eval_dataset`` at the end of each epoch. Checkpoints hold the strategy's state
+(``balgrad_strategy.pt``), restored by ``train(resume_from_checkpoint=...)``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import EvalPrediction, Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from balgrad.errors import ConfigError
-from balgrad.integrations._common import (
-    StatsMeter,
-    UnimodalAccuracy,
-    epoch_end,
-    reduces_own_gradients,
-    strategy_backward,
-    unpack_batch,
-    use_default_process_group,
-)
+from balgrad.integrations import _common
 from balgrad.strategies.base import Strategy
 from balgrad.tasks import task_loss
 
 __all__ = ["BalGradTrainer"]
+
+#: the strategy's state (step, EMA, MSLR history, AGM running means) in each checkpoint
+STRATEGY_STATE = "balgrad_strategy.pt"
 
 
 class BalGradTrainer(Trainer):
@@ -89,8 +87,19 @@ class BalGradTrainer(Trainer):
         if self.args.label_names is None:
             self.label_names = ["labels"]
         self.strategy = strategy
-        self._meter = StatsMeter()
+        self._meter = _common.StatsMeter()
         self.add_callback(_StrategyEpochHooks(self))
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """``Trainer.train``; resuming also restores the strategy's state."""
+        folder = resume_from_checkpoint
+        if folder is True:
+            folder = get_last_checkpoint(self.args.output_dir)
+        if isinstance(folder, str | os.PathLike):
+            path = os.path.join(folder, STRATEGY_STATE)
+            if os.path.isfile(path):
+                self.strategy.load_state_dict(torch.load(path, weights_only=True))
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _inner(self, model: nn.Module) -> nn.Module:
         return self.accelerator.unwrap_model(model)
@@ -126,12 +135,12 @@ class BalGradTrainer(Trainer):
     ) -> torch.Tensor:
         model.train()
         inputs = self._prepare_inputs(inputs)
-        image, text, target, drops = unpack_batch(inputs)
-        own = reduces_own_gradients(self.strategy)
+        image, text, target, drops = _common.unpack_batch(inputs)
+        own = _common.reduces_own_gradients(self.strategy)
         keep_reducer_out = self.accelerator.no_sync(model) if own else contextlib.nullcontext()
         with keep_reducer_out, self.accelerator.autocast():
             output = model(image, text, **drops)
-            stats = strategy_backward(
+            stats = _common.strategy_backward(
                 self.strategy, self._inner(model), output, target, self.accelerator.scaler
             )
         self._meter.add(stats)
@@ -153,14 +162,14 @@ class BalGradTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The task loss and the three logits (used by evaluation; training uses the
         strategy)."""
-        image, text, target, drops = unpack_batch(inputs)
+        image, text, target, drops = _common.unpack_batch(inputs)
         out = model(image, text, **drops)
         loss = task_loss(out.logits, target, self._inner(model).task)
         logits = {"logits": out.logits, "image": out.logits_image, "text": out.logits_text}
         return (loss, logits) if return_outputs else loss
 
     def _unimodal_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
-        meter = UnimodalAccuracy(self._inner(self.model).task)
+        meter = _common.UnimodalAccuracy(self._inner(self.model).task)
         logits = [torch.as_tensor(z) for z in prediction.predictions]
         meter.update(logits, torch.as_tensor(prediction.label_ids))
         return meter.compute()
@@ -174,9 +183,9 @@ class BalGradTrainer(Trainer):
         model = self._inner(self.model)
         was_training = model.training
         model.eval()
-        meter = UnimodalAccuracy(model.task)
+        meter = _common.UnimodalAccuracy(model.task)
         for inputs in self.get_eval_dataloader():
-            image, text, target, drops = unpack_batch(self._prepare_inputs(inputs))
+            image, text, target, drops = _common.unpack_batch(self._prepare_inputs(inputs))
             with self.accelerator.autocast():
                 out = model(image, text, **drops)
             meter.update((out.logits, out.logits_image, out.logits_text), target)
@@ -192,10 +201,13 @@ class _StrategyEpochHooks(TrainerCallback):
         self.epoch = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        strategy = self.trainer.strategy
-        use_default_process_group(strategy)
-        if hasattr(strategy, "check_every"):  # lazy finiteness checks, one per log line
-            strategy.check_every = max(1, int(args.logging_steps))
+        _common.prepare_strategy(self.trainer.strategy, args.logging_steps)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            if os.path.isdir(folder):
+                torch.save(self.trainer.strategy.state_dict(), os.path.join(folder, STRATEGY_STATE))
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch = int(state.epoch or 0)
@@ -205,7 +217,7 @@ class _StrategyEpochHooks(TrainerCallback):
         trainer = self.trainer
         needs = getattr(trainer.strategy, "needs_unimodal_validation", False)
         accuracies = trainer.unimodal_accuracies() if needs else {}
-        extra = epoch_end(
+        extra = _common.epoch_end(
             trainer.strategy,
             self.epoch,
             optimizer,

@@ -34,7 +34,7 @@ strategy's ``reduces_own_gradients`` attribute, True when absent):
 strategy is usually built before Lightning initialises ``torch.distributed``.
 
 Statistics: the strategy's per-step values are summed where they live (no host sync)
-and, every ``log_every_n_steps`` (the Trainer's by default), averaged over the interval,
+and, every ``log_every_n_steps`` of the Trainer, averaged over the interval,
 all-reduced across ranks in one collective and logged with ``self.log`` as
 ``train/<name>``. Validation logs ``val/accuracy``, ``val/image_accuracy`` and
 ``val/text_accuracy``; the last two go to ``strategy.on_epoch_end`` (MSLR). OGM-GE's
@@ -51,15 +51,7 @@ import torch
 from torch import nn
 
 from balgrad.errors import ConfigError
-from balgrad.integrations._common import (
-    StatsMeter,
-    UnimodalAccuracy,
-    epoch_end,
-    reduces_own_gradients,
-    strategy_backward,
-    unpack_batch,
-    use_default_process_group,
-)
+from balgrad.integrations import _common
 from balgrad.strategies.base import Strategy
 
 __all__ = ["BalGradModule"]
@@ -79,7 +71,6 @@ class BalGradModule(pl.LightningModule):
         optimizer: builds the optimizer from those parameter groups (default Adam).
         lr_scheduler: optional; builds an LR scheduler from the optimizer. Manual
             optimisation leaves stepping it to the module: every ``lr_scheduler_interval``.
-        log_every_n_steps: statistics interval; default the Trainer's.
     """
 
     def __init__(
@@ -91,7 +82,6 @@ class BalGradModule(pl.LightningModule):
         optimizer: Callable[[list[dict]], torch.optim.Optimizer] = torch.optim.Adam,
         lr_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
         lr_scheduler_interval: str = "epoch",
-        log_every_n_steps: int | None = None,
     ):
         super().__init__()
         if lr_scheduler_interval not in INTERVALS:
@@ -99,8 +89,6 @@ class BalGradModule(pl.LightningModule):
                 f"lr_scheduler_interval: unknown value {lr_scheduler_interval!r}; "
                 f"expected one of {INTERVALS}"
             )
-        if log_every_n_steps is not None and log_every_n_steps < 1:
-            raise ConfigError(f"log_every_n_steps: must be >= 1, got {log_every_n_steps}")
         self.automatic_optimization = False
         self.model = model
         self.strategy = strategy
@@ -108,9 +96,8 @@ class BalGradModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
-        self.log_every_n_steps = log_every_n_steps
-        self._meter = StatsMeter()
-        self._val_accuracy = UnimodalAccuracy(model.task)
+        self._meter = _common.StatsMeter()
+        self._val_accuracy = _common.UnimodalAccuracy(model.task)
         self._accuracies: dict[str, float] | None = None
 
     def forward(self, image, text, **drops):
@@ -124,32 +111,29 @@ class BalGradModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
 
     def setup(self, stage: str) -> None:
-        use_default_process_group(self.strategy)
-        if hasattr(self.strategy, "check_every"):  # lazy finiteness checks, one per log line
-            self.strategy.check_every = self._log_interval() or 1
-
-    def _log_interval(self) -> int:
-        return self.log_every_n_steps or self.trainer.log_every_n_steps
+        _common.prepare_strategy(self.strategy, self.trainer.log_every_n_steps)
 
     # -- the step -------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        image, text, target, drops = unpack_batch(batch)
+        image, text, target, drops = _common.unpack_batch(batch)
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         output = self.model(image, text, **drops)
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if reduces_own_gradients(self.strategy):
-            stats = strategy_backward(self.strategy, self.model, output, target, scaler)
-        else:  # DDP's reducer averages the gradients: prepare it as manual_backward would
-            outputs = [output.logits, output.logits_image, output.logits_text]
+        # DDP's reducer averages only for a strategy that leaves it the averaging:
+        # prepare and finalise it around the strategy's backward, as manual_backward would
+        use_reducer = not _common.reduces_own_gradients(self.strategy)
+        outputs = [output.logits, output.logits_image, output.logits_text]
+        if use_reducer:
             self.trainer.strategy.pre_backward(outputs)
-            stats = strategy_backward(self.strategy, self.model, output, target, scaler)
+        stats = _common.strategy_backward(self.strategy, self.model, output, target, scaler)
+        if use_reducer:
             self.trainer.strategy.post_backward(outputs)
         optimizer.step()
         if self.lr_scheduler_factory is not None and self.lr_scheduler_interval == "step":
             self.lr_schedulers().step()
         self._meter.add(stats)
-        interval = self._log_interval()
+        interval = self.trainer.log_every_n_steps
         # global_step counts optimizer steps: this lines up with Lightning's own flushes
         if interval and self.trainer.global_step % interval == 0:
             names, means = self._meter.flush(self.device)
@@ -163,7 +147,7 @@ class BalGradModule(pl.LightningModule):
 
     # -- validation: the unimodal accuracies MSLR needs --------------------------------
     def validation_step(self, batch, batch_idx):
-        image, text, target, drops = unpack_batch(batch)
+        image, text, target, drops = _common.unpack_batch(batch)
         out = self.model(image, text, **drops)
         self._val_accuracy.update((out.logits, out.logits_image, out.logits_text), target)
 
@@ -185,7 +169,7 @@ class BalGradModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers() if self.lr_scheduler_factory is not None else None
-        extra = epoch_end(
+        extra = _common.epoch_end(
             self.strategy,
             self.current_epoch,
             self.optimizers().optimizer,
