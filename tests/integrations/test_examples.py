@@ -21,16 +21,16 @@ def run_example(name: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    "example, extra, train_prefix, eval_prefix",
+    "example, package, extra, train_prefix, eval_prefix",
     [
-        ("lightning_balgrad", "lightning", "train/", "val/"),
-        ("hf_trainer_balgrad", "accelerate", "", "eval_"),
+        ("lightning_balgrad", "lightning", "lightning", "train/", "val/"),
+        ("hf_trainer_balgrad", "accelerate", "hf", "", "eval_"),
     ],
 )
 def test_the_example_trains_and_prints_the_statistics(
-    capsys, example, extra, train_prefix, eval_prefix
+    capsys, example, package, extra, train_prefix, eval_prefix
 ):
-    pytest.importorskip(extra, reason=f"needs the {extra} package (balgrad's extra)")
+    pytest.importorskip(package, reason=f"needs the {extra} extra: pip install balgrad[{extra}]")
     out = run_example(example)
     names = {f"{train_prefix}cos_task_kl", f"{train_prefix}weight_image"}
     assert names | {f"{eval_prefix}text_accuracy"} <= set(out)

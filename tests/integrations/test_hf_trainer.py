@@ -12,7 +12,7 @@ import torch
 from balgrad.errors import ConfigError
 from balgrad.strategies import create_strategy
 
-pytest.importorskip("accelerate", reason="needs the hf extra")
+pytest.importorskip("accelerate", reason="needs the hf extra: pip install balgrad[hf]")
 from transformers import TrainingArguments  # noqa: E402
 
 from balgrad.integrations.hf import BalGradTrainer  # noqa: E402

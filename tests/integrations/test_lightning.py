@@ -13,7 +13,9 @@ from torch.utils.data import DataLoader
 from balgrad.errors import ConfigError
 from balgrad.strategies import create_strategy
 
-pl = pytest.importorskip("lightning.pytorch", reason="needs the lightning extra")
+pl = pytest.importorskip(
+    "lightning.pytorch", reason="needs the lightning extra: pip install balgrad[lightning]"
+)
 from lightning.pytorch.loggers import Logger  # noqa: E402
 
 from balgrad.integrations.lightning import BalGradModule  # noqa: E402

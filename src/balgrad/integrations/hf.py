@@ -90,7 +90,7 @@ class BalGradTrainer(Trainer):
         self._meter = _common.StatsMeter()
         self.add_callback(_StrategyEpochHooks(self))
 
-    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
         """``Trainer.train``; resuming also restores the strategy's state."""
         folder = resume_from_checkpoint
         if folder is True:
@@ -99,7 +99,7 @@ class BalGradTrainer(Trainer):
             path = os.path.join(folder, STRATEGY_STATE)
             if os.path.isfile(path):
                 self.strategy.load_state_dict(torch.load(path, weights_only=True))
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _inner(self, model: nn.Module) -> nn.Module:
         return self.accelerator.unwrap_model(model)
