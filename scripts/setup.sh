@@ -10,4 +10,4 @@ fi
 # torch first and pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 # Set BALGRAD_TORCH to install another build (e.g. "torch==2.5.1" on a GPU machine).
 .venv/bin/python -m pip install -q --disable-pip-version-check "${BALGRAD_TORCH:-torch==2.13.0}"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[pretrained,tensorboard,dev]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[pretrained,tensorboard,lightning,hf,dev]"

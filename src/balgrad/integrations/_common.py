@@ -1,0 +1,213 @@
+"""Pieces both framework integrations share: batch unpacking, the strategy step, the
+statistics meter, unimodal accuracies and the epoch-end hook."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy
+
+from balgrad._grad import GradientSync, default_sync
+from balgrad.errors import ConfigError, DataError
+
+BATCH_FORMAT = (
+    'a dict {"image": ..., "text": ..., "labels": ...} (optionally "drop_image" / '
+    '"drop_text", bool [B]), a tuple (image, text, labels), or a balgrad Batch'
+)
+
+
+def reduces_own_gradients(strategy: Any) -> bool:
+    """Does ``strategy.backward`` all-reduce its gradients itself (through ``strategy.sync``)?
+
+    True (the default for strategies that do not say): the gradients are separate
+    ``torch.autograd.grad`` results, averaged over ranks by the strategy, so DDP's
+    reducer must stay out of the backward. False (e.g. a one-backward strategy designed
+    for plain DDP): the strategy calls ``.backward()`` and DDP's reducer averages the
+    gradients; only its scalar statistics go through ``strategy.sync``.
+    """
+    return bool(getattr(strategy, "reduces_own_gradients", True))
+
+
+def unpack_batch(batch: Any) -> tuple[Any, Any, torch.Tensor, dict[str, torch.Tensor]]:
+    """(image, text, labels, {"drop_image": ..., "drop_text": ...} when given) of one batch."""
+    if isinstance(batch, Mapping):
+        missing = [k for k in ("image", "text") if k not in batch]
+        label_key = next((k for k in ("labels", "label", "target") if k in batch), None)
+        if missing or label_key is None:
+            raise DataError(
+                f"batch: missing key(s) {missing + ([] if label_key else ['labels'])}; "
+                f"expected {BATCH_FORMAT}; got keys {sorted(batch)}"
+            )
+        image, text, target = batch["image"], batch["text"], batch[label_key]
+        drops = {k: batch[k] for k in ("drop_image", "drop_text") if batch.get(k) is not None}
+    elif all(hasattr(batch, a) for a in ("image", "text", "target")):
+        image, text, target = batch.image, batch.text, batch.target
+        drops = {
+            k: getattr(batch, k)
+            for k in ("drop_image", "drop_text")
+            if getattr(batch, k, None) is not None
+        }
+    elif isinstance(batch, Sequence) and len(batch) == 3:
+        (image, text, target), drops = batch, {}
+    else:
+        raise DataError(f"batch: expected {BATCH_FORMAT}, got {type(batch).__name__}")
+    if not isinstance(target, torch.Tensor):
+        raise DataError(f"batch: labels must be a tensor, got {type(target).__name__}")
+    return image, text, target, drops
+
+
+def strategy_backward(strategy, model, output, target, scaler=None) -> dict[str, Any]:
+    """``strategy.backward``, handing over a mixed-precision ``GradScaler`` when one is on."""
+    if scaler is None or not scaler.is_enabled():
+        return strategy.backward(model, output, target)
+    if "scaler" not in inspect.signature(strategy.backward).parameters:
+        raise ConfigError(
+            f"fp16 mixed precision needs a strategy whose backward() takes scaler= "
+            f"({type(strategy).__name__}.backward does not); train in bf16 or fp32 instead"
+        )
+    return strategy.backward(model, output, target, scaler=scaler)
+
+
+def prepare_strategy(strategy: Any, log_interval: int) -> None:
+    """At the start of training, once the launcher has initialised ``torch.distributed``.
+
+    A strategy built before that holds the single-process sync: it gets the default
+    process group's (a custom sync is kept). Lazy finiteness checks (``check_every``,
+    where the strategy has it) run once per log line, as in balgrad's own trainer.
+    """
+    if type(getattr(strategy, "sync", None)) is GradientSync:
+        strategy.sync = default_sync()
+    if hasattr(strategy, "check_every"):
+        strategy.check_every = max(1, int(log_interval))
+
+
+class StatsMeter:
+    """Sums of step statistics between two log lines, read in one go.
+
+    Floats (statistics a strategy already read to the host) are summed on the host;
+    0-d tensors are stacked and summed where they live, so :meth:`add` never waits for
+    the device. :meth:`flush` returns the interval means as one float32 vector.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._count: dict[str, int] = {}
+        self._host: dict[str, float] = {}
+        self._parked: dict[str, torch.Tensor] = {}
+        self._keys: tuple[str, ...] = ()
+        self._vec: torch.Tensor | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._count)
+
+    def add(self, stats: Mapping[str, Any]) -> None:
+        tensors = {}
+        for k, v in stats.items():
+            self._count[k] = self._count.get(k, 0) + 1
+            if isinstance(v, torch.Tensor):
+                tensors[k] = v
+            else:
+                self._host[k] = self._host.get(k, 0.0) + float(v)
+        if not tensors:
+            return
+        vec = torch.stack([v.detach().reshape(()).to(torch.float32) for v in tensors.values()])
+        keys = tuple(tensors)
+        if keys == self._keys and self._vec is not None:
+            self._vec += vec
+        else:  # the set of tensor statistics changed: keep the running sums per name
+            self._park()
+            self._keys, self._vec = keys, vec
+
+    def _park(self) -> None:
+        if self._vec is not None:
+            for k, v in zip(self._keys, self._vec.unbind(0)):
+                self._parked[k] = self._parked[k] + v if k in self._parked else v
+        self._keys, self._vec = (), None
+
+    def flush(self, device: torch.device | str) -> tuple[list[str], torch.Tensor]:
+        """(names, interval means on ``device``), then start a new interval."""
+        self._park()
+        names = list(self._count)
+        sums = torch.tensor([self._host.get(k, 0.0) for k in names], dtype=torch.float32)
+        sums = sums.to(device)
+        if self._parked:
+            index = torch.tensor([names.index(k) for k in self._parked], device=device)
+            sums.index_add_(0, index, torch.stack(list(self._parked.values())).to(device))
+        counts = torch.tensor([self._count[k] for k in names], dtype=torch.float32)
+        means = sums / counts.to(device)
+        self.reset()
+        return names, means
+
+
+class UnimodalAccuracy:
+    """Accuracy (percent) of the fused, image-only and text-only logits: torchmetrics
+    objects, created at the first batch and synchronised across ranks by ``compute``."""
+
+    NAMES = ("accuracy", "image_accuracy", "text_accuracy")
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        self.metrics: list[Metric] | None = None
+
+    def update(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> None:
+        if self.metrics is None:
+            n = logits[0].shape[-1]
+            make = (
+                (lambda: MulticlassAccuracy(num_classes=n, average="micro"))
+                if self.task == "single_label"
+                else (lambda: MultilabelAccuracy(num_labels=n, average="micro"))
+            )
+            self.metrics = [make().to(logits[0].device) for _ in self.NAMES]
+        target = target.long()
+        for metric, z in zip(self.metrics, logits):
+            metric.update(z.detach().float(), target)
+
+    def compute(self) -> dict[str, float]:
+        """The three accuracies (empty before any update); resets for the next pass."""
+        if self.metrics is None:
+            return {}
+        values = torch.stack([m.compute() for m in self.metrics]).mul(100).tolist()
+        for m in self.metrics:
+            m.reset()
+        return dict(zip(self.NAMES, values))
+
+
+def epoch_end(
+    strategy,
+    epoch: int,
+    optimizer: torch.optim.Optimizer,
+    accuracies: Mapping[str, float] | None,
+    scheduler: Any = None,
+    *,
+    how_to_validate: str,
+) -> dict[str, float]:
+    """``strategy.on_epoch_end`` with the unimodal validation accuracies.
+
+    A strategy that changes learning rates here (MSLR) writes ``group["lr"]``; an LR
+    scheduler computing its rates from ``base_lrs`` (LambdaLR, the Trainer's linear
+    decay) would overwrite that at its next step, so the change is carried into it.
+    """
+    scores = None
+    if accuracies:
+        scores = {"image": accuracies["image_accuracy"], "text": accuracies["text_accuracy"]}
+    elif getattr(strategy, "needs_unimodal_validation", False):
+        raise ConfigError(
+            f"{getattr(strategy, 'name', type(strategy).__name__)} needs the unimodal "
+            f"validation accuracies at the end of every epoch: {how_to_validate}"
+        )
+    before = [g["lr"] for g in optimizer.param_groups]
+    extra = strategy.on_epoch_end(epoch, optimizer, scores)
+    base_lrs = getattr(getattr(scheduler, "scheduler", scheduler), "base_lrs", None)
+    for i, (group, old) in enumerate(zip(optimizer.param_groups, before)):
+        if group["lr"] != old and old != 0 and base_lrs is not None:
+            ratio = group["lr"] / old
+            base_lrs[i] *= ratio
+            if "initial_lr" in group:
+                group["initial_lr"] *= ratio
+    return dict(extra or {})
