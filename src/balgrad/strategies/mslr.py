@@ -46,7 +46,6 @@ class MSLR(Joint):
         self.scales = {"image": image_lr_scale, "text": text_lr_scale, "head": head_lr_scale}
         self.window = int(window)
         self.history: dict[str, list[float]] = {"image": [], "text": []}
-        self.needs_unimodal_validation = mode == "dynamic"
 
     def param_groups(self, model, lr):
         groups = super().param_groups(model, lr)

@@ -7,6 +7,7 @@ import inspect
 from balgrad.errors import ConfigError
 from balgrad.strategies.agm import AGM
 from balgrad.strategies.balgrad import BalGrad
+from balgrad.strategies.balgrad_fast import BalGradFast
 from balgrad.strategies.base import Strategy
 from balgrad.strategies.joint import Joint
 from balgrad.strategies.mslr import MSLR
@@ -15,6 +16,7 @@ from balgrad.strategies.ogm_ge import OGMGE
 STRATEGIES: dict[str, type[Strategy]] = {
     "joint": Joint,
     "balgrad": BalGrad,
+    "balgrad_fast": BalGradFast,
     "ogm_ge": OGMGE,
     "agm": AGM,
     "mslr": MSLR,
