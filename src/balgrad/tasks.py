@@ -66,8 +66,8 @@ def screen_target(
         bad = (target != 0) & (target != 1)
         usable = target
         message = "target: multi-label targets must be 0/1, got {value}"
-    first = bad.reshape(-1).to(torch.uint8).argmax()
-    return usable, ~bad.any(), target.reshape(-1)[first], message
+    first = bad.reshape(-1).to(torch.uint8).argmax().reshape(1)
+    return usable, ~bad.any(), target.reshape(-1).gather(0, first).reshape(()), message
 
 
 def check_target(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
