@@ -292,18 +292,24 @@ class Projection:
     dot: torch.Tensor  # <g, r> before
     ref_sq_norm: torch.Tensor  # |r|²
     dot_after: torch.Tensor  # <g⊥, r>
+    correction: torch.Tensor  # coefficient of the second pass, g⊥ = g' − correction · r
 
 
 def project_conflicting_(
-    g: Sequence[torch.Tensor], ref: Sequence[torch.Tensor], scale: torch.Tensor
+    g: Sequence[torch.Tensor],
+    ref: Sequence[torch.Tensor],
+    scale: torch.Tensor,
+    apply_correction: bool = True,
 ) -> Projection:
     """PCGrad step in place over parameter lists: with r = scale ⊙ ref (``scale[i]``
     multiplies ``ref[i]``), g ← g − <g, r>/|r|² r when <g, r> < 0 and r ≠ 0.
 
     A second pass removes what float32 rounding leaves of <g, r> when g is nearly
     anti-parallel to r: that residual, of order eps·|g||r|, is large next to |g⊥|
-    (Gram-Schmidt: "twice is enough"). Both passes run every step with a coefficient
-    that is zero when there is no conflict, so nothing waits on the device.
+    (Gram-Schmidt: "twice is enough"). It runs every step with a coefficient that is
+    zero when there is nothing to correct, so nothing waits on the device; with
+    ``apply_correction=False`` the caller folds ``correction`` into its own next update
+    of g (one pass over the gradients fewer).
     """
     d = (scale * dots(g, ref, scale)).sum()
     r2 = (scale.square() * sq_norms(ref, scale)).sum()
@@ -311,10 +317,10 @@ def project_conflicting_(
     safe_r2 = torch.where(conflict, r2, 1.0)
     axpy_(g, ref, -torch.where(conflict, d / safe_r2, 0.0) * scale)
     d2 = (scale * dots(g, ref, scale)).sum()
-    again = conflict & (d2 < 0)
-    alpha2 = torch.where(again, d2 / safe_r2, 0.0)
-    axpy_(g, ref, -alpha2 * scale)
-    return Projection(conflict, d, r2, d2 - alpha2 * r2)
+    alpha2 = torch.where(conflict & (d2 < 0), d2 / safe_r2, 0.0)
+    if apply_correction:
+        axpy_(g, ref, -alpha2 * scale)
+    return Projection(conflict, d, r2, d2 - alpha2 * r2, alpha2)
 
 
 def full_precision(device: torch.device):

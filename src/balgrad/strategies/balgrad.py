@@ -31,7 +31,6 @@ import torch
 
 from balgrad._grad import (
     EPS,
-    Projection,
     add_to_grads_,
     axpy_,
     cosine,
@@ -84,6 +83,7 @@ class BalGrad(Strategy):
 
     name = "balgrad"
     scopes: tuple[str, ...] = ("global", "per_modality")
+    full_precision_compute = True
 
     def __init__(
         self,
@@ -244,30 +244,20 @@ class BalGrad(Strategy):
         scale = torch.cat([f[0].expand(nv), f[1].expand(nl)]).to(like.dtype)
         kl_sq = (f.square() * kk).sum()  # |g_kl|²
 
-        dot, dot_after, task_sq_after = zero, zero, tt.sum()
-        projected = torch.zeros((), dtype=torch.bool, device=like.device)
         if need_kl and self.project:
-            parts = (
-                [(t_towers, g_k, scale)]
-                if self.projection_scope == "global"
-                else [
-                    (t_towers[:nv], g_k[:nv], scale[:nv]),
-                    (t_towers[nv:], g_k[nv:], scale[nv:]),
-                ]
+            dot, dot_after, task_sq_after, projected, kl_coef = self._project_(
+                t_towers, g_k, scale, nv, tt.sum()
             )
-            done: list[Projection] = [project_conflicting_(*part) for part in parts if part[0]]
-            dot = torch.stack([p.dot for p in done]).sum()
-            dot_after = torch.stack([p.dot_after for p in done]).sum()
-            projected = torch.stack([p.conflict for p in done]).any()
-            task_sq_after = tt.sum() - tt_v - tt_l + sq_norms(t_towers, like).sum()
-        elif need_kl:
-            dot = dot_after = (scale * dots(t_towers, g_k, like)).sum()
+        else:
+            dot = (scale * dots(t_towers, g_k, like)).sum() if need_kl else zero
+            dot_after, task_sq_after, kl_coef = dot, tt.sum(), self.kl_weight * scale
+            projected = torch.zeros((), dtype=torch.bool, device=like.device)
 
         if need_uni:
             uni_t = pick(g_t, "image", "text", "unimodal_heads")
             torch._foreach_add_(uni_t, g_u, alpha=self.unimodal_weight)
-        if need_kl and self.kl_weight > 0:
-            axpy_(t_towers, g_k, self.kl_weight * scale)
+        if need_kl:
+            axpy_(t_towers, g_k, kl_coef)
         add_to_grads_(params, g_t)
 
         kl_norm = kl_sq.sqrt()
@@ -295,6 +285,35 @@ class BalGrad(Strategy):
             if head_cos is not None:
                 stats["cos_head_unimodal"] = head_cos
         return stats
+
+    def _project_(self, t_towers, g_k, scale, nv, task_sq):
+        """Project the towers' part of g_T (in place) off g_kl = scale ⊙ g_k, globally or
+        per tower; returns (<g_T, g_kl>, <g_T⊥, g_kl>, |g_T⊥|², projected, the per-tensor
+        coefficient of g_k in the rest of the update)."""
+        whole = slice(0, len(t_towers))
+        parts = [whole] if self.projection_scope == "global" else [slice(0, nv), slice(nv, None)]
+        done = [
+            (sl, project_conflicting_(t_towers[sl], g_k[sl], scale[sl], apply_correction=False))
+            for sl in parts
+            if t_towers[sl]
+        ]
+        kl_coef = self.kl_weight * scale
+        for sl, pr in done:  # the second Gram-Schmidt pass rides on the λ g_kl update
+            kl_coef[sl] -= pr.correction * scale[sl]
+        # |g_T⊥|² = |g_T|² − <g_T, r>²/|r|² for each projected part (a diagnostic)
+        removed = [
+            torch.where(
+                pr.conflict, pr.dot.square() / torch.where(pr.conflict, pr.ref_sq_norm, 1.0), 0.0
+            )
+            for _, pr in done
+        ]
+        return (
+            torch.stack([pr.dot for _, pr in done]).sum(),
+            torch.stack([pr.dot_after for _, pr in done]).sum(),
+            (task_sq - torch.stack(removed).sum()).clamp_min(0),
+            torch.stack([pr.conflict for _, pr in done]).any(),
+            kl_coef,
+        )
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -13,7 +13,8 @@ observer registered with :meth:`Strategy.add_observer` (loggers, callbacks):
 strategies expose statistics, they never write files.
 
 Mixed precision: ``backward()`` may be called inside or outside a ``torch.autocast``
-region (the strategy's own arithmetic runs with autocast off, losses in float32); with
+region (joint, MSLR and BalGrad run their own arithmetic with autocast off, losses in
+float32); with
 ``scaler=torch.amp.GradScaler(...)`` every loss the strategy differentiates is scaled
 by it and non-finite gradients are left to the scaler (``scaler.step`` skips the step).
 
@@ -26,6 +27,7 @@ naming the quantity and the step where it first went bad.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 import torch
@@ -88,6 +90,10 @@ class Strategy:
     #: the whole update comes from ONE backward pass through the model, so the model may
     #: be wrapped in DistributedDataParallel (whose reducer then averages the gradients)
     supports_ddp = False
+    #: run :meth:`compute` with autocast off, so that it works the same inside or outside
+    #: an autocast region (a subclass then recomputes any module pass at a precision of
+    #: its choice, e.g. casting the embeddings to the head's dtype)
+    full_precision_compute = False
     check_every = 1
 
     def __init__(self) -> None:
@@ -128,7 +134,7 @@ class Strategy:
         self.ddp = ddp
         device = output.logits.device
         try:
-            with full_precision(device):
+            with full_precision(device) if self.full_precision_compute else nullcontext():
                 stats = self.compute(module, output, target)
             if not ddp and isinstance(module, nn.Module):
                 # DDP broadcasts rank 0's buffers (BatchNorm statistics) at the start of

@@ -12,6 +12,7 @@ class Joint(Strategy):
 
     name = "joint"
     supports_ddp = True
+    full_precision_compute = True
 
     def compute(self, model, output, target):
         loss = task_loss(output.logits, target, model.task)
