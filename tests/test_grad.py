@@ -69,17 +69,6 @@ def test_flat_grad_of_a_linear_loss_is_its_coefficients():
     assert layout.grad(torch.tensor(3.0)).tolist() == [0.0] * 8
 
 
-def test_part_keeps_only_the_named_groups_and_copies():
-    a, b, c = _params()
-    layout = ParamLayout.of({"x": [a, b], "y": [c]})
-    vec = torch.arange(1.0, 9.0)
-    px = layout.part(vec, "x")
-    assert px.tolist() == [1, 2, 3, 4, 5, 0, 0, 0]
-    assert torch.equal(layout.part(vec, "x") + layout.part(vec, "y"), vec)
-    px[0] = 99.0
-    assert vec[0] == 1.0
-
-
 def test_write_grads_adds_like_backward():
     a, b, c = _params()
     layout = ParamLayout.of({"x": [a, b], "y": [c]})

@@ -176,13 +176,6 @@ class ParamLayout:
                 s += p.numel()
         return out
 
-    def part(self, vec: torch.Tensor, *groups: str) -> torch.Tensor:
-        """The entries of ``vec`` that belong to ``groups`` (a copy), others zeroed."""
-        out = torch.zeros_like(vec)
-        for g in groups:
-            out[self.slices[g]] = vec[self.slices[g]]
-        return out
-
     def write_grads(self, vec: torch.Tensor) -> None:
         """Add a flat vector to ``.grad``, as ``loss.backward()`` would (zero_grad first)."""
         s = 0

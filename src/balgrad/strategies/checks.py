@@ -41,7 +41,7 @@ class PendingChecks:
 
     def target(self, step: int, ok: torch.Tensor, bad_value: torch.Tensor, message: str) -> None:
         """Record a target check: ``ok`` (0-d bool) and the first offending value."""
-        values = torch.stack([ok.to(torch.float64), bad_value.to(torch.float64)])
+        values = torch.stack([ok.to(_wide(ok)), bad_value.to(_wide(ok))])
         self._records.append(_Record(step, ("target",), values, details=1, message=message))
 
     def clear(self) -> None:
@@ -53,7 +53,7 @@ class PendingChecks:
             return
         records, self._records = self._records, []
         device = records[0].values.device
-        flat = torch.cat([r.values.to(device, torch.float64) for r in records]).tolist()
+        flat = torch.cat([r.values.to(device, _wide(records[0].values)) for r in records]).tolist()
         self.last_verified_step = records[-1].step
         at = 0
         for r in records:
@@ -71,3 +71,8 @@ class PendingChecks:
                     f"{name} is not finite at step {r.step} (the first bad value since the "
                     "last check); lower the learning rate or check the inputs for NaN/inf"
                 )
+
+
+def _wide(t: torch.Tensor) -> torch.dtype:
+    """float64 for flags and label values, float32 where the device has no float64 (MPS)."""
+    return torch.float32 if t.device.type == "mps" else torch.float64
