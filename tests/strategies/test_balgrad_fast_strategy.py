@@ -17,6 +17,7 @@ from strategy_reference import (
     all_params,
     current_grads,
     grads_of,
+    head_by_hand,
     head_params,
     image_params,
     make_batch,
@@ -46,12 +47,7 @@ def _tower(model, modality):
 def _losses_at(model, h_v, h_l, y, tau):
     """L_T, L_v, L_l, D as functions of the embeddings."""
     task = model.task
-    z = model.head(h_v, h_l)
-    if model.unimodal_head == "separate":
-        z_v, z_l = model.image_head(h_v), model.text_head(h_l)
-    else:
-        z_v = model.head(h_v, torch.zeros_like(h_l))
-        z_l = model.head(torch.zeros_like(h_v), h_l)
+    z, z_v, z_l = head_by_hand(model, h_v, h_l)
     return (
         ref_task_loss(z, y, task),
         ref_task_loss(z_v, y, task),

@@ -20,13 +20,16 @@ def _nan_logits(out):
     return dataclasses.replace(out, logits=z)
 
 
+def _setup(case, check_every):
+    _, name, options = case
+    strategy = make_strategy(name, options)
+    strategy.check_every = check_every
+    return (make_model("concat", seed=0), *make_batch(seed=0), strategy)
+
+
 @pytest.mark.parametrize("case", OWNED, ids=IDS)
 def test_a_nan_is_reported_at_the_next_check_with_its_step(case):
-    _, name, options = case
-    model = make_model("concat", seed=0)
-    x_v, x_l, y = make_batch(seed=0)
-    strategy = make_strategy(name, options)
-    strategy.check_every = 3
+    model, x_v, x_l, y, strategy = _setup(case, check_every=3)
 
     def step(out):
         model.zero_grad(set_to_none=True)
@@ -44,11 +47,7 @@ def test_a_nan_is_reported_at_the_next_check_with_its_step(case):
 
 @pytest.mark.parametrize("case", OWNED, ids=IDS)
 def test_verify_reads_the_pending_checks_now(case):
-    _, name, options = case
-    model = make_model("concat", seed=0)
-    x_v, x_l, y = make_batch(seed=0)
-    strategy = make_strategy(name, options)
-    strategy.check_every = 100
+    model, x_v, x_l, y, strategy = _setup(case, check_every=100)
     strategy.backward(model, model(x_v, x_l), y)
     bad = y.clone()
     bad[2] = 7

@@ -260,6 +260,44 @@ class BalGrad(Strategy):
             axpy_(t_towers, g_k, kl_coef)
         add_to_grads_(params, g_t)
 
+        geometry = dict(
+            dot=dot,
+            dot_after=dot_after,
+            task_sq=tt.sum(),
+            task_sq_after=task_sq_after,
+            kl_sq=kl_sq,
+            conflict=(dot < 0).to(like.dtype),
+            projected=projected.to(like.dtype),
+            kl_norms=kl_norms,
+            uni_sq=torch.stack([uu_v, uu_l]),
+            task_sq_m=torch.stack([tt_v, tt_l]),
+        )
+        return self.step_stats(model, output, target, losses, s, c, w, **geometry)
+
+    def step_stats(
+        self,
+        model,
+        output,
+        target,
+        losses,
+        s,
+        c,
+        w,
+        *,
+        dot,
+        dot_after,
+        task_sq,
+        task_sq_after,
+        kl_sq,
+        conflict,
+        projected,
+        kl_norms,
+        uni_sq,
+        task_sq_m,
+    ) -> dict[str, torch.Tensor]:
+        """The step's statistics (0-d tensors) from its losses, s/c/w and gradient
+        geometry (<g_T, g_kl> before/after, squared norms; per modality for the last
+        three), and the head cosine on its steps."""
         kl_norm = kl_sq.sqrt()
         stats = {
             **losses.stats(),
@@ -269,16 +307,16 @@ class BalGrad(Strategy):
             "contrib_text": c[1],
             "weight_image": w[0],
             "weight_text": w[1],
-            "cos_task_kl": cosine(dot, tt.sum().sqrt(), kl_norm),
+            "cos_task_kl": cosine(dot, task_sq.sqrt(), kl_norm),
             "cos_task_kl_projected": cosine(dot_after, task_sq_after.sqrt(), kl_norm),
-            "conflict": (dot < 0).to(like.dtype),
-            "projected": projected.to(like.dtype),
+            "conflict": conflict,
+            "projected": projected,
             "norm_kl_image": kl_norms[0],
             "norm_kl_text": kl_norms[1],
-            "norm_uni_image": uu_v.sqrt(),
-            "norm_uni_text": uu_l.sqrt(),
-            "norm_task_image": tt_v.sqrt(),
-            "norm_task_text": tt_l.sqrt(),
+            "norm_uni_image": uni_sq[0].sqrt(),
+            "norm_uni_text": uni_sq[1].sqrt(),
+            "norm_task_image": task_sq_m[0].sqrt(),
+            "norm_task_text": task_sq_m[1].sqrt(),
         }
         if self.wants_head_cosine():
             head_cos = self.head_cosine(model, output, target)

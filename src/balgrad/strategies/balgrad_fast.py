@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from balgrad._grad import EPS, cosine, grads_of
+from balgrad._grad import EPS, grads_of
 from balgrad.strategies.balgrad import MODALITIES, BalGrad
 
 
@@ -110,32 +110,19 @@ class BalGradFast(BalGrad):
             "gradient", [p.grad for p in layout.params if p.grad is not None]
         )
 
-        dot = (f * tk).sum()
-        kl_norm = (f.square() * kk).sum().sqrt()
-        stats = {
-            **losses.stats(),
-            "score_image": s[0],
-            "score_text": s[1],
-            "contrib_image": c[0],
-            "contrib_text": c[1],
-            "weight_image": w[0],
-            "weight_text": w[1],
-            "cos_task_kl": cosine(dot, tt.sum().sqrt(), kl_norm),
-            "cos_task_kl_projected": cosine(dot_after, task_sq_after.sqrt(), kl_norm),
-            "conflict": conflict,
-            "projected": projected,
-            "norm_kl_image": kl_norms[0],
-            "norm_kl_text": kl_norms[1],
-            "norm_uni_image": uu[0].sqrt(),
-            "norm_uni_text": uu[1].sqrt(),
-            "norm_task_image": tt[0].sqrt(),
-            "norm_task_text": tt[1].sqrt(),
-        }
-        if self.wants_head_cosine():
-            head_cos = self.head_cosine(model, output, target)
-            if head_cos is not None:
-                stats["cos_head_unimodal"] = head_cos
-        return stats
+        geometry = dict(
+            dot=(f * tk).sum(),
+            dot_after=dot_after,
+            task_sq=tt.sum(),
+            task_sq_after=task_sq_after,
+            kl_sq=(f.square() * kk).sum(),
+            conflict=conflict,
+            projected=projected,
+            kl_norms=kl_norms,
+            uni_sq=uu,
+            task_sq_m=tt,
+        )
+        return self.step_stats(model, output, target, losses, s, c, w, **geometry)
 
     def _projection(self, g_t, g_k, f, tk, kk, tt):
         """(α per modality, each [1] or [B, 1], conflict, projected, <G_T⊥, G_kl>,
