@@ -6,10 +6,17 @@
 #
 #   bash benchmarks/gpu_suite.sh          # from the repository root, on the GPU machine
 #
-# It uses the python3 on the PATH (override with PYTHON=...) and needs only torch and
-# transformers there (balgrad is imported from ./src; numpy and tqdm come with torch's
-# usual environments). Results go to $OUT (default ./gpu_out): suite.log (progress with
-# time stamps), env.txt, check.txt/json, cost_fp32.txt/json, cost_bf16.txt/json.
+# It uses the python3 on the PATH (override with PYTHON=...): torch and transformers
+# from there, balgrad from ./src. Importing balgrad also needs numpy, tqdm and pydantic
+# (its option registry). Where pydantic is missing (a machine with no network), put its
+# wheels in ./.whl first, on a machine with pip access, for the GPU machine's Python
+# (3.12, x86-64); this script then installs them into a temporary folder:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#     -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \
+#     typing-inspection==0.4.5 typing-extensions==4.16.0
+# Results go to $OUT (default ./gpu_out): suite.log (progress with time stamps), env.txt,
+# check.txt/json, cost_fp32.txt/json, cost_bf16.txt/json.
 #
 # BALGRAD_SUITE_TINY=1 runs the whole script on the CPU with tiny towers (a dry run).
 # BALGRAD_SUITE_STEPS=N sets the timed repetitions per method (default 15);
@@ -32,6 +39,17 @@ else
 fi
 
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/suite.log"; }
+
+if ! "$PY" -c "import pydantic" 2>/dev/null; then
+    if ls .whl/*.whl >/dev/null 2>&1; then
+        log "installing the wheels in .whl (pydantic is missing)"
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/balgrad-site .whl/*.whl 2>&1 | tail -n 3 | tee -a "$OUT/suite.log"
+        export PYTHONPATH="/tmp/balgrad-site:$PYTHONPATH"
+    else
+        log "pydantic is missing and there is no .whl folder: balgrad will not import (see the header)"
+    fi
+fi
 
 part() {  # part NAME SECONDS COMMAND...: run one time-boxed part, its output in NAME.txt
     local name=$1 box=$2 rc
