@@ -215,13 +215,17 @@ def report(args, device, times, peaks) -> dict:
         }
         result["methods"][m] = row
 
-        def fmt(v, spec):
-            return format(v, spec) if v is not None else "-"
+        def fmt(v, spec, unit=""):
+            return (
+                format(v, spec) + unit
+                if v is not None
+                else format("-", f">{len(format(0, spec) + unit)}")
+            )
 
         print(
-            f"{m:24s} {row['median_ms']:9.1f} {fmt(row['ratio_joint'], '8.2f')}x "
-            f"{fmt(row['ratio_floor'], '8.2f')}x {fmt(row['peak_mib'], '9.0f')} "
-            f"{fmt(row['peak_ratio_joint'], '11.2f')}x"
+            f"{m:24s} {row['median_ms']:9.1f} {fmt(row['ratio_joint'], '8.2f', 'x')} "
+            f"{fmt(row['ratio_floor'], '8.2f', 'x')} {fmt(row['peak_mib'], '9.0f')} "
+            f"{fmt(row['peak_ratio_joint'], '11.2f', 'x')}"
         )
     return result
 
