@@ -1,34 +1,51 @@
-"""Per-step cost of each strategy relative to joint training, measured in one run.
+"""Per-step cost and peak memory of each strategy, relative to joint training and to the
+floor of the exact method, measured in one run.
 
-Builds a two-tower model over randomly initialised transformer towers (a ViT and a
-BERT from configs: no download), trains every strategy for the same number of steps
-on synthetic batches, interleaving the strategies round by round so that machine noise
-hits all of them alike, and prints each one's median step time divided by joint's.
+Builds a two-tower model over randomly initialised transformer towers (a ViT and a BERT
+from configs: no download), fine-tunes it with every method on the same synthetic batch,
+interleaving the methods repetition by repetition so that machine noise hits all of them
+alike, and prints each one's median step time (zero_grad, forward, the method's backward,
+optimizer step), its ratio to joint's and to the floor's, and its peak GPU memory.
 
-    python benchmarks/strategy_cost.py                     # CPU, small towers
-    python benchmarks/strategy_cost.py --device cuda --size base --batch-size 32
+The floor is the least the exact BalGrad can cost: the forward, then three plain
+``torch.autograd.grad`` calls through the towers (L_T; L_v + L_l; D) with no flattening
+and no arithmetic, g_T written to ``.grad``, and the same optimizer step.
 
-``--check`` also verifies on the chosen device that BalGrad's gradient equals the one
-computed on the CPU in float64 (a device-correctness check for GPU runs).
+    python benchmarks/strategy_cost.py --tiny                          # CPU, seconds
+    python benchmarks/strategy_cost.py --device cuda --precision bf16  # ViT-base + BERT-base
+    python benchmarks/strategy_cost.py --device cuda --check           # device exactness
+
+All methods share one model and one AdamW state (only the step is timed; the weights it
+leaves do not matter), so their peak memory differs only by what the step allocates.
+``--check`` first verifies, on one step, that exact BalGrad's and balgrad_fast's
+gradients on the device (float64) equal those computed on the CPU in float64.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
+import platform
 import statistics
+import sys
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from balgrad.models import TwoTowerModel
-from balgrad.strategies import create_strategy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-SIZES = {  # hidden, layers, heads, intermediate
-    "tiny": (64, 2, 2, 128),
-    "small": (256, 4, 4, 1024),
-    "base": (768, 12, 12, 3072),
+from balgrad.models import TwoTowerModel  # noqa: E402
+from balgrad.strategies import create_strategy  # noqa: E402
+from balgrad.tasks import symmetric_kl, task_loss  # noqa: E402
+
+#: hidden, layers, heads, intermediate, image size, patch, text length
+SIZES = {
+    "tiny": (32, 2, 2, 64, 32, 8, 16),
+    "small": (256, 4, 4, 1024, 224, 16, 40),
+    "base": (768, 12, 12, 3072, 224, 16, 40),
 }
 METHODS = [
     "joint",
@@ -36,10 +53,12 @@ METHODS = [
     "ogm_ge",
     "agm",
     "balgrad",
-    "balgrad_reweight_only",
-    "balgrad_projection_only",
+    "balgrad_fast",
     "balgrad_unimodal_only",
+    "floor",
 ]
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+NUM_CLASSES = 10
 
 
 class HFTower(nn.Module):
@@ -54,125 +73,225 @@ class HFTower(nn.Module):
         return out.last_hidden_state[:, 0]
 
 
-def build(size: str, num_classes: int = 10) -> TwoTowerModel:
+def build(size: str) -> TwoTowerModel:
     from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
-    h, layers, heads, inter = SIZES[size]
-    vit = ViTModel(
-        ViTConfig(
-            hidden_size=h,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=inter,
-            image_size=224,
-            patch_size=16,
-        ),
-        add_pooling_layer=False,
+    h, layers, heads, inter, image, patch, _ = SIZES[size]
+    common = dict(
+        hidden_size=h, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=inter
     )
-    bert = BertModel(
-        BertConfig(
-            hidden_size=h,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=inter,
-            vocab_size=30522,
-        ),
-        add_pooling_layer=False,
-    )
+    vit = ViTModel(ViTConfig(image_size=image, patch_size=patch, **common), add_pooling_layer=False)
+    bert = BertModel(BertConfig(vocab_size=30522, **common), add_pooling_layer=False)
     return TwoTowerModel(
-        HFTower(vit, h, "pixel_values"), HFTower(bert, h, "tokens"), num_classes, embed_dim=256
+        HFTower(vit, h, "pixel_values"), HFTower(bert, h, "tokens"), NUM_CLASSES, embed_dim=256
     )
 
 
-def batch(bs: int, device, seq: int = 40, num_classes: int = 10, seed: int = 0):
+def batch(size: str, bs: int, device, dtype=torch.float32, seed: int = 0):
+    _, _, _, _, image, _, seq = SIZES[size]
     g = torch.Generator().manual_seed(seed)
-    pixels = torch.randn(bs, 3, 224, 224, generator=g)
+    pixels = torch.randn(bs, 3, image, image, generator=g, dtype=dtype)
     ids = torch.randint(1000, 30000, (bs, seq), generator=g)
-    y = torch.randint(0, num_classes, (bs,), generator=g)
+    y = torch.randint(0, NUM_CLASSES, (bs,), generator=g)
     tokens = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
     return pixels.to(device), tokens, y.to(device)
 
 
-def sync(device):
+class Floor:
+    """Forward, three plain autograd.grad calls through the towers, g_T into .grad."""
+
+    name = "floor"
+
+    def backward(self, model, out, y, *, scaler=None):
+        scale = scaler.scale if scaler is not None else (lambda t: t)
+        groups = model.parameter_groups()
+        params = [p for ps in groups.values() for p in ps]
+        towers = groups["image"] + groups["text"]
+        loss_t = task_loss(out.logits, y, model.task)
+        loss_uni = task_loss(out.logits_image, y, model.task) + task_loss(
+            out.logits_text, y, model.task
+        )
+        kl = symmetric_kl(out.logits_image, out.logits_text, model.task)
+        g_t = torch.autograd.grad(scale(loss_t), params, retain_graph=True)
+        torch.autograd.grad(scale(loss_uni), towers, retain_graph=True)
+        torch.autograd.grad(scale(kl), towers)
+        for p, g in zip(params, g_t):
+            p.grad = g
+        return {}
+
+
+def make_method(name: str):
+    if name == "floor":
+        return Floor()
+    strategy = create_strategy(name)
+    strategy.check_every = 10**9  # the validity checks' one sync is not part of the step
+    return strategy
+
+
+def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def measure(args) -> None:
+def _stamp(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def measure(args) -> dict:
     device = torch.device(args.device)
+    amp = PRECISIONS[args.precision]
     torch.manual_seed(0)
-    base = build(args.size).to(device)
-    data = batch(args.batch_size, device)
-    runs = {}
-    for m in args.methods:
-        model = copy.deepcopy(base)
-        strategy = create_strategy(m)
-        runs[m] = (model, strategy, torch.optim.AdamW(strategy.param_groups(model, 1e-5)))
-    times = {m: [] for m in args.methods}
-    for r in range(args.warmup + args.steps):
-        for m in args.methods:  # interleaved: every strategy sees the same machine state
-            model, strategy, opt = runs[m]
-            sync(device)
+    _stamp(f"building ViT+BERT '{args.size}' on {device}")
+    with device:  # initialised where it runs (fast for the 195 M parameters of 'base')
+        model = build(args.size).train()
+    data = batch(args.size, args.batch_size, device)
+    methods = {m: make_method(m) for m in args.methods}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    scaler = torch.amp.GradScaler(device.type) if args.precision == "fp16" else None
+    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else nullcontext
+    cuda = device.type == "cuda"
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    peaks: dict[str, int] = dict.fromkeys(methods, 0)
+    rounds = args.warmup + args.steps
+    for r in range(rounds):
+        for name, method in methods.items():  # interleaved: each sees the same machine state
+            _sync(device)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            out = model(data[0], data[1])
-            strategy.backward(model, out, data[2])
-            opt.step()
-            sync(device)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast():
+                out = model(data[0], data[1])
+                method.backward(model, out, data[2], scaler=scaler)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            _sync(device)
             if r >= args.warmup:
-                times[m].append(time.perf_counter() - t0)
-    joint = statistics.median(times["joint"]) if "joint" in times else None
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(
-        f"device: {name}; towers: ViT+BERT '{args.size}'; batch {args.batch_size}; {args.steps} steps each"
+                times[name].append(time.perf_counter() - t0)
+                if cuda:
+                    peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated(device))
+            del out
+        if args.progress:
+            _stamp(f"round {r + 1}/{rounds}{' (warm-up)' if r < args.warmup else ''}")
+    return report(args, device, times, peaks)
+
+
+def report(args, device, times, peaks) -> dict:
+    med = {m: statistics.median(ts) for m, ts in times.items()}
+    joint, floor = med.get("joint"), med.get("floor")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "CPU"
     )
-    print(f"{'method':28s} {'median ms':>10s} {'vs joint':>9s}")
-    for m in args.methods:
-        med = statistics.median(times[m])
-        ratio = f"{med / joint:8.2f}x" if joint else "   -"
-        print(f"{m:28s} {1000 * med:10.1f} {ratio}")
+    result = {
+        "device": name,
+        "torch": torch.__version__,
+        "precision": args.precision,
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "date": time.strftime("%Y-%m-%d"),
+        "methods": {},
+    }
+    print(
+        f"device: {name}; torch {torch.__version__}; {args.precision}; towers ViT+BERT "
+        f"'{args.size}'; batch {args.batch_size}; median of {args.steps} interleaved steps"
+    )
+    print(
+        f"{'method':24s} {'ms':>9s} {'vs joint':>9s} {'vs floor':>9s} {'peak MiB':>9s} {'mem vs joint':>12s}"
+    )
+    for m, t in med.items():
+        row = {
+            "median_ms": 1000 * t,
+            "times_ms": [1000 * x for x in times[m]],
+            "ratio_joint": t / joint if joint else None,
+            "ratio_floor": t / floor if floor else None,
+            "peak_mib": peaks[m] / 2**20 if peaks[m] else None,
+            "peak_ratio_joint": peaks[m] / peaks["joint"] if peaks.get("joint") else None,
+        }
+        result["methods"][m] = row
 
-
-def check(args) -> None:
-    """BalGrad's .grad on the device equals the CPU float64 one."""
-    torch.manual_seed(0)
-    ref = build("tiny").double()
-    dev = copy.deepcopy(ref).to(args.device)
-    x, t, y = batch(4, torch.device("cpu"), seq=12)
-    grads = []
-    for model, device in ((ref, "cpu"), (dev, args.device)):
-        model.eval()  # no dropout: the two must see the same function
-        tok = {k: v.to(device) for k, v in t.items()}
-        out = model(x.double().to(device), tok)
-        create_strategy("balgrad").backward(model, out, y.to(device))
-        grads.append(
-            torch.cat(
-                [
-                    p.grad.reshape(-1).double().cpu()
-                    for p in model.parameters()
-                    if p.grad is not None
-                ]
+        def fmt(v, spec, unit=""):
+            return (
+                format(v, spec) + unit
+                if v is not None
+                else format("-", f">{len(format(0, spec) + unit)}")
             )
+
+        print(
+            f"{m:24s} {row['median_ms']:9.1f} {fmt(row['ratio_joint'], '8.2f', 'x')} "
+            f"{fmt(row['ratio_floor'], '8.2f', 'x')} {fmt(row['peak_mib'], '9.0f')} "
+            f"{fmt(row['peak_ratio_joint'], '11.2f', 'x')}"
         )
-    err = (grads[0] - grads[1]).abs().max().item() / grads[0].abs().max().item()
-    print(f"check: BalGrad gradient on {args.device} vs CPU float64: max relative error {err:.2e}")
-    if err > 1e-9:
-        raise SystemExit("check FAILED")
+    return result
 
 
-def main() -> None:
+def check(args) -> dict:
+    """Exact BalGrad's and balgrad_fast's .grad on the device (float64) vs the CPU's."""
+    out = {}
+    for method in ("balgrad", "balgrad_fast"):
+        torch.manual_seed(0)
+        ref = build("tiny").double()
+        dev = build("tiny").double()
+        dev.load_state_dict(ref.state_dict())
+        dev.to(args.device)
+        x, t, y = batch("tiny", 4, torch.device("cpu"), dtype=torch.float64)
+        grads = []
+        for model, device in ((ref, "cpu"), (dev, args.device)):
+            model.eval()  # no dropout: both must compute the same function
+            tok = {k: v.to(device) for k, v in t.items()}
+            output = model(x.to(device), tok)
+            create_strategy(method).backward(model, output, y.to(device))
+            grads.append(
+                torch.cat(
+                    [
+                        p.grad.reshape(-1).double().cpu()
+                        for p in model.parameters()
+                        if p.grad is not None
+                    ]
+                )
+            )
+        err = ((grads[0] - grads[1]).abs().max() / grads[0].abs().max()).item()
+        ok = err <= 1e-9
+        out[method] = {"max_rel_error": err, "ok": ok}
+        print(
+            f"check: {method} gradient on {args.device} vs CPU float64: max relative error {err:.2e} {'ok' if ok else 'FAILED'}"
+        )
+    return out
+
+
+def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--size", choices=list(SIZES), default="tiny")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
+    p.add_argument("--size", choices=list(SIZES), default="base")
+    p.add_argument("--tiny", action="store_true", help="tiny towers, batch 8 (CPU, tests)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=10, help="timed repetitions per method")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--methods", nargs="+", default=METHODS)
-    p.add_argument("--check", action="store_true")
-    args = p.parse_args()
-    if args.check:
-        check(args)
-    measure(args)
+    p.add_argument("--check", action="store_true", help="device-vs-CPU exactness check first")
+    p.add_argument("--check-only", action="store_true", help="only the exactness check")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--progress", action="store_true", help="a time-stamped line per round")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.size, args.batch_size = "tiny", min(args.batch_size, 8)
+    result = {}
+    if args.check or args.check_only:
+        result["check"] = check(args)
+    if not args.check_only:
+        result.update(measure(args))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    if "check" in result and not all(c["ok"] for c in result["check"].values()):
+        raise SystemExit("check FAILED")
+    return result
 
 
 if __name__ == "__main__":

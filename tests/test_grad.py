@@ -1,4 +1,5 @@
-"""balgrad._grad: flat parameter layouts and PCGrad arithmetic against hand-worked values."""
+"""balgrad._grad: parameter layouts, per-parameter list arithmetic and PCGrad, against
+hand-worked values and plain autograd."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import pytest
 import torch
 from torch import nn
 
+from balgrad import _grad
 from balgrad._grad import (
     GradientSync,
     ParamLayout,
-    assert_finite_grad,
+    add_to_grads_,
+    axpy_,
     cosine,
-    norm,
-    project_conflicting,
-    scale_to,
+    dots,
+    full_precision,
+    grads_of,
+    group_sums,
+    project_conflicting_,
+    sq_norms,
 )
-from balgrad.errors import NonFiniteLossError
 
 
 def _params():
@@ -27,12 +32,16 @@ def _params():
     return a, b, c
 
 
-def test_layout_slices_and_size():
+# -- the layout ---------------------------------------------------------------------------
+def test_layout_slices_index_and_size():
     a, b, c = _params()
     layout = ParamLayout.of({"x": [a, b], "y": [c]})
     assert layout.size == 8
     assert layout.slices == {"x": slice(0, 5), "y": slice(5, 8)}
+    assert layout.index == {"x": slice(0, 2), "y": slice(2, 3)}
     assert layout.params == [a, b, c]
+    assert layout.members("y", "x") == [a, b, c]  # layout order, not argument order
+    assert layout.members("y", "missing") == [c]
 
 
 def test_layout_skips_frozen_parameters():
@@ -41,6 +50,7 @@ def test_layout_skips_frozen_parameters():
     layout = ParamLayout.of({"x": [a, b], "y": [c]})
     assert layout.size == 7
     assert layout.slices == {"x": slice(0, 4), "y": slice(4, 7)}
+    assert layout.index == {"x": slice(0, 1), "y": slice(1, 2)}
 
 
 def test_a_parameter_in_two_groups_is_rejected():
@@ -49,114 +59,128 @@ def test_a_parameter_in_two_groups_is_rejected():
         ParamLayout.of({"x": [a], "y": [a, b]})
 
 
-def test_grad_of_a_linear_loss_is_its_coefficients():
+def test_flat_grad_of_a_linear_loss_is_its_coefficients():
     a, b, c = _params()
     layout = ParamLayout.of({"x": [a, b], "y": [c]})
-    # loss = Σ a ⊙ [[1,2],[3,4]]... take coefficients 10·a + 20·b + (c · [1,2,3])
     loss = 10 * a.sum() + 20 * b.sum() + (c * torch.tensor([1.0, 2.0, 3.0])).sum()
-    g = layout.grad(loss)
-    assert g.tolist() == [10, 10, 10, 10, 20, 1, 2, 3]
-    # only the named groups, zeros elsewhere
+    assert layout.grad(loss).tolist() == [10, 10, 10, 10, 20, 1, 2, 3]
     assert layout.grad(loss, ["y"]).tolist() == [0, 0, 0, 0, 0, 1, 2, 3]
-    # a loss of a*a: 2a, row-major
     assert layout.grad((a * a).sum(), ["x"]).tolist() == [2, 4, 6, 8, 0, 0, 0, 0]
-
-
-def test_grad_of_a_loss_that_needs_no_grad_is_zero():
-    a, b, c = _params()
-    layout = ParamLayout.of({"x": [a, b], "y": [c]})
     assert layout.grad(torch.tensor(3.0)).tolist() == [0.0] * 8
-    # a loss that depends on one group only: the other stays zero
-    assert layout.grad(b.sum() * 2).tolist() == [0, 0, 0, 0, 2, 0, 0, 0]
 
 
-def test_part_keeps_only_the_named_groups_and_copies():
+def test_write_grads_adds_like_backward():
     a, b, c = _params()
     layout = ParamLayout.of({"x": [a, b], "y": [c]})
-    vec = torch.arange(1.0, 9.0)
-    px = layout.part(vec, "x")
-    assert px.tolist() == [1, 2, 3, 4, 5, 0, 0, 0]
-    assert layout.part(vec, "y").tolist() == [0, 0, 0, 0, 0, 6, 7, 8]
-    assert torch.equal(layout.part(vec, "x") + layout.part(vec, "y"), vec)
-    assert torch.equal(layout.part(vec, "x", "y"), vec)
-    px[0] = 99.0
-    assert vec[0] == 1.0
-
-
-def test_write_then_read_round_trip_and_accumulate():
-    a, b, c = _params()
-    layout = ParamLayout.of({"x": [a, b], "y": [c]})
-    assert layout.read_grads().tolist() == [0.0] * 8  # no .grad yet
     vec = torch.arange(1.0, 9.0)
     layout.write_grads(vec)
     assert a.grad.tolist() == [[1, 2], [3, 4]]
     assert b.grad.tolist() == [5]
     assert c.grad.tolist() == [6, 7, 8]
-    assert torch.equal(layout.read_grads(), vec)
-    # writing again adds, as loss.backward() does
     layout.write_grads(vec)
-    assert torch.equal(layout.read_grads(), 2 * vec)
-    # .grad is not a view of the vector written
-    vec.zero_()
+    assert c.grad.tolist() == [12, 14, 16]
+    vec.zero_()  # .grad is not a view of the vector written
     assert a.grad[0, 0] == 2.0
 
 
-def test_grad_then_write_equals_backward():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
-    twin = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
-    twin.load_state_dict(net.state_dict())
-    x = torch.randn(5, 3)
-    layout = ParamLayout.of(
-        {"first": list(net[0].parameters()), "second": list(net[2].parameters())}
-    )
-    layout.write_grads(layout.grad(net(x).pow(2).sum()))
-    twin(x).pow(2).sum().backward()
-    for p, q in zip(net.parameters(), twin.parameters()):
-        torch.testing.assert_close(p.grad, q.grad)
+# -- per-parameter lists -----------------------------------------------------------------
+def test_grads_of_matches_autograd_and_fills_unused_with_zeros():
+    a, b, c = _params()
+    loss = (a * a).sum() + 3 * b.sum()  # c unused
+    ga, gb, gc = grads_of(loss, [a, b, c])
+    assert ga.tolist() == [[2, 4], [6, 8]]
+    assert gb.tolist() == [3]
+    assert gc.tolist() == [0, 0, 0]
+    # a loss that needs no grad: zeros, and no error
+    assert [g.tolist() for g in grads_of(torch.tensor(1.0), [b])] == [[0.0]]
 
 
-def test_project_conflicting_two_d():
+def test_grads_of_returns_writable_tensors():
+    """autograd returns ``ones.expand(shape)`` (stride 0) for a sum; in-place ops need
+    a real tensor."""
+    a, _, _ = _params()
+    raw = torch.autograd.grad(a.sum(), a)[0]
+    assert raw.stride() == (0, 0)
+    (g,) = grads_of(a.sum(), [a])
+    g.mul_(2)  # would raise on the expanded view
+    assert g.tolist() == [[2, 2], [2, 2]]
+
+
+def test_grads_of_several_roots_with_cotangents():
+    x = nn.Parameter(torch.tensor([1.0, 2.0]))
+    h = 3 * x  # an intermediate root
+    loss = (h * h).sum()  # d/dx = 18 x
+    (g,) = grads_of([loss, h], [x], [None, torch.tensor([1.0, -1.0])])
+    assert g.tolist() == [18 * 1 + 3, 18 * 2 - 3]
+
+
+def test_dots_norms_and_group_sums_by_hand():
+    a = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])]
+    b = [torch.tensor([4.0, -1.0]), torch.tensor([[2.0]])]
+    assert dots(a, b).tolist() == [2.0, 6.0]
+    assert sq_norms(a).tolist() == pytest.approx([5.0, 9.0])
+    assert [float(v) for v in group_sums(torch.tensor([1.0, 2.0, 3.0, 4.0]), [1, 2], a[0])] == [
+        1.0,
+        5.0,
+    ]
+    empty = group_sums(torch.zeros(0), [1, 2], torch.zeros((), dtype=torch.float64))
+    assert [float(v) for v in empty] == [0.0, 0.0] and empty[0].dtype == torch.float64
+    like = torch.zeros((), dtype=torch.float64)
+    assert dots([], [], like).dtype == torch.float64 and sq_norms([], like).numel() == 0
+
+
+def test_low_precision_reductions_run_in_float32():
+    a = [torch.full((1000,), 0.1, dtype=torch.bfloat16)]
+    assert dots(a, a).dtype == torch.float32
+    assert sq_norms(a).dtype == torch.float32
+    exact = 1000 * float(torch.tensor(0.1, dtype=torch.bfloat16)) ** 2
+    assert float(sq_norms(a)[0]) == pytest.approx(exact, rel=1e-5)
+
+
+def test_axpy_and_add_to_grads():
+    ys = [torch.tensor([1.0, 1.0]), torch.tensor([2.0])]
+    axpy_(ys, [torch.tensor([1.0, 2.0]), torch.tensor([3.0])], torch.tensor([10.0, -1.0]))
+    assert [y.tolist() for y in ys] == [[11.0, 21.0], [-1.0]]
+    a, b, _ = _params()
+    b.grad = torch.tensor([1.0])
+    ga, gb = torch.ones(2, 2), torch.tensor([2.0])
+    add_to_grads_([a, b], [ga, gb])
+    assert a.grad is ga  # no grad yet: the owned tensor becomes .grad, without a copy
+    assert b.grad.tolist() == [3.0]
+
+
+def test_cosine_is_zero_for_zero_vectors():
+    assert float(cosine(torch.tensor(0.0), torch.tensor(0.0), torch.tensor(2.0))) == 0.0
+    assert float(cosine(torch.tensor(1.0), torch.tensor(1.0), torch.tensor(0.0))) == 0.0
+    # (1, 0) vs (1, 1)
+    c = cosine(torch.tensor(1.0), torch.tensor(1.0), torch.tensor(math.sqrt(2)))
+    assert float(c) == pytest.approx(1 / math.sqrt(2))
+
+
+# -- projection ------------------------------------------------------------------------------
+def _split(v):  # one vector as a two-tensor parameter list
+    return [v[:1].clone(), v[1:].clone()]
+
+
+def test_project_conflicting_by_hand():
     # g = (1, 0), ref = (−1, 1): <g, ref> = −1, |ref|² = 2 -> g − (−½)(−1, 1) = (½, ½)
-    g, hit = project_conflicting(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0]))
-    assert hit
-    assert g.tolist() == [0.5, 0.5]
-    assert float(g @ torch.tensor([-1.0, 1.0])) == 0.0
-    # g = (3, −4), ref = (0, 2): <g, ref> = −8, |ref|² = 4 -> (3, −4) + 2 (0, 2) = (3, 0)
-    g, hit = project_conflicting(torch.tensor([3.0, -4.0]), torch.tensor([0.0, 2.0]))
-    assert hit and g.tolist() == [3.0, 0.0]
+    g = _split(torch.tensor([1.0, 0.0]))
+    out = project_conflicting_(g, _split(torch.tensor([-1.0, 1.0])), torch.ones(2))
+    assert bool(out.conflict) and float(out.dot) == -1.0 and float(out.ref_sq_norm) == 2.0
+    assert torch.cat(g).tolist() == [0.5, 0.5]
+    assert float(out.dot_after) == 0.0
+    # per-tensor scale: r = (0·3, 2·1) = (0, 2) for g = (3, −4): <g, r> = −8, |r|² = 4
+    g = _split(torch.tensor([3.0, -4.0]))
+    out = project_conflicting_(g, _split(torch.tensor([3.0, 1.0])), torch.tensor([0.0, 2.0]))
+    assert bool(out.conflict) and torch.cat(g).tolist() == [3.0, 0.0]
 
 
-def test_project_leaves_agreeing_and_orthogonal_gradients():
-    g0 = torch.tensor([1.0, 1.0])
-    g, hit = project_conflicting(g0, torch.tensor([1.0, 0.0]))
-    assert not hit and torch.equal(g, g0)
-    g, hit = project_conflicting(g0, torch.tensor([1.0, -1.0]))  # <g, ref> = 0
-    assert not hit and torch.equal(g, g0)
-    g, hit = project_conflicting(g0, torch.zeros(2))
-    assert not hit and torch.equal(g, g0)
-
-
-def test_cosine_norm_and_scale():
-    assert cosine(torch.zeros(3), torch.tensor([1.0, 2.0, 3.0])) == 0.0
-    assert cosine(torch.tensor([1.0, 2.0]), torch.zeros(2)) == 0.0
-    assert cosine(torch.zeros(2), torch.zeros(2)) == 0.0
-    assert cosine(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])) == pytest.approx(
-        1 / math.sqrt(2)
-    )
-    assert cosine(torch.tensor([1.0, 0.0]), torch.tensor([-2.0, 0.0])) == pytest.approx(-1.0)
-    assert float(norm(torch.tensor([3.0, 4.0]))) == 5.0
-    assert scale_to(torch.tensor([3.0, 4.0]), 10.0).tolist() == pytest.approx([6.0, 8.0])
-    assert scale_to(torch.zeros(2), 10.0).tolist() == [0.0, 0.0]
-
-
-def test_single_process_sync_is_identity_and_finite_check():
-    t = torch.tensor([1.0, 2.0])
-    sync = GradientSync()
-    assert torch.equal(sync.mean(t), t) and torch.equal(sync.sum(t), t)
-    assert_finite_grad("g", t)
-    with pytest.raises(NonFiniteLossError, match="g_kl"):
-        assert_finite_grad("g_kl", torch.tensor([1.0, float("nan")]))
+def test_project_leaves_agreeing_orthogonal_and_zero_reference_alone():
+    for ref in ([1.0, 0.0], [1.0, -1.0], [0.0, 0.0]):
+        g = _split(torch.tensor([1.0, 1.0]))
+        out = project_conflicting_(g, _split(torch.tensor(ref)), torch.ones(2))
+        assert not bool(out.conflict)
+        assert torch.cat(g).tolist() == [1.0, 1.0]
 
 
 def test_projection_of_a_nearly_anti_parallel_float32_vector_leaves_no_conflict():
@@ -166,7 +190,36 @@ def test_projection_of_a_nearly_anti_parallel_float32_vector_leaves_no_conflict(
     noise = torch.randn(200_000, generator=g) * 1e-3
     noise -= torch.dot(noise, ref) / torch.dot(ref, ref) * ref
     v = -3.0 * ref + noise
-    out, hit = project_conflicting(v, ref)
-    assert hit
-    cos = torch.dot(out.double(), ref.double()) / (out.double().norm() * ref.double().norm())
+    parts = [v[:120_000].clone(), v[120_000:].clone()]
+    out = project_conflicting_(parts, [ref[:120_000], ref[120_000:]], torch.ones(2))
+    assert bool(out.conflict)
+    res = torch.cat(parts).double()
+    cos = torch.dot(res, ref.double()) / (res.norm() * ref.double().norm())
     assert cos > -1e-6
+
+
+# -- sync and precision -------------------------------------------------------------------
+def test_single_process_sync_is_identity():
+    t = torch.tensor([1.0, 2.0])
+    sync = GradientSync()
+    assert torch.equal(sync.mean(t), t) and torch.equal(sync.sum(t), t)
+    ts = [t.clone()]
+    sync.mean_(ts)
+    assert torch.equal(ts[0], t)
+
+
+def test_buckets_group_by_dtype_and_size(monkeypatch):
+    monkeypatch.setattr(_grad, "BUCKET_NUMEL", 5)
+    ts = [torch.zeros(3), torch.zeros(2, dtype=torch.float64), torch.zeros(3), torch.zeros(9)]
+    buckets = [[t.numel() for t in b] for b in _grad._buckets(ts)]
+    assert buckets == [[3], [3], [9], [2]]
+
+
+def test_full_precision_turns_autocast_off_inside_a_region_only():
+    x = torch.randn(3, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert (x @ x).dtype == torch.bfloat16
+        with full_precision(torch.device("cpu")):
+            assert (x @ x).dtype == torch.float32
+    with full_precision(torch.device("cpu")):
+        assert (x @ x).dtype == torch.float32

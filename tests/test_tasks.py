@@ -114,3 +114,19 @@ def test_check_finite_names_the_loss():
     check_finite("task loss L_T", torch.tensor(1.0))
     with pytest.raises(NonFiniteLossError, match="image loss L_v"):
         check_finite("image loss L_v", torch.tensor(float("inf")))
+
+
+def test_screen_target_flags_without_reading_values():
+    from balgrad.tasks import screen_target
+
+    logits = torch.zeros(3, 4)
+    usable, ok, bad, message = screen_target(logits, torch.tensor([1, 7, -2]), "single_label")
+    assert usable.tolist() == [1, 3, 0]  # clamped so the losses can run until the check
+    assert not bool(ok) and int(bad) == 7  # the first offending label
+    assert message.format(value=7) == "target: label 7 is out of range [0, 4)"
+    usable, ok, _, _ = screen_target(logits, torch.tensor([0, 3, 2]), "single_label")
+    assert bool(ok) and usable.tolist() == [0, 3, 2]
+    _, ok, bad, message = screen_target(
+        torch.zeros(1, 2), torch.tensor([[1.0, 0.5]]), "multi_label"
+    )
+    assert not bool(ok) and float(bad) == 0.5 and "0/1" in message

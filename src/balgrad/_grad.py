@@ -1,22 +1,34 @@
-"""Gradient arithmetic shared by every strategy: flatten, dot, norm, project, sync.
+"""Gradient arithmetic shared by the strategies: per-parameter lists, foreach ops, sync.
 
-Strategies compute several *separate* gradients (task, unimodal, KL) as flat vectors
-over the trainable parameters, combine them, and write the result to ``.grad``. Under
-data-parallel training each separate gradient and each batch statistic is all-reduced
-through a :class:`GradientSync` *before* any coefficient, norm or projection is
-computed, so every rank applies the same update (SPEC section 3, last paragraph).
+Strategies compute several *separate* gradients (task, unimodal, KL) with
+``torch.autograd.grad``. They keep them as lists of per-parameter tensors, in the
+gradients' own dtype and device, and combine them in place with ``torch._foreach_*`` ops:
+no full-size flat copies, and no host synchronisation (coefficients and conflict flags
+are 0-d device tensors, chosen with ``torch.where``).
+
+Under data-parallel training each separate gradient and each batch statistic is
+all-reduced through a :class:`GradientSync` *before* any coefficient, norm or projection
+is computed, so every rank applies the same update (SPEC section 3, last paragraph).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+#: absolute threshold below which a norm counts as zero (not scale-invariant: docs/spec.md)
 EPS = 1e-12
+#: all-reduce buckets hold at most this many elements (about 100 MB in float32)
+BUCKET_NUMEL = 25 * 2**20
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+Grads = list[torch.Tensor]
 
 
 class GradientSync:
@@ -30,9 +42,15 @@ class GradientSync:
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         return t
 
+    def mean_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Average a list of tensors over ranks, in place."""
+
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Copy rank 0's buffers (e.g. BatchNorm running statistics) to every rank."""
+
 
 class DistributedGradientSync(GradientSync):
-    """All-reduce over the default ``torch.distributed`` process group."""
+    """All-reduce over a ``torch.distributed`` process group (the default one)."""
 
     def __init__(self, group=None):
         if not dist.is_available() or not dist.is_initialized():
@@ -48,8 +66,44 @@ class DistributedGradientSync(GradientSync):
     def mean(self, t: torch.Tensor) -> torch.Tensor:
         return self.sum(t) / self.world_size
 
+    def mean_(self, tensors: Sequence[torch.Tensor]) -> None:
+        # the collective needs contiguous buffers: one flat copy per bucket, as DDP does
+        for bucket in _buckets(tensors):
+            flat = _flatten_dense_tensors(bucket)
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
+            flat.div_(self.world_size)
+            for t, reduced in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
+                t.copy_(reduced)
+
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        src = dist.get_global_rank(self.group, 0) if self.group is not None else 0
+        with torch.no_grad():
+            for bucket in _buckets(list(module.buffers())):
+                flat = _flatten_dense_tensors(bucket)
+                dist.broadcast(flat, src=src, group=self.group)
+                for t, value in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
+                    t.copy_(value)
+
+
+def _buckets(tensors: Sequence[torch.Tensor]) -> Iterable[list[torch.Tensor]]:
+    """Tensors grouped by (dtype, device), in buckets of at most BUCKET_NUMEL elements."""
+    by_kind: dict[tuple, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_kind.setdefault((t.dtype, t.device), []).append(t)
+    for group in by_kind.values():
+        bucket, size = [], 0
+        for t in group:
+            if bucket and size + t.numel() > BUCKET_NUMEL:
+                yield bucket
+                bucket, size = [], 0
+            bucket.append(t)
+            size += t.numel()
+        if bucket:
+            yield bucket
+
 
 def default_sync() -> GradientSync:
+    """The sync for the current process: all-reduce when torch.distributed runs on > 1 rank."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return DistributedGradientSync()
     return GradientSync()
@@ -57,17 +111,23 @@ def default_sync() -> GradientSync:
 
 @dataclass
 class ParamLayout:
-    """Trainable parameters in named groups, laid out end to end in one flat vector."""
+    """Trainable parameters in named groups, in one list (group after group).
+
+    ``index[name]`` is the group's range in ``params``; ``slices[name]`` its range in
+    the flat vector of :meth:`grad` (for strategies that work on one flat vector).
+    """
 
     groups: dict[str, list[nn.Parameter]]
 
     def __post_init__(self):
         self.params: list[nn.Parameter] = []
+        self.index: dict[str, slice] = {}
         self.slices: dict[str, slice] = {}
         start = 0
         for name, ps in self.groups.items():
             ps = [p for p in ps if p.requires_grad]
             self.groups[name] = ps
+            self.index[name] = slice(len(self.params), len(self.params) + len(ps))
             self.params.extend(ps)
             n = sum(p.numel() for p in ps)
             self.slices[name] = slice(start, start + n)
@@ -83,6 +143,11 @@ class ParamLayout:
     def of(cls, groups: Mapping[str, Sequence[nn.Parameter]]) -> ParamLayout:
         return cls({k: list(v) for k, v in groups.items()})
 
+    def members(self, *names: str) -> list[nn.Parameter]:
+        """The parameters of the named groups (those present), in layout order."""
+        return [p for n in self.groups if n in names for p in self.groups[n]]
+
+    # -- the flat-vector interface ------------------------------------------------------
     def zeros(self) -> torch.Tensor:
         p = self.params[0] if self.params else None
         return torch.zeros(
@@ -111,23 +176,6 @@ class ParamLayout:
                 s += p.numel()
         return out
 
-    def part(self, vec: torch.Tensor, *groups: str) -> torch.Tensor:
-        """The entries of ``vec`` that belong to ``groups`` (a copy), others zeroed."""
-        out = torch.zeros_like(vec)
-        for g in groups:
-            out[self.slices[g]] = vec[self.slices[g]]
-        return out
-
-    def read_grads(self) -> torch.Tensor:
-        """The current ``.grad`` of every parameter as one flat vector (None -> 0)."""
-        out = self.zeros()
-        s = 0
-        for p in self.params:
-            if p.grad is not None:
-                out[s : s + p.numel()] = p.grad.reshape(-1)
-            s += p.numel()
-        return out
-
     def write_grads(self, vec: torch.Tensor) -> None:
         """Add a flat vector to ``.grad``, as ``loss.backward()`` would (zero_grad first)."""
         s = 0
@@ -140,47 +188,147 @@ class ParamLayout:
             s += p.numel()
 
 
+# -- per-parameter lists ------------------------------------------------------------------
+def grads_of(
+    outputs: torch.Tensor | Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    grad_outputs: Sequence[torch.Tensor | None] | None = None,
+    retain_graph: bool = True,
+) -> Grads:
+    """d outputs / d params as a list (zeros where unused), each tensor contiguous and
+    owned by the caller (safe to modify in place)."""
+    if not params:
+        return []
+    outs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+    if not any(o.requires_grad for o in outs):
+        return [torch.zeros_like(p) for p in params]
+    grads = torch.autograd.grad(
+        outs,
+        list(params),
+        grad_outputs=grad_outputs,
+        retain_graph=retain_graph,
+        allow_unused=True,
+        materialize_grads=True,
+    )
+    # autograd may hand back expanded (stride-0) views, which in-place ops reject
+    return [g if g.is_contiguous() else g.contiguous() for g in grads]
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.dtype in LOW_PRECISION else t
+
+
+def _empty(like: torch.Tensor | None) -> torch.Tensor:
+    return torch.zeros(0) if like is None else like.new_zeros(0, dtype=_wide(like).dtype)
+
+
+def dots(
+    a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], like: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-tensor inner products <a_i, b_i> as one 1-D tensor (float32 at least); empty
+    lists give an empty tensor on ``like``'s device."""
+    if not a:
+        return _empty(like)
+    return torch.stack(
+        [torch.dot(_wide(x).reshape(-1), _wide(y).reshape(-1)) for x, y in zip(a, b)]
+    )
+
+
+def sq_norms(ts: Sequence[torch.Tensor], like: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-tensor squared norms |t_i|² as one 1-D tensor (float32 at least)."""
+    if not ts:
+        return _empty(like)
+    wide = torch.float32 if ts[0].dtype in LOW_PRECISION else None
+    return torch.stack(torch._foreach_norm(list(ts), 2, dtype=wide)).square()
+
+
+def group_sums(
+    values: torch.Tensor, sizes: Sequence[int], like: torch.Tensor
+) -> list[torch.Tensor]:
+    """Sums of consecutive runs of ``values`` (``sizes`` long each; entries after the
+    last run are ignored), as 0-d tensors; zeros for an empty ``values``."""
+    if values.numel() == 0:
+        return [like.new_zeros((), dtype=_wide(like).dtype) for _ in sizes]
+    rest = values.numel() - sum(sizes)
+    return [part.sum() for part in values.split([*sizes, rest])[: len(sizes)]]
+
+
+def axpy_(ys: Sequence[torch.Tensor], xs: Sequence[torch.Tensor], coefs: torch.Tensor) -> None:
+    """ys[i] += coefs[i] * xs[i] in place, with coefs a 1-D device tensor (no host sync)."""
+    if ys:
+        c = coefs.to(ys[0].dtype)
+        torch._foreach_addcmul_(list(ys), list(xs), list(c.unbind()))
+
+
+def add_to_grads_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+    """Add to ``.grad`` as ``loss.backward()`` does; ``grads`` (owned) become ``.grad``
+    where there was none."""
+    existing = [(p.grad, g) for p, g in zip(params, grads) if p.grad is not None]
+    for p, g in zip(params, grads):
+        if p.grad is None:
+            p.grad = g
+    if existing:
+        torch._foreach_add_([e for e, _ in existing], [g for _, g in existing])
+
+
+def cosine(dot: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Tensor) -> torch.Tensor:
+    """dot / (|a| |b|); 0 when either norm is zero (no division by zero, no host sync)."""
+    ok = (norm_a > EPS) & (norm_b > EPS)
+    return torch.where(ok, dot / torch.where(ok, norm_a * norm_b, 1.0), 0.0)
+
+
+@dataclass
+class Projection:
+    """Outcome of :func:`project_conflicting_` (0-d tensors)."""
+
+    conflict: torch.Tensor  # bool: <g, r> < 0 and r non-zero, so g was projected
+    dot: torch.Tensor  # <g, r> before
+    ref_sq_norm: torch.Tensor  # |r|²
+    dot_after: torch.Tensor  # <g⊥, r>
+    correction: torch.Tensor  # coefficient of the second pass, g⊥ = g' − correction · r
+
+
+def project_conflicting_(
+    g: Sequence[torch.Tensor],
+    ref: Sequence[torch.Tensor],
+    scale: torch.Tensor,
+    apply_correction: bool = True,
+) -> Projection:
+    """PCGrad step in place over parameter lists: with r = scale ⊙ ref (``scale[i]``
+    multiplies ``ref[i]``), g ← g − <g, r>/|r|² r when <g, r> < 0 and r ≠ 0.
+
+    A second pass removes what float32 rounding leaves of <g, r> when g is nearly
+    anti-parallel to r: that residual, of order eps·|g||r|, is large next to |g⊥|
+    (Gram-Schmidt: "twice is enough"). It runs every step with a coefficient that is
+    zero when there is nothing to correct, so nothing waits on the device; with
+    ``apply_correction=False`` the caller folds ``correction`` into its own next update
+    of g (one pass over the gradients fewer).
+    """
+    d = (scale * dots(g, ref, scale)).sum()
+    r2 = (scale.square() * sq_norms(ref, scale)).sum()
+    conflict = (d < 0) & (r2 > EPS)
+    safe_r2 = torch.where(conflict, r2, 1.0)
+    axpy_(g, ref, -torch.where(conflict, d / safe_r2, 0.0) * scale)
+    d2 = (scale * dots(g, ref, scale)).sum()
+    alpha2 = torch.where(conflict & (d2 < 0), d2 / safe_r2, 0.0)
+    if apply_correction:
+        axpy_(g, ref, -alpha2 * scale)
+    return Projection(conflict, d, r2, d2 - alpha2 * r2, alpha2)
+
+
+def full_precision(device: torch.device):
+    """A context with autocast off on ``device``: ``backward()`` may be called inside an
+    autocast region, and the strategies' own arithmetic must not run in low precision."""
+    try:
+        enabled = torch.is_autocast_enabled(device.type)
+    except TypeError:  # torch < 2.4
+        enabled = (
+            torch.is_autocast_enabled()
+            if device.type == "cuda"
+            else device.type == "cpu" and torch.is_autocast_cpu_enabled()
+        )
+    return torch.autocast(device.type, enabled=False) if enabled else contextlib.nullcontext()
+
+
 def norm(v: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(v)
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Cosine similarity; 0.0 when either vector is zero (no division by zero)."""
-    na, nb = norm(a), norm(b)
-    if na <= EPS or nb <= EPS:
-        return 0.0
-    return float(torch.dot(a, b) / (na * nb))
-
-
-def project_conflicting(g: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """PCGrad step: remove from ``g`` its component along ``ref`` when <g, ref> < 0.
-
-    Returns ``(g_projected, conflicted)``. A zero ``ref`` never conflicts.
-    """
-    d = torch.dot(g, ref)
-    nr2 = torch.dot(ref, ref)
-    if d < 0 and nr2 > EPS:
-        out = g - (d / nr2) * ref
-        # when g is nearly anti-parallel to ref, float32 rounding leaves a residual
-        # <out, ref> of order eps·|g||ref|, large next to |out|: one more pass removes
-        # it (Gram-Schmidt "twice is enough")
-        d2 = torch.dot(out, ref)
-        if d2 < 0:
-            out = out - (d2 / nr2) * ref
-        return out, True
-    return g, False
-
-
-def scale_to(v: torch.Tensor, target_norm: torch.Tensor | float) -> torch.Tensor:
-    """Rescale ``v`` to ``target_norm``; a zero vector stays zero."""
-    n = norm(v)
-    if n <= EPS:
-        return torch.zeros_like(v)
-    return v * (target_norm / n)
-
-
-def assert_finite_grad(name: str, vec: torch.Tensor) -> None:
-    from balgrad.errors import NonFiniteLossError
-
-    if not torch.isfinite(vec).all():
-        raise NonFiniteLossError(f"gradient {name} has non-finite entries")

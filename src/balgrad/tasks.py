@@ -22,9 +22,8 @@ def check_task(task: str) -> TaskKind:
     return task  # type: ignore[return-value]
 
 
-def check_target(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
-    """Raise a DataError naming the problem when ``target`` does not fit ``logits``."""
-    num_classes = logits.shape[-1]
+def check_target_shape(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
+    """The checks of :func:`check_target` that read no tensor values (no host sync)."""
     if task == "single_label":
         if target.dim() != 1 or target.shape[0] != logits.shape[0]:
             raise DataError(
@@ -33,21 +32,65 @@ def check_target(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> 
             )
         if target.dtype.is_floating_point:
             raise DataError("target: single-label targets must be integer class indices")
-        if target.numel() and (target.min() < 0 or target.max() >= num_classes):
-            bad = target[(target < 0) | (target >= num_classes)][0].item()
-            raise DataError(f"target: label {bad} is out of range [0, {num_classes})")
+    elif target.shape != logits.shape:
+        raise DataError(
+            f"target: expected multi-hot shape {list(logits.shape)} for a multi-label "
+            f"task, got {list(target.shape)}"
+        )
+
+
+def screen_target(
+    logits: torch.Tensor, target: torch.Tensor, task: TaskKind
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """Device-side target check, read later: ``(usable, ok, bad_value, message)``.
+
+    ``ok`` (0-d bool) says whether every label is valid and ``bad_value`` is the first
+    invalid one; ``message`` formats the error (``{value}``). ``usable`` is
+    the target with single-label indices clamped into range, so that the losses can be
+    computed (an out-of-range index would stop a CUDA device with an assert) until the
+    check raises.
+    """
+    if target.numel() == 0:
+        return (
+            target,
+            torch.ones((), dtype=torch.bool, device=target.device),
+            target.new_zeros(()),
+            "",
+        )
+    if task == "single_label":
+        num_classes = logits.shape[-1]
+        bad = (target < 0) | (target >= num_classes)
+        usable = target.clamp(0, num_classes - 1)
+        message = f"target: label {{value}} is out of range [0, {num_classes})"
     else:
-        if target.shape != logits.shape:
-            raise DataError(
-                f"target: expected multi-hot shape {list(logits.shape)} for a multi-label "
-                f"task, got {list(target.shape)}"
-            )
-        if ((target != 0) & (target != 1)).any():
-            raise DataError("target: multi-label targets must be 0/1")
+        bad = (target != 0) & (target != 1)
+        usable = target
+        message = "target: multi-label targets must be 0/1, got {value}"
+    first = bad.reshape(-1).to(torch.uint8).argmax().reshape(1)
+    return usable, ~bad.any(), target.reshape(-1).gather(0, first).reshape(()), message
+
+
+def check_target(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
+    """Raise a DataError naming the problem when ``target`` does not fit ``logits``."""
+    check_target_shape(logits, target, task)
+    _, ok, bad, message = screen_target(logits, target, task)
+    if not bool(ok):
+        raise DataError(message.format(value=format_label(bad.item())))
+
+
+def format_label(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def widen(logits: torch.Tensor) -> torch.Tensor:
+    """float32 for half-precision logits: losses, KL and probabilities lose too much in
+    float16/bfloat16 (autocast), and their gradients flow back in the logits' own dtype."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def task_loss(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> torch.Tensor:
     """The task loss ℓ: mean cross-entropy, or mean binary cross-entropy over labels."""
+    logits = widen(logits)
     if task == "single_label":
         return F.cross_entropy(logits, target)
     return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
@@ -57,7 +100,7 @@ def symmetric_kl(
     logits_a: torch.Tensor, logits_b: torch.Tensor, task: TaskKind, temperature: float = 1.0
 ) -> torch.Tensor:
     """D = KL(p_a || p_b) + KL(p_b || p_a), batch mean (SPEC section 2)."""
-    za, zb = logits_a / temperature, logits_b / temperature
+    za, zb = widen(logits_a) / temperature, widen(logits_b) / temperature
     if task == "single_label":
         la, lb = F.log_softmax(za, dim=-1), F.log_softmax(zb, dim=-1)
         pa, pb = la.exp(), lb.exp()
@@ -72,6 +115,7 @@ def symmetric_kl(
 
 def true_class_prob(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> torch.Tensor:
     """Per-sample probability of the true label (multi-label: mean prob of the true state)."""
+    logits = widen(logits)
     if task == "single_label":
         return F.softmax(logits, dim=-1).gather(-1, target.view(-1, 1)).squeeze(-1)
     p = torch.sigmoid(logits)

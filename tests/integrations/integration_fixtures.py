@@ -99,11 +99,15 @@ def plain_loop(method: str, batches: list[dict], epochs: int = 1):
 
 
 def interval_means(history: list[dict], every: int) -> list[dict]:
-    """Means of each statistic over consecutive windows of ``every`` steps."""
+    """Means of each statistic over consecutive windows of ``every`` steps, each over the
+    steps that logged it (e.g. BalGrad's head cosine comes every 50 steps only)."""
     out = []
     for start in range(0, len(history) - every + 1, every):
         window = history[start : start + every]
-        out.append({k: sum(s[k] for s in window) / every for k in window[0]})
+        keys = dict.fromkeys(k for s in window for k in s)
+        out.append(
+            {k: sum(s[k] for s in window if k in s) / sum(k in s for s in window) for k in keys}
+        )
     return out
 
 

@@ -161,6 +161,11 @@ def forward_by_hand(model, x_v, x_l):
     reference only ever differentiates the unimodal losses w.r.t. tower parameters)."""
     h_v = model.image_embedding(model.image_encoder(x_v))
     h_l = model.text_embedding(model.text_encoder(x_l))
+    return head_by_hand(model, h_v, h_l)
+
+
+def head_by_hand(model, h_v, h_l):
+    """(z, z_v, z_l) from the embeddings."""
     z = model.head(h_v, h_l)
     if model.unimodal_head == "separate":
         z_v, z_l = model.image_head(h_v), model.text_head(h_l)

@@ -122,11 +122,10 @@ def test_dynamic_history_survives_a_checkpoint():
 def test_dynamic_needs_scores():
     model = make_model("concat", seed=0)
     strategy = MSLR(mode="dynamic")
-    assert strategy.needs_unimodal_validation
     opt = torch.optim.SGD(strategy.param_groups(model, lr=0.1), lr=0.1)
     with pytest.raises(ConfigError, match="dynamic"):
         strategy.on_epoch_end(0, opt)
-    assert not MSLR(mode="keep").needs_unimodal_validation
+    assert MSLR(mode="keep").on_epoch_end(0, opt) == {}  # keep mode needs none
 
 
 @pytest.mark.parametrize(

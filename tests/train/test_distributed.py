@@ -1,35 +1,51 @@
 """Data-parallel strategies: two gloo ranks on half batches must apply exactly the
-update that one process applies on the whole batch (SPEC section 3, last paragraph)."""
+update that one process applies on the whole batch (SPEC section 3, last paragraph).
+
+One spawn of two ranks runs every case (strategies made before ``init_process_group``,
+an explicit sync, balgrad_fast and joint under real DistributedDataParallel, BatchNorm
+buffers); the tests compare what the ranks saved with single-process runs.
+"""
+
+from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from balgrad._grad import DistributedGradientSync
+from balgrad.errors import ConfigError
 from balgrad.models import TwoTowerModel
 from balgrad.strategies import create_strategy
 
-METHODS = ["joint", "balgrad", "ogm_ge", "agm", "balgrad_projection_only"]
+ROOT = Path(__file__).resolve().parents[2]
+METHODS = ["joint", "balgrad", "ogm_ge", "agm", "balgrad_projection_only", "balgrad_fast"]
+DDP_METHODS = ["balgrad_fast", "joint"]
 STEPS = 4
 
 
 class Lin(nn.Module):
-    def __init__(self, d_in, d_out):
+    def __init__(self, d_in, d_out, norm=False):
         super().__init__()
         self.out_dim = d_out
         self.lin = nn.Linear(d_in, d_out)
+        self.norm = nn.BatchNorm1d(d_out) if norm else nn.Identity()
 
     def forward(self, x):
-        return self.lin(x)
+        return self.norm(self.lin(x))
 
 
-def make_model():
+def make_model(norm=False):
     torch.manual_seed(0)
-    return TwoTowerModel(Lin(5, 6), Lin(4, 6), 3, embed_dim=6).double()
+    return TwoTowerModel(Lin(5, 6, norm), Lin(4, 6), 3, embed_dim=6).double()
 
 
 def batches():
@@ -44,34 +60,132 @@ def batches():
     ]
 
 
-def train(method, model, data, sync=None, part=slice(None)):
-    strategy = create_strategy(method)
-    if sync is not None:
-        strategy.sync = sync
+def train(strategy, model, data, part=slice(None), wrapped=None):
+    """Steps of SGD; ``wrapped`` (e.g. the DDP module) is what forward and backward see."""
+    net = wrapped if wrapped is not None else model
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for x, t, y in data:
         opt.zero_grad()
-        out = model(x[part], t[part])
-        strategy.backward(model, out, y[part])
+        strategy.backward(net, net(x[part], t[part]), y[part])
         opt.step()
-    return [p.detach().clone() for p in model.parameters()]
+    return {
+        "params": [p.detach().clone() for p in model.parameters()],
+        "buffers": [b.detach().clone() for b in model.buffers()],
+    }
 
 
-def _worker(rank, world, init_file, method, out_dir):
+def _worker(rank, world, init_file, out_dir):
+    # made before the process group exists: the sync must still be found at backward()
+    early = {m: create_strategy(m) for m in METHODS}
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         half = slice(rank * 4, rank * 4 + 4)
-        params = train(method, make_model(), batches(), DistributedGradientSync(), half)
-        torch.save(params, os.path.join(out_dir, f"rank{rank}.pt"))
+        out = {f"own/{m}": train(s, make_model(), batches(), half) for m, s in early.items()}
+        explicit = create_strategy("balgrad")
+        explicit.sync = DistributedGradientSync()
+        out["explicit/balgrad"] = train(explicit, make_model(), batches(), half)
+        for m in DDP_METHODS:
+            model = make_model()
+            out[f"ddp/{m}"] = train(
+                create_strategy(m), model, batches(), half, DistributedDataParallel(model)
+            )
+        out["bn/own"] = train(create_strategy("joint"), make_model(norm=True), batches(), half)
+        model = make_model(norm=True)
+        out["bn/ddp"] = train(
+            create_strategy("joint"), model, batches(), half, DistributedDataParallel(model)
+        )
+        model = make_model()
+        try:
+            train(
+                create_strategy("balgrad"), model, batches(), half, DistributedDataParallel(model)
+            )
+            out["refused"] = ""
+        except ConfigError as err:
+            out["refused"] = str(err)
+        torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dist")
+    mp.spawn(_worker, args=(2, str(tmp / "init"), str(tmp)), nprocs=2, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+
+def _close(a, b):
+    for p, q in zip(a, b, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-11)
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_two_ranks_on_half_batches_match_one_process_on_the_whole_batch(tmp_path, method):
-    reference = train(method, make_model(), batches())
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), method, str(tmp_path)), nprocs=2, join=True)
-    for rank in (0, 1):
-        params = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
-        for p, q in zip(params, reference):
-            torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-11)
+def test_two_ranks_on_half_batches_match_one_process_on_the_whole_batch(ranks, method):
+    """Strategies created before init_process_group, no sync set by hand."""
+    reference = train(create_strategy(method), make_model(), batches())
+    for out in ranks:
+        _close(out[f"own/{method}"]["params"], reference["params"])
+
+
+def test_an_explicit_sync_still_works(ranks):
+    reference = train(create_strategy("balgrad"), make_model(), batches())
+    for out in ranks:
+        _close(out["explicit/balgrad"]["params"], reference["params"])
+
+
+@pytest.mark.parametrize("method", DDP_METHODS)
+def test_under_distributed_data_parallel(ranks, method):
+    """One backward through DDP's reducer: the same update as one process."""
+    reference = train(create_strategy(method), make_model(), batches())
+    for out in ranks:
+        _close(out[f"ddp/{method}"]["params"], reference["params"])
+
+
+def test_buffers_are_synced_as_ddp_syncs_them(ranks):
+    """BatchNorm statistics: every rank ends with rank 0's buffers, and the parameters
+    and rank 0's buffers equal those of the same training under DDP (which broadcasts
+    rank 0's buffers before every forward)."""
+    own = [out["bn/own"] for out in ranks]
+    _close(own[1]["buffers"], own[0]["buffers"])
+    _close(own[0]["buffers"], ranks[0]["bn/ddp"]["buffers"])
+    for out in ranks:
+        _close(out["bn/own"]["params"], out["bn/ddp"]["params"])
+    # the ranks saw different halves: without the sync their statistics would differ
+    assert not torch.allclose(ranks[1]["bn/ddp"]["buffers"][0], ranks[0]["bn/ddp"]["buffers"][0])
+
+
+def test_a_strategy_with_separate_gradients_refuses_a_ddp_model(ranks):
+    assert "unwrapped model" in ranks[0]["refused"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_torchrun_example_matches_one_process(tmp_path):
+    """examples/own_loop_torchrun.py through the real torchrun launcher, 2 CPU ranks."""
+    example = ROOT / "examples" / "own_loop_torchrun.py"
+    args = ["--double", "--steps", "5", "--save", str(tmp_path)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--master_port", str(_free_port()), str(example), *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es)" in done.stdout
+    sys.path.insert(0, str(example.parent))
+    try:
+        import own_loop_torchrun
+
+        single = own_loop_torchrun.main(["--double", "--steps", "5"])
+    finally:
+        sys.path.remove(str(example.parent))
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for a, b in zip(r0, r1, strict=True):
+        assert torch.equal(a, b)
+    _close(r0, single)

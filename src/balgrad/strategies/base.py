@@ -6,23 +6,54 @@
 
 ``model`` is anything with the :class:`BalancedModel` shape (balgrad's
 ``TwoTowerModel`` has it): ``parameter_groups()``, ``classify(h_v, h_l, detach_head)``
-and ``task``. Diagnostics are returned as a flat ``dict[str, float]`` and handed to
-every observer registered with :meth:`Strategy.add_observer` (loggers, callbacks):
+and ``task``. Diagnostics are returned as a flat ``dict[str, torch.Tensor]`` of 0-d
+detached tensors on the gradients' device (``float(v)`` reads one; reading them is the
+only host synchronisation, so read them in bulk, not every step), and handed to every
+observer registered with :meth:`Strategy.add_observer` (loggers, callbacks):
 strategies expose statistics, they never write files.
+
+Mixed precision: ``backward()`` may be called inside or outside a ``torch.autocast``
+region (joint, MSLR and BalGrad run their own arithmetic with autocast off, losses in
+float32); with
+``scaler=torch.amp.GradScaler(...)`` every loss the strategy differentiates is scaled
+by it and non-finite gradients are left to the scaler (``scaler.step`` skips the step).
+
+Validity checks are lazy: every ``check_every`` steps (default 1) ``backward()`` makes
+one host sync to verify that every loss, every gradient (without a scaler) and every
+label since the last check was valid, and raises ``NonFiniteLossError`` / ``DataError``
+naming the quantity and the step where it first went bad.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from balgrad._grad import GradientSync, ParamLayout, default_sync
-from balgrad.tasks import check_finite, check_target, task_loss, true_class_prob
+from balgrad._grad import (
+    GradientSync,
+    ParamLayout,
+    add_to_grads_,
+    default_sync,
+    full_precision,
+    grads_of,
+    sq_norms,
+)
+from balgrad.errors import ConfigError
+from balgrad.strategies.checks import PendingChecks
+from balgrad.tasks import (
+    check_finite,
+    check_target_shape,
+    screen_target,
+    task_loss,
+    true_class_prob,
+)
 
-Observer = Callable[[int, dict[str, float]], None]
+Observer = Callable[[int, dict[str, torch.Tensor]], None]
 
 
 class BalancedModel(Protocol):
@@ -35,40 +66,112 @@ class BalancedModel(Protocol):
     ) -> torch.Tensor: ...
 
 
+def unwrap(model: Any) -> tuple[Any, bool]:
+    """(the model itself, whether it came wrapped in DistributedDataParallel)."""
+    if isinstance(model, DistributedDataParallel):
+        return model.module, True
+    return model, False
+
+
 class Strategy:
-    """Base class. Subclasses implement :meth:`compute` and may override the hooks."""
+    """Base class. Subclasses implement :meth:`compute` and may override the hooks.
+
+    Attributes a training loop may set:
+        check_every: every this many steps ``backward()`` verifies the pending validity
+            checks in one host sync (1: every step; the trainer uses its log interval).
+        sync: the :class:`~balgrad._grad.GradientSync` gradients and statistics are
+            reduced through. Unset (``None``), it is resolved at every ``backward()``:
+            an all-reduce over the default process group once ``torch.distributed`` is
+            initialised with several ranks, the identity otherwise; so a strategy made
+            before ``init_process_group`` still all-reduces.
+    """
 
     name = "strategy"
-    #: True when ``on_epoch_end`` wants the unimodal validation scores (MSLR dynamic).
+    #: the whole update comes from ONE backward pass through the model, so the model may
+    #: be wrapped in DistributedDataParallel (whose reducer then averages the gradients)
+    supports_ddp = False
+    #: run :meth:`compute` with autocast off, so that it works the same inside or outside
+    #: an autocast region (a subclass then recomputes any module pass at a precision of
+    #: its choice, e.g. casting the embeddings to the head's dtype)
+    full_precision_compute = False
+    #: ``on_epoch_end`` needs the unimodal validation accuracies (MSLR's dynamic mode);
+    #: a training loop without its own validation pass (the Hugging Face Trainer
+    #: integration) reads it to run one
     needs_unimodal_validation = False
+    check_every = 1
 
     def __init__(self) -> None:
-        self.sync: GradientSync = default_sync()
+        self._sync: GradientSync | None = None
         self.step = 0
         self.epoch = 0
         self.num_epochs: int | None = None
         self._observers: list[Observer] = []
+        self._checks = PendingChecks()
+        self._layout_cache: tuple[tuple, ParamLayout] | None = None
+        self.scaler = None  # the GradScaler of the step in progress
+        self.ddp = False  # whether the step in progress runs under DistributedDataParallel
+
+    @property
+    def sync(self) -> GradientSync:
+        return self._sync if self._sync is not None else default_sync()
+
+    @sync.setter
+    def sync(self, value: GradientSync | None) -> None:
+        self._sync = value
 
     # -- the step ---------------------------------------------------------------------
-    def backward(self, model: BalancedModel, output: Any, target: torch.Tensor) -> dict[str, float]:
+    def backward(
+        self, model: BalancedModel, output: Any, target: torch.Tensor, *, scaler=None
+    ) -> dict[str, torch.Tensor]:
         """Compute this strategy's gradient for one batch and add it to ``.grad``."""
-        check_target(output.logits, target, model.task)
-        stats = self.compute(model, output, target)
-        stats = {k: float(v) for k, v in stats.items()}
+        module, ddp = unwrap(model)
+        if ddp and not self.supports_ddp:
+            raise ConfigError(
+                f"strategy {self.name!r} takes several separate gradients, which "
+                "DistributedDataParallel's reducer does not see: pass the unwrapped model "
+                "(the strategy all-reduces its gradients itself)"
+            )
+        check_target_shape(output.logits, target, module.task)
+        target, ok, bad, message = screen_target(output.logits, target, module.task)
+        self._checks.target(self.step, ok, bad, message)
+        self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        self.ddp = ddp
+        device = output.logits.device
+        try:
+            with full_precision(device) if self.full_precision_compute else nullcontext():
+                stats = self.compute(module, output, target)
+            if not ddp and isinstance(module, nn.Module):
+                # DDP broadcasts rank 0's buffers (BatchNorm statistics) at the start of
+                # every forward. Broadcasting them here, after the forward that changed
+                # them, gives every rank the same buffers at every next forward, and also
+                # at evaluation after the last step.
+                self.sync.broadcast_buffers(module)
+        finally:
+            self.scaler = None
+            self.ddp = False
+        stats = {k: _as_stat(v, device) for k, v in stats.items()}
+        if self.step % max(1, int(self.check_every)) == 0:
+            self._checks.verify()
         for observer in self._observers:
             observer(self.step, stats)
         self.step += 1
         return stats
 
-    def compute(self, model: BalancedModel, output: Any, target: torch.Tensor) -> dict[str, float]:
+    def compute(
+        self, model: BalancedModel, output: Any, target: torch.Tensor
+    ) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
+
+    def verify(self) -> None:
+        """Run the pending validity checks now (one host sync), e.g. at the end of an epoch."""
+        self._checks.verify()
 
     # -- hooks for the training loop ----------------------------------------------------
     def param_groups(self, model: BalancedModel, lr: float) -> list[dict]:
         """Optimizer parameter groups (MSLR gives each modality its own rate)."""
         return [
             {"params": ps, "lr": lr, "name": name}
-            for name, ps in model.parameter_groups().items()
+            for name, ps in unwrap(model)[0].parameter_groups().items()
             if ps
         ]
 
@@ -97,32 +200,84 @@ class Strategy:
         self.epoch = int(state.get("epoch", 0))
 
     # -- shared pieces ----------------------------------------------------------------
-    @staticmethod
-    def layout(model: BalancedModel) -> ParamLayout:
-        return ParamLayout.of(model.parameter_groups())
+    def layout(self, model: BalancedModel) -> ParamLayout:
+        """The model's trainable parameter groups, cached until its parameter set (or a
+        parameter's ``requires_grad``) changes."""
+        if not isinstance(model, nn.Module):
+            return ParamLayout.of(model.parameter_groups())
+        key = (id(model), *((id(p), p.requires_grad) for p in model.parameters()))
+        if self._layout_cache is None or self._layout_cache[0] != key:
+            self._layout_cache = (key, ParamLayout.of(model.parameter_groups()))
+        return self._layout_cache[1]
+
+    def scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` multiplied by the step's GradScaler scale (no host sync), if any."""
+        return loss if self.scaler is None else self.scaler.scale(loss)
+
+    def check_finite(self, names: tuple[str, ...], values: torch.Tensor) -> None:
+        """Verify at the next check that each entry of ``values`` is finite."""
+        self._checks.finite(self.step, names, values)
+
+    def check_gradients_finite(self, name: str, grads: Sequence[torch.Tensor]) -> None:
+        """Verify at the next check that ``grads`` are finite, unless a GradScaler runs
+        the step (it skips steps with non-finite gradients itself)."""
+        if self.scaler is None and grads:
+            self.check_finite((name,), sq_norms(grads).sum())
+
+    def backward_into(
+        self,
+        roots: Sequence[torch.Tensor],
+        root_grads: Sequence[torch.Tensor | None],
+        params: Sequence[nn.Parameter],
+    ) -> None:
+        """Accumulate d roots / d params (cotangents ``root_grads``, None for a scalar
+        loss) into ``.grad`` with one backward pass, as ``loss.backward()`` would:
+        through DDP's reducer for a wrapped model, all-reduced through :attr:`sync` when
+        the strategy reduces itself on several ranks."""
+        keep = [(r, g) for r, g in zip(roots, root_grads) if r.requires_grad]
+        if not keep or not params:
+            return
+        roots, root_grads = [r for r, _ in keep], [g for _, g in keep]
+        sync = self.sync
+        if self.ddp:
+            torch.autograd.backward(roots, root_grads)
+        elif sync.world_size > 1:
+            grads = grads_of(roots, params, root_grads, retain_graph=False)
+            sync.mean_(grads)
+            add_to_grads_(params, grads)
+        else:
+            torch.autograd.backward(roots, root_grads, inputs=list(params))
 
     def unimodal_monitor(
         self, model: BalancedModel, output: Any, target: torch.Tensor
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """L_v, L_l and mean true-class probabilities, without gradient (loss curves)."""
         with torch.no_grad():
             return {
-                "loss_image": task_loss(output.logits_image, target, model.task).item(),
-                "loss_text": task_loss(output.logits_text, target, model.task).item(),
-                "score_image": true_class_prob(output.logits_image, target, model.task)
-                .mean()
-                .item(),
-                "score_text": true_class_prob(output.logits_text, target, model.task).mean().item(),
+                "loss_image": task_loss(output.logits_image, target, model.task),
+                "loss_text": task_loss(output.logits_text, target, model.task),
+                "score_image": true_class_prob(output.logits_image, target, model.task).mean(),
+                "score_text": true_class_prob(output.logits_text, target, model.task).mean(),
             }
 
     def batch_mean(self, values: torch.Tensor) -> torch.Tensor:
         """Mean of per-sample values over the global batch (all ranks)."""
         both = self.sync.sum(
-            torch.stack([values.detach().sum(), values.new_tensor(values.numel())])
+            torch.stack([values.detach().sum(), values.new_full((), values.numel())])
         )
         return both[0] / both[1].clamp_min(1)
 
 
+def _as_stat(value: Any, device: torch.device) -> torch.Tensor:
+    """A statistic as a 0-d detached tensor; a Python number goes to ``device`` without a
+    host sync (a fill kernel, not a copy)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().reshape(())
+    dtype = torch.float32 if device.type == "mps" else torch.float64
+    return torch.full((), float(value), device=device, dtype=dtype)
+
+
 def checked_loss(name: str, loss: torch.Tensor) -> torch.Tensor:
+    """Check ``loss`` now (a host sync); :meth:`Strategy.check_finite` checks lazily."""
     check_finite(name, loss)
     return loss

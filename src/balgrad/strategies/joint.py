@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from balgrad.strategies.base import Strategy, checked_loss
+from balgrad.strategies.base import Strategy
 from balgrad.tasks import task_loss
 
 
 class Joint(Strategy):
-    """g = grad L_T. One backward pass per step."""
+    """g = grad L_T: one backward pass per step, exactly ``L_T.backward()`` (so it also
+    runs under DistributedDataParallel)."""
 
     name = "joint"
+    supports_ddp = True
+    full_precision_compute = True
 
     def compute(self, model, output, target):
-        loss = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
-        layout = self.layout(model)
-        g = self.sync.mean(layout.grad(loss, retain_graph=False))
-        layout.write_grads(g)
-        return {"loss_task": loss.item(), **self.unimodal_monitor(model, output, target)}
+        loss = task_loss(output.logits, target, model.task)
+        self.check_finite(("task loss L_T",), loss)
+        params = self.layout(model).params
+        self.backward_into([self.scaled(loss)], [None], params)
+        self.check_gradients_finite("gradient g_T", [p.grad for p in params if p.grad is not None])
+        return {"loss_task": loss, **self.unimodal_monitor(model, output, target)}

@@ -24,13 +24,13 @@ Write your own (README, "Write your own strategy")::
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from balgrad.errors import ConfigError
 from balgrad.registry import Option, Registry
 from balgrad.strategies.agm import AGM
 from balgrad.strategies.balgrad import BalGrad
+from balgrad.strategies.balgrad_fast import BalGradFast
 from balgrad.strategies.base import Strategy
 from balgrad.strategies.joint import Joint
 from balgrad.strategies.mslr import MSLR
@@ -153,17 +153,13 @@ register_preset(
     ablation_order=3,
     default_run=True,
 )
-# TODO(lead, merge of `engine`): balgrad_fast lives in the engine branch's
-# strategies/balgrad_fast.py; this registers it by import path as soon as that module
-# exists (check the class name there). Drop engine's line in the old STRATEGIES dict.
-if importlib.util.find_spec("balgrad.strategies.balgrad_fast") is not None:
-    register_strategy(
-        "balgrad_fast",
-        "balgrad.strategies.balgrad_fast:BalGradFast",
-        label="BalGrad (fast)",
-        description="BalGrad's geometry at the embeddings h_v, h_l: one backward pass",
-        role="proposed",
-    )
+register_strategy(
+    "balgrad_fast",
+    BalGradFast,
+    label="BalGrad (fast)",
+    description="BalGrad's geometry at the embeddings h_v, h_l: one backward pass",
+    role="proposed",
+)
 
 
 # -- the public functions --------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 balgrad does not wrap the model in ``DistributedDataParallel``: strategies compute
 several separate gradients with ``torch.autograd.grad`` (which DDP's reducer does not
-see), so each strategy all-reduces its flat gradients and batch statistics itself
-through :class:`balgrad._grad.DistributedGradientSync`, before any coefficient or
-projection (SPEC section 3). Parameters are broadcast from rank 0 once at start; after
-that every rank applies the same update, so replicas stay identical.
+see), so each strategy all-reduces its gradients and batch statistics itself through
+:class:`balgrad._grad.DistributedGradientSync`, before any coefficient or projection
+(SPEC section 3). The sync is looked up at every ``backward()``, so a strategy made
+before ``init_process_group`` still reduces. Parameters are broadcast from rank 0 once
+at start and buffers (BatchNorm statistics) after every step; every rank applies the
+same update, so replicas stay identical. (``joint``, ``mslr`` and ``balgrad_fast`` also
+run on a DDP-wrapped model in a user's own loop.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,47 @@
+"""benchmarks/gpu_suite.sh (and strategy_cost.py under it) run end to end on the CPU with
+tiny towers: the script the GPU machine runs must not fail there for a plumbing error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_suite_dry_run_on_cpu(tmp_path):
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+        "BALGRAD_SUITE_TINY": "1",
+        "BALGRAD_SUITE_METHODS": "joint balgrad_fast floor",
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "suite.log").read_text()
+    for part in ("env", "check", "cost_fp32", "cost_bf16"):
+        assert f"end {part}: exit 0" in log, log
+    check = json.loads((tmp_path / "check.json").read_text())["check"]
+    assert check["balgrad"]["ok"] and check["balgrad_fast"]["ok"]
+    for precision in ("fp32", "bf16"):
+        result = json.loads((tmp_path / f"cost_{precision}.json").read_text())
+        assert result["precision"] == precision
+        assert set(result["methods"]) == {"joint", "balgrad_fast", "floor"}
+        joint = result["methods"]["joint"]
+        assert joint["ratio_joint"] == 1.0 and joint["median_ms"] > 0
+        assert result["methods"]["floor"]["ratio_floor"] == 1.0
