@@ -52,7 +52,7 @@ from balgrad.train.distributed import (
 from balgrad.train.lock import RunLock
 from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger
 from balgrad.train.precision import resolve_precision
-from balgrad.train.trainer import Trainer, TrainSettings
+from balgrad.train.trainer import Trainer, TrainSettings, check_precision_support
 
 log = logging.getLogger("balgrad")
 
@@ -285,6 +285,9 @@ class Experiment:
         try:
             if resume and self.dist.is_main:
                 check_resumable(cfg, self.run_dir)
+            if write_config:  # a training run: fail before the first method trains
+                for method in cfg.methods:
+                    check_precision_support(method_strategy(cfg, method, 0), cfg.precision)
             self.data = load_data(cfg)
             self.cache = make_cache(cfg)
             self._frozen_memory: dict = {}

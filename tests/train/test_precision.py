@@ -109,6 +109,16 @@ def test_fp16_with_a_strategy_that_takes_no_scaler_is_a_clear_error(tmp_path):
         trainer(tmp_path, Unscaled(), "fp16")
 
 
+def test_fp16_with_such_a_strategy_stops_the_cli_before_any_training(tmp_path, capsys, monkeypatch):
+    import balgrad.experiment as experiment
+
+    monkeypatch.setattr(experiment, "method_strategy", lambda *args: Unscaled())
+    argv = ["train", "--method", "joint", "--precision", "fp16", "--out", str(tmp_path)]
+    assert main([*argv, "--name", "r", "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "Unscaled.backward" in capsys.readouterr().err
+    assert not list(tmp_path.glob("r/*/seed0/checkpoint*"))
+
+
 @pytest.mark.slow
 def test_a_bf16_run_end_to_end_records_its_precision(tmp_path):
     common = [

@@ -66,6 +66,15 @@ def make_optimizer(name: str, groups: list[dict], settings: TrainSettings) -> to
     raise ConfigError(f"optimizer: unknown optimizer {name!r}; expected adam, adamw or sgd")
 
 
+def check_precision_support(strategy, precision: str) -> None:
+    """fp16 needs a strategy that applies the gradient scaler to its losses."""
+    if precision == "fp16" and "scaler" not in inspect.signature(strategy.backward).parameters:
+        raise ConfigError(
+            f"precision: fp16 needs a strategy whose backward() takes scaler=; "
+            f"{type(strategy).__name__}.backward does not (use --precision bf16 or fp32)"
+        )
+
+
 @dataclass
 class TrainResult:
     best_state: dict
@@ -110,15 +119,8 @@ class Trainer:
             raise ConfigError("the model has no trainable parameters")
         self.optimizer = make_optimizer(settings.optimizer, groups, settings)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        check_precision_support(strategy, settings.precision)
         self.scaler = make_scaler(settings.precision, device)
-        if (
-            self.scaler is not None
-            and "scaler" not in inspect.signature(strategy.backward).parameters
-        ):
-            raise ConfigError(
-                f"precision: fp16 needs a strategy whose backward() takes scaler=; "
-                f"{type(strategy).__name__}.backward does not (use --precision bf16 or fp32)"
-            )
         strategy.check_every = settings.log_every  # the strategy's lazy NaN check
 
     # -- one epoch ------------------------------------------------------------------
