@@ -217,8 +217,12 @@ def cmd_evaluate(args) -> int:
 
 def cmd_report(args) -> int:
     from balgrad.report.build import build_report
+    from balgrad.train.lock import RunLock
 
-    build_report(Path(args.run_dir))
+    if not (Path(args.run_dir) / "config.yaml").is_file():
+        raise ConfigError(f"report: {args.run_dir} is not a run folder (no config.yaml)")
+    with RunLock(args.run_dir):  # the figures and tables are written into the run folder
+        build_report(Path(args.run_dir))
     print((Path(args.run_dir) / "table.md").read_text())
     return 0
 

@@ -121,3 +121,13 @@ def test_the_lock_is_released_on_errors_and_ctrl_c(tmp_path, monkeypatch):
     # a refused resume (an error after the lock is taken) releases it too
     assert main(cli_argv(tmp_path, "--resume", "--lr", "0.5")) == 2
     assert not (tmp_path / "r" / "run.lock").exists()
+
+
+def test_report_and_evaluate_respect_the_lock(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("methods: [joint]\n")
+    holder = {"pid": os.getppid(), "host": socket.gethostname(), "started": "now"}
+    (tmp_path / "run.lock").write_text(json.dumps(holder))  # a live process on this host
+    for argv in (["report", str(tmp_path)], ["evaluate", str(tmp_path)]):
+        assert main(argv) == 2
+        assert f"pid {os.getppid()}" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run.lock").read_text()) == holder  # left alone

@@ -216,7 +216,11 @@ class Trainer:
                     stats = self._train_step(batch)
                     for k, v in stats.items():  # on the device: no host sync
                         totals[k] = totals.get(k, 0.0) + v
-                    if not bar.disable and self.strategy.step % self.s.log_every == 0:
+                    if (
+                        not bar.disable
+                        and "loss_task" in stats
+                        and self.strategy.step % self.s.log_every == 0
+                    ):
                         bar.set_postfix(loss=f"{float(stats['loss_task']):.3f}")
             except NonFiniteLossError as err:
                 self._flush()
