@@ -330,7 +330,7 @@ class Trainer:
 
 def _pinned(x):
     if isinstance(x, torch.Tensor):
-        return x.pin_memory()
+        return x.pin_memory() if x.device.type == "cpu" else x
     if isinstance(x, dict):
         return {k: _pinned(v) for k, v in x.items()}
     return x
