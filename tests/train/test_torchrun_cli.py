@@ -42,7 +42,6 @@ def test_torchrun_compare_writes_one_complete_run_folder(tmp_path):
         "compare",
         *TINY,
         "--methods",
-        "joint",
         "balgrad",
         "--epochs",
         "2",
@@ -64,17 +63,16 @@ def test_torchrun_compare_writes_one_complete_run_folder(tmp_path):
     assert "in use by another balgrad process" not in proc.stderr
     assert proc.stdout.count("run folder:") == 1  # rank 0 alone reports
     assert yaml.safe_load((run / "config.yaml").read_text())["precision"] == "fp32"
-    for method in ("joint", "balgrad"):
-        seed_dir = run / method / "seed0"
-        rows = [json.loads(x) for x in (seed_dir / "metrics.jsonl").open()]
-        # 144 training samples over 2 ranks x batch 32: 2 full global steps per epoch
-        # (drop_last), each logged once
-        assert [r["step"] for r in rows] == [0, 1, 2, 3]
-        epochs = [json.loads(x) for x in (seed_dir / "epochs.jsonl").open()]
-        assert [e["epoch"] for e in epochs] == [0, 1]
-        evaluation = json.loads((seed_dir / "eval.json").read_text())
-        assert evaluation["method"] == method and "full" in evaluation["conditions"]
-        for name in ("model.safetensors", "checkpoint.pt", "checkpoint.prev.pt"):
-            assert (seed_dir / name).stat().st_size > 0, name
+    seed_dir = run / "balgrad" / "seed0"
+    rows = [json.loads(x) for x in (seed_dir / "metrics.jsonl").open()]
+    # 144 training samples over 2 ranks x batch 32: 2 full global steps per epoch
+    # (drop_last), each logged once
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    epochs = [json.loads(x) for x in (seed_dir / "epochs.jsonl").open()]
+    assert [e["epoch"] for e in epochs] == [0, 1]
+    evaluation = json.loads((seed_dir / "eval.json").read_text())
+    assert evaluation["method"] == "balgrad" and "full" in evaluation["conditions"]
+    for name in ("model.safetensors", "checkpoint.pt", "checkpoint.prev.pt"):
+        assert (seed_dir / name).stat().st_size > 0, name
     for name in ("table.md", "table.json", "results.json", "report.md"):
         assert (run / name).stat().st_size > 0, name
