@@ -8,17 +8,16 @@ import json
 import pytest
 import torch
 import yaml
-from toy_components import BagEncoder, ToyData, VecEncoder
+from cli_children import TINY
+from toy_components import toy_trainer
 
 from balgrad.cli import main
-from balgrad.data.pipeline import InputPipeline
 from balgrad.errors import ConfigError
-from balgrad.models import TwoTowerModel
 from balgrad.strategies.base import Strategy
 from balgrad.tasks import task_loss
 from balgrad.train.checkpoint import load_checkpoint
 from balgrad.train.precision import resolve_precision
-from balgrad.train.trainer import Trainer, TrainSettings
+from balgrad.train.trainer import TrainSettings
 
 
 def test_auto_is_fp32_on_the_cpu_and_named_precisions_are_kept():
@@ -52,32 +51,20 @@ class Unscaled(ScaledJoint):
 
 
 def trainer(run_dir, strategy, precision, epochs=2, forwards=None):
-    torch.manual_seed(0)
-    img, txt = VecEncoder(), BagEncoder()
-    model = TwoTowerModel(img, txt, 3, embed_dim=8)
-    if forwards is not None:  # record the autocast state of every forward pass
-        inner = model.forward
-
-        def forward(*args, **kwargs):
-            forwards.append(
-                torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-            )
-            return inner(*args, **kwargs)
-
-        model.forward = forward
     settings = TrainSettings(
         epochs=epochs, batch_size=16, lr=1e-2, progress=False, precision=precision
     )
-    return Trainer(
-        model,
-        strategy,
-        InputPipeline(img, txt, progress=False),
-        ToyData(96),
-        ToyData(30, seed=1, split="val"),
-        settings,
-        run_dir,
-        torch.device("cpu"),
-    )
+    t = toy_trainer(run_dir, strategy, settings)
+    if forwards is not None:  # record the autocast state of every forward pass
+        inner = t.model.forward
+
+        def forward(*args, **kwargs):
+            autocast = torch.is_autocast_enabled("cpu")
+            forwards.append(torch.get_autocast_dtype("cpu") if autocast else None)
+            return inner(*args, **kwargs)
+
+        t.model.forward = forward
+    return t
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", None)])
@@ -121,24 +108,7 @@ def test_fp16_with_such_a_strategy_stops_the_cli_before_any_training(tmp_path, c
 
 @pytest.mark.slow
 def test_a_bf16_run_end_to_end_records_its_precision(tmp_path):
-    common = [
-        "--dataset-option",
-        "n_train=160",
-        "--dataset-option",
-        "n_test=60",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--no-progress",
-        "--no-sweep",
-        "--backbone-option",
-        "image.width=4",
-        "--embed-dim",
-        "16",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    ]
+    common = [*TINY, "--epochs", "1", "--cache-dir", str(tmp_path / "cache")]
     argv = [
         "compare",
         *common,

@@ -1,34 +1,19 @@
 import pytest
 import torch
-from toy_components import BagEncoder, ToyData, VecEncoder
+from toy_components import toy_trainer
 
-from balgrad.data.pipeline import InputPipeline
 from balgrad.errors import BalgradError, NonFiniteLossError
-from balgrad.models import TwoTowerModel
 from balgrad.strategies import create_strategy
 from balgrad.strategies.base import Strategy
 from balgrad.tasks import task_loss
 from balgrad.train.checkpoint import load_checkpoint
 from balgrad.train.metrics_log import JsonlLogger, read_jsonl
-from balgrad.train.trainer import Trainer, TrainSettings
+from balgrad.train.trainer import TrainSettings
 
 
 def make_trainer(run_dir, epochs, method="balgrad"):
-    torch.manual_seed(0)
-    img, txt = VecEncoder(), BagEncoder()
-    pipe = InputPipeline(img, txt, progress=False)
-    model = TwoTowerModel(img, txt, 3, embed_dim=8)
     settings = TrainSettings(epochs=epochs, batch_size=16, lr=1e-2, progress=False)
-    return Trainer(
-        model,
-        create_strategy(method),
-        pipe,
-        ToyData(96),
-        ToyData(30, seed=1, split="val"),
-        settings,
-        run_dir,
-        torch.device("cpu"),
-    )
+    return toy_trainer(run_dir, create_strategy(method), settings)
 
 
 @pytest.mark.parametrize("method", ["balgrad", "agm", "mslr"])
@@ -113,23 +98,9 @@ class TensorStatsJoint(Strategy):
 
 
 def test_the_loop_reads_statistics_on_the_host_only_every_log_every_steps(tmp_path):
-    torch.manual_seed(0)
-    img, txt = VecEncoder(), BagEncoder()
-    model = TwoTowerModel(img, txt, 3, embed_dim=8)
     settings = TrainSettings(epochs=2, batch_size=4, lr=1e-2, progress=True, log_every=8)
     strategy = TensorStatsJoint()
-    logger = JsonlLogger(tmp_path / "metrics.jsonl")
-    trainer = Trainer(
-        model,
-        strategy,
-        InputPipeline(img, txt, progress=False),
-        ToyData(96),
-        ToyData(30, seed=1, split="val"),
-        settings,
-        tmp_path,
-        torch.device("cpu"),
-        observers=[logger],
-    )
+    trainer = toy_trainer(tmp_path, strategy, settings, [JsonlLogger(tmp_path / "metrics.jsonl")])
     assert strategy.check_every == 8
     HostReads.reads = 0
     result = trainer.fit()
