@@ -1,7 +1,10 @@
+import os
+from pathlib import Path
+
 import pytest
 import yaml
 
-from balgrad.cli import build_parser, config_from_args
+from balgrad.cli import build_parser, config_from_args, main
 from balgrad.config import RunConfig
 from balgrad.errors import ConfigError
 
@@ -102,3 +105,56 @@ def test_a_malformed_option_flag_is_named():
 def test_a_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         parse("--config", str(tmp_path / "nope.yaml"))
+
+
+def test_precision_is_a_choice_of_flag_and_yaml(tmp_path):
+    assert parse("--precision", "bf16").precision == "bf16"
+    assert parse().precision == "auto"
+    path = tmp_path / "run.yaml"
+    path.write_text("precision: fp16\nlog_every: 5\n")
+    assert (parse("--config", str(path)).precision, parse("--config", str(path)).log_every) == (
+        "fp16",
+        5,
+    )
+    path.write_text("precision: half\n")
+    with pytest.raises(ConfigError, match="precision"):
+        parse("--config", str(path))
+
+
+def out_error(tmp_path, capsys, out):
+    argv = ["train", "--method", "joint", "--out", str(out), "--cache-dir", str(tmp_path / "c")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_an_out_that_is_a_file_is_named(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert f"--out: {afile} is a file" in out_error(tmp_path, capsys, afile)
+    under = afile / "runs"
+    assert f"--out: {under} lies under the file {afile}" in out_error(tmp_path, capsys, under)
+
+
+def unwritable_folder(tmp_path):
+    """A folder that refuses new files: permission bits, or for root (whom they do not
+    stop) a kernel file system that refuses any new file."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "readonly"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    for folder in (Path("/sys/kernel"), Path("/sys")):
+        try:
+            os.close(os.open(folder / "balgrad-probe", os.O_CREAT | os.O_WRONLY))
+        except OSError:
+            return folder
+        os.unlink(folder / "balgrad-probe")
+    pytest.skip("running as root with no read-only folder to try (/sys is writable here)")
+
+
+def test_an_unwritable_out_is_named(tmp_path, capsys):
+    folder = unwritable_folder(tmp_path)
+    err = out_error(tmp_path, capsys, folder / "runs")
+    assert f"--out: cannot write into {folder / 'runs'}" in err

@@ -124,9 +124,10 @@ def test_train_resumes_an_interrupted_run(tmp_path):
         "--cache-dir",
         str(tmp_path / "cache"),
     ]
-    assert main(common) == 0
+    assert main([*common, "--epochs", "2"]) == 0
     seed_dir = tmp_path / "r" / "agm" / "seed0"
-    (seed_dir / "eval.json").unlink()  # as if it stopped before evaluating
+    (seed_dir / "eval.json").unlink()  # as if it stopped in epoch 2: only epoch 1's
+    (seed_dir / "checkpoint.pt").unlink()  # checkpoint (now checkpoint.prev.pt) is left
     assert main([*common, "--epochs", "2", "--resume"]) == 0
     rows = (seed_dir / "epochs.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [0, 1]

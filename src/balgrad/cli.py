@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from balgrad.config import RunConfig, build_config, default_methods, load_yaml
+from balgrad.config import LEGACY_PRECISION, RunConfig, build_config, default_methods, load_yaml
 from balgrad.errors import BalgradError, ConfigError
 
 DICT_FLAGS = {
@@ -139,32 +139,35 @@ def _run_folder(cfg: RunConfig) -> Path:
     return Path(cfg.out) / name
 
 
+def _writes_run_folder() -> bool:
+    """Rank 0 under torchrun (the one process that writes the run folder), else True."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _run_all(cfg: RunConfig, resume: bool) -> Path:
-    from balgrad.experiment import Experiment
+    from balgrad.experiment import Experiment, check_writable_folder
     from balgrad.report.build import build_report
 
+    if _writes_run_folder():
+        check_writable_folder(cfg.out, "--out")
     run_dir = _run_folder(cfg)
-    if resume and not (run_dir / "config.yaml").exists():
-        raise ConfigError(
-            f"--resume: no run folder at {run_dir} (give the same --out and --name as the first run)"
-        )
-    exp = Experiment(cfg, run_dir, resume=resume)
-    t0 = time.perf_counter()
-    for seed in cfg.seeds:
-        for method in cfg.methods:
-            done = exp.run_dir_of(method, seed) / "eval.json"
-            if resume and done.exists():
-                logging.getLogger("balgrad").info(
-                    "skip %s seed %d: already evaluated", method, seed
-                )
-                continue
-            exp.train_one(method, seed)
-    if exp.dist.is_main:
-        build_report(run_dir, methods=cfg.methods, seeds=cfg.seeds)
-        print((run_dir / "table.md").read_text())
-        print(
-            f"run folder: {run_dir}  ({time.perf_counter() - t0:.0f} s); what it shows: {run_dir / 'report.md'}"
-        )
+    with Experiment(cfg, run_dir, resume=resume) as exp:
+        t0 = time.perf_counter()
+        for seed in cfg.seeds:
+            for method in cfg.methods:
+                done = exp.run_dir_of(method, seed) / "eval.json"
+                if resume and done.exists():
+                    logging.getLogger("balgrad").info(
+                        "skip %s seed %d: already evaluated", method, seed
+                    )
+                    continue
+                exp.train_one(method, seed)
+        if exp.dist.is_main:
+            build_report(run_dir, methods=cfg.methods, seeds=cfg.seeds)
+            print((run_dir / "table.md").read_text())
+            print(
+                f"run folder: {run_dir}  ({time.perf_counter() - t0:.0f} s); what it shows: {run_dir / 'report.md'}"
+            )
     return run_dir
 
 
@@ -179,14 +182,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from balgrad.experiment import Experiment
+    from balgrad.experiment import Experiment, check_writable_folder
     from balgrad.report.build import build_report
 
     run_dir = Path(args.run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"evaluate: {run_dir} is not a run folder (no config.yaml)")
+    check_writable_folder(run_dir, "evaluate RUN_DIR")
     values = load_yaml(cfg_path)
+    values.setdefault("precision", LEGACY_PRECISION)  # runs from before --precision: fp32
     for name in (
         "missing_ratio",
         "image_noise",
@@ -196,31 +201,37 @@ def cmd_evaluate(args) -> int:
         "device",
         "progress",
         "missing",
+        "precision",
     ):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     cfg = build_config(values, str(cfg_path))
-    exp = Experiment(cfg, run_dir, write_config=False)  # config.yaml stays the training record
     methods = args.methods or cfg.methods
-    for seed in cfg.seeds:
-        for method in methods:
-            model, pipeline = exp.load_trained(method, seed)
-            evaluation = exp.evaluate_model(model, pipeline)
-            path = exp.run_dir_of(method, seed) / "eval.json"
-            old = json.loads(path.read_text()) if path.exists() else {}
-            old.pop("sweep", None)  # a sweep under other protocol settings must not linger
-            path.write_text(
-                json.dumps({**old, "method": method, "seed": seed, **evaluation}, indent=2)
-            )
-    build_report(run_dir, methods=methods, seeds=cfg.seeds)
+    # config.yaml stays the training record
+    with Experiment(cfg, run_dir, write_config=False) as exp:
+        for seed in cfg.seeds:
+            for method in methods:
+                model, pipeline = exp.load_trained(method, seed)
+                evaluation = exp.evaluate_model(model, pipeline)
+                path = exp.run_dir_of(method, seed) / "eval.json"
+                old = json.loads(path.read_text()) if path.exists() else {}
+                old.pop("sweep", None)  # a sweep under other protocol settings must not linger
+                path.write_text(
+                    json.dumps({**old, "method": method, "seed": seed, **evaluation}, indent=2)
+                )
+        build_report(run_dir, methods=methods, seeds=cfg.seeds)
     print((run_dir / "table.md").read_text())
     return 0
 
 
 def cmd_report(args) -> int:
     from balgrad.report.build import build_report
+    from balgrad.train.lock import RunLock
 
-    build_report(Path(args.run_dir))
+    if not (Path(args.run_dir) / "config.yaml").is_file():
+        raise ConfigError(f"report: {args.run_dir} is not a run folder (no config.yaml)")
+    with RunLock(args.run_dir):  # the figures and tables are written into the run folder
+        build_report(Path(args.run_dir))
     print((Path(args.run_dir) / "table.md").read_text())
     return 0
 
@@ -314,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--missing", choices=["input", "embedding"])
     e.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None)
     e.add_argument("--device")
+    e.add_argument(
+        "--precision",
+        choices=typing.get_args(RunConfig.model_fields["precision"].annotation),
+        help="autocast precision of the forward passes (default: the one the run trained in)",
+    )
     e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     e.set_defaults(func=cmd_evaluate)
 

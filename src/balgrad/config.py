@@ -125,6 +125,11 @@ class RunConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     seeds: list[int] = Field(default_factory=lambda: [0])
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="autocast precision of training and evaluation: auto = bf16 on a CUDA device "
+        "that supports it, else fp32; fp16 adds a gradient scaler (recorded resolved in config.yaml)",
+    )
     num_workers: int = Field(0, ge=0)
     # evaluation protocol
     missing_ratio: float = Field(1.0, ge=0, le=1)
@@ -142,6 +147,12 @@ class RunConfig(BaseModel):
         ".balgrad-cache", description="feature cache for frozen backbones and generated data"
     )
     tensorboard: bool = Field(False, description="also log step diagnostics to TensorBoard")
+    log_every: int = Field(
+        25,
+        gt=0,
+        description="steps between the training loop's host syncs: progress-bar loss, "
+        "TensorBoard points, the lazy NaN check (metrics.jsonl still gets every step)",
+    )
     progress: bool = True
 
     @field_validator("*", mode="before")
@@ -231,6 +242,62 @@ def _named(field: str, check, name: str, options: Any) -> None:
         check(name, options)
     except ConfigError as err:
         raise ConfigError(f"field {field!r}: {err}") from None
+
+
+# -- resuming a run folder ------------------------------------------------------------
+#: Fields a resumed run may change: none of them can change a trained model or a score.
+RESUME_NEUTRAL: dict[str, str] = {
+    "progress": "progress bars only",
+    "num_workers": "DataLoader worker processes only: balgrad's datasets and impairments are "
+    "seeded per sample and the shuffling generator lives in the main process, so batches do "
+    "not depend on the worker count",
+    "tensorboard": "an extra log of the same statistics",
+    "log_every": "how often the loop reads statistics on the host (progress bar, TensorBoard, "
+    "the lazy NaN check); metrics.jsonl still gets every step",
+    "out": "where the run folder is (it may have been moved)",
+    "name": "the run folder's name (it may have been renamed)",
+    "cache_dir": "a cache of generated data and features, keyed by content: a new folder is "
+    "refilled with the same values",
+}
+#: Fields a resumed run may change that alter floating-point rounding only (another
+#: kernel or batch blocking): allowed, with a warning that the result is then not bitwise
+#: equal to an uninterrupted run. ``precision`` is not among them: bf16/fp16 change results.
+RESUME_ROUNDING_ONLY: dict[str, str] = {
+    "device": "another device computes the same steps with other kernels",
+    "eval_batch_size": "validation and test scores computed in other batch sizes",
+}
+#: List fields a resumed run may extend (this is how a seed or a method is added to a run
+#: folder; finished runs are skipped), never shrink: the folder keeps their results.
+RESUME_MAY_GROW = ("seeds", "methods")
+#: ``precision`` of a config.yaml written before the option existed (always fp32).
+LEGACY_PRECISION = "fp32"
+
+
+def resume_differences(old: RunConfig, new: RunConfig) -> tuple[list[str], list[str]]:
+    """(refused, allowed) differences between a run folder's settings and a resume's, as
+    ``field: old → new`` lines. ``refused`` is empty when the resume may go on; ``allowed``
+    lists the rounding-only changes to warn about."""
+    refused, allowed = [], []
+    for name in RunConfig.model_fields:
+        a, b = getattr(old, name), getattr(new, name)
+        if name in RESUME_NEUTRAL or a == b:
+            continue
+        line = f"{name}: {a!r} → {b!r}"
+        if name in RESUME_ROUNDING_ONLY:
+            allowed.append(f"{line} ({RESUME_ROUNDING_ONLY[name]})")
+        elif name in RESUME_MAY_GROW:
+            dropped = [x for x in a if x not in b]
+            if dropped:
+                refused.append(f"{line} (a resume may add {name} but not drop {dropped})")
+        elif name == "method_options":
+            # options of methods added on this resume are free; those of trained ones are not
+            for method in old.methods:
+                oa, ob = a.get(method, {}), b.get(method, {})
+                if oa != ob:
+                    refused.append(f"method_options.{method}: {oa!r} → {ob!r}")
+        else:
+            refused.append(line)
+    return refused, allowed
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

@@ -3,9 +3,9 @@
 One *run* is (method, seed); a *comparison* is several runs on one dataset, written
 into one run folder:
 
-    <out>/<name>/config.yaml
-    <out>/<name>/<method>/seed<k>/{checkpoint.pt, model.safetensors, metrics.jsonl,
-                                   epochs.jsonl, eval.json, tokenizer.json}
+    <out>/<name>/config.yaml, run.lock (while a process writes the folder)
+    <out>/<name>/<method>/seed<k>/{checkpoint.pt, checkpoint.prev.pt, model.safetensors,
+                                   metrics.jsonl, epochs.jsonl, eval.json, tokenizer.json}
     <out>/<name>/{results.json, table.md, table.csv, table.json, gap_vs_ratio.png, ...}
 """
 
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from balgrad.backbones.factory import BACKBONES
-from balgrad.config import RunConfig, dump_yaml
+from balgrad.config import (
+    LEGACY_PRECISION,
+    RESUME_MAY_GROW,
+    RESUME_NEUTRAL,
+    RESUME_ROUNDING_ONLY,
+    RunConfig,
+    build_config,
+    dump_yaml,
+    load_yaml,
+    resume_differences,
+)
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.catalog import DATASETS
 from balgrad.data.pipeline import InputPipeline
@@ -40,8 +52,10 @@ from balgrad.train.distributed import (
     init_distributed,
     resolve_device,
 )
+from balgrad.train.lock import RunLock
 from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger
-from balgrad.train.trainer import Trainer, TrainSettings
+from balgrad.train.precision import resolve_precision
+from balgrad.train.trainer import Trainer, TrainSettings, check_precision_support
 
 log = logging.getLogger("balgrad")
 
@@ -171,6 +185,59 @@ def method_strategy(cfg: RunConfig, method: str, seed: int):
     return create_strategy(method, **opts)
 
 
+def check_writable_folder(path: str | Path, option: str) -> None:
+    """Fail before any work when ``path`` cannot be a folder balgrad writes into: it is a
+    file, lies under a file, or refuses a new file (tried for real: permission bits say
+    nothing for root, read-only mounts or full disks)."""
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                where = "is a file" if parent == path else f"lies under the file {parent}"
+                raise ConfigError(f"{option}: {path} {where}; give a folder")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".balgrad-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"{option}: cannot write into {path}: {err.strerror or err}") from None
+
+
+def stored_config(run_dir: Path) -> Path:
+    stored = run_dir / "config.yaml"
+    if not stored.is_file():
+        raise ConfigError(
+            f"--resume: no run folder at {run_dir} (give the same --out and --name as the first run)"
+        )
+    return stored
+
+
+def check_resumable(cfg: RunConfig, run_dir: Path) -> None:
+    """``--resume`` continues a run only with the settings it was started with (except
+    the fields of ``config.RESUME_NEUTRAL``/``RESUME_ROUNDING_ONLY``; seeds and methods may
+    be added). ``cfg.precision`` must be resolved."""
+    stored = stored_config(run_dir)
+    values = load_yaml(stored)
+    values.setdefault("precision", LEGACY_PRECISION)
+    refused, allowed = resume_differences(build_config(values, str(stored)), cfg)
+    if refused:
+        free = ", ".join([*RESUME_NEUTRAL, *RESUME_ROUNDING_ONLY])
+        raise ConfigError(
+            f"--resume: these settings differ from the run in {run_dir} (old → new):\n  "
+            + "\n  ".join(refused)
+            + f"\nResume with the run's settings (they are in {stored}), or start another "
+            f"run folder with --name. A resume may change only {free}, and add "
+            f"{' or '.join(RESUME_MAY_GROW)}."
+        )
+    for line in allowed:
+        log.warning(
+            "--resume: %s; the run continues, but is not bitwise equal to an uninterrupted one",
+            line,
+        )
+
+
 @dataclass
 class RunResult:
     method: str
@@ -183,20 +250,53 @@ class RunResult:
 
 
 class Experiment:
-    """Trains and evaluates every (method, seed) of a config into one run folder."""
+    """Trains and evaluates every (method, seed) of a config into one run folder.
+
+    Holds the folder's ``run.lock`` (rank 0) from construction until :meth:`close` (or
+    the end of a ``with`` block, or interpreter exit). With ``resume`` the settings are
+    checked against the folder's ``config.yaml`` before anything is loaded or written.
+    """
 
     def __init__(
         self, cfg: RunConfig, run_dir: Path, resume: bool = False, write_config: bool = True
     ):
-        self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
+        self.run_dir, self.resume = Path(run_dir), resume
         self.dist: DistInfo = init_distributed(cfg.device)
         self.device = resolve_device(cfg.device, self.dist)
-        self.data = load_data(cfg)
-        self.cache = make_cache(cfg)
-        self._frozen_memory: dict = {}
-        if self.dist.is_main and write_config:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            dump_yaml(cfg, self.run_dir / "config.yaml")
+        # resolved once: config.yaml and eval.json record what actually ran
+        self.cfg = cfg = cfg.model_copy(
+            update={"precision": resolve_precision(cfg.precision, self.device)}
+        )
+        if resume and self.dist.is_main:
+            stored_config(self.run_dir)  # before the lock creates the folder
+        self.lock = RunLock(self.run_dir) if self.dist.is_main else None
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            if resume and self.dist.is_main:
+                check_resumable(cfg, self.run_dir)
+            if write_config:  # a training run: fail before the first method trains
+                for method in cfg.methods:
+                    check_precision_support(method_strategy(cfg, method, 0), cfg.precision)
+            self.data = load_data(cfg)
+            self.cache = make_cache(cfg)
+            self._frozen_memory: dict = {}
+            if self.dist.is_main and write_config:  # only after the resume check
+                dump_yaml(cfg, self.run_dir / "config.yaml")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run folder's lock."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def pipeline(self, run_dir: Path | None = None) -> InputPipeline:
         img, txt = build_encoders(self.cfg, self.data.train.texts, run_dir)
@@ -228,12 +328,10 @@ class Experiment:
             rdir.mkdir(parents=True, exist_ok=True)
             if hasattr(pipeline.text_encoder, "save_tokenizer"):
                 pipeline.text_encoder.save_tokenizer(rdir / "tokenizer.json")
-            step_log = rdir / "metrics.jsonl"
-            if not self.resume and step_log.exists():
-                step_log.unlink()
-            observers.append(JsonlLogger(step_log, method=method, seed=seed))
+            # the trainer cuts metrics.jsonl back to its checkpoint (empties it when fresh)
+            observers.append(JsonlLogger(rdir / "metrics.jsonl", method=method, seed=seed))
             if cfg.tensorboard:
-                observers.append(TensorBoardLogger(rdir / "tensorboard"))
+                observers.append(TensorBoardLogger(rdir / "tensorboard", every=cfg.log_every))
         settings = TrainSettings(
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,
@@ -246,6 +344,8 @@ class Experiment:
             metrics=info.metrics,
             eval_batch_size=cfg.eval_batch_size,
             progress=cfg.progress,
+            precision=cfg.precision,
+            log_every=cfg.log_every,
         )
         trainer = Trainer(
             model,
@@ -260,8 +360,6 @@ class Experiment:
             observers,
         )
         t0 = time.perf_counter()
-        if not self.resume and trainer.checkpoint_path.exists():
-            trainer.checkpoint_path.unlink()
         result = trainer.fit(resume=self.resume)
         seconds = time.perf_counter() - t0
         model.load_state_dict(result.best_state)
@@ -298,6 +396,7 @@ class Experiment:
             protocol_config(cfg),
             str(self.device),
             progress=cfg.progress,
+            precision=cfg.precision,
         )
         protocol = {
             "missing": cfg.missing,
@@ -306,6 +405,7 @@ class Experiment:
             "text_noise": cfg.text_noise,
             "eval_seed": cfg.eval_seed,
             "test_split": cfg.test_split,
+            "precision": cfg.precision,
         }
         return {"protocol": protocol, **ev.run(model, sweep=cfg.sweep)}
 

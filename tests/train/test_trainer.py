@@ -1,31 +1,19 @@
 import pytest
 import torch
-from toy_components import BagEncoder, ToyData, VecEncoder
+from toy_components import toy_trainer
 
-from balgrad.data.pipeline import InputPipeline
 from balgrad.errors import BalgradError, NonFiniteLossError
-from balgrad.models import TwoTowerModel
 from balgrad.strategies import create_strategy
+from balgrad.strategies.base import Strategy
+from balgrad.tasks import task_loss
 from balgrad.train.checkpoint import load_checkpoint
-from balgrad.train.trainer import Trainer, TrainSettings
+from balgrad.train.metrics_log import JsonlLogger, read_jsonl
+from balgrad.train.trainer import TrainSettings
 
 
 def make_trainer(run_dir, epochs, method="balgrad"):
-    torch.manual_seed(0)
-    img, txt = VecEncoder(), BagEncoder()
-    pipe = InputPipeline(img, txt, progress=False)
-    model = TwoTowerModel(img, txt, 3, embed_dim=8)
     settings = TrainSettings(epochs=epochs, batch_size=16, lr=1e-2, progress=False)
-    return Trainer(
-        model,
-        create_strategy(method),
-        pipe,
-        ToyData(96),
-        ToyData(30, seed=1, split="val"),
-        settings,
-        run_dir,
-        torch.device("cpu"),
-    )
+    return toy_trainer(run_dir, create_strategy(method), settings)
 
 
 @pytest.mark.parametrize("method", ["balgrad", "agm", "mslr"])
@@ -68,3 +56,73 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     torch.save({"x": object()}, evil)
     with pytest.raises(BalgradError, match="evil.pt"):
         load_checkpoint(evil)
+
+
+class HostReads(torch.Tensor):
+    """A tensor that counts the ways its value can reach the host (each one a GPU sync)."""
+
+    reads = 0
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (
+            torch.Tensor.item,
+            torch.Tensor.tolist,
+            torch.Tensor.__float__,
+            torch.Tensor.__int__,
+            torch.Tensor.__bool__,
+            torch.Tensor.__format__,
+        ):
+            HostReads.reads += 1
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+class TensorStatsJoint(Strategy):
+    """The task loss; its statistics are 0-d tensors that count host reads."""
+
+    name = "tensor_stats"
+
+    def backward(self, model, output, target):
+        loss = task_loss(output.logits, target, model.task)
+        loss.backward()
+        stats = {
+            "loss_task": loss.detach().as_subclass(HostReads),
+            "loss_image": task_loss(output.logits_image, target, model.task)
+            .detach()
+            .as_subclass(HostReads),
+        }
+        for observer in self._observers:
+            observer(self.step, stats)
+        self.step += 1
+        return stats
+
+
+def test_the_loop_reads_statistics_on_the_host_only_every_log_every_steps(tmp_path):
+    settings = TrainSettings(epochs=2, batch_size=4, lr=1e-2, progress=True, log_every=8)
+    strategy = TensorStatsJoint()
+    trainer = toy_trainer(tmp_path, strategy, settings, [JsonlLogger(tmp_path / "metrics.jsonl")])
+    assert strategy.check_every == 8
+    HostReads.reads = 0
+    result = trainer.fit()
+    # 2 epochs x 24 steps: 3 progress-bar reads, 1 epoch mean and 1 log flush per epoch
+    assert HostReads.reads == 2 * (3 + 1 + 1)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(48))
+    assert set(rows[0]) == {"step", "epoch", "loss_task", "loss_image"}
+    mean = sum(r["loss_task"] for r in rows[:24]) / 24
+    assert result.history[0]["train_loss_task"] == pytest.approx(mean, rel=1e-6)
+
+
+def test_a_nan_in_the_last_steps_of_an_epoch_is_caught_before_the_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=1, method="joint")
+    trainer.s.log_every = 1000  # the strategy's lazy check would come too late
+
+    def poison(step, stats):
+        if step == 5:  # the epoch's last step: weights go NaN after the optimizer step
+            for p in trainer.model.parameters():
+                p.grad = torch.full_like(p, float("nan"))
+
+    trainer.strategy.add_observer(poison)
+    with pytest.raises(NonFiniteLossError, match="model parameters"):
+        trainer.fit()
+    assert not (tmp_path / "checkpoint.pt").exists()

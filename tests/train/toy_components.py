@@ -59,3 +59,24 @@ class ToyData(MultimodalDataset):
 
     def get(self, i):
         return Example(self.x[i], self.texts[i], self.y[i], i)
+
+
+def toy_trainer(run_dir, strategy, settings, observers=None):
+    """A Trainer of the toy encoders on the toy data (seeded: the same weights each call)."""
+    from balgrad.data.pipeline import InputPipeline
+    from balgrad.models import TwoTowerModel
+    from balgrad.train.trainer import Trainer
+
+    torch.manual_seed(0)
+    img, txt = VecEncoder(), BagEncoder()
+    return Trainer(
+        TwoTowerModel(img, txt, 3, embed_dim=8),
+        strategy,
+        InputPipeline(img, txt, progress=False),
+        ToyData(96),
+        ToyData(30, seed=1, split="val"),
+        settings,
+        run_dir,
+        torch.device("cpu"),
+        observers=observers,
+    )

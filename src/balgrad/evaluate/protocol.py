@@ -8,6 +8,7 @@ where an impaired score exceeds the full score.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -60,16 +61,35 @@ class Predictions:
     target: torch.Tensor
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_region(precision: str, device) -> contextlib.AbstractContextManager:
+    """The forward passes' autocast for a resolved ``--precision`` (none for fp32)."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
 @torch.no_grad()
 def predict(
-    model, loader, device="cpu", desc: str | None = None, progress: bool = False
+    model,
+    loader,
+    device="cpu",
+    desc: str | None = None,
+    progress: bool = False,
+    precision: str = "fp32",
 ) -> Predictions:
+    """Logits of every batch (as float32 on the CPU), the forward under ``precision``'s
+    autocast, as in training."""
     was_training = model.training
     model.eval()
     zs, zv, zl, ys = [], [], [], []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         b = batch.to(device)
-        out = model(b.image, b.text, b.drop_image, b.drop_text)
+        with autocast_region(precision, device):
+            out = model(b.image, b.text, b.drop_image, b.drop_text)
         zs.append(out.logits.float().cpu())
         zv.append(out.logits_image.float().cpu())
         zl.append(out.logits_text.float().cpu())
@@ -88,10 +108,11 @@ class Evaluator:
     config: ProtocolConfig = field(default_factory=ProtocolConfig)
     device: str = "cpu"
     progress: bool = False
+    precision: str = "fp32"  # resolved: fp32, bf16 or fp16
 
     def score(self, model, condition: Condition) -> dict[str, float]:
         loader = self.pipeline.loader(self.dataset, condition, batch_size=self.config.batch_size)
-        pred = predict(model, loader, self.device)
+        pred = predict(model, loader, self.device, precision=self.precision)
         return compute_scores(pred.logits, pred.target, model.task, self.metrics)
 
     def run(self, model, sweep: bool = True) -> dict:

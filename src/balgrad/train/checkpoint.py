@@ -1,10 +1,20 @@
-"""Checkpoints: everything needed to resume (model, optimizer, strategy, best weights,
-RNG), written atomically and loaded with ``weights_only=True``."""
+"""Checkpoints: everything needed to resume (model, optimizer, strategy, gradient
+scaler, best weights, RNG), loaded with ``weights_only=True``.
+
+Two generations are kept: ``checkpoint.pt`` (newest) and ``checkpoint.prev.pt`` (the
+one before). A save writes a temporary file, syncs it to disk, hard-links the current
+newest to the previous name, then renames the temporary file over the newest: every
+rename is atomic, so at any instant a complete checkpoint exists under one of the two
+names. A resume whose newest checkpoint is truncated or empty (a full disk, a copy cut
+short) falls back to the previous one and says so, naming both files.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,32 +22,99 @@ import torch
 
 from balgrad.errors import BalgradError
 
+log = logging.getLogger("balgrad.train")
+
+
+def previous_path(path: str | Path) -> Path:
+    """``checkpoint.pt`` -> ``checkpoint.prev.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
 
 def save_checkpoint(path: str | Path, **state) -> None:
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     state["rng"] = {
         "torch": torch.get_rng_state(),
         "numpy": _numpy_state(),
         "python": repr(random.getstate()),
     }
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a broken checkpoint
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if path.exists():
+        prev, prev_tmp = previous_path(path), path.with_name(path.name + ".prev.tmp")
+        prev_tmp.unlink(missing_ok=True)
+        try:
+            os.link(path, prev_tmp)  # the newest stays in place until the rename below
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, prev_tmp)
+        os.replace(prev_tmp, prev)
+    os.replace(tmp, path)
+
+
+def remove_checkpoints(path: str | Path) -> None:
+    """A fresh (not resumed) run must not fall back on an older run's checkpoint later."""
+    path = Path(path)
+    for p in (path, previous_path(path), path.with_name(path.name + ".tmp")):
+        p.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """Load one checkpoint file (and restore the RNG states it holds)."""
     path = Path(path)
     if not path.is_file():
         raise BalgradError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise BalgradError(f"checkpoint {path} could not be loaded: {err}") from err
+    state = _read(path)
     rng = state.get("rng")
     if rng:
         torch.set_rng_state(rng["torch"])
         _set_numpy_state(rng["numpy"])
     return state
+
+
+def load_latest_checkpoint(path: str | Path) -> tuple[dict, Path] | None:
+    """The newest loadable checkpoint of ``path`` and ``previous_path(path)``, with the
+    file it came from; None when neither exists. A broken newest one falls back to the
+    previous with a warning naming both; both broken is an error naming both."""
+    path = Path(path)
+    prev = previous_path(path)
+    problems = []
+    for candidate in (path, prev):
+        if not candidate.exists():
+            problems.append(f"{candidate} does not exist")
+            continue
+        try:
+            state = load_checkpoint(candidate)
+        except BalgradError as err:
+            problems.append(str(err))
+            continue
+        if candidate == prev:
+            log.warning(
+                "newest checkpoint unusable (%s); resuming from the previous one, %s, "
+                "which is one epoch older",
+                problems[0],
+                prev,
+            )
+        return state, candidate
+    if not path.exists() and not prev.exists():
+        return None
+    raise BalgradError("no usable checkpoint: " + "; ".join(problems))
+
+
+def _read(path: Path) -> dict:
+    size = path.stat().st_size
+    if size == 0:
+        raise BalgradError(f"checkpoint {path} could not be loaded: the file is empty (0 bytes)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BalgradError(
+            f"checkpoint {path} could not be loaded ({size} bytes, truncated or not a "
+            f"checkpoint): {reason}"
+        ) from err
 
 
 def _numpy_state() -> dict:

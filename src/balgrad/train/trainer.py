@@ -3,13 +3,21 @@
 Model selection uses the validation split's primary metric on the full condition;
 the test split is never looked at here. A checkpoint is written after every epoch, so
 an interrupted or failed run resumes from the last complete epoch.
+
+The loop reads nothing on the host between its logging steps (every ``log_every``
+steps): step statistics stay tensors, epoch sums accumulate on the device, and the
+loggers convert in bulk. The forward pass runs under ``torch.autocast`` for bf16/fp16;
+fp16 adds a ``GradScaler`` that the strategy applies to its losses.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +29,10 @@ from balgrad.data.impairments import Condition
 from balgrad.errors import BalgradError, ConfigError, NonFiniteLossError
 from balgrad.evaluate.metrics import compute_scores
 from balgrad.evaluate.protocol import predict
-from balgrad.train.checkpoint import load_checkpoint, save_checkpoint
+from balgrad.train.checkpoint import load_latest_checkpoint, remove_checkpoints, save_checkpoint
 from balgrad.train.distributed import DistInfo
+from balgrad.train.metrics_log import to_floats
+from balgrad.train.precision import autocast_region, make_scaler
 
 log = logging.getLogger("balgrad.train")
 
@@ -40,6 +50,8 @@ class TrainSettings:
     metrics: list[str] = field(default_factory=lambda: ["accuracy"])
     eval_batch_size: int = 256
     progress: bool = True
+    precision: str = "fp32"  # resolved: fp32, bf16 or fp16
+    log_every: int = 25  # steps between host reads of the statistics
 
 
 def make_optimizer(name: str, groups: list[dict], settings: TrainSettings) -> torch.optim.Optimizer:
@@ -52,6 +64,15 @@ def make_optimizer(name: str, groups: list[dict], settings: TrainSettings) -> to
             groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
         )
     raise ConfigError(f"optimizer: unknown optimizer {name!r}; expected adam, adamw or sgd")
+
+
+def check_precision_support(strategy, precision: str) -> None:
+    """fp16 needs a strategy that applies the gradient scaler to its losses."""
+    if precision == "fp16" and "scaler" not in inspect.signature(strategy.backward).parameters:
+        raise ConfigError(
+            f"precision: fp16 needs a strategy whose backward() takes scaler=; "
+            f"{type(strategy).__name__}.backward does not (use --precision bf16 or fp32)"
+        )
 
 
 @dataclass
@@ -98,6 +119,9 @@ class Trainer:
             raise ConfigError("the model has no trainable parameters")
         self.optimizer = make_optimizer(settings.optimizer, groups, settings)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        check_precision_support(strategy, settings.precision)
+        self.scaler = make_scaler(settings.precision, device)
+        strategy.check_every = settings.log_every  # the strategy's lazy NaN check
 
     # -- one epoch ------------------------------------------------------------------
     def _train_loader(self, epoch: int):
@@ -124,7 +148,7 @@ class Trainer:
 
     def _validate(self) -> dict[str, float]:
         loader = self.pipeline.loader(self.val_set, Condition(), batch_size=self.s.eval_batch_size)
-        pred = predict(self.model, loader, self.device)
+        pred = predict(self.model, loader, self.device, precision=self.s.precision)
         task = self.model.task
         out = {
             f"val_{k}": v
@@ -150,19 +174,28 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> TrainResult:
         start, best_score, best_epoch, best_state, history = 0, -float("inf"), -1, None, []
-        if resume and self.checkpoint_path.exists():
-            ck = load_checkpoint(self.checkpoint_path)
+        loaded = load_latest_checkpoint(self.checkpoint_path) if resume else None
+        if loaded is not None:
+            ck, source = loaded
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
             self.strategy.load_state_dict(ck["strategy"])
+            if self.scaler is not None and ck.get("scaler"):
+                self.scaler.load_state_dict(ck["scaler"])
             start, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
             best_state, history = ck["best_state"], ck["history"]
+            log.info("resumed %s from epoch %d", source, start)
+        elif resume:
+            log.info("no checkpoint at %s; starting from scratch", self.checkpoint_path)
+        if self.dist.is_main:
+            if loaded is None:
+                remove_checkpoints(self.checkpoint_path)  # never fall back on another run's
+            # the logs must hold exactly the checkpoint's steps and epochs: later rows
+            # (from an interrupted epoch, or a run without a checkpoint) are redone
             for obs in self.observers:
                 if hasattr(obs, "truncate_after"):
                     obs.truncate_after(self.strategy.step)
-            log.info("resumed %s from epoch %d", self.checkpoint_path, start)
-        elif resume:
-            log.info("no checkpoint at %s; starting from scratch", self.checkpoint_path)
+            self._write_epochs(history)
 
         metric = f"val_{self.s.primary_metric}"
         for epoch in range(start, self.s.epochs):
@@ -177,17 +210,21 @@ class Trainer:
                 disable=not (self.s.progress and self.dist.is_main),
                 leave=False,
             )
-            totals: dict[str, float] = {}
+            totals: dict[str, float | torch.Tensor] = {}
             try:
                 for batch in bar:
-                    b = batch.to(self.device)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    out = self.model(b.image, b.text)
-                    stats = self.strategy.backward(self.model, out, b.target)
-                    self.optimizer.step()
-                    for k, v in stats.items():
+                    stats = self._train_step(batch)
+                    for k, v in stats.items():  # on the device: no host sync
                         totals[k] = totals.get(k, 0.0) + v
-                    bar.set_postfix(loss=f"{stats['loss_task']:.3f}")
+                    if (
+                        not bar.disable
+                        and "loss_task" in stats
+                        and self.strategy.step % self.s.log_every == 0
+                    ):
+                        bar.set_postfix(loss=f"{float(stats['loss_task']):.3f}")
+                # the lazy checks of the epoch's last steps, which name the bad loss and its
+                # step, before anything of this epoch is validated or saved
+                self.strategy.verify()
             except NonFiniteLossError as err:
                 self._flush()
                 raise NonFiniteLossError(
@@ -202,6 +239,8 @@ class Trainer:
                 ) from None
             self._flush()
             n = max(1, len(loader))
+            means = to_floats({k: v / n for k, v in totals.items()})  # one host sync per epoch
+            self._check_finite(epoch, means)
             val = self._validate()
             epoch_extra = self.strategy.on_epoch_end(
                 epoch,
@@ -213,7 +252,7 @@ class Trainer:
             )
             row = {
                 "epoch": epoch,
-                **{f"train_{k}": v / n for k, v in totals.items()},
+                **{f"train_{k}": v for k, v in means.items()},
                 **val,
                 **epoch_extra,
                 "lr": [g["lr"] for g in self.optimizer.param_groups],
@@ -236,16 +275,65 @@ class Trainer:
                     best_epoch=best_epoch,
                     best_state=best_state,
                     history=history,
+                    scaler=self.scaler.state_dict() if self.scaler is not None else None,
                 )
-                # rewritten whole from the checkpointed history, so a resume never duplicates rows
-                (self.run_dir / "epochs.jsonl").write_text(
-                    "".join(json.dumps(r) + "\n" for r in history)
-                )
+                self._write_epochs(history)
         if best_state is None:
             raise BalgradError("training finished without a single completed epoch")
         return TrainResult(best_state, best_epoch, best_score, history)
+
+    def _train_step(self, batch) -> dict:
+        b = self._to_device(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast_region(self.s.precision, self.device):
+            out = self.model(b.image, b.text)
+        if self.scaler is None:
+            stats = self.strategy.backward(self.model, out, b.target)
+            self.optimizer.step()
+        else:  # the strategy scales every loss; the scaler unscales and skips inf steps
+            stats = self.strategy.backward(self.model, out, b.target, scaler=self.scaler)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return stats
+
+    def _to_device(self, batch):
+        if self.device.type == "cuda":  # pinned host memory makes the copy asynchronous
+            batch = dataclasses.replace(
+                batch,
+                **{f.name: _pinned(getattr(batch, f.name)) for f in dataclasses.fields(batch)},
+            )
+        return batch.to(self.device)
+
+    def _check_finite(self, epoch: int, means: dict[str, float]) -> None:
+        """Before validation and the checkpoint: a non-finite loss or weight that the lazy
+        per-step check has not reached yet (it runs every ``log_every`` steps) must not
+        be saved as the last complete epoch."""
+        bad = [k for k, v in means.items() if k.startswith("loss") and not math.isfinite(v)]
+        if not bad:
+            finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()])
+            if not bool(finite.all()):
+                bad = ["model parameters"]
+        if bad:
+            raise NonFiniteLossError(
+                f"{self.strategy.name}, epoch {epoch + 1}, step {self.strategy.step}: "
+                f"{', '.join(bad)} became NaN or infinite in this epoch. The last complete epoch "
+                f"is saved in {self.checkpoint_path}; fix the cause and rerun with --resume"
+            )
+
+    def _write_epochs(self, history: list[dict]) -> None:
+        # rewritten whole from the checkpointed history, so a resume never duplicates rows
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
 
     def _flush(self) -> None:
         for obs in self.observers:
             if hasattr(obs, "flush"):
                 obs.flush()
+
+
+def _pinned(x):
+    if isinstance(x, torch.Tensor):
+        return x.pin_memory() if x.device.type == "cpu" else x
+    if isinstance(x, dict):
+        return {k: _pinned(v) for k, v in x.items()}
+    return x
