@@ -147,10 +147,25 @@ def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: {err}") from None
 
 
+def config_file(name: str | Path) -> Path:
+    """``name`` itself when it is a file, else the packaged preset of that name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    from balgrad.presets import list_presets, preset_path
+
+    preset = preset_path(str(name))
+    if preset is None:
+        raise ConfigError(
+            f"--config: file {path} does not exist, and no packaged preset has that name "
+            f"(presets: {', '.join(list_presets())})"
+        )
+    return preset
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config: file {path} does not exist")
+    """The options of a YAML file, or of a packaged preset given by name."""
+    path = config_file(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
