@@ -56,10 +56,12 @@ class RunConfig(BaseModel):
         False, description="skip unreadable records with a counted warning instead of failing"
     )
     # model
+    # the default benchmark (docs/default-benchmark.md): pretrained towers that ship in pip
+    # packages, frozen, features cached; `--config digits-scratch` trains cnn + small instead
     image_backbone: str = Field(
-        "cnn", description="cnn, efficientnet-lite0, hf:<id|path>, clip:<id|path>"
+        "efficientnet-lite0", description="efficientnet-lite0, cnn, hf:<id|path>, clip:<id|path>"
     )
-    text_backbone: str = Field("small", description="small, minilm, hf:<id|path>, clip:<id|path>")
+    text_backbone: str = Field("minilm", description="minilm, small, hf:<id|path>, clip:<id|path>")
     backbone_options: dict[str, Any] = Field(
         default_factory=dict,
         description="options passed to both backbone factories, by tower: {image: {...}, text: {...}}",
