@@ -1,8 +1,11 @@
-"""Packaged presets: `--config NAME` reads a YAML shipped inside the package."""
+"""Packaged presets (`--config NAME` reads a YAML shipped inside the package) and the
+default towers."""
+
+import sys
 
 import pytest
 
-from balgrad.cli import build_parser, config_from_args
+from balgrad.cli import build_parser, config_from_args, main
 from balgrad.config import RunConfig, load_yaml
 from balgrad.errors import ConfigError
 from balgrad.presets import list_presets, preset_path, preset_summary
@@ -39,3 +42,16 @@ def test_an_unknown_name_lists_the_presets(tmp_path):
         parse("--config", str(tmp_path / "nothing-here"))
     assert "nothing-here" in str(err.value)
     assert preset_path("../digits-scratch") is None
+
+
+def test_the_default_command_names_a_missing_encoder_package(tmp_path, monkeypatch, capsys):
+    assert (RunConfig().image_backbone, RunConfig().text_backbone) == (
+        "efficientnet-lite0",
+        "minilm",
+    )
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # import now fails
+    argv = ["compare", "--dataset-option", "n_train=60", "--dataset-option", "n_test=20"]
+    argv += ["--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "efficientnet-lite-pytorch" in err and "pip install" in err
