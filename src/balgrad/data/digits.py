@@ -77,8 +77,8 @@ class DigitsConfig:
       (Delta-Gap < 1); at 0.7 the gap is ~12 and varies with the seed.
       With towers trained from scratch (the ``digits-scratch`` preset: SmallCNN width 16
       without normalisation layers, 28x28, plus the word-level text encoder, strength
-      0.7) text dominates completely: images alone reach ~77%, text alone ~96%, but
-      the joint model's image tower never leaves chance (Delta-Gap ~87).
+      0.7) text dominates completely: images alone reach ~74%, text alone ~97%, but
+      the joint model's image tower never leaves chance (Delta-Gap ~86).
       ``dominant="image"`` with scratch towers needs an image tower that learns faster
       than the text one: with ``--backbone-option image.norm=batch`` (strength 0.8)
       joint training scores ~70% with the text missing and ~32% with the image
