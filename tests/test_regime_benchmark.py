@@ -81,7 +81,7 @@ def test_tiny_run_trains_the_alone_models_and_keeps_balgrad_mean_out(regime, tmp
     out = tmp_path / "regime.json"
     argv = [
         "--image-backbone", "cnn", "--text-backbone", "small",
-        "--dataset-option", "n_train=160", "--dataset-option", "n_test=60",
+        "--dataset-option", "n_train=100", "--dataset-option", "n_test=40",
         "--backbone-option", "image.width=4", "--embed-dim", "8", "--epochs", "1",
         "--batch-size", "32", "--seeds", "0", "1", "--no-progress",
         "--out", str(tmp_path), "--name", "r", "--cache-dir", str(tmp_path / "cache"),
@@ -90,7 +90,7 @@ def test_tiny_run_trains_the_alone_models_and_keeps_balgrad_mean_out(regime, tmp
     assert regime.main(argv) == 0
     report = json.loads(out.read_text())
     assert set(report["alone"]) == {"image", "text"} and len(report["alone"]["image"]) == 2
-    # 6 test samples per class: the constant (majority-prior) predictor scores 10%
+    # 4 test samples per class: the constant (majority-prior) predictor scores 10%
     assert report["chance"] == pytest.approx(10.0)
     # scratch towers fed a blank image / empty string fail criterion 3
     assert report["verdicts"]["3"]["pass"] is False
