@@ -24,12 +24,15 @@ def test_yaml_and_flags_give_the_same_config(tmp_path):
         "sweep": False,
         "dataset_options": {"n_train": 500, "text_signal": 0.6},
         "method_options": {"balgrad": {"kl_weight": 0.5, "project": False}},
+        "image_backbone": "cnn",
         "backbone_options": {"image": {"width": 8}},
     }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(values))
     from_yaml = parse("--config", str(path))
     from_flags = parse(
+        "--image-backbone",
+        "cnn",
         "--dataset",
         "fashion",
         "--epochs",

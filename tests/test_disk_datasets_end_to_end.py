@@ -24,6 +24,7 @@ def test_compare_runs_on_the_fixture(tmp_path, name):
     argv = [
         "compare", "--dataset", name, "--data-dir", str(FIXTURES / name),
         "--methods", "joint", "balgrad", "--epochs", "1", "--batch-size", "4", "--val-fraction", "0.3",
+        "--image-backbone", "cnn", "--text-backbone", "small",
         "--backbone-option", "image.width=4", "--backbone-option", "image.image_size=16",
         "--embed-dim", "8", "--no-sweep", "--no-progress",
         "--out", str(tmp_path), "--name", "run", "--cache-dir", str(tmp_path / "cache"),

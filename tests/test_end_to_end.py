@@ -8,6 +8,10 @@ import pytest
 from balgrad.cli import main
 
 TINY = [
+    "--image-backbone",  # the small scratch towers keep this test fast
+    "cnn",
+    "--text-backbone",
+    "small",
     "--dataset-option",
     "n_train=240",
     "--dataset-option",

@@ -68,9 +68,9 @@ def test_an_unknown_tower_is_an_error():
 
 def test_backbone_and_dataset_options_are_checked_against_their_registries():
     with pytest.raises(ConfigError, match=r"image backbone 'cnn': unknown option 'widht'"):
-        parse("--backbone-option", "image.widht=8")
+        parse("--image-backbone", "cnn", "--backbone-option", "image.widht=8")
     with pytest.raises(ConfigError, match=r"image backbone 'cnn': option 'width' expects int"):
-        parse("--backbone-option", "image.width=wide")
+        parse("--image-backbone", "cnn", "--backbone-option", "image.width=wide")
     with pytest.raises(ConfigError, match=r"dataset 'digits': option 'n_train' expects int"):
         parse("--dataset-option", "n_train=many")
     with pytest.raises(ConfigError, match=r"dataset 'fashion': unknown option 'dominant'"):
@@ -153,7 +153,7 @@ def test_a_pretrained_backbone_without_finetune_gets_no_finetune_option():
 
 
 def test_a_pretrained_backbone_with_finetune_gets_the_run_setting_and_a_scratch_one_not():
-    cfg = RunConfig(methods=["joint"], finetune=False)
+    cfg = RunConfig(image_backbone="cnn", text_backbone="small", methods=["joint"])
     img, txt = build_encoders(cfg, ["a b", "c d"])
     assert img.trainable and txt.trainable  # cnn and small train from scratch regardless
     assert IMAGE_BACKBONES.metadata("efficientnet-lite0")["pretrained"]

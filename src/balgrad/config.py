@@ -89,10 +89,12 @@ class RunConfig(BaseModel):
         False, description="skip unreadable records with a counted warning instead of failing"
     )
     # model
+    # the default benchmark (docs/default-benchmark.md): pretrained towers that ship in pip
+    # packages, frozen, features cached; `--config digits-scratch` trains cnn + small instead
     image_backbone: str = Field(
-        "cnn", description="cnn, efficientnet-lite0, hf:<id|path>, clip:<id|path>"
+        "efficientnet-lite0", description="efficientnet-lite0, cnn, hf:<id|path>, clip:<id|path>"
     )
-    text_backbone: str = Field("small", description="small, minilm, hf:<id|path>, clip:<id|path>")
+    text_backbone: str = Field("minilm", description="minilm, small, hf:<id|path>, clip:<id|path>")
     backbone_options: dict[str, Any] = Field(
         default_factory=dict,
         description="options passed to both backbone factories, by tower: {image: {...}, text: {...}}",
@@ -318,10 +320,25 @@ def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: {err}") from None
 
 
+def config_file(name: str | Path) -> Path:
+    """``name`` itself when it is a file, else the packaged preset of that name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    from balgrad.presets import list_presets, preset_path
+
+    preset = preset_path(str(name))
+    if preset is None:
+        raise ConfigError(
+            f"--config: file {path} does not exist, and no packaged preset has that name "
+            f"(presets: {', '.join(list_presets())})"
+        )
+    return preset
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config: file {path} does not exist")
+    """The options of a YAML file, or of a packaged preset given by name."""
+    path = config_file(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:

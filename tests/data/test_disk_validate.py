@@ -197,6 +197,7 @@ def test_compare_fails_before_training_on_a_corrupt_test_image(copy, tmp_path, c
     argv = [
         "compare", "--dataset", name, "--data-dir", str(root), "--methods", "joint",
         "--epochs", "1", "--batch-size", "4", "--val-fraction", "0.3",
+        "--image-backbone", "cnn", "--text-backbone", "small",
         "--backbone-option", "image.width=4", "--backbone-option", "image.image_size=16",
         "--embed-dim", "8", "--no-sweep", "--no-progress",
         "--out", str(out), "--name", "run", "--cache-dir", str(tmp_path / "cache"),

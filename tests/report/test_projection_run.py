@@ -17,6 +17,10 @@ def test_projection_leaves_no_conflict(tmp_path, monkeypatch):
         rc = main(
             [
                 "compare",
+                "--image-backbone",
+                "cnn",
+                "--text-backbone",
+                "small",
                 "--epochs",
                 "1",
                 "--methods",

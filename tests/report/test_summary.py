@@ -23,7 +23,7 @@ def test_summary_names_dominant_modality(make_run, image_only, text_only, domina
     gap = sum(abs((text_only + s) - (image_only - s)) for s in seeds) / len(seeds)
     assert f"ΔGap {gap:.1f} ± " in text
     assert "The direction held in 2 of 2 seeds" in text
-    assert "- BalGrad: ΔGap" in text
+    assert "- BalGrad: Full" in text and "Missing ΔGap" in text
 
 
 def test_summary_without_joint_uses_first_method(make_run):

@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 
 TINY = [
+    "--image-backbone",  # the small scratch towers keep these runs fast
+    "cnn",
+    "--text-backbone",
+    "small",
     "--dataset-option",
     "n_train=160",
     "--dataset-option",

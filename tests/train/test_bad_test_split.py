@@ -1,16 +1,12 @@
 """A corrupt test-split record stops `balgrad compare` with a clear error (exit 2, the
-file and record named, no traceback); with the data layer's test-split validation, it
-does so before any training."""
+file and record named, no traceback), before any training, and releases the run lock."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import pytest
-
 from balgrad.cli import main
-from balgrad.data._io import DiskDataset
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "generic"
 
@@ -22,6 +18,7 @@ def run_on_corrupt_test_image(tmp_path, capsys):
     argv = [
         "compare", "--dataset", "generic", "--data-dir", str(data),
         "--methods", "joint", "--epochs", "1", "--batch-size", "4", "--val-fraction", "0.3",
+        "--image-backbone", "cnn", "--text-backbone", "small",
         "--backbone-option", "image.width=4", "--backbone-option", "image.image_size=16",
         "--embed-dim", "8", "--no-sweep", "--no-progress",
         "--out", str(tmp_path), "--name", "run", "--cache-dir", str(tmp_path / "cache"),
@@ -36,10 +33,6 @@ def test_a_corrupt_test_image_is_a_clear_error(tmp_path, capsys):
     assert "balgrad: error:" in err and "test_1.png" in err and "Traceback" not in err
 
 
-@pytest.mark.skipif(
-    not hasattr(DiskDataset, "validate"),
-    reason="needs the data layer's test-split validation (DiskDataset.validate, `dataio`)",
-)
 def test_a_corrupt_test_image_stops_the_run_before_training(tmp_path, capsys):
     code, err, run = run_on_corrupt_test_image(tmp_path, capsys)
     assert code == 2 and "test_1.png" in err

@@ -12,7 +12,13 @@ from balgrad.report import diagnostics as diag
 from balgrad.report.figures import plot_condition_bars, plot_cosine_histograms, plot_loss_curves
 from balgrad.report.plots import plot_gap_vs_ratio
 from balgrad.report.summary import has_ablation, write_ablation_table, write_summary
-from balgrad.report.tables import aggregate, aggregate_sweep, write_tables
+from balgrad.report.tables import (
+    aggregate,
+    aggregate_sweep,
+    paired_table,
+    reference_method,
+    write_tables,
+)
 
 log = logging.getLogger("balgrad.report")
 
@@ -59,7 +65,9 @@ def build_report(
     title = f"{cfg['dataset']}: {metric} (%), {n_seeds} seed{'s' if n_seeds > 1 else ''}" + (
         " (mean ± std)" if n_seeds > 1 else ""
     )
-    paths = write_tables(table, present, run_dir, metric, title)
+    reference = reference_method(present)
+    paired = paired_table(results, metric, present, reference)
+    paths = write_tables(table, present, run_dir, metric, title, paired, reference)
     curves = aggregate_sweep(results, metric)
     figures: dict[str, Path] = {}
     if curves and draw:
@@ -69,7 +77,7 @@ def build_report(
     elif not curves:
         # re-evaluated without the sweep: an older curve would no longer match the tables
         (run_dir / "gap_vs_ratio.png").unlink(missing_ok=True)
-    out = {"table": table, "paths": paths, "metric": metric}
+    out = {"table": table, "paths": paths, "metric": metric, "paired": paired}
     seeds_run = sorted({int(r["seed"]) for r in results})
     out.update(
         _diagnostics(run_dir, cfg, present, seeds_run, results, table, metric, figures, paths, draw)

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from balgrad.evaluate.protocol import summarize
-from balgrad.report.tables import format_cell, method_label
+from balgrad.report.tables import (
+    CONFIDENCE,
+    NO_CHANGE,
+    PAIRED_ROWS,
+    format_cell,
+    format_change,
+    method_label,
+    paired_table,
+    reference_method,
+)
 from balgrad.strategies.registry import ablation_order, default_methods, method_role
 
 ABLATION_ROWS = [
@@ -29,14 +37,6 @@ def ablation_columns(methods) -> list[str]:
 def has_ablation(methods) -> bool:
     """Whether Table 2 has something beside the reference: an ablation or the method."""
     return any(method_role(m) != "reference" for m in ablation_columns(methods))
-
-
-def reference_method(methods: list[str]) -> str | None:
-    """The method report.md compares every other to: the registered reference (joint
-    training) when it ran, else the first method."""
-    return next(
-        (m for m in methods if method_role(m) == "reference"), methods[0] if methods else None
-    )
 
 
 def __getattr__(name: str):
@@ -84,31 +84,6 @@ def _pm(cell: dict | None, digits: int = 1) -> str:
 
 def _signed(x: float, digits: int = 1) -> str:
     return f"{x:+.{digits}f}"
-
-
-def per_seed_rows(results: list[dict], metric: str) -> dict[str, dict[int, dict]]:
-    """{method: {seed: Table 1 rows of that run}} from eval.json payloads."""
-    out: dict[str, dict[int, dict]] = {}
-    for r in results:
-        out.setdefault(r["method"], {})[int(r["seed"])] = summarize(r["conditions"], metric)
-    return out
-
-
-def paired_change(rows: dict[str, dict[int, dict]], a: str, b: str, key: str) -> dict | None:
-    """Mean ± std over the seeds both methods ran of (a − b) on row ``key``."""
-    seeds = sorted(set(rows.get(a, {})) & set(rows.get(b, {})))
-    d = [
-        rows[a][s][key] - rows[b][s][key] for s in seeds if key in rows[a][s] and key in rows[b][s]
-    ]
-    if not d:
-        return None
-    arr = np.array(d, dtype=float)
-    return {
-        "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-        "n": len(arr),
-        "values": arr.tolist(),
-    }
 
 
 def dominance(table: dict[str, dict[str, dict]], reference: str | None = None) -> dict | None:
@@ -173,39 +148,47 @@ def _dominance_text(d: dict, metric: str) -> list[str]:
     return lines
 
 
-def _method_lines(table: dict, rows: dict, methods: list[str], ref: str) -> list[str]:
-    lines, lower_gap, higher_avg = [], [], []
+def _method_lines(table: dict, paired: dict, methods: list[str], ref: str) -> list[str]:
+    """One line per method: its scores and its paired change versus ``ref`` per row."""
+    lines: list[str] = []
+    better: dict[str, list[str]] = {"missing_gap": [], "missing_avg": [], "full": []}
+    unchanged: list[str] = []
     for m in methods:
-        if m == ref or m not in table:
+        if m == ref or m not in paired:
             continue
-        cells = table[m]
         parts = []
-        for key, name in (("missing_gap", "ΔGap"), ("missing_avg", "Avg")):
-            d = paired_change(rows, m, ref, key)
-            if cells.get(key) is None or d is None:
+        for key, name in PAIRED_ROWS:
+            d = paired[m].get(key)
+            if d is None or table[m].get(key) is None:
                 continue
-            change = _signed(d["mean"]) + (f" ± {d['std']:.1f}" if d["n"] > 1 else "")
-            parts.append(f"{name} {_pm(cells[key])} ({change} vs {method_label(ref)})")
-            if key == "missing_gap" and all(v < 0 for v in d["values"]):
-                lower_gap.append(method_label(m))
-            if key == "missing_avg" and all(v > 0 for v in d["values"]):
-                higher_avg.append(method_label(m))
-        full = paired_change(rows, m, ref, "full")
-        if full is not None:
-            parts.append(f"Full {_pm(cells.get('full'))} ({_signed(full['mean'])})")
-        if parts:
-            lines.append(f"- {method_label(m)}: " + "; ".join(parts) + ".")
-    if lines:
-        every = (
-            "in every seed" if any(c.get("n", 1) > 1 for c in table.get(ref, {}).values()) else ""
-        )
-        lines.append("")
+            parts.append(f"{name} {_pm(table[m][key])} ({format_change(d, 1, short=False)})")
+            improved = (d["mean"] < 0) == (key == "missing_gap")  # lower ΔGap, higher score
+            if d["significant"] and key in better and improved:
+                better[key].append(method_label(m))
+        if not parts:
+            continue
+        lines.append(f"- {method_label(m)}: " + "; ".join(parts) + ".")
+        if all(not d["significant"] for d in paired[m].values() if d["n"] > 1):
+            unchanged.append(method_label(m))
+    if not lines:
+        return lines
+    n = max(d["n"] for m in paired for d in paired[m].values())
+    label = method_label(ref)
+    lines.append("")
+    if n < 2:
         lines.append(
-            f"Lower ΔGap than {method_label(ref)} {every}: {', '.join(lower_gap) or 'none'}. "
-            f"Higher Avg than {method_label(ref)} {every}: {', '.join(higher_avg) or 'none'}.".replace(
-                "  ", " "
-            )
+            f"One seed: no interval can be computed, so no change versus {label} can be called "
+            "significant (run several seeds, e.g. `--seeds 0 1 2 3 4`)."
         )
+        return lines
+    lines.append(
+        f"Significantly lower missing ΔGap than {label} (interval below 0): "
+        f"{', '.join(better['missing_gap']) or 'none'}. Significantly higher missing Avg: "
+        f"{', '.join(better['missing_avg']) or 'none'}. Significantly higher Full: "
+        f"{', '.join(better['full']) or 'none'}."
+    )
+    if unchanged:
+        lines.append(f"No significant change in any row: {', '.join(unchanged)}.")
     return lines
 
 
@@ -288,13 +271,22 @@ def write_summary(
         _dominance_text(d, metric) if d else ["The missing-modality conditions were not evaluated."]
     )
     out.append("")
-    method_lines = _method_lines(table, per_seed_rows(results, metric), present, ref) if ref else []
+    paired = paired_table(results, metric, present, ref) if ref else {}
+    method_lines = _method_lines(table, paired, present, ref) if ref else []
     if method_lines:
+        several = len(seeds) > 1
+        how = (
+            f"paired by seed: the mean of the per-seed differences in points with its "
+            f"{CONFIDENCE:.0%} t-interval over seeds; where the interval contains 0 the "
+            f'change is labelled "{NO_CHANGE}"'
+            if several
+            else "in points, from the one seed"
+        )
         out += [
             f"## Each method relative to {method_label(ref)}",
             "",
-            "Missing-modality ΔGap (lower is more balanced) and Avg, with the per-seed change "
-            f"versus {method_label(ref)} (mean ± std over paired seeds):",
+            f"Each row's score (mean ± std over seeds) and, in brackets, the change versus "
+            f"{method_label(ref)} {how}. ΔGap: lower is more balanced.",
             "",
         ]
         out += method_lines + [""]

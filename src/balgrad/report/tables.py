@@ -1,7 +1,9 @@
 """Table 1 layout: conditions as rows, methods as columns, mean ± std over seeds.
 
 Written as Markdown, CSV and JSON. A ``*`` marks negative transfer (an impaired score
-above the full score), as in the paper.
+above the full score), as in the paper. Below it, each method's change versus the
+reference (Baseline, joint training), paired by seed, with a 95% t-interval over seeds:
+a method whose interval contains 0 made no significant change.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from balgrad.evaluate.protocol import summarize, sweep_gaps
-from balgrad.strategies.registry import method_label  # the label a strategy registered
+from balgrad.strategies.registry import method_label, method_role
 
 ROWS = [
     ("full", "Full"),
@@ -26,6 +29,25 @@ ROWS = [
     ("noisy_avg", "Noisy Avg"),
     ("noisy_gap", "Noisy ΔGap"),
 ]
+
+#: rows of the paired comparison against the reference method
+PAIRED_ROWS = [
+    ("full", "Full"),
+    ("missing_avg", "Missing Avg"),
+    ("missing_gap", "Missing ΔGap"),
+    ("noisy_avg", "Noisy Avg"),
+    ("noisy_gap", "Noisy ΔGap"),
+]
+CONFIDENCE = 0.95
+NO_CHANGE = "no significant change"
+
+
+def reference_method(methods: list[str]) -> str | None:
+    """The method every other is compared to: the registered reference (joint training)
+    when it ran, else the first method."""
+    return next(
+        (m for m in methods if method_role(m) == "reference"), methods[0] if methods else None
+    )
 
 
 def aggregate(results: list[dict], metric: str) -> dict[str, dict[str, dict]]:
@@ -72,6 +94,113 @@ def aggregate_sweep(results: list[dict], metric: str) -> dict[str, dict[str, lis
     return out
 
 
+def t_interval(values: list[float], confidence: float = CONFIDENCE) -> dict:
+    """Mean of ``values`` with its two-sided t-interval over them (n - 1 degrees of freedom).
+
+    {"mean", "std", "n", "low", "high", "significant"}; ``low``/``high`` are None and
+    ``significant`` is None for a single value (no interval can be computed).
+    ``significant`` is True when the interval excludes 0.
+    """
+    arr = np.asarray(values, dtype=float)
+    n = len(arr)
+    if n == 0:
+        raise ValueError("t_interval: no values")
+    mean = float(arr.mean())
+    if n == 1:
+        return {"mean": mean, "std": None, "n": 1, "low": None, "high": None, "significant": None}
+    std = float(arr.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * std / np.sqrt(n)
+    low, high = mean - half, mean + half
+    return {
+        "mean": mean,
+        "std": std,
+        "n": n,
+        "low": low,
+        "high": high,
+        "significant": bool(low > 0 or high < 0),
+    }
+
+
+def per_seed_rows(results: list[dict], metric: str) -> dict[str, dict[int, dict]]:
+    """{method: {seed: Table 1 rows of that run}} from eval.json payloads."""
+    out: dict[str, dict[int, dict]] = {}
+    for r in results:
+        out.setdefault(r["method"], {})[int(r["seed"])] = summarize(r["conditions"], metric)
+    return out
+
+
+def paired_change(rows: dict[str, dict[int, dict]], a: str, b: str, key: str) -> dict | None:
+    """(a − b) on row ``key`` over the seeds both methods ran: :func:`t_interval` of the
+    per-seed differences, plus their ``values`` and ``seeds``."""
+    seeds = sorted(s for s in set(rows.get(a, {})) & set(rows.get(b, {})))
+    seeds = [s for s in seeds if key in rows[a][s] and key in rows[b][s]]
+    if not seeds:
+        return None
+    diffs = [float(rows[a][s][key] - rows[b][s][key]) for s in seeds]
+    return {**t_interval(diffs), "values": diffs, "seeds": seeds}
+
+
+def paired_table(
+    results: list[dict], metric: str, methods: list[str], reference: str | None = None
+) -> dict[str, dict[str, dict]]:
+    """{method: {row: paired change versus ``reference``}} for every other method
+    (``reference``: by default the registered reference method, see :func:`reference_method`)."""
+    reference = reference or reference_method(methods)
+    rows = per_seed_rows(results, metric)
+    out: dict[str, dict[str, dict]] = {}
+    for m in methods:
+        if m == reference or m not in rows or reference not in rows:
+            continue
+        cells = {key: paired_change(rows, m, reference, key) for key, _ in PAIRED_ROWS}
+        out[m] = {k: v for k, v in cells.items() if v is not None}
+    return out
+
+
+def format_change(cell: dict | None, digits: int = 2, short: bool = True) -> str:
+    """``+1.23 [+0.40, +2.06]``; with the interval containing 0, ``n.s.`` (short) or
+    "no significant change"; a single seed gives the bare difference."""
+    if cell is None:
+        return "–"
+    text = f"{cell['mean']:+.{digits}f}"
+    if cell["n"] < 2:
+        return text
+    text += f" [{cell['low']:+.{digits}f}, {cell['high']:+.{digits}f}]"
+    if not cell["significant"]:
+        text += " n.s." if short else f", {NO_CHANGE}"
+    return text
+
+
+def paired_markdown(
+    paired: dict[str, dict[str, dict]], methods: list[str], reference: str | None = None
+) -> str:
+    """The paired comparison as Markdown (empty when there is nothing to compare)."""
+    cols = [m for m in methods if m in paired]
+    if not cols:
+        return ""
+    ref = method_label(reference or reference_method(methods))
+    n = max(c["n"] for m in cols for c in paired[m].values())
+    if n < 2:
+        return (
+            f"Change versus {ref}: one seed, so no interval can be computed "
+            "(run several seeds, e.g. `--seeds 0 1 2 3 4`).\n"
+        )
+    lines = [
+        f"Change versus {ref}, paired by seed (mean of the per-seed differences in points, "
+        f"[{CONFIDENCE:.0%} t-interval over {n} seeds]; n.s. = {NO_CHANGE}: the interval "
+        "contains 0; for ΔGap a negative change is more balanced):",
+        "",
+        "| Condition | " + " | ".join(method_label(m) for m in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for key, label in PAIRED_ROWS:
+        if not any(key in paired[m] for m in cols):
+            continue
+        lines.append(
+            f"| {label} | " + " | ".join(format_change(paired[m].get(key)) for m in cols) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def format_cell(cell: dict | None, digits: int = 2) -> str:
     if cell is None:
         return "–"
@@ -99,15 +228,26 @@ def markdown_table(table: dict[str, dict[str, dict]], methods: list[str], title:
 
 
 def write_tables(
-    table: dict, methods: list[str], out_dir: Path, metric: str, title: str
+    table: dict,
+    methods: list[str],
+    out_dir: Path,
+    metric: str,
+    title: str,
+    paired: dict[str, dict[str, dict]] | None = None,
+    reference: str | None = None,
 ) -> dict[str, Path]:
+    """table.md (Table 1, then the paired comparison), table.csv (Table 1), table.json (both)."""
+    reference = reference or reference_method(methods)
     out_dir = Path(out_dir)
     paths = {
         "md": out_dir / "table.md",
         "csv": out_dir / "table.csv",
         "json": out_dir / "table.json",
     }
-    paths["md"].write_text(markdown_table(table, methods, title))
+    md = markdown_table(table, methods, title)
+    if paired:
+        md += "\n" + paired_markdown(paired, methods, reference)
+    paths["md"].write_text(md)
     with paths["csv"].open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["condition", *(f"{m}_{s}" for m in methods for s in ("mean", "std"))])
@@ -119,7 +259,8 @@ def write_tables(
                 cell = table.get(m, {}).get(key)
                 row += ["", ""] if cell is None else [f"{cell['mean']:.4f}", f"{cell['std']:.4f}"]
             w.writerow(row)
-    paths["json"].write_text(
-        json.dumps({"metric": metric, "methods": methods, "table": table}, indent=2)
-    )
+    payload = {"metric": metric, "methods": methods, "table": table}
+    if paired:
+        payload.update({"reference": reference, "confidence": CONFIDENCE, "paired": paired})
+    paths["json"].write_text(json.dumps(payload, indent=2))
     return paths
