@@ -106,6 +106,27 @@ def test_grads_of_returns_writable_tensors():
     assert g.tolist() == [[2, 2], [2, 2]]
 
 
+def test_grads_of_never_hands_out_one_tensor_twice():
+    """Both operands of an add get the incoming gradient itself from autograd; each
+    parameter must get its own tensor, so that scaling one leaves the other alone."""
+    a, _, _ = _params()
+    b = nn.Parameter(torch.ones(2, 2))
+    w = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    raw = torch.autograd.grad(((a + b) * w).sum(), [a, b])
+    assert raw[0] is raw[1]  # what autograd does
+    ga, gb = grads_of(((a + b) * w).sum(), [a, b])
+    assert ga.data_ptr() != gb.data_ptr()
+    ga.mul_(10)
+    assert ga.tolist() == [[10, 20], [30, 40]] and gb.tolist() == [[1, 2], [3, 4]]
+
+
+def test_grads_of_without_materialising_gives_none_where_unused():
+    a, b, c = _params()
+    ga, gb, gc = grads_of(2 * a.sum() + b.sum(), [a, b, c], materialize=False)
+    assert ga.tolist() == [[2, 2], [2, 2]] and gb.tolist() == [1] and gc is None
+    assert grads_of(torch.tensor(1.0), [a, b], materialize=False) == [None, None]
+
+
 def test_grads_of_several_roots_with_cotangents():
     x = nn.Parameter(torch.tensor([1.0, 2.0]))
     h = 3 * x  # an intermediate root
@@ -147,6 +168,9 @@ def test_axpy_and_add_to_grads():
     add_to_grads_([a, b], [ga, gb])
     assert a.grad is ga  # no grad yet: the owned tensor becomes .grad, without a copy
     assert b.grad.tolist() == [3.0]
+    _, _, c = _params()
+    add_to_grads_([b, c], [None, None])  # None: as backward() for an unreached parameter
+    assert b.grad.tolist() == [3.0] and c.grad is None
 
 
 def test_cosine_is_zero_for_zero_vectors():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from balgrad._grad import widen
 from balgrad.data.base import TaskKind
 from balgrad.errors import ConfigError, DataError, NonFiniteLossError
 
@@ -80,12 +81,6 @@ def check_target(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> 
 
 def format_label(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
-
-
-def widen(logits: torch.Tensor) -> torch.Tensor:
-    """float32 for half-precision logits: losses, KL and probabilities lose too much in
-    float16/bfloat16 (autocast), and their gradients flow back in the logits' own dtype."""
-    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def task_loss(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> torch.Tensor:
