@@ -33,23 +33,19 @@ def _params():
 
 
 # -- the layout ---------------------------------------------------------------------------
-def test_layout_slices_index_and_size():
+def test_layout_lists_groups_in_order_with_their_index_ranges():
     a, b, c = _params()
     layout = ParamLayout.of({"x": [a, b], "y": [c]})
-    assert layout.size == 8
-    assert layout.slices == {"x": slice(0, 5), "y": slice(5, 8)}
-    assert layout.index == {"x": slice(0, 2), "y": slice(2, 3)}
     assert layout.params == [a, b, c]
-    assert layout.members("y", "x") == [a, b, c]  # layout order, not argument order
-    assert layout.members("y", "missing") == [c]
+    assert layout.index == {"x": slice(0, 2), "y": slice(2, 3)}
+    assert layout.params[layout.index["y"]] == [c]
 
 
 def test_layout_skips_frozen_parameters():
     a, b, c = _params()
     b.requires_grad_(False)
     layout = ParamLayout.of({"x": [a, b], "y": [c]})
-    assert layout.size == 7
-    assert layout.slices == {"x": slice(0, 4), "y": slice(4, 7)}
+    assert layout.params == [a, c] and layout.groups["x"] == [a]
     assert layout.index == {"x": slice(0, 1), "y": slice(1, 2)}
 
 
@@ -57,30 +53,6 @@ def test_a_parameter_in_two_groups_is_rejected():
     a, b, _ = _params()
     with pytest.raises(ValueError, match="two parameter groups"):
         ParamLayout.of({"x": [a], "y": [a, b]})
-
-
-def test_flat_grad_of_a_linear_loss_is_its_coefficients():
-    a, b, c = _params()
-    layout = ParamLayout.of({"x": [a, b], "y": [c]})
-    loss = 10 * a.sum() + 20 * b.sum() + (c * torch.tensor([1.0, 2.0, 3.0])).sum()
-    assert layout.grad(loss).tolist() == [10, 10, 10, 10, 20, 1, 2, 3]
-    assert layout.grad(loss, ["y"]).tolist() == [0, 0, 0, 0, 0, 1, 2, 3]
-    assert layout.grad((a * a).sum(), ["x"]).tolist() == [2, 4, 6, 8, 0, 0, 0, 0]
-    assert layout.grad(torch.tensor(3.0)).tolist() == [0.0] * 8
-
-
-def test_write_grads_adds_like_backward():
-    a, b, c = _params()
-    layout = ParamLayout.of({"x": [a, b], "y": [c]})
-    vec = torch.arange(1.0, 9.0)
-    layout.write_grads(vec)
-    assert a.grad.tolist() == [[1, 2], [3, 4]]
-    assert b.grad.tolist() == [5]
-    assert c.grad.tolist() == [6, 7, 8]
-    layout.write_grads(vec)
-    assert c.grad.tolist() == [12, 14, 16]
-    vec.zero_()  # .grad is not a view of the vector written
-    assert a.grad[0, 0] == 2.0
 
 
 # -- per-parameter lists -----------------------------------------------------------------

@@ -109,28 +109,19 @@ def default_sync() -> GradientSync:
 
 @dataclass
 class ParamLayout:
-    """Trainable parameters in named groups, in one list (group after group).
-
-    ``index[name]`` is the group's range in ``params``; ``slices[name]`` its range in
-    the flat vector of :meth:`grad` (for strategies that work on one flat vector).
-    """
+    """Trainable parameters in named groups, in one list (group after group);
+    ``index[name]`` is the group's range in ``params``."""
 
     groups: dict[str, list[nn.Parameter]]
 
     def __post_init__(self):
         self.params: list[nn.Parameter] = []
         self.index: dict[str, slice] = {}
-        self.slices: dict[str, slice] = {}
-        start = 0
         for name, ps in self.groups.items():
             ps = [p for p in ps if p.requires_grad]
             self.groups[name] = ps
             self.index[name] = slice(len(self.params), len(self.params) + len(ps))
             self.params.extend(ps)
-            n = sum(p.numel() for p in ps)
-            self.slices[name] = slice(start, start + n)
-            start += n
-        self.size = start
         seen = set()
         for p in self.params:
             if id(p) in seen:
@@ -140,50 +131,6 @@ class ParamLayout:
     @classmethod
     def of(cls, groups: Mapping[str, Sequence[nn.Parameter]]) -> ParamLayout:
         return cls({k: list(v) for k, v in groups.items()})
-
-    def members(self, *names: str) -> list[nn.Parameter]:
-        """The parameters of the named groups (those present), in layout order."""
-        return [p for n in self.groups if n in names for p in self.groups[n]]
-
-    # -- the flat-vector interface ------------------------------------------------------
-    def zeros(self) -> torch.Tensor:
-        p = self.params[0] if self.params else None
-        return torch.zeros(
-            self.size,
-            device=p.device if p is not None else None,
-            dtype=p.dtype if p is not None else None,
-        )
-
-    def grad(
-        self, loss: torch.Tensor, groups: Sequence[str] | None = None, retain_graph: bool = True
-    ) -> torch.Tensor:
-        """Flat gradient of ``loss`` w.r.t. the named groups (zeros elsewhere)."""
-        names = list(self.groups) if groups is None else list(groups)
-        params = [p for n in names for p in self.groups[n]]
-        out = self.zeros()
-        if not params or not loss.requires_grad:
-            return out
-        grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
-        it = iter(grads)
-        for n in names:
-            s = self.slices[n].start
-            for p in self.groups[n]:
-                g = next(it)
-                if g is not None:
-                    out[s : s + p.numel()] = g.reshape(-1)
-                s += p.numel()
-        return out
-
-    def write_grads(self, vec: torch.Tensor) -> None:
-        """Add a flat vector to ``.grad``, as ``loss.backward()`` would (zero_grad first)."""
-        s = 0
-        for p in self.params:
-            g = vec[s : s + p.numel()].view_as(p).to(p.dtype)
-            if p.grad is None:
-                p.grad = g.clone()
-            else:
-                p.grad.add_(g)
-            s += p.numel()
 
 
 # -- per-parameter lists ------------------------------------------------------------------
@@ -358,7 +305,3 @@ def forward_autocast(reference: torch.Tensor):
     if reference.dtype in LOW_PRECISION:
         return torch.autocast(reference.device.type, dtype=reference.dtype)
     return contextlib.nullcontext()
-
-
-def norm(v: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(v)

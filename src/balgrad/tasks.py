@@ -24,7 +24,8 @@ def check_task(task: str) -> TaskKind:
 
 
 def check_target_shape(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
-    """The checks of :func:`check_target` that read no tensor values (no host sync)."""
+    """Raise a DataError naming the problem when ``target``'s shape or dtype does not fit
+    ``logits`` (no tensor value is read: no host sync; :func:`screen_target` checks values)."""
     if task == "single_label":
         if target.dim() != 1 or target.shape[0] != logits.shape[0]:
             raise DataError(
@@ -69,14 +70,6 @@ def screen_target(
         message = "target: multi-label targets must be 0/1, got {value}"
     first = bad.reshape(-1).to(torch.uint8).argmax().reshape(1)
     return usable, ~bad.any(), target.reshape(-1).gather(0, first).reshape(()), message
-
-
-def check_target(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
-    """Raise a DataError naming the problem when ``target`` does not fit ``logits``."""
-    check_target_shape(logits, target, task)
-    _, ok, bad, message = screen_target(logits, target, task)
-    if not bool(ok):
-        raise DataError(message.format(value=format_label(bad.item())))
 
 
 def format_label(value: float) -> str:

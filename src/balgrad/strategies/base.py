@@ -283,13 +283,6 @@ class Strategy:
                 "score_text": true_class_prob(output.logits_text, target, model.task).mean(),
             }
 
-    def batch_mean(self, values: torch.Tensor) -> torch.Tensor:
-        """Mean of per-sample values over the global batch (all ranks)."""
-        both = self.sync.sum(
-            torch.stack([values.detach().sum(), values.new_full((), values.numel())])
-        )
-        return both[0] / both[1].clamp_min(1)
-
 
 def _as_stat(value: Any, device: torch.device) -> torch.Tensor:
     """A statistic as a 0-d detached tensor; a Python number goes to ``device`` without a
