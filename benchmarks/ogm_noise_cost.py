@@ -34,11 +34,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategy_cost import SIZES, batch, build  # noqa: E402  (the shared benchmark towers)
 
+from balgrad._grad import grads_of  # noqa: E402
 from balgrad.models import TwoTowerModel  # noqa: E402
 from balgrad.strategies import AGM, OGMGE, create_strategy  # noqa: E402
 from balgrad.strategies import agm as agm_module  # noqa: E402
 from balgrad.strategies import ogm_ge as ogm_module  # noqa: E402
-from balgrad.strategies._param_step import param_grads, trainable_params  # noqa: E402
 from balgrad.tasks import task_loss  # noqa: E402
 
 METHODS = {
@@ -83,9 +83,9 @@ def modulation_only(model, data, precision, device, reps):
     strategy = OGMGE()
     with autocast(device, precision):
         out = model(data[0], data[1])
-    params = trainable_params(model)
-    loss = task_loss(out.logits.float(), data[2], model.task)
-    grads = param_grads(loss, params)
+    params = strategy.layout(model).params
+    loss = task_loss(out.logits, data[2], model.task)
+    grads = grads_of(loss, params, materialize=False)
     times = []
     for _ in range(reps):
         gs = [None if g is None else g.clone() for g in grads]
@@ -104,7 +104,7 @@ def measure(args) -> None:
     torch.manual_seed(0)
     base = build(args.size).to(device)
     base.text_encoder.tokenize = blank_tokens
-    data = batch(args.batch_size, device)
+    data = batch(args.size, args.batch_size, device)
     n_params = sum(p.numel() for p in base.parameters())
     runs = {}
     for name in args.methods:
@@ -183,7 +183,7 @@ def check_syncs(args) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = TwoTowerModel(ConvTower(), BagTower(), 10, embed_dim=16).to(device)
-    data = batch(4, device, seq=12)
+    data = batch("tiny", 4, device)
     for name, options in [
         ("ogm_ge", {}),
         ("ogm_ge", {"fusion_bias": "half"}),

@@ -10,8 +10,9 @@ import torch
 from balgrad.errors import ConfigError, DataError, NonFiniteLossError
 from balgrad.tasks import (
     check_finite,
-    check_target,
+    check_target_shape,
     check_task,
+    screen_target,
     symmetric_kl,
     task_loss,
     true_class_prob,
@@ -92,22 +93,29 @@ def test_check_task():
         (torch.tensor([[0], [1]]), "target.*shape"),
         (torch.tensor([0, 1, 1]), "target.*shape"),
         (torch.tensor([0.0, 1.0]), "target.*integer"),
-        (torch.tensor([0, 3]), "target.*3.*range"),
-        (torch.tensor([-1, 0]), "target.*-1.*range"),
     ],
 )
-def test_single_label_target_errors(target, match):
+def test_single_label_target_shape_errors(target, match):
     with pytest.raises(DataError, match=match):
-        check_target(torch.zeros(2, 3), target, "single_label")
+        check_target_shape(torch.zeros(2, 3), target, "single_label")
+
+
+@pytest.mark.parametrize("target,bad", [([0, 3], 3), ([-1, 0], -1)])
+def test_single_label_labels_out_of_range_are_named(target, bad):
+    _, ok, value, message = screen_target(torch.zeros(2, 3), torch.tensor(target), "single_label")
+    assert not bool(ok) and int(value) == bad
+    assert message.format(value=int(value)) == f"target: label {bad} is out of range [0, 3)"
 
 
 def test_multi_label_target_errors():
     logits = torch.zeros(2, 3)
-    check_target(logits, torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 0.0]]), "multi_label")
+    good = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    check_target_shape(logits, good, "multi_label")
+    assert bool(screen_target(logits, good, "multi_label")[1])
     with pytest.raises(DataError, match="target.*shape"):
-        check_target(logits, torch.zeros(2, 2), "multi_label")
-    with pytest.raises(DataError, match="target.*0/1"):
-        check_target(logits, torch.full((2, 3), 0.5), "multi_label")
+        check_target_shape(logits, torch.zeros(2, 2), "multi_label")
+    _, ok, value, message = screen_target(logits, torch.full((2, 3), 0.5), "multi_label")
+    assert not bool(ok) and float(value) == 0.5 and "0/1" in message
 
 
 def test_check_finite_names_the_loss():
@@ -117,8 +125,6 @@ def test_check_finite_names_the_loss():
 
 
 def test_screen_target_flags_without_reading_values():
-    from balgrad.tasks import screen_target
-
     logits = torch.zeros(3, 4)
     usable, ok, bad, message = screen_target(logits, torch.tensor([1, 7, -2]), "single_label")
     assert usable.tolist() == [1, 3, 0]  # clamped so the losses can run until the check

@@ -28,8 +28,6 @@ EPS = 1e-12
 BUCKET_NUMEL = 25 * 2**20
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
-Grads = list[torch.Tensor]
-
 
 class GradientSync:
     """Single-process sync: every reduction is the identity."""
@@ -111,28 +109,19 @@ def default_sync() -> GradientSync:
 
 @dataclass
 class ParamLayout:
-    """Trainable parameters in named groups, in one list (group after group).
-
-    ``index[name]`` is the group's range in ``params``; ``slices[name]`` its range in
-    the flat vector of :meth:`grad` (for strategies that work on one flat vector).
-    """
+    """Trainable parameters in named groups, in one list (group after group);
+    ``index[name]`` is the group's range in ``params``."""
 
     groups: dict[str, list[nn.Parameter]]
 
     def __post_init__(self):
         self.params: list[nn.Parameter] = []
         self.index: dict[str, slice] = {}
-        self.slices: dict[str, slice] = {}
-        start = 0
         for name, ps in self.groups.items():
             ps = [p for p in ps if p.requires_grad]
             self.groups[name] = ps
             self.index[name] = slice(len(self.params), len(self.params) + len(ps))
             self.params.extend(ps)
-            n = sum(p.numel() for p in ps)
-            self.slices[name] = slice(start, start + n)
-            start += n
-        self.size = start
         seen = set()
         for p in self.params:
             if id(p) in seen:
@@ -143,50 +132,6 @@ class ParamLayout:
     def of(cls, groups: Mapping[str, Sequence[nn.Parameter]]) -> ParamLayout:
         return cls({k: list(v) for k, v in groups.items()})
 
-    def members(self, *names: str) -> list[nn.Parameter]:
-        """The parameters of the named groups (those present), in layout order."""
-        return [p for n in self.groups if n in names for p in self.groups[n]]
-
-    # -- the flat-vector interface ------------------------------------------------------
-    def zeros(self) -> torch.Tensor:
-        p = self.params[0] if self.params else None
-        return torch.zeros(
-            self.size,
-            device=p.device if p is not None else None,
-            dtype=p.dtype if p is not None else None,
-        )
-
-    def grad(
-        self, loss: torch.Tensor, groups: Sequence[str] | None = None, retain_graph: bool = True
-    ) -> torch.Tensor:
-        """Flat gradient of ``loss`` w.r.t. the named groups (zeros elsewhere)."""
-        names = list(self.groups) if groups is None else list(groups)
-        params = [p for n in names for p in self.groups[n]]
-        out = self.zeros()
-        if not params or not loss.requires_grad:
-            return out
-        grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
-        it = iter(grads)
-        for n in names:
-            s = self.slices[n].start
-            for p in self.groups[n]:
-                g = next(it)
-                if g is not None:
-                    out[s : s + p.numel()] = g.reshape(-1)
-                s += p.numel()
-        return out
-
-    def write_grads(self, vec: torch.Tensor) -> None:
-        """Add a flat vector to ``.grad``, as ``loss.backward()`` would (zero_grad first)."""
-        s = 0
-        for p in self.params:
-            g = vec[s : s + p.numel()].view_as(p).to(p.dtype)
-            if p.grad is None:
-                p.grad = g.clone()
-            else:
-                p.grad.add_(g)
-            s += p.numel()
-
 
 # -- per-parameter lists ------------------------------------------------------------------
 def grads_of(
@@ -194,32 +139,54 @@ def grads_of(
     params: Sequence[torch.Tensor],
     grad_outputs: Sequence[torch.Tensor | None] | None = None,
     retain_graph: bool = True,
-) -> Grads:
-    """d outputs / d params as a list (zeros where unused), each tensor contiguous and
-    owned by the caller (safe to modify in place)."""
+    materialize: bool = True,
+) -> list[torch.Tensor | None]:
+    """d outputs / d params as a list: zeros where unused, or None with
+    ``materialize=False`` (as ``loss.backward()`` leaves such a ``.grad`` alone).
+
+    Each tensor is contiguous and owned by the caller, so it is safe to modify in place:
+    no two share memory, though autograd may hand one tensor to two parameters (both
+    operands of an add get the incoming gradient itself)."""
     if not params:
         return []
     outs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
     if not any(o.requires_grad for o in outs):
-        return [torch.zeros_like(p) for p in params]
+        return [torch.zeros_like(p) if materialize else None for p in params]
     grads = torch.autograd.grad(
         outs,
         list(params),
         grad_outputs=grad_outputs,
         retain_graph=retain_graph,
         allow_unused=True,
-        materialize_grads=True,
+        materialize_grads=materialize,
     )
-    # autograd may hand back expanded (stride-0) views, which in-place ops reject
-    return [g if g.is_contiguous() else g.contiguous() for g in grads]
+    return _owned(grads)
 
 
-def _wide(t: torch.Tensor) -> torch.Tensor:
+def _owned(grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """``grads`` made contiguous (autograd may hand back expanded, stride-0 views, which
+    in-place ops reject), with a copy of any tensor handed out before."""
+    out: list[torch.Tensor | None] = []
+    seen: set[int] = set()
+    for g in grads:
+        if g is not None and g.numel():
+            g = g if g.is_contiguous() else g.contiguous()
+            if g.data_ptr() in seen:
+                g = g.clone()
+            seen.add(g.data_ptr())
+        out.append(g)
+    return out
+
+
+def widen(t: torch.Tensor) -> torch.Tensor:
+    """float32 for a half-precision tensor, else itself: losses, probabilities, norms and
+    inner products lose too much in float16/bfloat16 (autocast); gradients still flow
+    back in the tensor's own dtype."""
     return t.float() if t.dtype in LOW_PRECISION else t
 
 
 def _empty(like: torch.Tensor | None) -> torch.Tensor:
-    return torch.zeros(0) if like is None else like.new_zeros(0, dtype=_wide(like).dtype)
+    return torch.zeros(0) if like is None else like.new_zeros(0, dtype=widen(like).dtype)
 
 
 def dots(
@@ -230,7 +197,7 @@ def dots(
     if not a:
         return _empty(like)
     return torch.stack(
-        [torch.dot(_wide(x).reshape(-1), _wide(y).reshape(-1)) for x, y in zip(a, b)]
+        [torch.dot(widen(x).reshape(-1), widen(y).reshape(-1)) for x, y in zip(a, b)]
     )
 
 
@@ -248,7 +215,7 @@ def group_sums(
     """Sums of consecutive runs of ``values`` (``sizes`` long each; entries after the
     last run are ignored), as 0-d tensors; zeros for an empty ``values``."""
     if values.numel() == 0:
-        return [like.new_zeros((), dtype=_wide(like).dtype) for _ in sizes]
+        return [like.new_zeros((), dtype=widen(like).dtype) for _ in sizes]
     rest = values.numel() - sum(sizes)
     return [part.sum() for part in values.split([*sizes, rest])[: len(sizes)]]
 
@@ -260,11 +227,12 @@ def axpy_(ys: Sequence[torch.Tensor], xs: Sequence[torch.Tensor], coefs: torch.T
         torch._foreach_addcmul_(list(ys), list(xs), list(c.unbind()))
 
 
-def add_to_grads_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+def add_to_grads_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]) -> None:
     """Add to ``.grad`` as ``loss.backward()`` does; ``grads`` (owned) become ``.grad``
-    where there was none."""
-    existing = [(p.grad, g) for p, g in zip(params, grads) if p.grad is not None]
-    for p, g in zip(params, grads):
+    where there was none; a None gradient leaves its parameter alone."""
+    pairs = [(p, g) for p, g in zip(params, grads) if g is not None]
+    existing = [(p.grad, g) for p, g in pairs if p.grad is not None]
+    for p, g in pairs:
         if p.grad is None:
             p.grad = g
     if existing:
@@ -330,5 +298,10 @@ def full_precision(device: torch.device):
     return torch.autocast(device.type, enabled=False) if enabled else contextlib.nullcontext()
 
 
-def norm(v: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(v)
+def forward_autocast(reference: torch.Tensor):
+    """An autocast region like the one the model's forward ran in, judged from one of its
+    outputs: re-running part of the model (a head, a tower) then gives tensors of the
+    same precision whether ``backward()`` is called inside the region or after it."""
+    if reference.dtype in LOW_PRECISION:
+        return torch.autocast(reference.device.type, dtype=reference.dtype)
+    return contextlib.nullcontext()

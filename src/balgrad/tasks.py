@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from balgrad._grad import widen
 from balgrad.data.base import TaskKind
 from balgrad.errors import ConfigError, DataError, NonFiniteLossError
 
@@ -23,7 +24,8 @@ def check_task(task: str) -> TaskKind:
 
 
 def check_target_shape(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
-    """The checks of :func:`check_target` that read no tensor values (no host sync)."""
+    """Raise a DataError naming the problem when ``target``'s shape or dtype does not fit
+    ``logits`` (no tensor value is read: no host sync; :func:`screen_target` checks values)."""
     if task == "single_label":
         if target.dim() != 1 or target.shape[0] != logits.shape[0]:
             raise DataError(
@@ -70,22 +72,8 @@ def screen_target(
     return usable, ~bad.any(), target.reshape(-1).gather(0, first).reshape(()), message
 
 
-def check_target(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
-    """Raise a DataError naming the problem when ``target`` does not fit ``logits``."""
-    check_target_shape(logits, target, task)
-    _, ok, bad, message = screen_target(logits, target, task)
-    if not bool(ok):
-        raise DataError(message.format(value=format_label(bad.item())))
-
-
 def format_label(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
-
-
-def widen(logits: torch.Tensor) -> torch.Tensor:
-    """float32 for half-precision logits: losses, KL and probabilities lose too much in
-    float16/bfloat16 (autocast), and their gradients flow back in the logits' own dtype."""
-    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def task_loss(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> torch.Tensor:

@@ -44,15 +44,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from balgrad._grad import add_to_grads_, forward_autocast, widen
 from balgrad.errors import ConfigError
-from balgrad.strategies._param_step import (
-    add_to_grads,
-    at_least_float32,
-    forward_autocast,
-    in_window,
-    loss_grads,
-)
-from balgrad.strategies.base import Strategy, checked_loss
+from balgrad.strategies.base import Strategy, checked_loss, in_window
 from balgrad.tasks import task_loss
 
 CLIP = ("model", "none")
@@ -87,7 +81,7 @@ def agm_responses(fused, f_0l, f_v0):
 
 def response_score(o: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
     """Per-sample −log p(true label | o), probabilities clamped at 1e-8."""
-    o = at_least_float32(o)
+    o = widen(o)
     if task == "single_label":
         p = F.softmax(o, dim=-1).gather(-1, target.view(-1, 1)).squeeze(-1)
         return -torch.log(p.clamp_min(1e-8))
@@ -243,11 +237,13 @@ class AGM(Strategy):
         else:
             fused = output.logits
             coef["kappa_image"] = coef["kappa_text"] = torch.ones_like(scores[0])
-        loss = checked_loss("task loss L_T", task_loss(at_least_float32(fused), target, task))
+        loss = checked_loss("task loss L_T", task_loss(fused, target, task))
 
-        params, grads, scale = loss_grads(self, model, loss)
+        params = self.layout(model).params
+        grads = self.loss_grads(loss, params)
+        scale = self.loss_scale(loss)
         clipped = self.clip_(model, params, grads, scale) if self.clip == "model" else None
-        add_to_grads(params, grads)
+        add_to_grads_(params, grads)
         flag = torch.zeros((), device=scores.device)
         return {
             "loss_task": loss.detach(),
@@ -271,7 +267,7 @@ class AGM(Strategy):
         present = [g for g in grads if g is not None]
         limit = CLIP_NORM if scale is None else CLIP_NORM * scale
         trigger = trigger_grad.abs().amax() > limit
-        norms = [at_least_float32(n) for n in torch._foreach_norm(present)]
+        norms = [widen(n) for n in torch._foreach_norm(present)]
         total = torch.linalg.vector_norm(torch.stack(norms))
         eps = CLIP_EPS if scale is None else CLIP_EPS * scale
         coef = (limit / (total + eps)).clamp_max(1.0)

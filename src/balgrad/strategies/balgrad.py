@@ -39,10 +39,11 @@ from balgrad._grad import (
     group_sums,
     project_conflicting_,
     sq_norms,
+    widen,
 )
 from balgrad.errors import ConfigError
 from balgrad.strategies.base import Strategy
-from balgrad.tasks import symmetric_kl, task_loss, true_class_prob, widen
+from balgrad.tasks import symmetric_kl, task_loss, true_class_prob
 
 REWEIGHTS = ("contribution", "none")
 MODALITIES = ("image", "text")

@@ -214,6 +214,29 @@ class Strategy:
         """``loss`` multiplied by the step's GradScaler scale (no host sync), if any."""
         return loss if self.scaler is None else self.scaler.scale(loss)
 
+    def loss_scale(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The step's GradScaler scale as a 0-d tensor on ``like``'s device (no host
+        sync), or None without a scaler: anything absolute that acts on the scaled
+        gradients (a clipping threshold, an epsilon) is multiplied by it, so that the
+        update is exactly ``scale`` times the unscaled one."""
+        if self.scaler is None:
+            return None
+        return self.scaler.scale(torch.ones((), device=like.device))
+
+    def loss_grads(
+        self, loss: torch.Tensor, params: Sequence[nn.Parameter]
+    ) -> list[torch.Tensor | None]:
+        """The gradient ``self.scaled(loss).backward()`` would add to ``params``, averaged
+        over ranks through :attr:`sync`, as owned tensors to rescale in place before
+        :func:`~balgrad._grad.add_to_grads_`. None where the loss does not reach a
+        parameter (zeros on several ranks, so that every rank joins the same all-reduce)."""
+        sync = self.sync
+        several = sync.world_size > 1
+        grads = grads_of(self.scaled(loss), params, retain_graph=False, materialize=several)
+        if several:
+            sync.mean_(grads)
+        return grads
+
     def check_finite(self, names: tuple[str, ...], values: torch.Tensor) -> None:
         """Verify at the next check that each entry of ``values`` is finite."""
         self._checks.finite(self.step, names, values)
@@ -260,13 +283,6 @@ class Strategy:
                 "score_text": true_class_prob(output.logits_text, target, model.task).mean(),
             }
 
-    def batch_mean(self, values: torch.Tensor) -> torch.Tensor:
-        """Mean of per-sample values over the global batch (all ranks)."""
-        both = self.sync.sum(
-            torch.stack([values.detach().sum(), values.new_full((), values.numel())])
-        )
-        return both[0] / both[1].clamp_min(1)
-
 
 def _as_stat(value: Any, device: torch.device) -> torch.Tensor:
     """A statistic as a 0-d detached tensor; a Python number goes to ``device`` without a
@@ -275,6 +291,11 @@ def _as_stat(value: Any, device: torch.device) -> torch.Tensor:
         return value.detach().reshape(())
     dtype = torch.float32 if device.type == "mps" else torch.float64
     return torch.full((), float(value), device=device, dtype=dtype)
+
+
+def in_window(epoch: int, start: int, end: int | float) -> bool:
+    """``start <= epoch <= end``: both ends inclusive, as the official OGM-GE and AGM code."""
+    return start <= epoch <= end
 
 
 def checked_loss(name: str, loss: torch.Tensor) -> torch.Tensor:

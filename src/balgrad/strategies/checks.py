@@ -29,10 +29,6 @@ class _Record:
 class PendingChecks:
     def __init__(self) -> None:
         self._records: list[_Record] = []
-        self.last_verified_step: int | None = None
-
-    def __len__(self) -> int:
-        return len(self._records)
 
     def finite(self, step: int, names: tuple[str, ...], values: torch.Tensor) -> None:
         """Record that each entry of ``values`` (losses or gradient norms) must be finite."""
@@ -44,9 +40,6 @@ class PendingChecks:
         values = torch.stack([ok.to(_wide(ok)), bad_value.to(_wide(ok))])
         self._records.append(_Record(step, ("target",), values, details=1, message=message))
 
-    def clear(self) -> None:
-        self._records.clear()
-
     def verify(self) -> None:
         """Read every pending flag in one host sync; raise for the first bad one."""
         if not self._records:
@@ -54,7 +47,6 @@ class PendingChecks:
         records, self._records = self._records, []
         device = records[0].values.device
         flat = torch.cat([r.values.to(device, _wide(records[0].values)) for r in records]).tolist()
-        self.last_verified_step = records[-1].step
         at = 0
         for r in records:
             n = len(r.names)

@@ -36,15 +36,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from balgrad._grad import add_to_grads_, widen
 from balgrad.errors import ConfigError
 from balgrad.models.fusion import ConcatFusion, SumFusion
-from balgrad.strategies._param_step import (
-    add_to_grads,
-    at_least_float32,
-    in_window,
-    loss_grads,
-)
-from balgrad.strategies.base import Strategy, checked_loss
+from balgrad.strategies.base import Strategy, checked_loss, in_window
 from balgrad.tasks import task_loss, true_class_prob
 
 SCALE_PARAMS = ("matrices", "conv4d")
@@ -88,13 +83,13 @@ def official_unimodal_logits(model, h_v: torch.Tensor, h_l: torch.Tensor):
             f"{len(linears)} linear layer(s) in its classifier. Use fusion_bias='full'."
         )
     out = linears[0]
-    w = at_least_float32(out.weight.detach())
-    b = None if out.bias is None else at_least_float32(out.bias.detach()) / 2
+    w = widen(out.weight.detach())
+    b = None if out.bias is None else widen(out.bias.detach()) / 2
     d = h_v.shape[-1]
     w_v, w_l = (w[:, :d], w[:, d:]) if isinstance(fusion, ConcatFusion) else (w, w)
     return (
-        F.linear(at_least_float32(h_v).to(w.dtype), w_v, b),
-        F.linear(at_least_float32(h_l).to(w.dtype), w_l, b),
+        F.linear(widen(h_v).to(w.dtype), w_v, b),
+        F.linear(widen(h_l).to(w.dtype), w_l, b),
     )
 
 
@@ -164,20 +159,21 @@ class OGMGE(Strategy):
                 z_v, z_l = official_unimodal_logits(model, output.h_image, output.h_text)
             else:
                 z_v, z_l = output.logits_image, output.logits_text
-            probs = [true_class_prob(at_least_float32(z), target, model.task) for z in (z_v, z_l)]
+            probs = [true_class_prob(z, target, model.task) for z in (z_v, z_l)]
             return self.sync.sum(torch.stack([p.sum() for p in probs]))
 
     def compute(self, model, output, target):
-        z = at_least_float32(output.logits)
-        loss = checked_loss("task loss L_T", task_loss(z, target, model.task))
-        params, grads, scale = loss_grads(self, model, loss)
+        loss = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
+        params = self.layout(model).params
+        grads = self.loss_grads(loss, params)
 
         s_v, s_l = self.scores(model, output, target).unbind()
         rho, k_v, k_l = ogm_coefficients(s_v, s_l, self.alpha)
         active = self.active()
         if active:
-            self.modulate(model, params, grads, {"image": k_v, "text": k_l}, scale)
-        add_to_grads(params, grads)
+            coefs = {"image": k_v, "text": k_l}
+            self.modulate(model, params, grads, coefs, self.loss_scale(loss))
+        add_to_grads_(params, grads)
         return {
             "loss_task": loss.detach(),
             **self.unimodal_monitor(model, output, target),

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from balgrad.errors import ConfigError
-from balgrad.registry import Option, Registry
+from balgrad.registry import Registry
 from balgrad.strategies.agm import AGM
 from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.balgrad_fast import BalGradFast
@@ -178,11 +178,6 @@ def list_strategies() -> list[str]:
 def strategy_options(name: str) -> dict[str, object]:
     """The options a strategy accepts, with their defaults (a preset's own values included)."""
     return STRATEGY_REGISTRY.defaults(name)
-
-
-def strategy_option_types(name: str) -> dict[str, Option]:
-    """The options with their types and defaults (``str(option)``: ``kl_weight: float = 1.0``)."""
-    return STRATEGY_REGISTRY.options(name)
 
 
 def validate_strategy(name: str, options: dict[str, Any]) -> None:
