@@ -8,7 +8,6 @@ where an impaired score exceeds the full score.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
 from balgrad.evaluate.metrics import compute_scores
+from balgrad.train.precision import autocast_region
 
 #: the missing ratios r of the robustness sweep (paper Fig. 4)
 SWEEP_RATIOS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -59,17 +59,6 @@ class Predictions:
     logits_image: torch.Tensor
     logits_text: torch.Tensor
     target: torch.Tensor
-
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast_region(precision: str, device) -> contextlib.AbstractContextManager:
-    """The forward passes' autocast for a resolved ``--precision`` (none for fp32)."""
-    dtype = AUTOCAST_DTYPES.get(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 @torch.no_grad()
