@@ -341,8 +341,6 @@ class Experiment:
             momentum=cfg.momentum,
             seed=seed,
             primary_metric=info.primary_metric,
-            metrics=info.metrics,
-            eval_batch_size=cfg.eval_batch_size,
             progress=cfg.progress,
             precision=cfg.precision,
             log_every=cfg.log_every,
@@ -352,12 +350,12 @@ class Experiment:
             strategy,
             pipeline,
             self.data.train,
-            self.data.val,
             settings,
             rdir,
             self.device,
             self.dist,
             observers,
+            validate=self.evaluator(pipeline, self.data.val).modality_scores,
         )
         t0 = time.perf_counter()
         result = trainer.fit(resume=self.resume)
@@ -386,18 +384,23 @@ class Experiment:
             method, seed, evaluation, result.best_epoch, result.best_score, seconds, result.history
         )
 
-    def evaluate_model(self, model, pipeline) -> dict:
-        """The protocol's scores, with the protocol settings that produced them."""
+    def evaluator(self, pipeline: InputPipeline, dataset: MultimodalDataset) -> Evaluator:
+        """Scores models on ``dataset`` with the run's metrics, batch size and precision."""
         cfg = self.cfg
-        ev = Evaluator(
+        return Evaluator(
             pipeline,
-            self.data.test,
+            dataset,
             self.data.info.metrics,
             protocol_config(cfg),
             str(self.device),
             progress=cfg.progress,
             precision=cfg.precision,
         )
+
+    def evaluate_model(self, model, pipeline) -> dict:
+        """The protocol's scores, with the protocol settings that produced them."""
+        cfg = self.cfg
+        ev = self.evaluator(pipeline, self.data.test)
         protocol = {
             "missing": cfg.missing,
             "missing_ratio": cfg.missing_ratio,

@@ -5,6 +5,7 @@ from toy_components import toy_trainer
 from balgrad.errors import BalgradError, NonFiniteLossError
 from balgrad.strategies import create_strategy
 from balgrad.strategies.base import Strategy
+from balgrad.strategies.joint import Joint
 from balgrad.tasks import task_loss
 from balgrad.train.checkpoint import load_checkpoint
 from balgrad.train.metrics_log import JsonlLogger, read_jsonl
@@ -126,3 +127,44 @@ def test_a_nan_in_the_last_steps_of_an_epoch_is_caught_before_the_checkpoint(tmp
     with pytest.raises(NonFiniteLossError, match="model parameters"):
         trainer.fit()
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+class RecordsUnimodalScores(Joint):
+    def on_epoch_end(self, epoch, optimizer, unimodal_scores=None):
+        self.received = [*getattr(self, "received", []), unimodal_scores]
+        return {}
+
+
+def test_the_injected_validation_picks_the_best_epoch_and_feeds_the_strategy(tmp_path):
+    fused, image, text = [50.0, 80.0, 60.0], [10.0, 20.0, 30.0], [40.0, 50.0, 70.0]
+    states = []
+
+    def validate(model):  # scripted scores; snapshots the weights each epoch is scored with
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        i = len(states) - 1
+        return {"accuracy": fused[i], "image_accuracy": image[i], "text_accuracy": text[i]}
+
+    strategy = RecordsUnimodalScores()
+    settings = TrainSettings(epochs=3, batch_size=16, lr=1e-2, progress=False)
+    result = toy_trainer(tmp_path, strategy, settings, validate=validate).fit()
+    assert result.best_epoch == 1 and result.best_score == 80.0
+    assert all(torch.equal(result.best_state[k], v) for k, v in states[1].items())
+    assert any(not torch.equal(v, states[2][k]) for k, v in states[1].items())  # not the last
+    assert strategy.received == [{"image": a, "text": b} for a, b in zip(image, text)]
+    rows = read_jsonl(tmp_path / "epochs.jsonl")
+    assert [
+        (r["val_accuracy"], r["val_image_accuracy"], r["val_text_accuracy"]) for r in rows
+    ] == list(zip(fused, image, text))
+
+
+def test_a_validation_without_the_primary_metric_is_a_clear_error(tmp_path):
+    settings = TrainSettings(epochs=1, batch_size=16, lr=1e-2, progress=False)
+
+    def validate(model):
+        return {"accuracy": 50.0, "image_accuracy": 40.0}
+
+    trainer = toy_trainer(tmp_path, Joint(), settings, validate=validate)
+    with pytest.raises(BalgradError, match="no text_accuracy"):
+        trainer.fit()
+    with pytest.raises(TypeError, match="validate must be a callable"):
+        toy_trainer(tmp_path, Joint(), settings, validate={"accuracy": 50.0})

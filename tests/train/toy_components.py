@@ -61,22 +61,31 @@ class ToyData(MultimodalDataset):
         return Example(self.x[i], self.texts[i], self.y[i], i)
 
 
-def toy_trainer(run_dir, strategy, settings, observers=None):
-    """A Trainer of the toy encoders on the toy data (seeded: the same weights each call)."""
+def toy_trainer(run_dir, strategy, settings, observers=None, validate=None):
+    """A Trainer of the toy encoders on the toy data (seeded: the same weights each call),
+    validated as a run is (``Evaluator.modality_scores`` on a toy validation split) unless
+    ``validate`` is given."""
     from balgrad.data.pipeline import InputPipeline
+    from balgrad.evaluate.protocol import Evaluator
     from balgrad.models import TwoTowerModel
     from balgrad.train.trainer import Trainer
 
     torch.manual_seed(0)
     img, txt = VecEncoder(), BagEncoder()
+    pipeline = InputPipeline(img, txt, progress=False)
+    if validate is None:
+        val_set = ToyData(30, seed=1, split="val")
+        validate = Evaluator(
+            pipeline, val_set, ["accuracy"], precision=settings.precision
+        ).modality_scores
     return Trainer(
         TwoTowerModel(img, txt, 3, embed_dim=8),
         strategy,
-        InputPipeline(img, txt, progress=False),
+        pipeline,
         ToyData(96),
-        ToyData(30, seed=1, split="val"),
         settings,
         run_dir,
         torch.device("cpu"),
         observers=observers,
+        validate=validate,
     )

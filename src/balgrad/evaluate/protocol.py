@@ -8,7 +8,6 @@ where an impaired score exceeds the full score.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
 from balgrad.evaluate.metrics import compute_scores
+from balgrad.train.precision import autocast_region
 
 #: the missing ratios r of the robustness sweep (paper Fig. 4)
 SWEEP_RATIOS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -61,17 +61,6 @@ class Predictions:
     target: torch.Tensor
 
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast_region(precision: str, device) -> contextlib.AbstractContextManager:
-    """The forward passes' autocast for a resolved ``--precision`` (none for fp32)."""
-    dtype = AUTOCAST_DTYPES.get(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=dtype)
-
-
 @torch.no_grad()
 def predict(
     model,
@@ -110,10 +99,26 @@ class Evaluator:
     progress: bool = False
     precision: str = "fp32"  # resolved: fp32, bf16 or fp16
 
-    def score(self, model, condition: Condition) -> dict[str, float]:
+    def predict(self, model, condition: Condition | None) -> Predictions:
         loader = self.pipeline.loader(self.dataset, condition, batch_size=self.config.batch_size)
-        pred = predict(model, loader, self.device, precision=self.precision)
+        return predict(model, loader, self.device, precision=self.precision)
+
+    def score(self, model, condition: Condition) -> dict[str, float]:
+        pred = self.predict(model, condition)
         return compute_scores(pred.logits, pred.target, model.task, self.metrics)
+
+    def modality_scores(self, model, condition: Condition | None = None) -> dict[str, float]:
+        """Scores of the fused logits (``<metric>``) and of each tower's own logits
+        (``image_<metric>``, ``text_<metric>``) under ``condition`` (default: full): the
+        trainer's validation, which picks the best epoch and gives MSLR its unimodal
+        accuracies."""
+        pred = self.predict(model, condition)
+        heads = {"": pred.logits, "image_": pred.logits_image, "text_": pred.logits_text}
+        return {
+            f"{head}{name}": value
+            for head, logits in heads.items()
+            for name, value in compute_scores(logits, pred.target, model.task, self.metrics).items()
+        }
 
     def run(self, model, sweep: bool = True) -> dict:
         """Table conditions (+ the robustness sweep): {"conditions": {role: scores},

@@ -10,12 +10,14 @@ but it lets the scaled path be tested without a GPU.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from balgrad.errors import ConfigError
-from balgrad.evaluate.protocol import autocast_region
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # resolved names; "auto" resolves to one of them
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 __all__ = ["PRECISIONS", "autocast_region", "make_scaler", "resolve_precision"]
 
 
@@ -44,3 +46,11 @@ def _concrete(device: str | torch.device) -> str | torch.device:
 def make_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
     """A gradient scaler for fp16 (bf16 has fp32's exponent range and needs none)."""
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def autocast_region(precision: str, device) -> contextlib.AbstractContextManager:
+    """The forward passes' autocast for a resolved ``--precision`` (none for fp32)."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)

@@ -1,8 +1,10 @@
 """The training loop: a plain PyTorch loop in which a strategy replaces ``backward``.
 
-Model selection uses the validation split's primary metric on the full condition;
-the test split is never looked at here. A checkpoint is written after every epoch, so
-an interrupted or failed run resumes from the last complete epoch.
+Model selection uses the primary metric of the validation that the composer injects
+(``validate``; in a run, the validation split on the full condition, scored by
+``balgrad.evaluate``, a later layer that this module does not import). The test split
+is never looked at here. A checkpoint is written after every epoch, so an interrupted or
+failed run resumes from the last complete epoch.
 
 The loop reads nothing on the host between its logging steps (every ``log_every``
 steps): step statistics stay tensors, epoch sums accumulate on the device, and the
@@ -18,7 +20,8 @@ import inspect
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,14 +30,16 @@ from tqdm.auto import tqdm
 
 from balgrad.data.impairments import Condition
 from balgrad.errors import BalgradError, ConfigError, NonFiniteLossError
-from balgrad.evaluate.metrics import compute_scores
-from balgrad.evaluate.protocol import predict
 from balgrad.train.checkpoint import load_latest_checkpoint, remove_checkpoints, save_checkpoint
 from balgrad.train.distributed import DistInfo
 from balgrad.train.metrics_log import to_floats
 from balgrad.train.precision import autocast_region, make_scaler
 
 log = logging.getLogger("balgrad.train")
+
+#: the model's scores on the validation split, in percent: ``<metric>`` of the fused
+#: logits, ``image_<metric>`` and ``text_<metric>`` of each tower's own logits
+Validate = Callable[[torch.nn.Module], dict[str, float]]
 
 
 @dataclass
@@ -46,9 +51,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     momentum: float = 0.9
     seed: int = 0
-    primary_metric: str = "accuracy"
-    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
-    eval_batch_size: int = 256
+    primary_metric: str = "accuracy"  # a key of the validation's scores
     progress: bool = True
     precision: str = "fp32"  # resolved: fp32, bf16 or fp16
     log_every: int = 25  # steps between host reads of the statistics
@@ -90,6 +93,11 @@ class Trainer:
         pipeline: the :class:`~balgrad.data.pipeline.InputPipeline` making batches.
         run_dir: where ``checkpoint.pt``, ``epochs.jsonl`` and step logs go (rank 0).
         observers: extra step observers (loggers); each may have ``flush()`` and ``epoch``.
+        validate: called with the model after every epoch (see :data:`Validate`); its
+            scores go into the epoch's row as ``val_*``. The primary metric of the fused
+            logits picks the best epoch, the unimodal ones go to the strategy's
+            ``on_epoch_end`` (MSLR). A run passes
+            :meth:`balgrad.evaluate.protocol.Evaluator.modality_scores`.
     """
 
     def __init__(
@@ -98,15 +106,18 @@ class Trainer:
         strategy,
         pipeline,
         train_set,
-        val_set,
         settings: TrainSettings,
         run_dir: str | Path,
         device: torch.device,
         dist_info: DistInfo | None = None,
         observers: list | None = None,
+        *,
+        validate: Validate,
     ):
+        if not callable(validate):
+            raise TypeError(f"validate must be a callable of the model, got {validate!r}")
         self.model, self.strategy, self.pipeline = model, strategy, pipeline
-        self.train_set, self.val_set = train_set, val_set
+        self.train_set, self.validate = train_set, validate
         self.s = settings
         self.run_dir = Path(run_dir)
         self.device = device
@@ -147,30 +158,14 @@ class Trainer:
         )
 
     def _validate(self) -> dict[str, float]:
-        loader = self.pipeline.loader(self.val_set, Condition(), batch_size=self.s.eval_batch_size)
-        pred = predict(self.model, loader, self.device, precision=self.s.precision)
-        task = self.model.task
-        out = {
-            f"val_{k}": v
-            for k, v in compute_scores(pred.logits, pred.target, task, self.s.metrics).items()
-        }
-        out.update(
-            {
-                f"val_image_{k}": v
-                for k, v in compute_scores(
-                    pred.logits_image, pred.target, task, self.s.metrics
-                ).items()
-            }
-        )
-        out.update(
-            {
-                f"val_text_{k}": v
-                for k, v in compute_scores(
-                    pred.logits_text, pred.target, task, self.s.metrics
-                ).items()
-            }
-        )
-        return out
+        scores = self.validate(self.model)
+        needed = [f"{p}{self.s.primary_metric}" for p in ("", "image_", "text_")]
+        if missing := [k for k in needed if k not in scores]:
+            raise BalgradError(
+                f"validate returned no {', '.join(missing)} (it returned {', '.join(scores)}); "
+                f"the trainer needs {', '.join(needed)}"
+            )
+        return {f"val_{k}": v for k, v in scores.items()}
 
     def fit(self, resume: bool = False) -> TrainResult:
         start, best_score, best_epoch, best_state, history = 0, -float("inf"), -1, None, []
