@@ -22,11 +22,12 @@ import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from balgrad.tasks import LOW_PRECISION, widen
+
 #: absolute threshold below which a norm counts as zero (not scale-invariant: docs/spec.md)
 EPS = 1e-12
 #: all-reduce buckets hold at most this many elements (about 100 MB in float32)
 BUCKET_NUMEL = 25 * 2**20
-LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 class GradientSync:
@@ -176,13 +177,6 @@ def _owned(grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
             seen.add(g.data_ptr())
         out.append(g)
     return out
-
-
-def widen(t: torch.Tensor) -> torch.Tensor:
-    """float32 for a half-precision tensor, else itself: losses, probabilities, norms and
-    inner products lose too much in float16/bfloat16 (autocast); gradients still flow
-    back in the tensor's own dtype."""
-    return t.float() if t.dtype in LOW_PRECISION else t
 
 
 def _empty(like: torch.Tensor | None) -> torch.Tensor:

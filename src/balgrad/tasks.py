@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from balgrad._grad import widen
 from balgrad.data.base import TaskKind
 from balgrad.errors import ConfigError, DataError, NonFiniteLossError
 
@@ -70,6 +69,17 @@ def screen_target(
         message = "target: multi-label targets must be 0/1, got {value}"
     first = bad.reshape(-1).to(torch.uint8).argmax().reshape(1)
     return usable, ~bad.any(), target.reshape(-1).gather(0, first).reshape(()), message
+
+
+#: the half-precision dtypes autocast produces
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def widen(t: torch.Tensor) -> torch.Tensor:
+    """float32 for a half-precision tensor, else itself: losses, probabilities, norms and
+    inner products lose too much in float16/bfloat16 (autocast); gradients still flow
+    back in the tensor's own dtype."""
+    return t.float() if t.dtype in LOW_PRECISION else t
 
 
 def format_label(value: float) -> str:
