@@ -39,6 +39,12 @@ def _check_count(value: int, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed: expected an integer, got {seed!r}")
+    return int(seed)
+
+
 def _digest(payload: dict[str, Any]) -> str:
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

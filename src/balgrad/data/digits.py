@@ -16,6 +16,7 @@ from balgrad.data._builtin_common import (
     _ArrayDataset,
     _check_count,
     _check_fraction,
+    _check_seed,
     _check_split,
     _digest,
     _stratified_labels,
@@ -345,9 +346,7 @@ class DigitsDataset(_ArrayDataset):
 
     def __init__(self, split: str = "train", *, seed: int = 0, config: DigitsConfig | None = None):
         self.split = _check_split(split)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ConfigError(f"seed: expected an integer, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = _check_seed(seed)
         self.config = config if config is not None else DigitsConfig()
         self.info = DatasetInfo(
             "digits", "single_label", list(DIGITS_CLASSES), "accuracy", ["accuracy"]

@@ -13,6 +13,7 @@ from balgrad.data._builtin_common import (
     _ArrayDataset,
     _check_count,
     _check_fraction,
+    _check_seed,
     _check_split,
     _digest,
     _stratified_labels,
@@ -198,9 +199,7 @@ class FashionDataset(_ArrayDataset):
 
     def __init__(self, split: str = "train", *, seed: int = 0, config: FashionConfig | None = None):
         self.split = _check_split(split)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ConfigError(f"seed: expected an integer, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = _check_seed(seed)
         self.config = config if config is not None else FashionConfig()
         self.info = DatasetInfo(
             "fashion", "single_label", list(FASHION_CLASSES), "accuracy", ["accuracy"]

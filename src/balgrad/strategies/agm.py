@@ -46,7 +46,13 @@ import torch.nn.functional as F
 
 from balgrad._grad import add_to_grads_, forward_autocast, widen
 from balgrad.errors import ConfigError
-from balgrad.strategies.base import Strategy, checked_loss, in_window
+from balgrad.strategies.base import (
+    Strategy,
+    check_choice,
+    check_modulation,
+    checked_loss,
+    in_window,
+)
 from balgrad.tasks import task_loss
 
 CLIP = ("model", "none")
@@ -128,14 +134,9 @@ class AGM(Strategy):
         zero: Literal["embedding", "input"] = "embedding",
     ):
         super().__init__()
-        if alpha < 0:
-            raise ConfigError(f"alpha: must be >= 0, got {alpha}")
-        if modulation_end is not None and modulation_end < modulation_start:
-            raise ConfigError("modulation_end: must be >= modulation_start")
-        if clip not in CLIP:
-            raise ConfigError(f"clip: unknown value {clip!r}; expected one of {CLIP}")
-        if zero not in ZERO:
-            raise ConfigError(f"zero: unknown value {zero!r}; expected one of {ZERO}")
+        check_modulation(alpha, modulation_start, modulation_end)
+        check_choice("clip", clip, CLIP)
+        check_choice("zero", zero, ZERO)
         self.alpha = float(alpha)
         self.max_gap = float(max_gap)
         self.modulation_start = int(modulation_start)

@@ -293,6 +293,19 @@ def _as_stat(value: Any, device: torch.device) -> torch.Tensor:
     return torch.full((), float(value), device=device, dtype=dtype)
 
 
+def check_modulation(alpha: float, start: int, end: int | None) -> None:
+    """The checks OGM-GE and AGM share: a non-negative α and an ordered epoch window."""
+    if alpha < 0:
+        raise ConfigError(f"alpha: must be >= 0, got {alpha}")
+    if end is not None and end < start:
+        raise ConfigError("modulation_end: must be >= modulation_start")
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}: unknown value {value!r}; expected one of {allowed}")
+
+
 def in_window(epoch: int, start: int, end: int | float) -> bool:
     """``start <= epoch <= end``: both ends inclusive, as the official OGM-GE and AGM code."""
     return start <= epoch <= end

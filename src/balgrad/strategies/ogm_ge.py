@@ -39,7 +39,13 @@ import torch.nn.functional as F
 from balgrad._grad import add_to_grads_, widen
 from balgrad.errors import ConfigError
 from balgrad.models.fusion import ConcatFusion, SumFusion
-from balgrad.strategies.base import Strategy, checked_loss, in_window
+from balgrad.strategies.base import (
+    Strategy,
+    check_choice,
+    check_modulation,
+    checked_loss,
+    in_window,
+)
 from balgrad.tasks import task_loss, true_class_prob
 
 SCALE_PARAMS = ("matrices", "conv4d")
@@ -123,18 +129,9 @@ class OGMGE(Strategy):
         fusion_bias: Literal["full", "half"] = "full",
     ):
         super().__init__()
-        if alpha < 0:
-            raise ConfigError(f"alpha: must be >= 0, got {alpha}")
-        if modulation_end is not None and modulation_end < modulation_start:
-            raise ConfigError("modulation_end: must be >= modulation_start")
-        if scale_params not in SCALE_PARAMS:
-            raise ConfigError(
-                f"scale_params: unknown value {scale_params!r}; expected one of {SCALE_PARAMS}"
-            )
-        if fusion_bias not in FUSION_BIAS:
-            raise ConfigError(
-                f"fusion_bias: unknown value {fusion_bias!r}; expected one of {FUSION_BIAS}"
-            )
+        check_modulation(alpha, modulation_start, modulation_end)
+        check_choice("scale_params", scale_params, SCALE_PARAMS)
+        check_choice("fusion_bias", fusion_bias, FUSION_BIAS)
         self.alpha = float(alpha)
         self.modulation_start = int(modulation_start)
         self.modulation_end = modulation_end
