@@ -1,14 +1,16 @@
-"""Regenerate the README's result tables: the default benchmark and fashion, 5 seeds each.
+"""Regenerate the README's result tables: the default benchmark, fashion, fast vs exact.
 
 Runs ``balgrad compare --seeds 0 1 2 3 4`` with every default (digits) and with
 ``--dataset fashion``, one shared feature cache, then copies each run's ``table.md``
 (Table 1 with mean ± std, and the paired change versus Baseline with 95% t-intervals)
 into README.md between the markers ``<!-- readme_tables:NAME -->`` and
-``<!-- /readme_tables:NAME -->``.
+``<!-- /readme_tables:NAME -->``. The ``fast`` job trains joint, BalGrad and
+balgrad_fast on both datasets (5 seeds) and writes one table of the two BalGrads side by
+side with balgrad_fast's paired change versus the exact method.
 
     python benchmarks/readme_tables.py                  # train, then rewrite README.md
     python benchmarks/readme_tables.py --reuse          # keep run folders that are complete
-    python benchmarks/readme_tables.py --only fashion   # one of the two
+    python benchmarks/readme_tables.py --only fashion   # one of the three
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ["0", "1", "2", "3", "4"]
 JOBS = {"digits": [], "fashion": ["--dataset", "fashion"]}
+FAST_METHODS = ["joint", "balgrad", "balgrad_fast"]
 
 
 def marker(name: str) -> tuple[str, str]:
@@ -37,20 +40,51 @@ def replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: f"{begin}\n{body.rstrip()}\n{end}", text, count=1)
 
 
-def run(name: str, out: Path, cache: Path, reuse: bool) -> Path:
+def run(name: str, out: Path, cache: Path, reuse: bool, flags: list[str] | None = None) -> Path:
     run_dir = out / f"readme-{name}"
     if reuse and (run_dir / "table.md").is_file():
         return run_dir
-    cmd = [sys.executable, "-m", "balgrad.cli", "compare", *JOBS[name], "--seeds", *SEEDS]
+    flags = JOBS[name] if flags is None else flags
+    cmd = [sys.executable, "-m", "balgrad.cli", "compare", *flags, "--seeds", *SEEDS]
     cmd += ["--out", str(out), "--name", run_dir.name, "--cache-dir", str(cache), "--no-progress"]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return run_dir
 
 
+def fast_table(run_dirs: dict[str, Path]) -> str:
+    """Markdown: per dataset, Baseline, BalGrad and balgrad_fast (mean ± std) and
+    balgrad_fast minus BalGrad paired by seed with its 95% t-interval."""
+    from balgrad.report.build import load_results
+    from balgrad.report.tables import (
+        PAIRED_ROWS,
+        aggregate,
+        format_cell,
+        format_change,
+        paired_table,
+    )
+
+    lines = [
+        "| Dataset | Condition | Baseline | BalGrad | balgrad_fast | fast − exact [95% CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for dataset, run_dir in run_dirs.items():
+        results = load_results(run_dir, FAST_METHODS)
+        table = aggregate(results, "accuracy")
+        paired = paired_table(results, "accuracy", ["balgrad", "balgrad_fast"], "balgrad")
+        for key, label in PAIRED_ROWS:
+            cells = [format_cell(table[m].get(key)) for m in FAST_METHODS]
+            change = format_change(paired["balgrad_fast"].get(key))
+            lines.append(f"| {dataset} | {label} | " + " | ".join(cells) + f" | {change} |")
+    n = max(len({r["seed"] for r in load_results(d, ["balgrad"])}) for d in run_dirs.values())
+    return f"accuracy (%), {n} seeds (mean ± std); n.s. = the interval contains 0\n\n" + "\n".join(
+        lines
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=list(JOBS), nargs="+", default=list(JOBS))
+    p.add_argument("--only", choices=[*JOBS, "fast"], nargs="+", default=[*JOBS, "fast"])
     p.add_argument("--out", default=str(ROOT / "runs"), help="parent of the run folders")
     p.add_argument("--cache-dir", default=str(ROOT / ".balgrad-cache"))
     p.add_argument("--reuse", action="store_true", help="keep run folders with a table.md")
@@ -58,8 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     readme = Path(args.readme)
     text = readme.read_text()
+    out, cache = Path(args.out), Path(args.cache_dir)
     for name in args.only:
-        run_dir = run(name, Path(args.out), Path(args.cache_dir), args.reuse)
+        if name == "fast":
+            dirs = {
+                ds: run(f"fast-{ds}", out, cache, args.reuse, [*flags, "--methods", *FAST_METHODS])
+                for ds, flags in JOBS.items()
+            }
+            text = replace_block(text, name, fast_table(dirs))
+            print(f"README.md: fast tables from {', '.join(map(str, dirs.values()))}")
+            continue
+        run_dir = run(name, out, cache, args.reuse)
         text = replace_block(text, name, (run_dir / "table.md").read_text())
         print(f"README.md: {name} tables from {run_dir / 'table.md'}")
     readme.write_text(text)
