@@ -102,12 +102,14 @@ def _diagnostics(
     the run, or without step logs, are skipped)."""
     dataset = cfg["dataset"]
     if draw:
+        n_seeds = max((c["n"] for rows in table.values() for c in rows.values()), default=1)
+        spread = "std over seeds" if n_seeds > 1 else "1 seed: no spread to show"
         figures["condition_bars"] = plot_condition_bars(
             table,
             methods,
             run_dir / "condition_bars.png",
             metric,
-            f"{dataset}: {metric} per condition (std over seeds)",
+            f"{dataset}: {metric} per condition ({spread})",
         )
     tables = {"table": paths["md"]}
     if has_ablation(table):  # Table 2 needs more than the reference

@@ -119,12 +119,16 @@ def plot_condition_bars(
     ):
         means = [table[m].get(key, {}).get("mean", np.nan) for m in methods]
         stds = [table[m].get(key, {}).get("std", 0.0) for m in methods]
-        ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=label, color=color)
+        several = any(table[m].get(key, {}).get("n", 1) > 1 for m in methods)
+        yerr = stds if several else None  # one seed: no caps that look like a zero spread
+        ax.bar(x + (i - 1) * width, means, width, yerr=yerr, capsize=3, label=label, color=color)
     ax.set_xticks(x)
     ax.set_xticklabels([method_label(m) for m in methods], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(f"test {metric} (%)")
     ax.set_xlabel("method")
     ax.set_title(title or "Scores per condition (error bars: std over seeds)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    top = np.nanmax([b.get_height() for b in ax.patches] + [1.0])
+    ax.set_ylim(0, top * 1.18)  # headroom: the legend sits above the bars, not on them
+    ax.legend(fontsize=8, loc="upper center", ncol=3, frameon=False)
     return _save(fig, path)
