@@ -21,6 +21,13 @@
 # BALGRAD_SUITE_TINY=1 runs the whole script on the CPU with tiny towers (a dry run).
 # BALGRAD_SUITE_STEPS=N sets the timed repetitions per method (default 15);
 # BALGRAD_SUITE_METHODS="joint floor ..." the methods (default: all of strategy_cost.py).
+# BALGRAD_SUITE_COMPARE=1 ALSO times `balgrad compare --config digits-scratch` (1 seed,
+# towers trained from scratch, so no pretrained-encoder package is needed) on the device,
+# in its own time box of 200 s: issue 11's wall time of the compare loop on a GPU. Run it
+# as a separate call (BALGRAD_SUITE_ONLY_COMPARE=1 skips everything else): with it the
+# boxes would pass a 10-minute limit. It needs scikit-learn, tokenizers, torchmetrics,
+# safetensors and PyYAML importable (put their wheels in ./.whl as above).
+# BALGRAD_SUITE_COMPARE_FLAGS="..." adds flags to that compare (the tests make it tiny).
 set -u
 OUT=${OUT:-./gpu_out}
 mkdir -p "$OUT"
@@ -66,6 +73,9 @@ part() {  # part NAME SECONDS COMMAND...: run one time-boxed part, its output in
 }
 
 log "gpu_suite: device $DEV, $STEPS timed steps per method, output in $OUT"
+if [ "${BALGRAD_SUITE_ONLY_COMPARE:-0}" = 1 ]; then
+    BALGRAD_SUITE_COMPARE=1
+else
 part env "$BOX_ENV" "$PY" -c "
 import sys, torch, transformers
 print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', torch.version.cuda,
@@ -83,4 +93,11 @@ for precision in fp32 bf16; do
         --precision "$precision" --steps "$STEPS" --warmup "$WARMUP" --progress \
         --json "$OUT/cost_$precision.json" "${METHODS[@]}"
 done
+fi
+if [ "${BALGRAD_SUITE_COMPARE:-0}" = 1 ]; then
+    part compare_scratch 200 bash -c "TIMEFORMAT='compare wall: %R s'; time '$PY' -m balgrad.cli \
+        compare --config digits-scratch --device $DEV --precision auto --no-progress \
+        --out '$OUT/compare' --name scratch --cache-dir '$OUT/compare-cache' \
+        ${BALGRAD_SUITE_COMPARE_FLAGS:-}"
+fi
 log "gpu_suite: done"

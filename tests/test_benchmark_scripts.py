@@ -45,3 +45,31 @@ def test_gpu_suite_dry_run_on_cpu(tmp_path):
         joint = result["methods"]["joint"]
         assert joint["ratio_joint"] == 1.0 and joint["median_ms"] > 0
         assert result["methods"]["floor"]["ratio_floor"] == 1.0
+
+
+@pytest.mark.slow
+def test_gpu_suite_compare_part_times_the_scratch_compare(tmp_path):
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+        "BALGRAD_SUITE_TINY": "1",
+        "BALGRAD_SUITE_ONLY_COMPARE": "1",
+        "BALGRAD_SUITE_COMPARE_FLAGS": "--methods joint --epochs 1 --dataset-option n_train=120 "
+        "--dataset-option n_test=60 --no-sweep",
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "suite.log").read_text()
+    assert "end compare_scratch: exit 0" in log, log
+    assert "start cost_fp32" not in log  # only the compare part ran
+    assert "compare wall: " in (tmp_path / "compare_scratch.txt").read_text()
+    assert (tmp_path / "compare" / "scratch" / "table.md").is_file()
