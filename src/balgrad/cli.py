@@ -20,6 +20,7 @@ import yaml
 
 from balgrad.config import LEGACY_PRECISION, RunConfig, build_config, default_methods, load_yaml
 from balgrad.errors import BalgradError, ConfigError
+from balgrad.train.distributed import end_distributed
 
 DICT_FLAGS = {
     "dataset_options": (
@@ -352,10 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return args.func(args)
+        code = args.func(args)
     except BalgradError as err:
         print(f"balgrad: error: {err}", file=sys.stderr)
         return 2
+    end_distributed()  # every rank got here: end the torchrun process group cleanly
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,13 @@ import os
 import sys
 
 import torch
-from integration_fixtures import REDUCER_CALLS, build_strategy, counting_allreduce, make_model
+from integration_fixtures import (
+    REDUCER_CALLS,
+    build_strategy,
+    counting_allreduce,
+    finish_distributed,
+    make_model,
+)
 from test_hf_trainer import RecordingCollator, arguments, samples
 from transformers import TrainerCallback
 
@@ -54,3 +60,4 @@ def main(out_dir: str, steps: int, methods: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]), sys.argv[3:])
+    finish_distributed()

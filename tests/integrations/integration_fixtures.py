@@ -154,3 +154,14 @@ def run_two_processes(worker: Path, out_dir: Path, steps: int, methods: list[str
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def finish_distributed() -> None:
+    """End a worker's process group before the interpreter exits. Left to interpreter
+    teardown, gloo's threads can be destroyed while still joinable ("terminate called
+    without an active exception", SIGABRT) after every result is written."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

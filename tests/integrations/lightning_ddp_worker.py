@@ -14,6 +14,7 @@ from integration_fixtures import (
     REDUCER_CALLS,
     build_strategy,
     counting_allreduce,
+    finish_distributed,
     half,
     make_batches,
     make_model,
@@ -63,3 +64,4 @@ def main(out_dir: str, steps: int, methods: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]), sys.argv[3:])
+    finish_distributed()

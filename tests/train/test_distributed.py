@@ -189,3 +189,18 @@ def test_the_torchrun_example_matches_one_process(tmp_path):
     for a, b in zip(r0, r1, strict=True):
         assert torch.equal(a, b)
     _close(r0, single)
+
+
+def test_end_distributed_leaves_a_group_it_did_not_create(tmp_path):
+    """The CLI ends the process group it created for torchrun; one a user created (in-process
+    use of ``balgrad.cli.main``) stays theirs."""
+    from balgrad.train.distributed import end_distributed, init_distributed
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        assert not init_distributed("cpu").enabled  # WORLD_SIZE unset: nothing created
+        end_distributed()
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

@@ -35,6 +35,10 @@ class DistInfo:
         return self.rank == 0
 
 
+#: whether init_distributed created the process group (so end_distributed may destroy it)
+_OWN_GROUP = [False]
+
+
 def init_distributed(device: str) -> DistInfo:
     """Initialise the process group when launched by torchrun (WORLD_SIZE > 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -47,7 +51,19 @@ def init_distributed(device: str) -> DistInfo:
         if backend == "nccl":
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend)
+        _OWN_GROUP[0] = True
     return DistInfo(rank, world, local)
+
+
+def end_distributed() -> None:
+    """Destroy the process group :func:`init_distributed` created, after every rank is done.
+    Left to interpreter teardown, gloo's threads can abort the process ("terminate called
+    without an active exception") after all the work succeeded, so torchrun reports a
+    failure. A group the caller created is theirs to end."""
+    if _OWN_GROUP[0] and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    _OWN_GROUP[0] = False
 
 
 def resolve_device(device: str, info: DistInfo) -> torch.device:
