@@ -14,15 +14,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_gpu_suite_dry_run_on_cpu(tmp_path):
+def run_suite_on_cpu(out: Path, **settings: str) -> str:
+    """Run gpu_suite.sh in its tiny CPU mode with extra BALGRAD_SUITE_* settings; its log."""
     env = {
         **os.environ,
-        "OUT": str(tmp_path),
+        "OUT": str(out),
         "PYTHON": sys.executable,
         "BALGRAD_SUITE_TINY": "1",
-        "BALGRAD_SUITE_METHODS": "joint balgrad_fast floor",
         "OMP_NUM_THREADS": "1",
+        **{f"BALGRAD_SUITE_{key.upper()}": value for key, value in settings.items()},
     }
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")],
@@ -33,7 +33,12 @@ def test_gpu_suite_dry_run_on_cpu(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    log = (tmp_path / "suite.log").read_text()
+    return (out / "suite.log").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_suite_dry_run_on_cpu(tmp_path):
+    log = run_suite_on_cpu(tmp_path, methods="joint balgrad_fast floor")
     for part in ("env", "check", "cost_fp32", "cost_bf16"):
         assert f"end {part}: exit 0" in log, log
     check = json.loads((tmp_path / "check.json").read_text())["check"]
@@ -49,26 +54,8 @@ def test_gpu_suite_dry_run_on_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_gpu_suite_compare_part_times_the_scratch_compare(tmp_path):
-    env = {
-        **os.environ,
-        "OUT": str(tmp_path),
-        "PYTHON": sys.executable,
-        "BALGRAD_SUITE_TINY": "1",
-        "BALGRAD_SUITE_ONLY_COMPARE": "1",
-        "BALGRAD_SUITE_COMPARE_FLAGS": "--methods joint --epochs 1 --dataset-option n_train=120 "
-        "--dataset-option n_test=60 --no-sweep",
-        "OMP_NUM_THREADS": "1",
-    }
-    done = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_suite.sh")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    log = (tmp_path / "suite.log").read_text()
+    tiny = "--methods joint --epochs 1 --dataset-option n_train=120 --dataset-option n_test=60"
+    log = run_suite_on_cpu(tmp_path, only_compare="1", compare_flags=tiny + " --no-sweep")
     assert "end compare_scratch: exit 0" in log, log
     assert "start cost_fp32" not in log  # only the compare part ran
     assert "compare wall: " in (tmp_path / "compare_scratch.txt").read_text()
