@@ -68,15 +68,16 @@ def fast_table(run_dirs: dict[str, Path]) -> str:
         "| Dataset | Condition | Baseline | BalGrad | balgrad_fast | fast − exact [95% CI] |",
         "|---|---|---|---|---|---|",
     ]
+    n = 0
     for dataset, run_dir in run_dirs.items():
         results = load_results(run_dir, FAST_METHODS)
         table = aggregate(results, "accuracy")
+        n = max(n, table["balgrad"]["full"]["n"])
         paired = paired_table(results, "accuracy", ["balgrad", "balgrad_fast"], "balgrad")
         for key, label in PAIRED_ROWS:
             cells = [format_cell(table[m].get(key)) for m in FAST_METHODS]
             change = format_change(paired["balgrad_fast"].get(key))
             lines.append(f"| {dataset} | {label} | " + " | ".join(cells) + f" | {change} |")
-    n = max(len({r["seed"] for r in load_results(d, ["balgrad"])}) for d in run_dirs.values())
     return f"accuracy (%), {n} seeds (mean ± std); n.s. = the interval contains 0\n\n" + "\n".join(
         lines
     )
