@@ -31,6 +31,18 @@ text), in eval mode, with gradients flowing through it as in the official code. 
 other modality's embedding is reused from the training forward (the official code
 re-runs it in eval mode: identical for towers without dropout or batch norm).
 
+M > 2 modalities (SPEC section 6, as the official three-modal code, ``URFunny_net.py``):
+the responses are Shapley values over the 2^M subsets S of modalities, with f(S) the
+head on the embeddings of S and every other modality blanked, and the empty set worth 0
+(which gives the two-modal o_v, o_l above for M = 2):
+
+    o_m = Σ_{S ∌ m} |S|! (M − |S| − 1)! / M! · [f(S ∪ {m}) − f(S)],   Σ_m o_m = f(all).
+
+With s̄ the mean of the M scores, r_m = exp(M/(M−1) · (s̄ − s_m)), r̄_m the same on the
+running scores, κ_m = exp(α · min(r̄_m − r_m, max_gap)). That is 2^M − 2 extra passes
+through the head, so M > 6 is refused. The official three-modal run uses
+``max_gap=7`` and ``clip_norm=5`` where the two-modal one uses 10 and 1: both are options.
+
 No host sync in the step: κ, the running means and the clip decision are device
 tensors. Under a GradScaler the clip threshold and max norm are applied to the unscaled
 gradient (1.0 · scale on the scaled one), so the update is exactly scale-equivariant.
@@ -39,6 +51,8 @@ gradient (1.0 · scale on the scaled one), so the update is exactly scale-equiva
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 from typing import Literal
 
 import torch
@@ -57,8 +71,9 @@ from balgrad.tasks import task_loss
 
 CLIP = ("model", "none")
 ZERO = ("embedding", "input")
-CLIP_NORM = 1.0  # the official threshold and max norm
+CLIP_NORM = 1.0  # the official two-modal threshold and max norm
 CLIP_EPS = 1e-6  # clip_grad_norm_'s epsilon
+MAX_MODALITIES = 6  # 2^6 − 2 = 62 extra head passes a step
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -83,6 +98,39 @@ def agm_responses(fused, f_0l, f_v0):
     o_v = 0.5 * (fused - f_0l + f_v0)
     o_l = 0.5 * (fused - f_v0 + f_0l)
     return o_v, o_l
+
+
+def shapley_weight(size: int, num_modalities: int) -> float:
+    """|S|! (M − |S| − 1)! / M!: the weight of a coalition of ``size`` others."""
+    m = num_modalities
+    return math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+
+
+def shapley_responses(value, num_modalities: int) -> list[torch.Tensor]:
+    """o_m for every modality index m, from ``value(S)`` = f(S) for a frozenset S of
+    modality indices (called once per non-empty subset; the empty set is worth 0)."""
+    m = num_modalities
+    cache: dict[frozenset, torch.Tensor] = {}
+
+    def v(subset: frozenset):
+        if not subset:
+            return None
+        if subset not in cache:
+            cache[subset] = value(subset)
+        return cache[subset]
+
+    responses = []
+    for i in range(m):
+        others = [j for j in range(m) if j != i]
+        total = None
+        for size in range(m):
+            for combo in itertools.combinations(others, size):
+                s = frozenset(combo)
+                with_i, without = v(s | {i}), v(s)
+                term = shapley_weight(size, m) * (with_i if without is None else with_i - without)
+                total = term if total is None else total + term
+        responses.append(total)
+    return responses
 
 
 def response_score(o: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
@@ -114,10 +162,13 @@ class AGM(Strategy):
 
     Args:
         alpha: α (1.0, the official default).
-        max_gap: the cap on r̄_m − r_m (10, the official code).
+        max_gap: the cap on r̄_m − r_m (10, the official two-modal code; 7 its
+            three-modal one).
         modulation_start, modulation_end: the epochs (inclusive) with κ applied;
             ``modulation_end=None`` modulates every epoch from the start on.
         clip: ``"model"`` (the official whole-model clip) or ``"none"``.
+        clip_norm: the clip's trigger threshold and max norm (1, the official two-modal
+            code; 5 its three-modal one).
         zero: ``"embedding"`` (zero h_m) or ``"input"`` (re-run the tower on a blank input).
     """
 
@@ -132,27 +183,33 @@ class AGM(Strategy):
         modulation_end: int | None = 20,
         clip: Literal["model", "none"] = "model",
         zero: Literal["embedding", "input"] = "embedding",
+        clip_norm: float = CLIP_NORM,
     ):
         super().__init__()
         check_modulation(alpha, modulation_start, modulation_end)
         check_choice("clip", clip, CLIP)
         check_choice("zero", zero, ZERO)
+        if clip_norm <= 0:
+            raise ConfigError(f"clip_norm: must be > 0, got {clip_norm}")
+        self.clip_norm = float(clip_norm)
         self.alpha = float(alpha)
         self.max_gap = float(max_gap)
         self.modulation_start = int(modulation_start)
         self.modulation_end = modulation_end
         self.clip = clip
         self.zero = zero
-        # S_v, S_l and the number of steps they average, as tensors (moved to the
-        # scores' device at the first step); float64 as the official Python floats
-        self._running = torch.zeros(2, dtype=torch.float64)
+        # S_m per modality and the number of steps they average, as tensors (moved to
+        # the scores' device at the first step, sized to the model's modalities);
+        # float64 as the official Python floats
+        self._running = torch.zeros(0, dtype=torch.float64)
         self._count = torch.zeros((), dtype=torch.int64)
 
     # -- state --------------------------------------------------------------------------
     @property
     def running(self) -> list[float]:
-        """[S_v, S_l] (a host sync: for inspection, not for the step)."""
-        return self._running.tolist()
+        """[S_1, .., S_M] (a host sync: for inspection, not for the step); all zero before
+        the first step."""
+        return self._running.tolist() or [0.0, 0.0]
 
     @property
     def count(self) -> int:
@@ -164,7 +221,7 @@ class AGM(Strategy):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self._running = torch.tensor(
-            [float(x) for x in state.get("running", [0.0, 0.0])], dtype=torch.float64
+            [float(x) for x in state.get("running", [])], dtype=torch.float64
         )
         self._count = torch.tensor(int(state.get("count", 0)), dtype=torch.int64)
 
@@ -174,70 +231,103 @@ class AGM(Strategy):
 
     # -- coefficients -------------------------------------------------------------------
     def coefficients(self, scores: torch.Tensor) -> dict[str, torch.Tensor]:
-        """κ_v, κ_l, r_v, r̄_v from this step's scores [s_v, s_l]; then updates the
-        running means (skipped when a score is not finite, so a bad batch cannot poison
-        later steps), as the official code, in its order of operations."""
+        """κ, r and r̄ (one entry per modality) from this step's scores [s_1, .., s_M];
+        then updates the running means (skipped when a score is not finite, so a bad
+        batch cannot poison later steps), as the official code, in its order of
+        operations."""
         dtype = torch.float32 if scores.device.type == "mps" else torch.float64
         running = self._running.to(scores.device, dtype)
+        if running.numel() == 0:  # the first step: S_m = 0
+            running = torch.zeros(scores.numel(), device=scores.device, dtype=dtype)
+        elif running.numel() != scores.numel():
+            raise ConfigError(
+                f"agm: its running scores are for {running.numel()} modalities, the model "
+                f"has {scores.numel()}; use a new strategy for a different model"
+            )
         count = self._count.to(scores.device)
         s = scores.to(dtype)
-        s_v, s_l = s.unbind()
-        S_v, S_l = running.unbind()
-        r_v, r_l = torch.exp(s_l - s_v), torch.exp(s_v - s_l)
-        rbar_v, rbar_l = torch.exp(S_l - S_v), torch.exp(S_v - S_l)
-        k_v = torch.exp(self.alpha * (rbar_v - r_v).clamp_max(self.max_gap))
-        k_l = torch.exp(self.alpha * (rbar_l - r_l).clamp_max(self.max_gap))
+        r, rbar = _ratios(s), _ratios(running)
+        kappa = torch.exp(self.alpha * (rbar - r).clamp_max(self.max_gap))
         it = (count + 1).to(dtype)
         updated = running * (it - 1) / it + s / it
         finite = torch.isfinite(s).all()
         self._running = torch.where(finite, updated, running)
         self._count = count + finite.to(count.dtype)
-        return {"kappa_image": k_v, "kappa_text": k_l, "ratio_image": r_v, "rbar_image": rbar_v}
+        return {"kappa": kappa, "ratio": r, "rbar": rbar}
 
     # -- the step -----------------------------------------------------------------------
-    def blanked_outputs(self, model, output) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f(0, l), f(v, 0)) with the blank modality chosen by ``zero``."""
-        h_v, h_l = output.h_image, output.h_text
+    def blanks(self, model, output) -> dict[str, torch.Tensor]:
+        """The blank embedding of each modality, chosen by ``zero``."""
+        h = output.embeddings
         if self.zero == "embedding":
-            b_v, b_l = torch.zeros_like(h_v), torch.zeros_like(h_l)
-        else:
-            blank = getattr(model, "blank_embeddings", None)
-            if blank is None or output.image_input is None or output.text_input is None:
-                raise ConfigError(
-                    "agm zero='input': the model needs blank_embeddings() and outputs that "
-                    "carry image_input/text_input (balgrad's TwoTowerModel has both); "
-                    "use zero='embedding'"
-                )
-            b_v, b_l = blank(output.image_input, output.text_input)
-            b_v, b_l = b_v.expand_as(h_v), b_l.expand_as(h_l)
-        return model.classify(b_v, h_l), model.classify(h_v, b_l)
+            return {m: torch.zeros_like(v) for m, v in h.items()}
+        blank = getattr(model, "blank_embeddings", None)
+        inputs = getattr(output, "inputs", None) or {}
+        if blank is None or any(inputs.get(m) is None for m in h):
+            raise ConfigError(
+                "agm zero='input': the model needs blank_embeddings() and outputs that "
+                "carry every modality's input (balgrad's models have both); use "
+                "zero='embedding'"
+            )
+        return {m: b.expand_as(h[m]) for m, b in blank(inputs).items()}
 
-    def scores(self, o_v, o_l, target, task) -> torch.Tensor:
-        """[s_v, s_l]: batch means of the response scores over the global batch (one
-        all-reduce of the two sums and the sample count)."""
-        per_sample = [response_score(o, target, task) for o in (o_v, o_l)]
+    def responses(self, model, output) -> list[torch.Tensor]:
+        """o_m for every modality, in the model's order (the head run on blanked
+        embeddings: 2 passes for two modalities, 2^M − 2 for M)."""
+        h = output.embeddings
+        names = list(h)
+        blanks = self.blanks(model, output)
+        if len(names) == 2:  # the official two-modal expressions, as they are
+            first, second = names
+            f_0l = model.classify({first: blanks[first], second: h[second]})
+            f_v0 = model.classify({first: h[first], second: blanks[second]})
+            return list(agm_responses(output.logits, f_0l, f_v0))
+        if len(names) > MAX_MODALITIES:
+            raise ConfigError(
+                f"agm: {len(names)} modalities need 2^{len(names)} − 2 passes through the "
+                f"head per step; AGM supports at most {MAX_MODALITIES}"
+            )
+        everyone = frozenset(range(len(names)))
+
+        def value(subset: frozenset) -> torch.Tensor:
+            if subset == everyone:
+                return output.logits
+            return model.classify(
+                {m: h[m] if i in subset else blanks[m] for i, m in enumerate(names)}
+            )
+
+        return shapley_responses(value, len(names))
+
+    def scores(self, responses, target, task) -> torch.Tensor:
+        """[s_1, .., s_M]: batch means of the response scores over the global batch (one
+        all-reduce of the M sums and the sample count)."""
+        per_sample = [response_score(o, target, task) for o in responses]
         first = per_sample[0]
         count = torch.full((), first.numel(), dtype=first.dtype, device=first.device)
         sums = self.sync.sum(torch.stack([*(v.sum() for v in per_sample), count]))
-        return sums[:2] / sums[2].clamp_min(1)
+        m = len(responses)
+        return sums[:m] / sums[m].clamp_min(1)
 
     def compute(self, model, output, target):
         task = model.task
         active = self.active()
+        modalities = self.modalities(model)
         # outside the window the responses only feed the scores: no graph for them
         with contextlib.nullcontext() if active else torch.no_grad():
             with forward_autocast(output.logits):
-                f_0l, f_v0 = self.blanked_outputs(model, output)
-            o_v, o_l = agm_responses(output.logits, f_0l, f_v0)
+                responses = self.responses(model, output)
         with torch.no_grad():
-            scores = self.scores(o_v, o_l, target, task)
+            scores = self.scores(responses, target, task)
         checked_loss("task loss L_T (AGM response scores)", scores)
         coef = self.coefficients(scores)
+        kappa = coef["kappa"].unbind()
         if active:
-            fused = scale_grad(o_v, coef["kappa_image"]) + scale_grad(o_l, coef["kappa_text"])
+            fused = scale_grad(responses[0], kappa[0])
+            for o, k in zip(responses[1:], kappa[1:]):
+                fused = fused + scale_grad(o, k)
         else:
             fused = output.logits
-            coef["kappa_image"] = coef["kappa_text"] = torch.ones_like(scores[0])
+            kappa = [torch.ones_like(scores[0])] * len(modalities)
         loss = checked_loss("task loss L_T", task_loss(fused, target, task))
 
         params = self.layout(model).params
@@ -246,15 +336,15 @@ class AGM(Strategy):
         clipped = self.clip_(model, params, grads, scale) if self.clip == "model" else None
         add_to_grads_(params, grads)
         flag = torch.zeros((), device=scores.device)
+        # two modalities: r and r̄ of the first only (the second's are their inverses)
+        shown = modalities[:1] if len(modalities) == 2 else modalities
         return {
             "loss_task": loss.detach(),
             **self.unimodal_monitor(model, output, target),
-            "agm_score_image": scores[0],
-            "agm_score_text": scores[1],
-            "ratio_image": coef["ratio_image"],
-            "running_ratio_image": coef["rbar_image"],
-            "kappa_image": coef["kappa_image"],
-            "kappa_text": coef["kappa_text"],
+            **{f"agm_score_{m}": scores[i] for i, m in enumerate(modalities)},
+            **{f"ratio_{m}": coef["ratio"][i] for i, m in enumerate(shown)},
+            **{f"running_ratio_{m}": coef["rbar"][i] for i, m in enumerate(shown)},
+            **{f"kappa_{m}": kappa[i] for i, m in enumerate(modalities)},
             "grad_clipped": flag if clipped is None else clipped.to(flag.dtype),
             "modulated": flag + float(active),
         }
@@ -266,7 +356,7 @@ class AGM(Strategy):
         if trigger_grad is None:  # the loss never reached the output layer: nothing to do
             return torch.zeros((), dtype=torch.bool, device=params[0].device)
         present = [g for g in grads if g is not None]
-        limit = CLIP_NORM if scale is None else CLIP_NORM * scale
+        limit = self.clip_norm if scale is None else self.clip_norm * scale
         trigger = trigger_grad.abs().amax() > limit
         norms = [widen(n) for n in torch._foreach_norm(present)]
         total = torch.linalg.vector_norm(torch.stack(norms))
@@ -274,3 +364,13 @@ class AGM(Strategy):
         coef = (limit / (total + eps)).clamp_max(1.0)
         torch._foreach_mul_(present, torch.where(trigger, coef, torch.ones_like(coef)))
         return trigger
+
+
+def _ratios(s: torch.Tensor) -> torch.Tensor:
+    """r_m from scores s: exp(s_l − s_v), exp(s_v − s_l) for two modalities (the official
+    expressions), exp(M/(M−1) · (s̄ − s_m)) for M."""
+    if s.numel() == 2:
+        s_v, s_l = s.unbind()
+        return torch.stack([torch.exp(s_l - s_v), torch.exp(s_v - s_l)])
+    m = s.numel()
+    return torch.exp(m / (m - 1) * (s.mean() - s))

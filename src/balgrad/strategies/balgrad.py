@@ -1,11 +1,14 @@
-"""BalGrad (Kwon et al., "See-Saw Modality Balance", NAACL 2025), SPEC section 2.
+"""BalGrad (Kwon et al., "See-Saw Modality Balance", NAACL 2025), SPEC sections 2 and 6.
 
-Per batch, with L_T = ℓ(z, y), L_m = ℓ(z_m, y), D = KL(p_v||p_l) + KL(p_l||p_v):
+Per batch, for M ≥ 2 modalities, with L_T = ℓ(z, y), L_m = ℓ(z_m, y) and
+D = the mean over the M(M−1)/2 pairs {i, j} of KL(p_i||p_j) + KL(p_j||p_i)
+(M = 2: KL(p_v||p_l) + KL(p_l||p_v)):
 
 1. Inter-modality reweighting of the KL gradients g_kl^m = ∇_{θ_m} D by each
-   modality's contribution c_m = s_m / (s_v + s_l), s_m = mean p_m[y]:
-   w_m = 2 (1 − c_m); with ``equalize_norms`` both are first rescaled to their mean
-   norm n, so g_kl = [w_v n/|g_kl^v| g_kl^v ; w_l n/|g_kl^l| g_kl^l] (zero on θ_T).
+   modality's contribution c_m = s_m / Σ_k s_k, s_m = mean p_m[y]:
+   w_m = M (1 − c_m) / (M − 1) (mean weight 1; M = 2: 2 (1 − c_m)); with
+   ``equalize_norms`` every g_kl^m is first rescaled to their mean norm n, so
+   g_kl|θ_m = w_m n/|g_kl^m| g_kl^m (zero on θ_T).
 2. Inter-task projection: if <g_T, g_kl> < 0, g_T⊥ = g_T − <g_T, g_kl>/|g_kl|² g_kl.
 3. Update: θ_T ← g_T⊥;  θ_m ← g_T⊥|θ_m + μ g_T^m + λ g_kl|θ_m.
 
@@ -13,8 +16,8 @@ Ablations (paper Table 2): ``reweight="none"`` is "w/ projection",
 ``project=False`` is "w/ reweighting"; ``kl_weight=0, project=False,
 reweight="none"`` keeps only the auxiliary unimodal losses.
 
-Backward passes per step: 3 (L_T; L_v + L_l together, since each touches only its own
-tower; D), fewer when μ = 0 or when λ = 0 and projection is off; that is the floor of
+Backward passes per step: 3 for any M (L_T; Σ_m L_m together, since each touches only
+its own tower; D, whose gradient on each tower is that tower's g_kl^m), fewer when μ = 0 or when λ = 0 and projection is off; that is the floor of
 the exact method. The three gradients stay lists of per-parameter tensors, combined in
 place with foreach ops: g_kl is never materialised (its weights multiply the raw
 ∇_{θ_m} D inside the projection and the update), and every coefficient and conflict
@@ -25,6 +28,7 @@ diagnostic (one more pass through the head alone) runs every
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -46,24 +50,44 @@ from balgrad.strategies.base import Strategy
 from balgrad.tasks import symmetric_kl, task_loss, true_class_prob
 
 REWEIGHTS = ("contribution", "none")
-MODALITIES = ("image", "text")
-LOSS_NAMES = ("task loss L_T", "image loss L_v", "text loss L_l", "KL divergence D")
+#: the loss names of the (image, text) case, as SPEC section 2 writes them
+PAIR_LOSS_NAMES = {"image": "image loss L_v", "text": "text loss L_l"}
 
 
 @dataclass
 class Losses:
     task: torch.Tensor
-    image: torch.Tensor
-    text: torch.Tensor
+    unimodal: dict[str, torch.Tensor]  # L_m by modality, in the model's order
     kl: torch.Tensor
+
+    def unimodal_sum(self) -> torch.Tensor:
+        """Σ_m L_m, left to right (M = 2: L_v + L_l)."""
+        first, *rest = self.unimodal.values()
+        for loss in rest:
+            first = first + loss
+        return first
 
     def stats(self) -> dict[str, torch.Tensor]:
         return {
             "loss_task": self.task.detach(),
-            "loss_image": self.image.detach(),
-            "loss_text": self.text.detach(),
+            **{f"loss_{m}": v.detach() for m, v in self.unimodal.items()},
             "kl": self.kl.detach(),
         }
+
+
+def pairwise_kl(
+    logits: list[torch.Tensor], task: str, temperature: float = 1.0
+) -> torch.Tensor:
+    """D: the mean symmetric KL divergence over the pairs of modalities (M = 2: the one
+    pair's, exactly)."""
+    terms = [symmetric_kl(a, b, task, temperature) for a, b in itertools.combinations(logits, 2)]
+    return terms[0] if len(terms) == 1 else torch.stack(terms).mean()
+
+
+def consecutive_slices(sizes: list[int]) -> list[slice]:
+    """The ranges of consecutive runs of ``sizes`` entries."""
+    ends = list(itertools.accumulate(sizes))
+    return [slice(end - size, end) for size, end in zip(sizes, ends)]
 
 
 class BalGrad(Strategy):
@@ -129,31 +153,34 @@ class BalGrad(Strategy):
 
     # -- pieces shared with balgrad_fast ----------------------------------------------------
     def losses(self, output, target, task) -> Losses:
-        """L_T, L_v, L_l, D (float32 at least), checked for finiteness at the next check."""
+        """L_T, L_m for each modality, D (float32 at least), checked for finiteness at
+        the next check."""
+        z = output.unimodal
         losses = Losses(
             task_loss(output.logits, target, task),
-            task_loss(output.logits_image, target, task),
-            task_loss(output.logits_text, target, task),
-            symmetric_kl(output.logits_image, output.logits_text, task, self.temperature),
+            {m: task_loss(z[m], target, task) for m in z},
+            pairwise_kl(list(z.values()), task, self.temperature),
         )
+        names = ("task loss L_T", *(PAIR_LOSS_NAMES.get(m, f"{m} loss L_{m}") for m in z))
         self.check_finite(
-            LOSS_NAMES, torch.stack([losses.task, losses.image, losses.text, losses.kl])
+            (*names, "KL divergence D"),
+            torch.stack([losses.task, *losses.unimodal.values(), losses.kl]),
         )
         return losses
 
     def score_sums(self, output, target, task) -> torch.Tensor:
-        """(Σ p_v[y], Σ p_l[y], batch size) on this rank, p_m = softmax(z_m / τ), the
+        """(Σ p_1[y], .., Σ p_M[y], batch size) on this rank, p_m = softmax(z_m / τ), the
         distributions D compares; all-reduce and divide to get s_m."""
         with torch.no_grad():
             tau = self.temperature
-            p_v = true_class_prob(widen(output.logits_image) / tau, target, task)
-            p_l = true_class_prob(widen(output.logits_text) / tau, target, task)
-            return torch.stack([p_v.sum(), p_l.sum(), p_v.new_full((), p_v.numel())])
+            probs = [true_class_prob(widen(z) / tau, target, task) for z in output.unimodal.values()]
+            return torch.stack([*(p.sum() for p in probs), probs[0].new_full((), probs[0].numel())])
 
     def contribution_weights(
         self, s: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """s = (s_v, s_l) -> (s used, c, w) with c = s / sum(s), w = 2 (1 − c)."""
+        """s = (s_1, .., s_M) -> (s used, c, w) with c = s / sum(s),
+        w = M (1 − c) / (M − 1) (M = 2: 2 (1 − c))."""
         if self.contribution_ema > 0:
             b = self.contribution_ema
             prev = s if self._ema is None else self._ema.to(s)
@@ -163,13 +190,14 @@ class BalGrad(Strategy):
             s = self._ema
         total = s.sum()
         ok = total > EPS
-        c = torch.where(ok, s / torch.where(ok, total, 1.0), 0.5)
-        return s, c, 2.0 * (1.0 - c)
+        m = s.numel()
+        c = torch.where(ok, s / torch.where(ok, total, 1.0), 1.0 / m)
+        return s, c, m / (m - 1) * (1.0 - c)
 
     def kl_factors(
         self, kl_norms: torch.Tensor, w: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f_v, f_l) with g_kl|θ_m = f_m ∇_{θ_m} D, and the weights w reported."""
+        """(f_m for each m) with g_kl|θ_m = f_m ∇_{θ_m} D, and the weights w reported."""
         if self.reweight == "none":
             ones = torch.ones_like(w)
             return ones, ones
@@ -184,39 +212,45 @@ class BalGrad(Strategy):
 
     def head_cosine(self, model, output, target) -> torch.Tensor | None:
         """cos(∇_θT ℓ(f_T(h_v, 0)), ∇_θT ℓ(f_T(0, h_l))): do the modalities pull the head
-        apart? Computed at the head's own precision (autocast is off here), from the
-        embeddings cast to it."""
+        apart? For M > 2, the mean of that cosine over the pairs of modalities. Computed
+        at the head's own precision (autocast is off here), from the embeddings cast to it."""
         head = self.layout(model).groups.get("head", [])
         if not head:
             return None
-        h_v = output.h_image.detach().to(head[0].dtype)
-        h_l = output.h_text.detach().to(head[0].dtype)
-        z_v = model.classify(h_v, torch.zeros_like(h_l))
-        z_l = model.classify(torch.zeros_like(h_v), h_l)
-        g_v = grads_of(task_loss(z_v, target, model.task), head, retain_graph=False)
-        g_l = grads_of(task_loss(z_l, target, model.task), head, retain_graph=False)
+        h = {m: v.detach().to(head[0].dtype) for m, v in output.embeddings.items()}
+        grads = []
+        for m in h:
+            alone = {k: v if k == m else torch.zeros_like(v) for k, v in h.items()}
+            z = model.classify(alone)
+            grads.append(grads_of(task_loss(z, target, model.task), head, retain_graph=False))
         sync = self.sync
         if sync.world_size > 1:
-            sync.mean_(g_v + g_l)
-        return cosine(dots(g_v, g_l).sum(), sq_norms(g_v).sum().sqrt(), sq_norms(g_l).sum().sqrt())
+            sync.mean_([g for gs in grads for g in gs])
+        norms = [sq_norms(g).sum().sqrt() for g in grads]
+        cosines = [
+            cosine(dots(grads[i], grads[j]).sum(), norms[i], norms[j])
+            for i, j in itertools.combinations(range(len(grads)), 2)
+        ]
+        return cosines[0] if len(cosines) == 1 else torch.stack(cosines).mean()
 
     # -- the exact step ---------------------------------------------------------------------
     def compute(self, model, output, target):
         task = model.task
         layout = self.layout(model)
-        image, text = layout.groups.get("image", []), layout.groups.get("text", [])
-        towers = image + text
+        modalities = self.modalities(model)
+        tower_groups = [layout.groups[m] for m in modalities]
+        sizes = [len(g) for g in tower_groups]
+        towers = [p for g in tower_groups for p in g]
         uni = towers + layout.groups.get("unimodal_heads", [])
         params = layout.params
         losses = self.losses(output, target, task)
         like = losses.task.detach()
-        zero = like.new_zeros(())
 
         need_uni = self.unimodal_weight > 0 and bool(uni)
         need_kl = (self.kl_weight > 0 or self.project) and bool(towers)
         g_t = grads_of(self.scaled(losses.task), params, retain_graph=need_uni or need_kl)
         g_u = (
-            grads_of(self.scaled(losses.image + losses.text), uni, retain_graph=need_kl)
+            grads_of(self.scaled(losses.unimodal_sum()), uni, retain_graph=need_kl)
             if need_uni
             else []
         )
@@ -228,34 +262,38 @@ class BalGrad(Strategy):
         def pick(grads, *names):  # g_t's tensors for the named groups
             return [g for n in names if n in layout.index for g in grads[layout.index[n]]]
 
-        nv, nl = len(image), len(text)
-        t_towers = pick(g_t, "image", "text")
+        t_towers = pick(g_t, *modalities)
         tt = sq_norms(g_t, like)  # one entry per parameter, in layout order
-        tt_v, tt_l = (tt[layout.index[n]].sum() if n in layout.index else zero for n in MODALITIES)
-        uu_v, uu_l = group_sums(sq_norms(g_u, like), [nv, nl], like)
-        kk = torch.stack(group_sums(sq_norms(g_k, like), [nv, nl], like))
+        tt_m = [tt[layout.index[m]].sum() for m in modalities]
+        uu_m = group_sums(sq_norms(g_u, like), sizes, like)
+        kk = torch.stack(group_sums(sq_norms(g_k, like), sizes, like))
         if self.scaler is None:
-            grad_sq = torch.stack([tt.sum(), uu_v + uu_l, kk.sum()])
+            uu_total = uu_m[0]
+            for u in uu_m[1:]:
+                uu_total = uu_total + u
+            grad_sq = torch.stack([tt.sum(), uu_total, kk.sum()])
             self.check_finite(("gradient g_T", "gradient g_uni", "gradient g_kl"), grad_sq)
 
         counts = sync.sum(self.score_sums(output, target, task))
-        s, c, w = self.contribution_weights(counts[:2] / counts[2].clamp_min(1))
+        m_count = len(modalities)
+        s, c, w = self.contribution_weights(counts[:m_count] / counts[m_count].clamp_min(1))
         kl_norms = kk.sqrt()
         f, w = self.kl_factors(kl_norms, w)
-        scale = torch.cat([f[0].expand(nv), f[1].expand(nl)]).to(like.dtype)
+        scale = torch.cat([f[i].expand(n) for i, n in enumerate(sizes)]).to(like.dtype)
         kl_sq = (f.square() * kk).sum()  # |g_kl|²
 
         if need_kl and self.project:
             dot, dot_after, task_sq_after, projected, kl_coef = self._project_(
-                t_towers, g_k, scale, nv, tt.sum()
+                t_towers, g_k, scale, sizes, tt.sum()
             )
         else:
+            zero = like.new_zeros(())
             dot = (scale * dots(t_towers, g_k, like)).sum() if need_kl else zero
             dot_after, task_sq_after, kl_coef = dot, tt.sum(), self.kl_weight * scale
             projected = torch.zeros((), dtype=torch.bool, device=like.device)
 
         if need_uni:
-            uni_t = pick(g_t, "image", "text", "unimodal_heads")
+            uni_t = pick(g_t, *modalities, "unimodal_heads")
             torch._foreach_add_(uni_t, g_u, alpha=self.unimodal_weight)
         if need_kl:
             axpy_(t_towers, g_k, kl_coef)
@@ -270,8 +308,8 @@ class BalGrad(Strategy):
             conflict=(dot < 0).to(like.dtype),
             projected=projected.to(like.dtype),
             kl_norms=kl_norms,
-            uni_sq=torch.stack([uu_v, uu_l]),
-            task_sq_m=torch.stack([tt_v, tt_l]),
+            uni_sq=torch.stack(uu_m),
+            task_sq_m=torch.stack(tt_m),
         )
         return self.step_stats(model, output, target, losses, s, c, w, **geometry)
 
@@ -300,24 +338,23 @@ class BalGrad(Strategy):
         geometry (<g_T, g_kl> before/after, squared norms; per modality for the last
         three), and the head cosine on its steps."""
         kl_norm = kl_sq.sqrt()
+        names = list(losses.unimodal)
+
+        def per_modality(prefix, values):
+            return {f"{prefix}_{m}": values[i] for i, m in enumerate(names)}
+
         stats = {
             **losses.stats(),
-            "score_image": s[0],
-            "score_text": s[1],
-            "contrib_image": c[0],
-            "contrib_text": c[1],
-            "weight_image": w[0],
-            "weight_text": w[1],
+            **per_modality("score", s),
+            **per_modality("contrib", c),
+            **per_modality("weight", w),
             "cos_task_kl": cosine(dot, task_sq.sqrt(), kl_norm),
             "cos_task_kl_projected": cosine(dot_after, task_sq_after.sqrt(), kl_norm),
             "conflict": conflict,
             "projected": projected,
-            "norm_kl_image": kl_norms[0],
-            "norm_kl_text": kl_norms[1],
-            "norm_uni_image": uni_sq[0].sqrt(),
-            "norm_uni_text": uni_sq[1].sqrt(),
-            "norm_task_image": task_sq_m[0].sqrt(),
-            "norm_task_text": task_sq_m[1].sqrt(),
+            **per_modality("norm_kl", kl_norms),
+            **per_modality("norm_uni", uni_sq.sqrt()),
+            **per_modality("norm_task", task_sq_m.sqrt()),
         }
         if self.wants_head_cosine():
             head_cos = self.head_cosine(model, output, target)
@@ -325,12 +362,13 @@ class BalGrad(Strategy):
                 stats["cos_head_unimodal"] = head_cos
         return stats
 
-    def _project_(self, t_towers, g_k, scale, nv, task_sq):
+    def _project_(self, t_towers, g_k, scale, sizes, task_sq):
         """Project the towers' part of g_T (in place) off g_kl = scale ⊙ g_k, globally or
-        per tower; returns (<g_T, g_kl>, <g_T⊥, g_kl>, |g_T⊥|², projected, the per-tensor
-        coefficient of g_k in the rest of the update)."""
+        per tower (``sizes``: each tower's number of tensors); returns (<g_T, g_kl>,
+        <g_T⊥, g_kl>, |g_T⊥|², projected, the per-tensor coefficient of g_k in the rest of
+        the update)."""
         whole = slice(0, len(t_towers))
-        parts = [whole] if self.projection_scope == "global" else [slice(0, nv), slice(nv, None)]
+        parts = [whole] if self.projection_scope == "global" else consecutive_slices(sizes)
         done = [
             (sl, project_conflicting_(t_towers[sl], g_k[sl], scale[sl], apply_correction=False))
             for sl in parts

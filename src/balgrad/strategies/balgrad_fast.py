@@ -5,13 +5,13 @@ The exact method needs three backward passes through the towers (∇L_T, ∇(L_v
 cotangent at the embedding h_m (J_m = ∂h_m/∂θ_m), so the same update family can be
 computed from the per-sample gradients at the embeddings, the [B, d] matrices
 
-    G_T^m = ∂L_T/∂h_m,   G_u^m = ∂L_m/∂h_m,   G_k^m = ∂D/∂h_m,
+    G_T^m = ∂L_T/∂h_m,   G_u^m = ∂L_m/∂h_m,   G_k^m = ∂D/∂h_m   (m = 1..M),
 
 which three passes through the head alone give (the idea of MGDA-UB: geometry at the
 shared representation instead of the parameters). Contribution weights, norm
 equalisation and the conflict projection are SPEC section 2's, with parameter-space
 inner products replaced by inner products of these matrices (batch-global over the
-[B, 2d] matrix [G^v, G^l] by default; ``projection_scope="per_sample"`` projects each
+[B, M·d] matrix [G^1, .., G^M] by default; ``projection_scope="per_sample"`` projects each
 sample's row apart). The towers then get J_m^T c_m with
 
     c_m = G_T^m − α f_m G_k^m + μ G_u^m + λ f_m G_k^m
@@ -27,14 +27,15 @@ from __future__ import annotations
 import torch
 
 from balgrad._grad import EPS, grads_of
-from balgrad.strategies.balgrad import MODALITIES, BalGrad
+from balgrad.strategies.balgrad import BalGrad
 
 
 class BalGradFast(BalGrad):
     """BalGrad at the embeddings: one backward pass through the towers per step.
 
     Same options as :class:`BalGrad`; ``projection_scope`` also takes ``"per_sample"``
-    (each sample's row of [G_T^v, G_T^l] is projected off its own row of the KL matrix).
+    (each sample's row of [G_T^1, .., G_T^M] is projected off its own row of the KL
+    matrix).
     With ``projection_scope="per_sample"`` the ``conflict`` and ``projected`` statistics
     are the fractions of conflicting and projected rows, and they and
     ``cos_task_kl_projected`` are computed from this rank's rows only.
@@ -50,12 +51,13 @@ class BalGradFast(BalGrad):
         losses = self.losses(output, target, task)
         like = losses.task.detach()
         wide = torch.float32 if like.device.type == "mps" else torch.float64
-        hs = (output.h_image, output.h_text)
+        hs = tuple(output.embeddings.values())
+        m_count = len(hs)
         trained = [h for h in hs if h.requires_grad]
         mu, lam = self.unimodal_weight, self.kl_weight
         need_kl = lam > 0 or self.project
 
-        def at_embeddings(loss):  # [∂loss/∂h_v, ∂loss/∂h_l]: a pass through the head alone
+        def at_embeddings(loss):  # [∂loss/∂h_m for each m]: a pass through the head alone
             grads = iter(grads_of(self.scaled(loss), trained))
             return [
                 next(grads).reshape(h.shape[0], -1).to(wide)
@@ -66,7 +68,7 @@ class BalGradFast(BalGrad):
 
         zeros = [h.new_zeros((h.shape[0], h[0].numel()), dtype=wide) for h in hs]
         g_t = at_embeddings(losses.task)
-        g_u = at_embeddings(losses.image + losses.text) if mu > 0 else zeros
+        g_u = at_embeddings(losses.unimodal_sum()) if mu > 0 else zeros
         g_k = at_embeddings(losses.kl) if need_kl else zeros
 
         # the scalar statistics of the global batch, in one all-reduce; each rank's
@@ -82,8 +84,9 @@ class BalGradFast(BalGrad):
             ]
         )
         red = sync.sum(local)
-        tk, kk, tt, uu = (red[3:] / sync.world_size**2).split(2)
-        s, c, w = self.contribution_weights(red[:2] / red[2].clamp_min(1))
+        n = m_count + 1  # the score sums and the sample count
+        tk, kk, tt, uu = (red[n:] / sync.world_size**2).split(m_count)
+        s, c, w = self.contribution_weights(red[:m_count] / red[m_count].clamp_min(1))
         kl_norms = kk.sqrt()
         f, w = self.kl_factors(kl_norms, w.to(wide))
         f = f.to(wide)
@@ -95,7 +98,7 @@ class BalGradFast(BalGrad):
         separate_heads = bool(layout.groups.get("unimodal_heads")) and mu > 0
         roots, cotangents = [self.scaled(losses.task)], [None]
         if separate_heads:  # their parameters need μ ∇L_m, which flows from the loss
-            roots.append(self.scaled(mu * (losses.image + losses.text)))
+            roots.append(self.scaled(mu * losses.unimodal_sum()))
             cotangents.append(None)
         for m, h in enumerate(hs):
             if not h.requires_grad:
@@ -131,13 +134,13 @@ class BalGradFast(BalGrad):
         zero = tk.new_zeros(())
         if not self.project:
             dot = d_m.sum()
-            return [zero, zero], (dot < 0).to(tk.dtype), zero, dot, tt.sum()
+            return [zero] * len(tk), (dot < 0).to(tk.dtype), zero, dot, tt.sum()
         if self.projection_scope == "per_sample":
             return self._per_sample_projection(g_t, g_k, f)
         if self.projection_scope == "global":
             d, r2 = d_m.sum(), r2_m.sum()
             hit = (d < 0) & (r2 > EPS)
-            alpha = torch.where(hit, d / torch.where(hit, r2, 1.0), 0.0).expand(2)
+            alpha = torch.where(hit, d / torch.where(hit, r2, 1.0), 0.0).expand(len(tk))
             projected = hit
         else:  # per_modality
             hit = (d_m < 0) & (r2_m > EPS)
@@ -150,9 +153,9 @@ class BalGradFast(BalGrad):
         return list(alpha.unbind()), conflict, projected.to(tk.dtype), dot_after, sq_after
 
     def _per_sample_projection(self, g_t, g_k, f):
-        """Each row i of [G_T^v, G_T^l] projected off row i of [f_v G_k^v, f_l G_k^l]."""
-        d = sum(f[m] * (g_t[m] * g_k[m]).sum(-1) for m in range(len(MODALITIES)))
-        r2 = sum(f[m].square() * (g_k[m] * g_k[m]).sum(-1) for m in range(len(MODALITIES)))
+        """Each row i of [G_T^1, .., G_T^M] projected off row i of [f_1 G_k^1, ..]."""
+        d = sum(f[m] * (g_t[m] * g_k[m]).sum(-1) for m in range(len(g_t)))
+        r2 = sum(f[m].square() * (g_k[m] * g_k[m]).sum(-1) for m in range(len(g_t)))
         hit = (d < 0) & (r2 > 0)
         alpha = torch.where(hit, d / torch.where(hit, r2, 1.0), 0.0).unsqueeze(-1)
         rows_t = sum((g * g).sum(-1) for g in g_t)
@@ -161,4 +164,4 @@ class BalGradFast(BalGrad):
         sq_after = (rows_t - 2 * a * d + a.square() * r2).sum().clamp_min(0)
         rate = hit.to(d.dtype).mean() if d.numel() else d.new_zeros(())
         conflict = (d < 0).to(d.dtype).mean() if d.numel() else d.new_zeros(())
-        return [alpha, alpha], conflict, rate, dot_after, sq_after
+        return [alpha] * len(g_t), conflict, rate, dot_after, sq_after

@@ -1,16 +1,24 @@
 """The strategy contract: an object that replaces ``loss.backward()``.
 
-    output = model(image, text)                  # a ModelOutput
-    stats = strategy.backward(model, output, y)  # writes .grad, returns diagnostics
+    output = model({"audio": x_a, "visual": x_v})   # a ModelOutput
+    stats = strategy.backward(model, output, y)     # writes .grad, returns diagnostics
     optimizer.step()
 
 ``model`` is anything with the :class:`BalancedModel` shape (balgrad's
-``TwoTowerModel`` has it): ``parameter_groups()``, ``classify(h_v, h_l, detach_head)``
-and ``task``. Diagnostics are returned as a flat ``dict[str, torch.Tensor]`` of 0-d
+``MultimodalModel`` and ``TwoTowerModel`` have it): its named ``modalities``, its
+``parameter_groups()`` (one group per modality, ``"head"`` and optionally
+``"unimodal_heads"``), ``classify(h, detach_head)`` and ``task``. The contract is
+checked, not assumed: a model whose groups are not exactly its modalities plus those
+keys, or that leaves a trainable parameter in no group or in two, is refused with a
+message naming the groups and the modalities (a strategy that silently found no
+"image" group would fall back to joint training).
+
+Diagnostics are returned as a flat ``dict[str, torch.Tensor]`` of 0-d
 detached tensors on the gradients' device (``float(v)`` reads one; reading them is the
 only host synchronisation, so read them in bulk, not every step), and handed to every
 observer registered with :meth:`Strategy.add_observer` (loggers, callbacks):
-strategies expose statistics, they never write files.
+strategies expose statistics, they never write files. Per-modality statistics are named
+``<statistic>_<modality>`` (``loss_audio``, ``weight_visual``).
 
 Mixed precision: ``backward()`` may be called inside or outside a ``torch.autocast``
 region (joint, MSLR and BalGrad run their own arithmetic with autocast off, losses in
@@ -26,13 +34,13 @@ naming the quantity and the step where it first went bad.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from balgrad._grad import (
     GradientSync,
@@ -43,9 +51,10 @@ from balgrad._grad import (
     grads_of,
     sq_norms,
 )
-from balgrad.errors import ConfigError
+from balgrad.errors import ConfigError, DataError
 from balgrad.strategies.checks import PendingChecks
 from balgrad.tasks import (
+    TASKS,
     check_finite,
     check_target_shape,
     screen_target,
@@ -56,21 +65,113 @@ from balgrad.tasks import (
 Observer = Callable[[int, dict[str, torch.Tensor]], None]
 
 
+#: the parameter groups besides one per modality: θ_T, and the separate unimodal heads
+HEAD_GROUPS = ("head",)
+OPTIONAL_GROUPS = ("unimodal_heads",)
+
+
+@runtime_checkable
 class BalancedModel(Protocol):
+    """Everything a strategy may use of a model. Only the first four are required.
+
+    - ``modalities``: the modality names, in order (at least two).
+    - ``task``: ``"single_label"`` or ``"multi_label"``.
+    - ``parameter_groups()``: ``{modality: θ_m, ..., "head": θ_T}`` and optionally
+      ``"unimodal_heads"``: every trainable parameter in exactly one group.
+    - ``classify(h, detach_head=False)``: f_T(F(h)) from the embeddings ``{m: h_m}``
+      (AGM's blanked passes, BalGrad's head diagnostic).
+
+    Optional, for the options that need them:
+
+    - ``blank_embeddings(inputs) -> {m: h_m of a blank input, [1, d]}``: AGM
+      ``zero="input"``.
+    - ``readout() -> balgrad.models.Readout | None``: the head's output layer and each
+      modality's columns of it, for a head additive over modalities: OGM-GE
+      ``fusion_bias="half"``.
+
+    The model's forward returns a :class:`~balgrad.models.ModelOutput`: fused logits and,
+    keyed by modality, the unimodal logits z_m and embeddings h_m.
+    """
+
     task: str
+    modalities: tuple[str, ...]
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]: ...
 
     def classify(
-        self, h_v: torch.Tensor, h_l: torch.Tensor, detach_head: bool = False
+        self, h: Mapping[str, torch.Tensor], detach_head: bool = False
     ) -> torch.Tensor: ...
 
 
 def unwrap(model: Any) -> tuple[Any, bool]:
-    """(the model itself, whether it came wrapped in DistributedDataParallel)."""
+    """(the model itself, whether it came wrapped in DistributedDataParallel).
+
+    ``nn.DataParallel`` is unwrapped too: its replicas' gradients flow back to the
+    wrapped module's own parameters, so a strategy works on ``model.module`` as it is
+    (the official OGM-GE code wraps its model so)."""
     if isinstance(model, DistributedDataParallel):
         return model.module, True
+    if isinstance(model, DataParallel):
+        return model.module, False
     return model, False
+
+
+def model_modalities(model: Any) -> tuple[str, ...]:
+    """The model's modality names, checked: a tuple of at least two distinct strings."""
+    names = getattr(model, "modalities", None)
+    if names is None:
+        raise ConfigError(
+            f"model: {type(model).__name__} has no 'modalities' attribute; a balanced model "
+            "names its modalities in order, e.g. model.modalities = ('audio', 'visual') "
+            "(see balgrad.strategies.BalancedModel)"
+        )
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"model.modalities: expected a sequence of names, got {names!r}")
+    names = tuple(names)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ConfigError(f"model.modalities: need at least two distinct names, got {list(names)}")
+    return names
+
+
+def check_contract(model: Any, groups: Mapping[str, Sequence[nn.Parameter]]) -> None:
+    """Raise ConfigError unless ``groups`` are exactly the model's modalities plus
+    ``"head"`` (and optionally ``"unimodal_heads"``), no parameter is in two groups and
+    every trainable parameter of the model is in one."""
+    modalities = model_modalities(model)
+    task = getattr(model, "task", None)
+    if task not in TASKS:
+        raise ConfigError(f"model.task: unknown task {task!r}; expected one of {TASKS}")
+    clash = [m for m in modalities if m in HEAD_GROUPS + OPTIONAL_GROUPS]
+    if clash:
+        raise ConfigError(f"model.modalities: {clash} is reserved for a parameter group")
+    expected = set(modalities) | set(HEAD_GROUPS)
+    missing = [g for g in (*modalities, *HEAD_GROUPS) if g not in groups]
+    unknown = [g for g in groups if g not in expected and g not in OPTIONAL_GROUPS]
+    if missing or unknown:
+        problems = [f"missing {missing}"] * bool(missing) + [f"unknown {unknown}"] * bool(unknown)
+        raise ConfigError(
+            f"parameter_groups(): got groups {list(groups)} for a model with modalities "
+            f"{list(modalities)} ({'; '.join(problems)}); expected exactly one group per "
+            f"modality plus {list(HEAD_GROUPS)} (and optionally {list(OPTIONAL_GROUPS)})"
+        )
+    owner: dict[int, str] = {}
+    for name, params in groups.items():
+        for p in params:
+            if id(p) in owner and owner[id(p)] != name:
+                raise ConfigError(
+                    f"parameter_groups(): a parameter of shape {list(p.shape)} is in two "
+                    f"groups, {owner[id(p)]!r} and {name!r}"
+                )
+            owner[id(p)] = name
+    if isinstance(model, nn.Module):
+        loose = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in owner]
+        if loose:
+            shown = ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
+            raise ConfigError(
+                f"parameter_groups(): trainable parameter(s) {shown} are in no group, so no "
+                f"strategy would ever train them; add them to a group of "
+                f"{[*modalities, *HEAD_GROUPS]} or set requires_grad=False"
+            )
 
 
 class Strategy:
@@ -131,6 +232,15 @@ class Strategy:
                 "DistributedDataParallel's reducer does not see: pass the unwrapped model "
                 "(the strategy all-reduces its gradients itself)"
             )
+        self.layout(module)  # checks the model's contract (once per parameter set)
+        if output.logits.shape[0] == 0:
+            raise DataError("batch: the batch is empty (0 samples); nothing to train on")
+        outputs = tuple(getattr(output, "unimodal", {}))
+        if outputs != self.modalities(module):
+            raise ConfigError(
+                f"output: the model's modalities are {list(self.modalities(module))} but its "
+                f"output has unimodal logits for {list(outputs)}"
+            )
         check_target_shape(output.logits, target, module.task)
         target, ok, bad, message = screen_target(output.logits, target, module.task)
         self._checks.target(self.step, ok, bad, message)
@@ -171,7 +281,7 @@ class Strategy:
         """Optimizer parameter groups (MSLR gives each modality its own rate)."""
         return [
             {"params": ps, "lr": lr, "name": name}
-            for name, ps in unwrap(model)[0].parameter_groups().items()
+            for name, ps in self.layout(model).groups.items()
             if ps
         ]
 
@@ -201,14 +311,30 @@ class Strategy:
 
     # -- shared pieces ----------------------------------------------------------------
     def layout(self, model: BalancedModel) -> ParamLayout:
-        """The model's trainable parameter groups, cached until its parameter set (or a
-        parameter's ``requires_grad``) changes."""
+        """The model's trainable parameter groups, checked against the contract
+        (:func:`check_contract`) and cached until its parameter set (or a parameter's
+        ``requires_grad``) changes."""
+        model = unwrap(model)[0]
         if not isinstance(model, nn.Module):
-            return ParamLayout.of(model.parameter_groups())
+            groups = model.parameter_groups()
+            check_contract(model, groups)
+            return ParamLayout.of(groups)
         key = (id(model), *((id(p), p.requires_grad) for p in model.parameters()))
         if self._layout_cache is None or self._layout_cache[0] != key:
-            self._layout_cache = (key, ParamLayout.of(model.parameter_groups()))
+            groups = model.parameter_groups()
+            check_contract(model, groups)
+            self._layout_cache = (key, ParamLayout.of(groups))
         return self._layout_cache[1]
+
+    @staticmethod
+    def modalities(model: BalancedModel) -> tuple[str, ...]:
+        """The model's modality names, in order."""
+        return model_modalities(unwrap(model)[0])
+
+    def modality_params(self, model: BalancedModel) -> list[list[nn.Parameter]]:
+        """θ_m for each modality, in the model's order."""
+        groups = self.layout(model).groups
+        return [groups[m] for m in self.modalities(model)]
 
     def scaled(self, loss: torch.Tensor) -> torch.Tensor:
         """``loss`` multiplied by the step's GradScaler scale (no host sync), if any."""
@@ -274,14 +400,13 @@ class Strategy:
     def unimodal_monitor(
         self, model: BalancedModel, output: Any, target: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """L_v, L_l and mean true-class probabilities, without gradient (loss curves)."""
+        """L_m and mean true-class probabilities per modality, without gradient (loss
+        curves)."""
+        z = output.unimodal
         with torch.no_grad():
-            return {
-                "loss_image": task_loss(output.logits_image, target, model.task),
-                "loss_text": task_loss(output.logits_text, target, model.task),
-                "score_image": true_class_prob(output.logits_image, target, model.task).mean(),
-                "score_text": true_class_prob(output.logits_text, target, model.task).mean(),
-            }
+            losses = {f"loss_{m}": task_loss(z[m], target, model.task) for m in z}
+            scores = {f"score_{m}": true_class_prob(z[m], target, model.task).mean() for m in z}
+            return {**losses, **scores}
 
 
 def _as_stat(value: Any, device: torch.device) -> torch.Tensor:

@@ -4,10 +4,12 @@ Additive Late-fusion", Findings of ACL 2022), SPEC section 3.
 Each modality gets its own learning rate through optimizer parameter groups; the
 gradient itself is joint training's (one backward pass per step).
 
-- ``mode="keep"``: fixed rates, ``lr * image_lr_scale`` and ``lr * text_lr_scale``.
+- ``mode="keep"``: fixed rates, ``lr * lr_scales[m]`` for each modality m (and
+  ``"head"``); ``image_lr_scale``, ``text_lr_scale`` and ``head_lr_scale`` are the
+  (image, text) spelling of the same.
 - ``mode="dynamic"``: after each epoch, modality m's rate is multiplied by
   acc_m(this epoch) / mean(acc_m over the previous ``window`` epochs), acc_m being the
-  validation accuracy of the unimodal prediction z_m.
+  validation accuracy of the unimodal prediction z_m, for every modality of the model.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class MSLR(Joint):
         self,
         *,
         mode: str = "dynamic",
+        lr_scales: dict[str, float] | None = None,
         image_lr_scale: float = 1.0,
         text_lr_scale: float = 1.0,
         head_lr_scale: float = 1.0,
@@ -33,31 +36,37 @@ class MSLR(Joint):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"mode: unknown value {mode!r}; expected one of {MODES}")
-        for name, v in (
-            ("image_lr_scale", image_lr_scale),
-            ("text_lr_scale", text_lr_scale),
-            ("head_lr_scale", head_lr_scale),
-        ):
+        scales = {"image": image_lr_scale, "text": text_lr_scale, "head": head_lr_scale}
+        for name, v in (*((f"{k}_lr_scale", v) for k, v in scales.items()),
+                        *((f"lr_scales[{k!r}]", v) for k, v in (lr_scales or {}).items())):
             if v <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {v}")
         if window < 1:
             raise ConfigError(f"window: must be >= 1, got {window}")
         self.mode = mode
-        self.scales = {"image": image_lr_scale, "text": text_lr_scale, "head": head_lr_scale}
+        self.scales = {**scales, **(lr_scales or {})}
+        self._named_scales = set(lr_scales or {})
         self.window = int(window)
-        self.history: dict[str, list[float]] = {"image": [], "text": []}
+        self.history: dict[str, list[float]] = {}
         self.needs_unimodal_validation = mode == "dynamic"
 
     def param_groups(self, model, lr):
         groups = super().param_groups(model, lr)
+        unknown = sorted(self._named_scales - {g["name"] for g in groups} - {"unimodal_heads"})
+        if unknown:
+            raise ConfigError(
+                f"mslr lr_scales: {unknown} name no parameter group of the model; its groups "
+                f"are {[g['name'] for g in groups]}"
+            )
         for g in groups:
             g["lr"] = lr * self.scales.get(g["name"], 1.0)
         return groups
 
     def lr_factor(self, modality: str, acc: float) -> float:
         """acc / mean of the previous ``window`` accuracies (1.0 with no history)."""
-        prev = self.history[modality][-self.window :]
-        self.history[modality].append(acc)
+        history = self.history.setdefault(modality, [])
+        prev = history[-self.window :]
+        history.append(acc)
         if not prev:
             return 1.0
         mean_prev = sum(prev) / len(prev)
@@ -66,18 +75,20 @@ class MSLR(Joint):
     def on_epoch_end(self, epoch, optimizer, unimodal_scores=None):
         if self.mode != "dynamic":
             return {}
+        modalities = self._modalities(optimizer)
         if unimodal_scores is None:
             raise ConfigError(
                 "mslr: mode='dynamic' needs the unimodal validation accuracies each epoch "
-                "(pass unimodal_scores={'image': acc_v, 'text': acc_l} to on_epoch_end)"
+                f"(pass unimodal_scores={{modality: accuracy}} for {modalities} to on_epoch_end)"
             )
-        missing = [m for m in ("image", "text") if m not in unimodal_scores]
+        missing = [m for m in modalities if m not in unimodal_scores]
         if missing:
             raise ConfigError(
-                f"mslr: unimodal_scores lacks {missing}; give {{'image': acc_v, 'text': acc_l}}"
+                f"mslr: unimodal_scores lacks {missing}; give one accuracy per modality "
+                f"{modalities}"
             )
         out = {}
-        for m in ("image", "text"):
+        for m in modalities:
             factor = self.lr_factor(m, float(unimodal_scores[m]))
             for group in optimizer.param_groups:
                 if group.get("name") == m:
@@ -85,6 +96,13 @@ class MSLR(Joint):
                     out[f"lr_{m}"] = group["lr"]
             out[f"lr_factor_{m}"] = factor
         return out
+
+    @staticmethod
+    def _modalities(optimizer) -> list[str]:
+        """The modalities whose rates the optimizer holds: its named groups other than
+        the head's."""
+        skip = ("head", "unimodal_heads")
+        return [g["name"] for g in optimizer.param_groups if g.get("name") not in (None, *skip)]
 
     def state_dict(self):
         return {**super().state_dict(), "history": {k: list(v) for k, v in self.history.items()}}

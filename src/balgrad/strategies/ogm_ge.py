@@ -3,7 +3,10 @@ Modulation", CVPR 2022), as in its official code (SPEC section 3).
 
 Scores s_m = batch sum of softmax(z_m)[y]; ρ_v = s_v / s_l. The dominant modality's
 gradient is damped: if ρ_v > 1, k_v = 1 − tanh(α ρ_v), k_l = 1; else
-k_l = 1 − tanh(α / ρ_v), k_v = 1. After the backward pass of L_T, the modulated
+k_l = 1 − tanh(α / ρ_v), k_v = 1. For M > 2 modalities (the official code is
+two-modal) SPEC section 6 fixes the one-versus-rest reading: ρ_m = s_m / mean_{j≠m} s_j,
+k_m = 1 − tanh(α ρ_m) where ρ_m > 1, else 1; M = 2 uses the official rule above as it
+is (which damps the text at an exact tie, ρ_v = 1). After the backward pass of L_T, the modulated
 parameters of θ_m get g ← g k_m + N(0, std(g) + 1e-8) (generalisation enhancement: the
 std is taken before scaling, and noise is added even where k = 1), only for epochs with
 ``modulation_start`` ≤ epoch ≤ ``modulation_end`` (inclusive at both ends, as the
@@ -16,11 +19,13 @@ an option:
   ``"conv4d"`` only 4-D (convolution) ones, as the official code, which scales nothing
   in a transformer tower.
 - ``fusion_bias="full"`` (default) scores z_m = the model's unimodal logits (the head
-  with the other embedding zeroed: the full output bias); ``"half"`` computes them the
-  official way, from the output layer split into its image and text halves plus half
-  its bias each: z_v = W_v h_v + b/2, z_l = W_l h_l + b/2 (concat fusion; with sum
-  fusion both halves are W). Undefined, and an error, for other fusions and for heads
-  with a hidden layer.
+  with the other embeddings zeroed: the full output bias); ``"half"`` computes them the
+  official way, from the output layer split into each modality's columns plus an equal
+  share of its bias: z_m = W_m h_m + b/M (M = 2: half each; with sum fusion every W_m
+  is W). It needs a head that is additive over modalities and says so: the model's
+  ``readout()`` (a :class:`~balgrad.models.Readout`; balgrad's models give one for
+  concat or sum fusion with a linear classifier, and a user's own model can declare
+  its own). Without one it is an error.
 
 Noise: one ``torch.randn`` over all modulated parameters from a generator seeded by
 (seed, step), so every data-parallel rank draws the same noise for the same all-reduced
@@ -38,7 +43,6 @@ import torch.nn.functional as F
 
 from balgrad._grad import add_to_grads_, widen
 from balgrad.errors import ConfigError
-from balgrad.models.fusion import ConcatFusion, SumFusion
 from balgrad.strategies.base import (
     Strategy,
     check_choice,
@@ -75,28 +79,40 @@ def ogm_coefficients(
     )
 
 
-def official_unimodal_logits(model, h_v: torch.Tensor, h_l: torch.Tensor):
-    """(z_v, z_l) as the official code computes them for its scores: the output layer's
-    image and text halves with half its bias each (``fusion_bias="half"``)."""
-    head = getattr(model, "head", None)
-    fusion = getattr(head, "fusion", None)
-    linears = [m for m in getattr(head, "classifier", []) if isinstance(m, torch.nn.Linear)]
-    if not isinstance(fusion, ConcatFusion | SumFusion) or len(linears) != 1:
+def one_versus_rest_coefficients(
+    s: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ρ, k) for M ≥ 2 scores ``s``: ρ_m = s_m / mean_{j≠m} s_j, k_m = 1 − tanh(α ρ_m)
+    where ρ_m > 1, else 1 (SPEC section 6). A zero rest with a positive s_m is infinitely
+    dominant (k = 0); all zero counts as balanced (ρ = 1)."""
+    rest = (s.sum() - s) / (s.numel() - 1)
+    inf = torch.full_like(s, float("inf"))
+    rho = torch.where(rest > 0, s / rest, torch.where(s > 0, inf, torch.ones_like(s)))
+    big = torch.finfo(rho.dtype).max
+    damped = 1 - torch.tanh(alpha * rho.clamp_max(big))
+    return rho, torch.where(rho > 1, damped, torch.ones_like(rho))
+
+
+def official_unimodal_logits(model, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """z_m as the official code computes them for its scores: the output layer's columns
+    of modality m with an equal share of its bias, W_m h_m + b/M (``fusion_bias="half"``;
+    M = 2: half the bias each)."""
+    readout = getattr(model, "readout", None)
+    layer = readout() if callable(readout) else None
+    if layer is None:
         raise ConfigError(
-            "ogm_ge fusion_bias='half': the official half-bias unimodal logits are defined "
-            "only for a linear classifier on concat or sum fusion (--fusion concat|sum, "
-            f"--head-hidden 0); this model has fusion {type(fusion).__name__} and "
-            f"{len(linears)} linear layer(s) in its classifier. Use fusion_bias='full'."
+            "ogm_ge fusion_bias='half': the official half-bias unimodal logits need a head "
+            "whose logits are additive over modalities, z = Σ_m W[:, cols_m] h_m + b: in "
+            "balgrad's models, concat or sum fusion with a linear classifier (--fusion "
+            f"concat|sum, --head-hidden 0); {type(model).__name__} declares none "
+            "(readout() is missing or returns None; a model of your own can return a "
+            "balgrad.models.Readout from readout()). Use fusion_bias='full'."
         )
-    out = linears[0]
-    w = widen(out.weight.detach())
-    b = None if out.bias is None else widen(out.bias.detach()) / 2
-    d = h_v.shape[-1]
-    w_v, w_l = (w[:, :d], w[:, d:]) if isinstance(fusion, ConcatFusion) else (w, w)
-    return (
-        F.linear(widen(h_v).to(w.dtype), w_v, b),
-        F.linear(widen(h_l).to(w.dtype), w_l, b),
-    )
+    w = widen(layer.weight.detach())
+    b = None if layer.bias is None else widen(layer.bias.detach()) / len(h)
+    return {
+        m: F.linear(widen(v).to(w.dtype), w[:, layer.columns[m]], b) for m, v in h.items()
+    }
 
 
 class OGMGE(Strategy):
@@ -150,42 +166,52 @@ class OGMGE(Strategy):
         return p.dim() == 4 if self.scale_params == "conv4d" else p.dim() >= 2
 
     def scores(self, model, output, target) -> torch.Tensor:
-        """[s_v, s_l]: batch sums of the true-class probability, summed over ranks."""
+        """[s_1, .., s_M]: batch sums of the true-class probability, summed over ranks."""
         with torch.no_grad():
             if self.fusion_bias == "half":
-                z_v, z_l = official_unimodal_logits(model, output.h_image, output.h_text)
+                z = official_unimodal_logits(model, output.embeddings)
             else:
-                z_v, z_l = output.logits_image, output.logits_text
-            probs = [true_class_prob(z, target, model.task) for z in (z_v, z_l)]
+                z = output.unimodal
+            probs = [true_class_prob(v, target, model.task) for v in z.values()]
             return self.sync.sum(torch.stack([p.sum() for p in probs]))
+
+    def coefficients(self, s: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """({"ratio_<m>": ρ_m clamped at 1e6 for the log}, k) from the scores: the official
+        rule for two modalities (ratio of the first only), one versus rest for more."""
+        if s.numel() == 2:
+            rho, k_v, k_l = ogm_coefficients(s[0], s[1], self.alpha)
+            return {"ratio": rho.clamp_max(1e6).unsqueeze(0)}, torch.stack([k_v, k_l])
+        rho, k = one_versus_rest_coefficients(s, self.alpha)
+        return {"ratio": rho.clamp_max(1e6)}, k
 
     def compute(self, model, output, target):
         loss = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
         params = self.layout(model).params
         grads = self.loss_grads(loss, params)
+        modalities = self.modalities(model)
 
-        s_v, s_l = self.scores(model, output, target).unbind()
-        rho, k_v, k_l = ogm_coefficients(s_v, s_l, self.alpha)
+        ratios, k = self.coefficients(self.scores(model, output, target))
         active = self.active()
         if active:
-            coefs = {"image": k_v, "text": k_l}
+            coefs = dict(zip(modalities, k.unbind()))
             self.modulate(model, params, grads, coefs, self.loss_scale(loss))
         add_to_grads_(params, grads)
+        ratio = ratios["ratio"]
         return {
             "loss_task": loss.detach(),
             **self.unimodal_monitor(model, output, target),
-            "ratio_image": rho.clamp_max(1e6),
-            "coef_image": k_v,
-            "coef_text": k_l,
-            "modulated": torch.full((), float(active), device=rho.device),
+            **{f"ratio_{m}": ratio[i] for i, m in enumerate(modalities[: ratio.numel()])},
+            **{f"coef_{m}": k[i] for i, m in enumerate(modalities)},
+            "modulated": torch.full((), float(active), device=k.device),
         }
 
     def modulate(self, model, params, grads, coefs, scale) -> None:
         """g ← g k_m (+ noise) in place on the modulated parameters' gradients."""
         index = {id(p): i for i, p in enumerate(params)}
+        groups = self.layout(model).groups
         by_group = []
         for group, k in coefs.items():
-            chosen = [index.get(id(p)) for p in model.parameter_groups().get(group, [])]
+            chosen = [index.get(id(p)) for p in groups[group]]
             gs = [
                 grads[i]
                 for i in chosen

@@ -157,7 +157,7 @@ register_strategy(
     "balgrad_fast",
     BalGradFast,
     label="BalGrad (fast)",
-    description="BalGrad's geometry at the embeddings h_v, h_l: one backward pass",
+    description="BalGrad's geometry at the embeddings h_m: one backward pass",
     role="proposed",
 )
 

@@ -9,7 +9,7 @@ import torch
 
 from balgrad.errors import ConfigError
 from balgrad.strategies import create_strategy
-from strategies.strategy_reference import make_batch, make_model
+from strategy_reference import make_batch, make_model
 
 STEPS = 3
 LR = 0.5

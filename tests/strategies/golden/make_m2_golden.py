@@ -7,7 +7,7 @@ three steps with a plain SGD update in between (so running means, EMAs and step-
 noise are exercised). ``test_m2_golden.py`` replays the same steps on today's code and
 asserts equality to 1e-12: the M-modality code reduces exactly to the old one.
 
-    PYTHONPATH=src:tests python tests/strategies/golden/make_m2_golden.py
+    PYTHONPATH=src python tests/strategies/golden/make_m2_golden.py
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from strategies.golden.cases import CASES, run_case  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from golden.cases import CASES, run_case  # noqa: E402
 
 
 def main() -> None:
