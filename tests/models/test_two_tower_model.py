@@ -145,10 +145,11 @@ def test_drop_zeroes_the_embedding_of_that_sample():
     model = make("concat")
     x_v, x_l = batch()
     drop = torch.tensor([True, False, False, True, False])
-    h_v, h_l = model.embed(x_v, x_l, drop_image=drop)
+    h = model.embed({"image": x_v, "text": x_l}, drop={"image": drop})
+    h_v, h_l = h["image"], h["text"]
     assert torch.count_nonzero(h_v[drop]) == 0
     torch.testing.assert_close(h_v[~drop], model.image_embedding(model.image_encoder(x_v))[~drop])
-    _, h_l2 = model.embed(x_v, x_l, drop_text=drop)
+    h_l2 = model.embed({"image": x_v, "text": x_l}, drop={"text": drop})["text"]
     assert torch.count_nonzero(h_l2[drop]) == 0
 
 

@@ -212,7 +212,12 @@ def test_coefficient_sequence_by_hand():
 
     def coef(s_v, s_l):
         c = agm.coefficients(torch.tensor([s_v, s_l], dtype=torch.float64))
-        return [float(c[k]) for k in ("kappa_image", "kappa_text", "ratio_image", "rbar_image")]
+        return [
+            float(c["kappa"][0]),
+            float(c["kappa"][1]),
+            float(c["ratio"][0]),
+            float(c["rbar"][0]),
+        ]
 
     # step 1: S = (0, 0), r̄ = 1; s = (1, 2): r_v = e, r_l = 1/e
     assert coef(1.0, 2.0) == pytest.approx([e(0.5 * (1 - e(1))), e(0.5 * (1 - e(-1))), e(1), 1.0])
@@ -238,8 +243,8 @@ def test_coefficient_gap_is_capped_at_ten():
     agm = AGM(alpha=1.0)
     agm.load_state_dict({"running": [0.0, 5.0], "count": 1})  # r̄_v = e^5 ≈ 148
     c = agm.coefficients(torch.tensor([5.0, 0.0], dtype=torch.float64))  # r_v = e^-5
-    assert float(c["kappa_image"]) == pytest.approx(math.exp(10.0))
-    assert float(c["kappa_text"]) == pytest.approx(math.exp(math.exp(-5) - math.exp(5)))
+    assert float(c["kappa"][0]) == pytest.approx(math.exp(10.0))
+    assert float(c["kappa"][1]) == pytest.approx(math.exp(math.exp(-5) - math.exp(5)))
 
 
 def test_a_non_finite_score_leaves_the_running_means_alone():
@@ -296,8 +301,8 @@ def test_responses_sum_to_the_fused_output(fusion, task):
     x_v, x_l, _ = make_batch(task, seed=1)
     out = model(x_v, x_l)
     h_v, h_l = out.h_image, out.h_text
-    f_0l = model.classify(torch.zeros_like(h_v), h_l)
-    f_v0 = model.classify(h_v, torch.zeros_like(h_l))
+    f_0l = model.classify({"image": torch.zeros_like(h_v), "text": h_l})
+    f_v0 = model.classify({"image": h_v, "text": torch.zeros_like(h_l)})
     o_v, o_l = agm_responses(out.logits, f_0l, f_v0)
     torch.testing.assert_close(o_v + o_l, out.logits, **TOL)
     torch.testing.assert_close(o_v, 0.5 * (out.logits - f_0l + f_v0), **TOL)
@@ -311,8 +316,8 @@ def test_concat_response_is_the_modality_half_of_the_linear_head():
     h_v, h_l = out.h_image, out.h_text
     o_v, o_l = agm_responses(
         out.logits,
-        model.classify(torch.zeros_like(h_v), h_l),
-        model.classify(h_v, torch.zeros_like(h_l)),
+        model.classify({"image": torch.zeros_like(h_v), "text": h_l}),
+        model.classify({"image": h_v, "text": torch.zeros_like(h_l)}),
     )
     linear = model.head.classifier[-1]
     d = h_v.shape[1]
@@ -341,7 +346,8 @@ def test_blank_embeddings_run_the_towers_on_zeroed_inputs_in_eval_mode():
     stats = copy.deepcopy(model.image_encoder.norm.state_dict())
     model.image_encoder.train()
     model.text_encoder.eval()
-    b_v, b_l = model.blank_embeddings(x_v, x_l)
+    blank = model.blank_embeddings({"image": x_v, "text": x_l})
+    b_v, b_l = blank["image"], blank["text"]
     assert b_v.shape == (1, 6) and b_l.shape == (1, 6)
     # the running statistics are untouched, every training flag is back
     for k, v in model.image_encoder.norm.state_dict().items():
@@ -365,7 +371,9 @@ def test_blank_text_is_the_empty_string_through_the_tokenizer():
     enc = create_text_encoder("small", texts=["a red dog", "a blue cat"], out_dim=5)
     model = TwoTowerModel(TinyEncoder(5, 4), enc, 3, embed_dim=6).double()
     tokens = enc.tokenize(["a red dog", "a cat"])
-    _, b_l = model.blank_embeddings(torch.randn(2, 5, dtype=torch.float64), tokens)
+    b_l = model.blank_embeddings({"image": torch.randn(2, 5, dtype=torch.float64), "text": tokens})[
+        "text"
+    ]
     with torch.no_grad():
         model.eval()
         expected = model.text_embedding(model.text_encoder(enc.tokenize([""])))
@@ -375,7 +383,8 @@ def test_blank_text_is_the_empty_string_through_the_tokenizer():
 def test_input_zeroing_needs_a_model_that_can_blank_its_inputs():
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
-    out = dataclasses.replace(model(x_v, x_l), image_input=None)
+    out = model(x_v, x_l)
+    out = dataclasses.replace(out, inputs={**out.inputs, "image": None})
     with pytest.raises(ConfigError, match="zero='input'"):
         AGM(zero="input").backward(model, out, y)
 

@@ -10,9 +10,8 @@ import math
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
-
 from golden.cases import CASES, run_case
+from safetensors.torch import load_file
 
 HERE = Path(__file__).parent / "golden"
 GOLDEN = load_file(str(HERE / "m2_golden.safetensors"))
@@ -37,7 +36,9 @@ def test_two_modalities_reproduce_the_code_before_named_modalities(case):
     assert result.error is None, result.error
     assert len(result.grads) == len(golden["stats"])
     for step, grads in enumerate(result.grads):
-        want = {k.split("|")[2]: v for k, v in GOLDEN.items() if k.startswith(f"{case.key}|{step}|")}
+        want = {
+            k.split("|")[2]: v for k, v in GOLDEN.items() if k.startswith(f"{case.key}|{step}|")
+        }
         assert set(grads) == set(want), f"step {step}: parameters with a gradient differ"
         for name, g in grads.items():
             err = (g - want[name]).abs().max().item()

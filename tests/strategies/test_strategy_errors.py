@@ -132,14 +132,14 @@ def test_agm_state_is_not_corrupted_by_a_nan_step():
     assert (list(strategy.running), strategy.count) == before
 
 
-@pytest.mark.parametrize("field,loss_name", [("logits_image", "L_v"), ("logits_text", "L_l")])
-def test_balgrad_nan_unimodal_logits_name_that_loss(field, loss_name):
+@pytest.mark.parametrize("modality,loss_name", [("image", "L_v"), ("text", "L_l")])
+def test_balgrad_nan_unimodal_logits_name_that_loss(modality, loss_name):
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
     out = model(x_v, x_l)
-    z = getattr(out, field).clone()
+    z = out.unimodal[modality].clone()
     z[1, 2] = float("inf")
-    out = dataclasses.replace(out, **{field: z})
+    out = dataclasses.replace(out, unimodal={**out.unimodal, modality: z})
     with pytest.raises(NonFiniteLossError, match=loss_name):
         create_strategy("balgrad").backward(model, out, y)
 

@@ -3,7 +3,9 @@ tower's tokenisation and per-sample token noise happen here)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,32 +15,49 @@ from balgrad.data.impairments import noisy_tokens
 
 @dataclass
 class Batch:
-    image: torch.Tensor  # pixels [B, ...] or cached features [B, D]
-    text: dict[str, torch.Tensor] | torch.Tensor  # token ids or cached features [B, D]
+    """One batch: the inputs keyed by modality name (pixels, token ids or cached
+    features, each [B, ...]), the targets, each sample's index in its split, and
+    ``drop[m]`` (bool [B]) where modality m's embedding is zeroed ("missing =
+    embedding")."""
+
+    inputs: dict[str, Any]
     target: torch.Tensor
     index: torch.Tensor
-    drop_image: torch.Tensor | None = None  # bool [B]: zero h_v ("missing = embedding")
-    drop_text: torch.Tensor | None = None
+    drop: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device) -> Batch:
-        def mv(x):
-            if x is None:
-                return None
-            if isinstance(x, dict):
-                return {k: v.to(device, non_blocking=True) for k, v in x.items()}
-            return x.to(device, non_blocking=True)
-
         return Batch(
-            mv(self.image),
-            mv(self.text),
-            mv(self.target),
-            mv(self.index),
-            mv(self.drop_image),
-            mv(self.drop_text),
+            {m: _move(x, device) for m, x in self.inputs.items()},
+            _move(self.target, device),
+            _move(self.index, device),
+            {m: _move(x, device) for m, x in self.drop.items()},
         )
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
+
+    # the (image, text) case, as the fields were named before modalities were
+    @property
+    def image(self) -> Any:
+        return self.inputs["image"]
+
+    @property
+    def text(self) -> Any:
+        return self.inputs["text"]
+
+    @property
+    def drop_image(self) -> torch.Tensor | None:
+        return self.drop.get("image")
+
+    @property
+    def drop_text(self) -> torch.Tensor | None:
+        return self.drop.get("text")
+
+
+def _move(x, device):
+    if isinstance(x, Mapping):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
 
 
 def label_tensor(label) -> torch.Tensor:
@@ -66,15 +85,12 @@ def collate(items: list[dict], text_encoder) -> Batch:
         if any(it["text_noise"] > 0 for it in items):
             text = {**text, "input_ids": _noisy_ids(text, items, text_encoder)}
     target = torch.stack([it["label"] for it in items])
-    drop_i = torch.tensor([it["drop_image"] for it in items])
-    drop_t = torch.tensor([it["drop_text"] for it in items])
+    drops = {m: torch.tensor([it[f"drop_{m}"] for it in items]) for m in ("image", "text")}
     return Batch(
-        image,
-        text,
+        {"image": image, "text": text},
         target,
         torch.tensor([it["index"] for it in items]),
-        drop_i if drop_i.any() else None,
-        drop_t if drop_t.any() else None,
+        {m: d for m, d in drops.items() if d.any()},
     )
 
 

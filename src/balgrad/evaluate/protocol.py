@@ -56,9 +56,16 @@ class ProtocolConfig:
 @dataclass
 class Predictions:
     logits: torch.Tensor
-    logits_image: torch.Tensor
-    logits_text: torch.Tensor
+    unimodal: dict[str, torch.Tensor]  # z_m by modality
     target: torch.Tensor
+
+    @property
+    def logits_image(self) -> torch.Tensor:
+        return self.unimodal["image"]
+
+    @property
+    def logits_text(self) -> torch.Tensor:
+        return self.unimodal["text"]
 
 
 @torch.no_grad()
@@ -74,17 +81,17 @@ def predict(
     autocast, as in training."""
     was_training = model.training
     model.eval()
-    zs, zv, zl, ys = [], [], [], []
+    zs, zm, ys = [], {}, []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         b = batch.to(device)
         with autocast_region(precision, device):
-            out = model(b.image, b.text, b.drop_image, b.drop_text)
+            out = model(b.inputs, drop=b.drop)
         zs.append(out.logits.float().cpu())
-        zv.append(out.logits_image.float().cpu())
-        zl.append(out.logits_text.float().cpu())
+        for m, z in out.unimodal.items():
+            zm.setdefault(m, []).append(z.float().cpu())
         ys.append(b.target.cpu())
     model.train(was_training)
-    return Predictions(torch.cat(zs), torch.cat(zv), torch.cat(zl), torch.cat(ys))
+    return Predictions(torch.cat(zs), {m: torch.cat(z) for m, z in zm.items()}, torch.cat(ys))
 
 
 @dataclass
@@ -109,11 +116,10 @@ class Evaluator:
 
     def modality_scores(self, model, condition: Condition | None = None) -> dict[str, float]:
         """Scores of the fused logits (``<metric>``) and of each tower's own logits
-        (``image_<metric>``, ``text_<metric>``) under ``condition`` (default: full): the
-        trainer's validation, which picks the best epoch and gives MSLR its unimodal
-        accuracies."""
+        (``<modality>_<metric>``) under ``condition`` (default: full): the trainer's
+        validation, which picks the best epoch and gives MSLR its unimodal accuracies."""
         pred = self.predict(model, condition)
-        heads = {"": pred.logits, "image_": pred.logits_image, "text_": pred.logits_text}
+        heads = {"": pred.logits, **{f"{m}_": z for m, z in pred.unimodal.items()}}
         return {
             f"{head}{name}": value
             for head, logits in heads.items()

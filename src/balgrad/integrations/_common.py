@@ -15,9 +15,12 @@ from balgrad._grad import GradientSync, default_sync
 from balgrad.errors import ConfigError, DataError
 
 BATCH_FORMAT = (
-    'a dict {"image": ..., "text": ..., "labels": ...} (optionally "drop_image" / '
-    '"drop_text", bool [B]), a tuple (image, text, labels), or a balgrad Batch'
+    'a dict with one key per modality plus "labels" ({"audio": ..., "visual": ..., '
+    '"labels": ...}; optionally "drop_<modality>", bool [B]), a dict {"inputs": {modality: '
+    'x}, "labels": ..., "drop": {modality: mask}}, a balgrad Batch, or a tuple (inputs, '
+    "labels); for a two-modality model also a tuple (x_1, x_2, labels)"
 )
+LABEL_KEYS = ("labels", "label", "target")
 
 
 def reduces_own_gradients(strategy: Any) -> bool:
@@ -32,32 +35,47 @@ def reduces_own_gradients(strategy: Any) -> bool:
     return bool(getattr(strategy, "reduces_own_gradients", True))
 
 
-def unpack_batch(batch: Any) -> tuple[Any, Any, torch.Tensor, dict[str, torch.Tensor]]:
-    """(image, text, labels, {"drop_image": ..., "drop_text": ...} when given) of one batch."""
-    if isinstance(batch, Mapping):
-        missing = [k for k in ("image", "text") if k not in batch]
-        label_key = next((k for k in ("labels", "label", "target") if k in batch), None)
-        if missing or label_key is None:
+def unpack_batch(
+    batch: Any, modalities: Sequence[str]
+) -> tuple[dict[str, Any], torch.Tensor, dict[str, torch.Tensor]]:
+    """(inputs by modality, labels, {modality: drop mask} where given) of one batch, for
+    a model with ``modalities`` (see :data:`BATCH_FORMAT`)."""
+    modalities = tuple(modalities)
+    if isinstance(batch, Mapping) and "inputs" in batch:
+        inputs, drops = batch["inputs"], dict(batch.get("drop") or {})
+        label_key = next((k for k in LABEL_KEYS if k in batch), None)
+        target = batch[label_key] if label_key else None
+    elif isinstance(batch, Mapping):
+        inputs = {m: batch[m] for m in modalities if m in batch}
+        label_key = next((k for k in LABEL_KEYS if k in batch), None)
+        missing = [m for m in modalities if m not in batch] + ["labels"] * (label_key is None)
+        if missing:
             raise DataError(
-                f"batch: missing key(s) {missing + ([] if label_key else ['labels'])}; "
-                f"expected {BATCH_FORMAT}; got keys {sorted(batch)}"
+                f"batch: missing key(s) {missing} for a model with modalities "
+                f"{list(modalities)}; expected {BATCH_FORMAT}; got keys {sorted(batch)}"
             )
-        image, text, target = batch["image"], batch["text"], batch[label_key]
-        drops = {k: batch[k] for k in ("drop_image", "drop_text") if batch.get(k) is not None}
-    elif all(hasattr(batch, a) for a in ("image", "text", "target")):
-        image, text, target = batch.image, batch.text, batch.target
-        drops = {
-            k: getattr(batch, k)
-            for k in ("drop_image", "drop_text")
-            if getattr(batch, k, None) is not None
-        }
-    elif isinstance(batch, Sequence) and len(batch) == 3:
-        (image, text, target), drops = batch, {}
+        target = batch[label_key]
+        drops = {m: batch[f"drop_{m}"] for m in modalities if batch.get(f"drop_{m}") is not None}
+    elif hasattr(batch, "inputs") and hasattr(batch, "target"):
+        inputs, target, drops = batch.inputs, batch.target, dict(getattr(batch, "drop", {}))
+    elif isinstance(batch, Sequence) and len(batch) == 2 and isinstance(batch[0], Mapping):
+        (inputs, target), drops = batch, {}
+    elif isinstance(batch, Sequence) and len(batch) == 3 and len(modalities) == 2:
+        inputs, target, drops = dict(zip(modalities, batch[:2])), batch[2], {}
     else:
         raise DataError(f"batch: expected {BATCH_FORMAT}, got {type(batch).__name__}")
+    if not isinstance(inputs, Mapping) or set(inputs) != set(modalities):
+        got = list(inputs) if isinstance(inputs, Mapping) else type(inputs).__name__
+        raise DataError(
+            f"batch: inputs for modalities {got}, but the model's are {list(modalities)}"
+        )
+    unknown = [m for m in drops if m not in modalities]
+    if unknown:
+        raise DataError(f"batch: drop masks for unknown modalities {unknown}")
     if not isinstance(target, torch.Tensor):
         raise DataError(f"batch: labels must be a tensor, got {type(target).__name__}")
-    return image, text, target, drops
+    drops = {m: d for m, d in drops.items() if d is not None}
+    return {m: inputs[m] for m in modalities}, target, drops
 
 
 def strategy_backward(strategy, model, output, target, scaler=None) -> dict[str, Any]:
@@ -146,14 +164,18 @@ class StatsMeter:
 
 
 class UnimodalAccuracy:
-    """Accuracy (percent) of the fused, image-only and text-only logits: torchmetrics
-    objects, created at the first batch and synchronised across ranks by ``compute``."""
+    """Accuracy (percent) of the fused logits (``accuracy``) and of each modality's own
+    (``<modality>_accuracy``): torchmetrics objects, created at the first batch and
+    synchronised across ranks by ``compute``."""
 
-    NAMES = ("accuracy", "image_accuracy", "text_accuracy")
-
-    def __init__(self, task: str) -> None:
+    def __init__(self, task: str, modalities: Sequence[str]) -> None:
         self.task = task
+        self.names = ("accuracy", *(f"{m}_accuracy" for m in modalities))
         self.metrics: list[Metric] | None = None
+
+    def update_from(self, output: Any, target: torch.Tensor) -> None:
+        """Update from a ModelOutput: the fused logits, then each modality's."""
+        self.update([output.logits, *output.unimodal.values()], target)
 
     def update(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> None:
         if self.metrics is None:
@@ -163,19 +185,20 @@ class UnimodalAccuracy:
                 if self.task == "single_label"
                 else (lambda: MultilabelAccuracy(num_labels=n, average="micro"))
             )
-            self.metrics = [make().to(logits[0].device) for _ in self.NAMES]
+            self.metrics = [make().to(logits[0].device) for _ in self.names]
         target = target.long()
         for metric, z in zip(self.metrics, logits):
             metric.update(z.detach().float(), target)
 
-    def compute(self) -> dict[str, float]:
-        """The three accuracies (empty before any update); resets for the next pass."""
+    def compute(self, scale: float = 100.0) -> dict[str, float]:
+        """The accuracies, in percent (``scale=1``: fractions, the Hugging Face
+        convention); empty before any update. Resets for the next pass."""
         if self.metrics is None:
             return {}
-        values = torch.stack([m.compute() for m in self.metrics]).mul(100).tolist()
+        values = torch.stack([m.compute() for m in self.metrics]).mul(scale).tolist()
         for m in self.metrics:
             m.reset()
-        return dict(zip(self.NAMES, values))
+        return dict(zip(self.names, values))
 
 
 def epoch_end(
@@ -195,7 +218,8 @@ def epoch_end(
     """
     scores = None
     if accuracies:
-        scores = {"image": accuracies["image_accuracy"], "text": accuracies["text_accuracy"]}
+        suffix = "_accuracy"
+        scores = {k[: -len(suffix)]: v for k, v in accuracies.items() if k.endswith(suffix)}
     elif getattr(strategy, "needs_unimodal_validation", False):
         raise ConfigError(
             f"{getattr(strategy, 'name', type(strategy).__name__)} needs the unimodal "

@@ -11,13 +11,17 @@ where the Trainer would call ``accelerator.backward(loss)``. The Trainer then cl
 (``max_grad_norm``: set 0 to leave the strategy's gradient as it is, as balgrad's own
 trainer does), steps the optimizer and the LR scheduler, and logs.
 
-Batches: the data collator must produce a dict ``{"image": ..., "text": ...,
-"labels": ...}`` (``image`` a tensor, ``text`` a tensor or a dict of tensors such as a
-tokenizer's output, ``labels`` class indices [B] or multi-hot [B, C]; optionally
-``"drop_image"`` / ``"drop_text"``, bool [B]); ``model(image, text)`` must return
-balgrad's ``ModelOutput`` (``TwoTowerModel`` does). Evaluation reports the accuracy of
-the fused, image-only and text-only logits (``eval_accuracy``, ``eval_image_accuracy``,
-``eval_text_accuracy``) unless ``compute_metrics`` is given.
+Batches: the data collator must produce a dict with one key per modality of the model
+plus ``"labels"`` (``{"audio": ..., "visual": ..., "labels": ...}``: each input a tensor
+or a dict of tensors such as a tokenizer's output, ``labels`` class indices [B] or
+multi-hot [B, C]; optionally ``"drop_<modality>"``, bool [B]), or ``{"inputs": {...},
+"labels": ...}``; ``model(inputs, drop=...)`` must return balgrad's ``ModelOutput``
+(``MultimodalModel`` and ``TwoTowerModel`` do). The Trainer's column pruning
+(``remove_unused_columns``) would drop those columns, since the model's forward takes
+one ``inputs`` mapping: it is turned off, with a warning if it was asked for. Evaluation
+reports the accuracy of the fused logits and of each modality's own, as fractions as
+the Trainer's metrics are (``eval_accuracy``, ``eval_<modality>_accuracy``), unless
+``compute_metrics`` is given.
 
 Mixed precision follows ``bf16`` / ``fp16``: forward and strategy step run in the
 accelerator's autocast; with fp16 the accelerator's ``GradScaler`` goes to the strategy
@@ -46,6 +50,7 @@ validation accuracies (MSLR ``mode="dynamic"``) gets them from one pass over
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Any
 
@@ -64,6 +69,8 @@ __all__ = ["BalGradTrainer"]
 #: the strategy's state (step, EMA, MSLR history, AGM running means) in each checkpoint
 STRATEGY_STATE = "balgrad_strategy.pt"
 
+log = logging.getLogger("balgrad.integrations.hf")
+
 
 class BalGradTrainer(Trainer):
     """A ``transformers.Trainer`` whose backward is ``strategy.backward``; see the module
@@ -72,6 +79,14 @@ class BalGradTrainer(Trainer):
     def __init__(self, *args: Any, strategy: Strategy, **kwargs: Any):
         kwargs.setdefault("compute_metrics", self._unimodal_metrics)
         super().__init__(*args, **kwargs)
+        if self.args.remove_unused_columns:
+            # the forward takes one ``inputs`` mapping: pruning by its signature would
+            # strip every modality's column (a bare KeyError in the collator or the step)
+            log.warning(
+                "BalGradTrainer: remove_unused_columns=True would drop the modality columns "
+                "(the model's forward takes one inputs mapping); training with it False"
+            )
+            self.args.remove_unused_columns = False
         if self.args.gradient_accumulation_steps != 1:
             raise ConfigError(
                 "gradient_accumulation_steps: balgrad strategies combine the gradients of "
@@ -87,6 +102,7 @@ class BalGradTrainer(Trainer):
         if self.args.label_names is None:
             self.label_names = ["labels"]
         self.strategy = strategy
+        self.modalities = strategy.modalities(self._inner(self.model))
         self._meter = _common.StatsMeter()
         self.add_callback(_StrategyEpochHooks(self))
 
@@ -135,11 +151,11 @@ class BalGradTrainer(Trainer):
     ) -> torch.Tensor:
         model.train()
         inputs = self._prepare_inputs(inputs)
-        image, text, target, drops = _common.unpack_batch(inputs)
+        named, target, drops = _common.unpack_batch(inputs, self.modalities)
         own = _common.reduces_own_gradients(self.strategy)
         keep_reducer_out = self.accelerator.no_sync(model) if own else contextlib.nullcontext()
         with keep_reducer_out, self.accelerator.autocast():
-            output = model(image, text, **drops)
+            output = model(named, drop=drops)
             stats = _common.strategy_backward(
                 self.strategy, self._inner(model), output, target, self.accelerator.scaler
             )
@@ -160,37 +176,38 @@ class BalGradTrainer(Trainer):
 
     # -- evaluation -----------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The task loss and the three logits (used by evaluation; training uses the
-        strategy)."""
-        image, text, target, drops = _common.unpack_batch(inputs)
-        out = model(image, text, **drops)
+        """The task loss and the fused and unimodal logits (used by evaluation; training
+        uses the strategy)."""
+        named, target, drops = _common.unpack_batch(inputs, self.modalities)
+        out = model(named, drop=drops)
         loss = task_loss(out.logits, target, self._inner(model).task)
-        logits = {"logits": out.logits, "image": out.logits_image, "text": out.logits_text}
+        logits = {"logits": out.logits, **out.unimodal}
         return (loss, logits) if return_outputs else loss
 
     def _unimodal_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
-        meter = _common.UnimodalAccuracy(self._inner(self.model).task)
+        meter = _common.UnimodalAccuracy(self._inner(self.model).task, self.modalities)
         logits = [torch.as_tensor(z) for z in prediction.predictions]
         meter.update(logits, torch.as_tensor(prediction.label_ids))
-        return meter.compute()
+        return meter.compute(scale=1.0)
 
     @torch.no_grad()
     def unimodal_accuracies(self) -> dict[str, float]:
-        """Accuracy of the fused, image-only and text-only logits on ``eval_dataset``
-        (one pass, in percent, over all processes); empty without an ``eval_dataset``."""
+        """Accuracy of the fused logits and of each modality's own on ``eval_dataset``
+        (one pass, as fractions, over all processes); empty without an ``eval_dataset``."""
         if self.eval_dataset is None:
             return {}
         model = self._inner(self.model)
         was_training = model.training
         model.eval()
-        meter = _common.UnimodalAccuracy(model.task)
+        meter = _common.UnimodalAccuracy(model.task, self.modalities)
         for inputs in self.get_eval_dataloader():
-            image, text, target, drops = _common.unpack_batch(self._prepare_inputs(inputs))
+            named, target, drops = _common.unpack_batch(
+                self._prepare_inputs(inputs), self.modalities
+            )
             with self.accelerator.autocast():
-                out = model(image, text, **drops)
-            meter.update((out.logits, out.logits_image, out.logits_text), target)
+                meter.update_from(model(named, drop=drops), target)
         model.train(was_training)
-        return meter.compute()
+        return meter.compute(scale=1.0)
 
 
 class _StrategyEpochHooks(TrainerCallback):

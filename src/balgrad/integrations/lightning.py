@@ -11,8 +11,10 @@ so precision plugins apply (bf16 autocast covers the step; with fp16 the plugin'
 ``GradScaler`` is handed to the strategy as ``scaler=`` and ``optimizer.step()``
 unscales, skips non-finite steps and updates it).
 
-Batches: a dict ``{"image", "text", "labels"}`` (optionally ``"drop_image"`` /
-``"drop_text"``), a tuple ``(image, text, labels)``, or balgrad's ``Batch``.
+Batches: a dict with one key per modality of the model plus ``"labels"``
+(``{"audio": ..., "visual": ..., "labels": ...}``, optionally ``"drop_<modality>"``), a
+dict ``{"inputs": {...}, "labels": ...}``, a tuple ``(inputs, labels)``, or balgrad's
+``Batch``; for a two-modality model also ``(x_1, x_2, labels)``.
 
 **Data parallelism without double counting.** Lightning's DDP wraps this module in
 ``DistributedDataParallel``; under manual optimisation DDP's reducer takes part in a
@@ -36,8 +38,8 @@ strategy is usually built before Lightning initialises ``torch.distributed``.
 Statistics: the strategy's per-step values are summed where they live (no host sync)
 and, every ``log_every_n_steps`` of the Trainer, averaged over the interval,
 all-reduced across ranks in one collective and logged with ``self.log`` as
-``train/<name>``. Validation logs ``val/accuracy``, ``val/image_accuracy`` and
-``val/text_accuracy``; the last two go to ``strategy.on_epoch_end`` (MSLR). OGM-GE's
+``train/<name>``. Validation logs ``val/accuracy`` and ``val/<modality>_accuracy`` for
+each modality; the latter go to ``strategy.on_epoch_end`` (MSLR). OGM-GE's
 ``on_epoch_start`` gets the epoch and ``max_epochs``.
 """
 
@@ -63,7 +65,7 @@ class BalGradModule(pl.LightningModule):
     """Trains ``model`` with ``strategy``; see the module docstring.
 
     Args:
-        model: a ``TwoTowerModel`` or any model of that shape
+        model: a ``MultimodalModel``/``TwoTowerModel`` or any model of that shape
             (:class:`balgrad.strategies.BalancedModel`).
         strategy: a balgrad strategy (``balgrad.create_strategy(name, **options)``).
         lr: base learning rate, passed to ``strategy.param_groups`` (MSLR scales it
@@ -97,11 +99,12 @@ class BalGradModule(pl.LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
         self._meter = _common.StatsMeter()
-        self._val_accuracy = _common.UnimodalAccuracy(model.task)
+        self.modalities = strategy.modalities(model)
+        self._val_accuracy = _common.UnimodalAccuracy(model.task, self.modalities)
         self._accuracies: dict[str, float] | None = None
 
-    def forward(self, image, text, **drops):
-        return self.model(image, text, **drops)
+    def forward(self, inputs, drop=None):
+        return self.model(inputs, drop=drop)
 
     # -- set-up ---------------------------------------------------------------------
     def configure_optimizers(self):
@@ -115,15 +118,15 @@ class BalGradModule(pl.LightningModule):
 
     # -- the step -------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        image, text, target, drops = _common.unpack_batch(batch)
+        inputs, target, drops = _common.unpack_batch(batch, self.modalities)
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        output = self.model(image, text, **drops)
+        output = self.model(inputs, drop=drops)
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         # DDP's reducer averages only for a strategy that leaves it the averaging:
         # prepare and finalise it around the strategy's backward, as manual_backward would
         use_reducer = not _common.reduces_own_gradients(self.strategy)
-        outputs = [output.logits, output.logits_image, output.logits_text]
+        outputs = [output.logits, *output.unimodal.values()]
         if use_reducer:
             self.trainer.strategy.pre_backward(outputs)
         stats = _common.strategy_backward(self.strategy, self.model, output, target, scaler)
@@ -147,9 +150,8 @@ class BalGradModule(pl.LightningModule):
 
     # -- validation: the unimodal accuracies MSLR needs --------------------------------
     def validation_step(self, batch, batch_idx):
-        image, text, target, drops = _common.unpack_batch(batch)
-        out = self.model(image, text, **drops)
-        self._val_accuracy.update((out.logits, out.logits_image, out.logits_text), target)
+        inputs, target, drops = _common.unpack_batch(batch, self.modalities)
+        self._val_accuracy.update_from(self.model(inputs, drop=drops), target)
 
     def on_validation_epoch_end(self) -> None:
         accuracies = self._val_accuracy.compute()  # synchronised across ranks

@@ -14,9 +14,7 @@ from torch import nn
 from balgrad.registry import Registry
 
 #: the fusions by name; the model gives each its embedding size ``dim``
-FUSION_REGISTRY = Registry(
-    "fusion", metadata={"description": ""}, skip=("dim", "num_modalities")
-)
+FUSION_REGISTRY = Registry("fusion", metadata={"description": ""}, skip=("dim", "num_modalities"))
 #: ``@register_fusion("name", description=...)`` on an ``nn.Module`` class taking ``dim``
 #: and ``num_modalities`` and setting ``out_dim``
 register_fusion = FUSION_REGISTRY.register

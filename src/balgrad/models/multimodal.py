@@ -249,7 +249,9 @@ class MultimodalModel(nn.Module):
         drop = drop or {}
         unknown = [k for k in drop if k not in self.modalities]
         if unknown:
-            raise ConfigError(f"drop: unknown modalities {unknown}; the model has {list(self.modalities)}")
+            raise ConfigError(
+                f"drop: unknown modalities {unknown}; the model has {list(self.modalities)}"
+            )
         hs = {}
         for m in self.modalities:
             h = getattr(self, f"{m}_embedding")(getattr(self, f"{m}_encoder")(inputs[m]))

@@ -75,9 +75,7 @@ class Losses:
         }
 
 
-def pairwise_kl(
-    logits: list[torch.Tensor], task: str, temperature: float = 1.0
-) -> torch.Tensor:
+def pairwise_kl(logits: list[torch.Tensor], task: str, temperature: float = 1.0) -> torch.Tensor:
     """D: the mean symmetric KL divergence over the pairs of modalities (M = 2: the one
     pair's, exactly)."""
     terms = [symmetric_kl(a, b, task, temperature) for a, b in itertools.combinations(logits, 2)]
@@ -173,7 +171,9 @@ class BalGrad(Strategy):
         distributions D compares; all-reduce and divide to get s_m."""
         with torch.no_grad():
             tau = self.temperature
-            probs = [true_class_prob(widen(z) / tau, target, task) for z in output.unimodal.values()]
+            probs = [
+                true_class_prob(widen(z) / tau, target, task) for z in output.unimodal.values()
+            ]
             return torch.stack([*(p.sum() for p in probs), probs[0].new_full((), probs[0].numel())])
 
     def contribution_weights(

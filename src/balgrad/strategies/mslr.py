@@ -37,8 +37,10 @@ class MSLR(Joint):
         if mode not in MODES:
             raise ConfigError(f"mode: unknown value {mode!r}; expected one of {MODES}")
         scales = {"image": image_lr_scale, "text": text_lr_scale, "head": head_lr_scale}
-        for name, v in (*((f"{k}_lr_scale", v) for k, v in scales.items()),
-                        *((f"lr_scales[{k!r}]", v) for k, v in (lr_scales or {}).items())):
+        for name, v in (
+            *((f"{k}_lr_scale", v) for k, v in scales.items()),
+            *((f"lr_scales[{k!r}]", v) for k, v in (lr_scales or {}).items()),
+        ):
             if v <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {v}")
         if window < 1:

@@ -110,9 +110,7 @@ def official_unimodal_logits(model, h: dict[str, torch.Tensor]) -> dict[str, tor
         )
     w = widen(layer.weight.detach())
     b = None if layer.bias is None else widen(layer.bias.detach()) / len(h)
-    return {
-        m: F.linear(widen(v).to(w.dtype), w[:, layer.columns[m]], b) for m, v in h.items()
-    }
+    return {m: F.linear(widen(v).to(w.dtype), w[:, layer.columns[m]], b) for m, v in h.items()}
 
 
 class OGMGE(Strategy):

@@ -20,7 +20,7 @@ import inspect
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from balgrad.train.precision import autocast_region, make_scaler
 log = logging.getLogger("balgrad.train")
 
 #: the model's scores on the validation split, in percent: ``<metric>`` of the fused
-#: logits, ``image_<metric>`` and ``text_<metric>`` of each tower's own logits
+#: logits, ``<modality>_<metric>`` of each tower's own logits
 Validate = Callable[[torch.nn.Module], dict[str, float]]
 
 
@@ -157,9 +157,13 @@ class Trainer:
             drop_last=self.dist.enabled,
         )
 
+    def _modalities(self) -> tuple[str, ...]:
+        return self.strategy.modalities(self.model)
+
     def _validate(self) -> dict[str, float]:
         scores = self.validate(self.model)
-        needed = [f"{p}{self.s.primary_metric}" for p in ("", "image_", "text_")]
+        prefixes = ("", *(f"{m}_" for m in self._modalities()))
+        needed = [f"{p}{self.s.primary_metric}" for p in prefixes]
         if missing := [k for k in needed if k not in scores]:
             raise BalgradError(
                 f"validate returned no {', '.join(missing)} (it returned {', '.join(scores)}); "
@@ -240,10 +244,7 @@ class Trainer:
             epoch_extra = self.strategy.on_epoch_end(
                 epoch,
                 self.optimizer,
-                {
-                    "image": val[f"val_image_{self.s.primary_metric}"],
-                    "text": val[f"val_text_{self.s.primary_metric}"],
-                },
+                {m: val[f"val_{m}_{self.s.primary_metric}"] for m in self._modalities()},
             )
             row = {
                 "epoch": epoch,
@@ -281,7 +282,7 @@ class Trainer:
         b = self._to_device(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast_region(self.s.precision, self.device):
-            out = self.model(b.image, b.text)
+            out = self.model(b.inputs)
         if self.scaler is None:
             stats = self.strategy.backward(self.model, out, b.target)
             self.optimizer.step()
@@ -329,6 +330,6 @@ class Trainer:
 def _pinned(x):
     if isinstance(x, torch.Tensor):
         return x.pin_memory() if x.device.type == "cpu" else x
-    if isinstance(x, dict):
+    if isinstance(x, Mapping):
         return {k: _pinned(v) for k, v in x.items()}
     return x

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from strategy_reference import make_batch, make_model
 
 from balgrad.errors import ConfigError
 from balgrad.strategies import create_strategy
-from strategy_reference import make_batch, make_model
 
 STEPS = 3
 LR = 0.5
@@ -111,7 +111,11 @@ def run_case(case: Case, legacy: bool = False) -> Result:
             result.error = str(err)
             return result
         result.grads.append(
-            {names[id(p)]: p.grad.detach().clone() for p in model.parameters() if p.grad is not None}
+            {
+                names[id(p)]: p.grad.detach().clone()
+                for p in model.parameters()
+                if p.grad is not None
+            }
         )
         result.stats.append({k: float(v) for k, v in sorted(stats.items())})
         result.lrs.append([g["lr"] for g in optimizer.param_groups])
