@@ -313,9 +313,9 @@ class AGM(Strategy):
         active = self.active()
         modalities = self.modalities(model)
         # outside the window the responses only feed the scores: no graph for them
-        with contextlib.nullcontext() if active else torch.no_grad():
-            with forward_autocast(output.logits):
-                responses = self.responses(model, output)
+        graph = contextlib.nullcontext() if active else torch.no_grad()
+        with graph, forward_autocast(output.logits):
+            responses = self.responses(model, output)
         with torch.no_grad():
             scores = self.scores(responses, target, task)
         checked_loss("task loss L_T (AGM response scores)", scores)
