@@ -1,5 +1,5 @@
-"""``grad_blend``: the task loss plus ``blend`` times the two unimodal losses, one
-backward pass (a toy strategy that shows the plug-in contract, not a method)."""
+"""``grad_blend``: the task loss plus ``blend`` times the unimodal losses, one backward
+pass (a toy strategy that shows the plug-in contract, not a method)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from balgrad.tasks import task_loss
 @register_strategy(
     "grad_blend",
     label="Grad blend",
-    description="L_T + blend (L_v + L_l) in one backward pass (example plug-in)",
+    description="L_T + blend Σ_m L_m in one backward pass (example plug-in)",
 )
 class GradBlend(Strategy):
     name = "grad_blend"
@@ -26,10 +26,8 @@ class GradBlend(Strategy):
 
     def compute(self, model, output, target) -> dict:
         loss_task = task_loss(output.logits, target, model.task)
-        loss_uni = task_loss(output.logits_image, target, model.task) + task_loss(
-            output.logits_text, target, model.task
-        )
-        params = [p for group in model.parameter_groups().values() for p in group]
+        loss_uni = sum(task_loss(z, target, model.task) for z in output.unimodal.values())
+        params = self.layout(model).params  # the model's groups, checked
         grads = torch.autograd.grad(loss_task + self.blend * loss_uni, params, allow_unused=True)
         for p, g in zip(params, grads):
             if g is not None:

@@ -1,0 +1,144 @@
+"""The model-strategy contract, for every registered strategy (plug-ins included, as
+timm tests every registered model): a model whose parameter groups are not exactly its
+modalities plus "head" is refused by name, never trained as joint training in disguise.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from reference_m import make_batch_m, make_model_m
+from torch import nn
+
+from balgrad.errors import ConfigError, DataError
+from balgrad.models import ModelOutput
+from balgrad.strategies import create_strategy, list_strategies
+from balgrad.strategies.base import BalancedModel
+
+STRATEGIES = list_strategies()
+THREE = ("audio", "visual", "text")
+
+
+class Renamed(nn.Module):
+    """The official OGM-GE client's adapter, done wrong: its towers are called audio and
+    visual, its model still says (image, text)."""
+
+    def __init__(self, groups_fn=None):
+        super().__init__()
+        self.net = make_model_m(("audio", "visual"), seed=0)
+        self.task = "single_label"
+        self.modalities = ("image", "text")
+        self._groups_fn = groups_fn
+
+    def forward(self, inputs):
+        out = self.net({"audio": inputs["image"], "visual": inputs["text"]})
+        return ModelOutput(
+            out.logits,
+            {"image": out.unimodal["audio"], "text": out.unimodal["visual"]},
+            {"image": out.embeddings["audio"], "text": out.embeddings["visual"]},
+        )
+
+    def classify(self, h, detach_head=False):
+        return self.net.classify({"audio": h["image"], "visual": h["text"]}, detach_head)
+
+    def parameter_groups(self):
+        groups = self.net.parameter_groups()
+        return self._groups_fn(groups) if self._groups_fn else groups
+
+
+def _batch():
+    inputs, y = make_batch_m(("audio", "visual"), seed=0)
+    return {"image": inputs["audio"], "text": inputs["visual"]}, y
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_groups_named_after_other_modalities_are_refused_not_trained_as_joint(name):
+    model = Renamed()
+    inputs, y = _batch()
+    with pytest.raises(ConfigError) as err:
+        create_strategy(name).backward(model, model(inputs), y)
+    message = str(err.value)
+    assert "audio" in message and "image" in message and "head" in message
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_a_trainable_parameter_in_no_group_is_refused(name):
+    model = Renamed(lambda g: {"image": g["audio"], "text": g["visual"], "head": []})
+    inputs, y = _batch()
+    with pytest.raises(ConfigError, match=r"net\.head\.classifier\.1\.weight.*no group"):
+        create_strategy(name).backward(model, model(inputs), y)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_a_parameter_in_two_groups_is_refused(name):
+    def twice(g):
+        return {"image": g["audio"], "text": g["visual"] + g["audio"][:1], "head": g["head"]}
+
+    model = Renamed(twice)
+    inputs, y = _batch()
+    with pytest.raises(ConfigError, match="two groups, 'image' and 'text'"):
+        create_strategy(name).backward(model, model(inputs), y)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_a_model_without_named_modalities_is_refused(name):
+    model = Renamed(lambda g: {"image": g["audio"], "text": g["visual"], "head": g["head"]})
+    del model.modalities
+    inputs, y = _batch()
+    out = ModelOutput(torch.zeros(8, 4), {}, {})
+    with pytest.raises(ConfigError, match="no 'modalities' attribute"):
+        create_strategy(name).backward(model, out, y)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_an_unknown_task_is_refused(name):
+    model = make_model_m(THREE, seed=0)
+    model.task = "single-label"
+    inputs, y = make_batch_m(THREE, seed=0)
+    with pytest.raises(ConfigError, match="single-label"):
+        create_strategy(name).backward(model, model(inputs), y)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_an_empty_batch_is_refused_by_name(name):
+    model = make_model_m(THREE, seed=0)
+    inputs, y = make_batch_m(THREE, seed=0)
+    empty = {m: x[:0] for m, x in inputs.items()}
+    with pytest.raises(DataError, match="empty"):
+        create_strategy(name).backward(model, model(empty), y[:0])
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_trains_every_tower_at_three_modalities(name):
+    model = make_model_m(THREE, seed=1)
+    inputs, y = make_batch_m(THREE, seed=1)
+    strategy = create_strategy(name)
+    strategy.on_epoch_start(0, 4)
+    stats = strategy.backward(model, model(inputs), y)
+    for key, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), key
+    for m in THREE:  # tower parameters moved: no modality is silently left out
+        assert float(model.get_submodule(f"{m}_embedding")[0].weight.grad.abs().sum()) > 0, m
+    assert all(torch.isfinite(v) for v in stats.values())
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_data_parallel_is_unwrapped(name):
+    """The official OGM-GE code wraps its model in nn.DataParallel (on the CPU it runs
+    the module itself): the strategy works on the wrapped module."""
+    model = make_model_m(THREE, seed=2)
+    inputs, y = make_batch_m(THREE, seed=2)
+    seeded = {"noise": False} if name == "ogm_ge" else {}
+    plain = create_strategy(name, **seeded)
+    plain.backward(model, model(inputs), y)
+    want = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    wrapped = nn.DataParallel(model)
+    create_strategy(name, **seeded).backward(wrapped, wrapped(inputs), y)
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, want[k], msg=k)
+
+
+def test_the_models_have_the_contract_shape():
+    assert isinstance(make_model_m(THREE), BalancedModel)
+    assert not isinstance(object(), BalancedModel)
