@@ -205,7 +205,9 @@ def reference_agm_m(model, inputs, y, alpha: float, max_gap: float = 10.0) -> tu
     params = all_params_m(model)
     grads = {p: torch.zeros_like(p) for p in params}
     for m in names:
-        gs = torch.autograd.grad(o[m], params, grad_outputs=g_z, retain_graph=True, allow_unused=True)
+        gs = torch.autograd.grad(
+            o[m], params, grad_outputs=g_z, retain_graph=True, allow_unused=True
+        )
         for p, g in zip(params, gs):
             if g is not None:
                 grads[p] = grads[p] + kappa[m] * g
@@ -223,4 +225,3 @@ def grads_now(model) -> dict:
     return {
         p: torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in all_params_m(model)
     }
-

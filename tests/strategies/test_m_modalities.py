@@ -147,8 +147,10 @@ def test_agm_shapley_responses_match_the_orderings_definition(names):
 
 def test_agm_three_modal_weights_are_the_official_ones():
     """Official URFunny code: o_A = 1/3 (AVT − VT) + 1/6 (AV − V + AT − T) + 1/3 A."""
-    vals = {frozenset(k): torch.tensor(float(v)) for k, v in
-            [("A", 1), ("V", 2), ("T", 3), ("AV", 5), ("AT", 7), ("VT", 11), ("AVT", 13)]}
+    vals = {
+        frozenset(k): torch.tensor(float(v))
+        for k, v in [("A", 1), ("V", 2), ("T", 3), ("AV", 5), ("AT", 7), ("VT", 11), ("AVT", 13)]
+    }
     o_a = shapley_responses(lambda s: vals[frozenset("AVT"[i] for i in s)], 3)[0]
     assert float(o_a) == pytest.approx(1 / 3 * (13 - 11) + 1 / 6 * (5 - 2 + 7 - 3) + 1 / 3 * 1)
 

@@ -1,5 +1,6 @@
 """Data-parallel strategies: two gloo ranks on half batches must apply exactly the
-update that one process applies on the whole batch (SPEC section 3, last paragraph).
+update that one process applies on the whole batch (SPEC section 3, last paragraph),
+at two modalities and at three (every registered strategy).
 
 One spawn of two ranks runs every case (strategies made before ``init_process_group``,
 an explicit sync, balgrad_fast and joint under real DistributedDataParallel, BatchNorm
@@ -24,11 +25,13 @@ from torch.nn.parallel import DistributedDataParallel
 from balgrad._grad import DistributedGradientSync
 from balgrad.errors import ConfigError
 from balgrad.models import TwoTowerModel
-from balgrad.strategies import create_strategy
+from balgrad.models.multimodal import MultimodalModel
+from balgrad.strategies import create_strategy, list_strategies
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ["joint", "balgrad", "ogm_ge", "agm", "balgrad_projection_only", "balgrad_fast"]
 DDP_METHODS = ["balgrad_fast", "joint"]
+THREE_METHODS = list_strategies()
 STEPS = 4
 
 
@@ -58,6 +61,41 @@ def batches():
         )
         for _ in range(STEPS)
     ]
+
+
+def make_model_3():
+    torch.manual_seed(0)
+    towers = {"audio": Lin(5, 6), "visual": Lin(4, 6), "text": Lin(3, 6)}
+    return MultimodalModel(towers, 3, embed_dim=6).double()
+
+
+def batches_3():
+    g = torch.Generator().manual_seed(2)
+    return [
+        (
+            {m: torch.randn(8, d, generator=g, dtype=torch.float64) for m, d in DIMS_3.items()},
+            torch.randint(0, 3, (8,), generator=g),
+        )
+        for _ in range(STEPS)
+    ]
+
+
+DIMS_3 = {"audio": 5, "visual": 4, "text": 3}
+
+
+def train_3(strategy, model, data, part=slice(None), wrapped=None):
+    """As :func:`train`, for the three-modality model (MSLR's epoch hook included)."""
+    net = wrapped if wrapped is not None else model
+    opt = torch.optim.SGD(strategy.param_groups(model, 0.1), lr=0.1)
+    strategy.on_epoch_start(0, 2)
+    for step, (inputs, y) in enumerate(data):
+        if step == 2:
+            strategy.on_epoch_end(0, opt, {"audio": 50.0, "visual": 40.0, "text": 30.0})
+            strategy.on_epoch_start(1, 2)
+        opt.zero_grad()
+        strategy.backward(net, net({m: x[part] for m, x in inputs.items()}), y[part])
+        opt.step()
+    return {"params": [p.detach().clone() for p in model.parameters()]}
 
 
 def train(strategy, model, data, part=slice(None), wrapped=None):
@@ -93,6 +131,16 @@ def _worker(rank, world, init_file, out_dir):
         model = make_model(norm=True)
         out["bn/ddp"] = train(
             create_strategy("joint"), model, batches(), half, DistributedDataParallel(model)
+        )
+        for m in THREE_METHODS:
+            out[f"three/{m}"] = train_3(create_strategy(m), make_model_3(), batches_3(), half)
+        model = make_model_3()
+        out["three/ddp/balgrad_fast"] = train_3(
+            create_strategy("balgrad_fast"),
+            model,
+            batches_3(),
+            half,
+            DistributedDataParallel(model),
         )
         model = make_model()
         try:
@@ -152,6 +200,19 @@ def test_buffers_are_synced_as_ddp_syncs_them(ranks):
         _close(out["bn/own"]["params"], out["bn/ddp"]["params"])
     # the ranks saw different halves: without the sync their statistics would differ
     assert not torch.allclose(ranks[1]["bn/ddp"]["buffers"][0], ranks[0]["bn/ddp"]["buffers"][0])
+
+
+@pytest.mark.parametrize("method", THREE_METHODS)
+def test_three_modalities_on_two_ranks_match_one_process(ranks, method):
+    reference = train_3(create_strategy(method), make_model_3(), batches_3())
+    for out in ranks:
+        _close(out[f"three/{method}"]["params"], reference["params"])
+
+
+def test_three_modalities_under_distributed_data_parallel(ranks):
+    reference = train_3(create_strategy("balgrad_fast"), make_model_3(), batches_3())
+    for out in ranks:
+        _close(out["three/ddp/balgrad_fast"]["params"], reference["params"])
 
 
 def test_a_strategy_with_separate_gradients_refuses_a_ddp_model(ranks):
