@@ -1,17 +1,22 @@
 """Per-step cost and peak memory of each strategy, relative to joint training and to the
-floor of the exact method, measured in one run.
+floor of the exact method, measured in one run, for two or more modalities.
 
-Builds a two-tower model over randomly initialised transformer towers (a ViT and a BERT
-from configs: no download), fine-tunes it with every method on the same synthetic batch,
+Builds a model over randomly initialised transformer towers (a ViT and a BERT from
+configs: no download; with ``--modalities 2 3 4`` also an audio ViT over a one-channel
+spectrogram and a video ViT, so M = 2, 3, 4 towers), fine-tunes it with every method on
+the same synthetic batch,
 interleaving the methods repetition by repetition so that machine noise hits all of them
 alike, and prints each one's median step time (zero_grad, forward, the method's backward,
 optimizer step), its ratio to joint's and to the floor's, and its peak GPU memory.
 
 The floor is the least the exact BalGrad can cost: the forward, then three plain
-``torch.autograd.grad`` calls through the towers (L_T; L_v + L_l; D) with no flattening
-and no arithmetic, g_T written to ``.grad``, and the same optimizer step.
+``torch.autograd.grad`` calls through the towers (L_T; Σ_m L_m; D) with no flattening
+and no arithmetic, g_T written to ``.grad``, and the same optimizer step. Every ratio is
+taken against joint training on the same M towers, so a ratio that stays flat as M
+grows means the method costs nothing beyond the extra towers' own forward and backward.
 
     python benchmarks/strategy_cost.py --tiny                          # CPU, seconds
+    python benchmarks/strategy_cost.py --tiny --modalities 2 3 4       # ratios for each M
     python benchmarks/strategy_cost.py --device cuda --precision bf16  # ViT-base + BERT-base
     python benchmarks/strategy_cost.py --device cuda --check           # device exactness
 
@@ -38,8 +43,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from balgrad.models import TwoTowerModel  # noqa: E402
+from balgrad.models.multimodal import MultimodalModel  # noqa: E402
 from balgrad.strategies import create_strategy  # noqa: E402
-from balgrad.tasks import symmetric_kl, task_loss  # noqa: E402
+from balgrad.strategies.balgrad import pairwise_kl  # noqa: E402
+from balgrad.tasks import task_loss  # noqa: E402
 
 #: hidden, layers, heads, intermediate, image size, patch, text length
 SIZES = {
@@ -59,6 +66,8 @@ METHODS = [
 ]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NUM_CLASSES = 10
+#: the towers in order: (modality, tower kind, input channels)
+TOWERS = [("image", "vit", 3), ("text", "bert", 0), ("audio", "vit", 1), ("video", "vit", 3)]
 
 
 class HFTower(nn.Module):
@@ -73,28 +82,44 @@ class HFTower(nn.Module):
         return out.last_hidden_state[:, 0]
 
 
-def build(size: str) -> TwoTowerModel:
+def build(size: str, modalities: int = 2) -> MultimodalModel:
+    """ViT + BERT (the two-modality model, a TwoTowerModel), then an audio and a video ViT."""
     from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
     h, layers, heads, inter, image, patch, _ = SIZES[size]
     common = dict(
         hidden_size=h, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=inter
     )
-    vit = ViTModel(ViTConfig(image_size=image, patch_size=patch, **common), add_pooling_layer=False)
-    bert = BertModel(BertConfig(vocab_size=30522, **common), add_pooling_layer=False)
-    return TwoTowerModel(
-        HFTower(vit, h, "pixel_values"), HFTower(bert, h, "tokens"), NUM_CLASSES, embed_dim=256
-    )
+    towers = {}
+    for name, kind, channels in TOWERS[:modalities]:
+        if kind == "vit":
+            config = ViTConfig(image_size=image, patch_size=patch, num_channels=channels, **common)
+            towers[name] = HFTower(ViTModel(config, add_pooling_layer=False), h, "pixel_values")
+        else:
+            bert = BertModel(BertConfig(vocab_size=30522, **common), add_pooling_layer=False)
+            towers[name] = HFTower(bert, h, "tokens")
+    if modalities == 2:
+        return TwoTowerModel(towers["image"], towers["text"], NUM_CLASSES, embed_dim=256)
+    return MultimodalModel(towers, NUM_CLASSES, embed_dim=256)
 
 
-def batch(size: str, bs: int, device, dtype=torch.float32, seed: int = 0):
+def batch(size: str, bs: int, device, dtype=torch.float32, seed: int = 0, modalities: int = 2):
+    """({modality: input}, labels)."""
     _, _, _, _, image, _, seq = SIZES[size]
     g = torch.Generator().manual_seed(seed)
-    pixels = torch.randn(bs, 3, image, image, generator=g, dtype=dtype)
-    ids = torch.randint(1000, 30000, (bs, seq), generator=g)
+    inputs = {}
+    for name, kind, channels in TOWERS[:modalities]:
+        if kind == "vit":
+            inputs[name] = torch.randn(bs, channels, image, image, generator=g, dtype=dtype)
+        else:
+            ids = torch.randint(1000, 30000, (bs, seq), generator=g)
+            inputs[name] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     y = torch.randint(0, NUM_CLASSES, (bs,), generator=g)
-    tokens = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
-    return pixels.to(device), tokens, y.to(device)
+    moved = {
+        m: {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+        for m, x in inputs.items()
+    }
+    return moved, y.to(device)
 
 
 class Floor:
@@ -106,12 +131,10 @@ class Floor:
         scale = scaler.scale if scaler is not None else (lambda t: t)
         groups = model.parameter_groups()
         params = [p for ps in groups.values() for p in ps]
-        towers = groups["image"] + groups["text"]
+        towers = [p for m in model.modalities for p in groups[m]]
         loss_t = task_loss(out.logits, y, model.task)
-        loss_uni = task_loss(out.logits_image, y, model.task) + task_loss(
-            out.logits_text, y, model.task
-        )
-        kl = symmetric_kl(out.logits_image, out.logits_text, model.task)
+        loss_uni = sum(task_loss(z, y, model.task) for z in out.unimodal.values())
+        kl = pairwise_kl(list(out.unimodal.values()), model.task)
         g_t = torch.autograd.grad(scale(loss_t), params, retain_graph=True)
         torch.autograd.grad(scale(loss_uni), towers, retain_graph=True)
         torch.autograd.grad(scale(kl), towers)
@@ -137,14 +160,14 @@ def _stamp(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def measure(args) -> dict:
+def measure(args, modalities: int = 2) -> dict:
     device = torch.device(args.device)
     amp = PRECISIONS[args.precision]
     torch.manual_seed(0)
-    _stamp(f"building ViT+BERT '{args.size}' on {device}")
+    _stamp(f"building {modalities} towers '{args.size}' on {device}")
     with device:  # initialised where it runs (fast for the 195 M parameters of 'base')
-        model = build(args.size).train()
-    data = batch(args.size, args.batch_size, device)
+        model = build(args.size, modalities).train()
+    inputs, labels = batch(args.size, args.batch_size, device, modalities=modalities)
     methods = {m: make_method(m) for m in args.methods}
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     scaler = torch.amp.GradScaler(device.type) if args.precision == "fp16" else None
@@ -161,8 +184,8 @@ def measure(args) -> dict:
             t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             with autocast():
-                out = model(data[0], data[1])
-                method.backward(model, out, data[2], scaler=scaler)
+                out = model(inputs)
+                method.backward(model, out, labels, scaler=scaler)
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
@@ -176,10 +199,10 @@ def measure(args) -> dict:
             del out
         if args.progress:
             _stamp(f"round {r + 1}/{rounds}{' (warm-up)' if r < args.warmup else ''}")
-    return report(args, device, times, peaks)
+    return report(args, device, times, peaks, modalities)
 
 
-def report(args, device, times, peaks) -> dict:
+def report(args, device, times, peaks, modalities: int = 2) -> dict:
     med = {m: statistics.median(ts) for m, ts in times.items()}
     joint, floor = med.get("joint"), med.get("floor")
     name = (
@@ -192,14 +215,16 @@ def report(args, device, times, peaks) -> dict:
         "torch": torch.__version__,
         "precision": args.precision,
         "size": args.size,
+        "modalities": modalities,
         "batch_size": args.batch_size,
         "steps": args.steps,
         "date": time.strftime("%Y-%m-%d"),
         "methods": {},
     }
     print(
-        f"device: {name}; torch {torch.__version__}; {args.precision}; towers ViT+BERT "
-        f"'{args.size}'; batch {args.batch_size}; median of {args.steps} interleaved steps"
+        f"device: {name}; torch {torch.__version__}; {args.precision}; {modalities} towers "
+        f"({', '.join(t[0] for t in TOWERS[:modalities])}) '{args.size}'; batch "
+        f"{args.batch_size}; median of {args.steps} interleaved steps"
     )
     print(
         f"{'method':24s} {'ms':>9s} {'vs joint':>9s} {'vs floor':>9s} {'peak MiB':>9s} {'mem vs joint':>12s}"
@@ -230,6 +255,23 @@ def report(args, device, times, peaks) -> dict:
     return result
 
 
+def summarise(runs: dict[int, dict]) -> None:
+    """Each method's ratio to joint for every M side by side, and how it moves with M."""
+    ms = list(runs)
+    methods = list(next(iter(runs.values()))["methods"])
+    print("\nstep time relative to joint training on the same towers, by number of modalities M")
+    print(
+        f"{'method':24s} " + " ".join(f"{'M=' + str(m):>8s}" for m in ms) + f" {'last/first':>11s}"
+    )
+    for name in methods:
+        ratios = [runs[m]["methods"][name]["ratio_joint"] for m in ms]
+        cells = " ".join(f"{r:7.2f}x" if r is not None else f"{'-':>8s}" for r in ratios)
+        drift = ratios[-1] / ratios[0] if ratios[0] and ratios[-1] else None
+        print(f"{name:24s} {cells} {format(drift, '10.2f') + 'x' if drift else '-':>11s}")
+    joint_ms = " ".join(f"{runs[m]['methods']['joint']['median_ms']:7.1f}ms" for m in ms)
+    print(f"{'(joint itself)':24s} {joint_ms}")
+
+
 def check(args) -> dict:
     """Exact BalGrad's and balgrad_fast's .grad on the device (float64) vs the CPU's."""
     out = {}
@@ -239,12 +281,12 @@ def check(args) -> dict:
         dev = build("tiny").double()
         dev.load_state_dict(ref.state_dict())
         dev.to(args.device)
-        x, t, y = batch("tiny", 4, torch.device("cpu"), dtype=torch.float64)
+        x, y = batch("tiny", 4, torch.device("cpu"), dtype=torch.float64)
         grads = []
         for model, device in ((ref, "cpu"), (dev, args.device)):
             model.eval()  # no dropout: both must compute the same function
-            tok = {k: v.to(device) for k, v in t.items()}
-            output = model(x.to(device), tok)
+            tok = {k: v.to(device) for k, v in x["text"].items()}
+            output = model({"image": x["image"].to(device), "text": tok})
             create_strategy(method).backward(model, output, y.to(device))
             grads.append(
                 torch.cat(
@@ -278,6 +320,15 @@ def main(argv=None) -> dict:
     p.add_argument("--check-only", action="store_true", help="only the exactness check")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--progress", action="store_true", help="a time-stamped line per round")
+    p.add_argument(
+        "--modalities",
+        type=int,
+        nargs="+",
+        default=[2],
+        choices=range(2, len(TOWERS) + 1),
+        metavar="M",
+        help=f"numbers of towers to measure, each in 2..{len(TOWERS)} (default 2)",
+    )
     args = p.parse_args(argv)
     if args.tiny:
         args.size, args.batch_size = "tiny", min(args.batch_size, 8)
@@ -285,7 +336,12 @@ def main(argv=None) -> dict:
     if args.check or args.check_only:
         result["check"] = check(args)
     if not args.check_only:
-        result.update(measure(args))
+        runs = {m: measure(args, m) for m in args.modalities}
+        if len(runs) == 1:
+            result.update(next(iter(runs.values())))
+        else:
+            result["by_modalities"] = runs
+            summarise(runs)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))

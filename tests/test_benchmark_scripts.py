@@ -60,3 +60,21 @@ def test_gpu_suite_compare_part_times_the_scratch_compare(tmp_path):
     assert "start cost_fp32" not in log  # only the compare part ran
     assert "compare wall: " in (tmp_path / "compare_scratch.txt").read_text()
     assert (tmp_path / "compare" / "scratch" / "table.md").is_file()
+
+
+def test_strategy_cost_measures_each_number_of_modalities_in_one_run(capsys):
+    pytest.importorskip("transformers", reason="strategy_cost.py builds its towers with it")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import strategy_cost
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    argv = ["--tiny", "--modalities", "2", "3", "--steps", "1", "--warmup", "0"]
+    result = strategy_cost.main([*argv, "--methods", "joint", "balgrad", "agm", "floor"])
+    runs = result["by_modalities"]
+    assert sorted(runs) == [2, 3]
+    for m, run in runs.items():
+        assert run["modalities"] == m
+        assert run["methods"]["joint"]["ratio_joint"] == 1.0
+        assert run["methods"]["balgrad"]["median_ms"] > 0
+    assert "by number of modalities M" in capsys.readouterr().out
