@@ -49,3 +49,19 @@ def test_two_modalities_reproduce_the_code_before_named_modalities(case):
             same = (math.isnan(v) and math.isnan(stats[k])) or abs(stats[k] - v) <= 1e-12
             assert same, f"step {step}, {k}: {stats[k]!r} != {v!r}"
     assert result.lrs == golden["lrs"]
+
+
+def test_two_tower_state_dicts_and_groups_keep_the_layout_of_before():
+    """Run folders written before modalities were named load as they are: the same keys,
+    shapes and order (keys recorded on commit 94872c8), the same group layout."""
+    from strategy_reference import make_model
+
+    recorded = json.loads((HERE / "m2_state_dict_keys.json").read_text())
+    from golden.cases import SHAPES
+
+    for name, layout in recorded.items():
+        model = make_model(seed=3, **SHAPES[name])
+        got = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+        assert got == layout["state_dict"], name
+        groups = {g: [list(p.shape) for p in ps] for g, ps in model.parameter_groups().items()}
+        assert groups == layout["groups"], name
