@@ -29,7 +29,8 @@ from balgrad.models.multimodal import MultimodalModel
 from balgrad.strategies import create_strategy, list_strategies
 
 ROOT = Path(__file__).resolve().parents[2]
-METHODS = ["joint", "balgrad", "ogm_ge", "agm", "balgrad_projection_only", "balgrad_fast"]
+#: every registered strategy, so a new or plug-in one is checked too
+METHODS = list_strategies()
 DDP_METHODS = ["balgrad_fast", "joint"]
 THREE_METHODS = list_strategies()
 STEPS = 4
