@@ -1,4 +1,5 @@
 from balgrad.models.fusion import FUSIONS, create_fusion
-from balgrad.models.two_tower import ModelOutput, TwoTowerModel
+from balgrad.models.multimodal import ModelOutput, MultimodalModel, Readout
+from balgrad.models.two_tower import TwoTowerModel
 
-__all__ = ["FUSIONS", "ModelOutput", "TwoTowerModel", "create_fusion"]
+__all__ = ["FUSIONS", "ModelOutput", "MultimodalModel", "Readout", "TwoTowerModel", "create_fusion"]
