@@ -28,6 +28,10 @@
 # boxes would pass a 10-minute limit. It needs scikit-learn, tokenizers, torchmetrics,
 # safetensors and PyYAML importable (put their wheels in ./.whl as above).
 # BALGRAD_SUITE_COMPARE_FLAGS="..." adds flags to that compare (the tests make it tiny).
+# BALGRAD_SUITE_MODALITIES=1 ALSO measures the step cost for M = 2, 3 and 4 towers in bf16
+# (strategy_cost.py --modalities 2 3 4, ViT-base/BERT-base towers), in a time box of 240 s:
+# issue 15's cost by number of modalities. As the compare part, run it as its own call
+# (BALGRAD_SUITE_ONLY_MODALITIES=1 skips everything else).
 set -u
 OUT=${OUT:-./gpu_out}
 mkdir -p "$OUT"
@@ -73,8 +77,9 @@ part() {  # part NAME SECONDS COMMAND...: run one time-boxed part, its output in
 }
 
 log "gpu_suite: device $DEV, $STEPS timed steps per method, output in $OUT"
-if [ "${BALGRAD_SUITE_ONLY_COMPARE:-0}" = 1 ]; then
-    BALGRAD_SUITE_COMPARE=1
+if [ "${BALGRAD_SUITE_ONLY_COMPARE:-0}" = 1 ] || [ "${BALGRAD_SUITE_ONLY_MODALITIES:-0}" = 1 ]; then
+    [ "${BALGRAD_SUITE_ONLY_COMPARE:-0}" = 1 ] && BALGRAD_SUITE_COMPARE=1
+    [ "${BALGRAD_SUITE_ONLY_MODALITIES:-0}" = 1 ] && BALGRAD_SUITE_MODALITIES=1
 else
 part env "$BOX_ENV" "$PY" -c "
 import sys, torch, transformers
@@ -99,5 +104,10 @@ if [ "${BALGRAD_SUITE_COMPARE:-0}" = 1 ]; then
         compare --config digits-scratch --device $DEV --precision auto --no-progress \
         --out '$OUT/compare' --name scratch --cache-dir '$OUT/compare-cache' \
         ${BALGRAD_SUITE_COMPARE_FLAGS:-}"
+fi
+if [ "${BALGRAD_SUITE_MODALITIES:-0}" = 1 ]; then
+    part cost_modalities 240 "$PY" benchmarks/strategy_cost.py --device "$DEV" "${MODEL[@]}" \
+        --precision bf16 --modalities 2 3 4 --steps "$STEPS" --warmup "$WARMUP" --progress \
+        --json "$OUT/cost_modalities.json" "${METHODS[@]}"
 fi
 log "gpu_suite: done"

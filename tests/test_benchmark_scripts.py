@@ -78,3 +78,12 @@ def test_strategy_cost_measures_each_number_of_modalities_in_one_run(capsys):
         assert run["methods"]["joint"]["ratio_joint"] == 1.0
         assert run["methods"]["balgrad"]["median_ms"] > 0
     assert "by number of modalities M" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_gpu_suite_modalities_part_measures_m_2_3_4(tmp_path):
+    log = run_suite_on_cpu(tmp_path, only_modalities="1", methods="joint balgrad floor")
+    assert "end cost_modalities: exit 0" in log, log
+    assert "start cost_fp32" not in log
+    runs = json.loads((tmp_path / "cost_modalities.json").read_text())["by_modalities"]
+    assert sorted(runs) == ["2", "3", "4"]
