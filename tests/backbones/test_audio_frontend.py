@@ -11,6 +11,7 @@ import torch
 from balgrad.backbones.audio import (
     LogSpectrogram,
     hz_to_mel,
+    loop_to_length,
     mel_center_frequencies,
     mel_filterbank,
     mel_to_hz,
@@ -190,3 +191,15 @@ def test_bad_options_and_shapes_name_the_option():
         LogSpectrogram(eps=0.0)
     with pytest.raises(ConfigError, match=r"\[B, T\]"):
         LogSpectrogram()(torch.zeros(100))
+
+
+def test_loop_to_length_tiles_crops_and_clips_like_the_official_loader():
+    wave = np.array([0.5, -2.0, 0.25, 1.5, 0.0], dtype=np.float32)
+    ours = loop_to_length(torch.from_numpy(wave), 12)
+    np.testing.assert_array_equal(ours.numpy(), np.clip(np.tile(wave, 3)[:12], -1.0, 1.0))
+    assert loop_to_length(torch.from_numpy(wave), 3, clip=False).tolist() == [0.5, -2.0, 0.25]
+    batch = loop_to_length(torch.ones(2, 3, 4), 10)
+    assert batch.shape == (2, 3, 10)
+    assert torch.equal(loop_to_length(torch.zeros(2, 0), 6), torch.zeros(2, 6))
+    with pytest.raises(ConfigError, match="num_samples"):
+        loop_to_length(torch.ones(4), 0)

@@ -12,7 +12,8 @@ everywhere, which is what :attr:`LogSpectrogram.floor` reports.
 
 ``LogSpectrogram(kind="stft", power=1.0, eps=1e-7, n_fft=512, hop_length=353)`` at
 22050 Hz is the CREMA-D input of the OGM-GE official code (``dataset/CramedDataset.py`` of
-GeWu-Lab/OGM-GE_CVPR2022: ``log(|librosa.stft(x, n_fft=512, hop_length=353)| + 1e-7)``).
+GeWu-Lab/OGM-GE_CVPR2022: ``log(|librosa.stft(x, n_fft=512, hop_length=353)| + 1e-7)``),
+after :func:`loop_to_length` has made every clip 3 s long.
 """
 
 from __future__ import annotations
@@ -103,6 +104,24 @@ def mel_filterbank(
     if norm == "slaney":
         weights = weights * (2.0 / (upper - lower))
     return weights.to(dtype)
+
+
+def loop_to_length(wave: torch.Tensor, num_samples: int, clip: bool = True) -> torch.Tensor:
+    """Repeat a waveform along its last axis until it fills ``num_samples``, then crop.
+
+    As the OGM-GE official CREMA-D loader fits clips to 3 s (``np.tile(x, 3)[:3 * sr]``,
+    then values clipped to [-1, 1]; ``clip`` does that last step). It tiles exactly 3
+    times, which only differs from this for clips shorter than a third of the target.
+    An empty waveform gives silence.
+    """
+    if num_samples < 1:
+        raise ConfigError(f"option 'num_samples' must be >= 1, got {num_samples}")
+    n = wave.shape[-1]
+    if n == 0:
+        return wave.new_zeros(*wave.shape[:-1], num_samples)
+    reps = -(-num_samples // n)  # ceil
+    out = wave.repeat(*([1] * (wave.dim() - 1)), reps)[..., :num_samples]
+    return out.clamp(-1.0, 1.0) if clip else out
 
 
 class LogSpectrogram(nn.Module):
