@@ -64,6 +64,9 @@ def test_audio_stream_with_a_front_end_takes_waveforms():
     assert out.shape == (2, 16)
     out.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in enc.parameters())
+    enc.eval()
+    stereo = torch.stack([wave, -wave + 0.2], dim=1)  # down-mixed to 0.1 everywhere
+    assert torch.allclose(enc(stereo), enc(torch.full_like(wave, 0.1)), atol=1e-6)
 
 
 def test_visual_stream_shapes_gradients_and_official_pooling():

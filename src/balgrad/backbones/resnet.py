@@ -111,7 +111,7 @@ class AudioResNet18(_Stream):
     Input: a log spectrogram ``[B, F, N]`` or ``[B, C, F, N]`` (what the official code
     feeds), or, with ``frontend`` (a :class:`~balgrad.backbones.audio.LogSpectrogram`, or
     a dict of its options), a waveform ``[B, T]`` or ``[B, C, T]``. Options: ``channels``
-    (1: a multi-channel input is averaged down to mono), ``width`` (64), ``frontend``
+    (1: a multi-channel waveform or spectrogram is averaged down to mono), ``width`` (64), ``frontend``
     (None), ``silence`` (the spectrogram value of silence when there is no front end:
     ``log(1e-7)``, the official floor).
 
@@ -144,6 +144,8 @@ class AudioResNet18(_Stream):
 
     def _spectrogram(self, x: torch.Tensor) -> torch.Tensor:
         if self.frontend is not None:
+            if x.dim() == 3 and self.channels == 1:
+                x = x.mean(1)  # down-mix the waveform, not its log-spectrograms
             x = self.frontend(x)  # [B, C, F, N]
         elif x.dim() == 3:
             x = x.unsqueeze(1)
