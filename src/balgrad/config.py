@@ -25,10 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from balgrad.errors import ConfigError
+from balgrad.errors import BalgradError, ConfigError
 from balgrad.registry import check_value, type_name
 
 TOWERS = ("image", "text")
+MAX_SEED = 2**32 - 1
 
 
 def default_methods() -> list[str]:
@@ -180,6 +181,8 @@ class RunConfig(BaseModel):
         registry = _registry_of(info.field_name)
         for name in v if isinstance(v, list) else [v]:
             registry.get(name)
+        if info.field_name == "methods":
+            _no_duplicate_methods(v, registry)
         return v
 
     @model_validator(mode="after")
@@ -197,6 +200,47 @@ class RunConfig(BaseModel):
         if not v:
             raise ValueError("at least one seed is needed")
         return v
+
+    @field_validator("seeds", "data_seed", "eval_seed")
+    @classmethod
+    def _seed_range(cls, v: int | list[int]) -> int | list[int]:
+        """Seeds reach numpy's seed sequences (no negatives) and torch's 64-bit generators
+        after some arithmetic: 32 bits leave the room."""
+        for seed in v if isinstance(v, list) else [v]:
+            if not 0 <= seed <= MAX_SEED:
+                raise ValueError(
+                    f"a seed is an integer from 0 to {MAX_SEED} (2**32 - 1), got {seed}"
+                )
+        return v
+
+
+def check_methods(methods: list[str], option: str) -> None:
+    """Each method registered and listed once (``balgrad evaluate --methods``)."""
+    from balgrad.strategies.registry import STRATEGY_REGISTRY
+
+    try:
+        for name in methods:
+            STRATEGY_REGISTRY.get(name)
+        _no_duplicate_methods(methods, STRATEGY_REGISTRY)
+    except (ValueError, BalgradError) as err:
+        raise ConfigError(f"{option}: {err}") from None
+
+
+def _no_duplicate_methods(methods: list[str], registry) -> None:
+    """A method listed twice (or with its alias) would train twice into two folders and be
+    compared with itself."""
+    seen: dict[str, list[str]] = {}
+    for name in methods:
+        seen.setdefault(registry.canonical(name), []).append(name)
+    dups = [
+        f"{' and '.join(map(repr, names))} (both {key!r})"
+        if len(set(names)) > 1
+        else f"{names[0]!r} ({len(names)} times)"
+        for key, names in seen.items()
+        if len(names) > 1
+    ]
+    if dups:
+        raise ValueError(f"each method may be listed once; duplicates: {', '.join(dups)}")
 
 
 def check_dataset_options(dataset: str, options: dict[str, Any]) -> None:
@@ -340,11 +384,27 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """The options of a YAML file, or of a packaged preset given by name."""
     path = config_file(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {raw[err.start]:#04x} on line {line}); save it as UTF-8"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option names to values at the top level")
+    if bad := [k for k in data if not isinstance(k, str)]:
+        raise ConfigError(
+            f"{path}: option names must be text, got {', '.join(map(repr, bad))} "
+            "(YAML reads unquoted numbers, yes/no/on/off and null as values; quote the name)"
+        )
     # YAML may spell names with dashes, as the flags do
     return {k.replace("-", "_"): v for k, v in data.items()}
 

@@ -226,12 +226,9 @@ class Trainer:
                     f"{self.strategy.name}, epoch {epoch + 1}, step {self.strategy.step}: {err}. "
                     f"The last complete epoch is saved in {self.checkpoint_path}; fix the cause and rerun with --resume"
                 ) from err
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # the caller says what is saved (the CLI exits 130)
                 self._flush()
-                raise BalgradError(
-                    f"interrupted in epoch {epoch + 1}; rerun the same command with --resume to continue from "
-                    f"{self.checkpoint_path}"
-                ) from None
+                raise
             self._flush()
             n = max(1, len(loader))
             means = to_floats({k: v / n for k, v in totals.items()})  # one host sync per epoch
