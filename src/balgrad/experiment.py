@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from balgrad.backbones.factory import BACKBONES
+from balgrad.backbones.hf.tower import precheck_tower
 from balgrad.config import (
     LEGACY_PRECISION,
     RESUME_MAY_GROW,
@@ -324,6 +325,8 @@ class Experiment:
             if write_config:  # a training run: fail before the first method trains
                 for method in cfg.methods:
                     check_precision_support(method_strategy(cfg, method, 0), cfg.precision)
+            for tower, name in (("image", cfg.image_backbone), ("text", cfg.text_backbone)):
+                precheck_tower(name, tower, backbone_options(cfg, tower, name))
             self.data = load_data(cfg)
             self.cache = make_cache(cfg)
             self._frozen_memory: dict = {}
