@@ -28,6 +28,7 @@ from balgrad.config import (
 )
 from balgrad.errors import BalgradError, ConfigError, Interrupted
 from balgrad.train.distributed import end_distributed
+from balgrad.train.metrics_log import nan_to_null
 
 DICT_FLAGS = {
     "dataset_options": (
@@ -253,9 +254,8 @@ def cmd_evaluate(args) -> int:
                     path = exp.run_dir_of(method, seed) / "eval.json"
                     old = json.loads(path.read_text()) if path.exists() else {}
                     old.pop("sweep", None)  # a sweep under other settings must not linger
-                    path.write_text(
-                        json.dumps({**old, "method": method, "seed": seed, **evaluation}, indent=2)
-                    )
+                    payload = {**old, "method": method, "seed": seed, **evaluation}
+                    path.write_text(json.dumps(nan_to_null(payload), indent=2))
                     done.append(f"{method} seed {seed}")
             build_report(run_dir, methods=methods, seeds=cfg.seeds)
     except KeyboardInterrupt:

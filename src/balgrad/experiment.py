@@ -55,7 +55,7 @@ from balgrad.train.distributed import (
     resolve_device,
 )
 from balgrad.train.lock import RunLock
-from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger
+from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger, nan_to_null
 from balgrad.train.precision import resolve_precision
 from balgrad.train.trainer import Trainer, TrainSettings, check_precision_support
 
@@ -424,10 +424,11 @@ class Experiment:
                 "primary_metric": info.primary_metric,
                 "best_epoch": result.best_epoch,
                 "best_val": result.best_score,
+                "selected_by": result.selected_by,  # the primary metric unless undefined
                 "train_seconds": seconds,
                 **evaluation,
             }
-            (rdir / "eval.json").write_text(json.dumps(payload, indent=2))
+            (rdir / "eval.json").write_text(json.dumps(nan_to_null(payload), indent=2))
         barrier()
         return RunResult(
             method, seed, evaluation, result.best_epoch, result.best_score, seconds, result.history
