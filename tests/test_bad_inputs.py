@@ -139,6 +139,34 @@ BAD = {
     ),
     "--out is a file": (["compare", *TINY, "--out", A_FILE], ["--out", "is a file"]),
     "--out name over NAME_MAX": (["compare", *TINY, "--out", LONG], ["--out", "NAME_MAX"]),
+    "--cache-dir name over NAME_MAX": (
+        ["compare", *TINY, "--cache-dir", LONG],
+        ["--cache-dir", "NAME_MAX"],
+    ),
+    "--data-dir under a file": (
+        ["compare", "--dataset", "generic", "--data-dir", lambda t: A_FILE(t) + "/d"],
+        ["--data-dir", "lies under the file"],
+    ),
+    "--config name over NAME_MAX": (["compare", "--config", LONG], ["--config", "too long"]),
+    "evaluate a path over NAME_MAX": (["evaluate", LONG], ["evaluate RUN_DIR", "NAME_MAX"]),
+    "report a path over NAME_MAX": (["report", LONG], ["report RUN_DIR", "NAME_MAX"]),
+    "hf backbone path over NAME_MAX": (
+        ["compare", *TINY, "--image-backbone", "hf:" + LONG],
+        ["backbone", "hf:xxx"],
+    ),
+    "text backbone as the image backbone": (
+        ["compare", "--image-backbone", "minilm"],
+        ["image_backbone", "'minilm' is a text backbone", "--text-backbone minilm"],
+    ),
+    "image backbone as the text backbone": (
+        ["compare", "--text-backbone", "cnn"],
+        ["text_backbone", "--image-backbone cnn"],
+    ),
+    "duplicate seed": (["compare", "--seeds", "0", "1", "0"], ["seeds", "duplicates: [0]"]),
+    "YAML key given twice": (
+        ["compare", "--config", _file("d.yaml", b"epochs: 1\nlr: 0.1\nepochs: 2\n")],
+        ["d.yaml", "'epochs' is given twice", "line 3"],
+    ),
     "resume without a run folder": (["compare", *TINY, "--resume"], ["--resume"]),
     "evaluate a folder that is no run": (["evaluate", "."], ["not a run folder"]),
     "report a folder that is no run": (["report", "."], ["not a run folder"]),
@@ -161,9 +189,9 @@ def test_a_bad_input_is_one_error_line_naming_it(argv, words, tmp_path, monkeypa
         monkeypatch.setattr("balgrad.experiment.load_data", _no_data_loading)
     argv = [a(tmp_path) if callable(a) else a for a in argv]
     if argv and argv[0] in ("compare", "train"):
-        argv += ["--cache-dir", str(tmp_path / "cache")]
-        if "--out" not in argv:
-            argv += ["--out", str(tmp_path / "runs")]
+        for flag, default in (("--cache-dir", "cache"), ("--out", "runs")):
+            if flag not in argv:
+                argv += [flag, str(tmp_path / default)]
     code, out, err = run_cli(argv, capsys)
     assert code == 2, (out, err)
     assert err.startswith("balgrad: error:"), err

@@ -217,10 +217,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from balgrad.experiment import Experiment, check_writable_folder
+    from balgrad.experiment import Experiment, check_folder_path, check_writable_folder
     from balgrad.report.build import build_report
 
     run_dir = Path(args.run_dir)
+    check_folder_path(run_dir, "evaluate RUN_DIR")
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"evaluate: {run_dir} is not a run folder (no config.yaml)")
@@ -268,9 +269,11 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from balgrad.experiment import check_folder_path
     from balgrad.report.build import build_report
     from balgrad.train.lock import RunLock
 
+    check_folder_path(Path(args.run_dir), "report RUN_DIR")
     if not (Path(args.run_dir) / "config.yaml").is_file():
         raise ConfigError(f"report: {args.run_dir} is not a run folder (no config.yaml)")
     try:

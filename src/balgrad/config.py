@@ -180,7 +180,12 @@ class RunConfig(BaseModel):
             raise ValueError("at least one method is needed")
         registry = _registry_of(info.field_name)
         for name in v if isinstance(v, list) else [v]:
-            registry.get(name)
+            try:
+                registry.get(name)
+            except BalgradError:
+                if info.field_name.endswith("_backbone"):
+                    _other_tower_hint(info.field_name.removesuffix("_backbone"), name)
+                raise
         if info.field_name == "methods":
             _no_duplicate_methods(v, registry)
         return v
@@ -199,6 +204,9 @@ class RunConfig(BaseModel):
     def _some_seeds(cls, v: list[int]) -> list[int]:
         if not v:
             raise ValueError("at least one seed is needed")
+        if dups := sorted({s for s in v if v.count(s) > 1}):
+            # a seed run twice would count twice in the mean, std and paired interval
+            raise ValueError(f"each seed may be listed once; duplicates: {dups}")
         return v
 
     @field_validator("seeds", "data_seed", "eval_seed")
@@ -212,6 +220,19 @@ class RunConfig(BaseModel):
                     f"a seed is an integer from 0 to {MAX_SEED} (2**32 - 1), got {seed}"
                 )
         return v
+
+
+def _other_tower_hint(tower: str, name: str) -> None:
+    """A backbone of the other tower's registry given to this one: say which flag takes it."""
+    from balgrad.backbones.factory import BACKBONES
+
+    other = "text" if tower == "image" else "image"
+    if name in BACKBONES[other]:
+        kind = {"image": "an image", "text": "a text"}
+        raise ValueError(
+            f"{name!r} is {kind[other]} backbone, not {kind[tower]} one; "
+            f"give it as --{other}-backbone {name}"
+        )
 
 
 def check_methods(methods: list[str], option: str) -> None:
@@ -367,8 +388,11 @@ def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
 def config_file(name: str | Path) -> Path:
     """``name`` itself when it is a file, else the packaged preset of that name."""
     path = Path(name)
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except OSError as err:  # a name too long to look up, a loop of links
+        raise ConfigError(f"--config: cannot read {str(path)[:60]}: {err.strerror}") from None
     from balgrad.presets import list_presets, preset_path
 
     preset = preset_path(str(name))
@@ -378,6 +402,27 @@ def config_file(name: str | Path) -> Path:
             f"(presets: {', '.join(list_presets())})"
         )
     return preset
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML
+    keeps the last silently, so the first value would be ignored without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"key {key!r} is given twice",
+                    key_node.start_mark,
+                )  # fmt: skip
+        return super().construct_mapping(node, deep)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -394,7 +439,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             f"{path}: not UTF-8 text (byte {raw[err.start]:#04x} on line {line}); save it as UTF-8"
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     data = {} if data is None else data

@@ -308,6 +308,9 @@ class Experiment:
         check_device(cfg.device)  # before the process group, the folder and the data
         if int(os.environ.get("RANK", "0")) == 0:
             check_run_folder(self.run_dir, cfg)
+        check_folder_path(Path(cfg.cache_dir), "--cache-dir")
+        if cfg.data_dir is not None:
+            check_folder_path(Path(cfg.data_dir), "--data-dir")
         self.dist: DistInfo = init_distributed(cfg.device)
         self.device = resolve_device(cfg.device, self.dist)
         # resolved once: config.yaml and eval.json record what actually ran
