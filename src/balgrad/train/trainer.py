@@ -85,7 +85,7 @@ class TrainResult:
     best_epoch: int
     best_score: float
     history: list[dict]
-    selected_by: str = "accuracy"  # the validation metric that picked best_epoch
+    selected_by: str  # the validation metric that picked best_epoch (the primary one, if defined)
 
 
 def selection_metric(first_row: dict[str, float], primary: str) -> str:
