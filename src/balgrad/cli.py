@@ -18,9 +18,17 @@ from typing import Any
 
 import yaml
 
-from balgrad.config import LEGACY_PRECISION, RunConfig, build_config, default_methods, load_yaml
-from balgrad.errors import BalgradError, ConfigError
+from balgrad.config import (
+    LEGACY_PRECISION,
+    RunConfig,
+    build_config,
+    check_methods,
+    default_methods,
+    load_yaml,
+)
+from balgrad.errors import BalgradError, ConfigError, Interrupted
 from balgrad.train.distributed import end_distributed
+from balgrad.train.metrics_log import nan_to_null
 
 DICT_FLAGS = {
     "dataset_options": (
@@ -145,13 +153,39 @@ def _writes_run_folder() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def saved_so_far(run_dir: Path) -> str:
+    """What an interrupted ``compare``/``train`` leaves in its run folder, in one clause:
+    the runs evaluated and the last checkpointed epoch of each unfinished one."""
+    parts = []
+    for rdir in sorted(run_dir.glob("*/seed*")) if run_dir.is_dir() else ():
+        label = f"{rdir.parent.name} seed {rdir.name.removeprefix('seed')}"
+        if (rdir / "eval.json").is_file():
+            parts.append(f"{label} finished")
+        elif any((rdir / f).is_file() for f in ("checkpoint.pt", "checkpoint.prev.pt")):
+            epochs = rdir / "epochs.jsonl"  # one row per checkpointed epoch
+            n = len(epochs.read_bytes().splitlines()) if epochs.is_file() else 0
+            parts.append(f"{label} checkpoint of epoch {n}" if n else f"{label} checkpoint")
+    if not parts:
+        return "nothing saved yet"
+    return (
+        f"saved in {run_dir}: {', '.join(parts)}; rerun the same command with --resume to continue"
+    )
+
+
 def _run_all(cfg: RunConfig, resume: bool) -> Path:
+    run_dir = _run_folder(cfg)
+    try:
+        return _run_all_in(cfg, resume, run_dir)
+    except KeyboardInterrupt:
+        raise Interrupted(saved_so_far(run_dir)) from None
+
+
+def _run_all_in(cfg: RunConfig, resume: bool, run_dir: Path) -> Path:
     from balgrad.experiment import Experiment, check_writable_folder
     from balgrad.report.build import build_report
 
     if _writes_run_folder():
         check_writable_folder(cfg.out, "--out")
-    run_dir = _run_folder(cfg)
     with Experiment(cfg, run_dir, resume=resume) as exp:
         t0 = time.perf_counter()
         for seed in cfg.seeds:
@@ -183,10 +217,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from balgrad.experiment import Experiment, check_writable_folder
+    from balgrad.experiment import Experiment, check_folder_path, check_writable_folder
     from balgrad.report.build import build_report
 
     run_dir = Path(args.run_dir)
+    check_folder_path(run_dir, "evaluate RUN_DIR")
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"evaluate: {run_dir} is not a run folder (no config.yaml)")
@@ -208,31 +243,46 @@ def cmd_evaluate(args) -> int:
             values[name] = getattr(args, name)
     cfg = build_config(values, str(cfg_path))
     methods = args.methods or cfg.methods
-    # config.yaml stays the training record
-    with Experiment(cfg, run_dir, write_config=False) as exp:
-        for seed in cfg.seeds:
-            for method in methods:
-                model, pipeline = exp.load_trained(method, seed)
-                evaluation = exp.evaluate_model(model, pipeline)
-                path = exp.run_dir_of(method, seed) / "eval.json"
-                old = json.loads(path.read_text()) if path.exists() else {}
-                old.pop("sweep", None)  # a sweep under other protocol settings must not linger
-                path.write_text(
-                    json.dumps({**old, "method": method, "seed": seed, **evaluation}, indent=2)
-                )
-        build_report(run_dir, methods=methods, seeds=cfg.seeds)
+    check_methods(methods, "evaluate --methods")
+    done: list[str] = []
+    try:
+        # config.yaml stays the training record
+        with Experiment(cfg, run_dir, write_config=False) as exp:
+            for seed in cfg.seeds:
+                for method in methods:
+                    model, pipeline = exp.load_trained(method, seed)
+                    evaluation = exp.evaluate_model(model, pipeline)
+                    path = exp.run_dir_of(method, seed) / "eval.json"
+                    old = json.loads(path.read_text()) if path.exists() else {}
+                    old.pop("sweep", None)  # a sweep under other settings must not linger
+                    payload = {**old, "method": method, "seed": seed, **evaluation}
+                    path.write_text(json.dumps(nan_to_null(payload), indent=2))
+                    done.append(f"{method} seed {seed}")
+            build_report(run_dir, methods=methods, seeds=cfg.seeds)
+    except KeyboardInterrupt:
+        rescored = f"; re-scored before it: {', '.join(done)}" if done else ""
+        raise Interrupted(
+            f"the trained models in {run_dir} are unchanged{rescored}; rerun the command to finish"
+        ) from None
     print((run_dir / "table.md").read_text())
     return 0
 
 
 def cmd_report(args) -> int:
+    from balgrad.experiment import check_folder_path
     from balgrad.report.build import build_report
     from balgrad.train.lock import RunLock
 
+    check_folder_path(Path(args.run_dir), "report RUN_DIR")
     if not (Path(args.run_dir) / "config.yaml").is_file():
         raise ConfigError(f"report: {args.run_dir} is not a run folder (no config.yaml)")
-    with RunLock(args.run_dir):  # the figures and tables are written into the run folder
-        build_report(Path(args.run_dir))
+    try:
+        with RunLock(args.run_dir):  # the figures and tables are written into the run folder
+            build_report(Path(args.run_dir))
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"the results in {args.run_dir} are unchanged; rerun the command to redraw the report"
+        ) from None
     print((Path(args.run_dir) / "table.md").read_text())
     return 0
 
@@ -299,8 +349,15 @@ def cmd_list(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in balgrad's one-line form (its exit code, 2, stays)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"balgrad: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="balgrad", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="balgrad", description=__doc__.split("\n\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -354,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         code = args.func(args)
+    except (Interrupted, KeyboardInterrupt) as err:  # Ctrl-C: the shell's code for SIGINT
+        print(f"balgrad: interrupted; {err or 'nothing saved yet'}", file=sys.stderr)
+        return 130
     except BalgradError as err:
         print(f"balgrad: error: {err}", file=sys.stderr)
         return 2

@@ -25,10 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from balgrad.errors import ConfigError
+from balgrad.errors import BalgradError, ConfigError
 from balgrad.registry import check_value, type_name
 
 TOWERS = ("image", "text")
+MAX_SEED = 2**32 - 1
 
 
 def default_methods() -> list[str]:
@@ -179,7 +180,14 @@ class RunConfig(BaseModel):
             raise ValueError("at least one method is needed")
         registry = _registry_of(info.field_name)
         for name in v if isinstance(v, list) else [v]:
-            registry.get(name)
+            try:
+                registry.get(name)
+            except BalgradError:
+                if info.field_name.endswith("_backbone"):
+                    _other_tower_hint(info.field_name.removesuffix("_backbone"), name)
+                raise
+        if info.field_name == "methods":
+            _no_duplicate_methods(v, registry)
         return v
 
     @model_validator(mode="after")
@@ -196,7 +204,64 @@ class RunConfig(BaseModel):
     def _some_seeds(cls, v: list[int]) -> list[int]:
         if not v:
             raise ValueError("at least one seed is needed")
+        if dups := sorted({s for s in v if v.count(s) > 1}):
+            # a seed run twice would count twice in the mean, std and paired interval
+            raise ValueError(f"each seed may be listed once; duplicates: {dups}")
         return v
+
+    @field_validator("seeds", "data_seed", "eval_seed")
+    @classmethod
+    def _seed_range(cls, v: int | list[int]) -> int | list[int]:
+        """Seeds reach numpy's seed sequences (no negatives) and torch's 64-bit generators
+        after some arithmetic: 32 bits leave the room."""
+        for seed in v if isinstance(v, list) else [v]:
+            if not 0 <= seed <= MAX_SEED:
+                raise ValueError(
+                    f"a seed is an integer from 0 to {MAX_SEED} (2**32 - 1), got {seed}"
+                )
+        return v
+
+
+def _other_tower_hint(tower: str, name: str) -> None:
+    """A backbone of the other tower's registry given to this one: say which flag takes it."""
+    from balgrad.backbones.factory import BACKBONES
+
+    other = "text" if tower == "image" else "image"
+    if name in BACKBONES[other]:
+        kind = {"image": "an image", "text": "a text"}
+        raise ValueError(
+            f"{name!r} is {kind[other]} backbone, not {kind[tower]} one; "
+            f"give it as --{other}-backbone {name}"
+        )
+
+
+def check_methods(methods: list[str], option: str) -> None:
+    """Each method registered and listed once (``balgrad evaluate --methods``)."""
+    from balgrad.strategies.registry import STRATEGY_REGISTRY
+
+    try:
+        for name in methods:
+            STRATEGY_REGISTRY.get(name)
+        _no_duplicate_methods(methods, STRATEGY_REGISTRY)
+    except (ValueError, BalgradError) as err:
+        raise ConfigError(f"{option}: {err}") from None
+
+
+def _no_duplicate_methods(methods: list[str], registry) -> None:
+    """A method listed twice (or with its alias) would train twice into two folders and be
+    compared with itself."""
+    seen: dict[str, list[str]] = {}
+    for name in methods:
+        seen.setdefault(registry.canonical(name), []).append(name)
+    dups = [
+        f"{' and '.join(map(repr, names))} (both {key!r})"
+        if len(set(names)) > 1
+        else f"{names[0]!r} ({len(names)} times)"
+        for key, names in seen.items()
+        if len(names) > 1
+    ]
+    if dups:
+        raise ValueError(f"each method may be listed once; duplicates: {', '.join(dups)}")
 
 
 def check_dataset_options(dataset: str, options: dict[str, Any]) -> None:
@@ -323,8 +388,11 @@ def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
 def config_file(name: str | Path) -> Path:
     """``name`` itself when it is a file, else the packaged preset of that name."""
     path = Path(name)
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except OSError as err:  # a name too long to look up, a loop of links
+        raise ConfigError(f"--config: cannot read {str(path)[:60]}: {err.strerror}") from None
     from balgrad.presets import list_presets, preset_path
 
     preset = preset_path(str(name))
@@ -336,15 +404,52 @@ def config_file(name: str | Path) -> Path:
     return preset
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML
+    keeps the last silently, so the first value would be ignored without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"key {key!r} is given twice",
+                    key_node.start_mark,
+                )  # fmt: skip
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """The options of a YAML file, or of a packaged preset given by name."""
     path = config_file(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {raw[err.start]:#04x} on line {line}); save it as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option names to values at the top level")
+    if bad := [k for k in data if not isinstance(k, str)]:
+        raise ConfigError(
+            f"{path}: option names must be text, got {', '.join(map(repr, bad))} "
+            "(YAML reads unquoted numbers, yes/no/on/off and null as values; quote the name)"
+        )
     # YAML may spell names with dashes, as the flags do
     return {k.replace("-", "_"): v for k, v in data.items()}
 

@@ -19,3 +19,7 @@ class BackboneError(BalgradError, ValueError):
 
 class NonFiniteLossError(BalgradError, FloatingPointError):
     """A loss or gradient became NaN or infinite; the message names which one."""
+
+
+class Interrupted(BalgradError):
+    """Ctrl-C: the command stopped; the message says what it saved (the CLI exits 130)."""

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from balgrad.backbones.factory import BACKBONES
+from balgrad.backbones.hf.tower import precheck_tower
 from balgrad.config import (
     LEGACY_PRECISION,
     RESUME_MAY_GROW,
@@ -49,11 +50,12 @@ from balgrad.train.distributed import (
     DistInfo,
     barrier,
     broadcast_parameters,
+    check_device,
     init_distributed,
     resolve_device,
 )
 from balgrad.train.lock import RunLock
-from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger
+from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger, nan_to_null
 from balgrad.train.precision import resolve_precision
 from balgrad.train.trainer import Trainer, TrainSettings, check_precision_support
 
@@ -187,15 +189,11 @@ def method_strategy(cfg: RunConfig, method: str, seed: int):
 
 def check_writable_folder(path: str | Path, option: str) -> None:
     """Fail before any work when ``path`` cannot be a folder balgrad writes into: it is a
-    file, lies under a file, or refuses a new file (tried for real: permission bits say
-    nothing for root, read-only mounts or full disks)."""
+    file, lies under a file, is too long for the file system (:func:`check_folder_path`),
+    or refuses a new file (tried for real: permission bits say nothing for root,
+    read-only mounts or full disks)."""
     path = Path(path)
-    for parent in (path, *path.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                where = "is a file" if parent == path else f"lies under the file {parent}"
-                raise ConfigError(f"{option}: {path} {where}; give a folder")
-            break
+    check_folder_path(path, option)
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".balgrad-write-test-", dir=path)
@@ -203,6 +201,52 @@ def check_writable_folder(path: str | Path, option: str) -> None:
         os.unlink(probe)
     except OSError as err:
         raise ConfigError(f"{option}: cannot write into {path}: {err.strerror or err}") from None
+
+
+#: the longest name balgrad writes in a ``<method>/seed<k>`` folder, with room for a
+#: temporary suffix
+_LONGEST_FILE = "checkpoint.prev.pt" + ".tmp-XXXXXXXXXXXX"
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to look up: it does not exist
+        return False
+
+
+def check_folder_path(path: Path, option: str, inner: int = 0) -> None:
+    """Fail, creating nothing, when ``path`` cannot be a folder: it is a file, lies under a
+    file, has a name longer than the file system allows (NAME_MAX), or its paths with
+    ``inner`` more bytes below it (the files a run writes) would pass PATH_MAX."""
+    existing = next((p for p in (path, *path.parents) if _exists(p)), Path("."))
+    if not existing.is_dir():
+        how = "is a file" if existing == path else f"lies under the file {existing}"
+        raise ConfigError(f"{option}: {path} {how}; give a folder")
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows): the usual limits
+        name_max, path_max = 255, 4096
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise ConfigError(
+                f"{option}: the name {part[:24]}... is {len(os.fsencode(part))} bytes, over "
+                f"the file system's limit of {name_max} (NAME_MAX); give a shorter one"
+            )
+    total = len(os.fsencode(str(path.absolute()))) + (inner and 1 + inner)
+    if total >= path_max:
+        what = "with the files a run writes into it, its paths reach" if inner else "it is"
+        raise ConfigError(
+            f"{option}: {str(path)[:40]}... is too long: {what} {total} bytes, over the file "
+            f"system's limit of {path_max} (PATH_MAX); give a shorter path"
+        )
+
+
+def check_run_folder(run_dir: Path, cfg: RunConfig) -> None:
+    """:func:`check_folder_path` for a run folder and the longest file it will hold."""
+    inner = max(len(f"{m}/seed{s}/{_LONGEST_FILE}") for m in cfg.methods for s in cfg.seeds)
+    check_folder_path(Path(run_dir), "run folder (--out/--name)", inner)
 
 
 def stored_config(run_dir: Path) -> Path:
@@ -261,6 +305,12 @@ class Experiment:
         self, cfg: RunConfig, run_dir: Path, resume: bool = False, write_config: bool = True
     ):
         self.run_dir, self.resume = Path(run_dir), resume
+        check_device(cfg.device)  # before the process group, the folder and the data
+        if int(os.environ.get("RANK", "0")) == 0:
+            check_run_folder(self.run_dir, cfg)
+        check_folder_path(Path(cfg.cache_dir), "--cache-dir")
+        if cfg.data_dir is not None:
+            check_folder_path(Path(cfg.data_dir), "--data-dir")
         self.dist: DistInfo = init_distributed(cfg.device)
         self.device = resolve_device(cfg.device, self.dist)
         # resolved once: config.yaml and eval.json record what actually ran
@@ -278,6 +328,8 @@ class Experiment:
             if write_config:  # a training run: fail before the first method trains
                 for method in cfg.methods:
                     check_precision_support(method_strategy(cfg, method, 0), cfg.precision)
+            for tower, name in (("image", cfg.image_backbone), ("text", cfg.text_backbone)):
+                precheck_tower(name, tower, backbone_options(cfg, tower, name))
             self.data = load_data(cfg)
             self.cache = make_cache(cfg)
             self._frozen_memory: dict = {}
@@ -375,10 +427,11 @@ class Experiment:
                 "primary_metric": info.primary_metric,
                 "best_epoch": result.best_epoch,
                 "best_val": result.best_score,
+                "selected_by": result.selected_by,  # the primary metric unless undefined
                 "train_seconds": seconds,
                 **evaluation,
             }
-            (rdir / "eval.json").write_text(json.dumps(payload, indent=2))
+            (rdir / "eval.json").write_text(json.dumps(nan_to_null(payload), indent=2))
         barrier()
         return RunResult(
             method, seed, evaluation, result.best_epoch, result.best_score, seconds, result.history

@@ -223,3 +223,37 @@ def test_identity_strings_are_the_feature_cache_keys_of_before(tiny_hf):
         f"hf-text:{clip}#{_checkpoint_hash(clip)}|tower=clip|pool=projection|max_length=16"
         "|normalize=False"
     )
+
+
+@pytest.mark.parametrize(
+    ("create", "model", "words"),
+    [
+        (create_image_encoder, "bert", ["is a text model", "'bert'", "--text-backbone"]),
+        (create_image_encoder, "distilbert", ["is a text model", "--text-backbone"]),
+        (create_text_encoder, "vit", ["is an image (vision) model", "'vit'", "--image-backbone"]),
+        (create_text_encoder, "resnet", ["is an image (vision) model", "--image-backbone"]),
+    ],
+)
+def test_a_checkpoint_of_the_other_modality_is_refused_by_name(tiny_hf, create, model, words):
+    with pytest.raises(BackboneError) as err:
+        create(f"hf:{tiny_hf[model]}")
+    for word in [*words, str(tiny_hf[model])]:
+        assert word in str(err.value)
+    assert "sentencepiece" not in str(err.value)
+
+
+def test_the_cli_refuses_a_swapped_backbone_before_loading_data(
+    tiny_hf, tmp_path, monkeypatch, capsys
+):
+    from balgrad.cli import main
+
+    def no_data(cfg):
+        raise AssertionError("the data was loaded before the backbone was checked")
+
+    monkeypatch.setattr("balgrad.experiment.load_data", no_data)
+    argv = ["compare", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
+    argv += ["--image-backbone", f"hf:{tiny_hf['bert']}", "--text-backbone", "small"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("balgrad: error: backbone 'hf:") and "--text-backbone" in err
+    assert "Traceback" not in err

@@ -115,7 +115,7 @@ def test_the_lock_is_released_on_errors_and_ctrl_c(tmp_path, monkeypatch):
         return strategy
 
     monkeypatch.setattr(experiment, "method_strategy", interrupted)
-    assert main(cli_argv(tmp_path)) == 2
+    assert main(cli_argv(tmp_path)) == 130  # Ctrl-C: the shell's code for SIGINT
     assert (tmp_path / "r" / "config.yaml").exists()
     assert not (tmp_path / "r" / "run.lock").exists()
     # a refused resume (an error after the lock is taken) releases it too

@@ -2,9 +2,15 @@
 
 accuracy (single-label), AUROC + accuracy (binary tasks such as Hateful Memes),
 F1-macro and F1-micro at threshold 0.5 (multi-label).
+
+A score that is undefined on the split is NaN, not torchmetrics' 0: AUROC of targets of
+one class only (nothing to rank), and any score of an empty split. eval.json stores it
+as null and the tables show "n/a"; model selection falls back to a defined metric.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torchmetrics.classification import (
@@ -31,15 +37,20 @@ def compute_scores(
         if task == "single_label":
             if name == "accuracy":
                 m = MulticlassAccuracy(num_classes=num, average="micro")
-                value = m(logits, target)
+                value = m(logits, target) if len(target) else math.nan
             elif name == "auroc":
                 if num != 2:
                     raise ConfigError(
                         f"metrics: auroc needs a binary task, this one has {num} classes"
                     )
-                value = BinaryAUROC()(torch.softmax(logits, -1)[:, 1], target)
+                if target.unique().numel() < 2:  # no pair of classes to rank
+                    value = math.nan
+                else:
+                    value = BinaryAUROC()(torch.softmax(logits, -1)[:, 1], target)
             else:
                 raise ConfigError(f"metrics: {name} is for multi-label tasks")
+        elif not len(target):
+            value = math.nan
         else:
             t = target.long()
             if name == "f1_macro":
@@ -58,3 +69,8 @@ def compute_scores(
                 raise ConfigError(f"metrics: {name} is for single-label tasks")
         out[name] = 100.0 * float(value)
     return out
+
+
+def is_defined(value: float | None) -> bool:
+    """False for an undefined score (NaN in memory, null once read back from JSON)."""
+    return value is not None and math.isfinite(value)

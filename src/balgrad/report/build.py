@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import yaml
 
+from balgrad.evaluate.metrics import is_defined
 from balgrad.report import diagnostics as diag
 from balgrad.report.figures import plot_condition_bars, plot_cosine_histograms, plot_loss_curves
 from balgrad.report.plots import plot_gap_vs_ratio
@@ -19,6 +21,7 @@ from balgrad.report.tables import (
     reference_method,
     write_tables,
 )
+from balgrad.train.metrics_log import nan_to_null
 
 log = logging.getLogger("balgrad.report")
 
@@ -26,6 +29,7 @@ log = logging.getLogger("balgrad.report")
 def load_results(
     run_dir: Path, methods: list[str] | None = None, seeds: list[int] | None = None
 ) -> list[dict]:
+    """The eval.json payloads, an undefined score (null) read back as NaN."""
     results = []
     for path in sorted(Path(run_dir).glob("*/seed*/eval.json")):
         r = json.loads(path.read_text())
@@ -33,8 +37,35 @@ def load_results(
             continue
         if seeds is not None and r["seed"] not in seeds:
             continue
+        for scores in _score_dicts(r):
+            scores.update({k: math.nan for k, v in scores.items() if v is None})
         results.append(r)
     return results
+
+
+def _score_dicts(result: dict) -> list[dict]:
+    rows = result.get("sweep") or []
+    return [
+        *(result.get("conditions") or {}).values(),
+        *(row[k] for row in rows for k in ("missing_image", "missing_text") if k in row),
+    ]
+
+
+def _warn_undefined(results: list[dict], metric: str) -> None:
+    """One warning per run whose ``metric`` is undefined in some condition (n/a in the tables)."""
+    for r in results:
+        where = [
+            role for role, s in (r.get("conditions") or {}).items() if not is_defined(s.get(metric))
+        ]
+        if where:
+            log.warning(
+                "report: %s of %s seed %s is undefined on the test split (%s), shown as n/a; "
+                "e.g. AUROC of a split with one class",
+                metric,
+                r["method"],
+                r["seed"],
+                ", ".join(where),
+            )
 
 
 def build_report(
@@ -59,7 +90,8 @@ def build_report(
         raise BalgradError(f"report: no eval.json under {run_dir}; nothing to report")
     present = [m for m in methods if any(r["method"] == m for r in results)]
     metric = _primary_metric(cfg, results)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    _warn_undefined(results, metric)
+    (run_dir / "results.json").write_text(json.dumps(nan_to_null(results), indent=2))
     table = aggregate(results, metric)
     n_seeds = len({r["seed"] for r in results})
     title = f"{cfg['dataset']}: {metric} (%), {n_seeds} seed{'s' if n_seeds > 1 else ''}" + (

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from balgrad.evaluate.metrics import is_defined
 from balgrad.report.tables import (
     CONFIDENCE,
     NO_CHANGE,
     PAIRED_ROWS,
+    csv_cell,
     format_cell,
     format_change,
     method_label,
+    number,
     paired_table,
     reference_method,
 )
@@ -69,21 +72,21 @@ def write_ablation_table(
             row = [key]
             for m in methods:
                 cell = table[m].get(key)
-                row += ["", ""] if cell is None else [f"{cell['mean']:.4f}", f"{cell['std']:.4f}"]
+                row += csv_cell(cell)
             w.writerow(row)
     return paths
 
 
 # -- report.md ----------------------------------------------------------------------------
 def _pm(cell: dict | None, digits: int = 1) -> str:
-    if cell is None:
+    if cell is None or not is_defined(cell["mean"]):
         return "n/a"
     text = f"{cell['mean']:.{digits}f}"
-    return text + (f" ± {cell['std']:.{digits}f}" if cell.get("n", 1) > 1 else "")
+    return text + (f" ± {number(cell['std'], f'.{digits}f')}" if cell.get("n", 1) > 1 else "")
 
 
 def _signed(x: float, digits: int = 1) -> str:
-    return f"{x:+.{digits}f}"
+    return number(x, f"+.{digits}f")
 
 
 def dominance(table: dict[str, dict[str, dict]], reference: str | None = None) -> dict | None:

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from balgrad.evaluate.metrics import is_defined
 from balgrad.evaluate.protocol import summarize, sweep_gaps
 from balgrad.strategies.registry import method_label, method_role
+from balgrad.train.metrics_log import nan_to_null
 
 ROWS = [
     ("full", "Full"),
@@ -156,11 +158,22 @@ def paired_table(
     return out
 
 
+UNDEFINED = "n/a"
+
+
+def number(x: float | None, spec: str) -> str:
+    """``x`` formatted, or "n/a" for an undefined score (NaN or null)."""
+    return format(x, spec) if is_defined(x) else UNDEFINED
+
+
 def format_change(cell: dict | None, digits: int = 2, short: bool = True) -> str:
     """``+1.23 [+0.40, +2.06]``; with the interval containing 0, ``n.s.`` (short) or
-    "no significant change"; a single seed gives the bare difference."""
+    "no significant change"; a single seed gives the bare difference; "n/a" where a
+    score is undefined."""
     if cell is None:
         return "–"
+    if not is_defined(cell["mean"]):
+        return UNDEFINED
     text = f"{cell['mean']:+.{digits}f}"
     if cell["n"] < 2:
         return text
@@ -204,12 +217,22 @@ def paired_markdown(
 def format_cell(cell: dict | None, digits: int = 2) -> str:
     if cell is None:
         return "–"
+    if not is_defined(cell["mean"]):
+        return UNDEFINED
     text = f"{cell['mean']:.{digits}f}"
     if cell["n"] > 1:
         text += f" ± {cell['std']:.{digits}f}"
     if cell["negative_transfer"]:
         text += "*"
     return text
+
+
+def csv_cell(cell: dict | None) -> list[str]:
+    """mean and std for a CSV row: empty for a method without the row, "n/a" (which
+    pandas reads as missing) for an undefined score."""
+    if cell is None:
+        return ["", ""]
+    return [number(cell["mean"], ".4f"), number(cell["std"], ".4f")]
 
 
 def markdown_table(table: dict[str, dict[str, dict]], methods: list[str], title: str = "") -> str:
@@ -257,10 +280,10 @@ def write_tables(
             row = [key]
             for m in methods:
                 cell = table.get(m, {}).get(key)
-                row += ["", ""] if cell is None else [f"{cell['mean']:.4f}", f"{cell['std']:.4f}"]
+                row += csv_cell(cell)
             w.writerow(row)
     payload = {"metric": metric, "methods": methods, "table": table}
     if paired:
         payload.update({"reference": reference, "confidence": CONFIDENCE, "paired": paired})
-    paths["json"].write_text(json.dumps(payload, indent=2))
+    paths["json"].write_text(json.dumps(nan_to_null(payload), indent=2))  # undefined: null
     return paths

@@ -66,11 +66,53 @@ def end_distributed() -> None:
     _OWN_GROUP[0] = False
 
 
+def available_devices() -> list[str]:
+    """The ``--device`` values this machine can run: auto, cpu, cuda and cuda:N, mps."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def check_device(device: str) -> None:
+    """Fail before any work when ``device`` is not a device of this machine (a typo, CUDA
+    on a CPU-only build or machine, an index beyond the GPUs present, MPS off a Mac)."""
+    from balgrad.errors import ConfigError
+
+    if device == "auto":
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        parsed = None
+    ok = parsed is not None and parsed.type in ("cpu", "cuda", "mps")
+    if ok and parsed.type == "cuda":
+        ok = torch.cuda.is_available() and (parsed.index or 0) < torch.cuda.device_count()
+    elif ok and parsed.type == "mps":
+        ok = torch.backends.mps.is_available() and parsed.index in (None, 0)
+    if not ok:
+        why = ""
+        if parsed is not None and parsed.type == "cuda" and not torch.cuda.is_available():
+            why = (
+                " (this PyTorch build has no CUDA)"
+                if torch.version.cuda is None
+                else " (no CUDA GPU is visible)"
+            )
+        raise ConfigError(
+            f"--device {device!r} is not available on this machine{why}; "
+            f"available: {', '.join(available_devices())}"
+        )
+
+
 def resolve_device(device: str, info: DistInfo) -> torch.device:
+    check_device(device)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and info.enabled:
         device = f"cuda:{info.local_rank}"
+        check_device(device)  # a torchrun with more processes per node than GPUs
     return torch.device(device)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,18 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger("balgrad.train")
+
+
+def nan_to_null(obj):
+    """``obj`` with every NaN float as None, for JSON files: ``json.dumps`` would write
+    the token NaN, which is not JSON. An undefined score is null in a run folder's files."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_null(v) for v in obj]
+    return obj
 
 
 class StepStats:

@@ -2,7 +2,8 @@
 
 Model selection uses the primary metric of the validation that the composer injects
 (``validate``; in a run, the validation split on the full condition, scored by
-``balgrad.evaluate``, a later layer that this module does not import). The test split
+``balgrad.evaluate``, a later layer that this module does not import), or a defined one
+where the primary is undefined on that split (:func:`selection_metric`). The test split
 is never looked at here. A checkpoint is written after every epoch, so an interrupted or
 failed run resumes from the last complete epoch.
 
@@ -32,7 +33,7 @@ from balgrad.data.impairments import Condition
 from balgrad.errors import BalgradError, ConfigError, NonFiniteLossError
 from balgrad.train.checkpoint import load_latest_checkpoint, remove_checkpoints, save_checkpoint
 from balgrad.train.distributed import DistInfo
-from balgrad.train.metrics_log import to_floats
+from balgrad.train.metrics_log import nan_to_null, to_floats
 from balgrad.train.precision import autocast_region, make_scaler
 
 log = logging.getLogger("balgrad.train")
@@ -84,6 +85,37 @@ class TrainResult:
     best_epoch: int
     best_score: float
     history: list[dict]
+    selected_by: str  # the validation metric that picked best_epoch (the primary one, if defined)
+
+
+def selection_metric(
+    first_row: dict[str, float], primary: str, modalities: tuple[str, ...] = ("image", "text")
+) -> str:
+    """The metric whose validation score picks the best epoch: ``primary``, unless it is
+    undefined (NaN: AUROC of a validation split with one class); then the first defined
+    metric of the fused logits. Read from the first epoch's row: the split's labels make
+    a metric undefined, not the model, so every epoch and a resume agree."""
+    if math.isfinite(first_row.get(f"val_{primary}", math.nan)):
+        return primary
+    fused = [
+        k.removeprefix("val_")
+        for k in first_row
+        if k.startswith("val_") and not k.startswith(tuple(f"val_{m}_" for m in modalities))
+    ]
+    fallback = next((m for m in fused if math.isfinite(first_row[f"val_{m}"])), None)
+    if fallback is None:
+        log.warning(
+            "model selection: no validation metric is defined (%s); the last epoch is kept",
+            ", ".join(fused),
+        )
+        return primary
+    log.warning(
+        "model selection: validation %s is undefined (e.g. the validation split has one "
+        "class); the best epoch is picked by validation %s instead",
+        primary,
+        fallback,
+    )
+    return fallback
 
 
 class Trainer:
@@ -196,7 +228,11 @@ class Trainer:
                     obs.truncate_after(self.strategy.step)
             self._write_epochs(history)
 
-        metric = f"val_{self.s.primary_metric}"
+        selected = (
+            selection_metric(history[0], self.s.primary_metric, self._modalities())
+            if history
+            else None
+        )
         for epoch in range(start, self.s.epochs):
             self.strategy.on_epoch_start(epoch, self.s.epochs)
             for obs in self.observers:
@@ -230,21 +266,19 @@ class Trainer:
                     f"{self.strategy.name}, epoch {epoch + 1}, step {self.strategy.step}: {err}. "
                     f"The last complete epoch is saved in {self.checkpoint_path}; fix the cause and rerun with --resume"
                 ) from err
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # the caller says what is saved (the CLI exits 130)
                 self._flush()
-                raise BalgradError(
-                    f"interrupted in epoch {epoch + 1}; rerun the same command with --resume to continue from "
-                    f"{self.checkpoint_path}"
-                ) from None
+                raise
             self._flush()
             n = max(1, len(loader))
             means = to_floats({k: v / n for k, v in totals.items()})  # one host sync per epoch
             self._check_finite(epoch, means)
             val = self._validate()
+            selected = selected or selection_metric(val, self.s.primary_metric, self._modalities())
             epoch_extra = self.strategy.on_epoch_end(
                 epoch,
                 self.optimizer,
-                {m: val[f"val_{m}_{self.s.primary_metric}"] for m in self._modalities()},
+                {m: val[f"val_{m}_{selected}"] for m in self._modalities()},
             )
             row = {
                 "epoch": epoch,
@@ -254,8 +288,9 @@ class Trainer:
                 "lr": [g["lr"] for g in self.optimizer.param_groups],
             }
             history.append(row)
-            if val[metric] > best_score:
-                best_score, best_epoch = val[metric], epoch
+            score = val[f"val_{selected}"]
+            if score > best_score or not math.isfinite(score):  # undefined: keep the last
+                best_score, best_epoch = score, epoch
                 best_state = copy.deepcopy(
                     {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
                 )
@@ -276,7 +311,7 @@ class Trainer:
                 self._write_epochs(history)
         if best_state is None:
             raise BalgradError("training finished without a single completed epoch")
-        return TrainResult(best_state, best_epoch, best_score, history)
+        return TrainResult(best_state, best_epoch, best_score, history, selected)
 
     def _train_step(self, batch) -> dict:
         b = self._to_device(batch)
@@ -319,7 +354,8 @@ class Trainer:
     def _write_epochs(self, history: list[dict]) -> None:
         # rewritten whole from the checkpointed history, so a resume never duplicates rows
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+        rows = (json.dumps(nan_to_null(r)) + "\n" for r in history)  # undefined scores: null
+        (self.run_dir / "epochs.jsonl").write_text("".join(rows))
 
     def _flush(self) -> None:
         for obs in self.observers:

@@ -35,11 +35,19 @@ def hub_offline() -> bool:
 
 
 def _looks_like_path(name: str) -> bool:
-    return (
-        name.startswith(("/", "./", "../", "~", "\\"))
-        or (len(name) > 1 and name[1] == ":")  # C:\...
-        or Path(name).expanduser().exists()
-    )
+    if name.startswith(("/", "./", "../", "~", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return True  # C:\... above
+    try:
+        return Path(name).expanduser().exists()
+    except OSError:  # too long to be a file name: a hub id then (which fails by name)
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long to look up
+        return False
 
 
 def _hf_cache_dir(cache_dir: str | None) -> str:
@@ -106,7 +114,7 @@ class CheckpointSource:
         self.name = name
         self.is_local = _looks_like_path(name)
         self.path = Path(name).expanduser().resolve() if self.is_local else None
-        if self.is_local and not self.path.is_dir():
+        if self.is_local and not _is_dir(self.path):
             raise BackboneError(
                 f"backbone {label!r}: local path {str(self.path)!r} is not a directory "
                 "(expected a folder written by save_pretrained, with config.json)"

@@ -35,6 +35,7 @@ def load_tower(src: CheckpointSource, tower: str, *, clip: bool, projection: boo
     from transformers import AutoConfig, AutoModel
 
     config = src.load("config", AutoConfig.from_pretrained)
+    check_tower_kind(src, config, tower)
     is_clip = _is_clip(config) or getattr(config, "model_type", None) == f"clip_{tower}_model"
     if clip and not is_clip:
         raise BackboneError(
@@ -63,6 +64,59 @@ def load_tower(src: CheckpointSource, tower: str, *, clip: bool, projection: boo
     missing = set((info or {}).get("missing_keys") or ())
     _warn_missing(src.label, missing)
     return LoadedTower(src, model, missing, model_config, config, is_clip)
+
+
+#: the tower a balgrad backbone flag takes, by the kind of model a checkpoint holds
+_FLAG = {"vision": "--image-backbone", "text": "--text-backbone"}
+_KIND = {"vision": "an image (vision) model", "text": "a text model"}
+
+
+def checkpoint_kinds(config: Any) -> set[str]:
+    """The towers a checkpoint's config can give: ``vision`` (pixel input: ``num_channels``
+    or ``image_size``, or a ``vision_config``), ``text`` (a vocabulary and no pixel input,
+    or a ``text_config``). Empty when the config says neither (then loading decides)."""
+    pixels = any(hasattr(config, a) for a in ("num_channels", "image_size"))
+    kinds = set()
+    if pixels or getattr(config, "vision_config", None) is not None:
+        kinds.add("vision")
+    if getattr(config, "text_config", None) is not None or (
+        getattr(config, "vocab_size", None) is not None and not pixels
+    ):
+        kinds.add("text")
+    return kinds
+
+
+def check_tower_kind(src: CheckpointSource, config: Any, tower: str) -> None:
+    """A text checkpoint given as the image backbone (or the reverse) is refused by name,
+    before its model, tokenizer or image processor is loaded."""
+    kinds = checkpoint_kinds(config)
+    if not kinds or tower in kinds:
+        return
+    (kind,) = kinds
+    arch = ", ".join(getattr(config, "architectures", None) or []) or "no architectures listed"
+    raise BackboneError(
+        f"backbone {src.label!r} is {_KIND[kind]} (model_type {config.model_type!r}, {arch}), "
+        f"not {_KIND[tower]}; give it as {_FLAG[kind]} {src.label}"
+    )
+
+
+def precheck_tower(name: str, tower: str, options: dict[str, Any]) -> None:
+    """:func:`check_tower_kind` for a ``hf:``/``clip:`` backbone of balgrad's ``tower``
+    ("image" or "text") from its config alone (cheap: no weights), so a run can refuse
+    the mismatch before loading data. Silent when the config cannot be read: loading the
+    backbone later reports why."""
+    prefix, colon, rest = name.partition(":")
+    if not colon or prefix.lower() not in ("hf", "clip"):
+        return
+    try:
+        from transformers import AutoConfig
+
+        keys = ("revision", "cache_dir", "local_files_only", "trust_remote_code")
+        src = CheckpointSource(name, rest, **{k: options[k] for k in keys if k in options})
+        config = src.load("config", AutoConfig.from_pretrained)
+    except (ImportError, BackboneError):
+        return
+    check_tower_kind(src, config, "vision" if tower == "image" else "text")
 
 
 def _is_clip(config: Any) -> bool:
