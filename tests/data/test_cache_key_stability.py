@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ import torch
 from balgrad.backbones.base import freeze
 from balgrad.backbones.cache import FeatureCache
 from balgrad.backbones.small import SmallCNN, SmallTextEncoder
+from balgrad.data.builtin import load_builtin
 from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.registry_disk import load_dataset_from_disk
@@ -100,7 +102,18 @@ def test_fingerprint_recomputed_from_its_recipe():
     assert load_dataset_from_disk("hateful_memes", root, "train").fingerprint == expected
 
 
-def test_feature_cache_keys_equal_the_ones_before_the_refactoring(tmp_path):
+def _content_digest(paths: list[Path]) -> str:
+    """The documented recipe of ``FileHashes.digest``: sha256 over each file's path
+    (relative to the files' common folder) and the sha256 of its bytes, in order."""
+    common = Path(os.path.commonpath([p.parent for p in paths]))
+    h = hashlib.sha256()
+    for p in paths:
+        sha = hashlib.sha256(p.read_bytes()).hexdigest()
+        h.update(f"{p.relative_to(common).as_posix()}\0{sha}\n".encode())
+    return h.hexdigest()
+
+
+def test_feature_cache_keys_follow_their_recipe(tmp_path):
     ds = load_dataset_from_disk("hateful_memes", FIXTURES / "hateful_memes", "test")
     torch.manual_seed(0)
     image = freeze(SmallCNN(out_dim=4, image_size=16, width=4))
@@ -114,7 +127,14 @@ def test_feature_cache_keys_equal_the_ones_before_the_refactoring(tmp_path):
         list(pipe.loader(ds, condition, batch_size=4))
     written = sorted(p.stem for p in tmp_path.rglob("*.safetensors"))
     # the key recipe: the sorted parts dataset, tower, encoder identity, condition, missing
-    parts = dict(dataset=ds.fingerprint, tower="image", encoder=image.identity, missing="input")
+    # and content (the sha256 of the images' bytes: the fingerprint holds only their sizes)
+    parts = dict(
+        dataset=ds.fingerprint,
+        tower="image",
+        encoder=image.identity,
+        missing="input",
+        content=_content_digest(ds.image_paths),
+    )
     recomputed = sorted(
         hashlib.sha256(
             json.dumps({**parts, "condition": c}, sort_keys=True, separators=(",", ":")).encode()
@@ -122,7 +142,28 @@ def test_feature_cache_keys_equal_the_ones_before_the_refactoring(tmp_path):
         for c in ("full", "noisy_image@0.3#seed2")
     )
     assert written == recomputed
-    assert written == [  # the cache files written at commit f829246
-        "9d77e8359ddd8a86abe9528275c64d3952fa42401f60bb8e52dd06ab305b9c6e",
-        "f0770587e13e6c28f8910221d7c8060a5e54a5286e7c6ed116ea5fdcd4406983",
+    # Changed on purpose (issue 17): the keys of a dataset whose images are files now
+    # include the sha256 of their content, so an image replaced by another of the same
+    # size is a miss. At commit f829246 (and until this change) the two files were
+    # 9d77e835...b9c6e and f0770587...06983; those entries are no longer found (each is
+    # encoded once more). Keys of datasets without content_files() (digits, a user's own
+    # dataset class) are unchanged: see the next test.
+    assert written == [
+        "559a3022f17454d6e670ca5e983067a9049e9dfb5a1d28a31787fd04d1efab19",
+        "9df97289992c284210c5a21a9e5ac042f05e01cf0f4294e8478cf869f9e51ef0",
+    ]
+
+
+def test_digits_feature_cache_keys_are_unchanged(tmp_path):
+    """A generated dataset has no content_files(): its fingerprint (a digest of every
+    generation option) is its content, and its keys are those of commit 94872c8, before
+    the content digest (obtained as in the module docstring, with this test's code)."""
+    ds = load_builtin("digits", "test", n_train=20, n_test=10, image_size=16)
+    torch.manual_seed(0)
+    image = freeze(SmallCNN(out_dim=4, image_size=16, width=4))
+    text = SmallTextEncoder.fit(ds.texts, out_dim=4, embed_dim=4, hidden=4)
+    pipe = InputPipeline(image, text, cache=FeatureCache(tmp_path), progress=False)
+    list(pipe.loader(ds, Condition("noisy_image", level=0.3, seed=2), batch_size=4))
+    assert sorted(p.stem for p in tmp_path.rglob("*.safetensors")) == [
+        "a8186af7b78f6abad02f590f02bbb67fd41bd4270abee5984dfa81e815e129d6"
     ]

@@ -12,6 +12,7 @@ as SPEC section 4 asks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -65,6 +66,12 @@ class MultimodalDataset(Dataset):
     @property
     def fingerprint(self) -> str:
         return f"{self.info.name}:{self.split}:{len(self)}"
+
+    def content_files(self) -> list[Path] | None:
+        """The files whose bytes the examples are decoded from, when ``fingerprint`` does
+        not cover their content (a disk dataset's images: it holds their sizes); the
+        feature cache keys on a hash of their content. None: the fingerprint suffices."""
+        return None
 
 
 def check_label(label: int, num_classes: int, where: str) -> int:

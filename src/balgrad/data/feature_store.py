@@ -39,8 +39,11 @@ class FrozenFeatures:
     the disk ``cache``, or encoded (counted in ``encoded``).
 
     The cache key parts are the dataset fingerprint, the tower, the encoder's identity,
-    the part of the condition that reaches this tower and the missing mode; changing
-    them invalidates every cache already written.
+    the part of the condition that reaches this tower, the missing mode and, for a
+    dataset with ``content_files()`` (its images), the sha256 of their content
+    (``FeatureCache.content_digest``); changing them invalidates every cache already
+    written. The cache checks each entry it serves against the request (these parts,
+    the shape ``[N, out_dim]`` and the dtype).
     """
 
     def __init__(
@@ -81,13 +84,17 @@ class FrozenFeatures:
         part = condition.image_part() if tower == "image" else condition.text_part()
         if self.missing == "embedding" and condition.kind.startswith("missing"):
             part = "full"  # embedding mode zeroes h_m later; the backbone sees the real input
+        enc = self.encoder(tower)
         parts = {
             "dataset": dataset.fingerprint,
             "tower": tower,
-            "encoder": self.encoder(tower).identity,
+            "encoder": enc.identity,
             "condition": part,
             "missing": self.missing,
         }
+        content = None if self.cache is None else self.cache.content_digest(dataset)
+        if content is not None:  # the bytes of the files it decodes (the fingerprint has sizes)
+            parts["content"] = content
         memory_key = repr(sorted(parts.items()))
         if memory_key not in self.memory:
 
@@ -99,7 +106,9 @@ class FrozenFeatures:
                 self.memory[memory_key] = compute()
             else:
                 key = self.cache.key(**parts)
-                self.memory[memory_key] = self.cache.get_or_compute(key, compute, parts)
+                # the full request: an entry whose metadata or shape differs is a miss
+                request = {**parts, "shape": [len(dataset), enc.out_dim], "dtype": "float32"}
+                self.memory[memory_key] = self.cache.get_or_compute(key, compute, request)
         return self.memory[memory_key]
 
     def _blank_features(self, dataset: MultimodalDataset, tower: str) -> torch.Tensor:
