@@ -36,8 +36,11 @@ class MeanColour(nn.Module):
     """A frozen image encoder: the mean of each colour channel (black -> zeros)."""
 
     trainable = False
-    out_dim = 3
     identity = "mean-colour"
+
+    def __init__(self, channels: int = 3):
+        super().__init__()
+        self.out_dim = channels
 
     def preprocess(self, image):
         return image
@@ -61,12 +64,12 @@ class LiveText(nn.Module):
         return tokens["input_ids"].float()
 
 
-def pipeline(cache) -> InputPipeline:
-    return InputPipeline(MeanColour(), LiveText(), cache=cache, progress=False)
+def pipeline(cache, channels: int = 3) -> InputPipeline:
+    return InputPipeline(MeanColour(channels), LiveText(), cache=cache, progress=False)
 
 
 def image_features(ds, cache, condition=None) -> tuple[torch.Tensor, InputPipeline]:
-    pipe = pipeline(cache)
+    pipe = pipeline(cache, channels=ds[0].image.shape[0])
     return pipe.features(ds, condition or Condition(), "image"), pipe
 
 
@@ -255,6 +258,32 @@ def test_a_subset_keys_on_the_content_of_its_own_images(data_dir, tmp_path):
         SubsetDataset(load(data_dir), [0, 2], "val"), FeatureCache(tmp_path / "cache")
     )
     assert pipe.encoded == 1 and torch.equal(after[1], torch.zeros(3))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_files_rewritten_with_the_same_size_are_a_miss(tmp_path):
+    folder = tmp_path / "fm"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 20), ("t10k", 20)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    opts = {"data_dir": str(folder), "n_train": 10, "n_test": 10}
+    ds = load_builtin("fashion", "test", **opts)
+    assert ds.content_files() == [
+        folder / "t10k-images-idx3-ubyte",
+        folder / "t10k-labels-idx1-ubyte",
+    ]
+    before, _ = image_features(ds, FeatureCache(tmp_path / "cache"))
+    write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((20, 28, 28)))  # same size
+    ds = load_builtin("fashion", "test", **opts)
+    after, pipe = image_features(ds, FeatureCache(tmp_path / "cache"))
+    assert pipe.encoded == 1 and torch.equal(after, torch.zeros(10, 1))
+    assert not torch.equal(before, after)
 
 
 # -- item 10: a cache that cannot be written --------------------------------------------

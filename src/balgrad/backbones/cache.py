@@ -110,13 +110,16 @@ class FeatureCache:
         files = files_of() if callable(files_of) else None
         if files is None:
             return None
+        fingerprint = getattr(dataset, "fingerprint", None)
         try:
-            return self._digests[dataset]
+            known = self._digests[dataset]
+            if known[0] == fingerprint:  # the same records (validate() may drop some)
+                return known[1]
         except (KeyError, TypeError):  # TypeError: not weakly referenceable / hashable
             pass
         digest = self.file_hashes.digest(files)
         with contextlib.suppress(TypeError):
-            self._digests[dataset] = digest
+            self._digests[dataset] = (fingerprint, digest)
         return digest
 
     # read / write ------------------------------------------------------------

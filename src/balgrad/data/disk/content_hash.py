@@ -93,32 +93,32 @@ class FileHashes:
         files = self._index(common)
         rels = [os.path.relpath(p, common) for p in absolute]
 
-        def lookup(i: int) -> str:
+        def lookup(i: int) -> tuple[str, bool]:
+            """The file's sha256 and whether the index changed."""
             rel, path = rels[i], Path(absolute[i])
             try:
                 before = _stat_key(path)
                 known = files.get(rel)
                 if known is not None and known[:4] == before:
-                    return known[4]
+                    return known[4], False
                 sha = _sha256_file(path)
-                self.hashed += 1
                 if _stat_key(path) == before:
                     files[rel] = [*before, sha]
-                else:
+                else:  # written while read: hash it again next time
                     files.pop(rel, None)
-                return sha
+                return sha, True
             except OSError as e:
-                files.pop(rel, None)
-                return f"!{type(e).__name__}:{e.errno}"
+                return f"!{type(e).__name__}:{e.errno}", files.pop(rel, None) is not None
 
         workers = min(8, (os.cpu_count() or 1) * 2)
-        hashed_before = self.hashed
         if len(paths) > 64 and workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                shas = list(pool.map(lookup, range(len(paths))))
+                found = list(pool.map(lookup, range(len(paths))))
         else:
-            shas = [lookup(i) for i in range(len(paths))]
-        if self.hashed != hashed_before:
+            found = [lookup(i) for i in range(len(paths))]
+        shas = [sha for sha, _ in found]
+        self.hashed += sum(1 for sha, changed in found if changed and not sha.startswith("!"))
+        if any(changed for _, changed in found):
             self._save(common, files)
         h = hashlib.sha256()
         for rel, sha in zip(rels, shas):
