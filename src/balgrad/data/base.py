@@ -48,7 +48,8 @@ class MultimodalDataset(Dataset):
     """Base class: subclasses set ``info`` and implement ``__len__`` and ``get``.
 
     ``fingerprint`` identifies the content (used as part of feature-cache keys); a
-    subclass should make it change whenever the data would change.
+    subclass should make it change whenever the data would change, or list the files it
+    decodes in ``content_files()`` so that the cache also keys on their bytes.
     """
 
     info: DatasetInfo
