@@ -286,6 +286,29 @@ def test_fashion_files_rewritten_with_the_same_size_are_a_miss(tmp_path):
     assert not torch.equal(before, after)
 
 
+def test_frozen_random_towers_of_two_seeds_do_not_share_features(tmp_path):
+    """A frozen SmallCNN's identity names its shape, not its (seeded) random weights: the
+    cache and the in-process store key on the weights' sha256 as well."""
+    from balgrad.backbones.base import freeze
+    from balgrad.backbones.small import SmallCNN
+
+    ds = load_builtin("digits", "test", n_train=20, n_test=10, image_size=16)
+    memory: dict = {}
+    features = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        image = freeze(SmallCNN(out_dim=4, image_size=16, width=4))
+        pipe = InputPipeline(
+            image, LiveText(), cache=FeatureCache(tmp_path), memory=memory, progress=False
+        )
+        features.append(pipe.features(ds, Condition(), "image"))
+        assert pipe.encoded == 1
+        with torch.no_grad():
+            own = image(torch.stack([image.preprocess(ds[i].image) for i in range(len(ds))]))
+        assert torch.allclose(features[-1], own)
+    assert not torch.equal(*features)
+
+
 # -- item 10: a cache that cannot be written --------------------------------------------
 
 

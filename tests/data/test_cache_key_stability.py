@@ -113,6 +113,15 @@ def _content_digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
+def _weights_digest(module) -> str:
+    """The documented recipe of ``weights_digest``: sha256 over the state_dict's names,
+    dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode() + t.numpy().tobytes())
+    return h.hexdigest()
+
+
 def test_feature_cache_keys_follow_their_recipe(tmp_path):
     ds = load_dataset_from_disk("hateful_memes", FIXTURES / "hateful_memes", "test")
     torch.manual_seed(0)
@@ -132,6 +141,7 @@ def test_feature_cache_keys_follow_their_recipe(tmp_path):
         dataset=ds.fingerprint,
         tower="image",
         encoder=image.identity,
+        weights=_weights_digest(image),  # a SmallCNN's identity does not pin its weights
         missing="input",
         content=_content_digest(ds.image_paths),
     )
@@ -144,23 +154,38 @@ def test_feature_cache_keys_follow_their_recipe(tmp_path):
     assert written == recomputed
     # Changed on purpose (issue 17): the keys of a dataset whose images are files now
     # include the sha256 of their content, so an image replaced by another of the same
-    # size is a miss. At commit f829246 (and until this change) the two files were
-    # 9d77e835...b9c6e and f0770587...06983; those entries are no longer found (each is
-    # encoded once more). Keys of datasets without content_files() (digits, a user's own
-    # dataset class) are unchanged: see the next test.
+    # size is a miss; and those of an encoder whose identity does not pin its weights (a
+    # frozen SmallCNN, randomly initialised per seed) the sha256 of its weights. At
+    # commit f829246 (and until this change) the two files were 9d77e835...b9c6e and
+    # f0770587...06983; those entries are no longer found (each is encoded once more).
+    # Keys of datasets without content_files() (digits, a user's own dataset class) with
+    # encoders whose identity pins the weights (the default benchmark's) are unchanged:
+    # see the next test.
     assert written == [
-        "559a3022f17454d6e670ca5e983067a9049e9dfb5a1d28a31787fd04d1efab19",
-        "9df97289992c284210c5a21a9e5ac042f05e01cf0f4294e8478cf869f9e51ef0",
+        "023d415a55c2718444fcf2aa9e7473f82e09342ae5d8cfc72355b4903dd530f2",
+        "3b32264b8120b9452bed938df598cfbf64b2869d73cf451762c46c03b32b53ef",
     ]
+
+
+class PinnedCNN(SmallCNN):
+    """A SmallCNN standing in for an encoder whose identity pins its weights (as the
+    default benchmark's EfficientNet-Lite0 and MiniLM, by package version)."""
+
+    identity_covers_weights = True
 
 
 def test_digits_feature_cache_keys_are_unchanged(tmp_path):
     """A generated dataset has no content_files(): its fingerprint (a digest of every
-    generation option) is its content, and its keys are those of commit 94872c8, before
-    the content digest (obtained as in the module docstring, with this test's code)."""
+    generation option) is its content; with an encoder whose identity pins its weights
+    its keys are those of commit 94872c8, before the content and weight digests
+    (obtained as in the module docstring, with this test's code)."""
+    from balgrad.backbones.pretrained_pip import EfficientNetLite0Encoder, MiniLMTextEncoder
+
+    assert EfficientNetLite0Encoder.identity_covers_weights
+    assert MiniLMTextEncoder.identity_covers_weights
     ds = load_builtin("digits", "test", n_train=20, n_test=10, image_size=16)
     torch.manual_seed(0)
-    image = freeze(SmallCNN(out_dim=4, image_size=16, width=4))
+    image = freeze(PinnedCNN(out_dim=4, image_size=16, width=4))
     text = SmallTextEncoder.fit(ds.texts, out_dim=4, embed_dim=4, hidden=4)
     pipe = InputPipeline(image, text, cache=FeatureCache(tmp_path), progress=False)
     list(pipe.loader(ds, Condition("noisy_image", level=0.3, seed=2), batch_size=4))
