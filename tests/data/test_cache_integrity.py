@@ -388,6 +388,36 @@ def test_compare_with_a_cache_dir_that_is_a_file_finishes_with_one_warning(tmp_p
     assert degraded["conditions"] == compare("cached", tmp_path / "cache")["conditions"]
 
 
+@pytest.mark.slow
+def test_evaluate_with_a_new_cache_folder_rebuilds_a_frozen_random_towers_features(tmp_path):
+    """``cache_dir`` is neutral: a frozen SmallCNN is drawn again per seed, as in training,
+    and its features are recomputed, not taken from another seed's tower."""
+    from balgrad.cli import main
+
+    argv = [
+        "compare", "--dataset", "hateful_memes", "--data-dir", str(FIXTURES / "hateful_memes"),
+        "--methods", "joint", "--seeds", "0", "1", "--epochs", "1", "--batch-size", "4",
+        "--val-fraction", "0.3", "--image-backbone", "cnn",
+        "--backbone-option", "image.finetune=false", "--text-backbone", "small",
+        "--backbone-option", "image.width=4", "--backbone-option", "image.image_size=16",
+        "--embed-dim", "8", "--no-sweep", "--no-progress",
+        "--out", str(tmp_path), "--name", "run", "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    run = tmp_path / "run"
+
+    def scores() -> list[dict]:
+        return [
+            json.loads((run / "joint" / f"seed{s}" / "eval.json").read_text())["conditions"]
+            for s in (0, 1)
+        ]
+
+    trained = scores()
+    shutil.rmtree(tmp_path / "cache")
+    assert main(["evaluate", str(run), "--no-sweep", "--no-progress"]) == 0
+    assert scores() == trained
+
+
 # -- items 9 and 10: the digits .npz cache ----------------------------------------------
 
 OPTS = {"n_train": 40, "n_test": 20}
