@@ -473,6 +473,9 @@ class Experiment:
             raise ConfigError(
                 f"evaluate: {weights} does not exist; was {method!r} seed {seed} trained in this run?"
             )
+        # the encoders as training built them: a frozen randomly initialised tower is
+        # not in model.safetensors (its features are), so it must be drawn again
+        seed_everything(seed)
         pipeline = self.pipeline(rdir)
         model = build_model(self.cfg, pipeline, self.data.info)
         model.load_state_dict(load_file(str(weights)))

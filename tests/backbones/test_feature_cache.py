@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -49,7 +50,14 @@ def test_put_get_round_trip_with_meta(tmp_path):
     with safe_open(str(path), framework="pt") as f:
         stored = json.loads(f.metadata()["balgrad_meta"])
     assert stored == json.loads(path.with_suffix(".json").read_text())
-    assert stored == {"split": "test", "n": 5, "shape": [5, 8], "dtype": "float32"}
+    sha = hashlib.sha256(feats.numpy().tobytes()).hexdigest()
+    assert stored == {
+        "split": "test",
+        "n": 5,
+        "shape": [5, 8],
+        "dtype": "float32",
+        "features_sha256": sha,  # checked on every read
+    }
     assert (cache.hits, cache.misses, cache.corrupt) == (1, 1, 0)
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temp files
 

@@ -156,6 +156,45 @@ def test_identity_names_the_path_and_changes_with_the_weights(tiny_hf, tmp_path)
     assert create_text_encoder("hf:" + str(copy)).identity != a.identity
 
 
+def test_weights_rewritten_with_the_same_size_and_mtime_are_a_feature_cache_miss(tiny_hf, tmp_path):
+    """A local checkpoint's identity has its weight files' sizes and mtimes only; the
+    feature cache also keys on the sha256 of the frozen encoder's weights."""
+    import os
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from balgrad.backbones.cache import FeatureCache
+    from balgrad.backbones.small import SmallCNN
+    from balgrad.data.builtin import load_builtin
+    from balgrad.data.impairments import Condition
+    from balgrad.data.pipeline import InputPipeline
+
+    copy = tmp_path / "bert"
+    shutil.copytree(tiny_hf["bert"], copy)
+    ds = load_builtin("digits", "test", n_train=20, n_test=10, image_size=16)
+
+    def text_features():
+        text = create_text_encoder("hf:" + str(copy))
+        assert not text.trainable and not text.identity_covers_weights
+        live = SmallCNN(out_dim=4, image_size=16, width=4)
+        pipe = InputPipeline(live, text, cache=FeatureCache(tmp_path / "cache"), progress=False)
+        return pipe.features(ds, Condition(), "text"), pipe, text.identity
+
+    before, _, identity = text_features()
+    weights = copy / "model.safetensors"
+    st = weights.stat()
+    tensors = load_file(str(weights))
+    name = next(k for k in sorted(tensors) if "embeddings" in k and "weight" in k)
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (weights.stat().st_size, weights.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    after, pipe, same_identity = text_features()
+    assert same_identity == identity  # the identity cannot see the change
+    assert pipe.encoded == 1 and not torch.equal(before, after)
+
+
 def test_unresolvable_hub_name_offline_is_a_clear_backbone_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))

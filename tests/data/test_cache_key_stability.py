@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ import torch
 from balgrad.backbones.base import freeze
 from balgrad.backbones.cache import FeatureCache
 from balgrad.backbones.small import SmallCNN, SmallTextEncoder
+from balgrad.data.builtin import load_builtin
 from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.registry_disk import load_dataset_from_disk
@@ -100,7 +102,27 @@ def test_fingerprint_recomputed_from_its_recipe():
     assert load_dataset_from_disk("hateful_memes", root, "train").fingerprint == expected
 
 
-def test_feature_cache_keys_equal_the_ones_before_the_refactoring(tmp_path):
+def _content_digest(paths: list[Path]) -> str:
+    """The documented recipe of ``FileHashes.digest``: sha256 over each file's path
+    (relative to the files' common folder) and the sha256 of its bytes, in order."""
+    common = Path(os.path.commonpath([p.parent for p in paths]))
+    h = hashlib.sha256()
+    for p in paths:
+        sha = hashlib.sha256(p.read_bytes()).hexdigest()
+        h.update(f"{p.relative_to(common).as_posix()}\0{sha}\n".encode())
+    return h.hexdigest()
+
+
+def _weights_digest(module) -> str:
+    """The documented recipe of ``weights_digest``: sha256 over the state_dict's names,
+    dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode() + t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_feature_cache_keys_follow_their_recipe(tmp_path):
     ds = load_dataset_from_disk("hateful_memes", FIXTURES / "hateful_memes", "test")
     torch.manual_seed(0)
     image = freeze(SmallCNN(out_dim=4, image_size=16, width=4))
@@ -114,7 +136,15 @@ def test_feature_cache_keys_equal_the_ones_before_the_refactoring(tmp_path):
         list(pipe.loader(ds, condition, batch_size=4))
     written = sorted(p.stem for p in tmp_path.rglob("*.safetensors"))
     # the key recipe: the sorted parts dataset, tower, encoder identity, condition, missing
-    parts = dict(dataset=ds.fingerprint, tower="image", encoder=image.identity, missing="input")
+    # and content (the sha256 of the images' bytes: the fingerprint holds only their sizes)
+    parts = dict(
+        dataset=ds.fingerprint,
+        tower="image",
+        encoder=image.identity,
+        weights=_weights_digest(image),  # a SmallCNN's identity does not pin its weights
+        missing="input",
+        content=_content_digest(ds.image_paths),
+    )
     recomputed = sorted(
         hashlib.sha256(
             json.dumps({**parts, "condition": c}, sort_keys=True, separators=(",", ":")).encode()
@@ -122,7 +152,43 @@ def test_feature_cache_keys_equal_the_ones_before_the_refactoring(tmp_path):
         for c in ("full", "noisy_image@0.3#seed2")
     )
     assert written == recomputed
-    assert written == [  # the cache files written at commit f829246
-        "9d77e8359ddd8a86abe9528275c64d3952fa42401f60bb8e52dd06ab305b9c6e",
-        "f0770587e13e6c28f8910221d7c8060a5e54a5286e7c6ed116ea5fdcd4406983",
+    # Changed on purpose (issue 17): the keys of a dataset whose images are files now
+    # include the sha256 of their content, so an image replaced by another of the same
+    # size is a miss; and those of an encoder whose identity does not pin its weights (a
+    # frozen SmallCNN, randomly initialised per seed) the sha256 of its weights. At
+    # commit f829246 (and until this change) the two files were 9d77e835...b9c6e and
+    # f0770587...06983; those entries are no longer found (each is encoded once more).
+    # Keys of datasets without content_files() (digits, a user's own dataset class) with
+    # encoders whose identity pins the weights (the default benchmark's) are unchanged:
+    # see the next test.
+    assert written == [
+        "023d415a55c2718444fcf2aa9e7473f82e09342ae5d8cfc72355b4903dd530f2",
+        "3b32264b8120b9452bed938df598cfbf64b2869d73cf451762c46c03b32b53ef",
+    ]
+
+
+class PinnedCNN(SmallCNN):
+    """A SmallCNN standing in for an encoder whose identity pins its weights (as the
+    default benchmark's EfficientNet-Lite0 and MiniLM, by package version)."""
+
+    identity_covers_weights = True
+
+
+def test_digits_feature_cache_keys_are_unchanged(tmp_path):
+    """A generated dataset has no content_files(): its fingerprint (a digest of every
+    generation option) is its content; with an encoder whose identity pins its weights
+    its keys are those of commit 94872c8, before the content and weight digests
+    (obtained as in the module docstring, with this test's code)."""
+    from balgrad.backbones.pretrained_pip import EfficientNetLite0Encoder, MiniLMTextEncoder
+
+    assert EfficientNetLite0Encoder.identity_covers_weights
+    assert MiniLMTextEncoder.identity_covers_weights
+    ds = load_builtin("digits", "test", n_train=20, n_test=10, image_size=16)
+    torch.manual_seed(0)
+    image = freeze(PinnedCNN(out_dim=4, image_size=16, width=4))
+    text = SmallTextEncoder.fit(ds.texts, out_dim=4, embed_dim=4, hidden=4)
+    pipe = InputPipeline(image, text, cache=FeatureCache(tmp_path), progress=False)
+    list(pipe.loader(ds, Condition("noisy_image", level=0.3, seed=2), batch_size=4))
+    assert sorted(p.stem for p in tmp_path.rglob("*.safetensors")) == [
+        "a8186af7b78f6abad02f590f02bbb67fd41bd4270abee5984dfa81e815e129d6"
     ]

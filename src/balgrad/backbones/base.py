@@ -6,8 +6,12 @@ model input with :meth:`ImageEncoder.preprocess`, and a batch of those to featur
 :meth:`TextEncoder.tokenize` and maps the token batch to ``[B, out_dim]``.
 
 ``identity`` is a string that changes whenever the encoder's output would change
-(name, weights, preprocessing); the feature cache keys on it. ``trainable`` says whether
-the encoder's parameters belong to theta_v / theta_l (fine-tuning) or are frozen.
+(name, weights, preprocessing); the feature cache keys on it. ``identity_covers_weights``
+says that it pins the weights themselves (a package version, a hub commit); otherwise
+(the default: a randomly initialised tower, a local checkpoint folder, a user's own
+encoder) the cache also keys on a sha256 of the frozen encoder's ``state_dict``.
+``trainable`` says whether the encoder's parameters belong to theta_v / theta_l
+(fine-tuning) or are frozen.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import nn
 class ImageEncoder(nn.Module):
     out_dim: int
     identity: str
+    identity_covers_weights: bool = False
     trainable: bool = True
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
@@ -36,6 +41,7 @@ class ImageEncoder(nn.Module):
 class TextEncoder(nn.Module):
     out_dim: int
     identity: str
+    identity_covers_weights: bool = False
     trainable: bool = True
     vocab_size: int
     # token ids that token noise must never replace or draw (padding, CLS, SEP, ...)

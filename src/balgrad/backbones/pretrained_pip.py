@@ -70,6 +70,8 @@ class MiniLMTextEncoder(HFTextEncoder):
     ``normalize`` (True), ``pooling`` (``"mean"``, as sentence-transformers).
     """
 
+    identity_covers_weights = True  # the model package's version pins them
+
     def __init__(
         self,
         finetune: bool = False,
@@ -115,6 +117,7 @@ class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
 
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
+    identity_covers_weights = True  # the weights package's version pins them
 
     def __init__(self, finetune: bool = False, image_size: int = 224) -> None:
         super().__init__()

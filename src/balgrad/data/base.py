@@ -12,6 +12,7 @@ as SPEC section 4 asks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -52,7 +53,8 @@ class MultimodalDataset(Dataset):
     """Base class: subclasses set ``info`` and implement ``__len__`` and ``get``.
 
     ``fingerprint`` identifies the content (used as part of feature-cache keys); a
-    subclass should make it change whenever the data would change.
+    subclass should make it change whenever the data would change, or list the files it
+    decodes in ``content_files()`` so that the cache also keys on their bytes.
     """
 
     info: DatasetInfo
@@ -70,6 +72,12 @@ class MultimodalDataset(Dataset):
     @property
     def fingerprint(self) -> str:
         return f"{self.info.name}:{self.split}:{len(self)}"
+
+    def content_files(self) -> list[Path] | None:
+        """The files whose bytes the examples are decoded from, when ``fingerprint`` does
+        not cover their content (a disk dataset's images: it holds their sizes); the
+        feature cache keys on a hash of their content. None: the fingerprint suffices."""
+        return None
 
 
 def check_label(label: int, num_classes: int, where: str) -> int:

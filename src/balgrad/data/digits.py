@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import warnings
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from balgrad.data._builtin_common import (
     _stratified_labels,
 )
 from balgrad.data.base import DatasetInfo
+from balgrad.data.cache_files import CacheWriter, cache_warning
 from balgrad.errors import ConfigError, DataError
 
 DIGITS_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -140,20 +140,22 @@ class DigitsConfig:
         s = float(self.strength)
         return 0.15 * s if self.dominant == "text" else 0.05 * (1.0 - s)
 
+    def content_parts(self, seed: int) -> dict:
+        """Everything that determines the generated data."""
+        return {
+            "version": _DIGITS_VERSION,
+            "seed": int(seed),
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "image_size": self.image_size,
+            "text_signal": round(self.resolved_text_signal, 6),
+            "image_noise": round(self.resolved_image_noise, 6),
+            "test_source_fraction": self.test_source_fraction,
+        }
+
     def content_key(self, seed: int) -> str:
-        """A digest of everything that determines the generated data."""
-        return _digest(
-            {
-                "version": _DIGITS_VERSION,
-                "seed": int(seed),
-                "n_train": self.n_train,
-                "n_test": self.n_test,
-                "image_size": self.image_size,
-                "text_signal": round(self.resolved_text_signal, 6),
-                "image_noise": round(self.resolved_image_noise, 6),
-                "test_source_fraction": self.test_source_fraction,
-            }
-        )
+        """A digest of :meth:`content_parts` (it names the ``.npz`` cache file)."""
+        return _digest(self.content_parts(seed))
 
 
 def _digit_caption(label: int, reveal: bool, rng: np.random.Generator) -> str:
@@ -303,9 +305,15 @@ def _generate_digits(config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
 
 
 _DIGITS_MEMORY: dict[str, dict[str, np.ndarray]] = {}
+# the .npz also holds the content parts it was generated from, checked on read
+_META = "meta"
+_NUM_SOURCES = 1797  # scikit-learn's load_digits()
 
 
 def _digits_arrays(config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
+    """The generated arrays: from memory, from the ``.npz`` cache in ``cache_dir`` (an
+    unreadable or mismatched file is a miss with a warning and is overwritten) or newly
+    generated (a cache folder that cannot be written: one warning, memory only)."""
     key = config.content_key(seed)
     if key in _DIGITS_MEMORY:
         return _DIGITS_MEMORY[key]
@@ -313,26 +321,59 @@ def _digits_arrays(config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
     arrays = None
     if path is not None and path.is_file():
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            warnings.warn(f"ignoring unreadable digits cache {path}: {exc}", stacklevel=3)
-            arrays = None
+            arrays = _read_npz(path, config, seed)
+        except Exception as exc:  # zip, zlib, numpy or content errors: all a miss
+            cache_warning(
+                f"digits cache {path} is unusable ({type(exc).__name__}: {exc}); "
+                "generating the data again and overwriting it",
+                stacklevel=4,
+            )
     if arrays is None:
         arrays = _generate_digits(config, seed)
         if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-                np.savez_compressed(tmp, **arrays)
-                os.replace(tmp, path)
-            except OSError as exc:
-                warnings.warn(
-                    f"cache_dir: could not write digits cache {path}: {exc}", stacklevel=3
-                )
+            meta = np.array(json.dumps(config.content_parts(seed), sort_keys=True))
+            CacheWriter(path.parent, "digits cache (cache_dir)").write(
+                path, lambda f: np.savez_compressed(f, **arrays, **{_META: meta})
+            )
     if len(_DIGITS_MEMORY) >= 4:
         _DIGITS_MEMORY.pop(next(iter(_DIGITS_MEMORY)))
     _DIGITS_MEMORY[key] = arrays
+    return arrays
+
+
+def _read_npz(path: Path, config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
+    """The arrays of a digits ``.npz``, checked against what ``config`` and ``seed``
+    generate: the content parts it records, every array's name, dtype and shape, and the
+    ranges of labels and source indices. Raises ``ValueError`` naming the difference."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = arrays.pop(_META, None)
+    if meta is None or meta.shape != () or meta.dtype.kind != "U":
+        raise ValueError("it records no content parts (written by an older balgrad?)")
+    want = config.content_parts(seed)
+    if json.loads(str(meta)) != json.loads(json.dumps(want)):
+        raise ValueError(
+            f"it was generated for {str(meta)}, not {json.dumps(want, sort_keys=True)}"
+        )
+    size = config.image_size
+    expected = {}
+    for split, n in (("train", config.n_train), ("test", config.n_test)):
+        expected[f"{split}_images"] = ("u", 1, (n, size, size))
+        expected[f"{split}_labels"] = ("i", 8, (n,))
+        expected[f"{split}_sources"] = ("i", 8, (n,))
+        expected[f"{split}_texts"] = ("U", None, (n,))
+        expected[f"{split}_reveal"] = ("b", 1, (n,))
+    if set(arrays) != set(expected):
+        raise ValueError(f"it holds arrays {sorted(arrays)}, not {sorted(expected)}")
+    for name, (kind, itemsize, shape) in expected.items():
+        a = arrays[name]
+        if a.dtype.kind != kind or (itemsize and a.dtype.itemsize != itemsize) or a.shape != shape:
+            raise ValueError(f"{name} is {a.dtype}{list(a.shape)}, expected shape {list(shape)}")
+    for split in ("train", "test"):
+        for name, limit in (("labels", len(DIGITS_CLASSES)), ("sources", _NUM_SOURCES)):
+            a = arrays[f"{split}_{name}"]
+            if a.size and (a.min() < 0 or a.max() >= limit):
+                raise ValueError(f"{split}_{name} holds values outside [0, {limit})")
     return arrays
 
 

@@ -111,10 +111,14 @@ def _fashion_file(data_dir: Path, stem: str) -> Path:
     raise DataError(f"{data_dir / (stem + '.gz')}: Fashion-MNIST file not found (nor {stem})")
 
 
-_FASHION_MEMORY: dict[tuple[str, int, float], tuple[np.ndarray, np.ndarray]] = {}
+_FASHION_MEMORY: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _read_fashion_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _read_fashion_split(
+    data_dir: Path, split: str
+) -> tuple[np.ndarray, np.ndarray, str, list[Path]]:
+    """The split's images and labels, the files' ``name:size`` stamp (in the fingerprint)
+    and the two files (their content goes into feature-cache keys)."""
     if not data_dir.is_dir():
         raise DataError(
             f"{data_dir}: Fashion-MNIST folder not found; install Debian's "
@@ -125,11 +129,13 @@ def _read_fashion_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndar
     prefix = "train" if split == "train" else "t10k"
     img_path = _fashion_file(data_dir, f"{prefix}-images-idx3-ubyte")
     lab_path = _fashion_file(data_dir, f"{prefix}-labels-idx1-ubyte")
-    stamp = []
+    stamp, key = [], []
     for p in (img_path, lab_path):
         st = p.stat()
         stamp.append(f"{p.name}:{st.st_size}")
-    key = (str(img_path.resolve()), img_path.stat().st_size, img_path.stat().st_mtime)
+        # the memory copy is used while neither file was rewritten, touched or replaced
+        key.append((str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    key = tuple(key)
     if key in _FASHION_MEMORY:
         images, labels = _FASHION_MEMORY[key]
     else:
@@ -151,7 +157,7 @@ def _read_fashion_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndar
         while len(_FASHION_MEMORY) >= 2:  # keep at most the two splits of one folder
             _FASHION_MEMORY.pop(next(iter(_FASHION_MEMORY)))
         _FASHION_MEMORY[key] = (images, labels)
-    return images, labels, ",".join(stamp)
+    return images, labels, ",".join(stamp), [img_path, lab_path]
 
 
 def _fashion_title(label: int, reveal: bool, rng: np.random.Generator) -> str:
@@ -205,7 +211,7 @@ class FashionDataset(_ArrayDataset):
             "fashion", "single_label", list(FASHION_CLASSES), "accuracy", ["accuracy"]
         )
         data_dir = Path(self.config.data_dir).expanduser()
-        all_images, all_labels, stamp = _read_fashion_split(data_dir, split)
+        all_images, all_labels, stamp, self._files = _read_fashion_split(data_dir, split)
         n = self.config.n_train if split == "train" else self.config.n_test
         root = np.random.SeedSequence([self.seed, 0xFA5, 0 if split == "train" else 1])
         sub_rng, txt_rng = (np.random.default_rng(s) for s in root.spawn(2))
@@ -228,3 +234,7 @@ class FashionDataset(_ArrayDataset):
             }
         )
         self._fingerprint = f"fashion:{split}:{n}:{key}"
+
+    def content_files(self) -> list[Path]:
+        """The two IDX files (the fingerprint holds their sizes, not their content)."""
+        return list(self._files)

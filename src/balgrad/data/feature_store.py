@@ -8,6 +8,8 @@ model then holds :class:`FeatureInput`, an identity, in place of the backbone.
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from collections.abc import Mapping
 
 import torch
@@ -38,9 +40,13 @@ class FrozenFeatures:
     """``[N, D]`` features of a frozen tower per (dataset, condition): from ``memory``, from
     the disk ``cache``, or encoded (counted in ``encoded``).
 
-    The cache key parts are the dataset fingerprint, the tower, the encoder's identity,
-    the part of the condition that reaches this tower and the missing mode; changing
-    them invalidates every cache already written.
+    The cache key parts are the dataset fingerprint, the tower, the encoder's identity
+    (with a sha256 of its weights unless ``identity_covers_weights``), the part of the
+    condition that reaches this tower, the missing mode and, for a
+    dataset with ``content_files()`` (its images), the sha256 of their content
+    (``FeatureCache.content_digest``); changing them invalidates every cache already
+    written. The cache checks each entry it serves against the request (these parts,
+    the shape ``[N, out_dim]`` and the dtype).
     """
 
     def __init__(
@@ -62,6 +68,8 @@ class FrozenFeatures:
         self.num_workers = num_workers
         self.progress = progress
         self.encoded = 0  # how many tower encodings were computed (not served from a cache)
+        # frozen: an encoder's weights never change, so their sha256 is taken once
+        self._weights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def encoder(self, tower: str):
         return self.encoders[tower]
@@ -81,13 +89,17 @@ class FrozenFeatures:
         part = condition.image_part() if tower == "image" else condition.text_part()
         if self.missing == "embedding" and condition.kind.startswith("missing"):
             part = "full"  # embedding mode zeroes h_m later; the backbone sees the real input
+        enc = self.encoder(tower)
         parts = {
             "dataset": dataset.fingerprint,
             "tower": tower,
-            "encoder": self.encoder(tower).identity,
+            **self._encoder_parts(tower),
             "condition": part,
             "missing": self.missing,
         }
+        content = None if self.cache is None else self.cache.content_digest(dataset)
+        if content is not None:  # the bytes of the files it decodes (the fingerprint has sizes)
+            parts["content"] = content
         memory_key = repr(sorted(parts.items()))
         if memory_key not in self.memory:
 
@@ -99,12 +111,24 @@ class FrozenFeatures:
                 self.memory[memory_key] = compute()
             else:
                 key = self.cache.key(**parts)
-                self.memory[memory_key] = self.cache.get_or_compute(key, compute, parts)
+                # the full request: an entry whose metadata or shape differs is a miss
+                request = {**parts, "shape": [len(dataset), enc.out_dim], "dtype": "float32"}
+                self.memory[memory_key] = self.cache.get_or_compute(key, compute, request)
         return self.memory[memory_key]
+
+    def _encoder_parts(self, tower: str) -> dict[str, str]:
+        """The encoder's identity and, unless that pins its weights, their sha256."""
+        enc = self.encoder(tower)
+        parts = {"encoder": enc.identity}
+        if not getattr(enc, "identity_covers_weights", False):
+            if enc not in self._weights:
+                self._weights[enc] = weights_digest(enc)
+            parts["weights"] = self._weights[enc]
+        return parts
 
     def _blank_features(self, dataset: MultimodalDataset, tower: str) -> torch.Tensor:
         enc = self.encoder(tower)
-        key = f"blank:{tower}:{enc.identity}:{dataset.fingerprint}"
+        key = f"blank:{tower}:{sorted(self._encoder_parts(tower).items())}:{dataset.fingerprint}"
         if key not in self.memory:
             enc.eval()
             with torch.no_grad():
@@ -144,3 +168,13 @@ class FrozenFeatures:
 
     def _collate(self, items: list[dict]):
         return collate(items, self.encoders["text"])
+
+
+def weights_digest(module: nn.Module) -> str:
+    """sha256 over a module's ``state_dict`` (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()

@@ -34,6 +34,10 @@ class SubsetDataset(MultimodalDataset):
         digest = hashlib.sha256(self.indices.tobytes()).hexdigest()[:16]
         return f"{self.base.fingerprint}|{self.split}:{digest}"
 
+    def content_files(self):
+        files = self.base.content_files()
+        return None if files is None else [files[i] for i in self.indices]
+
 
 def _stratum(label) -> object:
     arr = np.asarray(label)

@@ -184,6 +184,10 @@ class CheckpointSource:
             ) from last
         raise self.not_found(last, what) from last
 
+    def pins_weights(self, config: Any) -> bool:
+        """Whether :meth:`identity` names the weights' exact version (a hub commit)."""
+        return not self.is_local and getattr(config, "_commit_hash", None) is not None
+
     def identity(self, config: Any) -> str:
         """The checkpoint: a local path with a hash of its files, or a hub id at a commit."""
         if self.is_local:

@@ -195,6 +195,8 @@ class HFTower(KeepFrozen):
     def _identity_prefix(self, kind: str, loaded: LoadedTower) -> str:
         """``hf-<kind>:<checkpoint>|tower=...|pool=...``: part of the feature-cache key."""
         tower = "clip" if loaded.is_clip else "auto"
+        # a hub commit pins the weights; a local folder's hash has only their sizes and mtimes
+        self.identity_covers_weights = loaded.source.pins_weights(loaded.config)
         return (
             f"hf-{kind}:{loaded.source.identity(loaded.config)}|tower={tower}|pool={self.pooling}"
         )

@@ -214,6 +214,10 @@ class DiskDataset(MultimodalDataset):
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    def content_files(self) -> list[Path]:
+        """The image files, whose content the fingerprint does not cover (only sizes)."""
+        return self.image_paths
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name={self.info.name!r}, split={self.split!r}, "
