@@ -4,9 +4,11 @@
     accelerate launch --num_processes 4 examples/hf_trainer_balgrad.py   # 4 GPUs, DDP
     torchrun --nproc_per_node 2 examples/hf_trainer_balgrad.py           # 2 CPU processes
 
-Needs ``pip install balgrad[hf]``. The Trainer logs the strategy's statistics every
-``--logging-steps`` (averaged over the interval); the script prints the last line and
-the fused / image-only / text-only evaluation accuracy.
+Needs ``pip install balgrad[hf]``. The model's modalities are named ``image`` and
+``text``; the collator makes batches ``{"image": ..., "text": ..., "labels": ...}``. The
+Trainer logs the strategy's statistics every ``--logging-steps`` (averaged over the
+interval); the script prints the last line and the fused / image-only / text-only
+evaluation accuracy (the Trainer reports fractions: ``eval_image_accuracy`` 0.9 is 90%).
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"{args.method}, {trainer.state.global_step} steps; last logging interval:")
         for name, value in last.items():
             print(f"  {name:32s} {value:+.4f}")
-        print("  " + ", ".join(f"{k} {v:.1f}%" for k, v in scores.items() if "accuracy" in k))
+        # the Trainer's metrics are fractions
+        print("  " + ", ".join(f"{k} {v:.1%}" for k, v in scores.items() if "accuracy" in k))
     return {**last, **scores}
 
 

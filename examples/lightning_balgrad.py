@@ -4,8 +4,10 @@
     python examples/lightning_balgrad.py --devices 2        # DDP, two CPU processes (gloo)
     python examples/lightning_balgrad.py --accelerator gpu --devices 4 --method ogm_ge
 
-Needs ``pip install balgrad[lightning]``. Prints the strategy's statistics (averaged over
-the last logging interval) and the fused / image-only / text-only validation accuracy.
+Needs ``pip install balgrad[lightning]``. The model's modalities are named ``image`` and
+``text``; the collator makes batches ``{"image": ..., "text": ..., "labels": ...}``.
+Prints the strategy's statistics (averaged over the last logging interval) and the
+fused / image-only / text-only validation accuracy (``val/image_accuracy``, percent).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The framework-free pieces of the integrations: the statistics meter (floats and 0-d
-tensors), batch unpacking, the scaler hand-over and the epoch-end hook."""
+tensors), batch unpacking by modality name, the scaler hand-over and the epoch-end hook."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from balgrad.data.batch import Batch
 from balgrad.errors import ConfigError, DataError
 from balgrad.integrations._common import (
     StatsMeter,
@@ -31,23 +32,42 @@ def test_the_meter_averages_floats_and_tensors_over_the_interval():
     assert dict(zip(*meter.flush("cpu"))) == {"a": pytest.approx(2.0)}
 
 
+AV = ("audio", "visual")
+AVT = ("audio", "visual", "text")
+
+
 def test_batches_unpack_from_dicts_tuples_and_balgrad_batches():
-    x, t, y = torch.zeros(2, 3), torch.zeros(2, 4), torch.tensor([0, 1])
+    a, v, t, y = torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, 5), torch.tensor([0, 1])
     drop = torch.tensor([True, False])
-    assert unpack_batch({"image": x, "text": t, "labels": y})[2] is y
-    assert unpack_batch({"image": x, "text": t, "labels": y, "drop_text": drop})[3] == {
-        "drop_text": drop
-    }
-    assert unpack_batch((x, t, y))[0] is x
+    inputs, target, drops = unpack_batch({"visual": v, "audio": a, "labels": y}, AV)
+    assert list(inputs) == ["audio", "visual"]  # the model's order, not the batch's
+    assert inputs["audio"] is a and target is y and drops == {}
+    named = {"audio": a, "visual": v, "text": t, "label": y, "drop_text": drop}
+    assert unpack_batch(named, AVT)[2] == {"text": drop}
+    nested = {"inputs": {"audio": a, "visual": v}, "labels": y, "drop": {"visual": drop}}
+    assert unpack_batch(nested, AV)[2] == {"visual": drop}
+    assert unpack_batch(({"audio": a, "visual": v}, y), AV)[0]["visual"] is v
+    assert unpack_batch((a, v, y), AV)[0] == {"audio": a, "visual": v}
+    batch = Batch({"audio": a, "visual": v}, y, torch.arange(2), drop={"audio": drop})
+    assert unpack_batch(batch, AV)[2] == {"audio": drop}
 
-    class Batch:  # the attributes of balgrad.data.pipeline.Batch
-        image, text, target, drop_image, drop_text = x, t, y, drop, None
 
-    assert unpack_batch(Batch())[3] == {"drop_image": drop}
-    with pytest.raises(DataError, match="labels"):
-        unpack_batch({"image": x, "text": t})
-    with pytest.raises(DataError, match="expected a dict"):
-        unpack_batch([x, t])
+def test_a_batch_that_does_not_fit_the_model_names_its_modalities_and_what_is_missing():
+    a, y = torch.zeros(2, 3), torch.tensor([0, 1])
+    with pytest.raises(DataError, match=r"missing key\(s\) \['visual', 'text'\]") as err:
+        unpack_batch({"audio": a, "labels": y}, AVT)
+    assert "modalities ['audio', 'visual', 'text']" in str(err.value)
+    assert "got keys ['audio', 'labels']" in str(err.value)
+    with pytest.raises(DataError, match=r"missing key\(s\) \['labels'\]"):
+        unpack_batch({"audio": a, "visual": a}, AV)
+    with pytest.raises(
+        DataError, match=r"inputs for modalities \['image'\].*\['audio', 'visual'\]"
+    ):
+        unpack_batch({"inputs": {"image": a}, "labels": y}, AV)
+    with pytest.raises(DataError, match=r"unknown modalities \['text'\]"):
+        unpack_batch({"inputs": {"audio": a, "visual": a}, "labels": y, "drop": {"text": y}}, AV)
+    with pytest.raises(DataError, match="expected a dict"):  # (x_1, x_2, labels): M = 2 only
+        unpack_batch((a, a, y), AVT)
 
 
 class _Fixed(Strategy):
@@ -93,6 +113,26 @@ def test_an_lr_change_at_epoch_end_survives_the_next_scheduler_step():
     scheduler.step()  # LambdaLR recomputes every rate from base_lrs
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     assert lrs == pytest.approx({"image": 0.1 * 1.5 * 0.5, "text": 0.1 * 0.5 * 0.5, "head": 0.05})
+
+
+def test_mslr_applies_each_modality_factor_once_to_every_group_of_that_modality():
+    """The Hugging Face Trainer splits each modality's group into decayed and not-decayed
+    parameters: both get the factor, once."""
+    strategy = create_strategy("mslr", mode="dynamic")
+    groups = [
+        {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1, "name": m}
+        for m in ("audio", "audio", "visual", "text", "text", "head")
+    ]
+    optimizer = torch.optim.SGD(groups)
+    epoch_end(strategy, 0, optimizer, {f"{m}_accuracy": 0.5 for m in AVT}, how_to_validate="-")
+    scores = {"audio_accuracy": 0.75, "visual_accuracy": 0.25, "text_accuracy": 0.5}
+    extra = epoch_end(strategy, 1, optimizer, scores, how_to_validate="-")
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(
+        [0.15, 0.15, 0.05, 0.1, 0.1, 0.1]
+    )
+    assert {k: v for k, v in extra.items() if "factor" in k} == pytest.approx(
+        {"lr_factor_audio": 1.5, "lr_factor_visual": 0.5, "lr_factor_text": 1.0}
+    )
 
 
 def test_a_strategy_that_needs_validation_scores_says_how_to_give_them():

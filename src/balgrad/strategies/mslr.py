@@ -102,9 +102,11 @@ class MSLR(Joint):
     @staticmethod
     def _modalities(optimizer) -> list[str]:
         """The modalities whose rates the optimizer holds: its named groups other than
-        the head's."""
+        the head's, each once (a trainer may split a modality's group, e.g. the Hugging
+        Face Trainer into decayed and not-decayed parameters)."""
         skip = ("head", "unimodal_heads")
-        return [g["name"] for g in optimizer.param_groups if g.get("name") not in (None, *skip)]
+        names = [g["name"] for g in optimizer.param_groups if g.get("name") not in (None, *skip)]
+        return list(dict.fromkeys(names))
 
     def state_dict(self):
         return {**super().state_dict(), "history": {k: list(v) for k, v in self.history.items()}}
