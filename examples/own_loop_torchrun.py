@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 import balgrad
-from balgrad.models.multimodal import MultimodalModel
+from balgrad import MultimodalModel
 
 CLASSES, MELS, TIME, FRAMES, SIZE = 5, 40, 32, 4, 16
 
