@@ -22,6 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
+from balgrad.cli import main
 from balgrad.data.disk.images import ImageModeError, header_error, load_image
 from balgrad.data.registry_disk import DataWarning, load_dataset_from_disk
 from balgrad.errors import DataError
@@ -371,3 +372,37 @@ def test_an_image_path_that_is_a_symlink_loop_is_named(copy, check_files):
     os.symlink(image, other)
     with pytest.raises(DataError, match=r"train\.jsonl line 1: image file .*train_0\.png"):
         load_dataset_from_disk("generic", root, "train", check_files=check_files)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def _lone_surrogate_text(root: Path) -> None:
+    _set_field(root / "train.jsonl", 2, "text", "half a surrogate \ud800 pair")
+
+
+def _symlink_loop_image(root: Path) -> None:
+    image = root / "images" / "train_2.png"
+    image.unlink()
+    os.symlink(root / "images" / "loop", image)
+    os.symlink(image, root / "images" / "loop")
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks on this platform")
+@pytest.mark.parametrize("fault", [_lone_surrogate_text, _symlink_loop_image])
+def test_compare_names_a_bad_training_record_before_training(copy, tmp_path, capsys, fault):
+    root = copy("generic")
+    fault(root)
+    out = tmp_path / "out"
+    argv = [
+        "compare", "--dataset", "generic", "--data-dir", str(root), "--methods", "joint",
+        "--epochs", "1", "--batch-size", "4", "--image-backbone", "cnn",
+        "--text-backbone", "small", "--backbone-option", "image.width=4",
+        "--backbone-option", "image.image_size=16", "--embed-dim", "8", "--no-sweep",
+        "--no-progress", "--out", str(out), "--name", "run",
+        "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "balgrad: error:" in err and "train.jsonl line 3" in err and "Traceback" not in err
+    assert not list(out.rglob("metrics.jsonl"))
