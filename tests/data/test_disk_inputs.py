@@ -264,7 +264,10 @@ def _set_field(path: Path, line: int, field: str, value) -> None:
         ("generic", "label", True, "boolean"),
         ("hateful_memes", "text", ["a", "list"], "array"),
         ("hateful_memes", "text", {"an": "object"}, "object"),
+        ("generic", "label", 1.5, "number"),
         ("hateful_memes", "img", 7, "number"),
+        ("hateful_memes", "label", True, "boolean"),
+        ("hateful_memes", "label", [1], "array"),
     ],
 )
 def test_a_wrong_json_type_names_file_line_and_field(copy, name, field, value, kind):

@@ -269,7 +269,15 @@ def _label_values(rows: list[tuple[int, dict[str, Any]]], key: str, multi: bool)
             values.extend(_as_list(obj[key], f"line {line}") if multi else [obj[key]])
         except DataError:
             continue
-    return [v for v in values if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+    return [
+        v
+        for v in values
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool) and not _fraction(v)
+    ]
+
+
+def _fraction(v: Any) -> bool:
+    return isinstance(v, float) and not v.is_integer()
 
 
 def _warn_single_split(
@@ -310,7 +318,7 @@ def _int_or_none(v: Any) -> int | None:
 
 
 def _label_index(v: Any, to_idx: dict[str, int], where: str, field: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)) or _fraction(v):
         raise DataError(
             f"{where}: field '{field}' must hold class names or indices, got {json_type(v)} {v!r}"
         )

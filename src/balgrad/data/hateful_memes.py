@@ -122,12 +122,11 @@ class HatefulMemesDataset(DiskLoader):
 
 
 def _parse_label(value: object, where: str) -> int:
-    if isinstance(value, bool):
-        value = int(value)
+    """0 or 1, as a JSON number (or its string, as converted files hold it)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value.strip())
-    if not isinstance(value, int):
-        raise DataError(f"{where}: field 'label' {value!r} is not 0 or 1")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{where}: field 'label' {value!r} ({json_type(value)}) is not 0 or 1")
     return check_label(value, len(CLASSES), where)
