@@ -409,3 +409,14 @@ def test_compare_names_a_bad_training_record_before_training(copy, tmp_path, cap
     err = capsys.readouterr().err
     assert "balgrad: error:" in err and "train.jsonl line 3" in err and "Traceback" not in err
     assert not list(out.rglob("metrics.jsonl"))
+
+
+@pytest.mark.parametrize("check_files", [True, False])
+@pytest.mark.parametrize("name", ["nul\u0000.png", "lone\ud800.png"])
+def test_an_image_path_that_cannot_name_a_file_is_named(copy, check_files, name):
+    root = copy("generic")
+    _set_field(root / "train.jsonl", 0, "image", name)
+    with pytest.raises(
+        DataError, match=r"train\.jsonl line 1: image file .* is not a valid file name"
+    ):
+        load_dataset_from_disk("generic", root, "train", check_files=check_files)

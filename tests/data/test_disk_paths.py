@@ -304,3 +304,17 @@ def test_an_index_file_or_folder_linked_outside_is_refused(data, tmp_path, name,
     with pytest.raises(DataError) as e:
         load_dataset_from_disk(name, root, "train")
     assert inside.name in str(e.value) and "outside the data folder" in str(e.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks on this platform")
+def test_a_nested_dataset_folder_linked_outside_is_refused(data, tmp_path):
+    copy, _ = data
+    real = copy("hateful_memes")
+    data_dir = tmp_path / "holder"
+    data_dir.mkdir()
+    (data_dir / "hateful_memes").symlink_to(real)  # a nested root, outside data_dir
+    with pytest.raises(
+        DataError, match=r"dataset folder .*hateful_memes .*outside the data folder"
+    ):
+        load_dataset_from_disk("hateful_memes", data_dir, "train")
+    assert len(load_dataset_from_disk("hateful_memes", real, "train")) == 8

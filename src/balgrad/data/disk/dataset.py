@@ -127,7 +127,7 @@ class DiskDataset(MultimodalDataset):
                 return 0
             try:
                 size = r.image.stat().st_size
-            except OSError as e:
+            except (OSError, ValueError) as e:
                 return image_error(r.image, r.source, e)
             err = decode_error(r.image) if problems.skip_bad else None
             return image_error(r.image, r.source, err) if err is not None else size

@@ -151,6 +151,9 @@ class DiskLoader(DiskDataset):
         splits = self.available_splits(options)
         if splits is not None and split not in splits:
             raise MissingSplitError(f"{name}: no split '{split}'; {self.split_note}")
+        base = Path(data_dir).expanduser()
+        if root != base:  # a nested layout folder (data_dir/hateful_memes) linked elsewhere
+            FolderBoundary(base).check(name, "dataset folder", root)
         # every file parse reads goes through self.boundary; options first, before any read
         self._data_folder = self.data_folder(root)
         self.boundary = FolderBoundary(self._data_folder)

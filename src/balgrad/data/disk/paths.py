@@ -50,6 +50,12 @@ class FolderBoundary:
     def problem(self, source: str, what: str, path: Path) -> str | None:
         """Why ``path`` (named by ``source``) may not be read, or None when it may."""
         try:
+            if "\0" in str(path):
+                raise ValueError("it holds a NUL character")
+            os.fsencode(path)  # a lone surrogate has no bytes to name a file with
+        except ValueError as e:
+            return f"{source}: {what} {str(path)!r} is not a valid file name ({e})"
+        try:
             outside = self.outside(path)
         except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before 3.13)
             return f"{source}: {what} {path} cannot be resolved ({e}): fix or remove the symlink"
