@@ -17,8 +17,9 @@ the union of the labels of every split file (train, val, test): the sorted disti
 names, or ``"0".."K-1"`` when every label is an integer, with a :class:`DataWarning`
 naming each class only one of several split files holds (a typo makes such a class).
 Every text and path field must be a JSON string (``null`` text reads as empty); any
-other type is an error naming file, line and field. Field names are options (``image_field``, ``text_field``, ``label_field``,
-``labels_field``); ``dataset_name`` sets ``info.name`` (default ``"generic"``).
+other type is an error naming file, line and field. Field names are options
+(``image_field``, ``text_field``, ``label_field``, ``labels_field``); ``dataset_name``
+sets ``info.name`` (default ``"generic"``).
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ class DiskDataset(MultimodalDataset):
 
     At construction every text must be valid Unicode without a NUL (any split, so a text
     a tokenizer would reject never reaches training), and every image path must resolve
-    (symlinks followed) inside ``root``; ``check_files`` also checks that each file exists, and ``skip_bad`` decodes each
-    image once so bad ones are dropped up front.
+    (symlinks followed) inside ``root``; ``check_files`` also checks that each file
+    exists, and ``skip_bad`` decodes each image once so bad ones are dropped up front.
     """
 
     def __init__(

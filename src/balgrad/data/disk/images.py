@@ -43,23 +43,17 @@ def load_image(path: Path) -> torch.Tensor:
     """
     with Image.open(path) as im:
         im.load()
-        arr = _unit_range(im)
-    t = torch.from_numpy(arr)
-    if t.ndim == 2:
-        return t.unsqueeze(0).expand(3, -1, -1).contiguous()
-    return t.permute(2, 0, 1).contiguous()
-
-
-def _unit_range(im: Image.Image) -> np.ndarray:
-    """A loaded image's pixels as float32 in [0, 1]: ``[H, W, 3]``, or ``[H, W]`` for grey."""
-    mode = im.mode
-    if mode in EIGHT_BIT_MODES:
-        if mode == "P" and "transparency" in im.info:
-            im = im.convert("RGBA")  # avoids PIL's palette-transparency warning
-        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    check_mode_range(im)
-    arr = np.array(im, dtype=np.float32)  # a writable copy
-    return arr if mode == "F" else arr / 65535.0
+        mode = im.mode
+        if mode in EIGHT_BIT_MODES:
+            if mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")  # avoids PIL's palette-transparency warning
+            rgb = np.array(im.convert("RGB"), dtype=np.uint8)  # [H, W, 3], writable copy
+            return torch.from_numpy(rgb).permute(2, 0, 1).contiguous().to(torch.float32).div_(255.0)
+        check_mode_range(im)
+        grey = torch.from_numpy(np.array(im, dtype=np.float32))  # [H, W], writable copy
+    if mode != "F":
+        grey.div_(65535.0)
+    return grey.unsqueeze(0).expand(3, -1, -1).contiguous()
 
 
 def check_mode_range(im: Image.Image) -> None:
