@@ -420,3 +420,30 @@ def test_an_image_path_that_cannot_name_a_file_is_named(copy, check_files, name)
         DataError, match=r"train\.jsonl line 1: image file .* is not a valid file name"
     ):
         load_dataset_from_disk("generic", root, "train", check_files=check_files)
+
+
+def test_line_separators_inside_a_record_are_text_not_line_ends(copy):
+    # str.splitlines() would cut these records apart (U+2028, U+0085, form feed)
+    root = copy("generic")
+    texts = {0: "one\u2028two", 1: "nel\u0085inside", 2: "form\x0cfeed"}
+    lines = (root / "train.jsonl").read_text().splitlines()
+    for i, text in texts.items():
+        obj = json.loads(lines[i])
+        obj["text"] = text
+        lines[i] = json.dumps(obj, ensure_ascii=False)  # the characters raw in the file
+    lines[3] = lines[3].replace('"label": ', '"label": ["not a label"], "x": ')
+    (root / "train.jsonl").write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    with pytest.raises(DataError, match=r"train\.jsonl line 4: field 'label'"):
+        load_dataset_from_disk("generic", root, "train")  # the line numbers stay right
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        ds = load_dataset_from_disk("generic", root, "train", skip_bad=True)
+    assert ds.texts[:3] == list(texts.values())
+
+
+def test_a_utf16_index_file_is_named(copy):
+    root = copy("generic")
+    path = root / "train.jsonl"
+    path.write_bytes(path.read_text().encode("utf-16"))
+    with pytest.raises(DataError, match=r"train\.jsonl: UTF-16 text .* save it as UTF-8"):
+        load_dataset_from_disk("generic", root, "train")

@@ -31,7 +31,7 @@ from balgrad.data.disk.content_hash import hash_bytes, options_hash
 from balgrad.data.disk.layout import layout_error
 from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, path_option
 from balgrad.data.disk.paths import FolderBoundary
-from balgrad.data.disk.readers import check_text, check_utf8, decode_text
+from balgrad.data.disk.readers import check_text, check_utf8, decode_text, split_lines
 from balgrad.data.disk.records import Problems, Record
 from balgrad.errors import ConfigError, DataError
 
@@ -165,7 +165,7 @@ class CUBDataset(DiskLoader):
 def _read_pairs(path: Path, raw: bytes) -> list[tuple[str, str, str]]:
     """Lines ``<key> <value>`` -> ``(key, value, "<file> line N")``; malformed lines raise."""
     out = []
-    for i, line in enumerate(decode_text(raw, path).splitlines(), start=1):
+    for i, line in enumerate(split_lines(decode_text(raw, path)), start=1):
         if not line.strip():
             continue
         where = f"{path} line {i}"
@@ -202,7 +202,7 @@ def _pick_sentence(path: Path, mode: str | int, seed: int, key: str, where: str)
         raise DataError(f"{where}: cannot read text file {path}: {e}") from None
     text = decode_text(raw, path)
     check_utf8(text, f"{where}: text file {path}")
-    sentences = [s.strip() for s in text.splitlines()]
+    sentences = [s.strip() for s in split_lines(text)]
     sentences = [s for s in sentences if s]
     if not sentences:
         return ""

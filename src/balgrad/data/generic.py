@@ -42,6 +42,7 @@ from balgrad.data.disk.readers import (
     iter_csv_rows,
     iter_jsonl,
     json_type,
+    split_lines,
     string_field,
     utf8_problem,
 )
@@ -216,7 +217,7 @@ def _classes(
     if classes_path.is_file():
         text = decode_text(boundary.read_bytes(classes_path, name, "classes file"), classes_path)
         names = []
-        for i, line in enumerate(text.splitlines(), start=1):
+        for i, line in enumerate(split_lines(text), start=1):
             if check_utf8(line, f"{classes_path} line {i}").strip():
                 names.append(line.strip())
         classes = _checked_classes(names, str(classes_path))

@@ -27,7 +27,21 @@ def decode_text(data: bytes, path: Path) -> str:
     """UTF-8 (with or without BOM). A byte that is not valid UTF-8 is kept as a lone
     surrogate (``surrogateescape``), so the records around it decode faithfully and the
     record holding it is refused by :func:`utf8_problem`, naming its line."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 BOM); save it as UTF-8")
     return data.decode("utf-8-sig", errors="surrogateescape")
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of an index file, split at a newline (LF, CRLF, or CR in a file without
+    LF) only: ``str.splitlines`` also splits at U+2028, U+0085, form feeds..., which a
+    JSON string or a text may hold."""
+    if "\n" not in text:
+        text = text.replace("\r", "\n")  # classic Mac line ends
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def utf8_problem(text: str) -> str | None:
@@ -53,7 +67,7 @@ def parse_json(data: bytes, path: Path) -> Any:
     """One JSON document; malformed JSON or bytes that are not UTF-8 are a
     :class:`DataError` naming file, line and column."""
     text = decode_text(data, path)
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(split_lines(text), start=1):
         if utf8_problem(line) is not None:
             check_utf8(line, f"{path} line {lineno}")
     try:
@@ -84,7 +98,7 @@ def iter_csv_rows(text: str, where: str, delimiter: str = ",") -> Iterator[tuple
 
 def iter_jsonl(text: str, where: str, problems: Problems) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` per non-blank JSONL line; bad lines go to ``problems``."""
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
         problem = utf8_problem(line)
