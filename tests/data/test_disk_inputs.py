@@ -447,3 +447,18 @@ def test_a_utf16_index_file_is_named(copy):
     path.write_bytes(path.read_text().encode("utf-16"))
     with pytest.raises(DataError, match=r"train\.jsonl: UTF-16 text .* save it as UTF-8"):
         load_dataset_from_disk("generic", root, "train")
+
+
+def test_multi_label_classes_are_the_union_of_the_splits_too(copy):
+    root = copy("generic")
+    (root / "val.csv").unlink()
+    for split, labels in (("train", [["a", "b"], ["b"]]), ("test", [["a"], ["c", "a"]])):
+        rows = [
+            {"image": f"images/{split}_{i}.png", "text": f"t{i}", "labels": ls}
+            for i, ls in enumerate(labels)
+        ]
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.warns(DataWarning, match=r"'c' \(only in test\.jsonl\)"):
+        train = load_dataset_from_disk("generic", root, "train")
+    assert train.info.task == "multi_label" and train.info.classes == ["a", "b", "c"]
+    assert train.labels == [[1, 1, 0], [0, 1, 0]]

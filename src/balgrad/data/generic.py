@@ -303,7 +303,7 @@ def _warn_single_split(
             f"{len(lonely)} of {len(classes)} appear in one split only: {listed}{more}. "
             "A typo in a label? Pin the class set with classes.txt or the classes option",
             DataWarning,
-            stacklevel=5,
+            stacklevel=7,  # as the skip_bad warning: at load_dataset_from_disk
         )
 
 
