@@ -236,6 +236,14 @@ def test_an_invalid_byte_in_a_structural_file_names_its_line(copy):
     _replace(root / "CUB_200_2011" / "classes.txt", b"001.", b"\xff01.")
     with pytest.raises(DataError, match=r"classes\.txt line 1: not valid UTF-8 \(byte 0xFF"):
         load_dataset_from_disk("cub", root, "train")
+    # a record's line of images.txt is one record: skipped with skip_bad, the split loads
+    _replace(root / "CUB_200_2011" / "classes.txt", b"\xff01.", b"001.")
+    _replace(root / "CUB_200_2011" / "images.txt", b"3 001.", b"3 \xe901.")
+    with pytest.raises(DataError, match=r"images\.txt line 3: not valid UTF-8 \(byte 0xE9"):
+        load_dataset_from_disk("cub", root, "train")
+    with pytest.warns(DataWarning, match="skipped 1 bad record"):
+        load_dataset_from_disk("cub", root, "train", skip_bad=True)
+    assert len(load_dataset_from_disk("cub", root, "test")) > 0  # line 3 is a train image
     root = copy("mmimdb")
     _replace(root / "split.json", b'"train"', b'"tr\xe9in"')
     with pytest.raises(DataError, match=r"split\.json line 1: not valid UTF-8"):
@@ -311,7 +319,9 @@ def test_mmimdb_an_id_of_a_wrong_type_is_refused(copy):
     splits = json.loads((root / "split.json").read_text())
     splits["train"][1] = {"id": "0100037"}
     (root / "split.json").write_text(json.dumps(splits))
-    with pytest.raises(DataError, match=r"'train' entry 1: an id must be a string, got object"):
+    with pytest.raises(
+        DataError, match=r"'train' entry 1: an id must be a string or a number, got object"
+    ):
         load_dataset_from_disk("mmimdb", root, "train")
 
 

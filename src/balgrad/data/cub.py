@@ -91,7 +91,7 @@ class CUBDataset(DiskLoader):
             raise DataError(
                 f"{root / 'classes.txt'}: class ids must be 1..{len(class_rows)} without gaps"
             )
-        by_id = {_int(k, w): v for k, v, w in class_rows}
+        by_id = {_int(k, w): check_utf8(v, w) for k, v, w in class_rows}
         classes = [by_id[i] for i in range(1, len(class_rows) + 1)]
 
         labels = _index(tables["image_class_labels.txt"], problems)
@@ -115,7 +115,7 @@ class CUBDataset(DiskLoader):
                     )
                 cls, cls_where = labels[key]
                 label = check_label(_int(cls, cls_where) - 1, len(classes), cls_where)
-                rel_path = Path(rel)
+                rel_path = Path(check_utf8(rel, where))
                 text_file = texts_root / rel_path.parent / f"{rel_path.stem}.txt"
                 text_boundary.check(where, "text file", text_file)
                 text = _pick_sentence(text_file, sentence, seed, key, where)
@@ -163,13 +163,14 @@ class CUBDataset(DiskLoader):
 
 
 def _read_pairs(path: Path, raw: bytes) -> list[tuple[str, str, str]]:
-    """Lines ``<key> <value>`` -> ``(key, value, "<file> line N")``; malformed lines raise."""
+    """Lines ``<key> <value>`` -> ``(key, value, "<file> line N")``; malformed lines raise.
+    A value that is not UTF-8 is the caller's to refuse (a record's, or the file's)."""
     out = []
     for i, line in enumerate(split_lines(decode_text(raw, path)), start=1):
         if not line.strip():
             continue
         where = f"{path} line {i}"
-        parts = check_utf8(line, where).strip().split(maxsplit=1)
+        parts = line.strip().split(maxsplit=1)
         if len(parts) != 2:
             raise DataError(f"{where}: expected '<id> <value>', got {line.strip()!r}")
         out.append((parts[0], parts[1].strip(), where))

@@ -108,7 +108,7 @@ class MMIMDbDataset(DiskLoader):
             entry = f"{split_path} '{key}' entry {pos}"
             if isinstance(movie_id, bool) or not isinstance(movie_id, (str, int)):
                 problems.bad(
-                    f"{entry}: an id must be a string, got {json_type(movie_id)} {movie_id!r}"
+                    f"{entry}: an id must be a string or a number, got {json_type(movie_id)} {movie_id!r}"
                 )
                 continue
             mid = str(movie_id).strip()
