@@ -1,4 +1,5 @@
-"""Every file a record names stays inside the data folder (issue 10, item 6).
+"""Every file a dataset reads stays inside the data folder (issue 10, item 6; issue 17,
+item 26: options that name a file or folder, index files, listed folders).
 
 A record whose image path leads outside ``data_dir`` (``../..``, an absolute path, or a
 symlink inside the folder pointing out) is a DataError naming the index file and line,
@@ -8,16 +9,20 @@ or one counted skip with ``skip_bad=True``; the outside file is never opened.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 import shutil
+import typing
 import warnings
 from pathlib import Path
 
 import pytest
 
-from balgrad.data.registry_disk import DataWarning, load_dataset_from_disk
+from balgrad.data.catalog import DATASETS
+from balgrad.data.disk.loader import path_options
+from balgrad.data.registry_disk import DataWarning, disk_dataset_names, load_dataset_from_disk
 from balgrad.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -187,3 +192,129 @@ def test_check_files_false_still_keeps_paths_inside(data):
     _edit_jsonl(root / "train.jsonl", "image", "/etc/hostname")
     with pytest.raises(DataError, match="outside the data folder"):
         load_dataset_from_disk("generic", root, "train", check_files=False)
+
+
+# ------------------------------------------------- every file a dataset reads (issue 17, item 26)
+
+
+def _loader(name: str):
+    return DATASETS.get(name).load()
+
+
+def _path_options() -> list[tuple[str, str, str]]:
+    return [
+        (name, field, kind)
+        for name in disk_dataset_names()
+        for field, kind in path_options(_loader(name).Options).items()
+    ]
+
+
+PATH_OPTIONS = _path_options()
+PATHLIKE_NAMES = ("_file", "_dir", "_folder", "_path", "file", "dir", "path")
+
+
+def test_every_option_that_names_a_path_is_declared_as_one():
+    # the containment tests below cover an option only when it is a path_option
+    assert {(n, f) for n, f, _ in PATH_OPTIONS} >= {
+        ("hateful_memes", "split_file"),
+        ("cub", "text_dir"),
+    }
+    for name in disk_dataset_names():
+        options = _loader(name).Options
+        hints = typing.get_type_hints(options)
+        for f in dataclasses.fields(options):
+            looks_like_a_path = f.name.endswith(PATHLIKE_NAMES) or "PathLike" in str(hints[f.name])
+            if looks_like_a_path:
+                assert "path" in f.metadata, f"{name}: option {f.name} is not a path_option"
+
+
+def _outside_target(tmp_path: Path, kind: str) -> Path:
+    target = tmp_path / ("OUTSIDE.jsonl" if kind == "file" else "OUTSIDE_DIR")
+    if kind == "file":
+        shutil.copy(FIXTURES / "hateful_memes" / "train.jsonl", target)
+    else:
+        target.mkdir()
+    return target
+
+
+@pytest.mark.parametrize("name, field, kind", PATH_OPTIONS)
+@pytest.mark.parametrize("escape", ["relative", "absolute", "etc", "symlink"])
+def test_a_path_option_leading_outside_is_refused_before_anything_is_read(
+    data, tmp_path, monkeypatch, name, field, kind, escape
+):
+    copy, _ = data
+    root = copy(name)
+    target = _outside_target(tmp_path, kind)
+    if escape == "relative":
+        value = os.path.relpath(target, root)  # the data folder is data_dir for both
+    elif escape == "absolute":
+        value = str(target)
+    elif escape == "etc":
+        value = "/etc/hostname" if kind == "file" else "/etc"
+    else:
+        if not hasattr(os, "symlink"):
+            pytest.skip("no symlinks on this platform")
+        (root / "link").symlink_to(target)
+        value = "link"
+
+    def must_not_parse(*a, **k):
+        raise AssertionError("parse ran: the option was not checked first")
+
+    monkeypatch.setattr(_loader(name), "parse", must_not_parse)
+    with pytest.raises(DataError) as e:
+        load_dataset_from_disk(name, root, "train", **{field: value})
+    msg = str(e.value)
+    assert f"option {field}=" in msg and "outside the data folder" in msg
+
+
+def test_path_options_inside_the_data_folder_work_from_any_working_directory(data, monkeypatch):
+    copy, _ = data
+    hm, cub = copy("hateful_memes"), copy("cub")
+    monkeypatch.chdir("/")  # relative options are taken under the data folder, not the cwd
+    assert len(load_dataset_from_disk("hateful_memes", hm, "train", split_file="dev.jsonl")) > 0
+    ds = load_dataset_from_disk("cub", cub, "train", text_dir="text_c10")
+    assert ds.text_dir == cub / "text_c10" and all(ds.texts)
+
+
+# the fixed index files and listed folders of each dataset
+FIXED_FILES = {
+    "hateful_memes": "train.jsonl",
+    "generic": "train.jsonl",
+    "food101": "texts/train_titles.csv",
+    "memotion": "labels.csv",
+    "mmimdb": "split.json",
+    "cub": "CUB_200_2011/images.txt",
+}
+LISTED_FOLDERS = {"food101": "images/train", "memotion": "images", "cub": "text_c10"}
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks on this platform")
+@pytest.mark.parametrize(
+    "name, rel",
+    [*FIXED_FILES.items(), *LISTED_FOLDERS.items()],
+)
+def test_an_index_file_or_folder_linked_outside_is_refused(data, tmp_path, name, rel):
+    copy, _ = data
+    root = copy(name)
+    inside = root / rel
+    outside = tmp_path / "moved" / inside.name
+    outside.parent.mkdir()
+    shutil.move(inside, outside)  # the same, valid content, now outside the folder
+    inside.symlink_to(outside)
+    with pytest.raises(DataError) as e:
+        load_dataset_from_disk(name, root, "train")
+    assert inside.name in str(e.value) and "outside the data folder" in str(e.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks on this platform")
+def test_a_nested_dataset_folder_linked_outside_is_refused(data, tmp_path):
+    copy, _ = data
+    real = copy("hateful_memes")
+    data_dir = tmp_path / "holder"
+    data_dir.mkdir()
+    (data_dir / "hateful_memes").symlink_to(real)  # a nested root, outside data_dir
+    with pytest.raises(
+        DataError, match=r"dataset folder .*hateful_memes .*outside the data folder"
+    ):
+        load_dataset_from_disk("hateful_memes", data_dir, "train")
+    assert len(load_dataset_from_disk("hateful_memes", real, "train")) == 8

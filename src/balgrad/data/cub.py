@@ -29,13 +29,9 @@ from pathlib import Path
 from balgrad.data.base import check_label
 from balgrad.data.disk.content_hash import hash_bytes, options_hash
 from balgrad.data.disk.layout import layout_error
-from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, path_option
 from balgrad.data.disk.paths import FolderBoundary
-from balgrad.data.disk.readers import (
-    check_text,
-    decode_text,
-    read_bytes,
-)
+from balgrad.data.disk.readers import check_text, check_utf8, decode_text, split_lines
 from balgrad.data.disk.records import Problems, Record
 from balgrad.errors import ConfigError, DataError
 
@@ -65,7 +61,8 @@ class CUBDataset(DiskLoader):
     class Options(LoaderOptions):
         sentence: str | int = "join"  # a SENTENCE_MODES entry or a sentence index
         seed: int = 0  # of sentence="random"
-        text_dir: str | os.PathLike[str] | None = None  # default: looked for
+        # default: looked for; relative to the data folder (the one holding CUB_200_2011/)
+        text_dir: str | os.PathLike[str] | None = path_option("folder")
 
         def check(self, dataset: str) -> None:
             sentence = self.sentence
@@ -84,7 +81,7 @@ class CUBDataset(DiskLoader):
         texts_root = self.text_dir = self._find_text_dir(root, options.text_dir)
         text_boundary = FolderBoundary(texts_root)
 
-        raws = {f: read_bytes(root / f, self.name) for f in INDEX_FILES}
+        raws = {f: self.boundary.read_bytes(root / f, self.name) for f in INDEX_FILES}
         tables = {f: _read_pairs(root / f, raws[f]) for f in INDEX_FILES}
 
         # classes.txt: ids must be 1..N
@@ -94,7 +91,7 @@ class CUBDataset(DiskLoader):
             raise DataError(
                 f"{root / 'classes.txt'}: class ids must be 1..{len(class_rows)} without gaps"
             )
-        by_id = {_int(k, w): v for k, v, w in class_rows}
+        by_id = {_int(k, w): check_utf8(v, w) for k, v, w in class_rows}
         classes = [by_id[i] for i in range(1, len(class_rows) + 1)]
 
         labels = _index(tables["image_class_labels.txt"], problems)
@@ -118,13 +115,9 @@ class CUBDataset(DiskLoader):
                     )
                 cls, cls_where = labels[key]
                 label = check_label(_int(cls, cls_where) - 1, len(classes), cls_where)
-                rel_path = Path(rel)
+                rel_path = Path(check_utf8(rel, where))
                 text_file = texts_root / rel_path.parent / f"{rel_path.stem}.txt"
-                outside = text_boundary.outside(text_file)
-                if outside is not None:
-                    raise DataError(
-                        text_boundary.escape_message(where, "text file", text_file, outside)
-                    )
+                text_boundary.check(where, "text file", text_file)
                 text = _pick_sentence(text_file, sentence, seed, key, where)
                 check_text(text, f"{where} ({text_file})", allow_empty_text)
                 records.append(Record(root / "images" / rel_path, text, label, where))
@@ -138,9 +131,14 @@ class CUBDataset(DiskLoader):
         )
         return records, IndexInfo(classes, content_hash)
 
+    @classmethod
+    def data_folder(cls, root: Path) -> Path:
+        # the text folder of the release lies next to CUB_200_2011/, not inside it
+        return root.parent
+
     def _find_text_dir(self, root: Path, text_dir: str | os.PathLike[str] | None) -> Path:
         if text_dir is not None:
-            p = Path(text_dir).expanduser()
+            p = self.option_path(text_dir)
             if not p.is_dir():
                 raise DataError(f"{self.name}: text_dir {p} does not exist")
             return p
@@ -154,7 +152,7 @@ class CUBDataset(DiskLoader):
         ]
         for c in candidates:
             if c.is_dir():
-                return c
+                return self.boundary.check(self.name, "text folder", c)
         looked = ", ".join(map(str, candidates))
         raise layout_error(
             self.name,
@@ -165,13 +163,14 @@ class CUBDataset(DiskLoader):
 
 
 def _read_pairs(path: Path, raw: bytes) -> list[tuple[str, str, str]]:
-    """Lines ``<key> <value>`` -> ``(key, value, "<file> line N")``; malformed lines raise."""
+    """Lines ``<key> <value>`` -> ``(key, value, "<file> line N")``; malformed lines raise.
+    A value that is not UTF-8 is the caller's to refuse (a record's, or the file's)."""
     out = []
-    for i, line in enumerate(decode_text(raw, path).splitlines(), start=1):
+    for i, line in enumerate(split_lines(decode_text(raw, path)), start=1):
         if not line.strip():
             continue
-        parts = line.strip().split(maxsplit=1)
         where = f"{path} line {i}"
+        parts = line.strip().split(maxsplit=1)
         if len(parts) != 2:
             raise DataError(f"{where}: expected '<id> <value>', got {line.strip()!r}")
         out.append((parts[0], parts[1].strip(), where))
@@ -202,7 +201,9 @@ def _pick_sentence(path: Path, mode: str | int, seed: int, key: str, where: str)
         raise DataError(f"{where}: text file {path} is missing") from None
     except OSError as e:
         raise DataError(f"{where}: cannot read text file {path}: {e}") from None
-    sentences = [s.strip() for s in decode_text(raw, path).splitlines()]
+    text = decode_text(raw, path)
+    check_utf8(text, f"{where}: text file {path}")
+    sentences = [s.strip() for s in split_lines(text)]
     sentences = [s for s in sentences if s]
     if not sentences:
         return ""

@@ -24,7 +24,7 @@ from balgrad.data.disk.readers import (
     class_index,
     decode_text,
     iter_csv_rows,
-    read_bytes,
+    utf8_problem,
 )
 from balgrad.data.disk.records import MissingSplitError, Problems, Record
 from balgrad.errors import DataError
@@ -57,6 +57,8 @@ class Food101Dataset(DiskLoader):
                 f"{self.name}: split file {csv_path} is missing; expected layout:\n{self.layout}"
             )
         image_dir = root / "images" / split
+        for folder in (image_dir, root / "images" / "train"):  # listed below
+            self.boundary.check(self.name, "image folder", folder)
         if not image_dir.is_dir():
             raise DataError(
                 f"{self.name}: image folder {image_dir} is missing; expected layout:\n{self.layout}"
@@ -69,11 +71,16 @@ class Food101Dataset(DiskLoader):
             )
         to_idx = class_index(classes)
 
-        raw = read_bytes(csv_path, self.name, "split file")
+        raw = self.boundary.read_bytes(csv_path, self.name, "split file")
         records: list[Record] = []
         first = True
         for line, row in iter_csv_rows(decode_text(raw, csv_path), str(csv_path)):
             where = f"{csv_path} line {line}"
+            problem = next(filter(None, map(utf8_problem, row)), None)
+            if problem is not None:
+                first = False
+                problems.bad(f"{where}: {problem}")
+                continue
             if first:
                 first = False
                 if (

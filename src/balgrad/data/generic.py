@@ -12,15 +12,20 @@
 Each record (JSONL object, or CSV row with a header) has ``image`` (path), ``text`` and
 either ``label`` (a class name or a 0-based class index: single-label) or ``labels``
 (a list of names/indices: multi-label; in CSV a JSON list or ``|``-separated).
-Classes come from ``classes.txt`` when present; otherwise they are inferred from the
-*train* file: the sorted distinct names, or ``"0".."K-1"`` when every train label is an
-integer. Field names are options (``image_field``, ``text_field``, ``label_field``,
-``labels_field``); ``dataset_name`` sets ``info.name`` (default ``"generic"``).
+Classes come from option ``classes`` (names in index order), else ``classes.txt``, else
+the union of the labels of every split file (train, val, test): the sorted distinct
+names, or ``"0".."K-1"`` when every label is an integer, with a :class:`DataWarning`
+naming each class only one of several split files holds (a typo makes such a class).
+Every text and path field must be a JSON string (``null`` text reads as empty); any
+other type is an error naming file, line and field. Field names are options
+(``image_field``, ``text_field``, ``label_field``, ``labels_field``); ``dataset_name``
+sets ``info.name`` (default ``"generic"``).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +33,20 @@ from typing import Any
 from balgrad.data.base import TaskKind, check_label
 from balgrad.data.disk.content_hash import hash_bytes, options_hash
 from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choice
+from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import (
     check_text,
+    check_utf8,
     class_index,
-    clean_text,
     decode_text,
     iter_csv_rows,
     iter_jsonl,
-    read_bytes,
+    json_type,
+    split_lines,
+    string_field,
+    utf8_problem,
 )
-from balgrad.data.disk.records import MissingSplitError, Problems, Record
+from balgrad.data.disk.records import DataWarning, MissingSplitError, Problems, Record
 from balgrad.errors import DataError
 
 NAME = "generic"
@@ -65,6 +74,7 @@ class GenericDataset(DiskLoader):
         labels_field: str = "labels"
         primary_metric: str | None = None  # default: the first metric
         metrics: list[str] | None = None  # default: by task
+        classes: list[str] | None = None  # the class names in index order (over classes.txt)
 
     @classmethod
     def dataset_name(cls, options: Options) -> str:
@@ -91,7 +101,7 @@ class GenericDataset(DiskLoader):
                 f"{name}: split file for '{split}' is missing: no {looked} in {root} "
                 f"(found: {', '.join(present) or 'none'}); expected layout:\n{self.layout}"
             )
-        raw = read_bytes(path, name, "split file")
+        raw = self.boundary.read_bytes(path, name, "split file")
         rows = _read_rows(path, raw, fields, problems)
 
         # task: from the option, else from the first record's fields
@@ -101,7 +111,9 @@ class GenericDataset(DiskLoader):
             task = "multi_label" if multi else "single_label"
         label_key = labels_field if task == "multi_label" else label_field
 
-        classes, classes_src = _classes(root, split, rows, label_key, fields, name)
+        classes, classes_src = _classes(
+            self.boundary, root, split, rows, label_key, fields, name, options.classes
+        )
         to_idx = class_index(classes)
 
         records: list[Record] = []
@@ -111,19 +123,19 @@ class GenericDataset(DiskLoader):
                 for f in (image_field, text_field, label_key):
                     if f not in obj:
                         raise DataError(f"{where}: missing field '{f}'")
-                image = clean_text(obj[image_field])
+                image = string_field(obj, image_field, where)
                 if not image:
                     raise DataError(f"{where}: empty field '{image_field}'")
-                text = check_text(clean_text(obj[text_field]), where, allow_empty_text)
+                text = check_text(string_field(obj, text_field, where), where, allow_empty_text)
                 if task == "multi_label":
                     values = _as_list(obj[label_key], where)
                     if not values:
                         raise DataError(f"{where}: empty '{label_key}' list")
                     label: int | tuple[int, ...] = tuple(
-                        sorted({_label_index(v, to_idx, where) for v in values})
+                        sorted({_label_index(v, to_idx, where, label_key) for v in values})
                     )
                 else:
-                    label = _label_index(obj[label_key], to_idx, where)
+                    label = _label_index(obj[label_key], to_idx, where, label_key)
                 # an absolute path stays absolute; it must still lie inside data_dir
                 records.append(Record(path.parent / image, text, label, where))
             except DataError as e:
@@ -164,7 +176,7 @@ def _read_rows(
         _, header = next(rows)
     except StopIteration:
         raise DataError(f"{path}: empty file (expected a header row)") from None
-    header = [h.strip() for h in header]
+    header = [check_utf8(h, f"{path} line 1").strip() for h in header]
     image_field, text_field, label_field, labels_field = fields
     missing = [f for f in (image_field, text_field) if f not in header]
     if label_field not in header and labels_field not in header:
@@ -175,6 +187,10 @@ def _read_rows(
         )
     out = []
     for line, row in rows:
+        problem = next(filter(None, map(utf8_problem, row)), None)
+        if problem is not None:
+            problems.bad(f"{path} line {line}: {problem}")
+            continue
         if len(row) != len(header):
             problems.bad(f"{path} line {line}: expected {len(header)} fields, got {len(row)}")
             continue
@@ -183,54 +199,112 @@ def _read_rows(
 
 
 def _classes(
+    boundary: FolderBoundary,
     root: Path,
     split: str,
     rows: list[tuple[int, dict[str, Any]]],
     label_key: str,
     fields: tuple[str, ...],
     name: str,
+    given: list[str] | None,
 ) -> tuple[list[str], str]:
+    """The class names in index order, and where they came from (for the content hash):
+    the ``classes`` option, else ``classes.txt``, else the union over every split file."""
+    if given is not None:
+        classes = _checked_classes([str(c).strip() for c in given], f"{name}: option classes")
+        return classes, "option:" + "\n".join(classes)
     classes_path = root / "classes.txt"
     if classes_path.is_file():
-        raw = read_bytes(classes_path, name, "classes file")
-        classes = [c.strip() for c in decode_text(raw, classes_path).splitlines() if c.strip()]
-        if not classes:
-            raise DataError(f"{classes_path}: no class names")
-        if len(set(classes)) != len(classes):
-            raise DataError(f"{classes_path}: duplicate class names")
+        text = decode_text(boundary.read_bytes(classes_path, name, "classes file"), classes_path)
+        names = []
+        for i, line in enumerate(split_lines(text), start=1):
+            if check_utf8(line, f"{classes_path} line {i}").strip():
+                names.append(line.strip())
+        classes = _checked_classes(names, str(classes_path))
         return classes, "classes.txt:" + "\n".join(classes)
-    # infer from train
-    if split == "train":
-        train_rows = rows
-    else:
-        train_path = split_file(root, "train")
-        if train_path is None:
-            raise DataError(
-                f"{name}: cannot infer classes for split '{split}': no classes.txt and no "
-                f"train.jsonl / train.csv in {root}"
+    # the union over the split files: a class no split file names cannot be known
+    per_split: dict[str, list[Any]] = {}
+    for s in dict.fromkeys(("train", "val", "test", split)):
+        path = split_file(root, s)
+        if path is None:
+            continue
+        split_rows = (
+            rows
+            if s == split
+            else _read_rows(
+                path, boundary.read_bytes(path, name, "split file"), fields, Problems(True)
             )
-        train_rows = _read_rows(
-            train_path, read_bytes(train_path, name, "split file"), fields, Problems(True)
         )
-    values: list[Any] = []
-    for line, obj in train_rows:
-        if label_key not in obj:
-            continue
-        try:
-            v = obj[label_key]
-            values.extend(_as_list(v, f"line {line}") if label_key == fields[3] else [v])
-        except DataError:
-            continue
+        per_split[path.name] = _label_values(split_rows, label_key, label_key == fields[3])
+    values = [v for vs in per_split.values() for v in vs]
     if not values:
         raise DataError(
-            f"{name}: cannot infer classes: no '{label_key}' values in the train file of {root} "
-            "(add a classes.txt)"
+            f"{name}: cannot infer classes: no '{label_key}' values in the split files of "
+            f"{root} (add a classes.txt, or pass the classes option)"
         )
     ints = [_int_or_none(v) for v in values]
     if all(i is not None and i >= 0 for i in ints):
-        return [str(i) for i in range(max(ints) + 1)], "inferred-int"  # type: ignore[type-var]
-    classes = sorted({str(v).strip() for v in values if _int_or_none(v) is None})
-    return classes, "inferred-names"
+        classes = [str(i) for i in range(max(ints) + 1)]  # type: ignore[type-var]
+        source = "inferred-int"
+    else:
+        classes = sorted({str(v).strip() for v in values if _int_or_none(v) is None})
+        source = "inferred-names"
+    _warn_single_split(name, per_split, classes, source == "inferred-int")
+    return classes, source
+
+
+def _checked_classes(classes: list[str], where: str) -> list[str]:
+    if not classes or not all(classes):
+        raise DataError(f"{where}: no class names" if not classes else f"{where}: empty class name")
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        raise DataError(f"{where}: duplicate class names {dup}")
+    return classes
+
+
+def _label_values(rows: list[tuple[int, dict[str, Any]]], key: str, multi: bool) -> list[Any]:
+    values: list[Any] = []
+    for line, obj in rows:
+        if key not in obj:
+            continue
+        try:
+            values.extend(_as_list(obj[key], f"line {line}") if multi else [obj[key]])
+        except DataError:
+            continue
+    return [
+        v
+        for v in values
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool) and not _fraction(v)
+    ]
+
+
+def _fraction(v: Any) -> bool:
+    return isinstance(v, float) and not v.is_integer()
+
+
+def _warn_single_split(
+    name: str, per_split: dict[str, list[Any]], classes: list[str], by_index: bool
+) -> None:
+    """Warn, when there are several split files, for each class only one of them names
+    (a typo in a label makes such a class)."""
+    if len(per_split) < 2:
+        return
+    seen: dict[str, list[str]] = {c: [] for c in classes}
+    for file, vs in per_split.items():
+        for c in {str(_int_or_none(v)) if by_index else str(v).strip() for v in vs}:
+            if c in seen:
+                seen[c].append(file)
+    lonely = {c: files[0] for c, files in seen.items() if len(files) == 1}
+    if lonely:
+        listed = ", ".join(f"{c!r} (only in {f})" for c, f in list(lonely.items())[:10])
+        more = f" and {len(lonely) - 10} more" if len(lonely) > 10 else ""
+        warnings.warn(
+            f"{name}: classes inferred from the union of {', '.join(per_split)}; "
+            f"{len(lonely)} of {len(classes)} appear in one split only: {listed}{more}. "
+            "A typo in a label? Pin the class set with classes.txt or the classes option",
+            DataWarning,
+            stacklevel=7,  # as the skip_bad warning: at load_dataset_from_disk
+        )
 
 
 def _int_or_none(v: Any) -> int | None:
@@ -245,7 +319,11 @@ def _int_or_none(v: Any) -> int | None:
     return None
 
 
-def _label_index(v: Any, to_idx: dict[str, int], where: str) -> int:
+def _label_index(v: Any, to_idx: dict[str, int], where: str, field: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)) or _fraction(v):
+        raise DataError(
+            f"{where}: field '{field}' must hold class names or indices, got {json_type(v)} {v!r}"
+        )
     if isinstance(v, str) and v.strip() in to_idx:
         return to_idx[v.strip()]
     i = _int_or_none(v)

@@ -23,14 +23,8 @@ from pathlib import Path
 
 from balgrad.data.base import check_label
 from balgrad.data.disk.content_hash import hash_bytes, options_hash
-from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions
-from balgrad.data.disk.readers import (
-    check_text,
-    clean_text,
-    decode_text,
-    iter_jsonl,
-    read_bytes,
-)
+from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, path_option
+from balgrad.data.disk.readers import check_text, decode_text, iter_jsonl, json_type, string_field
 from balgrad.data.disk.records import MissingSplitError, Problems, Record
 from balgrad.errors import DataError
 
@@ -62,7 +56,8 @@ class HatefulMemesDataset(DiskLoader):
 
     @dataclass(frozen=True)
     class Options(LoaderOptions):
-        split_file: str | None = None  # any JSONL file under the root, whatever the split
+        # any JSONL file under the root, whatever the split
+        split_file: str | None = path_option("file")
 
     @classmethod
     def available_splits(cls, options: Options) -> Sequence[str] | None:
@@ -72,15 +67,18 @@ class HatefulMemesDataset(DiskLoader):
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
         split_file = options.split_file
-        names = (split_file,) if split_file is not None else SPLIT_FILES[split]
-        path = next((root / n for n in names if (root / n).is_file()), None)
+        if split_file is not None:
+            candidates = [self.option_path(split_file)]
+        else:
+            candidates = [root / n for n in SPLIT_FILES[split]]
+        path = next((p for p in candidates if p.is_file()), None)
         if path is None:
             raise MissingSplitError(
                 f"{self.name}: split file for '{split}' is missing: looked for "
-                f"{' or '.join(str(root / n) for n in names)}; expected layout:\n{self.layout}"
+                f"{' or '.join(map(str, candidates))}; expected layout:\n{self.layout}"
             )
 
-        raw = read_bytes(path, self.name, "split file")
+        raw = self.boundary.read_bytes(path, self.name, "split file")
         objs = list(iter_jsonl(decode_text(raw, path), str(path), problems))
         if objs and not any("label" in o for _, o in objs):
             raise DataError(
@@ -96,12 +94,21 @@ class HatefulMemesDataset(DiskLoader):
                 if img is None:
                     if "id" not in obj:
                         raise DataError(f"{where}: missing field 'img' (and no 'id')")
-                    img = f"img/{obj['id']}.png"
+                    mid = obj["id"]
+                    if isinstance(mid, bool) or not isinstance(mid, (int, str)):
+                        raise DataError(
+                            f"{where}: field 'id' must be a number or a string, "
+                            f"got {json_type(mid)} {mid!r}"
+                        )
+                    img = f"img/{mid}.png"
                 if not isinstance(img, str) or not img.strip():
-                    raise DataError(f"{where}: field 'img' must be a non-empty string, got {img!r}")
+                    raise DataError(
+                        f"{where}: field 'img' must be a non-empty string, "
+                        f"got {json_type(img)} {img!r}"
+                    )
                 if "text" not in obj:
                     raise DataError(f"{where}: missing field 'text'")
-                text = check_text(clean_text(obj["text"]), where, options.allow_empty_text)
+                text = check_text(string_field(obj, "text", where), where, options.allow_empty_text)
                 if "label" not in obj:
                     raise DataError(f"{where}: missing field 'label'")
                 label = _parse_label(obj["label"], where)
@@ -115,12 +122,11 @@ class HatefulMemesDataset(DiskLoader):
 
 
 def _parse_label(value: object, where: str) -> int:
-    if isinstance(value, bool):
-        value = int(value)
+    """0 or 1, as a JSON number (or its string, as converted files hold it)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value.strip())
-    if not isinstance(value, int):
-        raise DataError(f"{where}: label {value!r} is not 0 or 1")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{where}: field 'label' {value!r} ({json_type(value)}) is not 0 or 1")
     return check_label(value, len(CLASSES), where)

@@ -31,11 +31,12 @@ from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choic
 from balgrad.data.disk.readers import (
     case_insensitive_index,
     check_text,
+    check_utf8,
     class_index,
     clean_text,
     decode_text,
     iter_csv_rows,
-    read_bytes,
+    utf8_problem,
 )
 from balgrad.data.disk.records import Problems, Record
 from balgrad.errors import ConfigError, DataError
@@ -97,13 +98,15 @@ class MemotionDataset(DiskLoader):
         classes = LABEL_COLUMNS[label_column]
         to_idx = class_index(classes)
         csv_path = root / "labels.csv"
-        raw = read_bytes(csv_path, self.name, "labels file")
+        raw = self.boundary.read_bytes(csv_path, self.name, "labels file")
         rows = iter_csv_rows(decode_text(raw, csv_path), str(csv_path))
         try:
             _, header = next(rows)
         except StopIteration:
             raise DataError(f"{csv_path}: empty file (expected a header row)") from None
-        cols = {h.strip().lower(): i for i, h in enumerate(header)}
+        cols = {
+            check_utf8(h, f"{csv_path} line 1").strip().lower(): i for i, h in enumerate(header)
+        }
         missing = [c for c in ("image_name", label_column) if c not in cols]
         if "text_corrected" not in cols and "text_ocr" not in cols:
             missing.append("text_corrected (or text_ocr)")
@@ -124,7 +127,7 @@ class MemotionDataset(DiskLoader):
             strata[_norm(cell(row, label_column))].append(k)
         assignment = _stratified_split(strata, test_fraction, val_fraction, seed)
 
-        images_dir = root / "images"
+        images_dir = self.boundary.check(self.name, "image folder", root / "images")
         listing = case_insensitive_index(images_dir)
         records: list[Record] = []
         for k, (line, row) in enumerate(all_rows):
@@ -132,6 +135,9 @@ class MemotionDataset(DiskLoader):
                 continue
             where = f"{csv_path} line {line}"
             try:
+                problem = next(filter(None, map(utf8_problem, row)), None)
+                if problem is not None:
+                    raise DataError(f"{where}: {problem}")
                 if len(row) < len(header) - 1:  # tolerate a trailing empty cell
                     raise DataError(f"{where}: expected {len(header)} fields, got {len(row)}")
                 name = cell(row, "image_name")

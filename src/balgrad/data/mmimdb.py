@@ -23,13 +23,11 @@ from pathlib import Path
 
 from balgrad.data.disk.content_hash import hash_bytes, options_hash
 from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choice
-from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import (
     check_text,
     class_index,
-    clean_text,
+    json_type,
     parse_json,
-    read_bytes,
 )
 from balgrad.data.disk.records import MissingSplitError, Problems, Record
 from balgrad.errors import DataError
@@ -87,7 +85,7 @@ class MMIMDbDataset(DiskLoader):
     ) -> tuple[list[Record], IndexInfo]:
         plot, allow_empty_text = options.plot, options.allow_empty_text
         split_path = root / "split.json"
-        raw = read_bytes(split_path, self.name, "split file")
+        raw = self.boundary.read_bytes(split_path, self.name, "split file")
         splits = parse_json(raw, split_path)
         if not isinstance(splits, dict):
             raise DataError(f"{split_path}: expected a JSON object of split name -> list of ids")
@@ -105,18 +103,22 @@ class MMIMDbDataset(DiskLoader):
         ignored: Counter[str] = Counter()
         records: list[Record] = []
         dataset_dir = root / "dataset"
-        boundary = FolderBoundary(root)
         digest_parts: list[bytes] = [raw]
         for pos, movie_id in enumerate(ids):
+            entry = f"{split_path} '{key}' entry {pos}"
+            if isinstance(movie_id, bool) or not isinstance(movie_id, (str, int)):
+                problems.bad(
+                    f"{entry}: an id must be a string or a number, got {json_type(movie_id)} {movie_id!r}"
+                )
+                continue
             mid = str(movie_id).strip()
             meta = dataset_dir / f"{mid}.json"
-            where = f"{meta} (listed in {split_path} '{key}' entry {pos})"
+            where = f"{meta} (listed in {entry})"
             try:
                 if not mid:
-                    raise DataError(f"{split_path} '{key}' entry {pos}: empty id")
-                outside = boundary.outside(meta)
-                if outside is not None:  # an id such as "../../x" must not read x.json
-                    raise DataError(boundary.escape_message(where, "metadata file", meta, outside))
+                    raise DataError(f"{entry}: empty id")
+                # an id such as "../../x" must not read x.json
+                self.boundary.check(where, "metadata file", meta)
                 try:
                     meta_raw = meta.read_bytes()
                 except FileNotFoundError:
@@ -127,10 +129,12 @@ class MMIMDbDataset(DiskLoader):
                     raise DataError(f"{where}: expected a JSON object")
                 text = check_text(_plot_text(obj, plot, where), where, allow_empty_text)
                 genres = obj.get("genres")
-                if not isinstance(genres, list):
-                    raise DataError(f"{where}: field 'genres' must be a list, got {genres!r}")
-                kept = sorted({to_idx[g] for g in map(str, genres) if g in to_idx})
-                ignored.update(str(g) for g in genres if str(g) not in to_idx)
+                if not isinstance(genres, list) or not all(isinstance(g, str) for g in genres):
+                    raise DataError(
+                        f"{where}: field 'genres' must be a list of strings, got {genres!r}"
+                    )
+                kept = sorted({to_idx[g] for g in genres if g in to_idx})
+                ignored.update(g for g in genres if g not in to_idx)
                 if not kept:
                     raise DataError(f"{where}: none of the 23 MM-IMDb genres in {genres!r}")
                 records.append(Record(dataset_dir / f"{mid}.jpeg", text, tuple(kept), where))
@@ -157,10 +161,12 @@ def _plot_text(obj: dict, mode: str, where: str) -> str:
         raise DataError(f"{where}: missing field 'plot'")
     plot = obj["plot"]
     if isinstance(plot, str):
-        return clean_text(plot)
-    if not isinstance(plot, list):
-        raise DataError(f"{where}: field 'plot' must be a list of strings, got {plot!r}")
-    parts = [clean_text(p) for p in plot]
+        return plot.strip()
+    if not isinstance(plot, list) or not all(isinstance(p, str) for p in plot):
+        raise DataError(
+            f"{where}: field 'plot' must be a list of strings, got {json_type(plot)} {plot!r:.80}"
+        )
+    parts = [p.strip() for p in plot]
     parts = [p for p in parts if p]
     if not parts:
         return ""

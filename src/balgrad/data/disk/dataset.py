@@ -46,9 +46,10 @@ class DiskDataset(MultimodalDataset):
             ``num_classes`` per record (multi-label).
         skipped: the reasons records were dropped (``skip_bad=True`` only).
 
-    At construction every image path must resolve (symlinks followed) inside ``root``;
-    ``check_files`` also checks that each file exists, and ``skip_bad`` decodes each
-    image once so bad ones are dropped up front.
+    At construction every text must be valid Unicode without a NUL (any split, so a text
+    a tokenizer would reject never reaches training), and every image path must resolve
+    (symlinks followed) inside ``root``; ``check_files`` also checks that each file
+    exists, and ``skip_bad`` decodes each image once so bad ones are dropped up front.
     """
 
     def __init__(
@@ -108,21 +109,25 @@ class DiskDataset(MultimodalDataset):
     def _check_files(
         self, records: list[Record], problems: Problems, check_files: bool
     ) -> tuple[list[Record], list[int] | None]:
-        """Drop (or raise for) records whose image leaves the root, is missing
-        (``check_files``) or does not decode (``skip_bad``); the kept records' file sizes
-        (None without ``check_files`` or ``skip_bad``)."""
+        """Drop (or raise for) records whose text is not valid Unicode or holds a NUL,
+        whose image leaves the root (or is a symlink loop), is missing (``check_files``)
+        or does not decode (``skip_bad``); the kept records' file sizes (None without
+        ``check_files`` or ``skip_bad``)."""
         boundary = FolderBoundary(self.root)
         read_files = check_files or problems.skip_bad
 
         def check(r: Record) -> str | int:
-            outside = boundary.outside(r.image)
-            if outside is not None:
-                return boundary.escape_message(r.source, "image file", r.image, outside)
+            text_problem = _text_problem(r.text, None)
+            if text_problem is not None:
+                return f"{r.source}: {text_problem}"
+            problem = boundary.problem(r.source, "image file", r.image)
+            if problem is not None:
+                return problem
             if not read_files:
                 return 0
             try:
                 size = r.image.stat().st_size
-            except OSError as e:
+            except (OSError, ValueError) as e:
                 return image_error(r.image, r.source, e)
             err = decode_error(r.image) if problems.skip_bad else None
             return image_error(r.image, r.source, err) if err is not None else size
@@ -225,8 +230,9 @@ class DiskDataset(MultimodalDataset):
         )
 
 
-def _text_problem(text: str, max_chars: int) -> str | None:
-    if len(text) > max_chars:
+def _text_problem(text: str, max_chars: int | None) -> str | None:
+    """Why ``text`` cannot be a record's text (None: it can); ``max_chars`` None: any length."""
+    if max_chars is not None and len(text) > max_chars:
         return (
             f"text of {len(text)} characters is longer than {max_chars} (a damaged index? "
             "pass max_text_chars to validate() for longer documents)"

@@ -10,8 +10,13 @@ splits, task, metrics, and its options with types and defaults, as a dataclass
 ``Cls(data_dir, split="train", *, skip_bad=False, allow_empty_text=False, <options>,
 check_files=True, workers=None)`` from the declaration (a real signature, so
 ``inspect.signature`` lists the options), checks the options' values, finds the root,
-maps the split name, refuses a split the dataset does not have, and hands the parsed
-records to :class:`~balgrad.data.disk.dataset.DiskDataset`.
+maps the split name, refuses a split the dataset does not have, refuses a path option
+(:func:`path_option`) that leads outside the data folder, and hands the parsed records to
+:class:`~balgrad.data.disk.dataset.DiskDataset`.
+
+Containment: ``parse`` reads every file through ``self.boundary``
+(:class:`~balgrad.data.disk.paths.FolderBoundary` of :meth:`DiskLoader.data_folder`), so
+no index file, per-record file, folder listing or option leads outside the data folder.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, ClassVar
 from balgrad.data.base import DatasetInfo, TaskKind
 from balgrad.data.disk.dataset import DiskDataset
 from balgrad.data.disk.layout import canonical_split, resolve_root
+from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.records import MissingSplitError, Problems, Record
 from balgrad.errors import ConfigError
 
@@ -51,6 +57,20 @@ class LoaderOptions:
 def choice(default: Any, allowed: Iterable[Any]) -> Any:
     """An ``Options`` field whose value must be one of ``allowed``."""
     return dataclasses.field(default=default, metadata={"choices": tuple(allowed)})
+
+
+def path_option(kind: str = "file") -> Any:
+    """An ``Options`` field (default None) naming a ``kind`` ("file" or "folder"), relative
+    to the data folder unless absolute; the skeleton refuses, before reading anything, one
+    that leads outside the data folder. Read it with :meth:`DiskLoader.option_path`."""
+    return dataclasses.field(default=None, metadata={"path": kind})
+
+
+def path_options(options_cls: type[LoaderOptions]) -> dict[str, str]:
+    """``name -> kind`` of the ``Options`` fields made with :func:`path_option`."""
+    return {
+        f.name: f.metadata["path"] for f in dataclasses.fields(options_cls) if "path" in f.metadata
+    }
 
 
 @dataclass(frozen=True)
@@ -106,6 +126,15 @@ class DiskLoader(DiskDataset):
     def available_splits(cls, options: Any) -> Sequence[str] | None:
         return cls.splits
 
+    @classmethod
+    def data_folder(cls, root: Path) -> Path:
+        """The folder every file this dataset reads must lie in (default: the root)."""
+        return root
+
+    def option_path(self, value: str | os.PathLike[str]) -> Path:
+        """A :func:`path_option`'s value as a path (relative ones under the data folder)."""
+        return self._data_folder / Path(value).expanduser()
+
     # -- the shared skeleton -----------------------------------------------------
     def _load(
         self,
@@ -122,6 +151,17 @@ class DiskLoader(DiskDataset):
         splits = self.available_splits(options)
         if splits is not None and split not in splits:
             raise MissingSplitError(f"{name}: no split '{split}'; {self.split_note}")
+        base = Path(data_dir).expanduser()
+        if root != base:  # a nested layout folder (data_dir/hateful_memes) linked elsewhere
+            FolderBoundary(base).check(name, "dataset folder", root)
+        # every file parse reads goes through self.boundary; options first, before any read
+        self._data_folder = self.data_folder(root)
+        self.boundary = FolderBoundary(self._data_folder)
+        for field, kind in path_options(type(options)).items():
+            value = getattr(options, field)
+            if value is not None:
+                where = f"{name}: option {field}={str(value)!r}"
+                self.boundary.check(where, kind, self.option_path(value))
         problems = Problems(skip_bad)
         records, index = self.parse(root, split, problems, options)
         metrics = list(index.metrics or self.metrics)

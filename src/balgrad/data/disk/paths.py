@@ -1,15 +1,19 @@
-"""Keeping every file a record names inside the data folder.
+"""Keeping every file a dataset reads inside its data folder.
 
-An index file is data, not code: a record such as ``"img": "../../OUTSIDE.jpg"`` or
-``"/etc/hostname"``, or a symlink inside the folder that points elsewhere, must not make
-the loader read a file outside the folder the user named. Paths are compared after
-``Path.resolve()`` (symlinks and ``..`` resolved) with the resolved folder.
+An index file is data, not code, and an option is not a licence either: a record such as
+``"img": "../../OUTSIDE.jpg"`` or ``"/etc/hostname"``, an option such as
+``split_file="../../x.jsonl"``, or a symlink inside the folder that points elsewhere, must
+not make the loader read a file outside the folder the user named. Paths are compared
+after ``Path.resolve()`` (symlinks and ``..`` resolved) with the resolved folder; a path
+that cannot be resolved (a symlink loop) is refused the same way, naming it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from balgrad.errors import DataError
 
 
 class FolderBoundary:
@@ -26,6 +30,7 @@ class FolderBoundary:
         self._resolved_dirs: dict[Path, Path] = {}
 
     def resolve(self, path: Path) -> Path:
+        """``path`` resolved; RuntimeError/OSError for a symlink loop."""
         if path.name in ("", ".", ".."):
             return path.resolve()
         parent = self._resolved_dirs.get(path.parent)
@@ -37,7 +42,42 @@ class FolderBoundary:
     def outside(self, path: Path) -> Path | None:
         """The resolved path when ``path`` leads outside the folder, else None."""
         resolved = self.resolve(path)
-        return None if str(resolved).startswith(self._prefix) else resolved
+        return None if self.holds(resolved) else resolved
+
+    def holds(self, resolved: Path) -> bool:
+        return str(resolved).startswith(self._prefix) or resolved == self.folder
+
+    def problem(self, source: str, what: str, path: Path) -> str | None:
+        """Why ``path`` (named by ``source``) may not be read, or None when it may."""
+        try:
+            if "\0" in str(path):
+                raise ValueError("it holds a NUL character")
+            os.fsencode(path)  # a lone surrogate has no bytes to name a file with
+        except ValueError as e:
+            return f"{source}: {what} {str(path)!r} is not a valid file name ({e})"
+        try:
+            outside = self.outside(path)
+        except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before 3.13)
+            return f"{source}: {what} {path} cannot be resolved ({e}): fix or remove the symlink"
+        return None if outside is None else self.escape_message(source, what, path, outside)
+
+    def check(self, source: str, what: str, path: Path) -> Path:
+        """``path``, or :class:`DataError` when it may not be read."""
+        problem = self.problem(source, what, path)
+        if problem is not None:
+            raise DataError(problem)
+        return path
+
+    def read_bytes(self, path: Path, dataset: str, what: str = "index file") -> bytes:
+        """The bytes of ``path`` after :meth:`check`; a missing or unreadable file is a
+        :class:`DataError` naming it."""
+        self.check(dataset, what, path)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"{dataset}: {what} {path} is missing") from None
+        except OSError as e:
+            raise DataError(f"{dataset}: cannot read {what} {path}: {e}") from None
 
     def escape_message(self, source: str, what: str, path: Path, resolved: Path) -> str:
         return (

@@ -24,17 +24,54 @@ def read_bytes(path: Path, dataset: str, what: str = "index file") -> bytes:
 
 
 def decode_text(data: bytes, path: Path) -> str:
-    """UTF-8 (with or without BOM), falling back to latin-1 for legacy files."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+    """UTF-8 (with or without BOM). A byte that is not valid UTF-8 is kept as a lone
+    surrogate (``surrogateescape``), so the records around it decode faithfully and the
+    record holding it is refused by :func:`utf8_problem`, naming its line."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 BOM); save it as UTF-8")
+    return data.decode("utf-8-sig", errors="surrogateescape")
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of an index file, split at a newline (LF, CRLF, or CR in a file without
+    LF) only: ``str.splitlines`` also splits at U+2028, U+0085, form feeds..., which a
+    JSON string or a text may hold."""
+    if "\n" not in text:
+        text = text.replace("\r", "\n")  # classic Mac line ends
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def utf8_problem(text: str) -> str | None:
+    """Why ``text`` (from :func:`decode_text`) did not decode, or None when it did."""
+    for i, ch in enumerate(text):
+        if "\udc80" <= ch <= "\udcff":
+            return (
+                f"not valid UTF-8 (byte 0x{ord(ch) - 0xDC00:02X} at character {i + 1}); "
+                "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+            )
+    return None
+
+
+def check_utf8(text: str, where: str) -> str:
+    """``text``, or :class:`DataError` naming ``where`` when it did not decode."""
+    problem = utf8_problem(text)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")
+    return text
 
 
 def parse_json(data: bytes, path: Path) -> Any:
-    """One JSON document; malformed JSON is a :class:`DataError` naming file, line and column."""
+    """One JSON document; malformed JSON or bytes that are not UTF-8 are a
+    :class:`DataError` naming file, line and column."""
+    text = decode_text(data, path)
+    for lineno, line in enumerate(split_lines(text), start=1):
+        if utf8_problem(line) is not None:
+            check_utf8(line, f"{path} line {lineno}")
     try:
-        return json.loads(decode_text(data, path))
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(
             f"{path} line {e.lineno}: malformed JSON ({e.msg} at column {e.colno})"
@@ -61,8 +98,12 @@ def iter_csv_rows(text: str, where: str, delimiter: str = ",") -> Iterator[tuple
 
 def iter_jsonl(text: str, where: str, problems: Problems) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` per non-blank JSONL line; bad lines go to ``problems``."""
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in enumerate(split_lines(text), start=1):
         if not line.strip():
+            continue
+        problem = utf8_problem(line)
+        if problem is not None:
+            problems.bad(f"{where} line {i}: {problem}")
             continue
         try:
             obj = json.loads(line)
@@ -76,11 +117,38 @@ def iter_jsonl(text: str, where: str, problems: Problems) -> Iterator[tuple[int,
 
 
 def clean_text(value: Any) -> str:
+    """A text cell of a CSV or spreadsheet export (NaN reads as empty)."""
     if value is None:
         return ""
     if isinstance(value, float) and value != value:  # NaN from a spreadsheet export
         return ""
     return str(value).strip()
+
+
+def string_field(obj: dict[str, Any], field: str, where: str) -> str:
+    """``obj[field]`` as a text: a JSON string (``null`` reads as empty); any other JSON
+    type is a :class:`DataError` naming ``where`` and the field (never its Python repr)."""
+    value = obj[field]
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(
+            f"{where}: field '{field}' must be a string, got {json_type(value)} {_short(value)}"
+        )
+    return value.strip()
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type."""
+    for t, name in ((bool, "boolean"), (int, "number"), (float, "number"), (str, "string")):
+        if isinstance(value, t):
+            return name
+    return {list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    s = json.dumps(value, ensure_ascii=False, default=str)
+    return s if len(s) <= 60 else s[:57] + "..."
 
 
 def check_text(text: str, where: str, allow_empty_text: bool) -> str:
