@@ -215,11 +215,15 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def check_folder_path(path: Path, option: str, inner: int = 0) -> None:
+def check_folder_path(path: Path, option: str, inner: int = 0, lengths_only: bool = False) -> None:
     """Fail, creating nothing, when ``path`` cannot be a folder: it is a file, lies under a
     file, has a name longer than the file system allows (NAME_MAX), or its paths with
-    ``inner`` more bytes below it (the files a run writes) would pass PATH_MAX."""
+    ``inner`` more bytes below it (the files a run writes) would pass PATH_MAX.
+    ``lengths_only``: only the length limits (a cache that cannot be a folder degrades
+    to memory with a warning instead)."""
     existing = next((p for p in (path, *path.parents) if _exists(p)), Path("."))
+    if not existing.is_dir() and lengths_only:
+        return
     if not existing.is_dir():
         how = "is a file" if existing == path else f"lies under the file {existing}"
         raise ConfigError(f"{option}: {path} {how}; give a folder")
@@ -308,7 +312,9 @@ class Experiment:
         check_device(cfg.device)  # before the process group, the folder and the data
         if int(os.environ.get("RANK", "0")) == 0:
             check_run_folder(self.run_dir, cfg)
-        check_folder_path(Path(cfg.cache_dir), "--cache-dir")
+        # a cache folder that is a file degrades to memory (one warning); a name too long
+        # for the file system is a typo to name
+        check_folder_path(Path(cfg.cache_dir), "--cache-dir", lengths_only=True)
         if cfg.data_dir is not None:
             check_folder_path(Path(cfg.data_dir), "--data-dir")
         self.dist: DistInfo = init_distributed(cfg.device)
