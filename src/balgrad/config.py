@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from balgrad.atomic import write_text
 from balgrad.errors import ConfigError
 from balgrad.registry import check_value, type_name
 
@@ -350,4 +351,4 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_yaml(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from balgrad.atomic import write_text
 from balgrad.report import diagnostics as diag
 from balgrad.report.figures import plot_condition_bars, plot_cosine_histograms, plot_loss_curves
 from balgrad.report.plots import plot_gap_vs_ratio
@@ -59,7 +60,7 @@ def build_report(
         raise BalgradError(f"report: no eval.json under {run_dir}; nothing to report")
     present = [m for m in methods if any(r["method"] == m for r in results)]
     metric = _primary_metric(cfg, results)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    write_text(run_dir / "results.json", json.dumps(results, indent=2))
     table = aggregate(results, metric)
     n_seeds = len({r["seed"] for r in results})
     title = f"{cfg['dataset']}: {metric} (%), {n_seeds} seed{'s' if n_seeds > 1 else ''}" + (

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from balgrad.atomic import atomic_open, write_text
 from balgrad.errors import ConfigError
 from balgrad.report.tables import format_cell, method_label
 from balgrad.strategies.registry import method_role, strategy_options
@@ -248,7 +249,7 @@ def cosine_series(
 def write_cosine_histogram_csv(
     series: list[tuple[str, np.ndarray]], path: Path, bins: np.ndarray = COS_BINS
 ) -> Path:
-    with Path(path).open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["bin_low", "bin_high", *(name for name, _ in series)])
         counts = [cosine_histogram(v, bins)[0] for _, v in series]
@@ -281,7 +282,7 @@ def write_conflict_table(
         "| Method | Projection | Steps | Conflicting, raw (%) | Conflicting, after projection (%) | ΔGap |",
         "|---|---|---|---|---|---|",
     ]
-    with paths["conflicts_csv"].open("w", newline="") as f:
+    with atomic_open(paths["conflicts_csv"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
             [
@@ -315,5 +316,5 @@ def write_conflict_table(
                     "" if g is None else f"{g['std']:.4f}",
                 ]
             )
-    paths["conflicts_md"].write_text("\n".join(lines) + "\n")
+    write_text(paths["conflicts_md"], "\n".join(lines) + "\n")
     return paths

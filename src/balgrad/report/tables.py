@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from balgrad.atomic import atomic_open, write_text
 from balgrad.evaluate.protocol import summarize, sweep_gaps
 from balgrad.strategies.registry import method_label, method_role
 
@@ -247,8 +248,8 @@ def write_tables(
     md = markdown_table(table, methods, title)
     if paired:
         md += "\n" + paired_markdown(paired, methods, reference)
-    paths["md"].write_text(md)
-    with paths["csv"].open("w", newline="") as f:
+    write_text(paths["md"], md)
+    with atomic_open(paths["csv"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["condition", *(f"{m}_{s}" for m in methods for s in ("mean", "std"))])
         for key, _ in ROWS:
@@ -262,5 +263,5 @@ def write_tables(
     payload = {"metric": metric, "methods": methods, "table": table}
     if paired:
         payload.update({"reference": reference, "confidence": CONFIDENCE, "paired": paired})
-    paths["json"].write_text(json.dumps(payload, indent=2))
+    write_text(paths["json"], json.dumps(payload, indent=2))
     return paths

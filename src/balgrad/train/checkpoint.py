@@ -2,10 +2,10 @@
 scaler, best weights, RNG), loaded with ``weights_only=True``.
 
 Two generations are kept: ``checkpoint.pt`` (newest) and ``checkpoint.prev.pt`` (the
-one before). A save writes a temporary file, syncs it to disk, hard-links the current
-newest to the previous name, then renames the temporary file over the newest: every
-rename is atomic, so at any instant a complete checkpoint exists under one of the two
-names. A resume whose newest checkpoint is truncated or empty (a full disk, a copy cut
+one before). A save writes a temporary file (:mod:`balgrad.atomic`), hard-links the
+current newest to the previous name, then renames the temporary file over the newest:
+every rename is atomic, so at any instant a complete checkpoint exists under one of the
+two names, and a failed save removes its temporary. A resume whose newest checkpoint is truncated or empty (a full disk, a copy cut
 short) falls back to the previous one and says so, naming both files.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from balgrad.atomic import atomic_path, stale_temporaries
 from balgrad.errors import BalgradError
 
 log = logging.getLogger("balgrad.train")
@@ -33,31 +34,33 @@ def previous_path(path: str | Path) -> Path:
 
 def save_checkpoint(path: str | Path, **state) -> None:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     state["rng"] = {
         "torch": torch.get_rng_state(),
         "numpy": _numpy_state(),
         "python": repr(random.getstate()),
     }
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        prev, prev_tmp = previous_path(path), path.with_name(path.name + ".prev.tmp")
-        prev_tmp.unlink(missing_ok=True)
-        try:
-            os.link(path, prev_tmp)  # the newest stays in place until the rename below
-        except OSError:  # a file system without hard links
-            shutil.copyfile(path, prev_tmp)
-        os.replace(prev_tmp, prev)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a failed save (a full disk) leaves no temporary
+        torch.save(state, tmp)
+        if path.exists():
+            with atomic_path(previous_path(path)) as prev_tmp:
+                prev_tmp.unlink()
+                try:
+                    os.link(path, prev_tmp)  # the newest stays in place until the rename
+                except OSError:  # a file system without hard links
+                    shutil.copyfile(path, prev_tmp)
 
 
 def remove_checkpoints(path: str | Path) -> None:
     """A fresh (not resumed) run must not fall back on an older run's checkpoint later."""
     path = Path(path)
-    for p in (path, previous_path(path), path.with_name(path.name + ".tmp")):
+    for p in (path, previous_path(path)):
+        p.unlink(missing_ok=True)
+    remove_temporaries(path)
+
+
+def remove_temporaries(path: str | Path) -> None:
+    """The half-written saves a killed process left next to ``path``."""
+    for p in (*stale_temporaries(path), *stale_temporaries(previous_path(path))):
         p.unlink(missing_ok=True)
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+
+from balgrad.atomic import write_text
 
 log = logging.getLogger("balgrad.train")
 
@@ -108,9 +109,7 @@ class JsonlLogger:
         if not self.path.exists():
             return
         keep = [line for line, row in _read_rows(self.path) if row.get("step", 0) < step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, self.path)  # a kill during the rewrite keeps the old file whole
+        write_text(self.path, "".join(line + "\n" for line in keep))  # a kill keeps it whole
 
 
 class TensorBoardLogger:
