@@ -341,13 +341,34 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """The options of a YAML file, or of a packaged preset given by name."""
     path = config_file(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a YAML text file ({err.reason})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option names to values at the top level")
     # YAML may spell names with dashes, as the flags do
     return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """A run folder's ``config.yaml``, which balgrad writes with every field: a file that
+    lacks one (empty, cut off, hand-edited) is refused rather than read as defaults, which
+    would rebuild another model and score it on another test set."""
+    path = Path(path)
+    way_out = "restore it, or train the run again into a new folder (--name)"
+    try:
+        values = load_yaml(path)
+    except ConfigError as err:
+        raise ConfigError(f"run folder config damaged: {err}; {way_out}") from None
+    values.setdefault("precision", LEGACY_PRECISION)
+    if missing := [name for name in RunConfig.model_fields if name not in values]:
+        raise ConfigError(
+            f"{path}: run folder config damaged: no {', '.join(missing)} (balgrad writes every "
+            f"setting there); {way_out}"
+        )
+    return build_config(values, str(path))
 
 
 def dump_yaml(cfg: RunConfig, path: str | Path) -> None:

@@ -25,14 +25,12 @@ from safetensors.torch import load_file, save_file
 
 from balgrad.backbones.factory import BACKBONES
 from balgrad.config import (
-    LEGACY_PRECISION,
     RESUME_MAY_GROW,
     RESUME_NEUTRAL,
     RESUME_ROUNDING_ONLY,
     RunConfig,
-    build_config,
     dump_yaml,
-    load_yaml,
+    load_run_config,
     resume_differences,
 )
 from balgrad.data.base import MultimodalDataset
@@ -218,9 +216,7 @@ def check_resumable(cfg: RunConfig, run_dir: Path) -> None:
     the fields of ``config.RESUME_NEUTRAL``/``RESUME_ROUNDING_ONLY``; seeds and methods may
     be added). ``cfg.precision`` must be resolved."""
     stored = stored_config(run_dir)
-    values = load_yaml(stored)
-    values.setdefault("precision", LEGACY_PRECISION)
-    refused, allowed = resume_differences(build_config(values, str(stored)), cfg)
+    refused, allowed = resume_differences(load_run_config(stored), cfg)
     if refused:
         free = ", ".join([*RESUME_NEUTRAL, *RESUME_ROUNDING_ONLY])
         raise ConfigError(

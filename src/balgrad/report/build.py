@@ -6,12 +6,11 @@ import json
 import logging
 from pathlib import Path
 
-import yaml
-
 from balgrad.atomic import write_text
 from balgrad.report import diagnostics as diag
 from balgrad.report.figures import plot_condition_bars, plot_cosine_histograms, plot_loss_curves
 from balgrad.report.plots import plot_gap_vs_ratio
+from balgrad.report.runfiles import read_config_mapping, read_eval
 from balgrad.report.summary import has_ablation, write_ablation_table, write_summary
 from balgrad.report.tables import (
     aggregate,
@@ -29,7 +28,7 @@ def load_results(
 ) -> list[dict]:
     results = []
     for path in sorted(Path(run_dir).glob("*/seed*/eval.json")):
-        r = json.loads(path.read_text())
+        r = read_eval(path)  # a damaged one is an error naming it and the way out
         if methods is not None and r["method"] not in methods:
             continue
         if seeds is not None and r["seed"] not in seeds:
@@ -50,7 +49,7 @@ def build_report(
     "loss_gaps"}. ``draw=False`` writes the tables and report.md but no figures.
     """
     run_dir = Path(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg = read_config_mapping(run_dir / "config.yaml")
     methods = methods or cfg["methods"]
     seeds = seeds or cfg["seeds"]
     results = load_results(run_dir, methods, seeds)

@@ -45,7 +45,7 @@ def load_step_logs(
     out: dict[str, dict[int, list[dict]]] = {}
     for method in methods:
         for seed in seeds:
-            rows = read_jsonl(Path(run_dir) / method / f"seed{seed}" / "metrics.jsonl")
+            rows = read_jsonl(Path(run_dir) / method / f"seed{seed}" / "metrics.jsonl", steps=True)
             if not rows:
                 continue
             by_step = {int(r.get("step", i)): r for i, r in enumerate(rows)}
@@ -55,7 +55,8 @@ def load_step_logs(
 
 def column(rows: list[dict], key: str) -> np.ndarray:
     """The values of ``key`` over the steps that logged it (float array)."""
-    return np.array([r[key] for r in rows if key in r and r[key] is not None], dtype=float)
+    values = [r.get(key) for r in rows]  # a value that is not a number is a damaged row's
+    return np.array([v for v in values if isinstance(v, int | float)], dtype=float)
 
 
 # -- loss curves --------------------------------------------------------------------------

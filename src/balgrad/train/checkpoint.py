@@ -111,13 +111,44 @@ def _read(path: Path) -> dict:
     if size == 0:
         raise BalgradError(f"checkpoint {path} could not be loaded: the file is empty (0 bytes)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BalgradError(
             f"checkpoint {path} could not be loaded ({size} bytes, truncated or not a "
             f"checkpoint): {reason}"
         ) from err
+    if problem := _entries_problem(state):
+        raise BalgradError(f"checkpoint {path} is incomplete or not balgrad's: {problem}")
+    return state
+
+
+#: the entries every checkpoint holds, and their types (``scaler``/``elapsed`` are optional)
+ENTRIES = {
+    "model": dict,
+    "optimizer": dict,
+    "strategy": dict,
+    "epoch": int,
+    "best_score": float,
+    "best_epoch": int,
+    "best_state": dict,
+    "history": list,
+}
+
+
+def _entries_problem(state) -> str | None:
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a mapping of entries"
+    for name, kind in ENTRIES.items():
+        value = state.get(name)
+        ok = isinstance(value, int | float) if kind is float else isinstance(value, kind)
+        if not ok or isinstance(value, bool):
+            return f"no {name!r} entry of type {kind.__name__}"
+    if state["epoch"] < 0 or len(state["history"]) != state["epoch"] + 1:
+        return (
+            f"its history has {len(state['history'])} epochs, but it is of epoch {state['epoch']}"
+        )
+    return None
 
 
 def _numpy_state() -> dict:

@@ -176,11 +176,18 @@ class Trainer:
         loaded = load_latest_checkpoint(self.checkpoint_path) if resume else None
         if loaded is not None:
             ck, source = loaded
-            self.model.load_state_dict(ck["model"])
-            self.optimizer.load_state_dict(ck["optimizer"])
-            self.strategy.load_state_dict(ck["strategy"])
-            if self.scaler is not None and ck.get("scaler"):
-                self.scaler.load_state_dict(ck["scaler"])
+            try:
+                self.model.load_state_dict(ck["model"])
+                self.optimizer.load_state_dict(ck["optimizer"])
+                self.strategy.load_state_dict(ck["strategy"])
+                if self.scaler is not None and ck.get("scaler"):
+                    self.scaler.load_state_dict(ck["scaler"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as err:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+                raise BalgradError(
+                    f"checkpoint {source} does not fit this run's model, optimizer or strategy "
+                    f"({reason}); it is of another run: move it away to train this one from scratch"
+                ) from None
             start, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
             best_state, history = ck["best_state"], ck["history"]
             before = float(ck.get("elapsed", 0.0))  # absent in checkpoints of older versions
