@@ -7,7 +7,6 @@ underscores) and a key of the YAML file given with ``--config``; flags override 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -18,7 +17,13 @@ from typing import Any
 
 import yaml
 
-from balgrad.config import LEGACY_PRECISION, RunConfig, build_config, default_methods, load_yaml
+from balgrad.config import (
+    RunConfig,
+    build_config,
+    default_methods,
+    load_run_config,
+    load_yaml,
+)
 from balgrad.errors import BalgradError, ConfigError
 from balgrad.train.distributed import end_distributed
 
@@ -156,8 +161,7 @@ def _run_all(cfg: RunConfig, resume: bool) -> Path:
         t0 = time.perf_counter()
         for seed in cfg.seeds:
             for method in cfg.methods:
-                done = exp.run_dir_of(method, seed) / "eval.json"
-                if resume and done.exists():
+                if resume and exp.finished(method, seed):
                     logging.getLogger("balgrad").info(
                         "skip %s seed %d: already evaluated", method, seed
                     )
@@ -191,8 +195,7 @@ def cmd_evaluate(args) -> int:
     if not cfg_path.is_file():
         raise ConfigError(f"evaluate: {run_dir} is not a run folder (no config.yaml)")
     check_writable_folder(run_dir, "evaluate RUN_DIR")
-    values = load_yaml(cfg_path)
-    values.setdefault("precision", LEGACY_PRECISION)  # runs from before --precision: fp32
+    values = load_run_config(cfg_path).model_dump()  # complete, or an error naming it
     for name in (
         "missing_ratio",
         "image_noise",
@@ -210,16 +213,7 @@ def cmd_evaluate(args) -> int:
     methods = args.methods or cfg.methods
     # config.yaml stays the training record
     with Experiment(cfg, run_dir, write_config=False) as exp:
-        for seed in cfg.seeds:
-            for method in methods:
-                model, pipeline = exp.load_trained(method, seed)
-                evaluation = exp.evaluate_model(model, pipeline)
-                path = exp.run_dir_of(method, seed) / "eval.json"
-                old = json.loads(path.read_text()) if path.exists() else {}
-                old.pop("sweep", None)  # a sweep under other protocol settings must not linger
-                path.write_text(
-                    json.dumps({**old, "method": method, "seed": seed, **evaluation}, indent=2)
-                )
+        exp.reevaluate(methods)
         build_report(run_dir, methods=methods, seeds=cfg.seeds)
     print((run_dir / "table.md").read_text())
     return 0

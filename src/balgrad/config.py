@@ -364,9 +364,12 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"run folder config damaged: {err}; {way_out}") from None
     values.setdefault("precision", LEGACY_PRECISION)
     if missing := [name for name in RunConfig.model_fields if name not in values]:
+        named = ", ".join(missing[:4]) + (
+            f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        )
         raise ConfigError(
-            f"{path}: run folder config damaged: no {', '.join(missing)} (balgrad writes every "
-            f"setting there); {way_out}"
+            f"{path}: run folder config damaged: no {named} (balgrad writes every setting "
+            f"there); {way_out}"
         )
     return build_config(values, str(path))
 

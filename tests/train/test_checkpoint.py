@@ -115,8 +115,7 @@ def test_a_failed_save_leaves_the_checkpoints_and_no_temporary(tmp_path, monkeyp
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
     def disk_full(obj, f, *args, **kwargs):
-        with open(f, "wb") as out:
-            out.write(b"x" * 1000)
+        f.write(b"x" * 1000)  # part of it written, then the disk is full
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)

@@ -40,7 +40,8 @@ def save_checkpoint(path: str | Path, **state) -> None:
         "python": repr(random.getstate()),
     }
     with atomic_path(path) as tmp:  # a failed save (a full disk) leaves no temporary
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:  # a file, not a path: torch would name the archive after it
+            torch.save(state, f)
         if path.exists():
             with atomic_path(previous_path(path)) as prev_tmp:
                 prev_tmp.unlink()
