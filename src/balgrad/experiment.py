@@ -458,7 +458,7 @@ class Experiment:
         except RuntimeError as err:
             raise RunFileError(
                 f"{weights} does not fit the model that {self.run_dir / 'config.yaml'} describes "
-                f"({_first_line(err)}); {WEIGHTS_WAY_OUT}"
+                f"({_first_line(err)}); delete it and {WEIGHTS_WAY_OUT}"
             ) from None
         return model.to(self.device), pipeline
 
