@@ -5,6 +5,7 @@ again) or stops with `balgrad: error:` naming the damaged file (exit 2)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -96,6 +97,14 @@ COMMANDS = {
 }
 
 
+def contents(run: Path, but: str = "") -> dict[str, bytes]:
+    return {
+        str(p.relative_to(run)): p.read_bytes()
+        for p in run.rglob("*")
+        if p.is_file() and str(p.relative_to(run)) != but
+    }
+
+
 def test_the_cases_cover_every_file_of_a_finished_run_folder(finished):
     held = sorted(str(p.relative_to(finished / "r")) for p in (finished / "r").rglob("*"))
     assert held == sorted([*FILES, "joint", str(SEED)])
@@ -116,6 +125,7 @@ def test_a_damaged_file_is_repaired_or_named_never_a_traceback(
         where = f"{command} with {name} {damage}"
         if code == 2:
             assert "balgrad: error:" in err and Path(name).name in err, (where, err)
+            assert contents(out / "r", but=name) == contents(finished / "r", but=name), where
             continue
         assert code == 0, where
         seed = out / "r" / SEED
@@ -123,3 +133,36 @@ def test_a_damaged_file_is_repaired_or_named_never_a_traceback(
             read_eval(seed / "eval.json", complete=command == "resume")
         if command == "resume":  # and the weights, which it derives from the checkpoint
             load_file(str(seed / "model.safetensors"))
+
+
+def test_resume_recomputes_a_damaged_eval_json_with_the_same_scores(finished, tmp_path, caplog):
+    out = tmp_path / "runs"
+    shutil.copytree(finished, out)
+    path = out / "r" / SEED / "eval.json"
+    before = read_eval(path, complete=True)
+    path.write_bytes(path.read_bytes()[: 1024 if path.stat().st_size > 1024 else 10])
+    with caplog.at_level(logging.WARNING, logger="balgrad"):
+        assert main([*train_argv(out), "--resume"]) == 0
+    assert f"{path} is damaged" in caplog.text and "Recomputing it" in caplog.text
+    after = read_eval(path, complete=True)
+    assert (
+        after["conditions"] == before["conditions"] and after["best_epoch"] == before["best_epoch"]
+    )
+    # the whole run's training time, which the checkpoint kept, not the repair's
+    elapsed = torch.load(path.parent / "checkpoint.pt", weights_only=True)["elapsed"]
+    assert after["train_seconds"] >= elapsed > 0
+
+
+def test_evaluate_checks_every_model_before_it_rewrites_any_eval_json(finished, tmp_path, capsys):
+    out = tmp_path / "runs"
+    shutil.copytree(finished, out)
+    run = out / "r"
+    shutil.copytree(run / SEED, run / "joint" / "seed1")  # a second seed, whose model is cut
+    config = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(config.replace("seeds:\n- 0\n", "seeds:\n- 0\n- 1\n"))
+    weights = run / "joint" / "seed1" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    before = (run / SEED / "eval.json").read_bytes()
+    assert main(["evaluate", str(run), "--eval-seed", "3"]) == 2
+    assert str(weights) in capsys.readouterr().err
+    assert (run / SEED / "eval.json").read_bytes() == before  # seed 0 was not rescored
