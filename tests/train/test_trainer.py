@@ -199,3 +199,11 @@ def test_a_validation_without_the_primary_metric_is_a_clear_error(tmp_path):
         trainer.fit()
     with pytest.raises(TypeError, match="validate must be a callable"):
         toy_trainer(tmp_path, Joint(), settings, validate={"accuracy": 50.0})
+
+
+def test_a_resume_removes_the_temporary_of_a_save_that_a_kill_cut_short(tmp_path):
+    make_trainer(tmp_path, epochs=1).fit()
+    stale = tmp_path / ".checkpoint.pt.k1lled.tmp"  # the name balgrad.atomic gives it
+    stale.write_bytes(b"half a checkpoint")
+    make_trainer(tmp_path, epochs=2).fit(resume=True)
+    assert not stale.exists() and not list(tmp_path.glob(".*.tmp"))

@@ -32,7 +32,12 @@ from balgrad.atomic import write_text
 from balgrad.data.impairments import Condition
 from balgrad.data.progress import bar as progress_bar
 from balgrad.errors import BalgradError, ConfigError, NonFiniteLossError
-from balgrad.train.checkpoint import load_latest_checkpoint, remove_checkpoints, save_checkpoint
+from balgrad.train.checkpoint import (
+    load_latest_checkpoint,
+    remove_checkpoints,
+    remove_temporaries,
+    save_checkpoint,
+)
 from balgrad.train.distributed import DistInfo
 from balgrad.train.metrics_log import to_floats
 from balgrad.train.precision import autocast_region, make_scaler
@@ -197,6 +202,7 @@ class Trainer:
         if self.dist.is_main:
             if loaded is None:
                 remove_checkpoints(self.checkpoint_path)  # never fall back on another run's
+            remove_temporaries(self.checkpoint_path)  # of a save that a kill cut short
             # the logs must hold exactly the checkpoint's steps and epochs: later rows
             # (from an interrupted epoch, or a run without a checkpoint) are redone
             for obs in self.observers:
