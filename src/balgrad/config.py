@@ -248,12 +248,13 @@ def _named(field: str, check, name: str, options: Any) -> None:
 
 
 # -- resuming a run folder ------------------------------------------------------------
-#: Fields a resumed run may change: none of them can change a trained model or a score.
+#: Fields a resumed run may change: none of them can change a trained model or a score
+#: (tests/train/test_resume_neutral.py changes each and compares every file bitwise).
 RESUME_NEUTRAL: dict[str, str] = {
-    "progress": "progress bars only",
+    "progress": "progress bars only: they count batches and never iterate a DataLoader",
     "num_workers": "DataLoader worker processes only: balgrad's datasets and impairments are "
-    "seeded per sample and the shuffling generator lives in the main process, so batches do "
-    "not depend on the worker count",
+    "seeded per sample and the training order is a permutation seeded per epoch "
+    "(data.pipeline.SeededPermutation) that no iterator or worker draws from",
     "tensorboard": "an extra log of the same statistics",
     "log_every": "how often the loop reads statistics on the host (progress bar, TensorBoard, "
     "the lazy NaN check); metrics.jsonl still gets every step",
