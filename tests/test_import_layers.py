@@ -15,7 +15,7 @@ from pathlib import Path
 
 #: the layers, earliest first; the names are the top-level modules and packages of balgrad
 LAYERS = (
-    ("errors", "registry"),
+    ("errors", "registry", "atomic"),
     ("data",),
     ("models", "backbones", "tasks"),
     ("strategies", "_grad"),

@@ -7,7 +7,6 @@ underscores) and a key of the YAML file given with ``--config``; flags override 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -19,16 +18,15 @@ from typing import Any
 import yaml
 
 from balgrad.config import (
-    LEGACY_PRECISION,
     RunConfig,
     build_config,
     check_methods,
     default_methods,
+    load_run_config,
     load_yaml,
 )
 from balgrad.errors import BalgradError, ConfigError, Interrupted
 from balgrad.train.distributed import end_distributed
-from balgrad.train.metrics_log import nan_to_null
 
 DICT_FLAGS = {
     "dataset_options": (
@@ -190,8 +188,7 @@ def _run_all_in(cfg: RunConfig, resume: bool, run_dir: Path) -> Path:
         t0 = time.perf_counter()
         for seed in cfg.seeds:
             for method in cfg.methods:
-                done = exp.run_dir_of(method, seed) / "eval.json"
-                if resume and done.exists():
+                if resume and exp.finished(method, seed):
                     logging.getLogger("balgrad").info(
                         "skip %s seed %d: already evaluated", method, seed
                     )
@@ -226,8 +223,7 @@ def cmd_evaluate(args) -> int:
     if not cfg_path.is_file():
         raise ConfigError(f"evaluate: {run_dir} is not a run folder (no config.yaml)")
     check_writable_folder(run_dir, "evaluate RUN_DIR")
-    values = load_yaml(cfg_path)
-    values.setdefault("precision", LEGACY_PRECISION)  # runs from before --precision: fp32
+    values = load_run_config(cfg_path).model_dump()  # complete, or an error naming it
     for name in (
         "missing_ratio",
         "image_noise",
@@ -244,25 +240,15 @@ def cmd_evaluate(args) -> int:
     cfg = build_config(values, str(cfg_path))
     methods = args.methods or cfg.methods
     check_methods(methods, "evaluate --methods")
-    done: list[str] = []
     try:
         # config.yaml stays the training record
         with Experiment(cfg, run_dir, write_config=False) as exp:
-            for seed in cfg.seeds:
-                for method in methods:
-                    model, pipeline = exp.load_trained(method, seed)
-                    evaluation = exp.evaluate_model(model, pipeline)
-                    path = exp.run_dir_of(method, seed) / "eval.json"
-                    old = json.loads(path.read_text()) if path.exists() else {}
-                    old.pop("sweep", None)  # a sweep under other settings must not linger
-                    payload = {**old, "method": method, "seed": seed, **evaluation}
-                    path.write_text(json.dumps(nan_to_null(payload), indent=2))
-                    done.append(f"{method} seed {seed}")
+            exp.reevaluate(methods)  # writes the eval.json files only once all are scored
             build_report(run_dir, methods=methods, seeds=cfg.seeds)
     except KeyboardInterrupt:
-        rescored = f"; re-scored before it: {', '.join(done)}" if done else ""
         raise Interrupted(
-            f"the trained models in {run_dir} are unchanged{rescored}; rerun the command to finish"
+            f"the trained models and eval.json files in {run_dir} are unchanged; rerun the "
+            "command to finish"
         ) from None
     print((run_dir / "table.md").read_text())
     return 0

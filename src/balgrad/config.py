@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from balgrad.atomic import write_text
 from balgrad.errors import BalgradError, ConfigError
 from balgrad.registry import check_value, type_name
 
@@ -312,12 +313,13 @@ def _named(field: str, check, name: str, options: Any) -> None:
 
 
 # -- resuming a run folder ------------------------------------------------------------
-#: Fields a resumed run may change: none of them can change a trained model or a score.
+#: Fields a resumed run may change: none of them can change a trained model or a score
+#: (tests/train/test_resume_neutral.py changes each and compares every file bitwise).
 RESUME_NEUTRAL: dict[str, str] = {
-    "progress": "progress bars only",
+    "progress": "progress bars only: they count batches and never iterate a DataLoader",
     "num_workers": "DataLoader worker processes only: balgrad's datasets and impairments are "
-    "seeded per sample and the shuffling generator lives in the main process, so batches do "
-    "not depend on the worker count",
+    "seeded per sample and the training order is a permutation seeded per epoch "
+    "(data.pipeline.SeededPermutation) that no iterator or worker draws from",
     "tensorboard": "an extra log of the same statistics",
     "log_every": "how often the loop reads statistics on the host (progress bar, TensorBoard, "
     "the lazy NaN check); metrics.jsonl still gets every step",
@@ -454,5 +456,27 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
+def load_run_config(path: str | Path) -> RunConfig:
+    """A run folder's ``config.yaml``, which balgrad writes with every field: a file that
+    lacks one (empty, cut off, hand-edited) is refused rather than read as defaults, which
+    would rebuild another model and score it on another test set."""
+    path = Path(path)
+    way_out = "restore it, or train the run again into a new folder (--name)"
+    try:
+        values = load_yaml(path)
+    except ConfigError as err:
+        raise ConfigError(f"run folder config damaged: {err}; {way_out}") from None
+    values.setdefault("precision", LEGACY_PRECISION)
+    if missing := [name for name in RunConfig.model_fields if name not in values]:
+        named = ", ".join(missing[:4]) + (
+            f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        )
+        raise ConfigError(
+            f"{path}: run folder config damaged: no {named} (balgrad writes every setting "
+            f"there); {way_out}"
+        )
+    return build_config(values, str(path))
+
+
 def dump_yaml(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

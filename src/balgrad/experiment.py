@@ -16,34 +16,34 @@ import logging
 import os
 import random
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from balgrad.atomic import atomic_path, write_text
 from balgrad.backbones.factory import BACKBONES
 from balgrad.backbones.hf.tower import precheck_tower
 from balgrad.config import (
-    LEGACY_PRECISION,
     RESUME_MAY_GROW,
     RESUME_NEUTRAL,
     RESUME_ROUNDING_ONLY,
     RunConfig,
-    build_config,
     dump_yaml,
-    load_yaml,
+    load_run_config,
     resume_differences,
 )
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.catalog import DATASETS
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.splits import train_val_split
-from balgrad.errors import ConfigError
+from balgrad.errors import BalgradError, ConfigError
 from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
 from balgrad.models import TwoTowerModel
+from balgrad.report.runfiles import RunFileError, read_eval
 from balgrad.strategies import create_strategy
 from balgrad.strategies.registry import strategy_info
 from balgrad.train.distributed import (
@@ -142,9 +142,22 @@ def encoder_options(
 def build_encoders(cfg: RunConfig, train_texts: list[str], run_dir: Path | None = None):
     """(image encoder, text encoder); pretrained backbones are frozen unless ``finetune``."""
     return tuple(
-        BACKBONES[tower].create(name, **encoder_options(cfg, tower, name, train_texts, run_dir))
+        _encoder(cfg, tower, name, train_texts, run_dir)
         for tower, name in (("image", cfg.image_backbone), ("text", cfg.text_backbone))
     )
+
+
+def _encoder(cfg: RunConfig, tower: str, name: str, train_texts: list[str], run_dir):
+    opts = encoder_options(cfg, tower, name, train_texts, run_dir)
+    try:
+        return BACKBONES[tower].create(name, **opts)
+    except BalgradError as err:
+        if "tokenizer" not in opts:
+            raise
+        # the saved vocabulary is derived from the training texts: fitted again, it is the same
+        log.warning("%s; fitting the vocabulary on the training texts again, as the run did", err)
+        opts.pop("tokenizer")
+        return BACKBONES[tower].create(name, **opts, texts=train_texts)
 
 
 def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> TwoTowerModel:
@@ -267,9 +280,7 @@ def check_resumable(cfg: RunConfig, run_dir: Path) -> None:
     the fields of ``config.RESUME_NEUTRAL``/``RESUME_ROUNDING_ONLY``; seeds and methods may
     be added). ``cfg.precision`` must be resolved."""
     stored = stored_config(run_dir)
-    values = load_yaml(stored)
-    values.setdefault("precision", LEGACY_PRECISION)
-    refused, allowed = resume_differences(build_config(values, str(stored)), cfg)
+    refused, allowed = resume_differences(load_run_config(stored), cfg)
     if refused:
         free = ", ".join([*RESUME_NEUTRAL, *RESUME_ROUNDING_ONLY])
         raise ConfigError(
@@ -415,16 +426,13 @@ class Experiment:
             observers,
             validate=self.evaluator(pipeline, self.data.val).modality_scores,
         )
-        t0 = time.perf_counter()
         result = trainer.fit(resume=self.resume)
-        seconds = time.perf_counter() - t0
+        seconds = result.seconds  # the whole run's, stored in the checkpoint across resumes
         model.load_state_dict(result.best_state)
         evaluation = {}
         if self.dist.is_main:
-            save_file(
-                {k: v.contiguous() for k, v in result.best_state.items()},
-                str(rdir / "model.safetensors"),
-            )
+            with atomic_path(rdir / "model.safetensors") as tmp:
+                save_file({k: v.contiguous() for k, v in result.best_state.items()}, str(tmp))
             evaluation = self.evaluate_model(model, pipeline)
             payload = {
                 "method": method,
@@ -437,7 +445,7 @@ class Experiment:
                 "train_seconds": seconds,
                 **evaluation,
             }
-            (rdir / "eval.json").write_text(json.dumps(nan_to_null(payload), indent=2))
+            write_text(rdir / "eval.json", json.dumps(nan_to_null(payload), indent=2))
         barrier()
         return RunResult(
             method, seed, evaluation, result.best_epoch, result.best_score, seconds, result.history
@@ -471,6 +479,28 @@ class Experiment:
         }
         return {"protocol": protocol, **ev.run(model, sweep=cfg.sweep)}
 
+    def finished(self, method: str, seed: int) -> bool:
+        """Whether ``--resume`` may skip this run: its eval.json and model.safetensors are
+        whole. A damaged one is derived from the checkpoint, so the run is redone: from its
+        last checkpoint (no training when that is the final epoch), with a warning."""
+        rdir = self.run_dir_of(method, seed)
+        if not (rdir / "eval.json").exists():
+            return False
+        try:
+            read_eval(rdir / "eval.json", complete=True)
+            weights_header(rdir / "model.safetensors")
+        except RunFileError as err:
+            log.warning(
+                "%s seed %d: %s. Recomputing it from %s (training again only if no "
+                "checkpoint is usable)",
+                method,
+                seed,
+                err,
+                rdir / "checkpoint.pt",
+            )
+            return False
+        return True
+
     def load_trained(self, method: str, seed: int):
         """Rebuild a saved run's model (for ``balgrad evaluate``)."""
         rdir = self.run_dir_of(method, seed)
@@ -484,5 +514,64 @@ class Experiment:
         seed_everything(seed)
         pipeline = self.pipeline(rdir)
         model = build_model(self.cfg, pipeline, self.data.info)
-        model.load_state_dict(load_file(str(weights)))
+        weights_header(weights)
+        try:
+            model.load_state_dict(load_file(str(weights)))
+        except RuntimeError as err:
+            raise RunFileError(
+                f"{weights} does not fit the model that {self.run_dir / 'config.yaml'} describes "
+                f"({_first_line(err)}); delete it and {WEIGHTS_WAY_OUT}"
+            ) from None
         return model.to(self.device), pipeline
+
+    def reevaluate(self, methods: list[str]) -> None:
+        """``balgrad evaluate``: score every saved model of ``methods`` again. Every model
+        file is checked before the first is scored, and the eval.json files are written
+        only once all are scored, so a failure leaves them all as they were."""
+        runs = [(method, seed) for seed in self.cfg.seeds for method in methods]
+        for method, seed in runs:
+            weights = self.run_dir_of(method, seed) / "model.safetensors"
+            if not weights.is_file():
+                raise ConfigError(
+                    f"evaluate: {weights} does not exist; was {method!r} seed {seed} trained "
+                    "in this run?"
+                )
+            weights_header(weights)
+        scored = {}
+        for method, seed in runs:
+            model, pipeline = self.load_trained(method, seed)
+            scored[method, seed] = self.evaluate_model(model, pipeline)
+        for (method, seed), evaluation in scored.items():
+            path = self.run_dir_of(method, seed) / "eval.json"
+            old = {}
+            if path.exists():
+                try:
+                    old = read_eval(path)
+                except RunFileError as err:
+                    log.warning("%s; its scores are rewritten, its training record is lost", err)
+            old.pop("sweep", None)  # a sweep under other protocol settings must not linger
+            payload = {**old, "method": method, "seed": seed, **evaluation}
+            write_text(path, json.dumps(nan_to_null(payload), indent=2))
+
+
+#: what rewrites a damaged model.safetensors
+WEIGHTS_WAY_OUT = (
+    "rerun the training command with --resume: it rewrites the file from the run's checkpoint"
+)
+
+
+def weights_header(path: Path) -> None:
+    """A whole safetensors file (its header read, its size checked against it)."""
+    try:
+        with safe_open(str(path), "pt"):
+            pass
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise RunFileError(
+            f"{path} is damaged: not a whole safetensors file ({_first_line(err)}); "
+            f"{WEIGHTS_WAY_OUT}"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

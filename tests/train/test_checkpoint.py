@@ -12,10 +12,25 @@ from balgrad.train.checkpoint import (
 )
 
 
+def entries(epoch: int, weights: torch.Tensor | None = None) -> dict:
+    """Every entry a trainer's checkpoint holds."""
+    model = {"w": torch.zeros(3) if weights is None else weights}
+    return {
+        "model": model,
+        "optimizer": {},
+        "strategy": {},
+        "epoch": epoch,
+        "best_score": 1.0,
+        "best_epoch": epoch,
+        "best_state": model,
+        "history": [{"epoch": e} for e in range(epoch + 1)],
+    }
+
+
 def saved_twice(tmp_path):
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, epoch=0, weights=torch.zeros(3))
-    save_checkpoint(path, epoch=1, weights=torch.ones(3))
+    save_checkpoint(path, **entries(0, torch.zeros(3)))
+    save_checkpoint(path, **entries(1, torch.ones(3)))
     return path
 
 
@@ -24,7 +39,7 @@ def test_a_save_keeps_the_previous_checkpoint(tmp_path):
     assert previous_path(path).name == "checkpoint.prev.pt"
     assert load_checkpoint(path)["epoch"] == 1
     assert load_checkpoint(previous_path(path))["epoch"] == 0
-    save_checkpoint(path, epoch=2)
+    save_checkpoint(path, **entries(2))
     assert load_checkpoint(previous_path(path))["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt"]
 
@@ -39,7 +54,7 @@ def test_a_broken_newest_checkpoint_falls_back_to_the_previous_naming_both(
     with caplog.at_level(logging.WARNING, logger="balgrad.train"):
         state, source = load_latest_checkpoint(path)
     assert source == previous_path(path) and state["epoch"] == 0
-    assert torch.equal(state["weights"], torch.zeros(3))
+    assert torch.equal(state["model"]["w"], torch.zeros(3))
     assert str(path) in caplog.text and str(previous_path(path)) in caplog.text
 
 
@@ -71,3 +86,39 @@ def test_a_missing_newest_falls_back_to_the_previous(tmp_path):
     path.unlink()
     state, source = load_latest_checkpoint(path)
     assert source == previous_path(path) and state["epoch"] == 0
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda s: s.pop("model"), "no 'model' entry"),
+        (lambda s: s.update(epoch="1"), "no 'epoch' entry of type int"),
+        (lambda s: s.update(history=[]), "its history has 0 epochs, but it is of epoch 1"),
+    ],
+)
+def test_a_checkpoint_without_an_entry_is_unusable_and_the_previous_is_used(
+    tmp_path, caplog, change, problem
+):
+    path = saved_twice(tmp_path)
+    state = entries(1)
+    change(state)
+    torch.save(state, path)
+    with pytest.raises(BalgradError, match=problem):
+        load_checkpoint(path)
+    with caplog.at_level(logging.WARNING, logger="balgrad.train"):
+        state, source = load_latest_checkpoint(path)
+    assert source == previous_path(path) and problem in caplog.text
+
+
+def test_a_failed_save_leaves_the_checkpoints_and_no_temporary(tmp_path, monkeypatch):
+    path = saved_twice(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"x" * 1000)  # part of it written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(path, **entries(2))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

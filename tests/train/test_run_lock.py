@@ -16,6 +16,7 @@ import pytest
 from cli_children import TINY, start
 
 from balgrad.cli import main
+from balgrad.config import RunConfig, dump_yaml
 from balgrad.train.lock import RunFolderLocked, RunLock
 
 HOLD = """
@@ -124,7 +125,7 @@ def test_the_lock_is_released_on_errors_and_ctrl_c(tmp_path, monkeypatch):
 
 
 def test_report_and_evaluate_respect_the_lock(tmp_path, capsys):
-    (tmp_path / "config.yaml").write_text("methods: [joint]\n")
+    dump_yaml(RunConfig(methods=["joint"]), tmp_path / "config.yaml")  # a whole run config
     holder = {"pid": os.getppid(), "host": socket.gethostname(), "started": "now"}
     (tmp_path / "run.lock").write_text(json.dumps(holder))  # a live process on this host
     for argv in (["report", str(tmp_path)], ["evaluate", str(tmp_path)]):

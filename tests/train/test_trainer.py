@@ -40,13 +40,44 @@ def test_model_selection_keeps_the_best_validation_epoch(tmp_path):
 
 
 def test_a_nan_loss_names_the_step_and_how_to_resume(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=3)
+    start = trainer.strategy.on_epoch_start
+
+    def nan_in_epoch_3(epoch, epochs):
+        if epoch == 2:
+            with torch.no_grad():
+                trainer.model.head.classifier[-1].weight.fill_(float("nan"))
+        start(epoch, epochs)
+
+    trainer.strategy.on_epoch_start = nan_in_epoch_3
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, step \d+: task loss") as err:
+        trainer.fit()
+    saved = tmp_path / "checkpoint.pt"
+    assert f"The last complete epoch, 2, is saved in {saved}" in str(err.value)
+    assert load_checkpoint(saved)["epoch"] == 1
+
+
+def test_a_nan_stop_in_the_first_epoch_says_that_no_checkpoint_exists(tmp_path):
     trainer = make_trainer(tmp_path, epochs=2)
-    trainer.fit()  # leaves a checkpoint
+    trainer.fit()  # an older run's checkpoint, which the fresh run below removes
     with torch.no_grad():
         trainer.model.head.classifier[-1].weight.fill_(float("nan"))
-    trainer.s.epochs = 3
-    with pytest.raises(NonFiniteLossError, match=r"epoch \d+, step \d+: task loss.*--resume"):
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step") as err:
         trainer.fit(resume=False)
+    assert "no checkpoint was saved" in str(err.value) and "is saved in" not in str(err.value)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_train_seconds_of_a_resumed_run_count_the_part_before_the_resume(tmp_path, monkeypatch):
+    import balgrad.train.trainer as trainer_module
+
+    clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s after the last
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: float(next(clock)))
+    first = make_trainer(tmp_path, epochs=1).fit()
+    resumed = make_trainer(tmp_path, epochs=3).fit(resume=True)
+    assert first.seconds > 0
+    assert resumed.seconds > first.seconds  # the first part counted, not only the resumed one
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["elapsed"] == resumed.seconds - 10
 
 
 def test_checkpoints_load_with_weights_only(tmp_path):
@@ -168,3 +199,11 @@ def test_a_validation_without_the_primary_metric_is_a_clear_error(tmp_path):
         trainer.fit()
     with pytest.raises(TypeError, match="validate must be a callable"):
         toy_trainer(tmp_path, Joint(), settings, validate={"accuracy": 50.0})
+
+
+def test_a_resume_removes_the_temporary_of_a_save_that_a_kill_cut_short(tmp_path):
+    make_trainer(tmp_path, epochs=1).fit()
+    stale = tmp_path / ".checkpoint.pt.k1lled.tmp"  # the name balgrad.atomic gives it
+    stale.write_bytes(b"half a checkpoint")
+    make_trainer(tmp_path, epochs=2).fit(resume=True)
+    assert not stale.exists() and not list(tmp_path.glob(".*.tmp"))

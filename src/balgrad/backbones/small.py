@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from torch import nn
 
+from balgrad.atomic import write_text
 from balgrad.backbones.base import ImageEncoder, TextEncoder
 from balgrad.backbones.frozen import KeepFrozen
 from balgrad.backbones.pixels import resize, to_channels
@@ -269,9 +270,7 @@ class SmallTextEncoder(KeepFrozen, TextEncoder):
         if p.is_dir() or p.suffix != ".json":
             p = p / "tokenizer.json"
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.tokenizer_json(), encoding="utf-8")
-        os.replace(tmp, p)
+        write_text(p, self.tokenizer_json())
         return p
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:

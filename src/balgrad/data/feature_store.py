@@ -141,7 +141,7 @@ class FrozenFeatures:
 
     def encode(self, dataset: MultimodalDataset, condition: Condition, tower: str) -> torch.Tensor:
         """Run the tower's backbone over the split under ``condition`` (no cache)."""
-        from tqdm.auto import tqdm
+        from balgrad.data.progress import with_progress
 
         # both towers live; only the requested one is run (the text tower skips images)
         live = ConditionedView(
@@ -162,7 +162,7 @@ class FrozenFeatures:
         enc.eval()
         desc = f"encode {tower} {dataset.info.name}/{dataset.split} [{condition.name}]"
         with torch.no_grad():
-            for batch in tqdm(loader, desc=desc, disable=not self.progress, leave=False):
+            for batch in with_progress(loader, desc=desc, disable=not self.progress, leave=False):
                 out.append(enc(batch.image if tower == "image" else batch.text).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, enc.out_dim)
 

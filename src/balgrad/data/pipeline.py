@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.batch import Batch, collate
@@ -120,15 +120,33 @@ class InputPipeline:
             if self.text_precomputed
             else None,
         )
-        gen = torch.Generator()
+        if shuffle and sampler is None:
+            sampler = SeededPermutation(len(view), seed)
+        gen = torch.Generator()  # the workers' base seed only: the order is the sampler's
         gen.manual_seed(seed)
         return DataLoader(
             view,
             batch_size=batch_size,
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             collate_fn=self.collate,
             generator=gen,
             num_workers=self.num_workers,
             drop_last=drop_last,
         )
+
+
+class SeededPermutation(Sampler[int]):
+    """The same random order of ``range(n)`` on every iteration, a function of ``seed``
+    alone: how many iterators were made, by how many workers, draws nothing from it
+    (``RandomSampler`` draws from a generator that the loader's iterators share)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.seed)
+        return iter(torch.randperm(self.n, generator=g).tolist())

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
+from balgrad.data.progress import with_progress
 from balgrad.evaluate.metrics import compute_scores
 from balgrad.train.precision import autocast_region
 
@@ -82,7 +83,7 @@ def predict(
     was_training = model.training
     model.eval()
     zs, zm, ys = [], {}, []
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for batch in with_progress(loader, desc=desc, disable=not progress, leave=False):
         b = batch.to(device)
         with autocast_region(precision, device):
             out = model(b.inputs, drop=b.drop)

@@ -59,6 +59,7 @@ from torch import nn
 from transformers import EvalPrediction, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from balgrad.atomic import atomic_open
 from balgrad.errors import ConfigError
 from balgrad.integrations import _common
 from balgrad.strategies.base import Strategy
@@ -224,7 +225,8 @@ class _StrategyEpochHooks(TrainerCallback):
         if state.is_world_process_zero:
             folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
             if os.path.isdir(folder):
-                torch.save(self.trainer.strategy.state_dict(), os.path.join(folder, STRATEGY_STATE))
+                with atomic_open(os.path.join(folder, STRATEGY_STATE), "wb") as f:
+                    torch.save(self.trainer.strategy.state_dict(), f)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch = int(state.epoch or 0)

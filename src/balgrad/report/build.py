@@ -7,12 +7,12 @@ import logging
 import math
 from pathlib import Path
 
-import yaml
-
+from balgrad.atomic import write_text
 from balgrad.evaluate.metrics import is_defined
 from balgrad.report import diagnostics as diag
 from balgrad.report.figures import plot_condition_bars, plot_cosine_histograms, plot_loss_curves
 from balgrad.report.plots import plot_gap_vs_ratio
+from balgrad.report.runfiles import read_config_mapping, read_eval
 from balgrad.report.summary import has_ablation, write_ablation_table, write_summary
 from balgrad.report.tables import (
     aggregate,
@@ -32,7 +32,7 @@ def load_results(
     """The eval.json payloads, an undefined score (null) read back as NaN."""
     results = []
     for path in sorted(Path(run_dir).glob("*/seed*/eval.json")):
-        r = json.loads(path.read_text())
+        r = read_eval(path)  # a damaged one is an error naming it and the way out
         if methods is not None and r["method"] not in methods:
             continue
         if seeds is not None and r["seed"] not in seeds:
@@ -80,7 +80,7 @@ def build_report(
     "loss_gaps"}. ``draw=False`` writes the tables and report.md but no figures.
     """
     run_dir = Path(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg = read_config_mapping(run_dir / "config.yaml")
     methods = methods or cfg["methods"]
     seeds = seeds or cfg["seeds"]
     results = load_results(run_dir, methods, seeds)
@@ -91,7 +91,7 @@ def build_report(
     present = [m for m in methods if any(r["method"] == m for r in results)]
     metric = _primary_metric(cfg, results)
     _warn_undefined(results, metric)
-    (run_dir / "results.json").write_text(json.dumps(nan_to_null(results), indent=2))
+    write_text(run_dir / "results.json", json.dumps(nan_to_null(results), indent=2))
     table = aggregate(results, metric)
     n_seeds = len({r["seed"] for r in results})
     title = f"{cfg['dataset']}: {metric} (%), {n_seeds} seed{'s' if n_seeds > 1 else ''}" + (

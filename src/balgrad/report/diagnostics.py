@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from balgrad.atomic import atomic_open, write_text
 from balgrad.errors import ConfigError
 from balgrad.report.tables import format_cell, method_label
 from balgrad.strategies.registry import method_role, strategy_options
@@ -44,7 +45,7 @@ def load_step_logs(
     out: dict[str, dict[int, list[dict]]] = {}
     for method in methods:
         for seed in seeds:
-            rows = read_jsonl(Path(run_dir) / method / f"seed{seed}" / "metrics.jsonl")
+            rows = read_jsonl(Path(run_dir) / method / f"seed{seed}" / "metrics.jsonl", steps=True)
             if not rows:
                 continue
             by_step = {int(r.get("step", i)): r for i, r in enumerate(rows)}
@@ -54,7 +55,8 @@ def load_step_logs(
 
 def column(rows: list[dict], key: str) -> np.ndarray:
     """The values of ``key`` over the steps that logged it (float array)."""
-    return np.array([r[key] for r in rows if key in r and r[key] is not None], dtype=float)
+    values = [r.get(key) for r in rows]  # a value that is not a number is a damaged row's
+    return np.array([v for v in values if isinstance(v, int | float)], dtype=float)
 
 
 # -- loss curves --------------------------------------------------------------------------
@@ -248,7 +250,7 @@ def cosine_series(
 def write_cosine_histogram_csv(
     series: list[tuple[str, np.ndarray]], path: Path, bins: np.ndarray = COS_BINS
 ) -> Path:
-    with Path(path).open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["bin_low", "bin_high", *(name for name, _ in series)])
         counts = [cosine_histogram(v, bins)[0] for _, v in series]
@@ -281,7 +283,7 @@ def write_conflict_table(
         "| Method | Projection | Steps | Conflicting, raw (%) | Conflicting, after projection (%) | ΔGap |",
         "|---|---|---|---|---|---|",
     ]
-    with paths["conflicts_csv"].open("w", newline="") as f:
+    with atomic_open(paths["conflicts_csv"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
             [
@@ -315,5 +317,5 @@ def write_conflict_table(
                     "" if g is None else f"{g['std']:.4f}",
                 ]
             )
-    paths["conflicts_md"].write_text("\n".join(lines) + "\n")
+    write_text(paths["conflicts_md"], "\n".join(lines) + "\n")
     return paths

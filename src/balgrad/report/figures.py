@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from balgrad.atomic import atomic_path
 from balgrad.report.diagnostics import COS_BINS, PROJECTED_TOL, LossCurves, conflict_fraction
 from balgrad.report.tables import method_label
 
@@ -22,7 +23,8 @@ IMAGE_COLOR, TEXT_COLOR = "tab:blue", "tab:orange"
 def _save(fig: Figure, path: Path) -> Path:
     """Bare Figures (no pyplot) draw headless and leave the user's backend alone."""
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:  # the format from the target's name, not the temporary's
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     return Path(path)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from balgrad.atomic import atomic_path
 from balgrad.report.tables import method_label
 
 
@@ -27,5 +28,6 @@ def plot_gap_vs_ratio(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:  # the format from the target's name, not the temporary's
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     return Path(path)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from balgrad.atomic import atomic_open, write_text
 from balgrad.evaluate.metrics import is_defined
 from balgrad.report.tables import (
     CONFIDENCE,
@@ -64,8 +65,8 @@ def write_ablation_table(
         lines.append(
             f"| {label} | " + " | ".join(format_cell(table[m].get(key)) for m in methods) + " |"
         )
-    paths["ablation_md"].write_text("\n".join(lines) + "\n")
-    with paths["ablation_csv"].open("w", newline="") as f:
+    write_text(paths["ablation_md"], "\n".join(lines) + "\n")
+    with atomic_open(paths["ablation_csv"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["condition", *(f"{m}_{s}" for m in methods for s in ("mean", "std"))])
         for key, _ in ABLATION_ROWS:
@@ -319,5 +320,5 @@ def write_summary(
         out += ["## Tables", ""]
         out += [f"- [{Path(p).name}]({Path(p).name})" for p in tables.values()] + [""]
     text = "\n".join(out)
-    (Path(run_dir) / "report.md").write_text(text)
+    write_text(Path(run_dir) / "report.md", text)
     return text

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from balgrad.atomic import atomic_open, write_text
 from balgrad.evaluate.metrics import is_defined
 from balgrad.evaluate.protocol import summarize, sweep_gaps
 from balgrad.strategies.registry import method_label, method_role
@@ -270,8 +271,8 @@ def write_tables(
     md = markdown_table(table, methods, title)
     if paired:
         md += "\n" + paired_markdown(paired, methods, reference)
-    paths["md"].write_text(md)
-    with paths["csv"].open("w", newline="") as f:
+    write_text(paths["md"], md)
+    with atomic_open(paths["csv"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["condition", *(f"{m}_{s}" for m in methods for s in ("mean", "std"))])
         for key, _ in ROWS:
@@ -285,5 +286,5 @@ def write_tables(
     payload = {"metric": metric, "methods": methods, "table": table}
     if paired:
         payload.update({"reference": reference, "confidence": CONFIDENCE, "paired": paired})
-    paths["json"].write_text(json.dumps(nan_to_null(payload), indent=2))  # undefined: null
+    write_text(paths["json"], json.dumps(nan_to_null(payload), indent=2))  # undefined: null
     return paths

@@ -2,10 +2,10 @@
 scaler, best weights, RNG), loaded with ``weights_only=True``.
 
 Two generations are kept: ``checkpoint.pt`` (newest) and ``checkpoint.prev.pt`` (the
-one before). A save writes a temporary file, syncs it to disk, hard-links the current
-newest to the previous name, then renames the temporary file over the newest: every
-rename is atomic, so at any instant a complete checkpoint exists under one of the two
-names. A resume whose newest checkpoint is truncated or empty (a full disk, a copy cut
+one before). A save writes a temporary file (:mod:`balgrad.atomic`), hard-links the
+current newest to the previous name, then renames the temporary file over the newest:
+every rename is atomic, so at any instant a complete checkpoint exists under one of the
+two names, and a failed save removes its temporary. A resume whose newest checkpoint is truncated or empty (a full disk, a copy cut
 short) falls back to the previous one and says so, naming both files.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from balgrad.atomic import atomic_path, stale_temporaries
 from balgrad.errors import BalgradError
 
 log = logging.getLogger("balgrad.train")
@@ -33,31 +34,34 @@ def previous_path(path: str | Path) -> Path:
 
 def save_checkpoint(path: str | Path, **state) -> None:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     state["rng"] = {
         "torch": torch.get_rng_state(),
         "numpy": _numpy_state(),
         "python": repr(random.getstate()),
     }
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        prev, prev_tmp = previous_path(path), path.with_name(path.name + ".prev.tmp")
-        prev_tmp.unlink(missing_ok=True)
-        try:
-            os.link(path, prev_tmp)  # the newest stays in place until the rename below
-        except OSError:  # a file system without hard links
-            shutil.copyfile(path, prev_tmp)
-        os.replace(prev_tmp, prev)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a failed save (a full disk) leaves no temporary
+        with open(tmp, "wb") as f:  # a file, not a path: torch would name the archive after it
+            torch.save(state, f)
+        if path.exists():
+            with atomic_path(previous_path(path)) as prev_tmp:
+                prev_tmp.unlink()
+                try:
+                    os.link(path, prev_tmp)  # the newest stays in place until the rename
+                except OSError:  # a file system without hard links
+                    shutil.copyfile(path, prev_tmp)
 
 
 def remove_checkpoints(path: str | Path) -> None:
     """A fresh (not resumed) run must not fall back on an older run's checkpoint later."""
     path = Path(path)
-    for p in (path, previous_path(path), path.with_name(path.name + ".tmp")):
+    for p in (path, previous_path(path)):
+        p.unlink(missing_ok=True)
+    remove_temporaries(path)
+
+
+def remove_temporaries(path: str | Path) -> None:
+    """The half-written saves a killed process left next to ``path``."""
+    for p in (*stale_temporaries(path), *stale_temporaries(previous_path(path))):
         p.unlink(missing_ok=True)
 
 
@@ -108,13 +112,44 @@ def _read(path: Path) -> dict:
     if size == 0:
         raise BalgradError(f"checkpoint {path} could not be loaded: the file is empty (0 bytes)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BalgradError(
             f"checkpoint {path} could not be loaded ({size} bytes, truncated or not a "
             f"checkpoint): {reason}"
         ) from err
+    if problem := _entries_problem(state):
+        raise BalgradError(f"checkpoint {path} is incomplete or not balgrad's: {problem}")
+    return state
+
+
+#: the entries every checkpoint holds, and their types (``scaler``/``elapsed`` are optional)
+ENTRIES = {
+    "model": dict,
+    "optimizer": dict,
+    "strategy": dict,
+    "epoch": int,
+    "best_score": float,
+    "best_epoch": int,
+    "best_state": dict,
+    "history": list,
+}
+
+
+def _entries_problem(state) -> str | None:
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a mapping of entries"
+    for name, kind in ENTRIES.items():
+        value = state.get(name)
+        ok = isinstance(value, int | float) if kind is float else isinstance(value, kind)
+        if not ok or isinstance(value, bool):
+            return f"no {name!r} entry of type {kind.__name__}"
+    if state["epoch"] < 0 or len(state["history"]) != state["epoch"] + 1:
+        return (
+            f"its history has {len(state['history'])} epochs, but it is of epoch {state['epoch']}"
+        )
+    return None
 
 
 def _numpy_state() -> dict:

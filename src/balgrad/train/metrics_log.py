@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+
+from balgrad.atomic import write_text
 
 log = logging.getLogger("balgrad.train")
 
@@ -121,9 +122,7 @@ class JsonlLogger:
         if not self.path.exists():
             return
         keep = [line for line, row in _read_rows(self.path) if row.get("step", 0) < step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, self.path)  # a kill during the rewrite keeps the old file whole
+        write_text(self.path, "".join(line + "\n" for line in keep))  # a kill keeps it whole
 
 
 class TensorBoardLogger:
@@ -165,20 +164,43 @@ class TensorBoardLogger:
         self._rows.clear()  # the event files keep old points; TensorBoard shows the newest
 
 
-def _read_rows(path: Path) -> list[tuple[str, dict]]:
-    """(line, parsed row) of a JSON-lines file, skipping unreadable lines with a warning."""
+def _row_problem(row) -> str | None:
+    """Why a parsed line is not a step's row: a step number, and scalar statistics."""
+    if not isinstance(row, dict):
+        return f"not a JSON object ({type(row).__name__})"
+    step = row.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return f"'step' is {step!r}"
+    for k, v in row.items():
+        if v is not None and not isinstance(v, int | float | str):
+            return f"{k!r} is {v!r}, not a number"
+    return None
+
+
+def _read_rows(path: Path, steps: bool = True) -> list[tuple[str, dict]]:
+    """(line, parsed row) of a JSON-lines file, skipping unreadable lines (and, with
+    ``steps``, lines that are not a step's row) with a warning."""
     rows, bad = [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:  # binary garbage: read what decodes, drop the rest below
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            rows.append((line, json.loads(line)))
+            row = json.loads(line)
         except json.JSONDecodeError:
             bad.append(number)
+            continue
+        if steps and _row_problem(row):
+            bad.append(number)
+        else:
+            rows.append((line, row))
     if bad:
         log.warning(
             "%s: dropped %d unreadable line(s) (line %s), e.g. the last one cut off when "
-            "the run was killed mid-write",
+            "the run was killed mid-write, or a line that is not a step's row",
             path,
             len(bad),
             ", ".join(map(str, bad)),
@@ -186,8 +208,9 @@ def _read_rows(path: Path) -> list[tuple[str, dict]]:
     return rows
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
+def read_jsonl(path: str | Path, steps: bool = False) -> list[dict]:
+    """The rows of a JSON-lines file; ``steps``: only step rows (``metrics.jsonl``)."""
     path = Path(path)
     if not path.exists():
         return []
-    return [row for _, row in _read_rows(path)]
+    return [row for _, row in _read_rows(path, steps)]

@@ -21,17 +21,24 @@ import inspect
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import DistributedSampler
-from tqdm.auto import tqdm
 
+from balgrad.atomic import write_text
 from balgrad.data.impairments import Condition
+from balgrad.data.progress import bar as progress_bar
 from balgrad.errors import BalgradError, ConfigError, NonFiniteLossError
-from balgrad.train.checkpoint import load_latest_checkpoint, remove_checkpoints, save_checkpoint
+from balgrad.train.checkpoint import (
+    load_latest_checkpoint,
+    remove_checkpoints,
+    remove_temporaries,
+    save_checkpoint,
+)
 from balgrad.train.distributed import DistInfo
 from balgrad.train.metrics_log import nan_to_null, to_floats
 from balgrad.train.precision import autocast_region, make_scaler
@@ -86,6 +93,7 @@ class TrainResult:
     best_score: float
     history: list[dict]
     selected_by: str  # the validation metric that picked best_epoch (the primary one, if defined)
+    seconds: float = 0.0  # training time of the whole run, the parts before a resume included
 
 
 def selection_metric(
@@ -205,22 +213,32 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> TrainResult:
         start, best_score, best_epoch, best_state, history = 0, -float("inf"), -1, None, []
+        t0, before = time.perf_counter(), 0.0
         loaded = load_latest_checkpoint(self.checkpoint_path) if resume else None
         if loaded is not None:
             ck, source = loaded
-            self.model.load_state_dict(ck["model"])
-            self.optimizer.load_state_dict(ck["optimizer"])
-            self.strategy.load_state_dict(ck["strategy"])
-            if self.scaler is not None and ck.get("scaler"):
-                self.scaler.load_state_dict(ck["scaler"])
+            try:
+                self.model.load_state_dict(ck["model"])
+                self.optimizer.load_state_dict(ck["optimizer"])
+                self.strategy.load_state_dict(ck["strategy"])
+                if self.scaler is not None and ck.get("scaler"):
+                    self.scaler.load_state_dict(ck["scaler"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as err:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+                raise BalgradError(
+                    f"checkpoint {source} does not fit this run's model, optimizer or strategy "
+                    f"({reason}); it is of another run: move it away to train this one from scratch"
+                ) from None
             start, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
             best_state, history = ck["best_state"], ck["history"]
+            before = float(ck.get("elapsed", 0.0))  # absent in checkpoints of older versions
             log.info("resumed %s from epoch %d", source, start)
         elif resume:
             log.info("no checkpoint at %s; starting from scratch", self.checkpoint_path)
         if self.dist.is_main:
             if loaded is None:
                 remove_checkpoints(self.checkpoint_path)  # never fall back on another run's
+            remove_temporaries(self.checkpoint_path)  # of a save that a kill cut short
             # the logs must hold exactly the checkpoint's steps and epochs: later rows
             # (from an interrupted epoch, or a run without a checkpoint) are redone
             for obs in self.observers:
@@ -239,7 +257,7 @@ class Trainer:
                 obs.epoch = epoch
             self.model.train()
             loader = self._train_loader(epoch)
-            bar = tqdm(
+            bar = progress_bar(  # it never iterates the loader (balgrad.data.progress)
                 loader,
                 desc=f"{self.strategy.name} epoch {epoch + 1}/{self.s.epochs}",
                 disable=not (self.s.progress and self.dist.is_main),
@@ -247,8 +265,9 @@ class Trainer:
             )
             totals: dict[str, float | torch.Tensor] = {}
             try:
-                for batch in bar:
+                for batch in loader:
                     stats = self._train_step(batch)
+                    bar.update()
                     for k, v in stats.items():  # on the device: no host sync
                         totals[k] = totals.get(k, 0.0) + v
                     if (
@@ -264,15 +283,17 @@ class Trainer:
                 self._flush()
                 raise NonFiniteLossError(
                     f"{self.strategy.name}, epoch {epoch + 1}, step {self.strategy.step}: {err}. "
-                    f"The last complete epoch is saved in {self.checkpoint_path}; fix the cause and rerun with --resume"
+                    f"{self._saved_note(epoch)}"
                 ) from err
             except KeyboardInterrupt:  # the caller says what is saved (the CLI exits 130)
                 self._flush()
                 raise
+            finally:
+                bar.close()
             self._flush()
             n = max(1, len(loader))
             means = to_floats({k: v / n for k, v in totals.items()})  # one host sync per epoch
-            self._check_finite(epoch, means)
+            self._check_finite(epoch, means, self._saved_note(epoch))
             val = self._validate()
             selected = selected or selection_metric(val, self.s.primary_metric, self._modalities())
             epoch_extra = self.strategy.on_epoch_end(
@@ -307,11 +328,14 @@ class Trainer:
                     best_state=best_state,
                     history=history,
                     scaler=self.scaler.state_dict() if self.scaler is not None else None,
+                    elapsed=before + time.perf_counter() - t0,
                 )
                 self._write_epochs(history)
         if best_state is None:
             raise BalgradError("training finished without a single completed epoch")
-        return TrainResult(best_state, best_epoch, best_score, history, selected)
+        return TrainResult(
+            best_state, best_epoch, best_score, history, selected, before + time.perf_counter() - t0
+        )
 
     def _train_step(self, batch) -> dict:
         b = self._to_device(batch)
@@ -335,7 +359,20 @@ class Trainer:
             )
         return batch.to(self.device)
 
-    def _check_finite(self, epoch: int, means: dict[str, float]) -> None:
+    def _saved_note(self, epoch: int, fix: bool = True) -> str:
+        """What a run stopped in ``epoch`` leaves to resume from: it says what exists."""
+        cause = "fix the cause and " if fix else ""
+        if epoch == 0:  # a resumed run starts after a saved epoch
+            return (
+                f"No epoch was complete, so no checkpoint was saved; {cause}rerun the same "
+                "command (with --resume it starts from scratch too)"
+            )
+        return (
+            f"The last complete epoch, {epoch}, is saved in {self.checkpoint_path}; "
+            f"{cause}rerun the same command with --resume to continue from it"
+        )
+
+    def _check_finite(self, epoch: int, means: dict[str, float], saved: str) -> None:
         """Before validation and the checkpoint: a non-finite loss or weight that the lazy
         per-step check has not reached yet (it runs every ``log_every`` steps) must not
         be saved as the last complete epoch."""
@@ -347,15 +384,14 @@ class Trainer:
         if bad:
             raise NonFiniteLossError(
                 f"{self.strategy.name}, epoch {epoch + 1}, step {self.strategy.step}: "
-                f"{', '.join(bad)} became NaN or infinite in this epoch. The last complete epoch "
-                f"is saved in {self.checkpoint_path}; fix the cause and rerun with --resume"
+                f"{', '.join(bad)} became NaN or infinite in this epoch. {saved}"
             )
 
     def _write_epochs(self, history: list[dict]) -> None:
         # rewritten whole from the checkpointed history, so a resume never duplicates rows
         self.run_dir.mkdir(parents=True, exist_ok=True)
         rows = (json.dumps(nan_to_null(r)) + "\n" for r in history)  # undefined scores: null
-        (self.run_dir / "epochs.jsonl").write_text("".join(rows))
+        write_text(self.run_dir / "epochs.jsonl", "".join(rows))
 
     def _flush(self) -> None:
         for obs in self.observers:
