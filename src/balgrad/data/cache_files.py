@@ -15,13 +15,13 @@ a half-written entry under an entry's name.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from balgrad.atomic import atomic_open
 
 
 class CacheWarning(RuntimeWarning):
@@ -33,28 +33,11 @@ def cache_warning(message: str, stacklevel: int = 2) -> None:
 
 
 def atomic_write(target: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """``write(file)`` into a temporary file in ``target``'s folder, fsync it and rename it
-    over ``target``; on any failure the temporary file is removed and the error raised.
-
-    (Local to the caches; the run-folder files have their own helper.)
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # the rename itself survives a power loss
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """``write(file)`` into a temporary file in ``target``'s folder, renamed over
+    ``target`` once complete (:mod:`balgrad.atomic`, as every file balgrad writes); on any
+    failure the temporary file is removed and the error raised."""
+    with atomic_open(target, "wb") as f:
+        write(f)
 
 
 class CacheWriter:
