@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -122,3 +123,22 @@ def test_the_constant_blank_shortcut_equals_encoding_the_impaired_split(tmp_path
         assert torch.equal(
             pipe.features(ds, cond, tower), pipe.frozen_features.encode(ds, cond, tower)
         )
+
+
+@pytest.mark.parametrize("seed", [0, 7, 10_007 * 3 + 2])
+def test_the_training_order_is_the_one_the_loader_gave_before(seed):
+    """SeededPermutation reproduces the order of the shuffled single-process loader as the
+    trainer iterated it before (through tqdm.auto, whose throw-away iterator drew a base
+    seed too), so results recorded then reproduce; and it is the same on every pass."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from balgrad.data.pipeline import SeededPermutation
+
+    g = torch.Generator()
+    g.manual_seed(seed)
+    loader = DataLoader(list(range(37)), batch_size=37, shuffle=True, generator=g)
+    before = next(iter(tqdm(loader, disable=True))).tolist()
+    sampler = SeededPermutation(37, seed)
+    assert list(sampler) == before and list(sampler) == before
