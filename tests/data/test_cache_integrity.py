@@ -286,6 +286,29 @@ def test_fashion_files_rewritten_with_the_same_size_are_a_miss(tmp_path):
     assert not torch.equal(before, after)
 
 
+def test_a_subset_of_fashion_keys_on_the_whole_files_it_is_decoded_from(tmp_path):
+    """The validation split carved from train (a SubsetDataset) shares train's two IDX
+    files: they are not one file per example, so no index picks among them."""
+    from balgrad.data.splits import train_val_split
+
+    folder = tmp_path / "fm"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", 20), ("t10k", 20)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    train = load_builtin("fashion", "train", data_dir=str(folder), n_train=20, n_test=10)
+    fit, val = train_val_split(train, 0.5, seed=0)
+    assert val.content_files() == fit.content_files() == train.content_files()
+    before, _ = image_features(val, FeatureCache(tmp_path / "cache"))
+    write_idx(folder / "train-images-idx3-ubyte", np.zeros((20, 28, 28)))  # same size
+    train = load_builtin("fashion", "train", data_dir=str(folder), n_train=20, n_test=10)
+    after, pipe = image_features(
+        train_val_split(train, 0.5, seed=0)[1], FeatureCache(tmp_path / "cache")
+    )
+    assert pipe.encoded == 1 and not torch.equal(before, after)
+
+
 def test_frozen_random_towers_of_two_seeds_do_not_share_features(tmp_path):
     """A frozen SmallCNN's identity names its shape, not its (seeded) random weights: the
     cache and the in-process store key on the weights' sha256 as well."""

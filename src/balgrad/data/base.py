@@ -73,6 +73,11 @@ class MultimodalDataset(Dataset):
     def fingerprint(self) -> str:
         return f"{self.info.name}:{self.split}:{len(self)}"
 
+    #: ``content_files()`` lists one file per example, in order (a disk dataset's images),
+    #: so a subset's share is the files of its examples; False: files the whole dataset
+    #: is decoded from (Fashion-MNIST's two IDX files), which every subset shares
+    content_files_per_example: bool = False
+
     def content_files(self) -> list[Path] | None:
         """The files whose bytes the examples are decoded from, when ``fingerprint`` does
         not cover their content (a disk dataset's images: it holds their sizes); the

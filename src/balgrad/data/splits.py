@@ -36,7 +36,9 @@ class SubsetDataset(MultimodalDataset):
 
     def content_files(self):
         files = self.base.content_files()
-        return None if files is None else [files[i] for i in self.indices]
+        if files is None or not getattr(self.base, "content_files_per_example", False):
+            return files  # None, or the files the whole base is decoded from
+        return [files[i] for i in self.indices]
 
 
 def _stratum(label) -> object:

@@ -219,6 +219,8 @@ class DiskDataset(MultimodalDataset):
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    content_files_per_example = True
+
     def content_files(self) -> list[Path]:
         """The image files, whose content the fingerprint does not cover (only sizes)."""
         return self.image_paths
