@@ -9,29 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from balgrad.cli import main
+from test_end_to_end import TINY as TINY_RUN
 
-TINY = [
-    "--image-backbone",
-    "cnn",
-    "--text-backbone",
-    "small",
-    "--dataset-option",
-    "n_train=240",
-    "--dataset-option",
-    "n_test=120",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "32",
-    "--no-progress",
-    "--no-sweep",
-    "--backbone-option",
-    "image.width=4",
-    "--embed-dim",
-    "16",
-]
+#: the end-to-end test's tiny run, without its table (no bad input gets that far)
+TINY = [*TINY_RUN, "--no-sweep"]
 
 
 def _file(name: str, data: bytes):
@@ -43,8 +27,11 @@ def _file(name: str, data: bytes):
 
 
 def _run_folder(tmp: Path) -> str:  # enough of a run folder for evaluate to read it
+    from balgrad.config import RunConfig
+
     (tmp / "r").mkdir()
-    (tmp / "r" / "config.yaml").write_text("methods: [joint, balgrad]\n")
+    config = RunConfig(methods=["joint", "balgrad"]).model_dump(mode="json")
+    (tmp / "r" / "config.yaml").write_text(yaml.safe_dump(config))  # every setting
     return str(tmp / "r")
 
 

@@ -71,13 +71,10 @@ class FolderBoundary:
     def read_bytes(self, path: Path, dataset: str, what: str = "index file") -> bytes:
         """The bytes of ``path`` after :meth:`check`; a missing or unreadable file is a
         :class:`DataError` naming it."""
+        from balgrad.data.disk.readers import read_bytes  # readers build on this module
+
         self.check(dataset, what, path)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise DataError(f"{dataset}: {what} {path} is missing") from None
-        except OSError as e:
-            raise DataError(f"{dataset}: cannot read {what} {path}: {e}") from None
+        return read_bytes(path, dataset, what)
 
     def escape_message(self, source: str, what: str, path: Path, resolved: Path) -> str:
         return (
