@@ -142,3 +142,57 @@ def test_data_parallel_is_unwrapped(name):
 def test_the_models_have_the_contract_shape():
     assert isinstance(make_model_m(THREE), BalancedModel)
     assert not isinstance(object(), BalancedModel)
+
+
+class OwnConcatModel(nn.Module):
+    """A user's own concat + linear head, not a balgrad model: it declares its readout."""
+
+    def __init__(self, declare: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.modalities, self.task, self.declare = ("audio", "visual"), "single_label", declare
+        self.towers = nn.ModuleDict({"audio": nn.Linear(5, 3), "visual": nn.Linear(7, 3)})
+        self.out = nn.Linear(6, 4)
+        self.double()
+
+    def classify(self, h, detach_head=False):
+        return self.out(torch.cat([h["audio"], h["visual"]], -1))
+
+    def forward(self, inputs):
+        h = {m: self.towers[m](inputs[m]) for m in self.modalities}
+        z = {
+            m: self.classify({k: v if k == m else torch.zeros_like(v) for k, v in h.items()})
+            for m in h
+        }
+        return ModelOutput(self.classify(h), z, h, inputs)
+
+    def parameter_groups(self):
+        return {m: list(self.towers[m].parameters()) for m in self.modalities} | {
+            "head": list(self.out.parameters())
+        }
+
+    def readout(self):
+        from balgrad.models import Readout
+
+        if not self.declare:
+            return None
+        return Readout(
+            self.out.weight, self.out.bias, {"audio": slice(0, 3), "visual": slice(3, 6)}
+        )
+
+
+def test_ogm_half_bias_works_for_any_head_that_declares_its_readout():
+    from balgrad.strategies.ogm_ge import official_unimodal_logits
+
+    model = OwnConcatModel(declare=True)
+    inputs, y = make_batch_m(("audio", "visual"), seed=3)
+    out = model(inputs)
+    z = official_unimodal_logits(model, out.embeddings)
+    w, b = model.out.weight, model.out.bias
+    torch.testing.assert_close(z["audio"], out.embeddings["audio"] @ w[:, :3].T + b / 2)
+    torch.testing.assert_close(z["visual"], out.embeddings["visual"] @ w[:, 3:].T + b / 2)
+    stats = create_strategy("ogm_ge", fusion_bias="half").backward(model, out, y)
+    assert "coef_audio" in stats
+    undeclared = OwnConcatModel(declare=False)
+    with pytest.raises(ConfigError, match="readout"):
+        create_strategy("ogm_ge", fusion_bias="half").backward(undeclared, undeclared(inputs), y)
