@@ -19,7 +19,7 @@ dicts keep the keys they had before modalities were named.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -361,11 +361,6 @@ class MultimodalModel(nn.Module):
 
 def _trainable(*modules: nn.Module) -> list[nn.Parameter]:
     return [p for m in modules for p in m.parameters() if p.requires_grad]
-
-
-def ordered(values: Mapping[str, Any], modalities: Sequence[str]) -> list[Any]:
-    """``values`` in the order of ``modalities``."""
-    return [values[m] for m in modalities]
 
 
 @contextlib.contextmanager
