@@ -193,3 +193,52 @@ def test_paths_outside_the_data_folder_are_refused(tmp_path):
         CremaD(root, "train")
     with pytest.raises(DataError, match=r"audio folder .* outside the data folder"):
         CremaD(root, "train", audio_dir="../outside")
+
+
+def test_csv_with_bom_crlf_and_blank_lines_and_csv_dir(tmp_path):
+    make(tmp_path)
+    (tmp_path / "CREMAD").mkdir()
+    text = "1071_MTI_SAD_XX,SAD\r\n\r\n1041_TIE_NEU_XX,NEU\r\n"
+    (tmp_path / "CREMAD" / "test.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    ds = CremaD(tmp_path, "test", csv_dir="CREMAD")
+    assert [(c.name, c.label, c.source.rsplit(" ", 1)[1]) for c in ds.clips] == [
+        ("1071_MTI_SAD_XX", 2, "1"),
+        ("1041_TIE_NEU_XX", 0, "3"),
+    ]
+    with pytest.raises(DataError, match=r"split file .* outside the data folder"):
+        CremaD(tmp_path / "CREMAD", "test", csv_dir="..")
+
+
+def test_csv_line_that_is_not_utf8(tmp_path):
+    make(tmp_path)
+    (tmp_path / "train.csv").write_bytes(b"1071_MTI_SAD_XX,SAD\n1041_TIE_NEU_X\xe9,NEU\n")
+    with pytest.raises(DataError, match=r"train\.csv line 2: not valid UTF-8 \(byte 0xE9"):
+        CremaD(tmp_path, "train")
+
+
+def test_8_bit_and_float_wavs_are_scaled_to_unit_range(tmp_path):
+    import scipy.io.wavfile
+
+    make(tmp_path)
+    wav = tmp_path / "AudioWAV" / "1041_TIE_NEU_XX.wav"
+    scipy.io.wavfile.write(wav, RATE, np.array([0, 64, 128, 192, 255], dtype=np.uint8))
+    got = CremaD(tmp_path, "train", seconds=5 / RATE)[0]["audio"].numpy()
+    np.testing.assert_allclose(got, [-1.0, -0.5, 0.0, 0.5, 127 / 128])
+    scipy.io.wavfile.write(wav, RATE, np.array([0.25, -2.0], dtype=np.float32))
+    got = CremaD(tmp_path, "train", seconds=4 / RATE)[0]["audio"].numpy()
+    np.testing.assert_allclose(got, [0.25, -1.0, 0.25, -1.0])  # tiled, then clipped
+    wav.write_bytes(b"not a wav file at all")
+    with pytest.raises(DataError, match=r"line 1: audio file .* cannot be read as WAV"):
+        CremaD(tmp_path, "train")[0]
+
+
+def test_batches_through_a_dataloader_and_warns_at_the_caller(tmp_path):
+    make(tmp_path)
+    ds = CremaD(tmp_path, "train", num_frames=2, image_size=4)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=3)))
+    assert batch["audio"].shape == (3, 3 * RATE) and batch["visual"].shape == (3, 3, 2, 4, 4)
+    assert batch["label"].tolist() == [0, 2, 5] and batch["sample_rate"].tolist() == [RATE] * 3
+    (tmp_path / "AudioWAV" / "1071_MTI_SAD_XX.wav").unlink()
+    with pytest.warns(DataWarning) as record:
+        CremaD(tmp_path, "train", skip_bad=True)
+    assert record[0].filename == __file__

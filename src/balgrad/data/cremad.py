@@ -12,10 +12,12 @@ Labels follow the official ``class_dict``: NEU 0, HAP 1, SAD 2, FEA 3, DIS 4, AN
 Per item, as the official loader does before its spectrogram and torchvision steps:
 
 * audio: the waveform, mono (channels averaged, as ``librosa.load`` does), looped and
-  cropped to ``seconds`` (3 s) and clipped to [-1, 1] (:func:`loop_to_length`). It is kept
+  cropped to ``seconds`` (3 s) and clipped to [-1, 1] (:func:`loop_to_length`; an empty
+  file gives silence). It is kept
   at the file's own sample rate: the official code resamples to 22050 Hz with librosa,
   which this library does not depend on; ``item["sample_rate"]`` says the rate.
-* visual: ``num_frames`` frames (the official ``args.fps``), RGB, resized to
+* visual: ``num_frames`` frames (the official ``args.fps``, 1 by default in its
+  ``main.py``; its ``--use_video_frames`` is not read by the CREMA-D loader), RGB, resized to
   ``image_size`` (PIL bilinear, antialiased as torchvision's ``Resize``), float ``[0, 1]``
   ``[C, T, H, W]``; ImageNet normalisation and train-time crop/flip are left to the model.
   The official code draws ``num_frames`` sorted distinct indices at random, then (a known
@@ -54,7 +56,7 @@ CLASSES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 SPLITS = ("train", "test")
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-_WARN_FROM_INIT = 3  # Problems.warn -> CremaD.__init__ -> the caller
+_WARN_FROM_INIT = 2  # counted from CremaD.__init__: 2 is its caller
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class CremaD(torch.utils.data.Dataset):
     rate the frames were extracted at, naming ``Image-{fps:02d}-FPS``: 1), ``image_size``
     (int or ``(H, W)``: 224), ``seconds`` (audio length: 3.0), ``audio_dir``
     (``"AudioWAV"``), ``visual_dir`` (the folder holding ``Image-XX-FPS``: the data
-    folder), ``skip_bad`` (drop bad clips with one warning instead of raising), ``seed``
+    folder), ``csv_dir`` (the folder holding ``train.csv``/``test.csv``, the official
+    repository's ``data/CREMAD``: the data folder), ``skip_bad`` (drop bad clips with one warning instead of raising), ``seed``
     (the training split's frame draws: item ``i`` of epoch ``e`` uses ``seed + e``;
     ``set_epoch`` changes ``e``). All paths stay inside ``data_dir``.
     """
@@ -90,6 +93,7 @@ class CremaD(torch.utils.data.Dataset):
         seconds: float = 3.0,
         audio_dir: str = "AudioWAV",
         visual_dir: str = ".",
+        csv_dir: str = ".",
         skip_bad: bool = False,
         seed: int = 0,
     ) -> None:
@@ -116,7 +120,7 @@ class CremaD(torch.utils.data.Dataset):
         frames_root = boundary.check(
             NAME, "visual folder", self.root / visual_dir / f"Image-{fps:02d}-FPS"
         )
-        csv_path = self.root / f"{split}.csv"
+        csv_path = self.root / csv_dir / f"{split}.csv"
         text = decode_text(boundary.read_bytes(csv_path, NAME, "split file"), csv_path)
         problems = Problems(skip_bad)
         self.clips: list[Clip] = []
