@@ -227,6 +227,14 @@ def test_8_bit_and_float_wavs_are_scaled_to_unit_range(tmp_path):
     scipy.io.wavfile.write(wav, RATE, np.array([0.25, -2.0], dtype=np.float32))
     got = CremaD(tmp_path, "train", seconds=4 / RATE)[0]["audio"].numpy()
     np.testing.assert_allclose(got, [0.25, -1.0, 0.25, -1.0])  # tiled, then clipped
+    pcm24 = b"".join(v.to_bytes(3, "little", signed=True) for v in (2**22, -(2**23)))
+    with wave.open(str(wav), "wb") as f:  # 24-bit PCM, which scipy reads as int32
+        f.setnchannels(1)
+        f.setsampwidth(3)
+        f.setframerate(RATE)
+        f.writeframes(pcm24)
+    got = CremaD(tmp_path, "train", seconds=2 / RATE)[0]["audio"].numpy()
+    np.testing.assert_allclose(got, [0.5, -1.0])
     wav.write_bytes(b"not a wav file at all")
     with pytest.raises(DataError, match=r"line 1: audio file .* cannot be read as WAV"):
         CremaD(tmp_path, "train")[0]
