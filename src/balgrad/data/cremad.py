@@ -1,0 +1,242 @@
+"""CREMA-D (audio + visual emotion clips) in the layout of the OGM-GE official code.
+
+Follows ``dataset/CramedDataset.py`` and ``data/CREMAD/{train,test}.csv`` of
+GeWu-Lab/OGM-GE_CVPR2022 (Peng et al., CVPR 2022). The data folder holds::
+
+    train.csv, test.csv          one clip a line: "<clip>,<emotion>" (e.g. 1041_TIE_NEU_XX,NEU)
+    AudioWAV/<clip>.wav          the clip's audio
+    Image-01-FPS/<clip>/*.jpg    frames extracted at 1 frame/s (``Image-{fps:02d}-FPS``)
+
+Labels follow the official ``class_dict``: NEU 0, HAP 1, SAD 2, FEA 3, DIS 4, ANG 5.
+
+Per item, as the official loader does before its spectrogram and torchvision steps:
+
+* audio: the waveform, mono (channels averaged, as ``librosa.load`` does), looped and
+  cropped to ``seconds`` (3 s) and clipped to [-1, 1] (:func:`loop_to_length`; an empty
+  file gives silence). It is kept
+  at the file's own sample rate: the official code resamples to 22050 Hz with librosa,
+  which this library does not depend on; ``item["sample_rate"]`` says the rate.
+* visual: ``num_frames`` frames (the official ``args.fps``, 1 by default in its
+  ``main.py``; its ``--use_video_frames`` is not read by the CREMA-D loader), RGB, resized to
+  ``image_size`` (PIL bilinear, antialiased as torchvision's ``Resize``), float ``[0, 1]``
+  ``[C, T, H, W]``; ImageNet normalisation and train-time crop/flip are left to the model.
+  The official code draws ``num_frames`` sorted distinct indices at random, then (a known
+  slip) reads the first ``num_frames`` entries of ``os.listdir`` instead. Here the
+  training split draws sorted distinct frames at random (the evident intent) and every
+  other split reads the first ``num_frames`` frames in name order (what the official
+  code reads, made deterministic).
+
+Differences: the official loader silently drops clips whose WAV or frame folder is
+missing and fails with a ``KeyError`` on an unknown emotion; here each is a
+:class:`DataError` naming the CSV line (or, with ``skip_bad=True``, one
+:class:`DataWarning` listing them), as in ``balgrad.data.disk``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from balgrad.backbones.audio import loop_to_length
+from balgrad.data.disk.images import IMAGE_ERRORS, image_error
+from balgrad.data.disk.paths import FolderBoundary
+from balgrad.data.disk.readers import decode_text, iter_csv_rows, utf8_problem
+from balgrad.data.disk.records import Problems
+from balgrad.errors import ConfigError, DataError
+
+NAME = "CREMA-D"
+# the official class_dict, in its order
+CLASSES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
+CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
+SPLITS = ("train", "test")
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+_WARN_FROM_INIT = 2  # counted from CremaD.__init__: 2 is its caller
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    label: int
+    wav: Path
+    frames: tuple[Path, ...]  # every frame of the clip, in name order
+    source: str  # "<csv> line N", in every error message about this clip
+
+
+class CremaD(torch.utils.data.Dataset):
+    """One split of CREMA-D; ``ds[i]`` is ``{"audio": [S], "visual": [3, T, H, W],
+    "label": int, "sample_rate": int}``.
+
+    Options: ``num_frames`` (frames per clip, the official ``--fps``: 1), ``fps`` (the
+    rate the frames were extracted at, naming ``Image-{fps:02d}-FPS``: 1), ``image_size``
+    (int or ``(H, W)``: 224), ``seconds`` (audio length: 3.0), ``audio_dir``
+    (``"AudioWAV"``), ``visual_dir`` (the folder holding ``Image-XX-FPS``: the data
+    folder), ``csv_dir`` (the folder holding ``train.csv``/``test.csv``, the official
+    repository's ``data/CREMAD``: the data folder), ``skip_bad`` (drop bad clips with one warning instead of raising), ``seed``
+    (the training split's frame draws: item ``i`` of epoch ``e`` uses ``seed + e``;
+    ``set_epoch`` changes ``e``). All paths stay inside ``data_dir``.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        split: str = "train",
+        *,
+        num_frames: int = 1,
+        fps: int = 1,
+        image_size: int | tuple[int, int] = 224,
+        seconds: float = 3.0,
+        audio_dir: str = "AudioWAV",
+        visual_dir: str = ".",
+        csv_dir: str = ".",
+        skip_bad: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if split not in SPLITS:
+            raise ConfigError(f"{NAME}: split must be one of {SPLITS}, got {split!r}")
+        if not isinstance(num_frames, int) or num_frames < 1:
+            raise ConfigError(
+                f"{NAME}: option 'num_frames' must be an int >= 1, got {num_frames!r}"
+            )
+        if not seconds > 0:
+            raise ConfigError(f"{NAME}: option 'seconds' must be > 0, got {seconds!r}")
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if h < 1 or w < 1:
+            raise ConfigError(f"{NAME}: option 'image_size' must be >= 1, got {image_size!r}")
+        self.root = Path(data_dir)
+        self.split = split
+        self.num_frames = num_frames
+        self.image_size = (int(h), int(w))
+        self.seconds = float(seconds)
+        self.seed = int(seed)
+        self.epoch = 0
+        boundary = FolderBoundary(self.root)
+        audio_root = boundary.check(NAME, "audio folder", self.root / audio_dir)
+        frames_root = boundary.check(
+            NAME, "visual folder", self.root / visual_dir / f"Image-{fps:02d}-FPS"
+        )
+        csv_path = self.root / csv_dir / f"{split}.csv"
+        text = decode_text(boundary.read_bytes(csv_path, NAME, "split file"), csv_path)
+        problems = Problems(skip_bad)
+        self.clips: list[Clip] = []
+        for line, row in iter_csv_rows(text, str(csv_path)):
+            clip = self._clip(boundary, audio_root, frames_root, f"{csv_path} line {line}", row)
+            if isinstance(clip, str):
+                problems.bad(clip)
+            else:
+                self.clips.append(clip)
+        problems.warn(f"{NAME} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
+
+    def _clip(
+        self, boundary: FolderBoundary, audio_root: Path, frames_root: Path, source: str, row
+    ) -> Clip | str:
+        """The clip a CSV row names, or why it is bad."""
+        if len(row) != 2:
+            return f"{source}: expected 2 fields (clip,emotion), got {len(row)}: {row!r}"
+        name, emotion = (c.strip() for c in row)
+        problem = utf8_problem(name + emotion)
+        if problem is not None:
+            return f"{source}: {problem}"
+        if emotion not in CLASS_INDEX:
+            return f"{source}: unknown emotion {emotion!r} (expected one of {', '.join(CLASSES)})"
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            return f"{source}: clip name {name!r} is not a file name"
+        wav = audio_root / f"{name}.wav"
+        folder = frames_root / name
+        for what, path in (("audio file", wav), ("frame folder", folder)):
+            problem = boundary.problem(source, what, path)
+            if problem is not None:
+                return problem
+        if not wav.is_file():
+            return f"{source}: audio file {wav} is missing"
+        if not folder.is_dir():
+            return f"{source}: frame folder {folder} is missing"
+        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES))
+        if len(frames) < self.num_frames:
+            return (
+                f"{source}: frame folder {folder} holds {len(frames)} frame(s), "
+                f"fewer than num_frames={self.num_frames}"
+            )
+        for frame in frames:
+            problem = boundary.problem(source, "frame", frame)
+            if problem is not None:
+                return problem
+        return Clip(name, CLASS_INDEX[emotion], wav, frames, source)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def set_epoch(self, epoch: int) -> None:
+        """New random frame draws for the training split (as a sampler's ``set_epoch``)."""
+        self.epoch = int(epoch)
+
+    def frame_indices(self, i: int) -> list[int]:
+        """Which frames of clip ``i`` are read: random sorted distinct ones when training,
+        else the first ``num_frames``."""
+        n = len(self.clips[i].frames)
+        if self.split != "train":
+            return list(range(self.num_frames))
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        return sorted(rng.choice(n, size=self.num_frames, replace=False).tolist())
+
+    def __getitem__(self, i: int) -> dict:
+        clip = self.clips[i]
+        wave, rate = read_wav(clip.wav, clip.source)
+        wave = loop_to_length(wave, max(1, round(self.seconds * rate)))
+        frames = [
+            read_frame(clip.frames[k], clip.source, self.image_size) for k in self.frame_indices(i)
+        ]
+        visual = torch.stack(frames, dim=1)  # [3, T, H, W]
+        return {"audio": wave, "visual": visual, "label": clip.label, "sample_rate": rate}
+
+
+# PCM sample type -> the value full scale maps to 1.0 (scipy reads 24-bit as int32)
+_FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
+
+
+def read_wav(path: Path, source: str) -> tuple[torch.Tensor, int]:
+    """``(float32 mono waveform in [-1, 1], sample rate)`` of a WAV file (PCM 8/16/24/32
+    bit or float), channels averaged; a missing or unreadable file is a
+    :class:`DataError` naming it and ``source``."""
+    import scipy.io.wavfile
+
+    try:
+        rate, data = scipy.io.wavfile.read(path)
+    except FileNotFoundError:
+        raise DataError(f"{source}: audio file {path} is missing") from None
+    except (ValueError, OSError, EOFError, IndexError, struct.error) as e:  # scipy: bad file
+        raise DataError(
+            f"{source}: audio file {path} cannot be read as WAV ({type(e).__name__}: {e})"
+        ) from None
+    if data.dtype == np.uint8:
+        wave = (data.astype(np.float32) - 128.0) / 128.0
+    elif data.dtype in _FULL_SCALE:
+        wave = data.astype(np.float32) / _FULL_SCALE[data.dtype]
+    elif data.dtype.kind == "f":
+        wave = data.astype(np.float32)
+        if not np.isfinite(wave).all():
+            raise DataError(f"{source}: audio file {path} holds NaN or infinite samples")
+    else:
+        raise DataError(f"{source}: audio file {path} has unsupported samples ({data.dtype})")
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if rate < 1:
+        raise DataError(f"{source}: audio file {path} declares sample rate {rate}")
+    return torch.from_numpy(np.ascontiguousarray(wave)), int(rate)
+
+
+def read_frame(path: Path, source: str, size: tuple[int, int]) -> torch.Tensor:
+    """Frame ``path`` as float32 ``[3, H, W]`` in [0, 1], resized to ``size`` (H, W);
+    an unreadable image is a :class:`DataError` naming it and ``source``."""
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    except IMAGE_ERRORS as e:
+        raise DataError(image_error(path, source, e)) from None
+    arr = np.array(rgb, dtype=np.uint8)  # [H, W, 3], writable copy
+    return torch.from_numpy(arr).permute(2, 0, 1).to(torch.float32).div_(255.0)
