@@ -43,11 +43,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from balgrad.backbones.audio import loop_to_length
 from balgrad.data.disk.images import IMAGE_ERRORS, image_error
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, iter_csv_rows, utf8_problem
 from balgrad.data.disk.records import Problems
+from balgrad.data.waveform import loop_to_length
 from balgrad.errors import ConfigError, DataError
 
 NAME = "CREMA-D"
