@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -299,3 +300,31 @@ def test_mae_and_pearson():
 def test_metrics_refuse_mismatched_lengths():
     with pytest.raises(ValueError, match="as many predictions as labels"):
         mosei.mae([1.0, 2.0], [1.0])
+
+
+def test_pickle_written_by_numpy_1_reads(tmp_path):
+    # numpy < 2 names its reconstructor numpy.core.multiarray; protocol 2 spells the
+    # module as text, so the numpy-1 file is this one's bytes with the name changed
+    raw = _mult(2)
+    data = pickle.dumps(raw, protocol=2)
+    assert b"numpy._core.multiarray" in data
+    path = tmp_path / "old.pkl"
+    path.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2's alias of numpy.core
+        splits = mosei.load_mult_pickle(path)
+    np.testing.assert_array_equal(splits["test"].features["text"], raw["test"]["text"])
+
+
+def test_unaligned_mult_pickle_has_a_length_per_modality(tmp_path):
+    # mosei_senti_data_noalign.pkl: 500 audio and vision steps, 50 words
+    raw = _mult(2)
+    for split in raw.values():
+        split["audio"] = np.ones((2, 7, 74), np.float32)
+        split["vision"] = np.ones((2, 9, 35), np.float32)
+    splits = mosei.load_mult_pickle(_dump(tmp_path, raw, "mosei_senti_data_noalign.pkl"))
+    assert {m: a.shape[1] for m, a in splits["valid"].features.items()} == {
+        "audio": 7,
+        "visual": 9,
+        "text": T,
+    }

@@ -5,6 +5,8 @@ Two formats, both a dict of splits ``d[split]`` for split in ``train``, ``valid`
 * **MulT** (``mosei_senti_data.pkl``, ``mosi_data.pkl``; read by MulT's ``src/dataset.py``,
   BalanceBenchmark, CGGM, MultiBench): ``vision`` (N, T, 35), ``audio`` (N, T, 74),
   ``text`` (N, T, 300 GloVe), ``labels`` (N, 1, 1) and, optionally, ``id`` (N, ...).
+  T is 50 in the aligned files; the ``*_data_noalign.pkl`` files hold a different T per
+  modality, which is read as is (only N must agree within a split).
 * **MMSA** (``aligned_50.pkl`` / ``unaligned_50.pkl``; read by thuiar/MMSA
   ``src/MMSA/data_loader.py``): ``text`` (N, T, D) or ``text_bert`` (N, 3, L: token ids,
   mask, segment ids), ``audio``, ``vision``, ``regression_labels`` (N,), ``id``,
@@ -18,6 +20,11 @@ anything of it is called.
 Features hold -inf (MulT's audio) and NaN (COVAREP frames); like both official loaders,
 which set ``audio[audio == -inf] = 0`` (MMSA also zeroes NaN), every non-finite feature
 becomes 0, and :attr:`MoseiSplit.cleaned` counts them per modality.
+
+The user names the pickle itself and it references no other file, so there is no folder
+to keep paths inside (``disk/paths.py``); ids are decoded as strict UTF-8 per record as
+``disk/readers.py`` does. ``raw_text`` is not read. A bad split, key or record raises at
+once: the arrays of a split share N, so there is no record to skip.
 
 The pipeline's modality names are ``audio``, ``visual`` and ``text``; the files' key for
 the visual features is ``vision``.
