@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from balgrad.data import mosei
+from balgrad.data.disk.records import DataWarning
 from balgrad.errors import DataError
 
 T, DIMS = 4, {"vision": 35, "audio": 74, "text": 300}
@@ -328,3 +329,40 @@ def test_unaligned_mult_pickle_has_a_length_per_modality(tmp_path):
         "visual": 9,
         "text": T,
     }
+
+
+def test_skip_bad_drops_the_bad_records_from_every_array_and_warns_once(tmp_path):
+    raw = _mult(4)
+    raw["train"]["labels"][1, 0, 0] = np.nan
+    raw["valid"]["id"] = np.array([b"a", b"b", b"\xff", b"d"], dtype=object)
+    path = _dump(tmp_path, raw, "mosei_senti_data.pkl")
+    with pytest.warns(DataWarning) as caught:
+        splits = mosei.load_mult_pickle(path, skip_bad=True)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "skipped 2 bad record(s)" in message
+    assert "split 'train' key 'labels' record 1" in message and "key 'id' record 2" in message
+    train, valid = splits["train"], splits["valid"]
+    assert train.ids == ["vid0/0.5/1.5", "vid2/2.5/3.5", "vid3/3.5/4.5"]
+    np.testing.assert_array_equal(train.labels, raw["train"]["labels"].reshape(4)[[0, 2, 3]])
+    np.testing.assert_array_equal(train.features["text"], raw["train"]["text"][[0, 2, 3]])
+    assert valid.ids == ["a", "b", "d"] and len(valid.features["audio"]) == 3
+    assert len(splits["test"]) == 4
+
+
+def test_skip_bad_mmsa_keeps_lengths_aligned(tmp_path):
+    raw = _mmsa()
+    raw["test"]["audio_lengths"] = [T, -1, 1]
+    with pytest.warns(DataWarning, match=r"skipped 1 bad record.*'audio_lengths' record 1"):
+        test = mosei.load_mmsa_pickle(_dump(tmp_path, raw), skip_bad=True)["test"]
+    np.testing.assert_array_equal(test.lengths["audio"], [T, 1])
+    np.testing.assert_array_equal(test.lengths["visual"], [3, 0])
+    assert test.ids == ["clip0$_$0", "clip2$_$2"]
+
+
+def test_without_skip_bad_the_lowest_bad_record_is_named(tmp_path):
+    raw = _mult(4)
+    raw["test"]["labels"][3, 0, 0] = 9.0
+    raw["test"]["id"] = np.array([b"a", b"\xff", b"c", b"d"], dtype=object)
+    with pytest.raises(DataError, match=r"split 'test' key 'id' record 1"):
+        mosei.load_mult_pickle(_dump(tmp_path, raw))

@@ -23,8 +23,10 @@ becomes 0, and :attr:`MoseiSplit.cleaned` counts them per modality.
 
 The user names the pickle itself and it references no other file, so there is no folder
 to keep paths inside (``disk/paths.py``); ids are decoded as strict UTF-8 per record as
-``disk/readers.py`` does. ``raw_text`` is not read. A bad split, key or record raises at
-once: the arrays of a split share N, so there is no record to skip.
+``disk/readers.py`` does. ``raw_text`` is not read. A missing split or key, a wrong rank or
+a mismatched N always raises; a bad record (label, id, length) raises naming it, or with
+``skip_bad=True`` is dropped from its split and counted in one ``DataWarning``
+(``disk/records.py``'s policy).
 
 The pipeline's modality names are ``audio``, ``visual`` and ``text``; the files' key for
 the visual features is ``vision``.
@@ -41,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from balgrad.data.disk.records import Problems
 from balgrad.errors import DataError
 
 SPLITS = ("train", "valid", "test")
@@ -116,57 +119,65 @@ class MoseiSplit:
         return len(self.labels)
 
 
-def load_mult_pickle(path: str | Path) -> dict[str, MoseiSplit]:
-    """The three splits of a MulT-format pickle (``mosei_senti_data.pkl``, ``mosi_data.pkl``)."""
+def load_mult_pickle(path: str | Path, skip_bad: bool = False) -> dict[str, MoseiSplit]:
+    """The three splits of a MulT-format pickle (``mosei_senti_data.pkl``, ``mosi_data.pkl``).
+
+    A bad record (label, id) raises a :class:`DataError` naming it; with ``skip_bad=True``
+    it is dropped from every array of its split and one ``DataWarning`` counts the drops.
+    """
     path = Path(path)
     data = _splits_of(safe_load_pickle(path), path)
+    problems = Problems(skip_bad)
     out = {}
     for split in SPLITS:
-        d = data[split]
-        where = f"{path} split {split!r}"
+        d, where, bad = data[split], f"{path} split {split!r}", {}
         features, cleaned = _features(d, FEATURE_KEYS, where)
         n = _common_n(features, where)
-        labels = _labels(d, "labels", n, where)
-        out[split] = MoseiSplit(split, features, labels, _ids(d, n, where), {}, cleaned)
+        labels = _labels(d, "labels", n, where, bad)
+        ids = _ids(d, n, where, bad)
+        out[split] = _split(split, features, labels, ids, {}, cleaned, bad, problems)
+    problems.warn(str(path), stacklevel=2)
     return out
 
 
-def load_mmsa_pickle(path: str | Path, text: str = "text") -> dict[str, MoseiSplit]:
+def load_mmsa_pickle(
+    path: str | Path, text: str = "text", skip_bad: bool = False
+) -> dict[str, MoseiSplit]:
     """The three splits of an MMSA pickle (``aligned_50.pkl``, ``unaligned_50.pkl``).
 
     ``text="text"`` reads the text feature sequences, ``text="text_bert"`` the (N, 3, L)
     BERT inputs (ids, mask, segment ids; ``lengths["text"]`` is the mask's sum, as MMSA's
     models take it). ``audio_lengths`` / ``vision_lengths`` become ``lengths["audio"]`` /
-    ``lengths["visual"]`` when present.
+    ``lengths["visual"]`` when present. ``skip_bad`` as in :func:`load_mult_pickle`; a bad
+    length or BERT mask is a bad record too.
     """
     if text not in ("text", "text_bert"):
         raise ValueError(f"text must be 'text' or 'text_bert', not {text!r}")
     path = Path(path)
     data = _splits_of(safe_load_pickle(path), path)
     keys = dict(FEATURE_KEYS, text=text)
+    problems = Problems(skip_bad)
     out = {}
     for split in SPLITS:
-        d = data[split]
-        where = f"{path} split {split!r}"
+        d, where, bad = data[split], f"{path} split {split!r}", {}
         features, cleaned = _features(d, keys, where)
         n = _common_n(features, where)
-        labels = _labels(d, "regression_labels", n, where)
+        labels = _labels(d, "regression_labels", n, where, bad)
         lengths = {}
         for modality in ("audio", "visual"):
             key = f"{keys[modality]}_lengths"
             if key in d:
-                lengths[modality] = _lengths(
-                    d[key], n, features[modality].shape[1], f"{where} key {key!r}"
-                )
+                t = features[modality].shape[1]
+                lengths[modality] = _lengths(d[key], n, t, f"{where} key {key!r}", bad)
         if text == "text_bert":
             mask = features["text"][:, 1, :]
-            if not np.isin(mask, (0.0, 1.0)).all():
-                bad = int(np.flatnonzero(~np.isin(mask, (0.0, 1.0)).all(axis=1))[0])
-                raise DataError(
-                    f"{where} key 'text_bert' record {bad}: row 1 (the attention mask) is not 0/1"
-                )
+            for i in np.flatnonzero(~np.isin(mask, (0.0, 1.0)).all(axis=1)):
+                note = "row 1 (the attention mask) is not 0/1"
+                bad.setdefault(int(i), f"{where} key 'text_bert' record {i}: {note}")
             lengths["text"] = mask.sum(axis=1).astype(np.int64)
-        out[split] = MoseiSplit(split, features, labels, _ids(d, n, where), lengths, cleaned)
+        ids = _ids(d, n, where, bad)
+        out[split] = _split(split, features, labels, ids, lengths, cleaned, bad, problems)
+    problems.warn(str(path), stacklevel=2)
     return out
 
 
@@ -243,7 +254,7 @@ def _common_n(features: Mapping[str, np.ndarray], where: str) -> int:
     return next(iter(sizes.values()))
 
 
-def _labels(d: Mapping[str, Any], key: str, n: int, where: str) -> np.ndarray:
+def _labels(d: Mapping[str, Any], key: str, n: int, where: str, bad: dict[int, str]) -> np.ndarray:
     a = _array(d, key, where)
     if a.ndim == 0 or a.shape[0] != n or a.size != n:
         raise DataError(
@@ -253,47 +264,77 @@ def _labels(d: Mapping[str, Any], key: str, n: int, where: str) -> np.ndarray:
         raise DataError(f"{where} key {key!r}: expected real numbers, found dtype {a.dtype}")
     labels = a.reshape(n).astype(np.float32)
     lo, hi = LABEL_RANGE
-    bad = ~(np.isfinite(labels) & (labels >= lo) & (labels <= hi))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"{where} key {key!r} record {i}: label {labels[i]} is not a finite number in [{lo:g}, {hi:g}]"
-        )
+    for i in np.flatnonzero(~(np.isfinite(labels) & (labels >= lo) & (labels <= hi))):
+        note = f"label {labels[i]} is not a finite number in [{lo:g}, {hi:g}]"
+        bad.setdefault(int(i), f"{where} key {key!r} record {i}: {note}")
     return labels
 
 
-def _lengths(value: Any, n: int, t: int, where: str) -> np.ndarray:
+def _lengths(value: Any, n: int, t: int, where: str, bad: dict[int, str]) -> np.ndarray:
     a = np.asarray(value)
     if a.shape != (n,) or not np.issubdtype(a.dtype, np.number):
         raise DataError(
-            f"{where}: expected {n} numbers (one length per record), found shape {a.shape} dtype {a.dtype}"
+            f"{where}: expected {n} numbers (one length per record), "
+            f"found shape {a.shape} dtype {a.dtype}"
         )
     with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(a) & (a == np.round(a)) & (a >= 0) & (a <= t))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{where} record {i}: length {a[i]} is not a whole number in [0, {t}]")
-    return a.astype(np.int64)
+        wrong = ~(np.isfinite(a) & (a == np.round(a)) & (a >= 0) & (a <= t))
+    for i in np.flatnonzero(wrong):
+        bad.setdefault(
+            int(i), f"{where} record {i}: length {a[i]} is not a whole number in [0, {t}]"
+        )
+    return np.where(wrong, 0, a).astype(np.int64)
 
 
-def _ids(d: Mapping[str, Any], n: int, where: str) -> list[str]:
+def _ids(d: Mapping[str, Any], n: int, where: str, bad: dict[int, str]) -> list[str]:
     if "id" not in d:  # MulT's loader allows a file without ids
         return [str(i) for i in range(n)]
     raw = d["id"]
     if len(raw) != n:
         raise DataError(f"{where} key 'id': {len(raw)} ids for {n} records")
-    return [_id_text(raw[i], f"{where} key 'id' record {i}") for i in range(n)]
-
-
-def _id_text(value: Any, where: str) -> str:
-    if isinstance(value, np.ndarray) and value.ndim > 0 or isinstance(value, (list, tuple)):
-        return "/".join(_id_text(v, where) for v in value)
-    if isinstance(value, (bytes, np.bytes_)):
+    ids = []
+    for i in range(n):
         try:
-            return bytes(value).decode("utf-8")
+            ids.append(_id_text(raw[i]))
         except UnicodeDecodeError as e:
-            raise DataError(f"{where}: the id is not UTF-8 ({e})") from None
+            bad.setdefault(i, f"{where} key 'id' record {i}: the id is not UTF-8 ({e})")
+            ids.append("")
+    return ids
+
+
+def _id_text(value: Any) -> str:
+    if isinstance(value, np.ndarray) and value.ndim > 0 or isinstance(value, (list, tuple)):
+        return "/".join(_id_text(v) for v in value)
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8")
     return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _split(
+    name: str,
+    features: dict[str, np.ndarray],
+    labels: np.ndarray,
+    ids: list[str],
+    lengths: dict[str, np.ndarray],
+    cleaned: dict[str, int],
+    bad: dict[int, str],
+    problems: Problems,
+) -> MoseiSplit:
+    """The split, less its bad records (each reported to ``problems``, lowest index first)."""
+    for i in sorted(bad):
+        problems.bad(bad[i])  # raises unless skip_bad
+    if not bad:
+        return MoseiSplit(name, features, labels, ids, lengths, cleaned)
+    keep = np.ones(len(labels), dtype=bool)
+    keep[list(bad)] = False
+    return MoseiSplit(
+        name,
+        {m: a[keep] for m, a in features.items()},
+        labels[keep],
+        [s for s, k in zip(ids, keep) if k],
+        {m: a[keep] for m, a in lengths.items()},
+        cleaned,
+    )
 
 
 # --- metrics (as MMSA's MetricsTop.__eval_mosei_regression computes them) ----------------
