@@ -281,6 +281,17 @@ def test_acc2_both_conventions():
     assert math.isnan(mosei.acc2_non_zero([1.0], [0.0]))
 
 
+def test_weighted_f1_both_conventions():
+    # >= 0: preds T F T T F T, truth T T F T F T. Class T: 3 TP, 4 predicted, 4 true -> 6/8;
+    # class F: 1 TP, 2 predicted, 2 true -> 2/4; weighted by truth (4, 2) -> 4/6
+    assert mosei.f1_non_negative(PREDS, TRUTH) == pytest.approx(4 / 6)
+    assert mosei.f1_non_zero(PREDS, TRUTH) == 1.0
+    # T: 2 TP, 3 predicted, 2 true -> 4/5; F: 1 TP, 1 predicted, 2 true -> 2/3; (2, 2) -> 11/15
+    assert mosei.f1_non_negative([1, 1, 1, -1], [1, 1, -1, -1]) == pytest.approx(11 / 15)
+    # a class never predicted scores 0 (sklearn's zero_division default)
+    assert mosei.f1_non_zero([1, 1], [1, -1]) == pytest.approx(0.5 * (2 / 3))
+
+
 def test_acc7_clips_then_rounds():
     # preds -> 3, -0, 0, 1, -3 (clipped), 0; truth -> 3, 0, -0, 2, -2 (round half to even), 0
     assert mosei.acc7(PREDS, TRUTH) == pytest.approx(4 / 6)
@@ -366,3 +377,17 @@ def test_without_skip_bad_the_lowest_bad_record_is_named(tmp_path):
     raw["test"]["id"] = np.array([b"a", b"\xff", b"c", b"d"], dtype=object)
     with pytest.raises(DataError, match=r"split 'test' key 'id' record 1"):
         mosei.load_mult_pickle(_dump(tmp_path, raw))
+
+
+def test_f1_and_pearson_match_sklearn_and_numpy():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p = rng.uniform(-3, 3, 15)
+        y = np.round(rng.uniform(-3, 3, 15) * 2) / 2  # half steps, so some labels are 0
+        keep = y != 0
+        want = metrics.f1_score(y >= 0, p >= 0, average="weighted")
+        assert mosei.f1_non_negative(p, y) == pytest.approx(want, abs=1e-12)
+        want = metrics.f1_score(y[keep] > 0, p[keep] > 0, average="weighted")
+        assert mosei.f1_non_zero(p, y) == pytest.approx(want, abs=1e-12)
+        assert mosei.pearson(p, y) == pytest.approx(np.corrcoef(p, y)[0, 1], abs=1e-12)

@@ -337,7 +337,7 @@ def _split(
     )
 
 
-# --- metrics (as MMSA's MetricsTop.__eval_mosei_regression computes them) ----------------
+# --- metrics, as MMSA's MetricsTop.__eval_mosei_regression computes them -----------------
 
 
 def _pair(preds: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -360,6 +360,31 @@ def acc2_non_zero(preds: Any, truth: Any) -> float:
     p, y = _pair(preds, truth)
     keep = y != 0
     return float(np.mean((p[keep] > 0) == (y[keep] > 0))) if keep.any() else math.nan
+
+
+def _weighted_f1(pred_pos: np.ndarray, true_pos: np.ndarray) -> float:
+    # sklearn's f1_score(average="weighted"): per class 2 TP / (predicted + true), weighted by
+    # the class's share of the truth
+    total = 0.0
+    for c in (False, True):
+        tp = np.sum((pred_pos == c) & (true_pos == c))
+        denom = np.sum(pred_pos == c) + np.sum(true_pos == c)
+        total += np.sum(true_pos == c) * (2 * tp / denom if denom else 0.0)
+    return float(total / len(true_pos))
+
+
+def f1_non_negative(preds: Any, truth: Any) -> float:
+    """Weighted F1 of the :func:`acc2_non_negative` classes (MMSA "Has0_F1_score")."""
+    p, y = _pair(preds, truth)
+    return _weighted_f1(p >= 0, y >= 0)
+
+
+def f1_non_zero(preds: Any, truth: Any) -> float:
+    """Weighted F1 of the :func:`acc2_non_zero` classes (MMSA "Non0_F1_score"); NaN when
+    every label is 0."""
+    p, y = _pair(preds, truth)
+    keep = y != 0
+    return _weighted_f1(p[keep] > 0, y[keep] > 0) if keep.any() else math.nan
 
 
 def acc7(preds: Any, truth: Any) -> float:
@@ -388,6 +413,8 @@ def sentiment_metrics(preds: Any, truth: Any) -> dict[str, float]:
     return {
         "acc2_non_negative": acc2_non_negative(preds, truth),
         "acc2_non_zero": acc2_non_zero(preds, truth),
+        "f1_non_negative": f1_non_negative(preds, truth),
+        "f1_non_zero": f1_non_zero(preds, truth),
         "acc7": acc7(preds, truth),
         "mae": mae(preds, truth),
         "pearson": pearson(preds, truth),
