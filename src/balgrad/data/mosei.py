@@ -17,9 +17,10 @@ A pickle can run code when loaded, so a user's file is never given to ``pickle.l
 refuses any other with a :class:`DataError` naming the file and the global, before
 anything of it is called.
 
-Features hold -inf (MulT's audio) and NaN (COVAREP frames); like both official loaders,
-which set ``audio[audio == -inf] = 0`` (MMSA also zeroes NaN), every non-finite feature
-becomes 0, and :attr:`MoseiSplit.cleaned` counts them per modality.
+Features hold -inf (MulT's audio) and may hold NaN. Both official loaders set
+``audio[audio == -inf] = 0`` (MMSA zeroes NaN too, when it normalizes); here every
+non-finite feature of every modality becomes 0, and :attr:`MoseiSplit.cleaned` counts them
+per modality.
 
 The user names the pickle itself and it references no other file, so there is no folder
 to keep paths inside (``disk/paths.py``); ids are decoded as strict UTF-8 per record as
