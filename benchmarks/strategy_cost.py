@@ -42,7 +42,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from balgrad.models import TwoTowerModel  # noqa: E402
 from balgrad.models.multimodal import MultimodalModel  # noqa: E402
 from balgrad.strategies import create_strategy  # noqa: E402
 from balgrad.strategies.balgrad import pairwise_kl  # noqa: E402
@@ -83,7 +82,7 @@ class HFTower(nn.Module):
 
 
 def build(size: str, modalities: int = 2) -> MultimodalModel:
-    """ViT + BERT (the two-modality model, a TwoTowerModel), then an audio and a video ViT."""
+    """ViT + BERT (the two-modality model), then an audio and a video ViT."""
     from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
     h, layers, heads, inter, image, patch, _ = SIZES[size]
@@ -98,8 +97,6 @@ def build(size: str, modalities: int = 2) -> MultimodalModel:
         else:
             bert = BertModel(BertConfig(vocab_size=30522, **common), add_pooling_layer=False)
             towers[name] = HFTower(bert, h, "tokens")
-    if modalities == 2:
-        return TwoTowerModel(towers["image"], towers["text"], NUM_CLASSES, embed_dim=256)
     return MultimodalModel(towers, NUM_CLASSES, embed_dim=256)
 
 

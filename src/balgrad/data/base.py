@@ -28,11 +28,6 @@ class Example:
     label: torch.Tensor  # int64 scalar (single-label) or float32 [num_classes] of 0/1 (multi-label)
     index: int  # position in its split; seeds per-sample impairments
 
-    @property
-    def inputs(self) -> dict:
-        """The raw inputs keyed by modality name, as models take them."""
-        return {"image": self.image, "text": self.text}
-
 
 @dataclass
 class DatasetInfo:

@@ -60,14 +60,6 @@ class Predictions:
     unimodal: dict[str, torch.Tensor]  # z_m by modality
     target: torch.Tensor
 
-    @property
-    def logits_image(self) -> torch.Tensor:
-        return self.unimodal["image"]
-
-    @property
-    def logits_text(self) -> torch.Tensor:
-        return self.unimodal["text"]
-
 
 @torch.no_grad()
 def predict(

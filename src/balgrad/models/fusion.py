@@ -45,9 +45,7 @@ class SumFusion(nn.Module):
 
     def forward(self, *hs: torch.Tensor) -> torch.Tensor:
         first, *rest = _checked(hs, self.num_modalities)
-        for h in rest:  # left to right, as h_v + h_l
-            first = first + h
-        return first
+        return sum(rest, first)  # left to right, as h_v + h_l
 
     def columns(self) -> list[slice]:
         return [slice(0, self.dim)] * self.num_modalities

@@ -63,9 +63,7 @@ class Losses:
     def unimodal_sum(self) -> torch.Tensor:
         """Σ_m L_m, left to right (M = 2: L_v + L_l)."""
         first, *rest = self.unimodal.values()
-        for loss in rest:
-            first = first + loss
-        return first
+        return sum(rest, first)
 
     def stats(self) -> dict[str, torch.Tensor]:
         return {
@@ -268,10 +266,7 @@ class BalGrad(Strategy):
         uu_m = group_sums(sq_norms(g_u, like), sizes, like)
         kk = torch.stack(group_sums(sq_norms(g_k, like), sizes, like))
         if self.scaler is None:
-            uu_total = uu_m[0]
-            for u in uu_m[1:]:
-                uu_total = uu_total + u
-            grad_sq = torch.stack([tt.sum(), uu_total, kk.sum()])
+            grad_sq = torch.stack([tt.sum(), sum(uu_m[1:], uu_m[0]), kk.sum()])
             self.check_finite(("gradient g_T", "gradient g_uni", "gradient g_kl"), grad_sq)
 
         counts = sync.sum(self.score_sums(output, target, task))

@@ -173,14 +173,14 @@ class OGMGE(Strategy):
             probs = [true_class_prob(v, target, model.task) for v in z.values()]
             return self.sync.sum(torch.stack([p.sum() for p in probs]))
 
-    def coefficients(self, s: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """({"ratio_<m>": ρ_m clamped at 1e6 for the log}, k) from the scores: the official
-        rule for two modalities (ratio of the first only), one versus rest for more."""
+    def coefficients(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ρ clamped at 1e6 for the log, k) from the scores: the official rule for two
+        modalities (ρ of the first only), one versus rest for more."""
         if s.numel() == 2:
             rho, k_v, k_l = ogm_coefficients(s[0], s[1], self.alpha)
-            return {"ratio": rho.clamp_max(1e6).unsqueeze(0)}, torch.stack([k_v, k_l])
+            return rho.clamp_max(1e6).unsqueeze(0), torch.stack([k_v, k_l])
         rho, k = one_versus_rest_coefficients(s, self.alpha)
-        return {"ratio": rho.clamp_max(1e6)}, k
+        return rho.clamp_max(1e6), k
 
     def compute(self, model, output, target):
         loss = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
@@ -188,13 +188,12 @@ class OGMGE(Strategy):
         grads = self.loss_grads(loss, params)
         modalities = self.modalities(model)
 
-        ratios, k = self.coefficients(self.scores(model, output, target))
+        ratio, k = self.coefficients(self.scores(model, output, target))
         active = self.active()
         if active:
             coefs = dict(zip(modalities, k.unbind()))
             self.modulate(model, params, grads, coefs, self.loss_scale(loss))
         add_to_grads_(params, grads)
-        ratio = ratios["ratio"]
         return {
             "loss_task": loss.detach(),
             **self.unimodal_monitor(model, output, target),
