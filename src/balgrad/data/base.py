@@ -1,19 +1,27 @@
 """The dataset contract every loader (built-in or on-disk) fulfils.
 
-A dataset is a ``torch.utils.data.Dataset`` whose items are :class:`Example` objects.
-Images are float tensors of shape ``[C, H, W]`` on the ``[0, 1]`` scale (C is 1 or 3,
-sizes may differ between items); the image backbone's ``preprocess`` resizes and
-normalises them. Texts are plain strings; the text backbone tokenises them. Keeping
-raw pixels and strings here is what lets the evaluation protocol impair the *input*
-(blank image, empty text, pixel noise, token noise) and pass it through the backbone,
-as SPEC section 4 asks.
+A dataset is a ``torch.utils.data.Dataset`` whose items are :class:`Example` objects,
+holding one raw input per modality, keyed by the names ``info.modalities`` declares
+(name -> kind, SPEC section 6). The raw form is the kind's (:mod:`balgrad.data.kinds`):
+
+- ``image``: a float tensor ``[C, H, W]`` on the ``[0, 1]`` scale (C is 1 or 3, sizes may
+  differ between items); the backbone's ``preprocess`` resizes and normalises it;
+- ``text``: a plain string; the backbone tokenises it;
+- ``audio``: a waveform ``[T]`` or ``[C, T]`` (float, the same T for every item);
+- ``video``: frames ``[C, T, H, W]``, normalised as the backbone expects;
+- ``features``: a feature sequence ``[L, F]`` (float, no NaN or inf), or a mapping
+  ``{"features": [L, F], "lengths": int}``.
+
+Keeping raw inputs here is what lets the evaluation protocol impair the *input* (a blank
+image, an empty text, silence, zeros; pixel, token, audio or feature noise) and pass it
+through the backbone, as SPEC sections 4 and 6 ask.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -21,12 +29,48 @@ from torch.utils.data import Dataset
 TaskKind = Literal["single_label", "multi_label"]
 
 
-@dataclass
+#: the modalities of the image-text datasets (SPEC sections 1-5): name -> kind
+IMAGE_TEXT = {"image": "image", "text": "text"}
+
+
 class Example:
-    image: torch.Tensor  # [C, H, W], float32 in [0, 1]
-    text: str
-    label: torch.Tensor  # int64 scalar (single-label) or float32 [num_classes] of 0/1 (multi-label)
-    index: int  # position in its split; seeds per-sample impairments
+    """One sample: ``inputs`` (raw input by modality name), ``label`` (int64 scalar for
+    single-label, float32 ``[num_classes]`` of 0/1 for multi-label) and ``index`` (its
+    position in its split; it seeds the per-sample impairments).
+
+    ``Example(image, text, label, index)`` is the (image, text) case, as the fields were
+    before modalities were named; ``Example(inputs={...}, label=..., index=...)`` any other.
+    """
+
+    __slots__ = ("inputs", "label", "index")
+
+    def __init__(
+        self,
+        image: Any = None,
+        text: Any = None,
+        label: Any = None,
+        index: int = 0,
+        *,
+        inputs: dict[str, Any] | None = None,
+    ):
+        if inputs is None:
+            inputs = {"image": image, "text": text}
+        elif image is not None or text is not None:
+            raise TypeError("Example: give either image and text, or inputs, not both")
+        self.inputs = dict(inputs)
+        self.label = label
+        self.index = index
+
+    @property
+    def image(self) -> Any:
+        return self.inputs["image"]
+
+    @property
+    def text(self) -> Any:
+        return self.inputs["text"]
+
+    def __repr__(self) -> str:
+        return f"Example(modalities={list(self.inputs)}, label={self.label!r}, index={self.index})"
 
 
 @dataclass
@@ -38,6 +82,8 @@ class DatasetInfo:
     primary_metric: str = "accuracy"
     # every metric the protocol reports for this dataset
     metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    # modality name -> kind, in the order the model and the tables list them
+    modalities: dict[str, str] = field(default_factory=lambda: dict(IMAGE_TEXT))
 
     @property
     def num_classes(self) -> int:
