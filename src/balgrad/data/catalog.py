@@ -10,9 +10,11 @@ A registration says how the dataset is called, by its ``kind``:
   ``Cls(data_dir, split, *, skip_bad=False, **options)`` (a ``DiskDataset``).
 
 and carries ``description`` (for ``balgrad list``), ``backbone_defaults`` (backbone name ->
-options that suit its images and texts, applied under the user's own) and
+options that suit its images and texts, applied under the user's own),
 ``cache_option`` (the option that receives balgrad's cache folder when neither it nor
-``--data-dir`` is given).
+``--data-dir`` is given), ``modalities`` (modality name -> kind, in the dataset's order;
+default image and text) and ``modality_backbones`` (modality name -> the backbone a run
+uses unless told otherwise, for the modalities the image/text flags do not cover).
 """
 
 from __future__ import annotations
@@ -44,12 +46,28 @@ def _check_kind(name: str, metadata: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"dataset {name!r}: kind must be one of {KINDS}, got {metadata['kind']!r}"
         )
+    from balgrad.data.kinds import check_modalities_of
+
+    modalities = metadata["modalities"]
+    check_modalities_of(modalities, f"dataset {name!r}")
+    if stray := sorted(set(metadata["modality_backbones"]) - set(modalities)):
+        raise ConfigError(
+            f"dataset {name!r}: modality_backbones names {stray}, which are not among its "
+            f"modalities {list(modalities)}"
+        )
 
 
 DATASETS = Registry(
     "dataset",
     group="balgrad.datasets",
-    metadata={"kind": "disk", "description": "", "backbone_defaults": {}, "cache_option": None},
+    metadata={
+        "kind": "disk",
+        "description": "",
+        "backbone_defaults": {},
+        "cache_option": None,
+        "modalities": {"image": "image", "text": "text"},
+        "modality_backbones": {},
+    },
     skip=_call_arguments,
     check_metadata=_check_kind,
     normalize=_normalize,
