@@ -161,10 +161,10 @@ def _encoder(cfg: RunConfig, tower: str, name: str, train_texts: list[str], run_
 
 
 def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> TwoTowerModel:
-    img, txt = pipeline.model_encoders()
+    encoders = pipeline.model_encoders()
     return TwoTowerModel(
-        img,
-        txt,
+        encoders["image"],
+        encoders["text"],
         info.num_classes,
         task=info.task,
         embed_dim=cfg.embed_dim,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from balgrad.data.impairments import noisy_tokens
+from balgrad.data.kinds import noise_salt
 
 
 @dataclass
@@ -69,42 +70,52 @@ def label_tensor(label) -> torch.Tensor:
     return torch.as_tensor(arr, dtype=torch.float32)
 
 
-def collate(items: list[dict], text_encoder) -> Batch:
+def collate(items: list[dict], encoders: Mapping[str, Any]) -> Batch:
     """Stack the items of a :class:`~balgrad.data.conditioned_view.ConditionedView`.
 
-    Texts (strings) are tokenised by ``text_encoder``; an item with ``text_noise`` > 0
-    gets its real tokens replaced with that probability, seeded by (seed, index).
-    Features (tensors) are stacked as they are.
+    Strings are tokenised by their modality's encoder; an item with token noise for that
+    modality gets its real tokens replaced with that probability, seeded by (seed, index).
+    Tensors (pixels, waveforms, frames, features) are stacked as they are, and mapping
+    inputs (``{"features", "lengths"}``) key by key.
     """
     first = items[0]
-    image = torch.stack([it["image"] for it in items])
-    if isinstance(first["text"], torch.Tensor):
-        text = torch.stack([it["text"] for it in items])
-    else:
-        text = text_encoder.tokenize([it["text"] for it in items])
-        if any(it["text_noise"] > 0 for it in items):
-            text = {**text, "input_ids": _noisy_ids(text, items, text_encoder)}
+    inputs = {}
+    for m, x in first["inputs"].items():
+        values = [it["inputs"][m] for it in items]
+        if isinstance(x, str):
+            tokens = encoders[m].tokenize(values)
+            if any(it["token_noise"].get(m, 0) > 0 for it in items):
+                tokens = {**tokens, "input_ids": _noisy_ids(tokens, items, m, encoders[m])}
+            inputs[m] = tokens
+        elif isinstance(x, Mapping):
+            inputs[m] = {k: torch.stack([torch.as_tensor(v[k]) for v in values]) for k in x}
+        else:
+            inputs[m] = torch.stack(values)
     target = torch.stack([it["label"] for it in items])
-    drops = {m: torch.tensor([it[f"drop_{m}"] for it in items]) for m in ("image", "text")}
+    drops = {m: torch.tensor([it["drop"][m] for it in items]) for m in first["drop"]}
     return Batch(
-        {"image": image, "text": text},
+        inputs,
         target,
         torch.tensor([it["index"] for it in items]),
         {m: d for m, d in drops.items() if d.any()},
     )
 
 
-def _noisy_ids(tokens: dict[str, torch.Tensor], items: list[dict], text_encoder) -> torch.Tensor:
+def _noisy_ids(
+    tokens: dict[str, torch.Tensor], items: list[dict], modality: str, encoder
+) -> torch.Tensor:
     ids = tokens["input_ids"].clone()
     for row, it in enumerate(items):
-        if it["text_noise"] > 0:
+        level = it["token_noise"].get(modality, 0)
+        if level > 0:
             ids[row] = noisy_tokens(
                 ids[row],
                 tokens["attention_mask"][row],
-                it["text_noise"],
-                text_encoder.vocab_size,
-                tuple(text_encoder.special_ids),
+                level,
+                encoder.vocab_size,
+                tuple(encoder.special_ids),
                 it["seed"],
                 it["index"],
+                noise_salt(modality),
             )
     return ids

@@ -1,33 +1,57 @@
-"""The items of a dataset under one evaluation condition (SPEC section 4).
+"""The items of a dataset under one evaluation condition (SPEC sections 4 and 6).
 
-A hit sample of ``missing_image`` gets a blank image and of ``missing_text`` an empty
-string (with ``missing="input"``), or a drop flag that zeroes its embedding later (with
-``missing="embedding"``); ``noisy_image`` adds pixel noise before preprocessing, and
-``noisy_text`` is applied to the token ids when the batch is collated. A tower whose
-features are precomputed reads them instead of the raw input.
+A hit sample of ``missing_<m>`` (or of ``only_<k>``, for every m other than k) gets m's
+blank input (with ``missing="input"``: a blank image, an empty string, silence, zeros),
+or a drop flag that zeroes its embedding later (with ``missing="embedding"``).
+``noisy_<m>`` adds m's noise to the raw input before the backbone's ``preprocess``; a text
+modality's token noise is applied when the batch is collated. A modality whose features
+are precomputed (a frozen tower) reads them instead of the raw input.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.batch import label_tensor
-from balgrad.data.impairments import Condition, blank_image, noisy_image
+from balgrad.data.impairments import Condition
+from balgrad.data.kinds import KINDS, feature_std, noise_salt
+from balgrad.errors import ConfigError
+
+#: per dataset object, the per-feature std of each ``features`` modality (noise scale)
+_FEATURE_STD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def modalities_of(dataset: MultimodalDataset) -> dict[str, str]:
+    """``name -> kind`` of a dataset (image and text when its info predates modalities)."""
+    info = getattr(dataset, "info", None)
+    return dict(getattr(info, "modalities", None) or {"image": "image", "text": "text"})
+
+
+def split_feature_std(dataset: MultimodalDataset, modality: str) -> torch.Tensor:
+    """Each feature's std over ``dataset`` (computed once per dataset object)."""
+    per = _FEATURE_STD.setdefault(dataset, {})
+    if modality not in per:
+        per[modality] = feature_std(dataset, modality).float()
+    return per[modality]
 
 
 class ConditionedView(Dataset):
     """Items (dicts, see :func:`~balgrad.data.batch.collate`) of ``dataset`` under ``condition``.
 
     Args:
-        preprocess: the image encoder's ``preprocess`` (raw image -> model input).
+        encoders: the backbone of each modality; a non-text one's ``preprocess`` (when it
+            has one) maps the raw input to the model input.
         embedding_mode: missing modalities are zeroed embeddings, not blank inputs.
-        image_features, text_features: ``[N, D]`` precomputed features of a frozen tower,
-            read instead of the raw input; None for a live tower.
-        load_images: False skips reading images altogether (encoding the text tower).
+        features: ``[N, D]`` precomputed features of the frozen towers, by modality, read
+            instead of the raw input.
+        load: the modalities whose raw input the items carry (default: every modality
+            without features); e.g. only the one a frozen tower is encoding.
     """
 
     def __init__(
@@ -35,61 +59,89 @@ class ConditionedView(Dataset):
         dataset: MultimodalDataset,
         condition: Condition,
         *,
-        preprocess: Callable[[torch.Tensor], torch.Tensor],
+        encoders: Mapping[str, Any],
         embedding_mode: bool,
-        image_features: torch.Tensor | None = None,
-        text_features: torch.Tensor | None = None,
-        load_images: bool = True,
+        features: Mapping[str, torch.Tensor] | None = None,
+        load: Collection[str] | None = None,
     ):
         self.dataset, self.condition = dataset, condition
+        self.modalities = modalities_of(dataset)
+        features = dict(features or {})
+        if unknown := [m for m in [*features, *(load or ())] if m not in self.modalities]:
+            raise ConfigError(
+                f"dataset {dataset.info.name!r} has no modality {unknown[0]!r}; its "
+                f"modalities are {list(self.modalities)}"
+            )
+        if load is None:
+            load = [m for m in self.modalities if m not in features]
+        self.features = features
+        self.load = [m for m in self.modalities if m in load and m not in features]
+        if missing := [m for m in self.load if m not in encoders]:
+            raise ConfigError(
+                f"no encoder for modality {missing[0]!r} of dataset {dataset.info.name!r} "
+                f"(encoders: {list(encoders)})"
+            )
+        self.encoders = encoders
         self.hit = condition.mask(len(dataset))  # which samples the condition impairs
-        self.preprocess = preprocess
         self.embedding_mode = embedding_mode
-        self.image_features, self.text_features = image_features, text_features
-        self.load_images = load_images
+        m = condition.modality
+        self.noise_std = None
+        if condition.action == "noisy" and m in self.load:
+            kind = KINDS[self.modalities[m]]
+            if kind.needs_feature_std:
+                self.noise_std = split_feature_std(dataset, m)
 
     def __len__(self):
         return len(self.dataset)
 
-    def _text_and_label(self, i):
-        texts = getattr(self.dataset, "texts", None)
+    def _raw(self, i: int) -> tuple[dict[str, Any], torch.Tensor]:
+        """The raw inputs of the loaded modalities and the label: from the dataset's
+        ``texts``/``labels`` arrays when only a modality named text (or none) is needed,
+        without decoding the rest of the example."""
         labels = getattr(self.dataset, "labels", None)
-        if texts is not None and labels is not None:
-            return texts[i], label_tensor(labels[i])
+        texts = getattr(self.dataset, "texts", None)
+        if labels is not None and (
+            not self.load or (self.load == ["text"] and texts is not None)
+        ):
+            return ({"text": texts[i]} if self.load else {}), label_tensor(labels[i])
         ex = self.dataset[i]
-        return ex.text, label_tensor(ex.label)
+        return {m: ex.inputs[m] for m in self.load}, label_tensor(ex.label)
+
+    def _impaired(self, m: str, x: Any, hit: bool, i: int) -> tuple[Any, float]:
+        """(m's input after the condition and ``preprocess``, its token-noise level)."""
+        c, kind = self.condition, KINDS[self.modalities[m]]
+        token_noise = 0.0
+        if hit and c.missing_for(m) and not self.embedding_mode:
+            x = kind.blank(x)
+        elif hit and c.noisy_for(m):
+            if kind.noise is None:  # text: the token ids get it when collated
+                token_noise = c.level
+            elif self.noise_std is not None:
+                x = kind.noise(x, c.level, c.seed, i, noise_salt(m), std=self.noise_std)
+            else:
+                x = kind.noise(x, c.level, c.seed, i, noise_salt(m))
+        preprocess = getattr(self.encoders[m], "preprocess", None)
+        if kind.name != "text" and callable(preprocess):
+            x = preprocess(x)
+        return x, token_noise
 
     def __getitem__(self, i):
         c, hit = self.condition, bool(self.hit[i])
-        if not self.load_images:
-            text, label = self._text_and_label(i)
-            image = torch.zeros(0)
-        elif self.image_features is None:
-            ex = self.dataset[i]
-            text, label = ex.text, label_tensor(ex.label)
-            img = ex.image
-            if hit and c.kind == "missing_image" and not self.embedding_mode:
-                img = blank_image(img)
-            elif hit and c.kind == "noisy_image":
-                img = noisy_image(img, c.level, c.seed, i)
-            image = self.preprocess(img)
-        else:
-            text, label = self._text_and_label(i)
-            image = self.image_features[i]
-        if self.text_features is None:
-            if hit and c.kind == "missing_text" and not self.embedding_mode:
-                text = ""
-        else:
-            text = self.text_features[i]
+        raw, label = self._raw(i)
+        inputs, token_noise = {}, {}
+        for m in self.modalities:
+            if m in self.features:
+                inputs[m] = self.features[m][i]
+            elif m in raw:
+                inputs[m], level = self._impaired(m, raw[m], hit, i)
+                if level:
+                    token_noise[m] = level
+        drop = {m: hit and c.missing_for(m) and self.embedding_mode for m in inputs}
         return {
-            "image": image,
-            "text": text,
+            "inputs": inputs,
             "label": label,
             "index": i,
-            "drop_image": hit and c.kind == "missing_image" and self.embedding_mode,
-            "drop_text": hit and c.kind == "missing_text" and self.embedding_mode,
-            "text_noise": c.level
-            if (hit and c.kind == "noisy_text" and self.text_features is None)
-            else 0.0,
+            "drop": drop,
+            "token_noise": token_noise,
             "seed": c.seed,
         }

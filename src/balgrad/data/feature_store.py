@@ -18,8 +18,9 @@ from torch.utils.data import DataLoader
 
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.batch import collate
-from balgrad.data.conditioned_view import ConditionedView
-from balgrad.data.impairments import Condition, blank_image
+from balgrad.data.conditioned_view import ConditionedView, modalities_of
+from balgrad.data.impairments import Condition
+from balgrad.data.kinds import KINDS
 
 
 class FeatureInput(nn.Module):
@@ -60,7 +61,7 @@ class FrozenFeatures:
         num_workers: int,
         progress: bool,
     ):
-        self.encoders = encoders  # by tower: "image", "text"
+        self.encoders = encoders  # by modality name
         self.missing = missing
         self.cache = cache
         self.memory = memory  # in-process store, possibly shared by several pipelines
@@ -78,16 +79,16 @@ class FrozenFeatures:
         self, dataset: MultimodalDataset, condition: Condition, tower: str
     ) -> torch.Tensor:
         """[N, D] features of one frozen tower under ``condition`` (cached)."""
-        if condition.kind == f"missing_{tower}" and self.missing == "input":
-            # a blank image / empty string encodes to one constant vector: no need to
-            # run the backbone over the whole split again for every missing ratio
+        if condition.missing_for(tower) and self.missing == "input":
+            # a blank input (image, string, silence, ...) encodes to one constant vector:
+            # no need to run the backbone over the whole split again for every ratio
             full = self.features(dataset, Condition(seed=condition.seed), tower)
             out = full.clone()
             hit = torch.from_numpy(condition.mask(len(dataset)))
             out[hit] = self._blank_features(dataset, tower)
             return out
-        part = condition.image_part() if tower == "image" else condition.text_part()
-        if self.missing == "embedding" and condition.kind.startswith("missing"):
+        part = condition.part(tower)
+        if self.missing == "embedding" and condition.missing_for(tower):
             part = "full"  # embedding mode zeroes h_m later; the backbone sees the real input
         enc = self.encoder(tower)
         parts = {
@@ -131,11 +132,15 @@ class FrozenFeatures:
         key = f"blank:{tower}:{sorted(self._encoder_parts(tower).items())}:{dataset.fingerprint}"
         if key not in self.memory:
             enc.eval()
+            kind = KINDS[modalities_of(dataset)[tower]]
             with torch.no_grad():
-                if tower == "image":
-                    x = enc.preprocess(blank_image(dataset[0].image)).unsqueeze(0)
-                else:
+                if kind.name == "text":
                     x = enc.tokenize([""])
+                else:
+                    x = kind.blank(dataset[0].inputs[tower])
+                    if callable(getattr(enc, "preprocess", None)):
+                        x = enc.preprocess(x)
+                    x = _one_sample_batch(x)
                 self.memory[key] = enc(x).float().cpu()[0]
         return self.memory[key]
 
@@ -143,13 +148,13 @@ class FrozenFeatures:
         """Run the tower's backbone over the split under ``condition`` (no cache)."""
         from balgrad.data.progress import with_progress
 
-        # both towers live; only the requested one is run (the text tower skips images)
+        # only the requested modality's raw inputs are read (a text tower skips images)
         live = ConditionedView(
             dataset,
             condition,
-            preprocess=self.encoders["image"].preprocess,
+            encoders=self.encoders,
             embedding_mode=self.missing == "embedding",
-            load_images=tower == "image",
+            load=[tower],
         )
         enc = self.encoder(tower)
         loader = DataLoader(
@@ -163,11 +168,18 @@ class FrozenFeatures:
         desc = f"encode {tower} {dataset.info.name}/{dataset.split} [{condition.name}]"
         with torch.no_grad():
             for batch in with_progress(loader, desc=desc, disable=not self.progress, leave=False):
-                out.append(enc(batch.image if tower == "image" else batch.text).float().cpu())
+                out.append(enc(batch.inputs[tower]).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, enc.out_dim)
 
     def _collate(self, items: list[dict]):
-        return collate(items, self.encoders["text"])
+        return collate(items, self.encoders)
+
+
+def _one_sample_batch(x):
+    """One model input as a batch of one (a mapping input key by key)."""
+    if isinstance(x, Mapping):
+        return {k: torch.as_tensor(v).unsqueeze(0) for k, v in x.items()}
+    return x.unsqueeze(0)
 
 
 def weights_digest(module: nn.Module) -> str:

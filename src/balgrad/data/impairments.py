@@ -1,32 +1,64 @@
-"""Test-time impairments of SPEC section 4: missing and noisy modalities.
+"""Test-time impairments of SPEC sections 4 and 6: missing and noisy modalities.
 
-A :class:`Condition` names one evaluation condition (``full``, ``missing_image@r``,
-``missing_text@r``, ``noisy_image@σ``, ``noisy_text@p``). Which samples are hit, and
-the noise each one gets, depend only on (seed, sample index), so every method and every
-run sees the same impaired test set, whatever the batch order.
+A :class:`Condition` names one evaluation condition: ``full``, ``missing_<m>@r``,
+``noisy_<m>@level`` or ``only_<m>`` (every other modality missing), for a modality name m
+(``missing_image@0.5``, ``noisy_audio@10``). Which samples are hit, and the noise each one
+gets, depend only on (seed, sample index, modality), so every method and every run sees
+the same impaired test set, whatever the batch order. What "missing" and "noisy" mean for
+each kind of modality is :mod:`balgrad.data.kinds`'s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from balgrad.data.kinds import noisy_image, sample_generator
 from balgrad.errors import ConfigError
 
+__all__ = ["Condition", "MISSING_MODES", "noisy_image", "noisy_tokens", "sample_generator"]
+
+ACTIONS = ("missing", "noisy", "only")
+#: the conditions of the image-text protocol (SPEC section 4), whose index salts the
+#: choice of hit samples as it did before modalities were named
 KINDS = ("full", "missing_image", "missing_text", "noisy_image", "noisy_text")
 MISSING_MODES = ("input", "embedding")
+_KIND = re.compile(r"^(missing|noisy|only)_([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _mask_salt(kind: str) -> int:
+    if kind in KINDS:
+        return KINDS.index(kind)
+    return 16 + int.from_bytes(hashlib.sha256(kind.encode()).digest()[:6], "big")
+
+
+def _split_kind(kind: str) -> tuple[str, str | None]:
+    if kind == "full":
+        return "full", None
+    match = _KIND.match(kind)
+    if match is None:
+        raise ConfigError(
+            f"condition: unknown kind {kind!r}; expected full, missing_<modality>, "
+            "noisy_<modality> or only_<modality>"
+        )
+    return match.group(1), match.group(2)
 
 
 @dataclass(frozen=True)
 class Condition:
     """One evaluation condition.
 
-    ``ratio`` is the fraction of samples impaired (exactly ``round(ratio * n)`` of them);
-    ``level`` is σ (pixel-noise std on the [0, 1] scale) or p (token-replacement
-    probability) for the noisy kinds.
+    ``kind``: ``"full"``, ``"missing_<m>"``, ``"noisy_<m>"`` or ``"only_<m>"``. ``ratio``
+    is the fraction of samples impaired (exactly ``round(ratio * n)`` of them; ``only_<m>``
+    hits all); ``level`` is the noise level of the noisy kinds, in the unit of m's kind
+    (σ on [0, 1] pixels, token-replacement p, SNR in dB, ...). The modality's kind checks
+    the level where the protocol is set up; ``noisy_image`` and ``noisy_text`` are checked
+    here too, as before.
     """
 
     kind: str = "full"
@@ -35,81 +67,103 @@ class Condition:
     seed: int = 0
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ConfigError(f"condition: unknown kind {self.kind!r}; expected one of {KINDS}")
+        action, _ = _split_kind(self.kind)
         if not 0.0 <= self.ratio <= 1.0:
             raise ConfigError(f"condition {self.kind}: ratio must be in [0, 1], got {self.ratio}")
+        if action == "only" and self.ratio != 1.0:
+            raise ConfigError(f"condition {self.kind}: only_<m> impairs every sample (ratio 1)")
         if self.kind == "noisy_text" and not 0.0 <= self.level <= 1.0:
             raise ConfigError(f"condition noisy_text: p must be in [0, 1], got {self.level}")
         if self.kind == "noisy_image" and self.level < 0:
             raise ConfigError(f"condition noisy_image: sigma must be >= 0, got {self.level}")
 
     @property
+    def action(self) -> str:
+        """``"full"``, ``"missing"``, ``"noisy"`` or ``"only"``."""
+        return _split_kind(self.kind)[0]
+
+    @property
+    def modality(self) -> str | None:
+        """The modality the condition names (None for ``full``)."""
+        return _split_kind(self.kind)[1]
+
+    @property
     def name(self) -> str:
-        if self.kind == "full":
-            return "full"
-        if self.kind.startswith("missing"):
+        action = self.action
+        if action in ("full", "only"):
+            return self.kind
+        if action == "missing":
             return f"{self.kind}@{self.ratio:g}"
         suffix = "" if self.ratio == 1.0 else f"/{self.ratio:g}"
         return f"{self.kind}@{self.level:g}{suffix}"
 
     @classmethod
     def parse(cls, text: str, seed: int = 0) -> Condition:
-        """``"missing_image@0.5"``, ``"noisy_text@0.3"``, ``"full"`` (defaults: r = 1,
-        σ = 0.5, p = 0.5)."""
+        """``"missing_image@0.5"``, ``"noisy_text@0.3"``, ``"only_audio"``, ``"full"``
+        (defaults: r = 1; noise 0.5)."""
         kind, _, arg = text.partition("@")
         kind = kind.strip()
-        if kind not in KINDS:
+        try:
+            action, _ = _split_kind(kind)
+        except ConfigError:
             raise ConfigError(
-                f"condition: unknown condition {text!r}; expected one of {KINDS} with an optional @value"
-            )
+                f"condition: unknown condition {text!r}; expected full, missing_<modality>@r, "
+                "noisy_<modality>@level or only_<modality>"
+            ) from None
         try:
             value = float(arg) if arg else None
         except ValueError:
             raise ConfigError(f"condition {text!r}: {arg!r} is not a number") from None
-        if kind.startswith("missing"):
+        if action == "missing":
             return cls(kind, ratio=1.0 if value is None else value, seed=seed)
-        if kind.startswith("noisy"):
+        if action == "noisy":
             return cls(kind, level=0.5 if value is None else value, seed=seed)
-        return cls("full", seed=seed)
+        if value is not None:
+            raise ConfigError(f"condition {text!r}: {action}_<m> takes no @value")
+        return cls(kind, seed=seed)
+
+    def missing_for(self, modality: str) -> bool:
+        """Whether the hit samples lose ``modality``."""
+        action, m = self.action, self.modality
+        return (action == "missing" and m == modality) or (action == "only" and m != modality)
+
+    def noisy_for(self, modality: str) -> bool:
+        return self.action == "noisy" and self.modality == modality
+
+    def hits(self, modality: str) -> bool:
+        """Whether this condition changes ``modality``'s inputs at all."""
+        return self.missing_for(modality) or self.noisy_for(modality)
 
     @property
     def hits_image(self) -> bool:
-        return self.kind in ("missing_image", "noisy_image")
+        return self.hits("image")
 
     @property
     def hits_text(self) -> bool:
-        return self.kind in ("missing_text", "noisy_text")
+        return self.hits("text")
+
+    def part(self, modality: str) -> str:
+        """The part of this condition that changes ``modality`` (for feature-cache keys)."""
+        return f"{self.name}#seed{self.seed}" if self.hits(modality) else "full"
 
     def image_part(self) -> str:
-        """The part of this condition that changes images (for feature-cache keys)."""
-        return f"{self.name}#seed{self.seed}" if self.hits_image else "full"
+        return self.part("image")
 
     def text_part(self) -> str:
-        return f"{self.name}#seed{self.seed}" if self.hits_text else "full"
+        return self.part("text")
 
     def mask(self, n: int) -> np.ndarray:
         """Boolean [n]: which samples this condition impairs (exact count, fixed seed)."""
         if self.kind == "full":
             return np.zeros(n, dtype=bool)
+        if self.action == "only":
+            return np.ones(n, dtype=bool)
         k = int(math.floor(self.ratio * n + 0.5))
         # salt by kind so missing-image and missing-text hit independent subsets
-        rng = np.random.default_rng([self.seed, KINDS.index(self.kind)])
+        rng = np.random.default_rng([self.seed, _mask_salt(self.kind)])
         out = np.zeros(n, dtype=bool)
         out[rng.permutation(n)[:k]] = True
         return out
-
-
-def sample_generator(seed: int, index: int, salt: int = 0) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed((seed * 1_000_003 + index * 7919 + salt) % (2**63 - 1))
-    return g
-
-
-def noisy_image(image: torch.Tensor, sigma: float, seed: int, index: int) -> torch.Tensor:
-    """Gaussian pixel noise with std ``sigma`` on the [0, 1] scale, clipped to [0, 1]."""
-    noise = torch.randn(image.shape, generator=sample_generator(seed, index, 1), dtype=image.dtype)
-    return (image + sigma * noise).clamp_(0.0, 1.0)
 
 
 def blank_image(image: torch.Tensor) -> torch.Tensor:
@@ -125,10 +179,12 @@ def noisy_tokens(
     special_ids: tuple[int, ...],
     seed: int,
     index: int,
+    salt: int = 2,
 ) -> torch.Tensor:
     """Replace each real (non-special, non-pad) token by a random non-special vocabulary
-    token with probability ``p``. 1-D ``input_ids`` of one sample."""
-    g = sample_generator(seed, index, 2)
+    token with probability ``p``. 1-D ``input_ids`` of one sample; ``salt`` is the
+    modality's noise stream (:func:`balgrad.data.kinds.noise_salt`; 2 for ``text``)."""
+    g = sample_generator(seed, index, salt)
     ids = input_ids.clone()
     special = torch.tensor(sorted(set(special_ids)), dtype=ids.dtype)
     real = attention_mask.bool() & ~torch.isin(ids, special)

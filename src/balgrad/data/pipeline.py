@@ -9,13 +9,15 @@ the first reuse them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.batch import Batch, collate
-from balgrad.data.conditioned_view import ConditionedView
+from balgrad.data.conditioned_view import ConditionedView, modalities_of
 from balgrad.data.feature_store import FeatureInput, FrozenFeatures
 from balgrad.data.impairments import MISSING_MODES, Condition
 from balgrad.errors import ConfigError
@@ -27,9 +29,12 @@ class InputPipeline:
     """Turns (dataset, condition) into DataLoaders of :class:`Batch`.
 
     Args:
-        image_encoder, text_encoder: balgrad encoders. A frozen one (``trainable`` false)
-            is encoded once per condition and cached; a trainable one runs live.
-        missing: ``"input"`` (blank image / empty string through the backbone) or
+        image_encoder, text_encoder: the (image, text) case's encoders, positionally as
+            before modalities were named; or
+        encoders: balgrad encoders by modality name (the dataset's ``info.modalities``).
+            A frozen one (``trainable`` false) is encoded once per condition and cached; a
+            trainable one runs live.
+        missing: ``"input"`` (the kind's blank input through the backbone) or
             ``"embedding"`` (zero h_m), SPEC section 4.
         cache: a ``FeatureCache`` (disk) or None (memory only).
         memory: an in-process dict of features shared between pipelines (e.g. across
@@ -38,28 +43,35 @@ class InputPipeline:
 
     def __init__(
         self,
-        image_encoder,
-        text_encoder,
+        image_encoder=None,
+        text_encoder=None,
         missing: str = "input",
         cache=None,
         encode_batch_size: int = 64,
         num_workers: int = 0,
         progress: bool = True,
         memory: dict | None = None,
+        *,
+        encoders: Mapping[str, nn.Module] | None = None,
     ):
         if missing not in MISSING_MODES:
             raise ConfigError(
                 f"missing: unknown value {missing!r}; expected one of {MISSING_MODES}"
             )
-        self.image_encoder, self.text_encoder = image_encoder, text_encoder
+        if encoders is None:
+            if image_encoder is None or text_encoder is None:
+                raise ConfigError("InputPipeline: give image_encoder and text_encoder, or encoders")
+            encoders = {"image": image_encoder, "text": text_encoder}
+        elif image_encoder is not None or text_encoder is not None:
+            raise ConfigError("InputPipeline: give either the two encoders or encoders, not both")
+        self.encoders = dict(encoders)
         self.missing = missing
         self.cache = cache
         self.num_workers = num_workers
         # a frozen tower's features are precomputed (once per condition) and cached
-        self.image_precomputed = not getattr(image_encoder, "trainable", True)
-        self.text_precomputed = not getattr(text_encoder, "trainable", True)
+        self.precomputed = {m: not getattr(e, "trainable", True) for m, e in self.encoders.items()}
         self.frozen_features = FrozenFeatures(
-            {"image": image_encoder, "text": text_encoder},
+            self.encoders,
             missing,
             cache,
             {} if memory is None else memory,
@@ -69,32 +81,56 @@ class InputPipeline:
         )
 
     @property
+    def modalities(self) -> list[str]:
+        return list(self.encoders)
+
+    # the (image, text) case, as the attributes were named before modalities were
+    @property
+    def image_encoder(self):
+        return self.encoders["image"]
+
+    @property
+    def text_encoder(self):
+        return self.encoders["text"]
+
+    @property
+    def image_precomputed(self) -> bool:
+        return self.precomputed["image"]
+
+    @property
+    def text_precomputed(self) -> bool:
+        return self.precomputed["text"]
+
+    @property
     def encoded(self) -> int:
         """How many tower encodings were computed (not served from a cache)."""
         return self.frozen_features.encoded
 
-    def model_encoders(self) -> tuple[nn.Module, nn.Module]:
-        """The encoders the model should hold: live backbones, or identity over features."""
-        img = (
-            FeatureInput(self.image_encoder.out_dim, self.image_encoder.identity)
-            if self.image_precomputed
-            else self.image_encoder
-        )
-        txt = (
-            FeatureInput(self.text_encoder.out_dim, self.text_encoder.identity)
-            if self.text_precomputed
-            else self.text_encoder
-        )
-        return img, txt
+    def model_encoders(self) -> dict[str, nn.Module]:
+        """The encoder the model should hold for each modality: its live backbone, or an
+        identity over its precomputed features."""
+        return {
+            m: FeatureInput(e.out_dim, e.identity) if self.precomputed[m] else e
+            for m, e in self.encoders.items()
+        }
 
     def collate(self, items: list[dict]) -> Batch:
-        return collate(items, self.text_encoder)
+        return collate(items, self.encoders)
 
     def features(
         self, dataset: MultimodalDataset, condition: Condition, tower: str
     ) -> torch.Tensor:
         """[N, D] features of one frozen tower under ``condition`` (cached)."""
         return self.frozen_features.features(dataset, condition, tower)
+
+    def check_dataset(self, dataset: MultimodalDataset) -> None:
+        """The encoders are exactly the dataset's modalities."""
+        expected = list(modalities_of(dataset))
+        if sorted(expected) != sorted(self.encoders):
+            raise ConfigError(
+                f"dataset {dataset.info.name!r} has the modalities {expected}, but the "
+                f"pipeline has encoders for {list(self.encoders)}"
+            )
 
     def loader(
         self,
@@ -108,17 +144,17 @@ class InputPipeline:
         drop_last: bool = False,
     ) -> DataLoader:
         condition = condition or Condition()
+        self.check_dataset(dataset)
         view = ConditionedView(
             dataset,
             condition,
-            preprocess=self.image_encoder.preprocess,
+            encoders=self.encoders,
             embedding_mode=self.missing == "embedding",
-            image_features=self.features(dataset, condition, "image")
-            if self.image_precomputed
-            else None,
-            text_features=self.features(dataset, condition, "text")
-            if self.text_precomputed
-            else None,
+            features={
+                m: self.features(dataset, condition, m)
+                for m in self.encoders
+                if self.precomputed[m]
+            },
         )
         if shuffle and sampler is None:
             sampler = SeededPermutation(len(view), seed)
