@@ -83,10 +83,9 @@ class AloneExperiment(Experiment):
         both = pipe.model_encoders
 
         def one_tower():
-            img, txt = both()
-            if self.absent == "image":
-                return ZeroTower(img.out_dim), txt
-            return img, ZeroTower(txt.out_dim)
+            encoders = both()
+            encoders[self.absent] = ZeroTower(encoders[self.absent].out_dim)
+            return encoders
 
         pipe.model_encoders = one_tower  # only build_model asks for the model's encoders
         return pipe

@@ -146,7 +146,7 @@ def test_a_pretrained_backbone_without_finetune_gets_no_finetune_option():
     register_image_backbone("fixed_test", build, "no finetune parameter", pretrained=True)
     try:
         cfg = RunConfig(image_backbone="fixed_test", finetune=True, methods=["joint"])
-        img, _ = build_encoders(cfg, ["a b", "c d"])
+        img = build_encoders(cfg, ["a b", "c d"])["image"]
         assert isinstance(img, _FixedEncoder)
     finally:
         IMAGE_BACKBONES.unregister("fixed_test")
@@ -154,7 +154,7 @@ def test_a_pretrained_backbone_without_finetune_gets_no_finetune_option():
 
 def test_a_pretrained_backbone_with_finetune_gets_the_run_setting_and_a_scratch_one_not():
     cfg = RunConfig(image_backbone="cnn", text_backbone="small", methods=["joint"])
-    img, txt = build_encoders(cfg, ["a b", "c d"])
+    img, txt = build_encoders(cfg, ["a b", "c d"]).values()
     assert img.trainable and txt.trainable  # cnn and small train from scratch regardless
     assert IMAGE_BACKBONES.metadata("efficientnet-lite0")["pretrained"]
 

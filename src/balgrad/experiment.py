@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -37,12 +38,13 @@ from balgrad.config import (
     resume_differences,
 )
 from balgrad.data.base import MultimodalDataset
+from balgrad.modality_plan_provisional import ModalityPlan, modality_plan
 from balgrad.data.catalog import DATASETS
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.splits import train_val_split
 from balgrad.errors import BalgradError, ConfigError
 from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
-from balgrad.models import TwoTowerModel
+from balgrad.models import MultimodalModel, TwoTowerModel
 from balgrad.report.runfiles import RunFileError, read_eval
 from balgrad.strategies import create_strategy
 from balgrad.strategies.registry import strategy_info
@@ -113,59 +115,101 @@ def load_data(cfg: RunConfig) -> Data:
     return Data(train, val, test)
 
 
-def backbone_options(cfg: RunConfig, tower: str, name: str) -> dict:
+def plan_of(cfg: RunConfig) -> dict[str, ModalityPlan]:
+    """Each modality's kind, backbone, options and noise level in this run (dataset order)."""
+    return modality_plan(cfg)
+
+
+def backbone_options(cfg: RunConfig, tower: str, name: str, plan: ModalityPlan | None = None) -> dict:
     """The dataset's defaults for this backbone (its registration), under the user's options."""
-    key = BACKBONES[tower].canonical(name).rstrip(":")
+    plan = plan or plan_of(cfg)[tower]
+    key = BACKBONES[plan.kind].canonical(name).rstrip(":")
     base = DATASETS.metadata(cfg.dataset)["backbone_defaults"].get(key, {})
-    return {**base, **cfg.backbone_options.get(tower, {})}
+    return {**base, **plan.backbone_options}
+
+
+def training_texts(dataset: MultimodalDataset, modality: str) -> list[str]:
+    """The training texts of a text modality (what a vocabulary is fitted on)."""
+    texts = getattr(dataset, "texts", None)
+    if modality == "text" and texts is not None:
+        return list(texts)
+    return [dataset[i].inputs[modality] for i in range(len(dataset))]
+
+
+def input_features(dataset: MultimodalDataset, modality: str) -> int:
+    """F of a feature-sequence modality: the last dimension of its first training item."""
+    x = dataset[0].inputs[modality]
+    f = x["features"] if isinstance(x, dict) else x
+    return int(f.shape[-1])
 
 
 def encoder_options(
-    cfg: RunConfig, tower: str, name: str, train_texts: list[str], run_dir: Path | None
+    cfg: RunConfig,
+    tower: str,
+    name: str,
+    train: MultimodalDataset | list[str],
+    run_dir: Path | None,
+    plan: ModalityPlan | None = None,
 ) -> dict:
     """A backbone's options in this run, from its registration: one that fits a
-    vocabulary gets the training texts (or reloads ``tokenizer.json`` from ``run_dir``);
-    a pretrained one that takes ``finetune`` gets the run's setting."""
-    registry, opts = BACKBONES[tower], backbone_options(cfg, tower, name)
+    vocabulary gets the training texts (or reloads ``tokenizer.json`` from ``run_dir``;
+    the file is ``tokenizer.json`` for a modality named text, ``tokenizer-<m>.json`` for
+    another); a pretrained one that takes ``finetune`` gets the run's setting; one that
+    takes ``in_features`` and is not given it gets the data's feature size."""
+    plan = plan or plan_of(cfg)[tower]
+    registry, opts = BACKBONES[plan.kind], backbone_options(cfg, tower, name, plan)
     meta = registry.metadata(name)
     if meta.get("fits_vocabulary"):
-        saved = run_dir / "tokenizer.json" if run_dir is not None else None
+        saved = run_dir / tokenizer_file(tower) if run_dir is not None else None
         if saved is not None and saved.exists():
             opts["tokenizer"] = str(saved)
         else:
-            opts["texts"] = train_texts
+            opts["texts"] = train if isinstance(train, list) else training_texts(train, tower)
     elif meta["pretrained"] and registry.accepts(name, "finetune"):
         opts.setdefault("finetune", cfg.finetune)
+    if (
+        not isinstance(train, list)
+        and "in_features" not in opts
+        and registry.accepts(name, "in_features")
+    ):
+        opts["in_features"] = input_features(train, tower)
     return opts
 
 
-def build_encoders(cfg: RunConfig, train_texts: list[str], run_dir: Path | None = None):
-    """(image encoder, text encoder); pretrained backbones are frozen unless ``finetune``."""
-    return tuple(
-        _encoder(cfg, tower, name, train_texts, run_dir)
-        for tower, name in (("image", cfg.image_backbone), ("text", cfg.text_backbone))
-    )
+def tokenizer_file(modality: str) -> str:
+    return "tokenizer.json" if modality == "text" else f"tokenizer-{modality}.json"
 
 
-def _encoder(cfg: RunConfig, tower: str, name: str, train_texts: list[str], run_dir):
-    opts = encoder_options(cfg, tower, name, train_texts, run_dir)
+def build_encoders(
+    cfg: RunConfig, train: MultimodalDataset | list[str], run_dir: Path | None = None
+) -> dict[str, nn.Module]:
+    """The backbone of every modality, by name; pretrained ones are frozen unless
+    ``finetune``. ``train``: the training split (or, for an image-text run, its texts)."""
+    return {
+        m: _encoder(cfg, m, plan, train, run_dir) for m, plan in plan_of(cfg).items()
+    }
+
+
+def _encoder(cfg: RunConfig, tower: str, plan: ModalityPlan, train, run_dir):
+    opts = encoder_options(cfg, tower, plan.backbone, train, run_dir, plan)
+    registry = BACKBONES[plan.kind]
     try:
-        return BACKBONES[tower].create(name, **opts)
+        return registry.create(plan.backbone, **opts)
     except BalgradError as err:
         if "tokenizer" not in opts:
             raise
         # the saved vocabulary is derived from the training texts: fitted again, it is the same
         log.warning("%s; fitting the vocabulary on the training texts again, as the run did", err)
         opts.pop("tokenizer")
-        return BACKBONES[tower].create(name, **opts, texts=train_texts)
+        texts = train if isinstance(train, list) else training_texts(train, tower)
+        return registry.create(plan.backbone, **opts, texts=texts)
 
 
-def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> TwoTowerModel:
+def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> MultimodalModel:
+    """The image-text model (TwoTowerModel: its state-dict keys are those of every run
+    written before modalities were named) or, for other modalities, MultimodalModel."""
     encoders = pipeline.model_encoders()
-    return TwoTowerModel(
-        encoders["image"],
-        encoders["text"],
-        info.num_classes,
+    common = dict(
         task=info.task,
         embed_dim=cfg.embed_dim,
         fusion=cfg.fusion,
@@ -173,6 +217,9 @@ def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> TwoTowerModel:
         head_hidden=cfg.head_hidden,
         dropout=cfg.dropout,
     )
+    if list(encoders) == ["image", "text"]:
+        return TwoTowerModel(encoders["image"], encoders["text"], info.num_classes, **common)
+    return MultimodalModel(encoders, info.num_classes, **common)
 
 
 def make_cache(cfg: RunConfig):
@@ -182,12 +229,15 @@ def make_cache(cfg: RunConfig):
 
 
 def protocol_config(cfg: RunConfig) -> ProtocolConfig:
+    plan = plan_of(cfg)
     return ProtocolConfig(
         missing_ratio=cfg.missing_ratio,
         image_noise=cfg.image_noise,
         text_noise=cfg.text_noise,
         seed=cfg.eval_seed,
         batch_size=cfg.eval_batch_size,
+        modalities={m: p.kind for m, p in plan.items()},
+        noise={m: p.noise for m, p in plan.items()},
     )
 
 
@@ -345,8 +395,9 @@ class Experiment:
             if write_config:  # a training run: fail before the first method trains
                 for method in cfg.methods:
                     check_precision_support(method_strategy(cfg, method, 0), cfg.precision)
-            for tower, name in (("image", cfg.image_backbone), ("text", cfg.text_backbone)):
-                precheck_tower(name, tower, backbone_options(cfg, tower, name))
+            for tower, plan in plan_of(cfg).items():
+                if plan.kind in ("image", "text"):
+                    precheck_tower(plan.backbone, plan.kind, backbone_options(cfg, tower, plan.backbone, plan))
             self.data = load_data(cfg)
             self.cache = make_cache(cfg)
             self._frozen_memory: dict = {}
@@ -368,10 +419,8 @@ class Experiment:
         self.close()
 
     def pipeline(self, run_dir: Path | None = None) -> InputPipeline:
-        img, txt = build_encoders(self.cfg, self.data.train.texts, run_dir)
         return InputPipeline(
-            img,
-            txt,
+            encoders=build_encoders(self.cfg, self.data.train, run_dir),
             missing=self.cfg.missing,
             cache=self.cache,
             num_workers=self.cfg.num_workers,
@@ -388,15 +437,16 @@ class Experiment:
         seed_everything(seed)
         pipeline = self.pipeline(rdir if self.resume else None)
         model = build_model(cfg, pipeline, info).to(self.device)
-        pipeline.image_encoder.to(self.device)
-        pipeline.text_encoder.to(self.device)
+        for encoder in pipeline.encoders.values():
+            encoder.to(self.device)
         broadcast_parameters(model)
         strategy = method_strategy(cfg, method, seed)
         observers = []
         if self.dist.is_main:
             rdir.mkdir(parents=True, exist_ok=True)
-            if hasattr(pipeline.text_encoder, "save_tokenizer"):
-                pipeline.text_encoder.save_tokenizer(rdir / "tokenizer.json")
+            for m, encoder in pipeline.encoders.items():
+                if hasattr(encoder, "save_tokenizer"):
+                    encoder.save_tokenizer(rdir / tokenizer_file(m))
             # the trainer cuts metrics.jsonl back to its checkpoint (empties it when fresh)
             observers.append(JsonlLogger(rdir / "metrics.jsonl", method=method, seed=seed))
             if cfg.tensorboard:
@@ -473,11 +523,23 @@ class Experiment:
             "missing_ratio": cfg.missing_ratio,
             "image_noise": cfg.image_noise,
             "text_noise": cfg.text_noise,
+            **self._protocol_modalities(),
             "eval_seed": cfg.eval_seed,
             "test_split": cfg.test_split,
             "precision": cfg.precision,
         }
         return {"protocol": protocol, **ev.run(model, sweep=cfg.sweep)}
+
+    def _protocol_modalities(self) -> dict:
+        """eval.json's record of the modalities and their noise levels; absent for the
+        image-text protocol, whose eval.json keeps the keys it always had."""
+        plan = plan_of(self.cfg)
+        if list(plan) == ["image", "text"] and all(p.kind == m for m, p in plan.items()):
+            return {}
+        return {
+            "modalities": {m: p.kind for m, p in plan.items()},
+            "noise": {m: p.noise for m, p in plan.items()},
+        }
 
     def finished(self, method: str, seed: int) -> bool:
         """Whether ``--resume`` may skip this run: its eval.json and model.safetensors are

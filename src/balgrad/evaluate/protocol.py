@@ -1,9 +1,10 @@
-"""The evaluation protocol of SPEC section 4 (paper Table 1 and Fig. 4).
+"""The evaluation protocol of SPEC sections 4 and 6 (paper Table 1 and Fig. 4).
 
-Conditions: full; missing image / text at ratio r; noisy image (σ) / text (p).
-Per impairment kind: Avg = mean(image-impaired, text-impaired) and
-ΔGap = |image-impaired − text-impaired| in points; negative transfer is flagged
-where an impaired score exceeds the full score.
+Conditions: full; missing m at ratio r and noisy m (at m's noise level) for each modality
+m; for M > 2 also only m (every other modality missing). Per impairment kind: Avg = the
+mean over modalities of the m-impaired score and ΔGap = max − min over them, in points
+(M = 2: |a − b|); negative transfer is flagged where an impaired score exceeds the full
+score.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from balgrad.data.base import IMAGE_TEXT
 from balgrad.data.impairments import Condition
+from balgrad.data.kinds import modality_kind
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.progress import with_progress
+from balgrad.errors import ConfigError
 from balgrad.evaluate.metrics import compute_scores
 from balgrad.train.precision import autocast_region
 
@@ -25,30 +29,72 @@ SWEEP_RATIOS = tuple(round(0.1 * i, 1) for i in range(11))
 
 @dataclass
 class ProtocolConfig:
+    """The protocol's settings. ``modalities`` (name -> kind, in the dataset's order) and
+    ``noise`` (name -> the noisy condition's level) default to the image-text protocol,
+    whose levels are ``image_noise`` and ``text_noise``."""
+
     missing_ratio: float = 1.0
     image_noise: float = 0.5
     text_noise: float = 0.5
     sweep_ratios: tuple[float, ...] = SWEEP_RATIOS
     seed: int = 0
     batch_size: int = 256
+    modalities: dict[str, str] = field(default_factory=lambda: dict(IMAGE_TEXT))
+    noise: dict[str, float] | None = None
+
+    def __post_init__(self):
+        if len(self.modalities) < 2:
+            raise ConfigError(f"protocol: at least two modalities, got {list(self.modalities)}")
+        for m, level in self.noise_levels().items():
+            kind = modality_kind(self.modalities[m], f"protocol: modality {m!r}")
+            try:
+                kind.check_noise(float(level))
+            except ConfigError as err:
+                raise ConfigError(f"protocol: noise of {m!r} ({kind.name}): {err}") from None
+
+    def noise_levels(self) -> dict[str, float]:
+        """The noisy condition's level for each modality."""
+        legacy = {"image": self.image_noise, "text": self.text_noise}
+        given = self.noise or {}
+        if stray := [m for m in given if m not in self.modalities]:
+            raise ConfigError(
+                f"protocol: noise for {stray[0]!r}, which is not among the modalities "
+                f"{list(self.modalities)}"
+            )
+        out = {}
+        for m, kind in self.modalities.items():
+            if m in given:
+                out[m] = float(given[m])
+            elif m in legacy and kind == m:
+                out[m] = legacy[m]
+            else:
+                out[m] = modality_kind(kind).default_noise
+        return out
 
     def table_conditions(self) -> dict[str, Condition]:
-        """Table 1's rows by role -> condition."""
-        s = self.seed
-        return {
-            "full": Condition("full", seed=s),
-            "missing_image": Condition("missing_image", ratio=self.missing_ratio, seed=s),
-            "missing_text": Condition("missing_text", ratio=self.missing_ratio, seed=s),
-            "noisy_image": Condition("noisy_image", level=self.image_noise, seed=s),
-            "noisy_text": Condition("noisy_text", level=self.text_noise, seed=s),
-        }
+        """Table 1's rows by role -> condition: full, missing_<m> for every m, noisy_<m>
+        for every m, and only_<m> for every m when there are more than two."""
+        s, names = self.seed, list(self.modalities)
+        levels = self.noise_levels()
+        conds = {"full": Condition("full", seed=s)}
+        for m in names:
+            conds[f"missing_{m}"] = Condition(f"missing_{m}", ratio=self.missing_ratio, seed=s)
+        for m in names:
+            conds[f"noisy_{m}"] = Condition(f"noisy_{m}", level=levels[m], seed=s)
+        if len(names) > 2:
+            for m in names:
+                conds[f"only_{m}"] = Condition(f"only_{m}", seed=s)
+        return conds
 
-    def sweep_conditions(self) -> list[tuple[float, Condition, Condition]]:
+    def sweep_conditions(self) -> list[tuple[float, dict[str, Condition]]]:
+        """(r, {"missing_<m>": condition at r}) for every ratio of the sweep."""
         return [
             (
                 r,
-                Condition("missing_image", ratio=r, seed=self.seed),
-                Condition("missing_text", ratio=r, seed=self.seed),
+                {
+                    f"missing_{m}": Condition(f"missing_{m}", ratio=r, seed=self.seed)
+                    for m in self.modalities
+                },
             )
             for r in self.sweep_ratios
         ]
@@ -121,7 +167,7 @@ class Evaluator:
 
     def run(self, model, sweep: bool = True) -> dict:
         """Table conditions (+ the robustness sweep): {"conditions": {role: scores},
-        "sweep": [{"ratio", "missing_image": scores, "missing_text": scores}]}."""
+        "sweep": [{"ratio", "missing_<m>": scores for every modality m}]}."""
         conds = self.config.table_conditions()
         it = tqdm(conds.items(), desc="evaluate", disable=not self.progress, leave=False)
         result = {
@@ -129,18 +175,14 @@ class Evaluator:
         }
         if sweep:
             rows = []
-            for r, ci, ct in tqdm(
+            for r, conds in tqdm(
                 self.config.sweep_conditions(),
                 desc="robustness sweep",
                 disable=not self.progress,
                 leave=False,
             ):
                 rows.append(
-                    {
-                        "ratio": r,
-                        "missing_image": self.score(model, ci),
-                        "missing_text": self.score(model, ct),
-                    }
+                    {"ratio": r, **{role: self.score(model, c) for role, c in conds.items()}}
                 )
             result["sweep"] = rows
         return result
