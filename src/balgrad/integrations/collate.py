@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -11,20 +11,49 @@ import torch
 class ExampleCollator:
     """Collates balgrad ``Example``s (the items of a ``MultimodalDataset``, e.g.
     ``load_builtin("digits", "train")``) into the batch dict both integrations take:
-    ``{"image": pixels [B, C, H, W], "text": token ids (a dict), "labels": [B] or [B, C]}``,
-    through the encoders' own ``preprocess`` (pixels) and ``tokenize`` (texts).
+    ``{<modality>: model input [B, ...], "labels": [B] or [B, C]}`` (for digits
+    ``{"image": pixels, "text": token ids (a dict), "labels": ...}``), through each encoder's
+    own ``tokenize`` (a text modality's strings) or ``preprocess`` (any other raw input,
+    when the encoder has one; otherwise the raw inputs are stacked).
 
-    Use it as a ``DataLoader``'s ``collate_fn`` (Lightning) or a ``Trainer``'s
-    ``data_collator`` (Hugging Face).
+    ``ExampleCollator(image_encoder, text_encoder)`` is the image-text case;
+    ``ExampleCollator(encoders={"audio": a, "visual": v})`` any other. Use it as a
+    ``DataLoader``'s ``collate_fn`` (Lightning) or a ``Trainer``'s ``data_collator``
+    (Hugging Face).
     """
 
-    def __init__(self, image_encoder: Any, text_encoder: Any):
-        self.image_encoder = image_encoder
-        self.text_encoder = text_encoder
+    def __init__(
+        self,
+        image_encoder: Any = None,
+        text_encoder: Any = None,
+        *,
+        encoders: Mapping[str, Any] | None = None,
+    ):
+        if encoders is None:
+            encoders = {"image": image_encoder, "text": text_encoder}
+        self.encoders = dict(encoders)
+
+    @property
+    def image_encoder(self) -> Any:
+        return self.encoders["image"]
+
+    @property
+    def text_encoder(self) -> Any:
+        return self.encoders["text"]
 
     def __call__(self, examples: Sequence[Any]) -> dict[str, Any]:
-        return {
-            "image": torch.stack([self.image_encoder.preprocess(e.image) for e in examples]),
-            "text": self.text_encoder.tokenize([e.text for e in examples]),
-            "labels": torch.stack([torch.as_tensor(e.label) for e in examples]),
-        }
+        out: dict[str, Any] = {}
+        for m, encoder in self.encoders.items():
+            values = [e.inputs[m] for e in examples]
+            if isinstance(values[0], str):
+                out[m] = encoder.tokenize(values)
+                continue
+            preprocess = getattr(encoder, "preprocess", None)
+            if callable(preprocess):
+                values = [preprocess(v) for v in values]
+            if isinstance(values[0], Mapping):
+                out[m] = {k: torch.stack([torch.as_tensor(v[k]) for v in values]) for k in values[0]}
+            else:
+                out[m] = torch.stack(values)
+        out["labels"] = torch.stack([torch.as_tensor(e.label) for e in examples])
+        return out
