@@ -595,7 +595,9 @@ class MoseiSentiment(MultimodalDataset):
         self.scores = part.labels[keep]
         self.ids = [s for s, k in zip(part.ids, keep) if k]
         self.labels = class_labels(self.scores, label).tolist()
-        self._features = {m: torch.from_numpy(part.features[m][keep]) for m in MODALITIES}
+        # every record kept: the arrays themselves (views), not copies of a GB of features
+        rows = slice(None) if keep.all() else keep
+        self._features = {m: torch.from_numpy(part.features[m][rows]) for m in MODALITIES}
         self._lengths = {}
         for m in MODALITIES:
             t = self._features[m].shape[1]
