@@ -14,8 +14,9 @@ Per item, as the official loader does before its spectrogram and torchvision ste
 * audio: the waveform, mono (channels averaged, as ``librosa.load`` does), looped and
   cropped to ``seconds`` (3 s) and clipped to [-1, 1] (:func:`loop_to_length`; an empty
   file gives silence). It is kept
-  at the file's own sample rate: the official code resamples to 22050 Hz with librosa,
-  which this library does not depend on; ``item["sample_rate"]`` says the rate.
+  at the file's own sample rate (``item["sample_rate"]`` says it): the official code
+  resamples to 22050 Hz with librosa, which this library does not depend on;
+  :class:`CremaDDataset` (the registered dataset) resamples with scipy first.
 * visual: ``num_frames`` frames (the official ``args.fps``, 1 by default in its
   ``main.py``; its ``--use_video_frames`` is not read by the CREMA-D loader), RGB, resized to
   ``image_size`` (PIL bilinear, antialiased as torchvision's ``Resize``), float ``[0, 1]``
