@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -64,3 +65,107 @@ def test_created_encoders_run_end_to_end():
     txt = create_text_encoder("small", texts=["x y z"], out_dim=4)
     assert img(img.preprocess(torch.rand(3, 10, 10)).unsqueeze(0)).shape == (1, 4)
     assert txt(txt.tokenize(["x", ""])).shape == (2, 4)
+
+
+# ------------------------------------------------ the audio, video and features kinds
+
+
+def test_every_modality_kind_has_a_registry_of_from_scratch_backbones():
+    from balgrad.backbones.factory import BACKBONES
+    from balgrad.data.kinds import KINDS
+
+    assert set(BACKBONES) == set(KINDS)
+    names = list_backbones()
+    assert set(names["audio"]) == {"resnet18"} and set(names["video"]) == {"resnet18"}
+    assert set(names["features"]) == {"gru", "transformer"}
+    for kind in ("audio", "video", "features"):
+        for entry in BACKBONES[kind].entries():
+            assert entry.metadata["pretrained"] is False and entry.metadata["description"]
+
+
+def test_audio_resnet18_takes_the_waveform_through_the_ogm_ge_spectrogram():
+    from balgrad.backbones.factory import OGM_GE_FRONTEND, create_backbone
+    from balgrad.backbones.resnet import AudioResNet18
+
+    enc = create_backbone("audio", "resnet18", width=4)
+    assert isinstance(enc, AudioResNet18) and enc.out_dim == 32
+    assert "n_fft=512,hop=353" in enc.identity and "sr=22050" in enc.identity
+    wave = torch.rand(2, 3 * 22050, dtype=torch.float64) * 2 - 1
+    spec = enc.frontend(wave)
+    # log(|STFT| + 1e-7) computed another way: zero-padded by n_fft / 2, periodic Hann
+    # frames every 353 samples, numpy's rfft
+    x = np.pad(wave[0].numpy(), 256)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(512) / 512)
+    frames = np.stack([x[s : s + 512] * window for s in range(0, len(x) - 511, 353)], axis=1)
+    expected = np.log(np.abs(np.fft.rfft(frames, axis=0)) + 1e-7)
+    assert spec.shape == (2, 1, 257, 188) and expected.shape == (257, 188)
+    np.testing.assert_allclose(spec[0, 0].numpy(), expected, atol=1e-8)
+    assert enc.eval()(wave.float()).shape == (2, 32)
+    mel = create_backbone("audio", "resnet18", width=4, frontend={"kind": "mel", "n_mels": 16})
+    assert mel.frontend.n_bins == 16 and mel.identity != enc.identity
+    assert OGM_GE_FRONTEND["hop_length"] == 353  # the default is left as it was
+
+
+def test_video_resnet18_and_the_sequence_encoders():
+    from balgrad.backbones.factory import create_backbone
+    from balgrad.backbones.resnet import VisualResNet18
+    from balgrad.backbones.sequence import SequenceEncoder
+
+    vid = create_backbone("video", "resnet18", width=4)
+    assert isinstance(vid, VisualResNet18)
+    assert vid.eval()(torch.randn(2, 3, 2, 16, 16)).shape == (2, 32)
+    x = {"features": torch.randn(3, 5, 7), "lengths": torch.tensor([5, 2, 0])}
+    for name, hidden, out_dim in (("gru", 6, 12), ("transformer", 8, 8)):
+        enc = create_backbone(
+            "features", name, in_features=7, hidden=hidden, bidirectional=name == "gru"
+        )
+        assert isinstance(enc, SequenceEncoder) and enc.kind == name
+        assert enc.out_dim == out_dim and enc(x).shape == (3, out_dim)
+
+
+def test_features_backbones_say_in_features_is_needed():
+    from balgrad.backbones.factory import create_backbone
+
+    for name in ("gru", "transformer"):
+        with pytest.raises(ConfigError, match=rf"'{name}' needs the option 'in_features'.*from"):
+            create_backbone("features", name)
+
+
+def test_a_wrong_kind_name_or_option_is_named():
+    from balgrad.backbones.factory import create_backbone
+
+    with pytest.raises(ConfigError, match="unknown backbone kind 'sound'.*audio, video, features"):
+        create_backbone("sound", "resnet18")
+    with pytest.raises(BackboneError, match="unknown features backbone 'lstm'.*known: gru"):
+        create_backbone("features", "lstm", in_features=3)
+    with pytest.raises(ConfigError, match="video backbone 'resnet18': unknown option 'frontend'"):
+        create_backbone("video", "resnet18", frontend={})
+    with pytest.raises(ConfigError, match="option 'frontend' holds an option.*'n_ftt'"):
+        create_backbone("audio", "resnet18", frontend={"n_ftt": 256})
+    with pytest.raises(ConfigError, match="'layout' must be one of"):
+        create_backbone("video", "resnet18", layout="thwc")
+
+
+def test_register_backbone_by_kind_checks_what_it_builds():
+    from torch import nn
+
+    from balgrad.backbones.factory import BACKBONES, create_backbone, register_backbone
+
+    class Pool(nn.Module):
+        out_dim, identity = 3, "pool"
+
+        def forward(self, x):
+            return x.mean(-1)
+
+    register_backbone("audio", "pool_test", Pool, "mean over time")
+    register_backbone("audio", "bare_test", lambda: nn.Identity())
+    try:
+        assert create_backbone("audio", "pool_test")(torch.ones(2, 3, 4)).shape == (2, 3)
+        assert BACKBONES["audio"].metadata("pool_test")["description"] == "mean over time"
+        with pytest.raises(BackboneError, match="'bare_test' built a Identity, without out_dim"):
+            create_backbone("audio", "bare_test")
+    finally:
+        BACKBONES["audio"].unregister("pool_test")
+        BACKBONES["audio"].unregister("bare_test")
+    with pytest.raises(ConfigError, match="unknown backbone kind 'smell'"):
+        register_backbone("smell", "nose", Pool)

@@ -14,12 +14,30 @@ A registration carries ``description`` (for ``balgrad list``), ``pretrained`` (t
 ``finetune`` setting applies: frozen and cached unless ``--finetune``; a from-scratch
 backbone trains with the model) and, for text, ``fits_vocabulary`` (it takes the training
 texts as ``texts=``, or the run's saved ``tokenizer.json`` as ``tokenizer=``).
+
+The other modality kinds (:mod:`balgrad.data.kinds`) have their registries too, in
+``BACKBONES[kind]``; each builds an ``nn.Module`` with ``out_dim`` and ``identity`` that
+maps a batch of the kind's raw inputs to ``[B, out_dim]``; :func:`register_backbone` adds
+one of any kind:
+
+* ``audio``: ``resnet18`` (:class:`~balgrad.backbones.resnet.AudioResNet18` over the
+  waveform ``[B, T]``; option ``frontend``, the options of its
+  :class:`~balgrad.backbones.audio.LogSpectrogram`, default :data:`OGM_GE_FRONTEND`).
+* ``video``: ``resnet18`` (:class:`~balgrad.backbones.resnet.VisualResNet18` over frames
+  ``[B, C, T, H, W]``).
+* ``features``: ``gru`` and ``transformer``
+  (:class:`~balgrad.backbones.sequence.SequenceEncoder` over ``{"features": [B, L, F],
+  "lengths": [B]}``); ``in_features`` (F) is required, and a run fills it from the data.
+
+All of these are trained from scratch (``pretrained=False``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from torch import nn
 
 from balgrad.backbones.base import ImageEncoder, TextEncoder, freeze
 from balgrad.errors import BackboneError, ConfigError
@@ -51,9 +69,67 @@ def _registry(tower: str, cls: type) -> Registry:
     )
 
 
+def _module_check(tower: str) -> Callable[[str, Any], None]:
+    def check(name: str, enc: Any) -> None:
+        missing = [a for a in ("out_dim", "identity") if not hasattr(enc, a)]
+        if not isinstance(enc, nn.Module) or missing:
+            what = f"without {' and '.join(missing)}" if missing else "not an nn.Module"
+            raise BackboneError(
+                f"{tower} backbone {name!r} built a {type(enc).__name__}, {what} (a {tower} "
+                "backbone is an nn.Module with out_dim and identity)"
+            )
+
+    return check
+
+
+def _module_registry(tower: str) -> Registry:
+    return Registry(
+        f"{tower} backbone",
+        group="balgrad.backbones",
+        metadata={"description": "", "pretrained": False},
+        normalize=str.lower,
+        name_error=BackboneError,
+        check=_module_check(tower),
+        adopt=lambda obj: isinstance(obj, type) and issubclass(obj, nn.Module),
+    )
+
+
 IMAGE_BACKBONES = _registry("image", ImageEncoder)
 TEXT_BACKBONES = _registry("text", TextEncoder)
-BACKBONES = {"image": IMAGE_BACKBONES, "text": TEXT_BACKBONES}
+AUDIO_BACKBONES = _module_registry("audio")
+VIDEO_BACKBONES = _module_registry("video")
+FEATURES_BACKBONES = _module_registry("features")
+#: modality kind -> its backbone registry
+BACKBONES = {
+    "image": IMAGE_BACKBONES,
+    "text": TEXT_BACKBONES,
+    "audio": AUDIO_BACKBONES,
+    "video": VIDEO_BACKBONES,
+    "features": FEATURES_BACKBONES,
+}
+
+
+def _kind_registry(kind: str) -> Registry:
+    try:
+        return BACKBONES[kind]
+    except KeyError:
+        raise ConfigError(
+            f"unknown backbone kind {kind!r}; expected one of {', '.join(BACKBONES)}"
+        ) from None
+
+
+def register_backbone(
+    kind: str, name: str, builder: Any = None, description: str = "", **metadata: Any
+):
+    """Add a backbone of modality ``kind`` (``image``, ``text``, ``audio``, ``video``,
+    ``features``; a decorator without ``builder``). Registration fields: ``description``,
+    ``pretrained`` and, for text, ``fits_vocabulary``; an unknown kind is a ConfigError."""
+    return _kind_registry(kind).register(name, builder, description=description, **metadata)
+
+
+def create_backbone(kind: str, name: str, **options: Any) -> nn.Module:
+    """A backbone of modality ``kind`` by name, e.g. ``create_backbone("audio", "resnet18")``."""
+    return _kind_registry(kind).create(name, **options)
 
 
 def _registrar(tower: str) -> Callable[..., Any]:
@@ -83,7 +159,8 @@ def create_text_encoder(name: str, **options) -> TextEncoder:
 
 
 def list_backbones() -> dict[str, dict[str, str]]:
-    """``{"image": {name: description}, "text": {name: description}}``, aliases included."""
+    """``{kind: {name: description}}`` for every kind (image, text, audio, video,
+    features), aliases included."""
     out: dict[str, dict[str, str]] = {}
     for tower, registry in BACKBONES.items():
         entries = {e.display_name: e.metadata["description"] for e in registry.entries()}
@@ -189,3 +266,107 @@ for _tower, _cls, _model in (
         bind={"clip": True, "trust_remote_code": False},
         pretrained=True,
     )
+
+
+# ------------------------------------------------- audio, video and feature sequences
+
+#: The audio front end of the OGM-GE official CREMA-D input (``dataset/CramedDataset.py`` of
+#: GeWu-Lab/OGM-GE_CVPR2022): ``log(|librosa.stft(x, n_fft=512, hop_length=353)| + 1e-7)``
+#: on 3 s of audio resampled to 22050 Hz, i.e. a Hann-windowed, centred magnitude STFT
+#: (257 bins x 188 frames). The padding is zeros (``pad_mode="constant"``, librosa's
+#: default since 0.9; the repository pins no librosa version, and before 0.9 it was
+#: ``"reflect"``: only the first and last frames differ).
+OGM_GE_FRONTEND: dict[str, Any] = {
+    "sample_rate": 22050,
+    "kind": "stft",
+    "n_fft": 512,
+    "hop_length": 353,
+    "power": 1.0,
+    "eps": 1e-7,
+    "center": True,
+    "pad_mode": "constant",
+}
+
+
+def _audio_resnet18(
+    frontend: dict[str, Any] | None = None, channels: int = 1, width: int = 64
+) -> nn.Module:
+    """``frontend``: the :class:`~balgrad.backbones.audio.LogSpectrogram` options (the whole
+    set: a key left out takes LogSpectrogram's own default); None: :data:`OGM_GE_FRONTEND`."""
+    from balgrad.backbones.audio import LogSpectrogram
+    from balgrad.backbones.resnet import AudioResNet18
+
+    options = dict(OGM_GE_FRONTEND if frontend is None else frontend)
+    try:
+        spectrogram = LogSpectrogram(**options)
+    except TypeError as e:  # an option LogSpectrogram does not take
+        raise ConfigError(
+            f"audio backbone 'resnet18': option 'frontend' holds an option the spectrogram "
+            f"does not take ({e}); its options: {', '.join(OGM_GE_FRONTEND)}, win_length, "
+            "n_mels, f_min, f_max, mel_scale, mel_norm"
+        ) from None
+    return AudioResNet18(channels=channels, width=width, frontend=spectrogram)
+
+
+def _visual_resnet18(channels: int = 3, width: int = 64, layout: str = "bcthw") -> nn.Module:
+    from balgrad.backbones.resnet import VisualResNet18
+
+    return VisualResNet18(channels=channels, width=width, layout=layout)
+
+
+def _sequence_builder(kind: str) -> Callable[..., nn.Module]:
+    def build(
+        in_features: int | None = None,
+        hidden: int = 128,
+        layers: int = 1,
+        heads: int = 4,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        blank: str = "empty",
+    ) -> nn.Module:
+        from balgrad.backbones.sequence import SequenceEncoder
+
+        if in_features is None:
+            raise ConfigError(
+                f"features backbone {kind!r} needs the option 'in_features' (F, the size of "
+                "each step's feature vector); a run fills it from the dataset's features"
+            )
+        return SequenceEncoder(
+            in_features,
+            kind=kind,
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            blank=blank,
+        )
+
+    build.__name__ = f"_sequence_{kind}"
+    return build
+
+
+register_backbone(
+    "audio",
+    "resnet18",
+    _audio_resnet18,
+    "ResNet-18 over a log spectrogram of the waveform, from scratch (OGM-GE/AGM audio stream)",
+)
+register_backbone(
+    "video",
+    "resnet18",
+    _visual_resnet18,
+    "ResNet-18 per frame, mean over frames, from scratch (OGM-GE/AGM visual stream)",
+)
+register_backbone(
+    "features",
+    "gru",
+    _sequence_builder("gru"),
+    "GRU over a feature sequence, masked by length, from scratch",
+)
+register_backbone(
+    "features",
+    "transformer",
+    _sequence_builder("transformer"),
+    "small Transformer over a feature sequence, masked by length, from scratch",
+)

@@ -14,8 +14,9 @@ Per item, as the official loader does before its spectrogram and torchvision ste
 * audio: the waveform, mono (channels averaged, as ``librosa.load`` does), looped and
   cropped to ``seconds`` (3 s) and clipped to [-1, 1] (:func:`loop_to_length`; an empty
   file gives silence). It is kept
-  at the file's own sample rate: the official code resamples to 22050 Hz with librosa,
-  which this library does not depend on; ``item["sample_rate"]`` says the rate.
+  at the file's own sample rate (``item["sample_rate"]`` says it): the official code
+  resamples to 22050 Hz with librosa, which this library does not depend on;
+  :class:`CremaDDataset` (the registered dataset) resamples with scipy first.
 * visual: ``num_frames`` frames (the official ``args.fps``, 1 by default in its
   ``main.py``; its ``--use_video_frames`` is not read by the CREMA-D loader), RGB, resized to
   ``image_size`` (PIL bilinear, antialiased as torchvision's ``Resize``), float ``[0, 1]``
@@ -34,15 +35,20 @@ missing and fails with a ``KeyError`` on an unknown emotion; here each is a
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
+from balgrad.data.base import MultimodalDataset
 from balgrad.data.disk.images import IMAGE_ERRORS, image_error
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, iter_csv_rows, utf8_problem
@@ -240,3 +246,263 @@ def read_frame(path: Path, source: str, size: tuple[int, int]) -> torch.Tensor:
         raise DataError(image_error(path, source, e)) from None
     arr = np.array(rgb, dtype=np.uint8)  # [H, W, 3], writable copy
     return torch.from_numpy(arr).permute(2, 0, 1).to(torch.float32).div_(255.0)
+
+
+# --- the dataset contract (registered as "cremad" in balgrad.data.registry_av) ----------
+
+#: torchvision's ImageNet statistics, the official ``transforms.Normalize`` of the frames
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FRAME_CHOICES = ("spread", "first")
+
+
+def resample(wave: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+    """``wave`` (float32 ``[T]``) from ``rate`` Hz to ``target`` Hz: scipy's polyphase
+    filter (``resample_poly``, Kaiser window), the ratio reduced to lowest terms (16000 ->
+    22050 Hz is up 441, down 320). The official code resamples with librosa (soxr), which
+    this library does not depend on; the two agree up to the filters' pass-band ripple."""
+    if rate == target:
+        return wave
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(rate), int(target))
+    out = resample_poly(wave.numpy().astype(np.float64), target // g, rate // g)
+    return torch.from_numpy(out.astype(np.float32))
+
+
+def spread_indices(available: int, count: int) -> list[int]:
+    """``count`` distinct frame indices out of ``available``: the centre of each of
+    ``count`` equal segments of the clip (one frame: the middle one)."""
+    return [int((k + 0.5) * available / count) for k in range(count)]
+
+
+class CremaDDataset(MultimodalDataset):
+    """One split of CREMA-D as a :class:`~balgrad.data.base.MultimodalDataset`:
+    ``get(i)`` is ``Example(inputs={"audio": [S], "visual": [3, T, H, W]}, label, index)``.
+
+    Splits ``train`` and ``test`` (the official CSVs); ``val`` (``dev``, ``validation``)
+    raises :class:`~balgrad.data.disk.records.MissingSplitError`, and a run carves it from
+    ``train``. Options, with the OGM-GE defaults: ``num_frames`` (1: the official
+    ``--fps``), ``fps`` (1: the ``Image-01-FPS`` folder), ``image_size`` (224),
+    ``seconds`` (3.0), ``sample_rate`` (22050: every clip is resampled to it, as the
+    official ``librosa.load(sr=22050)``; None keeps the files' own rate, which must then be
+    the same for every clip), ``frame_choice``, ``normalize`` (True: the frames are
+    ImageNet-normalised, as the official transform does, so a zero frame, the video
+    kind's blank, is the mean colour), ``audio_dir``, ``visual_dir``, ``csv_dir`` (as
+    :class:`CremaD`).
+
+    Audio: the clip resampled, then looped and cropped to ``seconds`` and clipped to
+    [-1, 1] (the official order: load at 22050 Hz, tile, crop, clip): ``[seconds *
+    sample_rate]`` float32, the raw form of the ``audio`` kind; the ``resnet18`` audio
+    backbone computes the official spectrogram from it.
+
+    Frames are a pure function of (split, index), in every split: ``frame_choice="spread"``
+    (default) reads the centre frame of each of ``num_frames`` equal segments of the clip,
+    ``"first"`` the first ``num_frames`` in name order (what the official loader actually
+    reads, ``os.listdir`` order aside). The official training loader means to draw
+    frames at random each epoch (and its train transform crops and flips at random); a
+    random draw here would make the feature cache and a resumed run see other inputs than
+    the run that wrote them, and a draw seeded by the index is one fixed arbitrary choice,
+    so the choice is one that covers the clip. Augmentation is the model's business.
+
+    ``fingerprint`` covers the options, each clip's name, label, WAV and chosen frames
+    (paths and sizes); ``content_files()`` lists those files, every clip's in order (more
+    than one per example, so ``content_files_per_example`` is False and a subset keys on
+    the files of the whole split; ``content_files_by_example()`` gives them per clip).
+    """
+
+    content_files_per_example = False
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        split: str = "train",
+        *,
+        skip_bad: bool = False,
+        num_frames: int = 1,
+        fps: int = 1,
+        image_size: int | tuple[int, int] = 224,
+        seconds: float = 3.0,
+        sample_rate: int | None = 22050,
+        frame_choice: Literal["spread", "first"] = "spread",
+        normalize: bool = True,
+        audio_dir: str = "AudioWAV",
+        visual_dir: str = ".",
+        csv_dir: str = ".",
+    ) -> None:
+        from balgrad.data.base import DatasetInfo
+        from balgrad.data.disk.layout import canonical_split
+        from balgrad.data.disk.records import MissingSplitError
+
+        canonical = canonical_split(split)
+        if canonical not in SPLITS:
+            raise MissingSplitError(
+                f"{NAME}: no split {split!r}; the OGM-GE layout has only train, test (no "
+                "official validation split: carve one from 'train')"
+            )
+        if frame_choice not in FRAME_CHOICES:
+            raise ConfigError(
+                f"{NAME}: option 'frame_choice' must be one of {FRAME_CHOICES}, got "
+                f"{frame_choice!r}"
+            )
+        if sample_rate is not None and sample_rate < 1:
+            raise ConfigError(
+                f"{NAME}: option 'sample_rate' must be >= 1 or None, got {sample_rate}"
+            )
+        self.reader = CremaD(
+            data_dir,
+            canonical,
+            num_frames=num_frames,
+            fps=fps,
+            image_size=image_size,
+            seconds=seconds,
+            audio_dir=audio_dir,
+            visual_dir=visual_dir,
+            csv_dir=csv_dir,
+            skip_bad=skip_bad,
+        )
+        self.split = canonical
+        self.root = self.reader.root
+        self.skip_bad = bool(skip_bad)
+        self.frame_choice = frame_choice
+        self.normalize = bool(normalize)
+        self.info = DatasetInfo(
+            name="cremad",
+            task="single_label",
+            classes=list(CLASSES),
+            modalities={"audio": "audio", "visual": "video"},
+        )
+        self._options = {
+            "num_frames": num_frames,
+            "fps": fps,
+            "image_size": list(self.reader.image_size),
+            "seconds": self.reader.seconds,
+            "sample_rate": sample_rate,
+            "frame_choice": frame_choice,
+            "normalize": self.normalize,
+        }
+        self._set_clips(self.reader.clips)
+        # the rate every clip is brought to; None keeps the files' own (clip 0's sets it)
+        self.sample_rate = sample_rate if sample_rate is not None else self._file_rate(0)
+
+    def _set_clips(self, clips: list[Clip]) -> None:
+        if not clips:
+            raise DataError(f"{NAME} split '{self.split}' under {self.root} has no usable clips")
+        self.clips = list(clips)
+        self.labels = [c.label for c in self.clips]
+        self._chosen = [self._frame_indices(c) for c in self.clips]
+        h = hashlib.sha256(json.dumps(self._options, sort_keys=True).encode())
+        for clip, files in zip(self.clips, self.content_files_by_example()):
+            sizes = [_size(p) for p in files]
+            rels = [p.relative_to(self.root).as_posix() for p in files]
+            h.update(
+                f"{clip.name}\0{clip.label}\0{rels}\0{sizes}\n".encode("utf-8", "surrogatepass")
+            )
+        self._fingerprint = f"cremad:{self.split}:{len(self.clips)}:{h.hexdigest()[:16]}"
+
+    def _frame_indices(self, clip: Clip) -> list[int]:
+        n, t = len(clip.frames), self.reader.num_frames
+        return list(range(t)) if self.frame_choice == "first" else spread_indices(n, t)
+
+    def _file_rate(self, i: int) -> int:
+        return read_wav(self.clips[i].wav, self.clips[i].source)[1]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def frame_indices(self, i: int) -> list[int]:
+        """Which frames of clip ``i`` are read (the same every call)."""
+        return list(self._chosen[i])
+
+    def audio(self, i: int) -> torch.Tensor:
+        clip = self.clips[i]
+        wave, rate = read_wav(clip.wav, clip.source)
+        if self._options["sample_rate"] is None and rate != self.sample_rate:
+            raise DataError(
+                f"{clip.source}: audio file {clip.wav} is at {rate} Hz, the split's first clip "
+                f"at {self.sample_rate} Hz; with option sample_rate=None every clip must share "
+                "one rate (give sample_rate to resample them)"
+            )
+        wave = resample(wave, rate, self.sample_rate)
+        return loop_to_length(wave, max(1, round(self.reader.seconds * self.sample_rate)))
+
+    def frames(self, i: int) -> torch.Tensor:
+        clip = self.clips[i]
+        size = self.reader.image_size
+        frames = [read_frame(clip.frames[k], clip.source, size) for k in self._chosen[i]]
+        visual = torch.stack(frames, dim=1)  # [3, T, H, W]
+        if self.normalize:
+            mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+            std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+            visual = (visual - mean) / std
+        return visual
+
+    def get(self, index: int):
+        from balgrad.data.base import Example
+
+        if index < 0:
+            index += len(self.clips)
+        if not 0 <= index < len(self.clips):
+            raise IndexError(f"{NAME} {self.split}: index {index} out of range")
+        label = torch.tensor(self.labels[index], dtype=torch.int64)
+        inputs = {"audio": self.audio(index), "visual": self.frames(index)}
+        return Example(inputs=inputs, label=label, index=index)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def content_files_by_example(self) -> list[list[Path]]:
+        """Per clip: its WAV, then the frames it reads."""
+        return [
+            [c.wav, *(c.frames[k] for k in chosen)] for c, chosen in zip(self.clips, self._chosen)
+        ]
+
+    def content_files(self) -> list[Path]:
+        return [p for files in self.content_files_by_example() for p in files]
+
+    def validate(self) -> list[str]:
+        """Check every clip before it is needed, without decoding it: its WAV starts as a
+        RIFF/WAVE file and its chosen frames are complete images
+        (:func:`~balgrad.data.disk.images.header_error`). A bad clip raises
+        :class:`DataError` naming the CSV line; with ``skip_bad=True`` bad clips are
+        dropped with one ``DataWarning`` and their reasons returned."""
+        from balgrad.data.disk.images import header_error
+
+        problems = Problems(self.skip_bad)
+        kept = []
+        for clip, files in zip(self.clips, self.content_files_by_example()):
+            problem = _wav_header_problem(clip)
+            for frame in files[1:]:
+                if problem is None:
+                    err = header_error(frame)
+                    problem = None if err is None else image_error(frame, clip.source, err)
+            if problem is None:
+                kept.append(clip)
+            else:
+                problems.bad(problem)
+        if problems.reasons:
+            self._set_clips(kept)
+            problems.warn(f"{NAME} split '{self.split}' ({self.root})", stacklevel=2)
+        return list(problems.reasons)
+
+    def __repr__(self) -> str:
+        return f"CremaDDataset(split={self.split!r}, n={len(self)}, root={str(self.root)!r})"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1  # reading it raises, naming it
+
+
+def _wav_header_problem(clip: Clip) -> str | None:
+    try:
+        with clip.wav.open("rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        return f"{clip.source}: audio file {clip.wav} cannot be read ({type(e).__name__}: {e})"
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return f"{clip.source}: audio file {clip.wav} is not a RIFF/WAVE file"
+    return None

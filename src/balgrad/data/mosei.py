@@ -35,17 +35,21 @@ the visual features is ``vision``.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import torch
 
+from balgrad.data.base import MultimodalDataset
 from balgrad.data.disk.records import Problems
-from balgrad.errors import DataError
+from balgrad.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")
 # pipeline modality name -> key in both pickles
@@ -127,7 +131,11 @@ def load_mult_pickle(path: str | Path, skip_bad: bool = False) -> dict[str, Mose
     it is dropped from every array of its split and one ``DataWarning`` counts the drops.
     """
     path = Path(path)
-    data = _splits_of(safe_load_pickle(path), path)
+    return _read_mult(safe_load_pickle(path), path, skip_bad, stacklevel=3)
+
+
+def _read_mult(obj: Any, path: Path, skip_bad: bool, stacklevel: int) -> dict[str, MoseiSplit]:
+    data = _splits_of(obj, path)
     problems = Problems(skip_bad)
     out = {}
     for split in SPLITS:
@@ -137,7 +145,7 @@ def load_mult_pickle(path: str | Path, skip_bad: bool = False) -> dict[str, Mose
         labels = _labels(d, "labels", n, where, bad)
         ids = _ids(d, n, where, bad)
         out[split] = _split(split, features, labels, ids, {}, cleaned, bad, problems)
-    problems.warn(str(path), stacklevel=2)
+    problems.warn(str(path), stacklevel=stacklevel)
     return out
 
 
@@ -155,7 +163,13 @@ def load_mmsa_pickle(
     if text not in ("text", "text_bert"):
         raise ValueError(f"text must be 'text' or 'text_bert', not {text!r}")
     path = Path(path)
-    data = _splits_of(safe_load_pickle(path), path)
+    return _read_mmsa(safe_load_pickle(path), path, text, skip_bad, stacklevel=3)
+
+
+def _read_mmsa(
+    obj: Any, path: Path, text: str, skip_bad: bool, stacklevel: int
+) -> dict[str, MoseiSplit]:
+    data = _splits_of(obj, path)
     keys = dict(FEATURE_KEYS, text=text)
     problems = Problems(skip_bad)
     out = {}
@@ -178,7 +192,7 @@ def load_mmsa_pickle(
             lengths["text"] = mask.sum(axis=1).astype(np.int64)
         ids = _ids(d, n, where, bad)
         out[split] = _split(split, features, labels, ids, lengths, cleaned, bad, problems)
-    problems.warn(str(path), stacklevel=2)
+    problems.warn(str(path), stacklevel=stacklevel)
     return out
 
 
@@ -188,8 +202,6 @@ class MoseiDataset:
     ``label`` a float32 scalar tensor."""
 
     def __init__(self, split: MoseiSplit) -> None:
-        import torch  # here, so reading the pickle needs no torch
-
         self.split = split
         self._features = {m: torch.from_numpy(a) for m, a in split.features.items()}
         self._labels = torch.from_numpy(split.labels)
@@ -420,3 +432,254 @@ def sentiment_metrics(preds: Any, truth: Any) -> dict[str, float]:
         "mae": mae(preds, truth),
         "pearson": pearson(preds, truth),
     }
+
+
+# --- the dataset contract (registered as "mosei" and "mosi" in balgrad.data.registry_av) ---
+
+FORMATS = ("auto", "mult", "mmsa")
+LABEL_MODES = ("acc7", "acc2")
+#: the MulT file of each dataset, then the MMSA files, in the order ``format="auto"`` looks
+MULT_FILES = {"mosei": "mosei_senti_data.pkl", "mosi": "mosi_data.pkl"}
+MMSA_FILES = ("aligned_50.pkl", "unaligned_50.pkl")
+#: the pipeline's modality order for these datasets
+MODALITIES = ("text", "audio", "visual")
+#: split name (canonical, as balgrad spells it) -> the pickles' key
+SPLIT_KEYS = {"train": "train", "val": "valid", "test": "test"}
+
+# the last pickle read: the three splits are built one after another from the same file
+_LAST: dict[tuple, dict[str, MoseiSplit]] = {}
+
+
+def find_pickle(data_dir: Path, dataset: str, fmt: str, file: str | None) -> tuple[Path, str]:
+    """``(path, format)`` of the pickle to read from ``data_dir``. ``file`` names it
+    (relative to ``data_dir``); else ``format`` says which names to look for (``auto``:
+    the MulT file, then ``aligned_50.pkl``, then ``unaligned_50.pkl``)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"{dataset}: option 'format' must be one of {FORMATS}, got {fmt!r}")
+    from balgrad.data.disk.paths import FolderBoundary
+
+    boundary = FolderBoundary(data_dir)
+    if file is not None:
+        path = boundary.check(f"{dataset}: option file={file!r}", "pickle file", data_dir / file)
+        if not path.is_file():
+            raise DataError(f"{dataset}: option file={file!r}: the pickle file {path} is missing")
+        return path, fmt
+    names = {
+        "mult": [MULT_FILES[dataset]],
+        "mmsa": list(MMSA_FILES),
+        "auto": [MULT_FILES[dataset], *MMSA_FILES],
+    }[fmt]
+    for name in names:
+        path = data_dir / name
+        if path.is_file():
+            return boundary.check(dataset, "pickle file", path), fmt
+    raise DataError(
+        f"{dataset}: no pickle in {data_dir} (looked for {', '.join(names)}; give option "
+        "'file' to name another)"
+    )
+
+
+def _format_of(obj: Any, path: Path) -> str:
+    """``mult`` or ``mmsa``, from the label key of the train split."""
+    train = obj.get("train") if isinstance(obj, Mapping) else None
+    if isinstance(train, Mapping):
+        if "regression_labels" in train:
+            return "mmsa"
+        if "labels" in train:
+            return "mult"
+    raise DataError(
+        f"{path}: cannot tell the format: split 'train' holds neither 'labels' (MulT) nor "
+        "'regression_labels' (MMSA); give option 'format'"
+    )
+
+
+def read_splits(path: Path, fmt: str, skip_bad: bool) -> dict[str, MoseiSplit]:
+    """The three splits of the pickle at ``path`` in format ``fmt`` (``auto``: told by its
+    keys). The last file read is remembered (by path, size, mtime and inode), so building
+    train, val and test reads it once."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, fmt, skip_bad)
+    if key not in _LAST:
+        obj = safe_load_pickle(path)
+        if fmt == "auto":
+            fmt = _format_of(obj, path)
+        if fmt == "mult":
+            splits = _read_mult(obj, path, skip_bad, stacklevel=4)
+        else:
+            splits = _read_mmsa(obj, path, "text", skip_bad, stacklevel=4)
+        _LAST.clear()
+        _LAST[key] = splits
+    return _LAST[key]
+
+
+def class_labels(scores: np.ndarray, mode: str) -> np.ndarray:
+    """int64 classes of sentiment scores in [-3, 3]: ``acc7``: ``round(clip(y, -3, 3)) + 3``
+    (0..6 for -3..3, numpy's round half to even, as :func:`acc7`); ``acc2``: 1 for
+    ``y >= 0`` (non-negative), 0 for ``y < 0``."""
+    if mode == "acc7":
+        lo, hi = LABEL_RANGE
+        return (np.round(np.clip(scores, lo, hi)) - lo).astype(np.int64)
+    if mode == "acc2":
+        return (scores >= 0).astype(np.int64)
+    raise ConfigError(f"option 'label' must be one of {LABEL_MODES}, got {mode!r}")
+
+
+class MoseiSentiment(MultimodalDataset):
+    """One split of CMU-MOSEI as a :class:`~balgrad.data.base.MultimodalDataset` of three
+    feature-sequence modalities (``text``, ``audio``, ``visual``): ``get(i)`` is
+    ``Example(inputs={m: {"features": [L, F] float32, "lengths": int}}, label, index)``.
+
+    ``data_dir`` holds the MulT pickle (``mosei_senti_data.pkl``; ``mosi_data.pkl`` for
+    :class:`MosiSentiment`) or the MMSA pickles (``aligned_50.pkl``, ``unaligned_50.pkl``).
+    Splits ``train``, ``val``, ``test`` are the pickles' ``train``, ``valid``, ``test``.
+    Options: ``format`` (``auto``: the MulT file, else ``aligned_50.pkl``, else
+    ``unaligned_50.pkl``, the format told by the keys; ``mult``; ``mmsa``), ``file`` (the
+    pickle's name under ``data_dir``, instead of the usual ones), ``label`` and
+    ``exclude_zero``. ``lengths`` are MMSA's ``audio_lengths`` / ``vision_lengths`` where
+    the file has them, else the full L; the features are cleaned (every NaN and inf is 0).
+
+    Labels: the sentiment score y in [-3, 3] as classes, for the classification protocol:
+
+    * ``label="acc7"`` (default): 7 classes, ``round(clip(y, -3, 3))`` = -3 .. 3;
+    * ``label="acc2"``: 2 classes, negative (y < 0) and non-negative (y >= 0): the
+      field's "Has0" acc2 convention (MMSA ``Has0_acc_2``), every sample counted;
+    * ``exclude_zero=True`` drops the samples whose score is exactly 0 from every split:
+      with ``acc2`` this is the field's other, "non-zero" convention (MMSA
+      ``Non0_acc_2``, MulT's ``binary_truth``: negative vs positive).
+
+    ``scores`` keeps each sample's real-valued y. The regression read-outs (MAE, Pearson
+    correlation, and the acc2/acc7/F1 of a regressor's outputs) are library functions of
+    this module (:func:`sentiment_metrics`); a regression trainer is not part of balgrad.
+    """
+
+    dataset = "mosei"
+    content_files_per_example = False
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        split: str = "train",
+        *,
+        skip_bad: bool = False,
+        format: Literal["auto", "mult", "mmsa"] = "auto",
+        file: str | None = None,
+        label: Literal["acc7", "acc2"] = "acc7",
+        exclude_zero: bool = False,
+    ) -> None:
+        from balgrad.data.base import DatasetInfo
+        from balgrad.data.disk.layout import canonical_split
+        from balgrad.data.disk.records import MissingSplitError
+
+        name = self.dataset
+        canonical = canonical_split(split)
+        if canonical not in SPLIT_KEYS:
+            raise MissingSplitError(f"{name}: no split {split!r}; it has train, val, test")
+        if label not in LABEL_MODES:
+            raise ConfigError(f"{name}: option 'label' must be one of {LABEL_MODES}, got {label!r}")
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise DataError(f"{name}: data folder {root} is missing")
+        self.path, fmt = find_pickle(root, name, format, file)
+        part = read_splits(self.path, fmt, skip_bad)[SPLIT_KEYS[canonical]]
+        keep = part.labels != 0 if exclude_zero else np.ones(len(part), dtype=bool)
+        if not keep.any():
+            raise DataError(
+                f"{self.path} split {SPLIT_KEYS[canonical]!r}: no samples"
+                + (" with a non-zero label (option exclude_zero)" if exclude_zero else "")
+            )
+        self.split = canonical
+        self.root = root
+        self.label_mode = label
+        self.exclude_zero = bool(exclude_zero)
+        self.cleaned = dict(part.cleaned)
+        self.scores = part.labels[keep]
+        self.ids = [s for s, k in zip(part.ids, keep) if k]
+        self.labels = class_labels(self.scores, label).tolist()
+        # every record kept: the arrays themselves (views), not copies of a GB of features
+        rows = slice(None) if keep.all() else keep
+        self._features = {m: torch.from_numpy(part.features[m][rows]) for m in MODALITIES}
+        self._lengths = {}
+        for m in MODALITIES:
+            t = self._features[m].shape[1]
+            given = part.lengths.get(m)
+            lengths = given[keep] if given is not None else np.full(int(keep.sum()), t)
+            self._lengths[m] = lengths.astype(np.int64)
+        if label == "acc7":
+            classes = [str(c) for c in range(-3, 4)]
+        else:
+            classes = ["negative", "positive" if exclude_zero else "non-negative"]
+        self.info = DatasetInfo(
+            name=name,
+            task="single_label",
+            classes=classes,
+            modalities={m: "features" for m in MODALITIES},
+        )
+        self._fingerprint: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def get(self, index: int):
+        from balgrad.data.base import Example
+
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.dataset} {self.split}: index {index} out of range")
+        inputs = {
+            m: {"features": self._features[m][index], "lengths": int(self._lengths[m][index])}
+            for m in MODALITIES
+        }
+        label = torch.tensor(self.labels[index], dtype=torch.int64)
+        return Example(inputs=inputs, label=label, index=index)
+
+    def lengths(self, modality: str) -> np.ndarray:
+        """int64 ``[N]``: the real steps of each sample's ``modality`` sequence."""
+        return self._lengths[modality].copy()
+
+    def feature_std(self, modality: str) -> torch.Tensor:
+        """float64 ``[F]``: each feature's std over the real steps of every sample of the
+        split (population std; a constant feature gets 1, as
+        :func:`balgrad.data.kinds.feature_std` does)."""
+        if modality not in self._features:
+            raise ConfigError(
+                f"{self.dataset}: no modality {modality!r} (it has {', '.join(MODALITIES)})"
+            )
+        feats = self._features[modality].numpy()
+        real = np.arange(feats.shape[1])[None, :] < self._lengths[modality][:, None]
+        steps = feats[real].astype(np.float64)  # [real steps, F]
+        if not len(steps):
+            raise ConfigError(f"{self.dataset} {self.split}: {modality!r} has no real steps")
+        std = steps.std(axis=0)
+        return torch.from_numpy(np.where(std > 0, std, 1.0))
+
+    @property
+    def fingerprint(self) -> str:
+        """Covers the content itself: options, ids, scores, lengths and every feature."""
+        if self._fingerprint is None:
+            h = hashlib.sha256(
+                f"{self.path.name}\0{self.label_mode}\0{self.exclude_zero}\0".encode()
+            )
+            h.update("\0".join(self.ids).encode("utf-8", "surrogatepass"))
+            h.update(self.scores.tobytes())
+            for m in MODALITIES:
+                h.update(f"{m}{tuple(self._features[m].shape)}".encode())
+                h.update(self._lengths[m].tobytes())
+                h.update(np.ascontiguousarray(self._features[m].numpy()).tobytes())
+            self._fingerprint = f"{self.dataset}:{self.split}:{len(self)}:{h.hexdigest()[:16]}"
+        return self._fingerprint
+
+    def validate(self) -> list[str]:
+        """Nothing left to check: the pickle was read and checked whole at construction."""
+        return []
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(split={self.split!r}, n={len(self)}, file={str(self.path)!r})"
+        )
+
+
+class MosiSentiment(MoseiSentiment):
+    """CMU-MOSI, as :class:`MoseiSentiment` (its MulT file is ``mosi_data.pkl``)."""
+
+    dataset = "mosi"
