@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 KW = inspect.Parameter.KEYWORD_ONLY
 
 
-@pytest.mark.parametrize("name", sorted(disk_dataset_names()))
+@pytest.mark.parametrize("name", sorted(disk_dataset_names(image_text_only=True)))
 def test_every_loader_keeps_the_constructor_contract(name):
     cls = DATASETS.get(name).load()
     assert issubclass(cls, DiskDataset)

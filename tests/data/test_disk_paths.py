@@ -204,7 +204,7 @@ def _loader(name: str):
 def _path_options() -> list[tuple[str, str, str]]:
     return [
         (name, field, kind)
-        for name in disk_dataset_names()
+        for name in disk_dataset_names(image_text_only=True)
         for field, kind in path_options(_loader(name).Options).items()
     ]
 
@@ -219,7 +219,7 @@ def test_every_option_that_names_a_path_is_declared_as_one():
         ("hateful_memes", "split_file"),
         ("cub", "text_dir"),
     }
-    for name in disk_dataset_names():
+    for name in disk_dataset_names(image_text_only=True):
         options = _loader(name).Options
         hints = typing.get_type_hints(options)
         for f in dataclasses.fields(options):

@@ -71,7 +71,7 @@ DATASETS = Registry(
     skip=_call_arguments,
     check_metadata=_check_kind,
     normalize=_normalize,
-    builtins=("balgrad.data.builtin", "balgrad.data.registry_disk"),
+    builtins=("balgrad.data.builtin", "balgrad.data.registry_disk", "balgrad.data.registry_av"),
 )
 #: ``@register_dataset("name", kind="builtin", description=...)``
 register_dataset = DATASETS.register

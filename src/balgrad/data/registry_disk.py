@@ -66,8 +66,15 @@ register_dataset(
 )
 
 
-def disk_dataset_names() -> list[str]:
-    return dataset_names("disk")
+def disk_dataset_names(image_text_only: bool = False) -> list[str]:
+    """The on-disk datasets; ``image_text_only``: only the image-text ones (the
+    :class:`DiskDataset` readers of SPEC section 5, not CREMA-D or CMU-MOSEI)."""
+    from balgrad.data.base import IMAGE_TEXT
+
+    names = dataset_names("disk")
+    if image_text_only:
+        names = [n for n in names if DATASETS.metadata(n)["modalities"] == IMAGE_TEXT]
+    return names
 
 
 def disk_dataset_options(name: str) -> dict[str, Any]:
