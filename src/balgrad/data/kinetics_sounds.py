@@ -234,7 +234,8 @@ class KineticsSounds(MultimodalDataset):
                 repr((clip.name, clip.label, names, clip.sizes)).encode("utf-8", "replace")
             )
         if not self.clips:
-            raise DataError(f"{NAME}: split list {list_path} names no usable clip")
+            why = f" ({len(problems)} bad: {problems.reasons[0]}...)" if problems.reasons else ""
+            raise DataError(f"{NAME}: split list {list_path} names no usable clip{why}")
         problems.warn(f"{NAME} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
         self.labels = np.array([c.label for c in self.clips], dtype=np.int64)
         settings = (audio_format, num_frames, self.image_size, self.normalize, self.seconds)
