@@ -5,10 +5,12 @@ with ``wave``, and ``frame_0000k.jpg`` frames written with PIL."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import pickle
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,7 +111,8 @@ def test_items_shapes_labels_and_normalisation(tmp_path):
     got = [float(visual[c, 0].mean()) for c in range(3)]
     np.testing.assert_allclose(got, expected, atol=3 / 255 / 0.224)
     raw = KineticsSounds(tmp_path, "train", image_size=(4, 5), normalize=False)[1]
-    assert 0.0 <= float(raw.inputs["visual"].min()) and float(raw.inputs["visual"].max()) <= 1.0
+    want = [grey(1, k + 1) for k in ds.frame_indices(1)]
+    assert frame_values(raw.inputs["visual"], normalized=False) == want
     with pytest.raises(IndexError):
         ds[3]
 
@@ -355,3 +358,37 @@ def test_registration(tmp_path):
     assert isinstance(ds, KineticsSounds) and ds[0].inputs["visual"].shape[1] == 2
     with pytest.raises(ConfigError, match="num_frames"):
         DATASETS.build("ks", (tmp_path, "train"), {"skip_bad": False}, {"num_frames": "many"})
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "kinetics_sounds"
+
+
+def fixture_writer():
+    path = FIXTURE.parent / "make_kinetics_sounds.py"
+    spec = importlib.util.spec_from_file_location("make_kinetics_sounds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("audio_format", ["npy", "wav"])
+def test_committed_fixture_reads_in_both_audio_formats(audio_format):
+    writer = fixture_writer()
+    opts = {"audio_format": audio_format, "seconds": writer.SECONDS, "image_size": 8}
+    train, test = (KineticsSounds(FIXTURE, s, **opts) for s in ("train", "test"))
+    assert (len(train), len(test)) == (9, 6)
+    assert sorted(test.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    audio = test[0].inputs["audio"]
+    want = (1, *writer.SPEC) if audio_format == "npy" else (round(writer.RATE * writer.SECONDS),)
+    assert audio.shape == want
+    assert test[0].inputs["visual"].shape == (3, 3, 8, 8)
+    assert test.frame_indices(0) == [0, 2, 4]  # 7 frames: seg 2, frames 1, 3, 5
+
+
+def test_committed_fixture_is_what_the_writer_writes(tmp_path):
+    fresh = fixture_writer().write(tmp_path / "ks")
+    names = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(FIXTURE) for p in FIXTURE.rglob("*") if p.is_file())
+    for rel in names:  # JPEG bytes may differ between Pillow versions: not compared
+        if rel.suffix != ".jpg":
+            assert (fresh / rel).read_bytes() == (FIXTURE / rel).read_bytes(), rel
