@@ -307,8 +307,9 @@ def test_folder_options_classes_file_and_paths_outside(tmp_path):
     with pytest.raises(DataError, match=r"line 1: label 4 is out of range \[0, 2\)"):
         KineticsSounds(root, "train", list_file="train_1fps_path.txt", audio_dir="ks_audio",
                        visual_dir="ks_visual/train", classes_file="classes.txt")  # fmt: skip
-    with pytest.raises(ConfigError, match=r"option 'list_file'"):
-        KineticsSounds(root, "train", list_file="{spilt}.txt")
+    for bad in ("{spilt}.txt", "{0}.txt", "{split.x}.txt"):
+        with pytest.raises(ConfigError, match=r"option 'list_file'"):
+            KineticsSounds(root, "train", list_file=bad)
     outside = tmp_path / "outside"
     outside.mkdir()
     with pytest.raises(DataError, match=r"audio folder .* outside the data folder"):
@@ -383,6 +384,18 @@ def test_committed_fixture_reads_in_both_audio_formats(audio_format):
     assert audio.shape == want
     assert test[0].inputs["visual"].shape == (3, 3, 8, 8)
     assert test.frame_indices(0) == [0, 2, 4]  # 7 frames: seg 2, frames 1, 3, 5
+
+
+def test_the_protocol_impairments_apply_to_the_items():
+    from balgrad.data.kinds import KINDS
+
+    ex = KineticsSounds(FIXTURE, "test", image_size=8)[1]
+    for name, x in ex.inputs.items():
+        k = KINDS[ks.MODALITIES[name]]
+        assert torch.equal(k.blank(x), torch.zeros_like(x))
+        noisy = k.noise(x, k.default_noise, 0, ex.index, 7)
+        assert noisy.shape == x.shape and not torch.equal(noisy, x)
+        assert torch.equal(noisy, k.noise(x, k.default_noise, 0, ex.index, 7))  # seeded
 
 
 def test_committed_fixture_is_what_the_writer_writes(tmp_path):

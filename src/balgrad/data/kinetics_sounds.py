@@ -120,7 +120,7 @@ def _fill(option: str, value: str, split: str) -> str:
     """``value`` with ``{split}`` replaced by the split name."""
     try:
         return value.format(split=split)
-    except (KeyError, IndexError, ValueError) as e:
+    except (KeyError, IndexError, ValueError, AttributeError) as e:
         raise ConfigError(
             f"{NAME}: option {option!r} ({value!r}) may only hold the field '{{split}}' ({e})"
         ) from None
