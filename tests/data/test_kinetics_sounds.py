@@ -280,6 +280,11 @@ def test_wav_audio_is_looped_to_the_clip_length(tmp_path):
     expected = np.round(samples * 32767) / 32768  # 16-bit PCM, read back
     assert got.shape == (800,)
     np.testing.assert_allclose(got, np.tile(expected, 3)[:800], atol=1e-6)
+    write_wav(tmp_path / "audio" / "train" / f"{CLIPS[1][0]}.wav", samples, rate=16000)
+    ds = KineticsSounds(tmp_path, "train", audio_format="wav", sample_rate=RATE)
+    assert ds[0].inputs["audio"].shape == (10 * RATE,)
+    with pytest.raises(DataError, match=r"line 2: audio file .*\.wav is at 16000 Hz, not sample_"):
+        ds[1]
     (tmp_path / "audio" / "train" / "-1IlT.wav").unlink()
     with pytest.raises(DataError, match=r"line 3: audio file .*-1IlT\.wav is missing"):
         KineticsSounds(tmp_path, "train", audio_format="wav")

@@ -33,7 +33,8 @@ split)::
   reads ``<clip>.wav`` instead (the audio before that step, as in OGM-GE's pre-processing
   tree) with the CREMA-D reader: a mono waveform ``[S]`` looped and cropped to ``seconds``
   (10 s, the clips' length) at the file's own rate (:func:`balgrad.data.cremad.read_wav`,
-  :func:`loop_to_length`).
+  :func:`loop_to_length`); with ``sample_rate`` set, a file at another rate is an error
+  (nothing is resampled), so every item has the same length.
 * **Visual.** A clip needs more than ``num_frames`` frames (the official ``> 3`` at 3
   frames; the official loader counts every file, here ``.jpg``/``.jpeg``/``.png`` ones).
   ``num_frames`` (3, the official ``pick_num``) frames are read, one per segment of
@@ -147,7 +148,8 @@ class KineticsSounds(MultimodalDataset):
     Options: ``list_file`` ("my_{split}.txt"), ``audio_dir`` ("audio/{split}"),
     ``visual_dir`` ("visual/{split}"), ``audio_format`` ("npy" or "wav"), ``num_frames``
     (3), ``image_size`` (int or ``(H, W)``: 224), ``normalize`` (ImageNet mean/std: True),
-    ``seconds`` (the wav length: 10.0), ``num_classes`` (31), ``classes_file`` (one class
+    ``seconds`` (the wav length: 10.0), ``sample_rate`` (the rate every wav must have:
+    any), ``num_classes`` (31), ``classes_file`` (one class
     name a line, in label order: none), ``skip_bad``, ``seed`` (the training split's frame
     draws: item ``i`` of epoch ``e`` uses ``(seed, e, i)``; ``set_epoch`` sets ``e``).
     Every path stays inside ``data_dir``.
@@ -168,6 +170,7 @@ class KineticsSounds(MultimodalDataset):
         image_size: int | tuple[int, int] = 224,
         normalize: bool = True,
         seconds: float = 10.0,
+        sample_rate: int | None = None,
         num_classes: int = NUM_CLASSES,
         classes_file: str | None = None,
         skip_bad: bool = False,
@@ -201,6 +204,9 @@ class KineticsSounds(MultimodalDataset):
         self.image_size = (int(h), int(w))
         self.normalize = bool(normalize)
         self.seconds = float(seconds)
+        if sample_rate is not None and sample_rate < 1:
+            raise ConfigError(f"{NAME}: option 'sample_rate' must be >= 1, got {sample_rate!r}")
+        self.sample_rate = sample_rate
         self.seed = int(seed)
         self.epoch = 0
         self.skip_bad = bool(skip_bad)
@@ -239,6 +245,7 @@ class KineticsSounds(MultimodalDataset):
         problems.warn(f"{NAME} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
         self.labels = np.array([c.label for c in self.clips], dtype=np.int64)
         settings = (audio_format, num_frames, self.image_size, self.normalize, self.seconds)
+        settings += (sample_rate,)
         digest.update(repr((settings, classes)).encode("utf-8", "replace"))
         self._fingerprint = f"{NAME}:{split}:{len(self.clips)}:{digest.hexdigest()[:16]}"
 
@@ -328,6 +335,12 @@ class KineticsSounds(MultimodalDataset):
     def read_audio(self, clip: Clip) -> torch.Tensor:
         if self.audio_format == "wav":
             wave, rate = read_wav(clip.audio, clip.source)
+            if self.sample_rate is not None and rate != self.sample_rate:
+                raise DataError(
+                    f"{clip.source}: audio file {clip.audio} is at {rate} Hz, not "
+                    f"sample_rate={self.sample_rate} (resample it, e.g. ffmpeg -ar "
+                    f"{self.sample_rate})"
+                )
             return loop_to_length(wave, max(1, round(self.seconds * rate)))
         return read_spectrogram(clip.audio, clip.source)
 
