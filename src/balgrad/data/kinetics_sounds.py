@@ -149,10 +149,10 @@ class KineticsSounds(MultimodalDataset):
     ``visual_dir`` ("visual/{split}"), ``audio_format`` ("npy" or "wav"), ``num_frames``
     (3), ``image_size`` (int or ``(H, W)``: 224), ``normalize`` (ImageNet mean/std: True),
     ``seconds`` (the wav length: 10.0), ``sample_rate`` (the rate every wav must have:
-    any), ``num_classes`` (31), ``classes_file`` (one class
-    name a line, in label order: none), ``skip_bad``, ``seed`` (the training split's frame
-    draws: item ``i`` of epoch ``e`` uses ``(seed, e, i)``; ``set_epoch`` sets ``e``).
-    Every path stays inside ``data_dir``.
+    any), ``num_classes`` (31), ``classes_file`` (one class name a line, in label order:
+    none), ``skip_bad``, ``seed`` (the training split's frame draws: item ``i`` of epoch
+    ``e`` uses ``(seed, e, i)``; ``set_epoch`` sets ``e``). Every path stays inside
+    ``data_dir``.
     """
 
     content_files_per_example = True
@@ -351,7 +351,7 @@ class KineticsSounds(MultimodalDataset):
         if self.normalize:
             mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
             std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-            frames = (frames - mean) / std
+            frames.sub_(mean).div_(std)
         return frames
 
     def get(self, index: int) -> Example:
