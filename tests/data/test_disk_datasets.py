@@ -284,7 +284,7 @@ def test_generic_infers_integer_classes(tmp_path):
 def test_registry_names_aliases_and_options():
     image_text = ["food101", "hateful_memes", "mmimdb", "memotion", "cub", "generic"]
     assert disk_dataset_names(image_text_only=True) == image_text
-    assert disk_dataset_names() == [*image_text, "cremad", "mosei", "mosi"]
+    assert disk_dataset_names() == [*image_text, "cremad", "mosei", "mosi", "kinetics_sounds"]
     assert len(load("UPMC-Food101", fixture("food101"), "train")) == 9
     assert "test_fraction" in disk_dataset_options("memotion")
     assert "allow_empty_text" in disk_dataset_options("cub")

@@ -71,7 +71,12 @@ DATASETS = Registry(
     skip=_call_arguments,
     check_metadata=_check_kind,
     normalize=_normalize,
-    builtins=("balgrad.data.builtin", "balgrad.data.registry_disk", "balgrad.data.registry_av"),
+    builtins=(
+        "balgrad.data.builtin",
+        "balgrad.data.registry_disk",
+        "balgrad.data.registry_av",
+        "balgrad.data.kinetics_sounds",
+    ),
 )
 #: ``@register_dataset("name", kind="builtin", description=...)``
 register_dataset = DATASETS.register
