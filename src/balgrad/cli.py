@@ -157,7 +157,9 @@ def _merge_modalities(values: dict[str, Any], args: argparse.Namespace) -> None:
     flags = modality_flags(args)
     if not isinstance(values.get("modalities", {}), dict):
         return  # the file's section is malformed: its own error names it
-    merged = {m: dict(s) if isinstance(s, dict) else s for m, s in values.get("modalities", {}).items()}
+    merged = {
+        m: dict(s) if isinstance(s, dict) else s for m, s in values.get("modalities", {}).items()
+    }
     for field, (m, setting) in FLAT_FLAGS.items():
         if field in vars(args) and isinstance(merged.get(m), dict):
             merged[m].pop(setting, None)
@@ -166,7 +168,9 @@ def _merge_modalities(values: dict[str, Any], args: argparse.Namespace) -> None:
         m, _, option = key.partition(".")
         own = merged.get(m)
         if isinstance(own, dict) and isinstance(own.get("backbone_options"), dict):
-            own["backbone_options"] = {k: v for k, v in own["backbone_options"].items() if k != option}
+            own["backbone_options"] = {
+                k: v for k, v in own["backbone_options"].items() if k != option
+            }
     for m, settings in flags.items():
         merged[m] = {**merged[m], **settings} if isinstance(merged.get(m), dict) else settings
     if merged or "modalities" in values:
@@ -412,8 +416,10 @@ def cmd_list(args) -> int:
     print("datasets (--dataset, options: --dataset-option KEY=VALUE; modalities as name:kind):")
     _print_entries(
         DATASETS,
-        lambda e: f"{kinds[e.metadata['kind']]}; {_modalities_text(e.metadata)}; "
-        f"{e.metadata['description']}" + _origin(e),
+        lambda e: (
+            f"{kinds[e.metadata['kind']]}; {_modalities_text(e.metadata)}; "
+            f"{e.metadata['description']}" + _origin(e)
+        ),
     )
     print("strategies (--methods, options: --method-option METHOD.KEY=VALUE):")
     _print_entries(STRATEGY_REGISTRY, _strategy_line)

@@ -388,13 +388,15 @@ def modality_plan(cfg: RunConfig) -> dict[str, ModalityPlan]:
     another value than its default on a dataset where it cannot apply is an error, and so
     is a modality or a kind the dataset does not declare."""
     from balgrad.data.catalog import DATASETS
-    from balgrad.data.kinds import KINDS
 
     meta = DATASETS.metadata(cfg.dataset)
-    kinds, registered = dict(meta["modalities"]), meta["modality_backbones"]
+    kinds = dict(meta["modalities"])
     where = f"dataset {cfg.dataset!r}"
     has = f"{where} has the modalities {_listing(kinds)}"
-    for field, given in (("modalities", cfg.modalities), ("backbone_options", cfg.backbone_options)):
+    for field, given in (
+        ("modalities", cfg.modalities),
+        ("backbone_options", cfg.backbone_options),
+    ):
         if stray := [m for m in given if m not in kinds]:
             raise ConfigError(f"field {field!r}: unknown modality {stray[0]!r}; {has}")
     _flat_fields_apply(cfg, kinds, has)
@@ -406,42 +408,66 @@ def modality_plan(cfg: RunConfig) -> dict[str, ModalityPlan]:
                 f"field 'modalities.{m}.kind': {where} declares {m!r} of kind {kind}, "
                 f"not {own.kind!r}"
             )
-        flat = FLAT_ALIASES.get(m) if m == kind else None
-        if own.backbone is not None:
-            backbone, source = own.backbone, f"modalities.{m}.backbone"
-        elif flat is not None:
-            backbone, source = getattr(cfg, flat[0]), flat[0]
-        elif m in registered:
-            backbone, source = registered[m], f"{where}'s modality_backbones.{m}"
-        else:
-            raise ConfigError(
-                f"{where}: no backbone for its modality {m!r} (kind {kind}); pass "
-                f"--backbone {m}=NAME (YAML: modalities: {{{m}: {{backbone: NAME}}}})"
-                + _known_backbones(kind)
-            )
-        flat_opts = cfg.backbone_options.get(m, {})
-        if not isinstance(flat_opts, dict):
-            raise ConfigError(
-                f"field 'backbone_options': {m} must map option names to values, got {flat_opts!r}"
-            )
-        options = {**flat_opts, **own.backbone_options}
-        opts_field = "backbone_options" if not own.backbone_options else (
-            f"modalities.{m}.backbone_options" if not flat_opts
-            else f"backbone_options / modalities.{m}.backbone_options"
-        )  # fmt: skip
-        _check_backbone(m, kind, backbone, source, options, opts_field)
-        if own.noise is not None:
-            noise, noise_field = own.noise, f"modalities.{m}.noise"
-        elif flat is not None:
-            noise, noise_field = getattr(cfg, flat[1]), flat[1]
-        else:
-            noise, noise_field = KINDS[kind].default_noise, f"the default noise of kind {kind}"
-        try:
-            KINDS[kind].check_noise(noise)
-        except ConfigError as err:
-            raise ConfigError(f"field {noise_field!r}: {err}") from None
-        plans[m] = ModalityPlan(m, kind, backbone, options, float(noise))
+        flat = FLAT_ALIASES.get(m) if m == kind else None  # image_backbone, image_noise
+        backbone, source = _backbone_of(cfg, m, kind, own, flat, meta["modality_backbones"])
+        options, options_field = _options_of(cfg, m, own)
+        _check_backbone(m, kind, backbone, source, options, options_field)
+        plans[m] = ModalityPlan(m, kind, backbone, options, _noise_of(cfg, m, kind, own, flat))
     return plans
+
+
+def _backbone_of(
+    cfg: RunConfig,
+    m: str,
+    kind: str,
+    own: ModalitySettings,
+    flat: tuple[str, str] | None,
+    registered: dict[str, str],
+) -> tuple[str, str]:
+    """(backbone name, the field it came from)."""
+    if own.backbone is not None:
+        return own.backbone, f"modalities.{m}.backbone"
+    if flat is not None:
+        return getattr(cfg, flat[0]), flat[0]
+    if m in registered:
+        return registered[m], f"dataset {cfg.dataset!r}'s modality_backbones.{m}"
+    raise ConfigError(
+        f"dataset {cfg.dataset!r}: no backbone for its modality {m!r} (kind {kind}); pass "
+        f"--backbone {m}=NAME (YAML: modalities: {{{m}: {{backbone: NAME}}}})"
+        + _known_backbones(kind)
+    )
+
+
+def _options_of(cfg: RunConfig, m: str, own: ModalitySettings) -> tuple[dict[str, Any], str]:
+    """(backbone options, the field(s) they came from): ``backbone_options[m]`` updated
+    with ``modalities[m].backbone_options``."""
+    flat = cfg.backbone_options.get(m, {})
+    if not isinstance(flat, dict):
+        raise ConfigError(
+            f"field 'backbone_options': {m} must map option names to values, got {flat!r}"
+        )
+    fields = [f for f, given in (("backbone_options", flat),
+                                 (f"modalities.{m}.backbone_options", own.backbone_options))
+              if given]  # fmt: skip
+    return {**flat, **own.backbone_options}, " / ".join(fields) or "backbone_options"
+
+
+def _noise_of(
+    cfg: RunConfig, m: str, kind: str, own: ModalitySettings, flat: tuple[str, str] | None
+) -> float:
+    from balgrad.data.kinds import KINDS
+
+    if own.noise is not None:
+        noise, field = own.noise, f"modalities.{m}.noise"
+    elif flat is not None:
+        noise, field = getattr(cfg, flat[1]), flat[1]
+    else:
+        noise, field = KINDS[kind].default_noise, f"the default noise of kind {kind}"
+    try:
+        KINDS[kind].check_noise(noise)
+    except ConfigError as err:
+        raise ConfigError(f"field {field!r}: {err}") from None
+    return float(noise)
 
 
 def _flat_fields_apply(cfg: RunConfig, kinds: dict[str, str], has: str) -> None:
