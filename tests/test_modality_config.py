@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from balgrad.backbones.factory import BACKBONES
-from balgrad.cli import build_parser, config_from_args, main
+from balgrad.cli import build_parser, config_from_args, evaluate_overrides, main
 from balgrad.config import (
     ModalityPlan,
     RunConfig,
@@ -412,3 +412,20 @@ def test_balgrad_list_shows_modalities_and_backbones_by_kind(datasets, capsys):
         assert "--backbone M=NAME" in lines[header]
         if kind in ("audio", "video", "features"):
             assert lines[header + 1].startswith(f"  fake-{kind}: a fake {kind} backbone")
+
+
+def test_evaluate_changes_a_modalitys_noise(datasets):
+    def rescored(cfg: RunConfig, *flags: str) -> dict[str, ModalityPlan]:
+        values = cfg.model_dump()
+        evaluate_overrides(values, build_parser().parse_args(["evaluate", "run", *flags]))
+        return modality_plan(build_config(values))
+
+    av = build_config({"dataset": AV, "modalities": {"audio": {"noise": 3}}})
+    plan = rescored(av, "--noise", "audio=10db", "--noise", "visual=0.2")
+    assert (plan["audio"].noise, plan["visual"].noise) == (10.0, 0.2)
+    assert rescored(av)["audio"].noise == 3.0
+    section = build_config({"modalities": {"image": {"noise": 0.1, "backbone": "cnn"}}})
+    plan = rescored(section, "--image-noise", "0.3")  # replaces the run's modalities.image.noise
+    assert (plan["image"].noise, plan["image"].backbone) == (0.3, "cnn")
+    with pytest.raises(ConfigError, match=r"--noise: expected M=LEVEL, got 'audio'"):
+        rescored(av, "--noise", "audio")

@@ -298,6 +298,34 @@ def cmd_train(args) -> int:
     return 0
 
 
+#: the settings ``balgrad evaluate`` may change: the protocol's and how it runs
+EVALUATE_OVERRIDES = (
+    "missing_ratio",
+    "image_noise",
+    "text_noise",
+    "eval_seed",
+    "sweep",
+    "device",
+    "progress",
+    "missing",
+    "precision",
+)
+
+
+def evaluate_overrides(values: dict[str, Any], args: argparse.Namespace) -> None:
+    """A run folder's settings (``values``, complete) with ``evaluate``'s flags applied:
+    ``--image-noise`` replaces the run's ``modalities.image.noise`` too, ``--noise M=LEVEL``
+    sets it."""
+    for name in EVALUATE_OVERRIDES:
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+            if name in FLAT_FLAGS:
+                m, setting = FLAT_FLAGS[name]
+                values["modalities"].get(m, {}).pop(setting, None)
+    for m, settings in modality_flags(args).items():
+        values["modalities"][m] = {**values["modalities"].get(m, {}), **settings}
+
+
 def cmd_evaluate(args) -> int:
     from balgrad.experiment import Experiment, check_folder_path, check_writable_folder
     from balgrad.report.build import build_report
@@ -309,24 +337,7 @@ def cmd_evaluate(args) -> int:
         raise ConfigError(f"evaluate: {run_dir} is not a run folder (no config.yaml)")
     check_writable_folder(run_dir, "evaluate RUN_DIR")
     values = load_run_config(cfg_path).model_dump()  # complete, or an error naming it
-    for name in (
-        "missing_ratio",
-        "image_noise",
-        "text_noise",
-        "eval_seed",
-        "sweep",
-        "device",
-        "progress",
-        "missing",
-        "precision",
-    ):
-        if getattr(args, name, None) is not None:
-            values[name] = getattr(args, name)
-            if name in FLAT_FLAGS:  # it replaces the run's own modalities.<m>.noise
-                m, setting = FLAT_FLAGS[name]
-                values["modalities"].get(m, {}).pop(setting, None)
-    for m, settings in modality_flags(args).items():
-        values["modalities"][m] = {**values["modalities"].get(m, {}), **settings}
+    evaluate_overrides(values, args)
     cfg = build_config(values, str(cfg_path))
     methods = args.methods or cfg.methods
     check_methods(methods, "evaluate --methods")
