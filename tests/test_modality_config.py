@@ -429,3 +429,11 @@ def test_evaluate_changes_a_modalitys_noise(datasets):
     assert (plan["image"].noise, plan["image"].backbone) == (0.3, "cnn")
     with pytest.raises(ConfigError, match=r"--noise: expected M=LEVEL, got 'audio'"):
         rescored(av, "--noise", "audio")
+
+
+def test_balgrad_list_names_a_kind_without_backbones(datasets, monkeypatch, capsys):
+    monkeypatch.delitem(BACKBONES, "video")
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert f"video backbones: none registered (needed by {AV};" in out
+    assert "features backbones: none" not in out

@@ -448,6 +448,12 @@ def cmd_list(args) -> int:
                 + _origin(e)
             ),
         )
+    declared = {k: e.name for e in DATASETS.entries() for k in e.metadata["modalities"].values()}
+    for kind, dataset in declared.items():
+        if kind not in BACKBONES:
+            print(
+                f"{kind} backbones: none registered (needed by {dataset}; a plug-in may add them)"
+            )
     print("fusions (--fusion):")
     _print_entries(FUSION_REGISTRY, lambda e: e.metadata["description"])
     return 0

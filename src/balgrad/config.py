@@ -6,6 +6,11 @@ booleans are strict (``epochs: true`` or ``sweep: "no"`` is an error). The datas
 backbones, the fusion and every method are looked up in their registries there too, with
 all their options checked against the registered signatures, so a typo in the last
 method's options stops the run before the first method trains.
+
+Modalities are set by the dataset's names for them (``modalities: {audio: {backbone: ...,
+noise: 10dB}}``); ``image_backbone``, ``text_backbone``, ``image_noise``, ``text_noise``
+and ``backbone_options`` are the flat spellings of the image-text case. What a run uses
+for each modality is resolved in one place, :func:`modality_plan`.
 """
 
 from __future__ import annotations
@@ -514,7 +519,7 @@ def _check_backbone(
         others = [k for k, r in BACKBONES.items() if k != kind and name in r]
         if others:
             raise ConfigError(
-                f"field {source!r}: {name!r} is a backbone of kind {others[0]}, not {kind} "
+                f"field {source!r}: {name!r} is a backbone of kind {' and '.join(others)}, not {kind} "
                 f"(the modality {modality!r})"
             ) from None
         raise ConfigError(f"field {source!r}: {err}") from None
