@@ -41,8 +41,14 @@ MAX_SEED = 2**32 - 1
 #: the same name) -> (backbone field, noise field)
 FLAT_ALIASES = {"image": ("image_backbone", "image_noise"), "text": ("text_backbone", "text_noise")}
 #: every field that feeds :func:`modality_plan`
-MODALITY_FIELDS = ("image_backbone", "text_backbone", "backbone_options", "image_noise",
-                   "text_noise", "modalities")  # fmt: skip
+MODALITY_FIELDS = (
+    "image_backbone",
+    "text_backbone",
+    "backbone_options",
+    "image_noise",
+    "text_noise",
+    "modalities",
+)
 _LEVEL = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(dB)?\s*$", re.I)
 
 
@@ -451,9 +457,8 @@ def _options_of(cfg: RunConfig, m: str, own: ModalitySettings) -> tuple[dict[str
         raise ConfigError(
             f"field 'backbone_options': {m} must map option names to values, got {flat!r}"
         )
-    fields = [f for f, given in (("backbone_options", flat),
-                                 (f"modalities.{m}.backbone_options", own.backbone_options))
-              if given]  # fmt: skip
+    given = {"backbone_options": flat, f"modalities.{m}.backbone_options": own.backbone_options}
+    fields = [field for field, options in given.items() if options]
     return {**flat, **own.backbone_options}, " / ".join(fields) or "backbone_options"
 
 
@@ -519,8 +524,8 @@ def _check_backbone(
         others = [k for k, r in BACKBONES.items() if k != kind and name in r]
         if others:
             raise ConfigError(
-                f"field {source!r}: {name!r} is a backbone of kind {' and '.join(others)}, not {kind} "
-                f"(the modality {modality!r})"
+                f"field {source!r}: {name!r} is a backbone of kind {' and '.join(others)}, "
+                f"not {kind} (the modality {modality!r})"
             ) from None
         raise ConfigError(f"field {source!r}: {err}") from None
     _named(opts_field, registry.validate, name, options)
