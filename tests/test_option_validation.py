@@ -62,7 +62,11 @@ def test_options_for_a_method_that_does_not_run_are_an_error():
 
 
 def test_an_unknown_tower_is_an_error():
-    with pytest.raises(ConfigError, match=r"backbone_options.*unknown tower 'imgae'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"backbone_options.*unknown modality 'imgae'; dataset 'digits' has the "
+        r"modalities image:image text:text",
+    ):
         parse("--backbone-option", "imgae.width=8")
 
 

@@ -24,6 +24,7 @@ from balgrad.config import (
     default_methods,
     load_run_config,
     load_yaml,
+    parse_noise,
 )
 from balgrad.errors import BalgradError, ConfigError, Interrupted
 from balgrad.train.distributed import end_distributed
@@ -41,9 +42,31 @@ DICT_FLAGS = {
     ),
     "backbone_options": (
         "--backbone-option",
-        "TOWER.KEY=VALUE",
-        "a backbone option, e.g. image.width=32 (repeatable)",
+        "M.KEY=VALUE",
+        "an option of modality M's backbone, e.g. image.width=32 or audio.n_mels=64 (repeatable)",
     ),
+}
+#: flags of the ``modalities`` field: setting -> (flag, metavar, help)
+MODALITY_FLAGS = {
+    "backbone": (
+        "--backbone",
+        "M=NAME",
+        "the backbone of modality M, e.g. audio=resnet18 (repeatable; for image/text it wins "
+        "over --image-backbone/--text-backbone)",
+    ),
+    "noise": (
+        "--noise",
+        "M=LEVEL",
+        "the noisy_<M> level in M's kind's unit, e.g. audio=10db (an SNR), visual=0.5 "
+        "(repeatable; for image/text it wins over --image-noise/--text-noise)",
+    ),
+}
+#: the flat flags that set a modality's setting: field -> (modality, setting)
+FLAT_FLAGS = {
+    "image_backbone": ("image", "backbone"),
+    "text_backbone": ("text", "backbone"),
+    "image_noise": ("image", "noise"),
+    "text_noise": ("text", "noise"),
 }
 
 
@@ -70,6 +93,9 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
                 flag, dest=name, action="append", metavar=metavar, help=h, default=argparse.SUPPRESS
             )
             continue
+        if name == "modalities":
+            _add_modality_flags(g)
+            continue
         flag = "--" + name.replace("_", "-")
         ann = field.annotation
         origin = typing.get_origin(ann)
@@ -91,6 +117,64 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
             args = [a for a in typing.get_args(ann) if a is not type(None)]
             kw["type"] = args[0] if args else str
         g.add_argument(flag, **kw)
+
+
+def _add_modality_flags(g) -> None:
+    for setting, (flag, metavar, h) in MODALITY_FLAGS.items():
+        g.add_argument(
+            flag,
+            dest=f"modality_{setting}",
+            action="append",
+            metavar=metavar,
+            help=h,
+            default=argparse.SUPPRESS,
+        )
+
+
+def modality_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``{M: {backbone: NAME, noise: LEVEL}}`` from ``--backbone M=NAME`` / ``--noise
+    M=LEVEL`` (a noise level is checked here, and kept as written: ``10db`` is an SNR)."""
+    out: dict[str, dict[str, Any]] = {}
+    for setting, (flag, metavar, _) in MODALITY_FLAGS.items():
+        for item in getattr(args, f"modality_{setting}", None) or ():
+            name, eq, value = item.partition("=")
+            name, value = name.strip(), value.strip()
+            if not eq or not name or not value:
+                raise ConfigError(f"{flag}: expected {metavar}, got {item!r}")
+            if setting == "noise":
+                try:
+                    parse_noise(value)
+                except ValueError as err:
+                    raise ConfigError(f"{flag} {item}: {err}") from None
+            out.setdefault(name, {})[setting] = value
+    return out
+
+
+def _merge_modalities(values: dict[str, Any], args: argparse.Namespace) -> None:
+    """Flags override the file per key, across the aliases too: ``--image-noise`` (or
+    ``--backbone-option image.width=...``) replaces the file's ``modalities.image.noise``
+    (``...backbone_options.width``), which would otherwise win over it."""
+    flags = modality_flags(args)
+    if not isinstance(values.get("modalities", {}), dict):
+        return  # the file's section is malformed: its own error names it
+    merged = {
+        m: dict(s) if isinstance(s, dict) else s for m, s in values.get("modalities", {}).items()
+    }
+    for field, (m, setting) in FLAT_FLAGS.items():
+        if field in vars(args) and isinstance(merged.get(m), dict):
+            merged[m].pop(setting, None)
+    for item in getattr(args, "backbone_options", None) or ():
+        key = item.partition("=")[0]
+        m, _, option = key.partition(".")
+        own = merged.get(m)
+        if isinstance(own, dict) and isinstance(own.get("backbone_options"), dict):
+            own["backbone_options"] = {
+                k: v for k, v in own["backbone_options"].items() if k != option
+            }
+    for m, settings in flags.items():
+        merged[m] = {**merged[m], **settings} if isinstance(merged.get(m), dict) else settings
+    if merged or "modalities" in values:
+        values["modalities"] = merged
 
 
 def _dict_flag(name: str, items: list[str]) -> dict:
@@ -136,6 +220,7 @@ def config_from_args(args: argparse.Namespace, overrides: dict | None = None) ->
                 merged[k] = {**merged.get(k, {}), **val} if isinstance(val, dict) else val
             v = merged
         values[name] = v
+    _merge_modalities(values, args)
     values.update(overrides or {})
     return build_config(values, source)
 
@@ -213,6 +298,34 @@ def cmd_train(args) -> int:
     return 0
 
 
+#: the settings ``balgrad evaluate`` may change: the protocol's and how it runs
+EVALUATE_OVERRIDES = (
+    "missing_ratio",
+    "image_noise",
+    "text_noise",
+    "eval_seed",
+    "sweep",
+    "device",
+    "progress",
+    "missing",
+    "precision",
+)
+
+
+def evaluate_overrides(values: dict[str, Any], args: argparse.Namespace) -> None:
+    """A run folder's settings (``values``, complete) with ``evaluate``'s flags applied:
+    ``--image-noise`` replaces the run's ``modalities.image.noise`` too, ``--noise M=LEVEL``
+    sets it."""
+    for name in EVALUATE_OVERRIDES:
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+            if name in FLAT_FLAGS:
+                m, setting = FLAT_FLAGS[name]
+                values["modalities"].get(m, {}).pop(setting, None)
+    for m, settings in modality_flags(args).items():
+        values["modalities"][m] = {**values["modalities"].get(m, {}), **settings}
+
+
 def cmd_evaluate(args) -> int:
     from balgrad.experiment import Experiment, check_folder_path, check_writable_folder
     from balgrad.report.build import build_report
@@ -224,19 +337,7 @@ def cmd_evaluate(args) -> int:
         raise ConfigError(f"evaluate: {run_dir} is not a run folder (no config.yaml)")
     check_writable_folder(run_dir, "evaluate RUN_DIR")
     values = load_run_config(cfg_path).model_dump()  # complete, or an error naming it
-    for name in (
-        "missing_ratio",
-        "image_noise",
-        "text_noise",
-        "eval_seed",
-        "sweep",
-        "device",
-        "progress",
-        "missing",
-        "precision",
-    ):
-        if getattr(args, name, None) is not None:
-            values[name] = getattr(args, name)
+    evaluate_overrides(values, args)
     cfg = build_config(values, str(cfg_path))
     methods = args.methods or cfg.methods
     check_methods(methods, "evaluate --methods")
@@ -304,6 +405,18 @@ def _origin(entry) -> str:
     return "" if entry.origin == "balgrad" else f" [from the {entry.origin}]"
 
 
+#: the kinds with a flat flag of their own (--image-backbone, --text-backbone)
+FLAT_FLAGS_OF_KIND = ("image", "text")
+
+
+def _modalities_text(metadata) -> str:
+    """``audio:audio visual:video`` (with a modality's default backbone: ``audio:audio=resnet18``)."""
+    own = metadata["modality_backbones"]
+    return " ".join(
+        f"{m}:{k}" + (f"={own[m]}" if m in own else "") for m, k in metadata["modalities"].items()
+    )
+
+
 def cmd_list(args) -> int:
     from balgrad.backbones.factory import BACKBONES
     from balgrad.data.catalog import DATASETS
@@ -311,16 +424,21 @@ def cmd_list(args) -> int:
     from balgrad.strategies.registry import STRATEGY_REGISTRY
 
     kinds = {"builtin": "built in", "disk": "needs --data-dir"}
-    print("datasets (--dataset, options: --dataset-option KEY=VALUE):")
+    print("datasets (--dataset, options: --dataset-option KEY=VALUE; modalities as name:kind):")
     _print_entries(
         DATASETS,
-        lambda e: f"{kinds[e.metadata['kind']]}; {e.metadata['description']}" + _origin(e),
+        lambda e: (
+            f"{kinds[e.metadata['kind']]}; {_modalities_text(e.metadata)}; "
+            f"{e.metadata['description']}" + _origin(e)
+        ),
     )
     print("strategies (--methods, options: --method-option METHOD.KEY=VALUE):")
     _print_entries(STRATEGY_REGISTRY, _strategy_line)
-    for tower, registry in BACKBONES.items():
+    for kind, registry in BACKBONES.items():
+        flag = f"--{kind}-backbone (the modality {kind}) or " if kind in FLAT_FLAGS_OF_KIND else ""
         print(
-            f"{tower} backbones (--{tower}-backbone, options: --backbone-option {tower}.KEY=VALUE):"
+            f"{kind} backbones (for a modality M of kind {kind}: {flag}--backbone M=NAME, "
+            "options: --backbone-option M.KEY=VALUE):"
         )
         _print_entries(
             registry,
@@ -330,6 +448,12 @@ def cmd_list(args) -> int:
                 + _origin(e)
             ),
         )
+    declared = {k: e.name for e in DATASETS.entries() for k in e.metadata["modalities"].values()}
+    for kind, dataset in declared.items():
+        if kind not in BACKBONES:
+            print(
+                f"{kind} backbones: none registered (needed by {dataset}; a plug-in may add them)"
+            )
     print("fusions (--fusion):")
     _print_entries(FUSION_REGISTRY, lambda e: e.metadata["description"])
     return 0
@@ -365,6 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--missing-ratio", dest="missing_ratio", type=float)
     e.add_argument("--image-noise", dest="image_noise", type=float)
     e.add_argument("--text-noise", dest="text_noise", type=float)
+    e.add_argument(
+        "--noise",
+        dest="modality_noise",
+        action="append",
+        metavar="M=LEVEL",
+        help="the noisy_<M> level of modality M, e.g. audio=10db (repeatable)",
+    )
     e.add_argument("--eval-seed", dest="eval_seed", type=int)
     e.add_argument("--missing", choices=["input", "embedding"])
     e.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None)

@@ -6,11 +6,18 @@ booleans are strict (``epochs: true`` or ``sweep: "no"`` is an error). The datas
 backbones, the fusion and every method are looked up in their registries there too, with
 all their options checked against the registered signatures, so a typo in the last
 method's options stops the run before the first method trains.
+
+Modalities are set by the dataset's names for them (``modalities: {audio: {backbone: ...,
+noise: 10dB}}``); ``image_backbone``, ``text_backbone``, ``image_noise``, ``text_noise``
+and ``backbone_options`` are the flat spellings of the image-text case. What a run uses
+for each modality is resolved in one place, :func:`modality_plan`.
 """
 
 from __future__ import annotations
 
+import re
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +36,20 @@ from balgrad.atomic import write_text
 from balgrad.errors import BalgradError, ConfigError
 from balgrad.registry import check_value, type_name
 
-TOWERS = ("image", "text")
 MAX_SEED = 2**32 - 1
+#: the flat fields that are aliases of a modality's settings: modality name (of the kind of
+#: the same name) -> (backbone field, noise field)
+FLAT_ALIASES = {"image": ("image_backbone", "image_noise"), "text": ("text_backbone", "text_noise")}
+#: every field that feeds :func:`modality_plan`
+MODALITY_FIELDS = (
+    "image_backbone",
+    "text_backbone",
+    "backbone_options",
+    "image_noise",
+    "text_noise",
+    "modalities",
+)
+_LEVEL = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(dB)?\s*$", re.I)
 
 
 def default_methods() -> list[str]:
@@ -59,6 +78,56 @@ def _has_number_or_bool(annotation: Any) -> bool:
     return annotation in (int, float, bool) or any(
         _has_number_or_bool(a) for a in typing.get_args(annotation)
     )
+
+
+def parse_noise(value: Any) -> float | None:
+    """A noise level: a number, or its text (``"0.3"``; an audio SNR also ``"10dB"``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _LEVEL.match(value)):
+        return float(match.group(1))
+    raise ValueError(f"expected a number (an audio SNR may be written 10dB), got {value!r}")
+
+
+def _in_decibels(value: Any) -> bool:
+    return isinstance(value, str) and bool((m := _LEVEL.match(value)) and m.group(2))
+
+
+class ModalitySettings(BaseModel):
+    """One modality's settings, under its dataset's name for it (YAML ``modalities: {audio:
+    {backbone: ..., noise: 10}}``). What is left unset comes from the flat image/text
+    fields, the dataset's registration or the kind's defaults: see :func:`modality_plan`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str | None = Field(None, description="the dataset's kind of this modality (a check)")
+    backbone: str | None = Field(None, description="backbone name, of the modality's kind")
+    backbone_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the backbone factory"
+    )
+    noise: float | None = Field(
+        None, description="level of the noisy_<m> condition, in the kind's unit"
+    )
+
+    @field_validator("noise", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> float | None:
+        return parse_noise(value)
+
+
+@dataclass(frozen=True)
+class ModalityPlan:
+    """What a run uses for one modality, resolved from every field that sets it."""
+
+    name: str
+    kind: str
+    backbone: str
+    backbone_options: dict[str, Any]
+    noise: float
 
 
 class RunConfig(BaseModel):
@@ -99,7 +168,13 @@ class RunConfig(BaseModel):
     text_backbone: str = Field("minilm", description="minilm, small, hf:<id|path>, clip:<id|path>")
     backbone_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="options passed to both backbone factories, by tower: {image: {...}, text: {...}}",
+        description="options passed to the backbone factories, by modality: {image: {...}, text: {...}}",
+    )
+    modalities: dict[str, ModalitySettings] = Field(
+        default_factory=dict,
+        description="settings by modality name: {audio: {backbone: NAME, backbone_options: "
+        "{...}, noise: LEVEL}}; they win over image_backbone, text_backbone, image_noise, "
+        "text_noise and backbone_options (flags: --backbone M=NAME, --noise M=LEVEL)",
     )
     finetune: bool = Field(
         False, description="fine-tune pretrained backbones (default: frozen, features cached)"
@@ -191,12 +266,38 @@ class RunConfig(BaseModel):
             _no_duplicate_methods(v, registry)
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _decibels_for_audio_only(cls, data: Any) -> Any:
+        """``10dB`` is an SNR, the unit of audio noise only (it is read as 10 otherwise)."""
+        mods = data.get("modalities") if isinstance(data, dict) else None
+        if not isinstance(mods, dict):
+            return data
+        dataset = data.get("dataset", cls.model_fields["dataset"].default)
+        for name, settings in mods.items():
+            noise = settings.get("noise") if isinstance(settings, dict) else None
+            if not _in_decibels(noise):
+                continue
+            try:
+                kind = dataset_modalities(dataset).get(name)
+            except (BalgradError, TypeError):
+                return data  # an unknown dataset is reported by its own field
+            if kind is not None and kind != "audio":
+                from balgrad.data.kinds import KINDS
+
+                k = KINDS[kind]
+                raise ValueError(
+                    f"field 'modalities.{name}.noise' (--noise {name}=LEVEL): {noise!r} is an "
+                    f"SNR in dB, the unit of audio noise; modality {name!r} of dataset "
+                    f"{dataset!r} is of kind {kind}, whose level is {k.noise_symbol} "
+                    f"(e.g. {k.default_noise:g})"
+                )
+        return data
+
     @model_validator(mode="after")
     def _options_fit_their_registries(self) -> RunConfig:
         check_dataset_options(self.dataset, self.dataset_options)
-        check_backbone_options(
-            {"image": self.image_backbone, "text": self.text_backbone}, self.backbone_options
-        )
+        modality_plan(self)  # the backbones of every modality and their options
         check_method_options(self.methods, self.method_options)
         return self
 
@@ -271,21 +372,163 @@ def check_dataset_options(dataset: str, options: dict[str, Any]) -> None:
     _named("dataset_options", DATASETS.validate, dataset, options)
 
 
-def check_backbone_options(backbones: dict[str, str], options: dict[str, Any]) -> None:
-    """``{image: {...}, text: {...}}``, each checked against its tower's backbone."""
+def dataset_modalities(dataset: str) -> dict[str, str]:
+    """``{name: kind}`` of a registered dataset, in its order."""
+    from balgrad.data.catalog import DATASETS
+
+    return dict(DATASETS.metadata(dataset)["modalities"])
+
+
+def _listing(kinds: dict[str, str]) -> str:
+    return " ".join(f"{m}:{k}" for m, k in kinds.items())
+
+
+def modality_plan(cfg: RunConfig) -> dict[str, ModalityPlan]:
+    """The backbone, its options and the noise level of each of ``cfg.dataset``'s
+    modalities, in the dataset's order: the one place that reads the per-modality fields.
+
+    - backbone: ``modalities[m].backbone``; else ``image_backbone`` / ``text_backbone``
+      for a modality ``image`` / ``text`` of that kind; else the registration's
+      ``modality_backbones[m]``.
+    - backbone options: ``backbone_options[m]`` updated with ``modalities[m].backbone_options``
+      (the dataset's ``backbone_defaults`` are applied under both when the backbone is built).
+    - noise: ``modalities[m].noise``; else ``image_noise`` / ``text_noise`` as above; else
+      the kind's default (:data:`balgrad.data.kinds.KINDS`).
+
+    Every name and option is checked against its registry; an image/text field set to
+    another value than its default on a dataset where it cannot apply is an error, and so
+    is a modality or a kind the dataset does not declare."""
+    from balgrad.data.catalog import DATASETS
+
+    meta = DATASETS.metadata(cfg.dataset)
+    kinds = dict(meta["modalities"])
+    where = f"dataset {cfg.dataset!r}"
+    has = f"{where} has the modalities {_listing(kinds)}"
+    for field, given in (
+        ("modalities", cfg.modalities),
+        ("backbone_options", cfg.backbone_options),
+    ):
+        if stray := [m for m in given if m not in kinds]:
+            raise ConfigError(f"field {field!r}: unknown modality {stray[0]!r}; {has}")
+    _flat_fields_apply(cfg, kinds, has)
+    plans = {}
+    for m, kind in kinds.items():
+        own = cfg.modalities.get(m) or ModalitySettings()
+        if own.kind is not None and own.kind != kind:
+            raise ConfigError(
+                f"field 'modalities.{m}.kind': {where} declares {m!r} of kind {kind}, "
+                f"not {own.kind!r}"
+            )
+        flat = FLAT_ALIASES.get(m) if m == kind else None  # image_backbone, image_noise
+        backbone, source = _backbone_of(cfg, m, kind, own, flat, meta["modality_backbones"])
+        options, options_field = _options_of(cfg, m, own)
+        _check_backbone(m, kind, backbone, source, options, options_field)
+        plans[m] = ModalityPlan(m, kind, backbone, options, _noise_of(cfg, m, kind, own, flat))
+    return plans
+
+
+def _backbone_of(
+    cfg: RunConfig,
+    m: str,
+    kind: str,
+    own: ModalitySettings,
+    flat: tuple[str, str] | None,
+    registered: dict[str, str],
+) -> tuple[str, str]:
+    """(backbone name, the field it came from)."""
+    if own.backbone is not None:
+        return own.backbone, f"modalities.{m}.backbone"
+    if flat is not None:
+        return getattr(cfg, flat[0]), flat[0]
+    if m in registered:
+        return registered[m], f"dataset {cfg.dataset!r}'s modality_backbones.{m}"
+    raise ConfigError(
+        f"dataset {cfg.dataset!r}: no backbone for its modality {m!r} (kind {kind}); pass "
+        f"--backbone {m}=NAME (YAML: modalities: {{{m}: {{backbone: NAME}}}})"
+        + _known_backbones(kind)
+    )
+
+
+def _options_of(cfg: RunConfig, m: str, own: ModalitySettings) -> tuple[dict[str, Any], str]:
+    """(backbone options, the field(s) they came from): ``backbone_options[m]`` updated
+    with ``modalities[m].backbone_options``."""
+    flat = cfg.backbone_options.get(m, {})
+    if not isinstance(flat, dict):
+        raise ConfigError(
+            f"field 'backbone_options': {m} must map option names to values, got {flat!r}"
+        )
+    given = {"backbone_options": flat, f"modalities.{m}.backbone_options": own.backbone_options}
+    fields = [field for field, options in given.items() if options]
+    return {**flat, **own.backbone_options}, " / ".join(fields) or "backbone_options"
+
+
+def _noise_of(
+    cfg: RunConfig, m: str, kind: str, own: ModalitySettings, flat: tuple[str, str] | None
+) -> float:
+    from balgrad.data.kinds import KINDS
+
+    if own.noise is not None:
+        noise, field = own.noise, f"modalities.{m}.noise"
+    elif flat is not None:
+        noise, field = getattr(cfg, flat[1]), flat[1]
+    else:
+        noise, field = KINDS[kind].default_noise, f"the default noise of kind {kind}"
+    try:
+        KINDS[kind].check_noise(noise)
+    except ConfigError as err:
+        raise ConfigError(f"field {field!r}: {err}") from None
+    return float(noise)
+
+
+def _flat_fields_apply(cfg: RunConfig, kinds: dict[str, str], has: str) -> None:
+    """``--image-backbone`` and friends, given another value than the default, on a
+    dataset without a modality ``image`` of kind image (and so on) would be ignored."""
+    for m, fields in FLAT_ALIASES.items():
+        if kinds.get(m) == m:
+            continue
+        for field in fields:
+            value = getattr(cfg, field)
+            if value == RunConfig.model_fields[field].default:
+                continue
+            what = "backbone" if field.endswith("_backbone") else "noise"
+            flag = "--backbone M=NAME" if what == "backbone" else "--noise M=LEVEL"
+            raise ConfigError(
+                f"field {field!r} (--{field.replace('_', '-')} {value}) sets the modality "
+                f"{m!r} of kind {m}, but {has}; set a modality's {what} with {flag} "
+                f"(YAML: modalities: {{M: {{{what}: ...}}}})"
+            )
+
+
+def _known_backbones(kind: str) -> str:
     from balgrad.backbones.factory import BACKBONES
 
-    for tower, opts in options.items():
-        if tower not in TOWERS:
+    registry = BACKBONES.get(kind)
+    return f" (backbones of kind {kind}: {', '.join(registry.names())})" if registry else ""
+
+
+def _check_backbone(
+    modality: str, kind: str, name: str, source: str, options: dict[str, Any], opts_field: str
+) -> None:
+    """``name`` is a backbone of ``kind`` and takes ``options``."""
+    from balgrad.backbones.factory import BACKBONES
+
+    registry = BACKBONES.get(kind)
+    if registry is None:
+        raise ConfigError(
+            f"field {source!r}: no backbones are registered for kind {kind} (the modality "
+            f"{modality!r}); known kinds: {', '.join(BACKBONES)}"
+        )
+    try:
+        registry.get(name)
+    except BalgradError as err:
+        others = [k for k, r in BACKBONES.items() if k != kind and name in r]
+        if others:
             raise ConfigError(
-                f"field 'backbone_options': unknown tower {tower!r}; expected "
-                f"{{image: {{...}}, text: {{...}}}}"
-            )
-        if not isinstance(opts, dict):
-            raise ConfigError(
-                f"field 'backbone_options': {tower} must map option names to values, got {opts!r}"
-            )
-        _named("backbone_options", BACKBONES[tower].validate, backbones[tower], opts)
+                f"field {source!r}: {name!r} is a backbone of kind {' and '.join(others)}, "
+                f"not {kind} (the modality {modality!r})"
+            ) from None
+        raise ConfigError(f"field {source!r}: {err}") from None
+    _named(opts_field, registry.validate, name, options)
 
 
 def check_method_options(methods: list[str], options: dict[str, dict[str, Any]]) -> None:
@@ -351,6 +594,8 @@ def resume_differences(old: RunConfig, new: RunConfig) -> tuple[list[str], list[
         a, b = getattr(old, name), getattr(new, name)
         if name in RESUME_NEUTRAL or a == b:
             continue
+        if name in MODALITY_FIELDS and old.dataset == new.dataset:
+            continue  # compared as resolved below: the same plan, however spelt, is the same
         line = f"{name}: {a!r} → {b!r}"
         if name in RESUME_ROUNDING_ONLY:
             allowed.append(f"{line} ({RESUME_ROUNDING_ONLY[name]})")
@@ -366,7 +611,27 @@ def resume_differences(old: RunConfig, new: RunConfig) -> tuple[list[str], list[
                     refused.append(f"method_options.{method}: {oa!r} → {ob!r}")
         else:
             refused.append(line)
+    if old.dataset == new.dataset:
+        refused += _plan_differences(modality_plan(old), modality_plan(new))
     return refused, allowed
+
+
+def _plan_differences(old: dict[str, ModalityPlan], new: dict[str, ModalityPlan]) -> list[str]:
+    """``field: old → new`` per modality setting, named by the flat field where one is an
+    alias (``image_noise``), else ``modalities.<m>.<setting>``."""
+    lines = []
+    for m, a in old.items():
+        b, flat = new[m], FLAT_ALIASES.get(m) if m == a.kind else None
+        for attr in ("backbone", "backbone_options", "noise"):
+            va, vb = getattr(a, attr), getattr(b, attr)
+            if va == vb:
+                continue
+            if flat is None:
+                field = f"modalities.{m}.{attr}"
+            else:
+                field = {"backbone": flat[0], "noise": flat[1]}.get(attr, f"backbone_options.{m}")
+            lines.append(f"{field}: {va!r} → {vb!r}")
+    return lines
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
@@ -467,6 +732,7 @@ def load_run_config(path: str | Path) -> RunConfig:
     except ConfigError as err:
         raise ConfigError(f"run folder config damaged: {err}; {way_out}") from None
     values.setdefault("precision", LEGACY_PRECISION)
+    values.setdefault("modalities", {})  # written before modalities were named
     if missing := [name for name in RunConfig.model_fields if name not in values]:
         named = ", ".join(missing[:4]) + (
             f" and {len(missing) - 4} more" if len(missing) > 4 else ""
