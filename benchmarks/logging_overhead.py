@@ -99,7 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     data = load_data(cfg)
     pipeline = InputPipeline(
-        encoders=build_encoders(cfg, data.train), missing=cfg.missing, cache=make_cache(cfg), num_workers=0, progress=False
+        encoders=build_encoders(cfg, data.train),
+        missing=cfg.missing,
+        cache=make_cache(cfg),
+        num_workers=0,
+        progress=False,
     )
     batches = list(
         pipeline.loader(data.train, Condition(), batch_size=args.batch_size, shuffle=True, seed=0)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from balgrad.atomic import atomic_path, write_text
 from balgrad.backbones.factory import BACKBONES
@@ -32,13 +32,14 @@ from balgrad.config import (
     RESUME_MAY_GROW,
     RESUME_NEUTRAL,
     RESUME_ROUNDING_ONLY,
+    ModalityPlan,
     RunConfig,
     dump_yaml,
     load_run_config,
+    modality_plan,
     resume_differences,
 )
 from balgrad.data.base import MultimodalDataset
-from balgrad.modality_plan_provisional import ModalityPlan, modality_plan
 from balgrad.data.catalog import DATASETS
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.splits import train_val_split
@@ -120,7 +121,9 @@ def plan_of(cfg: RunConfig) -> dict[str, ModalityPlan]:
     return modality_plan(cfg)
 
 
-def backbone_options(cfg: RunConfig, tower: str, name: str, plan: ModalityPlan | None = None) -> dict:
+def backbone_options(
+    cfg: RunConfig, tower: str, name: str, plan: ModalityPlan | None = None
+) -> dict:
     """The dataset's defaults for this backbone (its registration), under the user's options."""
     plan = plan or plan_of(cfg)[tower]
     key = BACKBONES[plan.kind].canonical(name).rstrip(":")
@@ -185,9 +188,7 @@ def build_encoders(
 ) -> dict[str, nn.Module]:
     """The backbone of every modality, by name; pretrained ones are frozen unless
     ``finetune``. ``train``: the training split (or, for an image-text run, its texts)."""
-    return {
-        m: _encoder(cfg, m, plan, train, run_dir) for m, plan in plan_of(cfg).items()
-    }
+    return {m: _encoder(cfg, m, plan, train, run_dir) for m, plan in plan_of(cfg).items()}
 
 
 def _encoder(cfg: RunConfig, tower: str, plan: ModalityPlan, train, run_dir):
@@ -397,7 +398,9 @@ class Experiment:
                     check_precision_support(method_strategy(cfg, method, 0), cfg.precision)
             for tower, plan in plan_of(cfg).items():
                 if plan.kind in ("image", "text"):
-                    precheck_tower(plan.backbone, plan.kind, backbone_options(cfg, tower, plan.backbone, plan))
+                    precheck_tower(
+                        plan.backbone, plan.kind, backbone_options(cfg, tower, plan.backbone, plan)
+                    )
             self.data = load_data(cfg)
             self.cache = make_cache(cfg)
             self._frozen_memory: dict = {}

@@ -10,7 +10,6 @@ import importlib.util
 import math
 import os
 import pickle
-import sys
 import wave
 from pathlib import Path
 

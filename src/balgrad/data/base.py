@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch.utils.data import Dataset
 
 TaskKind = Literal["single_label", "multi_label"]

@@ -100,9 +100,7 @@ class ConditionedView(Dataset):
         without decoding the rest of the example."""
         labels = getattr(self.dataset, "labels", None)
         texts = getattr(self.dataset, "texts", None)
-        if labels is not None and (
-            not self.load or (self.load == ["text"] and texts is not None)
-        ):
+        if labels is not None and (not self.load or (self.load == ["text"] and texts is not None)):
             return ({"text": texts[i]} if self.load else {}), label_tensor(labels[i])
         ex = self.dataset[i]
         return {m: ex.inputs[m] for m in self.load}, label_tensor(ex.label)

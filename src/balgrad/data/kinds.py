@@ -167,7 +167,9 @@ def modality_kind(kind: str, where: str = "modality kind") -> ModalityKind:
 def check_modalities_of(modalities: Mapping[str, str], where: str) -> None:
     """A dataset's ``name -> kind`` map: at least two, each name an identifier, each kind known."""
     if len(modalities) < 2:
-        raise ConfigError(f"{where}: a multimodal dataset needs at least two modalities, got {list(modalities)}")
+        raise ConfigError(
+            f"{where}: a multimodal dataset needs at least two modalities, got {list(modalities)}"
+        )
     for name, kind in modalities.items():
         if not (isinstance(name, str) and name.isidentifier()):
             raise ConfigError(f"{where}: modality name {name!r} is not an identifier")

@@ -52,7 +52,9 @@ class ExampleCollator:
             if callable(preprocess):
                 values = [preprocess(v) for v in values]
             if isinstance(values[0], Mapping):
-                out[m] = {k: torch.stack([torch.as_tensor(v[k]) for v in values]) for k in values[0]}
+                out[m] = {
+                    k: torch.stack([torch.as_tensor(v[k]) for v in values]) for k in values[0]
+                }
             else:
                 out[m] = torch.stack(values)
         out["labels"] = torch.stack([torch.as_tensor(e.label) for e in examples])
