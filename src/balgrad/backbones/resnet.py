@@ -110,7 +110,8 @@ class AudioResNet18(_Stream):
 
     Input: a log spectrogram ``[B, F, N]`` or ``[B, C, F, N]`` (what the official code
     feeds), or, with ``frontend`` (a :class:`~balgrad.backbones.audio.LogSpectrogram`, or
-    a dict of its options), a waveform ``[B, T]`` or ``[B, C, T]``. Options: ``channels``
+    a dict of its options), a waveform ``[B, T]`` or ``[B, C, T]``; with a front end a
+    4-D input is still read as a spectrogram (it cannot be a waveform). Options: ``channels``
     (1: a multi-channel waveform or spectrogram is averaged down to mono), ``width`` (64), ``frontend``
     (None), ``silence`` (the spectrogram value of silence when there is no front end:
     ``log(1e-7)``, the official floor).
@@ -143,7 +144,9 @@ class AudioResNet18(_Stream):
         self.identity = f"audio-resnet18(channels={self.channels},width={width},frontend={front})"
 
     def _spectrogram(self, x: torch.Tensor) -> torch.Tensor:
-        if self.frontend is not None:
+        # a [B, C, F, N] input is a spectrogram already (a dataset that ships precomputed
+        # ones, as Kinetics-Sounds' official preparation does): the front end is skipped
+        if self.frontend is not None and x.dim() != 4:
             if x.dim() == 3 and self.channels == 1:
                 x = x.mean(1)  # down-mix the waveform, not its log-spectrograms
             x = self.frontend(x)  # [B, C, F, N]
