@@ -27,7 +27,11 @@ def figure_data(fig: Figure) -> dict:
                 "xlabel": ax.get_xlabel(),
                 "ylabel": ax.get_ylabel(),
                 "lines": [
-                    {"label": ln.get_label(), "x": _floats(ln.get_xdata()), "y": _floats(ln.get_ydata())}
+                    {
+                        "label": ln.get_label(),
+                        "x": _floats(ln.get_xdata()),
+                        "y": _floats(ln.get_ydata()),
+                    }
                     for ln in ax.get_lines()
                 ],
                 "patches": [

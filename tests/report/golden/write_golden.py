@@ -51,7 +51,13 @@ def eval_record(method: str, i: int, seed: int, rng: np.random.Generator) -> dic
     nt = round(40.0 + 1.0 * i + 2.0 * rng.standard_normal(), 4)
     if method == "ogm_ge" and seed == 1:
         ni = full + 1.25  # one negative transfer (*) in the tables
-    conds = {"full": full, "missing_image": mi, "missing_text": mt, "noisy_image": ni, "noisy_text": nt}
+    conds = {
+        "full": full,
+        "missing_image": mi,
+        "missing_text": mt,
+        "noisy_image": ni,
+        "noisy_text": nt,
+    }
     return {
         "method": method,
         "seed": seed,
