@@ -22,6 +22,11 @@ def scores_of(modalities: dict, i: int, s: int) -> dict[str, float]:
     return out
 
 
+def _toward(full: float, impaired: float | None, r: float) -> float | None:
+    """The score at missing ratio r, linear from full (r = 0) to impaired (r = 1)."""
+    return None if impaired is None else full + r * (impaired - full)
+
+
 def eval_record(method, seed, modalities, noise, scores, ratios=(0.0, 0.5, 1.0)) -> dict:
     return {
         "method": method,
@@ -39,9 +44,7 @@ def eval_record(method, seed, modalities, noise, scores, ratios=(0.0, 0.5, 1.0))
             {
                 "ratio": r,
                 **{
-                    f"missing_{m}": {
-                        "accuracy": scores["full"] + r * (scores[f"missing_{m}"] - scores["full"])
-                    }
+                    f"missing_{m}": {"accuracy": _toward(scores["full"], scores[f"missing_{m}"], r)}
                     for m in modalities
                 },
             }

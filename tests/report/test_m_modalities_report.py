@@ -273,3 +273,59 @@ def test_a_three_modality_sweep_is_checked(tmp_path):
     with pytest.raises(RunFileError, match="protocol.modalities"):
         read_eval(path)
     assert eval_payload  # the (image, text) writer stays importable beside the M one
+
+
+# -- two modalities other than (image, text); M > 2 without only_<m>; undefined scores ----
+def test_audio_visual_pair_names_its_modalities(tmp_path):
+    av = {"audio": "audio", "visual": "video"}
+
+    def scores(mods, i, s):
+        # audio alone (visual missing) 30 + s, visual alone (audio missing) 60 − s
+        return {"full": 80.0 + i, "missing_audio": 60.0 - s, "missing_visual": 30.0 + s,
+                "noisy_audio": 50.0, "noisy_visual": 45.0}  # fmt: skip
+
+    run = write_m_run(tmp_path / "av", ["joint"], [0, 1], av, {"audio": 0.0, "visual": 1.0}, scores)
+    with pytest.MonkeyPatch.context() as mp:
+        figs = record_figures(mp, [balgrad.report.figures, balgrad.report.plots])
+        text = build_report(run)["summary"]
+    md = (run / "table.md").read_text()
+    assert "| Noisy audio (SNR = 0 dB) |" in md and "| Noisy visual (σ = 1) |" in md
+    assert "Only" not in md
+    assert "with the audio removed (visual only) it was 59.5 ± 0.7%" in text
+    assert "The **visual** modality dominated" in text and "the audio-only score was" in text
+    assert "ΔGap = |missing audio − missing visual| in points" in text
+    assert "Loss-curve gap: mean of L_audio − L_visual" in text
+    bars = figs["condition_bars.png"]["axes"][0]["legend"]
+    assert bars == ["Full", "Audio only (visual missing)", "Visual only (audio missing)"]
+    loss = figs["loss_curves.png"]["axes"][0]["title"]
+    assert "gap $L_{audio} - L_{visual}$" in loss
+
+
+def test_three_modalities_without_only_conditions(tmp_path):
+    def scores(mods, i, s):
+        out = scores_of(mods, i, s)
+        return {k: v for k, v in out.items() if not k.startswith("only_")}
+
+    run = write_m_run(tmp_path / "r", ["joint", "balgrad"], [0, 1], scores=scores)
+    text = build_report(run, draw=False)["summary"]
+    assert "Only" not in (run / "table.md").read_text()
+    # missing_audio is the lowest missing score: audio is the modality relied on
+    assert "The only_<m> conditions were not evaluated" in text
+    assert "The **audio** modality dominated: the model lost the most without it" in text
+
+
+def test_an_undefined_score_makes_the_gap_undefined(tmp_path):
+    def scores(mods, i, s):
+        out = scores_of(mods, i, s)
+        out["missing_visual"] = None  # e.g. AUROC of a split with one class
+        return out
+
+    run = write_m_run(tmp_path / "r", ["joint"], [0], scores=scores)
+    build_report(run, draw=False)
+    rows = _csv(run / "table.csv")
+    assert rows["missing_visual"]["joint_mean"] == "n/a"
+    assert rows["missing_gap"]["joint_mean"] == "n/a"
+    assert rows["missing_avg"]["joint_mean"] == "n/a"
+    assert float(rows["noisy_gap"]["joint_mean"]) == pytest.approx(
+        np.ptp([scores_of(AV_TEXT, 0, 0)[f"noisy_{m}"] for m in NAMES])
+    )
