@@ -2,7 +2,7 @@
 
 - per-modality training-loss curves (paper Fig. 2b, 6; the strategies log ``loss_<m>``
   per modality m) and the *loss-curve gap*, the mean of ``loss_a − loss_b`` over the
-  last ``tail`` fraction of steps for two modalities (a, b) (today's
+  last ``tail`` fraction of steps for two modalities (a, b) (the paper's
   ``loss_image − loss_text``), for M > 2 the spread (max − min) of the per-modality
   tail means;
 - the cosines cos(g_T, g_kl) before and after projection (Fig. 7), their histogram,
