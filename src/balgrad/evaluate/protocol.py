@@ -188,28 +188,70 @@ class Evaluator:
         return result
 
 
-def summarize(conditions: dict[str, dict[str, float]], metric: str) -> dict[str, float | bool]:
-    """Table 1's rows for one run: Full, Missing image/text/Avg/ΔGap, Noisy ..., plus
-    negative-transfer flags (impaired score above the full score)."""
+#: the impairment kinds summarised per modality, in Table 1's order
+IMPAIRMENTS = ("missing", "noisy")
+
+
+def condition_modalities(conditions: dict) -> list[str]:
+    """The modalities named by the roles ``missing_<m>``, then ``noisy_<m>`` and
+    ``only_<m>``, in the order they first appear (the order eval.json lists them)."""
+    names: list[str] = []
+    for prefix in (*IMPAIRMENTS, "only"):
+        for role in conditions:
+            if role.startswith(prefix + "_") and role[len(prefix) + 1 :] not in names:
+                names.append(role[len(prefix) + 1 :])
+    return names
+
+
+def modality_mean(values: list[float]) -> float:
+    """Avg over modalities, summed left to right (M = 2: exactly (a + b) / 2)."""
+    return sum(values[1:], values[0]) / len(values)
+
+
+def modality_gap(values: list[float]) -> float:
+    """ΔGap over modalities: max − min (M = 2: exactly |a − b|); NaN when a score is."""
+    if any(v != v for v in values):
+        return float("nan")
+    return max(values) - min(values)
+
+
+def summarize(
+    conditions: dict[str, dict[str, float]], metric: str, modalities=None
+) -> dict[str, float | bool]:
+    """Table 1's rows for one run: Full; per impairment kind (missing, noisy)
+    ``<kind>_<m>`` for each modality m that has the condition, ``<kind>_avg`` (mean over
+    them) and ``<kind>_gap`` (max − min) where at least two have it, and
+    ``<kind>_<m>_negative_transfer`` (impaired score above the full score); then
+    ``only_<m>`` (every other modality missing) where evaluated.
+
+    ``modalities``: names (or a name -> kind mapping) in the tables' order; by default
+    those the roles name (:func:`condition_modalities`)."""
+    names = list(modalities) if modalities is not None else condition_modalities(conditions)
     full = conditions["full"][metric]
     out: dict[str, float | bool] = {"full": full}
-    for kind in ("missing", "noisy"):
-        img = conditions.get(f"{kind}_image", {}).get(metric)
-        txt = conditions.get(f"{kind}_text", {}).get(metric)
-        if img is None or txt is None:
-            continue
-        out[f"{kind}_image"] = img
-        out[f"{kind}_text"] = txt
-        out[f"{kind}_avg"] = (img + txt) / 2
-        out[f"{kind}_gap"] = abs(img - txt)
-        out[f"{kind}_image_negative_transfer"] = img > full
-        out[f"{kind}_text_negative_transfer"] = txt > full
+    for kind in IMPAIRMENTS:
+        scores = {m: conditions.get(f"{kind}_{m}", {}).get(metric) for m in names}
+        scores = {m: v for m, v in scores.items() if v is not None}
+        out.update({f"{kind}_{m}": v for m, v in scores.items()})
+        if len(scores) >= 2:
+            out[f"{kind}_avg"] = modality_mean(list(scores.values()))
+            out[f"{kind}_gap"] = modality_gap(list(scores.values()))
+        out.update({f"{kind}_{m}_negative_transfer": v > full for m, v in scores.items()})
+    for m in names:
+        v = conditions.get(f"only_{m}", {}).get(metric)
+        if v is not None:
+            out[f"only_{m}"] = v
+            out[f"only_{m}_negative_transfer"] = v > full
     return out
 
 
 def sweep_gaps(sweep: list[dict], metric: str) -> list[tuple[float, float]]:
-    """(r, ΔGap at r) for the robustness curve (paper Fig. 4)."""
+    """(r, ΔGap at r) for the robustness curve (paper Fig. 4): max − min over the row's
+    ``missing_<m>`` entries (M = 2: |missing image − missing text|)."""
     return [
-        (row["ratio"], abs(row["missing_image"][metric] - row["missing_text"][metric]))
+        (
+            row["ratio"],
+            modality_gap([v[metric] for k, v in row.items() if k.startswith("missing_")]),
+        )
         for row in sweep
     ]

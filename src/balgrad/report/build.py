@@ -11,6 +11,7 @@ from balgrad.atomic import write_text
 from balgrad.evaluate.metrics import is_defined
 from balgrad.report import diagnostics as diag
 from balgrad.report.figures import plot_condition_bars, plot_cosine_histograms, plot_loss_curves
+from balgrad.report.layout import Layout, run_layout
 from balgrad.report.plots import plot_gap_vs_ratio
 from balgrad.report.runfiles import read_config_mapping, read_eval
 from balgrad.report.summary import has_ablation, write_ablation_table, write_summary
@@ -47,7 +48,7 @@ def _score_dicts(result: dict) -> list[dict]:
     rows = result.get("sweep") or []
     return [
         *(result.get("conditions") or {}).values(),
-        *(row[k] for row in rows for k in ("missing_image", "missing_text") if k in row),
+        *(v for row in rows for k, v in row.items() if k.startswith("missing_")),
     ]
 
 
@@ -92,14 +93,15 @@ def build_report(
     metric = _primary_metric(cfg, results)
     _warn_undefined(results, metric)
     write_text(run_dir / "results.json", json.dumps(nan_to_null(results), indent=2))
-    table = aggregate(results, metric)
+    layout = run_layout(results)
+    table = aggregate(results, metric, layout)
     n_seeds = len({r["seed"] for r in results})
     title = f"{cfg['dataset']}: {metric} (%), {n_seeds} seed{'s' if n_seeds > 1 else ''}" + (
         " (mean ± std)" if n_seeds > 1 else ""
     )
     reference = reference_method(present)
-    paired = paired_table(results, metric, present, reference)
-    paths = write_tables(table, present, run_dir, metric, title, paired, reference)
+    paired = paired_table(results, metric, present, reference, layout)
+    paths = write_tables(table, present, run_dir, metric, title, paired, reference, layout)
     curves = aggregate_sweep(results, metric)
     figures: dict[str, Path] = {}
     if curves and draw:
@@ -112,7 +114,9 @@ def build_report(
     out = {"table": table, "paths": paths, "metric": metric, "paired": paired}
     seeds_run = sorted({int(r["seed"]) for r in results})
     out.update(
-        _diagnostics(run_dir, cfg, present, seeds_run, results, table, metric, figures, paths, draw)
+        _diagnostics(
+            run_dir, cfg, present, seeds_run, results, table, metric, figures, paths, draw, layout
+        )
     )
     paths.update(figures)
     return out
@@ -129,10 +133,12 @@ def _diagnostics(
     figures: dict[str, Path],
     paths: dict[str, Path],
     draw: bool = True,
+    layout: Layout | None = None,
 ) -> dict:
     """Fig. 2a, 2b/6, 7, Tables 2 and 3, and ``report.md`` (figures of methods absent from
     the run, or without step logs, are skipped)."""
     dataset = cfg["dataset"]
+    layout = layout or run_layout(results)
     if draw:
         n_seeds = max((c["n"] for rows in table.values() for c in rows.values()), default=1)
         spread = "std over seeds" if n_seeds > 1 else "1 seed: no spread to show"
@@ -142,18 +148,23 @@ def _diagnostics(
             run_dir / "condition_bars.png",
             metric,
             f"{dataset}: {metric} per condition ({spread})",
+            layout,
         )
     tables = {"table": paths["md"]}
     if has_ablation(table):  # Table 2 needs more than the reference
-        tables.update(write_ablation_table(table, run_dir, metric))
+        tables.update(write_ablation_table(table, run_dir, metric, layout=layout))
     logs = diag.load_step_logs(run_dir, methods, seeds)
-    loss_gaps = diag.loss_gaps(logs)
-    curves = {m: c for m in methods if m in logs and (c := diag.loss_curves(logs[m])) is not None}
+    loss_gaps = diag.loss_gaps(logs, modalities=layout.names)
+    curves = {
+        m: c
+        for m in methods
+        if m in logs and (c := diag.loss_curves(logs[m], modalities=layout.names)) is not None
+    }
     if curves and draw:
         figures["loss_curves"] = plot_loss_curves(
             curves, loss_gaps, run_dir / "loss_curves.png", f"{dataset}: per-modality training loss"
         )
-    series = diag.cosine_series(logs, cfg.get("method_options") or {})
+    series = diag.cosine_series(logs, cfg.get("method_options") or {}, layout.names)
     if series:
         if draw:
             figures["cosine_histogram"] = plot_cosine_histograms(
@@ -162,7 +173,7 @@ def _diagnostics(
         tables["cosine_histogram_csv"] = diag.write_cosine_histogram_csv(
             series, run_dir / "cosine_histogram.csv"
         )
-    conflicts = diag.conflict_stats(logs, cfg.get("method_options") or {})
+    conflicts = diag.conflict_stats(logs, cfg.get("method_options") or {}, layout.names)
     if conflicts:
         gaps = {m: table.get(m, {}).get("missing_gap") for m in conflicts}
         tables.update(diag.write_conflict_table(conflicts, gaps, methods, run_dir, metric))
@@ -182,6 +193,7 @@ def _diagnostics(
         loss_gaps=loss_gaps,
         figures=figures,
         tables=tables,
+        layout=layout,
     )
     paths.update({k: v for k, v in tables.items() if k != "table"})
     paths["report"] = run_dir / "report.md"

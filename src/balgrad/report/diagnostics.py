@@ -1,7 +1,10 @@
 """Numbers drawn from the per-step logs (``<method>/seed<k>/metrics.jsonl``).
 
-- per-modality training-loss curves (paper Fig. 2b, 6) and the *loss-curve gap*,
-  the mean of ``loss_image − loss_text`` over the last ``tail`` fraction of steps;
+- per-modality training-loss curves (paper Fig. 2b, 6; the strategies log ``loss_<m>``
+  per modality m) and the *loss-curve gap*, the mean of ``loss_a − loss_b`` over the
+  last ``tail`` fraction of steps for two modalities (a, b) (the paper's
+  ``loss_image − loss_text``), for M > 2 the spread (max − min) of the per-modality
+  tail means;
 - the cosines cos(g_T, g_kl) before and after projection (Fig. 7), their histogram,
   and the fraction of conflicting steps (Table 3).
 
@@ -28,6 +31,8 @@ from balgrad.train.metrics_log import read_jsonl
 PROJECTED_TOL = 1e-6
 #: the loss-curve gap averages the last 20% of steps
 GAP_TAIL = 0.2
+#: the modalities of a run that does not name them
+PAIR = ("image", "text")
 #: 41 bins of width 0.05 over [−1.025, 1.025]: 0 is the centre of a bin, so cosines that
 #: round-off leaves at ±1e-8 after the projection fall in the same bar as an exact 0
 COS_BINS = np.linspace(-1.025, 1.025, 42)
@@ -78,48 +83,87 @@ def default_window(n_steps: int) -> int:
 
 @dataclass
 class LossCurves:
-    """Smoothed per-modality training loss of one method, mean and std over seeds."""
+    """Smoothed per-modality training loss of one method, mean and std over seeds
+    (``mean[m]``, ``std[m]``; ``c.image_mean`` reads ``c.mean["image"]``)."""
 
     steps: np.ndarray
-    image_mean: np.ndarray
-    image_std: np.ndarray
-    text_mean: np.ndarray
-    text_std: np.ndarray
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
     n_seeds: int
     window: int
 
+    def __getattr__(self, name: str):
+        m, _, what = name.rpartition("_")
+        if what in ("mean", "std") and m in self.__dict__.get(what, {}):
+            return self.__dict__[what][m]
+        raise AttributeError(name)
 
-def loss_curves(per_seed: dict[int, list[dict]], window: int | None = None) -> LossCurves | None:
-    """Smoothed loss_image / loss_text curves over the steps every seed has."""
+
+def _loss_rows(rows: list[dict], modalities) -> list[dict]:
+    return [r for r in rows if all(f"loss_{m}" in r for m in modalities)]
+
+
+def logged_modalities(per_seed: dict[int, list[dict]], modalities=PAIR) -> list[str]:
+    """Those of ``modalities`` whose loss (``loss_<m>``) some step logged, in order."""
+    return [m for m in modalities if any(f"loss_{m}" in r for rs in per_seed.values() for r in rs)]
+
+
+def loss_curves(
+    per_seed: dict[int, list[dict]], window: int | None = None, modalities=PAIR
+) -> LossCurves | None:
+    """Smoothed ``loss_<m>`` curves of the logged ``modalities`` (at least two) over the
+    steps every seed has."""
+    names = logged_modalities(per_seed, modalities)
+    if len(names) < 2:
+        return None
     series = []
     for rows in per_seed.values():
-        rows = [r for r in rows if "loss_image" in r and "loss_text" in r]
+        rows = _loss_rows(rows, names)
         if rows:
-            series.append(
-                (column(rows, "step"), column(rows, "loss_image"), column(rows, "loss_text"))
-            )
+            series.append((column(rows, "step"), [column(rows, f"loss_{m}") for m in names]))
     if not series:
         return None
     n = min(len(s[0]) for s in series)
     w = window or default_window(n)
-    img = np.stack([moving_average(s[1][:n], w) for s in series])
-    txt = np.stack([moving_average(s[2][:n], w) for s in series])
+    stacks = {
+        m: np.stack([moving_average(s[1][i][:n], w) for s in series]) for i, m in enumerate(names)
+    }
     std = (lambda a: a.std(0, ddof=1)) if len(series) > 1 else (lambda a: np.zeros(a.shape[1]))
     return LossCurves(
-        series[0][0][:n], img.mean(0), std(img), txt.mean(0), std(txt), len(series), w
+        series[0][0][:n],
+        {m: a.mean(0) for m, a in stacks.items()},
+        {m: std(a) for m, a in stacks.items()},
+        len(series),
+        w,
     )
 
 
-def loss_gap(rows: list[dict], tail: float = GAP_TAIL) -> float | None:
-    """Mean of loss_image − loss_text over the last ``tail`` fraction of the steps
-    (raw, unsmoothed values). Positive: the image loss stays higher, so the text
-    tower learned the task faster."""
-    rows = [r for r in rows if "loss_image" in r and "loss_text" in r]
+def tail_losses(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> dict | None:
+    """{m: mean of loss_<m> over the last ``tail`` fraction of the steps that logged every
+    one of ``modalities``} (raw values), or None without such steps."""
+    rows = _loss_rows(rows, modalities)
     if not rows:
         return None
     k = max(1, int(np.ceil(len(rows) * tail)))
     last = rows[-k:]
-    return float(np.mean(column(last, "loss_image") - column(last, "loss_text")))
+    return {m: float(np.mean(column(last, f"loss_{m}"))) for m in modalities}
+
+
+def loss_gap(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> float | None:
+    """Two modalities (a, b): mean of loss_a − loss_b over the last ``tail`` fraction of
+    the steps (raw, unsmoothed values; positive: the a loss stays higher, so the b
+    tower learned the task faster). More: max − min of :func:`tail_losses`."""
+    modalities = list(modalities)
+    if len(modalities) > 2:
+        t = tail_losses(rows, tail, modalities)
+        return None if t is None else max(t.values()) - min(t.values())
+    a, b = modalities
+    rows = _loss_rows(rows, modalities)
+    if not rows:
+        return None
+    k = max(1, int(np.ceil(len(rows) * tail)))
+    last = rows[-k:]
+    return float(np.mean(column(last, f"loss_{a}") - column(last, f"loss_{b}")))
 
 
 def mean_std(values: list[float]) -> dict:
@@ -134,18 +178,27 @@ def mean_std(values: list[float]) -> dict:
     }
 
 
-def loss_gaps(logs: dict[str, dict[int, list[dict]]], tail: float = GAP_TAIL) -> dict[str, dict]:
-    """{method: mean_std of the per-seed loss-curve gap}."""
+def loss_gaps(
+    logs: dict[str, dict[int, list[dict]]], tail: float = GAP_TAIL, modalities=PAIR
+) -> dict[str, dict]:
+    """{method: mean_std of the per-seed loss-curve gap (:func:`loss_gap`)}; for M > 2
+    with ``"tail"``: {m: mean over seeds of :func:`tail_losses`} as well."""
+    modalities = list(modalities)
     out = {}
     for method, per_seed in logs.items():
-        vals = [g for g in (loss_gap(rows, tail) for rows in per_seed.values()) if g is not None]
-        if vals:
-            out[method] = mean_std(vals)
+        gaps = [loss_gap(rows, tail, modalities) for rows in per_seed.values()]
+        vals = [g for g in gaps if g is not None]
+        if not vals:
+            continue
+        out[method] = mean_std(vals)
+        if len(modalities) > 2:
+            tails = [t for rows in per_seed.values() if (t := tail_losses(rows, tail, modalities))]
+            out[method]["tail"] = {m: float(np.mean([t[m] for t in tails])) for m in modalities}
     return out
 
 
 # -- gradient cosines and conflicts ------------------------------------------------------
-def logs_kl_gradient(rows: list[dict]) -> bool:
+def logs_kl_gradient(rows: list[dict], modalities=PAIR) -> bool:
     """True when the strategy computed a KL gradient (so its cosines mean something).
 
     ``balgrad_unimodal_only`` (kl_weight = 0, no projection) logs zero cosines
@@ -154,7 +207,7 @@ def logs_kl_gradient(rows: list[dict]) -> bool:
     if not any("cos_task_kl" in r for r in rows):
         return False
     norms = [
-        r.get("norm_kl_image", 1.0) + r.get("norm_kl_text", 1.0) for r in rows if "cos_task_kl" in r
+        sum(r.get(f"norm_kl_{m}", 1.0) for m in modalities) for r in rows if "cos_task_kl" in r
     ]
     return any(n > 0 for n in norms)
 
@@ -190,7 +243,7 @@ def method_projects(
 
 
 def conflict_stats(
-    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None
+    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None, modalities=PAIR
 ) -> dict[str, dict]:
     """Per method that logs the cosines (and computed a KL gradient): the per-seed
     fractions of steps with raw cos < 0 and with post-projection cos < −1e-6.
@@ -201,7 +254,7 @@ def conflict_stats(
     for method, per_seed in logs.items():
         raw, post, steps = [], [], 0
         for rows in per_seed.values():
-            if not logs_kl_gradient(rows):
+            if not logs_kl_gradient(rows, modalities):
                 continue
             raw.append(conflict_fraction(column(rows, "cos_task_kl")))
             post.append(conflict_fraction(column(rows, "cos_task_kl_projected"), PROJECTED_TOL))
@@ -224,7 +277,7 @@ def pooled(per_seed: dict[int, list[dict]], key: str) -> np.ndarray:
 
 
 def cosine_series(
-    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None
+    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None, modalities=PAIR
 ) -> list[tuple[str, np.ndarray]]:
     """The cosines of Fig. 7, pooled over seeds: the raw and post-projection cosines of
     each proposed method (registered ``role="proposed"``), then the raw cosines of each
@@ -232,7 +285,8 @@ def cosine_series(
     series = []
     for role in ("proposed", "ablation"):
         for m, per_seed in logs.items():
-            if method_role(m) != role or not any(logs_kl_gradient(r) for r in per_seed.values()):
+            kl = any(logs_kl_gradient(r, modalities) for r in per_seed.values())
+            if method_role(m) != role or not kl:
                 continue
             label = method_label(m)
             if role == "proposed":

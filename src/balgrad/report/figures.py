@@ -2,7 +2,11 @@
 
 - :func:`plot_loss_curves`: per-modality training loss per method (Fig. 2b, 6);
 - :func:`plot_cosine_histograms`: cos(g_T, g_kl) with and without projection (Fig. 7);
-- :func:`plot_condition_bars`: full / image only / text only per method (Fig. 2a).
+- :func:`plot_condition_bars`: full / image only / text only per method (Fig. 2a); for
+  M > 2, full and each ``only_<m>``.
+
+Each modality keeps one colour across the figures: the i-th of the run's modalities the
+i-th of matplotlib's tab10 colours (image blue, text orange in an image-text run).
 """
 
 from __future__ import annotations
@@ -15,9 +19,21 @@ from matplotlib.figure import Figure
 
 from balgrad.atomic import atomic_path
 from balgrad.report.diagnostics import COS_BINS, PROJECTED_TOL, LossCurves, conflict_fraction
+from balgrad.report.layout import Layout
 from balgrad.report.tables import method_label
 
 IMAGE_COLOR, TEXT_COLOR = "tab:blue", "tab:orange"
+#: the colours of the run's modalities, in order (tab:gray is the full-input bar's)
+MODALITY_COLORS = (
+    IMAGE_COLOR, TEXT_COLOR, "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+    "tab:olive", "tab:cyan",
+)  # fmt: skip
+#: loss legend labels of the paper's two modalities (v: vision, l: language)
+LOSS_LABELS = {"image": "image loss $L_v$", "text": "text loss $L_l$"}
+
+
+def modality_color(i: int) -> str:
+    return MODALITY_COLORS[i % len(MODALITY_COLORS)]
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -31,8 +47,8 @@ def _save(fig: Figure, path: Path) -> Path:
 def plot_loss_curves(
     curves: dict[str, LossCurves], gaps: dict[str, dict], path: Path, title: str = ""
 ) -> Path:
-    """One panel per method: smoothed loss_image and loss_text versus step, mean over
-    seeds with a ±1 std band; the panel title carries the loss-curve gap."""
+    """One panel per method: each modality's smoothed loss (loss_<m>) versus step, mean
+    over seeds with a ±1 std band; the panel title carries the loss-curve gap."""
     methods = list(curves)
     ncols = min(4, len(methods))
     nrows = math.ceil(len(methods) / ncols)
@@ -42,17 +58,17 @@ def plot_loss_curves(
         ax.set_visible(False)
     for ax, method in zip(axes.flat, methods):
         c = curves[method]
-        for mean, std, color, name in (
-            (c.image_mean, c.image_std, IMAGE_COLOR, "image loss $L_v$"),
-            (c.text_mean, c.text_std, TEXT_COLOR, "text loss $L_l$"),
-        ):
+        names = list(c.mean)
+        for i, m in enumerate(names):
+            mean, std, color = c.mean[m], c.std[m], modality_color(i)
+            name = LOSS_LABELS.get(m, f"{m} loss $L_{{{m}}}$")
             ax.plot(c.steps, mean, color=color, label=name, lw=1.4)
             if c.n_seeds > 1:
                 ax.fill_between(c.steps, mean - std, mean + std, color=color, alpha=0.2)
         gap = gaps.get(method)
         sub = method_label(method)
         if gap is not None:
-            sub += f"\ngap $L_v - L_l$ = {gap['mean']:+.3f}" + (
+            sub += f"\n{_gap_name(names)} = {gap['mean']:+.3f}" + (
                 f" ± {gap['std']:.3f}" if gap["n"] > 1 else ""
             )
         ax.set_title(sub, fontsize=9)
@@ -68,6 +84,14 @@ def plot_loss_curves(
     )
     fig.suptitle(f"{title or 'Per-modality training loss'} ({smooth}, {seeds})", fontsize=10)
     return _save(fig, path)
+
+
+def _gap_name(names: list[str]) -> str:
+    if names == ["image", "text"]:
+        return "gap $L_v - L_l$"
+    if len(names) == 2:
+        return f"gap $L_{{{names[0]}}} - L_{{{names[1]}}}$"
+    return "loss spread (max − min)"
 
 
 def plot_cosine_histograms(
@@ -99,31 +123,51 @@ def plot_cosine_histograms(
     return _save(fig, path)
 
 
-#: Fig. 2a's bars: condition key in the table -> label
-CONDITION_BARS = (
-    ("full", "Full"),
-    ("missing_text", "Image only (text missing)"),
-    ("missing_image", "Text only (image missing)"),
-)
+def condition_bars(layout: Layout | None = None) -> list[tuple[str, str, str]]:
+    """Fig. 2a's bars, (table row, label, colour): Full, then each modality alone. Two
+    modalities: "Image only (text missing)" is the ``missing_text`` row. More: the
+    ``only_<m>`` rows."""
+    layout = layout or Layout()
+    names = layout.names
+    bars = [("full", "Full", "tab:gray")]
+    if not layout.has_only:
+        a, b = names
+        return bars + [
+            (f"missing_{b}", f"{a.capitalize()} only ({b} missing)", modality_color(0)),
+            (f"missing_{a}", f"{b.capitalize()} only ({a} missing)", modality_color(1)),
+        ]
+    return bars + [
+        (f"only_{m}", f"{m.capitalize()} only", modality_color(i)) for i, m in enumerate(names)
+    ]
+
+
+#: Fig. 2a's bars of an image-text run: condition key in the table -> label
+CONDITION_BARS = tuple((key, label) for key, label, _ in condition_bars())
 
 
 def plot_condition_bars(
-    table: dict[str, dict[str, dict]], methods: list[str], path: Path, metric: str, title: str = ""
+    table: dict[str, dict[str, dict]],
+    methods: list[str],
+    path: Path,
+    metric: str,
+    title: str = "",
+    layout: Layout | None = None,
 ) -> Path:
-    """Grouped bars per method: full, image only, text only, with seed-std error bars."""
+    """Grouped bars per method: full and each modality alone (:func:`condition_bars`),
+    with seed-std error bars."""
     methods = [m for m in methods if m in table]
+    bars = condition_bars(layout)
     x = np.arange(len(methods))
-    width = 0.8 / len(CONDITION_BARS)
+    width = 0.8 / len(bars)
     fig = Figure(figsize=(max(5.0, 1.1 * len(methods) + 2), 3.8))
     ax = fig.subplots()
-    for i, ((key, label), color) in enumerate(
-        zip(CONDITION_BARS, ("tab:gray", IMAGE_COLOR, TEXT_COLOR))
-    ):
+    for i, (key, label, color) in enumerate(bars):
         means = [table[m].get(key, {}).get("mean", np.nan) for m in methods]
         stds = [table[m].get(key, {}).get("std", 0.0) for m in methods]
         several = any(table[m].get(key, {}).get("n", 1) > 1 for m in methods)
         yerr = stds if several else None  # one seed: no caps that look like a zero spread
-        ax.bar(x + (i - 1) * width, means, width, yerr=yerr, capsize=3, label=label, color=color)
+        offset = (i - (len(bars) - 1) / 2) * width
+        ax.bar(x + offset, means, width, yerr=yerr, capsize=3, label=label, color=color)
     ax.set_xticks(x)
     ax.set_xticklabels([method_label(m) for m in methods], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(f"test {metric} (%)")
@@ -132,5 +176,5 @@ def plot_condition_bars(
     ax.grid(axis="y", alpha=0.3)
     top = np.nanmax([b.get_height() for b in ax.patches] + [1.0])
     ax.set_ylim(0, top * 1.18)  # headroom: the legend sits above the bars, not on them
-    ax.legend(fontsize=8, loc="upper center", ncol=3, frameon=False)
+    ax.legend(fontsize=8, loc="upper center", ncol=min(len(bars), 4), frameon=False)
     return _save(fig, path)

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from balgrad.errors import BalgradError
+from balgrad.report.layout import LEGACY_MODALITIES
 
 
 class RunFileError(BalgradError):
@@ -71,6 +72,12 @@ def eval_problem(record: Any, path: Path, complete: bool = False) -> str | None:
     metric = record.get("primary_metric")
     if metric is not None and (not isinstance(metric, str) or metric not in conditions["full"]):
         return f"'primary_metric' {metric!r} is not a score of conditions.full"
+    protocol = record.get("protocol")
+    if protocol is not None and not isinstance(protocol, dict):
+        return "'protocol' is not a mapping"
+    if problem := _protocol_problem(protocol or {}):
+        return problem
+    modalities = (protocol or {}).get("modalities") or LEGACY_MODALITIES
     sweep = record.get("sweep")
     if sweep is not None:
         if not isinstance(sweep, list):
@@ -78,13 +85,33 @@ def eval_problem(record: Any, path: Path, complete: bool = False) -> str | None:
         for i, point in enumerate(sweep):
             if not isinstance(point, dict) or not _is(point.get("ratio"), float):
                 return f"sweep[{i}] has no numeric 'ratio'"
-            for name in ("missing_image", "missing_text"):
+            for name in (f"missing_{m}" for m in modalities):
                 if problem := _scores_problem(f"sweep[{i}].{name}", point.get(name)):
                     return problem
     if complete:
         for name, kind in TRAINING_FIELDS.items():
             if not _is(record.get(name), kind):
                 return f"'{name}' is missing or not a {kind.__name__}"
+    return None
+
+
+def _protocol_problem(protocol: dict) -> str | None:
+    """What is wrong with ``protocol.modalities`` (name -> kind) or ``protocol.noise``
+    (name -> level), where present."""
+    modalities = protocol.get("modalities")
+    if modalities is not None:
+        if not isinstance(modalities, dict) or len(modalities) < 2:
+            return "'protocol.modalities' is not a mapping of two or more names to kinds"
+        for name, kind in modalities.items():
+            if not isinstance(kind, str):
+                return f"protocol.modalities.{name} is {kind!r}, not a kind name"
+    noise = protocol.get("noise")
+    if noise is not None:
+        if not isinstance(noise, dict):
+            return "'protocol.noise' is not a mapping of modality names to levels"
+        for name, level in noise.items():
+            if not (_is(level, float) or level is None):
+                return f"protocol.noise.{name} is {level!r}, not a number"
     return None
 
 

@@ -1,4 +1,6 @@
-"""Table 1 layout: conditions as rows, methods as columns, mean ± std over seeds.
+"""Table 1 layout: conditions as rows, methods as columns, mean ± std over seeds. The rows
+follow the run's modalities (:mod:`balgrad.report.layout`): per impairment each modality,
+Avg and ΔGap, and for M > 2 each ``only_<m>``.
 
 Written as Markdown, CSV and JSON. A ``*`` marks negative transfer (an impaired score
 above the full score), as in the paper. Below it, each method's change versus the
@@ -18,29 +20,14 @@ from scipy import stats
 from balgrad.atomic import atomic_open, write_text
 from balgrad.evaluate.metrics import is_defined
 from balgrad.evaluate.protocol import summarize, sweep_gaps
+from balgrad.report.layout import Layout, run_layout
 from balgrad.strategies.registry import method_label, method_role
 from balgrad.train.metrics_log import nan_to_null
 
-ROWS = [
-    ("full", "Full"),
-    ("missing_image", "Missing image"),
-    ("missing_text", "Missing text"),
-    ("missing_avg", "Missing Avg"),
-    ("missing_gap", "Missing ΔGap"),
-    ("noisy_image", "Noisy image"),
-    ("noisy_text", "Noisy text"),
-    ("noisy_avg", "Noisy Avg"),
-    ("noisy_gap", "Noisy ΔGap"),
-]
-
-#: rows of the paired comparison against the reference method
-PAIRED_ROWS = [
-    ("full", "Full"),
-    ("missing_avg", "Missing Avg"),
-    ("missing_gap", "Missing ΔGap"),
-    ("noisy_avg", "Noisy Avg"),
-    ("noisy_gap", "Noisy ΔGap"),
-]
+#: Table 1's rows of an (image, text) run; :meth:`Layout.rows` gives any run's
+ROWS = Layout().rows()
+#: rows of the paired comparison against the reference method, (image, text) run
+PAIRED_ROWS = Layout().paired_rows()
 CONFIDENCE = 0.95
 NO_CHANGE = "no significant change"
 
@@ -53,15 +40,21 @@ def reference_method(methods: list[str]) -> str | None:
     )
 
 
-def aggregate(results: list[dict], metric: str) -> dict[str, dict[str, dict]]:
-    """{method: {row: {"mean", "std", "n", "values", "negative_transfer"}}} from eval.json payloads."""
+def aggregate(
+    results: list[dict], metric: str, layout: Layout | None = None
+) -> dict[str, dict[str, dict]]:
+    """{method: {row: {"mean", "std", "n", "values", "negative_transfer"}}} from eval.json
+    payloads (``layout``: by default the one the payloads name, :func:`run_layout`)."""
+    layout = layout or run_layout(results)
     by_method: dict[str, list[dict]] = {}
     for r in results:
-        by_method.setdefault(r["method"], []).append(summarize(r["conditions"], metric))
+        by_method.setdefault(r["method"], []).append(
+            summarize(r["conditions"], metric, layout.names)
+        )
     out: dict[str, dict[str, dict]] = {}
     for method, summaries in by_method.items():
         rows = {}
-        for key, _ in ROWS:
+        for key, _ in layout.rows():
             vals = [s[key] for s in summaries if key in s]
             if not vals:
                 continue
@@ -79,20 +72,33 @@ def aggregate(results: list[dict], metric: str) -> dict[str, dict[str, dict]]:
     return out
 
 
-def aggregate_sweep(results: list[dict], metric: str) -> dict[str, dict[str, list[float]]]:
-    """{method: {"ratio": [...], "mean": [...], "std": [...]}} of ΔGap versus r."""
-    by_method: dict[str, list[list[tuple[float, float]]]] = {}
+def _mean_std_over_seeds(values: np.ndarray) -> dict[str, list[float]]:
+    """Mean and std (ddof 1; zeros for one seed) over the rows of [seeds, points]."""
+    std = values.std(0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
+    return {"mean": values.mean(0).tolist(), "std": std.tolist()}
+
+
+def aggregate_sweep(results: list[dict], metric: str) -> dict[str, dict]:
+    """{method: {"ratio": [...], "mean": [...], "std": [...], "modalities": {m: {"mean",
+    "std"}}}}: ΔGap versus r, and each ``missing_<m>`` score versus r (over seeds)."""
+    by_method: dict[str, list[dict]] = {}
     for r in results:
         if "sweep" in r:
-            by_method.setdefault(r["method"], []).append(sweep_gaps(r["sweep"], metric))
+            by_method.setdefault(r["method"], []).append(r["sweep"])
     out = {}
-    for method, curves in by_method.items():
+    for method, sweeps in by_method.items():
+        curves = [sweep_gaps(sw, metric) for sw in sweeps]
         ratios = [x for x, _ in curves[0]]
         gaps = np.array([[g for _, g in c] for c in curves])
+        names = [k[len("missing_") :] for k in sweeps[0][0] if k.startswith("missing_")]
+        scores = {
+            m: np.array([[row[f"missing_{m}"][metric] for row in sw] for sw in sweeps], dtype=float)
+            for m in names
+        }
         out[method] = {
             "ratio": ratios,
-            "mean": gaps.mean(0).tolist(),
-            "std": (gaps.std(0, ddof=1) if len(gaps) > 1 else np.zeros(len(ratios))).tolist(),
+            **_mean_std_over_seeds(gaps),
+            "modalities": {m: _mean_std_over_seeds(v) for m, v in scores.items()},
         }
     return out
 
@@ -124,11 +130,14 @@ def t_interval(values: list[float], confidence: float = CONFIDENCE) -> dict:
     }
 
 
-def per_seed_rows(results: list[dict], metric: str) -> dict[str, dict[int, dict]]:
+def per_seed_rows(
+    results: list[dict], metric: str, layout: Layout | None = None
+) -> dict[str, dict[int, dict]]:
     """{method: {seed: Table 1 rows of that run}} from eval.json payloads."""
+    names = (layout or run_layout(results)).names
     out: dict[str, dict[int, dict]] = {}
     for r in results:
-        out.setdefault(r["method"], {})[int(r["seed"])] = summarize(r["conditions"], metric)
+        out.setdefault(r["method"], {})[int(r["seed"])] = summarize(r["conditions"], metric, names)
     return out
 
 
@@ -144,17 +153,23 @@ def paired_change(rows: dict[str, dict[int, dict]], a: str, b: str, key: str) ->
 
 
 def paired_table(
-    results: list[dict], metric: str, methods: list[str], reference: str | None = None
+    results: list[dict],
+    metric: str,
+    methods: list[str],
+    reference: str | None = None,
+    layout: Layout | None = None,
 ) -> dict[str, dict[str, dict]]:
     """{method: {row: paired change versus ``reference``}} for every other method
-    (``reference``: by default the registered reference method, see :func:`reference_method`)."""
+    (``reference``: by default the registered reference method, see :func:`reference_method`)
+    on the rows of :meth:`Layout.paired_rows`."""
     reference = reference or reference_method(methods)
-    rows = per_seed_rows(results, metric)
+    layout = layout or run_layout(results)
+    rows = per_seed_rows(results, metric, layout)
     out: dict[str, dict[str, dict]] = {}
     for m in methods:
         if m == reference or m not in rows or reference not in rows:
             continue
-        cells = {key: paired_change(rows, m, reference, key) for key, _ in PAIRED_ROWS}
+        cells = {key: paired_change(rows, m, reference, key) for key, _ in layout.paired_rows()}
         out[m] = {k: v for k, v in cells.items() if v is not None}
     return out
 
@@ -185,7 +200,10 @@ def format_change(cell: dict | None, digits: int = 2, short: bool = True) -> str
 
 
 def paired_markdown(
-    paired: dict[str, dict[str, dict]], methods: list[str], reference: str | None = None
+    paired: dict[str, dict[str, dict]],
+    methods: list[str],
+    reference: str | None = None,
+    rows: list[tuple[str, str]] = PAIRED_ROWS,
 ) -> str:
     """The paired comparison as Markdown (empty when there is nothing to compare)."""
     cols = [m for m in methods if m in paired]
@@ -206,7 +224,7 @@ def paired_markdown(
         "| Condition | " + " | ".join(method_label(m) for m in cols) + " |",
         "|---|" + "---|" * len(cols),
     ]
-    for key, label in PAIRED_ROWS:
+    for key, label in rows:
         if not any(key in paired[m] for m in cols):
             continue
         lines.append(
@@ -236,11 +254,16 @@ def csv_cell(cell: dict | None) -> list[str]:
     return [number(cell["mean"], ".4f"), number(cell["std"], ".4f")]
 
 
-def markdown_table(table: dict[str, dict[str, dict]], methods: list[str], title: str = "") -> str:
+def markdown_table(
+    table: dict[str, dict[str, dict]],
+    methods: list[str],
+    title: str = "",
+    rows: list[tuple[str, str]] = ROWS,
+) -> str:
     header = "| Condition | " + " | ".join(method_label(m) for m in methods) + " |"
     lines = [title, ""] if title else []
     lines += [header, "|---|" + "---|" * len(methods)]
-    for key, label in ROWS:
+    for key, label in rows:
         if not any(key in table.get(m, {}) for m in methods):
             continue
         lines.append(
@@ -259,23 +282,27 @@ def write_tables(
     title: str,
     paired: dict[str, dict[str, dict]] | None = None,
     reference: str | None = None,
+    layout: Layout | None = None,
 ) -> dict[str, Path]:
-    """table.md (Table 1, then the paired comparison), table.csv (Table 1), table.json (both)."""
+    """table.md (Table 1, then the paired comparison), table.csv (Table 1), table.json (both;
+    with the run's ``modalities`` and ``noise`` unless it is the (image, text) run)."""
     reference = reference or reference_method(methods)
+    layout = layout or Layout()
+    rows = layout.rows()
     out_dir = Path(out_dir)
     paths = {
         "md": out_dir / "table.md",
         "csv": out_dir / "table.csv",
         "json": out_dir / "table.json",
     }
-    md = markdown_table(table, methods, title)
+    md = markdown_table(table, methods, title, rows)
     if paired:
-        md += "\n" + paired_markdown(paired, methods, reference)
+        md += "\n" + paired_markdown(paired, methods, reference, layout.paired_rows())
     write_text(paths["md"], md)
     with atomic_open(paths["csv"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["condition", *(f"{m}_{s}" for m in methods for s in ("mean", "std"))])
-        for key, _ in ROWS:
+        for key, _ in rows:
             if not any(key in table.get(m, {}) for m in methods):
                 continue
             row = [key]
@@ -284,6 +311,8 @@ def write_tables(
                 row += csv_cell(cell)
             w.writerow(row)
     payload = {"metric": metric, "methods": methods, "table": table}
+    if not layout.legacy:
+        payload.update({"modalities": layout.modalities, "noise": layout.noise})
     if paired:
         payload.update({"reference": reference, "confidence": CONFIDENCE, "paired": paired})
     write_text(paths["json"], json.dumps(nan_to_null(payload), indent=2))  # undefined: null
