@@ -1,4 +1,5 @@
-"""Is a benchmark setting in the paper's regime? Criteria 1-4 of docs/default-benchmark.md.
+"""Is a benchmark setting in the paper's regime? Criteria 1-4 of docs/default-benchmark.md,
+for any number of modalities (docs/three-modality-benchmark.md).
 
 Takes every flag (and ``--config`` YAML) of ``balgrad compare``, trains what the chosen
 criteria need through :class:`balgrad.experiment.Experiment` (one feature cache and one
@@ -6,7 +7,9 @@ in-process feature store shared by every run), and prints one PASS/FAIL line per
 criterion with its numbers:
 
 1. each modality alone, trained alone, reaches >= 3x chance;
-2. joint's missing-modality ΔGap is in [15, 60], its weaker single-modality score >= 2x chance;
+2. under joint training the single-modality scores (only m: every other modality missing;
+   with two modalities, missing the other one) spread 15-60 points (max - min; with two
+   modalities that is the missing ΔGap), the weakest >= 2x chance;
 3. what a missing modality feeds the model is an input its encoder gives a meaningful
    feature for (frozen pretrained tower, or a zero embedding), with feature statistics;
 4. over the seeds (5 asked), the std of joint's and BalGrad's missing Avg and ΔGap <= 2.5.
@@ -17,6 +20,7 @@ printed or written: the regime is chosen without looking at which method wins.
     python benchmarks/regime.py                               # the default benchmark, 5 seeds
     python benchmarks/regime.py --criteria 1 2 3 --seeds 0 1  # the cheap ones first
     python benchmarks/regime.py --dataset fashion --dataset-option text_signal=0.6 --json f.json
+    python benchmarks/regime.py --dataset keypad              # the three-modality job
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from balgrad.data.impairments import Condition
 from balgrad.errors import BalgradError
 from balgrad.evaluate.metrics import compute_scores
 from balgrad.evaluate.protocol import summarize
-from balgrad.experiment import Experiment
+from balgrad.experiment import Experiment, plan_of
 
 log = logging.getLogger("balgrad.regime")
 
@@ -50,7 +54,14 @@ GAP_RANGE = (15.0, 60.0)  # criterion 2: joint's missing ΔGap, points
 WEAK_MIN_RATIO = 2.0  # criterion 2: joint's weaker single-modality score >= 2x chance
 MAX_SEED_STD = 2.5  # criterion 4, points
 STABILITY_SEEDS = 5
-TOWERS = ("image", "text")
+#: what a missing input is, by kind, in the verdict's words
+MISSING_INPUT = {
+    "image": "blank image",
+    "text": "empty string",
+    "audio": "silence",
+    "video": "zero frames",
+    "features": "zero features",
+}
 
 
 # -- criterion 1: one modality, trained alone ---------------------------------------------
@@ -65,17 +76,18 @@ class ZeroTower(nn.Module):
         self.identity = "zero"
 
     def forward(self, x) -> torch.Tensor:
-        ref = x["input_ids"] if isinstance(x, dict) else x
+        ref = next(iter(x.values())) if isinstance(x, dict) else x
         return torch.zeros(ref.shape[0], self.out_dim, device=ref.device)
 
 
 class AloneExperiment(Experiment):
-    """The same runs as ``Experiment`` with one tower replaced by :class:`ZeroTower` in
-    training, model selection and test: a model that only ever sees the other modality."""
+    """The same runs as ``Experiment`` with every tower but ``kept`` replaced by
+    :class:`ZeroTower` in training, model selection and test: a model that only ever sees
+    that one modality."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, absent: str, share_with: Experiment):
+    def __init__(self, cfg: RunConfig, run_dir: Path, kept: str, share_with: Experiment):
         super().__init__(cfg, run_dir)
-        self.absent = absent
+        self.kept = kept
         self._frozen_memory = share_with._frozen_memory  # frozen features are encoded once
 
     def pipeline(self, run_dir: Path | None = None):
@@ -83,9 +95,9 @@ class AloneExperiment(Experiment):
         both = pipe.model_encoders
 
         def one_tower():
-            encoders = both()
-            encoders[self.absent] = ZeroTower(encoders[self.absent].out_dim)
-            return encoders
+            return {
+                m: e if m == self.kept else ZeroTower(e.out_dim) for m, e in both().items()
+            }
 
         pipe.model_encoders = one_tower  # only build_model asks for the model's encoders
         return pipe
@@ -116,12 +128,12 @@ def _labels(ds):
 # -- criterion 3: what a missing / noisy input feeds the model -----------------------------
 @torch.no_grad()
 def _tower_features(model, pipeline, dataset, condition: Condition, tower: str, device):
-    enc = model.image_encoder if tower == "image" else model.text_encoder
+    enc = getattr(model, f"{tower}_encoder")
     model.eval()
     out = []
     for batch in pipeline.loader(dataset, condition, batch_size=256):
         b = batch.to(device)
-        out.append(enc(b.image if tower == "image" else b.text).float().cpu())
+        out.append(enc(b.inputs[tower]).float().cpu())
     return torch.cat(out)
 
 
@@ -139,8 +151,7 @@ def feature_statistics(train_feats: torch.Tensor, missing_feat: torch.Tensor) ->
 
 
 def tower_is_frozen(pipeline, tower: str) -> bool:
-    enc = pipeline.image_encoder if tower == "image" else pipeline.text_encoder
-    return not getattr(enc, "trainable", True)
+    return not getattr(pipeline.encoders[tower], "trainable", True)
 
 
 def impairment_check(exp: Experiment, seed: int) -> dict:
@@ -148,10 +159,10 @@ def impairment_check(exp: Experiment, seed: int) -> dict:
     cfg = exp.cfg
     model, pipeline = exp.load_trained("joint", seed)
     out = {}
-    for tower in TOWERS:
-        name = cfg.image_backbone if tower == "image" else cfg.text_backbone
+    for tower, plan in plan_of(cfg).items():
         frozen = tower_is_frozen(pipeline, tower)
-        row = {"backbone": name, "frozen": frozen, "missing": cfg.missing}
+        row = {"backbone": plan.backbone, "frozen": frozen, "missing": cfg.missing}
+        row["kind"] = plan.kind
         if cfg.missing == "input":
             train = _tower_features(model, pipeline, exp.data.train, Condition(), tower, exp.device)
             gone = _tower_features(
@@ -163,7 +174,7 @@ def impairment_check(exp: Experiment, seed: int) -> dict:
                 exp.device,
             )
             row.update(feature_statistics(train, gone.mean(0)))
-        level = cfg.image_noise if tower == "image" else cfg.text_noise
+        level = plan.noise
         clean = _tower_features(model, pipeline, exp.data.test, Condition(), tower, exp.device)
         noisy = _tower_features(
             model,
@@ -209,18 +220,36 @@ def verdict_alone(alone: dict[str, list[float]], chance: float) -> Verdict:
     return Verdict(1, ok, ", ".join(parts) + f"; {need}")
 
 
-def verdict_dominance(joint: list[dict], chance: float) -> Verdict:
-    gap = _mean([r["missing_gap"] for r in joint])
-    text_only = _mean([r["missing_image"] for r in joint])
-    image_only = _mean([r["missing_text"] for r in joint])
-    weak_name, weak = ("image", image_only) if image_only <= text_only else ("text", text_only)
+def single_modality_scores(row: dict, modalities: list[str]) -> dict[str, float]:
+    """Each modality's score with every other one missing: ``only_<m>``, or with two
+    modalities the other one's missing score."""
+    if len(modalities) == 2:
+        a, b = modalities
+        return {a: row[f"missing_{b}"], b: row[f"missing_{a}"]}
+    return {m: row[f"only_{m}"] for m in modalities}
+
+
+def verdict_dominance(
+    joint: list[dict], chance: float, modalities: tuple[str, ...] = ("image", "text")
+) -> Verdict:
+    modalities = list(modalities)
+    single = {
+        m: _mean([single_modality_scores(r, modalities)[m] for r in joint]) for m in modalities
+    }
+    if len(modalities) == 2:
+        spread, what = _mean([r["missing_gap"] for r in joint]), "missing ΔGap"
+    else:
+        spread, what = max(single.values()) - min(single.values()), "only-m spread (max - min)"
+    weak_name = min(single, key=lambda m: (single[m], modalities.index(m)))
+    weak = single[weak_name]
     lo, hi = GAP_RANGE
-    ok = lo <= gap <= hi and weak >= WEAK_MIN_RATIO * chance
+    ok = lo <= spread <= hi and weak >= WEAK_MIN_RATIO * chance
+    scores = ", ".join(f"{m} only {x:.1f}" for m, x in single.items())
     return Verdict(
         2,
         ok,
-        f"joint missing ΔGap {gap:.1f} (need {lo:g}-{hi:g}); image only {image_only:.1f}, "
-        f"text only {text_only:.1f}; weaker ({weak_name} only) {weak / chance:.1f}x chance "
+        f"joint {what} {spread:.1f} (need {lo:g}-{hi:g}); {scores}; weaker "
+        f"({weak_name} only) {weak / chance:.1f}x chance "
         f"(need >= {WEAK_MIN_RATIO:g}x = {WEAK_MIN_RATIO * chance:.1f})",
     )
 
@@ -231,7 +260,7 @@ def verdict_impairments(towers: dict[str, dict]) -> Verdict:
         how = (
             "zero embedding"
             if r["missing"] == "embedding"
-            else ("blank image" if tower == "image" else "empty string")
+            else MISSING_INPUT[r.get("kind", tower)]
         )
         kind = "frozen pretrained" if r["frozen"] else "trained on the task"
         text = f"{tower}: {r['backbone']} ({kind}), missing = {how}"
@@ -287,6 +316,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
 def run(args: argparse.Namespace, cfg: RunConfig) -> tuple[dict, list[Verdict]]:
     run_dir = Path(cfg.out) / (cfg.name or f"{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     exp = Experiment(cfg, run_dir)
+    modalities = list(plan_of(cfg))
     metric = exp.data.info.primary_metric
     chance = chance_score(exp, metric)
     rows: dict[str, list[dict]] = {m: [] for m in cfg.methods}
@@ -301,13 +331,20 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> tuple[dict, list[Verdict]]:
         "metric": metric,
         "chance": chance,
         "seeds": cfg.seeds,
-        "joint": {k: [r[k] for r in joint] for k in ("full", "missing_image", "missing_text")},
+        "joint": {
+            k: [r[k] for r in joint]
+            for k in (
+                "full",
+                *(f"missing_{m}" for m in modalities),
+                *(f"only_{m}" for m in modalities if len(modalities) > 2),
+            )
+        },
     }
     verdicts = []
     if 1 in args.criteria:
         alone: dict[str, list[float]] = {}
-        for kept, absent in (("image", "text"), ("text", "image")):
-            aexp = AloneExperiment(cfg, run_dir / f"{kept}_alone", absent, share_with=exp)
+        for kept in modalities:
+            aexp = AloneExperiment(cfg, run_dir / f"{kept}_alone", kept, share_with=exp)
             alone[kept] = [
                 aexp.train_one("joint", seed).evaluation["conditions"]["full"][metric]
                 for seed in cfg.seeds
@@ -315,7 +352,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> tuple[dict, list[Verdict]]:
         report["alone"] = alone
         verdicts.append(verdict_alone(alone, chance))
     if 2 in args.criteria:
-        verdicts.append(verdict_dominance(joint, chance))
+        verdicts.append(verdict_dominance(joint, chance, tuple(modalities)))
     if 3 in args.criteria:
         report["impairments"] = impairment_check(exp, cfg.seeds[0])
         verdicts.append(verdict_impairments(report["impairments"]))
@@ -330,7 +367,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> tuple[dict, list[Verdict]]:
 
 
 def describe(cfg: RunConfig, chance: float, metric: str) -> str:
-    towers = f"{cfg.image_backbone} + {cfg.text_backbone}"
+    towers = " + ".join(p.backbone for p in plan_of(cfg).values())
     towers += ", fine-tuned" if cfg.finetune else ""
     opts = ", ".join(f"{k}={v}" for k, v in cfg.dataset_options.items()) or "defaults"
     bb = f"; backbone options {cfg.backbone_options}" if cfg.backbone_options else ""

@@ -54,6 +54,24 @@ def test_dominance_window_and_weaker_modality(regime, image_only, text_only, ok)
     assert f"ΔGap {abs(image_only - text_only):.1f}" in v.text
 
 
+@pytest.mark.parametrize(
+    ("only", "ok", "weakest"),
+    [
+        ({"image": 50.0, "audio": 80.0, "text": 95.0}, True, "image"),  # spread 45
+        ({"image": 85.0, "audio": 90.0, "text": 95.0}, False, "image"),  # spread 10
+        ({"image": 90.0, "audio": 15.0, "text": 60.0}, False, "audio"),  # weakest < 2x chance
+        ({"image": 90.0, "audio": 25.0, "text": 95.0}, False, "audio"),  # spread 70
+    ],
+)
+def test_three_modality_dominance_reads_the_only_m_scores(regime, only, ok, weakest):
+    # the missing_<m> scores are decoys: with three modalities they are not single-modality
+    rows = [{**{f"only_{m}": x for m, x in only.items()}, **{f"missing_{m}": 0.0 for m in only}}]
+    v = regime.verdict_dominance(rows, 10.0, ("image", "audio", "text"))
+    assert v.passed is ok
+    spread = max(only.values()) - min(only.values())
+    assert f"spread (max - min) {spread:.1f}" in v.text and f"weaker ({weakest} only)" in v.text
+
+
 def test_stability_uses_the_sample_std_and_needs_five_seeds(regime):
     # missing Avg 50 ± 0 for every seed; ΔGap values 30, 32, 34, 36, 38: sample std 3.16
     joint = [row(50 - g / 2, 50 + g / 2) for g in (30.0, 32.0, 34.0, 36.0, 38.0)]
