@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from balgrad.backbones.factory import BACKBONES
-from balgrad.config import build_config, load_yaml
+from balgrad.config import build_config, load_yaml, modality_plan
 from balgrad.strategies import create_strategy
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
@@ -16,8 +16,8 @@ def test_example_config_is_valid(path):
     cfg = build_config(load_yaml(path), str(path))  # checks every registry option up front
     for method in cfg.methods:
         create_strategy(method, **cfg.method_options.get(method, {}))
-    for tower, name in (("image", cfg.image_backbone), ("text", cfg.text_backbone)):
-        BACKBONES[tower].validate(name, cfg.backbone_options.get(tower, {}))
+    for plan in modality_plan(cfg).values():
+        BACKBONES[plan.kind].validate(plan.backbone, plan.backbone_options)
 
 
 def test_there_are_examples():
