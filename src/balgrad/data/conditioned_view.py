@@ -112,8 +112,10 @@ class ConditionedView(Dataset):
         if hit and c.missing_for(m) and not self.embedding_mode:
             x = kind.blank(x)
         elif hit and c.noisy_for(m):
-            if kind.noise is None:  # text: the token ids get it when collated
+            if kind.token_noise:  # text: the token ids get it when collated
                 token_noise = c.level
+            elif kind.noise is None:
+                raise ConfigError(f"modality {m!r}: kind {kind.name!r} has no noise")
             elif self.noise_std is not None:
                 x = kind.noise(x, c.level, c.seed, i, noise_salt(m), std=self.noise_std)
             else:

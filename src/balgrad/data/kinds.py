@@ -116,8 +116,9 @@ class ModalityKind:
     """How the protocol treats one kind of modality.
 
     ``blank(x)``: the missing input shaped like ``x``. ``noise``: ``fn(x, level, seed,
-    index, salt)`` on one raw input, or None where the noise is applied at collation
-    (text tokens). ``noise_symbol``/``noise_unit`` describe ``level`` in tables and help.
+    index, salt)`` on one raw input; None with ``token_noise`` (text: the token ids get it
+    at collation), or None for a kind without noise (the protocol then has no noisy row for
+    it). ``noise_symbol``/``noise_unit`` describe ``level`` in tables and help.
     ``needs_feature_std``: the noise takes the split's per-feature std as ``std=``.
     """
 
@@ -129,6 +130,11 @@ class ModalityKind:
     noise_symbol: str
     noise_unit: str
     needs_feature_std: bool = False
+    token_noise: bool = False
+
+    @property
+    def has_noise(self) -> bool:
+        return self.noise is not None or self.token_noise
 
     def describe_noise(self, level: float) -> str:
         return f"{self.noise_symbol} = {level:g}{self.noise_unit}"
@@ -141,7 +147,7 @@ KINDS: dict[str, ModalityKind] = {
             "image", torch.zeros_like, noisy_image, 0.5, _at_least_zero("σ (pixel-noise std)"),
             "σ", "",
         ),
-        ModalityKind("text", lambda x: "", None, 0.5, _probability, "p", ""),
+        ModalityKind("text", lambda x: "", None, 0.5, _probability, "p", "", token_noise=True),
         ModalityKind("audio", _zeros, noisy_audio, 0.0, _finite_db, "SNR", " dB"),
         ModalityKind(
             "video", _zeros, noisy_video, 1.0, _at_least_zero("σ (frame-noise std)"), "σ", "",
@@ -153,6 +159,14 @@ KINDS: dict[str, ModalityKind] = {
         ),
     )
 }  # fmt: skip
+
+
+def register_kind(kind: ModalityKind) -> ModalityKind:
+    """Add a modality kind (a dataset may then declare modalities of it)."""
+    if kind.name in KINDS:
+        raise ConfigError(f"modality kind {kind.name!r} is already registered")
+    KINDS[kind.name] = kind
+    return kind
 
 
 def modality_kind(kind: str, where: str = "modality kind") -> ModalityKind:

@@ -80,7 +80,8 @@ class ProtocolConfig:
         for m in names:
             conds[f"missing_{m}"] = Condition(f"missing_{m}", ratio=self.missing_ratio, seed=s)
         for m in names:
-            conds[f"noisy_{m}"] = Condition(f"noisy_{m}", level=levels[m], seed=s)
+            if modality_kind(self.modalities[m]).has_noise:
+                conds[f"noisy_{m}"] = Condition(f"noisy_{m}", level=levels[m], seed=s)
         if len(names) > 2:
             for m in names:
                 conds[f"only_{m}"] = Condition(f"only_{m}", seed=s)
