@@ -69,6 +69,17 @@ def test_audio_stream_with_a_front_end_takes_waveforms():
     assert torch.allclose(enc(stereo), enc(torch.full_like(wave, 0.1)), atol=1e-6)
 
 
+def test_a_four_dimensional_input_is_a_spectrogram_even_with_a_front_end():
+    # Kinetics-Sounds ships precomputed spectrograms [B, 1, F, N]: the front end is skipped
+    torch.manual_seed(0)
+    with_front = AudioResNet18(width=2, frontend={"sample_rate": 8000, "n_fft": 128})
+    without = AudioResNet18(width=2)
+    without.load_state_dict(with_front.state_dict(), strict=False)
+    with_front.eval(), without.eval()
+    spec = torch.randn(3, 1, 20, 12)
+    assert torch.equal(with_front(spec), without(spec))
+
+
 def test_visual_stream_shapes_gradients_and_official_pooling():
     torch.manual_seed(0)
     enc = VisualResNet18(width=2)

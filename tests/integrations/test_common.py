@@ -141,3 +141,31 @@ def test_a_strategy_that_needs_validation_scores_says_how_to_give_them():
     with pytest.raises(ConfigError, match="pass eval_dataset"):
         epoch_end(strategy, 0, optimizer, None, how_to_validate="pass eval_dataset")
     assert epoch_end(create_strategy("joint"), 0, optimizer, None, how_to_validate="-") == {}
+
+
+def test_example_collator_stacks_any_named_modalities():
+    import torch
+
+    from balgrad.data.base import Example
+    from balgrad.integrations.collate import ExampleCollator
+
+    class Doubling:
+        def preprocess(self, x):
+            return 2 * x
+
+    examples = [
+        Example(
+            inputs={
+                "audio": torch.full((4,), float(i)),
+                "motion": {"features": torch.full((3, 2), float(i)), "lengths": i + 1},
+            },
+            label=torch.tensor(i),
+            index=i,
+        )
+        for i in range(3)
+    ]
+    out = ExampleCollator(encoders={"audio": Doubling(), "motion": object()})(examples)
+    assert torch.equal(out["audio"], 2 * torch.arange(3.0)[:, None].expand(3, 4))
+    assert out["motion"]["features"].shape == (3, 3, 2)
+    assert out["motion"]["lengths"].tolist() == [1, 2, 3]
+    assert out["labels"].tolist() == [0, 1, 2]
