@@ -138,7 +138,9 @@ class RunConfig(BaseModel):
     # data
     dataset: str = Field(
         "digits",
-        description="built-in (digits, fashion, keypad) or on-disk (food101, hateful_memes, mmimdb, memotion, cub, generic, cremad, kinetics_sounds, mosei, mosi); `balgrad list` shows them",
+        description="built-in (digits, fashion, keypad) or on-disk (food101, hateful_memes, "
+        "mmimdb, memotion, cub, generic, cremad, kinetics_sounds, mosei, mosi); "
+        "`balgrad list` shows them",
     )
     data_dir: str | None = Field(
         None, description="dataset folder (on-disk datasets; fashion: the IDX files)"
