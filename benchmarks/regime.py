@@ -95,9 +95,7 @@ class AloneExperiment(Experiment):
         both = pipe.model_encoders
 
         def one_tower():
-            return {
-                m: e if m == self.kept else ZeroTower(e.out_dim) for m, e in both().items()
-            }
+            return {m: e if m == self.kept else ZeroTower(e.out_dim) for m, e in both().items()}
 
         pipe.model_encoders = one_tower  # only build_model asks for the model's encoders
         return pipe
@@ -258,9 +256,7 @@ def verdict_impairments(towers: dict[str, dict]) -> Verdict:
     parts = []
     for tower, r in towers.items():
         how = (
-            "zero embedding"
-            if r["missing"] == "embedding"
-            else MISSING_INPUT[r.get("kind", tower)]
+            "zero embedding" if r["missing"] == "embedding" else MISSING_INPUT[r.get("kind", tower)]
         )
         kind = "frozen pretrained" if r["frozen"] else "trained on the task"
         text = f"{tower}: {r['backbone']} ({kind}), missing = {how}"

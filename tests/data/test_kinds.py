@@ -67,7 +67,9 @@ def test_image_and_text_keep_their_old_noise_streams():
 
 class Seq(MultimodalDataset):
     def __init__(self):
-        self.info = DatasetInfo("seq", "single_label", ["a", "b"], modalities={"x": "features", "y": "features"})
+        self.info = DatasetInfo(
+            "seq", "single_label", ["a", "b"], modalities={"x": "features", "y": "features"}
+        )
         self.split = "test"
         g = torch.Generator().manual_seed(0)
         self.data = torch.randn(6, 4, 3, generator=g) * torch.tensor([1.0, 5.0, 0.2])
@@ -94,7 +96,12 @@ def test_feature_std_over_the_real_steps_against_numpy():
 
 def test_conditions_of_any_modality():
     c = Condition.parse("missing_audio@0.25")
-    assert (c.action, c.modality, c.ratio, c.name) == ("missing", "audio", 0.25, "missing_audio@0.25")
+    assert (c.action, c.modality, c.ratio, c.name) == (
+        "missing",
+        "audio",
+        0.25,
+        "missing_audio@0.25",
+    )
     n = Condition.parse("noisy_visual@3")
     assert n.noisy_for("visual") and not n.hits("audio") and n.name == "noisy_visual@3"
     only = Condition.parse("only_text")
@@ -122,9 +129,7 @@ def test_the_image_text_conditions_hit_the_samples_they_always_hit():
 def test_a_kind_can_be_registered():
     from balgrad.data.kinds import ModalityKind
 
-    depth = ModalityKind(
-        "depth_test", torch.zeros_like, None, 0.0, lambda level: None, "σ", ""
-    )
+    depth = ModalityKind("depth_test", torch.zeros_like, None, 0.0, lambda level: None, "σ", "")
     register_kind(depth)
     try:
         assert KINDS["depth_test"] is depth

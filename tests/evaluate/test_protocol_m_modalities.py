@@ -123,7 +123,9 @@ def test_a_frozen_towers_missing_features_are_its_full_features_with_the_blank_e
     assert torch.equal(feats[hit], blank.expand(int(hit.sum()), -1))
     assert torch.equal(batch_of(pipe, ds, cond).inputs["audio"], feats)
     # only_image blanks the frozen audio tower for every sample, from the same cache
-    assert torch.equal(pipe.features(ds, Condition("only_image"), "audio"), blank.expand(len(ds), -1))
+    assert torch.equal(
+        pipe.features(ds, Condition("only_image"), "audio"), blank.expand(len(ds), -1)
+    )
 
 
 def test_embedding_mode_drops_the_missing_modalities_instead():
