@@ -2,8 +2,8 @@
 docs/three-modality-benchmark.md, before ``balgrad compare`` speaks M modalities.
 
 Each modality's frozen features are encoded once per dataset setting (EfficientNet-Lite0
-at 112 px for the image, MiniLM for the caption, ``efficientnet-lite0-mel`` for the
-sound) and cached in ``--cache`` (default /tmp/keypad_probe). Then balgrad's own M-modal
+at 112 px for the image, MiniLM for the caption, ``efficientnet-lite0-mel`` with the
+keypad registration's options for the sound) and cached in ``--cache`` (default /tmp/keypad_probe). Then balgrad's own M-modal
 model and strategies train on them in a plain loop, as the default job trains: identity
 towers over the cached features, embed_dim 128, concat fusion, linear head, Adam 1e-3,
 batch 64, 8 epochs, the epoch with the best validation accuracy (full inputs; 10% of
@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from balgrad.data.builtin import KEYPAD_AUDIO_BACKBONE_DEFAULTS
 from balgrad.data.keypad import KEYPAD_MODALITIES, KeypadConfig, KeypadDataset
 from balgrad.data.kinds import noise_salt, noisy_audio, noisy_image
 from balgrad.data.splits import train_val_split
@@ -52,6 +53,7 @@ from balgrad.strategies import create_strategy
 
 MODALITIES = tuple(KEYPAD_MODALITIES)  # image, audio, text
 EPOCHS, BATCH, LR, EMBED = 8, 64, 1e-3, 128
+AUDIO_TOWER = KEYPAD_AUDIO_BACKBONE_DEFAULTS["efficientnet-lite0-mel"]
 IMAGE_NOISE, AUDIO_SNR = 0.5, 0.0  # the kinds' default noise levels
 
 
@@ -73,7 +75,7 @@ def _encoders():
 
     return {
         "image": EfficientNetLite0Encoder(image_size=112),
-        "audio": SpectrogramImageEncoder(),
+        "audio": SpectrogramImageEncoder(**AUDIO_TOWER),
         "text": MiniLMTextEncoder(),
     }
 
@@ -124,7 +126,7 @@ def features(cfg: KeypadConfig, cache: Path, timings: dict) -> dict:
     digits_key = cfg.digits_config().content_key(0)
     for m in MODALITIES:
         data_key = cfg.content_key(0) if m == "audio" else digits_key
-        path = cache / f"{m}-{_key(m, data_key, 'effnet112/minilm/mel64-v1')}.pt"
+        path = cache / f"{m}-{_key(m, data_key, 'effnet112/minilm', AUDIO_TOWER if m == 'audio' else None)}.pt"
         if path.is_file():
             got = torch.load(path, weights_only=True)
         else:
