@@ -210,6 +210,12 @@ def test_registered_as_a_builtin_with_its_modalities_and_audio_backbone():
     assert entry.metadata["modalities"] == {"image": "image", "audio": "audio", "text": "text"}
     assert entry.metadata["modality_backbones"] == {"audio": "efficientnet-lite0-mel"}
     assert entry.metadata["cache_option"] == "cache_dir"
+    audio_tower = entry.metadata["backbone_defaults"]["efficientnet-lite0-mel"]
+    # the tower reads the dataset's sample rate, and its band holds every detuned DTMF tone
+    assert audio_tower["sample_rate"] == KeypadConfig().sample_rate
+    low, high = min(KEYPAD_TABLE.values())[0], max(f for _, f in KEYPAD_TABLE.values())
+    assert audio_tower["f_min"] < low * (1 - 3 * 0.02) and audio_tower["f_max"] > high * (1 + 3 * 0.02)
+    assert entry.metadata["backbone_defaults"]["efficientnet-lite0"] == {"image_size": 112}
     ds = load_builtin("keypad", "test", seed=4, snr_db=0.0, **SMALL)
     assert isinstance(ds, KeypadDataset) and ds.split == "test" and len(ds) == 30
     assert ds.config.snr_db == 0.0 and ds.seed == 4
