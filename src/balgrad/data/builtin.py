@@ -1,4 +1,5 @@
-"""Built-in datasets that need nothing but pip/Debian packages: ``digits`` and ``fashion``.
+"""Built-in datasets that need nothing but pip/Debian packages: ``digits``, ``fashion``
+and ``keypad``.
 
 ``digits`` (the project's default)
     Every sample is a random augmentation (upsampling, affine warp, stroke thickness,
@@ -23,6 +24,14 @@
     (shirt, T-shirt/top, pullover and coat share "top", "sleeve", "cotton", "button";
     sandal, sneaker and ankle boot share "shoe", "sole", ...). A harder benchmark.
 
+``keypad`` (three modalities: image, audio, text)
+    Each sample is a ``digits`` sample (its image and caption, from the digits generator)
+    plus the telephone keypad's DTMF tone pair of the digit (697/770/852/941 Hz rows x
+    1209/1336/1477 Hz columns) as a 0.5 s waveform at 8 kHz, with per-sample detuning,
+    onset, duration and gain jitter and white noise at ``snr_db``
+    (:class:`~balgrad.data.keypad.KeypadConfig`). Its audio tower defaults to
+    ``efficientnet-lite0-mel``; see ``docs/three-modality-benchmark.md``.
+
 Use :func:`load_builtin` (``load_builtin("digits", "train", seed=0, strength=0.8)``) or
 the classes directly. Every dataset exposes ``texts`` (``list[str]``), ``labels``
 (``int64`` numpy array) and ``images`` (``uint8`` numpy array ``[N, H, W]``) for cheap
@@ -39,6 +48,7 @@ from balgrad.data.catalog import DATASETS, lookup, register_dataset
 from balgrad.data.digits import DIGITS_CLASSES, DigitsConfig, DigitsDataset
 from balgrad.data.fashion import DEFAULT_FASHION_DIR, FASHION_CLASSES, FashionConfig, FashionDataset
 from balgrad.data.idx import read_idx
+from balgrad.data.keypad import KEYPAD_CLASSES, KEYPAD_MODALITIES, KeypadConfig, KeypadDataset
 from balgrad.errors import ConfigError
 
 __all__ = [
@@ -50,6 +60,9 @@ __all__ = [
     "DigitsDataset",
     "FashionConfig",
     "FashionDataset",
+    "KEYPAD_CLASSES",
+    "KeypadConfig",
+    "KeypadDataset",
     "builtin_options",
     "load_builtin",
     "read_idx",
@@ -65,6 +78,19 @@ SMALL_IMAGE_BACKBONE_DEFAULTS = {
     "cnn": {"image_size": 28, "channels": 1, "width": 16, "norm": "none"},
     "small": {"max_length": 24},
     "efficientnet-lite0": {"image_size": 112},
+}
+
+
+# the keypad's sound through the spectrogram-image tower: the 500-1700 Hz band that holds
+# every DTMF tone (detuned), at 112 px like the image tower; over the full 0-4 kHz band at
+# 64 px its frozen features lose where the tones are (docs/three-modality-benchmark.md)
+KEYPAD_AUDIO_BACKBONE_DEFAULTS = {
+    "efficientnet-lite0-mel": {
+        "sample_rate": 8000,
+        "f_min": 500.0,
+        "f_max": 1700.0,
+        "image_size": 112,
+    },
 }
 
 
@@ -102,6 +128,19 @@ for _name, _dataset, _config, _data_dir, _cache, _description in (
     )
 
 
+register_dataset(
+    "keypad",
+    _generated(KeypadDataset, KeypadConfig, "cache_dir"),
+    options_from=KeypadConfig,
+    kind="builtin",
+    description="digits with a sound: the phone keypad's DTMF tones, jittered and noisy (image, audio, text)",
+    backbone_defaults={**SMALL_IMAGE_BACKBONE_DEFAULTS, **KEYPAD_AUDIO_BACKBONE_DEFAULTS},
+    cache_option="cache_dir",
+    modalities=dict(KEYPAD_MODALITIES),
+    modality_backbones={"audio": "efficientnet-lite0-mel"},
+)
+
+
 def builtin_options(name: str) -> dict[str, Any]:
     """The options a built-in dataset accepts, with their defaults."""
     return DATASETS.defaults(lookup(name, "builtin"))
@@ -112,10 +151,11 @@ def load_builtin(
 ) -> MultimodalDataset:
     """Build a built-in dataset split.
 
-    ``name``: ``"digits"`` or ``"fashion"``; ``split``: ``"train"`` or ``"test"``;
-    ``options``: fields of :class:`DigitsConfig` / :class:`FashionConfig`. ``data_dir``
-    is the Fashion-MNIST folder for ``fashion``, and the ``.npz`` cache folder for
-    ``digits`` (same as its ``cache_dir`` option; it needs no files). Unknown names and
+    ``name``: ``"digits"``, ``"fashion"`` or ``"keypad"``; ``split``: ``"train"`` or
+    ``"test"``; ``options``: fields of :class:`DigitsConfig` / :class:`FashionConfig` /
+    :class:`KeypadConfig`. ``data_dir`` is the Fashion-MNIST folder for ``fashion``, and
+    the ``.npz`` cache folder for ``digits`` and ``keypad`` (same as their ``cache_dir``
+    option; they need no files). Unknown names and
     options raise :class:`ConfigError` naming them.
     """
     key = lookup(name, "builtin")
