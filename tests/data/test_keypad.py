@@ -45,7 +45,7 @@ def test_examples_hold_three_modalities_of_three_kinds():
     assert list(ex.inputs) == ["image", "audio", "text"] and ex.index == 7
     image, audio = ex.inputs["image"], ex.inputs["audio"]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32
-    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
     assert audio.shape == (4000,) and audio.dtype == torch.float32
     assert torch.isfinite(audio).all()
     assert isinstance(ex.inputs["text"], str) and ex.inputs["text"] == ds.texts[7]
@@ -76,7 +76,9 @@ def test_generation_is_deterministic_per_seed_and_differs_across_seeds():
     # reading a sample twice gives the same waveform (the noise is seeded per sample)
     assert torch.equal(a.waveform(4), a.waveform(4))
     # the test split has its own tones
-    assert not np.array_equal(make("test", seed=1).tones["noise_seed"][:30], a.tones["noise_seed"][:30])
+    assert not np.array_equal(
+        make("test", seed=1).tones["noise_seed"][:30], a.tones["noise_seed"][:30]
+    )
 
 
 def test_the_nominal_pairs_are_the_keypads():
@@ -214,7 +216,9 @@ def test_registered_as_a_builtin_with_its_modalities_and_audio_backbone():
     # the tower reads the dataset's sample rate, and its band holds every detuned DTMF tone
     assert audio_tower["sample_rate"] == KeypadConfig().sample_rate
     low, high = min(KEYPAD_TABLE.values())[0], max(f for _, f in KEYPAD_TABLE.values())
-    assert audio_tower["f_min"] < low * (1 - 3 * 0.02) and audio_tower["f_max"] > high * (1 + 3 * 0.02)
+    assert audio_tower["f_min"] < low * (1 - 3 * 0.02) and audio_tower["f_max"] > high * (
+        1 + 3 * 0.02
+    )
     assert entry.metadata["backbone_defaults"]["efficientnet-lite0"] == {"image_size": 112}
     ds = load_builtin("keypad", "test", seed=4, snr_db=0.0, **SMALL)
     assert isinstance(ds, KeypadDataset) and ds.split == "test" and len(ds) == 30

@@ -353,6 +353,14 @@ register_backbone(
     "ResNet-18 over a log spectrogram of the waveform, from scratch (OGM-GE/AGM audio stream)",
 )
 register_backbone(
+    "audio",
+    "efficientnet-lite0-mel",
+    "balgrad.backbones.spectrogram_image:SpectrogramImageEncoder",
+    "EfficientNet-Lite0 (ImageNet, pip package) over log-mel spectrogram images "
+    "(AST/PSLA practice), frozen; 1280-d",
+    pretrained=True,
+)
+register_backbone(
     "video",
     "resnet18",
     _visual_resnet18,

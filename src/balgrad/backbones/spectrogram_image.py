@@ -148,16 +148,3 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
         if x.dim() in (2, 3):
             x = self._images(x)  # raw waveforms
         return self.net.extract_features(x).mean(dim=(2, 3))
-
-
-def register(registry) -> None:
-    """Add ``efficientnet-lite0-mel`` to an audio backbone registry (``BACKBONES["audio"]``)."""
-    registry.register(
-        NAME,
-        SpectrogramImageEncoder,
-        description=(
-            "EfficientNet-Lite0 (ImageNet, pip package) over log-mel spectrogram images "
-            "(AST/PSLA practice), frozen; 1280-d"
-        ),
-        pretrained=True,
-    )
