@@ -76,11 +76,14 @@ def test_every_modality_kind_has_a_registry_of_from_scratch_backbones():
 
     assert set(BACKBONES) == set(KINDS)
     names = list_backbones()
-    assert set(names["audio"]) == {"resnet18"} and set(names["video"]) == {"resnet18"}
+    assert set(names["audio"]) == {"resnet18", "efficientnet-lite0-mel"}
+    assert set(names["video"]) == {"resnet18"}
     assert set(names["features"]) == {"gru", "transformer"}
+    pretrained = {"efficientnet-lite0-mel"}  # the pip-shipped ImageNet network over spectrograms
     for kind in ("audio", "video", "features"):
         for entry in BACKBONES[kind].entries():
-            assert entry.metadata["pretrained"] is False and entry.metadata["description"]
+            assert entry.metadata["pretrained"] is (entry.name in pretrained)
+            assert entry.metadata["description"]
 
 
 def test_audio_resnet18_takes_the_waveform_through_the_ogm_ge_spectrogram():
