@@ -39,10 +39,9 @@ ATOMIC = {"atomic_path", "atomic_open", "_atomic_write"}
 #: writes that are not atomic on purpose, with the reason
 NOT_ATOMIC = {
     ("train/metrics_log.py", "open"): "metrics.jsonl is appended; a resume cuts it back",
-    # the generated-digits cache writes a temporary and renames it itself (digits.py)
-    ("data/digits.py", "savez_compressed"): "written to its own temporary, then renamed",
-    # the keypad's tone cache: the same CacheWriter (balgrad.atomic underneath)
-    ("data/keypad.py", "savez_compressed"): "written to its own temporary, then renamed",
+    # the generated-data caches (digits, keypad) write through CacheWriter into a temporary
+    # that balgrad.atomic renames
+    ("data/cache_files.py", "savez_compressed"): "written to its own temporary, then renamed",
     # safetensors' save() returns bytes, which the cache writes through atomic_write
     ("backbones/cache.py", "save"): "serialises to bytes in memory",
 }

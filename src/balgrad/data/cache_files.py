@@ -15,6 +15,7 @@ a half-written entry under an entry's name.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Callable
@@ -72,3 +73,49 @@ class CacheWriter:
             )
             return False
         return True
+
+
+#: the key of the content parts a generated ``.npz`` records (checked when it is read)
+NPZ_META = "meta"
+
+
+def cached_npz_arrays(
+    name: str,
+    config: Any,
+    seed: int,
+    memory: dict[str, dict[str, Any]],
+    generate: Callable[[], dict[str, Any]],
+    read: Callable[[Path], dict[str, Any]],
+) -> dict[str, Any]:
+    """A built-in dataset's generated arrays: from ``memory`` (the last four), from
+    ``<config.cache_dir>/<name>-<key>.npz`` (``read`` checks it against ``config``; an
+    unreadable or mismatched file is a miss with a warning and is overwritten) or from
+    ``generate()`` (a cache folder that cannot be written: one warning, memory only).
+    ``config`` has ``content_key(seed)``, ``content_parts(seed)`` and ``cache_dir``."""
+    key = config.content_key(seed)
+    if key in memory:
+        return memory[key]
+    path = Path(config.cache_dir) / f"{name}-{key}.npz" if config.cache_dir else None
+    arrays = None
+    if path is not None and path.is_file():
+        try:
+            arrays = read(path)
+        except Exception as exc:  # zip, zlib, numpy or content errors: all a miss
+            cache_warning(
+                f"{name} cache {path} is unusable ({type(exc).__name__}: {exc}); "
+                "generating the data again and overwriting it",
+                stacklevel=5,
+            )
+    if arrays is None:
+        arrays = generate()
+        if path is not None:
+            import numpy as np
+
+            meta = np.array(json.dumps(config.content_parts(seed), sort_keys=True))
+            CacheWriter(path.parent, f"{name} cache (cache_dir)").write(
+                path, lambda f: np.savez_compressed(f, **arrays, **{NPZ_META: meta})
+            )
+    if len(memory) >= 4:
+        memory.pop(next(iter(memory)))
+    memory[key] = arrays
+    return arrays

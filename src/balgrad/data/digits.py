@@ -21,7 +21,7 @@ from balgrad.data._builtin_common import (
     _stratified_labels,
 )
 from balgrad.data.base import DatasetInfo
-from balgrad.data.cache_files import CacheWriter, cache_warning
+from balgrad.data.cache_files import NPZ_META, cached_npz_arrays
 from balgrad.errors import ConfigError, DataError
 
 DIGITS_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -306,7 +306,7 @@ def _generate_digits(config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
 
 _DIGITS_MEMORY: dict[str, dict[str, np.ndarray]] = {}
 # the .npz also holds the content parts it was generated from, checked on read
-_META = "meta"
+_META = NPZ_META
 _NUM_SOURCES = 1797  # scikit-learn's load_digits()
 
 
@@ -314,31 +314,14 @@ def _digits_arrays(config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
     """The generated arrays: from memory, from the ``.npz`` cache in ``cache_dir`` (an
     unreadable or mismatched file is a miss with a warning and is overwritten) or newly
     generated (a cache folder that cannot be written: one warning, memory only)."""
-    key = config.content_key(seed)
-    if key in _DIGITS_MEMORY:
-        return _DIGITS_MEMORY[key]
-    path = Path(config.cache_dir) / f"digits-{key}.npz" if config.cache_dir else None
-    arrays = None
-    if path is not None and path.is_file():
-        try:
-            arrays = _read_npz(path, config, seed)
-        except Exception as exc:  # zip, zlib, numpy or content errors: all a miss
-            cache_warning(
-                f"digits cache {path} is unusable ({type(exc).__name__}: {exc}); "
-                "generating the data again and overwriting it",
-                stacklevel=4,
-            )
-    if arrays is None:
-        arrays = _generate_digits(config, seed)
-        if path is not None:
-            meta = np.array(json.dumps(config.content_parts(seed), sort_keys=True))
-            CacheWriter(path.parent, "digits cache (cache_dir)").write(
-                path, lambda f: np.savez_compressed(f, **arrays, **{_META: meta})
-            )
-    if len(_DIGITS_MEMORY) >= 4:
-        _DIGITS_MEMORY.pop(next(iter(_DIGITS_MEMORY)))
-    _DIGITS_MEMORY[key] = arrays
-    return arrays
+    return cached_npz_arrays(
+        "digits",
+        config,
+        seed,
+        _DIGITS_MEMORY,
+        lambda: _generate_digits(config, seed),
+        lambda path: _read_npz(path, config, seed),
+    )
 
 
 def _read_npz(path: Path, config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:

@@ -33,7 +33,7 @@ from balgrad.data._builtin_common import (
     _digest,
 )
 from balgrad.data.base import DatasetInfo, Example
-from balgrad.data.cache_files import CacheWriter, cache_warning
+from balgrad.data.cache_files import NPZ_META, cached_npz_arrays
 from balgrad.data.digits import DIGITS_CLASSES, DigitsConfig, _digits_arrays
 from balgrad.errors import ConfigError
 
@@ -244,38 +244,21 @@ def _generate_tones(config: KeypadConfig, seed: int, labels: dict[str, np.ndarra
 
 
 _KEYPAD_MEMORY: dict[str, dict[str, np.ndarray]] = {}
-_META = "meta"
+_META = NPZ_META
 
 
 def _keypad_tones(config: KeypadConfig, seed: int, labels: dict[str, np.ndarray]):
     """The tone parameters: from memory, from the ``.npz`` cache in ``cache_dir`` (an
     unreadable or mismatched file is a miss with a warning and is overwritten) or newly
     generated (a cache folder that cannot be written: one warning, memory only)."""
-    key = config.content_key(seed)
-    if key in _KEYPAD_MEMORY:
-        return _KEYPAD_MEMORY[key]
-    path = Path(config.cache_dir) / f"keypad-{key}.npz" if config.cache_dir else None
-    arrays = None
-    if path is not None and path.is_file():
-        try:
-            arrays = _read_npz(path, config, seed)
-        except Exception as exc:  # zip, zlib, numpy or content errors: all a miss
-            cache_warning(
-                f"keypad cache {path} is unusable ({type(exc).__name__}: {exc}); "
-                "generating the data again and overwriting it",
-                stacklevel=4,
-            )
-    if arrays is None:
-        arrays = _generate_tones(config, seed, labels)
-        if path is not None:
-            meta = np.array(json.dumps(config.content_parts(seed), sort_keys=True))
-            CacheWriter(path.parent, "keypad cache (cache_dir)").write(
-                path, lambda f: np.savez_compressed(f, **arrays, **{_META: meta})
-            )
-    if len(_KEYPAD_MEMORY) >= 4:
-        _KEYPAD_MEMORY.pop(next(iter(_KEYPAD_MEMORY)))
-    _KEYPAD_MEMORY[key] = arrays
-    return arrays
+    return cached_npz_arrays(
+        "keypad",
+        config,
+        seed,
+        _KEYPAD_MEMORY,
+        lambda: _generate_tones(config, seed, labels),
+        lambda path: _read_npz(path, config, seed),
+    )
 
 
 def _read_npz(path: Path, config: KeypadConfig, seed: int) -> dict[str, np.ndarray]:
