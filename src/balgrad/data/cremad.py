@@ -42,7 +42,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -103,17 +103,7 @@ class CremaD(torch.utils.data.Dataset):
         skip_bad: bool = False,
         seed: int = 0,
     ) -> None:
-        if split not in SPLITS:
-            raise ConfigError(f"{NAME}: split must be one of {SPLITS}, got {split!r}")
-        if not isinstance(num_frames, int) or num_frames < 1:
-            raise ConfigError(
-                f"{NAME}: option 'num_frames' must be an int >= 1, got {num_frames!r}"
-            )
-        if not seconds > 0:
-            raise ConfigError(f"{NAME}: option 'seconds' must be > 0, got {seconds!r}")
-        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if h < 1 or w < 1:
-            raise ConfigError(f"{NAME}: option 'image_size' must be >= 1, got {image_size!r}")
+        h, w = check_clip_options(NAME, split, SPLITS, num_frames, seconds, image_size)
         self.root = Path(data_dir)
         self.split = split
         self.num_frames = num_frames
@@ -203,6 +193,23 @@ class CremaD(torch.utils.data.Dataset):
 
 # PCM sample type -> the value full scale maps to 1.0 (scipy reads 24-bit as int32)
 _FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
+
+
+def check_clip_options(
+    name: str, split: str, splits: tuple[str, ...], num_frames: Any, seconds: Any, image_size: Any
+) -> tuple[int, int]:
+    """The options an audio-visual clip reader shares, checked: the split, the frames per
+    clip, the clip length and the frame size; (height, width)."""
+    if split not in splits:
+        raise ConfigError(f"{name}: split must be one of {splits}, got {split!r}")
+    if not isinstance(num_frames, int) or num_frames < 1:
+        raise ConfigError(f"{name}: option 'num_frames' must be an int >= 1, got {num_frames!r}")
+    if not seconds > 0:
+        raise ConfigError(f"{name}: option 'seconds' must be > 0, got {seconds!r}")
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if h < 1 or w < 1:
+        raise ConfigError(f"{name}: option 'image_size' must be >= 1, got {image_size!r}")
+    return int(h), int(w)
 
 
 def read_wav(path: Path, source: str) -> tuple[torch.Tensor, int]:

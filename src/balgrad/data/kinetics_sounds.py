@@ -75,7 +75,7 @@ import torch
 
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data.catalog import register_dataset
-from balgrad.data.cremad import FRAME_SUFFIXES, read_frame, read_wav
+from balgrad.data.cremad import FRAME_SUFFIXES, check_clip_options, read_frame, read_wav
 from balgrad.data.disk.images import header_error, image_error
 from balgrad.data.disk.layout import canonical_split
 from balgrad.data.disk.paths import FolderBoundary
@@ -182,21 +182,11 @@ class KineticsSounds(MultimodalDataset):
                 f"{NAME} has no official validation split (only {', '.join(SPLITS)}): "
                 "carve one from 'train'"
             )
-        if split not in SPLITS:
-            raise ConfigError(f"{NAME}: split must be one of {SPLITS}, got {split!r}")
+        h, w = check_clip_options(NAME, split, SPLITS, num_frames, seconds, image_size)
         if audio_format not in AUDIO_FORMATS:
             raise ConfigError(
                 f"{NAME}: option 'audio_format' must be one of {AUDIO_FORMATS}, got {audio_format!r}"
             )
-        if not isinstance(num_frames, int) or num_frames < 1:
-            raise ConfigError(
-                f"{NAME}: option 'num_frames' must be an int >= 1, got {num_frames!r}"
-            )
-        if not seconds > 0:
-            raise ConfigError(f"{NAME}: option 'seconds' must be > 0, got {seconds!r}")
-        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if h < 1 or w < 1:
-            raise ConfigError(f"{NAME}: option 'image_size' must be >= 1, got {image_size!r}")
         self.root = Path(data_dir)
         self.split = split
         self.audio_format = audio_format
