@@ -119,3 +119,20 @@ def cached_npz_arrays(
         memory.pop(next(iter(memory)))
     memory[key] = arrays
     return arrays
+
+
+def load_npz_checked(path: Path, want: dict[str, Any], old_hint: str = "") -> dict[str, Any]:
+    """The arrays of a generated ``.npz`` whose recorded content parts equal ``want``
+    (the meta entry removed); ``ValueError`` naming the difference otherwise."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = arrays.pop(NPZ_META, None)
+    if meta is None or meta.shape != () or meta.dtype.kind != "U":
+        raise ValueError(f"it records no content parts{old_hint}")
+    if json.loads(str(meta)) != json.loads(json.dumps(want)):
+        raise ValueError(
+            f"it was generated for {str(meta)}, not {json.dumps(want, sort_keys=True)}"
+        )
+    return arrays

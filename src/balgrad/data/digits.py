@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from balgrad.data._builtin_common import (
     _stratified_labels,
 )
 from balgrad.data.base import DatasetInfo
-from balgrad.data.cache_files import NPZ_META, cached_npz_arrays
+from balgrad.data.cache_files import cached_npz_arrays, load_npz_checked
 from balgrad.errors import ConfigError, DataError
 
 DIGITS_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -306,7 +305,6 @@ def _generate_digits(config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
 
 _DIGITS_MEMORY: dict[str, dict[str, np.ndarray]] = {}
 # the .npz also holds the content parts it was generated from, checked on read
-_META = NPZ_META
 _NUM_SOURCES = 1797  # scikit-learn's load_digits()
 
 
@@ -328,16 +326,7 @@ def _read_npz(path: Path, config: DigitsConfig, seed: int) -> dict[str, np.ndarr
     """The arrays of a digits ``.npz``, checked against what ``config`` and ``seed``
     generate: the content parts it records, every array's name, dtype and shape, and the
     ranges of labels and source indices. Raises ``ValueError`` naming the difference."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = arrays.pop(_META, None)
-    if meta is None or meta.shape != () or meta.dtype.kind != "U":
-        raise ValueError("it records no content parts (written by an older balgrad?)")
-    want = config.content_parts(seed)
-    if json.loads(str(meta)) != json.loads(json.dumps(want)):
-        raise ValueError(
-            f"it was generated for {str(meta)}, not {json.dumps(want, sort_keys=True)}"
-        )
+    arrays = load_npz_checked(path, config.content_parts(seed), " (written by an older balgrad?)")
     size = config.image_size
     expected = {}
     for split, n in (("train", config.n_train), ("test", config.n_test)):

@@ -17,7 +17,6 @@ when the sample is read.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from balgrad.data._builtin_common import (
     _digest,
 )
 from balgrad.data.base import DatasetInfo, Example
-from balgrad.data.cache_files import NPZ_META, cached_npz_arrays
+from balgrad.data.cache_files import cached_npz_arrays, load_npz_checked
 from balgrad.data.digits import DIGITS_CLASSES, DigitsConfig, _digits_arrays
 from balgrad.errors import ConfigError
 
@@ -244,7 +243,6 @@ def _generate_tones(config: KeypadConfig, seed: int, labels: dict[str, np.ndarra
 
 
 _KEYPAD_MEMORY: dict[str, dict[str, np.ndarray]] = {}
-_META = NPZ_META
 
 
 def _keypad_tones(config: KeypadConfig, seed: int, labels: dict[str, np.ndarray]):
@@ -265,16 +263,7 @@ def _read_npz(path: Path, config: KeypadConfig, seed: int) -> dict[str, np.ndarr
     """The tone arrays of a keypad ``.npz``, checked against what ``config`` and ``seed``
     generate: the content parts it records, every array's name, dtype and shape, and that
     every tone lies inside the clip. Raises ``ValueError`` naming the difference."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = arrays.pop(_META, None)
-    if meta is None or meta.shape != () or meta.dtype.kind != "U":
-        raise ValueError("it records no content parts")
-    want = config.content_parts(seed)
-    if json.loads(str(meta)) != json.loads(json.dumps(want)):
-        raise ValueError(
-            f"it was generated for {str(meta)}, not {json.dumps(want, sort_keys=True)}"
-        )
+    arrays = load_npz_checked(path, config.content_parts(seed))
     expected = {
         f"{split}_{name}": (kind, size, (n,))
         for split, n in (("train", config.n_train), ("test", config.n_test))
