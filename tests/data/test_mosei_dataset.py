@@ -4,6 +4,7 @@ test_mosei's writers."""
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 
@@ -130,6 +131,39 @@ def test_label_modes_and_exclude_zero_against_a_hand_made_pickle(tmp_path):
     _dump(tmp_path, all_zero, "mosei_senti_data.pkl")
     with pytest.raises(DataError, match=r"split 'valid': no samples with a non-zero label"):
         build("mosei", tmp_path, "val", exclude_zero=True)
+
+
+def test_the_acc7_readout_is_the_expected_score_against_the_real_labels(tmp_path):
+    from scipy.stats import pearsonr
+    from sklearn.metrics import f1_score
+
+    _dump(tmp_path, mult_with_scores(), "mosei_senti_data.pkl")
+    test = build("mosei", tmp_path, "test")  # its scores: SCORES reversed
+    logits = torch.randn(6, 7, generator=torch.Generator().manual_seed(0)) * 2
+    index = torch.tensor([9, 0, 4, 3, 7, 6])  # any order, as the loader hands them
+    got = test.readout_scores(logits, index)
+    truth = [SCORES[::-1][i] for i in index.tolist()]
+    # expected score, sample by sample: sum over the classes -3..3 of p_c times c
+    pred = []
+    for row in logits.tolist():
+        e = [math.exp(v) for v in row]
+        pred.append(sum((c - 3) * w / sum(e) for c, w in enumerate(e)))
+    assert got["mae"] == pytest.approx(sum(abs(p - y) for p, y in zip(pred, truth)) / 6)
+    assert got["pearson"] == pytest.approx(pearsonr(pred, truth)[0])
+    has0 = [(p >= 0) == (y >= 0) for p, y in zip(pred, truth)]
+    assert got["acc2_non_negative"] == pytest.approx(100 * sum(has0) / 6)
+    non0 = [(p > 0) == (y > 0) for p, y in zip(pred, truth) if y != 0]
+    assert got["acc2_non_zero"] == pytest.approx(100 * sum(non0) / len(non0))
+    assert got["f1_non_negative"] == pytest.approx(
+        100 * f1_score([y >= 0 for y in truth], [p >= 0 for p in pred], average="weighted")
+    )
+    kept = [(y > 0, p > 0) for p, y in zip(pred, truth) if y != 0]
+    assert got["f1_non_zero"] == pytest.approx(100 * f1_score(*zip(*kept), average="weighted"))
+    assert "acc7" not in got and "accuracy" not in got  # the argmax's acc7 is the accuracy
+    # a 2-class model has no score to read out; a wrong width is named
+    assert build("mosei", tmp_path, "test", label="acc2").readout_scores(logits[:, :2], index) == {}
+    with pytest.raises(ConfigError, match=r"mosei: the acc7 read-out needs 7 logits"):
+        test.readout_scores(logits[:, :5], index)
 
 
 def test_feature_std_over_the_real_steps(tmp_path):

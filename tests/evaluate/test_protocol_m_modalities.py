@@ -11,6 +11,7 @@ from torch import nn
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
+from balgrad.errors import ConfigError
 from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
 from balgrad.models import MultimodalModel
 
@@ -168,3 +169,42 @@ def test_evaluator_scores_every_role_and_every_sweep_point():
     # r = 0 impairs nothing: every modality's point is the full score
     full = result["conditions"]["full"]["accuracy"]
     assert all(result["sweep"][0][f"missing_{m}"]["accuracy"] == full for m in MODALITIES)
+
+
+class WithReadout(Three):
+    """Records what the protocol hands its read-out: the logits and the split indices."""
+
+    def __init__(self, key="seen"):
+        super().__init__()
+        self.key, self.calls = key, []
+
+    def readout_scores(self, logits, index):
+        self.calls.append((logits.clone(), index.clone()))
+        return {self.key: float(index.sum())}
+
+
+def test_a_datasets_readout_gets_every_sample_index_with_its_logits_in_every_condition():
+    ds = WithReadout()
+    pipe = InputPipeline(encoders=encoders())
+    model = MultimodalModel(pipe.model_encoders(), 2, embed_dim=4).eval()
+    cfg = ProtocolConfig(modalities=MODALITIES, sweep_ratios=(0.0, 1.0), batch_size=16)
+    result = Evaluator(pipe, ds, ["accuracy"], cfg).run(model)
+    n = len(ds)
+    every = [s for role, s in result["conditions"].items()]
+    every += [row[f"missing_{m}"] for row in result["sweep"] for m in MODALITIES]
+    assert [s["seen"] for s in every] == [n * (n - 1) / 2] * len(every)
+    # the full condition's logits, sample by sample, against a forward of the whole split
+    logits, index = ds.calls[0]
+    assert index.tolist() == list(range(n))  # batches of 16 in order, as the targets
+    with torch.no_grad():
+        direct = model(batch_of(pipe, ds, Condition("full", seed=0)).inputs).logits
+    torch.testing.assert_close(logits, direct)
+
+
+def test_a_readout_may_not_overwrite_a_metric():
+    ds = WithReadout(key="accuracy")
+    pipe = InputPipeline(encoders=encoders())
+    model = MultimodalModel(pipe.model_encoders(), 2, embed_dim=4)
+    cfg = ProtocolConfig(modalities=MODALITIES, batch_size=16)
+    with pytest.raises(ConfigError, match="readout_scores .* repeats metrics \\['accuracy'\\]"):
+        Evaluator(pipe, ds, ["accuracy"], cfg).score(model, Condition("full", seed=0))

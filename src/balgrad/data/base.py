@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from torch.utils.data import Dataset
 
 TaskKind = Literal["single_label", "multi_label"]
@@ -123,6 +124,13 @@ class MultimodalDataset(Dataset):
         not cover their content (a disk dataset's images: it holds their sizes); the
         feature cache keys on a hash of their content. None: the fingerprint suffices."""
         return None
+
+    def readout_scores(self, logits: torch.Tensor, index: torch.Tensor) -> dict[str, float]:
+        """Scores beyond ``info.metrics`` that need more than the class targets (CMU-MOSEI's
+        MAE against the real-valued sentiment): ``logits`` [N, C] of the samples at
+        ``index`` [N] in this split. The protocol adds them to every condition's scores;
+        none by default."""
+        return {}
 
 
 def check_label(label: int, num_classes: int, where: str) -> int:

@@ -673,6 +673,27 @@ class MoseiSentiment(MultimodalDataset):
         """Nothing left to check: the pickle was read and checked whole at construction."""
         return []
 
+    def readout_scores(self, logits: torch.Tensor, index: torch.Tensor) -> dict[str, float]:
+        """The field's regression read-outs of a 7-class (``label="acc7"``) model, against
+        each sample's real-valued score: the predicted score is the expected class value
+        under the softmax, sum_c p_c (c - 3), and from it ``mae`` and ``pearson`` (in
+        score units) and ``acc2_non_negative``, ``acc2_non_zero``, ``f1_non_negative``,
+        ``f1_non_zero`` (in %, as :func:`sentiment_metrics`). ``accuracy`` stays the
+        argmax's acc7. A two-class model (``label="acc2"``) has no score to read out: none."""
+        if self.label_mode != "acc7" or not len(index):
+            return {}
+        values = torch.arange(-3.0, 4.0, dtype=torch.float64)
+        if logits.shape[-1] != len(values):
+            raise ConfigError(
+                f"{self.dataset}: the acc7 read-out needs 7 logits per sample, got "
+                f"{tuple(logits.shape)}"
+            )
+        predicted = (torch.softmax(logits.double(), dim=-1) @ values).numpy()
+        truth = self.scores[index.cpu().numpy()]
+        out = sentiment_metrics(predicted, truth)
+        del out["acc7"]  # the model's own acc7 is its accuracy (argmax), not the rounded mean
+        return {k: v if k in ("mae", "pearson") else 100.0 * v for k, v in out.items()}
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(split={self.split!r}, n={len(self)}, file={str(self.path)!r})"

@@ -106,6 +106,7 @@ class Predictions:
     logits: torch.Tensor
     unimodal: dict[str, torch.Tensor]  # z_m by modality
     target: torch.Tensor
+    index: torch.Tensor | None = None  # each sample's index in its split
 
 
 @torch.no_grad()
@@ -121,7 +122,7 @@ def predict(
     autocast, as in training."""
     was_training = model.training
     model.eval()
-    zs, zm, ys = [], {}, []
+    zs, zm, ys, idx = [], {}, [], []
     for batch in with_progress(loader, desc=desc, disable=not progress, leave=False):
         b = batch.to(device)
         with autocast_region(precision, device):
@@ -130,8 +131,11 @@ def predict(
         for m, z in out.unimodal.items():
             zm.setdefault(m, []).append(z.float().cpu())
         ys.append(b.target.cpu())
+        idx.append(b.index.cpu())
     model.train(was_training)
-    return Predictions(torch.cat(zs), {m: torch.cat(z) for m, z in zm.items()}, torch.cat(ys))
+    return Predictions(
+        torch.cat(zs), {m: torch.cat(z) for m, z in zm.items()}, torch.cat(ys), torch.cat(idx)
+    )
 
 
 @dataclass
@@ -151,8 +155,17 @@ class Evaluator:
         return predict(model, loader, self.device, precision=self.precision)
 
     def score(self, model, condition: Condition) -> dict[str, float]:
+        """The metrics of the fused logits under ``condition``, and the dataset's own
+        read-outs (``readout_scores``: MOSEI's MAE, ...) where it has any."""
         pred = self.predict(model, condition)
-        return compute_scores(pred.logits, pred.target, model.task, self.metrics)
+        scores = compute_scores(pred.logits, pred.target, model.task, self.metrics)
+        readout = getattr(self.dataset, "readout_scores", None)
+        if readout is not None:
+            extra = readout(pred.logits, pred.index)
+            if clash := sorted(set(extra) & set(scores)):
+                raise ConfigError(f"readout_scores of {self.dataset!r} repeats metrics {clash}")
+            scores.update(extra)
+        return scores
 
     def modality_scores(self, model, condition: Condition | None = None) -> dict[str, float]:
         """Scores of the fused logits (``<metric>``) and of each tower's own logits
