@@ -14,11 +14,12 @@ import weakref
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from balgrad.data.base import MultimodalDataset
-from balgrad.data.batch import label_tensor
+from balgrad.data.batch import Batch, label_tensor
 from balgrad.data.impairments import Condition
 from balgrad.data.kinds import KINDS, feature_std, noise_salt
 from balgrad.errors import ConfigError
@@ -84,6 +85,7 @@ class ConditionedView(Dataset):
         self.encoders = encoders
         self.hit = condition.mask(len(dataset))  # which samples the condition impairs
         self.embedding_mode = embedding_mode
+        self._class_labels = None  # the labels as one integer array, once a batch needs them
         m = condition.modality
         self.noise_std = None
         if condition.action == "noisy" and m in self.load:
@@ -124,6 +126,32 @@ class ConditionedView(Dataset):
         if kind.name != "text" and callable(preprocess):
             x = preprocess(x)
         return x, token_noise
+
+    def __getitems__(self, indices: list[int]) -> list[dict] | Batch:
+        """A batch of ``indices`` for the loader. When every input is a precomputed feature
+        (frozen towers, features cached) and the dataset holds its labels, the batch
+        itself, gathered at once: the values :func:`~balgrad.data.batch.collate` stacks
+        from the items, without building an item per sample (which cost more than the
+        training step on cached features). Otherwise the items, one by one."""
+        labels = getattr(self.dataset, "labels", None)
+        if self.load or labels is None:
+            return [self[i] for i in indices]
+        index = torch.as_tensor(indices, dtype=torch.long)
+        inputs = {m: self.features[m][index] for m in self.modalities if m in self.features}
+        if self._class_labels is None:
+            arr = np.asarray(labels)
+            # single-label classes: label_tensor makes each an int64 scalar; else per item
+            self._class_labels = arr if arr.ndim == 1 and arr.dtype.kind in "iu" else False
+        if self._class_labels is False:
+            target = torch.stack([label_tensor(labels[i]) for i in indices])
+        else:
+            target = torch.from_numpy(self._class_labels[indices].astype(np.int64))
+        drop = {}
+        if self.embedding_mode:
+            hit = torch.from_numpy(self.hit)[index]
+            if hit.any():
+                drop = {m: hit.clone() for m in inputs if self.condition.missing_for(m)}
+        return Batch(inputs, target, index, drop)
 
     def __getitem__(self, i):
         c, hit = self.condition, bool(self.hit[i])

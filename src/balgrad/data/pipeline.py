@@ -114,8 +114,9 @@ class InputPipeline:
             for m, e in self.encoders.items()
         }
 
-    def collate(self, items: list[dict]) -> Batch:
-        return collate(items, self.encoders)
+    def collate(self, items: list[dict] | Batch) -> Batch:
+        # a view of cached features gathers its batch itself (ConditionedView.__getitems__)
+        return items if isinstance(items, Batch) else collate(items, self.encoders)
 
     def features(
         self, dataset: MultimodalDataset, condition: Condition, tower: str
