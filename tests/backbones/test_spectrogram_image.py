@@ -120,3 +120,15 @@ def test_it_is_a_registered_pretrained_audio_backbone():
     assert BACKBONES["audio"].metadata(NAME)["pretrained"]
     built = BACKBONES["audio"].create(NAME, image_size=32)
     assert isinstance(built, SpectrogramImageEncoder) and built.image_size == 32
+
+
+def test_the_fused_form_gives_the_plain_features(enc):
+    fused = SpectrogramImageEncoder(fused=True)
+    assert not [m for m in fused.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    waves = torch.stack([tone(697) + tone(1209), tone(852) + tone(1477), torch.zeros(T)])
+    with torch.no_grad():
+        torch.testing.assert_close(fused(waves), enc(waves), rtol=1e-3, atol=1e-4)
+    assert fused.identity != enc.identity and "|fused" in fused.identity
+    assert not fused.trainable and not any(p.requires_grad for p in fused.parameters())
+    with pytest.raises(ConfigError, match="'fused' and 'finetune' exclude each other"):
+        SpectrogramImageEncoder(fused=True, finetune=True)

@@ -219,7 +219,15 @@ def test_registered_as_a_builtin_with_its_modalities_and_audio_backbone():
     assert audio_tower["f_min"] < low * (1 - 3 * 0.02) and audio_tower["f_max"] > high * (
         1 + 3 * 0.02
     )
-    assert entry.metadata["backbone_defaults"]["efficientnet-lite0"] == {"image_size": 112}
+    # both EfficientNet towers fused (the first run's time); digits keeps the plain form
+    assert entry.metadata["backbone_defaults"]["efficientnet-lite0"] == {
+        "image_size": 112,
+        "fused": True,
+    }
+    assert audio_tower["fused"] is True
+    assert DATASETS.metadata("digits")["backbone_defaults"]["efficientnet-lite0"] == {
+        "image_size": 112
+    }
     ds = load_builtin("keypad", "test", seed=4, snr_db=0.0, **SMALL)
     assert isinstance(ds, KeypadDataset) and ds.split == "test" and len(ds) == 30
     assert ds.config.snr_db == 0.0 and ds.seed == 4

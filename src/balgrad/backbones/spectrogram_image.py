@@ -46,7 +46,8 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
     Options: ``finetune`` (False), ``image_size`` (64: the spectrogram image's side),
     ``sample_rate`` (8000, the waveforms' rate), ``n_fft`` (512), ``hop_length`` (64),
     ``n_mels`` (64), ``f_min`` (0), ``f_max`` (None: Nyquist), ``db_min`` (-40) and
-    ``db_max`` (25): the fixed dB range mapped to [0, 1].
+    ``db_max`` (25): the fixed dB range mapped to [0, 1]; ``fused`` (False): the frozen
+    network in its inference form, as ``efficientnet-lite0``'s option.
 
     ``preprocess(wave)`` maps one waveform ``[T]`` / ``[C, T]`` to the network's input
     ``[3, image_size, image_size]`` (the pipeline applies it per item and caches the
@@ -70,8 +71,14 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
         f_max: float | None = None,
         db_min: float = -40.0,
         db_max: float = 25.0,
+        fused: bool = False,
     ) -> None:
         super().__init__()
+        if finetune and fused:
+            raise ConfigError(
+                f"backbone {NAME!r}: options 'fused' and 'finetune' exclude each other (a "
+                "fine-tuned network's BatchNorm cannot be folded)"
+            )
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
             raise ConfigError(
                 f"backbone {NAME!r}: option 'image_size' must be an integer >= 32, got {image_size!r}"
@@ -93,8 +100,9 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
             eps=POWER_EPS,
         )
         # the image network, its weights and their identity: the image tower's own loader
-        image = EfficientNetLite0Encoder(finetune=True, image_size=image_size)
+        image = EfficientNetLite0Encoder(finetune=not fused, image_size=image_size, fused=fused)
         self.net = image.net
+        self.fused = bool(fused)
         self.image_size = int(image_size)
         self.db_min, self.db_max = float(db_min), float(db_max)
         self.out_dim = 1280
@@ -147,4 +155,6 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() in (2, 3):
             x = self._images(x)  # raw waveforms
+        if self.fused:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net.extract_features(x).mean(dim=(2, 3))
