@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args(argv)
     readme = Path(args.readme)
-    text = readme.read_text()
+    for name in args.only:  # a missing marker fails before any training
+        replace_block(readme.read_text(), name, "")
     out, cache = Path(args.out), Path(args.cache_dir)
     for name in args.only:
         if name == "fast":
@@ -103,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
                 for ds, flags in JOBS.items()
                 if ds in FAST_DATASETS
             }
-            text = replace_block(text, name, fast_table(dirs))
-            print(f"README.md: fast tables from {', '.join(map(str, dirs.values()))}")
-            continue
-        run_dir = run(name, out, cache, args.reuse)
-        text = replace_block(text, name, (run_dir / "table.md").read_text())
-        print(f"README.md: {name} tables from {run_dir / 'table.md'}")
-    readme.write_text(text)
+            body, source = fast_table(dirs), ", ".join(map(str, dirs.values()))
+        else:
+            run_dir = run(name, out, cache, args.reuse)
+            body, source = (run_dir / "table.md").read_text(), str(run_dir / "table.md")
+        # read README.md again now: edits made while the jobs trained are kept
+        readme.write_text(replace_block(readme.read_text(), name, body))
+        print(f"README.md: {name} tables from {source}")
     return 0
 
 

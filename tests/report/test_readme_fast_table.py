@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from report_runfolders import eval_payload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +48,32 @@ def test_fast_table_gives_each_method_and_the_paired_difference(tmp_path):
     # the missing rows are equal by construction: no change
     assert rows[("digits", "Missing Avg")].split("|")[6].strip().startswith("+0.00")
     assert text.startswith("accuracy (%), 3 seeds")
+
+
+def test_readme_edits_made_while_the_jobs_train_are_kept(tmp_path, monkeypatch):
+    script = load_script()
+    readme = tmp_path / "README.md"
+    blocks = "".join(
+        f"<!-- readme_tables:{n} -->\nold {n}\n<!-- /readme_tables:{n} -->\n"
+        for n in ("digits", "keypad")
+    )
+    readme.write_text("intro\n" + blocks)
+
+    def fake_run(name, out, cache, reuse, flags=None):
+        # someone edits README.md while this job trains
+        readme.write_text(readme.read_text().replace("intro", f"intro, edited during {name}"))
+        (out / f"readme-{name}").mkdir(parents=True, exist_ok=True)
+        (out / f"readme-{name}" / "table.md").write_text(f"new {name}\n")
+        return out / f"readme-{name}"
+
+    monkeypatch.setattr(script, "run", fake_run)
+    argv = ["--only", "digits", "keypad", "--out", str(tmp_path / "runs"), "--readme", str(readme)]
+    assert script.main(argv) == 0
+    text = readme.read_text()
+    assert text.startswith("intro, edited during keypad, edited during digits\n")
+    assert "new digits" in text and "new keypad" in text and "old" not in text
+    # a README without one of the blocks fails before any job runs
+    readme.write_text("no blocks\n")
+    monkeypatch.setattr(script, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    with pytest.raises(SystemExit, match="has no block <!-- readme_tables:digits -->"):
+        script.main(argv)
