@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from report_runfolders import eval_payload
 
 ROOT = Path(__file__).resolve().parents[2]
