@@ -114,8 +114,9 @@ def fuse_for_inference(net: nn.Module) -> nn.Module:
     convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``), symmetric "same"
     padding done by the convolution instead of a copy, in-place ReLU6, and the weights
     in channels-last memory format. The same function up to float rounding (features
-    within about 2e-5 of the plain network's), about twice as fast on a CPU; frozen use
-    only (the batch statistics of a fine-tuned network cannot be folded)."""
+    within about 2e-5 of the plain network's) in about 0.4x the CPU time
+    (``benchmarks/encoder_cost.py``); frozen use only (the batch statistics of a fine-tuned
+    network cannot be folded)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     net.eval()
@@ -140,12 +141,12 @@ def fuse_for_inference(net: nn.Module) -> nn.Module:
                 module.static_padding = nn.Identity()
         if isinstance(module, nn.ReLU6):
             module.inplace = True  # each acts on a fresh conv output, never a block's input
-    if left := [
+    if unfolded := [
         n for n, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
     ]:
         raise BackboneError(
             f"backbone 'efficientnet-lite0': option 'fused' found BatchNorm layers it does not "
-            f"know how to fold ({', '.join(left[:3])}); is {EFFNET_CODE_PACKAGE} a newer "
+            f"know how to fold ({', '.join(unfolded[:3])}); is {EFFNET_CODE_PACKAGE} a newer "
             "version? Use fused=false"
         )
     return net.to(memory_format=torch.channels_last)
@@ -156,8 +157,8 @@ class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
 
     Options: ``finetune`` (False), ``image_size`` (224, the resolution it was trained at),
     ``fused`` (False): run the frozen network in its inference form
-    (:func:`fuse_for_inference`: BatchNorm folded, channels-last), about 2x faster on a
-    CPU with features equal to the plain network's up to float rounding; part of the
+    (:func:`fuse_for_inference`), about 0.4x the CPU time with features equal to the
+    plain network's up to float rounding; part of the
     encoder's identity, so cached features of the two forms never mix.
     """
 

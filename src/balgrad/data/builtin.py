@@ -85,7 +85,7 @@ SMALL_IMAGE_BACKBONE_DEFAULTS = {
 # every DTMF tone (detuned), at 112 px like the image tower; over the full 0-4 kHz band at
 # 64 px its frozen features lose where the tones are (docs/three-modality-benchmark.md)
 # Both EfficientNet towers run fused (BatchNorm folded, channels-last): the same features up
-# to float rounding at half the encoding time, which keeps the first run within 3 minutes
+# to float rounding at about 0.4x the encoding time, which keeps the first run within 3 minutes
 # on two CPU cores; digits and fashion keep the plain form their recorded numbers used.
 KEYPAD_BACKBONE_DEFAULTS = {
     "efficientnet-lite0": {"image_size": 112, "fused": True},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Collection, Mapping
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,6 @@ class ConditionedView(Dataset):
         self.encoders = encoders
         self.hit = condition.mask(len(dataset))  # which samples the condition impairs
         self.embedding_mode = embedding_mode
-        self._class_labels = None  # the labels as one integer array, once a batch needs them
         m = condition.modality
         self.noise_std = None
         if condition.action == "noisy" and m in self.load:
@@ -127,6 +127,13 @@ class ConditionedView(Dataset):
             x = preprocess(x)
         return x, token_noise
 
+    @cached_property
+    def _class_labels(self) -> np.ndarray | None:
+        """The dataset's single-label classes as one integer array (what label_tensor makes
+        an int64 scalar of, item by item); None for any other kind of label."""
+        arr = np.asarray(self.dataset.labels)
+        return arr if arr.ndim == 1 and arr.dtype.kind in "iu" else None
+
     def __getitems__(self, indices: list[int]) -> list[dict] | Batch:
         """A batch of ``indices`` for the loader. When every input is a precomputed feature
         (frozen towers, features cached) and the dataset holds its labels, the batch
@@ -139,10 +146,6 @@ class ConditionedView(Dataset):
         index = torch.as_tensor(indices, dtype=torch.long)
         inputs = {m: self.features[m][index] for m in self.modalities if m in self.features}
         if self._class_labels is None:
-            arr = np.asarray(labels)
-            # single-label classes: label_tensor makes each an int64 scalar; else per item
-            self._class_labels = arr if arr.ndim == 1 and arr.dtype.kind in "iu" else False
-        if self._class_labels is False:
             target = torch.stack([label_tensor(labels[i]) for i in indices])
         else:
             target = torch.from_numpy(self._class_labels[indices].astype(np.int64))

@@ -106,7 +106,7 @@ class Predictions:
     logits: torch.Tensor
     unimodal: dict[str, torch.Tensor]  # z_m by modality
     target: torch.Tensor
-    index: torch.Tensor | None = None  # each sample's index in its split
+    index: torch.Tensor  # each sample's index in its split
 
 
 @torch.no_grad()
