@@ -517,3 +517,54 @@ def test_bad_options_raise():
         AGM(zero="noise")
     with pytest.raises(ConfigError, match="modulation_end"):
         AGM(modulation_start=3, modulation_end=1)
+
+
+def test_prob_floor_clamps_the_true_label_probability_as_the_two_modal_code():
+    # p(true) = softmax([0, -30])[1] = 1 / (1 + e^30) ≈ 9.4e-14, below the 1e-8 floor
+    o = torch.tensor([[0.0, -30.0], [0.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([1, 0])
+    unclamped = math.log1p(math.exp(30.0))  # −log p(true) of the first sample, by hand
+    two_modal = agm_module.response_score(o, y, "single_label")
+    three_modal = agm_module.response_score(o, y, "single_label", prob_floor=0.0)
+    assert two_modal[0].item() == pytest.approx(-math.log(1e-8), rel=1e-12)
+    assert three_modal[0].item() == pytest.approx(unclamped, rel=1e-12)
+    # above the floor the two agree: −log ½
+    assert two_modal[1].item() == three_modal[1].item() == pytest.approx(math.log(2.0))
+
+
+def test_prob_floor_zero_scores_unclamped_in_the_multi_label_case_too():
+    o = torch.tensor([[40.0, 0.0]], dtype=torch.float64)  # label 0 absent: p(absent) = σ(−40)
+    y = torch.tensor([[0, 1]])
+    by_hand = (math.log1p(math.exp(40.0)) + math.log(2.0)) / 2
+    assert agm_module.response_score(o, y, "multi_label", prob_floor=0.0).item() == (
+        pytest.approx(by_hand, rel=1e-12)
+    )
+    clamped = (-math.log(1e-8) + math.log(2.0)) / 2
+    assert agm_module.response_score(o, y, "multi_label").item() == pytest.approx(clamped)
+
+
+@pytest.mark.parametrize("bad", [-1e-9, 1.0, float("nan")])
+def test_prob_floor_outside_zero_to_one_is_refused(bad):
+    with pytest.raises(ConfigError, match="prob_floor"):
+        AGM(prob_floor=bad)
+
+
+@pytest.mark.parametrize("prob_floor", [1e-8, 0.0])
+def test_the_step_scores_with_the_chosen_prob_floor(prob_floor):
+    model = make_model("concat", seed=3)
+    with torch.no_grad():  # an image response so confident that some p(true) < 1e-8
+        model.head.classifier[-1].weight[:, :6] *= 400
+    x_v, x_l, y = make_batch(seed=3)
+    _, stats = step(model, AGM(clip="none", prob_floor=prob_floor), x_v, x_l, y)
+    h_v, h_l = _embed(model, x_v, x_l)
+    f = model.head(h_v, h_l)
+    o_v = (
+        0.5
+        * (
+            f - model.head(torch.zeros_like(h_v), h_l) + model.head(h_v, torch.zeros_like(h_l))
+        ).detach()
+    )
+    p_true = F.softmax(o_v.double(), -1).gather(-1, y.view(-1, 1)).squeeze(-1)
+    assert float(p_true.min()) < 1e-8  # the floor matters on this batch
+    expected = -torch.log(p_true.clamp_min(prob_floor) if prob_floor else p_true).mean()
+    assert float(stats["agm_score_image"]) == pytest.approx(float(expected), rel=1e-5)

@@ -119,6 +119,58 @@ def test_dynamic_history_survives_a_checkpoint():
     assert out["lr_factor_text"] == pytest.approx(0.2 / 0.4)
 
 
+def _agm_repository_mslr(accs, init_coeff, memory_size=5):
+    """The AGM repository's MSLR (``run/CREMAD_main.py``), transcribed: the coefficient
+    used in each epoch's training is ``lr_init_coeff * lr_ratio``; after each epoch's
+    validation the ratio is updated from a memory of the last 5 accuracies."""
+    ratio, memory, used = 1.0, [], []
+    for acc in accs:
+        used.append(init_coeff * ratio)  # the training of this epoch
+        if len(memory) < memory_size:  # the validation after it
+            memory.append(acc)
+        else:
+            ratio = acc / (sum(memory) / len(memory))
+            memory = memory[1:]
+            memory.append(acc)
+    return used
+
+
+def test_non_cumulative_rule_is_the_agm_repositorys_mslr():
+    acc_v = [0.30, 0.40, 0.45, 0.50, 0.52, 0.60, 0.58, 0.70, 0.71, 0.69, 0.80]
+    acc_l = [0.50, 0.52, 0.55, 0.54, 0.56, 0.57, 0.40, 0.62, 0.61, 0.66, 0.64]
+    lr = 0.002
+    model = make_model("concat", seed=3)
+    # the official CREMA-D coefficients, 0.9 and 1.1, as the starting scales
+    strategy = MSLR(mode="dynamic", rule="non_cumulative", lr_scales={"image": 0.9, "text": 1.1})
+    opt = torch.optim.SGD(strategy.param_groups(model, lr=lr), lr=lr)
+    want_v = _agm_repository_mslr(acc_v, 0.9)
+    want_l = _agm_repository_mslr(acc_l, 1.1)
+    for epoch in range(len(acc_v)):
+        groups = _by_name(opt)  # the rates this epoch trains with
+        assert groups["image"]["lr"] == pytest.approx(lr * want_v[epoch], rel=1e-12)
+        assert groups["text"]["lr"] == pytest.approx(lr * want_l[epoch], rel=1e-12)
+        strategy.on_epoch_end(epoch, opt, {"image": acc_v[epoch], "text": acc_l[epoch]})
+    # the factors never compound: the rate after a rise and a fall is the latest ratio's
+    assert max(want_v) / 0.9 < 1.5
+    assert groups["head"]["lr"] == lr
+
+
+def test_non_cumulative_rule_keeps_a_schedulers_change_and_survives_a_checkpoint():
+    model = make_model("concat", seed=3)
+    a = MSLR(mode="dynamic", rule="non_cumulative", window=2)
+    opt = torch.optim.SGD(a.param_groups(model, lr=0.1), lr=0.1)
+    for acc in (0.4, 0.4, 0.6):  # the third epoch's ratio: 0.6 / 0.4
+        a.on_epoch_end(0, opt, {"image": acc, "text": 0.5})
+    assert _by_name(opt)["image"]["lr"] == pytest.approx(0.1 * 1.5)
+    for group in opt.param_groups:  # a scheduler halves every rate
+        group["lr"] *= 0.5
+    b = MSLR(mode="dynamic", rule="non_cumulative", window=2)
+    b.load_state_dict(a.state_dict())
+    b.on_epoch_end(3, opt, {"image": 0.5, "text": 0.5})  # ratio 0.5 / mean(0.4, 0.6) = 1
+    assert _by_name(opt)["image"]["lr"] == pytest.approx(0.05 * 1.0)
+    assert _by_name(opt)["text"]["lr"] == pytest.approx(0.05)
+
+
 def test_dynamic_needs_scores():
     model = make_model("concat", seed=0)
     strategy = MSLR(mode="dynamic")
@@ -135,6 +187,7 @@ def test_dynamic_needs_scores():
         ({"image_lr_scale": 0.0}, "image_lr_scale"),
         ({"text_lr_scale": -1.0}, "text_lr_scale"),
         ({"window": 0}, "window"),
+        ({"rule": "compound"}, "rule"),
     ],
 )
 def test_bad_options_name_the_field(options, field):

@@ -73,6 +73,7 @@ CLIP = ("model", "none")
 ZERO = ("embedding", "input")
 CLIP_NORM = 1.0  # the official two-modal threshold and max norm
 CLIP_EPS = 1e-6  # clip_grad_norm_'s epsilon
+PROB_FLOOR = 1e-8  # the official two-modal clamp of p(true label); its three-modal code has none
 MAX_MODALITIES = 6  # 2^6 − 2 = 62 extra head passes a step
 
 
@@ -133,15 +134,25 @@ def shapley_responses(value, num_modalities: int) -> list[torch.Tensor]:
     return responses
 
 
-def response_score(o: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
-    """Per-sample −log p(true label | o), probabilities clamped at 1e-8."""
+def response_score(
+    o: torch.Tensor, target: torch.Tensor, task: str, prob_floor: float = PROB_FLOOR
+) -> torch.Tensor:
+    """Per-sample −log p(true label | o), probabilities clamped at ``prob_floor``.
+
+    ``prob_floor=0`` takes −log p unclamped, as the official three-modal code, computed
+    from the log-probabilities (so a p below float's range is a large finite score,
+    where the official ``-log(softmax(o)[y])`` in float32 becomes infinite)."""
     o = widen(o)
     if task == "single_label":
+        if not prob_floor:
+            return -F.log_softmax(o, dim=-1).gather(-1, target.view(-1, 1)).squeeze(-1)
         p = F.softmax(o, dim=-1).gather(-1, target.view(-1, 1)).squeeze(-1)
-        return -torch.log(p.clamp_min(1e-8))
+        return -torch.log(p.clamp_min(prob_floor))
+    t = target.to(o.dtype)
+    if not prob_floor:
+        return F.binary_cross_entropy_with_logits(o, t, reduction="none").mean(-1)
     p = torch.sigmoid(o)
-    t = target.to(p.dtype)
-    return -torch.log((t * p + (1 - t) * (1 - p)).clamp_min(1e-8)).mean(-1)
+    return -torch.log((t * p + (1 - t) * (1 - p)).clamp_min(prob_floor)).mean(-1)
 
 
 def output_layer_weight_index(model, params) -> int:
@@ -170,6 +181,9 @@ class AGM(Strategy):
         clip_norm: the clip's trigger threshold and max norm (1, the official two-modal
             code; 5 its three-modal one).
         zero: ``"embedding"`` (zero h_m) or ``"input"`` (re-run the tower on a blank input).
+        prob_floor: the clamp on p(true label) in the scores (1e-8, the official
+            two-modal ``CREMAD_main.py``); 0 takes −log p unclamped, as the official
+            three-modal ``URFunny_main.py``.
     """
 
     name = "agm"
@@ -184,6 +198,7 @@ class AGM(Strategy):
         clip: Literal["model", "none"] = "model",
         zero: Literal["embedding", "input"] = "embedding",
         clip_norm: float = CLIP_NORM,
+        prob_floor: float = PROB_FLOOR,
     ):
         super().__init__()
         check_modulation(alpha, modulation_start, modulation_end)
@@ -191,6 +206,9 @@ class AGM(Strategy):
         check_choice("zero", zero, ZERO)
         if clip_norm <= 0:
             raise ConfigError(f"clip_norm: must be > 0, got {clip_norm}")
+        if not 0 <= prob_floor < 1:
+            raise ConfigError(f"prob_floor: must be in [0, 1), got {prob_floor}")
+        self.prob_floor = float(prob_floor)
         self.clip_norm = float(clip_norm)
         self.alpha = float(alpha)
         self.max_gap = float(max_gap)
@@ -301,7 +319,7 @@ class AGM(Strategy):
     def scores(self, responses, target, task) -> torch.Tensor:
         """[s_1, .., s_M]: batch means of the response scores over the global batch (one
         all-reduce of the M sums and the sample count)."""
-        per_sample = [response_score(o, target, task) for o in responses]
+        per_sample = [response_score(o, target, task, self.prob_floor) for o in responses]
         first = per_sample[0]
         count = torch.full((), first.numel(), dtype=first.dtype, device=first.device)
         sums = self.sync.sum(torch.stack([*(v.sum() for v in per_sample), count]))

@@ -7,9 +7,22 @@ gradient itself is joint training's (one backward pass per step).
 - ``mode="keep"``: fixed rates, ``lr * lr_scales[m]`` for each modality m (and
   ``"head"``); ``image_lr_scale``, ``text_lr_scale`` and ``head_lr_scale`` are the
   (image, text) spelling of the same.
-- ``mode="dynamic"``: after each epoch, modality m's rate is multiplied by
-  acc_m(this epoch) / mean(acc_m over the previous ``window`` epochs), acc_m being the
-  validation accuracy of the unimodal prediction z_m, for every modality of the model.
+- ``mode="dynamic"``: after each epoch, with acc_m the validation accuracy of the
+  unimodal prediction z_m and ratio_m = acc_m(this epoch) / mean(acc_m over the previous
+  ``window`` epochs), for every modality of the model:
+
+  - ``rule="cumulative"`` (default; SPEC section 3): modality m's rate is multiplied by
+    ratio_m (from the first epoch with any history), so the factors compound;
+  - ``rule="non_cumulative"`` (the MSLR of the AGM repository, ``run/CREMAD_main.py``,
+    whose gradient coefficient is ``lr_init_coeff * lr_ratio``): the rate is the
+    starting rate (``lr * lr_scales[m]``) times this epoch's ratio_m, which stays 1
+    until ``window`` accuracies are recorded. The factors never compound. (The AGM code
+    scales gradients rather than rates, the same update under SGD, and only inside its
+    modulation window; a learning-rate scheduler's changes are kept, as under that
+    code: the rate is divided by last epoch's factor before this epoch's is applied.)
+
+  Under the cumulative rule a modality whose accuracy keeps rising has its rate raised
+  every epoch: on a held-out task it pushed the dominant modality's rate to 3-3.7x.
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ from balgrad.errors import ConfigError
 from balgrad.strategies.joint import Joint
 
 MODES = ("keep", "dynamic")
+RULES = ("cumulative", "non_cumulative")
 
 
 class MSLR(Joint):
@@ -32,10 +46,13 @@ class MSLR(Joint):
         text_lr_scale: float = 1.0,
         head_lr_scale: float = 1.0,
         window: int = 5,
+        rule: str = "cumulative",
     ):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"mode: unknown value {mode!r}; expected one of {MODES}")
+        if rule not in RULES:
+            raise ConfigError(f"rule: unknown value {rule!r}; expected one of {RULES}")
         scales = {"image": image_lr_scale, "text": text_lr_scale, "head": head_lr_scale}
         for name, v in (
             *((f"{k}_lr_scale", v) for k, v in scales.items()),
@@ -49,7 +66,10 @@ class MSLR(Joint):
         self.scales = {**scales, **(lr_scales or {})}
         self._named_scales = set(lr_scales or {})
         self.window = int(window)
+        self.rule = rule
         self.history: dict[str, list[float]] = {}
+        # non_cumulative: the factor each modality's rate carries now (to divide out)
+        self.applied: dict[str, float] = {}
         self.needs_unimodal_validation = mode == "dynamic"
 
     def param_groups(self, model, lr):
@@ -65,11 +85,13 @@ class MSLR(Joint):
         return groups
 
     def lr_factor(self, modality: str, acc: float) -> float:
-        """acc / mean of the previous ``window`` accuracies (1.0 with no history)."""
+        """acc / mean of the previous ``window`` accuracies: 1.0 with no history, and
+        under ``rule="non_cumulative"`` until ``window`` accuracies are recorded."""
         history = self.history.setdefault(modality, [])
         prev = history[-self.window :]
         history.append(acc)
-        if not prev:
+        needed = self.window if self.rule == "non_cumulative" else 1
+        if len(prev) < needed:
             return 1.0
         mean_prev = sum(prev) / len(prev)
         return acc / mean_prev if mean_prev > 0 else 1.0
@@ -92,9 +114,13 @@ class MSLR(Joint):
         out = {}
         for m in modalities:
             factor = self.lr_factor(m, float(unimodal_scores[m]))
+            change = factor
+            if self.rule == "non_cumulative":
+                change = factor / self.applied.get(m, 1.0)
+                self.applied[m] = factor
             for group in optimizer.param_groups:
                 if group.get("name") == m:
-                    group["lr"] *= factor
+                    group["lr"] *= change
                     out[f"lr_{m}"] = group["lr"]
             out[f"lr_factor_{m}"] = factor
         return out
@@ -109,8 +135,10 @@ class MSLR(Joint):
         return list(dict.fromkeys(names))
 
     def state_dict(self):
-        return {**super().state_dict(), "history": {k: list(v) for k, v in self.history.items()}}
+        history = {k: list(v) for k, v in self.history.items()}
+        return {**super().state_dict(), "history": history, "applied": dict(self.applied)}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.history = {k: list(v) for k, v in state.get("history", self.history).items()}
+        self.applied = {k: float(v) for k, v in state.get("applied", self.applied).items()}
