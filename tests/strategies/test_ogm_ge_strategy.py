@@ -433,3 +433,45 @@ def test_bf16_autocast_grad_is_close_to_fp32(backward_inside, fusion_bias):
     assert float(ref["coef_image"]) < 0.95 or float(ref["coef_text"]) < 0.95
     assert float(stats["coef_image"]) == pytest.approx(float(ref["coef_image"]), rel=1e-2)
     assert float(stats["coef_text"]) == pytest.approx(float(ref["coef_text"]), rel=1e-2)
+
+
+def _official_main_coefficients(score_a: float, score_v: float, alpha: float):
+    """The official ``main.py`` (GeWu-Lab/OGM-GE_CVPR2022), transcribed: the model's
+    streams are (audio, visual) and ratio_v = score_v / score_a."""
+    ratio_v = score_v / score_a
+    ratio_a = 1 / ratio_v
+    if ratio_v > 1:
+        return 1.0, 1 - math.tanh(alpha * max(ratio_v, 0.0))  # coeff_a, coeff_v
+    return 1 - math.tanh(alpha * max(ratio_a, 0.0)), 1.0
+
+
+@pytest.mark.parametrize(
+    ("score_a", "score_v"), [(12.0, 12.0), (7.25, 7.25), (12.0, 9.0), (9.0, 12.0)]
+)
+def test_official_semantics_break_a_tie_as_the_official_main(score_a, score_v):
+    alpha = 0.3
+    strategy = OGMGE(alpha=alpha, semantics="official")
+    s = torch.tensor([score_a, score_v], dtype=torch.float64)  # (audio, visual), as main.py
+    _, k = strategy.coefficients(s)
+    want_a, want_v = _official_main_coefficients(score_a, score_v, alpha)
+    assert float(k[0]) == pytest.approx(want_a, rel=1e-12)
+    assert float(k[1]) == pytest.approx(want_v, rel=1e-12)
+
+
+def test_at_a_tie_the_default_damps_the_second_and_official_the_first():
+    s = torch.tensor([5.0, 5.0], dtype=torch.float64)
+    damped = 1 - math.tanh(0.3)  # 1 − tanh(α · 1)
+    _, ours = OGMGE(alpha=0.3).coefficients(s)
+    _, official = OGMGE(alpha=0.3, semantics="official").coefficients(s)
+    assert ours.tolist() == pytest.approx([1.0, damped])
+    assert official.tolist() == pytest.approx([damped, 1.0])
+
+
+def test_official_semantics_imply_the_official_switches_unless_given():
+    official = OGMGE(semantics="official")
+    assert (official.scale_params, official.fusion_bias) == ("conv4d", "half")
+    assert (OGMGE().scale_params, OGMGE().fusion_bias) == ("matrices", "full")
+    mixed = OGMGE(semantics="official", scale_params="matrices")
+    assert (mixed.scale_params, mixed.fusion_bias) == ("matrices", "half")
+    with pytest.raises(ConfigError, match="semantics"):
+        OGMGE(semantics="paper")

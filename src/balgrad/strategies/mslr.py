@@ -27,6 +27,8 @@ gradient itself is joint training's (one backward pass per step).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from balgrad.errors import ConfigError
 from balgrad.strategies.joint import Joint
 
@@ -46,7 +48,7 @@ class MSLR(Joint):
         text_lr_scale: float = 1.0,
         head_lr_scale: float = 1.0,
         window: int = 5,
-        rule: str = "cumulative",
+        rule: Literal["cumulative", "non_cumulative"] = "cumulative",
     ):
         super().__init__()
         if mode not in MODES:

@@ -6,14 +6,16 @@ gradient is damped: if ρ_v > 1, k_v = 1 − tanh(α ρ_v), k_l = 1; else
 k_l = 1 − tanh(α / ρ_v), k_v = 1. For M > 2 modalities (the official code is
 two-modal) SPEC section 6 fixes the one-versus-rest reading: ρ_m = s_m / mean_{j≠m} s_j,
 k_m = 1 − tanh(α ρ_m) where ρ_m > 1, else 1; M = 2 uses the official rule above as it
-is (which damps the text at an exact tie, ρ_v = 1). After the backward pass of L_T, the modulated
+is, with the first modality in ρ's numerator (so an exact tie, ρ = 1, damps the second;
+``semantics="official"`` damps the first, as below). After the backward pass of L_T, the modulated
 parameters of θ_m get g ← g k_m + N(0, std(g) + 1e-8) (generalisation enhancement: the
 std is taken before scaling, and noise is added even where k = 1), only for epochs with
 ``modulation_start`` ≤ epoch ≤ ``modulation_end`` (inclusive at both ends, as the
 official ``main.py``). One backward pass per step.
 
 Where this reading departs from the official code on purpose, the official behaviour is
-an option:
+an option, and ``semantics="official"`` selects all three at once (each can still be set
+on its own):
 
 - ``scale_params="matrices"`` (default) modulates every parameter with ≥ 2 dims;
   ``"conv4d"`` only 4-D (convolution) ones, as the official code, which scales nothing
@@ -26,6 +28,10 @@ an option:
   ``readout()`` (a :class:`~balgrad.models.Readout`; balgrad's models give one for
   concat or sum fusion with a linear classifier, and a user's own model can declare
   its own). Without one it is an error.
+- ``semantics="official"`` breaks an exact two-modality tie as the official ``main.py``:
+  its ρ is visual / audio with the model's streams in the order (audio, visual), and a
+  tie (ρ = 1) falls to the ``else`` branch, damping audio: the first modality. (At
+  M > 2 a tie damps nobody under either semantics.)
 
 Noise: one ``torch.randn`` over all modulated parameters from a generator seeded by
 (seed, step), so every data-parallel rank draws the same noise for the same all-reduced
@@ -54,16 +60,19 @@ from balgrad.tasks import task_loss, true_class_prob
 
 SCALE_PARAMS = ("matrices", "conv4d")
 FUSION_BIAS = ("full", "half")
+#: semantics -> (scale_params, fusion_bias) it implies unless they are given
+SEMANTICS = {"balgrad": ("matrices", "full"), "official": ("conv4d", "half")}
 NOISE_EPS = 1e-8  # added to the std, as the official code
 
 
 def ogm_coefficients(
-    s_v: torch.Tensor, s_l: torch.Tensor, alpha: float
+    s_v: torch.Tensor, s_l: torch.Tensor, alpha: float, tie_damps_first: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ρ_v, k_v, k_l) from the two modality scores, as 0-d tensors (no host sync).
 
     A zero score makes the other modality infinitely dominant (its k is 0); both zero
-    count as balanced (ρ = 1)."""
+    count as balanced (ρ = 1). At ρ = 1 the second modality is damped, or the first with
+    ``tie_damps_first`` (the official ``main.py``'s else branch)."""
     s_v, s_l = torch.as_tensor(s_v), torch.as_tensor(s_l)
     inf = torch.full_like(s_v, float("inf"))
     rho = torch.where(s_l > 0, s_v / s_l, torch.where(s_v > 0, inf, torch.ones_like(s_v)))
@@ -71,7 +80,7 @@ def ogm_coefficients(
     one = torch.ones_like(rho)
     damped_v = 1 - torch.tanh(alpha * rho.clamp_max(big))
     damped_l = 1 - torch.tanh(alpha * (1 / rho).clamp_max(big))
-    image_dominant = rho > 1
+    image_dominant = rho >= 1 if tie_damps_first else rho > 1
     return (
         rho,
         torch.where(image_dominant, damped_v, one),
@@ -127,6 +136,9 @@ class OGMGE(Strategy):
             (only 4-D ones, the official code).
         fusion_bias: ``"full"`` (the model's unimodal logits) or ``"half"`` (the official
             half-bias logits; concat or sum fusion with a linear head only).
+        semantics: ``"balgrad"`` (SPEC section 3's reading) or ``"official"`` (the official
+            ``main.py``: ``scale_params="conv4d"``, ``fusion_bias="half"`` unless given,
+            and its tie rule).
     """
 
     name = "ogm_ge"
@@ -139,11 +151,16 @@ class OGMGE(Strategy):
         modulation_end: int | None = None,
         noise: bool = True,
         seed: int = 0,
-        scale_params: Literal["matrices", "conv4d"] = "matrices",
-        fusion_bias: Literal["full", "half"] = "full",
+        scale_params: Literal["matrices", "conv4d"] | None = None,
+        fusion_bias: Literal["full", "half"] | None = None,
+        semantics: Literal["balgrad", "official"] = "balgrad",
     ):
         super().__init__()
         check_modulation(alpha, modulation_start, modulation_end)
+        check_choice("semantics", semantics, tuple(SEMANTICS))
+        implied_scale, implied_bias = SEMANTICS[semantics]
+        scale_params = implied_scale if scale_params is None else scale_params
+        fusion_bias = implied_bias if fusion_bias is None else fusion_bias
         check_choice("scale_params", scale_params, SCALE_PARAMS)
         check_choice("fusion_bias", fusion_bias, FUSION_BIAS)
         self.alpha = float(alpha)
@@ -153,6 +170,7 @@ class OGMGE(Strategy):
         self.seed = int(seed)
         self.scale_params = scale_params
         self.fusion_bias = fusion_bias
+        self.semantics = semantics
 
     def active(self) -> bool:
         end = self.modulation_end
@@ -177,7 +195,8 @@ class OGMGE(Strategy):
         """(ρ clamped at 1e6 for the log, k) from the scores: the official rule for two
         modalities (ρ of the first only), one versus rest for more."""
         if s.numel() == 2:
-            rho, k_v, k_l = ogm_coefficients(s[0], s[1], self.alpha)
+            tie_first = self.semantics == "official"
+            rho, k_v, k_l = ogm_coefficients(s[0], s[1], self.alpha, tie_first)
             return rho.clamp_max(1e6).unsqueeze(0), torch.stack([k_v, k_l])
         rho, k = one_versus_rest_coefficients(s, self.alpha)
         return rho.clamp_max(1e6), k
