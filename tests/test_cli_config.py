@@ -164,3 +164,26 @@ def test_an_unwritable_out_is_named(tmp_path, capsys):
     folder = unwritable_folder(tmp_path)
     err = out_error(tmp_path, capsys, folder / "runs")
     assert f"--out: cannot write into {folder / 'runs'}" in err
+
+
+def test_method_sets_stand_for_their_methods():
+    from balgrad.strategies.registry import list_strategies, strategy_info
+
+    paper = RunConfig().methods
+    assert parse("--methods", "paper").methods == paper
+    everything = parse("--methods", "all").methods
+    assert everything == list_strategies() and set(paper) < set(everything)
+    assert "balgrad_fast" in everything and "balgrad_fast" not in paper
+    field = parse("--methods", "field").methods
+    assert [m for m in everything if strategy_info(m)["role"] != "ablation"] == field
+    assert "balgrad_reweight_only" not in field and "agm" in field
+    # a set after a method: the method keeps its place, and nothing trains twice
+    mixed = parse("--methods", "balgrad_fast", "paper").methods
+    assert mixed == ["balgrad_fast", *paper]
+
+
+def test_a_strategy_cannot_take_a_method_sets_name():
+    from balgrad.strategies import Joint, register_strategy
+
+    with pytest.raises(ConfigError, match="stands for a set of methods"):
+        register_strategy("all", Joint)

@@ -339,8 +339,7 @@ def cmd_evaluate(args) -> int:
     values = load_run_config(cfg_path).model_dump()  # complete, or an error naming it
     evaluate_overrides(values, args)
     cfg = build_config(values, str(cfg_path))
-    methods = args.methods or cfg.methods
-    check_methods(methods, "evaluate --methods")
+    methods = check_methods(args.methods or cfg.methods, "evaluate --methods")
     try:
         # config.yaml stays the training record
         with Experiment(cfg, run_dir, write_config=False) as exp:
@@ -421,7 +420,7 @@ def cmd_list(args) -> int:
     from balgrad.backbones.factory import BACKBONES
     from balgrad.data.catalog import DATASETS
     from balgrad.models.fusion import FUSION_REGISTRY
-    from balgrad.strategies.registry import STRATEGY_REGISTRY
+    from balgrad.strategies.registry import METHOD_SETS, STRATEGY_REGISTRY
 
     kinds = {"builtin": "built in", "disk": "needs --data-dir"}
     print("datasets (--dataset, options: --dataset-option KEY=VALUE; modalities as name:kind):")
@@ -434,6 +433,9 @@ def cmd_list(args) -> int:
     )
     print("strategies (--methods, options: --method-option METHOD.KEY=VALUE):")
     _print_entries(STRATEGY_REGISTRY, _strategy_line)
+    print("method sets (--methods NAME):")
+    for name, what in METHOD_SETS.items():
+        print(f"  {name}: {what}")
     for kind, registry in BACKBONES.items():
         flag = f"--{kind}-backbone (the modality {kind}) or " if kind in FLAT_FLAGS_OF_KIND else ""
         print(

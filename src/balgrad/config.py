@@ -192,7 +192,10 @@ class RunConfig(BaseModel):
         "input", description="how a missing modality reaches the model (SPEC section 4)"
     )
     # methods
-    methods: list[str] = Field(default_factory=default_methods)
+    methods: list[str] = Field(
+        default_factory=default_methods,
+        description="methods to train, or a set of them: all, field, paper (the default)",
+    )
     method_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="per-method strategy options, e.g. {balgrad: {kl_weight: 0.5}}",
@@ -249,6 +252,14 @@ class RunConfig(BaseModel):
                     f"expected {type_name(annotation)}, got {value!r} ({type(value).__name__})"
                 ) from None
         return value
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _method_sets(cls, v: Any) -> Any:
+        """``all``, ``field`` and ``paper`` stand for their methods (METHOD_SETS)."""
+        from balgrad.strategies.registry import expand_method_sets
+
+        return expand_method_sets(v) if isinstance(v, list) else v
 
     @field_validator("methods", "dataset", "fusion", "image_backbone", "text_backbone")
     @classmethod
@@ -339,16 +350,19 @@ def _other_tower_hint(tower: str, name: str) -> None:
         )
 
 
-def check_methods(methods: list[str], option: str) -> None:
-    """Each method registered and listed once (``balgrad evaluate --methods``)."""
-    from balgrad.strategies.registry import STRATEGY_REGISTRY
+def check_methods(methods: list[str], option: str) -> list[str]:
+    """The methods, with set names (``all``, ``field``, ``paper``) expanded; each
+    registered and listed once (``balgrad evaluate --methods``)."""
+    from balgrad.strategies.registry import STRATEGY_REGISTRY, expand_method_sets
 
+    methods = expand_method_sets(methods)
     try:
         for name in methods:
             STRATEGY_REGISTRY.get(name)
         _no_duplicate_methods(methods, STRATEGY_REGISTRY)
     except (ValueError, BalgradError) as err:
         raise ConfigError(f"{option}: {err}") from None
+    return methods
 
 
 def _no_duplicate_methods(methods: list[str], registry) -> None:

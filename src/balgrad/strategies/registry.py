@@ -50,7 +50,21 @@ def _is_strategy_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, Strategy)
 
 
+#: names that stand for several methods in ``--methods`` and a config's ``methods``
+METHOD_SETS = {
+    "paper": "the paper's comparison: Baseline, MSLR, OGM-GE, AGM, BalGrad and its ablations "
+    "(the default)",
+    "field": "every registered method, without the ablation presets",
+    "all": "every registered strategy and preset, plug-ins included",
+}
+
+
 def _check_registration(name: str, meta: dict[str, Any]) -> None:
+    if name in METHOD_SETS:
+        raise ConfigError(
+            f"strategy {name!r}: the name stands for a set of methods in --methods; "
+            "register it under another name"
+        )
     if meta["role"] not in ROLES:
         raise ConfigError(f"strategy {name!r}: role must be one of {ROLES}, got {meta['role']!r}")
     order = meta["ablation_order"]
@@ -219,6 +233,28 @@ def method_role(name: str) -> str:
 def ablation_order(name: str) -> int | None:
     info = _info_or_none(name)
     return info["ablation_order"] if info else None
+
+
+def method_set(name: str) -> list[str] | None:
+    """The methods a set name stands for (see :data:`METHOD_SETS`); None for a method."""
+    if name == "paper":
+        return default_methods()
+    if name == "all":
+        return list_strategies()
+    if name == "field":
+        return [n for n in list_strategies() if strategy_info(n).get("role") != "ablation"]
+    return None
+
+
+def expand_method_sets(methods: list[str]) -> list[str]:
+    """``methods`` with every set name replaced by its methods, each method kept once
+    (first place wins, so ``["balgrad", "all"]`` trains BalGrad first)."""
+    out: list[str] = []
+    for name in methods:
+        for m in method_set(name) if isinstance(name, str) and method_set(name) else [name]:
+            if m not in out:
+                out.append(m)
+    return out
 
 
 def default_methods() -> list[str]:
