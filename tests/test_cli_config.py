@@ -164,3 +164,12 @@ def test_an_unwritable_out_is_named(tmp_path, capsys):
     folder = unwritable_folder(tmp_path)
     err = out_error(tmp_path, capsys, folder / "runs")
     assert f"--out: cannot write into {folder / 'runs'}" in err
+
+
+def test_version_prints_the_installed_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"balgrad {version('balgrad')}"
