@@ -187,3 +187,12 @@ def test_a_strategy_cannot_take_a_method_sets_name():
 
     with pytest.raises(ConfigError, match="stands for a set of methods"):
         register_strategy("all", Joint)
+
+
+def test_version_prints_the_installed_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"balgrad {version('balgrad')}"

@@ -468,9 +468,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"balgrad: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _version() -> str:
+    """The installed distribution's version (the source tree's when run uninstalled)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("balgrad")
+    except PackageNotFoundError:
+        from balgrad import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="balgrad", description=__doc__.split("\n\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"balgrad {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compare", help="train every method and print the paper's Table 1")

@@ -233,6 +233,13 @@ def paired_markdown(
     return "\n".join(lines) + "\n"
 
 
+#: the legend of the ``*`` that :func:`format_cell` puts on a negative-transfer score
+NEGATIVE_TRANSFER_NOTE = (
+    "A score marked * shows negative transfer: it is above the same method's Full score "
+    "although a modality was impaired."
+)
+
+
 def format_cell(cell: dict | None, digits: int = 2) -> str:
     if cell is None:
         return "–"
@@ -271,6 +278,9 @@ def markdown_table(
             + " | ".join(format_cell(table.get(m, {}).get(key)) for m in methods)
             + " |"
         )
+    cells = [c for m in methods for c in table.get(m, {}).values() if c]
+    if any(c.get("negative_transfer") for c in cells):
+        lines += ["", NEGATIVE_TRANSFER_NOTE]
     return "\n".join(lines) + "\n"
 
 

@@ -142,7 +142,7 @@ register_preset(
     "balgrad",
     {"project": False},
     label="w/ reweighting",
-    description="balgrad without projection",
+    description="BalGrad without its projection: the reweighted KL gradients only (paper Table 2)",
     role="ablation",
     ablation_order=1,
     default_run=True,
@@ -152,7 +152,7 @@ register_preset(
     "balgrad",
     {"reweight": "none"},
     label="w/ projection",
-    description="balgrad without reweighting",
+    description="BalGrad without its reweighting: the projection, KL gradients unweighted (paper Table 2)",
     role="ablation",
     ablation_order=2,
     default_run=True,
@@ -162,7 +162,7 @@ register_preset(
     "balgrad",
     {"kl_weight": 0.0, "project": False, "reweight": "none"},
     label="unimodal losses only",
-    description="the auxiliary unimodal losses alone",
+    description="the auxiliary unimodal losses alone: no KL term, no projection (SPEC section 2)",
     role="ablation",
     ablation_order=3,
     default_run=True,
@@ -223,6 +223,12 @@ def method_label(name: str) -> str:
     """The label tables and figures show (the name itself when it is not registered)."""
     info = _info_or_none(name)
     return info["label"] if info else name
+
+
+def method_description(name: str) -> str:
+    """The registered one-line description ("" for a method not registered here)."""
+    info = _info_or_none(name)
+    return info["description"] if info else ""
 
 
 def method_role(name: str) -> str:
