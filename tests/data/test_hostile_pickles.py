@@ -190,6 +190,8 @@ def _object_cases() -> dict[str, tuple[object, str]]:
     cases["shared_tuples"] = (tup, r"a second reference to a tuple")
     flat = tuple(range(2000))
     cases["shared_flat_tuple_many_times"] = ([flat] * 20000, r"to allocate more than")
+    cases["shared_bytes_many_times"] = ([b"x" * 100_000] * 100_000, r"to allocate more than")
+    cases["shared_array_many_times"] = ([np.zeros(100_000)] * 10_000, r"to allocate more than")
     d: dict = {}
     cases["shared_dict"] = ({"a": d, "b": d}, r"a second reference to a dict")
     return cases

@@ -264,8 +264,8 @@ def _check_real_steps(split: MoseiSplit, keys: Mapping[str, str], where: str) ->
         lengths = split.lengths.get(modality)
         if a.shape[1] == 0 or (lengths is not None and not lengths.any()):
             raise DataError(
-                f"{where} modality {modality!r} (key {keys[modality]!r}): no real steps in any of its "
-                f"{len(split)} records (every length is 0: all padding)"
+                f"{where} modality {modality!r} (key {keys[modality]!r}): no real steps in "
+                f"any of its {len(split)} records (every length is 0: all padding)"
             )
 
 
@@ -561,7 +561,8 @@ class MoseiSentiment(MultimodalDataset):
     ``unaligned_50.pkl``, the format told by the keys; ``mult``; ``mmsa``), ``file`` (the
     pickle's name under ``data_dir``, instead of the usual ones), ``label`` and
     ``exclude_zero``. ``lengths`` are MMSA's ``audio_lengths`` / ``vision_lengths`` where
-    the file has them, else the full L; the features are cleaned (every NaN and inf is 0).
+    the file has them, else the full L; the features are cleaned (every NaN and inf is 0,
+    with a ``DataWarning`` counting them), and a modality with no real step is refused.
 
     Labels: the sentiment score y in [-3, 3] as classes, for the classification protocol:
 

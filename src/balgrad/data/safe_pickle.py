@@ -34,7 +34,9 @@ can allocate more than the file holds (text decoded from n bytes is at most 4n; 
 charged once made). Containers form a tree: a memo reference (``GET``) to a list, dict,
 set or a tuple holding containers is refused, and so is ``DUP``, so a shared-reference
 graph cannot make a later traversal exponential; a memo reference to a flat tuple is
-charged as a copy. Containers nest at most ``MAX_DEPTH`` (32) deep, checked before a key
+charged as a copy, and so is any other memo reference (to text, bytes or an array: a
+list of a million references to one array would be copied a million times by whatever
+stacks it). Containers nest at most ``MAX_DEPTH`` (32) deep, checked before a key
 is hashed or an item inserted.
 """
 
@@ -151,6 +153,17 @@ _NDARRAY = _Token()
 def _wrapper(fn):
     fn.safe_global = True
     return fn
+
+
+def _copy_cost(obj: Any) -> int:
+    """Bytes a copy of a leaf, or of a flat tuple or frozenset of leaves, would take."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (str, bytes, bytearray)):
+        return len(obj)
+    if isinstance(obj, (tuple, frozenset)):
+        return 8 * len(obj) + sum(_copy_cost(x) for x in obj)
+    return 0
 
 
 def _nbytes(shape: tuple[int, ...], itemsize: int) -> int:
@@ -525,8 +538,7 @@ class SafeUnpickler(pickle._Unpickler):
             raise self._refuse(
                 f"a second reference to a {type(obj).__name__} (shared containers are not read)"
             )
-        if isinstance(obj, (tuple, frozenset)):
-            self._charge(8 * len(obj))  # as a copy: whatever walks it walks it again
+        self._charge(_copy_cost(obj))  # as a copy: whatever walks it again may copy it
         self.append(obj)
 
     def load_get(self) -> None:
