@@ -234,9 +234,15 @@ CHILD = textwrap.dedent(
     from balgrad.data import mosei
     from balgrad.errors import DataError
 
-    vm = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
-    cap = vm + (2 << 30)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    try:  # the cap: what the process maps once torch is imported, plus 2 GiB (Linux)
+        status = open("/proc/self/status").read()
+    except OSError:
+        status = ""
+    found = re.search(r"VmSize:\\s+(\\d+)", status)
+    if found:
+        cap = int(found.group(1)) * 1024 + (2 << 30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        print(json.dumps(["cap", resource.getrlimit(resource.RLIMIT_AS)[0]]), flush=True)
     for path in sys.argv[1:]:
         print(json.dumps(["begin", path]), flush=True)
         try:
@@ -278,6 +284,8 @@ def read_in_a_capped_child(paths: list[Path]) -> dict[str, tuple[str, str]]:
     assert done.returncode == 0, (
         f"the reader died (return code {done.returncode}) on {last}: {done.stderr[-2000:]}"
     )
+    if sys.platform.startswith("linux"):
+        assert any(line[0] == "cap" and line[1] > 0 for line in lines), "no memory cap was set"
     return {line[1]: (line[2], line[3]) for line in lines if line[0] == "end"}
 
 
