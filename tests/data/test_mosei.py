@@ -67,7 +67,9 @@ def test_mult_pickle_reads_the_released_layout(tmp_path, protocol):
     raw = _mult()
     raw["train"]["audio"][0, 1, 2] = -np.inf
     raw["train"]["audio"][1, 0, :3] = np.nan
-    splits = mosei.load_mult_pickle(_dump(tmp_path, raw, "mosei_senti_data.pkl", protocol))
+    # the cleaning is not silent: one warning names the split, the modality and the count
+    with pytest.warns(DataWarning, match=r"split 'train': set non-finite .* audio .* 4 of 888"):
+        splits = mosei.load_mult_pickle(_dump(tmp_path, raw, "mosei_senti_data.pkl", protocol))
     assert list(splits) == list(mosei.SPLITS)
     train = splits["train"]
     assert len(train) == 3
@@ -193,7 +195,8 @@ def test_bad_content_names_file_split_key_and_record(tmp_path, edit, message):
 def test_mmsa_pickle_features_and_lengths(tmp_path):
     raw = _mmsa()
     raw["test"]["vision"][2, 0, 0] = np.inf
-    splits = mosei.load_mmsa_pickle(_dump(tmp_path, raw, "unaligned_50.pkl"))
+    with pytest.warns(DataWarning, match=r"split 'test': .* visual \(key 'vision'\) 1 of 240"):
+        splits = mosei.load_mmsa_pickle(_dump(tmp_path, raw, "unaligned_50.pkl"))
     train = splits["train"]
     assert {m: a.shape for m, a in train.features.items()} == {
         "audio": (3, T, 5),

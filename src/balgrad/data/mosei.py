@@ -13,14 +13,19 @@ Two formats, both a dict of splits ``d[split]`` for split in ``train``, ``valid`
   ``raw_text`` and, in the unaligned file, ``audio_lengths`` / ``vision_lengths`` (N,).
 
 A pickle can run code when loaded, so a user's file is never given to ``pickle.load``:
-:class:`SafeUnpickler` allows only the globals numpy arrays and plain containers need and
-refuses any other with a :class:`DataError` naming the file and the global, before
-anything of it is called.
+:class:`~balgrad.data.safe_pickle.SafeUnpickler` reads only plain numpy arrays in plain
+containers, at a cost bounded by the file's size, and refuses anything else with a
+:class:`DataError` naming the file and what was refused, before anything of it is called
+or any array element is touched (``data/safe_pickle.py``).
 
 Features hold -inf (MulT's audio) and may hold NaN. Both official loaders set
 ``audio[audio == -inf] = 0`` (MMSA zeroes NaN too, when it normalizes); here every
-non-finite feature of every modality becomes 0, and :attr:`MoseiSplit.cleaned` counts them
-per modality.
+non-finite feature of every modality (NaN, ±inf, or a value beyond float32's range) becomes
+0, :attr:`MoseiSplit.cleaned` counts them per modality, and one ``DataWarning`` per split
+names the count and share of each modality cleaned whenever their share exceeds
+``CLEANED_WARN_SHARE`` (0: whenever any value is cleaned). A modality of a split with no
+finite value at all, or with no real step (every length 0, or no steps), is refused with a
+``DataError`` naming the split and the modality, at load, so before any training.
 
 The user names the pickle itself and it references no other file, so there is no folder
 to keep paths inside (``disk/paths.py``); ids are decoded as strict UTF-8 per record as
@@ -38,7 +43,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import pickle
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,62 +53,16 @@ import numpy as np
 import torch
 
 from balgrad.data.base import MultimodalDataset
-from balgrad.data.disk.records import Problems
+from balgrad.data.disk.records import DataWarning, Problems
+from balgrad.data.safe_pickle import SafeUnpickler, safe_load_pickle  # noqa: F401 (API)
 from balgrad.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")
 # pipeline modality name -> key in both pickles
 FEATURE_KEYS = {"audio": "audio", "visual": "vision", "text": "text"}
 LABEL_RANGE = (-3.0, 3.0)
-
-# (module, name) a numpy-array pickle needs: numpy 1.x and 2.x spell the module differently
-_NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
-_ALLOWED_GLOBALS = frozenset(
-    [(m, "_reconstruct") for m in _NUMPY_CORE]
-    + [(m, "scalar") for m in _NUMPY_CORE]
-    + [("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")]
-    + [("numpy", "ndarray"), ("numpy", "dtype")]
-    # protocol <= 2 pickles spell bytes as _codecs.encode(str, "latin1")
-    + [("_codecs", "encode")]
-    + [("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "bytearray")]
-    + [("collections", "OrderedDict")]
-)
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler for numpy arrays in plain containers; any other global is refused.
-
-    Follows the "Restricting Globals" recipe of the Python ``pickle`` documentation.
-    """
-
-    def __init__(self, file: Any, source: Path) -> None:
-        # latin1: numpy's advice for pickles written by Python 2 (a no-op for Python 3 ones)
-        super().__init__(file, encoding="latin1")
-        self.source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise DataError(
-            f"{self.source}: refused to unpickle global {module}.{name}; only numpy arrays "
-            "and plain containers are read from a dataset pickle (a pickle can run code)"
-        )
-
-
-def safe_load_pickle(path: str | Path) -> Any:
-    """The object in pickle file ``path``, read with :class:`SafeUnpickler`."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return SafeUnpickler(f, path).load()
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: the pickle file is missing") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the pickle file: {e}") from None
-    except Exception as e:  # truncated or not a pickle: UnpicklingError, EOFError, ValueError...
-        raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+#: the share of a modality's feature values set to 0 (non-finite) above which a split warns
+CLEANED_WARN_SHARE = 0.0
 
 
 @dataclass
@@ -141,10 +100,12 @@ def _read_mult(obj: Any, path: Path, skip_bad: bool, stacklevel: int) -> dict[st
     for split in SPLITS:
         d, where, bad = data[split], f"{path} split {split!r}", {}
         features, cleaned = _features(d, FEATURE_KEYS, where)
+        _warn_cleaned(features, cleaned, FEATURE_KEYS, where, stacklevel)
         n = _common_n(features, where)
         labels = _labels(d, "labels", n, where, bad)
         ids = _ids(d, n, where, bad)
         out[split] = _split(split, features, labels, ids, {}, cleaned, bad, problems)
+        _check_real_steps(out[split], FEATURE_KEYS, where)
     problems.warn(str(path), stacklevel=stacklevel)
     return out
 
@@ -176,6 +137,7 @@ def _read_mmsa(
     for split in SPLITS:
         d, where, bad = data[split], f"{path} split {split!r}", {}
         features, cleaned = _features(d, keys, where)
+        _warn_cleaned(features, cleaned, keys, where, stacklevel)
         n = _common_n(features, where)
         labels = _labels(d, "regression_labels", n, where, bad)
         lengths = {}
@@ -192,6 +154,7 @@ def _read_mmsa(
             lengths["text"] = mask.sum(axis=1).astype(np.int64)
         ids = _ids(d, n, where, bad)
         out[split] = _split(split, features, labels, ids, lengths, cleaned, bad, problems)
+        _check_real_steps(out[split], keys, where)
     problems.warn(str(path), stacklevel=stacklevel)
     return out
 
@@ -252,12 +215,58 @@ def _features(
             )
         if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
             raise DataError(f"{where} key {key!r}: expected real numbers, found dtype {a.dtype}")
-        a = np.array(a, dtype=np.float32)  # a copy: the cleaning below must not alter the caller's
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, cleaned and counted
+            a = np.array(a, dtype=np.float32)  # a copy: the cleaning must not alter the caller's
         bad = ~np.isfinite(a)
         cleaned[modality] = int(bad.sum())
+        if a.size and cleaned[modality] == a.size:
+            raise DataError(
+                f"{where} key {key!r}: every value is NaN, infinite or beyond float32's range; "
+                f"modality {modality!r} has no real values"
+            )
         a[bad] = 0.0
         features[modality] = a
     return features, cleaned
+
+
+def _warn_cleaned(
+    features: Mapping[str, np.ndarray],
+    cleaned: Mapping[str, int],
+    keys: Mapping[str, str],
+    where: str,
+    stacklevel: int,
+) -> None:
+    """One DataWarning for the split when a modality's cleaned share exceeds
+    CLEANED_WARN_SHARE, with every modality's count and share."""
+    share = {m: cleaned[m] / features[m].size if features[m].size else 0.0 for m in cleaned}
+    if not any(s > CLEANED_WARN_SHARE for s in share.values()):
+        return
+    counts = ", ".join(
+        f"{m} (key {keys[m]!r}) {cleaned[m]} of {features[m].size} ({100 * share[m]:.3g}%)"
+        for m in cleaned
+        if cleaned[m]
+    )
+    warnings.warn(
+        f"{where}: set non-finite feature values (NaN, inf, or beyond float32's range) to 0: "
+        f"{counts}",
+        DataWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def _check_real_steps(split: MoseiSplit, keys: Mapping[str, str], where: str) -> None:
+    """Refuse a modality with no real step in a non-empty split: no steps at all, or
+    every record's length 0 (all padding). Every split is read at once, so a test split
+    fails here, before any training."""
+    if not len(split):
+        return
+    for modality, a in split.features.items():
+        lengths = split.lengths.get(modality)
+        if a.shape[1] == 0 or (lengths is not None and not lengths.any()):
+            raise DataError(
+                f"{where} modality {modality!r} (key {keys[modality]!r}): no real steps in "
+                f"any of its {len(split)} records (every length is 0: all padding)"
+            )
 
 
 def _common_n(features: Mapping[str, np.ndarray], where: str) -> int:
@@ -303,6 +312,11 @@ def _ids(d: Mapping[str, Any], n: int, where: str, bad: dict[int, str]) -> list[
     if "id" not in d:  # MulT's loader allows a file without ids
         return [str(i) for i in range(n)]
     raw = d["id"]
+    if not (isinstance(raw, (list, tuple)) or isinstance(raw, np.ndarray) and raw.ndim > 0):
+        raise DataError(
+            f"{where} key 'id': expected one id per record (a list or an array), found "
+            f"{type(raw).__name__}" + (f" of shape {raw.shape}" if hasattr(raw, "shape") else "")
+        )
     if len(raw) != n:
         raise DataError(f"{where} key 'id': {len(raw)} ids for {n} records")
     ids = []
@@ -312,15 +326,26 @@ def _ids(d: Mapping[str, Any], n: int, where: str, bad: dict[int, str]) -> list[
         except UnicodeDecodeError as e:
             bad.setdefault(i, f"{where} key 'id' record {i}: the id is not UTF-8 ({e})")
             ids.append("")
+        except TypeError as e:
+            bad.setdefault(i, f"{where} key 'id' record {i}: {e}")
+            ids.append("")
     return ids
 
 
 def _id_text(value: Any) -> str:
+    """A record's id: text, bytes (UTF-8) or a number, or a sequence of those joined by
+    ``/``; anything else is a TypeError naming its type."""
     if isinstance(value, np.ndarray) and value.ndim > 0 or isinstance(value, (list, tuple)):
         return "/".join(_id_text(v) for v in value)
+    if isinstance(value, np.ndarray):  # 0-d
+        value = value[()]
     if isinstance(value, (bytes, np.bytes_)):
         return bytes(value).decode("utf-8")
-    return str(value.item() if isinstance(value, np.generic) else value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise TypeError(f"an id must be text, bytes or a number, not {type(value).__name__}")
 
 
 def _split(
@@ -536,7 +561,8 @@ class MoseiSentiment(MultimodalDataset):
     ``unaligned_50.pkl``, the format told by the keys; ``mult``; ``mmsa``), ``file`` (the
     pickle's name under ``data_dir``, instead of the usual ones), ``label`` and
     ``exclude_zero``. ``lengths`` are MMSA's ``audio_lengths`` / ``vision_lengths`` where
-    the file has them, else the full L; the features are cleaned (every NaN and inf is 0).
+    the file has them, else the full L; the features are cleaned (every NaN and inf is 0,
+    with a ``DataWarning`` counting them), and a modality with no real step is refused.
 
     Labels: the sentiment score y in [-3, 3] as classes, for the classification protocol:
 
@@ -604,6 +630,16 @@ class MoseiSentiment(MultimodalDataset):
             given = part.lengths.get(m)
             lengths = given[keep] if given is not None else np.full(int(keep.sum()), t)
             self._lengths[m] = lengths.astype(np.int64)
+            if not self._lengths[m].any():
+                raise DataError(
+                    f"{self.path} split {SPLIT_KEYS[canonical]!r} modality {m!r}: no real steps "
+                    f"in any of its {len(self.labels)} samples (every length is 0)"
+                    + (
+                        " once the zero labels are excluded (option exclude_zero)"
+                        if exclude_zero
+                        else ""
+                    )
+                )
         if label == "acc7":
             classes = [str(c) for c in range(-3, 4)]
         else:
