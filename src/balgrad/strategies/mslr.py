@@ -15,6 +15,7 @@ gradient itself is joint training's (one backward pass per step).
 from __future__ import annotations
 
 from balgrad.errors import ConfigError
+from balgrad.names import stat_name, statistics
 from balgrad.strategies.joint import Joint
 
 MODES = ("keep", "dynamic")
@@ -22,6 +23,8 @@ MODES = ("keep", "dynamic")
 
 class MSLR(Joint):
     name = "mslr"
+    # the step's statistics are joint training's; lr and lr_factor go in the epoch rows
+    statistics = statistics("MSLR", ["loss_task"], ["loss", "score", "lr", "lr_factor"])
 
     def __init__(
         self,
@@ -95,8 +98,8 @@ class MSLR(Joint):
             for group in optimizer.param_groups:
                 if group.get("name") == m:
                     group["lr"] *= factor
-                    out[f"lr_{m}"] = group["lr"]
-            out[f"lr_factor_{m}"] = factor
+                    out[stat_name("lr", m)] = group["lr"]
+            out[stat_name("lr_factor", m)] = factor
         return out
 
     @staticmethod
