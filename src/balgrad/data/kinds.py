@@ -217,3 +217,15 @@ def feature_std(dataset, modality: str) -> torch.Tensor:
     var = (sq / count - (total / count) ** 2).clamp_min(0.0)
     std = var.sqrt()
     return torch.where(std > 0, std, torch.ones_like(std))
+
+
+def declared_sample_rate(dataset) -> int | None:
+    """The rate (Hz) of a dataset's waveforms where it declares one in ``sample_rate``
+    (keypad; CREMA-D; Kinetics-Sounds with that option set); a split carved from a dataset
+    (``base``) has its rate. None: not declared (the rate of each file is its own)."""
+    while dataset is not None:
+        rate = getattr(dataset, "sample_rate", None)
+        if isinstance(rate, int) and not isinstance(rate, bool):
+            return rate
+        dataset = getattr(dataset, "base", None)
+    return None
