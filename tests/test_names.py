@@ -34,6 +34,8 @@ CLASHING = {
     "unimodal_heads": (("unimodal_heads", "audio"), "unimodal_heads"),
     "lr_factor": (("audio", "factor_audio"), "lr_factor_audio"),  # MSLR's lr of factor_audio
     "negative_transfer": (("a", "a_negative_transfer"), "missing_a_negative_transfer"),
+    "labels": (("audio", "labels"), "labels"),  # a batch dict's labels (integrations)
+    "drop_": (("audio", "drop_audio"), "drop_audio"),  # and its drop mask of audio
 }
 
 
@@ -94,7 +96,7 @@ def test_one_rule_refuses_non_ascii_and_non_identifier_names_at_registration(nam
 
 
 def test_the_reserved_names_derive_from_the_declared_schemas():
-    assert {"task", "avg", "gap", "head", "unimodal_heads"} <= set(reserved_names())
+    assert {"task", "avg", "gap", "head", "unimodal_heads", "labels"} <= set(reserved_names())
     for name in reserved_names():
         assert name_clashes(("audio", name)), name
     # ordinary names, underscores included, are free
@@ -143,3 +145,15 @@ class _Plain:
 
     def parameter_groups(self):
         return {}
+
+
+def test_model_selection_tells_a_modality_f1_from_the_fused_f1_macro():
+    """The fused metrics were told from a tower's by the prefix ``val_<m>_``: with a
+    modality ``f1`` the fused ``f1_macro`` looked like one of its scores, and the
+    fallback metric for an undefined primary one was never found."""
+    from balgrad.train.trainer import selection_metric
+
+    row = {"val_accuracy": float("nan"), "val_f1_macro": 60.0}
+    for m in ("f1", "audio"):
+        row |= {f"val_{m}_accuracy": 50.0, f"val_{m}_f1_macro": 40.0}
+    assert selection_metric(row, "accuracy", ("f1", "audio")) == "f1_macro"

@@ -102,8 +102,18 @@ def test_agm_on_seven_modalities_fails_before_joint_trains(seven, tmp_path, caps
     assert time.perf_counter() - t0 < 60
 
 
+@pytest.fixture
+def own_schemas(monkeypatch):
+    """Schemas a test declares are dropped after it (they would reserve its names)."""
+    from balgrad import names
+
+    monkeypatch.setattr(names, "_SCHEMAS", dict(names._SCHEMAS))
+    yield
+    names._clashes.cache_clear()
+
+
 def test_a_plugin_statistic_that_clashes_with_a_modality_fails_before_training(
-    seven, tmp_path, capsys
+    seven, tmp_path, capsys, own_schemas
 ):
     """A plug-in strategy whose global statistic ``gain_m3`` is what its own per-modality
     ``gain`` builds for the dataset's modality ``m3``: refused before the first step."""

@@ -13,7 +13,8 @@ key (``loss_task``, ``missing_avg``) or a key built from another modality
 ``factor_audio``).
 
 The schemas: :data:`PROTOCOL` (the evaluation conditions and Table 1's rows),
-:data:`PARAMETER_GROUPS`, and each strategy's statistics, which a strategy class
+:data:`PARAMETER_GROUPS`, :data:`BATCH` (the integrations' batch dicts), and each
+strategy's statistics, which a strategy class
 declares (``Strategy.statistics``) and :func:`declare` adds here when the class is
 defined (``import balgrad`` imports the built-in strategies, so theirs are in place
 before any dataset or model is registered; a run's pre-flight checks the names again
@@ -123,7 +124,15 @@ PROTOCOL = Schema(
 #: a model's parameter groups: one per modality, and these
 PARAMETER_GROUPS = Schema("a model's parameter groups", ("head", "unimodal_heads"), (M,), GROUPS)
 
-_SCHEMAS: dict[str, Schema] = {s.owner: s for s in (PROTOCOL, PARAMETER_GROUPS)}
+#: the label keys of a batch dict given to the Lightning and Hugging Face integrations
+LABEL_KEYS = ("labels", "label", "target")
+#: such a batch dict: one key per modality, its optional ``drop_<m>`` mask, a label key,
+#: or the nested form's ``inputs`` (a modality ``labels`` would be read as the labels)
+BATCH = Schema(
+    "the integrations' batch dict", (*LABEL_KEYS, "inputs"), (M, f"drop_{M}"), "batch keys"
+)
+
+_SCHEMAS: dict[str, Schema] = {s.owner: s for s in (PROTOCOL, PARAMETER_GROUPS, BATCH)}
 
 
 def declare(schema: Schema) -> Schema:

@@ -70,3 +70,28 @@ def test_agm_declares_the_number_of_modalities_it_supports():
     assert all(
         create_strategy(n).max_modalities is None for n in ("joint", "mslr", "ogm_ge", "balgrad")
     )
+
+
+@pytest.fixture
+def own_schemas(monkeypatch):
+    """Schemas a test declares are dropped after it (they would reserve its names)."""
+    from balgrad import names
+
+    monkeypatch.setattr(names, "_SCHEMAS", dict(names._SCHEMAS))
+    yield
+    names._clashes.cache_clear()
+
+
+def test_a_strategy_returning_an_undeclared_statistic_is_stopped(own_schemas):
+    from balgrad.errors import ConfigError
+    from balgrad.names import statistics as declared
+    from balgrad.strategies.joint import Joint
+
+    class Sloppy(Joint):
+        name = "sloppy_test"
+        statistics = declared("sloppy_test", ["loss_task"], ["loss"])  # not "score"
+
+    model = _model(PAIR)
+    inputs = {m: torch.randn(4, 3 + i, dtype=torch.float64) for i, m in enumerate(PAIR)}
+    with pytest.raises(ConfigError, match=r"sloppy_test.*\['score_audio_left', 'score_visual'\]"):
+        Sloppy().backward(model, model(inputs), torch.tensor([0, 1, 2, 0]))

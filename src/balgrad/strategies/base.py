@@ -216,6 +216,7 @@ class Strategy:
         self._layout_cache: tuple[tuple, ParamLayout] | None = None
         self.scaler = None  # the GradScaler of the step in progress
         self.ddp = False  # whether the step in progress runs under DistributedDataParallel
+        self._declared_keys: tuple[str, ...] | None = None  # the last keys found declared
 
     @property
     def sync(self) -> GradientSync:
@@ -265,6 +266,7 @@ class Strategy:
             self.scaler = None
             self.ddp = False
         stats = {k: _as_stat(v, device) for k, v in stats.items()}
+        self._check_declared(tuple(stats), outputs)
         if self.step % max(1, int(self.check_every)) == 0:
             self._checks.verify()
         for observer in self._observers:
@@ -276,6 +278,19 @@ class Strategy:
         self, model: BalancedModel, output: Any, target: torch.Tensor
     ) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
+
+    def _check_declared(self, keys: tuple[str, ...], modalities: tuple[str, ...]) -> None:
+        """A declared strategy returns only the statistics it declares (checked when the
+        keys change, not every step): the modality names were checked against those."""
+        if self.statistics is None or keys == getattr(self, "_declared_keys", None):
+            return
+        if stray := sorted(set(keys) - set(self.statistics.names(modalities))):
+            raise ConfigError(
+                f"strategy {self.name!r} returned statistics {stray} that its `statistics` "
+                f"({self.statistics.owner}) does not declare for the modalities "
+                f"{list(modalities)}; declare them (balgrad.names.statistics)"
+            )
+        self._declared_keys = keys
 
     def verify(self) -> None:
         """Run the pending validity checks now (one host sync), e.g. at the end of an epoch."""
