@@ -347,9 +347,11 @@ def check_sample_rate(
     if declared is None or data_rate is None:
         return
     assumed = declared({**BACKBONES[kind].defaults(name), **options})
-    if assumed is None or int(assumed[0]) == int(data_rate):
+    if assumed is None:
         return
     rate, option = assumed
+    if not isinstance(rate, int | float) or rate == data_rate:
+        return  # not a number: refused, naming the option, when the backbone is built
     raise ConfigError(
         f"modality {modality!r}: backbone {name!r} assumes audio at {rate} Hz (its option "
         f"{option!r}), but the data's audio is at {data_rate} Hz: its mel filters would lie "

@@ -21,7 +21,7 @@ from balgrad.data.pipeline import InputPipeline
 from balgrad.data.progress import with_progress
 from balgrad.errors import ConfigError
 from balgrad.evaluate.metrics import compute_scores
-from balgrad.names import condition_name, parse_condition
+from balgrad.names import check_modality_names, condition_name, parse_condition
 from balgrad.train.precision import autocast_region
 
 #: the missing ratios r of the robustness sweep (paper Fig. 4)
@@ -44,8 +44,7 @@ class ProtocolConfig:
     noise: dict[str, float] | None = None
 
     def __post_init__(self):
-        if len(self.modalities) < 2:
-            raise ConfigError(f"protocol: at least two modalities, got {list(self.modalities)}")
+        check_modality_names(self.modalities, "protocol")
         for m, level in self.noise_levels().items():
             kind = modality_kind(self.modalities[m], f"protocol: modality {m!r}")
             try:
