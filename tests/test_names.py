@@ -93,6 +93,8 @@ def test_one_rule_refuses_non_ascii_and_non_identifier_names_at_registration(nam
     assert repr(name) in str(err.value) and "ASCII" in str(err.value)
     with pytest.raises(ConfigError, match="not a valid modality name"):
         MultimodalModel({"audio": _Tower(), name: _Tower()}, num_classes=3)
+    with pytest.raises(ConfigError, match="protocol: .*not a valid modality name"):
+        ProtocolConfig(modalities={"audio": "audio", name: "video"})
 
 
 def test_the_reserved_names_derive_from_the_declared_schemas():

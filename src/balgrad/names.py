@@ -1,24 +1,24 @@
 """The names balgrad builds from modality names, and the one rule for modality names.
 
-Statistics, evaluation conditions and summary rows are flat keys of one namespace
-(``metrics.jsonl``, ``eval.json``, ``results.json``): ``loss_audio`` is the statistic
-``loss`` of the modality ``audio`` and ``loss_task`` the global task loss, so a modality
-named ``task`` would silently make its own loss the task loss. Every such key is built
-here, from a declared :class:`Schema` (:func:`stat_name`, :func:`condition_name`), and a
-dataset's or a model's modality names are checked once, where they are declared, by
-:func:`check_modality_names`: each must be a plain ASCII identifier, and no key that a
-declared schema builds from one (``loss_<m>``, ``missing_<m>``, ...) may equal a global
-key (``loss_task``, ``missing_avg``) or a key built from another modality
+Statistics (``metrics.jsonl``, ``epochs.jsonl``), evaluation conditions and Table 1's rows
+(``eval.json``, ``results.json``), parameter groups and the integrations' batch keys are
+flat keys, each family in one namespace: ``loss_audio`` is the statistic ``loss`` of the
+modality ``audio`` and ``loss_task`` the global task loss, so a modality named ``task``
+would silently make its own loss the task loss. Every such key is built here, from a
+declared :class:`Schema` (:func:`stat_name`, :func:`condition_name`), and a dataset's or
+a model's modality names are checked once, where they are declared, by
+:func:`check_modality_names`: each must be a plain ASCII identifier, and no key a
+declared schema builds from one (``loss_<m>``, ``missing_<m>``) may equal a global key
+of its namespace (``loss_task``, ``missing_avg``) or a key built from another modality
 (``lr_factor_audio`` is both MSLR's ``lr_factor`` of ``audio`` and its ``lr`` of
 ``factor_audio``).
 
-The schemas: :data:`PROTOCOL` (the evaluation conditions and Table 1's rows),
-:data:`PARAMETER_GROUPS`, :data:`BATCH` (the integrations' batch dicts), and each
-strategy's statistics, which a strategy class
-declares (``Strategy.statistics``) and :func:`declare` adds here when the class is
-defined (``import balgrad`` imports the built-in strategies, so theirs are in place
-before any dataset or model is registered; a run's pre-flight checks the names again
-against the schemas of the methods it will train, plug-ins included).
+The schemas: :data:`PROTOCOL`, :data:`PARAMETER_GROUPS`, :data:`BATCH`, and each
+strategy's statistics, which a strategy class declares (``Strategy.statistics``, made by
+:func:`statistics`, which adds it here when the class is defined: ``import balgrad``
+imports the built-in strategies, so theirs are in place before any dataset or model is
+registered). A run's pre-flight checks the names again against the statistics of the
+methods it will train, plug-ins included.
 
 Why ASCII only: a name that Python accepts as an identifier may still be two names at
 once (``"ﬁ"`` and ``"fi"`` are the same attribute after NFKC normalisation but two
@@ -91,12 +91,6 @@ class Schema:
         mods = tuple(modalities)
         return [*self.global_, *(t.replace(M, m) for t in self.per_modality for m in mods)]
 
-    def per(self, template: str, modalities: Iterable[str]) -> dict[str, str]:
-        """``{m: key}`` of one of the templates."""
-        if template not in self.per_modality:
-            raise KeyError(f"{self.owner} declares no {template!r}")
-        return {m: template.replace(M, m) for m in modalities}
-
 
 def statistics(owner: str, global_: Iterable[str] = (), per_modality: Iterable[str] = ()) -> Schema:
     """A strategy's declared statistics: global names and per-modality statistics
@@ -141,10 +135,6 @@ def declare(schema: Schema) -> Schema:
     _SCHEMAS[schema.owner] = schema
     _clashes.cache_clear()
     return schema
-
-
-def schemas() -> list[Schema]:
-    return list(_SCHEMAS.values())
 
 
 def modality_name_problem(name: object) -> str | None:
