@@ -6,8 +6,6 @@ that would fail after others trained fails first, writing no training output."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -92,14 +90,12 @@ def _trained(tmp_path) -> list[str]:
 def test_agm_on_seven_modalities_fails_before_joint_trains(seven, tmp_path, capsys):
     """AGM refused M > 6 at its first step, after joint training had trained and been
     evaluated; now before any method's first step."""
-    t0 = time.perf_counter()
     code, _, err = run_cli(_compare(tmp_path, "--methods", "joint", "agm"), capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("balgrad: error: ")
     assert "'agm'" in lines[0] and "at most 6" in lines[0] and "has 7" in lines[0]
     assert _trained(tmp_path) == []  # nothing trained, evaluated or checkpointed
-    assert time.perf_counter() - t0 < 60
 
 
 @pytest.fixture
