@@ -65,7 +65,8 @@ def parse_condition(name: str) -> tuple[str, str] | None:
 
 
 #: the namespaces keys live in: a key clashes only with keys of its own namespace
-STATISTICS, EVALUATION, GROUPS = "statistics", "evaluation", "parameter groups"
+STATISTICS, EVALUATION = "statistics", "evaluation"
+GROUPS, BATCH_KEYS = "parameter groups", "batch keys"
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Schema:
     and one key per modality for each template of ``per_modality`` (``"loss_{m}"``).
     The statistics (``metrics.jsonl``, and ``epochs.jsonl``'s rows) are one namespace,
     the evaluation's conditions and summary rows (``eval.json``, ``results.json``)
-    another, a model's parameter groups a third."""
+    another; a model's parameter groups and the integrations' batch keys two more."""
 
     owner: str
     global_: tuple[str, ...] = ()
@@ -123,7 +124,7 @@ LABEL_KEYS = ("labels", "label", "target")
 #: such a batch dict: one key per modality, its optional ``drop_<m>`` mask, a label key,
 #: or the nested form's ``inputs`` (a modality ``labels`` would be read as the labels)
 BATCH = Schema(
-    "the integrations' batch dict", (*LABEL_KEYS, "inputs"), (M, f"drop_{M}"), "batch keys"
+    "the integrations' batch dict", (*LABEL_KEYS, "inputs"), (M, f"drop_{M}"), BATCH_KEYS
 )
 
 _SCHEMAS: dict[str, Schema] = {s.owner: s for s in (PROTOCOL, PARAMETER_GROUPS, BATCH)}
