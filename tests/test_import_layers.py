@@ -15,7 +15,7 @@ from pathlib import Path
 
 #: the layers, earliest first; the names are the top-level modules and packages of balgrad
 LAYERS = (
-    ("errors", "registry", "atomic"),
+    ("errors", "registry", "atomic", "names"),
     ("data",),
     ("models", "backbones", "tasks"),
     ("strategies", "_grad"),

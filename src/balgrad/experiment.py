@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from balgrad.atomic import atomic_path, write_text
-from balgrad.backbones.factory import BACKBONES
+from balgrad.backbones.factory import BACKBONES, check_sample_rate
 from balgrad.backbones.hf.tower import precheck_tower
 from balgrad.config import (
     RESUME_MAY_GROW,
@@ -41,11 +41,14 @@ from balgrad.config import (
 )
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.catalog import DATASETS
+from balgrad.data.conditioned_view import modalities_of, split_feature_std
+from balgrad.data.kinds import declared_sample_rate, modality_kind
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.splits import train_val_split
 from balgrad.errors import BalgradError, ConfigError
 from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
 from balgrad.models import MultimodalModel, TwoTowerModel
+from balgrad.names import check_modality_names
 from balgrad.report.runfiles import RunFileError, read_eval
 from balgrad.strategies import create_strategy
 from balgrad.strategies.registry import strategy_info
@@ -251,6 +254,35 @@ def method_strategy(cfg: RunConfig, method: str, seed: int):
     return create_strategy(method, **opts)
 
 
+def preflight(cfg: RunConfig, data: Data, methods: list[str]) -> None:
+    """What would otherwise fail a run after training, checked before its first step: the
+    modality names against every key the protocol and the ``methods``' statistics build
+    from them, each method's supported number of modalities, each backbone's sample rate
+    against the data's, and the per-split statistics the protocol will use."""
+    modalities = modalities_of(data.test)
+    strategies = {m: method_strategy(cfg, m, 0) for m in methods}
+    declared = tuple(s.statistics for s in strategies.values() if s.statistics is not None)
+    check_modality_names(modalities, f"dataset {cfg.dataset!r}", declared)
+    for method, strategy in strategies.items():
+        most = strategy.max_modalities
+        if most is not None and len(modalities) > most:
+            raise ConfigError(
+                f"methods: {method!r} supports at most {most} modalities, and dataset "
+                f"{cfg.dataset!r} has {len(modalities)} ({', '.join(modalities)}); leave "
+                f"{method!r} out of --methods"
+            )
+    rate = declared_sample_rate(data.test)
+    for m, plan in plan_of(cfg).items():
+        options = backbone_options(cfg, m, plan.backbone, plan)
+        check_sample_rate(m, plan.kind, plan.backbone, options, rate)
+    # the scale of the test split's feature noise, which the noisy conditions need
+    # (computed once per split: the evaluation reuses it)
+    protocol_config(cfg)  # the noise levels, checked for each modality's kind
+    for m, kind in modalities.items():
+        if modality_kind(kind).needs_feature_std:
+            split_feature_std(data.test, m)
+
+
 def check_writable_folder(path: str | Path, option: str) -> None:
     """Fail before any work when ``path`` cannot be a folder balgrad writes into: it is a
     file, lies under a file, is too long for the file system (:func:`check_folder_path`),
@@ -402,6 +434,7 @@ class Experiment:
                         plan.backbone, plan.kind, backbone_options(cfg, tower, plan.backbone, plan)
                     )
             self.data = load_data(cfg)
+            preflight(cfg, self.data, cfg.methods if write_config else [])
             self.cache = make_cache(cfg)
             self._frozen_memory: dict = {}
             if self.dist.is_main and write_config:  # only after the resume check

@@ -34,6 +34,7 @@ All of these are trained from scratch (``pretrained=False``).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -86,7 +87,11 @@ def _module_registry(tower: str) -> Registry:
     return Registry(
         f"{tower} backbone",
         group="balgrad.backbones",
-        metadata={"description": "", "pretrained": False},
+        # sample_rate: for a backbone whose computation assumes the waveform's rate, a
+        # function of its options -> (the rate it assumes, the option that sets it), or
+        # None where these options make it rate-free; a run checks it against the data's
+        # (check_sample_rate)
+        metadata={"description": "", "pretrained": False, "sample_rate": None},
         normalize=str.lower,
         name_error=BackboneError,
         check=_module_check(tower),
@@ -308,6 +313,53 @@ def _audio_resnet18(
     return AudioResNet18(channels=channels, width=width, frontend=spectrogram)
 
 
+def _frontend_rate(options: dict[str, Any]) -> tuple[int, str] | None:
+    """The rate resnet18's spectrogram assumes: only a mel front end's filters depend on it
+    (the default STFT front end is the same at any rate)."""
+    from balgrad.backbones.audio import LogSpectrogram
+
+    given = options.get("frontend") or OGM_GE_FRONTEND
+    if not isinstance(given, dict):  # refused, with its own message, when the tower is built
+        return None
+    frontend = {**_defaults(LogSpectrogram), **given}
+    return (frontend["sample_rate"], "frontend.sample_rate") if frontend["kind"] == "mel" else None
+
+
+def _mel_rate(options: dict[str, Any]) -> tuple[int, str]:
+    """efficientnet-lite0-mel's mel filters are laid out for its ``sample_rate``."""
+    return options["sample_rate"], "sample_rate"
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    return {
+        k: p.default
+        for k, p in inspect.signature(cls).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def check_sample_rate(
+    modality: str, kind: str, name: str, options: dict[str, Any], data_rate: int | None
+) -> None:
+    """ConfigError when ``modality``'s backbone ``name`` (given ``options``) assumes a sample
+    rate other than the data's ``data_rate`` (None: the data declares none: no check)."""
+    declared = BACKBONES[kind].metadata(name).get("sample_rate")
+    if declared is None or data_rate is None:
+        return
+    assumed = declared({**BACKBONES[kind].defaults(name), **options})
+    if assumed is None:
+        return
+    rate, option = assumed
+    if not isinstance(rate, int | float) or rate == data_rate:
+        return  # not a number: refused, naming the option, when the backbone is built
+    raise ConfigError(
+        f"modality {modality!r}: backbone {name!r} assumes audio at {rate} Hz (its option "
+        f"{option!r}), but the data's audio is at {data_rate} Hz: its mel filters would lie "
+        f"at the wrong frequencies. Set the option to the data's rate (--backbone-option "
+        f"{modality}.{option}={data_rate}) or give the data that rate"
+    )
+
+
 def _visual_resnet18(channels: int = 3, width: int = 64, layout: str = "bcthw") -> nn.Module:
     from balgrad.backbones.resnet import VisualResNet18
 
@@ -351,6 +403,7 @@ register_backbone(
     "resnet18",
     _audio_resnet18,
     "ResNet-18 over a log spectrogram of the waveform, from scratch (OGM-GE/AGM audio stream)",
+    sample_rate=_frontend_rate,
 )
 register_backbone(
     "audio",
@@ -359,6 +412,7 @@ register_backbone(
     "EfficientNet-Lite0 (ImageNet, pip package) over log-mel spectrogram images "
     "(AST/PSLA practice), frozen; 1280-d",
     pretrained=True,
+    sample_rate=_mel_rate,
 )
 register_backbone(
     "video",

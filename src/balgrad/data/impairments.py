@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,15 +19,14 @@ import torch
 
 from balgrad.data.kinds import noisy_image, sample_generator
 from balgrad.errors import ConfigError
+from balgrad.names import parse_condition
 
 __all__ = ["Condition", "MISSING_MODES", "noisy_image", "noisy_tokens", "sample_generator"]
 
-ACTIONS = ("missing", "noisy", "only")
 #: the conditions of the image-text protocol (SPEC section 4), whose index salts the
 #: choice of hit samples as it did before modalities were named
 KINDS = ("full", "missing_image", "missing_text", "noisy_image", "noisy_text")
 MISSING_MODES = ("input", "embedding")
-_KIND = re.compile(r"^(missing|noisy|only)_([A-Za-z_][A-Za-z0-9_]*)$")
 
 
 def _mask_salt(kind: str) -> int:
@@ -40,13 +38,13 @@ def _mask_salt(kind: str) -> int:
 def _split_kind(kind: str) -> tuple[str, str | None]:
     if kind == "full":
         return "full", None
-    match = _KIND.match(kind)
-    if match is None:
+    parsed = parse_condition(kind)
+    if parsed is None:
         raise ConfigError(
             f"condition: unknown kind {kind!r}; expected full, missing_<modality>, "
             "noisy_<modality> or only_<modality>"
         )
-    return match.group(1), match.group(2)
+    return parsed
 
 
 @dataclass(frozen=True)

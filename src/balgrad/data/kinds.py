@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from balgrad.errors import ConfigError
+from balgrad.names import check_modality_names
 
 
 def sample_generator(seed: int, index: int, salt: int = 0) -> torch.Generator:
@@ -179,14 +180,16 @@ def modality_kind(kind: str, where: str = "modality kind") -> ModalityKind:
 
 
 def check_modalities_of(modalities: Mapping[str, str], where: str) -> None:
-    """A dataset's ``name -> kind`` map: at least two, each name an identifier, each kind known."""
+    """A dataset's ``name -> kind`` map: at least two, each kind known, the names checked
+    once here against everything balgrad builds from them
+    (:func:`balgrad.names.check_modality_names`: ASCII identifiers; no ``task``, whose
+    ``loss_task`` is the task loss; ...)."""
     if len(modalities) < 2:
         raise ConfigError(
             f"{where}: a multimodal dataset needs at least two modalities, got {list(modalities)}"
         )
+    check_modality_names(modalities, where)
     for name, kind in modalities.items():
-        if not (isinstance(name, str) and name.isidentifier()):
-            raise ConfigError(f"{where}: modality name {name!r} is not an identifier")
         modality_kind(kind, f"{where}: modality {name!r}")
 
 
@@ -214,3 +217,15 @@ def feature_std(dataset, modality: str) -> torch.Tensor:
     var = (sq / count - (total / count) ** 2).clamp_min(0.0)
     std = var.sqrt()
     return torch.where(std > 0, std, torch.ones_like(std))
+
+
+def declared_sample_rate(dataset) -> int | None:
+    """The rate (Hz) of a dataset's waveforms where it declares one in ``sample_rate``
+    (keypad; CREMA-D; Kinetics-Sounds with that option set); a split carved from a dataset
+    (``base``) has its rate. None: not declared (the rate of each file is its own)."""
+    while dataset is not None:
+        rate = getattr(dataset, "sample_rate", None)
+        if isinstance(rate, int) and not isinstance(rate, bool):
+            return rate
+        dataset = getattr(dataset, "base", None)
+    return None

@@ -21,6 +21,7 @@ from balgrad.data.pipeline import InputPipeline
 from balgrad.data.progress import with_progress
 from balgrad.errors import ConfigError
 from balgrad.evaluate.metrics import compute_scores
+from balgrad.names import check_modality_names, condition_name, parse_condition
 from balgrad.train.precision import autocast_region
 
 #: the missing ratios r of the robustness sweep (paper Fig. 4)
@@ -43,8 +44,7 @@ class ProtocolConfig:
     noise: dict[str, float] | None = None
 
     def __post_init__(self):
-        if len(self.modalities) < 2:
-            raise ConfigError(f"protocol: at least two modalities, got {list(self.modalities)}")
+        check_modality_names(self.modalities, "protocol")
         for m, level in self.noise_levels().items():
             kind = modality_kind(self.modalities[m], f"protocol: modality {m!r}")
             try:
@@ -78,13 +78,16 @@ class ProtocolConfig:
         levels = self.noise_levels()
         conds = {"full": Condition("full", seed=s)}
         for m in names:
-            conds[f"missing_{m}"] = Condition(f"missing_{m}", ratio=self.missing_ratio, seed=s)
+            key = condition_name("missing", m)
+            conds[key] = Condition(key, ratio=self.missing_ratio, seed=s)
         for m in names:
             if modality_kind(self.modalities[m]).has_noise:
-                conds[f"noisy_{m}"] = Condition(f"noisy_{m}", level=levels[m], seed=s)
+                key = condition_name("noisy", m)
+                conds[key] = Condition(key, level=levels[m], seed=s)
         if len(names) > 2:
             for m in names:
-                conds[f"only_{m}"] = Condition(f"only_{m}", seed=s)
+                key = condition_name("only", m)
+                conds[key] = Condition(key, seed=s)
         return conds
 
     def sweep_conditions(self) -> list[tuple[float, dict[str, Condition]]]:
@@ -93,7 +96,9 @@ class ProtocolConfig:
             (
                 r,
                 {
-                    f"missing_{m}": Condition(f"missing_{m}", ratio=r, seed=self.seed)
+                    condition_name("missing", m): Condition(
+                        condition_name("missing", m), ratio=r, seed=self.seed
+                    )
                     for m in self.modalities
                 },
             )
@@ -210,10 +215,9 @@ def condition_modalities(conditions: dict) -> list[str]:
     """The modalities named by the roles ``missing_<m>``, then ``noisy_<m>`` and
     ``only_<m>``, in the order they first appear (the order eval.json lists them)."""
     names: list[str] = []
-    for prefix in (*IMPAIRMENTS, "only"):
-        for role in conditions:
-            if role.startswith(prefix + "_") and role[len(prefix) + 1 :] not in names:
-                names.append(role[len(prefix) + 1 :])
+    parsed = [p for p in map(parse_condition, conditions) if p is not None]
+    for action in (*IMPAIRMENTS, "only"):
+        names += [m for a, m in parsed if a == action and m not in names]
     return names
 
 
@@ -244,18 +248,20 @@ def summarize(
     full = conditions["full"][metric]
     out: dict[str, float | bool] = {"full": full}
     for kind in IMPAIRMENTS:
-        scores = {m: conditions.get(f"{kind}_{m}", {}).get(metric) for m in names}
+        scores = {m: conditions.get(condition_name(kind, m), {}).get(metric) for m in names}
         scores = {m: v for m, v in scores.items() if v is not None}
-        out.update({f"{kind}_{m}": v for m, v in scores.items()})
+        out.update({condition_name(kind, m): v for m, v in scores.items()})
         if len(scores) >= 2:
             out[f"{kind}_avg"] = modality_mean(list(scores.values()))
             out[f"{kind}_gap"] = modality_gap(list(scores.values()))
-        out.update({f"{kind}_{m}_negative_transfer": v > full for m, v in scores.items()})
+        out.update(
+            {f"{condition_name(kind, m)}_negative_transfer": v > full for m, v in scores.items()}
+        )
     for m in names:
-        v = conditions.get(f"only_{m}", {}).get(metric)
+        v = conditions.get(condition_name("only", m), {}).get(metric)
         if v is not None:
-            out[f"only_{m}"] = v
-            out[f"only_{m}_negative_transfer"] = v > full
+            out[condition_name("only", m)] = v
+            out[f"{condition_name('only', m)}_negative_transfer"] = v > full
     return out
 
 
@@ -265,7 +271,9 @@ def sweep_gaps(sweep: list[dict], metric: str) -> list[tuple[float, float]]:
     return [
         (
             row["ratio"],
-            modality_gap([v[metric] for k, v in row.items() if k.startswith("missing_")]),
+            modality_gap(
+                [v[metric] for k, v in row.items() if (parse_condition(k) or ("",))[0] == "missing"]
+            ),
         )
         for row in sweep
     ]

@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy
 
 from balgrad._grad import GradientSync, default_sync
 from balgrad.errors import ConfigError, DataError
+from balgrad.names import LABEL_KEYS
 
 BATCH_FORMAT = (
     'a dict with one key per modality plus "labels" ({"audio": ..., "visual": ..., '
@@ -20,7 +21,6 @@ BATCH_FORMAT = (
     'x}, "labels": ..., "drop": {modality: mask}}, a balgrad Batch, or a tuple (inputs, '
     "labels); for a two-modality model also a tuple (x_1, x_2, labels)"
 )
-LABEL_KEYS = ("labels", "label", "target")
 
 
 def reduces_own_gradients(strategy: Any) -> bool:

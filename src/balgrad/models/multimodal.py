@@ -29,32 +29,20 @@ from torch.func import functional_call
 
 from balgrad.errors import ConfigError
 from balgrad.models.fusion import create_fusion
+from balgrad.names import PARAMETER_GROUPS, check_modality_names
 from balgrad.tasks import check_task
 
 UNIMODAL_HEADS = ("shared", "separate")
 #: parameter-group names that no modality may take
-RESERVED = ("head", "unimodal_heads")
+RESERVED = PARAMETER_GROUPS.global_
 
 
 def check_modalities(names: Iterable[str]) -> tuple[str, ...]:
     """The modality names as a tuple, or a ConfigError naming the bad one: at least two,
-    distinct, Python identifiers (they name attributes and statistics), none of
-    :data:`RESERVED`."""
-    names = tuple(names)
-    if len(names) < 2:
-        raise ConfigError(f"modalities: need at least two, got {list(names)}")
-    for name in names:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ConfigError(
-                f"modalities: {name!r} is not a valid modality name (letters, digits and "
-                "underscores, not starting with a digit)"
-            )
-        if name in RESERVED:
-            raise ConfigError(f"modalities: {name!r} is reserved for a parameter group")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"modalities: {dupes} given more than once")
-    return names
+    distinct, ASCII identifiers (they name attributes and statistics), none clashing with
+    a name balgrad builds (:data:`RESERVED` parameter groups, ``task`` for the task
+    loss, ...): :func:`balgrad.names.check_modality_names`."""
+    return check_modality_names(names, "modalities")
 
 
 @dataclass

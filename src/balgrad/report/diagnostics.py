@@ -22,6 +22,7 @@ import numpy as np
 
 from balgrad.atomic import atomic_open, write_text
 from balgrad.errors import ConfigError
+from balgrad.names import stat_name
 from balgrad.report.tables import format_cell, method_label
 from balgrad.strategies.registry import method_role, strategy_options
 from balgrad.train.metrics_log import read_jsonl
@@ -100,12 +101,16 @@ class LossCurves:
 
 
 def _loss_rows(rows: list[dict], modalities) -> list[dict]:
-    return [r for r in rows if all(f"loss_{m}" in r for m in modalities)]
+    return [r for r in rows if all(stat_name("loss", m) in r for m in modalities)]
 
 
 def logged_modalities(per_seed: dict[int, list[dict]], modalities=PAIR) -> list[str]:
     """Those of ``modalities`` whose loss (``loss_<m>``) some step logged, in order."""
-    return [m for m in modalities if any(f"loss_{m}" in r for rs in per_seed.values() for r in rs)]
+    return [
+        m
+        for m in modalities
+        if any(stat_name("loss", m) in r for rs in per_seed.values() for r in rs)
+    ]
 
 
 def loss_curves(
@@ -120,7 +125,8 @@ def loss_curves(
     for rows in per_seed.values():
         rows = _loss_rows(rows, names)
         if rows:
-            series.append((column(rows, "step"), [column(rows, f"loss_{m}") for m in names]))
+            losses = [column(rows, stat_name("loss", m)) for m in names]
+            series.append((column(rows, "step"), losses))
     if not series:
         return None
     n = min(len(s[0]) for s in series)
@@ -146,7 +152,7 @@ def tail_losses(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> di
         return None
     k = max(1, int(np.ceil(len(rows) * tail)))
     last = rows[-k:]
-    return {m: float(np.mean(column(last, f"loss_{m}"))) for m in modalities}
+    return {m: float(np.mean(column(last, stat_name("loss", m)))) for m in modalities}
 
 
 def loss_gap(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> float | None:
@@ -163,7 +169,7 @@ def loss_gap(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> float
         return None
     k = max(1, int(np.ceil(len(rows) * tail)))
     last = rows[-k:]
-    return float(np.mean(column(last, f"loss_{a}") - column(last, f"loss_{b}")))
+    return float(np.mean(column(last, stat_name("loss", a)) - column(last, stat_name("loss", b))))
 
 
 def mean_std(values: list[float]) -> dict:
@@ -207,7 +213,9 @@ def logs_kl_gradient(rows: list[dict], modalities=PAIR) -> bool:
     if not any("cos_task_kl" in r for r in rows):
         return False
     norms = [
-        sum(r.get(f"norm_kl_{m}", 1.0) for m in modalities) for r in rows if "cos_task_kl" in r
+        sum(r.get(stat_name("norm_kl", m), 1.0) for m in modalities)
+        for r in rows
+        if "cos_task_kl" in r
     ]
     return any(n > 0 for n in norms)
 

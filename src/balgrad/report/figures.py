@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from balgrad.atomic import atomic_path
+from balgrad.names import condition_name
 from balgrad.report.diagnostics import COS_BINS, PROJECTED_TOL, LossCurves, conflict_fraction
 from balgrad.report.layout import Layout
 from balgrad.report.tables import method_label
@@ -133,11 +134,20 @@ def condition_bars(layout: Layout | None = None) -> list[tuple[str, str, str]]:
     if not layout.has_only:
         a, b = names
         return bars + [
-            (f"missing_{b}", f"{a.capitalize()} only ({b} missing)", modality_color(0)),
-            (f"missing_{a}", f"{b.capitalize()} only ({a} missing)", modality_color(1)),
+            (
+                condition_name("missing", b),
+                f"{a.capitalize()} only ({b} missing)",
+                modality_color(0),
+            ),
+            (
+                condition_name("missing", a),
+                f"{b.capitalize()} only ({a} missing)",
+                modality_color(1),
+            ),
         ]
     return bars + [
-        (f"only_{m}", f"{m.capitalize()} only", modality_color(i)) for i, m in enumerate(names)
+        (condition_name("only", m), f"{m.capitalize()} only", modality_color(i))
+        for i, m in enumerate(names)
     ]
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from balgrad.data.kinds import KINDS
 from balgrad.errors import BalgradError
+from balgrad.names import condition_name
 
 #: the modalities of an eval.json that does not name them
 LEGACY_MODALITIES = {"image": "image", "text": "text"}
@@ -56,11 +57,14 @@ class Layout:
         for kind, label in IMPAIRMENT_LABELS:
             for m in self.names:
                 out.append(
-                    (f"{kind}_{m}", self.noise_label(m) if kind == "noisy" else f"{label} {m}")
+                    (
+                        condition_name(kind, m),
+                        self.noise_label(m) if kind == "noisy" else f"{label} {m}",
+                    )
                 )
             out += [(f"{kind}_avg", f"{label} Avg"), (f"{kind}_gap", f"{label} ΔGap")]
         if self.has_only:
-            out += [(f"only_{m}", f"Only {m}") for m in self.names]
+            out += [(condition_name("only", m), f"Only {m}") for m in self.names]
         return out
 
     def paired_rows(self) -> list[tuple[str, str]]:
@@ -70,14 +74,14 @@ class Layout:
         for kind, label in IMPAIRMENT_LABELS:
             out += [(f"{kind}_avg", f"{label} Avg"), (f"{kind}_gap", f"{label} ΔGap")]
         if self.has_only:
-            out += [(f"only_{m}", f"Only {m}") for m in self.names]
+            out += [(condition_name("only", m), f"Only {m}") for m in self.names]
         return out
 
     def ablation_rows(self) -> list[tuple[str, str]]:
         """Table 2 (missing modality): Full, Missing <m> for each m, Avg, ΔGap."""
         return [
             ("full", "Full"),
-            *((f"missing_{m}", f"Missing {m}") for m in self.names),
+            *((condition_name("missing", m), f"Missing {m}") for m in self.names),
             ("missing_avg", "Avg"),
             ("missing_gap", "ΔGap"),
         ]

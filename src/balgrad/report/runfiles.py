@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from balgrad.errors import BalgradError
+from balgrad.names import condition_name
 from balgrad.report.layout import LEGACY_MODALITIES
 
 
@@ -85,7 +86,7 @@ def eval_problem(record: Any, path: Path, complete: bool = False) -> str | None:
         for i, point in enumerate(sweep):
             if not isinstance(point, dict) or not _is(point.get("ratio"), float):
                 return f"sweep[{i}] has no numeric 'ratio'"
-            for name in (f"missing_{m}" for m in modalities):
+            for name in (condition_name("missing", m) for m in modalities):
                 if problem := _scores_problem(f"sweep[{i}].{name}", point.get(name)):
                     return problem
     if complete:

@@ -15,6 +15,7 @@ import numpy as np
 
 from balgrad.atomic import atomic_open, write_text
 from balgrad.evaluate.metrics import is_defined
+from balgrad.names import condition_name
 from balgrad.report.layout import Layout
 from balgrad.report.tables import (
     CONFIDENCE,
@@ -120,7 +121,10 @@ def dominance(
     reference = reference or reference_method(list(table))
     a, b = (layout or Layout()).names
     cells = table.get(reference, {})
-    a_only, b_only = cells.get(f"missing_{b}"), cells.get(f"missing_{a}")
+    a_only, b_only = (
+        cells.get(condition_name("missing", b)),
+        cells.get(condition_name("missing", a)),
+    )
     if a_only is None or b_only is None:
         return None
     diff = np.array(a_only["values"], dtype=float) - np.array(b_only["values"], dtype=float)
@@ -180,10 +184,10 @@ def alone_rows(layout: Layout, cells: dict) -> tuple[str, dict[str, str]]:
     """("only", {m: row}) where every ``only_<m>`` was evaluated, else ("missing", {m:
     ``missing_<m>``}) (without the only_ conditions, the modality whose absence costs the
     most is the one relied on)."""
-    only = {m: f"only_{m}" for m in layout.names}
+    only = {m: condition_name("only", m) for m in layout.names}
     if all(k in cells for k in only.values()):
         return "only", only
-    return "missing", {m: f"missing_{m}" for m in layout.names}
+    return "missing", {m: condition_name("missing", m) for m in layout.names}
 
 
 def spread_rows(rows: dict[str, dict[int, dict]], keys: dict[str, str]) -> dict:

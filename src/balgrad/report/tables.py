@@ -20,6 +20,7 @@ from scipy import stats
 from balgrad.atomic import atomic_open, write_text
 from balgrad.evaluate.metrics import is_defined
 from balgrad.evaluate.protocol import summarize, sweep_gaps
+from balgrad.names import condition_name, parse_condition
 from balgrad.report.layout import Layout, run_layout
 from balgrad.strategies.registry import method_label, method_role
 from balgrad.train.metrics_log import nan_to_null
@@ -90,9 +91,13 @@ def aggregate_sweep(results: list[dict], metric: str) -> dict[str, dict]:
         curves = [sweep_gaps(sw, metric) for sw in sweeps]
         ratios = [x for x, _ in curves[0]]
         gaps = np.array([[g for _, g in c] for c in curves])
-        names = [k[len("missing_") :] for k in sweeps[0][0] if k.startswith("missing_")]
+        parsed = (parse_condition(k) for k in sweeps[0][0])
+        names = [p[1] for p in parsed if p is not None and p[0] == "missing"]
         scores = {
-            m: np.array([[row[f"missing_{m}"][metric] for row in sw] for sw in sweeps], dtype=float)
+            m: np.array(
+                [[row[condition_name("missing", m)][metric] for row in sw] for sw in sweeps],
+                dtype=float,
+            )
             for m in names
         }
         out[method] = {

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 
 from balgrad._grad import add_to_grads_, forward_autocast, widen
 from balgrad.errors import ConfigError
+from balgrad.names import stat_name, statistics
 from balgrad.strategies.base import (
     Strategy,
     check_choice,
@@ -187,6 +188,12 @@ class AGM(Strategy):
     """
 
     name = "agm"
+    statistics = statistics(
+        "AGM",
+        ["loss_task", "grad_clipped", "modulated"],
+        ["loss", "score", "agm_score", "ratio", "running_ratio", "kappa"],
+    )
+    max_modalities = MAX_MODALITIES
 
     def __init__(
         self,
@@ -359,10 +366,10 @@ class AGM(Strategy):
         return {
             "loss_task": loss.detach(),
             **self.unimodal_monitor(model, output, target),
-            **{f"agm_score_{m}": scores[i] for i, m in enumerate(modalities)},
-            **{f"ratio_{m}": coef["ratio"][i] for i, m in enumerate(shown)},
-            **{f"running_ratio_{m}": coef["rbar"][i] for i, m in enumerate(shown)},
-            **{f"kappa_{m}": kappa[i] for i, m in enumerate(modalities)},
+            **{stat_name("agm_score", m): scores[i] for i, m in enumerate(modalities)},
+            **{stat_name("ratio", m): coef["ratio"][i] for i, m in enumerate(shown)},
+            **{stat_name("running_ratio", m): coef["rbar"][i] for i, m in enumerate(shown)},
+            **{stat_name("kappa", m): kappa[i] for i, m in enumerate(modalities)},
             "grad_clipped": flag if clipped is None else clipped.to(flag.dtype),
             "modulated": flag + float(active),
         }

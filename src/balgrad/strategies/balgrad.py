@@ -46,6 +46,7 @@ from balgrad._grad import (
     widen,
 )
 from balgrad.errors import ConfigError
+from balgrad.names import stat_name, statistics
 from balgrad.strategies.base import Strategy
 from balgrad.tasks import symmetric_kl, task_loss, true_class_prob
 
@@ -68,7 +69,7 @@ class Losses:
     def stats(self) -> dict[str, torch.Tensor]:
         return {
             "loss_task": self.task.detach(),
-            **{f"loss_{m}": v.detach() for m, v in self.unimodal.items()},
+            **{stat_name("loss", m): v.detach() for m, v in self.unimodal.items()},
             "kl": self.kl.detach(),
         }
 
@@ -103,6 +104,19 @@ class BalGrad(Strategy):
     """
 
     name = "balgrad"
+    statistics = statistics(
+        "BalGrad",
+        [
+            "loss_task",
+            "kl",
+            "cos_task_kl",
+            "cos_task_kl_projected",
+            "conflict",
+            "projected",
+            "cos_head_unimodal",
+        ],
+        ["loss", "score", "contrib", "weight", "norm_kl", "norm_uni", "norm_task"],
+    )
     scopes: tuple[str, ...] = ("global", "per_modality")
     full_precision_compute = True
 
@@ -336,7 +350,7 @@ class BalGrad(Strategy):
         names = list(losses.unimodal)
 
         def per_modality(prefix, values):
-            return {f"{prefix}_{m}": values[i] for i, m in enumerate(names)}
+            return {stat_name(prefix, m): values[i] for i, m in enumerate(names)}
 
         stats = {
             **losses.stats(),

@@ -42,6 +42,7 @@ class BalGradFast(BalGrad):
     """
 
     name = "balgrad_fast"
+    statistics = BalGrad.statistics  # the same statistics, from the embeddings' geometry
     supports_ddp = True
     scopes = ("global", "per_modality", "per_sample")
 

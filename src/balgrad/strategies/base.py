@@ -18,7 +18,10 @@ detached tensors on the gradients' device (``float(v)`` reads one; reading them 
 only host synchronisation, so read them in bulk, not every step), and handed to every
 observer registered with :meth:`Strategy.add_observer` (loggers, callbacks):
 strategies expose statistics, they never write files. Per-modality statistics are named
-``<statistic>_<modality>`` (``loss_audio``, ``weight_visual``).
+``<statistic>_<modality>`` (``loss_audio``, ``weight_visual``), by
+:func:`balgrad.names.stat_name`; a strategy declares the statistics it returns in
+``statistics`` (:func:`balgrad.names.statistics`), and the modality names are checked
+against every declared name (``task`` is refused: its ``loss_task`` would be the task loss).
 
 Mixed precision: ``backward()`` may be called inside or outside a ``torch.autocast``
 region (joint, MSLR and BalGrad run their own arithmetic with autocast off, losses in
@@ -52,6 +55,7 @@ from balgrad._grad import (
     sq_norms,
 )
 from balgrad.errors import ConfigError, DataError
+from balgrad.names import Schema, check_modality_names, stat_name
 from balgrad.strategies.checks import PendingChecks
 from balgrad.tasks import (
     TASKS,
@@ -127,10 +131,7 @@ def model_modalities(model: Any) -> tuple[str, ...]:
         )
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         raise ConfigError(f"model.modalities: expected a sequence of names, got {names!r}")
-    names = tuple(names)
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise ConfigError(f"model.modalities: need at least two distinct names, got {list(names)}")
-    return names
+    return check_modality_names(names, "model.modalities")  # cached: cheap at every step
 
 
 def check_contract(model: Any, groups: Mapping[str, Sequence[nn.Parameter]]) -> None:
@@ -141,9 +142,6 @@ def check_contract(model: Any, groups: Mapping[str, Sequence[nn.Parameter]]) -> 
     task = getattr(model, "task", None)
     if task not in TASKS:
         raise ConfigError(f"model.task: unknown task {task!r}; expected one of {TASKS}")
-    clash = [m for m in modalities if m in HEAD_GROUPS + OPTIONAL_GROUPS]
-    if clash:
-        raise ConfigError(f"model.modalities: {clash} is reserved for a parameter group")
     expected = set(modalities) | set(HEAD_GROUPS)
     missing = [g for g in (*modalities, *HEAD_GROUPS) if g not in groups]
     unknown = [g for g in groups if g not in expected and g not in OPTIONAL_GROUPS]
@@ -199,6 +197,13 @@ class Strategy:
     #: a training loop without its own validation pass (the Hugging Face Trainer
     #: integration) reads it to run one
     needs_unimodal_validation = False
+    #: the statistics ``backward()`` returns (and ``on_epoch_end``'s), declared:
+    #: ``balgrad.names.statistics(owner, global_=[...], per_modality=[...])``; None: not
+    #: declared (a plug-in's names are then not checked against the modality names)
+    statistics: Schema | None = None
+    #: the most modalities the strategy supports (None: any number); a run checks it for
+    #: every method before the first one trains
+    max_modalities: int | None = None
     check_every = 1
 
     def __init__(self) -> None:
@@ -211,6 +216,7 @@ class Strategy:
         self._layout_cache: tuple[tuple, ParamLayout] | None = None
         self.scaler = None  # the GradScaler of the step in progress
         self.ddp = False  # whether the step in progress runs under DistributedDataParallel
+        self._declared_keys: tuple[str, ...] | None = None  # the last keys found declared
 
     @property
     def sync(self) -> GradientSync:
@@ -260,6 +266,7 @@ class Strategy:
             self.scaler = None
             self.ddp = False
         stats = {k: _as_stat(v, device) for k, v in stats.items()}
+        self._check_declared(tuple(stats), outputs)
         if self.step % max(1, int(self.check_every)) == 0:
             self._checks.verify()
         for observer in self._observers:
@@ -271,6 +278,21 @@ class Strategy:
         self, model: BalancedModel, output: Any, target: torch.Tensor
     ) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
+
+    def _check_declared(self, keys: tuple[str, ...], modalities: tuple[str, ...]) -> None:
+        """A strategy class that declares its statistics returns only those (checked when
+        the keys change, not every step): the modality names were checked against them. A
+        subclass that inherits a declaration may add statistics of its own unchecked."""
+        own = "statistics" in vars(type(self))
+        if not own or self.statistics is None or keys == getattr(self, "_declared_keys", None):
+            return
+        if stray := sorted(set(keys) - set(self.statistics.names(modalities))):
+            raise ConfigError(
+                f"strategy {self.name!r} returned statistics {stray} that its `statistics` "
+                f"({self.statistics.owner}) does not declare for the modalities "
+                f"{list(modalities)}; declare them (balgrad.names.statistics)"
+            )
+        self._declared_keys = keys
 
     def verify(self) -> None:
         """Run the pending validity checks now (one host sync), e.g. at the end of an epoch."""
@@ -404,8 +426,10 @@ class Strategy:
         curves)."""
         z = output.unimodal
         with torch.no_grad():
-            losses = {f"loss_{m}": task_loss(z[m], target, model.task) for m in z}
-            scores = {f"score_{m}": true_class_prob(z[m], target, model.task).mean() for m in z}
+            losses = {stat_name("loss", m): task_loss(z[m], target, model.task) for m in z}
+            scores = {
+                stat_name("score", m): true_class_prob(z[m], target, model.task).mean() for m in z
+            }
             return {**losses, **scores}
 
 

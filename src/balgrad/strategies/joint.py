@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from balgrad.names import statistics
 from balgrad.strategies.base import Strategy
 from balgrad.tasks import task_loss
 
@@ -11,6 +12,7 @@ class Joint(Strategy):
     runs under DistributedDataParallel)."""
 
     name = "joint"
+    statistics = statistics("joint training", ["loss_task"], ["loss", "score"])
     supports_ddp = True
     full_precision_compute = True
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Literal
 
 from balgrad.errors import ConfigError
+from balgrad.names import stat_name, statistics
 from balgrad.strategies.joint import Joint
 
 MODES = ("keep", "dynamic")
@@ -38,6 +39,8 @@ RULES = ("cumulative", "non_cumulative")
 
 class MSLR(Joint):
     name = "mslr"
+    # the step's statistics are joint training's; lr and lr_factor go in the epoch rows
+    statistics = statistics("MSLR", ["loss_task"], ["loss", "score", "lr", "lr_factor"])
 
     def __init__(
         self,
@@ -123,8 +126,8 @@ class MSLR(Joint):
             for group in optimizer.param_groups:
                 if group.get("name") == m:
                     group["lr"] *= change
-                    out[f"lr_{m}"] = group["lr"]
-            out[f"lr_factor_{m}"] = factor
+                    out[stat_name("lr", m)] = group["lr"]
+            out[stat_name("lr_factor", m)] = factor
         return out
 
     @staticmethod

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from balgrad._grad import add_to_grads_, widen
 from balgrad.errors import ConfigError
+from balgrad.names import stat_name, statistics
 from balgrad.strategies.base import (
     Strategy,
     check_choice,
@@ -142,6 +143,9 @@ class OGMGE(Strategy):
     """
 
     name = "ogm_ge"
+    statistics = statistics(
+        "OGM-GE", ["loss_task", "modulated"], ["loss", "score", "ratio", "coef"]
+    )
 
     def __init__(
         self,
@@ -216,8 +220,8 @@ class OGMGE(Strategy):
         return {
             "loss_task": loss.detach(),
             **self.unimodal_monitor(model, output, target),
-            **{f"ratio_{m}": ratio[i] for i, m in enumerate(modalities[: ratio.numel()])},
-            **{f"coef_{m}": k[i] for i, m in enumerate(modalities)},
+            **{stat_name("ratio", m): ratio[i] for i, m in enumerate(modalities[: ratio.numel()])},
+            **{stat_name("coef", m): k[i] for i, m in enumerate(modalities)},
             "modulated": torch.full((), float(active), device=k.device),
         }
 

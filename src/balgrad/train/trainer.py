@@ -105,11 +105,11 @@ def selection_metric(
     a metric undefined, not the model, so every epoch and a resume agree."""
     if math.isfinite(first_row.get(f"val_{primary}", math.nan)):
         return primary
-    fused = [
-        k.removeprefix("val_")
-        for k in first_row
-        if k.startswith("val_") and not k.startswith(tuple(f"val_{m}_" for m in modalities))
-    ]
+    scores = [k.removeprefix("val_") for k in first_row if k.startswith("val_")]
+    # a tower's scores are <modality>_<metric>: built, not matched by prefix (a modality
+    # "f1" must not take the fused "f1_macro" for one of its own)
+    unimodal = {f"{m}_{k}" for m in modalities for k in scores}
+    fused = [k for k in scores if k not in unimodal]
     fallback = next((m for m in fused if math.isfinite(first_row[f"val_{m}"])), None)
     if fallback is None:
         log.warning(
