@@ -469,15 +469,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
-    """The installed distribution's version (the source tree's when run uninstalled)."""
+    """The installed distribution's version."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("balgrad")
-    except PackageNotFoundError:
-        from balgrad import __version__
-
-        return __version__
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
