@@ -32,7 +32,9 @@ from balgrad.strategies.agm import AGM
 from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.balgrad_fast import BalGradFast
 from balgrad.strategies.base import Strategy
+from balgrad.strategies.dgl import DGL
 from balgrad.strategies.joint import Joint
+from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
 
@@ -159,6 +161,20 @@ register_strategy(
     label="BalGrad (fast)",
     description="BalGrad's geometry at the embeddings h_m: one backward pass",
     role="proposed",
+)
+# the field's methods beyond the paper's comparison: registered for compare, evaluate,
+# report and `balgrad list`, never in the default run (which stays the paper's eight)
+register_strategy(
+    "mmpareto",
+    MMPareto,
+    label="MMPareto",
+    description="MinNorm of multimodal and unimodal gradients per encoder, magnitude kept (ICML 2024)",
+)
+register_strategy(
+    "dgl",
+    DGL,
+    label="DGL",
+    description="encoders by the unimodal losses only, head by the detached fusion loss (ICCV 2025)",
 )
 
 
