@@ -261,3 +261,23 @@ def test_bad_options_are_named():
         create_strategy("dgl", alpha=-1.0)
     with pytest.raises(ConfigError, match="max_grad_norm"):
         create_strategy("dgl", max_grad_norm=0.0)
+
+
+def test_registered_with_the_official_scripts_presets_but_not_in_the_default_run():
+    from balgrad.strategies.registry import default_methods, list_strategies, strategy_options
+
+    assert {"dgl", "dgl_cremad", "dgl_ks", "mmpareto"} <= set(list_strategies())
+    assert default_methods() == [
+        "joint",
+        "mslr",
+        "ogm_ge",
+        "agm",
+        "balgrad",
+        "balgrad_reweight_only",
+        "balgrad_projection_only",
+        "balgrad_unimodal_only",
+    ]
+    assert strategy_options("dgl")["alpha"] == 4.0
+    assert strategy_options("dgl_cremad")["alpha"] == 5.0
+    assert strategy_options("dgl_ks")["alpha"] == 3.0
+    assert strategy_options("mmpareto") == {"gamma": 1.5, "semantics": "official"}

@@ -144,9 +144,10 @@ class DGL(Strategy):
             self.sync.mean_(grads)
         self.check_gradients_finite("gradient", grads)
         norm = sq_norms(grads, loss_t).sum().sqrt()
-        stats = {"grad_norm": norm}
+        scale = self.loss_scale(loss_t)
+        stats = {"grad_norm": norm if scale is None else norm / scale}  # of the unscaled step
         if self.semantics == "official":
-            coef = clip_coefficient(norm, self.max_grad_norm, self.loss_scale(loss_t))
+            coef = clip_coefficient(norm, self.max_grad_norm, scale)
             torch._foreach_mul_(grads, coef.to(grads[0].dtype))
             stats["clip_coef"] = coef
         add_to_grads_(towers + head, grads)
