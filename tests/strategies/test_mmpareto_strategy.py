@@ -25,7 +25,12 @@ from torch.func import functional_call
 from balgrad.errors import ConfigError
 from balgrad.models import ModelOutput
 from balgrad.strategies import create_strategy
-from balgrad.strategies.mmpareto import magnitude_factors, min_norm_weights, mmpareto_weights
+from balgrad.strategies.mmpareto import (
+    magnitude_factors,
+    min_norm_weights,
+    mmpareto_merge_,
+    mmpareto_weights,
+)
 
 THREE = ("audio", "visual", "text")
 
@@ -75,6 +80,26 @@ def test_the_magnitude_rule_by_hand():
     torch.testing.assert_close(f, torch.tensor([1.5, 1.5]))
     f = magnitude_factors(torch.tensor([1.0]), torch.tensor([2.56]), 1.5, only_up=False)
     torch.testing.assert_close(f, torch.tensor([1.5 / 1.6]))
+
+
+@pytest.mark.parametrize("per_tensor", [True, False], ids=["official", "paper"])
+def test_the_merge_by_hand_at_three_encoders(per_tensor):
+    """Encoder a in two tensors, g_T = ((1), (0)), g_u = ((0), (2)): k = (0.8, 0.2),
+    h = ((1.6), (0.8)), s = ((1), (2)). Per tensor: |s|/|h| = 1/1.6 < 1 → 1, and
+    2/0.8 = 2.5, so γ(1.6, 2.5 · 0.8) = (2.4, 3.0); per encoder: √5/√3.2 = 1.25, so
+    γ 1.25 (1.6, 0.8) = (3.0, 1.5). Encoders v and t are one tensor each (h = s = (3, 1);
+    h = (0.2, 0.6), |s|/|h| = √5), the same under both rules."""
+    f64 = {"dtype": torch.float64}
+    g_t = [torch.tensor([1.0], **f64), torch.tensor([0.0], **f64)]
+    g_t += [torch.tensor([1.0, 1.0], **f64), torch.tensor([1.0, 0.0], **f64)]
+    g_u = [torch.tensor([0.0], **f64), torch.tensor([2.0], **f64)]
+    g_u += [torch.tensor([2.0, 0.0], **f64), torch.tensor([-2.0, 1.0], **f64)]
+    k = torch.tensor([[0.8, 0.2], [0.5, 0.5], [0.7, 0.3]], **f64)
+    mmpareto_merge_(g_t, g_u, k, [2, 1, 1], 1.5, per_tensor=per_tensor)
+    a = [2.4, 3.0] if per_tensor else [3.0, 1.5]
+    want = [[a[0]], [a[1]], [4.5, 1.5], [1.5 * math.sqrt(5) * 0.2, 1.5 * math.sqrt(5) * 0.6]]
+    for got, w in zip(g_t, want):
+        torch.testing.assert_close(got, torch.tensor(w, **f64), rtol=1e-14, atol=1e-15)
 
 
 # -- a model shaped like the official AVClassifier ----------------------------------------

@@ -111,6 +111,36 @@ def magnitude_factors(
     return gamma * (ratio.clamp(min=1.0) if only_up else ratio)
 
 
+def mmpareto_merge_(
+    g_task: list[torch.Tensor],
+    g_uni: list[torch.Tensor],
+    k: torch.Tensor,
+    sizes: list[int],
+    gamma: float,
+    *,
+    per_tensor: bool = True,
+) -> None:
+    """g_T ← γ · max(1, |g_T + g_u| / |h|) · h with h = 2 (k_1 g_T + k_2 g_u), in place on
+    ``g_task``. The lists hold the towers' tensors, encoder after encoder (``sizes[i]``
+    tensors for encoder i, whose weights are ``k[i]``); ``per_tensor`` takes the norms
+    of every tensor apart (the official rule), else of each encoder's whole gradient."""
+    like = k
+    summed = torch._foreach_add(g_task, g_uni)  # the official 4th backward's gradient
+    weights = [k[i] for i, n in enumerate(sizes) for _ in range(n)]
+    for g_t, g_u, w in zip(g_task, g_uni, weights):
+        g_t.mul_(2 * w[0]).add_(g_u * (2 * w[1]))
+    sq_s, sq_h = sq_norms(summed, like), sq_norms(g_task, like)
+    if per_tensor:
+        factors = magnitude_factors(sq_s, sq_h, gamma, only_up=True)
+    else:
+        s_m = torch.stack(group_sums(sq_s, sizes, like))
+        h_m = torch.stack(group_sums(sq_h, sizes, like))
+        scale_m = magnitude_factors(s_m, h_m, gamma, only_up=False)
+        factors = torch.cat([scale_m[i].expand(n) for i, n in enumerate(sizes)])
+    for g_t, f in zip(g_task, factors.unbind()):
+        g_t.mul_(f)
+
+
 class MMPareto(Strategy):
     """See the module docstring.
 
@@ -166,20 +196,7 @@ class MMPareto(Strategy):
         official = self.semantics == "official"
         k = mmpareto_weights(dot, sq_a, sq_b, official=official)
 
-        summed = torch._foreach_add(a, b)  # the official 4th backward's gradient on θ_m
-        per_tensor = [k[i] for i, n in enumerate(sizes) for _ in range(n)]
-        for g_a, g_b, w in zip(a, b, per_tensor):  # h = 2 (k_1 g_T + k_2 g_u), in place
-            g_a.mul_(2 * w[0]).add_(g_b * (2 * w[1]))
-        sq_s, sq_h = sq_norms(summed, like), sq_norms(a, like)
-        if official:  # per tensor, never below the sum's norm
-            factors = magnitude_factors(sq_s, sq_h, self.gamma, only_up=True)
-        else:  # per encoder
-            s_m = torch.stack(group_sums(sq_s, sizes, like))
-            h_m = torch.stack(group_sums(sq_h, sizes, like))
-            scale_m = magnitude_factors(s_m, h_m, self.gamma, only_up=False)
-            factors = torch.cat([scale_m[i].expand(n) for i, n in enumerate(sizes)])
-        for g_a, f in zip(a, factors.unbind()):
-            g_a.mul_(f)
+        mmpareto_merge_(a, b, k, sizes, self.gamma, per_tensor=official)
 
         for p, g in zip(heads_u, g_u[len(towers) :]):  # unimodal heads: ∇L_m
             g_t[at[id(p)]].add_(g)
