@@ -1,4 +1,4 @@
-"""DGL: Disentangled Gradient Learning (Wei, Luo & Luo, "Boosting Multimodal Learning
+"""DGL: Disentangled Gradient Learning (Wei et al., "Boosting Multimodal Learning
 via Disentangled Gradient Learning", ICCV 2025, arXiv 2507.10213).
 
 Official code: github.com/shicaiwei123/ICCV2025-GDL @ b72a55f: ``main_dgl.py::train_epoch``
