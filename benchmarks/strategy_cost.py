@@ -61,6 +61,8 @@ METHODS = [
     "balgrad",
     "balgrad_fast",
     "balgrad_unimodal_only",
+    "mmpareto",
+    "dgl",
     "floor",
 ]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -18,6 +18,9 @@ OWNED = [
     ("unimodal_only", "balgrad_unimodal_only", {}),
     ("balgrad_fast", "balgrad_fast", {}),
     ("balgrad_fast_per_sample", "balgrad_fast", {"projection_scope": "per_sample"}),
+    ("mmpareto", "mmpareto", {}),
+    ("mmpareto_paper", "mmpareto", {"semantics": "paper"}),
+    ("dgl", "dgl", {}),
 ]
 IDS = [o[0] for o in OWNED]
 BALGRAD_FAMILY = ("balgrad", "balgrad_fast")

@@ -16,6 +16,10 @@ from safetensors.torch import load_file
 HERE = Path(__file__).parent / "golden"
 GOLDEN = load_file(str(HERE / "m2_golden.safetensors"))
 META = json.loads((HERE / "m2_golden.json").read_text())
+#: built-ins registered after the golden values were written: there is no code "before"
+#: to reproduce; their parity tests pin them to their official code instead
+#: (tests/strategies/test_<name>_strategy.py)
+NEWER_THAN_GOLDEN = {"mmpareto", "dgl", "dgl_cremad", "dgl_ks"}
 
 
 def test_the_golden_file_covers_every_case_and_every_registered_builtin_strategy():
@@ -23,7 +27,7 @@ def test_the_golden_file_covers_every_case_and_every_registered_builtin_strategy
 
     assert set(META) == {c.key for c in CASES}
     builtins = {e.name for e in STRATEGY_REGISTRY.entries(plugins=False) if e.origin == "balgrad"}
-    assert builtins <= {c.strategy for c in CASES}
+    assert builtins - NEWER_THAN_GOLDEN <= {c.strategy for c in CASES}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])

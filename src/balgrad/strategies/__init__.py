@@ -3,7 +3,9 @@
 from balgrad.strategies.agm import AGM
 from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.base import BalancedModel, Strategy
+from balgrad.strategies.dgl import DGL
 from balgrad.strategies.joint import Joint
+from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
 from balgrad.strategies.registry import (
@@ -17,7 +19,9 @@ from balgrad.strategies.registry import (
 
 __all__ = [
     "AGM",
+    "DGL",
     "MSLR",
+    "MMPareto",
     "OGMGE",
     "STRATEGY_REGISTRY",
     "BalGrad",

@@ -32,7 +32,9 @@ from balgrad.strategies.agm import AGM
 from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.balgrad_fast import BalGradFast
 from balgrad.strategies.base import Strategy
+from balgrad.strategies.dgl import DGL
 from balgrad.strategies.joint import Joint
+from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
 
@@ -173,6 +175,36 @@ register_strategy(
     label="BalGrad (fast)",
     description="BalGrad's geometry at the embeddings h_m: one backward pass",
     role="proposed",
+)
+# the field's methods beyond the paper's comparison: registered for compare, evaluate,
+# report and `balgrad list`, never in the default run (which stays the paper's eight)
+register_strategy(
+    "mmpareto",
+    MMPareto,
+    label="MMPareto",
+    description="MinNorm of multimodal and unimodal gradients per encoder, magnitude kept (ICML 2024)",
+)
+register_strategy(
+    "dgl",
+    DGL,
+    label="DGL",
+    description="encoders by the unimodal losses only, head by the detached fusion loss (ICCV 2025)",
+)
+# the official scripts' α per dataset (ICCV2025-GDL @ b72a55f: cramed_dgl.sh runs α 4
+# and 5 and records 77.48 / 78.12; ks_dgl.sh runs 2 and 3 and records 74.78 / 76.28)
+register_preset(
+    "dgl_cremad",
+    "dgl",
+    {"alpha": 5.0},
+    label="DGL (CREMA-D)",
+    description="dgl with the official CREMA-D script's best recorded alpha (5)",
+)
+register_preset(
+    "dgl_ks",
+    "dgl",
+    {"alpha": 3.0},
+    label="DGL (Kinetics-Sounds)",
+    description="dgl with the official Kinetics-Sounds script's best recorded alpha (3)",
 )
 
 
