@@ -35,6 +35,7 @@ from balgrad.strategies.base import Strategy
 from balgrad.strategies.joint import Joint
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
+from balgrad.strategies.pmr import PMR
 
 ROLES = ("reference", "proposed", "ablation", "other")
 
@@ -173,6 +174,13 @@ register_strategy(
     label="BalGrad (fast)",
     description="BalGrad's geometry at the embeddings h_m: one backward pass",
     role="proposed",
+)
+register_strategy(
+    "pmr",
+    PMR,
+    label="PMR",
+    description="prototypical modal rebalance: the slow modality's prototype cross-entropy "
+    "(CVPR 2023)",
 )
 
 
