@@ -18,12 +18,17 @@ GOLDEN = load_file(str(HERE / "m2_golden.safetensors"))
 META = json.loads((HERE / "m2_golden.json").read_text())
 
 
+#: built-in strategies added after the golden file (they never ran in the code before
+#: named modalities); each has its own parity test against its official code instead
+AFTER_GOLDEN = {"pmr"}
+
+
 def test_the_golden_file_covers_every_case_and_every_registered_builtin_strategy():
     from balgrad.strategies.registry import STRATEGY_REGISTRY
 
     assert set(META) == {c.key for c in CASES}
     builtins = {e.name for e in STRATEGY_REGISTRY.entries(plugins=False) if e.origin == "balgrad"}
-    assert builtins <= {c.strategy for c in CASES}
+    assert builtins - AFTER_GOLDEN <= {c.strategy for c in CASES}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])
