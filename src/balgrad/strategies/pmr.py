@@ -188,10 +188,13 @@ def pmr_coefficients(scores: torch.Tensor, alpha: float) -> tuple[torch.Tensor, 
 
 def first_tenth(batches: Iterable) -> Iterable:
     """The batches the official pass takes: the first max(1, N // 10) of N, or all of
-    them when ``batches`` has no length (a generator: it is taken whole)."""
-    if isinstance(batches, Sized):
-        return islice(batches, max(1, len(batches) // PASS_DIVISOR))
-    return batches
+    them when ``batches`` has no length (a generator, or a loader over an iterable
+    dataset: it is taken whole)."""
+    try:
+        n = len(batches) if isinstance(batches, Sized) else None
+    except TypeError:  # a loader over an iterable dataset without a length
+        n = None
+    return batches if n is None else islice(batches, max(1, n // PASS_DIVISOR))
 
 
 # -- the strategy -------------------------------------------------------------------------
