@@ -137,14 +137,26 @@ def snapshot(model: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
-def plain_loop(method: str, batches: list[dict], epochs: int = 1, setup: str = "image_text"):
+def plain_loop(
+    method: str,
+    batches: list[dict],
+    epochs: int = 1,
+    setup: str = "image_text",
+    pass_batches: list[dict] | None = None,
+):
     """The README's plain training loop (SGD): (final parameters, per-step statistics,
-    the parameters after every step)."""
+    the parameters after every step). A strategy that needs the epoch-start pass (PMR)
+    gets it over ``pass_batches`` (default: the training batches) after on_epoch_start."""
     model, strategy = make_model(setup), build_strategy(method)
     optimizer = torch.optim.SGD(strategy.param_groups(model, LR), lr=LR)
     history, trajectory = [], []
     for epoch in range(epochs):
         strategy.on_epoch_start(epoch, epochs)
+        if strategy.needs_epoch_pass:
+            seen = batches if pass_batches is None else pass_batches
+            strategy.prepare_epoch(
+                model, [(inputs_of(b, model.modalities), b["labels"]) for b in seen]
+            )
         for b in batches:
             optimizer.zero_grad()
             out = model(inputs_of(b, model.modalities))
@@ -176,12 +188,19 @@ def assert_params_equal(params, reference, rtol=1e-9, atol=1e-11) -> None:
 
 
 def assert_matches_plain_loop(
-    method, batches, params, logged, prefix="", setup="image_text", trajectory=None
+    method,
+    batches,
+    params,
+    logged,
+    prefix="",
+    setup="image_text",
+    trajectory=None,
+    pass_batches=None,
 ) -> None:
     """``params`` equal the plain loop's after ``batches`` (and, given the parameters
     after every step, ``trajectory``, so do those), and the ``logged`` rows (the last log
     lines, oldest first) hold the means of its statistics over each interval."""
-    reference, history, steps = plain_loop(method, batches, setup=setup)
+    reference, history, steps = plain_loop(method, batches, setup=setup, pass_batches=pass_batches)
     assert_params_equal(params, reference)
     if trajectory is not None:
         assert len(trajectory) == len(steps)

@@ -57,6 +57,9 @@ def test_a_strategy_goes_by_modality_names_not_their_order(method):
         strategy = create_strategy(method, **options)
         optimizer = torch.optim.SGD(strategy.param_groups(model, fx.LR), lr=fx.LR)
         strategy.on_epoch_start(0, 1)
+        if strategy.needs_epoch_pass:  # README's own loop: PMR's prototypes
+            seen = [(fx.inputs_of(b, model.modalities), b["labels"]) for b in batches]
+            strategy.prepare_epoch(model, seen)
         for b in batches:
             optimizer.zero_grad()
             strategy.backward(model, model(fx.inputs_of(b, model.modalities)), b["labels"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lifecycle import prepared
 from reference_m import make_batch_m, make_model_m
 from torch import nn
 
@@ -114,6 +115,7 @@ def test_every_strategy_trains_every_tower_at_three_modalities(name):
     inputs, y = make_batch_m(THREE, seed=1)
     strategy = create_strategy(name)
     strategy.on_epoch_start(0, 4)
+    prepared(strategy, model, inputs, y)
     stats = strategy.backward(model, model(inputs), y)
     for key, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), key
@@ -129,12 +131,13 @@ def test_data_parallel_is_unwrapped(name):
     model = make_model_m(THREE, seed=2)
     inputs, y = make_batch_m(THREE, seed=2)
     seeded = {"noise": False} if name == "ogm_ge" else {}
-    plain = create_strategy(name, **seeded)
+    plain = prepared(create_strategy(name, **seeded), model, inputs, y)
     plain.backward(model, model(inputs), y)
     want = {k: p.grad.clone() for k, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
     wrapped = nn.DataParallel(model)
-    create_strategy(name, **seeded).backward(wrapped, wrapped(inputs), y)
+    strategy = prepared(create_strategy(name, **seeded), wrapped, inputs, y)
+    strategy.backward(wrapped, wrapped(inputs), y)
     for k, p in model.named_parameters():
         torch.testing.assert_close(p.grad, want[k], msg=k)
 

@@ -22,12 +22,17 @@ META = json.loads((HERE / "m2_golden.json").read_text())
 NEWER_THAN_GOLDEN = {"mmpareto", "dgl", "dgl_cremad", "dgl_ks"}
 
 
+#: built-in strategies added after the golden file (they never ran in the code before
+#: named modalities); each has its own parity test against its official code instead
+AFTER_GOLDEN = {"pmr"}
+
+
 def test_the_golden_file_covers_every_case_and_every_registered_builtin_strategy():
     from balgrad.strategies.registry import STRATEGY_REGISTRY
 
     assert set(META) == {c.key for c in CASES}
     builtins = {e.name for e in STRATEGY_REGISTRY.entries(plugins=False) if e.origin == "balgrad"}
-    assert builtins - NEWER_THAN_GOLDEN <= {c.strategy for c in CASES}
+    assert builtins - NEWER_THAN_GOLDEN - AFTER_GOLDEN <= {c.strategy for c in CASES}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from lifecycle import prepared
 from reference_m import (
     all_params_m,
     check_close,
@@ -241,6 +242,7 @@ def test_reordering_the_modalities_does_not_change_the_update(name, fusion):
     b = create_strategy(name, **_seeded_options(name))
     for strategy, net in ((a, model), (b, twin)):
         strategy.on_epoch_start(0, 2)
+        prepared(strategy, net, inputs, y)
         net.zero_grad(set_to_none=True)
         strategy.backward(net, net(inputs), y)
     grads_b = dict(twin.named_parameters())

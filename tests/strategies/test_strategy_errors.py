@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from lifecycle import prepared
 from strategy_reference import make_batch, make_model
 
 from balgrad.errors import ConfigError, DataError, NonFiniteLossError
@@ -82,10 +83,11 @@ def test_wrong_shaped_target(name):
 def test_label_out_of_range(name, bad):
     model = make_model("concat", seed=0, num_classes=4)
     x_v, x_l, y = make_batch(seed=0)
+    strategy = prepared(_strategy(name), model, {"image": x_v, "text": x_l}, y)
     y = y.clone()
     y[3] = bad
     with pytest.raises(DataError, match=rf"target.*{bad}"):
-        _strategy(name).backward(model, model(x_v, x_l), y)
+        strategy.backward(model, model(x_v, x_l), y)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -117,8 +119,9 @@ def test_nan_logits_raise_naming_the_loss(name):
     logits = out.logits.clone()
     logits[0, 0] = float("nan")
     out = dataclasses.replace(out, logits=logits)
+    strategy = prepared(_strategy(name), model, {"image": x_v, "text": x_l}, y)
     with pytest.raises(NonFiniteLossError, match="L_T"):
-        _strategy(name).backward(model, out, y)
+        strategy.backward(model, out, y)
 
 
 def test_agm_state_is_not_corrupted_by_a_nan_step():

@@ -88,11 +88,15 @@ def train_3(strategy, model, data, part=slice(None), wrapped=None):
     """As :func:`train`, for the three-modality model (MSLR's epoch hook included)."""
     net = wrapped if wrapped is not None else model
     opt = torch.optim.SGD(strategy.param_groups(model, 0.1), lr=0.1)
+    # PMR's epoch-start pass: each rank on its part, the class sums all-reduced
+    seen = [({m: x[part] for m, x in inputs.items()}, y[part]) for inputs, y in data]
     strategy.on_epoch_start(0, 2)
+    _prepare(strategy, net, seen)
     for step, (inputs, y) in enumerate(data):
         if step == 2:
             strategy.on_epoch_end(0, opt, {"audio": 50.0, "visual": 40.0, "text": 30.0})
             strategy.on_epoch_start(1, 2)
+            _prepare(strategy, net, seen)
         opt.zero_grad()
         strategy.backward(net, net({m: x[part] for m, x in inputs.items()}), y[part])
         opt.step()
@@ -103,6 +107,7 @@ def train(strategy, model, data, part=slice(None), wrapped=None):
     """Steps of SGD; ``wrapped`` (e.g. the DDP module) is what forward and backward see."""
     net = wrapped if wrapped is not None else model
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    _prepare(strategy, net, [({"image": x[part], "text": t[part]}, y[part]) for x, t, y in data])
     for x, t, y in data:
         opt.zero_grad()
         strategy.backward(net, net(x[part], t[part]), y[part])
@@ -111,6 +116,12 @@ def train(strategy, model, data, part=slice(None), wrapped=None):
         "params": [p.detach().clone() for p in model.parameters()],
         "buffers": [b.detach().clone() for b in model.buffers()],
     }
+
+
+def _prepare(strategy, net, seen) -> None:
+    """The own loop's epoch-start pass, for a strategy that needs one (PMR)."""
+    if strategy.needs_epoch_pass:
+        strategy.prepare_epoch(net, seen)
 
 
 def _worker(rank, world, init_file, out_dir):

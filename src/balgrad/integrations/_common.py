@@ -3,8 +3,9 @@ statistics meter, unimodal accuracies and the epoch-end hook."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy
 from balgrad._grad import GradientSync, default_sync
 from balgrad.errors import ConfigError, DataError
 from balgrad.names import LABEL_KEYS
+from balgrad.strategies.base import EpochBatches
 
 BATCH_FORMAT = (
     'a dict with one key per modality plus "labels" ({"audio": ..., "visual": ..., '
@@ -101,6 +103,56 @@ def prepare_strategy(strategy: Any, log_interval: int) -> None:
         strategy.sync = default_sync()
     if hasattr(strategy, "check_every"):
         strategy.check_every = max(1, int(log_interval))
+
+
+def needs_epoch_pass(strategy: Any) -> bool:
+    """Must the loop call ``strategy.prepare_epoch`` before this epoch's first step?"""
+    needs = getattr(strategy, "needs_preparation", None)
+    return bool(needs()) if callable(needs) else False
+
+
+def epoch_pass(
+    strategy: Any,
+    model: Any,
+    loader: Any,
+    modalities: Sequence[str],
+    move: Callable[[Any], Any],
+    context: Any = None,
+) -> None:
+    """``strategy.prepare_epoch(model, batches)`` over ``loader`` (batches unpacked by
+    :func:`unpack_batch` after ``move`` puts them on the model's device), run inside
+    ``context`` (the loop's autocast). The global RNG and the generators of the loader and
+    its sampler are put back afterwards, so the epoch's own iteration draws the same
+    order and the same random numbers as without the pass."""
+
+    def convert(batch):
+        inputs, target, _ = unpack_batch(move(batch), modalities)
+        return inputs, target
+
+    with _rng_kept(loader), context or contextlib.nullcontext():
+        strategy.prepare_epoch(model, EpochBatches(loader, convert))
+
+
+@contextlib.contextmanager
+def _rng_kept(loader: Any) -> Iterator[None]:
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    owners = [
+        loader,
+        getattr(loader, "sampler", None),
+        getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+    ]
+    generators = {
+        id(g): g
+        for g in (getattr(o, "generator", None) for o in owners)
+        if isinstance(g, torch.Generator)
+    }
+    states = {k: g.get_state() for k, g in generators.items()}
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            for k, g in generators.items():
+                g.set_state(states[k])
 
 
 class StatsMeter:

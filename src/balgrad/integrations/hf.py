@@ -41,7 +41,10 @@ Statistics are summed where they live and, at every ``logging_steps``, averaged 
 the interval and across processes and added to the Trainer's log line (they reach
 ``trainer.state.log_history`` and every reporting integration). Gradient accumulation
 is refused: a strategy combines the gradients of one batch (raise the batch size).
-The strategy's epoch hooks run from a callback; a strategy that needs the unimodal
+The strategy's epoch hooks run from a callback; a strategy that needs an epoch-start
+pass (``needs_epoch_pass``: PMR's class prototypes) gets ``prepare_epoch`` over a fresh
+``get_train_dataloader()`` at every epoch start (a run resumed inside an epoch whose pass
+is in the checkpoint's strategy state skips it); a strategy that needs the unimodal
 validation accuracies (MSLR ``mode="dynamic"``) gets them from one pass over
 ``eval_dataset`` at the end of each epoch. Checkpoints hold the strategy's state
 (``balgrad_strategy.pt``), restored by ``train(resume_from_checkpoint=...)``.
@@ -230,7 +233,17 @@ class _StrategyEpochHooks(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch = int(state.epoch or 0)
-        self.trainer.strategy.on_epoch_start(self.epoch, state.num_train_epochs or None)
+        trainer = self.trainer
+        trainer.strategy.on_epoch_start(self.epoch, state.num_train_epochs or None)
+        if _common.needs_epoch_pass(trainer.strategy):  # PMR's prototypes
+            _common.epoch_pass(
+                trainer.strategy,
+                trainer._inner(trainer.model),
+                trainer.get_train_dataloader(),
+                trainer.modalities,
+                trainer._prepare_inputs,
+                trainer.accelerator.autocast(),
+            )
 
     def on_epoch_end(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         trainer = self.trainer

@@ -40,7 +40,10 @@ and, every ``log_every_n_steps`` of the Trainer, averaged over the interval,
 all-reduced across ranks in one collective and logged with ``self.log`` as
 ``train/<name>``. Validation logs ``val/accuracy`` and ``val/<modality>_accuracy`` for
 each modality; the latter go to ``strategy.on_epoch_end`` (MSLR). OGM-GE's
-``on_epoch_start`` gets the epoch and ``max_epochs``.
+``on_epoch_start`` gets the epoch and ``max_epochs``. A strategy that needs an
+epoch-start pass (``needs_epoch_pass``: PMR's class prototypes) gets
+``prepare_epoch`` at every epoch start, over ``trainer.train_dataloader`` (it takes the
+first tenth; the loader's generators and the global RNG are put back afterwards).
 """
 
 from __future__ import annotations
@@ -168,6 +171,15 @@ class BalGradModule(pl.LightningModule):
         self.strategy.on_epoch_start(
             self.current_epoch, max_epochs if max_epochs and max_epochs > 0 else None
         )
+        if _common.needs_epoch_pass(self.strategy):  # PMR's prototypes
+            _common.epoch_pass(
+                self.strategy,
+                self.model,
+                self.trainer.train_dataloader,
+                self.modalities,
+                lambda batch: self.transfer_batch_to_device(batch, self.device, 0),
+                self.trainer.precision_plugin.forward_context(),
+            )
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers() if self.lr_scheduler_factory is not None else None

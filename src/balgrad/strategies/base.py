@@ -204,6 +204,10 @@ class Strategy:
     #: the most modalities the strategy supports (None: any number); a run checks it for
     #: every method before the first one trains
     max_modalities: int | None = None
+    #: the method needs :meth:`prepare_epoch` (a pass over a sample of the training data)
+    #: at the start of every epoch, after :meth:`on_epoch_start` (PMR's class prototypes);
+    #: ``backward()`` refuses to run an epoch that was not prepared
+    needs_epoch_pass = False
     check_every = 1
 
     def __init__(self) -> None:
@@ -217,6 +221,7 @@ class Strategy:
         self.scaler = None  # the GradScaler of the step in progress
         self.ddp = False  # whether the step in progress runs under DistributedDataParallel
         self._declared_keys: tuple[str, ...] | None = None  # the last keys found declared
+        self.prepared_epoch: int | None = None  # the epoch prepare_epoch last ran for
 
     @property
     def sync(self) -> GradientSync:
@@ -250,6 +255,7 @@ class Strategy:
         check_target_shape(output.logits, target, module.task)
         target, ok, bad, message = screen_target(output.logits, target, module.task)
         self._checks.target(self.step, ok, bad, message)
+        self.check_prepared()
         self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
         self.ddp = ddp
         device = output.logits.device
@@ -320,16 +326,66 @@ class Strategy:
         """Per-epoch update; returns diagnostics (e.g. MSLR's rates)."""
         return {}
 
+    # -- the epoch-start pass (needs_epoch_pass) ---------------------------------------
+    def needs_preparation(self) -> bool:
+        """Whether a training loop must call :meth:`prepare_epoch` before the next step:
+        the method needs the pass and the current epoch has none yet (a run resumed in
+        the middle of an epoch whose pass is in the loaded state needs none)."""
+        return self.needs_epoch_pass and self.prepared_epoch != self.epoch
+
+    def prepare_epoch(self, model: BalancedModel, batches: Any) -> dict[str, torch.Tensor]:
+        """The epoch-start pass: call it after :meth:`on_epoch_start`, before the epoch's
+        first step, with ``batches`` an iterable of ``(inputs, target)`` already on the
+        model's device (a list, or a generator over a training loader; the strategy takes
+        what it needs of it, e.g. PMR the first tenth). The model runs in eval mode
+        without gradients and is put back in the mode it was in. Returns diagnostics."""
+        module = unwrap(model)[0]
+        stats: dict[str, torch.Tensor] = {}
+        if self.needs_epoch_pass:
+            self.layout(module)
+            was_training = getattr(module, "training", None)
+            if isinstance(module, nn.Module):
+                module.eval()
+            try:
+                with torch.no_grad():
+                    stats = self.epoch_pass(module, batches)
+            finally:
+                if isinstance(module, nn.Module):
+                    module.train(bool(was_training))
+        self.prepared_epoch = self.epoch
+        return stats
+
+    def epoch_pass(self, model: BalancedModel, batches: Any) -> dict[str, torch.Tensor]:
+        """What :meth:`prepare_epoch` computes (a strategy with ``needs_epoch_pass``)."""
+        raise NotImplementedError
+
+    def check_prepared(self) -> None:
+        """Refuse a step of an epoch whose pass never ran: the method would silently train
+        as joint training (or on last epoch's state)."""
+        if self.needs_preparation():
+            raise ConfigError(
+                f"{self.name} needs strategy.prepare_epoch(model, batches) at the start of "
+                f"every epoch, after strategy.on_epoch_start(epoch) (epoch {self.epoch} has "
+                "none); batches: (inputs, target) pairs of the training data on the model's "
+                "device. balgrad's Trainer, Lightning module and HF Trainer call it"
+            )
+
     def add_observer(self, observer: Observer) -> None:
         self._observers.append(observer)
 
     # -- checkpointing --------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch}
+        state = {"step": self.step, "epoch": self.epoch}
+        if self.needs_epoch_pass:  # -1: none yet (a checkpoint holds ints and tensors)
+            state["prepared_epoch"] = -1 if self.prepared_epoch is None else self.prepared_epoch
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state.get("step", 0))
         self.epoch = int(state.get("epoch", 0))
+        if self.needs_epoch_pass:
+            prepared = int(state.get("prepared_epoch", -1))
+            self.prepared_epoch = None if prepared < 0 else prepared
 
     # -- shared pieces ----------------------------------------------------------------
     def layout(self, model: BalancedModel) -> ParamLayout:
@@ -431,6 +487,22 @@ class Strategy:
                 stat_name("score", m): true_class_prob(z[m], target, model.task).mean() for m in z
             }
             return {**losses, **scores}
+
+
+class EpochBatches:
+    """The ``batches`` a training loop hands to :meth:`Strategy.prepare_epoch`: a loader
+    seen through ``convert`` (a batch -> ``(inputs, target)`` on the model's device),
+    with the loader's length, so that a strategy can take a fraction of it; batches are
+    read and moved only as the strategy takes them."""
+
+    def __init__(self, loader: Any, convert: Callable[[Any], tuple[Any, torch.Tensor]]):
+        self.loader, self.convert = loader, convert
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return (self.convert(batch) for batch in self.loader)
 
 
 def _as_stat(value: Any, device: torch.device) -> torch.Tensor:

@@ -37,6 +37,7 @@ from balgrad.strategies.joint import Joint
 from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
+from balgrad.strategies.pmr import PMR
 
 ROLES = ("reference", "proposed", "ablation", "other")
 
@@ -205,6 +206,13 @@ register_preset(
     {"alpha": 3.0},
     label="DGL (Kinetics-Sounds)",
     description="dgl with the official Kinetics-Sounds script's best recorded alpha (3)",
+)
+register_strategy(
+    "pmr",
+    PMR,
+    label="PMR",
+    description="prototypical modal rebalance: the slow modality's prototype cross-entropy "
+    "(CVPR 2023)",
 )
 
 

@@ -33,6 +33,7 @@ from balgrad.atomic import write_text
 from balgrad.data.impairments import Condition
 from balgrad.data.progress import bar as progress_bar
 from balgrad.errors import BalgradError, ConfigError, NonFiniteLossError
+from balgrad.strategies.base import EpochBatches
 from balgrad.train.checkpoint import (
     load_latest_checkpoint,
     remove_checkpoints,
@@ -44,6 +45,9 @@ from balgrad.train.metrics_log import nan_to_null, to_floats
 from balgrad.train.precision import autocast_region, make_scaler
 
 log = logging.getLogger("balgrad.train")
+
+#: offsets the seed of an epoch-start pass's shuffle (PMR) from every training order's
+PASS_SEED = 2**40
 
 #: the model's scores on the validation split, in percent: ``<metric>`` of the fused
 #: logits, ``<modality>_<metric>`` of each tower's own logits
@@ -197,6 +201,39 @@ class Trainer:
             drop_last=self.dist.enabled,
         )
 
+    def _prepare_epoch(self, epoch: int) -> None:
+        """The strategy's epoch-start pass (PMR's prototypes) over its own seeded shuffle
+        of the training data: the epoch's data order and the global RNG stay exactly as
+        every other method has them."""
+        seed = PASS_SEED + self.s.seed * 10_007 + epoch
+        sampler = None
+        if self.dist.enabled:
+            sampler = DistributedSampler(
+                self.train_set,
+                num_replicas=self.dist.world_size,
+                rank=self.dist.rank,
+                shuffle=True,
+                seed=seed,
+                drop_last=True,
+            )
+        loader = self.pipeline.loader(
+            self.train_set,
+            Condition(),
+            batch_size=self.s.batch_size,
+            shuffle=True,
+            seed=seed,
+            sampler=sampler,
+            drop_last=self.dist.enabled,
+        )
+
+        def convert(batch):
+            b = self._to_device(batch)
+            return b.inputs, b.target
+
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), autocast_region(self.s.precision, self.device):
+            self.strategy.prepare_epoch(self.model, EpochBatches(loader, convert))
+
     def _modalities(self) -> tuple[str, ...]:
         return self.strategy.modalities(self.model)
 
@@ -256,6 +293,8 @@ class Trainer:
             for obs in self.observers:
                 obs.epoch = epoch
             self.model.train()
+            if self.strategy.needs_preparation():
+                self._prepare_epoch(epoch)
             loader = self._train_loader(epoch)
             bar = progress_bar(  # it never iterates the loader (balgrad.data.progress)
                 loader,

@@ -1,0 +1,347 @@
+"""PMR (Fan, Xu, Wang, Wang & Wang, "PMR: Prototypical Modal Rebalance for Multimodal
+Learning", CVPR 2023), as its official code does it: fanyunfeng-bit/Modal-Imbalance-PMR
+@3615e48, ``main_Prototype_grad.py`` (``train_epoch``, ``calculate_prototype`` and their
+calls in ``main``).
+
+**Prototypes.** Each modality m has one prototype per class c, the mean of its
+embeddings h_m (the features the encoder hands to the fusion) over the training samples
+of that class:
+
+    P_m[c] = (1 / |S_c|) Σ_{i ∈ S_c} h_m(x_i),
+
+computed with the model in eval mode and without gradients over the first
+max(1, ⌊N/10⌋) of the N training batches (the official loop breaks once it has taken
+``len(dataloader) // 10`` batches, at least one). They are computed before the first
+epoch and again at the start of every later one (the official code computes them after
+each epoch: the same weights). From the third computation on they are smoothed,
+
+    P ← (1 − μ) P_new + μ P_old        (μ = ``momentum_coef``),
+
+because the official code passes its ``epoch`` argument 0 both before training and after
+epoch 0 and smooths only for ``epoch > 0``: computations 1 and 2 are fresh. The
+strategy counts its computations to reproduce this.
+
+**The step.** With the prototypes fixed (constants, no gradient), each modality is a
+non-parametric classifier, its logits the negative Euclidean distances (not squared; the
+official ``--temperature`` is parsed and never used),
+
+    s_m[i, c] = −‖h_m(x_i) − P_m[c]‖₂,
+
+and its batch score is score_m = Σ_i softmax(s_m)_i[y_i]. With ρ = score_1 / score_2
+(the official ``ratio_a_p``, audio over visual) the slow modality's prototype
+cross-entropy is added, inside the window ``modulation_start ≤ epoch ≤ modulation_end``:
+
+    L = CE(z) + α CE(s_2)   if ρ > 1,
+    L = CE(z) + α CE(s_1)   if ρ < 1,
+    L = CE(z)               if ρ = 1 or outside the window;
+
+one backward pass and the optimizer step. CE(s_m) reaches only θ_m (the prototypes are
+constants), so it speeds up the slow modality's encoder alone.
+
+**M > 2** (the official code is two-modal; the reading of docs/spec.md, as SPEC §6 reads
+OGM-GE): ρ_m = score_m / mean_{j≠m} score_j and L = CE(z) + α Σ_{m: ρ_m < 1} CE(s_m).
+At M = 2 this is the official switch (ρ_1 < 1 ⟺ ρ_2 > 1); the two-modality case
+decides on ρ_1 alone, as the official code, so that no rounding of 1/ρ can differ.
+
+**Where ours differs from the official code** (each only where the official code
+crashes or where balgrad's loop has no counterpart; docs/spec.md lists them):
+
+- a class with no sample in the pass: the official code divides by zero (a NaN
+  prototype, NaN losses). Ours keeps that class's previous prototype; before it has one,
+  the class is left out of the prototype softmax (logit −inf) and samples of that class
+  out of the prototype cross-entropy (the mean over the others);
+- at distance exactly 0 the official gradient of √· is NaN; ours takes 0 there;
+- the pass draws its own sample of the training data (the trainer: a separate seeded
+  shuffle), so that the training epoch's data order and RNG are those of every other
+  method; the official code iterates its shuffled training loader once more, which
+  shifts the training order;
+- the official AVE and colored-MNIST runs compute prototypes on the validation split
+  (AVE on all of it); here it is always a tenth of the training data;
+- distributed: the scores and the prototype sums and counts are summed over ranks.
+
+**Paper vs code.** The paper's abstract names a prototype-based entropy regularisation
+in the early training stage; the official code has none (its only losses are the two
+cross-entropies above). It is not implemented here: its exact form could not be read
+from the paper, so ``semantics`` has only ``"official"``.
+
+Single-label tasks only: per-class prototypes assume one label per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sized
+from itertools import islice
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from balgrad._grad import add_to_grads_
+from balgrad.errors import ConfigError, DataError
+from balgrad.strategies.base import (
+    Strategy,
+    check_choice,
+    check_modulation,
+    checked_loss,
+    in_window,
+)
+from balgrad.tasks import task_loss, widen
+
+SEMANTICS = ("official",)
+#: the pass takes the first max(1, N // PASS_DIVISOR) of N batches (the official tenth)
+PASS_DIVISOR = 10
+
+
+# -- the math: pure functions of per-modality tensors ------------------------------------
+def class_sums(
+    h: torch.Tensor, y: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ_{i: y_i = c} h_i for each class c [C, d], the class counts [C])."""
+    sums = h.new_zeros(num_classes, h.shape[-1]).index_add_(0, y, h)
+    counts = torch.bincount(y, minlength=num_classes).to(h.dtype)
+    return sums, counts
+
+
+def prototypes(
+    h: torch.Tensor, y: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P [C, d], counts [C]): P[c] the mean of the h_i with y_i = c; a class without a
+    sample gets a zero row and count 0 (see :func:`update_prototypes`)."""
+    sums, counts = class_sums(h, y, num_classes)
+    return means(sums, counts), counts
+
+
+def means(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Class sums over counts; 0 where a count is 0."""
+    return sums / counts.clamp_min(1).unsqueeze(-1)
+
+
+def update_prototypes(
+    new: torch.Tensor,
+    counts: torch.Tensor,
+    old: torch.Tensor | None,
+    known: torch.Tensor | None,
+    momentum: float,
+    smooth: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, known [C] bool) after a pass: ``(1 − μ) new + μ old`` where ``smooth`` and the
+    class had a prototype, ``new`` where it had none or without ``smooth``; a class the
+    pass did not see keeps its old prototype (or stays unknown)."""
+    seen = counts > 0
+    if old is None or known is None:
+        return new.clone(), seen.clone()
+    mixed = (1 - momentum) * new + momentum * old if smooth else new
+    fresh = torch.where(known.unsqueeze(-1), mixed, new)
+    return torch.where(seen.unsqueeze(-1), fresh, old), seen | known
+
+
+def prototype_logits(
+    h: torch.Tensor, P: torch.Tensor, known: torch.Tensor | None = None
+) -> torch.Tensor:
+    """s[i, c] = −‖h_i − P[c]‖₂ [B, C] (the official ``-EU_dist``); −inf for a class
+    without a prototype. The gradient at distance 0 is 0 (the official one is NaN)."""
+    sq = (h.unsqueeze(1) - P.unsqueeze(0)).square().sum(-1)
+    positive = sq > 0
+    dist = torch.where(positive, torch.where(positive, sq, torch.ones_like(sq)).sqrt(), 0.0)
+    s = -dist
+    if known is not None:
+        s = s.masked_fill(~known.unsqueeze(0), float("-inf"))
+    return s
+
+
+def prototype_score(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """score = Σ_i softmax(s)_i[y_i] (a batch sum, as the official ``score_a_p``)."""
+    return F.softmax(s, dim=-1).gather(-1, y.view(-1, 1)).sum()
+
+
+def prototype_loss(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """CE(s, y), the mean over the samples whose class has a prototype (all of them
+    once every class was seen; 0 when none has)."""
+    usable = torch.isfinite(s.gather(-1, y.view(-1, 1)).squeeze(-1))
+    ce = F.cross_entropy(s, torch.where(usable, y, 0), reduction="none")
+    ce = torch.where(usable, ce, 0.0)
+    return ce.sum() / usable.sum().clamp_min(1)
+
+
+def pmr_ratios(scores: torch.Tensor) -> torch.Tensor:
+    """ρ_m = score_m / mean_{j≠m} score_j (M = 2: score_1 / score_2 and its inverse).
+    A zero rest with a positive score is +inf; all zero counts as balanced (ρ = 1)."""
+    rest = (scores.sum() - scores) / (scores.numel() - 1)
+    inf = torch.full_like(scores, float("inf"))
+    return torch.where(
+        rest > 0, scores / rest, torch.where(scores > 0, inf, torch.ones_like(scores))
+    )
+
+
+def pmr_coefficients(scores: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ρ [M], β [M]): β_m = α for each slow modality (ρ_m < 1), else 0; the loss is
+    CE(z) + Σ_m β_m CE(s_m). M = 2 decides on ρ_1 = score_1 / score_2 alone (the official
+    ``ratio_a_p``): β_2 = α if ρ_1 > 1, β_1 = α if ρ_1 < 1, none at ρ_1 = 1."""
+    rho = pmr_ratios(scores)
+    zero, a = torch.zeros_like(rho), torch.full_like(rho, float(alpha))
+    if scores.numel() == 2:
+        slow = torch.stack([rho[0] < 1, rho[0] > 1])
+    else:
+        slow = rho < 1
+    return rho, torch.where(slow, a, zero)
+
+
+def first_tenth(batches: Iterable) -> Iterable:
+    """The batches the official pass takes: the first max(1, N // 10) of N, or all of
+    them when ``batches`` has no length (a generator, or a loader over an iterable
+    dataset: it is taken whole)."""
+    try:
+        n = len(batches) if isinstance(batches, Sized) else None
+    except TypeError:  # a loader over an iterable dataset without a length
+        n = None
+    return batches if n is None else islice(batches, max(1, n // PASS_DIVISOR))
+
+
+# -- the strategy -------------------------------------------------------------------------
+class PMR(Strategy):
+    """See the module docstring. Options (the official argparse names and defaults):
+
+    Args:
+        alpha: α, the weight of the slow modality's prototype cross-entropy (1.0; the
+            official CREMA-D and AVE scripts mostly use 2.0).
+        momentum_coef: μ of the prototypes' moving average (0.2; every official script
+            passes 0.0).
+        modulation_start, modulation_end: the epochs (inclusive) that add the prototype
+            term (0 and 100; ``None``: to the end).
+        semantics: ``"official"`` (the only one: see the module docstring).
+    """
+
+    name = "pmr"
+    needs_epoch_pass = True
+    full_precision_compute = True
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 1.0,
+        momentum_coef: float = 0.2,
+        modulation_start: int = 0,
+        modulation_end: int | None = 100,
+        semantics: Literal["official"] = "official",
+    ):
+        super().__init__()
+        check_modulation(alpha, modulation_start, modulation_end)
+        check_choice("semantics", semantics, SEMANTICS)
+        if not 0 <= momentum_coef <= 1:
+            raise ConfigError(f"momentum_coef: must be in [0, 1], got {momentum_coef}")
+        self.alpha = float(alpha)
+        self.momentum_coef = float(momentum_coef)
+        self.modulation_start = int(modulation_start)
+        self.modulation_end = modulation_end
+        self.semantics = semantics
+        self.prototypes: dict[str, torch.Tensor] = {}  # modality -> P_m [C, d]
+        self.known: torch.Tensor | None = None  # [C] bool: the classes with a prototype
+        self.computations = 0  # how many passes ran (the EMA starts with the third)
+
+    def active(self) -> bool:
+        end = float("inf") if self.modulation_end is None else self.modulation_end
+        return in_window(self.epoch, self.modulation_start, end)
+
+    @staticmethod
+    def _check_task(model) -> None:
+        if model.task != "single_label":
+            raise ConfigError(
+                f"pmr: task {model.task!r} is not supported; PMR's class prototypes "
+                "assume one label per sample (a single-label task)"
+            )
+
+    # -- the epoch-start pass -----------------------------------------------------------
+    def epoch_pass(self, model, batches) -> dict[str, torch.Tensor]:
+        self._check_task(model)
+        modalities = self.modalities(model)
+        sums: dict[str, torch.Tensor] = {}
+        counts = None
+        for inputs, target in first_tenth(batches):
+            out = model(inputs)
+            y = target.long()
+            num_classes = out.logits.shape[-1]
+            if y.dim() != 1 or (y.numel() and not bool(((y >= 0) & (y < num_classes)).all())):
+                raise DataError(
+                    f"pmr: the prototype pass needs class indices in [0, {num_classes}) of "
+                    f"shape [B]; got a target of shape {list(y.shape)} with values outside"
+                    if y.dim() == 1
+                    else f"pmr: the prototype pass needs class indices of shape [B], got "
+                    f"{list(y.shape)}"
+                )
+            for m in modalities:
+                h = widen(out.embeddings[m].detach())
+                s, n = class_sums(h, y, num_classes)
+                sums[m] = s if m not in sums else sums[m] + s.to(sums[m].dtype)
+            counts = n if counts is None else counts + n.to(counts.dtype)  # once per batch
+        if counts is None:
+            raise ConfigError("pmr: prepare_epoch got no batches to compute prototypes from")
+        # one all-reduce for every modality's sums and the counts
+        flat = self.sync.sum(torch.cat([*(sums[m].flatten() for m in modalities), counts]))
+        counts = flat[-counts.numel() :]
+        smooth = self.computations >= 2  # the official epoch argument is > 0 from the third
+        known = None
+        for i, m in enumerate(modalities):
+            size = sums[m].numel()
+            new = means(flat[i * size : (i + 1) * size].view_as(sums[m]), counts)
+            old = self.prototypes.get(m)
+            if old is not None and old.shape != new.shape:
+                raise ConfigError(
+                    f"pmr: the prototypes of {m!r} were {list(old.shape)} and are now "
+                    f"{list(new.shape)}: the model's classes or embedding size changed"
+                )
+            P, known = update_prototypes(new, counts, old, self.known, self.momentum_coef, smooth)
+            self.prototypes[m] = P
+        self.known = known
+        self.computations += 1
+        return {"classes_seen": counts.gt(0).sum().to(torch.float64)}
+
+    # -- the step -----------------------------------------------------------------------
+    def compute(self, model, output, target):
+        self._check_task(model)
+        modalities = self.modalities(model)
+        loss_task = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
+        s = {}
+        for m in modalities:
+            h = widen(output.embeddings[m])
+            P = self.prototypes[m].to(device=h.device, dtype=h.dtype)
+            s[m] = prototype_logits(h, P, self.known.to(h.device))
+        with torch.no_grad():
+            scores = self.sync.sum(torch.stack([prototype_score(s[m], target) for m in modalities]))
+        rho, beta = pmr_coefficients(scores, self.alpha)
+        proto_losses = {m: prototype_loss(s[m], target) for m in modalities}
+        active = self.active()
+        loss = loss_task
+        if active:
+            for i, m in enumerate(modalities):
+                loss = loss + beta[i].to(loss.dtype) * proto_losses[m]
+        params = self.layout(model).params
+        grads = self.loss_grads(loss, params)
+        add_to_grads_(params, grads)
+        self.check_finite(("the PMR loss",), loss.detach().reshape(1))
+        shown = rho[:1] if len(modalities) == 2 else rho
+        return {
+            "loss_task": loss_task.detach(),
+            **self.unimodal_monitor(model, output, target),
+            **{f"loss_proto_{m}": proto_losses[m].detach() for m in modalities},
+            **{
+                f"ratio_{m}": shown[i].clamp_max(1e6)
+                for i, m in enumerate(modalities[: shown.numel()])
+            },
+            **{f"coef_{m}": beta[i] for i, m in enumerate(modalities)},
+            "modulated": torch.full((), float(active), device=beta.device),
+        }
+
+    # -- checkpointing --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {**super().state_dict(), "computations": self.computations}
+        if self.known is not None:
+            state["prototypes"] = {m: P.detach().cpu() for m, P in self.prototypes.items()}
+            state["known"] = self.known.detach().cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.computations = int(state.get("computations", 0))
+        self.prototypes = {m: P.clone() for m, P in dict(state.get("prototypes", {})).items()}
+        known = state.get("known")
+        self.known = None if known is None else known.clone().bool()
