@@ -55,6 +55,7 @@ import torch
 
 from balgrad._grad import add_to_grads_, grads_of, sq_norms
 from balgrad.errors import ConfigError
+from balgrad.names import stat_name, statistics
 from balgrad.strategies.base import Strategy, check_choice
 from balgrad.tasks import task_loss, true_class_prob
 
@@ -63,11 +64,6 @@ SEMANTICS = ("official", "paper")
 OFFICIAL_MAX_GRAD_NORM = 40.0
 #: torch's ``clip_grad_norm_`` adds this to the total norm
 CLIP_EPS = 1e-6
-
-
-def stat_name(statistic: str, modality: str) -> str:
-    """A per-modality statistic's name, ``<statistic>_<modality>`` (the one place)."""
-    return f"{statistic}_{modality}"
 
 
 # -- the method's arithmetic ---------------------------------------------------------------
@@ -101,6 +97,7 @@ class DGL(Strategy):
     """
 
     name = "dgl"
+    statistics = statistics("DGL", ["loss_task", "grad_norm", "clip_coef"], ["loss", "score"])
     full_precision_compute = True
     #: two separate backward calls (L_T into the head, Σ L_m into the towers): the
     #: strategy averages over ranks itself, so the model must not be DDP-wrapped

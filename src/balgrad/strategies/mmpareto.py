@@ -61,6 +61,7 @@ import torch
 
 from balgrad._grad import add_to_grads_, cosine, dots, grads_of, group_sums, sq_norms
 from balgrad.errors import ConfigError
+from balgrad.names import stat_name, statistics
 from balgrad.strategies.base import Strategy, check_choice
 from balgrad.tasks import task_loss, true_class_prob
 
@@ -69,11 +70,6 @@ SEMANTICS = ("official", "paper")
 OFFICIAL_GAMMA = 1.5
 #: ``MinNormSolver._min_norm_element_from2``'s end points instead of 1 and 0
 OFFICIAL_END_POINTS = (0.999, 0.001)
-
-
-def stat_name(statistic: str, modality: str) -> str:
-    """A per-modality statistic's name, ``<statistic>_<modality>`` (the one place)."""
-    return f"{statistic}_{modality}"
 
 
 # -- the method's arithmetic (elementwise over the M encoders) ---------------------------
@@ -151,6 +147,9 @@ class MMPareto(Strategy):
     """
 
     name = "mmpareto"
+    statistics = statistics(
+        "MMPareto", ["loss_task"], ["loss", "score", "cos", "weight_task", "weight_uni", "pareto"]
+    )
     full_precision_compute = True
     #: separate gradients of L_T and Σ L_m: the strategy averages over ranks itself
     supports_ddp = False

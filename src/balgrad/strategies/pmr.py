@@ -78,6 +78,7 @@ import torch.nn.functional as F
 
 from balgrad._grad import add_to_grads_
 from balgrad.errors import ConfigError, DataError
+from balgrad.names import stat_name, statistics
 from balgrad.strategies.base import (
     Strategy,
     check_choice,
@@ -212,6 +213,9 @@ class PMR(Strategy):
     """
 
     name = "pmr"
+    statistics = statistics(
+        "PMR", ["loss_task", "modulated"], ["loss", "score", "loss_proto", "ratio", "coef"]
+    )
     needs_epoch_pass = True
     full_precision_compute = True
 
@@ -322,12 +326,12 @@ class PMR(Strategy):
         return {
             "loss_task": loss_task.detach(),
             **self.unimodal_monitor(model, output, target),
-            **{f"loss_proto_{m}": proto_losses[m].detach() for m in modalities},
+            **{stat_name("loss_proto", m): proto_losses[m].detach() for m in modalities},
             **{
-                f"ratio_{m}": shown[i].clamp_max(1e6)
+                stat_name("ratio", m): shown[i].clamp_max(1e6)
                 for i, m in enumerate(modalities[: shown.numel()])
             },
-            **{f"coef_{m}": beta[i] for i, m in enumerate(modalities)},
+            **{stat_name("coef", m): beta[i] for i, m in enumerate(modalities)},
             "modulated": torch.full((), float(active), device=beta.device),
         }
 
