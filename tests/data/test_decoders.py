@@ -254,3 +254,77 @@ def test_fuzzed_wav_and_npy_headers_are_refused_by_name_under_a_memory_cap(tmp_p
     assert report["failures"] == []
     # the fuzzing reached both outcomes: some mutations leave a valid file
     assert report["outcomes"]["refused"] > 300 and report["outcomes"]["ok"] > 10
+
+
+# --------------------------------------------------------------------- .npz (the caches)
+
+
+def _zip(members: dict[str, bytes], compression=None) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression or zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _size_lie(data: bytes) -> bytes:
+    """A zip whose central directory declares 2**31 uncompressed bytes for its member."""
+    raw = bytearray(data)
+    at = raw.index(b"PK\x01\x02") + 24  # the uncompressed size field of the entry
+    raw[at : at + 4] = (2**31).to_bytes(4, "little")
+    return bytes(raw)
+
+
+GOOD_MEMBER = npy_bytes("'<f4'", (4, 3), bytes(48))
+BAD_NPZS = {
+    "shape_lie": (_zip({"x.npy": npy_bytes("'<f8'", (10**5, 10**5), bytes(16))}), "declares shape"),
+    "object": (_zip({"x.npy": npy_bytes("'|O'", (1,), b"\x80\x04N.")}), "Python objects"),
+    "size_lie": (_size_lie(_zip({"x.npy": GOOD_MEMBER})), "more than the compression can give"),
+    "not_npy": (_zip({"x.pkl": b"\x80\x04N."}), "is not an .npy array"),
+    "bzip2": (_zip({"x.npy": GOOD_MEMBER}, compression=12), "zip compression 12"),
+    "garbage": (b"PK\x03\x04" + bytes(30), "cannot be read as .npz"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_NPZS))
+def test_a_hostile_npz_is_a_data_error_naming_the_file(tmp_path, name):
+    from balgrad.data.decoders import decode_npz
+
+    data, why = BAD_NPZS[name]
+    path = tmp_path / "a.npz"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=f"array archive {path}.*{why}"):
+        decode_npz(path)
+
+
+def test_a_valid_npz_reads_as_numpy_reads_it(tmp_path):
+    from balgrad.data.decoders import decode_npz
+
+    path = tmp_path / "a.npz"
+    arrays = {"x": np.arange(6, dtype="<f4").reshape(2, 3), "t": np.array(["ab", "c"])}
+    np.savez_compressed(path, **arrays, flags=np.array([True, False]), big=np.zeros(10**5, "u1"))
+    got = decode_npz(path, kinds="biufU")
+    with np.load(path, allow_pickle=False) as z:
+        assert sorted(got) == sorted(z.files)
+        for k in z.files:
+            assert got[k].dtype == z[k].dtype and np.array_equal(got[k], z[k])
+
+
+@pytest.mark.parametrize("name", ["shape_lie", "size_lie", "object"])
+def test_a_hostile_digits_cache_is_a_miss_with_a_warning(tmp_path, monkeypatch, name):
+    from balgrad.data import digits
+    from balgrad.data.builtin import load_builtin
+    from balgrad.data.cache_files import CacheWarning
+
+    opts = {"n_train": 40, "n_test": 20}
+    monkeypatch.setattr(digits, "_DIGITS_MEMORY", {})
+    good = load_builtin("digits", "train", cache_dir=str(tmp_path), **opts)
+    (path,) = tmp_path.glob("digits-*.npz")
+    path.write_bytes(BAD_NPZS[name][0])
+    monkeypatch.setattr(digits, "_DIGITS_MEMORY", {})
+    with pytest.warns(CacheWarning, match=f"digits cache {path} is unusable .*{BAD_NPZS[name][1]}"):
+        again = load_builtin("digits", "train", cache_dir=str(tmp_path), **opts)
+    assert np.array_equal(again.images, good.images)
