@@ -100,15 +100,21 @@ def test_a_resample_is_bounded_before_it_allocates():
     assert torch.equal(resample(x, 16000, 22050), torch.from_numpy(want))
 
 
-def test_cremad_s_sample_rate_option_has_the_same_range(tmp_path):
+def test_the_sample_rate_options_have_the_same_range(tmp_path):
     from test_cremad import make
 
     from balgrad.data.cremad import CremaDDataset
 
-    root = make(tmp_path)
+    DATASETS.get("kinetics_sounds")
+    from balgrad.data.kinetics_sounds import KineticsSounds
+
+    root = make(tmp_path / "cremad")
+    ks_root = make_ks(tmp_path / "ks")
     for rate in (0, 10, 10**7):
         with pytest.raises(ConfigError, match=r"'sample_rate' must be None or in \[1000, 384000\]"):
             CremaDDataset(root, "train", sample_rate=rate)
+        with pytest.raises(ConfigError, match=r"'sample_rate' must be None or in \[1000, 384000\]"):
+            KineticsSounds(ks_root, "train", audio_format="wav", sample_rate=rate)
 
 
 # --------------------------------------------------------------------- .npy
@@ -328,3 +334,30 @@ def test_a_hostile_digits_cache_is_a_miss_with_a_warning(tmp_path, monkeypatch, 
     with pytest.warns(CacheWarning, match=f"digits cache {path} is unusable .*{BAD_NPZS[name][1]}"):
         again = load_builtin("digits", "train", cache_dir=str(tmp_path), **opts)
     assert np.array_equal(again.images, good.images)
+
+
+# --------------------------------------------------------------------- IDX (fashion)
+
+
+def test_a_gzipped_idx_is_decompressed_only_as_far_as_its_header_says(tmp_path):
+    """A gzip bomb: 8 MB of zeros behind a header declaring 10 bytes is refused by its
+    trailing data after reading 11 bytes, and a header declaring more than the file can
+    hold is refused before decompressing anything."""
+    import gzip
+    import struct
+
+    from balgrad.data.idx import read_idx
+
+    bomb = tmp_path / "bomb-idx1-ubyte.gz"
+    bomb.write_bytes(gzip.compress(struct.pack(">BBBBI", 0, 0, 8, 1, 10) + bytes(8 * 2**20)))
+    with pytest.raises(
+        DataError, match=f"{bomb}: IDX file has trailing bytes after the 10 data bytes"
+    ):
+        read_idx(bomb)
+    lie = tmp_path / "lie-idx1-ubyte.gz"
+    lie.write_bytes(gzip.compress(struct.pack(">BBBBI", 0, 0, 8, 1, 2**31) + bytes(10)))
+    with pytest.raises(DataError, match=f"{lie}: IDX header declares dimensions \\[2147483648\\]"):
+        read_idx(lie)
+    ok = tmp_path / "ok-idx2-ubyte.gz"
+    ok.write_bytes(gzip.compress(struct.pack(">BBBBII", 0, 0, 8, 2, 2, 3) + bytes(range(6))))
+    assert read_idx(ok).tolist() == [[0, 1, 2], [3, 4, 5]]

@@ -77,6 +77,7 @@ from balgrad.data.catalog import register_dataset
 from balgrad.data.cremad import FRAME_SUFFIXES, check_clip_options, read_frame, read_wav
 from balgrad.data.decoders.image import header_error, image_error
 from balgrad.data.decoders.npy import decode_npy
+from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE
 from balgrad.data.disk.layout import canonical_split
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, split_lines, utf8_problem
@@ -194,8 +195,11 @@ class KineticsSounds(MultimodalDataset):
         self.image_size = (int(h), int(w))
         self.normalize = bool(normalize)
         self.seconds = float(seconds)
-        if sample_rate is not None and sample_rate < 1:
-            raise ConfigError(f"{NAME}: option 'sample_rate' must be >= 1, got {sample_rate!r}")
+        if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
+            raise ConfigError(
+                f"{NAME}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] Hz "
+                f"(the rates a WAV may have), got {sample_rate!r}"
+            )
         self.sample_rate = sample_rate
         self.seed = int(seed)
         self.epoch = 0
