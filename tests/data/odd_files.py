@@ -244,6 +244,9 @@ def bad_npys() -> dict[str, tuple[bytes, str]]:
     return {
         "shape_beyond_file": (npy_bytes("'<f4'", (10**6, 10**6), ok), r"declares shape"),
         "shape_short_of_file": (npy_bytes("'<f4'", (2, 3), ok), r"declares shape"),
+        # numpy's header parser accepts these; their product matches the payload
+        "shape_negative": (npy_bytes("'<f4'", (-2, -6), ok), r"non-negative integers"),
+        "shape_bool": (npy_bytes("'<f4'", (True, 12), ok), r"non-negative integers"),
         "object": (npy_bytes("'|O'", (2,), b"\x80\x04N."), r"Python objects"),
         "structured": (npy_bytes("[('a', '<i4'), ('b', '<f4')]", (6,), ok), r"structured"),
         # a field lying outside the item (the MOSEI crash's dtype, here in a .npy)

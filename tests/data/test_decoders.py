@@ -236,9 +236,13 @@ FUZZ = textwrap.dedent(
         attempt("wav", mutate(base, base.index(b"data") + 8))
         base = npys[i % len(npys)]
         attempt("npy", mutate(base, len(base) - 12))
-        shape = tuple(int(d) for d in rng.integers(0, 2**40, size=rng.integers(0, 4)))
+        shape = tuple(int(d) for d in rng.integers(-3, 2**40, size=rng.integers(0, 4)))
         descr = descrs[rng.integers(len(descrs))]
-        attempt("npy", npy_bytes(descr, shape, bytes(int(rng.integers(0, 64)))))
+        payload = bytes(int(rng.integers(0, 64)))
+        if rng.random() < 0.3:  # a small shape, maybe negative, whose size the payload matches
+            shape = tuple(int(d) for d in rng.integers(-4, 5, size=rng.integers(1, 3)))
+            descr, payload = "'<f4'", bytes(4 * abs(int(np.prod(shape))))
+        attempt("npy", npy_bytes(descr, shape, payload))
     print(json.dumps({"failures": failures[:20], "outcomes": outcomes}))
     """
 )

@@ -6,7 +6,7 @@ only literals), then checked before any payload is read:
 
 * the dtype must be plain numeric (integers, unsigned integers, floats): no objects
   (pickles), no structured, sub-array, string, bytes, complex or datetime dtypes;
-* the shape times the item size must equal the bytes that follow the header exactly
+* the shape must be non-negative integers, and times the item size must equal the bytes that follow the header exactly
   (a larger shape is a truncated file or a lie that would size an allocation, a smaller
   one trailing data);
 * an ``.npz`` archive, a pickle or any other file is refused.
@@ -122,6 +122,8 @@ def _read_array(
         raise bad("it does not start with the .npy magic string")
     dtype, shape, fortran = _header(f, bad)
     offset = f.tell()
+    if not all(type(d) is int and d >= 0 for d in shape):  # numpy's parser lets -1, True by
+        raise bad(f"its header's shape {shape} is not a tuple of non-negative integers")
     _check_dtype(dtype, shape, where, kinds, expected, bad)
     if ndim is not None and len(shape) != ndim:
         raise DataError(f"{where} holds a {dtype} array of shape {shape}; expected {expected}")
