@@ -117,7 +117,7 @@ def _parse(f, size: int, path: Path, source: str | None) -> WavHeader:
                 f"of the file ({size} bytes; truncated?)"
             )
         if chunk_id == b"fmt ":
-            fmt = _format(f.read(chunk_size), order, bad)
+            fmt = _format(f.read(min(chunk_size, 40)), order, bad)  # 40: the EXTENSIBLE form
         elif chunk_id == b"data":
             if fmt is None:
                 raise bad("its data chunk comes before any fmt chunk")
@@ -157,9 +157,10 @@ def _format(raw: bytes, order: str, bad) -> tuple[int, bool, int, int]:
     is_float = tag == _IEEE_FLOAT
     allowed = (4, 8) if is_float else (1, 2, 3, 4)
     if rest or sample_bytes not in allowed:
+        sizes = " or ".join(map(str, allowed))
         raise bad(
-            f"its block size {block} for {channels} channel(s) is not {' or '.join(map(str, allowed))} "
-            f"bytes a sample ({'float' if is_float else 'PCM'})"
+            f"its block size {block} for {channels} channel(s) is not {sizes} bytes a sample "
+            f"({'float' if is_float else 'PCM'})"
         )
     ok_bits = (
         bits == 8 * sample_bytes if is_float else 8 * sample_bytes - 8 < bits <= 8 * sample_bytes
