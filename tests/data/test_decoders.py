@@ -365,3 +365,21 @@ def test_a_gzipped_idx_is_decompressed_only_as_far_as_its_header_says(tmp_path):
     ok = tmp_path / "ok-idx2-ubyte.gz"
     ok.write_bytes(gzip.compress(struct.pack(">BBBBII", 0, 0, 8, 2, 2, 3) + bytes(range(6))))
     assert read_idx(ok).tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_8_bit_frames_are_bitwise_what_the_readers_gave_before(tmp_path, fmt):
+    """The recorded CREMA-D and Kinetics-Sounds results rest on 8-bit frames read as
+    PIL's RGB, resized by PIL (integer arithmetic) and divided by 255: deterministic by
+    construction, so the same bits."""
+    from PIL import Image
+
+    from balgrad.data.decoders import decode_image
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / f"f.{fmt.lower()}"
+    Image.fromarray(rng.integers(0, 256, (37, 53, 3)).astype(np.uint8)).save(path, fmt)
+    with Image.open(path) as im:
+        rgb = im.convert("RGB").resize((24, 16), Image.Resampling.BILINEAR)
+    old = torch.from_numpy(np.array(rgb, np.uint8)).permute(2, 0, 1).to(torch.float32) / 255.0
+    assert torch.equal(decode_image(path, None, (16, 24)), old)
