@@ -272,3 +272,26 @@ def test_a_damaged_test_wav_fails_the_cli_before_training(tmp_path, capsys, wav)
     assert "Traceback" not in out + err
     trained = [p for p in tmp_path.rglob("*") if p.name in ("metrics.jsonl", "model.safetensors")]
     assert not trained, f"it trained before failing: {trained}"
+
+
+def test_a_wav_without_chunks_in_the_training_split_is_one_error_line(tmp_path, capsys):
+    """It was an UnboundLocalError traceback from scipy (issue 23, item 11). The
+    training split is read when training starts (only the test split is validated at
+    load), so this checks the message, not the timing."""
+    root = tmp_path / "data"
+    train = [(f"10{k:02d}_TIE_{e}_XX", e) for k in range(2) for e in EMOTIONS]
+    make_cremad(root, train, ms=100)
+    make_cremad(root, [(f"11{k:02d}_TIE_{e}_XX", e) for e in EMOTIONS for k in range(1)], "test")
+    bad = root / "AudioWAV" / f"{train[2][0]}.wav"
+    bad.write_bytes(BAD_WAVS["no_chunks"][0])
+    argv = ["compare", "--dataset", "cremad", "--data-dir", str(root), "--methods", "joint"]
+    argv += ["--epochs", "1", "--batch-size", "4", "--no-progress", "--seeds", "0"]
+    argv += ["--embed-dim", "8", "--no-sweep", "--out", str(tmp_path), "--name", "run"]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--dataset-option", "image_size=16"]
+    argv += ["--dataset-option", "seconds=0.1", "--dataset-option", "sample_rate=8000"]
+    argv += ["--backbone-option", "audio.width=4", "--backbone-option", "visual.width=4"]
+    code, out, err = run_cli(argv, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("balgrad: error:") and str(bad) in lines[0]
+    assert "holds no chunks" in lines[0] and "Traceback" not in out + err
