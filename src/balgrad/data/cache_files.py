@@ -123,11 +123,14 @@ def cached_npz_arrays(
 
 def load_npz_checked(path: Path, want: dict[str, Any], old_hint: str = "") -> dict[str, Any]:
     """The arrays of a generated ``.npz`` whose recorded content parts equal ``want``
-    (the meta entry removed); ``ValueError`` naming the difference otherwise."""
-    import numpy as np
+    (the meta entry removed); ``ValueError`` naming the difference otherwise. Read with
+    the checked decoder (:func:`~balgrad.data.decoders.npy.decode_npz`: every member's
+    declared size and shape checked before it is allocated, nothing unpickled), which
+    raises :class:`DataError`; the caller treats either as a cache miss."""
+    from balgrad.data.decoders.npy import decode_npz
 
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    # numbers, booleans and the text of the meta entry and the generated texts
+    arrays = decode_npz(path, what="cache file", kinds="biufU", finite=False)
     meta = arrays.pop(NPZ_META, None)
     if meta is None or meta.shape != () or meta.dtype.kind != "U":
         raise ValueError(f"it records no content parts{old_hint}")

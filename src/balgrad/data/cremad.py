@@ -37,19 +37,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 
 from balgrad.data.base import MultimodalDataset
-from balgrad.data.disk.images import IMAGE_ERRORS, image_error
+from balgrad.data.decoders.image import decode_image, image_error
+from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE, decode_wav, read_wav_header
+from balgrad.data.decoders.wav import resample as _resample
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, iter_csv_rows, utf8_problem
 from balgrad.data.disk.records import Problems
@@ -191,10 +190,6 @@ class CremaD(torch.utils.data.Dataset):
         return {"audio": wave, "visual": visual, "label": clip.label, "sample_rate": rate}
 
 
-# PCM sample type -> the value full scale maps to 1.0 (scipy reads 24-bit as int32)
-_FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
-
-
 def check_clip_options(
     name: str, split: str, splits: tuple[str, ...], num_frames: Any, seconds: Any, image_size: Any
 ) -> tuple[int, int]:
@@ -214,45 +209,17 @@ def check_clip_options(
 
 def read_wav(path: Path, source: str) -> tuple[torch.Tensor, int]:
     """``(float32 mono waveform in [-1, 1], sample rate)`` of a WAV file (PCM 8/16/24/32
-    bit or float), channels averaged; a missing or unreadable file is a
-    :class:`DataError` naming it and ``source``."""
-    import scipy.io.wavfile
-
-    try:
-        rate, data = scipy.io.wavfile.read(path)
-    except FileNotFoundError:
-        raise DataError(f"{source}: audio file {path} is missing") from None
-    except (ValueError, OSError, EOFError, IndexError, struct.error) as e:  # scipy: bad file
-        raise DataError(
-            f"{source}: audio file {path} cannot be read as WAV ({type(e).__name__}: {e})"
-        ) from None
-    if data.dtype == np.uint8:
-        wave = (data.astype(np.float32) - 128.0) / 128.0
-    elif data.dtype in _FULL_SCALE:
-        wave = data.astype(np.float32) / _FULL_SCALE[data.dtype]
-    elif data.dtype.kind == "f":
-        wave = data.astype(np.float32)
-        if not np.isfinite(wave).all():
-            raise DataError(f"{source}: audio file {path} holds NaN or infinite samples")
-    else:
-        raise DataError(f"{source}: audio file {path} has unsupported samples ({data.dtype})")
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    if rate < 1:
-        raise DataError(f"{source}: audio file {path} declares sample rate {rate}")
-    return torch.from_numpy(np.ascontiguousarray(wave)), int(rate)
+    bit or float), channels averaged: :func:`balgrad.data.decoders.wav.decode_wav`; a
+    missing, unreadable or malformed file is a :class:`DataError` naming it and
+    ``source``."""
+    return decode_wav(path, source)
 
 
 def read_frame(path: Path, source: str, size: tuple[int, int]) -> torch.Tensor:
-    """Frame ``path`` as float32 ``[3, H, W]`` in [0, 1], resized to ``size`` (H, W);
-    an unreadable image is a :class:`DataError` naming it and ``source``."""
-    try:
-        with Image.open(path) as im:
-            rgb = im.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    except IMAGE_ERRORS as e:
-        raise DataError(image_error(path, source, e)) from None
-    arr = np.array(rgb, dtype=np.uint8)  # [H, W, 3], writable copy
-    return torch.from_numpy(arr).permute(2, 0, 1).to(torch.float32).div_(255.0)
+    """Frame ``path`` as float32 ``[3, H, W]`` in [0, 1] (each image mode scaled by its
+    real range: :func:`balgrad.data.decoders.image.decode_image`), resized to ``size``
+    (H, W); an unreadable image is a :class:`DataError` naming it and ``source``."""
+    return decode_image(path, source, size)
 
 
 # --- the dataset contract (registered as "cremad" in balgrad.data.registry_av) ----------
@@ -263,18 +230,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FRAME_CHOICES = ("spread", "first")
 
 
-def resample(wave: torch.Tensor, rate: int, target: int) -> torch.Tensor:
-    """``wave`` (float32 ``[T]``) from ``rate`` Hz to ``target`` Hz: scipy's polyphase
-    filter (``resample_poly``, Kaiser window), the ratio reduced to lowest terms (16000 ->
-    22050 Hz is up 441, down 320). The official code resamples with librosa (soxr), which
-    this library does not depend on; the two agree up to the filters' pass-band ripple."""
-    if rate == target:
-        return wave
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(rate), int(target))
-    out = resample_poly(wave.numpy().astype(np.float64), target // g, rate // g)
-    return torch.from_numpy(out.astype(np.float32))
+def resample(wave: torch.Tensor, rate: int, target: int, what: str = "audio") -> torch.Tensor:
+    """``wave`` (float32 ``[T]``) from ``rate`` Hz to ``target`` Hz with scipy's polyphase
+    filter, its length bounded (:func:`balgrad.data.decoders.wav.resample`). The official
+    code resamples with librosa (soxr), which this library does not depend on; the two
+    agree up to the filters' pass-band ripple."""
+    return _resample(wave, rate, target, what)
 
 
 def spread_indices(available: int, count: int) -> list[int]:
@@ -352,9 +313,10 @@ class CremaDDataset(MultimodalDataset):
                 f"{NAME}: option 'frame_choice' must be one of {FRAME_CHOICES}, got "
                 f"{frame_choice!r}"
             )
-        if sample_rate is not None and sample_rate < 1:
+        if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
             raise ConfigError(
-                f"{NAME}: option 'sample_rate' must be >= 1 or None, got {sample_rate}"
+                f"{NAME}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] "
+                f"Hz, got {sample_rate}"
             )
         self.reader = CremaD(
             data_dir,
@@ -430,7 +392,7 @@ class CremaDDataset(MultimodalDataset):
                 f"at {self.sample_rate} Hz; with option sample_rate=None every clip must share "
                 "one rate (give sample_rate to resample them)"
             )
-        wave = resample(wave, rate, self.sample_rate)
+        wave = resample(wave, rate, self.sample_rate, f"{clip.source}: audio file {clip.wav}")
         return loop_to_length(wave, max(1, round(self.reader.seconds * self.sample_rate)))
 
     def frames(self, i: int) -> torch.Tensor:
@@ -469,12 +431,13 @@ class CremaDDataset(MultimodalDataset):
         return [p for files in self.content_files_by_example() for p in files]
 
     def validate(self) -> list[str]:
-        """Check every clip before it is needed, without decoding it: its WAV starts as a
-        RIFF/WAVE file and its chosen frames are complete images
+        """Check every clip before it is needed, without decoding it: its WAV's header and
+        chunks (:func:`~balgrad.data.decoders.wav.read_wav_header`: every declared size
+        against the file, the rate and channels in range) and its chosen frames are complete images
         (:func:`~balgrad.data.disk.images.header_error`). A bad clip raises
         :class:`DataError` naming the CSV line; with ``skip_bad=True`` bad clips are
         dropped with one ``DataWarning`` and their reasons returned."""
-        from balgrad.data.disk.images import header_error
+        from balgrad.data.decoders.image import header_error
 
         problems = Problems(self.skip_bad)
         kept = []
@@ -506,10 +469,7 @@ def _size(path: Path) -> int:
 
 def _wav_header_problem(clip: Clip) -> str | None:
     try:
-        with clip.wav.open("rb") as f:
-            head = f.read(12)
-    except OSError as e:
-        return f"{clip.source}: audio file {clip.wav} cannot be read ({type(e).__name__}: {e})"
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return f"{clip.source}: audio file {clip.wav} is not a RIFF/WAVE file"
+        read_wav_header(clip.wav, clip.source)
+    except DataError as e:
+        return str(e)
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import struct
@@ -35,7 +36,7 @@ def read_idx(path: str | os.PathLike[str], *, ndim: int | None = None) -> np.nda
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            raw = _gunzip_bounded(raw, path)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read IDX file ({exc}); the file may be truncated") from exc
     if len(raw) < 4:
@@ -62,8 +63,34 @@ def read_idx(path: str | os.PathLike[str], *, ndim: int | None = None) -> np.nda
         )
     if got > expected:
         raise DataError(
-            f"{path}: IDX file has {got - expected} trailing bytes after the data of "
-            f"dimensions {list(shape)}"
+            f"{path}: IDX file has trailing bytes after the {expected} data bytes of "
+            f"dimensions {list(shape)}"  # (a gzipped file is read no further than that)
         )
     data = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=header)
     return data.reshape(shape).astype(dtype.newbyteorder("="))  # a writable copy
+
+
+#: deflate expands data at most about 1032-fold
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _gunzip_bounded(packed: bytes, path: Path) -> bytes:
+    """The decompressed IDX bytes, read only as far as its header says (plus one byte, so
+    trailing data is still found): a small file whose header, or whose compressed
+    stream, promises gigabytes costs nothing. A declared size beyond what ``packed``
+    could expand to is a :class:`DataError`; a bad header is left to :func:`read_idx`."""
+    with gzip.GzipFile(fileobj=io.BytesIO(packed)) as f:
+        head = f.read(4)
+        if len(head) < 4 or head[3] == 0 or head[2] not in _IDX_DTYPES:
+            return head
+        head += f.read(4 * head[3])
+        if len(head) < 4 + 4 * head[3]:
+            return head
+        shape = struct.unpack(f">{head[3]}I", head[4:])
+        size = math.prod(shape) * _IDX_DTYPES[head[2]].itemsize
+        if size > _MAX_DEFLATE_RATIO * len(packed):
+            raise DataError(
+                f"{path}: IDX header declares dimensions {list(shape)} ({size} bytes), more "
+                f"than its {len(packed)} compressed bytes can hold"
+            )
+        return head + f.read(size + 1)

@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +75,9 @@ import torch
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data.catalog import register_dataset
 from balgrad.data.cremad import FRAME_SUFFIXES, check_clip_options, read_frame, read_wav
-from balgrad.data.disk.images import header_error, image_error
+from balgrad.data.decoders.image import header_error, image_error
+from balgrad.data.decoders.npy import decode_npy
+from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE
 from balgrad.data.disk.layout import canonical_split
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, split_lines, utf8_problem
@@ -194,8 +195,11 @@ class KineticsSounds(MultimodalDataset):
         self.image_size = (int(h), int(w))
         self.normalize = bool(normalize)
         self.seconds = float(seconds)
-        if sample_rate is not None and sample_rate < 1:
-            raise ConfigError(f"{NAME}: option 'sample_rate' must be >= 1, got {sample_rate!r}")
+        if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
+            raise ConfigError(
+                f"{NAME}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] Hz "
+                f"(the rates a WAV may have), got {sample_rate!r}"
+            )
         self.sample_rate = sample_rate
         self.seed = int(seed)
         self.epoch = 0
@@ -405,25 +409,19 @@ class KineticsSounds(MultimodalDataset):
 
 def read_spectrogram(path: Path, source: str) -> torch.Tensor:
     """A ``.npy`` spectrogram ``[frames, bins]`` as float32 ``[1, frames, bins]`` (the
-    official ``np.expand_dims(x, 0)``); a missing, unreadable, non-2-D, non-numeric or
-    non-finite array is a :class:`DataError` naming the file and ``source``."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{source}: audio file {path} is missing") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(
-            f"{source}: audio file {path} cannot be read as a .npy array ({type(e).__name__}: {e})"
-        ) from None
-    if not isinstance(arr, np.ndarray):  # an .npz archive
-        raise DataError(f"{source}: audio file {path} is an .npz archive, not one .npy array")
-    if arr.ndim != 2 or arr.dtype.kind not in "fiu" or arr.size == 0:
+    official ``np.expand_dims(x, 0)``), read by :func:`balgrad.data.decoders.npy.decode_npy`
+    (the header checked against the file's size, nothing unpickled); a missing,
+    unreadable, non-2-D, empty, non-numeric or non-finite array is a :class:`DataError`
+    naming the file and ``source``."""
+    expected = "a 2-D numeric spectrogram [frames, bins]"
+    arr = decode_npy(path, source, what="audio file", ndim=2, expected=expected)
+    if arr.size == 0:
         raise DataError(
             f"{source}: audio file {path} holds a {arr.dtype} array of shape {arr.shape}; "
-            "expected a 2-D numeric spectrogram [frames, bins]"
+            f"expected {expected}"
         )
     spec = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-    if not torch.isfinite(spec).all():
+    if not torch.isfinite(spec).all():  # a float64 value beyond float32's range
         raise DataError(f"{source}: audio file {path} holds NaN or infinite values")
     return spec.unsqueeze(0)
 

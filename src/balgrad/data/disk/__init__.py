@@ -5,7 +5,7 @@
 - :mod:`.content_hash`: hashing index files and options into the fingerprint.
 - :mod:`.layout`: finding the dataset root in ``data_dir`` and canonical split names.
 - :mod:`.paths`: keeping every file a record names inside the data folder.
-- :mod:`.images`: loading an image, and checking one without decoding it.
+- :mod:`.images`: the image decoder's old home (:mod:`balgrad.data.decoders.image`).
 - :mod:`.dataset`: :class:`DiskDataset`, a split made of records (images loaded lazily).
 - :mod:`.loader`: :class:`DiskLoader`, the base of the six loaders: a declaration plus
   one ``parse(root, split, problems, **options)``.

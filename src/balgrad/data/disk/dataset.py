@@ -12,12 +12,11 @@ from typing import TypeVar
 import torch
 
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data.disk.images import (
-    IMAGE_ERRORS,
+from balgrad.data.decoders.image import (
     decode_error,
+    decode_image,
     header_error,
     image_error,
-    load_image,
 )
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.records import Problems, Record
@@ -201,10 +200,7 @@ class DiskDataset(MultimodalDataset):
         if not 0 <= index < len(self.records):
             raise IndexError(f"{self.info.name} {self.split}: index {index} out of range")
         r = self.records[index]
-        try:
-            image = load_image(r.image)
-        except IMAGE_ERRORS as e:
-            raise DataError(image_error(r.image, r.source, e)) from e
+        image = decode_image(r.image, r.source)
         if self.info.task == "multi_label":
             label = torch.tensor(self.labels[index], dtype=torch.float32)
         else:

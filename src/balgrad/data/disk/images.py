@@ -1,146 +1,32 @@
-"""Loading an image (every PIL mode scaled to [0, 1] by its real range, or refused),
-decoding it to find out whether it is readable, and checking it without decoding
-(``DiskDataset.validate``)."""
+"""Where the image decoder used to live; it is now :mod:`balgrad.data.decoders.image`,
+which every reader uses. These names stay importable from here."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
-
-
-class ImageModeError(ValueError):
-    """An image whose pixel mode has no faithful mapping to ``[0, 1]``."""
-
-
-IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
-
-# what a complete file of each format ends with
-_TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b";"}
-
-# How each PIL mode reaches [0, 1] (docs/datasets.md, "Image modes"):
-# 8 bits per channel: PIL's own conversion to RGB, then / 255 (alpha is dropped)
-EIGHT_BIT_MODES = frozenset(
-    {"1", "L", "P", "PA", "LA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+from balgrad.data.decoders.image import (
+    EIGHT_BIT_MODES,
+    IMAGE_ERRORS,
+    SIXTEEN_BIT_MODES,
+    SUPPORTED_MODES,
+    ImageModeError,
+    check_mode,
+    check_mode_range,
+    decode_error,
+    decode_image,
+    header_error,
+    image_error,
+    load_image,
 )
-# unsigned 16-bit grey (16-bit PNG and TIFF): / 65535
-SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
-# "I" (32-bit signed grey) is how PIL opens 16-bit PGM and some TIFFs: / 65535 when every
-# value lies in [0, 65535], else refused (no known range). "F" (32-bit float grey): kept
-# when every value lies in [0, 1], else refused. Any other mode is refused.
-SUPPORTED_MODES = EIGHT_BIT_MODES | SIXTEEN_BIT_MODES | {"I", "F"}
 
-
-def load_image(path: Path) -> torch.Tensor:
-    """Open ``path`` with PIL, return float32 ``[3, H, W]`` in ``[0, 1]``, each mode scaled
-    by its real range (:data:`SUPPORTED_MODES`); grey images are repeated over 3 channels.
-
-    Raises :class:`ImageModeError` for a mode without a faithful mapping, and PIL's
-    ``OSError``/``ValueError``-like exceptions unchanged; callers wrap them in
-    :class:`DataError` with the file and line.
-    """
-    with Image.open(path) as im:
-        im.load()
-        mode = im.mode
-        if mode in EIGHT_BIT_MODES:
-            if mode == "P" and "transparency" in im.info:
-                im = im.convert("RGBA")  # avoids PIL's palette-transparency warning
-            rgb = np.array(im.convert("RGB"), dtype=np.uint8)  # [H, W, 3], writable copy
-            return torch.from_numpy(rgb).permute(2, 0, 1).contiguous().to(torch.float32).div_(255.0)
-        check_mode_range(im)
-        grey = torch.from_numpy(np.array(im, dtype=np.float32))  # [H, W], writable copy
-    if mode != "F":
-        grey.div_(65535.0)
-    return grey.unsqueeze(0).expand(3, -1, -1).contiguous()
-
-
-def check_mode_range(im: Image.Image) -> None:
-    """Raise :class:`ImageModeError` unless ``im``'s mode and (for "I" and "F") its
-    decoded values have a faithful mapping to [0, 1]."""
-    mode = im.mode
-    check_mode(mode)
-    if mode not in ("I", "F"):
-        return
-    arr = np.asarray(im)
-    lo, hi = (np.nanmin(arr), np.nanmax(arr)) if arr.size else (0, 0)
-    if mode == "I" and not (lo >= 0 and hi <= 65535):
-        raise ImageModeError(
-            f"mode 'I' (32-bit integer) holds values in [{lo}, {hi}]; only [0, 65535] "
-            "(16-bit data) has a known range: save it as an 8- or 16-bit image"
-        )
-    if mode == "F" and not (np.isfinite(arr).all() and lo >= 0.0 and hi <= 1.0):
-        raise ImageModeError(
-            f"mode 'F' (32-bit float) holds values in [{lo}, {hi}]"
-            f"{' and NaN or infinity' if not np.isfinite(arr).all() else ''}, outside [0, 1]: "
-            "save it as an 8- or 16-bit image, or scaled to [0, 1]"
-        )
-
-
-def check_mode(mode: str) -> None:
-    if mode not in SUPPORTED_MODES:
-        raise ImageModeError(
-            f"mode {mode!r} is not supported (supported: {', '.join(sorted(SUPPORTED_MODES))}): "
-            "convert it to RGB"
-        )
-
-
-def image_error(path: Path, source: str, err: BaseException) -> str:
-    if isinstance(err, FileNotFoundError):
-        return f"{source}: image file {path} is missing"
-    if isinstance(err, ImageModeError):
-        return f"{source}: image file {path} is refused: {err}"
-    return f"{source}: image file {path} cannot be read ({type(err).__name__}: {err})"
-
-
-def decode_error(path: Path) -> BaseException | None:
-    """Open and fully decode ``path``; return the exception (a refused mode included),
-    or None if it is fine."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            check_mode_range(im)
-    except IMAGE_ERRORS as e:
-        return e
-    return None
-
-
-def header_error(path: Path) -> BaseException | None:
-    """Check ``path`` without decoding its pixels; return the exception, or None.
-
-    PIL reads the header (format, mode and size: an unknown format, a damaged header, an
-    unsupported mode or an empty image fail here). Then the file must end as a complete
-    file of its format ends (JPEG's end-of-image marker, PNG's IEND chunk, GIF's trailer,
-    the size a WebP or BMP header declares), which catches truncated files. A file whose
-    end does not match (truncated, or valid with trailing bytes, or a format without such
-    a check), and an "I" or "F" image (its range is in its pixels), is fully decoded to
-    decide, so a valid file never fails. Damage inside the compressed data of
-    a file that ends properly is only found by decoding (``DiskDataset.get``).
-    """
-    try:
-        with open(path, "rb") as f:
-            with Image.open(f) as im:
-                fmt, mode, (width, height) = im.format, im.mode, im.size
-            check_mode(mode)
-            if width < 1 or height < 1:
-                return ValueError(f"the {fmt} header gives an empty image ({width}x{height})")
-            complete = _ends_complete(f, fmt)
-    except IMAGE_ERRORS as e:
-        return e
-    return None if complete and mode not in ("I", "F") else decode_error(path)
-
-
-def _ends_complete(f, fmt: str | None) -> bool:
-    size = f.seek(0, 2)
-    if fmt in _TRAILERS:
-        trailer = _TRAILERS[fmt]
-        f.seek(max(0, size - len(trailer)))
-        return f.read() == trailer
-    if fmt in ("WEBP", "BMP"):
-        # RIFF: bytes 4..8 hold the size after the first 8; BMP: bytes 2..6 the file size
-        offset, extra = (4, 8) if fmt == "WEBP" else (2, 0)
-        f.seek(offset)
-        declared = int.from_bytes(f.read(4), "little") + extra
-        return declared > extra and size >= declared
-    return False
+__all__ = [
+    "EIGHT_BIT_MODES",
+    "IMAGE_ERRORS",
+    "SIXTEEN_BIT_MODES",
+    "SUPPORTED_MODES",
+    "ImageModeError",
+    "check_mode",
+    "check_mode_range",
+    "decode_error",
+    "decode_image",
+    "header_error",
+    "image_error",
+    "load_image",
+]
