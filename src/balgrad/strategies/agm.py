@@ -61,6 +61,9 @@ import torch.nn.functional as F
 from balgrad._grad import add_to_grads_, forward_autocast, widen
 from balgrad.errors import ConfigError
 from balgrad.strategies.base import (
+    Epoch,
+    NonNegative,
+    Positive,
     Strategy,
     check_choice,
     check_modulation,
@@ -177,13 +180,13 @@ class AGM(Strategy):
     def __init__(
         self,
         *,
-        alpha: float = 1.0,
-        max_gap: float = 10.0,
-        modulation_start: int = 0,
-        modulation_end: int | None = 20,
+        alpha: NonNegative = 1.0,
+        max_gap: NonNegative = 10.0,
+        modulation_start: Epoch = 0,
+        modulation_end: Epoch | None = 20,
         clip: Literal["model", "none"] = "model",
         zero: Literal["embedding", "input"] = "embedding",
-        clip_norm: float = CLIP_NORM,
+        clip_norm: Positive = CLIP_NORM,
     ):
         super().__init__()
         check_modulation(alpha, modulation_start, modulation_end)
