@@ -11,6 +11,7 @@ into one run folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -282,10 +283,8 @@ def _exists(path: Path) -> bool:
 
 def _remove_if_empty(path: Path) -> None:
     """Remove the folder ``path`` if it is empty (``rmdir`` refuses one that is not)."""
-    try:
+    with contextlib.suppress(OSError):  # not empty, or gone: leave it as it is
         path.rmdir()
-    except OSError:  # not empty, or gone: leave it as it is
-        pass
 
 
 def check_folder_path(path: Path, option: str, inner: int = 0, lengths_only: bool = False) -> None:
