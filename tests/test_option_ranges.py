@@ -178,6 +178,10 @@ OPTIONS = {
         ["--methods", "balgrad", "--method-option", "balgrad.temperature=.nan"],
         ["'temperature'", "float > 0, finite"],
     ),
+    "lr inf": (["--lr", "inf"], ["'lr'", "finite"]),
+    "weight decay nan": (["--weight-decay", "nan"], ["'weight_decay'", "finite"]),
+    "embed dim": (["--embed-dim", "100000000"], ["'embed_dim'", "16384"]),
+    "head hidden": (["--head-hidden", "100000000"], ["'head_hidden'", "16384"]),
     "agm alpha inf": (
         ["--methods", "agm", "--method-option", "agm.alpha=.inf"],
         ["'alpha'", "float >= 0, finite"],

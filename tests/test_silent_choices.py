@@ -74,6 +74,9 @@ def test_a_failed_start_removes_the_run_folder_it_created(tmp_path, capsys):
     argv += ["--out", str(tmp_path / "runs"), "--name", "r", "--no-progress"]
     code, _, err = run_cli(argv, capsys)
     assert code == 2 and err.startswith("balgrad: error: "), err
+    assert not (tmp_path / "runs").exists()  # nor the --out folder it made for it
+    (tmp_path / "runs").mkdir()  # an --out folder that was there is kept
+    assert run_cli(argv, capsys)[0] == 2
     assert (tmp_path / "runs").is_dir() and not (tmp_path / "runs" / "r").exists()
 
 

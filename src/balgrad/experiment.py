@@ -281,7 +281,7 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def _remove_if_empty(path: Path) -> None:
+def remove_if_empty(path: Path) -> None:
     """Remove the folder ``path`` if it is empty (``rmdir`` refuses one that is not)."""
     with contextlib.suppress(OSError):  # not empty, or gone: leave it as it is
         path.rmdir()
@@ -418,7 +418,7 @@ class Experiment:
         except BaseException:
             self.close()
             if created:  # the folder the lock made, left empty: remove it again
-                _remove_if_empty(self.run_dir)
+                remove_if_empty(self.run_dir)
             raise
 
     def close(self) -> None:
