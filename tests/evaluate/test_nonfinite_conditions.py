@@ -151,3 +151,35 @@ def test_evaluate_keeps_a_good_eval_json_and_writes_undefined_scores_beside_it(
     assert beside["conditions"]["noisy_audio"]["accuracy"] is None
     assert "eval.json is kept" in caplog.text and "eval.undefined.json" in caplog.text
     assert "noisy_audio (accuracy)" in caplog.text
+
+
+def test_an_infinite_noisy_input_reaches_the_towers_as_nan():
+    """An SNR inside its range can still overflow float32 on a loud enough clip; such an
+    input is NaN throughout, so a tower that clamps (inf -> its bound) cannot make a
+    number of it, and the condition is undefined. A finite noisy input is untouched."""
+    from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
+    from balgrad.data.conditioned_view import ConditionedView
+    from balgrad.data.impairments import Condition
+
+    class Loud(MultimodalDataset):
+        info = DatasetInfo(
+            "loud", "single_label", ["a", "b"], modalities={"audio": "audio", "v": "video"}
+        )
+        split = "test"
+
+        def __len__(self):
+            return 2
+
+        def get(self, i):
+            wave = torch.full((64,), 3e38 if i == 0 else 0.5)
+            inputs = {"audio": wave, "v": torch.zeros(3, 2, 2)}
+            return Example(inputs=inputs, label=torch.tensor(i), index=i)
+
+    view = ConditionedView(
+        Loud(), Condition("noisy_audio", level=-60.0), encoders={"audio": None, "v": None},
+        embedding_mode=False,
+    )  # fmt: skip
+    loud, quiet = view[0]["inputs"]["audio"], view[1]["inputs"]["audio"]
+    assert torch.isnan(loud).all()
+    expected = kinds.noisy_audio(torch.full((64,), 0.5), -60.0, 0, 1, kinds.noise_salt("audio"))
+    assert torch.equal(quiet, expected)
