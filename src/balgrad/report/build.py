@@ -75,8 +75,8 @@ def expected_roles(layout: Layout) -> list[str]:
     :meth:`balgrad.evaluate.protocol.ProtocolConfig.table_conditions` makes them)."""
     roles = ["full", *(f"missing_{m}" for m in layout.names)]
     for m, kind in layout.modalities.items():
-        known = KINDS.get(kind)
-        if known is None or known.has_noise:
+        known = KINDS.get(kind)  # a plug-in's kind not installed here: no noisy row known
+        if known is not None and known.has_noise:
             roles.append(f"noisy_{m}")
     if layout.has_only:
         roles += [f"only_{m}" for m in layout.names]
