@@ -223,9 +223,17 @@ def test_a_kind_other_than_the_datasets_is_an_error(datasets):
     ("modality", "noise", "expected"),
     [
         ("audio", float("inf"), r"'modalities.audio.noise': the SNR in dB must be a finite number"),
-        ("image", -1, r"'modalities.image.noise': σ \(pixel-noise std\) must be >= 0"),
-        ("visual", -0.5, r"'modalities.visual.noise': σ \(frame-noise std\) must be >= 0"),
-        ("text", 1.5, r"'modalities.text.noise': p .* must be in \[0, 1\]"),
+        (
+            "image",
+            -1,
+            r"'modalities.image.noise': σ \(pixel-noise std\) must be a finite number in \[0, 10\]",
+        ),
+        (
+            "visual",
+            -0.5,
+            r"'modalities.visual.noise': σ \(frame-noise std\) must be a finite number in \[0, 100\]",
+        ),
+        ("text", 1.5, r"'modalities.text.noise': p .* must be a finite number in \[0, 1\]"),
         ("text", True, r"modalities.text.noise.*expected a number, got True"),
         ("audio", "loud", r"modalities.audio.noise.*expected a number .*got 'loud'"),
     ],

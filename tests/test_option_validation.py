@@ -45,14 +45,14 @@ def test_a_non_number_is_named_without_a_traceback(capsys):
     argv = ["compare", "--methods", "balgrad", "--method-option", "balgrad.kl_weight=abc"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "option 'kl_weight' expects float, got 'abc' (str)" in err
+    assert "option 'kl_weight' expects float >= 0, finite, got 'abc' (str)" in err
     assert "Traceback" not in err
 
 
 def test_a_strategy_created_in_python_checks_types_too():
     with pytest.raises(ConfigError, match="option 'project' expects bool"):
         create_strategy("balgrad", project="false")
-    with pytest.raises(ConfigError, match="option 'window' expects int, got 2.5"):
+    with pytest.raises(ConfigError, match="option 'window' expects int >= 1, got 2.5"):
         create_strategy("mslr", window=2.5)
 
 
@@ -90,8 +90,11 @@ def test_a_typo_in_the_second_method_stops_the_run_before_the_first_trains(tmp_p
 
 
 def test_a_bad_value_checked_by_the_strategy_itself_is_reported_up_front():
-    with pytest.raises(ConfigError, match=r"method_options.*strategy 'agm': alpha: must be >= 0"):
-        build_config({"methods": ["joint", "agm"], "method_options": {"agm": {"alpha": -1.0}}})
+    with pytest.raises(
+        ConfigError, match=r"method_options.*strategy 'agm': modulation_end: must be >= mod"
+    ):
+        options = {"modulation_start": 5, "modulation_end": 2}  # each in range, not together
+        build_config({"methods": ["joint", "agm"], "method_options": {"agm": options}})
 
 
 @pytest.mark.parametrize(

@@ -256,11 +256,17 @@ def saved_so_far(run_dir: Path) -> str:
 
 
 def _run_all(cfg: RunConfig, resume: bool) -> Path:
+    from balgrad.experiment import remove_if_empty
+
     run_dir = _run_folder(cfg)
+    made_out = _writes_run_folder() and not os.path.lexists(cfg.out)
     try:
         return _run_all_in(cfg, resume, run_dir)
     except KeyboardInterrupt:
         raise Interrupted(saved_so_far(run_dir)) from None
+    finally:
+        if made_out:  # an --out folder this run made and left empty (it failed early)
+            remove_if_empty(Path(cfg.out))
 
 
 def _run_all_in(cfg: RunConfig, resume: bool, run_dir: Path) -> Path:

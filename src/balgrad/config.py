@@ -182,10 +182,13 @@ class RunConfig(BaseModel):
         False, description="fine-tune pretrained backbones (default: frozen, features cached)"
     )
     fusion: str = Field("concat", description="concat, sum, attention (see `balgrad list`)")
-    embed_dim: int = Field(128, gt=0)
+    embed_dim: int = Field(128, gt=0, le=16384)
     unimodal_head: Literal["shared", "separate"] = "shared"
     head_hidden: int = Field(
-        0, ge=0, description="0: linear classifier head; else one hidden layer of this width"
+        0,
+        ge=0,
+        le=16384,
+        description="0: linear classifier head; else one hidden layer of this width",
     )
     dropout: float = Field(0.0, ge=0, lt=1)
     missing: Literal["input", "embedding"] = Field(
@@ -203,9 +206,9 @@ class RunConfig(BaseModel):
     # optimisation
     epochs: int = Field(8, gt=0)
     batch_size: int = Field(64, gt=0, description="per process under torchrun")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     momentum: float = Field(0.9, ge=0, lt=1)
     seeds: list[int] = Field(default_factory=lambda: [0])
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
@@ -214,7 +217,7 @@ class RunConfig(BaseModel):
         description="autocast precision of training and evaluation: auto = bf16 on a CUDA device "
         "that supports it, else fp32; fp16 adds a gradient scaler (recorded resolved in config.yaml)",
     )
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, le=1024)
     # evaluation protocol
     missing_ratio: float = Field(1.0, ge=0, le=1)
     image_noise: float = Field(

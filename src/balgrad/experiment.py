@@ -11,6 +11,7 @@ into one run folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from balgrad.data.kinds import declared_sample_rate, modality_kind
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.splits import train_val_split
 from balgrad.errors import BalgradError, ConfigError
+from balgrad.evaluate.metrics import is_defined
 from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
 from balgrad.models import MultimodalModel, TwoTowerModel
 from balgrad.names import check_modality_names
@@ -311,6 +313,12 @@ def _exists(path: Path) -> bool:
         return False
 
 
+def remove_if_empty(path: Path) -> None:
+    """Remove the folder ``path`` if it is empty (``rmdir`` refuses one that is not)."""
+    with contextlib.suppress(OSError):  # not empty, or gone: leave it as it is
+        path.rmdir()
+
+
 def check_folder_path(path: Path, option: str, inner: int = 0, lengths_only: bool = False) -> None:
     """Fail, creating nothing, when ``path`` cannot be a folder: it is a file, lies under a
     file, has a name longer than the file system allows (NAME_MAX), or its paths with
@@ -419,6 +427,7 @@ class Experiment:
         )
         if resume and self.dist.is_main:
             stored_config(self.run_dir)  # before the lock creates the folder
+        created = self.dist.is_main and not _exists(self.run_dir)
         self.lock = RunLock(self.run_dir) if self.dist.is_main else None
         if self.lock is not None:
             self.lock.acquire()
@@ -441,6 +450,8 @@ class Experiment:
                 dump_yaml(cfg, self.run_dir / "config.yaml")
         except BaseException:
             self.close()
+            if created:  # the folder the lock made, left empty: remove it again
+                remove_if_empty(self.run_dir)
             raise
 
     def close(self) -> None:
@@ -587,6 +598,7 @@ class Experiment:
         try:
             read_eval(rdir / "eval.json", complete=True)
             weights_header(rdir / "model.safetensors")
+            finite_weights(load_file(str(rdir / "model.safetensors")), rdir / "model.safetensors")
         except RunFileError as err:
             log.warning(
                 "%s seed %d: %s. Recomputing it from %s (training again only if no "
@@ -613,8 +625,10 @@ class Experiment:
         pipeline = self.pipeline(rdir)
         model = build_model(self.cfg, pipeline, self.data.info)
         weights_header(weights)
+        state = load_file(str(weights))
+        finite_weights(state, weights)
         try:
-            model.load_state_dict(load_file(str(weights)))
+            model.load_state_dict(state)
         except RuntimeError as err:
             raise RunFileError(
                 f"{weights} does not fit the model that {self.run_dir / 'config.yaml'} describes "
@@ -647,9 +661,50 @@ class Experiment:
                     old = read_eval(path)
                 except RunFileError as err:
                     log.warning("%s; its scores are rewritten, its training record is lost", err)
+            lost = newly_undefined(old, evaluation)
             old.pop("sweep", None)  # a sweep under other protocol settings must not linger
             payload = {**old, "method": method, "seed": seed, **evaluation}
+            if lost:  # never replace numbers by undefined scores: keep both files
+                path = path.with_name(UNDEFINED_EVAL)
+                log.warning(
+                    "evaluate: %s seed %d scores undefined (n/a) in %s, where its eval.json "
+                    "has numbers; eval.json is kept as it was and the new scores are written "
+                    "beside it, to %s",
+                    method,
+                    seed,
+                    ", ".join(lost),
+                    path,
+                )
             write_text(path, json.dumps(nan_to_null(payload), indent=2))
+
+
+#: where ``balgrad evaluate`` writes scores that would turn a good eval.json's numbers n/a
+UNDEFINED_EVAL = "eval.undefined.json"
+
+
+def newly_undefined(old: dict, new: dict) -> list[str]:
+    """``role (metric)`` for each score that is a number in the eval.json payload ``old``
+    and undefined (NaN or null) in the new evaluation ``new``."""
+    lost = []
+    for role, scores in (new.get("conditions") or {}).items():
+        before = (old.get("conditions") or {}).get(role) or {}
+        for metric, value in scores.items():
+            if metric != "condition" and is_defined(before.get(metric)) and not is_defined(value):
+                lost.append(f"{role} ({metric})")
+    return lost
+
+
+def finite_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights with a NaN or an infinity, naming the first such tensor: a model
+    with one scores every condition as a constant guess, never as the run it came from."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise RunFileError(
+                f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s) of "
+                f"{tensor.numel()}; these weights cannot be scored. {WEIGHTS_WAY_OUT[0].upper()}"
+                f"{WEIGHTS_WAY_OUT[1:]}"
+            )
 
 
 #: what rewrites a damaged model.safetensors

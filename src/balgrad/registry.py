@@ -18,7 +18,9 @@ to import is reported with a :class:`RegistryWarning` naming its package, never 
 the built-ins.
 
 Options are the keyword parameters of the target's signature, with the types of its
-annotations (``typing.get_type_hints``) and its defaults. :meth:`Registry.validate` checks
+annotations (``typing.get_type_hints``) and its defaults; an option's range is part of
+its type (``n_fft: Annotated[int, Field(ge=2, le=65536)]``, and ``allow_inf_nan=False``
+for a float that must be finite), checked and shown with it. :meth:`Registry.validate` checks
 them with pydantic, strict for booleans and integers (``"false"`` is not a bool, ``True``
 is not an int); every unknown name, unknown option or bad value is a
 :class:`~balgrad.errors.ConfigError` naming the registry, the name, the option and the
@@ -52,6 +54,7 @@ __all__ = [
     "Option",
     "Registry",
     "RegistryWarning",
+    "check_options",
     "check_value",
     "strict_annotation",
     "type_name",
@@ -94,8 +97,8 @@ def strict_annotation(tp: Any) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
         return tp
-    if origin is Annotated:
-        return strict_annotation(args[0])
+    if origin is Annotated:  # the type made strict, its constraints (ranges) kept
+        return Annotated[(strict_annotation(args[0]), *args[1:])]
     if origin in (Union, types.UnionType):
         return Union[tuple(strict_annotation(a) for a in args)]  # noqa: UP007
     if origin in _CONTAINERS:
@@ -117,13 +120,51 @@ def type_name(tp: Any) -> str:
     if origin is Literal:
         return " | ".join(repr(a) for a in args)
     if origin is Annotated:
-        return type_name(args[0])
+        return type_name(args[0]) + _range_text(args[1:])
     if origin in (Union, types.UnionType):
         return " | ".join(type_name(a) for a in args)
     if origin is not None and args:
         inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
         return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _constraints(metadata: Iterable[Any]) -> dict[str, Any]:
+    """The bounds (``ge``, ``gt``, ``le``, ``lt``) and ``allow_inf_nan`` of an
+    ``Annotated`` type's metadata: ``pydantic.Field(...)`` or ``annotated_types`` objects."""
+    found: dict[str, Any] = {}
+    for item in metadata:
+        inner = getattr(item, "metadata", None)  # a FieldInfo holds its constraints
+        if isinstance(inner, list):
+            found.update(_constraints(inner))
+            continue
+        for key in ("ge", "gt", "le", "lt", "allow_inf_nan"):
+            if getattr(item, key, None) is not None:
+                found[key] = getattr(item, key)
+    return found
+
+
+def _range_text(metadata: Iterable[Any]) -> str:
+    """`` in [2, 65536]``, `` in (0, 1]``, `` > 0, finite``: an option's range as its
+    type shows it (in errors and ``balgrad list``)."""
+    c = {k: _number(v) for k, v in _constraints(metadata).items()}
+    low = ("[", c["ge"]) if "ge" in c else ("(", c["gt"]) if "gt" in c else None
+    high = (c["le"], "]") if "le" in c else (c["lt"], ")") if "lt" in c else None
+    if low and high:
+        return f" in {low[0]}{low[1]}, {high[0]}{high[1]}"
+    finite = ", finite" if c.get("allow_inf_nan") is False else ""
+    if low:
+        return f" {'>=' if low[0] == '[' else '>'} {low[1]}{finite}"
+    if high:
+        return f" {'<=' if high[1] == ']' else '<'} {high[0]}{finite}"
+    return finite
+
+
+def _number(v: Any) -> Any:
+    """An integer in full (4294967295, not 4.29497e+09), another number short."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return v
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e18 else f"{v:g}"
 
 
 @functools.lru_cache(maxsize=512)
@@ -148,10 +189,45 @@ def check_value(annotation: Any, value: Any, what: str) -> Any:
         return value
     try:
         return adapter.validate_python(value)
-    except ValidationError:
+    except ValidationError as err:
+        # a check of the annotation's own (``AfterValidator``) that names what is wrong
+        for e in err.errors():
+            if isinstance(cause := (e.get("ctx") or {}).get("error"), ConfigError):
+                raise ConfigError(f"{what}: {cause}") from None
         raise ConfigError(
             f"{what} expects {type_name(annotation)}, got {value!r} ({type(value).__name__})"
         ) from None
+
+
+def check_options(
+    target: Any, options: Mapping[str, Any], what: str | None = None
+) -> dict[str, Any]:
+    """``options`` checked against the keyword parameters of ``target``'s signature (their
+    types and ranges), as a registry checks an entry's: for options passed on to a class
+    that is not registered itself (a backbone's ``frontend`` dict). ``what`` starts each
+    message."""
+    known, open_ended = _signature_options(target, (), False, {})
+    return _checked(known, open_ended, options, what)
+
+
+def _checked(
+    known: Mapping[str, Option], open_ended: bool, options: Mapping[str, Any], what: str | None
+) -> dict[str, Any]:
+    out = {}
+    where = f"{what}: " if what else ""
+    for key, value in options.items():
+        option = known.get(key)
+        if option is not None:
+            out[key] = check_value(option.annotation, value, f"{where}option {key!r}")
+        elif open_ended:
+            out[key] = value
+        else:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where}unknown option {key!r}{hint}; valid options: {', '.join(known) or 'none'}"
+            )
+    return out
 
 
 # -- entries and options ------------------------------------------------------------------
@@ -220,7 +296,7 @@ def _type_hints(obj: Any) -> dict[str, Any]:
     hints: dict[str, Any] = {}
     for source in (obj, obj.__init__) if inspect.isclass(obj) else (obj,):
         try:
-            hints.update(typing.get_type_hints(source))
+            hints.update(typing.get_type_hints(source, include_extras=True))  # ranges too
         except Exception:  # noqa: BLE001 - resolve one by one; what fails stays untyped
             module = sys.modules.get(getattr(source, "__module__", ""), None)
             namespace = getattr(source, "__globals__", vars(module) if module else {})
@@ -547,23 +623,7 @@ class Registry:
 
     def _validate(self, entry: Entry, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         known, open_ended = self._options(entry)
-        out = {}
-        for key, value in options.items():
-            option = known.get(key)
-            if option is not None:
-                out[key] = check_value(
-                    option.annotation, value, f"{self.noun} {name!r}: option {key!r}"
-                )
-            elif open_ended:
-                out[key] = value
-            else:
-                close = difflib.get_close_matches(str(key), list(known), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(
-                    f"{self.noun} {name!r}: unknown option {key!r}{hint}; "
-                    f"valid options: {', '.join(known) or 'none'}"
-                )
-        return out
+        return _checked(known, open_ended, options, f"{self.noun} {name!r}")
 
     # -- creation -----------------------------------------------------------------------
     def create(self, name: str, /, *args: Any, **options: Any) -> Any:

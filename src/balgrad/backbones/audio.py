@@ -19,8 +19,10 @@ after :func:`loop_to_length` has made every clip 3 s long.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from balgrad.data.waveform import loop_to_length  # noqa: F401 - re-exported: the loaders use it too
@@ -28,6 +30,10 @@ from balgrad.errors import ConfigError
 
 MEL_SCALES = ("slaney", "htk")
 KINDS = ("mel", "stft")
+#: the largest FFT, hop and window (in samples): 1.4 s at 48 kHz, far past any front end's
+MAX_FFT = 65536
+#: a sample rate in Hz: from telephone-band audio well below 8 kHz to 384 kHz studio audio
+SampleRate = Annotated[int, Field(ge=1000, le=384_000)]
 
 # Slaney's Auditory Toolbox: 200/3 Hz per mel below 1 kHz, log steps of 6.4^(1/27) above
 _F_SP = 200.0 / 3.0
@@ -121,18 +127,18 @@ class LogSpectrogram(nn.Module):
 
     def __init__(
         self,
-        sample_rate: int = 16000,
+        sample_rate: SampleRate = 16000,
         kind: str = "mel",
-        n_fft: int = 512,
-        hop_length: int | None = None,
-        win_length: int | None = None,
-        n_mels: int = 64,
-        f_min: float = 0.0,
-        f_max: float | None = None,
+        n_fft: Annotated[int, Field(ge=2, le=MAX_FFT)] = 512,
+        hop_length: Annotated[int, Field(ge=1, le=MAX_FFT)] | None = None,
+        win_length: Annotated[int, Field(ge=1, le=MAX_FFT)] | None = None,
+        n_mels: Annotated[int, Field(ge=1, le=1024)] = 64,
+        f_min: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0,
+        f_max: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
         mel_scale: str = "slaney",
         mel_norm: str | None = "slaney",
-        power: float = 2.0,
-        eps: float = 1e-6,
+        power: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0,
+        eps: Annotated[float, Field(gt=0, le=1)] = 1e-6,
         center: bool = True,
         pad_mode: str = "constant",
     ) -> None:
@@ -141,8 +147,13 @@ class LogSpectrogram(nn.Module):
             raise ConfigError(f"option 'kind' must be one of {KINDS}, got {kind!r}")
         if n_fft < 2:
             raise ConfigError(f"option 'n_fft' must be >= 2, got {n_fft}")
-        if eps <= 0:
-            raise ConfigError(f"option 'eps' must be > 0 (the log floor), got {eps}")
+        if not 0 < eps <= 1:
+            raise ConfigError(f"option 'eps' must be in (0, 1] (the log floor), got {eps}")
+        if win_length is not None and win_length > n_fft:
+            raise ConfigError(
+                f"option 'win_length' ({win_length}) must be <= n_fft ({n_fft}): the window "
+                "lies inside one FFT frame"
+            )
         if power <= 0:
             raise ConfigError(f"option 'power' must be > 0, got {power}")
         self.sample_rate = int(sample_rate)

@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, Field
 from torch import nn
 
 from balgrad.backbones.base import ImageEncoder, TextEncoder, freeze
 from balgrad.errors import BackboneError, ConfigError
-from balgrad.registry import Registry
+from balgrad.registry import Registry, check_options
 
 
 def _encoder_check(tower: str, cls: type) -> Callable[[str, Any], None]:
@@ -176,13 +177,19 @@ def list_backbones() -> dict[str, dict[str, str]]:
 
 
 # ------------------------------------------------------------------------ built-ins
+#: the ranges of the built-ins' size options, part of their signatures (the registry
+#: checks them when the config is built): outside them a tower would allocate without
+#: bound or fail with a traceback once built
+Dim = Annotated[int, Field(ge=1, le=16384)]  # embedding, hidden and output sizes
+Channels = Annotated[int, Field(ge=1, le=64)]
+Dropout = Annotated[float, Field(ge=0, lt=1)]
 
 
 def _cnn(
-    out_dim: int = 128,
-    image_size: int = 32,
-    channels: int = 3,
-    width: int = 32,
+    out_dim: Dim = 128,
+    image_size: Annotated[int, Field(ge=8, le=4096)] = 32,
+    channels: int = 3,  # 1 or 3, checked by SmallCNN
+    width: Annotated[int, Field(ge=1, le=1024)] = 32,
     norm: str = "batch",
     finetune: bool = True,
 ) -> ImageEncoder:
@@ -197,14 +204,14 @@ def _cnn(
 def _small_text(
     texts: Iterable[str] | None = None,
     tokenizer: object | None = None,
-    min_freq: int = 1,
-    max_vocab: int | None = 30000,
-    max_length: int | None = None,
-    out_dim: int = 128,
-    embed_dim: int = 128,
-    hidden: int = 128,
+    min_freq: Annotated[int, Field(ge=1)] = 1,
+    max_vocab: Annotated[int, Field(ge=1, le=10_000_000)] | None = 30000,
+    max_length: Annotated[int, Field(ge=1, le=100_000)] | None = None,
+    out_dim: Dim = 128,
+    embed_dim: Dim = 128,
+    hidden: Dim = 128,
     pooling: str = "conv",
-    dropout: float = 0.1,
+    dropout: Dropout = 0.1,
     finetune: bool = True,
 ) -> TextEncoder:
     """``tokenizer``: a fitted ``tokenizers.Tokenizer`` or a tokenizer.json path; else fit on ``texts``."""
@@ -293,24 +300,32 @@ OGM_GE_FRONTEND: dict[str, Any] = {
 }
 
 
+#: a ResNet-18 stream's width (its last stage has 8 times as many channels)
+ResNetWidth = Annotated[int, Field(ge=1, le=256)]
+
+
+def _frontend_options(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A ``frontend`` dict checked against the spectrogram's signature (types and ranges),
+    where the config is built."""
+    from balgrad.backbones.audio import LogSpectrogram
+
+    return None if options is None else check_options(LogSpectrogram, options)
+
+
 def _audio_resnet18(
-    frontend: dict[str, Any] | None = None, channels: int = 1, width: int = 64
+    frontend: Annotated[dict[str, Any] | None, AfterValidator(_frontend_options)] = None,
+    channels: Channels = 1,
+    width: ResNetWidth = 64,
 ) -> nn.Module:
     """``frontend``: the :class:`~balgrad.backbones.audio.LogSpectrogram` options (the whole
-    set: a key left out takes LogSpectrogram's own default); None: :data:`OGM_GE_FRONTEND`."""
+    set: a key left out takes LogSpectrogram's own default), checked against its
+    signature's types and ranges; None: :data:`OGM_GE_FRONTEND`."""
     from balgrad.backbones.audio import LogSpectrogram
     from balgrad.backbones.resnet import AudioResNet18
 
     options = dict(OGM_GE_FRONTEND if frontend is None else frontend)
-    try:
-        spectrogram = LogSpectrogram(**options)
-    except TypeError as e:  # an option LogSpectrogram does not take
-        raise ConfigError(
-            f"audio backbone 'resnet18': option 'frontend' holds an option the spectrogram "
-            f"does not take ({e}); its options: {', '.join(OGM_GE_FRONTEND)}, win_length, "
-            "n_mels, f_min, f_max, mel_scale, mel_norm"
-        ) from None
-    return AudioResNet18(channels=channels, width=width, frontend=spectrogram)
+    options = check_options(LogSpectrogram, options, "audio backbone 'resnet18': option 'frontend'")
+    return AudioResNet18(channels=channels, width=width, frontend=LogSpectrogram(**options))
 
 
 def _frontend_rate(options: dict[str, Any]) -> tuple[int, str] | None:
@@ -360,7 +375,9 @@ def check_sample_rate(
     )
 
 
-def _visual_resnet18(channels: int = 3, width: int = 64, layout: str = "bcthw") -> nn.Module:
+def _visual_resnet18(
+    channels: Channels = 3, width: ResNetWidth = 64, layout: str = "bcthw"
+) -> nn.Module:
     from balgrad.backbones.resnet import VisualResNet18
 
     return VisualResNet18(channels=channels, width=width, layout=layout)
@@ -368,12 +385,12 @@ def _visual_resnet18(channels: int = 3, width: int = 64, layout: str = "bcthw") 
 
 def _sequence_builder(kind: str) -> Callable[..., nn.Module]:
     def build(
-        in_features: int | None = None,
-        hidden: int = 128,
-        layers: int = 1,
-        heads: int = 4,
+        in_features: Annotated[int, Field(ge=1, le=1_000_000)] | None = None,
+        hidden: Dim = 128,
+        layers: Annotated[int, Field(ge=1, le=64)] = 1,
+        heads: Annotated[int, Field(ge=1, le=64)] = 4,
         bidirectional: bool = False,
-        dropout: float = 0.0,
+        dropout: Dropout = 0.0,
         blank: str = "empty",
     ) -> nn.Module:
         from balgrad.backbones.sequence import SequenceEncoder

@@ -17,9 +17,10 @@ import hashlib
 import importlib
 import importlib.metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from balgrad.backbones.base import ImageEncoder, freeze
@@ -75,7 +76,7 @@ class MiniLMTextEncoder(HFTextEncoder):
     def __init__(
         self,
         finetune: bool = False,
-        max_length: int = 256,
+        max_length: Annotated[int, Field(ge=1, le=512)] = 256,  # its position embeddings
         normalize: bool = True,
         pooling: str = "mean",
     ) -> None:
@@ -166,7 +167,12 @@ class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
     std = (0.5, 0.5, 0.5)
     identity_covers_weights = True  # the weights package's version pins them
 
-    def __init__(self, finetune: bool = False, image_size: int = 224, fused: bool = False) -> None:
+    def __init__(
+        self,
+        finetune: bool = False,
+        image_size: Annotated[int, Field(ge=32, le=1024)] = 224,
+        fused: bool = False,
+    ) -> None:
         super().__init__()
         if finetune and fused:
             raise ConfigError(

@@ -24,11 +24,13 @@ all-black image, exactly the blank image the image tower gets for a missing imag
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from balgrad.backbones.audio import LogSpectrogram
+from balgrad.backbones.audio import MAX_FFT, LogSpectrogram, SampleRate
 from balgrad.backbones.base import freeze
 from balgrad.backbones.frozen import KeepFrozen
 from balgrad.backbones.pixels import resize
@@ -62,15 +64,15 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
     def __init__(
         self,
         finetune: bool = False,
-        image_size: int = 64,
-        sample_rate: int = 8000,
-        n_fft: int = 512,
-        hop_length: int = 64,
-        n_mels: int = 64,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-        db_min: float = -40.0,
-        db_max: float = 25.0,
+        image_size: Annotated[int, Field(ge=32, le=1024)] = 64,
+        sample_rate: SampleRate = 8000,
+        n_fft: Annotated[int, Field(ge=2, le=MAX_FFT)] = 512,
+        hop_length: Annotated[int, Field(ge=1, le=MAX_FFT)] = 64,
+        n_mels: Annotated[int, Field(ge=1, le=1024)] = 64,
+        f_min: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0,
+        f_max: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
+        db_min: Annotated[float, Field(allow_inf_nan=False)] = -40.0,
+        db_max: Annotated[float, Field(allow_inf_nan=False)] = 25.0,
         fused: bool = False,
     ) -> None:
         super().__init__()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from balgrad.data.base import Example, MultimodalDataset
 from balgrad.errors import ConfigError
@@ -17,6 +18,12 @@ _DIGITS_VERSION = 1
 _FASHION_VERSION = 1
 
 SPLITS = ("train", "test")
+
+#: the ranges of the built-ins' options, part of their signatures (the registry checks
+#: them when the config is built): a sample count, a fraction, a square image's side
+Count = Annotated[int, Field(ge=1, le=1_000_000)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+ImageSide = Annotated[int, Field(ge=8, le=256)]
 
 
 def _check_split(split: str) -> str:

@@ -43,6 +43,18 @@ def split_feature_std(dataset: MultimodalDataset, modality: str) -> torch.Tensor
     return per[modality]
 
 
+def nan_if_not_finite(x: Any) -> Any:
+    """A noisy input (a tensor, or a mapping's ``features``) with an infinity or a NaN
+    anywhere, as NaN throughout: no tower can then turn it back into numbers (a clamp
+    maps inf to its bound), so the evaluation sees it and scores the condition as
+    undefined. A finite input is returned as it is."""
+    f = x.get("features") if isinstance(x, Mapping) else x
+    if not torch.is_tensor(f) or not f.is_floating_point() or bool(torch.isfinite(f).all()):
+        return x
+    nan = torch.full_like(f, float("nan"))
+    return {**x, "features": nan} if isinstance(x, Mapping) else nan
+
+
 class ConditionedView(Dataset):
     """Items (dicts, see :func:`~balgrad.data.batch.collate`) of ``dataset`` under ``condition``.
 
@@ -119,9 +131,11 @@ class ConditionedView(Dataset):
             elif kind.noise is None:
                 raise ConfigError(f"modality {m!r}: kind {kind.name!r} has no noise")
             elif self.noise_std is not None:
-                x = kind.noise(x, c.level, c.seed, i, noise_salt(m), std=self.noise_std)
+                x = nan_if_not_finite(
+                    kind.noise(x, c.level, c.seed, i, noise_salt(m), std=self.noise_std)
+                )
             else:
-                x = kind.noise(x, c.level, c.seed, i, noise_salt(m))
+                x = nan_if_not_finite(kind.noise(x, c.level, c.seed, i, noise_salt(m)))
         preprocess = getattr(self.encoders[m], "preprocess", None)
         if kind.name != "text" and callable(preprocess):
             x = preprocess(x)

@@ -40,10 +40,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.decoders.image import decode_image, image_error
@@ -52,6 +53,7 @@ from balgrad.data.decoders.wav import resample as _resample
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, iter_csv_rows, utf8_problem
 from balgrad.data.disk.records import Problems
+from balgrad.data.option_ranges import ClipSeconds, FrameSize, FramesPerClip, SampleRate
 from balgrad.data.waveform import loop_to_length
 from balgrad.errors import ConfigError, DataError
 
@@ -199,11 +201,11 @@ def check_clip_options(
         raise ConfigError(f"{name}: split must be one of {splits}, got {split!r}")
     if not isinstance(num_frames, int) or num_frames < 1:
         raise ConfigError(f"{name}: option 'num_frames' must be an int >= 1, got {num_frames!r}")
-    if not seconds > 0:
-        raise ConfigError(f"{name}: option 'seconds' must be > 0, got {seconds!r}")
+    if not 0 < seconds <= 3600:  # NaN and inf too: a clip is read into memory whole
+        raise ConfigError(f"{name}: option 'seconds' must be in (0, 3600], got {seconds!r}")
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if h < 1 or w < 1:
-        raise ConfigError(f"{name}: option 'image_size' must be >= 1, got {image_size!r}")
+    if not (1 <= h <= 4096 and 1 <= w <= 4096):
+        raise ConfigError(f"{name}: option 'image_size' must be in [1, 4096], got {image_size!r}")
     return int(h), int(w)
 
 
@@ -287,11 +289,11 @@ class CremaDDataset(MultimodalDataset):
         split: str = "train",
         *,
         skip_bad: bool = False,
-        num_frames: int = 1,
-        fps: int = 1,
-        image_size: int | tuple[int, int] = 224,
-        seconds: float = 3.0,
-        sample_rate: int | None = 22050,
+        num_frames: FramesPerClip = 1,
+        fps: Annotated[int, Field(ge=1, le=120)] = 1,
+        image_size: FrameSize = 224,
+        seconds: ClipSeconds = 3.0,
+        sample_rate: SampleRate | None = 22050,
         frame_choice: Literal["spread", "first"] = "spread",
         normalize: bool = True,
         audio_dir: str = "AudioWAV",

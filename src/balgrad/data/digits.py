@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from balgrad.data._builtin_common import (
     _DIGITS_VERSION,
+    Count,
+    Fraction,
+    ImageSide,
     _ArrayDataset,
     _check_count,
     _check_fraction,
@@ -98,14 +103,14 @@ class DigitsConfig:
     cache the generated arrays as ``.npz`` (``None`` = in memory only).
     """
 
-    n_train: int = 5000
-    n_test: int = 2000
+    n_train: Count = 5000
+    n_test: Count = 2000
     dominant: str = "text"
-    strength: float = 0.9
-    text_signal: float | None = None
-    image_noise: float | None = None
-    image_size: int = 28
-    test_source_fraction: float = 0.3
+    strength: Fraction = 0.9
+    text_signal: Fraction | None = None
+    image_noise: Fraction | None = None
+    image_size: ImageSide = 28
+    test_source_fraction: Annotated[float, Field(ge=0.05, le=0.95)] = 0.3
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -288,6 +293,8 @@ def _generate_digits(config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
             # walk through shuffled copies of the class's pool, so every source digit is
             # used about equally often (all of them once n exceeds the pool)
             where = np.flatnonzero(labels == c)
+            if not len(where):  # fewer samples than classes: this class has none
+                continue
             candidates = pool[targets[pool] == c]
             rounds = -(-len(where) // len(candidates))
             order = np.concatenate([src_rng.permutation(candidates) for _ in range(rounds)])

@@ -10,6 +10,8 @@ import numpy as np
 
 from balgrad.data._builtin_common import (
     _FASHION_VERSION,
+    Count,
+    Fraction,
     _ArrayDataset,
     _check_count,
     _check_fraction,
@@ -91,9 +93,9 @@ class FashionConfig:
       (default ``/usr/share/datasets/fashion-mnist``, Debian's ``dataset-fashion-mnist``).
     """
 
-    n_train: int = 5000
-    n_test: int = 2000
-    text_signal: float = 0.5
+    n_train: Count = 5000
+    n_test: Count = 2000
+    text_signal: Fraction = 0.5
     data_dir: str = DEFAULT_FASHION_DIR
 
     def __post_init__(self) -> None:

@@ -70,6 +70,8 @@ class Condition:
             raise ConfigError(f"condition {self.kind}: ratio must be in [0, 1], got {self.ratio}")
         if action == "only" and self.ratio != 1.0:
             raise ConfigError(f"condition {self.kind}: only_<m> impairs every sample (ratio 1)")
+        if not math.isfinite(self.level):  # every kind's range is finite (data.kinds)
+            raise ConfigError(f"condition {self.kind}: the level must be finite, got {self.level}")
         if self.kind == "noisy_text" and not 0.0 <= self.level <= 1.0:
             raise ConfigError(f"condition noisy_text: p must be in [0, 1], got {self.level}")
         if self.kind == "noisy_image" and self.level < 0:

@@ -19,11 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from balgrad.data._builtin_common import (
+    Count,
+    Fraction,
+    ImageSide,
     _ArrayDataset,
     _check_count,
     _check_fraction,
@@ -99,32 +104,39 @@ class KeypadConfig:
     = in memory only).
     """
 
-    n_train: int = 5000
-    n_test: int = 2000
+    n_train: Count = 5000
+    n_test: Count = 2000
     dominant: str = "text"
-    strength: float = 0.9
-    text_signal: float | None = None
-    image_noise: float | None = None
-    image_size: int = 28
-    test_source_fraction: float = 0.3
-    sample_rate: int = 8000
-    duration: float = 0.5
-    snr_db: float = -5.0
-    detune: float = 0.02
-    min_tone: float = 0.3
-    gain_jitter: float = 0.5
+    strength: Fraction = 0.9
+    text_signal: Fraction | None = None
+    image_noise: Fraction | None = None
+    image_size: ImageSide = 28
+    test_source_fraction: Annotated[float, Field(ge=0.05, le=0.95)] = 0.3
+    # telephone audio: the highest tone, detuned by up to 10%, stays below the Nyquist
+    # frequency from 3,250 Hz; 48 kHz is far past what a DTMF tone needs
+    sample_rate: Annotated[int, Field(ge=3250, le=48_000)] = 8000
+    duration: Annotated[float, Field(ge=0.05, le=10)] = 0.5
+    snr_db: Annotated[float, Field(ge=-60, le=120)] = -5.0
+    detune: Annotated[float, Field(ge=0, le=0.1)] = 0.02
+    min_tone: Annotated[float, Field(ge=0.05, le=1)] = 0.3
+    gain_jitter: Fraction = 0.5
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         self.digits_config()  # checks the digits options, naming the bad one
         # the highest tone, detuned by up to 10%, stays below the Nyquist frequency
-        _check_count(self.sample_rate, "sample_rate", minimum=3250)
+        if not 3250 <= _check_count(self.sample_rate, "sample_rate", minimum=3250) <= 48_000:
+            raise ConfigError(
+                f"sample_rate: expected Hz in [3250, 48000], got {self.sample_rate!r}"
+            )
         for name in ("duration", "snr_db", "detune"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{name}: expected a number, got {value!r}")
             if not np.isfinite(value):
                 raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+        if not -60.0 <= self.snr_db <= 120.0:
+            raise ConfigError(f"snr_db: expected dB in [-60, 120], got {self.snr_db!r}")
         if not 0.05 <= self.duration <= 10.0:
             raise ConfigError(f"duration: expected seconds in [0.05, 10], got {self.duration!r}")
         if not 0.0 <= self.detune <= 0.1:

@@ -5,15 +5,19 @@ kind fixes the raw input's form (see :mod:`balgrad.data.base`), the blank input 
 stands for a missing modality (``missing = "input"``), and the noise of the
 ``noisy_<m>@level`` condition:
 
-========  =====================  ==============================================  =======
-kind      missing input          noise (``level``)                               default
-========  =====================  ==============================================  =======
-image     all-zero pixels        Gaussian pixel noise, std σ on [0, 1], clipped  σ = 0.5
-text      the empty string       each token replaced with probability p          p = 0.5
-audio     silence (zeros)        white noise at an SNR of ``level`` dB            0 dB
-video     all-zero frames        Gaussian noise, std σ on the normalised frames  σ = 1.0
-features  all-zero features      Gaussian noise, std σ × each feature's std      σ = 1.0
-========  =====================  ==============================================  =======
+========  =====================  ==============================================  =======  ==========
+kind      missing input          noise (``level``)                               default  range
+========  =====================  ==============================================  =======  ==========
+image     all-zero pixels        Gaussian pixel noise, std σ on [0, 1], clipped  σ = 0.5  [0, 10]
+text      the empty string       each token replaced with probability p          p = 0.5  [0, 1]
+audio     silence (zeros)        white noise at an SNR of ``level`` dB            0 dB     [-60, 120]
+video     all-zero frames        Gaussian noise, std σ on the normalised frames  σ = 1.0  [0, 100]
+features  all-zero features      Gaussian noise, std σ × each feature's std      σ = 1.0  [0, 100]
+========  =====================  ==============================================  =======  ==========
+
+A level outside its kind's range (:data:`NOISE_RANGES`) is refused when the run's config
+is built; the evaluation still checks every impaired input and logit, and scores a
+condition whose values are not finite as undefined (:mod:`balgrad.evaluate.protocol`).
 
 Noise is seeded by (eval seed, sample index, modality), so every method and every run
 sees the same impaired test set, whatever the batch order. Text noise is applied to the
@@ -94,22 +98,31 @@ def noisy_features(x: Any, sigma: float, seed: int, index: int, salt: int, std: 
     return _map_tensor(x, lambda f: _gaussian(f, sigma * std.to(f.dtype), g))
 
 
-def _at_least_zero(what: str) -> Callable[[float], None]:
+def _in_range(what: str, low: float, high: float) -> Callable[[float], None]:
+    """A check that a noise level is a finite number in [low, high]: beyond the range the
+    impaired input is no longer a number (an SNR of -1000 dB makes the noise std overflow
+    to inf, and the input NaN) or cannot differ from the range's end (σ = 10 on [0, 1]
+    pixels, clipped, is already pure noise)."""
+
     def check(level: float) -> None:
-        if not level >= 0:
-            raise ConfigError(f"{what} must be >= 0, got {level}")
+        if not (math.isfinite(level) and low <= level <= high):
+            raise ConfigError(f"{what} must be a finite number in [{low:g}, {high:g}], got {level}")
 
     return check
 
 
-def _probability(level: float) -> None:
-    if not 0.0 <= level <= 1.0:
-        raise ConfigError(f"p (token-replacement probability) must be in [0, 1], got {level}")
+#: each kind's range of noise levels (a level outside it is refused when the config is built)
+NOISE_RANGES = {
+    "image": (0.0, 10.0),
+    "text": (0.0, 1.0),
+    "audio": (-60.0, 120.0),
+    "video": (0.0, 100.0),
+    "features": (0.0, 100.0),
+}
 
 
-def _finite_db(level: float) -> None:
-    if not math.isfinite(level):
-        raise ConfigError(f"the SNR in dB must be a finite number, got {level}")
+def _noise_check(kind: str, what: str) -> Callable[[float], None]:
+    return _in_range(what, *NOISE_RANGES[kind])
 
 
 @dataclass(frozen=True)
@@ -145,18 +158,24 @@ KINDS: dict[str, ModalityKind] = {
     k.name: k
     for k in (
         ModalityKind(
-            "image", torch.zeros_like, noisy_image, 0.5, _at_least_zero("σ (pixel-noise std)"),
-            "σ", "",
+            "image", torch.zeros_like, noisy_image, 0.5,
+            _noise_check("image", "σ (pixel-noise std)"), "σ", "",
         ),
-        ModalityKind("text", lambda x: "", None, 0.5, _probability, "p", "", token_noise=True),
-        ModalityKind("audio", _zeros, noisy_audio, 0.0, _finite_db, "SNR", " dB"),
         ModalityKind(
-            "video", _zeros, noisy_video, 1.0, _at_least_zero("σ (frame-noise std)"), "σ", "",
+            "text", lambda x: "", None, 0.5,
+            _noise_check("text", "p (token-replacement probability)"), "p", "", token_noise=True,
+        ),
+        ModalityKind(
+            "audio", _zeros, noisy_audio, 0.0, _noise_check("audio", "the SNR in dB"), "SNR", " dB"
+        ),
+        ModalityKind(
+            "video", _zeros, noisy_video, 1.0, _noise_check("video", "σ (frame-noise std)"), "σ",
+            "",
         ),
         ModalityKind(
             "features", _zeros, noisy_features, 1.0,
-            _at_least_zero("σ (noise std in units of each feature's std)"), "σ", "×std",
-            needs_feature_std=True,
+            _noise_check("features", "σ (noise std in units of each feature's std)"), "σ",
+            "×std", needs_feature_std=True,
         ),
     )
 }  # fmt: skip

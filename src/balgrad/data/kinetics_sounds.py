@@ -68,9 +68,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data.catalog import register_dataset
@@ -82,6 +84,7 @@ from balgrad.data.disk.layout import canonical_split
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, split_lines, utf8_problem
 from balgrad.data.disk.records import MissingSplitError, Problems
+from balgrad.data.option_ranges import ClipSeconds, FrameSize, FramesPerClip, SampleRate
 from balgrad.data.waveform import loop_to_length
 from balgrad.errors import ConfigError, DataError
 
@@ -167,12 +170,12 @@ class KineticsSounds(MultimodalDataset):
         audio_dir: str = "audio/{split}",
         visual_dir: str = "visual/{split}",
         audio_format: str = "npy",
-        num_frames: int = 3,
-        image_size: int | tuple[int, int] = 224,
+        num_frames: FramesPerClip = 3,
+        image_size: FrameSize = 224,
         normalize: bool = True,
-        seconds: float = 10.0,
-        sample_rate: int | None = None,
-        num_classes: int = NUM_CLASSES,
+        seconds: ClipSeconds = 10.0,
+        sample_rate: SampleRate | None = None,
+        num_classes: Annotated[int, Field(ge=2, le=100_000)] = NUM_CLASSES,
         classes_file: str | None = None,
         skip_bad: bool = False,
         seed: int = 0,

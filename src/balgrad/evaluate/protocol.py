@@ -5,10 +5,18 @@ m; for M > 2 also only m (every other modality missing). Per impairment kind: Av
 mean over modalities of the m-impaired score and ΔGap = max − min over them, in points
 (M = 2: |a − b|); negative transfer is flagged where an impaired score exceeds the full
 score.
+
+Nothing non-finite is scored: a condition whose model inputs (the impaired raw inputs
+after ``preprocess``, or a frozen tower's features of them) or logits hold a NaN or an
+infinity is *undefined*: every score of it is NaN (null in eval.json, "n/a" in the
+tables, and so are the Avg and ΔGap it enters), with a warning naming the condition.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +31,8 @@ from balgrad.errors import ConfigError
 from balgrad.evaluate.metrics import compute_scores
 from balgrad.names import check_modality_names, condition_name, parse_condition
 from balgrad.train.precision import autocast_region
+
+log = logging.getLogger("balgrad.evaluate")
 
 #: the missing ratios r of the robustness sweep (paper Fig. 4)
 SWEEP_RATIOS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -112,6 +122,19 @@ class Predictions:
     unimodal: dict[str, torch.Tensor]  # z_m by modality
     target: torch.Tensor
     index: torch.Tensor  # each sample's index in its split
+    #: what held a NaN or an infinity: ``"input <m>"`` for a modality's model input,
+    #: ``"logits"``; empty when every value was finite
+    nonfinite: tuple[str, ...] = ()
+
+
+def _finite(x) -> bool:
+    """Whether a model input (a tensor, or a mapping with ``features``) is all finite;
+    token ids and texts are."""
+    if isinstance(x, Mapping):
+        x = x.get("features")
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        return True
+    return bool(torch.isfinite(x).all())
 
 
 @torch.no_grad()
@@ -128,18 +151,26 @@ def predict(
     was_training = model.training
     model.eval()
     zs, zm, ys, idx = [], {}, [], []
+    bad: dict[str, None] = {}  # ordered set
     for batch in with_progress(loader, desc=desc, disable=not progress, leave=False):
         b = batch.to(device)
+        bad.update({f"input {m}": None for m, x in batch.inputs.items() if not _finite(x)})
         with autocast_region(precision, device):
             out = model(b.inputs, drop=b.drop)
         zs.append(out.logits.float().cpu())
+        if not bool(torch.isfinite(zs[-1]).all()):
+            bad["logits"] = None
         for m, z in out.unimodal.items():
             zm.setdefault(m, []).append(z.float().cpu())
         ys.append(b.target.cpu())
         idx.append(b.index.cpu())
     model.train(was_training)
     return Predictions(
-        torch.cat(zs), {m: torch.cat(z) for m, z in zm.items()}, torch.cat(ys), torch.cat(idx)
+        torch.cat(zs),
+        {m: torch.cat(z) for m, z in zm.items()},
+        torch.cat(ys),
+        torch.cat(idx),
+        tuple(bad),
     )
 
 
@@ -161,15 +192,27 @@ class Evaluator:
 
     def score(self, model, condition: Condition) -> dict[str, float]:
         """The metrics of the fused logits under ``condition``, and the dataset's own
-        read-outs (``readout_scores``: MOSEI's MAE, ...) where it has any."""
+        read-outs (``readout_scores``: MOSEI's MAE, ...) where it has any; all NaN
+        (undefined, with a warning) when an input or a logit is not finite."""
         pred = self.predict(model, condition)
-        scores = compute_scores(pred.logits, pred.target, model.task, self.metrics)
+        logits = pred.logits
+        if pred.nonfinite:
+            log.warning(
+                "evaluate: condition %s: the %s hold NaN or infinite values; its scores are "
+                "undefined (null in eval.json, n/a in the tables)",
+                condition.name,
+                " and the ".join(pred.nonfinite),
+            )
+            logits = torch.zeros_like(logits)  # only to name the scores: none is computed
+        scores = compute_scores(logits, pred.target, model.task, self.metrics)
         readout = getattr(self.dataset, "readout_scores", None)
         if readout is not None:
-            extra = readout(pred.logits, pred.index)
+            extra = readout(logits, pred.index)
             if clash := sorted(set(extra) & set(scores)):
                 raise ConfigError(f"readout_scores of {self.dataset!r} repeats metrics {clash}")
             scores.update(extra)
+        if pred.nonfinite:
+            scores = dict.fromkeys(scores, math.nan)
         return scores
 
     def modality_scores(self, model, condition: Condition | None = None) -> dict[str, float]:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from balgrad.atomic import write_text
+from balgrad.data.kinds import KINDS
 from balgrad.evaluate.metrics import is_defined
 from balgrad.report import diagnostics as diag
 from balgrad.report.figures import plot_condition_bars, plot_cosine_histograms, plot_loss_curves
@@ -69,6 +70,35 @@ def _warn_undefined(results: list[dict], metric: str) -> None:
             )
 
 
+def expected_roles(layout: Layout) -> list[str]:
+    """The conditions the protocol scores for ``layout``'s modalities (as
+    :meth:`balgrad.evaluate.protocol.ProtocolConfig.table_conditions` makes them)."""
+    roles = ["full", *(f"missing_{m}" for m in layout.names)]
+    for m, kind in layout.modalities.items():
+        known = KINDS.get(kind)  # a plug-in's kind not installed here: no noisy row known
+        if known is not None and known.has_noise:
+            roles.append(f"noisy_{m}")
+    if layout.has_only:
+        roles += [f"only_{m}" for m in layout.names]
+    return roles
+
+
+def _warn_missing(results: list[dict], layout: Layout) -> None:
+    """One warning per run whose eval.json lacks a condition of the protocol (its rows
+    show "–" in the tables, and its Avg and ΔGap cover the modalities it has)."""
+    roles = expected_roles(layout)
+    for r in results:
+        missing = [role for role in roles if role not in (r.get("conditions") or {})]
+        if missing:
+            log.warning(
+                "report: the eval.json of %s seed %s has no condition %s, shown as –; run "
+                "`balgrad evaluate` on the run folder to score it",
+                r["method"],
+                r["seed"],
+                ", ".join(missing),
+            )
+
+
 def build_report(
     run_dir: Path,
     methods: list[str] | None = None,
@@ -94,6 +124,7 @@ def build_report(
     _warn_undefined(results, metric)
     write_text(run_dir / "results.json", json.dumps(nan_to_null(results), indent=2))
     layout = run_layout(results)
+    _warn_missing(results, layout)
     table = aggregate(results, metric, layout)
     n_seeds = len({r["seed"] for r in results})
     title = f"{cfg['dataset']}: {metric} (%), {n_seeds} seed{'s' if n_seeds > 1 else ''}" + (

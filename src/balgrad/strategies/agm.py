@@ -62,6 +62,9 @@ from balgrad._grad import add_to_grads_, forward_autocast, widen
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
 from balgrad.strategies.base import (
+    Epoch,
+    NonNegative,
+    Positive,
     Strategy,
     check_choice,
     check_modulation,
@@ -198,13 +201,13 @@ class AGM(Strategy):
     def __init__(
         self,
         *,
-        alpha: float = 1.0,
-        max_gap: float = 10.0,
-        modulation_start: int = 0,
-        modulation_end: int | None = 20,
+        alpha: NonNegative = 1.0,
+        max_gap: NonNegative = 10.0,
+        modulation_start: Epoch = 0,
+        modulation_end: Epoch | None = 20,
         clip: Literal["model", "none"] = "model",
         zero: Literal["embedding", "input"] = "embedding",
-        clip_norm: float = CLIP_NORM,
+        clip_norm: Positive = CLIP_NORM,
         prob_floor: float = PROB_FLOOR,
     ):
         super().__init__()

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from pydantic import Field
 
 from balgrad._grad import (
     EPS,
@@ -47,7 +49,7 @@ from balgrad._grad import (
 )
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
-from balgrad.strategies.base import Strategy
+from balgrad.strategies.base import NonNegative, Positive, Strategy
 from balgrad.tasks import symmetric_kl, task_loss, true_class_prob
 
 REWEIGHTS = ("contribution", "none")
@@ -125,14 +127,14 @@ class BalGrad(Strategy):
         *,
         reweight: str = "contribution",
         equalize_norms: bool = True,
-        contribution_ema: float = 0.0,
+        contribution_ema: Annotated[float, Field(ge=0, lt=1)] = 0.0,
         project: bool = True,
         projection_scope: str = "global",
-        kl_weight: float = 1.0,
-        unimodal_weight: float = 1.0,
-        temperature: float = 1.0,
+        kl_weight: NonNegative = 1.0,
+        unimodal_weight: NonNegative = 1.0,
+        temperature: Positive = 1.0,
         head_diagnostics: bool = True,
-        head_diagnostics_every: int = 50,
+        head_diagnostics_every: Annotated[int, Field(ge=1)] = 50,
     ):
         super().__init__()
         if reweight not in REWEIGHTS:

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from typing import Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
@@ -514,10 +515,17 @@ def _as_stat(value: Any, device: torch.device) -> torch.Tensor:
     return torch.full((), float(value), device=device, dtype=dtype)
 
 
+#: option types with their ranges, part of the strategies' signatures (the registry checks
+#: them where the config is built): NaN or inf in any of them would train on NaN
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Epoch = Annotated[int, Field(ge=0)]
+
+
 def check_modulation(alpha: float, start: int, end: int | None) -> None:
     """The checks OGM-GE and AGM share: a non-negative α and an ordered epoch window."""
-    if alpha < 0:
-        raise ConfigError(f"alpha: must be >= 0, got {alpha}")
+    if not alpha >= 0 or alpha == float("inf"):
+        raise ConfigError(f"alpha: must be a finite number >= 0, got {alpha}")
     if end is not None and end < start:
         raise ConfigError("modulation_end: must be >= modulation_start")
 

@@ -27,14 +27,21 @@ gradient itself is joint training's (one backward pass per step).
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
+from balgrad.strategies.base import Positive
 from balgrad.strategies.joint import Joint
 
 MODES = ("keep", "dynamic")
 RULES = ("cumulative", "non_cumulative")
+#: a learning-rate scale: NaN or inf would train on NaN weights (and be reported as a rate
+#: too high to train with)
+Scale = Positive
 
 
 class MSLR(Joint):
@@ -46,11 +53,11 @@ class MSLR(Joint):
         self,
         *,
         mode: str = "dynamic",
-        lr_scales: dict[str, float] | None = None,
-        image_lr_scale: float = 1.0,
-        text_lr_scale: float = 1.0,
-        head_lr_scale: float = 1.0,
-        window: int = 5,
+        lr_scales: dict[str, Scale] | None = None,
+        image_lr_scale: Scale = 1.0,
+        text_lr_scale: Scale = 1.0,
+        head_lr_scale: Scale = 1.0,
+        window: Annotated[int, Field(ge=1)] = 5,
         rule: Literal["cumulative", "non_cumulative"] = "cumulative",
     ):
         super().__init__()
@@ -63,8 +70,8 @@ class MSLR(Joint):
             *((f"{k}_lr_scale", v) for k, v in scales.items()),
             *((f"lr_scales[{k!r}]", v) for k, v in (lr_scales or {}).items()),
         ):
-            if v <= 0:
-                raise ConfigError(f"{name}: must be > 0, got {v}")
+            if not (v > 0 and math.isfinite(v)):
+                raise ConfigError(f"{name}: must be a finite number > 0, got {v}")
         if window < 1:
             raise ConfigError(f"window: must be >= 1, got {window}")
         self.mode = mode

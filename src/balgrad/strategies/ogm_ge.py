@@ -42,15 +42,18 @@ the unscaled one and the 1e-8 is scaled too, so the update is exactly scale-equi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from balgrad._grad import add_to_grads_, widen
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
 from balgrad.strategies.base import (
+    Epoch,
+    NonNegative,
     Strategy,
     check_choice,
     check_modulation,
@@ -150,11 +153,11 @@ class OGMGE(Strategy):
     def __init__(
         self,
         *,
-        alpha: float = 0.1,
-        modulation_start: int = 0,
-        modulation_end: int | None = None,
+        alpha: NonNegative = 0.1,
+        modulation_start: Epoch = 0,
+        modulation_end: Epoch | None = None,
         noise: bool = True,
-        seed: int = 0,
+        seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0,
         scale_params: Literal["matrices", "conv4d"] | None = None,
         fusion_bias: Literal["full", "half"] | None = None,
         semantics: Literal["balgrad", "official"] = "balgrad",

@@ -100,6 +100,28 @@ class TrainResult:
     seconds: float = 0.0  # training time of the whole run, the parts before a resume included
 
 
+#: the highest score of every metric (they are in percent)
+SCORE_MAX = 100.0
+
+
+def warn_saturated(history: list[dict], metric: str, best_epoch: int) -> None:
+    """Warn when the best epoch was picked among ties at the highest possible validation
+    score: a saturated validation split cannot tell those epochs apart, and the first of
+    them is kept (often epoch 0, barely trained)."""
+    key = f"val_{metric}"
+    tied = [row["epoch"] for row in history if row.get(key) == SCORE_MAX]
+    if len(tied) > 1 and best_epoch == tied[0]:
+        log.warning(
+            "model selection: validation %s is %g%% in epochs %s, so it cannot tell them "
+            "apart; the first, epoch %d, is kept. A larger or harder validation split "
+            "(--val-fraction) would let the selection choose",
+            metric,
+            SCORE_MAX,
+            ", ".join(map(str, tied)),
+            best_epoch,
+        )
+
+
 def selection_metric(
     first_row: dict[str, float], primary: str, modalities: tuple[str, ...] = ("image", "text")
 ) -> str:
@@ -372,6 +394,8 @@ class Trainer:
                 self._write_epochs(history)
         if best_state is None:
             raise BalgradError("training finished without a single completed epoch")
+        if self.dist.is_main:
+            warn_saturated(history, selected, best_epoch)
         return TrainResult(
             best_state, best_epoch, best_score, history, selected, before + time.perf_counter() - t0
         )

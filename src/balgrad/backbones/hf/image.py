@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
 from balgrad.backbones.base import ImageEncoder
 from balgrad.backbones.hf.image_preprocess import norm_stats, resize_plan
@@ -12,6 +13,9 @@ from balgrad.backbones.hf.source import CheckpointSource
 from balgrad.backbones.hf.tower import HFTower
 from balgrad.backbones.pixels import center_crop, resize, resize_shortest, to_channels
 from balgrad.errors import BackboneError, ConfigError
+
+#: an image side in pixels (the size option's range)
+Pixels = Annotated[int, Field(ge=1, le=4096)]
 
 IMAGE_POOLINGS = ("auto", "pooler", "cls", "mean")
 
@@ -38,7 +42,7 @@ class HFImageEncoder(HFTower, ImageEncoder):
         finetune: bool = False,
         pooling: str = "auto",
         projection: bool = False,
-        image_size: int | tuple[int, int] | None = None,
+        image_size: Pixels | tuple[Pixels, Pixels] | None = None,
         image_mean: float | tuple[float, ...] | None = None,
         image_std: float | tuple[float, ...] | None = None,
         trust_remote_code: bool = False,

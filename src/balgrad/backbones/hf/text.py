@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from balgrad.backbones.base import TextEncoder
 from balgrad.backbones.hf.source import CheckpointSource
@@ -41,7 +42,7 @@ class HFTextEncoder(HFTower, TextEncoder):
         name: str,
         finetune: bool = False,
         pooling: str = "auto",
-        max_length: int | None = None,
+        max_length: Annotated[int, Field(ge=1, le=100_000)] | None = None,
         normalize: bool = False,
         projection: bool = False,
         trust_remote_code: bool = False,
