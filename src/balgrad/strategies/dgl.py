@@ -56,7 +56,7 @@ import torch
 from balgrad._grad import add_to_grads_, grads_of, sq_norms
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
-from balgrad.strategies.base import Strategy, check_choice
+from balgrad.strategies.base import NonNegative, Positive, Strategy, check_choice
 from balgrad.tasks import task_loss, true_class_prob
 
 SEMANTICS = ("official", "paper")
@@ -106,9 +106,9 @@ class DGL(Strategy):
     def __init__(
         self,
         *,
-        alpha: float = 4.0,
+        alpha: NonNegative = 4.0,
         semantics: Literal["official", "paper"] = "official",
-        max_grad_norm: float = OFFICIAL_MAX_GRAD_NORM,
+        max_grad_norm: Positive = OFFICIAL_MAX_GRAD_NORM,
     ):
         super().__init__()
         check_choice("semantics", semantics, SEMANTICS)

@@ -62,7 +62,7 @@ import torch
 from balgrad._grad import add_to_grads_, cosine, dots, grads_of, group_sums, sq_norms
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
-from balgrad.strategies.base import Strategy, check_choice
+from balgrad.strategies.base import Positive, Strategy, check_choice
 from balgrad.tasks import task_loss, true_class_prob
 
 SEMANTICS = ("official", "paper")
@@ -157,7 +157,7 @@ class MMPareto(Strategy):
     def __init__(
         self,
         *,
-        gamma: float = OFFICIAL_GAMMA,
+        gamma: Positive = OFFICIAL_GAMMA,
         semantics: Literal["official", "paper"] = "official",
     ):
         super().__init__()

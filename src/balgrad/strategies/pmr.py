@@ -71,15 +71,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sized
 from itertools import islice
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from balgrad._grad import add_to_grads_
 from balgrad.errors import ConfigError, DataError
 from balgrad.names import stat_name, statistics
 from balgrad.strategies.base import (
+    Epoch,
+    NonNegative,
     Strategy,
     check_choice,
     check_modulation,
@@ -222,9 +225,9 @@ class PMR(Strategy):
     def __init__(
         self,
         *,
-        alpha: float = 1.0,
-        momentum_coef: float = 0.2,
-        modulation_start: int = 0,
+        alpha: NonNegative = 1.0,
+        momentum_coef: Annotated[float, Field(ge=0, le=1)] = 0.2,
+        modulation_start: Epoch = 0,
         modulation_end: int | None = 100,
         semantics: Literal["official"] = "official",
     ):
