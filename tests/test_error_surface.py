@@ -195,7 +195,7 @@ class Faulty(MultimodalDataset):
         elif self.fault == "ragged":
             inputs["audio"] = torch.rand(400 + i % 3, generator=g)
         elif self.fault == "batched":
-            inputs["audio"] = audio[None, None]  # [1, 1, T]: a batch of one, not one sample
+            inputs["audio"] = audio[None, None, None]  # [1, 1, 1, T]: not one sample
         elif self.fault == "numpy":
             inputs["audio"] = audio.numpy()
         elif self.fault == "text":
@@ -240,7 +240,7 @@ def plugin_run(tmp_path) -> list[str]:
         ("missing", ["no input for the modality 'audio'", "info.modalities declares"]),
         ("float64", ["modality 'audio'", "dtype float64, not float32"]),
         ("ragged", ["modality 'audio'", "shape [40", "must have one shape to be batched"]),
-        ("batched", ["modality 'audio'", "shape [1, 1, 400], not [T] or [C, T]"]),
+        ("batched", ["modality 'audio'", "shape [1, 1, 1, 400], not [T], [C, T] or"]),
         ("numpy", ["modality 'audio'", "a ndarray, not a torch.Tensor"]),
         ("text", ["modality 'image'", "a str, not a torch.Tensor"]),
     ],

@@ -7,7 +7,8 @@ holding one raw input per modality, keyed by the names ``info.modalities`` decla
 - ``image``: a float tensor ``[C, H, W]`` on the ``[0, 1]`` scale (C is 1 or 3, sizes may
   differ between items); the backbone's ``preprocess`` resizes and normalises it;
 - ``text``: a plain string; the backbone tokenises it;
-- ``audio``: a waveform ``[T]`` or ``[C, T]`` (float, the same T for every item);
+- ``audio``: a waveform ``[T]`` or ``[C, T]`` (float, the same T for every item), or a
+  spectrogram ``[C, F, N]`` (Kinetics-Sounds' precomputed ones);
 - ``video``: frames ``[C, T, H, W]``, normalised as the backbone expects;
 - ``features``: a feature sequence ``[L, F]`` (float, no NaN or inf), or a mapping
   ``{"features": [L, F], "lengths": int}``.

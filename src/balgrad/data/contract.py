@@ -26,7 +26,7 @@ from balgrad.errors import DataError
 #: the numbers of dimensions a raw input of each tensor kind may have, and its form
 _FORMS = {
     "image": ((3,), "[C, H, W]"),
-    "audio": ((1, 2), "[T] or [C, T]"),
+    "audio": ((1, 2, 3), "[T], [C, T] or a spectrogram [C, F, N]"),  # Kinetics-Sounds
     "video": ((4,), "[C, T, H, W]"),
     "features": ((2,), "[L, F]"),
 }
