@@ -4,7 +4,8 @@ version, never a cut-off one.
 The content goes to a temporary file in the target's folder (so the rename never
 crosses file systems), is synced to disk, then renamed over the target. A failed write
 (a full disk, an exception in the writer) removes the temporary and leaves the target
-as it was. Append-only logs (``metrics.jsonl``) are the exception: they append, and a
+as it was, and raises :class:`~balgrad.errors.WriteError` naming the target and the
+system's reason (so the CLI prints one ``balgrad: error:`` line). Append-only logs (``metrics.jsonl``) are the exception: they append, and a
 resume cuts them back to the checkpoint (:mod:`balgrad.train.metrics_log`).
 """
 
@@ -15,6 +16,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from balgrad.errors import WriteError
 
 #: temporaries are named ``.<target name>.<random>.tmp``
 TMP_SUFFIX = ".tmp"
@@ -35,16 +38,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path to write the whole of ``path`` to; renamed over ``path`` when the
     block ends normally, removed when it raises."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise WriteError(path, err) from err
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, _MODE)
-        _fsync(tmp)
+        _fsync(tmp)  # a full disk may only tell here (delayed allocation, NFS)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise WriteError(path, err) from err
         raise
     _fsync_folder(path.parent)
 

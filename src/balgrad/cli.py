@@ -7,6 +7,7 @@ underscores) and a key of the YAML file given with ``--config``; flags override 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -536,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the errnos of a write the file system refused: full, over a size limit or quota, read-only
+#: (a file over ``ulimit -f`` is EFBIG, not a kill: Python ignores SIGXFSZ from the start)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+
+
 def main(argv: list[str] | None = None) -> int:
     # the CLI only writes figures to files: a headless backend, unless the user chose one
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -552,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BalgradError as err:
         print(f"balgrad: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a write outside balgrad.atomic (a folder, a log): still one line
+        if err.errno not in _WRITE_ERRNOS:
+            raise
+        where = f"write {err.filename}" if err.filename else "write a file"
+        print(f"balgrad: error: cannot {where}: {err.strerror or err}", file=sys.stderr)
         return 2
     end_distributed()  # every rank got here: end the torchrun process group cleanly
     return code

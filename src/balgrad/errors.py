@@ -23,3 +23,18 @@ class NonFiniteLossError(BalgradError, FloatingPointError):
 
 class Interrupted(BalgradError):
     """Ctrl-C: the command stopped; the message says what it saved (the CLI exits 130)."""
+
+
+class WriteError(BalgradError, OSError):
+    """A file balgrad writes could not be written (a full disk, a file-size limit, a
+    read-only folder). Names the file and the system's reason; the file's old version,
+    if any, is left whole (:mod:`balgrad.atomic`). An ``OSError``, so code that degrades
+    on unwritable folders (the caches) still catches it."""
+
+    def __init__(self, path: object, err: OSError) -> None:
+        reason = err.strerror or str(err) or type(err).__name__
+        super().__init__(err.errno, f"cannot write {path}: {reason}")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from balgrad.atomic import atomic_path, write_text
+from balgrad.atomic import write_bytes, write_text
 from balgrad.backbones.factory import BACKBONES, check_sample_rate
 from balgrad.backbones.hf.tower import precheck_tower
 from balgrad.config import (
@@ -44,6 +45,7 @@ from balgrad.data.base import MultimodalDataset
 from balgrad.data.catalog import DATASETS
 from balgrad.data.conditioned_view import modalities_of, split_feature_std
 from balgrad.data.kinds import declared_sample_rate, modality_kind
+from balgrad.data.overlap import warn_split_overlap
 from balgrad.data.pipeline import InputPipeline
 from balgrad.data.splits import train_val_split
 from balgrad.errors import BalgradError, ConfigError
@@ -109,12 +111,17 @@ def load_data(cfg: RunConfig) -> Data:
         return DATASETS.build(cfg.dataset, (cfg.data_dir, split), {"skip_bad": cfg.skip_bad}, opts)
 
     train_full, test = load("train"), load(cfg.test_split)
-    test.validate()  # a corrupt test image fails now, not after all the training
+    warn_split_overlap(cfg.dataset, train_full, test)  # a clip in both: warned, kept
+    # a corrupt test image fails now, not after all the training; validate() is optional
+    # for a plug-in (not every dataset subclasses MultimodalDataset)
+    if callable(getattr(test, "validate", None)):
+        test.validate()
     if cfg.test_split in ("val", "dev"):  # the official validation split is the test set now
         train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
         return Data(train, val, test)
     try:
         val = load("val")
+        warn_split_overlap(cfg.dataset, val, test)  # model selection on test examples
         train = train_full
     except MissingSplitError:  # no official validation split: carve one from train
         train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
@@ -306,6 +313,11 @@ def check_writable_folder(path: str | Path, option: str) -> None:
 _LONGEST_FILE = "checkpoint.prev.pt" + ".tmp-XXXXXXXXXXXX"
 
 
+#: the longest path balgrad writes below ``--cache-dir``: a feature-cache entry's
+#: temporary, ``features/<2 hex>/.<64 hex>.safetensors.<8 random>.tmp``
+_LONGEST_CACHE_FILE = "features/ab/." + "0" * 64 + ".safetensors.XXXXXXXX.tmp"
+
+
 def _exists(path: Path) -> bool:
     try:
         return path.exists()
@@ -416,7 +428,8 @@ class Experiment:
             check_run_folder(self.run_dir, cfg)
         # a cache folder that is a file degrades to memory (one warning); a name too long
         # for the file system is a typo to name
-        check_folder_path(Path(cfg.cache_dir), "--cache-dir", lengths_only=True)
+        inner = len(_LONGEST_CACHE_FILE)  # its entries, not only the folder, must fit PATH_MAX
+        check_folder_path(Path(cfg.cache_dir), "--cache-dir", inner, lengths_only=True)
         if cfg.data_dir is not None:
             check_folder_path(Path(cfg.data_dir), "--data-dir")
         self.dist: DistInfo = init_distributed(cfg.device)
@@ -528,8 +541,10 @@ class Experiment:
         model.load_state_dict(result.best_state)
         evaluation = {}
         if self.dist.is_main:
-            with atomic_path(rdir / "model.safetensors") as tmp:
-                save_file({k: v.contiguous() for k, v in result.best_state.items()}, str(tmp))
+            # bytes first: safetensors' own writer reports a full disk as its own error type,
+            # Python's write as an OSError that write_bytes names (WriteError)
+            weights = {k: v.contiguous() for k, v in result.best_state.items()}
+            write_bytes(rdir / "model.safetensors", safetensors_bytes(weights))
             evaluation = self.evaluate_model(model, pipeline)
             payload = {
                 "method": method,

@@ -126,7 +126,7 @@ class FeatureCache:
 
     def _load(self, key: str, expect: Mapping[str, Any] | None) -> torch.Tensor | None:
         p = self.path(key)
-        if not p.is_file():
+        if not os.path.isfile(p):  # a path over PATH_MAX is a miss (Path.is_file raises)
             return None
         try:
             with safe_open(str(p), framework="pt") as f:

@@ -7,10 +7,14 @@ holding one raw input per modality, keyed by the names ``info.modalities`` decla
 - ``image``: a float tensor ``[C, H, W]`` on the ``[0, 1]`` scale (C is 1 or 3, sizes may
   differ between items); the backbone's ``preprocess`` resizes and normalises it;
 - ``text``: a plain string; the backbone tokenises it;
-- ``audio``: a waveform ``[T]`` or ``[C, T]`` (float, the same T for every item);
+- ``audio``: a waveform ``[T]`` or ``[C, T]`` (float, the same T for every item), or a
+  spectrogram ``[C, F, N]`` (Kinetics-Sounds' precomputed ones);
 - ``video``: frames ``[C, T, H, W]``, normalised as the backbone expects;
 - ``features``: a feature sequence ``[L, F]`` (float, no NaN or inf), or a mapping
   ``{"features": [L, F], "lengths": int}``.
+
+Every item is checked against this form as it is read (:mod:`balgrad.data.contract`), so
+a dataset that breaks it, a plug-in's included, gets an error naming the item and field.
 
 Keeping raw inputs here is what lets the evaluation protocol impair the *input* (a blank
 image, an empty text, silence, zeros; pixel, token, audio or feature noise) and pass it
@@ -124,6 +128,14 @@ class MultimodalDataset(Dataset):
         not cover their content (a disk dataset's images: it holds their sizes); the
         feature cache keys on a hash of their content. None: the fingerprint suffices."""
         return None
+
+    def validate(self) -> list[str]:
+        """Check the files behind every example before training, without decoding them
+        all (a disk dataset: image headers, texts). Raises :class:`DataError` naming the
+        file; returns the reasons of the examples it dropped (``skip_bad``). Optional: by
+        default nothing beyond the items, which are checked as they are read
+        (:mod:`balgrad.data.contract`)."""
+        return []
 
     def readout_scores(self, logits: torch.Tensor, index: torch.Tensor) -> dict[str, float]:
         """Scores beyond ``info.metrics`` that need more than the class targets (CMU-MOSEI's

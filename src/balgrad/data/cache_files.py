@@ -97,7 +97,8 @@ def cached_npz_arrays(
         return memory[key]
     path = Path(config.cache_dir) / f"{name}-{key}.npz" if config.cache_dir else None
     arrays = None
-    if path is not None and path.is_file():
+    # os.path.isfile, not Path.is_file: a path over PATH_MAX is a miss, not an OSError
+    if path is not None and os.path.isfile(path):
         try:
             arrays = read(path)
         except Exception as exc:  # zip, zlib, numpy or content errors: all a miss

@@ -57,6 +57,13 @@ def _check_kind(name: str, metadata: Mapping[str, Any]) -> None:
         )
 
 
+def _check_dataset(name: str, dataset: Any) -> None:
+    """What a loader returned honours the dataset contract (a plug-in's included)."""
+    from balgrad.data.contract import check_dataset
+
+    check_dataset(name, dataset, DATASETS.metadata(name)["modalities"])
+
+
 DATASETS = Registry(
     "dataset",
     group="balgrad.datasets",
@@ -70,6 +77,7 @@ DATASETS = Registry(
     },
     skip=_call_arguments,
     check_metadata=_check_kind,
+    check=_check_dataset,
     normalize=_normalize,
     builtins=(
         "balgrad.data.builtin",

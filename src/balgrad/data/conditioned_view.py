@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.batch import Batch, label_tensor
+from balgrad.data.contract import ShapeCheck, check_example, where_item
 from balgrad.data.impairments import Condition
 from balgrad.data.kinds import KINDS, feature_std, noise_salt
 from balgrad.errors import ConfigError
@@ -98,6 +99,7 @@ class ConditionedView(Dataset):
         self.encoders = encoders
         self.hit = condition.mask(len(dataset))  # which samples the condition impairs
         self.embedding_mode = embedding_mode
+        self._one_shape = ShapeCheck()  # a ragged modality: a named error, not torch.stack's
         m = condition.modality
         self.noise_std = None
         if condition.action == "noisy" and m in self.load:
@@ -117,6 +119,7 @@ class ConditionedView(Dataset):
         if labels is not None and (not self.load or (self.load == ["text"] and texts is not None)):
             return ({"text": texts[i]} if self.load else {}), label_tensor(labels[i])
         ex = self.dataset[i]
+        check_example(ex, self.modalities, where_item(self.dataset, i))  # a plug-in's too
         return {m: ex.inputs[m] for m in self.load}, label_tensor(ex.label)
 
     def _impaired(self, m: str, x: Any, hit: bool, i: int) -> tuple[Any, float]:
@@ -179,6 +182,7 @@ class ConditionedView(Dataset):
                 inputs[m] = self.features[m][i]
             elif m in raw:
                 inputs[m], level = self._impaired(m, raw[m], hit, i)
+                self._one_shape(self.dataset, i, m, inputs[m])
                 if level:
                     token_noise[m] = level
         drop = {m: hit and c.missing_for(m) and self.embedding_mode for m in inputs}

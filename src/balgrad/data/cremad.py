@@ -128,6 +128,11 @@ class CremaD(torch.utils.data.Dataset):
             else:
                 self.clips.append(clip)
         problems.warn(f"{NAME} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
+        from balgrad.data.overlap import warn_duplicates
+
+        names, sources = [c.name for c in self.clips], [c.source for c in self.clips]
+        where = f"{NAME} split '{split}' ({self.root})"
+        warn_duplicates(where, names, sources, stacklevel=_WARN_FROM_INIT)
 
     def _clip(
         self, boundary: FolderBoundary, audio_root: Path, frames_root: Path, source: str, row
@@ -380,6 +385,10 @@ class CremaDDataset(MultimodalDataset):
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def example_keys(self) -> list[str]:
+        """The clip names (:mod:`balgrad.data.overlap`: a clip in train and test is warned)."""
+        return [c.name for c in self.clips]
 
     def frame_indices(self, i: int) -> list[int]:
         """Which frames of clip ``i`` are read (the same every call)."""

@@ -240,6 +240,11 @@ class KineticsSounds(MultimodalDataset):
             why = f" ({len(problems)} bad: {problems.reasons[0]}...)" if problems.reasons else ""
             raise DataError(f"{NAME}: split list {list_path} names no usable clip{why}")
         problems.warn(f"{NAME} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
+        from balgrad.data.overlap import warn_duplicates
+
+        names, sources = [c.name for c in self.clips], [c.source for c in self.clips]
+        where = f"{NAME} split '{split}' ({self.root})"
+        warn_duplicates(where, names, sources, stacklevel=_WARN_FROM_INIT)
         self.labels = np.array([c.label for c in self.clips], dtype=np.int64)
         settings = (audio_format, num_frames, self.image_size, self.normalize, self.seconds)
         settings += (sample_rate,)
@@ -319,6 +324,10 @@ class KineticsSounds(MultimodalDataset):
     # -- Dataset API -------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.clips)
+
+    def example_keys(self) -> list[str]:
+        """The clip names (:mod:`balgrad.data.overlap`: a clip in train and test is warned)."""
+        return [c.name for c in self.clips]
 
     def set_epoch(self, epoch: int) -> None:
         """New random frame draws for the training split (as a sampler's ``set_epoch``)."""

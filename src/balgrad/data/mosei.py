@@ -620,6 +620,7 @@ class MoseiSentiment(MultimodalDataset):
         self.cleaned = dict(part.cleaned)
         self.scores = part.labels[keep]
         self.ids = [s for s, k in zip(part.ids, keep) if k]
+        self._warn_duplicate_ids(part.ids)
         self.labels = class_labels(self.scores, label).tolist()
         # every record kept: the arrays themselves (views), not copies of a GB of features
         rows = slice(None) if keep.all() else keep
@@ -654,6 +655,19 @@ class MoseiSentiment(MultimodalDataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def _warn_duplicate_ids(self, read: list[str]) -> None:
+        from balgrad.data.overlap import warn_duplicates
+
+        # a pickle without ids gets each record's position as its id: those name no segment
+        self._named_ids = not all(s == str(i) for i, s in enumerate(read))
+        if self._named_ids:
+            where = f"{self.dataset} split {self.split!r} ({self.path})"
+            warn_duplicates(where, self.ids, stacklevel=3)  # 3: the caller of __init__
+
+    def example_keys(self) -> list[str] | None:
+        """The segment ids (:mod:`balgrad.data.overlap`), or None when the pickle has none."""
+        return list(self.ids) if self._named_ids else None
 
     def get(self, index: int):
         from balgrad.data.base import Example

@@ -25,7 +25,7 @@ class SubsetDataset(MultimodalDataset):
         return len(self.indices)
 
     def get(self, index: int):
-        ex = self.base.get(int(self.indices[index]))
+        ex = self.base[int(self.indices[index])]  # indexing: the contract's, not only get()
         ex.index = index
         return ex
 
@@ -35,7 +35,8 @@ class SubsetDataset(MultimodalDataset):
         return f"{self.base.fingerprint}|{self.split}:{digest}"
 
     def content_files(self):
-        files = self.base.content_files()
+        own = getattr(self.base, "content_files", None)  # optional for a plug-in
+        files = own() if callable(own) else None
         if files is None or not getattr(self.base, "content_files_per_example", False):
             return files  # None, or the files the whole base is decoded from
         return [files[i] for i in self.indices]

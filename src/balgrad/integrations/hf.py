@@ -53,6 +53,7 @@ validation accuracies (MSLR ``mode="dynamic"``) gets them from one pass over
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from typing import Any
@@ -62,7 +63,7 @@ from torch import nn
 from transformers import EvalPrediction, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from balgrad.atomic import atomic_open
+from balgrad.atomic import write_bytes
 from balgrad.errors import ConfigError
 from balgrad.integrations import _common
 from balgrad.strategies.base import Strategy
@@ -228,8 +229,9 @@ class _StrategyEpochHooks(TrainerCallback):
         if state.is_world_process_zero:
             folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
             if os.path.isdir(folder):
-                with atomic_open(os.path.join(folder, STRATEGY_STATE), "wb") as f:
-                    torch.save(self.trainer.strategy.state_dict(), f)
+                blob = io.BytesIO()  # in memory first: a full disk is then an OSError
+                torch.save(self.trainer.strategy.state_dict(), blob)
+                write_bytes(os.path.join(folder, STRATEGY_STATE), blob.getvalue())
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch = int(state.epoch or 0)

@@ -11,6 +11,7 @@ short) falls back to the previous one and says so, naming both files.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import random
@@ -39,9 +40,12 @@ def save_checkpoint(path: str | Path, **state) -> None:
         "numpy": _numpy_state(),
         "python": repr(random.getstate()),
     }
+    # serialised in memory first: torch's own file writer turns a full disk into an
+    # opaque RuntimeError, Python's write into an OSError that names the cause (WriteError)
+    blob = io.BytesIO()  # a file, not a path: torch would name the archive after it
+    torch.save(state, blob)
     with atomic_path(path) as tmp:  # a failed save (a full disk) leaves no temporary
-        with open(tmp, "wb") as f:  # a file, not a path: torch would name the archive after it
-            torch.save(state, f)
+        tmp.write_bytes(blob.getbuffer())
         if path.exists():
             with atomic_path(previous_path(path)) as prev_tmp:
                 prev_tmp.unlink()

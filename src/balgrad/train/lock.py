@@ -26,7 +26,7 @@ import socket
 import sys
 from pathlib import Path
 
-from balgrad.errors import BalgradError
+from balgrad.errors import BalgradError, WriteError
 
 log = logging.getLogger("balgrad")
 
@@ -96,10 +96,14 @@ class RunLock:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:  # a full disk: no half-written lock is left behind
+            self.path.unlink(missing_ok=True)
+            raise WriteError(self.path, err) from err
         return True
 
     def _read_holder(self) -> dict | None:

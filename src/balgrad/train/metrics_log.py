@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from balgrad.atomic import write_text
+from balgrad.errors import WriteError
 
 log = logging.getLogger("balgrad.train")
 
@@ -110,8 +111,11 @@ class JsonlLogger:
             json.dumps({"step": step, "epoch": epoch, **self.fixed, **v}) + "\n"
             for (step, epoch, _), v in zip(self._rows, values)
         )
-        with self.path.open("a") as f:
-            f.write(text)
+        try:
+            with self.path.open("a") as f:
+                f.write(text)
+        except OSError as err:  # a full disk: a resume cuts a partial last line back
+            raise WriteError(self.path, err) from err
         self._rows.clear()
 
     def truncate_after(self, step: int) -> None:

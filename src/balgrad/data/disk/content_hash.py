@@ -139,7 +139,7 @@ class FileHashes:
 
     def _read(self, common: str) -> dict[str, list]:
         path = self._index_path(common)
-        if path is None or not path.is_file():
+        if path is None or not os.path.isfile(path):  # too long a path: a miss, no OSError
             return {}
         try:
             data = json.loads(path.read_bytes())
