@@ -186,6 +186,22 @@ OPTIONS = {
         ["--methods", "agm", "--method-option", "agm.alpha=.inf"],
         ["'alpha'", "float >= 0, finite"],
     ),
+    "agm prob_floor 1": (
+        ["--methods", "agm", "--method-option", "agm.prob_floor=1.0"],
+        ["prob_floor", "[0, 1)"],
+    ),
+    "dgl alpha inf": (
+        ["--methods", "dgl", "--method-option", "dgl.alpha=.inf"],
+        ["'alpha'", "float >= 0, finite"],
+    ),
+    "mmpareto gamma nan": (
+        ["--methods", "mmpareto", "--method-option", "mmpareto.gamma=.nan"],
+        ["'gamma'", "float > 0, finite"],
+    ),
+    "pmr momentum 2": (
+        ["--methods", "pmr", "--method-option", "pmr.momentum_coef=2.0"],
+        ["'momentum_coef'", "[0, 1]"],
+    ),
 }
 
 
