@@ -284,7 +284,11 @@ def test_generic_infers_integer_classes(tmp_path):
 def test_registry_names_aliases_and_options():
     image_text = ["food101", "hateful_memes", "mmimdb", "memotion", "cub", "generic"]
     assert disk_dataset_names(image_text_only=True) == image_text
-    assert disk_dataset_names() == [*image_text, "cremad", "mosei", "mosi", "kinetics_sounds"]
+    # the audio-visual readers register in their own modules: where they stand in the list
+    # depends on which of those a process imported first, so only membership is checked
+    everything = disk_dataset_names()
+    assert [n for n in everything if n in image_text] == image_text
+    assert set(everything) == {*image_text, "cremad", "mosei", "mosi", "kinetics_sounds"}
     assert len(load("UPMC-Food101", fixture("food101"), "train")) == 9
     assert "test_fraction" in disk_dataset_options("memotion")
     assert "allow_empty_text" in disk_dataset_options("cub")
