@@ -112,20 +112,29 @@ def load_data(cfg: RunConfig) -> Data:
 
     train_full, test = load("train"), load(cfg.test_split)
     warn_split_overlap(cfg.dataset, train_full, test)  # a clip in both: warned, kept
-    # a corrupt test image fails now, not after all the training; validate() is optional
-    # for a plug-in (not every dataset subclasses MultimodalDataset)
-    if callable(getattr(test, "validate", None)):
-        test.validate()
+    # every split's files are checked now (headers, not decoded), so a corrupt file fails
+    # before the first step, not in an epoch or after all the training
+    _validate(train_full)
+    _validate(test)
     if cfg.test_split in ("val", "dev"):  # the official validation split is the test set now
         train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
         return Data(train, val, test)
     try:
         val = load("val")
         warn_split_overlap(cfg.dataset, val, test)  # model selection on test examples
+        _validate(val)
         train = train_full
     except MissingSplitError:  # no official validation split: carve one from train
         train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
     return Data(train, val, test)
+
+
+def _validate(dataset: MultimodalDataset) -> None:
+    """``dataset.validate()``, which a plug-in may lack (not every dataset subclasses
+    MultimodalDataset): a bad record is an error now, or dropped with a warning under
+    ``skip_bad``."""
+    if callable(getattr(dataset, "validate", None)):
+        dataset.validate()
 
 
 def plan_of(cfg: RunConfig) -> dict[str, ModalityPlan]:

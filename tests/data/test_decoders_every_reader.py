@@ -275,9 +275,8 @@ def test_a_damaged_test_wav_fails_the_cli_before_training(tmp_path, capsys, wav)
 
 
 def test_a_wav_without_chunks_in_the_training_split_is_one_error_line(tmp_path, capsys):
-    """It was an UnboundLocalError traceback from scipy (issue 23, item 11). The
-    training split is read when training starts (only the test split is validated at
-    load), so this checks the message, not the timing."""
+    """It was an UnboundLocalError traceback from scipy (issue 23, item 11), and came only
+    when training read the clip: every split is validated at load now."""
     root = tmp_path / "data"
     train = [(f"10{k:02d}_TIE_{e}_XX", e) for k in range(2) for e in EMOTIONS]
     make_cremad(root, train, ms=100)
@@ -295,3 +294,6 @@ def test_a_wav_without_chunks_in_the_training_split_is_one_error_line(tmp_path, 
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith("balgrad: error:") and str(bad) in lines[0]
     assert "holds no chunks" in lines[0] and "Traceback" not in out + err
+    assert "train.csv line 3" in lines[0]  # named by validate(), before any training
+    trained = [p for p in tmp_path.rglob("*") if p.name in ("metrics.jsonl", "model.safetensors")]
+    assert not trained, f"it trained before failing: {trained}"

@@ -172,7 +172,7 @@ def test_an_infinite_noisy_input_reaches_the_towers_as_nan():
 
         def get(self, i):
             wave = torch.full((64,), 3e38 if i == 0 else 0.5)
-            inputs = {"audio": wave, "v": torch.zeros(3, 2, 2)}
+            inputs = {"audio": wave, "v": torch.zeros(3, 1, 2, 2)}
             return Example(inputs=inputs, label=torch.tensor(i), index=i)
 
     view = ConditionedView(

@@ -293,13 +293,17 @@ def method_set(name: str) -> list[str] | None:
 
 
 def expand_method_sets(methods: list[str]) -> list[str]:
-    """``methods`` with every set name replaced by its methods, each method kept once
-    (first place wins, so ``["balgrad", "all"]`` trains BalGrad first)."""
+    """``methods`` with every set name replaced by its methods. A method a set adds is
+    left out where it is already listed (so ``["balgrad", "all"]`` trains BalGrad first,
+    once); a method the user lists twice stays twice, for the duplicate check to name."""
+    named = [m for m in methods if not (isinstance(m, str) and method_set(m))]
     out: list[str] = []
     for name in methods:
-        for m in method_set(name) if isinstance(name, str) and method_set(name) else [name]:
-            if m not in out:
-                out.append(m)
+        members = method_set(name) if isinstance(name, str) else None
+        if members is None:
+            out.append(name)
+            continue
+        out += [m for m in members if m not in out and m not in named]
     return out
 
 
