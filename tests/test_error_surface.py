@@ -17,25 +17,16 @@ import torch
 
 import balgrad.atomic
 from balgrad.atomic import write_text
-from balgrad.cli import main
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data.catalog import DATASETS
 from balgrad.errors import WriteError
 from balgrad.train.lock import RunLock
 from balgrad.train.metrics_log import JsonlLogger
+from test_bad_inputs import run_cli
 from test_end_to_end import TINY
 
 SRC = Path(balgrad.atomic.__file__).resolve().parents[1]  # the balgrad under test
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's own errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(err: str) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from balgrad.cli import main
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data.catalog import DATASETS
 from balgrad.names import statistics
 from balgrad.strategies.joint import Joint
 from balgrad.strategies.registry import STRATEGY_REGISTRY
+from test_bad_inputs import run_cli
 
 SEVEN = "seven_modalities_test"
 FEATURES = 3
@@ -59,15 +59,6 @@ def seven():
     )
     yield
     DATASETS.unregister(SEVEN)
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's own errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _compare(tmp_path, *extra):

@@ -202,6 +202,11 @@ class Trainer:
 
     # -- one epoch ------------------------------------------------------------------
     def _train_loader(self, epoch: int):
+        return self._shuffled_loader(epoch, self.s.seed, self.s.seed * 10_007 + epoch)
+
+    def _shuffled_loader(self, epoch: int, sampler_seed: int, loader_seed: int):
+        """The training set shuffled by ``loader_seed`` (by a DistributedSampler seeded
+        with ``sampler_seed`` for ``epoch`` under torchrun, each rank its share)."""
         sampler = None
         if self.dist.enabled:
             sampler = DistributedSampler(
@@ -209,7 +214,7 @@ class Trainer:
                 num_replicas=self.dist.world_size,
                 rank=self.dist.rank,
                 shuffle=True,
-                seed=self.s.seed,
+                seed=sampler_seed,
                 drop_last=True,
             )
             sampler.set_epoch(epoch)
@@ -218,7 +223,7 @@ class Trainer:
             Condition(),
             batch_size=self.s.batch_size,
             shuffle=True,
-            seed=self.s.seed * 10_007 + epoch,
+            seed=loader_seed,
             sampler=sampler,
             drop_last=self.dist.enabled,
         )
@@ -228,25 +233,7 @@ class Trainer:
         of the training data: the epoch's data order and the global RNG stay exactly as
         every other method has them."""
         seed = PASS_SEED + self.s.seed * 10_007 + epoch
-        sampler = None
-        if self.dist.enabled:
-            sampler = DistributedSampler(
-                self.train_set,
-                num_replicas=self.dist.world_size,
-                rank=self.dist.rank,
-                shuffle=True,
-                seed=seed,
-                drop_last=True,
-            )
-        loader = self.pipeline.loader(
-            self.train_set,
-            Condition(),
-            batch_size=self.s.batch_size,
-            shuffle=True,
-            seed=seed,
-            sampler=sampler,
-            drop_last=self.dist.enabled,
-        )
+        loader = self._shuffled_loader(0, seed, seed)
 
         def convert(batch):
             b = self._to_device(batch)
