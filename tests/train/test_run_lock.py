@@ -126,9 +126,24 @@ def test_the_lock_is_released_on_errors_and_ctrl_c(tmp_path, monkeypatch):
 
 def test_report_and_evaluate_respect_the_lock(tmp_path, capsys):
     dump_yaml(RunConfig(methods=["joint"]), tmp_path / "config.yaml")  # a whole run config
-    holder = {"pid": os.getppid(), "host": socket.gethostname(), "started": "now"}
-    (tmp_path / "run.lock").write_text(json.dumps(holder))  # a live process on this host
-    for argv in (["report", str(tmp_path)], ["evaluate", str(tmp_path)]):
-        assert main(argv) == 2
-        assert f"pid {os.getppid()}" in capsys.readouterr().err
-    assert json.loads((tmp_path / "run.lock").read_text()) == holder  # left alone
+    with RunLock(tmp_path) as held:  # a live holder (this process, through another lock)
+        for argv in (["report", str(tmp_path)], ["evaluate", str(tmp_path)]):
+            assert main(argv) == 2
+            assert f"pid {os.getpid()}" in capsys.readouterr().err
+        assert json.loads((tmp_path / "run.lock").read_text()) == held.record  # left alone
+
+
+def test_a_leftover_record_without_a_holder_is_taken_over_and_the_lock_is_released(
+    tmp_path, caplog
+):
+    # what a process killed while holding the folder leaves (or balgrad < 0.2's lock file):
+    # the OS dropped its flock, so the folder is free, with a warning naming it
+    left = {"pid": os.getpid(), "host": socket.gethostname(), "started": "then"}
+    (tmp_path / "run.lock").write_text(json.dumps(left))
+    with caplog.at_level(logging.WARNING, logger="balgrad"), RunLock(tmp_path) as lock:
+        assert "stale lock" in caplog.text and "started then" in caplog.text
+        with pytest.raises(RunFolderLocked):
+            RunLock(tmp_path).acquire()
+    assert not lock.held and not (tmp_path / "run.lock").exists()
+    with RunLock(tmp_path) as again:  # free again
+        assert again.held

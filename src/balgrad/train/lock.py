@@ -1,23 +1,32 @@
-"""One writer per run folder: ``<run folder>/run.lock``.
+"""One writer per run folder: an OS file lock, and a record naming its holder.
 
-The lock file is created with ``O_CREAT | O_EXCL`` (atomic: of two processes, exactly
-one creates it) and holds one JSON object naming its holder::
+Two files in the run folder:
 
-    {"pid": 12345, "host": "node-3", "started": "2025-06-01T12:00:00+00:00",
-     "command": "balgrad compare --resume ..."}
+- ``.run.flock``: held with an exclusive ``flock`` through :mod:`filelock` while a
+  process writes the folder. The kernel drops it when the process ends, however it ends
+  (SIGKILL, an OOM kill, a container stopped), so a lock is never left stale, and no pid
+  has to be guessed alive or dead (a pid can be reused, and another container's pids are
+  not this one's). The file itself stays: an empty ``.run.flock`` means nothing.
+- ``run.lock``: while the lock is held, a JSON object naming its holder, so that a
+  refused process can say who holds the folder::
 
-A second process gets a :class:`RunFolderLocked` error naming the holder. A lock left by
-a process that died without releasing it (SIGKILL, power loss) is *stale*: when its
-host is this host and its pid is no longer alive, the next process takes it over with a
-warning. A lock from another host cannot be checked and is never taken over. The lock is
-released on exit, including on errors, Ctrl-C and interpreter exit (``atexit``). Under
-torchrun only rank 0, the one process that writes the run folder, takes it.
+      {"pid": 12345, "host": "node-3", "started": "2025-06-01T12:00:00+00:00",
+       "command": "balgrad compare --resume ..."}
+
+  It is removed on release (exit, errors, Ctrl-C, interpreter exit). One left behind
+  means its process died holding the folder: the next process says so with a warning
+  and takes over, since the free ``flock`` proves that process gone. Except a record
+  from another host: some shared file systems do not carry ``flock`` between machines,
+  so that process may be alive; it is never taken over (delete ``run.lock`` when you
+  know it is gone). A record written by balgrad before 0.2 (which had no ``flock``) is
+  read the same way.
+
+Under torchrun only rank 0, the one process that writes the run folder, takes it.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import datetime
 import json
 import logging
@@ -26,11 +35,15 @@ import socket
 import sys
 from pathlib import Path
 
-from balgrad.errors import BalgradError, WriteError
+from filelock import FileLock, Timeout
+
+from balgrad.atomic import write_text
+from balgrad.errors import BalgradError
 
 log = logging.getLogger("balgrad")
 
 LOCK_NAME = "run.lock"
+FLOCK_NAME = ".run.flock"
 
 
 class RunFolderLocked(BalgradError):
@@ -38,11 +51,12 @@ class RunFolderLocked(BalgradError):
 
 
 class RunLock:
-    """``with RunLock(run_dir):`` holds ``run_dir/run.lock`` for the block."""
+    """``with RunLock(run_dir):`` holds the run folder for the block."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_NAME
         self.record: dict | None = None
+        self._flock = FileLock(self.path.parent / FLOCK_NAME, timeout=0, thread_local=False)
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -59,66 +73,65 @@ class RunLock:
         if self.held:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
-        }
-        with _folder_mutex(self.path.parent):  # serialises concurrent stale take-overs
-            if not self._create(record):
-                holder = self._read_holder()
-                if holder is not None and not _is_stale(holder):
-                    raise RunFolderLocked(self._locked_message(holder))
-                log.warning(
-                    "%s: taking over a stale lock (%s); its process is no longer running",
-                    self.path,
-                    _describe(holder) if holder else "unreadable",
-                )
-                self.path.unlink(missing_ok=True)
-                if not self._create(record):  # pragma: no cover - only without flock
-                    raise RunFolderLocked(self._locked_message(self._read_holder() or {}))
+        try:
+            self._flock.acquire()
+        except Timeout:
+            raise RunFolderLocked(self._locked_message(self._read_holder())) from None
+        try:
+            self._take_over_leftover()
+            record = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds"
+                ),
+                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
+            }
+            write_text(self.path, json.dumps(record))  # WriteError names run.lock
+        except BaseException:
+            self._flock.release()
+            raise
         self.record = record
         atexit.register(self.release)
 
     def release(self) -> None:
-        """Remove the lock if this object holds it (and it is still ours on disk)."""
+        """Remove the holder record and drop the lock, if this object holds it."""
         if not self.held:
             return
-        with contextlib.suppress(OSError):
-            if self._read_holder() == self.record:
-                self.path.unlink()
+        self.path.unlink(missing_ok=True)
+        self._flock.release()
         self.record = None
         atexit.unregister(self.release)
 
-    def _create(self, record: dict) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as err:  # a full disk: no half-written lock is left behind
-            self.path.unlink(missing_ok=True)
-            raise WriteError(self.path, err) from err
-        return True
+    def _take_over_leftover(self) -> None:
+        """A record on disk while the flock is free: its process ended holding the folder."""
+        if not self.path.exists():
+            return
+        holder = self._read_holder()
+        if holder is not None and holder.get("host") != socket.gethostname():
+            raise RunFolderLocked(self._locked_message(holder))
+        log.warning(
+            "%s: taking over a stale lock (%s); its process is no longer running",
+            self.path,
+            _describe(holder) if holder else "unreadable",
+        )
 
     def _read_holder(self) -> dict | None:
         try:
             holder = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            return None  # gone, or half-written by a process killed in _create
+            return None  # not written yet, or gone
         return holder if isinstance(holder, dict) else None
 
-    def _locked_message(self, holder: dict) -> str:
-        return (
-            f"run folder {self.path.parent} is in use by another balgrad process "
-            f"({_describe(holder)}); wait for it to finish, or stop it. If no such process "
-            f"exists any more, delete {self.path}"
+    def _locked_message(self, holder: dict | None) -> str:
+        who = _describe(holder) if holder else "its record is not written yet"
+        message = (
+            f"run folder {self.path.parent} is in use by another balgrad process ({who}); "
+            "wait for it to finish, or stop it"
         )
+        if holder is not None and holder.get("host") != socket.gethostname():
+            message += f". If no such process exists any more, delete {self.path}"
+        return message
 
 
 def _describe(holder: dict) -> str:
@@ -126,43 +139,3 @@ def _describe(holder: dict) -> str:
         f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}"
         f", command: {holder.get('command', '?')}"
     )
-
-
-def _is_stale(holder: dict) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return False  # another machine's process cannot be checked from here
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, owned by another user
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A killed child that its parent has not reaped yet still answers ``kill(pid, 0)``."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
-
-
-@contextlib.contextmanager
-def _folder_mutex(folder: Path):
-    """An exclusive ``flock`` on the folder itself, where the platform has one."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
