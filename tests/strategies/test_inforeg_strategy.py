@@ -359,3 +359,17 @@ def test_bad_options_are_named():
         create_strategy("inforeg", trace_window=0)
     with pytest.raises(ConfigError, match="semantics"):
         create_strategy("inforeg", semantics="both")
+
+
+def test_registered_in_the_field_and_all_sets_not_in_the_default_run():
+    from balgrad.strategies.registry import default_methods, method_set, strategy_options
+
+    assert "inforeg" in method_set("field") and "inforeg" in method_set("all")
+    assert "inforeg" not in default_methods()
+    assert strategy_options("inforeg") == {
+        "beta": 0.95,
+        "beta2": 0.1,
+        "k_threshold": 0.05,
+        "trace_window": 10,
+        "semantics": "official",
+    }
