@@ -373,3 +373,47 @@ def test_registered_in_the_field_and_all_sets_not_in_the_default_run():
         "trace_window": 10,
         "semantics": "official",
     }
+
+
+# -- mixed precision ----------------------------------------------------------------------
+def _regulated_step(model, inputs, y, scaler=None):
+    strategy = create_strategy("inforeg", semantics="paper")
+    strategy.prepare_epoch(model, [])
+    _perturb(model, 3)
+    stats = strategy.backward(model, model(inputs), y, scaler=scaler)
+    return strategy, stats
+
+
+def test_a_loss_scale_scales_the_gradient_and_the_proximal_term_and_nothing_else():
+    s = 2.0**10
+    model = make_model_m(THREE, seed=3, scales={"text": 3.0})
+    scaled = copy.deepcopy(model)
+    inputs, y = make_batch_m(THREE, seed=3)
+    plain, plain_stats = _regulated_step(model, inputs, y)
+    scaler = torch.amp.GradScaler("cpu", init_scale=s)
+    other, scaled_stats = _regulated_step(scaled, inputs, y, scaler)
+    assert max(float(plain_stats[f"coef_{m}"]) for m in THREE) > 0
+    for p, q in zip(model.parameters(), scaled.parameters()):
+        torch.testing.assert_close(q.grad, s * p.grad, rtol=1e-12, atol=0)
+    for key, value in plain_stats.items():
+        torch.testing.assert_close(scaled_stats[key], value, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(other.trace_sum, plain.trace_sum, rtol=1e-10, atol=0)
+
+
+def test_a_bf16_model_runs_and_an_overflow_is_left_to_the_scaler_out_of_the_trace():
+    model = make_model_m(THREE, seed=1).to(torch.bfloat16)
+    inputs, y = make_batch_m(THREE, seed=1)
+    inputs = {m: x.to(torch.bfloat16) for m, x in inputs.items()}
+    strategy, stats = _regulated_step(model, inputs, y)
+    assert all(torch.isfinite(v) for v in stats.values())
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.bfloat16 and torch.isfinite(g).all() for g in grads)
+    # an infinite gradient (an fp16 overflow): the scaler skips the step, the trace
+    # leaves the step's non-finite share out
+    model.zero_grad(set_to_none=True)
+    out = model(inputs)
+    out.embeddings["audio"].register_hook(lambda g: g * float("inf"))
+    before = strategy.trace_sum.clone()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    strategy.backward(model, out, y, scaler=scaler)
+    assert torch.isfinite(strategy.trace_sum).all() and strategy.trace_sum[0] == before[0]
