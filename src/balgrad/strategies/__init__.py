@@ -4,6 +4,7 @@ from balgrad.strategies.agm import AGM
 from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.base import BalancedModel, Strategy
 from balgrad.strategies.dgl import DGL
+from balgrad.strategies.inforeg import InfoReg
 from balgrad.strategies.joint import Joint
 from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
@@ -20,6 +21,7 @@ from balgrad.strategies.registry import (
 __all__ = [
     "AGM",
     "DGL",
+    "InfoReg",
     "MSLR",
     "MMPareto",
     "OGMGE",

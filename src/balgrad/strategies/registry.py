@@ -33,6 +33,7 @@ from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.balgrad_fast import BalGradFast
 from balgrad.strategies.base import Strategy
 from balgrad.strategies.dgl import DGL
+from balgrad.strategies.inforeg import InfoReg
 from balgrad.strategies.joint import Joint
 from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
@@ -213,6 +214,13 @@ register_strategy(
     label="PMR",
     description="prototypical modal rebalance: the slow modality's prototype cross-entropy "
     "(CVPR 2023)",
+)
+register_strategy(
+    "inforeg",
+    InfoReg,
+    label="InfoReg",
+    description="the leading modality pulled back to its epoch-start weights while its "
+    "information still grows (CVPR 2025)",
 )
 
 
