@@ -5,6 +5,7 @@ from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.base import BalancedModel, Strategy
 from balgrad.strategies.dgl import DGL
 from balgrad.strategies.joint import Joint
+from balgrad.strategies.mla import MLA
 from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
@@ -20,6 +21,7 @@ from balgrad.strategies.registry import (
 __all__ = [
     "AGM",
     "DGL",
+    "MLA",
     "MSLR",
     "MMPareto",
     "OGMGE",

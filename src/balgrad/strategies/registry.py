@@ -34,6 +34,7 @@ from balgrad.strategies.balgrad_fast import BalGradFast
 from balgrad.strategies.base import Strategy
 from balgrad.strategies.dgl import DGL
 from balgrad.strategies.joint import Joint
+from balgrad.strategies.mla import MLA
 from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
@@ -213,6 +214,14 @@ register_strategy(
     label="PMR",
     description="prototypical modal rebalance: the slow modality's prototype cross-entropy "
     "(CVPR 2023)",
+)
+
+register_strategy(
+    "mla",
+    MLA,
+    label="MLA",
+    description="alternating unimodal steps through a shared head, entropy-weighted "
+    "test-time fusion (CVPR 2024)",
 )
 
 
