@@ -297,3 +297,20 @@ def test_the_projector_survives_a_checkpoint():
     again.load_state_dict(strategy.state_dict())
     torch.testing.assert_close(again.projector, strategy.projector)
     assert strategy.projector.shape == (12, 12)  # concat: the head's input is [h_1; h_2]
+
+
+def test_a_grad_scaler_scales_every_step_and_unscales_before_it():
+    """fp16's GradScaler (here the CPU's, power-of-two scale: exact): each modality's loss
+    is scaled, each step unscaled and the scale updated; the same parameters as without."""
+    a, b = make_model_m(THREE, fusion="sum", seed=4), make_model_m(THREE, fusion="sum", seed=4)
+    sa, sb = create_strategy("mla"), create_strategy("mla")
+    oa = torch.optim.SGD(sa.param_groups(a, 0.05), lr=0.05, momentum=0.9)
+    ob = torch.optim.SGD(sb.param_groups(b, 0.05), lr=0.05, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+    for k in range(3):
+        inputs, y = make_batch_m(THREE, seed=k)
+        sa.train_step(a, inputs, y, oa)
+        sb.train_step(b, inputs, y, ob, scaler=scaler)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    assert scaler.get_scale() > 2.0**10  # updated after every step: grew at steps 2, 4, 6, 8
