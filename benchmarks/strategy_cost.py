@@ -64,6 +64,7 @@ METHODS = [
     "mmpareto",
     "dgl",
     "inforeg",
+    "mla",
     "floor",
 ]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -143,6 +144,13 @@ class Floor:
         return {}
 
 
+def steps_per_batch(name: str, modalities: int) -> int:
+    """Optimizer steps one batch takes: M for a method that owns its steps (MLA)."""
+    if name == "floor" or not create_strategy(name).owns_optimizer_step:
+        return 1
+    return modalities
+
+
 def make_method(name: str):
     if name == "floor":
         return Floor()
@@ -185,15 +193,20 @@ def measure(args, modalities: int = 2) -> dict:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            with autocast():
-                out = model(inputs)
-                method.backward(model, out, labels, scaler=scaler)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
+            if getattr(method, "owns_optimizer_step", False):  # MLA: M steps of its own
+                with autocast():
+                    method.train_step(model, inputs, labels, optimizer, scaler=scaler)
+                out = None
             else:
-                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                with autocast():
+                    out = model(inputs)
+                    method.backward(model, out, labels, scaler=scaler)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
             _sync(device)
             if r >= args.warmup:
                 times[name].append(time.perf_counter() - t0)
@@ -242,7 +255,7 @@ def report(args, device, times, peaks, modalities: int = 2, held=None) -> dict:
         f"{args.batch_size}; median of {args.steps} interleaved steps"
     )
     print(
-        f"{'method':24s} {'ms':>9s} {'vs joint':>9s} {'vs floor':>9s} {'peak MiB':>9s} {'mem vs joint':>12s}"
+        f"{'method':24s} {'ms':>9s} {'vs joint':>9s} {'vs floor':>9s} {'peak MiB':>9s} {'mem vs joint':>12s} {'opt steps':>9s}"
     )
     for m, t in med.items():
         row = {
@@ -253,6 +266,8 @@ def report(args, device, times, peaks, modalities: int = 2, held=None) -> dict:
             "peak_mib": peaks[m] / 2**20 if peaks[m] else None,
             "peak_ratio_joint": peaks[m] / peaks["joint"] if peaks.get("joint") else None,
             "held_mib": held[m] / 2**20 if held and m in held else None,
+            # optimizer steps per batch (MLA: one per modality; every other method: 1)
+            "optimizer_steps": steps_per_batch(m, modalities),
         }
         result["methods"][m] = row
 
@@ -266,7 +281,7 @@ def report(args, device, times, peaks, modalities: int = 2, held=None) -> dict:
         print(
             f"{m:24s} {row['median_ms']:9.1f} {fmt(row['ratio_joint'], '8.2f', 'x')} "
             f"{fmt(row['ratio_floor'], '8.2f', 'x')} {fmt(row['peak_mib'], '9.0f')} "
-            f"{fmt(row['peak_ratio_joint'], '11.2f', 'x')}"
+            f"{fmt(row['peak_ratio_joint'], '11.2f', 'x')} {row['optimizer_steps']:9d}"
         )
     for m, row in result["methods"].items():
         if row["held_mib"] is not None:

@@ -70,13 +70,15 @@ def test_strategy_cost_measures_each_number_of_modalities_in_one_run(capsys):
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     argv = ["--tiny", "--modalities", "2", "3", "--steps", "1", "--warmup", "0"]
-    result = strategy_cost.main([*argv, "--methods", "joint", "balgrad", "agm", "floor"])
+    result = strategy_cost.main([*argv, "--methods", "joint", "balgrad", "agm", "mla", "floor"])
     runs = result["by_modalities"]
     assert sorted(runs) == [2, 3]
     for m, run in runs.items():
         assert run["modalities"] == m
         assert run["methods"]["joint"]["ratio_joint"] == 1.0
         assert run["methods"]["balgrad"]["median_ms"] > 0
+        assert run["methods"]["balgrad"]["optimizer_steps"] == 1
+        assert run["methods"]["mla"]["optimizer_steps"] == m  # one step per modality
     assert "by number of modalities M" in capsys.readouterr().out
 
 

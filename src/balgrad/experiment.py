@@ -55,6 +55,7 @@ from balgrad.models import MultimodalModel, TwoTowerModel
 from balgrad.names import check_modality_names
 from balgrad.report.runfiles import RunFileError, read_eval
 from balgrad.strategies import create_strategy
+from balgrad.strategies.base import fusion_of
 from balgrad.strategies.registry import strategy_info
 from balgrad.train.distributed import (
     DistInfo,
@@ -543,7 +544,7 @@ class Experiment:
             self.device,
             self.dist,
             observers,
-            validate=self.evaluator(pipeline, self.data.val).modality_scores,
+            validate=self.evaluator(pipeline, self.data.val, fusion_of(strategy)).modality_scores,
         )
         result = trainer.fit(resume=self.resume)
         seconds = result.seconds  # the whole run's, stored in the checkpoint across resumes
@@ -554,7 +555,7 @@ class Experiment:
             # Python's write as an OSError that write_bytes names (WriteError)
             weights = {k: v.contiguous() for k, v in result.best_state.items()}
             write_bytes(rdir / "model.safetensors", safetensors_bytes(weights))
-            evaluation = self.evaluate_model(model, pipeline)
+            evaluation = self.evaluate_model(model, pipeline, fusion_of(strategy))
             payload = {
                 "method": method,
                 "seed": seed,
@@ -572,8 +573,11 @@ class Experiment:
             method, seed, evaluation, result.best_epoch, result.best_score, seconds, result.history
         )
 
-    def evaluator(self, pipeline: InputPipeline, dataset: MultimodalDataset) -> Evaluator:
-        """Scores models on ``dataset`` with the run's metrics, batch size and precision."""
+    def evaluator(
+        self, pipeline: InputPipeline, dataset: MultimodalDataset, fuse=None
+    ) -> Evaluator:
+        """Scores models on ``dataset`` with the run's metrics, batch size and precision
+        (and the method's test-time fusion ``fuse``: :func:`fusion_of` its strategy)."""
         cfg = self.cfg
         return Evaluator(
             pipeline,
@@ -583,12 +587,13 @@ class Experiment:
             str(self.device),
             progress=cfg.progress,
             precision=cfg.precision,
+            fuse=fuse,
         )
 
-    def evaluate_model(self, model, pipeline) -> dict:
+    def evaluate_model(self, model, pipeline, fuse=None) -> dict:
         """The protocol's scores, with the protocol settings that produced them."""
         cfg = self.cfg
-        ev = self.evaluator(pipeline, self.data.test)
+        ev = self.evaluator(pipeline, self.data.test, fuse)
         protocol = {
             "missing": cfg.missing,
             "missing_ratio": cfg.missing_ratio,
@@ -676,7 +681,9 @@ class Experiment:
         scored = {}
         for method, seed in runs:
             model, pipeline = self.load_trained(method, seed)
-            scored[method, seed] = self.evaluate_model(model, pipeline)
+            # the method (and its options, from config.yaml) decides what is scored
+            fuse = fusion_of(method_strategy(self.cfg, method, seed))
+            scored[method, seed] = self.evaluate_model(model, pipeline, fuse)
         for (method, seed), evaluation in scored.items():
             path = self.run_dir_of(method, seed) / "eval.json"
             old = {}

@@ -158,10 +158,14 @@ def plain_loop(
                 model, [(inputs_of(b, model.modalities), b["labels"]) for b in seen]
             )
         for b in batches:
-            optimizer.zero_grad()
-            out = model(inputs_of(b, model.modalities))
-            stats = strategy.backward(model, out, b["labels"])
-            optimizer.step()
+            if strategy.owns_optimizer_step:  # MLA: its own steps, one per modality
+                x, y = inputs_of(b, model.modalities), b["labels"]
+                stats = strategy.train_step(model, x, y, optimizer)
+            else:
+                optimizer.zero_grad()
+                out = model(inputs_of(b, model.modalities))
+                stats = strategy.backward(model, out, b["labels"])
+                optimizer.step()
             history.append({k: float(v) for k, v in stats.items()})
             trajectory.append(snapshot(model))
     return trajectory[-1], history, trajectory

@@ -74,13 +74,15 @@ def fit(module, train, val=None, ckpt_path=None, **trainer_options):
     return trainer, logger
 
 
-def accuracy(model, batches, modality=None) -> float:
-    """Percent of ``batches`` the fused logits (or ``modality``'s own) get right."""
+def accuracy(model, batches, modality=None, strategy=None) -> float:
+    """Percent of ``batches`` the fused prediction (the fused logits, or ``strategy``'s
+    test-time fusion) or ``modality``'s own logits get right."""
     correct = 0
     with torch.no_grad():
         for b in batches:
             out = model.eval()(fx.inputs_of(b, model.modalities))
-            z = out.logits if modality is None else out.unimodal[modality]
+            fused = out.logits if strategy is None else strategy.fuse(model, out)
+            z = fused if modality is None else out.unimodal[modality]
             correct += int((z.argmax(-1) == b["labels"]).sum())
     return 100 * correct / sum(len(b["labels"]) for b in batches)
 
@@ -120,7 +122,8 @@ def test_every_strategy_trains_named_modalities_step_by_step_as_the_plain_loop(m
     for row in logged:
         fx.assert_every_modality_reported(row, modalities, prefix="train/")
     (scores,) = [r for r in logger.rows if "val/accuracy" in r]
-    assert scores["val/accuracy"] == pytest.approx(accuracy(module.model, batches))
+    fused = accuracy(module.model, batches, strategy=module.strategy)
+    assert scores["val/accuracy"] == pytest.approx(fused)
     for m in modalities:
         assert scores[f"val/{m}_accuracy"] == pytest.approx(accuracy(module.model, batches, m))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lifecycle import prepared
+from lifecycle import prepared, run_backward
 from reference_m import make_batch_m, make_model_m
 from torch import nn
 
@@ -57,7 +57,7 @@ def test_groups_named_after_other_modalities_are_refused_not_trained_as_joint(na
     model = Renamed()
     inputs, y = _batch()
     with pytest.raises(ConfigError) as err:
-        create_strategy(name).backward(model, model(inputs), y)
+        run_backward(create_strategy(name), model, model(inputs), y)
     message = str(err.value)
     assert "audio" in message and "image" in message and "head" in message
 
@@ -67,7 +67,7 @@ def test_a_trainable_parameter_in_no_group_is_refused(name):
     model = Renamed(lambda g: {"image": g["audio"], "text": g["visual"], "head": []})
     inputs, y = _batch()
     with pytest.raises(ConfigError, match=r"net\.head\.classifier\.1\.weight.*no group"):
-        create_strategy(name).backward(model, model(inputs), y)
+        run_backward(create_strategy(name), model, model(inputs), y)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -78,7 +78,7 @@ def test_a_parameter_in_two_groups_is_refused(name):
     model = Renamed(twice)
     inputs, y = _batch()
     with pytest.raises(ConfigError, match="two groups, 'image' and 'text'"):
-        create_strategy(name).backward(model, model(inputs), y)
+        run_backward(create_strategy(name), model, model(inputs), y)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -88,7 +88,7 @@ def test_a_model_without_named_modalities_is_refused(name):
     inputs, y = _batch()
     out = ModelOutput(torch.zeros(8, 4), {}, {})
     with pytest.raises(ConfigError, match="no 'modalities' attribute"):
-        create_strategy(name).backward(model, out, y)
+        run_backward(create_strategy(name), model, out, y)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -97,7 +97,7 @@ def test_an_unknown_task_is_refused(name):
     model.task = "single-label"
     inputs, y = make_batch_m(THREE, seed=0)
     with pytest.raises(ConfigError, match="single-label"):
-        create_strategy(name).backward(model, model(inputs), y)
+        run_backward(create_strategy(name), model, model(inputs), y)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -106,7 +106,7 @@ def test_an_empty_batch_is_refused_by_name(name):
     inputs, y = make_batch_m(THREE, seed=0)
     empty = {m: x[:0] for m, x in inputs.items()}
     with pytest.raises(DataError, match="empty"):
-        create_strategy(name).backward(model, model(empty), y[:0])
+        run_backward(create_strategy(name), model, model(empty), y[:0])
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -116,7 +116,7 @@ def test_every_strategy_trains_every_tower_at_three_modalities(name):
     strategy = create_strategy(name)
     strategy.on_epoch_start(0, 4)
     prepared(strategy, model, inputs, y)
-    stats = strategy.backward(model, model(inputs), y)
+    stats = run_backward(strategy, model, model(inputs), y)
     for key, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), key
     for m in THREE:  # tower parameters moved: no modality is silently left out
@@ -132,12 +132,12 @@ def test_data_parallel_is_unwrapped(name):
     inputs, y = make_batch_m(THREE, seed=2)
     seeded = {"noise": False} if name == "ogm_ge" else {}
     plain = prepared(create_strategy(name, **seeded), model, inputs, y)
-    plain.backward(model, model(inputs), y)
+    run_backward(plain, model, model(inputs), y)
     want = {k: p.grad.clone() for k, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
     wrapped = nn.DataParallel(model)
     strategy = prepared(create_strategy(name, **seeded), wrapped, inputs, y)
-    strategy.backward(wrapped, wrapped(inputs), y)
+    run_backward(strategy, wrapped, wrapped(inputs), y)
     for k, p in model.named_parameters():
         torch.testing.assert_close(p.grad, want[k], msg=k)
 
@@ -194,8 +194,10 @@ def test_ogm_half_bias_works_for_any_head_that_declares_its_readout():
     w, b = model.out.weight, model.out.bias
     torch.testing.assert_close(z["audio"], out.embeddings["audio"] @ w[:, :3].T + b / 2)
     torch.testing.assert_close(z["visual"], out.embeddings["visual"] @ w[:, 3:].T + b / 2)
-    stats = create_strategy("ogm_ge", fusion_bias="half").backward(model, out, y)
+    stats = run_backward(create_strategy("ogm_ge", fusion_bias="half"), model, out, y)
     assert "coef_audio" in stats
     undeclared = OwnConcatModel(declare=False)
     with pytest.raises(ConfigError, match="readout"):
-        create_strategy("ogm_ge", fusion_bias="half").backward(undeclared, undeclared(inputs), y)
+        run_backward(
+            create_strategy("ogm_ge", fusion_bias="half"), undeclared, undeclared(inputs), y
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lifecycle import prepared
+from lifecycle import prepared, run_backward
 from strategy_reference import TinyEncoder
 
 from balgrad.models.multimodal import MultimodalModel
@@ -36,7 +36,7 @@ def _step(name, names, epochs=2):
     y = torch.randint(0, 3, (6,), generator=gen)
     optimizer = torch.optim.SGD(strategy.param_groups(model, 0.1), lr=0.1)
     prepared(strategy, model, inputs, y)
-    stats = strategy.backward(model, model(inputs), y)
+    stats = run_backward(strategy, model, model(inputs), y)
     extra = strategy.on_epoch_end(0, optimizer, {m: 50.0 for m in names})
     return strategy, stats, extra
 

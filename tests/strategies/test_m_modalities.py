@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from lifecycle import prepared
+from lifecycle import prepared, run_backward
 from reference_m import (
     all_params_m,
     check_close,
@@ -31,7 +31,7 @@ FOUR = ("audio", "visual", "text", "depth")
 
 def step(model, strategy, inputs, y):
     model.zero_grad(set_to_none=True)
-    stats = strategy.backward(model, model(inputs), y)
+    stats = run_backward(strategy, model, model(inputs), y)
     return grads_now(model), stats
 
 
@@ -86,7 +86,7 @@ def test_balgrad_needs_three_backward_passes_at_any_m(monkeypatch):
         out = model(inputs)
         calls.clear()
         monkeypatch.setattr(torch.autograd, "grad", counting)
-        strategy.backward(model, out, y)
+        run_backward(strategy, model, out, y)
         monkeypatch.setattr(torch.autograd, "grad", real)
         assert len(calls) == 3, names
 
@@ -244,7 +244,7 @@ def test_reordering_the_modalities_does_not_change_the_update(name, fusion):
         strategy.on_epoch_start(0, 2)
         prepared(strategy, net, inputs, y)
         net.zero_grad(set_to_none=True)
-        strategy.backward(net, net(inputs), y)
+        run_backward(strategy, net, net(inputs), y)
     grads_b = dict(twin.named_parameters())
     for key, p in model.named_parameters():
         g, h = p.grad, grads_b[key].grad
@@ -266,7 +266,7 @@ def _reordered_back(w, order, original):
 def test_every_tower_gets_its_own_statistics_at_three_modalities():
     model = make_model_m(THREE, seed=9)
     inputs, y = make_batch_m(THREE, seed=9)
-    stats = create_strategy("balgrad").backward(model, model(inputs), y)
+    stats = run_backward(create_strategy("balgrad"), model, model(inputs), y)
     for m in THREE:
         for prefix in ("loss", "score", "contrib", "weight", "norm_kl", "norm_uni", "norm_task"):
             assert math.isfinite(float(stats[f"{prefix}_{m}"])), f"{prefix}_{m}"

@@ -97,8 +97,12 @@ def train_3(strategy, model, data, part=slice(None), wrapped=None):
             strategy.on_epoch_end(0, opt, {"audio": 50.0, "visual": 40.0, "text": 30.0})
             strategy.on_epoch_start(1, 2)
             _prepare(strategy, net, seen)
+        x = {m: v[part] for m, v in inputs.items()}
+        if strategy.owns_optimizer_step:  # MLA: its own steps, one per modality
+            strategy.train_step(net, x, y[part], opt)
+            continue
         opt.zero_grad()
-        strategy.backward(net, net({m: x[part] for m, x in inputs.items()}), y[part])
+        strategy.backward(net, net(x), y[part])
         opt.step()
     return {"params": [p.detach().clone() for p in model.parameters()]}
 
@@ -109,6 +113,10 @@ def train(strategy, model, data, part=slice(None), wrapped=None):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     _prepare(strategy, net, [({"image": x[part], "text": t[part]}, y[part]) for x, t, y in data])
     for x, t, y in data:
+        if strategy.owns_optimizer_step:  # MLA: its own steps, one per modality
+            forward = lambda _inputs, x=x, t=t: net(x[part], t[part])  # noqa: E731
+            strategy.train_step(net, None, y[part], opt, forward=forward)
+            continue
         opt.zero_grad()
         strategy.backward(net, net(x[part], t[part]), y[part])
         opt.step()

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -145,9 +146,12 @@ def predict(
     desc: str | None = None,
     progress: bool = False,
     precision: str = "fp32",
+    fuse: Callable[[Any, Any], torch.Tensor] | None = None,
 ) -> Predictions:
     """Logits of every batch (as float32 on the CPU), the forward under ``precision``'s
-    autocast, as in training."""
+    autocast, as in training. ``fuse(model, output)``: the method's prediction from a
+    batch's output where it is not the fused logits (a strategy's test-time fusion, MLA:
+    computed batch by batch, as the method's weights may depend on the batch)."""
     was_training = model.training
     model.eval()
     zs, zm, ys, idx = [], {}, [], []
@@ -157,7 +161,7 @@ def predict(
         bad.update({f"input {m}": None for m, x in batch.inputs.items() if not _finite(x)})
         with autocast_region(precision, device):
             out = model(b.inputs, drop=b.drop)
-        zs.append(out.logits.float().cpu())
+        zs.append((out.logits if fuse is None else fuse(model, out)).float().cpu())
         if not bool(torch.isfinite(zs[-1]).all()):
             bad["logits"] = None
         for m, z in out.unimodal.items():
@@ -185,10 +189,13 @@ class Evaluator:
     device: str = "cpu"
     progress: bool = False
     precision: str = "fp32"  # resolved: fp32, bf16 or fp16
+    #: the method's test-time fusion (``balgrad.strategies.base.fusion_of``): what is
+    #: scored as the fused prediction; None: the model's fused logits
+    fuse: Callable[[Any, Any], torch.Tensor] | None = None
 
     def predict(self, model, condition: Condition | None) -> Predictions:
         loader = self.pipeline.loader(self.dataset, condition, batch_size=self.config.batch_size)
-        return predict(model, loader, self.device, precision=self.precision)
+        return predict(model, loader, self.device, precision=self.precision, fuse=self.fuse)
 
     def score(self, model, condition: Condition) -> dict[str, float]:
         """The metrics of the fused logits under ``condition``, and the dataset's own

@@ -92,6 +92,20 @@ def strategy_backward(strategy, model, output, target, scaler=None) -> dict[str,
     return strategy.backward(model, output, target, scaler=scaler)
 
 
+def owns_optimizer_step(strategy: Any) -> bool:
+    """Does the strategy take its own optimizer steps (``train_step``: MLA, one per
+    modality per batch) instead of ``backward()`` and the loop's ``optimizer.step()``?"""
+    return bool(getattr(strategy, "owns_optimizer_step", False))
+
+
+def prediction(strategy: Any, model: Any, output: Any) -> torch.Tensor:
+    """What evaluation scores as the fused prediction: the strategy's test-time fusion
+    (``strategy.fuse``, MLA) where it has one, else the model's fused logits."""
+    if getattr(strategy, "test_time_fusion", False):
+        return strategy.fuse(model, output)
+    return output.logits
+
+
 def prepare_strategy(strategy: Any, log_interval: int) -> None:
     """At the start of training, once the launcher has initialised ``torch.distributed``.
 
@@ -225,9 +239,11 @@ class UnimodalAccuracy:
         self.names = ("accuracy", *(f"{m}_accuracy" for m in modalities))
         self.metrics: list[Metric] | None = None
 
-    def update_from(self, output: Any, target: torch.Tensor) -> None:
-        """Update from a ModelOutput: the fused logits, then each modality's."""
-        self.update([output.logits, *output.unimodal.values()], target)
+    def update_from(self, output: Any, target: torch.Tensor, fused: Any = None) -> None:
+        """Update from a ModelOutput: the fused logits (or ``fused``, the strategy's
+        :func:`prediction`), then each modality's."""
+        fused = output.logits if fused is None else fused
+        self.update([fused, *output.unimodal.values()], target)
 
     def update(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> None:
         if self.metrics is None:

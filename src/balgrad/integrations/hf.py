@@ -46,7 +46,10 @@ pass (``needs_epoch_pass``: PMR's class prototypes) gets ``prepare_epoch`` over 
 ``get_train_dataloader()`` at every epoch start (a run resumed inside an epoch whose pass
 is in the checkpoint's strategy state skips it); a strategy that needs the unimodal
 validation accuracies (MSLR ``mode="dynamic"``) gets them from one pass over
-``eval_dataset`` at the end of each epoch. Checkpoints hold the strategy's state
+``eval_dataset`` at the end of each epoch. A strategy that takes its own optimizer steps
+(``owns_optimizer_step``: MLA, one per modality) runs ``strategy.train_step`` with the
+Trainer's optimizer inside ``training_step`` (not under fp16), and evaluation scores its
+test-time fusion (``strategy.fuse``) as ``logits``. Checkpoints hold the strategy's state
 (``balgrad_strategy.pt``), restored by ``train(resume_from_checkpoint=...)``.
 """
 
@@ -160,16 +163,38 @@ class BalGradTrainer(Trainer):
         own = _common.reduces_own_gradients(self.strategy)
         keep_reducer_out = self.accelerator.no_sync(model) if own else contextlib.nullcontext()
         with keep_reducer_out, self.accelerator.autocast():
-            output = model(named, drop=drops)
-            stats = _common.strategy_backward(
-                self.strategy, self._inner(model), output, target, self.accelerator.scaler
-            )
+            if _common.owns_optimizer_step(self.strategy):  # MLA: its own M steps
+                stats, output = self._owned_step(model, named, target, drops), None
+            else:
+                output = model(named, drop=drops)
+                stats = _common.strategy_backward(
+                    self.strategy, self._inner(model), output, target, self.accelerator.scaler
+                )
         self._meter.add(stats)
         loss = stats.get("loss_task")
         if loss is None:
             with torch.no_grad():
                 loss = task_loss(output.logits.float(), target, self._inner(model).task)
         return torch.as_tensor(loss, dtype=torch.float32).detach().to(self.args.device)
+
+    def _owned_step(self, model, named, target, drops) -> dict[str, Any]:
+        """``strategy.train_step`` with the Trainer's optimizer: the strategy's steps (MLA:
+        one per modality) happen here and leave no gradient, so the Trainer's own step
+        after this changes nothing (its clipping sees no gradient either). fp16 is refused:
+        that empty step would trip the GradScaler ("no inf checks were recorded")."""
+        if self.accelerator.scaler is not None:
+            raise ConfigError(
+                f"{self.strategy.name} takes its own optimizer steps, which the Trainer's "
+                "fp16 GradScaler cannot follow; train with bf16=True or in fp32"
+            )
+        return self.strategy.train_step(
+            self._inner(model),
+            named,
+            target,
+            self.optimizer,
+            drop=drops,
+            forward=lambda x, drop=None: model(x, drop=drop),
+        )
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Adds the strategy's statistics, averaged since the last line, to training logs."""
@@ -186,7 +211,8 @@ class BalGradTrainer(Trainer):
         named, target, drops = _common.unpack_batch(inputs, self.modalities)
         out = model(named, drop=drops)
         loss = task_loss(out.logits, target, self._inner(model).task)
-        logits = {"logits": out.logits, **out.unimodal}
+        fused = _common.prediction(self.strategy, self._inner(model), out)  # MLA's fusion
+        logits = {"logits": fused, **out.unimodal}
         return (loss, logits) if return_outputs else loss
 
     def _unimodal_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
@@ -210,7 +236,8 @@ class BalGradTrainer(Trainer):
                 self._prepare_inputs(inputs), self.modalities
             )
             with self.accelerator.autocast():
-                meter.update_from(model(named, drop=drops), target)
+                out = model(named, drop=drops)
+                meter.update_from(out, target, _common.prediction(self.strategy, model, out))
         model.train(was_training)
         return meter.compute(scale=1.0)
 

@@ -44,6 +44,9 @@ each modality; the latter go to ``strategy.on_epoch_end`` (MSLR). OGM-GE's
 epoch-start pass (``needs_epoch_pass``: PMR's class prototypes) gets
 ``prepare_epoch`` at every epoch start, over ``trainer.train_dataloader`` (it takes the
 first tenth; the loader's generators and the global RNG are put back afterwards).
+A strategy that takes its own optimizer steps (``owns_optimizer_step``: MLA, one per
+modality) runs ``strategy.train_step`` with the LightningOptimizer, so ``global_step``
+advances by M per batch; validation scores its test-time fusion (``strategy.fuse``).
 """
 
 from __future__ import annotations
@@ -123,6 +126,8 @@ class BalGradModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         inputs, target, drops = _common.unpack_batch(batch, self.modalities)
         optimizer = self.optimizers()
+        if _common.owns_optimizer_step(self.strategy):  # MLA: M steps per batch
+            return self._owned_step(inputs, target, drops, optimizer)
         optimizer.zero_grad(set_to_none=True)
         output = self.model(inputs, drop=drops)
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
@@ -136,12 +141,27 @@ class BalGradModule(pl.LightningModule):
         if use_reducer:
             self.trainer.strategy.post_backward(outputs)
         optimizer.step()
+        self._after_step(stats, target)
+
+    def _owned_step(self, inputs, target, drops, optimizer) -> None:
+        """A strategy that steps the optimizer itself (``owns_optimizer_step``): each of its
+        steps goes through the LightningOptimizer, whose precision plugin unscales and
+        updates a GradScaler (so ``scaler_steps=False``); ``global_step`` counts them all."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        stats = self.strategy.train_step(
+            self.model, inputs, target, optimizer, scaler=scaler, drop=drops, scaler_steps=False
+        )
+        self._after_step(stats, target)
+
+    def _after_step(self, stats, target) -> None:
         if self.lr_scheduler_factory is not None and self.lr_scheduler_interval == "step":
             self.lr_schedulers().step()
         self._meter.add(stats)
         interval = self.trainer.log_every_n_steps
         # global_step counts optimizer steps: this lines up with Lightning's own flushes
-        if interval and self.trainer.global_step % interval == 0:
+        # (a strategy with its own steps takes several per batch: counted in batches)
+        batches = self.trainer.global_step // self.strategy.steps_per_batch(self.model)
+        if interval and batches % interval == 0:
             names, means = self._meter.flush(self.device)
             means = self.trainer.strategy.reduce(means, reduce_op="mean")
             self.log_dict(
@@ -154,7 +174,9 @@ class BalGradModule(pl.LightningModule):
     # -- validation: the unimodal accuracies MSLR needs --------------------------------
     def validation_step(self, batch, batch_idx):
         inputs, target, drops = _common.unpack_batch(batch, self.modalities)
-        self._val_accuracy.update_from(self.model(inputs, drop=drops), target)
+        output = self.model(inputs, drop=drops)
+        fused = _common.prediction(self.strategy, self.model, output)  # MLA's fusion
+        self._val_accuracy.update_from(output, target, fused)
 
     def on_validation_epoch_end(self) -> None:
         accuracies = self._val_accuracy.compute()  # synchronised across ranks

@@ -6,6 +6,7 @@ from balgrad.strategies.base import BalancedModel, Strategy
 from balgrad.strategies.dgl import DGL
 from balgrad.strategies.inforeg import InfoReg
 from balgrad.strategies.joint import Joint
+from balgrad.strategies.mla import MLA
 from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
@@ -22,6 +23,7 @@ __all__ = [
     "AGM",
     "DGL",
     "InfoReg",
+    "MLA",
     "MSLR",
     "MMPareto",
     "OGMGE",

@@ -29,6 +29,17 @@ float32); with
 ``scaler=torch.amp.GradScaler(...)`` every loss the strategy differentiates is scaled
 by it and non-finite gradients are left to the scaler (``scaler.step`` skips the step).
 
+Several optimizer steps per batch (``owns_optimizer_step``, MLA: one per modality) and
+a prediction other than the fused logits at evaluation (``test_time_fusion``, MLA's
+entropy-weighted unimodal logits) are two capabilities a strategy declares:
+
+    stats = strategy.train_step(model, inputs, y, optimizer)   # zero, forward, step(s)
+    z = strategy.fuse(model, model(inputs))                    # the prediction to score
+
+``train_step`` works for every strategy (forward, ``backward``, one ``optimizer.step()``)
+and is the only way to train one that owns its optimizer steps: its ``backward()``
+refuses to run alone. Call it where you would run the forward (inside your autocast).
+
 Validity checks are lazy: every ``check_every`` steps (default 1) ``backward()`` makes
 one host sync to verify that every loss, every gradient (without a scaler) and every
 label since the last check was valid, and raises ``NonFiniteLossError`` / ``DataError``
@@ -209,6 +220,13 @@ class Strategy:
     #: at the start of every epoch, after :meth:`on_epoch_start` (PMR's class prototypes);
     #: ``backward()`` refuses to run an epoch that was not prepared
     needs_epoch_pass = False
+    #: the method takes its own optimizer steps, several per batch (MLA: one per modality,
+    #: through the shared head): a loop calls :meth:`train_step` instead of ``backward()``
+    #: and ``optimizer.step()``; ``backward()`` alone is refused
+    owns_optimizer_step = False
+    #: the method's prediction at evaluation is :meth:`fuse` of the model's output, not its
+    #: fused logits (MLA's entropy-weighted unimodal logits): evaluation scores that
+    test_time_fusion = False
     check_every = 1
 
     def __init__(self) -> None:
@@ -223,6 +241,7 @@ class Strategy:
         self.ddp = False  # whether the step in progress runs under DistributedDataParallel
         self._declared_keys: tuple[str, ...] | None = None  # the last keys found declared
         self.prepared_epoch: int | None = None  # the epoch prepare_epoch last ran for
+        self._stepper: tuple[Any, Any] | None = None  # (optimizer, scaler) in train_step
 
     @property
     def sync(self) -> GradientSync:
@@ -237,6 +256,13 @@ class Strategy:
         self, model: BalancedModel, output: Any, target: torch.Tensor, *, scaler=None
     ) -> dict[str, torch.Tensor]:
         """Compute this strategy's gradient for one batch and add it to ``.grad``."""
+        if self.owns_optimizer_step and self._stepper is None:
+            raise ConfigError(
+                f"{self.name} takes {self.steps_per_batch(model)} optimizer steps per batch "
+                "(its own, between its backward passes), so backward() + optimizer.step() "
+                "would train something else: call strategy.train_step(model, inputs, target, "
+                "optimizer) instead (balgrad's Trainer, Lightning module and HF Trainer do)"
+            )
         module, ddp = unwrap(model)
         if ddp and not self.supports_ddp:
             raise ConfigError(
@@ -304,6 +330,65 @@ class Strategy:
     def verify(self) -> None:
         """Run the pending validity checks now (one host sync), e.g. at the end of an epoch."""
         self._checks.verify()
+
+    # -- the whole step (owns_optimizer_step) and the prediction (test_time_fusion) -------
+    def train_step(
+        self,
+        model: BalancedModel,
+        inputs: Any,
+        target: torch.Tensor,
+        optimizer: Any,
+        *,
+        scaler=None,
+        drop: Mapping[str, torch.Tensor] | None = None,
+        forward: Callable[..., Any] | None = None,
+        scaler_steps: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """One batch of training, optimizer step(s) included: zero the gradients, run the
+        model on ``inputs`` (with the ``drop`` masks, if any), :meth:`backward`, and the
+        optimizer step; a strategy with ``owns_optimizer_step`` takes its own steps inside
+        (MLA: one per modality) and leaves the gradients at None. Returns the statistics.
+
+        ``scaler``: a mixed-precision GradScaler; each step is then ``scaler.step`` and
+        ``scaler.update``, unless ``scaler_steps=False`` (an optimizer whose ``step()`` does
+        that itself: Lightning's). ``forward``: what runs the model (default ``model``;
+        e.g. the DDP-wrapped module whose unwrapped ``model`` the strategy reads)."""
+        optimizer.zero_grad(set_to_none=True)
+        run = model if forward is None else forward
+        output = run(inputs, drop=drop) if drop else run(inputs)
+        self._stepper = (optimizer, scaler if scaler_steps else None)
+        try:
+            stats = self.backward(model, output, target, scaler=scaler)
+            if not self.owns_optimizer_step:
+                self.optimizer_step()
+            optimizer.zero_grad(set_to_none=True)  # no gradient outlives the batch
+        finally:
+            self._stepper = None
+        return stats
+
+    def optimizer_step(self, set_to_none: bool = True) -> None:
+        """Inside :meth:`train_step`: step its optimizer (through its scaler), then zero the
+        gradients (to None by default: the next step then moves only what its own
+        gradient reaches; ``False``: to zero tensors, as torch < 2.0's ``zero_grad()``)."""
+        if self._stepper is None:
+            raise ConfigError(f"{self.name}: optimizer_step() runs only inside train_step()")
+        optimizer, scaler = self._stepper
+        if scaler is not None and scaler.is_enabled():
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=set_to_none)
+
+    def steps_per_batch(self, model: BalancedModel) -> int:
+        """How many optimizer steps :meth:`train_step` takes per batch (1 unless the
+        strategy owns its steps)."""
+        return 1
+
+    def fuse(self, model: BalancedModel, output: Any) -> torch.Tensor:
+        """The prediction evaluation scores for ``output`` (a batch's ModelOutput): its
+        fused logits, unless the strategy has ``test_time_fusion`` (MLA)."""
+        return output.logits
 
     # -- hooks for the training loop ----------------------------------------------------
     def param_groups(self, model: BalancedModel, lr: float) -> list[dict]:
@@ -504,6 +589,12 @@ class EpochBatches:
 
     def __iter__(self):
         return (self.convert(batch) for batch in self.loader)
+
+
+def fusion_of(strategy: Any) -> Callable[[Any, Any], torch.Tensor] | None:
+    """``strategy.fuse`` (model, output) -> prediction where the strategy predicts by
+    test-time fusion (``test_time_fusion``: MLA), else None (the fused logits)."""
+    return strategy.fuse if getattr(strategy, "test_time_fusion", False) else None
 
 
 def _as_stat(value: Any, device: torch.device) -> torch.Tensor:

@@ -35,6 +35,7 @@ from balgrad.strategies.base import Strategy
 from balgrad.strategies.dgl import DGL
 from balgrad.strategies.inforeg import InfoReg
 from balgrad.strategies.joint import Joint
+from balgrad.strategies.mla import MLA
 from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
 from balgrad.strategies.ogm_ge import OGMGE
@@ -221,6 +222,14 @@ register_strategy(
     label="InfoReg",
     description="the leading modality pulled back to its epoch-start weights while its "
     "information still grows (CVPR 2025)",
+)
+
+register_strategy(
+    "mla",
+    MLA,
+    label="MLA",
+    description="alternating unimodal steps through a shared head, entropy-weighted "
+    "test-time fusion (CVPR 2024)",
 )
 
 

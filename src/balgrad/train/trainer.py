@@ -389,6 +389,11 @@ class Trainer:
 
     def _train_step(self, batch) -> dict:
         b = self._to_device(batch)
+        if self.strategy.owns_optimizer_step:  # MLA: its own M optimizer steps per batch
+            with autocast_region(self.s.precision, self.device):
+                return self.strategy.train_step(
+                    self.model, b.inputs, b.target, self.optimizer, scaler=self.scaler
+                )
         self.optimizer.zero_grad(set_to_none=True)
         with autocast_region(self.s.precision, self.device):
             out = self.model(b.inputs)
