@@ -39,6 +39,8 @@ from balgrad.models import TwoTowerModel  # noqa: E402
 from balgrad.strategies import AGM, OGMGE, create_strategy  # noqa: E402
 from balgrad.strategies import agm as agm_module  # noqa: E402
 from balgrad.strategies import ogm_ge as ogm_module  # noqa: E402
+from balgrad.strategies.checks import PendingChecks  # noqa: E402
+from balgrad.strategies.context import StepContext  # noqa: E402
 from balgrad.tasks import task_loss  # noqa: E402
 
 METHODS = {
@@ -91,9 +93,10 @@ def modulation_only(model, data, precision, device, reps):
         gs = [None if g is None else g.clone() for g in grads]
         sync(device)
         t0 = time.perf_counter()
-        s_v, s_l = strategy.scores(model, out, data[2]).unbind()
+        s_v, s_l = strategy.scores(model, out, data[2], strategy.sync).unbind()
         _, k_v, k_l = ogm_module.ogm_coefficients(s_v, s_l, strategy.alpha)
-        strategy.modulate(model, params, gs, {"image": k_v, "text": k_l}, None)
+        groups = strategy.layout(model).groups
+        strategy.modulate(groups, params, gs, {"image": k_v, "text": k_l}, None, 0)
         sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -191,7 +194,7 @@ def check_syncs(args) -> None:
         ("agm", {"zero": "input"}),
     ]:
         strategy = create_strategy(name, **options)
-        strategy.scaler = torch.amp.GradScaler(device.type)
+        scaler = torch.amp.GradScaler(device.type)
         module = ogm_module if name == "ogm_ge" else agm_module
         stub = contextlib.ExitStack()
         for cls in (OGMGE, AGM):
@@ -205,7 +208,14 @@ def check_syncs(args) -> None:
                     if i == 2:
                         torch.cuda.set_sync_debug_mode("error")
                     try:
-                        strategy.compute(model, out, data[2])
+                        ctx = StepContext(
+                            strategy.sync,
+                            strategy.layout(model),
+                            strategy.step,
+                            PendingChecks(),
+                            scaler,
+                        )
+                        strategy.compute(model, out, data[2], ctx)
                     finally:
                         torch.cuda.set_sync_debug_mode(0)
                     strategy.step += 1

@@ -92,6 +92,23 @@ class Schema:
         mods = tuple(modalities)
         return [*self.global_, *(t.replace(M, m) for t in self.per_modality for m in mods)]
 
+    def key(self, statistic: str, modality: str | None = None) -> str:
+        """The key of a statistic this schema declares: ``statistic`` for a global one,
+        ``<statistic>_<modality>`` for a per-modality one (:func:`stat_name`). The one
+        helper a writer and a reader of the key both go through: ConfigError for a
+        statistic the schema does not declare, so a renamed statistic fails where it is
+        read instead of reading nothing."""
+        if modality is None:
+            if statistic in self.global_:
+                return statistic
+        elif stat_name(statistic, M) in self.per_modality:
+            return stat_name(statistic, modality)
+        kind = "global" if modality is None else "per-modality"
+        declared = self.global_ if modality is None else self.per_modality
+        raise ConfigError(
+            f"{self.owner}: declares no {kind} statistic {statistic!r} (declared: {list(declared)})"
+        )
+
 
 def statistics(owner: str, global_: Iterable[str] = (), per_modality: Iterable[str] = ()) -> Schema:
     """A strategy's declared statistics: global names and per-modality statistics

@@ -111,7 +111,7 @@ class ReducerJoint(Strategy):
     name = "reducer_joint"
     reduces_own_gradients = False
 
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         loss = task_loss(output.logits, target, model.task)
         loss.backward()
         return {"loss_task": loss.detach()}

@@ -79,6 +79,8 @@ class _Fixed(Strategy):
 
 
 class _NoScaler(Strategy):
+    supports_grad_scaler = False
+
     def backward(self, model, output, target):
         return {}
 

@@ -4,10 +4,12 @@ fails on any host read of a tensor value, and the mixed-precision comparison."""
 from __future__ import annotations
 
 import contextlib
-import inspect
 
 import torch
 from strategy_reference import all_params, current_grads, make_batch, make_model
+
+from balgrad.strategies.checks import PendingChecks
+from balgrad.strategies.context import StepContext
 
 
 def step(model, strategy, x_v, x_l, y, scaler=None):
@@ -16,14 +18,8 @@ def step(model, strategy, x_v, x_l, y, scaler=None):
     out = model(x_v, x_l)
     if scaler is None:
         stats = strategy.backward(model, out, y)
-    elif "scaler" in inspect.signature(strategy.backward).parameters:
+    else:
         stats = strategy.backward(model, out, y, scaler=scaler)
-    else:  # until the base class takes the scaler: the attribute it will set
-        strategy.scaler = scaler
-        try:
-            stats = strategy.backward(model, out, y)
-        finally:
-            strategy.scaler = None
     return current_grads(model), stats
 
 
@@ -110,7 +106,8 @@ def compute_without_host_reads(monkeypatch, strategy, module, model, batch) -> d
     out = model(x_v, x_l)
     monkeypatch.setattr(type(strategy), "unimodal_monitor", lambda self, *a: {})
     monkeypatch.setattr(module, "checked_loss", lambda name, loss: loss)
+    ctx = StepContext(strategy.sync, strategy.layout(model), strategy.step, PendingChecks())
     with no_host_reads(monkeypatch):
-        stats = strategy.compute(model, out, y)
+        stats = strategy.compute(model, out, y, ctx)
     assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in stats.values())
     return stats

@@ -8,13 +8,19 @@ from strategy_reference import make_batch, make_model
 from torch import nn
 
 from balgrad._grad import GradientSync
+from balgrad.names import Schema
 from balgrad.strategies import Joint
 from balgrad.strategies.base import Strategy
 
 
 class _PlainNumbers(Joint):
-    def compute(self, model, output, target):
-        return {**super().compute(model, output, target), "ratio": 0.25, "flag": True}
+    # returns more than Joint declares, so it declares its own (not registered: a test's)
+    statistics = Schema(
+        "plain numbers test", ("loss_task", "ratio", "flag"), Joint.statistics.per_modality
+    )
+
+    def compute(self, model, output, target, ctx):
+        return {**super().compute(model, output, target, ctx), "ratio": 0.25, "flag": True}
 
 
 def test_stats_are_zero_dim_tensors_even_from_python_numbers():

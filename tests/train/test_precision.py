@@ -46,6 +46,8 @@ class ScaledJoint(Strategy):
 
 
 class Unscaled(ScaledJoint):
+    supports_grad_scaler = False
+
     def backward(self, model, output, target):
         return super().backward(model, output, target)
 

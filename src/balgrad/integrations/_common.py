@@ -4,7 +4,6 @@ statistics meter, unimodal accuracies and the epoch-end hook."""
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -28,13 +27,14 @@ BATCH_FORMAT = (
 def reduces_own_gradients(strategy: Any) -> bool:
     """Does ``strategy.backward`` all-reduce its gradients itself (through ``strategy.sync``)?
 
-    True (the default for strategies that do not say): the gradients are separate
-    ``torch.autograd.grad`` results, averaged over ranks by the strategy, so DDP's
-    reducer must stay out of the backward. False (e.g. a one-backward strategy designed
-    for plain DDP): the strategy calls ``.backward()`` and DDP's reducer averages the
-    gradients; only its scalar statistics go through ``strategy.sync``.
+    The strategy declares it (``Strategy.reduces_own_gradients``). True (the base
+    class's): the gradients are separate ``torch.autograd.grad`` results, averaged over
+    ranks by the strategy, so DDP's reducer must stay out of the backward. False (e.g. a
+    one-backward strategy designed for plain DDP): the strategy calls ``.backward()`` and
+    DDP's reducer averages the gradients; only its scalar statistics go through
+    ``strategy.sync``.
     """
-    return bool(getattr(strategy, "reduces_own_gradients", True))
+    return bool(strategy.reduces_own_gradients)
 
 
 def unpack_batch(
@@ -84,10 +84,11 @@ def strategy_backward(strategy, model, output, target, scaler=None) -> dict[str,
     """``strategy.backward``, handing over a mixed-precision ``GradScaler`` when one is on."""
     if scaler is None or not scaler.is_enabled():
         return strategy.backward(model, output, target)
-    if "scaler" not in inspect.signature(strategy.backward).parameters:
+    if not strategy.supports_grad_scaler:  # declared by the strategy
         raise ConfigError(
             f"fp16 mixed precision needs a strategy whose backward() takes scaler= "
-            f"({type(strategy).__name__}.backward does not); train in bf16 or fp32 instead"
+            f"({type(strategy).__name__}.backward does not: it declares "
+            "supports_grad_scaler = False); train in bf16 or fp32 instead"
         )
     return strategy.backward(model, output, target, scaler=scaler)
 
@@ -113,16 +114,14 @@ def prepare_strategy(strategy: Any, log_interval: int) -> None:
     process group's (a custom sync is kept). Lazy finiteness checks (``check_every``,
     where the strategy has it) run once per log line, as in balgrad's own trainer.
     """
-    if type(getattr(strategy, "sync", None)) is GradientSync:
+    if type(strategy.sync) is GradientSync:
         strategy.sync = default_sync()
-    if hasattr(strategy, "check_every"):
-        strategy.check_every = max(1, int(log_interval))
+    strategy.check_every = max(1, int(log_interval))
 
 
 def needs_epoch_pass(strategy: Any) -> bool:
     """Must the loop call ``strategy.prepare_epoch`` before this epoch's first step?"""
-    needs = getattr(strategy, "needs_preparation", None)
-    return bool(needs()) if callable(needs) else False
+    return bool(strategy.needs_preparation())
 
 
 def epoch_pass(
@@ -288,9 +287,9 @@ def epoch_end(
     if accuracies:
         suffix = "_accuracy"
         scores = {k[: -len(suffix)]: v for k, v in accuracies.items() if k.endswith(suffix)}
-    elif getattr(strategy, "needs_unimodal_validation", False):
+    elif strategy.needs_unimodal_validation:
         raise ConfigError(
-            f"{getattr(strategy, 'name', type(strategy).__name__)} needs the unimodal "
+            f"{strategy.name} needs the unimodal "
             f"validation accuracies at the end of every epoch: {how_to_validate}"
         )
     before = [g["lr"] for g in optimizer.param_groups]

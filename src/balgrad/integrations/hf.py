@@ -276,7 +276,7 @@ class _StrategyEpochHooks(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         trainer = self.trainer
-        needs = getattr(trainer.strategy, "needs_unimodal_validation", False)
+        needs = trainer.strategy.needs_unimodal_validation
         accuracies = trainer.unimodal_accuracies() if needs else {}
         extra = _common.epoch_end(
             trainer.strategy,

@@ -22,8 +22,9 @@ import numpy as np
 
 from balgrad.atomic import atomic_open, write_text
 from balgrad.errors import ConfigError
-from balgrad.names import stat_name
 from balgrad.report.tables import format_cell, method_label
+from balgrad.strategies.balgrad import STATISTICS as BALGRAD
+from balgrad.strategies.base import MONITOR
 from balgrad.strategies.registry import method_role, strategy_options
 from balgrad.train.metrics_log import read_jsonl
 
@@ -34,6 +35,18 @@ PROJECTED_TOL = 1e-6
 GAP_TAIL = 0.2
 #: the modalities of a run that does not name them
 PAIR = ("image", "text")
+#: the step statistics read here, through the schemas the strategies declare and build
+#: their keys with (a renamed statistic fails at import, not as an empty figure)
+COS_RAW = BALGRAD.key("cos_task_kl")
+COS_PROJECTED = BALGRAD.key("cos_task_kl_projected")
+PROJECTED = BALGRAD.key("projected")
+
+
+def loss_key(m: str) -> str:
+    """``loss_<m>``: modality m's unimodal training loss."""
+    return MONITOR.key("loss", m)
+
+
 #: 41 bins of width 0.05 over [−1.025, 1.025]: 0 is the centre of a bin, so cosines that
 #: round-off leaves at ±1e-8 after the projection fall in the same bar as an exact 0
 COS_BINS = np.linspace(-1.025, 1.025, 42)
@@ -101,16 +114,12 @@ class LossCurves:
 
 
 def _loss_rows(rows: list[dict], modalities) -> list[dict]:
-    return [r for r in rows if all(stat_name("loss", m) in r for m in modalities)]
+    return [r for r in rows if all(loss_key(m) in r for m in modalities)]
 
 
 def logged_modalities(per_seed: dict[int, list[dict]], modalities=PAIR) -> list[str]:
     """Those of ``modalities`` whose loss (``loss_<m>``) some step logged, in order."""
-    return [
-        m
-        for m in modalities
-        if any(stat_name("loss", m) in r for rs in per_seed.values() for r in rs)
-    ]
+    return [m for m in modalities if any(loss_key(m) in r for rs in per_seed.values() for r in rs)]
 
 
 def loss_curves(
@@ -125,7 +134,7 @@ def loss_curves(
     for rows in per_seed.values():
         rows = _loss_rows(rows, names)
         if rows:
-            losses = [column(rows, stat_name("loss", m)) for m in names]
+            losses = [column(rows, loss_key(m)) for m in names]
             series.append((column(rows, "step"), losses))
     if not series:
         return None
@@ -152,7 +161,7 @@ def tail_losses(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> di
         return None
     k = max(1, int(np.ceil(len(rows) * tail)))
     last = rows[-k:]
-    return {m: float(np.mean(column(last, stat_name("loss", m)))) for m in modalities}
+    return {m: float(np.mean(column(last, loss_key(m)))) for m in modalities}
 
 
 def loss_gap(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> float | None:
@@ -169,7 +178,7 @@ def loss_gap(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> float
         return None
     k = max(1, int(np.ceil(len(rows) * tail)))
     last = rows[-k:]
-    return float(np.mean(column(last, stat_name("loss", a)) - column(last, stat_name("loss", b))))
+    return float(np.mean(column(last, loss_key(a)) - column(last, loss_key(b))))
 
 
 def mean_std(values: list[float]) -> dict:
@@ -210,12 +219,10 @@ def logs_kl_gradient(rows: list[dict], modalities=PAIR) -> bool:
     ``balgrad_unimodal_only`` (kl_weight = 0, no projection) logs zero cosines
     against a zero g_kl; those steps are neither conflicting nor not.
     """
-    if not any("cos_task_kl" in r for r in rows):
+    if not any(COS_RAW in r for r in rows):
         return False
     norms = [
-        sum(r.get(stat_name("norm_kl", m), 1.0) for m in modalities)
-        for r in rows
-        if "cos_task_kl" in r
+        sum(r.get(BALGRAD.key("norm_kl", m), 1.0) for m in modalities) for r in rows if COS_RAW in r
     ]
     return any(n > 0 for n in norms)
 
@@ -247,7 +254,7 @@ def method_projects(
         opts = {}
     if "project" in opts:
         return bool(opts["project"])
-    return any(r.get("projected", 0) for r in rows or [])
+    return any(r.get(PROJECTED, 0) for r in rows or [])
 
 
 def conflict_stats(
@@ -264,9 +271,9 @@ def conflict_stats(
         for rows in per_seed.values():
             if not logs_kl_gradient(rows, modalities):
                 continue
-            raw.append(conflict_fraction(column(rows, "cos_task_kl")))
-            post.append(conflict_fraction(column(rows, "cos_task_kl_projected"), PROJECTED_TOL))
-            steps += len(column(rows, "cos_task_kl"))
+            raw.append(conflict_fraction(column(rows, COS_RAW)))
+            post.append(conflict_fraction(column(rows, COS_PROJECTED), PROJECTED_TOL))
+            steps += len(column(rows, COS_RAW))
         if raw:
             all_rows = [r for rows in per_seed.values() for r in rows]
             out[method] = {
@@ -298,14 +305,12 @@ def cosine_series(
                 continue
             label = method_label(m)
             if role == "proposed":
-                series.append((f"{label}, before projection", pooled(per_seed, "cos_task_kl")))
-                series.append(
-                    (f"{label}, after projection", pooled(per_seed, "cos_task_kl_projected"))
-                )
+                series.append((f"{label}, before projection", pooled(per_seed, COS_RAW)))
+                series.append((f"{label}, after projection", pooled(per_seed, COS_PROJECTED)))
             elif not method_projects(
                 m, method_options, [r for rs in per_seed.values() for r in rs]
             ):
-                series.append((f"{label} (no projection)", pooled(per_seed, "cos_task_kl")))
+                series.append((f"{label} (no projection)", pooled(per_seed, COS_RAW)))
     return [(name, v) for name, v in series if len(v)]
 
 

@@ -3,6 +3,7 @@
 from balgrad.strategies.agm import AGM
 from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.base import BalancedModel, Strategy
+from balgrad.strategies.context import StepContext
 from balgrad.strategies.dgl import DGL
 from balgrad.strategies.inforeg import InfoReg
 from balgrad.strategies.joint import Joint
@@ -28,6 +29,7 @@ __all__ = [
     "MMPareto",
     "OGMGE",
     "STRATEGY_REGISTRY",
+    "StepContext",
     "BalGrad",
     "BalancedModel",
     "Joint",

@@ -159,6 +159,37 @@ def response_score(
     return -torch.log((t * p + (1 - t) * (1 - p)).clamp_min(prob_floor)).mean(-1)
 
 
+def agm_ratios(s: torch.Tensor) -> torch.Tensor:
+    """r_m from scores s [M]: exp(s_l − s_v), exp(s_v − s_l) for two modalities (the
+    official expressions), exp(M/(M−1) · (s̄ − s_m)) for M."""
+    if s.numel() == 2:
+        s_v, s_l = s.unbind()
+        return torch.stack([torch.exp(s_l - s_v), torch.exp(s_v - s_l)])
+    m = s.numel()
+    return torch.exp(m / (m - 1) * (s.mean() - s))
+
+
+def agm_kappa(
+    s: torch.Tensor, running: torch.Tensor, alpha: float, max_gap: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(κ, r, r̄) [M] from this step's scores ``s`` and the running means ``running``
+    (S_m): κ_m = exp(α · min(r̄_m − r_m, max_gap))."""
+    r, rbar = agm_ratios(s), agm_ratios(running)
+    return torch.exp(alpha * (rbar - r).clamp_max(max_gap)), r, rbar
+
+
+def running_scores(
+    running: torch.Tensor, count: torch.Tensor, s: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S, n) after one more step: the running means of the scores over n + 1 steps, as
+    the official code's ``S (n − 1)/n + s/n`` with n the new count; unchanged when a score
+    is not finite (a bad batch must not poison later steps)."""
+    it = (count + 1).to(s.dtype)
+    updated = running * (it - 1) / it + s / it
+    finite = torch.isfinite(s).all()
+    return torch.where(finite, updated, running), count + finite.to(count.dtype)
+
+
 def output_layer_weight_index(model, params) -> int:
     """Index in ``params`` of the classifier's output-layer weight: the last parameter
     with ≥ 2 dims of the "head" group (``head.classifier[-1].weight`` in TwoTowerModel)."""
@@ -274,13 +305,8 @@ class AGM(Strategy):
             )
         count = self._count.to(scores.device)
         s = scores.to(dtype)
-        r, rbar = _ratios(s), _ratios(running)
-        kappa = torch.exp(self.alpha * (rbar - r).clamp_max(self.max_gap))
-        it = (count + 1).to(dtype)
-        updated = running * (it - 1) / it + s / it
-        finite = torch.isfinite(s).all()
-        self._running = torch.where(finite, updated, running)
-        self._count = count + finite.to(count.dtype)
+        kappa, r, rbar = agm_kappa(s, running, self.alpha, self.max_gap)
+        self._running, self._count = running_scores(running, count, s)
         return {"kappa": kappa, "ratio": r, "rbar": rbar}
 
     # -- the step -----------------------------------------------------------------------
@@ -326,17 +352,17 @@ class AGM(Strategy):
 
         return shapley_responses(value, len(names))
 
-    def scores(self, responses, target, task) -> torch.Tensor:
+    def scores(self, responses, target, task, sync) -> torch.Tensor:
         """[s_1, .., s_M]: batch means of the response scores over the global batch (one
-        all-reduce of the M sums and the sample count)."""
+        all-reduce through ``sync`` of the M sums and the sample count)."""
         per_sample = [response_score(o, target, task, self.prob_floor) for o in responses]
         first = per_sample[0]
         count = torch.full((), first.numel(), dtype=first.dtype, device=first.device)
-        sums = self.sync.sum(torch.stack([*(v.sum() for v in per_sample), count]))
+        sums = sync.sum(torch.stack([*(v.sum() for v in per_sample), count]))
         m = len(responses)
         return sums[:m] / sums[m].clamp_min(1)
 
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         task = model.task
         active = self.active()
         modalities = self.modalities(model)
@@ -345,7 +371,7 @@ class AGM(Strategy):
         with graph, forward_autocast(output.logits):
             responses = self.responses(model, output)
         with torch.no_grad():
-            scores = self.scores(responses, target, task)
+            scores = self.scores(responses, target, task, ctx.sync)
         checked_loss("task loss L_T (AGM response scores)", scores)
         coef = self.coefficients(scores)
         kappa = coef["kappa"].unbind()
@@ -358,9 +384,9 @@ class AGM(Strategy):
             kappa = [torch.ones_like(scores[0])] * len(modalities)
         loss = checked_loss("task loss L_T", task_loss(fused, target, task))
 
-        params = self.layout(model).params
-        grads = self.loss_grads(loss, params)
-        scale = self.loss_scale(loss)
+        params = ctx.layout.params
+        grads = ctx.loss_grads(loss, params)
+        scale = ctx.loss_scale(loss)
         clipped = self.clip_(model, params, grads, scale) if self.clip == "model" else None
         add_to_grads_(params, grads)
         flag = torch.zeros((), device=scores.device)
@@ -392,13 +418,3 @@ class AGM(Strategy):
         coef = (limit / (total + eps)).clamp_max(1.0)
         torch._foreach_mul_(present, torch.where(trigger, coef, torch.ones_like(coef)))
         return trigger
-
-
-def _ratios(s: torch.Tensor) -> torch.Tensor:
-    """r_m from scores s: exp(s_l − s_v), exp(s_v − s_l) for two modalities (the official
-    expressions), exp(M/(M−1) · (s̄ − s_m)) for M."""
-    if s.numel() == 2:
-        s_v, s_l = s.unbind()
-        return torch.stack([torch.exp(s_l - s_v), torch.exp(s_v - s_l)])
-    m = s.numel()
-    return torch.exp(m / (m - 1) * (s.mean() - s))

@@ -48,11 +48,26 @@ from balgrad._grad import (
     widen,
 )
 from balgrad.errors import ConfigError
-from balgrad.names import stat_name, statistics
+from balgrad.names import statistics
 from balgrad.strategies.base import NonNegative, Positive, Strategy
 from balgrad.tasks import symmetric_kl, task_loss, true_class_prob
 
 REWEIGHTS = ("contribution", "none")
+#: the statistics of BalGrad (and balgrad_fast), declared once: the strategies build
+#: their keys through it and the report's diagnostics read them through it
+STATISTICS = statistics(
+    "BalGrad",
+    [
+        "loss_task",
+        "kl",
+        "cos_task_kl",
+        "cos_task_kl_projected",
+        "conflict",
+        "projected",
+        "cos_head_unimodal",
+    ],
+    ["loss", "score", "contrib", "weight", "norm_kl", "norm_uni", "norm_task"],
+)
 #: the loss names of the (image, text) case, as SPEC section 2 writes them
 PAIR_LOSS_NAMES = {"image": "image loss L_v", "text": "text loss L_l"}
 
@@ -71,7 +86,7 @@ class Losses:
     def stats(self) -> dict[str, torch.Tensor]:
         return {
             "loss_task": self.task.detach(),
-            **{stat_name("loss", m): v.detach() for m, v in self.unimodal.items()},
+            **{STATISTICS.key("loss", m): v.detach() for m, v in self.unimodal.items()},
             "kl": self.kl.detach(),
         }
 
@@ -81,6 +96,69 @@ def pairwise_kl(logits: list[torch.Tensor], task: str, temperature: float = 1.0)
     pair's, exactly)."""
     terms = [symmetric_kl(a, b, task, temperature) for a, b in itertools.combinations(logits, 2)]
     return terms[0] if len(terms) == 1 else torch.stack(terms).mean()
+
+
+# -- the method's arithmetic: pure functions of per-modality tensors [M] -----------------
+def ema_scores(prev: torch.Tensor | None, s: torch.Tensor, b: float) -> torch.Tensor:
+    """The scores s_m averaged across steps: b · prev + (1 − b) · s (s itself at the first
+    step, and where prev is not finite); prev unchanged when a score of this batch is
+    not finite (reported at the next check), so it cannot poison the average."""
+    prev = s if prev is None else prev.to(s)
+    blended = torch.where(torch.isfinite(prev), b * prev + (1 - b) * s, s)
+    return torch.where(torch.isfinite(s).all(), blended, prev).detach()
+
+
+def contribution_weights(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c, w) from the scores s [M]: c = s / Σ s (uniform 1/M when Σ s ≤ EPS) and
+    w = M (1 − c) / (M − 1) (mean 1; M = 2: 2 (1 − c))."""
+    total = s.sum()
+    ok = total > EPS
+    m = s.numel()
+    c = torch.where(ok, s / torch.where(ok, total, 1.0), 1.0 / m)
+    return c, m / (m - 1) * (1.0 - c)
+
+
+def kl_scale_factors(
+    kl_norms: torch.Tensor, w: torch.Tensor, reweight: str, equalize_norms: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f, w reported) [M] with g_kl|θ_m = f_m ∇_{θ_m} D: f = w n / |g_kl^m| with n the
+    mean of the norms |g_kl^m| (0 where a norm is 0), f = w without ``equalize_norms``,
+    f = w = 1 with ``reweight="none"``."""
+    if reweight == "none":
+        ones = torch.ones_like(w)
+        return ones, ones
+    if not equalize_norms:
+        return w, w
+    n = kl_norms.mean()
+    ok = kl_norms > EPS  # a zero-norm g_kl^m contributes zero
+    return torch.where(ok, w * n / torch.where(ok, kl_norms, 1.0), 0.0), w
+
+
+def projection_coefficients(
+    d_m: torch.Tensor, r2_m: torch.Tensor, scope: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(α [M], projected) of the conflict projection g_T^m ← g_T^m − α_m g_kl^m, from
+    d_m = <g_T^m, g_kl^m> and r2_m = |g_kl^m|² per modality: ``"global"`` projects the
+    whole of g_T off the whole of g_kl (one α = Σd / Σr2 when Σd < 0), ``"per_modality"``
+    each part off its own (α_m = d_m / r2_m where d_m < 0); α = 0 where there is no
+    conflict or g_kl is (numerically) zero."""
+    if scope == "global":
+        d, r2 = d_m.sum(), r2_m.sum()
+        hit = (d < 0) & (r2 > EPS)
+        alpha = torch.where(hit, d / torch.where(hit, r2, 1.0), 0.0).expand(len(d_m))
+        return alpha, hit
+    hit = (d_m < 0) & (r2_m > EPS)
+    return torch.where(hit, d_m / torch.where(hit, r2_m, 1.0), 0.0), hit.any()
+
+
+def projected_geometry(
+    d_m: torch.Tensor, r2_m: torch.Tensor, t2_m: torch.Tensor, alpha: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(<g_T⊥, g_kl>, |g_T⊥|²) after g_T^m ← g_T^m − α_m g_kl^m, from the per-modality
+    d_m = <g_T^m, g_kl^m>, r2_m = |g_kl^m|², t2_m = |g_T^m|² (no pass over gradients)."""
+    dot_after = (d_m - alpha * r2_m).sum()
+    sq_after = (t2_m - 2 * alpha * d_m + alpha.square() * r2_m).sum().clamp_min(0)
+    return dot_after, sq_after
 
 
 def consecutive_slices(sizes: list[int]) -> list[slice]:
@@ -106,19 +184,7 @@ class BalGrad(Strategy):
     """
 
     name = "balgrad"
-    statistics = statistics(
-        "BalGrad",
-        [
-            "loss_task",
-            "kl",
-            "cos_task_kl",
-            "cos_task_kl_projected",
-            "conflict",
-            "projected",
-            "cos_head_unimodal",
-        ],
-        ["loss", "score", "contrib", "weight", "norm_kl", "norm_uni", "norm_task"],
-    )
+    statistics = STATISTICS
     scopes: tuple[str, ...] = ("global", "per_modality")
     full_precision_compute = True
 
@@ -164,7 +230,7 @@ class BalGrad(Strategy):
         self._ema: torch.Tensor | None = None
 
     # -- pieces shared with balgrad_fast ----------------------------------------------------
-    def losses(self, output, target, task) -> Losses:
+    def losses(self, output, target, task, ctx) -> Losses:
         """L_T, L_m for each modality, D (float32 at least), checked for finiteness at
         the next check."""
         z = output.unimodal
@@ -174,7 +240,7 @@ class BalGrad(Strategy):
             pairwise_kl(list(z.values()), task, self.temperature),
         )
         names = ("task loss L_T", *(PAIR_LOSS_NAMES.get(m, f"{m} loss L_{m}") for m in z))
-        self.check_finite(
+        ctx.check_finite(
             (*names, "KL divergence D"),
             torch.stack([losses.task, *losses.unimodal.values(), losses.kl]),
         )
@@ -193,42 +259,28 @@ class BalGrad(Strategy):
     def contribution_weights(
         self, s: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """s = (s_1, .., s_M) -> (s used, c, w) with c = s / sum(s),
-        w = M (1 − c) / (M − 1) (M = 2: 2 (1 − c))."""
+        """s = (s_1, .., s_M) -> (s used, c, w): :func:`contribution_weights` of the
+        scores, averaged across steps first with ``contribution_ema`` (:func:`ema_scores`)."""
         if self.contribution_ema > 0:
-            b = self.contribution_ema
-            prev = s if self._ema is None else self._ema.to(s)
-            blended = torch.where(torch.isfinite(prev), b * prev + (1 - b) * s, s)
-            # a non-finite batch (reported at the next check) must not poison the average
-            self._ema = torch.where(torch.isfinite(s).all(), blended, prev).detach()
+            self._ema = ema_scores(self._ema, s, self.contribution_ema)
             s = self._ema
-        total = s.sum()
-        ok = total > EPS
-        m = s.numel()
-        c = torch.where(ok, s / torch.where(ok, total, 1.0), 1.0 / m)
-        return s, c, m / (m - 1) * (1.0 - c)
+        return (s, *contribution_weights(s))
 
     def kl_factors(
         self, kl_norms: torch.Tensor, w: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f_m for each m) with g_kl|θ_m = f_m ∇_{θ_m} D, and the weights w reported."""
-        if self.reweight == "none":
-            ones = torch.ones_like(w)
-            return ones, ones
-        if not self.equalize_norms:
-            return w, w
-        n = kl_norms.mean()
-        ok = kl_norms > EPS  # a zero-norm g_kl^m contributes zero
-        return torch.where(ok, w * n / torch.where(ok, kl_norms, 1.0), 0.0), w
+        """(f_m for each m) with g_kl|θ_m = f_m ∇_{θ_m} D, and the weights w reported
+        (:func:`kl_scale_factors` with this strategy's options)."""
+        return kl_scale_factors(kl_norms, w, self.reweight, self.equalize_norms)
 
-    def wants_head_cosine(self) -> bool:
-        return self.head_diagnostics and self.step % self.head_diagnostics_every == 0
+    def wants_head_cosine(self, step: int) -> bool:
+        return self.head_diagnostics and step % self.head_diagnostics_every == 0
 
-    def head_cosine(self, model, output, target) -> torch.Tensor | None:
+    def head_cosine(self, model, output, target, ctx) -> torch.Tensor | None:
         """cos(∇_θT ℓ(f_T(h_v, 0)), ∇_θT ℓ(f_T(0, h_l))): do the modalities pull the head
         apart? For M > 2, the mean of that cosine over the pairs of modalities. Computed
         at the head's own precision (autocast is off here), from the embeddings cast to it."""
-        head = self.layout(model).groups.get("head", [])
+        head = ctx.layout.groups.get("head", [])
         if not head:
             return None
         h = {m: v.detach().to(head[0].dtype) for m, v in output.embeddings.items()}
@@ -237,7 +289,7 @@ class BalGrad(Strategy):
             alone = {k: v if k == m else torch.zeros_like(v) for k, v in h.items()}
             z = model.classify(alone)
             grads.append(grads_of(task_loss(z, target, model.task), head, retain_graph=False))
-        sync = self.sync
+        sync = ctx.sync
         if sync.world_size > 1:
             sync.mean_([g for gs in grads for g in gs])
         norms = [sq_norms(g).sum().sqrt() for g in grads]
@@ -248,28 +300,28 @@ class BalGrad(Strategy):
         return cosines[0] if len(cosines) == 1 else torch.stack(cosines).mean()
 
     # -- the exact step ---------------------------------------------------------------------
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         task = model.task
-        layout = self.layout(model)
+        layout = ctx.layout
         modalities = self.modalities(model)
         tower_groups = [layout.groups[m] for m in modalities]
         sizes = [len(g) for g in tower_groups]
         towers = [p for g in tower_groups for p in g]
         uni = towers + layout.groups.get("unimodal_heads", [])
         params = layout.params
-        losses = self.losses(output, target, task)
+        losses = self.losses(output, target, task, ctx)
         like = losses.task.detach()
 
         need_uni = self.unimodal_weight > 0 and bool(uni)
         need_kl = (self.kl_weight > 0 or self.project) and bool(towers)
-        g_t = grads_of(self.scaled(losses.task), params, retain_graph=need_uni or need_kl)
+        g_t = grads_of(ctx.scaled(losses.task), params, retain_graph=need_uni or need_kl)
         g_u = (
-            grads_of(self.scaled(losses.unimodal_sum()), uni, retain_graph=need_kl)
+            grads_of(ctx.scaled(losses.unimodal_sum()), uni, retain_graph=need_kl)
             if need_uni
             else []
         )
-        g_k = grads_of(self.scaled(losses.kl), towers, retain_graph=False) if need_kl else []
-        sync = self.sync
+        g_k = grads_of(ctx.scaled(losses.kl), towers, retain_graph=False) if need_kl else []
+        sync = ctx.sync
         if sync.world_size > 1:  # before any norm, coefficient or projection
             sync.mean_(g_t + g_u + g_k)
 
@@ -281,9 +333,9 @@ class BalGrad(Strategy):
         tt_m = [tt[layout.index[m]].sum() for m in modalities]
         uu_m = group_sums(sq_norms(g_u, like), sizes, like)
         kk = torch.stack(group_sums(sq_norms(g_k, like), sizes, like))
-        if self.scaler is None:
+        if ctx.scaler is None:
             grad_sq = torch.stack([tt.sum(), sum(uu_m[1:], uu_m[0]), kk.sum()])
-            self.check_finite(("gradient g_T", "gradient g_uni", "gradient g_kl"), grad_sq)
+            ctx.check_finite(("gradient g_T", "gradient g_uni", "gradient g_kl"), grad_sq)
 
         counts = sync.sum(self.score_sums(output, target, task))
         m_count = len(modalities)
@@ -322,13 +374,14 @@ class BalGrad(Strategy):
             uni_sq=torch.stack(uu_m),
             task_sq_m=torch.stack(tt_m),
         )
-        return self.step_stats(model, output, target, losses, s, c, w, **geometry)
+        return self.step_stats(model, output, target, ctx, losses, s, c, w, **geometry)
 
     def step_stats(
         self,
         model,
         output,
         target,
+        ctx,
         losses,
         s,
         c,
@@ -352,7 +405,7 @@ class BalGrad(Strategy):
         names = list(losses.unimodal)
 
         def per_modality(prefix, values):
-            return {stat_name(prefix, m): values[i] for i, m in enumerate(names)}
+            return {STATISTICS.key(prefix, m): values[i] for i, m in enumerate(names)}
 
         stats = {
             **losses.stats(),
@@ -367,8 +420,8 @@ class BalGrad(Strategy):
             **per_modality("norm_uni", uni_sq.sqrt()),
             **per_modality("norm_task", task_sq_m.sqrt()),
         }
-        if self.wants_head_cosine():
-            head_cos = self.head_cosine(model, output, target)
+        if self.wants_head_cosine(ctx.step):
+            head_cos = self.head_cosine(model, output, target, ctx)
             if head_cos is not None:
                 stats["cos_head_unimodal"] = head_cos
         return stats

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import torch
 
-from balgrad._grad import EPS, grads_of
-from balgrad.strategies.balgrad import BalGrad
+from balgrad._grad import grads_of
+from balgrad.strategies.balgrad import BalGrad, projected_geometry, projection_coefficients
 
 
 class BalGradFast(BalGrad):
@@ -46,10 +46,10 @@ class BalGradFast(BalGrad):
     supports_ddp = True
     scopes = ("global", "per_modality", "per_sample")
 
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         task = model.task
-        layout = self.layout(model)
-        losses = self.losses(output, target, task)
+        layout = ctx.layout
+        losses = self.losses(output, target, task, ctx)
         like = losses.task.detach()
         wide = torch.float32 if like.device.type == "mps" else torch.float64
         hs = tuple(output.embeddings.values())
@@ -59,7 +59,7 @@ class BalGradFast(BalGrad):
         need_kl = lam > 0 or self.project
 
         def at_embeddings(loss):  # [∂loss/∂h_m for each m]: a pass through the head alone
-            grads = iter(grads_of(self.scaled(loss), trained))
+            grads = iter(grads_of(ctx.scaled(loss), trained))
             return [
                 next(grads).reshape(h.shape[0], -1).to(wide)
                 if h.requires_grad
@@ -74,7 +74,7 @@ class BalGradFast(BalGrad):
 
         # the scalar statistics of the global batch, in one all-reduce; each rank's
         # matrices are 1/W of the global batch's rows (its losses are local means)
-        sync = self.sync
+        sync = ctx.sync
         local = torch.cat(
             [
                 self.score_sums(output, target, task).to(wide),
@@ -97,9 +97,9 @@ class BalGradFast(BalGrad):
         )
         # extra cotangent at h_m: c_m − G_T^m (backward of L_T brings G_T^m itself)
         separate_heads = bool(layout.groups.get("unimodal_heads")) and mu > 0
-        roots, cotangents = [self.scaled(losses.task)], [None]
+        roots, cotangents = [ctx.scaled(losses.task)], [None]
         if separate_heads:  # their parameters need μ ∇L_m, which flows from the loss
-            roots.append(self.scaled(mu * losses.unimodal_sum()))
+            roots.append(ctx.scaled(mu * losses.unimodal_sum()))
             cotangents.append(None)
         for m, h in enumerate(hs):
             if not h.requires_grad:
@@ -109,8 +109,8 @@ class BalGradFast(BalGrad):
                 extra = extra + mu * g_u[m]
             roots.append(h)
             cotangents.append(extra.reshape(h.shape).to(h.dtype))
-        self.backward_into(roots, cotangents, layout.params)
-        self.check_gradients_finite(
+        ctx.backward_into(roots, cotangents, layout.params)
+        ctx.check_gradients_finite(
             "gradient", [p.grad for p in layout.params if p.grad is not None]
         )
 
@@ -126,7 +126,7 @@ class BalGradFast(BalGrad):
             uni_sq=uu,
             task_sq_m=tt,
         )
-        return self.step_stats(model, output, target, losses, s, c, w, **geometry)
+        return self.step_stats(model, output, target, ctx, losses, s, c, w, **geometry)
 
     def _projection(self, g_t, g_k, f, tk, kk, tt):
         """(α per modality, each [1] or [B, 1], conflict, projected, <G_T⊥, G_kl>,
@@ -138,18 +138,9 @@ class BalGradFast(BalGrad):
             return [zero] * len(tk), (dot < 0).to(tk.dtype), zero, dot, tt.sum()
         if self.projection_scope == "per_sample":
             return self._per_sample_projection(g_t, g_k, f)
-        if self.projection_scope == "global":
-            d, r2 = d_m.sum(), r2_m.sum()
-            hit = (d < 0) & (r2 > EPS)
-            alpha = torch.where(hit, d / torch.where(hit, r2, 1.0), 0.0).expand(len(tk))
-            projected = hit
-        else:  # per_modality
-            hit = (d_m < 0) & (r2_m > EPS)
-            alpha = torch.where(hit, d_m / torch.where(hit, r2_m, 1.0), 0.0)
-            projected = hit.any()
+        alpha, projected = projection_coefficients(d_m, r2_m, self.projection_scope)
         # inner products after G_T^m −= α_m f_m G_k^m, from the reduced statistics
-        dot_after = (d_m - alpha * r2_m).sum()
-        sq_after = (tt - 2 * alpha * d_m + alpha.square() * r2_m).sum().clamp_min(0)
+        dot_after, sq_after = projected_geometry(d_m, r2_m, tt, alpha)
         conflict = (d_m.sum() < 0).to(tk.dtype)
         return list(alpha.unbind()), conflict, projected.to(tk.dtype), dot_after, sq_after
 

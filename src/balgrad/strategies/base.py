@@ -48,6 +48,7 @@ naming the quantity and the step where it first went bad.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Annotated, Any, Protocol, runtime_checkable
@@ -57,18 +58,11 @@ from pydantic import Field
 from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-from balgrad._grad import (
-    GradientSync,
-    ParamLayout,
-    add_to_grads_,
-    default_sync,
-    full_precision,
-    grads_of,
-    sq_norms,
-)
+from balgrad._grad import GradientSync, ParamLayout, default_sync, full_precision
 from balgrad.errors import ConfigError, DataError
-from balgrad.names import Schema, check_modality_names, stat_name
+from balgrad.names import Schema, check_modality_names, statistics
 from balgrad.strategies.checks import PendingChecks
+from balgrad.strategies.context import StepContext
 from balgrad.tasks import (
     TASKS,
     check_finite,
@@ -80,6 +74,10 @@ from balgrad.tasks import (
 
 Observer = Callable[[int, dict[str, torch.Tensor]], None]
 
+
+#: the statistics :meth:`Strategy.unimodal_monitor` builds, with the task loss every
+#: built-in strategy returns: the report reads the per-modality losses through it
+MONITOR = statistics("the unimodal monitor", ["loss_task"], ["loss", "score"])
 
 #: the parameter groups besides one per modality: θ_T, and the separate unimodal heads
 HEAD_GROUPS = ("head",)
@@ -187,6 +185,17 @@ def check_contract(model: Any, groups: Mapping[str, Sequence[nn.Parameter]]) -> 
 class Strategy:
     """Base class. Subclasses implement :meth:`compute` and may override the hooks.
 
+    ``compute(model, output, target, ctx)`` gets the step's
+    :class:`~balgrad.strategies.context.StepContext` (scaler, sync, layout, step index,
+    checks, and the helpers over them); nothing step-scoped is stored on the strategy.
+
+    Capabilities are declared as class attributes, never inferred from the code (the
+    trainer, the integrations and a run's pre-flight read them as they are):
+    ``supports_ddp``, ``reduces_own_gradients``, ``supports_grad_scaler``,
+    ``full_precision_compute``, ``needs_unimodal_validation``, ``needs_epoch_pass``,
+    ``max_modalities`` and ``statistics`` (the step's statistics, checked against what
+    ``backward()`` returns; see each below).
+
     Attributes a training loop may set:
         check_every: every this many steps ``backward()`` verifies the pending validity
             checks in one host sync (1: every step; the trainer uses its log interval).
@@ -227,6 +236,15 @@ class Strategy:
     #: the method's prediction at evaluation is :meth:`fuse` of the model's output, not its
     #: fused logits (MLA's entropy-weighted unimodal logits): evaluation scores that
     test_time_fusion = False
+    #: ``backward()`` averages its gradients over ranks itself, through :attr:`sync`, so a
+    #: framework integration keeps DDP's reducer out of the step; False: the strategy calls
+    #: ``.backward()`` once and leaves the average to DDP's reducer (only its scalar
+    #: statistics go through ``sync``)
+    reduces_own_gradients = True
+    #: ``backward()`` takes ``scaler=`` and multiplies every loss it differentiates by it,
+    #: so the strategy can train in fp16 (a subclass overriding ``backward`` without
+    #: ``scaler=`` sets it False)
+    supports_grad_scaler = True
     check_every = 1
 
     def __init__(self) -> None:
@@ -237,8 +255,6 @@ class Strategy:
         self._observers: list[Observer] = []
         self._checks = PendingChecks()
         self._layout_cache: tuple[tuple, ParamLayout] | None = None
-        self.scaler = None  # the GradScaler of the step in progress
-        self.ddp = False  # whether the step in progress runs under DistributedDataParallel
         self._declared_keys: tuple[str, ...] | None = None  # the last keys found declared
         self.prepared_epoch: int | None = None  # the epoch prepare_epoch last ran for
         self._stepper: tuple[Any, Any] | None = None  # (optimizer, scaler) in train_step
@@ -270,7 +286,7 @@ class Strategy:
                 "DistributedDataParallel's reducer does not see: pass the unwrapped model "
                 "(the strategy all-reduces its gradients itself)"
             )
-        self.layout(module)  # checks the model's contract (once per parameter set)
+        layout = self.layout(module)  # checks the model's contract (once per parameter set)
         if output.logits.shape[0] == 0:
             raise DataError("batch: the batch is empty (0 samples); nothing to train on")
         outputs = tuple(getattr(output, "unimodal", {}))
@@ -283,21 +299,23 @@ class Strategy:
         target, ok, bad, message = screen_target(output.logits, target, module.task)
         self._checks.target(self.step, ok, bad, message)
         self.check_prepared()
-        self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
-        self.ddp = ddp
+        ctx = StepContext(
+            sync=self.sync,
+            layout=layout,
+            step=self.step,
+            checks=self._checks,
+            scaler=scaler if scaler is not None and scaler.is_enabled() else None,
+            ddp=ddp,
+        )
         device = output.logits.device
-        try:
-            with full_precision(device) if self.full_precision_compute else nullcontext():
-                stats = self.compute(module, output, target)
-            if not ddp and isinstance(module, nn.Module):
-                # DDP broadcasts rank 0's buffers (BatchNorm statistics) at the start of
-                # every forward. Broadcasting them here, after the forward that changed
-                # them, gives every rank the same buffers at every next forward, and also
-                # at evaluation after the last step.
-                self.sync.broadcast_buffers(module)
-        finally:
-            self.scaler = None
-            self.ddp = False
+        with full_precision(device) if self.full_precision_compute else nullcontext():
+            stats = self.compute(module, output, target, ctx)
+        if not ddp and isinstance(module, nn.Module):
+            # DDP broadcasts rank 0's buffers (BatchNorm statistics) at the start of
+            # every forward. Broadcasting them here, after the forward that changed
+            # them, gives every rank the same buffers at every next forward, and also
+            # at evaluation after the last step.
+            ctx.sync.broadcast_buffers(module)
         stats = {k: _as_stat(v, device) for k, v in stats.items()}
         self._check_declared(tuple(stats), outputs)
         if self.step % max(1, int(self.check_every)) == 0:
@@ -308,16 +326,31 @@ class Strategy:
         return stats
 
     def compute(
-        self, model: BalancedModel, output: Any, target: torch.Tensor
+        self, model: BalancedModel, output: Any, target: torch.Tensor, ctx: StepContext
     ) -> dict[str, torch.Tensor | float]:
+        """One step's gradient, added to ``.grad``; returns the step's statistics. Every
+        step-scoped thing (scaler, sync, layout, step index, checks) comes in ``ctx``."""
         raise NotImplementedError
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        compute = cls.__dict__.get("compute")
+        if compute is not None and _takes_no_context(compute):
+            raise TypeError(
+                f"{cls.__qualname__}.compute(self, model, output, target) is the old "
+                "signature: compute now takes the step's context, "
+                "compute(self, model, output, target, ctx), and the step helpers moved "
+                "onto it (self.scaled(...) -> ctx.scaled(...), self.sync -> ctx.sync, "
+                "self.layout(model) -> ctx.layout, self.step -> ctx.step; see "
+                "balgrad.strategies.context.StepContext)"
+            )
+
     def _check_declared(self, keys: tuple[str, ...], modalities: tuple[str, ...]) -> None:
-        """A strategy class that declares its statistics returns only those (checked when
-        the keys change, not every step): the modality names were checked against them. A
-        subclass that inherits a declaration may add statistics of its own unchecked."""
-        own = "statistics" in vars(type(self))
-        if not own or self.statistics is None or keys == getattr(self, "_declared_keys", None):
+        """A strategy that declares its statistics (its own ``statistics`` or the one it
+        inherits) returns only those (checked when the keys change, not every step): the
+        modality names were checked against them. A subclass that returns more declares
+        its own."""
+        if self.statistics is None or keys == self._declared_keys:
             return
         if stray := sorted(set(keys) - set(self.statistics.names(modalities))):
             raise ConfigError(
@@ -500,67 +533,6 @@ class Strategy:
         groups = self.layout(model).groups
         return [groups[m] for m in self.modalities(model)]
 
-    def scaled(self, loss: torch.Tensor) -> torch.Tensor:
-        """``loss`` multiplied by the step's GradScaler scale (no host sync), if any."""
-        return loss if self.scaler is None else self.scaler.scale(loss)
-
-    def loss_scale(self, like: torch.Tensor) -> torch.Tensor | None:
-        """The step's GradScaler scale as a 0-d tensor on ``like``'s device (no host
-        sync), or None without a scaler: anything absolute that acts on the scaled
-        gradients (a clipping threshold, an epsilon) is multiplied by it, so that the
-        update is exactly ``scale`` times the unscaled one."""
-        if self.scaler is None:
-            return None
-        return self.scaler.scale(torch.ones((), device=like.device))
-
-    def loss_grads(
-        self, loss: torch.Tensor, params: Sequence[nn.Parameter]
-    ) -> list[torch.Tensor | None]:
-        """The gradient ``self.scaled(loss).backward()`` would add to ``params``, averaged
-        over ranks through :attr:`sync`, as owned tensors to rescale in place before
-        :func:`~balgrad._grad.add_to_grads_`. None where the loss does not reach a
-        parameter (zeros on several ranks, so that every rank joins the same all-reduce)."""
-        sync = self.sync
-        several = sync.world_size > 1
-        grads = grads_of(self.scaled(loss), params, retain_graph=False, materialize=several)
-        if several:
-            sync.mean_(grads)
-        return grads
-
-    def check_finite(self, names: tuple[str, ...], values: torch.Tensor) -> None:
-        """Verify at the next check that each entry of ``values`` is finite."""
-        self._checks.finite(self.step, names, values)
-
-    def check_gradients_finite(self, name: str, grads: Sequence[torch.Tensor]) -> None:
-        """Verify at the next check that ``grads`` are finite, unless a GradScaler runs
-        the step (it skips steps with non-finite gradients itself)."""
-        if self.scaler is None and grads:
-            self.check_finite((name,), sq_norms(grads).sum())
-
-    def backward_into(
-        self,
-        roots: Sequence[torch.Tensor],
-        root_grads: Sequence[torch.Tensor | None],
-        params: Sequence[nn.Parameter],
-    ) -> None:
-        """Accumulate d roots / d params (cotangents ``root_grads``, None for a scalar
-        loss) into ``.grad`` with one backward pass, as ``loss.backward()`` would:
-        through DDP's reducer for a wrapped model, all-reduced through :attr:`sync` when
-        the strategy reduces itself on several ranks."""
-        keep = [(r, g) for r, g in zip(roots, root_grads) if r.requires_grad]
-        if not keep or not params:
-            return
-        roots, root_grads = [r for r, _ in keep], [g for _, g in keep]
-        sync = self.sync
-        if self.ddp:
-            torch.autograd.backward(roots, root_grads)
-        elif sync.world_size > 1:
-            grads = grads_of(roots, params, root_grads, retain_graph=False)
-            sync.mean_(grads)
-            add_to_grads_(params, grads)
-        else:
-            torch.autograd.backward(roots, root_grads, inputs=list(params))
-
     def unimodal_monitor(
         self, model: BalancedModel, output: Any, target: torch.Tensor
     ) -> dict[str, torch.Tensor]:
@@ -568,9 +540,9 @@ class Strategy:
         curves)."""
         z = output.unimodal
         with torch.no_grad():
-            losses = {stat_name("loss", m): task_loss(z[m], target, model.task) for m in z}
+            losses = {MONITOR.key("loss", m): task_loss(z[m], target, model.task) for m in z}
             scores = {
-                stat_name("score", m): true_class_prob(z[m], target, model.task).mean() for m in z
+                MONITOR.key("score", m): true_class_prob(z[m], target, model.task).mean() for m in z
             }
             return {**losses, **scores}
 
@@ -595,6 +567,17 @@ def fusion_of(strategy: Any) -> Callable[[Any, Any], torch.Tensor] | None:
     """``strategy.fuse`` (model, output) -> prediction where the strategy predicts by
     test-time fusion (``test_time_fusion``: MLA), else None (the fused logits)."""
     return strategy.fuse if getattr(strategy, "test_time_fusion", False) else None
+def _takes_no_context(compute: Any) -> bool:
+    """Whether ``compute`` has the old signature (self, model, output, target): four
+    positional parameters, no ``ctx`` and no ``*args``."""
+    try:
+        params = list(inspect.signature(compute).parameters.values())
+    except (TypeError, ValueError):  # not introspectable: leave it to the call
+        return False
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 4 and "ctx" not in {p.name for p in params}
 
 
 def _as_stat(value: Any, device: torch.device) -> torch.Tensor:

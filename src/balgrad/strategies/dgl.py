@@ -120,28 +120,28 @@ class DGL(Strategy):
         self.semantics = semantics
         self.max_grad_norm = float(max_grad_norm)
 
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         task = model.task
-        layout = self.layout(model)
+        layout = ctx.layout
         modalities = self.modalities(model)
         loss_t = task_loss(output.logits, target, task)
         uni = [task_loss(output.unimodal[m], target, task) for m in modalities]
         names = ("task loss L_T", *(f"{m} loss L_{m}" for m in modalities))
-        self.check_finite(names, torch.stack([loss_t.detach(), *(u.detach() for u in uni)]))
+        ctx.check_finite(names, torch.stack([loss_t.detach(), *(u.detach() for u in uni)]))
 
         towers = [p for m in modalities for p in layout.groups[m]]
         towers += layout.groups.get("unimodal_heads", [])
         head = layout.groups.get("head", [])
         g_towers = grads_of(
-            self.scaled(dgl_encoder_loss(uni, self.alpha)), towers, retain_graph=False
+            ctx.scaled(dgl_encoder_loss(uni, self.alpha)), towers, retain_graph=False
         )
-        g_head = grads_of(self.scaled(loss_t), head, retain_graph=False)
+        g_head = grads_of(ctx.scaled(loss_t), head, retain_graph=False)
         grads = g_towers + g_head
-        if self.sync.world_size > 1:
-            self.sync.mean_(grads)
-        self.check_gradients_finite("gradient", grads)
+        if ctx.sync.world_size > 1:
+            ctx.sync.mean_(grads)
+        ctx.check_gradients_finite("gradient", grads)
         norm = sq_norms(grads, loss_t).sum().sqrt()
-        scale = self.loss_scale(loss_t)
+        scale = ctx.loss_scale(loss_t)
         stats = {"grad_norm": norm if scale is None else norm / scale}  # of the unscaled step
         if self.semantics == "official":
             coef = clip_coefficient(norm, self.max_grad_norm, scale)

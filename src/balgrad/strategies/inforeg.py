@@ -286,24 +286,24 @@ class InfoReg(Strategy):
         self.snapshot[name] = moved  # moved once (a loaded checkpoint sits on the CPU)
         return moved
 
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         task = model.task
         modalities = self.modalities(model)
-        layout = self.layout(model)
+        layout = ctx.layout
         loss_task = checked_loss("task loss L_T", task_loss(output.logits, target, task))
         z = self.unimodal_logits(model, output)
         uni = [task_loss(z[m], target, task) for m in modalities]
-        self.check_finite(tuple(f"{m} loss L_{m}" for m in modalities), torch.stack(uni).detach())
+        ctx.check_finite(tuple(f"{m} loss L_{m}" for m in modalities), torch.stack(uni).detach())
         loss = loss_task + sum(uni)
-        grads = self.loss_grads(loss, layout.params)
+        grads = ctx.loss_grads(loss, layout.params)
         with torch.no_grad():
             probs = [true_class_prob(z[m], target, task).sum() for m in modalities]
-            scores = self.sync.sum(torch.stack(probs))
+            scores = ctx.sync.sum(torch.stack(probs))
         device = scores.device
         rates = self.rates.to(device=device, dtype=scores.dtype)
         open_ = window_open(self.rates, self.k_threshold, self.semantics == "paper")
         beta = regulation_coefficients(scores, self.scales(len(modalities)).to(device), open_)
-        scale = self.loss_scale(loss_task)
+        scale = ctx.loss_scale(loss_task)
         traces = []
         for i, m in enumerate(modalities):
             idx = layout.index[m]
@@ -317,7 +317,7 @@ class InfoReg(Strategy):
             grads[idx] = g
             if self.semantics == "official":
                 traces.append(self._step_trace(g, scale))
-        self.check_gradients_finite("gradient", [g for g in grads if g is not None])
+        ctx.check_gradients_finite("gradient", [g for g in grads if g is not None])
         add_to_grads_(layout.params, grads)
         step = torch.stack([t.to(device) for t in traces])
         step = torch.where(torch.isfinite(step), step, torch.zeros_like(step))  # skipped steps

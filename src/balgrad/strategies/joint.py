@@ -16,10 +16,10 @@ class Joint(Strategy):
     supports_ddp = True
     full_precision_compute = True
 
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         loss = task_loss(output.logits, target, model.task)
-        self.check_finite(("task loss L_T",), loss)
-        params = self.layout(model).params
-        self.backward_into([self.scaled(loss)], [None], params)
-        self.check_gradients_finite("gradient g_T", [p.grad for p in params if p.grad is not None])
+        ctx.check_finite(("task loss L_T",), loss)
+        params = ctx.layout.params
+        ctx.backward_into([ctx.scaled(loss)], [None], params)
+        ctx.check_gradients_finite("gradient g_T", [p.grad for p in params if p.grad is not None])
         return {"loss_task": loss, **self.unimodal_monitor(model, output, target)}

@@ -219,11 +219,11 @@ class MLA(Strategy):
         return module
 
     # -- the step: one optimizer step per modality --------------------------------------
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         self._shared_head_model(model)
         task = model.task
         modalities = self.modalities(model)
-        layout = self.layout(model)
+        layout = ctx.layout
         if layout.groups.get("unimodal_heads"):
             raise ConfigError("mla: separate unimodal heads are never trained by MLA")
         head = layout.groups["head"]
@@ -234,7 +234,7 @@ class MLA(Strategy):
             w = self.weights(model, zs)
             # the fused head's loss, as every strategy logs it (MLA predicts by the fusion)
             stats["loss_task"] = task_loss(output.logits, target, task)
-            self.check_finite(("task loss L_T",), stats["loss_task"].reshape(1))
+            ctx.check_finite(("task loss L_T",), stats["loss_task"].reshape(1))
             stats["loss_fused"] = task_loss(fuse_logits(zs, w), target, task)
             w = w if w.dim() == 1 else w.mean(0)
             for i, m in enumerate(modalities):
@@ -244,18 +244,18 @@ class MLA(Strategy):
             # the head as the previous modalities' steps left it: z_m computed now
             z = model.classify({k: h[k] if k == m else torch.zeros_like(h[k]) for k in modalities})
             loss = task_loss(z, target, task)
-            self.check_finite((f"{m} loss L_{m}",), loss.detach().reshape(1))
+            ctx.check_finite((f"{m} loss L_{m}",), loss.detach().reshape(1))
             params = layout.groups[m] + head
-            grads = self.loss_grads(loss, params)
+            grads = ctx.loss_grads(loss, params)
             if self.semantics == "paper":
-                stats[stat_name("grad_kept", m)] = self._project(model, m, h[m], params, grads)
-            self.check_gradients_finite(f"{m} gradient", [g for g in grads if g is not None])
+                stats[stat_name("grad_kept", m)] = self._project(ctx, model, m, h[m], params, grads)
+            ctx.check_gradients_finite(f"{m} gradient", [g for g in grads if g is not None])
             add_to_grads_(params, grads)
             self.optimizer_step(set_to_none=self.semantics == "paper")
             stats[stat_name("loss", m)] = loss.detach()
         return stats
 
-    def _project(self, model, m, h_m, params, grads) -> torch.Tensor:
+    def _project(self, ctx, model, m, h_m, params, grads) -> torch.Tensor:
         """∇_W ← ∇_W P, then P ← owm_update(P, r_m); returns ‖∇_W P‖ / ‖∇_W‖."""
         readout = model.readout() if hasattr(model, "readout") else None
         if readout is None:
@@ -270,7 +270,7 @@ class MLA(Strategy):
             d = W.shape[1]
             r = torch.zeros(d, dtype=torch.float64, device=W.device)
             r[readout.columns[m]] += h_m.detach().double().mean(0)
-            r = self.sync.mean(r)
+            r = ctx.sync.mean(r)
             if self.projector is None:
                 self.projector = torch.eye(d, dtype=torch.float64, device=W.device)
             P = self.projector.to(W.device)

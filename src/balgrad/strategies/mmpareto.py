@@ -167,23 +167,23 @@ class MMPareto(Strategy):
         self.gamma = float(gamma)
         self.semantics = semantics
 
-    def compute(self, model, output, target):
-        task, layout = model.task, self.layout(model)
+    def compute(self, model, output, target, ctx):
+        task, layout = model.task, ctx.layout
         modalities = self.modalities(model)
         loss_t = task_loss(output.logits, target, task)
         uni = [task_loss(output.unimodal[m], target, task) for m in modalities]
         names = ("task loss L_T", *(f"{m} loss L_{m}" for m in modalities))
-        self.check_finite(names, torch.stack([loss_t.detach(), *(u.detach() for u in uni)]))
+        ctx.check_finite(names, torch.stack([loss_t.detach(), *(u.detach() for u in uni)]))
 
         sizes = [len(layout.groups[m]) for m in modalities]
         towers = [p for m in modalities for p in layout.groups[m]]
         heads_u = layout.groups.get("unimodal_heads", [])
         params = layout.params
-        g_t = grads_of(self.scaled(loss_t), params, retain_graph=True)
-        g_u = grads_of(self.scaled(sum(uni[1:], uni[0])), towers + heads_u, retain_graph=False)
-        if self.sync.world_size > 1:  # before any cosine, weight or norm
-            self.sync.mean_(g_t + g_u)
-        self.check_gradients_finite("gradient", g_t + g_u)
+        g_t = grads_of(ctx.scaled(loss_t), params, retain_graph=True)
+        g_u = grads_of(ctx.scaled(sum(uni[1:], uni[0])), towers + heads_u, retain_graph=False)
+        if ctx.sync.world_size > 1:  # before any cosine, weight or norm
+            ctx.sync.mean_(g_t + g_u)
+        ctx.check_gradients_finite("gradient", g_t + g_u)
 
         at = {id(p): i for i, p in enumerate(params)}
         a = [g_t[at[id(p)]] for p in towers]  # g_T on the towers (updated in place)

@@ -28,6 +28,7 @@ gradient itself is joint training's (one backward pass per step).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -42,6 +43,25 @@ RULES = ("cumulative", "non_cumulative")
 #: a learning-rate scale: NaN or inf would train on NaN weights (and be reported as a rate
 #: too high to train with)
 Scale = Positive
+
+
+def lr_ratio(acc: float, previous: Sequence[float], needed: int) -> float:
+    """ratio_m = acc / mean(previous): this epoch's unimodal validation accuracy over the
+    mean of the previous ones (the last ``window``); 1.0 with fewer than ``needed``
+    previous accuracies (1 under the cumulative rule, ``window`` under the
+    non-cumulative one) or a mean that is not positive."""
+    if len(previous) < needed:
+        return 1.0
+    mean_prev = sum(previous) / len(previous)
+    return acc / mean_prev if mean_prev > 0 else 1.0
+
+
+def rate_change(factor: float, applied: float, rule: str) -> float:
+    """What the current rate is multiplied by: ``factor`` itself under the cumulative
+    rule (the factors compound); under the non-cumulative one, ``factor`` over the factor
+    the rate already carries (``applied``), so the rate is the start rate times
+    ``factor`` (a scheduler's own changes kept)."""
+    return factor / applied if rule == "non_cumulative" else factor
 
 
 class MSLR(Joint):
@@ -102,11 +122,7 @@ class MSLR(Joint):
         history = self.history.setdefault(modality, [])
         prev = history[-self.window :]
         history.append(acc)
-        needed = self.window if self.rule == "non_cumulative" else 1
-        if len(prev) < needed:
-            return 1.0
-        mean_prev = sum(prev) / len(prev)
-        return acc / mean_prev if mean_prev > 0 else 1.0
+        return lr_ratio(acc, prev, self.window if self.rule == "non_cumulative" else 1)
 
     def on_epoch_end(self, epoch, optimizer, unimodal_scores=None):
         if self.mode != "dynamic":
@@ -126,9 +142,8 @@ class MSLR(Joint):
         out = {}
         for m in modalities:
             factor = self.lr_factor(m, float(unimodal_scores[m]))
-            change = factor
+            change = rate_change(factor, self.applied.get(m, 1.0), self.rule)
             if self.rule == "non_cumulative":
-                change = factor / self.applied.get(m, 1.0)
                 self.applied[m] = factor
             for group in optimizer.param_groups:
                 if group.get("name") == m:

@@ -106,6 +106,19 @@ def one_versus_rest_coefficients(
     return rho, torch.where(rho > 1, damped, torch.ones_like(rho))
 
 
+def ogm_ge_coefficients(
+    s: torch.Tensor, alpha: float, tie_damps_first: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ρ clamped at 1e6 for the log, k [M]) from the scores [s_1, .., s_M]: the official
+    two-modality rule (ρ of the first only, :func:`ogm_coefficients`), one versus rest
+    (:func:`one_versus_rest_coefficients`) for more."""
+    if s.numel() == 2:
+        rho, k_v, k_l = ogm_coefficients(s[0], s[1], alpha, tie_damps_first)
+        return rho.clamp_max(1e6).unsqueeze(0), torch.stack([k_v, k_l])
+    rho, k = one_versus_rest_coefficients(s, alpha)
+    return rho.clamp_max(1e6), k
+
+
 def official_unimodal_logits(model, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """z_m as the official code computes them for its scores: the output layer's columns
     of modality m with an equal share of its bias, W_m h_m + b/M (``fusion_bias="half"``;
@@ -188,37 +201,33 @@ class OGMGE(Strategy):
     def modulates(self, p: torch.nn.Parameter) -> bool:
         return p.dim() == 4 if self.scale_params == "conv4d" else p.dim() >= 2
 
-    def scores(self, model, output, target) -> torch.Tensor:
-        """[s_1, .., s_M]: batch sums of the true-class probability, summed over ranks."""
+    def scores(self, model, output, target, sync) -> torch.Tensor:
+        """[s_1, .., s_M]: batch sums of the true-class probability, summed over ranks
+        through ``sync``."""
         with torch.no_grad():
             if self.fusion_bias == "half":
                 z = official_unimodal_logits(model, output.embeddings)
             else:
                 z = output.unimodal
             probs = [true_class_prob(v, target, model.task) for v in z.values()]
-            return self.sync.sum(torch.stack([p.sum() for p in probs]))
+            return sync.sum(torch.stack([p.sum() for p in probs]))
 
     def coefficients(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ρ clamped at 1e6 for the log, k) from the scores: the official rule for two
-        modalities (ρ of the first only), one versus rest for more."""
-        if s.numel() == 2:
-            tie_first = self.semantics == "official"
-            rho, k_v, k_l = ogm_coefficients(s[0], s[1], self.alpha, tie_first)
-            return rho.clamp_max(1e6).unsqueeze(0), torch.stack([k_v, k_l])
-        rho, k = one_versus_rest_coefficients(s, self.alpha)
-        return rho.clamp_max(1e6), k
+        """(ρ clamped at 1e6 for the log, k) from the scores (:func:`ogm_ge_coefficients`
+        with this strategy's α and tie rule)."""
+        return ogm_ge_coefficients(s, self.alpha, self.semantics == "official")
 
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         loss = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
-        params = self.layout(model).params
-        grads = self.loss_grads(loss, params)
+        params = ctx.layout.params
+        grads = ctx.loss_grads(loss, params)
         modalities = self.modalities(model)
 
-        ratio, k = self.coefficients(self.scores(model, output, target))
+        ratio, k = self.coefficients(self.scores(model, output, target, ctx.sync))
         active = self.active()
         if active:
             coefs = dict(zip(modalities, k.unbind()))
-            self.modulate(model, params, grads, coefs, self.loss_scale(loss))
+            self.modulate(ctx.layout.groups, params, grads, coefs, ctx.loss_scale(loss), ctx.step)
         add_to_grads_(params, grads)
         return {
             "loss_task": loss.detach(),
@@ -228,10 +237,10 @@ class OGMGE(Strategy):
             "modulated": torch.full((), float(active), device=k.device),
         }
 
-    def modulate(self, model, params, grads, coefs, scale) -> None:
-        """g ← g k_m (+ noise) in place on the modulated parameters' gradients."""
+    def modulate(self, groups, params, grads, coefs, scale, step) -> None:
+        """g ← g k_m (+ noise drawn for ``step``) in place on the modulated parameters'
+        gradients; ``groups``: the model's parameter groups."""
         index = {id(p): i for i, p in enumerate(params)}
-        groups = self.layout(model).groups
         by_group = []
         for group, k in coefs.items():
             chosen = [index.get(id(p)) for p in groups[group]]
@@ -245,19 +254,19 @@ class OGMGE(Strategy):
         every = [g for _, gs in by_group for g in gs]
         if not every:
             return
-        noise = self.draw_noise(every, scale) if self.noise else None
+        noise = self.draw_noise(every, scale, step) if self.noise else None
         for k, gs in by_group:
             torch._foreach_mul_(gs, k)
         if noise is not None:
             torch._foreach_add_(every, noise)
 
-    def draw_noise(self, gs: list[torch.Tensor], scale: torch.Tensor | None):
+    def draw_noise(self, gs: list[torch.Tensor], scale: torch.Tensor | None, step: int):
         """N(0, std(g) + 1e-8) per gradient, std taken before scaling: one draw for all."""
         stds = torch.stack([_std(g) for g in gs])
         eps = NOISE_EPS if scale is None else NOISE_EPS * scale.to(stds.dtype)
         stds = stds + eps
         gen = torch.Generator(device=gs[0].device)
-        gen.manual_seed(self.seed * 1_000_003 + self.step)
+        gen.manual_seed(self.seed * 1_000_003 + step)
         dtype = gs[0].dtype if all(g.dtype == gs[0].dtype for g in gs) else torch.float32
         flat = torch.randn(
             sum(g.numel() for g in gs), generator=gen, device=gs[0].device, dtype=dtype

@@ -303,7 +303,7 @@ class PMR(Strategy):
         return {"classes_seen": counts.gt(0).sum().to(torch.float64)}
 
     # -- the step -----------------------------------------------------------------------
-    def compute(self, model, output, target):
+    def compute(self, model, output, target, ctx):
         self._check_task(model)
         modalities = self.modalities(model)
         loss_task = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
@@ -313,7 +313,7 @@ class PMR(Strategy):
             P = self.prototypes[m].to(device=h.device, dtype=h.dtype)
             s[m] = prototype_logits(h, P, self.known.to(h.device))
         with torch.no_grad():
-            scores = self.sync.sum(torch.stack([prototype_score(s[m], target) for m in modalities]))
+            scores = ctx.sync.sum(torch.stack([prototype_score(s[m], target) for m in modalities]))
         rho, beta = pmr_coefficients(scores, self.alpha)
         proto_losses = {m: prototype_loss(s[m], target) for m in modalities}
         active = self.active()
@@ -321,10 +321,10 @@ class PMR(Strategy):
         if active:
             for i, m in enumerate(modalities):
                 loss = loss + beta[i].to(loss.dtype) * proto_losses[m]
-        params = self.layout(model).params
-        grads = self.loss_grads(loss, params)
+        params = ctx.layout.params
+        grads = ctx.loss_grads(loss, params)
         add_to_grads_(params, grads)
-        self.check_finite(("the PMR loss",), loss.detach().reshape(1))
+        ctx.check_finite(("the PMR loss",), loss.detach().reshape(1))
         shown = rho[:1] if len(modalities) == 2 else rho
         return {
             "loss_task": loss_task.detach(),

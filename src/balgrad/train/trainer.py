@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import json
 import logging
 import math
@@ -83,10 +82,11 @@ def make_optimizer(name: str, groups: list[dict], settings: TrainSettings) -> to
 
 def check_precision_support(strategy, precision: str) -> None:
     """fp16 needs a strategy that applies the gradient scaler to its losses."""
-    if precision == "fp16" and "scaler" not in inspect.signature(strategy.backward).parameters:
+    if precision == "fp16" and not strategy.supports_grad_scaler:  # declared by the strategy
         raise ConfigError(
             f"precision: fp16 needs a strategy whose backward() takes scaler=; "
-            f"{type(strategy).__name__}.backward does not (use --precision bf16 or fp32)"
+            f"{type(strategy).__name__}.backward does not (it declares supports_grad_scaler "
+            "= False; use --precision bf16 or fp32)"
         )
 
 

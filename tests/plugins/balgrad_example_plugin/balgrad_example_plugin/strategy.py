@@ -24,14 +24,14 @@ class GradBlend(Strategy):
             raise ConfigError(f"blend: must be >= 0, got {blend}")
         self.blend = blend
 
-    def compute(self, model, output, target) -> dict:
+    def compute(self, model, output, target, ctx) -> dict:
         loss_task = task_loss(output.logits, target, model.task)
         loss_uni = sum(task_loss(z, target, model.task) for z in output.unimodal.values())
-        params = self.layout(model).params  # the model's groups, checked
+        params = ctx.layout.params  # the model's groups, checked (the step's context)
         grads = torch.autograd.grad(loss_task + self.blend * loss_uni, params, allow_unused=True)
         for p, g in zip(params, grads):
             if g is not None:
-                g = self.sync.mean(g)  # the same on every rank under torchrun
+                g = ctx.sync.mean(g)  # the same on every rank under torchrun
                 p.grad = g if p.grad is None else p.grad + g
         stats = {"loss_task": loss_task.detach(), "loss_unimodal": loss_uni.detach()}
         return {**stats, **self.unimodal_monitor(model, output, target)}
