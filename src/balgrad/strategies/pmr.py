@@ -59,10 +59,38 @@ crashes or where balgrad's loop has no counterpart; docs/spec.md lists them):
   (AVE on all of it); here it is always a tenth of the training data;
 - distributed: the scores and the prototype sums and counts are summed over ranks.
 
-**Paper vs code.** The paper's abstract names a prototype-based entropy regularisation
-in the early training stage; the official code has none (its only losses are the two
-cross-entropies above). It is not implemented here: its exact form could not be read
-from the paper, so ``semantics`` has only ``"official"``.
+**``semantics="paper"``** (the CVPR 2023 paper, §4 Eqs. 8–13 and Algorithm 1; the
+official repository has none of it: ``bash.sh`` runs a ``main_Proto_PER.py`` that was
+never committed, and ``main_Prototype_grad.py`` has no entropy term). With
+ρ_t = score_1 / score_2 (Eq. 8, the same ratio) the paper's coefficients are
+continuous, not the official switch (Eq. 11):
+
+    ρ_t < 1:  β = clip(0, 1/ρ_t − 1, 1),  γ = 0;
+    ρ_t ≥ 1:  β = 0,                      γ = clip(0, ρ_t − 1, 1);
+
+the slow modality's prototype cross-entropy gets α·β (modality 1) or α·γ (modality 2)
+(Eq. 10), and in the first E_r epochs the *other* modality, the dominant one, gets the
+prototypical entropy regulariser (PER, Eq. 13) subtracted with the same coefficient:
+
+    L = CE(z) + α β CE(s_1) + α γ CE(s_2) − μ γ H(s_1) − μ β H(s_2)   (e < E_r),
+    L = CE(z) + α β CE(s_1) + α γ CE(s_2)                             (later),
+
+H(s_m) = mean_i −Σ_c π(s_m)_ic log π(s_m)_ic, the entropy of the prototype softmax
+(π = softmax; the paper writes H without its reduction over the batch: the mean, as
+its E[·] of the cross-entropy in Eq. 9; BalanceBenchmark's ``PMR_PER`` sums). Raising
+the dominant modality's entropy slows its convergence. Options: ``mu`` (μ, 0.01: the
+paper's "1e-2 or 1e-3") and ``e_r`` (E_r, 10: the paper gives no number; 10 is
+BalanceBenchmark's ``norm_epoch`` default, whose test ``e ≤ start + 10`` spans 11
+epochs). The paper's ε of Eq. 12 is ``momentum_coef`` (the μ above). The PCE term keeps the window ``modulation_start
+≤ e ≤ modulation_end`` (Algorithm 1 has none: ``modulation_end=None``); PER runs in
+its first E_r epochs, ``modulation_start ≤ e < modulation_start + E_r`` (the paper's
+e < E_r at the default start 0). The prototypes, the scores and ρ are those above.
+
+**M > 2 under "paper"** (the paper is two-modal): per modality, with the
+one-versus-rest ρ_m above, β_m = clip(0, 1/ρ_m − 1, 1) weighs its PCE (α β_m) and
+γ_m = clip(0, ρ_m − 1, 1) its PER (μ γ_m): a slow modality is accelerated, a dominant
+one regularised, one at ρ_m = 1 neither. At M = 2, ρ_2 = 1/ρ_1 and this is Eqs. 11
+and 13 exactly; the two-modality case computes both from ρ_1 = ρ_t alone.
 
 Single-label tasks only: per-class prototypes assume one label per sample.
 """
@@ -91,7 +119,7 @@ from balgrad.strategies.base import (
 )
 from balgrad.tasks import task_loss, widen
 
-SEMANTICS = ("official",)
+SEMANTICS = ("official", "paper")
 #: the pass takes the first max(1, N // PASS_DIVISOR) of N batches (the official tenth)
 PASS_DIVISOR = 10
 
@@ -190,6 +218,62 @@ def pmr_coefficients(scores: torch.Tensor, alpha: float) -> tuple[torch.Tensor, 
     return rho, torch.where(slow, a, zero)
 
 
+def prototype_entropy(s: torch.Tensor) -> torch.Tensor:
+    """H(s) = mean_i −Σ_c π(s)_ic log π(s)_ic, π = softmax over the classes: the
+    paper's H(π(−d(z, c))) (Eq. 13). A class without a prototype (logit −inf) has
+    π = 0 and adds 0 (0 log 0 = 0), its gradient 0, not NaN."""
+    p = F.softmax(s, dim=-1)
+    log_p = torch.where(p > 0, F.log_softmax(s, dim=-1), 0.0)  # no −inf in the product
+    return -(p * log_p).sum(-1).mean()
+
+
+def paper_coefficients(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ρ [M], β [M], γ [M]) of the paper's Eq. 11, per modality: β_m = clip(0, 1/ρ_m − 1,
+    1) where ρ_m < 1 (the PCE weight of a slow modality, before α), γ_m = clip(0, ρ_m − 1,
+    1) where ρ_m > 1 (the PER weight of a dominant one, before μ), 0 otherwise. M = 2
+    reads both from ρ_1 = ρ_t (ρ_2 = 1/ρ_t): β_1 = γ_2 = clip(0, 1/ρ_t − 1, 1) if
+    ρ_t < 1, γ_1 = β_2 = clip(0, ρ_t − 1, 1) if ρ_t ≥ 1, as Eq. 11 writes them."""
+    rho = pmr_ratios(scores)
+    zero = torch.zeros_like(rho)
+    if scores.numel() == 2:  # Eq. 11 as written, on ρ_t alone
+        r = rho[0]
+        b = torch.where(r < 1, (1 / r - 1).clamp(0, 1), zero[0])
+        g = torch.where(r >= 1, (r - 1).clamp(0, 1), zero[0])
+        return rho, torch.stack([b, g]), torch.stack([g, b])
+    slow = torch.where(rho < 1, (1 / rho - 1).clamp(0, 1), zero)
+    dominant = torch.where(rho > 1, (rho - 1).clamp(0, 1), zero)
+    return rho, slow, dominant
+
+
+def pmr_paper_loss(
+    loss_task: torch.Tensor,
+    pce: torch.Tensor,
+    entropy: torch.Tensor,
+    scores: torch.Tensor,
+    alpha: float,
+    mu: float,
+    *,
+    accelerate: bool = True,
+    regularize: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The paper's loss (Eqs. 10, 11 and 13) and (ρ, α·β, μ·γ) [M] each:
+
+        L = CE(z) + α Σ_m β_m PCE_m − μ Σ_m γ_m H_m
+
+    with ``pce`` [M] the prototype cross-entropies CE(s_m), ``entropy`` [M] the
+    H(s_m), ``scores`` [M] the batch sums of the true class's prototype probability and
+    β, γ of :func:`paper_coefficients`. ``accelerate`` (the PCE window) and
+    ``regularize`` (the first E_r epochs) leave a term out (its weights reported 0).
+    At M = 2 this is Eq. 13: γ weighs modality 2's PCE and modality 1's entropy, β the
+    reverse."""
+    rho, beta, gamma = paper_coefficients(scores)
+    w_pce = alpha * beta if accelerate else torch.zeros_like(beta)
+    w_per = mu * gamma if regularize else torch.zeros_like(gamma)
+    dt = loss_task.dtype
+    loss = loss_task + (w_pce.to(dt) * pce).sum() - (w_per.to(dt) * entropy).sum()
+    return loss, rho, w_pce, w_per
+
+
 def first_tenth(batches: Iterable) -> Iterable:
     """The batches the official pass takes: the first max(1, N // 10) of N, or all of
     them when ``batches`` has no length (a generator, or a loader over an iterable
@@ -212,12 +296,21 @@ class PMR(Strategy):
             passes 0.0).
         modulation_start, modulation_end: the epochs (inclusive) that add the prototype
             term (0 and 100; ``None``: to the end).
-        semantics: ``"official"`` (the only one: see the module docstring).
+        semantics: ``"official"`` (the official switch, α on the slow modality's PCE) or
+            ``"paper"`` (Eqs. 10–13: α·β, α·γ and the entropy regulariser; see the
+            module docstring).
+        mu: μ, the weight of the paper's entropy regulariser (0.01; the paper: 1e-2 or
+            1e-3); read under ``"paper"``.
+        e_r: E_r, the paper's regularisation epoch number: the regulariser runs in the
+            first E_r epochs of the window (10; the paper gives none, 10 is
+            BalanceBenchmark's); read under ``"paper"``.
     """
 
     name = "pmr"
     statistics = statistics(
-        "PMR", ["loss_task", "modulated"], ["loss", "score", "loss_proto", "ratio", "coef"]
+        "PMR",
+        ["loss_task", "modulated", "regularized"],
+        ["loss", "score", "loss_proto", "ratio", "coef", "entropy", "reg_coef"],
     )
     needs_epoch_pass = True
     full_precision_compute = True
@@ -229,18 +322,26 @@ class PMR(Strategy):
         momentum_coef: Annotated[float, Field(ge=0, le=1)] = 0.2,
         modulation_start: Epoch = 0,
         modulation_end: int | None = 100,
-        semantics: Literal["official"] = "official",
+        semantics: Literal["official", "paper"] = "official",
+        mu: NonNegative = 0.01,
+        e_r: Epoch = 10,
     ):
         super().__init__()
         check_modulation(alpha, modulation_start, modulation_end)
         check_choice("semantics", semantics, SEMANTICS)
         if not 0 <= momentum_coef <= 1:
             raise ConfigError(f"momentum_coef: must be in [0, 1], got {momentum_coef}")
+        if not 0 <= mu < float("inf"):
+            raise ConfigError(f"mu: must be a finite number >= 0, got {mu}")
+        if not e_r >= 0:
+            raise ConfigError(f"e_r: must be an epoch count >= 0, got {e_r}")
         self.alpha = float(alpha)
         self.momentum_coef = float(momentum_coef)
         self.modulation_start = int(modulation_start)
         self.modulation_end = modulation_end
         self.semantics = semantics
+        self.mu = float(mu)
+        self.e_r = int(e_r)
         self.prototypes: dict[str, torch.Tensor] = {}  # modality -> P_m [C, d]
         self.known: torch.Tensor | None = None  # [C] bool: the classes with a prototype
         self.computations = 0  # how many passes ran (the EMA starts with the third)
@@ -248,6 +349,10 @@ class PMR(Strategy):
     def active(self) -> bool:
         end = float("inf") if self.modulation_end is None else self.modulation_end
         return in_window(self.epoch, self.modulation_start, end)
+
+    def regularizing(self) -> bool:
+        """The paper's PER epochs: the first E_r of the window (e < E_r from epoch 0)."""
+        return self.active() and self.epoch < self.modulation_start + self.e_r
 
     @staticmethod
     def _check_task(model) -> None:
@@ -314,13 +419,33 @@ class PMR(Strategy):
             s[m] = prototype_logits(h, P, self.known.to(h.device))
         with torch.no_grad():
             scores = ctx.sync.sum(torch.stack([prototype_score(s[m], target) for m in modalities]))
-        rho, beta = pmr_coefficients(scores, self.alpha)
         proto_losses = {m: prototype_loss(s[m], target) for m in modalities}
         active = self.active()
-        loss = loss_task
-        if active:
-            for i, m in enumerate(modalities):
-                loss = loss + beta[i].to(loss.dtype) * proto_losses[m]
+        extra: dict[str, torch.Tensor] = {}
+        if self.semantics == "paper":
+            regularized = self.regularizing()
+            entropy = {m: prototype_entropy(s[m]) for m in modalities}
+            loss, rho, beta, gamma = pmr_paper_loss(
+                loss_task,
+                torch.stack([proto_losses[m] for m in modalities]),
+                torch.stack([entropy[m] for m in modalities]),
+                scores,
+                self.alpha,
+                self.mu,
+                accelerate=active,
+                regularize=regularized,
+            )
+            extra = {
+                **{stat_name("entropy", m): entropy[m].detach() for m in modalities},
+                **{stat_name("reg_coef", m): gamma[i] for i, m in enumerate(modalities)},
+                "regularized": torch.full((), float(regularized), device=gamma.device),
+            }
+        else:
+            rho, beta = pmr_coefficients(scores, self.alpha)
+            loss = loss_task
+            if active:
+                for i, m in enumerate(modalities):
+                    loss = loss + beta[i].to(loss.dtype) * proto_losses[m]
         params = ctx.layout.params
         grads = ctx.loss_grads(loss, params)
         add_to_grads_(params, grads)
@@ -336,6 +461,7 @@ class PMR(Strategy):
             },
             **{stat_name("coef", m): beta[i] for i, m in enumerate(modalities)},
             "modulated": torch.full((), float(active), device=beta.device),
+            **extra,
         }
 
     # -- checkpointing --------------------------------------------------------------------

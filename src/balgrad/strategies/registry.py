@@ -216,6 +216,17 @@ register_strategy(
     description="prototypical modal rebalance: the slow modality's prototype cross-entropy "
     "(CVPR 2023)",
 )
+# the official CREMA-D runs (Modal-Imbalance-PMR @ 3615e48, bash.sh: main_Prototype_grad.py
+# with concat and the Adam / AdaGrad variants, and the main_Proto_PER.py runs of every
+# fusion but film: --alpha 2.0 --modulation_starts 0 --modulation_ends 70 --momentum_coef 0.0)
+register_preset(
+    "pmr_cremad",
+    "pmr",
+    {"alpha": 2.0, "momentum_coef": 0.0, "modulation_start": 0, "modulation_end": 70},
+    label="PMR (CREMA-D)",
+    description="pmr with the official CREMA-D script's options (alpha 2, no prototype "
+    "momentum, prototype term in epochs 0-70)",
+)
 register_strategy(
     "inforeg",
     InfoReg,
@@ -231,6 +242,7 @@ register_strategy(
     description="alternating unimodal steps through a shared head, entropy-weighted "
     "test-time fusion (CVPR 2024)",
 )
+
 
 
 # -- the public functions --------------------------------------------------------------
