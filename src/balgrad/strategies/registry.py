@@ -33,6 +33,7 @@ from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.balgrad_fast import BalGradFast
 from balgrad.strategies.base import Strategy
 from balgrad.strategies.dgl import DGL
+from balgrad.strategies.gblend import GBlend
 from balgrad.strategies.joint import Joint
 from balgrad.strategies.mmpareto import MMPareto
 from balgrad.strategies.mslr import MSLR
@@ -213,6 +214,14 @@ register_strategy(
     label="PMR",
     description="prototypical modal rebalance: the slow modality's prototype cross-entropy "
     "(CVPR 2023)",
+)
+register_strategy(
+    "gblend",
+    GBlend,
+    aliases=("g-blend", "gradient_blending"),
+    label="G-Blend",
+    description="gradient blending: the fused and unimodal losses weighted by their "
+    "generalisation over overfitting, estimated on held-out data (CVPR 2020)",
 )
 
 
