@@ -278,3 +278,24 @@ def test_the_state_survives_a_weights_only_checkpoint():
 def test_bad_options_name_themselves(options, field):
     with pytest.raises(ConfigError, match=field):
         create_strategy("gblend", **options)
+
+
+def test_the_integrations_optimizer_factory_copies_the_runs_settings():
+    """Lightning and the HF Trainer hand their optimizer: the copies' is of its class with
+    its first group's settings (a loop may set lr per group), at the rate before any
+    schedule."""
+    from balgrad.integrations._common import optimizer_like
+
+    p = nn.Parameter(torch.zeros(2))
+    run = torch.optim.SGD([{"params": [p], "lr": 0.3, "momentum": 0.9}], weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.StepLR(run, 1, gamma=0.5)
+    run.step()  # no gradient: nothing moves
+    schedule.step()  # lr 0.15, initial_lr 0.3
+
+    class Wrapped:  # Lightning's LightningOptimizer, Accelerate's AcceleratedOptimizer
+        optimizer = run
+
+    made = optimizer_like(Wrapped())([nn.Parameter(torch.zeros(1))])
+    assert type(made) is torch.optim.SGD
+    group = made.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.3, 0.9, 1e-4)

@@ -140,11 +140,15 @@ def epoch_pass(
 
 
 def optimizer_like(optimizer: Any) -> Callable[[list], torch.optim.Optimizer]:
-    """params -> a new optimizer of ``optimizer``'s class with its constructor settings
-    (``defaults``: lr, weight decay, momentum, ...); a wrapper (Lightning's, Accelerate's)
-    is seen through its ``.optimizer``."""
+    """params -> a new optimizer of ``optimizer``'s class with its first parameter group's
+    settings (lr, weight decay, momentum, ...: a loop may pass them per group rather than
+    to the constructor), the learning rate before any schedule (``initial_lr``); a
+    wrapper (Lightning's, Accelerate's) is seen through its ``.optimizer``."""
     inner = getattr(optimizer, "optimizer", optimizer)
-    return lambda params: type(inner)(params, **inner.defaults)
+    group = inner.param_groups[0]
+    settings = {k: group[k] for k in inner.defaults if k in group}
+    settings["lr"] = group.get("initial_lr", group["lr"])
+    return lambda params: type(inner)(params, **settings)
 
 
 @contextlib.contextmanager
