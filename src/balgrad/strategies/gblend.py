@@ -350,15 +350,13 @@ class GBlend(Strategy):
             for inputs, target in batches:
                 out = net(inputs)
                 n = target.shape[0]
-                batch = (
-                    torch.stack(
-                        [
-                            task_loss(self._branch_logits(net, out, b), target, net.task)
-                            for b in branches
-                        ]
-                    ).double()
-                    * n
-                )
+                losses = [
+                    task_loss(self._branch_logits(net, out, b), target, net.task) for b in branches
+                ]
+                wide = (
+                    torch.float32 if target.device.type == "mps" else torch.float64
+                )  # MPS: no f64
+                batch = torch.stack(losses).to(wide) * n
                 sums = batch if sums is None else sums + batch
                 count += n
         if sums is None:
@@ -372,7 +370,7 @@ class GBlend(Strategy):
         modalities = self.modalities(model)
         loss_t = task_loss(output.logits, target, task)
         uni = [task_loss(output.unimodal[m], target, task) for m in modalities]
-        w = self.weights.to(device=loss_t.device)
+        w = self.weights.to(device=loss_t.device, dtype=loss_t.dtype)
         loss = blended_loss([*uni, loss_t], w)
         names = ("task loss L_T", *(f"{m} loss L_{m}" for m in modalities))
         self.check_finite(names, torch.stack([loss_t.detach(), *(u.detach() for u in uni)]))
