@@ -65,6 +65,7 @@ METHODS = [
     "dgl",
     "inforeg",
     "mla",
+    "gblend",
     "floor",
 ]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -154,9 +155,42 @@ def steps_per_batch(name: str, modalities: int) -> int:
 def make_method(name: str):
     if name == "floor":
         return Floor()
-    strategy = create_strategy(name)
+    # G-Blend's step needs weights: one real estimate of one epoch (timed apart, in measure)
+    strategy = create_strategy(name, **({"estimate_epochs": 1} if name == "gblend" else {}))
     strategy.check_every = 10**9  # the validity checks' one sync is not part of the step
     return strategy
+
+
+def gblend_extra(modalities: int, n: int = 20, super_epoch: int = 20) -> dict:
+    """G-Blend's work beyond its steps (one forward and one backward, as joint's), per
+    super-epoch of S main epochs: (M + 1) copies trained n epochs each on the training
+    part, and 2(M + 2) evaluation passes (all branches' losses before, each copy's on the
+    training and held-out parts after); per main epoch, amortised over S."""
+    copy_epochs = (modalities + 1) * n
+    return {
+        "copy_epochs_per_estimate": copy_epochs,
+        "eval_passes_per_estimate": 2 * (modalities + 2),
+        "copy_epochs_per_main_epoch": copy_epochs / super_epoch,
+    }
+
+
+def prime_estimates(methods, model, inputs, labels, device) -> dict[str, float]:
+    """Run the estimate of each method that trains model copies (G-Blend) once on the
+    batch (one copy epoch of one batch), so that its steps have weights; its time (s)."""
+    took = {}
+    for name, method in methods.items():
+        if getattr(method, "trains_copies", False):
+            method.on_epoch_start(0, 1)
+            _sync(device)
+            t0 = time.perf_counter()
+            method.prepare_epoch(
+                model,
+                [(inputs, labels)],
+                make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-5),
+            )
+            _sync(device)
+            took[name] = time.perf_counter() - t0
+    return took
 
 
 def _sync(device):
@@ -177,6 +211,7 @@ def measure(args, modalities: int = 2) -> dict:
         model = build(args.size, modalities).train()
     inputs, labels = batch(args.size, args.batch_size, device, modalities=modalities)
     methods = {m: make_method(m) for m in args.methods}
+    estimates = prime_estimates(methods, model, inputs, labels, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     scaler = torch.amp.GradScaler(device.type) if args.precision == "fp16" else None
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else nullcontext
@@ -217,7 +252,20 @@ def measure(args, modalities: int = 2) -> dict:
                 method.snapshot = {}
         if args.progress:
             _stamp(f"round {r + 1}/{rounds}{' (warm-up)' if r < args.warmup else ''}")
-    return report(args, device, times, peaks, modalities, held)
+    result = report(args, device, times, peaks, modalities, held)
+    for name, seconds in estimates.items():
+        extra = gblend_extra(modalities)
+        joint = result["methods"].get("joint", {}).get("median_ms")
+        result["methods"][name].update(extra, estimate_one_batch_ms=1000 * seconds)
+        print(
+            f"{name}: one estimate on one batch (M + 1 copy steps, 2(M + 2) evaluation "
+            f"forwards) {1000 * seconds:.1f} ms"
+            + (f" = {1000 * seconds / joint:.1f} joint steps" if joint else "")
+            + f"; at the defaults (n = S = 20) {extra['copy_epochs_per_estimate']} copy "
+            f"epochs and {extra['eval_passes_per_estimate']} evaluation passes per estimate, "
+            f"{extra['copy_epochs_per_main_epoch']:.0f} copy epochs per main epoch"
+        )
+    return result
 
 
 def _prepare(method, model, epoch: int, inputs, labels) -> int:

@@ -76,6 +76,8 @@ def compared(request, tmp_path_factory):
     dataset = "mosei" if case == "mosei_mmsa" else case
     argv = ["compare", "--dataset", dataset, "--data-dir", str(data_dir), *SMALL, *options]
     argv += ["--methods", *EVERY_STRATEGY, "--out", str(tmp), "--name", "run"]
+    # G-Blend's estimate trains (M + 1) model copies 20 epochs by default: 1 keeps it cheap
+    argv += ["--method-option", "gblend.estimate_epochs=1"]
     argv += ["--cache-dir", str(tmp / "cache")]
     if case != "mosei":  # one sweep is enough to exercise it
         argv.append("--no-sweep")

@@ -154,8 +154,12 @@ def plain_loop(
         strategy.on_epoch_start(epoch, epochs)
         if strategy.needs_epoch_pass:
             seen = batches if pass_batches is None else pass_batches
+            # G-Blend's copies train with an optimizer like the loop's, as the integrations'
+            extra = {"make_optimizer": lambda ps: torch.optim.SGD(ps, lr=LR)}
             strategy.prepare_epoch(
-                model, [(inputs_of(b, model.modalities), b["labels"]) for b in seen]
+                model,
+                [(inputs_of(b, model.modalities), b["labels"]) for b in seen],
+                **(extra if strategy.trains_copies else {}),
             )
         for b in batches:
             if strategy.owns_optimizer_step:  # MLA: its own steps, one per modality

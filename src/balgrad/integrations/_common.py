@@ -131,19 +131,37 @@ def epoch_pass(
     modalities: Sequence[str],
     move: Callable[[Any], Any],
     context: Any = None,
+    optimizer: Any = None,
 ) -> None:
     """``strategy.prepare_epoch(model, batches)`` over ``loader`` (batches unpacked by
     :func:`unpack_batch` after ``move`` puts them on the model's device), run inside
     ``context`` (the loop's autocast). The global RNG and the generators of the loader and
     its sampler are put back afterwards, so the epoch's own iteration draws the same
-    order and the same random numbers as without the pass."""
+    order and the same random numbers as without the pass. A strategy that
+    ``trains_copies`` (G-Blend) also gets ``make_optimizer``: a fresh optimizer of the
+    loop's ``optimizer``'s class and constructor settings."""
 
     def convert(batch):
         inputs, target, _ = unpack_batch(move(batch), modalities)
         return inputs, target
 
+    extra = {}
+    if getattr(strategy, "trains_copies", False) and optimizer is not None:
+        extra["make_optimizer"] = optimizer_like(optimizer)
     with _rng_kept(loader), context or contextlib.nullcontext():
-        strategy.prepare_epoch(model, EpochBatches(loader, convert))
+        strategy.prepare_epoch(model, EpochBatches(loader, convert), **extra)
+
+
+def optimizer_like(optimizer: Any) -> Callable[[list], torch.optim.Optimizer]:
+    """params -> a new optimizer of ``optimizer``'s class with its first parameter group's
+    settings (lr, weight decay, momentum, ...: a loop may pass them per group rather than
+    to the constructor), the learning rate before any schedule (``initial_lr``); a
+    wrapper (Lightning's, Accelerate's) is seen through its ``.optimizer``."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    group = inner.param_groups[0]
+    settings = {k: group[k] for k in inner.defaults if k in group}
+    settings["lr"] = group.get("initial_lr", group["lr"])
+    return lambda params: type(inner)(params, **settings)
 
 
 @contextlib.contextmanager

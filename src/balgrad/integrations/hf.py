@@ -272,6 +272,7 @@ class _StrategyEpochHooks(TrainerCallback):
                 trainer.modalities,
                 trainer._prepare_inputs,
                 trainer.accelerator.autocast(),
+                optimizer=trainer.optimizer,  # G-Blend's copies train with one like it
             )
 
     def on_epoch_end(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):

@@ -201,6 +201,7 @@ class BalGradModule(pl.LightningModule):
                 self.modalities,
                 lambda batch: self.transfer_batch_to_device(batch, self.device, 0),
                 self.trainer.precision_plugin.forward_context(),
+                optimizer=self.optimizers(),  # G-Blend's copies train with one like it
             )
 
     def on_train_epoch_end(self) -> None:

@@ -245,6 +245,15 @@ class Strategy:
     #: so the strategy can train in fp16 (a subclass overriding ``backward`` without
     #: ``scaler=`` sets it False)
     supports_grad_scaler = True
+    #: the fraction of the training set the method holds out of training (G-Blend's
+    #: held-out set V, on which it measures generalisation): a training loop that owns
+    #: the data splits it off once, deterministically by seed, never trains on it, and
+    #: hands it to :meth:`prepare_epoch` as ``held_out``; 0: none
+    held_out_fraction = 0.0
+    #: :meth:`prepare_epoch` trains copies of the model (G-Blend's loss curves): a loop
+    #: passes ``make_optimizer`` (a list of parameters -> an optimizer of the run's kind
+    #: and settings) for them
+    trains_copies = False
     check_every = 1
 
     def __init__(self) -> None:
@@ -452,12 +461,24 @@ class Strategy:
         the middle of an epoch whose pass is in the loaded state needs none)."""
         return self.needs_epoch_pass and self.prepared_epoch != self.epoch
 
-    def prepare_epoch(self, model: BalancedModel, batches: Any) -> dict[str, torch.Tensor]:
+    def prepare_epoch(
+        self,
+        model: BalancedModel,
+        batches: Any,
+        *,
+        held_out: Any = None,
+        make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """The epoch-start pass: call it after :meth:`on_epoch_start`, before the epoch's
         first step, with ``batches`` an iterable of ``(inputs, target)`` already on the
         model's device (a list, or a generator over a training loader; the strategy takes
         what it needs of it, e.g. PMR the first tenth). The model runs in eval mode
-        without gradients and is put back in the mode it was in. Returns diagnostics."""
+        without gradients and is put back in the mode it was in. Returns diagnostics.
+
+        A strategy with :attr:`held_out_fraction` > 0 takes the held-out part of the
+        training data as ``held_out`` (batches like ``batches``), one with
+        :attr:`trains_copies` the optimizer factory ``make_optimizer``; the others ignore
+        both (G-Blend overrides this method)."""
         module = unwrap(model)[0]
         stats: dict[str, torch.Tensor] = {}
         if self.needs_epoch_pass:
@@ -567,6 +588,8 @@ def fusion_of(strategy: Any) -> Callable[[Any, Any], torch.Tensor] | None:
     """``strategy.fuse`` (model, output) -> prediction where the strategy predicts by
     test-time fusion (``test_time_fusion``: MLA), else None (the fused logits)."""
     return strategy.fuse if getattr(strategy, "test_time_fusion", False) else None
+
+
 def _takes_no_context(compute: Any) -> bool:
     """Whether ``compute`` has the old signature (self, model, output, target): four
     positional parameters, no ``ctx`` and no ``*args``."""

@@ -33,6 +33,7 @@ from balgrad.strategies.balgrad import BalGrad
 from balgrad.strategies.balgrad_fast import BalGradFast
 from balgrad.strategies.base import Strategy
 from balgrad.strategies.dgl import DGL
+from balgrad.strategies.gblend import GBlend
 from balgrad.strategies.inforeg import InfoReg
 from balgrad.strategies.joint import Joint
 from balgrad.strategies.mla import MLA
@@ -242,7 +243,14 @@ register_strategy(
     description="alternating unimodal steps through a shared head, entropy-weighted "
     "test-time fusion (CVPR 2024)",
 )
-
+register_strategy(
+    "gblend",
+    GBlend,
+    aliases=("g-blend", "gradient_blending"),
+    label="G-Blend",
+    description="gradient blending: the fused and unimodal losses weighted by their "
+    "generalisation over overfitting, estimated on held-out data (CVPR 2020)",
+)
 
 
 # -- the public functions --------------------------------------------------------------

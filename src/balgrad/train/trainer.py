@@ -31,6 +31,7 @@ from torch.utils.data import DistributedSampler
 from balgrad.atomic import write_text
 from balgrad.data.impairments import Condition
 from balgrad.data.progress import bar as progress_bar
+from balgrad.data.splits import train_val_split
 from balgrad.errors import BalgradError, ConfigError, NonFiniteLossError
 from balgrad.strategies.base import EpochBatches
 from balgrad.train.checkpoint import (
@@ -197,6 +198,7 @@ class Trainer:
         self.optimizer = make_optimizer(settings.optimizer, groups, settings)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         check_precision_support(strategy, settings.precision)
+        self.held_out_set = self._hold_out()
         self.scaler = make_scaler(settings.precision, device)
         strategy.check_every = settings.log_every  # the strategy's lazy NaN check
 
@@ -239,9 +241,36 @@ class Trainer:
             b = self._to_device(batch)
             return b.inputs, b.target
 
+        extra = {}  # G-Blend's estimate: the held-out part and the copies' optimizer
+        if self.held_out_set is not None:
+            held = self.pipeline.loader(
+                self.held_out_set, Condition(), batch_size=self.s.batch_size
+            )
+            extra["held_out"] = EpochBatches(held, convert)
+        if getattr(self.strategy, "trains_copies", False):
+            extra["make_optimizer"] = lambda params: make_optimizer(
+                self.s.optimizer, [{"params": params}], self.s
+            )
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), autocast_region(self.s.precision, self.device):
-            self.strategy.prepare_epoch(self.model, EpochBatches(loader, convert))
+            self.strategy.prepare_epoch(self.model, EpochBatches(loader, convert), **extra)
+
+    def _hold_out(self):
+        """The strategy's held-out part of the training set (``held_out_fraction``,
+        G-Blend's), split off once, stratified and deterministic by seed; the run never
+        trains on it. None when the strategy holds out nothing."""
+        fraction = getattr(self.strategy, "held_out_fraction", 0.0)
+        if not fraction:
+            return None
+        try:
+            self.train_set, held = train_val_split(self.train_set, fraction, self.s.seed)
+        except ConfigError:
+            raise ConfigError(
+                f"held_out_fraction: {fraction} of {self.strategy.name}'s held-out data leaves "
+                f"an empty training or held-out part of the {len(self.train_set)} training "
+                "samples"
+            ) from None
+        return held
 
     def _modalities(self) -> tuple[str, ...]:
         return self.strategy.modalities(self.model)
