@@ -115,6 +115,16 @@ def test_the_image_text_index_still_loads_as_before():
     assert dataset_modalities("generic", str(fixture)) == {"image": "image", "text": "text"}
 
 
+def test_an_image_text_index_with_a_colon_in_another_column_is_read_as_before(tmp_path):
+    root = tmp_path / "old"
+    (root / "img").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(root / "img" / "a.png")
+    rows = ["image,text,label,taken:at", "img/a.png,a cat,cat,noon", "img/a.png,a dog,dog,dawn"]
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    ds = load(root)
+    assert type(ds) is GenericDataset and ds.texts == ["a cat", "a dog"]
+
+
 def test_the_run_config_resolves_the_declared_modalities_with_kind_defaults(data):
     cfg = RunConfig(dataset="generic", data_dir=str(data), methods=["joint"])
     plan = modality_plan(cfg)
@@ -147,7 +157,8 @@ def _rewrite_row(root, line, column, value):
         (lambda r: (r / "emb" / "train5.npy").write_bytes(b"not an array"),
          r"train.csv line 7, column 'emb': feature array .*train5.npy cannot be read as a .npy"),
         (lambda r: np.save(r / "emb" / "train4.npy", np.zeros((2, 5), "float32")),
-         r"train.csv line 6, column 'emb': feature array .*train4.npy has the shape \[2, 5\]"),
+         r"train.csv line 6, column 'emb': feature array .*train4.npy has the shape \[2, 5\] "
+         r"\(as \[L, F\]\); the first of 'emb' \(.*train.csv line 2, column 'emb'\) has \[1, 3\]"),
         (lambda r: write_wav(r / "wav" / "train3.wav", np.zeros(10), rate=16000),
          r"train.csv line 5, column 'sound': audio file .*train3.wav is at 16000 Hz.*sample_rate"),
         (lambda r: (r / "img" / "train1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken"),
@@ -159,6 +170,14 @@ def test_bad_input_is_an_error_naming_file_line_and_column(data, breakage, messa
     breakage(data)
     with pytest.raises((DataError, ConfigError), match=message):
         load(data).validate()
+
+
+def test_a_test_array_of_another_shape_than_trains_is_named(data):
+    np.save(data / "emb" / "test0.npy", np.zeros(5, "float32"))
+    with pytest.raises(
+        DataError, match=r"test.csv line 2, column 'emb'.*\[1, 5\].*train.csv line 2"
+    ):
+        load(data, "test").validate()
 
 
 def test_skip_bad_drops_a_corrupt_row_with_one_warning(data):

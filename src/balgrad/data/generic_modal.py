@@ -88,19 +88,21 @@ FILE_KINDS = ("image", "audio", "features")
 _WARN_FROM_INIT = 5
 
 
-def header_modalities(columns: list[str], where: str) -> dict[str, str]:
+def header_modalities(columns: list[str], where: str, lenient: bool = False) -> dict[str, str]:
     """``name -> kind`` of the ``<name>:<kind>`` columns, in header order; an unknown
-    kind is a :class:`DataError` naming ``where`` and the column."""
+    kind is a :class:`DataError` naming ``where`` and the column, unless ``lenient`` and
+    no column declares a known kind (then none declares anything: an image+text index,
+    or one declared by the option, whose other columns hold a colon)."""
     declared: dict[str, str] = {}
-    for column in columns:
-        if ":" not in column:
-            continue
-        name, kind = (part.strip() for part in column.rsplit(":", 1))
-        if kind not in READ_KINDS:
-            raise DataError(
-                f"{where}: column {column!r} declares the kind {kind!r}; the generic reader "
-                f"reads {', '.join(READ_KINDS)}"
-            )
+    pairs = [(c, *(p.strip() for p in c.rsplit(":", 1))) for c in columns if ":" in c]
+    unknown = [(c, kind) for c, _, kind in pairs if kind not in READ_KINDS]
+    if unknown and (len(unknown) < len(pairs) or not lenient):
+        column, kind = unknown[0]
+        raise DataError(
+            f"{where}: column {column!r} declares the kind {kind!r}; the generic reader "
+            f"reads {', '.join(READ_KINDS)}"
+        )
+    for _, name, kind in pairs if not unknown else ():
         if name in declared:
             raise DataError(f"{where}: the modality {name!r} is declared twice")
         declared[name] = kind
@@ -122,7 +124,9 @@ def declared_modalities(data_dir: Any, options: dict[str, Any]) -> dict[str, str
         path = split_file(root, split)
         if path is not None:
             header = _header(path, _first_line(FolderBoundary(root), path))
-            return header_modalities(header, f"{path} line 1") or None
+            image_text = (options.get("image_field", "image"), options.get("text_field", "text"))
+            legacy = all(f in header for f in image_text)
+            return header_modalities(header, f"{path} line 1", lenient=legacy) or None
     return None
 
 
@@ -263,7 +267,9 @@ class GenericModalDataset(MultimodalDataset):
         self._keep(kept)
         problems.warn(f"{name} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
         self.sample_rate = self._common_rate()
-        self._shapes: dict[str, tuple[int, ...]] = {}
+        # each features modality's [L, F], and where it was first read
+        self._shapes: dict[str, tuple[tuple[int, ...], str]] = {}
+        self._label_fields = label_fields
 
     # -- reading the index ---------------------------------------------------------
     def _inputs(self, obj, where, folder, modalities, columns, check_files, opts) -> dict:
@@ -342,6 +348,7 @@ class GenericModalDataset(MultimodalDataset):
         shape of the split's first). A bad row raises :class:`DataError` naming the file,
         the index line and the column; with ``skip_bad`` it is dropped with one warning."""
         problems = Problems(self.skip_bad)
+        self._train_shapes()
         kept = []
         for row in self.rows:
             problem = None
@@ -386,12 +393,36 @@ class GenericModalDataset(MultimodalDataset):
 
     def _check_shape(self, m: str, shape: tuple[int, ...], file: Path, where: str) -> None:
         shape = (1, *shape) if len(shape) == 1 else shape
-        first = self._shapes.setdefault(m, shape)
+        first, first_where = self._shapes.setdefault(m, (shape, where))
         if shape != first:
             raise DataError(
                 f"{where}: feature array {file} has the shape {list(shape)} (as [L, F]); the "
-                f"split's first array of {m!r} has {list(first)}: every row needs one shape"
+                f"first of {m!r} ({first_where}) has {list(first)}: every row of every split "
+                "needs one shape"
             )
+
+    def _train_shapes(self) -> None:
+        """Another split's arrays must have the training split's shape (the model's
+        ``in_features`` comes from it): its first row's array headers are the reference."""
+        path = split_file(self.root, "train")
+        features = [m for m, k in self.info.modalities.items() if k == "features"]
+        if self.split == "train" or path is None or not features:
+            return
+        raw = self.boundary.read_bytes(path, self.info.name, "split file")
+        columns = _columns(_header(path, raw), self.info.modalities, path)
+        rows = _read_rows(path, raw, self._label_fields, Problems(True))
+        if not rows:
+            return
+        line, obj = rows[0]
+        for m in features:
+            where = f"{path} line {line}, column {m!r}"
+            file = path.parent / str(obj.get(columns[m], ""))
+            if self.boundary.problem(where, "feature array", file) is None:
+                try:
+                    _, shape = read_npy_header(file, where, what="feature array", ndim=(1, 2))
+                except DataError:
+                    continue  # the train split's own load names it
+                self._shapes.setdefault(m, ((1, *shape) if len(shape) == 1 else shape, where))
 
     # -- Dataset API ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -472,7 +503,7 @@ def _columns(header: list[str], modalities: dict[str, str], path: Path) -> dict[
     """The column of each modality: ``<name>:<kind>``, or ``<name>`` (option-declared);
     the header's own declarations must agree with ``modalities`` (the run's)."""
     where = f"{path} line 1"
-    own = header_modalities(header, where)
+    own = header_modalities(header, where, lenient=True)
     if own and own != modalities:
         raise DataError(
             f"{where}: the header declares the modalities {own}, but the dataset's are "
