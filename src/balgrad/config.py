@@ -295,7 +295,10 @@ class RunConfig(BaseModel):
             if not _in_decibels(noise):
                 continue
             try:
-                kind = dataset_modalities(dataset).get(name)
+                kinds = dataset_modalities(
+                    dataset, data.get("data_dir"), data.get("dataset_options") or {}
+                )
+                kind = kinds.get(name)
             except (BalgradError, TypeError):
                 return data  # an unknown dataset is reported by its own field
             if kind is not None and kind != "audio":
@@ -391,11 +394,14 @@ def check_dataset_options(dataset: str, options: dict[str, Any]) -> None:
     _named("dataset_options", DATASETS.validate, dataset, options)
 
 
-def dataset_modalities(dataset: str) -> dict[str, str]:
-    """``{name: kind}`` of a registered dataset, in its order."""
-    from balgrad.data.catalog import DATASETS
+def dataset_modalities(
+    dataset: str, data_dir: str | None = None, options: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """``{name: kind}`` of a registered dataset, in its order: those its data declares
+    (``generic``'s index header or ``modalities`` option), else the registered ones."""
+    from balgrad.data.catalog import declared_modalities
 
-    return dict(DATASETS.metadata(dataset)["modalities"])
+    return declared_modalities(dataset, data_dir, options)
 
 
 def _listing(kinds: dict[str, str]) -> str:
@@ -404,11 +410,12 @@ def _listing(kinds: dict[str, str]) -> str:
 
 def modality_plan(cfg: RunConfig) -> dict[str, ModalityPlan]:
     """The backbone, its options and the noise level of each of ``cfg.dataset``'s
-    modalities, in the dataset's order: the one place that reads the per-modality fields.
+    modalities (those its data declares, :func:`dataset_modalities`), in the dataset's
+    order: the one place that reads the per-modality fields.
 
     - backbone: ``modalities[m].backbone``; else ``image_backbone`` / ``text_backbone``
       for a modality ``image`` / ``text`` of that kind; else the registration's
-      ``modality_backbones[m]``.
+      ``modality_backbones[m]``, else its ``kind_backbones[kind]``.
     - backbone options: ``backbone_options[m]`` updated with ``modalities[m].backbone_options``
       (the dataset's ``backbone_defaults`` are applied under both when the backbone is built).
     - noise: ``modalities[m].noise``; else ``image_noise`` / ``text_noise`` as above; else
@@ -420,7 +427,7 @@ def modality_plan(cfg: RunConfig) -> dict[str, ModalityPlan]:
     from balgrad.data.catalog import DATASETS
 
     meta = DATASETS.metadata(cfg.dataset)
-    kinds = dict(meta["modalities"])
+    kinds = dataset_modalities(cfg.dataset, cfg.data_dir, cfg.dataset_options)
     where = f"dataset {cfg.dataset!r}"
     has = f"{where} has the modalities {_listing(kinds)}"
     for field, given in (
@@ -439,7 +446,15 @@ def modality_plan(cfg: RunConfig) -> dict[str, ModalityPlan]:
                 f"not {own.kind!r}"
             )
         flat = FLAT_ALIASES.get(m) if m == kind else None  # image_backbone, image_noise
-        backbone, source = _backbone_of(cfg, m, kind, own, flat, meta["modality_backbones"])
+        registered = {
+            **{
+                n: meta["kind_backbones"][k]
+                for n, k in kinds.items()
+                if k in meta["kind_backbones"]
+            },
+            **meta["modality_backbones"],
+        }
+        backbone, source = _backbone_of(cfg, m, kind, own, flat, registered)
         options, options_field = _options_of(cfg, m, own)
         _check_backbone(m, kind, backbone, source, options, options_field)
         plans[m] = ModalityPlan(m, kind, backbone, options, _noise_of(cfg, m, kind, own, flat))

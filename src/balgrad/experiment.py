@@ -41,7 +41,7 @@ from balgrad.config import (
     modality_plan,
     resume_differences,
 )
-from balgrad.data.base import MultimodalDataset
+from balgrad.data.base import MultimodalDataset, known_texts, text_modality
 from balgrad.data.catalog import DATASETS
 from balgrad.data.conditioned_view import modalities_of, split_feature_std
 from balgrad.data.kinds import declared_sample_rate, modality_kind
@@ -155,8 +155,8 @@ def backbone_options(
 
 def training_texts(dataset: MultimodalDataset, modality: str) -> list[str]:
     """The training texts of a text modality (what a vocabulary is fitted on)."""
-    texts = getattr(dataset, "texts", None)
-    if modality == "text" and texts is not None:
+    texts = known_texts(dataset, modality)
+    if texts is not None:
         return list(texts)
     return [dataset[i].inputs[modality] for i in range(len(dataset))]
 
@@ -177,16 +177,15 @@ def encoder_options(
     plan: ModalityPlan | None = None,
 ) -> dict:
     """A backbone's options in this run, from its registration: one that fits a
-    vocabulary gets the training texts (or reloads ``tokenizer.json`` from ``run_dir``;
-    the file is ``tokenizer.json`` for a modality named text, ``tokenizer-<m>.json`` for
-    another); a pretrained one that takes ``finetune`` gets the run's setting; one that
+    vocabulary gets the training texts (or reloads its :func:`tokenizer_file` from
+    ``run_dir``); a pretrained one that takes ``finetune`` gets the run's setting; one that
     takes ``in_features`` and is not given it gets the data's feature size."""
     plan = plan or plan_of(cfg)[tower]
     registry, opts = BACKBONES[plan.kind], backbone_options(cfg, tower, name, plan)
     meta = registry.metadata(name)
     if meta.get("fits_vocabulary"):
-        saved = run_dir / tokenizer_file(tower) if run_dir is not None else None
-        if saved is not None and saved.exists():
+        saved = None if run_dir is None else saved_tokenizer(run_dir, tower, modality_kinds(cfg))
+        if saved is not None:
             opts["tokenizer"] = str(saved)
         else:
             opts["texts"] = train if isinstance(train, list) else training_texts(train, tower)
@@ -201,8 +200,26 @@ def encoder_options(
     return opts
 
 
-def tokenizer_file(modality: str) -> str:
-    return "tokenizer.json" if modality == "text" else f"tokenizer-{modality}.json"
+def modality_kinds(cfg: RunConfig) -> dict[str, str]:
+    return {m: p.kind for m, p in plan_of(cfg).items()}
+
+
+def tokenizer_file(modality: str, kinds: dict[str, str]) -> str:
+    """Where a run folder keeps ``modality``'s fitted vocabulary: ``tokenizer.json`` for
+    the run's one modality of kind text, whatever its name; ``tokenizer-<m>.json`` when
+    there are several."""
+    return "tokenizer.json" if text_modality(kinds) == modality else f"tokenizer-{modality}.json"
+
+
+def saved_tokenizer(run_dir: Path, modality: str, kinds: dict[str, str]) -> Path | None:
+    """The vocabulary file a run folder holds for ``modality``; the names of a folder
+    written before the file was named by kind (``tokenizer.json`` for a modality named
+    text, ``tokenizer-<m>.json`` for another) are read too. None: none saved."""
+    legacy = "tokenizer.json" if modality == "text" else f"tokenizer-{modality}.json"
+    for name in (tokenizer_file(modality, kinds), legacy):
+        if (run_dir / name).exists():
+            return run_dir / name
+    return None
 
 
 def build_encoders(
@@ -516,7 +533,7 @@ class Experiment:
             rdir.mkdir(parents=True, exist_ok=True)
             for m, encoder in pipeline.encoders.items():
                 if hasattr(encoder, "save_tokenizer"):
-                    encoder.save_tokenizer(rdir / tokenizer_file(m))
+                    encoder.save_tokenizer(rdir / tokenizer_file(m, modality_kinds(cfg)))
             # the trainer cuts metrics.jsonl back to its checkpoint (empties it when fresh)
             observers.append(JsonlLogger(rdir / "metrics.jsonl", method=method, seed=seed))
             if cfg.tensorboard:

@@ -145,6 +145,23 @@ class MultimodalDataset(Dataset):
         return {}
 
 
+def text_modality(modalities: dict[str, str]) -> str | None:
+    """The one modality of kind text among ``modalities`` (name -> kind), whatever its
+    name; None when there is none or several. A dataset's ``texts`` attribute, where it
+    has one, holds this modality's texts (read without decoding the other inputs)."""
+    found = [m for m, kind in modalities.items() if kind == "text"]
+    return found[0] if len(found) == 1 else None
+
+
+def known_texts(dataset: Any, modality: str) -> list[str] | None:
+    """``modality``'s texts from ``dataset.texts`` when it is the dataset's one text
+    modality and the dataset lists them; else None (read them from the items)."""
+    info = getattr(dataset, "info", None)
+    modalities = dict(getattr(info, "modalities", None) or IMAGE_TEXT)
+    texts = getattr(dataset, "texts", None)
+    return texts if texts is not None and text_modality(modalities) == modality else None
+
+
 def check_label(label: int, num_classes: int, where: str) -> int:
     """Validate a single-label class index; ``where`` names the file/line for the error."""
     from balgrad.errors import DataError

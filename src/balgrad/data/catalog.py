@@ -13,8 +13,12 @@ and carries ``description`` (for ``balgrad list``), ``backbone_defaults`` (backb
 options that suit its images and texts, applied under the user's own),
 ``cache_option`` (the option that receives balgrad's cache folder when neither it nor
 ``--data-dir`` is given), ``modalities`` (modality name -> kind, in the dataset's order;
-default image and text) and ``modality_backbones`` (modality name -> the backbone a run
-uses unless told otherwise, for the modalities the image/text flags do not cover).
+default image and text), ``modality_backbones`` (modality name -> the backbone a run
+uses unless told otherwise, for the modalities the image/text flags do not cover),
+``kind_backbones`` (kind -> that backbone, for a modality ``modality_backbones`` does not
+name) and ``modalities_from`` (for a dataset whose data declares its modalities, such as
+``generic``: ``fn(data_dir, options) -> {name: kind}`` or None for the registered ones;
+see :func:`declared_modalities`).
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ def _check_kind(name: str, metadata: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"dataset {name!r}: kind must be one of {KINDS}, got {metadata['kind']!r}"
         )
-    from balgrad.data.kinds import check_modalities_of
+    from balgrad.data.kinds import check_modalities_of, modality_kind
 
+    for kind in metadata["kind_backbones"]:
+        modality_kind(kind, f"dataset {name!r}: kind_backbones")
     modalities = metadata["modalities"]
     check_modalities_of(modalities, f"dataset {name!r}")
     if stray := sorted(set(metadata["modality_backbones"]) - set(modalities)):
@@ -60,8 +66,14 @@ def _check_kind(name: str, metadata: Mapping[str, Any]) -> None:
 def _check_dataset(name: str, dataset: Any) -> None:
     """What a loader returned honours the dataset contract (a plug-in's included)."""
     from balgrad.data.contract import check_dataset
+    from balgrad.data.kinds import check_modalities_of
 
-    check_dataset(name, dataset, DATASETS.metadata(name)["modalities"])
+    meta = DATASETS.metadata(name)
+    modalities = meta["modalities"]
+    if meta["modalities_from"] is not None:  # its data declared them: they are its own
+        modalities = getattr(getattr(dataset, "info", None), "modalities", None) or modalities
+        check_modalities_of(modalities, f"dataset {name!r}")
+    check_dataset(name, dataset, modalities)
 
 
 DATASETS = Registry(
@@ -74,6 +86,8 @@ DATASETS = Registry(
         "cache_option": None,
         "modalities": {"image": "image", "text": "text"},
         "modality_backbones": {},
+        "kind_backbones": {},
+        "modalities_from": None,
     },
     skip=_call_arguments,
     check_metadata=_check_kind,
@@ -109,3 +123,20 @@ def lookup(name: str, kind: str) -> str:
     if entry is None or entry.metadata["kind"] != kind:
         raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(dataset_names(kind))}")
     return entry.name
+
+
+def declared_modalities(
+    name: str, data_dir: Any = None, options: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """``{modality: kind}`` of dataset ``name`` in a run with ``data_dir`` and ``options``:
+    what its data declares (a registration with ``modalities_from``), else the registered
+    modalities."""
+    from balgrad.data.kinds import check_modalities_of
+
+    meta = DATASETS.metadata(name)
+    hook = meta["modalities_from"]
+    found = hook(data_dir, dict(options or {})) if hook is not None else None
+    if found is None:
+        return dict(meta["modalities"])
+    check_modalities_of(found, f"dataset {name!r}")
+    return dict(found)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from balgrad.data.base import MultimodalDataset
+from balgrad.data.base import MultimodalDataset, known_texts
 from balgrad.data.batch import Batch, label_tensor
 from balgrad.data.contract import ShapeCheck, check_example, where_item
 from balgrad.data.impairments import Condition
@@ -112,12 +112,12 @@ class ConditionedView(Dataset):
 
     def _raw(self, i: int) -> tuple[dict[str, Any], torch.Tensor]:
         """The raw inputs of the loaded modalities and the label: from the dataset's
-        ``texts``/``labels`` arrays when only a modality named text (or none) is needed,
-        without decoding the rest of the example."""
+        ``texts``/``labels`` arrays when only its text modality (whatever its name), or
+        none, is needed, without decoding the rest of the example."""
         labels = getattr(self.dataset, "labels", None)
-        texts = getattr(self.dataset, "texts", None)
-        if labels is not None and (not self.load or (self.load == ["text"] and texts is not None)):
-            return ({"text": texts[i]} if self.load else {}), label_tensor(labels[i])
+        texts = known_texts(self.dataset, self.load[0]) if len(self.load) == 1 else None
+        if labels is not None and (not self.load or texts is not None):
+            return ({self.load[0]: texts[i]} if self.load else {}), label_tensor(labels[i])
         ex = self.dataset[i]
         check_example(ex, self.modalities, where_item(self.dataset, i))  # a plug-in's too
         return {m: ex.inputs[m] for m in self.load}, label_tensor(ex.label)

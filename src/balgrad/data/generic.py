@@ -20,10 +20,15 @@ Every text and path field must be a JSON string (``null`` text reads as empty); 
 other type is an error naming file, line and field. Field names are options
 (``image_field``, ``text_field``, ``label_field``, ``labels_field``); ``dataset_name``
 sets ``info.name`` (default ``"generic"``).
+
+An index whose header declares its modalities (``photo:image,sound:audio,...``), or the
+option ``modalities``, is read by :mod:`balgrad.data.generic_modal` instead (image files,
+text, WAV audio, ``.npy`` features); ``GenericDataset(...)`` returns that reader's dataset.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 from dataclasses import dataclass
@@ -47,7 +52,7 @@ from balgrad.data.disk.readers import (
     utf8_problem,
 )
 from balgrad.data.disk.records import DataWarning, MissingSplitError, Problems, Record
-from balgrad.errors import DataError
+from balgrad.errors import ConfigError, DataError
 
 NAME = "generic"
 EXTENSIONS = (".jsonl", ".csv")
@@ -75,6 +80,22 @@ class GenericDataset(DiskLoader):
         primary_metric: str | None = None  # default: the first metric
         metrics: list[str] | None = None  # default: by task
         classes: list[str] | None = None  # the class names in index order (over classes.txt)
+        # an index that declares its modalities (balgrad.data.generic_modal):
+        modalities: dict[str, str] | None = None  # name -> kind, for plainly named columns
+        sample_rate: int | None = None  # audio: every clip resampled to it (None: one rate)
+        audio_seconds: float = 3.0  # audio: every clip looped or cropped to this length
+
+    def __new__(cls, data_dir: Any = None, split: str = "train", **options: Any):
+        """An index that declares its modalities (``<name>:<kind>`` columns, or the option
+        ``modalities``) is read by :class:`~balgrad.data.generic_modal.GenericModalDataset`;
+        the image+text index by this class, as before."""
+        if cls is GenericDataset:
+            from balgrad.data.generic_modal import GenericModalDataset, declared_modalities
+
+            declared = declared_modalities(data_dir, options)
+            if declared is not None:
+                return GenericModalDataset(data_dir, split, declared, **options)
+        return super().__new__(cls)
 
     @classmethod
     def dataset_name(cls, options: Options) -> str:
@@ -84,6 +105,11 @@ class GenericDataset(DiskLoader):
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
         name, task, allow_empty_text = options.dataset_name, options.task, options.allow_empty_text
+        if options.modalities is not None:
+            raise ConfigError(
+                f"{name}: option modalities declares an index of other modalities; load it "
+                "with load_dataset_from_disk('generic', ...)"
+            )
         fields = (
             options.image_field,
             options.text_field,
@@ -178,7 +204,7 @@ def _read_rows(
         raise DataError(f"{path}: empty file (expected a header row)") from None
     header = [check_utf8(h, f"{path} line 1").strip() for h in header]
     image_field, text_field, label_field, labels_field = fields
-    missing = [f for f in (image_field, text_field) if f not in header]
+    missing = [f for f in (image_field, text_field) if f is not None and f not in header]
     if label_field not in header and labels_field not in header:
         missing.append(f"{label_field} (or {labels_field})")
     if missing:
@@ -350,3 +376,7 @@ def _as_list(v: Any, where: str) -> list[Any]:
             return out
         return [p.strip() for p in s.split("|") if p.strip()]
     raise DataError(f"{where}: expected a list of labels, got {v!r}")
+
+
+# inspect.signature (and so the registry's option list) reads __new__ before __init__
+GenericDataset.__new__.__signature__ = inspect.signature(GenericDataset.__init__)  # type: ignore[attr-defined]

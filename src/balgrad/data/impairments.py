@@ -134,23 +134,9 @@ class Condition:
         """Whether this condition changes ``modality``'s inputs at all."""
         return self.missing_for(modality) or self.noisy_for(modality)
 
-    @property
-    def hits_image(self) -> bool:
-        return self.hits("image")
-
-    @property
-    def hits_text(self) -> bool:
-        return self.hits("text")
-
     def part(self, modality: str) -> str:
         """The part of this condition that changes ``modality`` (for feature-cache keys)."""
         return f"{self.name}#seed{self.seed}" if self.hits(modality) else "full"
-
-    def image_part(self) -> str:
-        return self.part("image")
-
-    def text_part(self) -> str:
-        return self.part("text")
 
     def mask(self, n: int) -> np.ndarray:
         """Boolean [n]: which samples this condition impairs (exact count, fixed seed)."""

@@ -94,14 +94,6 @@ class InputPipeline:
         return self.encoders["text"]
 
     @property
-    def image_precomputed(self) -> bool:
-        return self.precomputed["image"]
-
-    @property
-    def text_precomputed(self) -> bool:
-        return self.precomputed["text"]
-
-    @property
     def encoded(self) -> int:
         """How many tower encodings were computed (not served from a cache)."""
         return self.frozen_features.encoded

@@ -16,6 +16,7 @@ from balgrad.data.catalog import DATASETS, dataset_names, lookup, register_datas
 from balgrad.data.cub import CUBDataset
 from balgrad.data.food101 import Food101Dataset
 from balgrad.data.generic import GenericDataset
+from balgrad.data.generic_modal import declared_modalities
 from balgrad.data.hateful_memes import HatefulMemesDataset
 from balgrad.data.memotion import MemotionDataset
 from balgrad.data.mmimdb import MMIMDbDataset
@@ -62,7 +63,15 @@ register_dataset(
 register_dataset(
     "generic",
     GenericDataset,
-    description="any image-text classification set as JSONL/CSV (docs/datasets.md)",
+    description="your own classification set as CSV/JSONL: image and text, or the "
+    "modalities its header declares (name:kind: image, text, audio, features; docs/datasets.md)",
+    modalities_from=declared_modalities,
+    kind_backbones={
+        "image": "efficientnet-lite0",
+        "text": "minilm",
+        "audio": "resnet18",
+        "features": "gru",
+    },
 )
 
 

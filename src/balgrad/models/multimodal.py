@@ -77,14 +77,6 @@ class ModelOutput:
     def h_text(self) -> torch.Tensor:
         return self._pair("embeddings", "text")
 
-    @property
-    def image_input(self) -> Any:
-        return self.inputs.get("image")
-
-    @property
-    def text_input(self) -> Any:
-        return self.inputs.get("text")
-
     def _pair(self, what: str, name: str) -> torch.Tensor:
         values = getattr(self, what)
         if name not in values:

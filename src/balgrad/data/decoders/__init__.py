@@ -12,7 +12,7 @@ Each raises :class:`~balgrad.errors.DataError` naming the file.
 """
 
 from balgrad.data.decoders.image import decode_image, header_error
-from balgrad.data.decoders.npy import decode_npy, decode_npz
+from balgrad.data.decoders.npy import decode_npy, decode_npz, read_npy_header
 from balgrad.data.decoders.wav import decode_wav, read_wav_header, resample
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "decode_npz",
     "decode_wav",
     "header_error",
+    "read_npy_header",
     "read_wav_header",
     "resample",
 ]

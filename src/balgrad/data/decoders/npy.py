@@ -61,6 +61,37 @@ def decode_npy(
         ) from None
 
 
+def read_npy_header(
+    path: Path,
+    source: str | None = None,
+    *,
+    what: str = "array file",
+    ndim: int | tuple[int, ...] | None = None,
+    expected: str = "a plain numeric array",
+) -> tuple[np.dtype, tuple[int, ...]]:
+    """``(dtype, shape)`` of ``.npy`` file ``path``, every check of :func:`decode_npy`
+    made but the finiteness of the values, without reading the payload (as
+    :func:`~balgrad.data.decoders.wav.read_wav_header` for WAV). ``ndim``: the allowed
+    number(s) of dimensions."""
+    path = Path(path)
+    where = f"{source + ': ' if source else ''}{what} {path}"
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(0)
+            dtype, shape, _ = _checked_header(f, size, where, NUMERIC_KINDS, None, expected)
+    except FileNotFoundError:
+        raise DataError(f"{where} is missing") from None
+    except OSError as e:
+        raise DataError(
+            f"{where} cannot be read as a .npy array ({type(e).__name__}: {e})"
+        ) from None
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and len(shape) not in allowed:
+        raise DataError(f"{where} holds a {dtype} array of shape {shape}; expected {expected}")
+    return dtype, shape
+
+
 #: deflate expands data at most about 1032-fold: a zip member declaring more is a lie
 _MAX_DEFLATE_RATIO = 1032
 
@@ -110,6 +141,23 @@ def _read_array(
 ) -> np.ndarray:
     """The array in ``.npy`` stream ``f`` of ``size`` bytes, checked before its payload
     is read (module docstring)."""
+    dtype, shape, fortran = _checked_header(f, size, where, kinds, ndim, expected)
+    want = math.prod(shape) * dtype.itemsize
+    payload = f.read(want)
+    if len(payload) != want:  # the file shrank since its size was taken
+        raise DataError(f"{where} cannot be read as a .npy array: it is truncated")
+    arr = np.frombuffer(payload, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    arr = arr.copy(order="K")  # writable, and free of the bytes object
+    if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise DataError(f"{where} holds NaN or infinite values")
+    return arr
+
+
+def _checked_header(
+    f, size: int, where: str, kinds: str, ndim: int | None, expected: str
+) -> tuple[np.dtype, tuple[int, ...], bool]:
+    """(dtype, shape, Fortran order) of ``.npy`` stream ``f`` of ``size`` bytes, checked
+    against the bytes after the header (module docstring); ``f`` is left at the payload."""
     expected = expected or f"dtype kinds {kinds!r}"
 
     def bad(why: str) -> DataError:
@@ -133,14 +181,7 @@ def _read_array(
             f"its header declares shape {shape} of {dtype} ({want} bytes), the file "
             f"holds {size - offset} bytes after the header"
         )
-    payload = f.read(want)
-    if len(payload) != want:  # the file shrank since its size was taken
-        raise bad("it is truncated")
-    arr = np.frombuffer(payload, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-    arr = arr.copy(order="K")  # writable, and free of the bytes object
-    if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise DataError(f"{where} holds NaN or infinite values")
-    return arr
+    return dtype, shape, fortran
 
 
 def _header(f, bad) -> tuple[np.dtype, tuple[int, ...], bool]:
