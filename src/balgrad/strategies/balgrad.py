@@ -1,16 +1,16 @@
 """BalGrad (Kwon et al., "See-Saw Modality Balance", NAACL 2025), SPEC sections 2 and 6.
 
 Per batch, for M ≥ 2 modalities, with L_T = ℓ(z, y), L_m = ℓ(z_m, y) and
-D = the mean over the M(M−1)/2 pairs {i, j} of KL(p_i||p_j) + KL(p_j||p_i)
-(M = 2: KL(p_v||p_l) + KL(p_l||p_v)):
+D = the mean over the M(M−1)/2 pairs {i, j} of KL(p_i‖p_j) + KL(p_j‖p_i)
+(M = 2: KL(p_v‖p_l) + KL(p_l‖p_v)), and x[θ_m] the part of a gradient x on θ_m:
 
 1. Inter-modality reweighting of the KL gradients g_kl^m = ∇_{θ_m} D by each
    modality's contribution c_m = s_m / Σ_k s_k, s_m = mean p_m[y]:
    w_m = M (1 − c_m) / (M − 1) (mean weight 1; M = 2: 2 (1 − c_m)); with
    ``equalize_norms`` every g_kl^m is first rescaled to their mean norm n, so
-   g_kl|θ_m = w_m n/|g_kl^m| g_kl^m (zero on θ_T).
-2. Inter-task projection: if <g_T, g_kl> < 0, g_T⊥ = g_T − <g_T, g_kl>/|g_kl|² g_kl.
-3. Update: θ_T ← g_T⊥;  θ_m ← g_T⊥|θ_m + μ g_T^m + λ g_kl|θ_m.
+   g_kl[θ_m] = w_m n/‖g_kl^m‖ g_kl^m (zero on θ_T).
+2. Inter-task projection: if <g_T, g_kl> < 0, g_T⊥ = g_T − <g_T, g_kl>/‖g_kl‖² g_kl.
+3. Update: θ_T ← g_T⊥;  θ_m ← g_T⊥[θ_m] + μ g_T^m + λ g_kl[θ_m].
 
 Ablations (paper Table 2): ``reweight="none"`` is "w/ projection",
 ``project=False`` is "w/ reweighting"; ``kl_weight=0, project=False,
@@ -211,7 +211,7 @@ class BalGrad(Strategy):
     def kl_factors(
         self, kl_norms: torch.Tensor, w: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f_m for each m) with g_kl|θ_m = f_m ∇_{θ_m} D, and the weights w reported."""
+        """(f_m for each m) with g_kl[θ_m] = f_m ∇_{θ_m} D, and the weights w reported."""
         if self.reweight == "none":
             ones = torch.ones_like(w)
             return ones, ones
@@ -376,7 +376,7 @@ class BalGrad(Strategy):
     def _project_(self, t_towers, g_k, scale, sizes, task_sq):
         """Project the towers' part of g_T (in place) off g_kl = scale ⊙ g_k, globally or
         per tower (``sizes``: each tower's number of tensors); returns (<g_T, g_kl>,
-        <g_T⊥, g_kl>, |g_T⊥|², projected, the per-tensor coefficient of g_k in the rest of
+        <g_T⊥, g_kl>, ‖g_T⊥‖², projected, the per-tensor coefficient of g_k in the rest of
         the update)."""
         whole = slice(0, len(t_towers))
         parts = [whole] if self.projection_scope == "global" else consecutive_slices(sizes)
