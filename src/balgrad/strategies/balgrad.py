@@ -94,11 +94,13 @@ class BalGrad(Strategy):
 
     Args:
         reweight: ``"contribution"`` (default) or ``"none"`` (w = 1, no norm equalisation).
-        equalize_norms: rescale g_kl^v and g_kl^l to their mean norm before weighting.
+        equalize_norms: rescale every g_kl^m to their mean norm before weighting.
         contribution_ema: EMA factor for s_m across steps (0 = this batch only).
         project: project g_T away from g_kl when they conflict.
-        projection_scope: ``"global"`` or ``"per_modality"`` (within θ_v and θ_l apart).
-        kl_weight: λ. unimodal_weight: μ. temperature: τ of p_m = softmax(z_m / τ).
+        projection_scope: ``"global"`` or ``"per_modality"`` (within each θ_m apart).
+        kl_weight: λ.
+        unimodal_weight: μ.
+        temperature: τ of p_m = softmax(z_m / τ).
         head_diagnostics: also log cos of the unimodal gradients on the shared head
             (``cos_head_unimodal``) ...
         head_diagnostics_every: ... at steps 0, N, 2N, ... (it costs a pass through the
