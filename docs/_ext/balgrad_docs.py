@@ -247,6 +247,25 @@ def _overrides(cls: type, name: str) -> bool:
     return getattr(cls, name, None) is not getattr(Strategy, name, None)
 
 
+def _reads_epoch(cls: type) -> bool:
+    """Whether the method's own code reads the epoch that ``on_epoch_start`` records (a
+    modulation window, a schedule over ``num_epochs``)."""
+    import inspect
+
+    from balgrad.strategies.base import Strategy
+
+    for klass in cls.__mro__:
+        if klass is Strategy or not issubclass(klass, Strategy):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        if re.search(r"self\.(epoch|num_epochs)\b", source):
+            return True
+    return False
+
+
 def hook_row(name: str) -> list[str]:
     """Which calls an own training loop makes for strategy ``name``, read from its class."""
     from balgrad.strategies.base import Strategy
@@ -263,7 +282,7 @@ def hook_row(name: str) -> list[str]:
     )
     return [
         f":doc:`{name} </api/generated/{cls.__module__}>`",
-        yes if _overrides(cls, "on_epoch_start") else "no (optional)",
+        yes if _overrides(cls, "on_epoch_start") or _reads_epoch(cls) else "no (optional)",
         yes if _overrides(cls, "on_epoch_end") else "no (optional)",
         yes if getattr(cls, "needs_epoch_pass", False) else "no",
         ", ".join(f"``{n}``" for n in extra) or "–",
