@@ -112,8 +112,12 @@ class _Generated(SphinxDirective):
         raise NotImplementedError
 
     def run(self) -> list[nodes.Node]:
+        lines = self.rst()
+        if type(self.state).__module__.startswith("myst_parser"):
+            # in a Markdown page, nested content is parsed as Markdown: say it is rST
+            lines = ["```{eval-rst}", *lines, "```"]
         container = nodes.container()
-        self.state.nested_parse(StringList(self.rst(), source="balgrad_docs"), 0, container)
+        self.state.nested_parse(StringList(lines, source="balgrad_docs"), 0, container)
         return container.children
 
 
