@@ -1,15 +1,16 @@
-"""Regenerate the README's result tables: the default benchmark, fashion, the
-three-modality keypad job, fast vs exact.
+"""Regenerate the result tables of the docs' benchmarks page (docs/benchmarks.md, where
+the README's tables moved): the default benchmark, fashion, the three-modality keypad
+job, fast vs exact.
 
 Runs ``balgrad compare --seeds 0 1 2 3 4`` with every default (digits), with
 ``--dataset fashion`` and with ``--dataset keypad``, one shared feature cache, then copies each run's ``table.md``
 (Table 1 with mean ± std, and the paired change versus Baseline with 95% t-intervals)
-into README.md between the markers ``<!-- readme_tables:NAME -->`` and
+into docs/benchmarks.md between the markers ``<!-- readme_tables:NAME -->`` and
 ``<!-- /readme_tables:NAME -->``. The ``fast`` job trains joint, BalGrad and
 balgrad_fast on both datasets (5 seeds) and writes one table of the two BalGrads side by
 side with balgrad_fast's paired change versus the exact method.
 
-    python benchmarks/readme_tables.py                  # train, then rewrite README.md
+    python benchmarks/readme_tables.py                  # train, then rewrite docs/benchmarks.md
     python benchmarks/readme_tables.py --reuse          # keep run folders that are complete
     python benchmarks/readme_tables.py --only fashion   # one of the three
 """
@@ -38,7 +39,7 @@ def replace_block(text: str, name: str, body: str) -> str:
     begin, end = marker(name)
     pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), flags=re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no block {begin} ... {end}")
+        raise SystemExit(f"the page has no block {begin} ... {end}")
     return pattern.sub(lambda _: f"{begin}\n{body.rstrip()}\n{end}", text, count=1)
 
 
@@ -91,7 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs"), help="parent of the run folders")
     p.add_argument("--cache-dir", default=str(ROOT / ".balgrad-cache"))
     p.add_argument("--reuse", action="store_true", help="keep run folders with a table.md")
-    p.add_argument("--readme", default=str(ROOT / "README.md"))
+    p.add_argument(
+        "--page",
+        "--readme",  # the tables' old home, kept as a spelling
+        dest="readme",
+        default=str(ROOT / "docs" / "benchmarks.md"),
+        help="the Markdown page whose readme_tables blocks are rewritten",
+    )
     args = p.parse_args(argv)
     readme = Path(args.readme)
     for name in args.only:  # a missing marker fails before any training
@@ -108,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run_dir = run(name, out, cache, args.reuse)
             body, source = (run_dir / "table.md").read_text(), str(run_dir / "table.md")
-        # read README.md again now: edits made while the jobs trained are kept
+        # read the page again now: edits made while the jobs trained are kept
         readme.write_text(replace_block(readme.read_text(), name, body))
-        print(f"README.md: {name} tables from {source}")
+        print(f"{readme}: {name} tables from {source}")
     return 0
 
 

@@ -196,3 +196,32 @@ def test_version_prints_the_installed_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"balgrad {version('balgrad')}"
+
+
+def test_docs_prints_the_built_site_or_how_to_build_it(tmp_path, monkeypatch, capsys):
+    import balgrad.cli as cli
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    monkeypatch.setattr(cli, "DOCS_DIR", docs)
+    # no sources (an install from a wheel): where they are and the build command
+    assert main(["docs"]) == 0
+    out = capsys.readouterr().out
+    assert "no documentation sources" in out and "sphinx-build -W" in out
+    # a checkout not built yet: the commands, run in that checkout
+    (docs / "conf.py").write_text("")
+    assert main(["docs"]) == 0
+    out = capsys.readouterr().out
+    assert "not built yet" in out and str(tmp_path) in out and "'.[docs]'" in out
+    # built: the index page's path, alone on its line (for `xdg-open $(balgrad docs)`)
+    index = docs / "_build" / "html" / "index.html"
+    index.parent.mkdir(parents=True)
+    index.write_text("<html></html>")
+    assert main(["docs"]) == 0
+    assert capsys.readouterr().out == f"{index}\n"
+
+
+def test_docs_looks_in_this_checkout():
+    import balgrad.cli as cli
+
+    assert (cli.DOCS_DIR / "conf.py").is_file()

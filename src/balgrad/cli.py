@@ -534,7 +534,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="strategies and their options, datasets, backbones")
     ls.set_defaults(func=cmd_list)
+
+    d = sub.add_parser("docs", help="where the built documentation is, or how to build it")
+    d.set_defaults(func=cmd_docs)
     return p
+
+
+#: the documentation's sources and built site, in a source checkout of balgrad
+DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
+DOCS_BUILD = "sphinx-build -W --keep-going -b html docs docs/_build/html"
+
+
+def cmd_docs(args) -> int:
+    """Print the built site's index.html, or the commands that build it."""
+    index = DOCS_DIR / "_build" / "html" / "index.html"
+    if index.is_file():
+        print(index)
+        return 0
+    if (DOCS_DIR / "conf.py").is_file():
+        root = DOCS_DIR.parent
+        print(
+            f"the documentation is not built yet; in {root}:\n"
+            f"  .venv/bin/python -m pip install -e '.[docs]'\n"
+            f"  .venv/bin/python -m {DOCS_BUILD}\n"
+            f"then open {index}"
+        )
+        return 0
+    print(
+        "this install has no documentation sources (they are in a source checkout of "
+        "balgrad, under docs/); build them there with:\n"
+        f"  pip install -e '.[docs]' && python -m {DOCS_BUILD}"
+    )
+    return 0
 
 
 #: the errnos of a write the file system refused: full, over a size limit or quota, read-only

@@ -1,7 +1,7 @@
 """Composes data, backbones, model, strategy, trainer and evaluation into runs.
 
 One *run* is (method, seed); a *comparison* is several runs on one dataset, written
-into one run folder:
+into one run folder::
 
     <out>/<name>/config.yaml, run.lock (while a process writes the folder)
     <out>/<name>/<method>/seed<k>/{checkpoint.pt, checkpoint.prev.pt, model.safetensors,

@@ -21,6 +21,9 @@ from torch import nn
 
 
 class ImageEncoder(nn.Module):
+    """An image tower: :meth:`preprocess` maps one raw image to a model input of fixed
+    shape, the forward maps a batch of those to features ``[B, out_dim]``."""
+
     out_dim: int
     identity: str
     identity_covers_weights: bool = False
@@ -39,6 +42,9 @@ class ImageEncoder(nn.Module):
 
 
 class TextEncoder(nn.Module):
+    """A text tower: :meth:`tokenize` maps strings to a token batch, the forward maps
+    that batch to features ``[B, out_dim]``."""
+
     out_dim: int
     identity: str
     identity_covers_weights: bool = False

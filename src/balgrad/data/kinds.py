@@ -154,6 +154,7 @@ class ModalityKind:
         return f"{self.noise_symbol} = {level:g}{self.noise_unit}"
 
 
+#: the registered modality kinds by name (image, text, audio, video, features)
 KINDS: dict[str, ModalityKind] = {
     k.name: k
     for k in (

@@ -12,6 +12,9 @@ from balgrad.errors import ConfigError
 
 
 class SubsetDataset(MultimodalDataset):
+    """The items ``indices`` of ``base``, as a dataset of the split named ``split``
+    (the validation split carved from training data, for example)."""
+
     def __init__(self, base: MultimodalDataset, indices, split: str):
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)

@@ -3,7 +3,7 @@
 Conditions: full; missing m at ratio r and noisy m (at m's noise level) for each modality
 m; for M > 2 also only m (every other modality missing). Per impairment kind: Avg = the
 mean over modalities of the m-impaired score and ΔGap = max − min over them, in points
-(M = 2: |a − b|); negative transfer is flagged where an impaired score exceeds the full
+(M = 2: ``|a − b|``); negative transfer is flagged where an impaired score exceeds the full
 score.
 
 Nothing non-finite is scored: a condition whose model inputs (the impaired raw inputs
@@ -277,7 +277,7 @@ def modality_mean(values: list[float]) -> float:
 
 
 def modality_gap(values: list[float]) -> float:
-    """ΔGap over modalities: max − min (M = 2: exactly |a − b|); NaN when a score is."""
+    """ΔGap over modalities: max − min (M = 2: exactly ``|a − b|``); NaN when a score is."""
     if any(v != v for v in values):
         return float("nan")
     return max(values) - min(values)
@@ -317,7 +317,7 @@ def summarize(
 
 def sweep_gaps(sweep: list[dict], metric: str) -> list[tuple[float, float]]:
     """(r, ΔGap at r) for the robustness curve (paper Fig. 4): max − min over the row's
-    ``missing_<m>`` entries (M = 2: |missing image − missing text|)."""
+    ``missing_<m>`` entries (M = 2: ``|missing image − missing text|``)."""
     return [
         (
             row["ratio"],

@@ -1,4 +1,4 @@
-"""Any balgrad strategy inside the Hugging Face ``Trainer`` (``pip install balgrad[hf]``).
+"""Any balgrad strategy inside the Hugging Face ``Trainer`` (``pip install balgrad[hf]``)::
 
     trainer = BalGradTrainer(model=model, args=TrainingArguments(...),
                              strategy=create_strategy("balgrad"),

@@ -38,13 +38,14 @@ __all__ = [
 
 
 class TwoTowerModel(MultimodalModel):
-    """Image and text towers, fusion and a classifier head.
+    """Image and text towers, fusion and a classifier head: the ``("image", "text")``
+    case of :class:`~balgrad.models.multimodal.MultimodalModel`, whose other arguments
+    it takes.
 
     Args:
         image_encoder, text_encoder: modules mapping a batch of inputs to
             ``[B, out_dim]`` (``out_dim`` attribute). Their parameters join θ_v /
             θ_l when they require grad (fine-tuning) and are left out when frozen.
-        The rest as :class:`~balgrad.models.multimodal.MultimodalModel`.
     """
 
     def __init__(

@@ -182,7 +182,7 @@ def _dominance_text(d: dict, metric: str) -> list[str]:
 # -- dominance for M > 2: the only_<m> scores ---------------------------------------------
 def alone_rows(layout: Layout, cells: dict) -> tuple[str, dict[str, str]]:
     """("only", {m: row}) where every ``only_<m>`` was evaluated, else ("missing", {m:
-    ``missing_<m>``}) (without the only_ conditions, the modality whose absence costs the
+    ``missing_<m>``}) (without the ``only_<m>`` conditions, the modality whose absence costs the
     most is the one relied on)."""
     only = {m: condition_name("only", m) for m in layout.names}
     if all(k in cells for k in only.values()):
@@ -214,7 +214,7 @@ def dominance_many(
 ) -> dict | None:
     """Which modality dominated ``method`` among M > 2: with the ``only_<m>`` scores, the
     one that alone scores highest (``weakest``: lowest); without them, the one whose
-    absence costs the most. Returns {"method", "source" ("only" | "missing"), "alone"
+    absence costs the most. Returns {"method", "source" (``"only"`` or ``"missing"``), "alone"
     {m: cell}, "dominant", "weakest", "diff" (their difference of means), "spread"
     (mean_std over seeds of max − min), "consistent_seeds", "n_seeds"} or None."""
     cells = table.get(method, {})

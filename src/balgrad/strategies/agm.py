@@ -1,8 +1,10 @@
 """AGM (Li et al., "Boosting Multi-modal Model Performance with Adaptive Gradient
 Modulation", ICCV 2023), as in its official code (SPEC section 3; ``CREMAD_main.py``).
 
-Mono-modal responses from passes with one modality blanked:
+Mono-modal responses from passes with one modality blanked::
+
     o_v = ½[f(v,l) − f(0,l) + f(v,0)],   o_l = ½[f(v,l) − f(v,0) + f(0,l)],
+
 so o_v + o_l = f(v,l) is the fused output. Scores s_m = batch mean of
 −log softmax(o_m)[y] (probabilities clamped at 1e-8); r_v = exp(s_l − s_v),
 r_l = exp(s_v − s_l); running means S_m of the scores over all iterations, starting at
@@ -36,7 +38,7 @@ the responses are Shapley values over the 2^M subsets S of modalities, with f(S)
 head on the embeddings of S and every other modality blanked, and the empty set worth 0
 (which gives the two-modal o_v, o_l above for M = 2):
 
-    o_m = Σ_{S ∌ m} |S|! (M − |S| − 1)! / M! · [f(S ∪ {m}) − f(S)],   Σ_m o_m = f(all).
+    o_m = Σ_{S ∌ m} #S! (M − #S − 1)! / M! · [f(S ∪ {m}) − f(S)],   Σ_m o_m = f(all).
 
 With s̄ the mean of the M scores, r_m = exp(M/(M−1) · (s̄ − s_m)), r̄_m the same on the
 running scores, κ_m = exp(α · min(r̄_m − r_m, max_gap)). That is 2^M − 2 extra passes
@@ -106,7 +108,7 @@ def agm_responses(fused, f_0l, f_v0):
 
 
 def shapley_weight(size: int, num_modalities: int) -> float:
-    """|S|! (M − |S| − 1)! / M!: the weight of a coalition of ``size`` others."""
+    """#S! (M − #S − 1)! / M! (#S: the size of S): the weight of a coalition of ``size`` others."""
     m = num_modalities
     return math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
 

@@ -1,16 +1,16 @@
 """BalGrad (Kwon et al., "See-Saw Modality Balance", NAACL 2025), SPEC sections 2 and 6.
 
 Per batch, for M ≥ 2 modalities, with L_T = ℓ(z, y), L_m = ℓ(z_m, y) and
-D = the mean over the M(M−1)/2 pairs {i, j} of KL(p_i||p_j) + KL(p_j||p_i)
-(M = 2: KL(p_v||p_l) + KL(p_l||p_v)):
+D = the mean over the M(M−1)/2 pairs {i, j} of KL(p_i‖p_j) + KL(p_j‖p_i)
+(M = 2: KL(p_v‖p_l) + KL(p_l‖p_v)), and x[θ_m] the part of a gradient x on θ_m:
 
 1. Inter-modality reweighting of the KL gradients g_kl^m = ∇_{θ_m} D by each
    modality's contribution c_m = s_m / Σ_k s_k, s_m = mean p_m[y]:
    w_m = M (1 − c_m) / (M − 1) (mean weight 1; M = 2: 2 (1 − c_m)); with
    ``equalize_norms`` every g_kl^m is first rescaled to their mean norm n, so
-   g_kl|θ_m = w_m n/|g_kl^m| g_kl^m (zero on θ_T).
-2. Inter-task projection: if <g_T, g_kl> < 0, g_T⊥ = g_T − <g_T, g_kl>/|g_kl|² g_kl.
-3. Update: θ_T ← g_T⊥;  θ_m ← g_T⊥|θ_m + μ g_T^m + λ g_kl|θ_m.
+   g_kl[θ_m] = w_m n/‖g_kl^m‖ g_kl^m (zero on θ_T).
+2. Inter-task projection: if <g_T, g_kl> < 0, g_T⊥ = g_T − <g_T, g_kl>/‖g_kl‖² g_kl.
+3. Update: θ_T ← g_T⊥;  θ_m ← g_T⊥[θ_m] + μ g_T^m + λ g_kl[θ_m].
 
 Ablations (paper Table 2): ``reweight="none"`` is "w/ projection",
 ``project=False`` is "w/ reweighting"; ``kl_weight=0, project=False,
@@ -172,11 +172,13 @@ class BalGrad(Strategy):
 
     Args:
         reweight: ``"contribution"`` (default) or ``"none"`` (w = 1, no norm equalisation).
-        equalize_norms: rescale g_kl^v and g_kl^l to their mean norm before weighting.
+        equalize_norms: rescale every g_kl^m to their mean norm before weighting.
         contribution_ema: EMA factor for s_m across steps (0 = this batch only).
         project: project g_T away from g_kl when they conflict.
-        projection_scope: ``"global"`` or ``"per_modality"`` (within θ_v and θ_l apart).
-        kl_weight: λ. unimodal_weight: μ. temperature: τ of p_m = softmax(z_m / τ).
+        projection_scope: ``"global"`` or ``"per_modality"`` (within each θ_m apart).
+        kl_weight: λ.
+        unimodal_weight: μ.
+        temperature: τ of p_m = softmax(z_m / τ).
         head_diagnostics: also log cos of the unimodal gradients on the shared head
             (``cos_head_unimodal``) ...
         head_diagnostics_every: ... at steps 0, N, 2N, ... (it costs a pass through the
@@ -269,7 +271,7 @@ class BalGrad(Strategy):
     def kl_factors(
         self, kl_norms: torch.Tensor, w: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f_m for each m) with g_kl|θ_m = f_m ∇_{θ_m} D, and the weights w reported
+        """(f_m for each m) with g_kl[θ_m] = f_m ∇_{θ_m} D, and the weights w reported
         (:func:`kl_scale_factors` with this strategy's options)."""
         return kl_scale_factors(kl_norms, w, self.reweight, self.equalize_norms)
 
@@ -429,7 +431,7 @@ class BalGrad(Strategy):
     def _project_(self, t_towers, g_k, scale, sizes, task_sq):
         """Project the towers' part of g_T (in place) off g_kl = scale ⊙ g_k, globally or
         per tower (``sizes``: each tower's number of tensors); returns (<g_T, g_kl>,
-        <g_T⊥, g_kl>, |g_T⊥|², projected, the per-tensor coefficient of g_k in the rest of
+        <g_T⊥, g_kl>, ‖g_T⊥‖², projected, the per-tensor coefficient of g_k in the rest of
         the update)."""
         whole = slice(0, len(t_towers))
         parts = [whole] if self.projection_scope == "global" else consecutive_slices(sizes)

@@ -7,19 +7,19 @@ Official code: github.com/GeWu-Lab/MMPareto_ICML2024 @ a339db3:
 
 With the multimodal loss L_T = ℓ(z, y) and the unimodal losses L_m = ℓ(z_m, y), encoder
 m receives two gradients, g_T^m = ∇_{θ_m} L_T and g_u^m = ∇_{θ_m} L_m (no other loss
-reaches θ_m). Per encoder:
+reaches θ_m). Per encoder::
 
-    cos β_m = <g_T^m, g_u^m> / (|g_T^m| |g_u^m|)
+    cos β_m = <g_T^m, g_u^m> / (‖g_T^m‖ ‖g_u^m‖)
     (k_1, k_2) = (1/2, 1/2)                                 if cos β_m > 0
-               = argmin_{c ∈ [0,1]} |c g_T^m + (1 − c) g_u^m|²   otherwise (MinNorm)
+               = argmin_{c ∈ [0,1]} ‖c g_T^m + (1 − c) g_u^m‖²   otherwise (MinNorm)
     h^m = 2 (k_1 g_T^m + k_2 g_u^m)
 
 MinNorm for two vectors has the closed form c = (v22 − v12) / (v11 + v22 − 2 v12) with
-v11 = |g_T|², v12 = <g_T, g_u>, v22 = |g_u|², at the end points when <g_T, g_u> ≥ |g_T|²
-(c = 1) or ≥ |g_u|² (c = 0). The magnitude is then restored to that of the plain sum
-s^m = g_T^m + g_u^m and enlarged by γ:
+v11 = ‖g_T‖², v12 = <g_T, g_u>, v22 = ‖g_u‖², at the end points when <g_T, g_u> ≥ ‖g_T‖²
+(c = 1) or ≥ ‖g_u‖² (c = 0). The magnitude is then restored to that of the plain sum
+s^m = g_T^m + g_u^m and enlarged by γ::
 
-    g^m = γ · max(1, |s^m| / |h^m|) · h^m
+    g^m = γ · max(1, ‖s^m‖ / ‖h^m‖) · h^m
 
 The fusion head and any separate unimodal heads keep the summed gradient (∇L_T on θ_T,
 ∇L_m on modality m's head).
@@ -28,12 +28,12 @@ The fusion head and any separate unimodal heads keep the summed gradient (∇L_T
 row labelled MMPareto is the released method):
 
 - ``"official"``: the magnitude rule is applied to every parameter TENSOR of the encoder
-  separately (``MMPareto.py:175-195``), with |s| and |h| that tensor's norms; MinNorm's
+  separately (``MMPareto.py:175-195``), with ‖s‖ and ‖h‖ that tensor's norms; MinNorm's
   end points are ``_min_norm_element_from2``'s 0.999 / 0.001, not 1 / 0.
 - ``"paper"``: the magnitude rule on the whole encoder gradient, the same vector whose
   cosine and MinNorm weights are computed, so h^m keeps the MinNorm direction the paper
   argues for (a per-tensor factor changes it); exact end points. At encoder scope
-  |2 u| ≤ |s| for the min-norm point u of the segment, so the max(1, ·) never binds.
+  ‖2 u‖ ≤ ‖s‖ for the min-norm point u of the segment, so the max(1, ·) never binds.
   The paper's Algorithm 1 could not be read here (only its abstract): this is our
   reading of "a direction common to all objectives and enhanced magnitude", not a
   verified transcription.
@@ -41,7 +41,7 @@ row labelled MMPareto is the released method):
 γ = 1.5 is hard-coded in the official code (``gamma=1.5``, line 178); it is an option
 under both semantics. The official ``"concat"`` entry of each gradient dict makes every
 inner product in MinNorm count twice; the weights for two vectors are scale-invariant, so
-this changes nothing and is not reproduced. Where |h| = 0 on a tensor with |s| > 0 the
+this changes nothing and is not reproduced. Where ‖h‖ = 0 on a tensor with ‖s‖ > 0 the
 official code would write NaN (0 · inf); here the factor is 1 (the tensor gets 0). The
 official loop builds a StepLR(30, 0.1) and never steps it (constant learning rate): a
 training-loop setting, not the strategy's.
@@ -76,8 +76,8 @@ OFFICIAL_END_POINTS = (0.999, 0.001)
 def min_norm_weights(
     v11: torch.Tensor, v12: torch.Tensor, v22: torch.Tensor, *, official: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(c, 1 − c) minimising |c g_1 + (1 − c) g_2|² over c ∈ [0, 1], from the Gram entries
-    v11 = |g_1|², v12 = <g_1, g_2>, v22 = |g_2|² (tensors of any shape, elementwise).
+    """(c, 1 − c) minimising ‖c g_1 + (1 − c) g_2‖² over c ∈ [0, 1], from the Gram entries
+    v11 = ‖g_1‖², v12 = <g_1, g_2>, v22 = ‖g_2‖² (tensors of any shape, elementwise).
     ``official``: the end points are 0.999 / 0.001, as ``_min_norm_element_from2``."""
     one, zero = OFFICIAL_END_POINTS if official else (1.0, 0.0)
     den = v11 + v22 - 2 * v12
@@ -100,8 +100,8 @@ def mmpareto_weights(
 def magnitude_factors(
     sq_sum: torch.Tensor, sq_new: torch.Tensor, gamma: float, *, only_up: bool = True
 ) -> torch.Tensor:
-    """γ · |s| / |h| (γ · max(1, |s| / |h|) with ``only_up``), elementwise over the units
-    rescaled (tensors or encoders); γ where |h| = 0."""
+    """γ · ‖s‖ / ‖h‖ (γ · max(1, ‖s‖ / ‖h‖) with ``only_up``), elementwise over the units
+    rescaled (tensors or encoders); γ where ‖h‖ = 0."""
     ok = sq_new > 0
     ratio = torch.where(ok, (sq_sum / torch.where(ok, sq_new, 1.0)).sqrt(), 1.0)
     return gamma * (ratio.clamp(min=1.0) if only_up else ratio)
@@ -116,7 +116,7 @@ def mmpareto_merge_(
     *,
     per_tensor: bool = True,
 ) -> None:
-    """g_T ← γ · max(1, |g_T + g_u| / |h|) · h with h = 2 (k_1 g_T + k_2 g_u), in place on
+    """g_T ← γ · max(1, ‖g_T + g_u‖ / ‖h‖) · h with h = 2 (k_1 g_T + k_2 g_u), in place on
     ``g_task``. The lists hold the towers' tensors, encoder after encoder (``sizes[i]``
     tensors for encoder i, whose weights are ``k[i]``); ``per_tensor`` takes the norms
     of every tensor apart (the official rule), else of each encoder's whole gradient."""

@@ -7,7 +7,7 @@ calls in ``main``).
 embeddings h_m (the features the encoder hands to the fusion) over the training samples
 of that class:
 
-    P_m[c] = (1 / |S_c|) Σ_{i ∈ S_c} h_m(x_i),
+    P_m[c] = (1 / #S_c) Σ_{i ∈ S_c} h_m(x_i),
 
 computed with the model in eval mode and without gradients over the first
 max(1, ⌊N/10⌋) of the N training batches (the official loop breaks once it has taken

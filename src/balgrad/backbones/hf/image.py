@@ -23,7 +23,7 @@ IMAGE_POOLINGS = ("auto", "pooler", "cls", "mean")
 class HFImageEncoder(HFTower, ImageEncoder):
     """A Hugging Face vision model (``hf:<id|path>``; ``clip:<id|path>`` forces the CLIP tower).
 
-    Options:
+    Keyword Args:
         finetune: False (default) freezes the model; True keeps it trainable.
         pooling: ``"auto"`` (the model's pooled output when it has one whose weights are in
             the checkpoint, else the CLS token, else the spatial mean), ``"pooler"``,

@@ -21,7 +21,7 @@ DEFAULT_MAX_LENGTH = 512
 class HFTextEncoder(HFTower, TextEncoder):
     """A Hugging Face text model (``hf:<id|path>``; ``clip:<id|path>`` forces the CLIP tower).
 
-    Options:
+    Keyword Args:
         finetune: False (default) freezes the model; True keeps it trainable.
         pooling: ``"auto"`` (the pooled output when the model has one whose weights are in
             the checkpoint, e.g. BERT's pooler or CLIP's end-of-text token; otherwise the
