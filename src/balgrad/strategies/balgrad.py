@@ -121,8 +121,8 @@ def contribution_weights(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def kl_scale_factors(
     kl_norms: torch.Tensor, w: torch.Tensor, reweight: str, equalize_norms: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f, w reported) [M] with g_kl|θ_m = f_m ∇_{θ_m} D: f = w n / |g_kl^m| with n the
-    mean of the norms |g_kl^m| (0 where a norm is 0), f = w without ``equalize_norms``,
+    """(f, w reported) [M] with g_kl[θ_m] = f_m ∇_{θ_m} D: f = w n / ‖g_kl^m‖ with n the
+    mean of the norms ‖g_kl^m‖ (0 where a norm is 0), f = w without ``equalize_norms``,
     f = w = 1 with ``reweight="none"``."""
     if reweight == "none":
         ones = torch.ones_like(w)
@@ -138,7 +138,7 @@ def projection_coefficients(
     d_m: torch.Tensor, r2_m: torch.Tensor, scope: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(α [M], projected) of the conflict projection g_T^m ← g_T^m − α_m g_kl^m, from
-    d_m = <g_T^m, g_kl^m> and r2_m = |g_kl^m|² per modality: ``"global"`` projects the
+    d_m = <g_T^m, g_kl^m> and r2_m = ‖g_kl^m‖² per modality: ``"global"`` projects the
     whole of g_T off the whole of g_kl (one α = Σd / Σr2 when Σd < 0), ``"per_modality"``
     each part off its own (α_m = d_m / r2_m where d_m < 0); α = 0 where there is no
     conflict or g_kl is (numerically) zero."""
@@ -154,8 +154,8 @@ def projection_coefficients(
 def projected_geometry(
     d_m: torch.Tensor, r2_m: torch.Tensor, t2_m: torch.Tensor, alpha: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(<g_T⊥, g_kl>, |g_T⊥|²) after g_T^m ← g_T^m − α_m g_kl^m, from the per-modality
-    d_m = <g_T^m, g_kl^m>, r2_m = |g_kl^m|², t2_m = |g_T^m|² (no pass over gradients)."""
+    """(<g_T⊥, g_kl>, ‖g_T⊥‖²) after g_T^m ← g_T^m − α_m g_kl^m, from the per-modality
+    d_m = <g_T^m, g_kl^m>, r2_m = ‖g_kl^m‖², t2_m = ‖g_T^m‖² (no pass over gradients)."""
     dot_after = (d_m - alpha * r2_m).sum()
     sq_after = (t2_m - 2 * alpha * d_m + alpha.square() * r2_m).sum().clamp_min(0)
     return dot_after, sq_after

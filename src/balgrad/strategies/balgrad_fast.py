@@ -130,7 +130,7 @@ class BalGradFast(BalGrad):
 
     def _projection(self, g_t, g_k, f, tk, kk, tt):
         """(α per modality, each [1] or [B, 1], conflict, projected, <G_T⊥, G_kl>,
-        |G_T⊥|²) for this step's scope; the update uses G_T⊥^m = G_T^m − α_m f_m G_k^m."""
+        ‖G_T⊥‖²) for this step's scope; the update uses G_T⊥^m = G_T^m − α_m f_m G_k^m."""
         d_m, r2_m = f * tk, f.square() * kk
         zero = tk.new_zeros(())
         if not self.project:

@@ -20,16 +20,16 @@ branch's loss for n epochs (``estimate_epochs``) on the training part, with
 and after (N + n): overfitting O = L_val − L_train, generalisation G = L_val, and
 
 - ``semantics="paper"`` (default): ΔG_k = G_{k,N} − G_{k,N+n}, ΔO_k = O_{k,N+n} − O_{k,N},
-  w_k ∝ |ΔG_k| / ΔO_k² (MultiBench with ``delta = True``; the paper's Proposition 1 reads
+  w_k ∝ abs(ΔG_k) / ΔO_k² (MultiBench with ``delta = True``; the paper's Proposition 1 reads
   w_k* = ⟨∇L*, v_k⟩ / (Z σ_k²) and section 3.3 estimates ⟨∇L*, v_k⟩ by ΔG_k and σ_k² by
   ΔO_k²). The absolute value is MultiBench's; a branch whose held-out loss rose keeps a
   weight, as there;
-- ``semantics="multibench"``: w_k ∝ |G_{k,N+n}| / O_{k,N+n}² (MultiBench's module-level
+- ``semantics="multibench"``: w_k ∝ abs(G_{k,N+n}) / O_{k,N+n}² (MultiBench's module-level
   default ``delta = False``): not the paper's Δ form, and a branch with a HIGHER held-out
   loss gets a higher weight.
 
 normalised to sum to 1 (MultiBench's ``w / sum(weights)``; the paper's Z normalises too,
-and any constant factor of the loss is a factor of the learning rate). A |ΔO| (or O)
+and any constant factor of the loss is a factor of the learning rate). An abs(ΔO) (or O)
 below 1e-4 is taken as 1e-4 (MultiBench floors a negative O at 1e-4 under
 ``delta = False``, and divides by zero at O = 0 or ΔO = 0); all raw weights 0 give equal
 weights. The default is ``"paper"``: it is the method the paper defines, and MultiBench's
@@ -116,7 +116,7 @@ def blend_scores(
     semantics: str = "paper",
 ) -> torch.Tensor:
     """The unnormalised weight of each branch from its losses at N (before) and N + n
-    (after), each [K]: |ΔG| / ΔO² (``"paper"``) or |G_{N+n}| / O_{N+n}² (``"multibench"``)."""
+    (after), each [K]: abs(ΔG) / ΔO² (``"paper"``) or abs(G_{N+n}) / O_{N+n}² (``"multibench"``)."""
     check_choice("semantics", semantics, SEMANTICS)
     o_after = val_after - train_after
     if semantics == "paper":
@@ -184,7 +184,7 @@ class GBlend(Strategy):
             ``v_rate`` = 0.08).
         estimate_lr: the copies' SGD learning rate where the loop passes no
             ``make_optimizer`` (balgrad's own choice; its loops pass the run's optimizer).
-        semantics: ``"paper"`` (|ΔG| / ΔO²) or ``"multibench"`` (G / O², MultiBench's
+        semantics: ``"paper"`` (abs(ΔG) / ΔO²) or ``"multibench"`` (G / O², MultiBench's
             default ``delta = False``).
     """
 
