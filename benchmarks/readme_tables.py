@@ -3,7 +3,8 @@ the README's tables moved): the default benchmark, fashion, the three-modality k
 job, fast vs exact.
 
 Runs ``balgrad compare --seeds 0 1 2 3 4`` with every default (digits), with
-``--dataset fashion`` and with ``--dataset keypad``, one shared feature cache, then copies each run's ``table.md``
+``--dataset fashion`` and with ``--dataset keypad``, one shared feature cache (and, with
+``--only field-digits field-fashion field-keypad``, the same with ``--methods all``), then copies each run's ``table.md``
 (Table 1 with mean ± std, and the paired change versus Baseline with 95% t-intervals)
 into docs/benchmarks.md between the markers ``<!-- readme_tables:NAME -->`` and
 ``<!-- /readme_tables:NAME -->``. The ``fast`` job trains joint, BalGrad and
@@ -13,6 +14,7 @@ side with balgrad_fast's paired change versus the exact method.
     python benchmarks/readme_tables.py                  # train, then rewrite docs/benchmarks.md
     python benchmarks/readme_tables.py --reuse          # keep run folders that are complete
     python benchmarks/readme_tables.py --only fashion   # one of the three
+    python benchmarks/readme_tables.py --only field-digits field-fashion field-keypad
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ["0", "1", "2", "3", "4"]
 JOBS = {"digits": [], "fashion": ["--dataset", "fashion"], "keypad": ["--dataset", "keypad"]}
+#: every registered method (``--methods all``) on each built-in dataset, 5 seeds
+FIELD_JOBS = {f"field-{name}": [*flags, "--methods", "all"] for name, flags in JOBS.items()}
 FAST_METHODS = ["joint", "balgrad", "balgrad_fast"]
 FAST_DATASETS = ("digits", "fashion")
 
@@ -47,7 +51,7 @@ def run(name: str, out: Path, cache: Path, reuse: bool, flags: list[str] | None 
     run_dir = out / f"readme-{name}"
     if reuse and (run_dir / "table.md").is_file():
         return run_dir
-    flags = JOBS[name] if flags is None else flags
+    flags = {**JOBS, **FIELD_JOBS}[name] if flags is None else flags
     cmd = [sys.executable, "-m", "balgrad.cli", "compare", *flags, "--seeds", *SEEDS]
     cmd += ["--out", str(out), "--name", run_dir.name, "--cache-dir", str(cache), "--no-progress"]
     print("+", " ".join(cmd), flush=True)
@@ -88,7 +92,9 @@ def fast_table(run_dirs: dict[str, Path]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=[*JOBS, "fast"], nargs="+", default=[*JOBS, "fast"])
+    p.add_argument(
+        "--only", choices=[*JOBS, "fast", *FIELD_JOBS], nargs="+", default=[*JOBS, "fast"]
+    )
     p.add_argument("--out", default=str(ROOT / "runs"), help="parent of the run folders")
     p.add_argument("--cache-dir", default=str(ROOT / ".balgrad-cache"))
     p.add_argument("--reuse", action="store_true", help="keep run folders with a table.md")
