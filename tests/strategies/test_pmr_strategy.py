@@ -9,14 +9,13 @@ numbers in different orders, so they are not bitwise equal)."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import io
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
+from official_example import official
 from reference_m import make_batch_m, make_model_m
 
 from balgrad.errors import ConfigError, DataError
@@ -34,10 +33,6 @@ from balgrad.strategies.pmr import (
 )
 
 THREE = ("audio", "visual", "text")
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "declared_official_model.py"
-_spec = importlib.util.spec_from_file_location("declared_official_model", EXAMPLE)
-official = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(official)
 
 D = torch.float64
 
