@@ -145,5 +145,6 @@ def test_a_leftover_record_without_a_holder_is_taken_over_and_the_lock_is_releas
         with pytest.raises(RunFolderLocked):
             RunLock(tmp_path).acquire()
     assert not lock.held and not (tmp_path / "run.lock").exists()
+    assert not (tmp_path / ".run.flock").exists()  # removed on release, while still held
     with RunLock(tmp_path) as again:  # free again
         assert again.held

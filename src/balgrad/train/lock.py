@@ -6,7 +6,8 @@ Two files in the run folder:
   process writes the folder. The kernel drops it when the process ends, however it ends
   (SIGKILL, an OOM kill, a container stopped), so a lock is never left stale, and no pid
   has to be guessed alive or dead (a pid can be reused, and another container's pids are
-  not this one's). The file itself stays: an empty ``.run.flock`` means nothing.
+  not this one's). A release removes the file; one that a killed process left is empty
+  and means nothing.
 - ``run.lock``: while the lock is held, a JSON object naming its holder, so that a
   refused process can say who holds the folder::
 
@@ -99,6 +100,10 @@ class RunLock:
         if not self.held:
             return
         self.path.unlink(missing_ok=True)
+        # removed while still held: a process that opens it after this creates a new file,
+        # and one that opened the old file cannot take it (filelock refuses a lock on an
+        # unlinked file), so no two processes ever hold the folder at once
+        (self.path.parent / FLOCK_NAME).unlink(missing_ok=True)
         self._flock.release()
         self.record = None
         atexit.unregister(self.release)
