@@ -257,6 +257,9 @@ def test_a_real_sigint_during_evaluation_exits_130_with_one_line(tmp_path):
     process sends it to itself when the test evaluation starts."""
     script = (
         "import os, signal, sys\n"
+        # a shell starts a background job with SIGINT ignored, and Python keeps an ignored
+        # SIGINT ignored: give the child the handler an interactive terminal would
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import balgrad.evaluate.protocol as p\n"
         "from balgrad.cli import main\n"
         "def run(self, *a, **k):\n"
