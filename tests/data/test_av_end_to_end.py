@@ -75,9 +75,12 @@ def compared(request, tmp_path_factory):
     data_dir = make_folder(tmp / "data")
     dataset = "mosei" if case == "mosei_mmsa" else case
     argv = ["compare", "--dataset", dataset, "--data-dir", str(data_dir), *SMALL, *options]
-    argv += ["--methods", *EVERY_STRATEGY, "--out", str(tmp), "--name", "run"]
-    # G-Blend's estimate trains (M + 1) model copies 20 epochs by default: 1 keeps it cheap
-    argv += ["--method-option", "gblend.estimate_epochs=1"]
+    # 3 training clips of 3 classes cannot give G-Blend a stratified held-out part (the
+    # trainer refuses it, naming held_out_fraction): every other strategy runs there
+    methods = [m for m in EVERY_STRATEGY if case != "mosei_mmsa" or m != "gblend"]
+    argv += ["--methods", *methods, "--out", str(tmp), "--name", "run"]
+    if "gblend" in methods:  # its estimate trains M + 1 copies 20 epochs: 1 keeps it cheap
+        argv += ["--method-option", "gblend.estimate_epochs=1"]
     argv += ["--cache-dir", str(tmp / "cache")]
     if case != "mosei":  # one sweep is enough to exercise it
         argv.append("--no-sweep")
@@ -92,6 +95,8 @@ def test_every_strategy_trains_and_is_scored_under_each_modality_condition(compa
         "kinetics_sounds": ["audio", "visual"],
     }.get(case, ["text", "audio", "visual"])
     for method in EVERY_STRATEGY:
+        if case == "mosei_mmsa" and method == "gblend":
+            continue  # not run there (above)
         ev = json.loads((run / method / "seed0" / "eval.json").read_text())
         assert list(ev["protocol"]["modalities"]) == expected
         roles = [f"missing_{m}" for m in expected] + [f"noisy_{m}" for m in expected]

@@ -264,11 +264,11 @@ class Trainer:
             return None
         try:
             self.train_set, held = train_val_split(self.train_set, fraction, self.s.seed)
-        except ConfigError:
+        except ConfigError as err:
             raise ConfigError(
                 f"held_out_fraction: {fraction} of {self.strategy.name}'s held-out data leaves "
                 f"an empty training or held-out part of the {len(self.train_set)} training "
-                "samples"
+                f"samples ({err})"
             ) from None
         return held
 
