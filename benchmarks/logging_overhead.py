@@ -59,7 +59,7 @@ class Variant:
         for i in range(steps):
             b = batches[i % len(batches)]
             self.optimizer.zero_grad(set_to_none=True)
-            out = self.model(b.image, b.text)
+            out = self.model(b.inputs)
             self.strategy.backward(self.model, out, b.target)
             self.optimizer.step()
         for obs in self.observers:  # the trainer flushes once per epoch

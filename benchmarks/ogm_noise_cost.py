@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategy_cost import SIZES, batch, build  # noqa: E402  (the shared benchmark towers)
 
 from balgrad._grad import grads_of  # noqa: E402
-from balgrad.models import TwoTowerModel  # noqa: E402
+from balgrad.models import MultimodalModel  # noqa: E402
 from balgrad.strategies import AGM, OGMGE, create_strategy  # noqa: E402
 from balgrad.strategies import agm as agm_module  # noqa: E402
 from balgrad.strategies import ogm_ge as ogm_module  # noqa: E402
@@ -73,27 +73,27 @@ def sync(device):
 
 def one_step(model, strategy, data, precision, device):
     with autocast(device, precision):
-        out = model(data[0], data[1])
+        out = model(data[0])
         if strategy is None:
-            task_loss(out.logits.float(), data[2], model.task).backward()
+            task_loss(out.logits.float(), data[1], model.task).backward()
         else:
-            strategy.backward(model, out, data[2])
+            strategy.backward(model, out, data[1])
 
 
 def modulation_only(model, data, precision, device, reps):
     """Median time of OGM-GE's work after the backward pass, on fixed gradients."""
     strategy = OGMGE()
     with autocast(device, precision):
-        out = model(data[0], data[1])
+        out = model(data[0])
     params = strategy.layout(model).params
-    loss = task_loss(out.logits, data[2], model.task)
+    loss = task_loss(out.logits, data[1], model.task)
     grads = grads_of(loss, params, materialize=False)
     times = []
     for _ in range(reps):
         gs = [None if g is None else g.clone() for g in grads]
         sync(device)
         t0 = time.perf_counter()
-        s_v, s_l = strategy.scores(model, out, data[2], strategy.sync).unbind()
+        s_v, s_l = strategy.scores(model, out, data[1], strategy.sync).unbind()
         _, k_v, k_l = ogm_module.ogm_coefficients(s_v, s_l, strategy.alpha)
         groups = strategy.layout(model).groups
         strategy.modulate(groups, params, gs, {"image": k_v, "text": k_l}, None, 0)
@@ -185,7 +185,8 @@ def check_syncs(args) -> None:
     """One step per method under sync debug mode "error", with a GradScaler."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = TwoTowerModel(ConvTower(), BagTower(), 10, embed_dim=16).to(device)
+    model = MultimodalModel({"image": ConvTower(), "text": BagTower()}, 10, embed_dim=16)
+    model = model.to(device)
     data = batch("tiny", 4, device)
     for name, options in [
         ("ogm_ge", {}),
@@ -203,7 +204,7 @@ def check_syncs(args) -> None:
         with stub:
             for i in range(3):  # the first step moves state to the device
                 with autocast(device, args.precision):
-                    out = model(data[0], data[1])
+                    out = model(data[0])
                     model.zero_grad(set_to_none=True)
                     if i == 2:
                         torch.cuda.set_sync_debug_mode("error")
@@ -215,7 +216,7 @@ def check_syncs(args) -> None:
                             PendingChecks(),
                             scaler,
                         )
-                        strategy.compute(model, out, data[2], ctx)
+                        strategy.compute(model, out, data[1], ctx)
                     finally:
                         torch.cuda.set_sync_debug_mode(0)
                     strategy.step += 1

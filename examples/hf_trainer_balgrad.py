@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train, test = load_builtin("digits", "train"), load_builtin("digits", "test")
     image_encoder = create_image_encoder("cnn", image_size=28, channels=1, width=16, norm="none")
     text_encoder = create_text_encoder("small", texts=train.texts, max_length=24)
-    model = balgrad.TwoTowerModel(image_encoder, text_encoder, train.info.num_classes)
+    encoders = {"image": image_encoder, "text": text_encoder}
+    model = balgrad.MultimodalModel(encoders, train.info.num_classes)
 
     with tempfile.TemporaryDirectory() as out:
         training = TrainingArguments(
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             strategy=balgrad.create_strategy(args.method),
             train_dataset=train,
             eval_dataset=Subset(test, range(args.eval_examples)),
-            data_collator=ExampleCollator(image_encoder, text_encoder),
+            data_collator=ExampleCollator(encoders),
         )
         trainer.train()
         scores = trainer.evaluate()

@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train, test = load_builtin("digits", "train"), load_builtin("digits", "test")
     image_encoder = create_image_encoder("cnn", image_size=28, channels=1, width=16, norm="none")
     text_encoder = create_text_encoder("small", texts=train.texts, max_length=24)
-    model = balgrad.TwoTowerModel(image_encoder, text_encoder, train.info.num_classes)
-    collate = ExampleCollator(image_encoder, text_encoder)
+    encoders = {"image": image_encoder, "text": text_encoder}
+    model = balgrad.MultimodalModel(encoders, train.info.num_classes)
+    collate = ExampleCollator(encoders)
     train_loader = DataLoader(train, args.batch_size, shuffle=True, collate_fn=collate)
     val_loader = DataLoader(Subset(test, range(args.eval_examples)), 250, collate_fn=collate)
 

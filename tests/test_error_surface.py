@@ -274,7 +274,7 @@ class NoValidate(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> Example:
         g = torch.Generator().manual_seed(i)
         image = torch.rand(3, 8, 8, generator=g)
-        return Example(image, f"label {i % 2}", torch.tensor(i % 2), i)
+        return Example({"image": image, "text": f"label {i % 2}"}, torch.tensor(i % 2), i)
 
     @property
     def fingerprint(self) -> str:

@@ -25,6 +25,7 @@ LAYERS = (
     ("report",),
     ("config", "experiment", "presets"),
     ("cli",),
+    ("compat",),
 )
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 #: ``balgrad/__init__.py`` re-exports the public names and may import anything, so a

@@ -252,5 +252,5 @@ def test_mslr_created_in_python_refuses_a_nan_scale_by_name():
 
     with pytest.raises(ConfigError, match=r"lr_scales\['audio'\]: must be a finite number > 0"):
         MSLR(lr_scales={"audio": math.nan})
-    with pytest.raises(ConfigError, match="head_lr_scale: must be a finite number > 0"):
-        MSLR(head_lr_scale=math.inf)
+    with pytest.raises(ConfigError, match=r"lr_scales\['head'\]: must be a finite number > 0"):
+        MSLR(lr_scales={"head": math.inf})

@@ -178,7 +178,8 @@ def test_weights_rewritten_with_the_same_size_and_mtime_are_a_feature_cache_miss
         text = create_text_encoder("hf:" + str(copy))
         assert not text.trainable and not text.identity_covers_weights
         live = SmallCNN(out_dim=4, image_size=16, width=4)
-        pipe = InputPipeline(live, text, cache=FeatureCache(tmp_path / "cache"), progress=False)
+        encoders = {"image": live, "text": text}
+        pipe = InputPipeline(encoders, cache=FeatureCache(tmp_path / "cache"), progress=False)
         return pipe.features(ds, Condition(), "text"), pipe, text.identity
 
     before, _, identity = text_features()

@@ -50,10 +50,10 @@ def test_digits_default_sizes_and_contract():
     assert train.split == "train" and test.split == "test"
     ex = train[3]
     assert isinstance(ex, Example) and ex.index == 3
-    assert ex.image.shape == (1, 28, 28) and ex.image.dtype == torch.float32
-    assert float(ex.image.min()) >= 0.0 and float(ex.image.max()) <= 1.0
+    assert ex.inputs["image"].shape == (1, 28, 28) and ex.inputs["image"].dtype == torch.float32
+    assert float(ex.inputs["image"].min()) >= 0.0 and float(ex.inputs["image"].max()) <= 1.0
     assert ex.label.dtype == torch.int64 and ex.label.dim() == 0
-    assert int(ex.label) == int(train.labels[3]) and ex.text == train.texts[3]
+    assert int(ex.label) == int(train.labels[3]) and ex.inputs["text"] == train.texts[3]
     assert isinstance(train.texts, list) and len(train.texts) == 5000
     assert train.images.dtype == np.uint8 and train.images.shape == (5000, 28, 28)
     # balanced classes
@@ -280,7 +280,7 @@ def test_fashion_on_a_tiny_idx_folder(tmp_path):
     assert np.bincount(train.labels, minlength=10).tolist() == [4] * 10
     assert np.array_equal(train.images[:, 0, 0], train.labels)
     ex = test[0]
-    assert ex.image.shape == (1, 28, 28) and ex.label.dtype == torch.int64
+    assert ex.inputs["image"].shape == (1, 28, 28) and ex.label.dtype == torch.int64
     assert train.info.name == "fashion" and train.info.classes[9] == "Ankle boot"
     again = load_builtin("fashion", "train", data_dir=str(tmp_path / "fm"), n_train=40)
     assert np.array_equal(again.source_indices, train.source_indices)

@@ -65,11 +65,13 @@ class LiveText(nn.Module):
 
 
 def pipeline(cache, channels: int = 3) -> InputPipeline:
-    return InputPipeline(MeanColour(channels), LiveText(), cache=cache, progress=False)
+    return InputPipeline(
+        {"image": MeanColour(channels), "text": LiveText()}, cache=cache, progress=False
+    )
 
 
 def image_features(ds, cache, condition=None) -> tuple[torch.Tensor, InputPipeline]:
-    pipe = pipeline(cache, channels=ds[0].image.shape[0])
+    pipe = pipeline(cache, channels=ds[0].inputs["image"].shape[0])
     return pipe.features(ds, condition or Condition(), "image"), pipe
 
 
@@ -322,12 +324,17 @@ def test_frozen_random_towers_of_two_seeds_do_not_share_features(tmp_path):
         torch.manual_seed(seed)
         image = freeze(SmallCNN(out_dim=4, image_size=16, width=4))
         pipe = InputPipeline(
-            image, LiveText(), cache=FeatureCache(tmp_path), memory=memory, progress=False
+            {"image": image, "text": LiveText()},
+            cache=FeatureCache(tmp_path),
+            memory=memory,
+            progress=False,
         )
         features.append(pipe.features(ds, Condition(), "image"))
         assert pipe.encoded == 1
         with torch.no_grad():
-            own = image(torch.stack([image.preprocess(ds[i].image) for i in range(len(ds))]))
+            own = image(
+                torch.stack([image.preprocess(ds[i].inputs["image"]) for i in range(len(ds))])
+            )
         assert torch.allclose(features[-1], own)
     assert not torch.equal(*features)
 

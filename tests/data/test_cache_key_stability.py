@@ -127,7 +127,9 @@ def test_feature_cache_keys_follow_their_recipe(tmp_path):
     torch.manual_seed(0)
     image = freeze(SmallCNN(out_dim=4, image_size=16, width=4))
     text = SmallTextEncoder.fit(ds.texts, out_dim=4, embed_dim=4, hidden=4)  # live: no key
-    pipe = InputPipeline(image, text, cache=FeatureCache(tmp_path), progress=False)
+    pipe = InputPipeline(
+        {"image": image, "text": text}, cache=FeatureCache(tmp_path), progress=False
+    )
     for condition in (
         Condition(),
         Condition("noisy_image", level=0.3, seed=2),
@@ -187,7 +189,9 @@ def test_digits_feature_cache_keys_are_unchanged(tmp_path):
     torch.manual_seed(0)
     image = freeze(PinnedCNN(out_dim=4, image_size=16, width=4))
     text = SmallTextEncoder.fit(ds.texts, out_dim=4, embed_dim=4, hidden=4)
-    pipe = InputPipeline(image, text, cache=FeatureCache(tmp_path), progress=False)
+    pipe = InputPipeline(
+        {"image": image, "text": text}, cache=FeatureCache(tmp_path), progress=False
+    )
     list(pipe.loader(ds, Condition("noisy_image", level=0.3, seed=2), batch_size=4))
     assert sorted(p.stem for p in tmp_path.rglob("*.safetensors")) == [
         "a8186af7b78f6abad02f590f02bbb67fd41bd4270abee5984dfa81e815e129d6"

@@ -90,7 +90,7 @@ def _disk_image(name: str, split: str, relative: str):
             ds = load_dataset_from_disk(name, root, split)
             ds.validate()
             i = [r.image.name for r in ds.records].index(path.name)
-            return ds.get(i).image
+            return ds.get(i).inputs["image"]
 
         return path, read
 

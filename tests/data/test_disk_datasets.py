@@ -91,10 +91,10 @@ def test_loader_on_fixture(name, split, n, k, task, primary):
     for i in range(len(ds)):
         ex = ds[i]
         assert ex.index == i
-        assert ex.image.dtype == torch.float32
-        assert ex.image.shape == (3, 16, 16)
-        assert float(ex.image.min()) >= 0.0 and float(ex.image.max()) <= 1.0
-        assert ex.text == ds.texts[i]
+        assert ex.inputs["image"].dtype == torch.float32
+        assert ex.inputs["image"].shape == (3, 16, 16)
+        assert float(ex.inputs["image"].min()) >= 0.0 and float(ex.inputs["image"].max()) <= 1.0
+        assert ex.inputs["text"] == ds.texts[i]
         if task == "single_label":
             assert ex.label.dtype == torch.int64 and ex.label.dim() == 0
             assert int(ex.label) == ds.labels[i]
@@ -127,7 +127,7 @@ def test_fingerprint_changes_with_index_file(copy):
 def test_dataset_pickles_for_worker_processes():
     ds = load("cub", fixture("cub"), "train")
     clone = pickle.loads(pickle.dumps(ds))
-    assert len(clone) == len(ds) and torch.equal(clone[0].image, ds[0].image)
+    assert len(clone) == len(ds) and torch.equal(clone[0].inputs["image"], ds[0].inputs["image"])
 
 
 def test_food101_classes_are_sorted_folders_and_no_val():

@@ -170,7 +170,7 @@ def test_symlinks_that_stay_inside_and_a_linked_data_dir_are_fine(data, tmp_path
     alias = tmp_path / "alias"
     alias.symlink_to(root)
     ds = load_dataset_from_disk("hateful_memes", alias, "train")
-    assert len(ds) == 8 and ds[0].image.shape == (3, 16, 16)
+    assert len(ds) == 8 and ds[0].inputs["image"].shape == (3, 16, 16)
 
 
 def test_food101_takes_only_the_file_name_so_a_row_cannot_leave_its_class_folder(data):

@@ -59,7 +59,7 @@ def test_image_and_caption_are_the_digits_generators():
     assert np.array_equal(ds.images, digits.images)
     assert ds.texts == digits.texts
     assert np.array_equal(ds.labels, digits.labels)
-    assert torch.equal(ds[5].inputs["image"], digits[5].image)
+    assert torch.equal(ds[5].inputs["image"], digits[5].inputs["image"])
 
 
 def test_generation_is_deterministic_per_seed_and_differs_across_seeds():

@@ -60,9 +60,8 @@ class Tiny(MultimodalDataset):
         return 20
 
     def get(self, i):
-        return Example(
-            torch.full((3, 2, 2), i / 20), self.texts[i], torch.tensor(self.labels[i]), i
-        )
+        inputs = {"image": torch.full((3, 2, 2), i / 20), "text": self.texts[i]}
+        return Example(inputs, torch.tensor(self.labels[i]), i)
 
 
 def first_batch(pipe, ds, cond):
@@ -72,52 +71,55 @@ def first_batch(pipe, ds, cond):
 def test_frozen_towers_are_encoded_once_and_reused_from_disk(tmp_path):
     ds = Tiny()
     img, txt = CountingImageEncoder(), CountingTextEncoder()
-    pipe = InputPipeline(img, txt, cache=FeatureCache(tmp_path), progress=False)
+    pipe = InputPipeline({"image": img, "text": txt}, cache=FeatureCache(tmp_path), progress=False)
     full = first_batch(pipe, ds, Condition())
     assert img.seen == 20 and txt.seen == 20
     # the image features are the encoder's on the real images; text features are lengths
-    assert torch.allclose(full.image[:, 0], torch.arange(20) / 20)
-    assert full.text[:, 0].tolist() == [float(len(t)) for t in ds.texts]
+    assert torch.allclose(full.inputs["image"][:, 0], torch.arange(20) / 20)
+    assert full.inputs["text"][:, 0].tolist() == [float(len(t)) for t in ds.texts]
 
     # missing text changes only the text tower, and an empty string encodes to one
     # constant vector: one extra backbone call, not another pass over the split
     miss = first_batch(pipe, ds, Condition("missing_text", ratio=1.0))
     assert img.seen == 20 and txt.seen == 21
-    assert (miss.text == 0).all()  # the empty string went through the backbone
+    assert (miss.inputs["text"] == 0).all()  # the empty string went through the backbone
 
     # a new pipeline (a second `compare`) over the same cache encodes nothing
     img2, txt2 = CountingImageEncoder(), CountingTextEncoder()
-    pipe2 = InputPipeline(img2, txt2, cache=FeatureCache(tmp_path), progress=False)
+    pipe2 = InputPipeline(
+        {"image": img2, "text": txt2}, cache=FeatureCache(tmp_path), progress=False
+    )
     again = first_batch(pipe2, ds, Condition("missing_text", ratio=1.0))
     assert img2.seen == 0 and txt2.seen == 1 and pipe2.encoded == 0
     assert pipe2.cache.hits == 2
-    assert torch.equal(again.image, miss.image) and torch.equal(again.text, miss.text)
+    assert torch.equal(again.inputs["image"], miss.inputs["image"]) and torch.equal(
+        again.inputs["text"], miss.inputs["text"]
+    )
 
 
 def test_noisy_images_are_encoded_through_the_backbone(tmp_path):
     ds = Tiny()
-    pipe = InputPipeline(
-        CountingImageEncoder(), CountingTextEncoder(), cache=FeatureCache(tmp_path), progress=False
-    )
+    encoders = {"image": CountingImageEncoder(), "text": CountingTextEncoder()}
+    pipe = InputPipeline(encoders, cache=FeatureCache(tmp_path), progress=False)
     clean = first_batch(pipe, ds, Condition())
     noisy = first_batch(pipe, ds, Condition("noisy_image", level=0.3))
-    assert not torch.allclose(clean.image, noisy.image)
-    assert torch.equal(clean.text, noisy.text)
+    assert not torch.allclose(clean.inputs["image"], noisy.inputs["image"])
+    assert torch.equal(clean.inputs["text"], noisy.inputs["text"])
 
 
 def test_embedding_mode_keeps_real_inputs_and_flags_the_dropped_samples(tmp_path):
     ds = Tiny()
-    pipe = InputPipeline(
-        CountingImageEncoder(), CountingTextEncoder(), missing="embedding", progress=False
-    )
+    encoders = {"image": CountingImageEncoder(), "text": CountingTextEncoder()}
+    pipe = InputPipeline(encoders, missing="embedding", progress=False)
     b = first_batch(pipe, ds, Condition("missing_image", ratio=0.5))
-    assert b.drop_image is not None and int(b.drop_image.sum()) == 10
-    assert torch.equal(b.image, first_batch(pipe, ds, Condition()).image)
+    assert "image" in b.drop and int(b.drop["image"].sum()) == 10
+    assert torch.equal(b.inputs["image"], first_batch(pipe, ds, Condition()).inputs["image"])
 
 
 def test_the_constant_blank_shortcut_equals_encoding_the_impaired_split(tmp_path):
     ds = Tiny()
-    pipe = InputPipeline(CountingImageEncoder(), CountingTextEncoder(), progress=False)
+    encoders = {"image": CountingImageEncoder(), "text": CountingTextEncoder()}
+    pipe = InputPipeline(encoders, progress=False)
     for tower in ("image", "text"):
         cond = Condition(f"missing_{tower}", ratio=0.45, seed=3)
         assert torch.equal(

@@ -8,7 +8,7 @@ from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
 from balgrad.evaluate.metrics import compute_scores
 from balgrad.evaluate.protocol import Evaluator, ProtocolConfig, summarize, sweep_gaps
-from balgrad.models import TwoTowerModel
+from balgrad.models import MultimodalModel
 
 
 class PixelEncoder(nn.Module):
@@ -56,12 +56,13 @@ class Toy(MultimodalDataset):
 
     def get(self, i):
         y = int(self.y[i])
-        return Example(torch.full((1, 4, 4), 0.2 + 0.6 * y), "x" * (1 + 3 * y), torch.tensor(y), i)
+        inputs = {"image": torch.full((1, 4, 4), 0.2 + 0.6 * y), "text": "x" * (1 + 3 * y)}
+        return Example(inputs, torch.tensor(y), i)
 
 
 def image_only_model():
     """Predicts class 1 iff mean pixel > 0.5, ignoring the text entirely."""
-    m = TwoTowerModel(PixelEncoder(), LengthEncoder(), 2, embed_dim=1)
+    m = MultimodalModel({"image": PixelEncoder(), "text": LengthEncoder()}, 2, embed_dim=1)
     with torch.no_grad():
         m.image_embedding[0].weight.fill_(1.0)
         m.image_embedding[0].bias.zero_()
@@ -77,7 +78,7 @@ def test_a_model_that_ignores_text_scores_the_same_with_and_without_text():
     ds = Toy()
     model = image_only_model()
     ev = Evaluator(
-        InputPipeline(PixelEncoder(), LengthEncoder()),
+        InputPipeline({"image": PixelEncoder(), "text": LengthEncoder()}),
         ds,
         ["accuracy"],
         ProtocolConfig(sweep_ratios=(0.0, 0.5, 1.0)),
@@ -102,7 +103,9 @@ def test_missing_as_zero_embedding_matches_the_blank_input_for_this_model():
     ds = Toy()
     model = image_only_model()
     ev = Evaluator(
-        InputPipeline(PixelEncoder(), LengthEncoder(), missing="embedding"), ds, ["accuracy"]
+        InputPipeline({"image": PixelEncoder(), "text": LengthEncoder()}, missing="embedding"),
+        ds,
+        ["accuracy"],
     )
     assert ev.score(model, Condition("missing_image"))["accuracy"] == pytest.approx(
         100.0 * float((ds.y == 0).float().mean())

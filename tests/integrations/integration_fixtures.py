@@ -2,7 +2,7 @@
 a strategy that leaves gradient averaging to DDP's reducer (shared by the integration
 tests and the two-process workers).
 
-Three set-ups: ``image_text`` (``TwoTowerModel``, the two-modality case), ``audio_visual``
+Three set-ups: ``image_text`` (the two-modality case), ``audio_visual``
 (a spectrogram [B, 1, 16, 16] and frames [B, 3, 8, 8], each through a tiny conv) and
 ``audio_visual_text`` (those plus text features [B, 12])."""
 
@@ -19,7 +19,6 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 import balgrad
-from balgrad.models import TwoTowerModel
 from balgrad.models.multimodal import MultimodalModel
 from balgrad.strategies import Strategy, create_strategy
 from balgrad.strategies.registry import STRATEGY_REGISTRY
@@ -70,13 +69,8 @@ def encoder(shape: tuple[int, ...]) -> nn.Module:
 def make_model(setup: str = "image_text") -> MultimodalModel:
     torch.manual_seed(0)
     shapes = SETUPS[setup]
-    if setup == "image_text":
-        model = TwoTowerModel(
-            encoder(shapes["image"]), encoder(shapes["text"]), NUM_CLASSES, embed_dim=6
-        )
-    else:
-        encoders = {m: encoder(s) for m, s in shapes.items()}
-        model = MultimodalModel(encoders, NUM_CLASSES, embed_dim=6)
+    encoders = {m: encoder(s) for m, s in shapes.items()}
+    model = MultimodalModel(encoders, NUM_CLASSES, embed_dim=6)
     return model.double()
 
 

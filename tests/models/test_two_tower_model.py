@@ -1,4 +1,4 @@
-"""The two-tower model of SPEC section 1: fusions, unimodal logits, parameter groups."""
+"""The (image, text) model of SPEC section 1: fusions, unimodal logits, parameter groups."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from balgrad.errors import ConfigError
-from balgrad.models import FUSIONS, TwoTowerModel, create_fusion
+from balgrad.models import FUSIONS, MultimodalModel, create_fusion
 
 
 class LinearEncoder(nn.Module):
@@ -22,9 +22,8 @@ class LinearEncoder(nn.Module):
 
 def make(fusion="concat", task="single_label", unimodal_head="shared", embed_dim=6, **kw):
     torch.manual_seed(0)
-    model = TwoTowerModel(
-        LinearEncoder(3),
-        LinearEncoder(4),
+    model = MultimodalModel(
+        {"image": LinearEncoder(3), "text": LinearEncoder(4)},
         num_classes=3,
         task=task,
         embed_dim=embed_dim,
@@ -97,24 +96,24 @@ def test_unknown_fusion_is_named():
 def test_unimodal_logits_are_the_head_with_the_other_embedding_zeroed(fusion, task):
     model = make(fusion, task)
     x_v, x_l = batch()
-    out = model(x_v, x_l)
+    out = model({"image": x_v, "text": x_l})
     h_v = model.image_embedding(model.image_encoder(x_v))
     h_l = model.text_embedding(model.text_encoder(x_l))
-    torch.testing.assert_close(out.h_image, h_v)
+    torch.testing.assert_close(out.embeddings["image"], h_v)
     torch.testing.assert_close(out.logits, model.head(h_v, h_l))
-    torch.testing.assert_close(out.logits_image, model.head(h_v, torch.zeros_like(h_l)))
-    torch.testing.assert_close(out.logits_text, model.head(torch.zeros_like(h_v), h_l))
+    torch.testing.assert_close(out.unimodal["image"], model.head(h_v, torch.zeros_like(h_l)))
+    torch.testing.assert_close(out.unimodal["text"], model.head(torch.zeros_like(h_v), h_l))
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_unimodal_losses_never_reach_the_head(fusion):
     model = make(fusion)
     x_v, x_l = batch()
-    out = model(x_v, x_l)
+    out = model({"image": x_v, "text": x_l})
     head = [p for p in model.head.parameters()]
     image = list(model.image_embedding.parameters()) + list(model.image_encoder.parameters())
     text = list(model.text_embedding.parameters()) + list(model.text_encoder.parameters())
-    loss = (out.logits_image**2).sum() + (out.logits_text**3).sum()
+    loss = (out.unimodal["image"] ** 2).sum() + (out.unimodal["text"] ** 3).sum()
     grads = torch.autograd.grad(loss, head + image + text, allow_unused=True)
     for g in grads[: len(head)]:
         assert g is None or torch.count_nonzero(g) == 0
@@ -122,7 +121,7 @@ def test_unimodal_losses_never_reach_the_head(fusion):
     assert any(
         g is not None and g.abs().sum() > 0 for g in grads[len(head) : len(head) + len(image)]
     )
-    g_v = torch.autograd.grad(out.logits_image.sum(), text, allow_unused=True)
+    g_v = torch.autograd.grad(out.unimodal["image"].sum(), text, allow_unused=True)
     assert all(g is None or torch.count_nonzero(g) == 0 for g in g_v)
     # the fused logits do reach the head
     g_head = torch.autograd.grad(out.logits.sum(), head, allow_unused=True)
@@ -132,9 +131,9 @@ def test_unimodal_losses_never_reach_the_head(fusion):
 def test_separate_heads():
     model = make("concat", unimodal_head="separate")
     x_v, x_l = batch()
-    out = model(x_v, x_l)
-    torch.testing.assert_close(out.logits_image, model.image_head(out.h_image))
-    torch.testing.assert_close(out.logits_text, model.text_head(out.h_text))
+    out = model({"image": x_v, "text": x_l})
+    torch.testing.assert_close(out.unimodal["image"], model.image_head(out.embeddings["image"]))
+    torch.testing.assert_close(out.unimodal["text"], model.text_head(out.embeddings["text"]))
     groups = model.parameter_groups()
     assert {id(p) for p in groups["unimodal_heads"]} == {
         id(p) for p in [*model.image_head.parameters(), *model.text_head.parameters()]
@@ -192,4 +191,4 @@ def test_bad_options_name_the_field(kwargs, field):
 
 def test_single_class_rejected():
     with pytest.raises(ConfigError, match="num_classes"):
-        TwoTowerModel(LinearEncoder(3), LinearEncoder(4), num_classes=1)
+        MultimodalModel({"image": LinearEncoder(3), "text": LinearEncoder(4)}, num_classes=1)

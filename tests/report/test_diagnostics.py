@@ -90,8 +90,8 @@ def test_loss_gap_and_moving_average_by_hand():
         diag.moving_average(np.array([1.0, 2.0, 3.0, 4.0]), 2), [1.0, 1.5, 2.5, 3.5]
     )
     curves = diag.loss_curves({0: rows, 1: rows}, window=1)
-    np.testing.assert_allclose(curves.image_mean, np.arange(10.0))
-    np.testing.assert_allclose(curves.text_std, 0.0)
+    np.testing.assert_allclose(curves.mean["image"], np.arange(10.0))
+    np.testing.assert_allclose(curves.std["text"], 0.0)
 
 
 def test_step_logs_dedupe_resumed_steps(tmp_path):

@@ -15,7 +15,7 @@ from balgrad.strategies.context import StepContext
 def step(model, strategy, x_v, x_l, y, scaler=None):
     """One strategy step from zeroed gradients: ({param: .grad}, stats)."""
     model.zero_grad(set_to_none=True)
-    out = model(x_v, x_l)
+    out = model({"image": x_v, "text": x_l})
     if scaler is None:
         stats = strategy.backward(model, out, y)
     else:
@@ -74,7 +74,7 @@ def bf16_against_fp32(strategy_factory, *, seed: int, backward_inside: bool):
     model.zero_grad(set_to_none=True)
     strategy = strategy_factory()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(x_v, x_l)
+        out = model({"image": x_v, "text": x_l})
         assert out.logits.dtype == torch.bfloat16
         if backward_inside:
             stats = strategy.backward(model, out, y)
@@ -103,7 +103,7 @@ def compute_without_host_reads(monkeypatch, strategy, module, model, batch) -> d
     The base class's loss monitor and finiteness check (the engine's) are stubbed out:
     this checks the strategy's own step."""
     x_v, x_l, y = batch
-    out = model(x_v, x_l)
+    out = model({"image": x_v, "text": x_l})
     monkeypatch.setattr(type(strategy), "unimodal_monitor", lambda self, *a: {})
     monkeypatch.setattr(module, "checked_loss", lambda name, loss: loss)
     ctx = StepContext(strategy.sync, strategy.layout(model), strategy.step, PendingChecks())

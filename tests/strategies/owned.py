@@ -10,7 +10,7 @@ from balgrad.strategies import create_strategy
 #: (id, registry name, options): every engine-side strategy and preset, both fast scopes
 OWNED = [
     ("joint", "joint", {}),
-    ("mslr", "mslr", {"mode": "keep", "image_lr_scale": 2.0}),
+    ("mslr", "mslr", {"mode": "keep", "lr_scales": {"image": 2.0}}),
     ("balgrad", "balgrad", {}),
     ("balgrad_per_modality", "balgrad", {"projection_scope": "per_modality"}),
     ("projection_only", "balgrad_projection_only", {}),

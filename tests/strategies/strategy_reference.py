@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from balgrad.models import TwoTowerModel
+from balgrad.models import MultimodalModel
 
 IMAGE_IN, TEXT_IN = 5, 7
 
 
 class TinyEncoder(nn.Module):
-    """A linear "backbone" with the ``out_dim`` attribute TwoTowerModel expects."""
+    """A linear "backbone" with the ``out_dim`` attribute MultimodalModel expects."""
 
     def __init__(self, in_dim: int, out_dim: int, scale: float = 1.0):
         super().__init__()
@@ -45,11 +45,13 @@ def make_model(
     encoder_scale: float = 1.0,
     head_hidden: int = 0,
     dtype: torch.dtype = torch.float64,
-) -> TwoTowerModel:
+) -> MultimodalModel:
     torch.manual_seed(seed)
-    model = TwoTowerModel(
-        TinyEncoder(image_in, encoder_dim, encoder_scale),
-        TinyEncoder(text_in, encoder_dim, encoder_scale),
+    model = MultimodalModel(
+        {
+            "image": TinyEncoder(image_in, encoder_dim, encoder_scale),
+            "text": TinyEncoder(text_in, encoder_dim, encoder_scale),
+        },
         num_classes=num_classes,
         task=task,
         embed_dim=embed_dim,

@@ -30,7 +30,7 @@ from torch import nn
 
 from balgrad.backbones.factory import create_text_encoder
 from balgrad.errors import ConfigError
-from balgrad.models import TwoTowerModel
+from balgrad.models import MultimodalModel
 from balgrad.strategies import AGM
 from balgrad.strategies import agm as agm_module
 from balgrad.strategies.agm import agm_responses
@@ -299,8 +299,8 @@ def test_window_edges_in_the_step(epoch, inside):
 def test_responses_sum_to_the_fused_output(fusion, task):
     model = make_model(fusion, task, seed=1)
     x_v, x_l, _ = make_batch(task, seed=1)
-    out = model(x_v, x_l)
-    h_v, h_l = out.h_image, out.h_text
+    out = model({"image": x_v, "text": x_l})
+    h_v, h_l = out.embeddings["image"], out.embeddings["text"]
     f_0l = model.classify({"image": torch.zeros_like(h_v), "text": h_l})
     f_v0 = model.classify({"image": h_v, "text": torch.zeros_like(h_l)})
     o_v, o_l = agm_responses(out.logits, f_0l, f_v0)
@@ -312,8 +312,8 @@ def test_concat_response_is_the_modality_half_of_the_linear_head():
     """For a linear head on [h_v; h_l], o_v = W_v h_v + b/2 and o_l = W_l h_l + b/2."""
     model = make_model("concat", seed=2)
     x_v, x_l, _ = make_batch(seed=2)
-    out = model(x_v, x_l)
-    h_v, h_l = out.h_image, out.h_text
+    out = model({"image": x_v, "text": x_l})
+    h_v, h_l = out.embeddings["image"], out.embeddings["text"]
     o_v, o_l = agm_responses(
         out.logits,
         model.classify({"image": torch.zeros_like(h_v), "text": h_l}),
@@ -339,9 +339,12 @@ class BatchNormTower(nn.Module):
 
 def test_blank_embeddings_run_the_towers_on_zeroed_inputs_in_eval_mode():
     torch.manual_seed(0)
-    model = TwoTowerModel(BatchNormTower(5, 4), TinyEncoder(7, 4), 3, embed_dim=6).double()
+    towers = {"image": BatchNormTower(5, 4), "text": TinyEncoder(7, 4)}
+    model = MultimodalModel(towers, 3, embed_dim=6).double()
     x_v, x_l, _ = make_batch(seed=0)
-    model(x_v, x_l)  # one training forward: running statistics move off their defaults
+    model(
+        {"image": x_v, "text": x_l}
+    )  # one training forward: running statistics move off their defaults
     model.image_encoder.eval()  # a frozen-style tower the blank pass must leave in eval
     stats = copy.deepcopy(model.image_encoder.norm.state_dict())
     model.image_encoder.train()
@@ -369,7 +372,7 @@ def test_blank_embeddings_run_the_towers_on_zeroed_inputs_in_eval_mode():
 
 def test_blank_text_is_the_empty_string_through_the_tokenizer():
     enc = create_text_encoder("small", texts=["a red dog", "a blue cat"], out_dim=5)
-    model = TwoTowerModel(TinyEncoder(5, 4), enc, 3, embed_dim=6).double()
+    model = MultimodalModel({"image": TinyEncoder(5, 4), "text": enc}, 3, embed_dim=6).double()
     tokens = enc.tokenize(["a red dog", "a cat"])
     b_l = model.blank_embeddings({"image": torch.randn(2, 5, dtype=torch.float64), "text": tokens})[
         "text"
@@ -383,7 +386,7 @@ def test_blank_text_is_the_empty_string_through_the_tokenizer():
 def test_input_zeroing_needs_a_model_that_can_blank_its_inputs():
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
-    out = model(x_v, x_l)
+    out = model({"image": x_v, "text": x_l})
     out = dataclasses.replace(out, inputs={**out.inputs, "image": None})
     with pytest.raises(ConfigError, match="zero='input'"):
         AGM(zero="input").backward(model, out, y)

@@ -156,7 +156,7 @@ def reference_fast(
 
 def run_step(model, strategy, x_v, x_l, y):
     model.zero_grad(set_to_none=True)
-    stats = strategy.backward(model, model(x_v, x_l), y)
+    stats = strategy.backward(model, model({"image": x_v, "text": x_l}), y)
     return current_grads(model), stats
 
 

@@ -47,7 +47,7 @@ OPTION_CASES = [
 
 def run_step(model, strategy, x_v, x_l, y):
     model.zero_grad(set_to_none=True)
-    out = model(x_v, x_l)
+    out = model({"image": x_v, "text": x_l})
     stats = strategy.backward(model, out, y)
     return current_grads(model), stats
 
@@ -338,7 +338,7 @@ def test_backward_accumulates_into_existing_grad():
     model = make_model("concat", seed=9)
     x_v, x_l, y = make_batch(seed=9)
     first, _ = run_step(model, BalGrad(), x_v, x_l, y)
-    out = model(x_v, x_l)
+    out = model({"image": x_v, "text": x_l})
     BalGrad().backward(model, out, y)  # no zero_grad: adds
     for p in all_params(model):
         torch.testing.assert_close(p.grad, 2 * first[p], **TOL)

@@ -35,23 +35,25 @@ def test_a_nan_is_reported_at_the_next_check_with_its_step(case):
         model.zero_grad(set_to_none=True)
         strategy.backward(model, out, y)
 
-    step(model(x_v, x_l))  # step 0: a check step, clean
-    step(_nan_logits(model(x_v, x_l)))  # step 1: bad, not read yet
-    step(model(x_v, x_l))  # step 2
+    step(model({"image": x_v, "text": x_l}))  # step 0: a check step, clean
+    step(_nan_logits(model({"image": x_v, "text": x_l})))  # step 1: bad, not read yet
+    step(model({"image": x_v, "text": x_l}))  # step 2
     with pytest.raises(NonFiniteLossError, match=r"L_T is not finite at step 1"):
-        step(model(x_v, x_l))  # step 3: the check
+        step(model({"image": x_v, "text": x_l}))  # step 3: the check
     # the failed check consumed what it read: the next steps are clean again
-    step(model(x_v, x_l))
+    step(model({"image": x_v, "text": x_l}))
     strategy.verify()
 
 
 @pytest.mark.parametrize("case", OWNED, ids=IDS)
 def test_verify_reads_the_pending_checks_now(case):
     model, x_v, x_l, y, strategy = _setup(case, check_every=100)
-    strategy.backward(model, model(x_v, x_l), y)
+    strategy.backward(model, model({"image": x_v, "text": x_l}), y)
     bad = y.clone()
     bad[2] = 7
-    stats = strategy.backward(model, model(x_v, x_l), bad)  # computed on a clamped label
+    stats = strategy.backward(
+        model, model({"image": x_v, "text": x_l}), bad
+    )  # computed on a clamped label
     assert all(torch.isfinite(v) for v in stats.values())
     with pytest.raises(DataError, match=r"target: label 7 is out of range \[0, 4\) at step 1"):
         strategy.verify()
@@ -64,10 +66,10 @@ def test_multi_label_target_values_are_checked_lazily():
     strategy.check_every = 2
     bad = y.clone()
     bad[1, 1] = 0.5
-    strategy.backward(model, model(x_v, x_l), y)
-    strategy.backward(model, model(x_v, x_l), bad)
+    strategy.backward(model, model({"image": x_v, "text": x_l}), y)
+    strategy.backward(model, model({"image": x_v, "text": x_l}), bad)
     with pytest.raises(DataError, match=r"0/1, got 0.5 at step 1"):
-        strategy.backward(model, model(x_v, x_l), y)
+        strategy.backward(model, model({"image": x_v, "text": x_l}), y)
 
 
 @contextlib.contextmanager
@@ -97,11 +99,11 @@ def test_steps_between_checks_read_nothing_on_the_host(case, task):
     x_v, x_l, y = make_batch(task, seed=2)
     strategy = make_strategy(name, options, head_every=1)  # the head diagnostic too
     strategy.check_every = 10
-    strategy.backward(model, model(x_v, x_l), y)  # step 0 checks
+    strategy.backward(model, model({"image": x_v, "text": x_l}), y)  # step 0 checks
     observed = []
     strategy.add_observer(lambda step, stats: observed.append(stats))
     for _ in range(2):
-        out = model(x_v, x_l)
+        out = model({"image": x_v, "text": x_l})
         with no_host_reads():
             stats = strategy.backward(model, out, y)
     assert all(v.dim() == 0 for v in stats.values())

@@ -50,13 +50,13 @@ def test_bf16_autocast_inside_or_outside_matches_fp32(case, task, conflicting):
     inside, outside = copy.deepcopy(model), copy.deepcopy(model)
     x_v, x_l, y = _data(task, seed, torch.float32)
 
-    ref = make_strategy(name, options).backward(model, model(x_v, x_l), y)
+    ref = make_strategy(name, options).backward(model, model({"image": x_v, "text": x_l}), y)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = inside(x_v, x_l)
+        out = inside({"image": x_v, "text": x_l})
         assert out.logits.dtype == torch.bfloat16
         stats_in = make_strategy(name, options).backward(inside, out, y)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = outside(x_v, x_l)
+        out = outside({"image": x_v, "text": x_l})
     stats_out = make_strategy(name, options).backward(outside, out, y)
 
     for p, q in zip(inside.parameters(), outside.parameters()):
@@ -90,9 +90,13 @@ def test_a_loss_scale_scales_the_gradient_and_nothing_else(case, task):
     model = make_model("concat", task, seed=10)
     scaled = copy.deepcopy(model)
     x_v, x_l, y = _data(task, 10, torch.float64)
-    plain_stats = make_strategy(name, options).backward(model, model(x_v, x_l), y)
+    plain_stats = make_strategy(name, options).backward(
+        model, model({"image": x_v, "text": x_l}), y
+    )
     scaler = torch.amp.GradScaler("cpu", init_scale=s)
-    scaled_stats = make_strategy(name, options).backward(scaled, scaled(x_v, x_l), y, scaler=scaler)
+    scaled_stats = make_strategy(name, options).backward(
+        scaled, scaled({"image": x_v, "text": x_l}), y, scaler=scaler
+    )
     for p, q in zip(model.parameters(), scaled.parameters()):
         if p.grad is not None:
             torch.testing.assert_close(q.grad, s * p.grad, rtol=1e-12, atol=0)
@@ -117,8 +121,8 @@ def test_non_finite_gradients_are_left_to_the_scaler(case):
     x_v, x_l, y = _data("single_label", 1, torch.float32)
 
     def poisoned_output(m):
-        out = m(x_v, x_l)
-        out.h_image.register_hook(lambda g: g * float("inf"))
+        out = m({"image": x_v, "text": x_l})
+        out.embeddings["image"].register_hook(lambda g: g * float("inf"))
         return out
 
     before = [p.detach().clone() for p in model.parameters()]
@@ -141,7 +145,7 @@ def test_half_precision_model_runs(case):
     _, name, options = case
     model = make_model("concat", seed=1, dtype=torch.bfloat16)
     x_v, x_l, y = _data("single_label", 1, torch.bfloat16)
-    stats = make_strategy(name, options).backward(model, model(x_v, x_l), y)
+    stats = make_strategy(name, options).backward(model, model({"image": x_v, "text": x_l}), y)
     assert all(torch.isfinite(v) for v in stats.values())
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(g.dtype == torch.bfloat16 and torch.isfinite(g).all() for g in grads)

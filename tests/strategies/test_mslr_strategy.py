@@ -26,7 +26,7 @@ def _by_name(optimizer):
 
 def test_keep_mode_rates_and_groups():
     model = make_model("concat", seed=0)
-    strategy = MSLR(mode="keep", image_lr_scale=2.0, text_lr_scale=0.5, head_lr_scale=3.0)
+    strategy = MSLR(mode="keep", lr_scales={"image": 2.0, "text": 0.5, "head": 3.0})
     opt = torch.optim.SGD(strategy.param_groups(model, lr=0.1), lr=0.1)
     groups = _by_name(opt)
     assert groups["image"]["lr"] == pytest.approx(0.2)
@@ -44,11 +44,11 @@ def test_keep_mode_rates_and_groups():
 def test_keep_mode_sgd_step_uses_each_rate():
     model = make_model("concat", seed=1)
     x_v, x_l, y = make_batch(seed=1)
-    strategy = MSLR(mode="keep", image_lr_scale=2.0, text_lr_scale=0.5)
+    strategy = MSLR(mode="keep", lr_scales={"image": 2.0, "text": 0.5})
     opt = torch.optim.SGD(strategy.param_groups(model, lr=0.1), lr=0.1)
     before = {p: p.detach().clone() for p in all_params(model)}
     opt.zero_grad()
-    strategy.backward(model, model(x_v, x_l), y)
+    strategy.backward(model, model({"image": x_v, "text": x_l}), y)
     grads = current_grads(model)
     opt.step()
     for ps, lr in (
@@ -63,7 +63,7 @@ def test_keep_mode_sgd_step_uses_each_rate():
 def test_gradient_is_joint_training():
     model = make_model("attention", seed=2)
     x_v, x_l, y = make_batch(seed=2)
-    MSLR(mode="keep").backward(model, model(x_v, x_l), y)
+    MSLR(mode="keep").backward(model, model({"image": x_v, "text": x_l}), y)
     z, _, _ = forward_by_hand(model, x_v, x_l)
     expected = torch.autograd.grad(ref_task_loss(z, y, "single_label"), all_params(model))
     for p, g in zip(all_params(model), expected):
@@ -184,8 +184,8 @@ def test_dynamic_needs_scores():
     "options,field",
     [
         ({"mode": "x"}, "mode"),
-        ({"image_lr_scale": 0.0}, "image_lr_scale"),
-        ({"text_lr_scale": -1.0}, "text_lr_scale"),
+        ({"lr_scales": {"image": 0.0}}, r"lr_scales\['image'\]"),
+        ({"lr_scales": {"text": -1.0}}, r"lr_scales\['text'\]"),
         ({"window": 0}, "window"),
         ({"rule": "compound"}, "rule"),
     ],

@@ -29,7 +29,7 @@ from strategy_reference import (
 
 from balgrad.backbones.small import SmallCNN
 from balgrad.errors import ConfigError
-from balgrad.models import TwoTowerModel
+from balgrad.models import MultimodalModel
 from balgrad.models.fusion import SumFusion
 from balgrad.strategies import OGMGE
 from balgrad.strategies import ogm_ge as ogm_module
@@ -109,7 +109,8 @@ def conv_model(seed=0):
     """An image tower with 4-D (conv) weights and a 2-D projection, in float64."""
     torch.manual_seed(seed)
     cnn = SmallCNN(out_dim=5, image_size=8, channels=1, width=2, norm="none")
-    return TwoTowerModel(cnn, TinyEncoder(7, 5), num_classes=4, embed_dim=6).double()
+    towers = {"image": cnn, "text": TinyEncoder(7, 5)}
+    return MultimodalModel(towers, num_classes=4, embed_dim=6).double()
 
 
 def conv_batch(seed=0):

@@ -26,7 +26,7 @@ class _PlainNumbers(Joint):
 def test_stats_are_zero_dim_tensors_even_from_python_numbers():
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
-    stats = _PlainNumbers().backward(model, model(x_v, x_l), y)
+    stats = _PlainNumbers().backward(model, model({"image": x_v, "text": x_l}), y)
     assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in stats.values())
     assert float(stats["ratio"]) == 0.25 and float(stats["flag"]) == 1.0
     assert f"{stats['loss_task']:.3f}"  # f-string formats work on 0-d tensors

@@ -73,9 +73,9 @@ def test_wrong_shaped_target(name):
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
     with pytest.raises(DataError, match="target"):
-        run_backward(_strategy(name), model, model(x_v, x_l), y.view(-1, 1))
+        run_backward(_strategy(name), model, model({"image": x_v, "text": x_l}), y.view(-1, 1))
     with pytest.raises(DataError, match="target"):
-        run_backward(_strategy(name), model, model(x_v, x_l), y[:-1])
+        run_backward(_strategy(name), model, model({"image": x_v, "text": x_l}), y[:-1])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -87,7 +87,7 @@ def test_label_out_of_range(name, bad):
     y = y.clone()
     y[3] = bad
     with pytest.raises(DataError, match=rf"target.*{bad}"):
-        run_backward(strategy, model, model(x_v, x_l), y)
+        run_backward(strategy, model, model({"image": x_v, "text": x_l}), y)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -95,7 +95,7 @@ def test_float_target_for_single_label(name):
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
     with pytest.raises(DataError, match="target"):
-        run_backward(_strategy(name), model, model(x_v, x_l), y.double())
+        run_backward(_strategy(name), model, model({"image": x_v, "text": x_l}), y.double())
 
 
 @pytest.mark.parametrize("name", ["joint", "balgrad", "agm"])
@@ -103,11 +103,11 @@ def test_multi_label_target_checks(name):
     model = make_model("concat", "multi_label", seed=0)
     x_v, x_l, y = make_batch("multi_label", seed=0)
     with pytest.raises(DataError, match="target"):
-        run_backward(_strategy(name), model, model(x_v, x_l), y[:, :-1])
+        run_backward(_strategy(name), model, model({"image": x_v, "text": x_l}), y[:, :-1])
     bad = y.clone()
     bad[0, 0] = 2.0
     with pytest.raises(DataError, match="target"):
-        run_backward(_strategy(name), model, model(x_v, x_l), bad)
+        run_backward(_strategy(name), model, model({"image": x_v, "text": x_l}), bad)
 
 
 # -- non-finite losses --------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_multi_label_target_checks(name):
 def test_nan_logits_raise_naming_the_loss(name):
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
-    out = model(x_v, x_l)
+    out = model({"image": x_v, "text": x_l})
     logits = out.logits.clone()
     logits[0, 0] = float("nan")
     out = dataclasses.replace(out, logits=logits)
@@ -128,9 +128,9 @@ def test_agm_state_is_not_corrupted_by_a_nan_step():
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
     strategy = create_strategy("agm")
-    run_backward(strategy, model, model(x_v, x_l), y)
+    run_backward(strategy, model, model({"image": x_v, "text": x_l}), y)
     before = (list(strategy.running), strategy.count)
-    bad = model(x_v * float("nan"), x_l)
+    bad = model({"image": x_v * float("nan"), "text": x_l})
     with pytest.raises(NonFiniteLossError):
         run_backward(strategy, model, bad, y)
     assert (list(strategy.running), strategy.count) == before
@@ -140,7 +140,7 @@ def test_agm_state_is_not_corrupted_by_a_nan_step():
 def test_balgrad_nan_unimodal_logits_name_that_loss(modality, loss_name):
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
-    out = model(x_v, x_l)
+    out = model({"image": x_v, "text": x_l})
     z = out.unimodal[modality].clone()
     z[1, 2] = float("inf")
     out = dataclasses.replace(out, unimodal={**out.unimodal, modality: z})
@@ -152,9 +152,9 @@ def test_balgrad_ema_not_updated_by_a_failed_step():
     model = make_model("concat", seed=0)
     x_v, x_l, y = make_batch(seed=0)
     strategy = create_strategy("balgrad", contribution_ema=0.5)
-    run_backward(strategy, model, model(x_v, x_l), y)
+    run_backward(strategy, model, model({"image": x_v, "text": x_l}), y)
     before = strategy.state_dict()["ema"]
     with pytest.raises(NonFiniteLossError):
-        run_backward(strategy, model, model(x_v * float("nan"), x_l), y)
+        run_backward(strategy, model, model({"image": x_v * float("nan"), "text": x_l}), y)
     assert strategy.state_dict()["ema"] == before
     assert torch.isfinite(torch.tensor(before)).all()

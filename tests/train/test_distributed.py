@@ -24,7 +24,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from balgrad._grad import DistributedGradientSync
 from balgrad.errors import ConfigError
-from balgrad.models import TwoTowerModel
 from balgrad.models.multimodal import MultimodalModel
 from balgrad.strategies import create_strategy, list_strategies
 
@@ -49,7 +48,7 @@ class Lin(nn.Module):
 
 def make_model(norm=False):
     torch.manual_seed(0)
-    return TwoTowerModel(Lin(5, 6, norm), Lin(4, 6), 3, embed_dim=6).double()
+    return MultimodalModel({"image": Lin(5, 6, norm), "text": Lin(4, 6)}, 3, embed_dim=6).double()
 
 
 def batches():
@@ -114,11 +113,11 @@ def train(strategy, model, data, part=slice(None), wrapped=None):
     _prepare(strategy, net, [({"image": x[part], "text": t[part]}, y[part]) for x, t, y in data])
     for x, t, y in data:
         if strategy.owns_optimizer_step:  # MLA: its own steps, one per modality
-            forward = lambda _inputs, x=x, t=t: net(x[part], t[part])  # noqa: E731
+            forward = lambda _inputs, x=x, t=t: net({"image": x[part], "text": t[part]})  # noqa: E731
             strategy.train_step(net, None, y[part], opt, forward=forward)
             continue
         opt.zero_grad()
-        strategy.backward(net, net(x[part], t[part]), y[part])
+        strategy.backward(net, net({"image": x[part], "text": t[part]}), y[part])
         opt.step()
     return {
         "params": [p.detach().clone() for p in model.parameters()],

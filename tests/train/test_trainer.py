@@ -119,7 +119,7 @@ class TensorStatsJoint(Strategy):
         loss.backward()
         stats = {
             "loss_task": loss.detach().as_subclass(HostReads),
-            "loss_image": task_loss(output.logits_image, target, model.task)
+            "loss_image": task_loss(output.unimodal["image"], target, model.task)
             .detach()
             .as_subclass(HostReads),
         }

@@ -58,7 +58,7 @@ class ToyData(MultimodalDataset):
         return len(self.y)
 
     def get(self, i):
-        return Example(self.x[i], self.texts[i], self.y[i], i)
+        return Example({"image": self.x[i], "text": self.texts[i]}, self.y[i], i)
 
 
 def toy_trainer(run_dir, strategy, settings, observers=None, validate=None):
@@ -67,19 +67,19 @@ def toy_trainer(run_dir, strategy, settings, observers=None, validate=None):
     ``validate`` is given."""
     from balgrad.data.pipeline import InputPipeline
     from balgrad.evaluate.protocol import Evaluator
-    from balgrad.models import TwoTowerModel
+    from balgrad.models import MultimodalModel
     from balgrad.train.trainer import Trainer
 
     torch.manual_seed(0)
     img, txt = VecEncoder(), BagEncoder()
-    pipeline = InputPipeline(img, txt, progress=False)
+    pipeline = InputPipeline({"image": img, "text": txt}, progress=False)
     if validate is None:
         val_set = ToyData(30, seed=1, split="val")
         validate = Evaluator(
             pipeline, val_set, ["accuracy"], precision=settings.precision
         ).modality_scores
     return Trainer(
-        TwoTowerModel(img, txt, 3, embed_dim=8),
+        MultimodalModel({"image": img, "text": txt}, 3, embed_dim=8),
         strategy,
         pipeline,
         ToyData(96),

@@ -87,8 +87,7 @@ class _ArrayDataset(MultimodalDataset):
             raise IndexError(f"{self.info.name}/{self.split}: index {index} out of range")
         image = torch.from_numpy(self.images[i].astype(np.float32) / 255.0).unsqueeze(0)
         return Example(
-            image=image,
-            text=self.texts[i],
+            inputs={"image": image, "text": self.texts[i]},
             label=torch.tensor(int(self.labels[i]), dtype=torch.int64),
             index=i,
         )

@@ -23,6 +23,7 @@ through the backbone, as SPEC sections 4 and 6 ask.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,38 +41,19 @@ IMAGE_TEXT = {"image": "image", "text": "text"}
 class Example:
     """One sample: ``inputs`` (raw input by modality name), ``label`` (int64 scalar for
     single-label, float32 ``[num_classes]`` of 0/1 for multi-label) and ``index`` (its
-    position in its split; it seeds the per-sample impairments).
-
-    ``Example(image, text, label, index)`` is the (image, text) case, as the fields were
-    before modalities were named; ``Example(inputs={...}, label=..., index=...)`` any other.
-    """
+    position in its split; it seeds the per-sample impairments)."""
 
     __slots__ = ("inputs", "label", "index")
 
-    def __init__(
-        self,
-        image: Any = None,
-        text: Any = None,
-        label: Any = None,
-        index: int = 0,
-        *,
-        inputs: dict[str, Any] | None = None,
-    ):
-        if inputs is None:
-            inputs = {"image": image, "text": text}
-        elif image is not None or text is not None:
-            raise TypeError("Example: give either image and text, or inputs, not both")
+    def __init__(self, inputs: Mapping[str, Any], label: Any = None, index: int = 0):
+        if not isinstance(inputs, Mapping):
+            raise TypeError(
+                f"Example: inputs must map modality name to raw input, got "
+                f"{type(inputs).__name__}, e.g. Example(inputs={{'image': x, 'text': s}}, ...)"
+            )
         self.inputs = dict(inputs)
         self.label = label
         self.index = index
-
-    @property
-    def image(self) -> Any:
-        return self.inputs["image"]
-
-    @property
-    def text(self) -> Any:
-        return self.inputs["text"]
 
     def __repr__(self) -> str:
         return f"Example(modalities={list(self.inputs)}, label={self.label!r}, index={self.index})"

@@ -37,23 +37,6 @@ class Batch:
     def __len__(self) -> int:
         return int(self.target.shape[0])
 
-    # the (image, text) case, as the fields were named before modalities were
-    @property
-    def image(self) -> Any:
-        return self.inputs["image"]
-
-    @property
-    def text(self) -> Any:
-        return self.inputs["text"]
-
-    @property
-    def drop_image(self) -> torch.Tensor | None:
-        return self.drop.get("image")
-
-    @property
-    def drop_text(self) -> torch.Tensor | None:
-        return self.drop.get("text")
-
 
 def _move(x, device):
     if isinstance(x, Mapping):

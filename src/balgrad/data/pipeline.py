@@ -29,8 +29,6 @@ class InputPipeline:
     """Turns (dataset, condition) into DataLoaders of :class:`Batch`.
 
     Args:
-        image_encoder, text_encoder: the (image, text) case's encoders, positionally as
-            before modalities were named; or
         encoders: balgrad encoders by modality name (the dataset's ``info.modalities``).
             A frozen one (``trainable`` false) is encoded once per condition and cached; a
             trainable one runs live.
@@ -43,27 +41,23 @@ class InputPipeline:
 
     def __init__(
         self,
-        image_encoder=None,
-        text_encoder=None,
+        encoders: Mapping[str, nn.Module],
         missing: str = "input",
         cache=None,
         encode_batch_size: int = 64,
         num_workers: int = 0,
         progress: bool = True,
         memory: dict | None = None,
-        *,
-        encoders: Mapping[str, nn.Module] | None = None,
     ):
         if missing not in MISSING_MODES:
             raise ConfigError(
                 f"missing: unknown value {missing!r}; expected one of {MISSING_MODES}"
             )
-        if encoders is None:
-            if image_encoder is None or text_encoder is None:
-                raise ConfigError("InputPipeline: give image_encoder and text_encoder, or encoders")
-            encoders = {"image": image_encoder, "text": text_encoder}
-        elif image_encoder is not None or text_encoder is not None:
-            raise ConfigError("InputPipeline: give either the two encoders or encoders, not both")
+        if not isinstance(encoders, Mapping):
+            raise ConfigError(
+                f"InputPipeline: encoders must map modality name to encoder, got "
+                f"{type(encoders).__name__}, e.g. InputPipeline({{'image': v, 'text': t}})"
+            )
         self.encoders = dict(encoders)
         self.missing = missing
         self.cache = cache
@@ -83,15 +77,6 @@ class InputPipeline:
     @property
     def modalities(self) -> list[str]:
         return list(self.encoders)
-
-    # the (image, text) case, as the attributes were named before modalities were
-    @property
-    def image_encoder(self):
-        return self.encoders["image"]
-
-    @property
-    def text_encoder(self):
-        return self.encoders["text"]
 
     @property
     def encoded(self) -> int:
@@ -174,7 +159,9 @@ class SeededPermutation(Sampler[int]):
     iterator drew a 64-bit base seed from the generator, a progress bar made a throw-away
     iterator first, and the permutation came third."""
 
-    #: the generator draws before the permutation, as the loader made them before
+    #: the generator draws before the permutation, as the loader made them before: tables
+    #: recorded with 0.1.x reproduce with this version because these keep the draws of
+    #: 0.1.0's loader (dropping them reshuffles every training order and changes the numbers)
     LEGACY_DRAWS = 2
 
     def __init__(self, n: int, seed: int):

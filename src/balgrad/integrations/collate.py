@@ -16,30 +16,18 @@ class ExampleCollator:
     own ``tokenize`` (a text modality's strings) or ``preprocess`` (any other raw input,
     when the encoder has one; otherwise the raw inputs are stacked).
 
-    ``ExampleCollator(image_encoder, text_encoder)`` is the image-text case;
-    ``ExampleCollator(encoders={"audio": a, "visual": v})`` any other. Use it as a
+    ``ExampleCollator({"image": v, "text": t})``, one encoder per modality. Use it as a
     ``DataLoader``'s ``collate_fn`` (Lightning) or a ``Trainer``'s ``data_collator``
     (Hugging Face).
     """
 
-    def __init__(
-        self,
-        image_encoder: Any = None,
-        text_encoder: Any = None,
-        *,
-        encoders: Mapping[str, Any] | None = None,
-    ):
-        if encoders is None:
-            encoders = {"image": image_encoder, "text": text_encoder}
+    def __init__(self, encoders: Mapping[str, Any]):
+        if not isinstance(encoders, Mapping):
+            raise TypeError(
+                f"ExampleCollator: encoders must map modality name to encoder, got "
+                f"{type(encoders).__name__}, e.g. ExampleCollator({{'image': v, 'text': t}})"
+            )
         self.encoders = dict(encoders)
-
-    @property
-    def image_encoder(self) -> Any:
-        return self.encoders["image"]
-
-    @property
-    def text_encoder(self) -> Any:
-        return self.encoders["text"]
 
     def __call__(self, examples: Sequence[Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -16,7 +16,7 @@ plus ``"labels"`` (``{"audio": ..., "visual": ..., "labels": ...}``: each input 
 or a dict of tensors such as a tokenizer's output, ``labels`` class indices [B] or
 multi-hot [B, C]; optionally ``"drop_<modality>"``, bool [B]), or ``{"inputs": {...},
 "labels": ...}``; ``model(inputs, drop=...)`` must return balgrad's ``ModelOutput``
-(``MultimodalModel`` and ``TwoTowerModel`` do). The Trainer's column pruning
+(``MultimodalModel`` does). The Trainer's column pruning
 (``remove_unused_columns``) would drop those columns, since the model's forward takes
 one ``inputs`` mapping: it is turned off, with a warning if it was asked for. Evaluation
 reports the accuracy of the fused logits and of each modality's own, as fractions as

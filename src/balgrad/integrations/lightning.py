@@ -71,7 +71,7 @@ class BalGradModule(pl.LightningModule):
     """Trains ``model`` with ``strategy``; see the module docstring.
 
     Args:
-        model: a ``MultimodalModel``/``TwoTowerModel`` or any model of that shape
+        model: a ``MultimodalModel`` or any model of that shape
             (:class:`balgrad.strategies.BalancedModel`).
         strategy: a balgrad strategy (``balgrad.create_strategy(name, **options)``).
         lr: base learning rate, passed to ``strategy.param_groups`` (MSLR scales it

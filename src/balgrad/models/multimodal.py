@@ -12,8 +12,8 @@ trained by the unimodal losses, instead of the detached shared one.
 
 The modules of modality ``m`` are the attributes ``m_encoder``, ``m_embedding`` and (with
 separate heads) ``m_head``, so that a state dict names its tensors by modality
-(``audio_encoder.conv1.weight``), and :class:`~balgrad.models.TwoTowerModel`'s state
-dicts keep the keys they had before modalities were named.
+(``audio_encoder.conv1.weight``); an (image, text) model's state dicts keep the keys they
+had before modalities were named.
 """
 
 from __future__ import annotations
@@ -59,32 +59,6 @@ class ModelOutput:
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.unimodal)
-
-    # read-only aliases of the (image, text) case, as the fields were named before
-    @property
-    def logits_image(self) -> torch.Tensor:
-        return self._pair("unimodal", "image")
-
-    @property
-    def logits_text(self) -> torch.Tensor:
-        return self._pair("unimodal", "text")
-
-    @property
-    def h_image(self) -> torch.Tensor:
-        return self._pair("embeddings", "image")
-
-    @property
-    def h_text(self) -> torch.Tensor:
-        return self._pair("embeddings", "text")
-
-    def _pair(self, what: str, name: str) -> torch.Tensor:
-        values = getattr(self, what)
-        if name not in values:
-            raise AttributeError(
-                f"ModelOutput has no {name!r} modality (modalities: {list(values)}); "
-                f"use output.{what}[name]"
-            )
-        return values[name]
 
 
 @dataclass(frozen=True)

@@ -98,19 +98,13 @@ def default_window(n_steps: int) -> int:
 @dataclass
 class LossCurves:
     """Smoothed per-modality training loss of one method, mean and std over seeds
-    (``mean[m]``, ``std[m]``; ``c.image_mean`` reads ``c.mean["image"]``)."""
+    (``mean[m]``, ``std[m]``)."""
 
     steps: np.ndarray
     mean: dict[str, np.ndarray]
     std: dict[str, np.ndarray]
     n_seeds: int
     window: int
-
-    def __getattr__(self, name: str):
-        m, _, what = name.rpartition("_")
-        if what in ("mean", "std") and m in self.__dict__.get(what, {}):
-            return self.__dict__[what][m]
-        raise AttributeError(name)
 
 
 def _loss_rows(rows: list[dict], modalities) -> list[dict]:

@@ -28,7 +28,7 @@ inside the modulation window or not. ``clip="none"`` turns it off.
 
 Blank modality (``zero``): ``"embedding"`` (default, our cheaper reading) zeroes h_m and
 re-runs only the head; ``"input"`` (the official code) re-runs the tower on a blank
-input (``TwoTowerModel.blank_embeddings``: zeros of the model's image input, the empty
+input (``MultimodalModel.blank_embeddings``: zeros of the model's image input, the empty
 text), in eval mode, with gradients flowing through it as in the official code. The
 other modality's embedding is reused from the training forward (the official code
 re-runs it in eval mode: identical for towers without dropout or batch norm).
@@ -194,7 +194,7 @@ def running_scores(
 
 def output_layer_weight_index(model, params) -> int:
     """Index in ``params`` of the classifier's output-layer weight: the last parameter
-    with ≥ 2 dims of the "head" group (``head.classifier[-1].weight`` in TwoTowerModel)."""
+    with ≥ 2 dims of the "head" group (``head.classifier[-1].weight`` in MultimodalModel)."""
     index = {id(p): i for i, p in enumerate(params)}
     matrices = [p for p in model.parameter_groups().get("head", []) if p.dim() >= 2]
     if not matrices or id(matrices[-1]) not in index:

@@ -5,7 +5,7 @@
     optimizer.step()
 
 ``model`` is anything with the :class:`BalancedModel` shape (balgrad's
-``MultimodalModel`` and ``TwoTowerModel`` have it): its named ``modalities``, its
+``MultimodalModel`` has it): its named ``modalities``, its
 ``parameter_groups()`` (one group per modality, ``"head"`` and optionally
 ``"unimodal_heads"``), ``classify(h, detach_head)`` and ``task``. The contract is
 checked, not assumed: a model whose groups are not exactly its modalities plus those

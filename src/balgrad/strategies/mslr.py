@@ -4,9 +4,8 @@ Additive Late-fusion", Findings of ACL 2022), SPEC section 3.
 Each modality gets its own learning rate through optimizer parameter groups; the
 gradient itself is joint training's (one backward pass per step).
 
-- ``mode="keep"``: fixed rates, ``lr * lr_scales[m]`` for each modality m (and
-  ``"head"``); ``image_lr_scale``, ``text_lr_scale`` and ``head_lr_scale`` are the
-  (image, text) spelling of the same.
+- ``mode="keep"``: fixed rates, ``lr * lr_scales[g]`` for each parameter group g (a
+  modality, or ``"head"``); a group not named keeps ``lr``.
 - ``mode="dynamic"``: after each epoch, with acc_m the validation accuracy of the
   unimodal prediction z_m and ratio_m = acc_m(this epoch) / mean(acc_m over the previous
   ``window`` epochs), for every modality of the model:
@@ -74,9 +73,6 @@ class MSLR(Joint):
         *,
         mode: str = "dynamic",
         lr_scales: dict[str, Scale] | None = None,
-        image_lr_scale: Scale = 1.0,
-        text_lr_scale: Scale = 1.0,
-        head_lr_scale: Scale = 1.0,
         window: Annotated[int, Field(ge=1)] = 5,
         rule: Literal["cumulative", "non_cumulative"] = "cumulative",
     ):
@@ -85,18 +81,13 @@ class MSLR(Joint):
             raise ConfigError(f"mode: unknown value {mode!r}; expected one of {MODES}")
         if rule not in RULES:
             raise ConfigError(f"rule: unknown value {rule!r}; expected one of {RULES}")
-        scales = {"image": image_lr_scale, "text": text_lr_scale, "head": head_lr_scale}
-        for name, v in (
-            *((f"{k}_lr_scale", v) for k, v in scales.items()),
-            *((f"lr_scales[{k!r}]", v) for k, v in (lr_scales or {}).items()),
-        ):
+        for k, v in (lr_scales or {}).items():
             if not (v > 0 and math.isfinite(v)):
-                raise ConfigError(f"{name}: must be a finite number > 0, got {v}")
+                raise ConfigError(f"lr_scales[{k!r}]: must be a finite number > 0, got {v}")
         if window < 1:
             raise ConfigError(f"window: must be >= 1, got {window}")
         self.mode = mode
-        self.scales = {**scales, **(lr_scales or {})}
-        self._named_scales = set(lr_scales or {})
+        self.scales = dict(lr_scales or {})
         self.window = int(window)
         self.rule = rule
         self.history: dict[str, list[float]] = {}
@@ -106,7 +97,7 @@ class MSLR(Joint):
 
     def param_groups(self, model, lr):
         groups = super().param_groups(model, lr)
-        unknown = sorted(self._named_scales - {g["name"] for g in groups} - {"unimodal_heads"})
+        unknown = sorted(set(self.scales) - {g["name"] for g in groups} - {"unimodal_heads"})
         if unknown:
             raise ConfigError(
                 f"mslr lr_scales: {unknown} name no parameter group of the model; its groups "

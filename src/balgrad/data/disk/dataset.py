@@ -205,7 +205,7 @@ class DiskDataset(MultimodalDataset):
             label = torch.tensor(self.labels[index], dtype=torch.float32)
         else:
             label = torch.tensor(self.labels[index], dtype=torch.int64)
-        return Example(image=image, text=r.text, label=label, index=index)
+        return Example(inputs={"image": image, "text": r.text}, label=label, index=index)
 
     @property
     def image_paths(self) -> list[Path]:

@@ -36,7 +36,7 @@ class StripesDataset(MultimodalDataset):
     def get(self, index: int) -> Example:
         image = torch.tensor(self.images[index], dtype=torch.float32)[None]
         label = torch.tensor(int(self.labels[index]))
-        return Example(image, self.texts[index], label, index)
+        return Example({"image": image, "text": self.texts[index]}, label, index)
 
     @property
     def fingerprint(self) -> str:
