@@ -47,6 +47,12 @@ import torch
 from pydantic import Field
 
 from balgrad.data.base import MultimodalDataset
+from balgrad.data.clip_folders import (
+    clip_frames,
+    clip_name_problem,
+    frames_problem,
+    warn_dropped_and_repeated,
+)
 from balgrad.data.decoders.image import decode_image, image_error
 from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE, decode_wav, read_wav_header
 from balgrad.data.decoders.wav import resample as _resample
@@ -62,7 +68,6 @@ NAME = "CREMA-D"
 CLASSES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 SPLITS = ("train", "test")
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 _WARN_FROM_INIT = 2  # counted from CremaD.__init__: 2 is its caller
 
 
@@ -127,12 +132,8 @@ class CremaD(torch.utils.data.Dataset):
                 problems.bad(clip)
             else:
                 self.clips.append(clip)
-        problems.warn(f"{NAME} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
-        from balgrad.data.overlap import warn_duplicates
-
-        names, sources = [c.name for c in self.clips], [c.source for c in self.clips]
         where = f"{NAME} split '{split}' ({self.root})"
-        warn_duplicates(where, names, sources, stacklevel=_WARN_FROM_INIT)
+        warn_dropped_and_repeated(problems, where, self.clips, stacklevel=_WARN_FROM_INIT)
 
     def _clip(
         self, boundary: FolderBoundary, audio_root: Path, frames_root: Path, source: str, row
@@ -146,28 +147,21 @@ class CremaD(torch.utils.data.Dataset):
             return f"{source}: {problem}"
         if emotion not in CLASS_INDEX:
             return f"{source}: unknown emotion {emotion!r} (expected one of {', '.join(CLASSES)})"
-        if not name or name in (".", "..") or "/" in name or "\\" in name:
-            return f"{source}: clip name {name!r} is not a file name"
-        wav = audio_root / f"{name}.wav"
-        folder = frames_root / name
-        for what, path in (("audio file", wav), ("frame folder", folder)):
-            problem = boundary.problem(source, what, path)
-            if problem is not None:
-                return problem
-        if not wav.is_file():
-            return f"{source}: audio file {wav} is missing"
-        if not folder.is_dir():
-            return f"{source}: frame folder {folder} is missing"
-        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES))
+        problem = clip_name_problem(source, name)
+        if problem is not None:
+            return problem
+        wav, folder = audio_root / f"{name}.wav", frames_root / name
+        frames = clip_frames(boundary, source, wav, folder)
+        if isinstance(frames, str):
+            return frames
         if len(frames) < self.num_frames:
             return (
                 f"{source}: frame folder {folder} holds {len(frames)} frame(s), "
                 f"fewer than num_frames={self.num_frames}"
             )
-        for frame in frames:
-            problem = boundary.problem(source, "frame", frame)
-            if problem is not None:
-                return problem
+        problem = frames_problem(boundary, source, frames)
+        if problem is not None:
+            return problem
         return Clip(name, CLASS_INDEX[emotion], wav, frames, source)
 
     def __len__(self) -> int:
@@ -306,25 +300,8 @@ class CremaDDataset(MultimodalDataset):
         csv_dir: str = ".",
     ) -> None:
         from balgrad.data.base import DatasetInfo
-        from balgrad.data.disk.layout import canonical_split
-        from balgrad.data.disk.records import MissingSplitError
 
-        canonical = canonical_split(split)
-        if canonical not in SPLITS:
-            raise MissingSplitError(
-                f"{NAME}: no split {split!r}; the OGM-GE layout has only train, test (no "
-                "official validation split: carve one from 'train')"
-            )
-        if frame_choice not in FRAME_CHOICES:
-            raise ConfigError(
-                f"{NAME}: option 'frame_choice' must be one of {FRAME_CHOICES}, got "
-                f"{frame_choice!r}"
-            )
-        if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
-            raise ConfigError(
-                f"{NAME}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] "
-                f"Hz, got {sample_rate}"
-            )
+        canonical = _checked_split(split, frame_choice, sample_rate)
         self.reader = CremaD(
             data_dir,
             canonical,
@@ -469,6 +446,29 @@ class CremaDDataset(MultimodalDataset):
 
     def __repr__(self) -> str:
         return f"CremaDDataset(split={self.split!r}, n={len(self)}, root={str(self.root)!r})"
+
+
+def _checked_split(split: str, frame_choice: str, sample_rate: int | None) -> str:
+    """The canonical name of ``split``, once it and the dataset's own options are checked."""
+    from balgrad.data.disk.layout import canonical_split
+    from balgrad.data.disk.records import MissingSplitError
+
+    canonical = canonical_split(split)
+    if canonical not in SPLITS:
+        raise MissingSplitError(
+            f"{NAME}: no split {split!r}; the OGM-GE layout has only train, test (no "
+            "official validation split: carve one from 'train')"
+        )
+    if frame_choice not in FRAME_CHOICES:
+        raise ConfigError(
+            f"{NAME}: option 'frame_choice' must be one of {FRAME_CHOICES}, got {frame_choice!r}"
+        )
+    if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
+        raise ConfigError(
+            f"{NAME}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] "
+            f"Hz, got {sample_rate}"
+        )
+    return canonical
 
 
 def _size(path: Path) -> int:

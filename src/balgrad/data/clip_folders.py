@@ -1,0 +1,64 @@
+"""The steps every reader of audio-visual clip folders shares (CREMA-D, Kinetics-Sounds):
+a clip's name, audio file and frame folder checked, its frames listed, and the warnings
+about the clips a split list drops (``skip_bad``) or names twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from balgrad.data.disk.paths import FolderBoundary
+from balgrad.data.disk.records import Problems
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class NamedClip(Protocol):
+    name: str
+    source: str  # "<list file> line N"
+
+
+def clip_name_problem(source: str, name: str) -> str | None:
+    """Why ``name`` cannot name a clip's files (it must be one plain file name), or None."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        return f"{source}: clip name {name!r} is not a file name"
+    return None
+
+
+def clip_frames(
+    boundary: FolderBoundary, source: str, audio: Path, folder: Path
+) -> tuple[Path, ...] | str:
+    """The frame files of ``folder`` in name order, once the clip's ``audio`` file and
+    frame ``folder`` are checked (inside the data folder, present); or why they are bad."""
+    for what, path in (("audio file", audio), ("frame folder", folder)):
+        problem = boundary.problem(source, what, path)
+        if problem is not None:
+            return problem
+    if not audio.is_file():
+        return f"{source}: audio file {audio} is missing"
+    if not folder.is_dir():
+        return f"{source}: frame folder {folder} is missing"
+    return tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES))
+
+
+def frames_problem(boundary: FolderBoundary, source: str, frames: Sequence[Path]) -> str | None:
+    """Why one of ``frames`` may not be read (a link out of the data folder, ...), or None."""
+    for frame in frames:
+        problem = boundary.problem(source, "frame", frame)
+        if problem is not None:
+            return problem
+    return None
+
+
+def warn_dropped_and_repeated(
+    problems: Problems, where: str, clips: Sequence[NamedClip], stacklevel: int
+) -> None:
+    """The ``skip_bad`` warning counting the dropped clips, then one naming the clips
+    listed twice; ``stacklevel`` as in ``warnings.warn``, counted from this function's
+    caller."""
+    from balgrad.data.overlap import warn_duplicates
+
+    problems.warn(where, stacklevel=stacklevel + 1)
+    names, sources = [c.name for c in clips], [c.source for c in clips]
+    warn_duplicates(where, names, sources, stacklevel=stacklevel + 1)
