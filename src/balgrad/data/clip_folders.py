@@ -1,6 +1,6 @@
 """The steps every reader of audio-visual clip folders shares (CREMA-D, Kinetics-Sounds):
-a clip's name, audio file and frame folder checked, its frames listed, and the warnings
-about the clips a split list drops (``skip_bad``) or names twice."""
+a clip's name, audio file and frame folder checked, its frames listed and read, and the
+warnings about the clips a split list drops (``skip_bad``) or names twice."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+import torch
+
+from balgrad.data.decoders.image import decode_image
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.records import Problems
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: torchvision's ImageNet statistics, the official ``transforms.Normalize`` of the frames
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class NamedClip(Protocol):
@@ -62,3 +68,20 @@ def warn_dropped_and_repeated(
     problems.warn(where, stacklevel=stacklevel + 1)
     names, sources = [c.name for c in clips], [c.source for c in clips]
     warn_duplicates(where, names, sources, stacklevel=stacklevel + 1)
+
+
+def read_frames(
+    frames: Sequence[Path],
+    positions: Sequence[int],
+    source: str,
+    size: tuple[int, int],
+    normalize: bool,
+) -> torch.Tensor:
+    """The ``frames`` at ``positions``, each resized to ``size`` (H, W): float32
+    ``[3, T, H, W]`` in [0, 1], or ImageNet-normalised with ``normalize``; an unreadable
+    frame is a :class:`DataError` naming it and ``source``."""
+    visual = torch.stack([decode_image(frames[k], source, size) for k in positions], dim=1)
+    if normalize:
+        visual.sub_(torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1))
+        visual.div_(torch.tensor(IMAGENET_STD).view(3, 1, 1, 1))
+    return visual

@@ -48,9 +48,12 @@ from pydantic import Field
 
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.clip_folders import (
+    IMAGENET_MEAN,  # noqa: F401 (the frames' statistics, imported from here)
+    IMAGENET_STD,  # noqa: F401
     clip_frames,
     clip_name_problem,
     frames_problem,
+    read_frames,
     warn_dropped_and_repeated,
 )
 from balgrad.data.decoders.image import decode_image, image_error
@@ -224,10 +227,6 @@ def read_frame(path: Path, source: str, size: tuple[int, int]) -> torch.Tensor:
 
 
 # --- the dataset contract (registered as "cremad" in balgrad.data.registry_av) ----------
-
-#: torchvision's ImageNet statistics, the official ``transforms.Normalize`` of the frames
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 FRAME_CHOICES = ("spread", "first")
 
 
@@ -386,13 +385,7 @@ class CremaDDataset(MultimodalDataset):
     def frames(self, i: int) -> torch.Tensor:
         clip = self.clips[i]
         size = self.reader.image_size
-        frames = [read_frame(clip.frames[k], clip.source, size) for k in self._chosen[i]]
-        visual = torch.stack(frames, dim=1)  # [3, T, H, W]
-        if self.normalize:
-            mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-            std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-            visual = (visual - mean) / std
-        return visual
+        return read_frames(clip.frames, self._chosen[i], clip.source, size, self.normalize)
 
     def get(self, index: int):
         from balgrad.data.base import Example

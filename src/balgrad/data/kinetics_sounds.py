@@ -80,9 +80,10 @@ from balgrad.data.clip_folders import (
     clip_frames,
     clip_name_problem,
     frames_problem,
+    read_frames,
     warn_dropped_and_repeated,
 )
-from balgrad.data.cremad import check_clip_options, read_frame, read_wav
+from balgrad.data.cremad import check_clip_options, read_wav
 from balgrad.data.decoders.image import header_error, image_error
 from balgrad.data.decoders.npy import decode_npy
 from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE
@@ -98,9 +99,6 @@ NAME = "Kinetics-Sounds"
 SPLITS = ("train", "test")
 NUM_CLASSES = 31  # OGM-GE's main.py and BalanceBenchmark's dataset_config.yaml
 AUDIO_FORMATS = ("npy", "wav")
-#: torchvision's ImageNet statistics, the official ``transforms.Normalize``
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MODALITIES = {"audio": "audio", "visual": "video"}
 _WARN_FROM_INIT = 2  # counted from KineticsSounds.__init__: 2 is its caller
 
@@ -369,14 +367,7 @@ class KineticsSounds(MultimodalDataset):
         return read_spectrogram(clip.audio, clip.source)
 
     def read_visual(self, clip: Clip, positions: list[int]) -> torch.Tensor:
-        frames = torch.stack(
-            [read_frame(clip.frames[k], clip.source, self.image_size) for k in positions], dim=1
-        )  # [3, T, H, W] in [0, 1]
-        if self.normalize:
-            mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-            std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-            frames.sub_(mean).div_(std)
-        return frames
+        return read_frames(clip.frames, positions, clip.source, self.image_size, self.normalize)
 
     def get(self, index: int) -> Example:
         if index < 0:
