@@ -5,14 +5,16 @@ warnings about the clips a split list drops (``skip_bad``) or names twice."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
 from balgrad.data.decoders.image import decode_image
+from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.records import Problems
+from balgrad.errors import ConfigError
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: torchvision's ImageNet statistics, the official ``transforms.Normalize`` of the frames
@@ -20,9 +22,23 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class NamedClip(Protocol):
+@dataclass(frozen=True)
+class Clip:
     name: str
-    source: str  # "<list file> line N"
+    label: int
+    audio: Path  # its audio file
+    frames: tuple[Path, ...]  # every frame of the clip, in name order
+    source: str  # "<list file> line N", in every error message about this clip
+    sizes: tuple[int, ...] = ()  # byte sizes of the audio file and each frame, where read
+
+
+def check_rate_option(dataset: str, sample_rate: int | None) -> None:
+    """The ``sample_rate`` option: None (the files' own) or a rate a WAV may have."""
+    if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
+        raise ConfigError(
+            f"{dataset}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] Hz "
+            f"(the rates a WAV may have), got {sample_rate!r}"
+        )
 
 
 def clip_name_problem(source: str, name: str) -> str | None:
@@ -58,7 +74,7 @@ def frames_problem(boundary: FolderBoundary, source: str, frames: Sequence[Path]
 
 
 def warn_dropped_and_repeated(
-    problems: Problems, where: str, clips: Sequence[NamedClip], stacklevel: int
+    problems: Problems, where: str, clips: Sequence[Clip], stacklevel: int
 ) -> None:
     """The ``skip_bad`` warning counting the dropped clips, then one naming the clips
     listed twice; ``stacklevel`` as in ``warnings.warn``, counted from this function's

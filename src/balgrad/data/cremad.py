@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -50,6 +49,8 @@ from balgrad.data.base import MultimodalDataset
 from balgrad.data.clip_folders import (
     IMAGENET_MEAN,  # noqa: F401 (the frames' statistics, imported from here)
     IMAGENET_STD,  # noqa: F401
+    Clip,
+    check_rate_option,
     clip_frames,
     clip_name_problem,
     frames_problem,
@@ -57,7 +58,7 @@ from balgrad.data.clip_folders import (
     warn_dropped_and_repeated,
 )
 from balgrad.data.decoders.image import decode_image, image_error
-from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE, decode_wav, read_wav_header
+from balgrad.data.decoders.wav import decode_wav, read_wav_header
 from balgrad.data.decoders.wav import resample as _resample
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, iter_csv_rows, utf8_problem
@@ -72,15 +73,6 @@ CLASSES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 SPLITS = ("train", "test")
 _WARN_FROM_INIT = 2  # counted from CremaD.__init__: 2 is its caller
-
-
-@dataclass(frozen=True)
-class Clip:
-    name: str
-    label: int
-    wav: Path
-    frames: tuple[Path, ...]  # every frame of the clip, in name order
-    source: str  # "<csv> line N", in every error message about this clip
 
 
 class CremaD(torch.utils.data.Dataset):
@@ -185,7 +177,7 @@ class CremaD(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         clip = self.clips[i]
-        wave, rate = read_wav(clip.wav, clip.source)
+        wave, rate = read_wav(clip.audio, clip.source)
         wave = loop_to_length(wave, max(1, round(self.seconds * rate)))
         frames = [
             read_frame(clip.frames[k], clip.source, self.image_size) for k in self.frame_indices(i)
@@ -357,7 +349,7 @@ class CremaDDataset(MultimodalDataset):
         return list(range(t)) if self.frame_choice == "first" else spread_indices(n, t)
 
     def _file_rate(self, i: int) -> int:
-        return read_wav(self.clips[i].wav, self.clips[i].source)[1]
+        return read_wav(self.clips[i].audio, self.clips[i].source)[1]
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -372,14 +364,14 @@ class CremaDDataset(MultimodalDataset):
 
     def audio(self, i: int) -> torch.Tensor:
         clip = self.clips[i]
-        wave, rate = read_wav(clip.wav, clip.source)
+        wave, rate = read_wav(clip.audio, clip.source)
         if self._options["sample_rate"] is None and rate != self.sample_rate:
             raise DataError(
-                f"{clip.source}: audio file {clip.wav} is at {rate} Hz, the split's first clip "
+                f"{clip.source}: audio file {clip.audio} is at {rate} Hz, the split's first clip "
                 f"at {self.sample_rate} Hz; with option sample_rate=None every clip must share "
                 "one rate (give sample_rate to resample them)"
             )
-        wave = resample(wave, rate, self.sample_rate, f"{clip.source}: audio file {clip.wav}")
+        wave = resample(wave, rate, self.sample_rate, f"{clip.source}: audio file {clip.audio}")
         return loop_to_length(wave, max(1, round(self.reader.seconds * self.sample_rate)))
 
     def frames(self, i: int) -> torch.Tensor:
@@ -405,7 +397,7 @@ class CremaDDataset(MultimodalDataset):
     def content_files_by_example(self) -> list[list[Path]]:
         """Per clip: its WAV, then the frames it reads."""
         return [
-            [c.wav, *(c.frames[k] for k in chosen)] for c, chosen in zip(self.clips, self._chosen)
+            [c.audio, *(c.frames[k] for k in chosen)] for c, chosen in zip(self.clips, self._chosen)
         ]
 
     def content_files(self) -> list[Path]:
@@ -456,11 +448,7 @@ def _checked_split(split: str, frame_choice: str, sample_rate: int | None) -> st
         raise ConfigError(
             f"{NAME}: option 'frame_choice' must be one of {FRAME_CHOICES}, got {frame_choice!r}"
         )
-    if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
-        raise ConfigError(
-            f"{NAME}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] "
-            f"Hz, got {sample_rate}"
-        )
+    check_rate_option(NAME, sample_rate)
     return canonical
 
 
@@ -473,7 +461,7 @@ def _size(path: Path) -> int:
 
 def _wav_header_problem(clip: Clip) -> str | None:
     try:
-        read_wav_header(clip.wav, clip.source)
+        read_wav_header(clip.audio, clip.source)
     except DataError as e:
         return str(e)
     return None

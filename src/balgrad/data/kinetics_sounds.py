@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -77,6 +76,8 @@ from pydantic import Field
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data.catalog import register_dataset
 from balgrad.data.clip_folders import (
+    Clip,
+    check_rate_option,
     clip_frames,
     clip_name_problem,
     frames_problem,
@@ -86,7 +87,6 @@ from balgrad.data.clip_folders import (
 from balgrad.data.cremad import check_clip_options, read_wav
 from balgrad.data.decoders.image import header_error, image_error
 from balgrad.data.decoders.npy import decode_npy
-from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE
 from balgrad.data.disk.layout import canonical_split
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, split_lines, utf8_problem
@@ -101,16 +101,6 @@ NUM_CLASSES = 31  # OGM-GE's main.py and BalanceBenchmark's dataset_config.yaml
 AUDIO_FORMATS = ("npy", "wav")
 MODALITIES = {"audio": "audio", "visual": "video"}
 _WARN_FROM_INIT = 2  # counted from KineticsSounds.__init__: 2 is its caller
-
-
-@dataclass(frozen=True)
-class Clip:
-    name: str
-    label: int
-    audio: Path
-    frames: tuple[Path, ...]  # every frame of the clip, in name order
-    sizes: tuple[int, ...]  # byte sizes of the audio file and each frame (the fingerprint)
-    source: str  # "<list file> line N", in every error message about this clip
 
 
 def parse_line(line: str) -> tuple[str, str] | str:
@@ -154,11 +144,7 @@ def _check_options(
         raise ConfigError(
             f"{NAME}: option 'audio_format' must be one of {AUDIO_FORMATS}, got {audio_format!r}"
         )
-    if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
-        raise ConfigError(
-            f"{NAME}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] Hz "
-            f"(the rates a WAV may have), got {sample_rate!r}"
-        )
+    check_rate_option(NAME, sample_rate)
     return h, w
 
 
@@ -335,7 +321,7 @@ class KineticsSounds(MultimodalDataset):
             sizes = tuple(p.stat().st_size for p in (audio, *frames))
         except OSError as e:  # a dangling symlink among the frames
             return f"{source}: cannot read {e.filename} ({type(e).__name__}: {e.strerror})"
-        return Clip(name, label, audio, frames, sizes, source)
+        return Clip(name, label, audio, frames, source, sizes)
 
     # -- Dataset API -------------------------------------------------------------
     def __len__(self) -> int:
