@@ -45,8 +45,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from balgrad.data.base import MultimodalDataset
-from balgrad.data.clip_folders import (
+from balgrad.data._clip_folders import (
     IMAGENET_MEAN,  # noqa: F401 (the frames' statistics, imported from here)
     IMAGENET_STD,  # noqa: F401
     Clip,
@@ -57,6 +56,7 @@ from balgrad.data.clip_folders import (
     read_frames,
     warn_dropped_and_repeated,
 )
+from balgrad.data.base import MultimodalDataset
 from balgrad.data.decoders.image import decode_image, image_error
 from balgrad.data.decoders.wav import decode_wav, read_wav_header
 from balgrad.data.decoders.wav import resample as _resample

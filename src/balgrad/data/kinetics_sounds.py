@@ -73,9 +73,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data.catalog import register_dataset
-from balgrad.data.clip_folders import (
+from balgrad.data._clip_folders import (
     Clip,
     check_rate_option,
     clip_frames,
@@ -84,6 +82,8 @@ from balgrad.data.clip_folders import (
     read_frames,
     warn_dropped_and_repeated,
 )
+from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data.catalog import register_dataset
 from balgrad.data.cremad import check_clip_options, read_wav
 from balgrad.data.decoders.image import header_error, image_error
 from balgrad.data.decoders.npy import decode_npy
