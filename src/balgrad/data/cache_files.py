@@ -140,3 +140,16 @@ def load_npz_checked(path: Path, want: dict[str, Any], old_hint: str = "") -> di
             f"it was generated for {str(meta)}, not {json.dumps(want, sort_keys=True)}"
         )
     return arrays
+
+
+def check_array_layout(
+    arrays: dict[str, Any], expected: dict[str, tuple[str, int | None, tuple[int, ...]]]
+) -> None:
+    """``ValueError`` unless ``arrays`` holds exactly the names of ``expected``, each of
+    its (dtype kind, itemsize or None for any, shape)."""
+    if set(arrays) != set(expected):
+        raise ValueError(f"it holds arrays {sorted(arrays)}, not {sorted(expected)}")
+    for name, (kind, itemsize, shape) in expected.items():
+        a = arrays[name]
+        if a.dtype.kind != kind or (itemsize and a.dtype.itemsize != itemsize) or a.shape != shape:
+            raise ValueError(f"{name} is {a.dtype}{list(a.shape)}, expected shape {list(shape)}")

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,9 +45,20 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from balgrad.data._clip_folders import (
+    IMAGENET_MEAN,  # noqa: F401 (the frames' statistics, imported from here)
+    IMAGENET_STD,  # noqa: F401
+    Clip,
+    check_rate_option,
+    clip_frames,
+    clip_name_problem,
+    frames_problem,
+    read_frames,
+    warn_dropped_and_repeated,
+)
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.decoders.image import decode_image, image_error
-from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE, decode_wav, read_wav_header
+from balgrad.data.decoders.wav import decode_wav, read_wav_header
 from balgrad.data.decoders.wav import resample as _resample
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, iter_csv_rows, utf8_problem
@@ -62,17 +72,7 @@ NAME = "CREMA-D"
 CLASSES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 SPLITS = ("train", "test")
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 _WARN_FROM_INIT = 2  # counted from CremaD.__init__: 2 is its caller
-
-
-@dataclass(frozen=True)
-class Clip:
-    name: str
-    label: int
-    wav: Path
-    frames: tuple[Path, ...]  # every frame of the clip, in name order
-    source: str  # "<csv> line N", in every error message about this clip
 
 
 class CremaD(torch.utils.data.Dataset):
@@ -127,12 +127,8 @@ class CremaD(torch.utils.data.Dataset):
                 problems.bad(clip)
             else:
                 self.clips.append(clip)
-        problems.warn(f"{NAME} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
-        from balgrad.data.overlap import warn_duplicates
-
-        names, sources = [c.name for c in self.clips], [c.source for c in self.clips]
         where = f"{NAME} split '{split}' ({self.root})"
-        warn_duplicates(where, names, sources, stacklevel=_WARN_FROM_INIT)
+        warn_dropped_and_repeated(problems, where, self.clips, stacklevel=_WARN_FROM_INIT)
 
     def _clip(
         self, boundary: FolderBoundary, audio_root: Path, frames_root: Path, source: str, row
@@ -146,28 +142,21 @@ class CremaD(torch.utils.data.Dataset):
             return f"{source}: {problem}"
         if emotion not in CLASS_INDEX:
             return f"{source}: unknown emotion {emotion!r} (expected one of {', '.join(CLASSES)})"
-        if not name or name in (".", "..") or "/" in name or "\\" in name:
-            return f"{source}: clip name {name!r} is not a file name"
-        wav = audio_root / f"{name}.wav"
-        folder = frames_root / name
-        for what, path in (("audio file", wav), ("frame folder", folder)):
-            problem = boundary.problem(source, what, path)
-            if problem is not None:
-                return problem
-        if not wav.is_file():
-            return f"{source}: audio file {wav} is missing"
-        if not folder.is_dir():
-            return f"{source}: frame folder {folder} is missing"
-        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES))
+        problem = clip_name_problem(source, name)
+        if problem is not None:
+            return problem
+        wav, folder = audio_root / f"{name}.wav", frames_root / name
+        frames = clip_frames(boundary, source, wav, folder)
+        if isinstance(frames, str):
+            return frames
         if len(frames) < self.num_frames:
             return (
                 f"{source}: frame folder {folder} holds {len(frames)} frame(s), "
                 f"fewer than num_frames={self.num_frames}"
             )
-        for frame in frames:
-            problem = boundary.problem(source, "frame", frame)
-            if problem is not None:
-                return problem
+        problem = frames_problem(boundary, source, frames)
+        if problem is not None:
+            return problem
         return Clip(name, CLASS_INDEX[emotion], wav, frames, source)
 
     def __len__(self) -> int:
@@ -188,7 +177,7 @@ class CremaD(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         clip = self.clips[i]
-        wave, rate = read_wav(clip.wav, clip.source)
+        wave, rate = read_wav(clip.audio, clip.source)
         wave = loop_to_length(wave, max(1, round(self.seconds * rate)))
         frames = [
             read_frame(clip.frames[k], clip.source, self.image_size) for k in self.frame_indices(i)
@@ -230,10 +219,6 @@ def read_frame(path: Path, source: str, size: tuple[int, int]) -> torch.Tensor:
 
 
 # --- the dataset contract (registered as "cremad" in balgrad.data.registry_av) ----------
-
-#: torchvision's ImageNet statistics, the official ``transforms.Normalize`` of the frames
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 FRAME_CHOICES = ("spread", "first")
 
 
@@ -306,25 +291,8 @@ class CremaDDataset(MultimodalDataset):
         csv_dir: str = ".",
     ) -> None:
         from balgrad.data.base import DatasetInfo
-        from balgrad.data.disk.layout import canonical_split
-        from balgrad.data.disk.records import MissingSplitError
 
-        canonical = canonical_split(split)
-        if canonical not in SPLITS:
-            raise MissingSplitError(
-                f"{NAME}: no split {split!r}; the OGM-GE layout has only train, test (no "
-                "official validation split: carve one from 'train')"
-            )
-        if frame_choice not in FRAME_CHOICES:
-            raise ConfigError(
-                f"{NAME}: option 'frame_choice' must be one of {FRAME_CHOICES}, got "
-                f"{frame_choice!r}"
-            )
-        if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
-            raise ConfigError(
-                f"{NAME}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] "
-                f"Hz, got {sample_rate}"
-            )
+        canonical = _checked_split(split, frame_choice, sample_rate)
         self.reader = CremaD(
             data_dir,
             canonical,
@@ -381,7 +349,7 @@ class CremaDDataset(MultimodalDataset):
         return list(range(t)) if self.frame_choice == "first" else spread_indices(n, t)
 
     def _file_rate(self, i: int) -> int:
-        return read_wav(self.clips[i].wav, self.clips[i].source)[1]
+        return read_wav(self.clips[i].audio, self.clips[i].source)[1]
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -396,26 +364,20 @@ class CremaDDataset(MultimodalDataset):
 
     def audio(self, i: int) -> torch.Tensor:
         clip = self.clips[i]
-        wave, rate = read_wav(clip.wav, clip.source)
+        wave, rate = read_wav(clip.audio, clip.source)
         if self._options["sample_rate"] is None and rate != self.sample_rate:
             raise DataError(
-                f"{clip.source}: audio file {clip.wav} is at {rate} Hz, the split's first clip "
+                f"{clip.source}: audio file {clip.audio} is at {rate} Hz, the split's first clip "
                 f"at {self.sample_rate} Hz; with option sample_rate=None every clip must share "
                 "one rate (give sample_rate to resample them)"
             )
-        wave = resample(wave, rate, self.sample_rate, f"{clip.source}: audio file {clip.wav}")
+        wave = resample(wave, rate, self.sample_rate, f"{clip.source}: audio file {clip.audio}")
         return loop_to_length(wave, max(1, round(self.reader.seconds * self.sample_rate)))
 
     def frames(self, i: int) -> torch.Tensor:
         clip = self.clips[i]
         size = self.reader.image_size
-        frames = [read_frame(clip.frames[k], clip.source, size) for k in self._chosen[i]]
-        visual = torch.stack(frames, dim=1)  # [3, T, H, W]
-        if self.normalize:
-            mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-            std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-            visual = (visual - mean) / std
-        return visual
+        return read_frames(clip.frames, self._chosen[i], clip.source, size, self.normalize)
 
     def get(self, index: int):
         from balgrad.data.base import Example
@@ -435,7 +397,7 @@ class CremaDDataset(MultimodalDataset):
     def content_files_by_example(self) -> list[list[Path]]:
         """Per clip: its WAV, then the frames it reads."""
         return [
-            [c.wav, *(c.frames[k] for k in chosen)] for c, chosen in zip(self.clips, self._chosen)
+            [c.audio, *(c.frames[k] for k in chosen)] for c, chosen in zip(self.clips, self._chosen)
         ]
 
     def content_files(self) -> list[Path]:
@@ -471,6 +433,25 @@ class CremaDDataset(MultimodalDataset):
         return f"CremaDDataset(split={self.split!r}, n={len(self)}, root={str(self.root)!r})"
 
 
+def _checked_split(split: str, frame_choice: str, sample_rate: int | None) -> str:
+    """The canonical name of ``split``, once it and the dataset's own options are checked."""
+    from balgrad.data.disk.layout import canonical_split
+    from balgrad.data.disk.records import MissingSplitError
+
+    canonical = canonical_split(split)
+    if canonical not in SPLITS:
+        raise MissingSplitError(
+            f"{NAME}: no split {split!r}; the OGM-GE layout has only train, test (no "
+            "official validation split: carve one from 'train')"
+        )
+    if frame_choice not in FRAME_CHOICES:
+        raise ConfigError(
+            f"{NAME}: option 'frame_choice' must be one of {FRAME_CHOICES}, got {frame_choice!r}"
+        )
+    check_rate_option(NAME, sample_rate)
+    return canonical
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -480,7 +461,7 @@ def _size(path: Path) -> int:
 
 def _wav_header_problem(clip: Clip) -> str | None:
     try:
-        read_wav_header(clip.wav, clip.source)
+        read_wav_header(clip.audio, clip.source)
     except DataError as e:
         return str(e)
     return None

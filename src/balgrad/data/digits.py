@@ -25,7 +25,7 @@ from balgrad.data._builtin_common import (
     _stratified_labels,
 )
 from balgrad.data.base import DatasetInfo
-from balgrad.data.cache_files import cached_npz_arrays, load_npz_checked
+from balgrad.data.cache_files import cached_npz_arrays, check_array_layout, load_npz_checked
 from balgrad.errors import ConfigError, DataError
 
 DIGITS_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -213,14 +213,25 @@ def _augment_digits(
     sources: np.ndarray, size: int, noise: float, rng: np.random.Generator
 ) -> np.ndarray:
     """Random augmentations of 8x8 float digits ``[N, 8, 8]`` -> uint8 ``[N, size, size]``."""
-    n = len(sources)
     x = torch.from_numpy(sources).unsqueeze(1)  # [N, 1, 8, 8]
     inner = max(8, int(round(size * 20 / 28)))  # the digit's box, MNIST-like margins
     x = F.interpolate(x, size=(inner, inner), mode="bicubic", align_corners=False).clamp(0, 1)
     pad = size - inner
     x = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+    x = _random_affine(x, noise, rng)
+    x = _stroke_and_contrast(x, rng)
+    if noise > 0.2:  # occluding blotches (only for harder settings)
+        x = torch.maximum(x, _blotches(len(sources), size, noise, rng).unsqueeze(1))
+    if noise > 0:
+        x = x + noise * torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
+    x = x.clamp(0, 1)
+    return (x.squeeze(1).numpy() * 255.0 + 0.5).astype(np.uint8)
 
-    # random affine: rotation, anisotropic scale, shear, shift (wider with more noise)
+
+def _random_affine(x: torch.Tensor, noise: float, rng: np.random.Generator) -> torch.Tensor:
+    """Each image ``[N, 1, S, S]`` rotated, scaled (anisotropically), sheared and shifted,
+    the more widely the more ``noise``."""
+    n = len(x)
     jitter = 1.0 + 0.8 * noise
     angle = np.deg2rad(rng.uniform(-15, 15, n) * jitter)
     scale = rng.uniform(0.85, 1.12, (n, 2)) * rng.uniform(1 - 0.08 * jitter, 1, (n, 1))
@@ -235,41 +246,39 @@ def _augment_digits(
     a[:, 1, 1] = cos / scale[:, 1]
     a[:, :, 2] = shift
     grid = F.affine_grid(torch.from_numpy(a), list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    # stroke thickness: thicken (max-pool), thin (min-pool) or keep, blended partially
+
+def _stroke_and_contrast(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Each image's strokes thickened (max-pool), thinned (min-pool) or kept, blended
+    partially; then its contrast stretched and a random gamma and gain applied."""
+    n = len(x)
     thick = F.max_pool2d(x, 3, stride=1, padding=1)
     thin = -F.max_pool2d(-x, 3, stride=1, padding=1)
     mode = torch.from_numpy(rng.integers(0, 3, n)).view(n, 1, 1, 1)
     amount = torch.from_numpy(rng.uniform(0.3, 1.0, n).astype(np.float32)).view(n, 1, 1, 1)
     x = torch.where(mode == 1, x + amount * (thick - x), x)
     x = torch.where(mode == 2, x + amount * (thin - x), x)
-
-    # contrast / gamma
     peak = x.flatten(1).amax(1).clamp_min(1e-3).view(n, 1, 1, 1)
     x = (x / peak).clamp(0, 1)
     gamma = torch.from_numpy(rng.uniform(0.6, 1.5, n).astype(np.float32)).view(n, 1, 1, 1)
     gain = torch.from_numpy(rng.uniform(0.7, 1.0, n).astype(np.float32)).view(n, 1, 1, 1)
-    x = gain * x.pow(gamma)
+    return gain * x.pow(gamma)
 
-    # occluding blotches (only for harder settings)
-    if noise > 0.2:
-        n_blot = rng.binomial(3, min(1.0, (noise - 0.2) * 1.5), n)
-        yy, xx = np.mgrid[0:size, 0:size]
-        blot = np.zeros((n, size, size), dtype=np.float32)
-        for i in np.flatnonzero(n_blot):
-            for _ in range(n_blot[i]):
-                cy, cx = rng.uniform(0, size, 2)
-                r = rng.uniform(0.08, 0.16) * size
-                val = rng.uniform(0.3, 1.0)
-                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-                blot[i][mask] = val
-        x = torch.maximum(x, torch.from_numpy(blot).unsqueeze(1))
 
-    if noise > 0:
-        x = x + noise * torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
-    x = x.clamp(0, 1)
-    return (x.squeeze(1).numpy() * 255.0 + 0.5).astype(np.uint8)
+def _blotches(n: int, size: int, noise: float, rng: np.random.Generator) -> torch.Tensor:
+    """``[n, size, size]``: up to 3 discs of random grey per image, more with more noise."""
+    n_blot = rng.binomial(3, min(1.0, (noise - 0.2) * 1.5), n)
+    yy, xx = np.mgrid[0:size, 0:size]
+    blot = np.zeros((n, size, size), dtype=np.float32)
+    for i in np.flatnonzero(n_blot):
+        for _ in range(n_blot[i]):
+            cy, cx = rng.uniform(0, size, 2)
+            r = rng.uniform(0.08, 0.16) * size
+            val = rng.uniform(0.3, 1.0)
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+            blot[i][mask] = val
+    return torch.from_numpy(blot)
 
 
 def _generate_digits(config: DigitsConfig, seed: int) -> dict[str, np.ndarray]:
@@ -342,18 +351,23 @@ def _read_npz(path: Path, config: DigitsConfig, seed: int) -> dict[str, np.ndarr
         expected[f"{split}_sources"] = ("i", 8, (n,))
         expected[f"{split}_texts"] = ("U", None, (n,))
         expected[f"{split}_reveal"] = ("b", 1, (n,))
-    if set(arrays) != set(expected):
-        raise ValueError(f"it holds arrays {sorted(arrays)}, not {sorted(expected)}")
-    for name, (kind, itemsize, shape) in expected.items():
-        a = arrays[name]
-        if a.dtype.kind != kind or (itemsize and a.dtype.itemsize != itemsize) or a.shape != shape:
-            raise ValueError(f"{name} is {a.dtype}{list(a.shape)}, expected shape {list(shape)}")
+    check_array_layout(arrays, expected)
     for split in ("train", "test"):
         for name, limit in (("labels", len(DIGITS_CLASSES)), ("sources", _NUM_SOURCES)):
             a = arrays[f"{split}_{name}"]
             if a.size and (a.min() < 0 or a.max() >= limit):
                 raise ValueError(f"{split}_{name} holds values outside [0, {limit})")
     return arrays
+
+
+def _take_split(dataset: _ArrayDataset, arrays: dict[str, np.ndarray], split: str) -> None:
+    """Give ``dataset`` the generated digits of ``split``: ``images``, ``labels``,
+    ``sources``, ``reveal`` and ``texts``."""
+    dataset.images = arrays[f"{split}_images"]
+    dataset.labels = arrays[f"{split}_labels"]
+    dataset.sources = arrays[f"{split}_sources"]  # type: ignore[attr-defined]
+    dataset.reveal = arrays[f"{split}_reveal"]  # type: ignore[attr-defined]
+    dataset.texts = [str(t) for t in arrays[f"{split}_texts"]]
 
 
 class DigitsDataset(_ArrayDataset):
@@ -371,12 +385,7 @@ class DigitsDataset(_ArrayDataset):
         self.info = DatasetInfo(
             "digits", "single_label", list(DIGITS_CLASSES), "accuracy", ["accuracy"]
         )
-        arrays = _digits_arrays(self.config, self.seed)
-        self.images = arrays[f"{split}_images"]
-        self.labels = arrays[f"{split}_labels"]
-        self.sources = arrays[f"{split}_sources"]
-        self.reveal = arrays[f"{split}_reveal"]
-        self.texts = [str(t) for t in arrays[f"{split}_texts"]]
+        _take_split(self, _digits_arrays(self.config, self.seed), split)
         self._fingerprint = (
             f"digits:{split}:{len(self.labels)}:{self.config.content_key(self.seed)}"
         )

@@ -57,20 +57,8 @@ class Food101Dataset(DiskLoader):
                 f"{self.name}: split file {csv_path} is missing; expected layout:\n{self.layout}"
             )
         image_dir = root / "images" / split
-        for folder in (image_dir, root / "images" / "train"):  # listed below
-            self.boundary.check(self.name, "image folder", folder)
-        if not image_dir.is_dir():
-            raise DataError(
-                f"{self.name}: image folder {image_dir} is missing; expected layout:\n{self.layout}"
-            )
-        classes = _class_folders(root / "images" / "train") or _class_folders(image_dir)
-        if not classes:
-            raise DataError(
-                f"{self.name}: no class folders under {root / 'images' / 'train'}; "
-                f"expected layout:\n{self.layout}"
-            )
+        classes = self._classes(root, image_dir)
         to_idx = class_index(classes)
-
         raw = self.boundary.read_bytes(csv_path, self.name, "split file")
         records: list[Record] = []
         first = True
@@ -89,32 +77,56 @@ class Food101Dataset(DiskLoader):
                 ):
                     continue  # a header row; the original files have none
             try:
-                if len(row) < 3:
-                    raise DataError(
-                        f"{where}: expected 3 fields (image, text, label), got {len(row)}"
-                    )
-                # tolerate unquoted commas inside the text: first field is the image,
-                # last is the label, everything between is the text
-                image_name = Path(row[0].strip()).name
-                label_name = row[-1].strip()
-                text = ",".join(row[1:-1]).strip()
-                if not image_name:
-                    raise DataError(f"{where}: empty image file name")
-                if label_name not in to_idx:
-                    raise DataError(
-                        f"{where}: unknown class '{label_name}' (not a folder under "
-                        f"{root / 'images' / 'train'}; {len(classes)} classes known)"
-                    )
-                check_text(text, where, options.allow_empty_text)
-                records.append(
-                    Record(image_dir / label_name / image_name, text, to_idx[label_name], where)
-                )
+                records.append(self._record(row, where, root, image_dir, to_idx, options))
             except DataError as e:
                 problems.bad(str(e))
         content_hash = hash_bytes(
             raw, "\n".join(classes), options_hash({"allow_empty_text": options.allow_empty_text})
         )
         return records, IndexInfo(classes, content_hash)
+
+    def _classes(self, root: Path, image_dir: Path) -> list[str]:
+        """The class folder names of ``images/train`` (else of the split's own folder)."""
+        for folder in (image_dir, root / "images" / "train"):  # listed below
+            self.boundary.check(self.name, "image folder", folder)
+        if not image_dir.is_dir():
+            raise DataError(
+                f"{self.name}: image folder {image_dir} is missing; expected layout:\n{self.layout}"
+            )
+        classes = _class_folders(root / "images" / "train") or _class_folders(image_dir)
+        if not classes:
+            raise DataError(
+                f"{self.name}: no class folders under {root / 'images' / 'train'}; "
+                f"expected layout:\n{self.layout}"
+            )
+        return classes
+
+    def _record(
+        self,
+        row: list[str],
+        where: str,
+        root: Path,
+        image_dir: Path,
+        to_idx: dict[str, int],
+        options: LoaderOptions,
+    ) -> Record:
+        """The record of one row of a titles file; a bad row is a :class:`DataError`."""
+        if len(row) < 3:
+            raise DataError(f"{where}: expected 3 fields (image, text, label), got {len(row)}")
+        # tolerate unquoted commas inside the text: first field is the image,
+        # last is the label, everything between is the text
+        image_name = Path(row[0].strip()).name
+        label_name = row[-1].strip()
+        text = ",".join(row[1:-1]).strip()
+        if not image_name:
+            raise DataError(f"{where}: empty image file name")
+        if label_name not in to_idx:
+            raise DataError(
+                f"{where}: unknown class '{label_name}' (not a folder under "
+                f"{root / 'images' / 'train'}; {len(to_idx)} classes known)"
+            )
+        check_text(text, where, options.allow_empty_text)
+        return Record(image_dir / label_name / image_name, text, to_idx[label_name], where)
 
 
 def _class_folders(folder: Path) -> list[str]:

@@ -104,7 +104,7 @@ class GenericDataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
-        name, task, allow_empty_text = options.dataset_name, options.task, options.allow_empty_text
+        name = options.dataset_name
         if options.modalities is not None:
             raise ConfigError(
                 f"{name}: option modalities declares an index of other modalities; load it "
@@ -116,69 +116,91 @@ class GenericDataset(DiskLoader):
             options.label_field,
             options.labels_field,
         )
-        image_field, text_field, label_field, labels_field = fields
         path = split_file(root, split)
         if path is None:
             present = sorted(p.name for p in root.iterdir() if p.suffix in EXTENSIONS)
-            looked = " / ".join(
-                f"{s}{e}" for s in SPLIT_STEMS.get(split, (split,)) for e in EXTENSIONS
-            )
             raise MissingSplitError(
-                f"{name}: split file for '{split}' is missing: no {looked} in {root} "
+                f"{name}: split file for '{split}' is missing: no {_looked_for(split)} in {root} "
                 f"(found: {', '.join(present) or 'none'}); expected layout:\n{self.layout}"
             )
         raw = self.boundary.read_bytes(path, name, "split file")
         rows = _read_rows(path, raw, fields, problems)
-
-        # task: from the option, else from the first record's fields
-        if task == "auto":
-            first = next((obj for _, obj in rows), None)
-            multi = first is not None and labels_field in first and label_field not in first
-            task = "multi_label" if multi else "single_label"
-        label_key = labels_field if task == "multi_label" else label_field
-
+        task = _resolve_task(options.task, rows, options.label_field, options.labels_field)
+        label_key = options.labels_field if task == "multi_label" else options.label_field
         classes, classes_src = _classes(
             self.boundary, root, split, rows, label_key, fields, name, options.classes
         )
         to_idx = class_index(classes)
-
         records: list[Record] = []
         for line, obj in rows:
             where = f"{path} line {line}"
             try:
-                for f in (image_field, text_field, label_key):
-                    if f not in obj:
-                        raise DataError(f"{where}: missing field '{f}'")
-                image = string_field(obj, image_field, where)
-                if not image:
-                    raise DataError(f"{where}: empty field '{image_field}'")
-                text = check_text(string_field(obj, text_field, where), where, allow_empty_text)
-                if task == "multi_label":
-                    values = _as_list(obj[label_key], where)
-                    if not values:
-                        raise DataError(f"{where}: empty '{label_key}' list")
-                    label: int | tuple[int, ...] = tuple(
-                        sorted({_label_index(v, to_idx, where, label_key) for v in values})
-                    )
-                else:
-                    label = _label_index(obj[label_key], to_idx, where, label_key)
+                image, text = _image_and_text(obj, where, fields[:2], label_key, options)
+                label = _record_label(obj, label_key, task, to_idx, where)
                 # an absolute path stays absolute; it must still lie inside data_dir
                 records.append(Record(path.parent / image, text, label, where))
             except DataError as e:
                 problems.bad(str(e))
-
-        default_metrics = ["f1_macro", "f1_micro"] if task == "multi_label" else ["accuracy"]
-        metrics = list(options.metrics) if options.metrics else default_metrics
-        content_hash = hash_bytes(
-            raw,
-            "\n".join(classes),
-            classes_src,
-            options_hash({"fields": fields, "task": task, "allow_empty_text": allow_empty_text}),
-        )
+        metrics = list(options.metrics) if options.metrics else _default_metrics(task)
+        settings = {"fields": fields, "task": task, "allow_empty_text": options.allow_empty_text}
+        content_hash = hash_bytes(raw, "\n".join(classes), classes_src, options_hash(settings))
         resolved_task: TaskKind = task  # type: ignore[assignment]
         return records, IndexInfo(
             classes, content_hash, resolved_task, metrics, options.primary_metric or metrics[0]
         )
+
+
+def _image_and_text(
+    obj: dict[str, Any],
+    where: str,
+    fields: tuple[str, ...],
+    label_key: str,
+    options: GenericDataset.Options,
+) -> tuple[str, str]:
+    """The image path and the text of one image+text index row (``fields``: their
+    fields), once it is checked to hold them and ``label_key``."""
+    image_field, text_field = fields
+    for f in (image_field, text_field, label_key):
+        if f not in obj:
+            raise DataError(f"{where}: missing field '{f}'")
+    image = string_field(obj, image_field, where)
+    if not image:
+        raise DataError(f"{where}: empty field '{image_field}'")
+    return image, check_text(string_field(obj, text_field, where), where, options.allow_empty_text)
+
+
+def _looked_for(split: str) -> str:
+    """The split file names looked for, as an error message lists them."""
+    return " / ".join(f"{s}{e}" for s in SPLIT_STEMS.get(split, (split,)) for e in EXTENSIONS)
+
+
+def _resolve_task(
+    task: str, rows: list[tuple[int, dict[str, Any]]], label: str, labels: str
+) -> str:
+    """The task: the option, or with ``"auto"`` told by the first record's fields
+    (multi-label when it has the ``labels`` field and not the ``label`` one)."""
+    if task != "auto":
+        return task
+    first = next((obj for _, obj in rows), None)
+    multi = first is not None and labels in first and label not in first
+    return "multi_label" if multi else "single_label"
+
+
+def _record_label(obj: dict[str, Any], key: str, task: str, to_idx: dict[str, int], where: str):
+    """The label of a record: a class index, or for ``multi_label`` the sorted distinct
+    indices of its list."""
+    if key not in obj:
+        raise DataError(f"{where}: missing field '{key}'")
+    if task != "multi_label":
+        return _label_index(obj[key], to_idx, where, key)
+    values = _as_list(obj[key], where)
+    if not values:
+        raise DataError(f"{where}: empty '{key}' list")
+    return tuple(sorted({_label_index(v, to_idx, where, key) for v in values}))
+
+
+def _default_metrics(task: str) -> list[str]:
+    return ["f1_macro", "f1_micro"] if task == "multi_label" else ["accuracy"]
 
 
 def split_file(root: Path, split: str) -> Path | None:

@@ -61,14 +61,14 @@ from balgrad.data.disk.readers import (
 )
 from balgrad.data.disk.records import MissingSplitError, Problems
 from balgrad.data.generic import (
-    EXTENSIONS,
     NAME,
-    SPLIT_STEMS,
     GenericDataset,
-    _as_list,
     _classes,
-    _label_index,
+    _default_metrics,
+    _looked_for,
     _read_rows,
+    _record_label,
+    _resolve_task,
     split_file,
 )
 from balgrad.data.kinds import check_modalities_of
@@ -207,30 +207,21 @@ class GenericModalDataset(MultimodalDataset):
         self.boundary = FolderBoundary(self.root)
         path = split_file(self.root, split)
         if path is None:
-            looked = " / ".join(
-                f"{s}{e}" for s in SPLIT_STEMS.get(split, (split,)) for e in EXTENSIONS
+            raise MissingSplitError(
+                f"{name}: split file for '{split}' is missing: no {_looked_for(split)}"
             )
-            raise MissingSplitError(f"{name}: split file for '{split}' is missing: no {looked}")
         check_modalities_of(modalities, f"{path} line 1")
         raw = self.boundary.read_bytes(path, name, "split file")
         columns = _columns(_header(path, raw), modalities, path)
         label_fields = (None, None, opts.label_field, opts.labels_field)
         problems = Problems(skip_bad)
         rows = _read_rows(path, raw, label_fields, problems)
-
-        task = opts.task
-        if task == "auto":
-            first = next((obj for _, obj in rows), None)
-            multi = (
-                first is not None and opts.labels_field in first and opts.label_field not in first
-            )
-            task = "multi_label" if multi else "single_label"
+        task = _resolve_task(opts.task, rows, opts.label_field, opts.labels_field)
         label_key = opts.labels_field if task == "multi_label" else opts.label_field
         classes, classes_src = _classes(
             self.boundary, self.root, split, rows, label_key, label_fields, name, opts.classes
         )
         to_idx = class_index(classes)
-
         kept = []
         for line, obj in rows:
             where = f"{path} line {line}"
@@ -238,29 +229,11 @@ class GenericModalDataset(MultimodalDataset):
                 inputs = self._inputs(
                     obj, where, path.parent, modalities, columns, check_files, opts
                 )
-                kept.append(Row(inputs, _label(obj, label_key, task, to_idx, where), where))
+                kept.append(Row(inputs, _record_label(obj, label_key, task, to_idx, where), where))
             except DataError as e:
                 problems.bad(str(e))
-        metrics = list(opts.metrics) if opts.metrics else _default_metrics(task)
-        self.info = DatasetInfo(
-            name=name,
-            task=task,  # type: ignore[arg-type]
-            classes=classes,
-            primary_metric=opts.primary_metric or metrics[0],
-            metrics=metrics,
-            modalities=dict(modalities),
-        )
-        settings = {
-            "modalities": modalities,
-            "columns": columns,
-            "task": task,
-            "allow_empty_text": opts.allow_empty_text,
-            "sample_rate": opts.sample_rate,
-            "audio_seconds": opts.audio_seconds,
-        }
-        self._content_hash = hash_bytes(
-            raw, "\n".join(classes), classes_src, options_hash(settings)
-        )
+        self.info = _info(name, task, classes, modalities, opts)
+        self._content_hash = _index_hash(raw, classes, classes_src, self.info, columns, opts)
         self._sample_rate_option = opts.sample_rate
         self._seconds = float(opts.audio_seconds)
         self.skipped: list[str] = list(problems.reasons)
@@ -523,19 +496,33 @@ def _columns(header: list[str], modalities: dict[str, str], path: Path) -> dict[
     return columns
 
 
-def _label(obj, key: str, task: str, to_idx: dict[str, int], where: str):
-    if key not in obj:
-        raise DataError(f"{where}: missing field '{key}'")
-    if task != "multi_label":
-        return _label_index(obj[key], to_idx, where, key)
-    values = _as_list(obj[key], where)
-    if not values:
-        raise DataError(f"{where}: empty '{key}' list")
-    return tuple(sorted({_label_index(v, to_idx, where, key) for v in values}))
+def _info(
+    name: str, task: str, classes: list[str], modalities: dict[str, str], opts
+) -> DatasetInfo:
+    metrics = list(opts.metrics) if opts.metrics else _default_metrics(task)
+    return DatasetInfo(
+        name=name,
+        task=task,  # type: ignore[arg-type]
+        classes=classes,
+        primary_metric=opts.primary_metric or metrics[0],
+        metrics=metrics,
+        modalities=dict(modalities),
+    )
 
 
-def _default_metrics(task: str) -> list[str]:
-    return ["f1_macro", "f1_micro"] if task == "multi_label" else ["accuracy"]
+def _index_hash(
+    raw: bytes, classes: list[str], classes_src: str, info: DatasetInfo, columns: dict, opts
+) -> str:
+    """The content hash of an index: its bytes, the classes and the settings read with it."""
+    settings = {
+        "modalities": info.modalities,
+        "columns": columns,
+        "task": info.task,
+        "allow_empty_text": opts.allow_empty_text,
+        "sample_rate": opts.sample_rate,
+        "audio_seconds": opts.audio_seconds,
+    }
+    return hash_bytes(raw, "\n".join(classes), classes_src, options_hash(settings))
 
 
 def _as_tuple(label: int | tuple[int, ...]) -> tuple[int, ...]:

@@ -37,8 +37,8 @@ from balgrad.data._builtin_common import (
     _digest,
 )
 from balgrad.data.base import DatasetInfo, Example
-from balgrad.data.cache_files import cached_npz_arrays, load_npz_checked
-from balgrad.data.digits import DIGITS_CLASSES, DigitsConfig, _digits_arrays
+from balgrad.data.cache_files import cached_npz_arrays, check_array_layout, load_npz_checked
+from balgrad.data.digits import DIGITS_CLASSES, DigitsConfig, _digits_arrays, _take_split
 from balgrad.errors import ConfigError
 
 # bump whenever the generator's output for a given config and seed changes
@@ -281,12 +281,7 @@ def _read_npz(path: Path, config: KeypadConfig, seed: int) -> dict[str, np.ndarr
         for split, n in (("train", config.n_train), ("test", config.n_test))
         for name, (kind, size) in _TONE_ARRAYS.items()
     }
-    if set(arrays) != set(expected):
-        raise ValueError(f"it holds arrays {sorted(arrays)}, not {sorted(expected)}")
-    for name, (kind, itemsize, shape) in expected.items():
-        a = arrays[name]
-        if a.dtype.kind != kind or a.dtype.itemsize != itemsize or a.shape != shape:
-            raise ValueError(f"{name} is {a.dtype}{list(a.shape)}, expected shape {list(shape)}")
+    check_array_layout(arrays, expected)
     t, nyquist = config.num_samples, config.sample_rate / 2
     for split in ("train", "test"):
         onset, length = arrays[f"{split}_onset"], arrays[f"{split}_length"]
@@ -324,11 +319,7 @@ class KeypadDataset(_ArrayDataset):
         digits = _digits_arrays(self.config.digits_config(), self.seed)
         labels = {s: digits[f"{s}_labels"] for s in ("train", "test")}
         tones = _keypad_tones(self.config, self.seed, labels)
-        self.images = digits[f"{split}_images"]
-        self.labels = digits[f"{split}_labels"]
-        self.sources = digits[f"{split}_sources"]
-        self.reveal = digits[f"{split}_reveal"]
-        self.texts = [str(t) for t in digits[f"{split}_texts"]]
+        _take_split(self, digits, split)
         self.tones = {k: tones[f"{split}_{k}"] for k in _TONE_ARRAYS}
         self.sample_rate = self.config.sample_rate
         self._fingerprint = (

@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -74,12 +73,20 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from balgrad.data._clip_folders import (
+    Clip,
+    check_rate_option,
+    clip_frames,
+    clip_name_problem,
+    frames_problem,
+    read_frames,
+    warn_dropped_and_repeated,
+)
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data.catalog import register_dataset
-from balgrad.data.cremad import FRAME_SUFFIXES, check_clip_options, read_frame, read_wav
+from balgrad.data.cremad import check_clip_options, read_wav
 from balgrad.data.decoders.image import header_error, image_error
 from balgrad.data.decoders.npy import decode_npy
-from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE
 from balgrad.data.disk.layout import canonical_split
 from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, split_lines, utf8_problem
@@ -92,21 +99,8 @@ NAME = "Kinetics-Sounds"
 SPLITS = ("train", "test")
 NUM_CLASSES = 31  # OGM-GE's main.py and BalanceBenchmark's dataset_config.yaml
 AUDIO_FORMATS = ("npy", "wav")
-#: torchvision's ImageNet statistics, the official ``transforms.Normalize``
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MODALITIES = {"audio": "audio", "visual": "video"}
 _WARN_FROM_INIT = 2  # counted from KineticsSounds.__init__: 2 is its caller
-
-
-@dataclass(frozen=True)
-class Clip:
-    name: str
-    label: int
-    audio: Path
-    frames: tuple[Path, ...]  # every frame of the clip, in name order
-    sizes: tuple[int, ...]  # byte sizes of the audio file and each frame (the fingerprint)
-    source: str  # "<list file> line N", in every error message about this clip
 
 
 def parse_line(line: str) -> tuple[str, str] | str:
@@ -129,6 +123,29 @@ def _fill(option: str, value: str, split: str) -> str:
         raise ConfigError(
             f"{NAME}: option {option!r} ({value!r}) may only hold the field '{{split}}' ({e})"
         ) from None
+
+
+def _check_options(
+    split: str,
+    num_frames: int,
+    seconds: float,
+    image_size: int | tuple[int, int],
+    audio_format: str,
+    sample_rate: int | None,
+) -> tuple[int, int]:
+    """The options checked, in the order a user meets them; the frame size (H, W)."""
+    if split == "val":
+        raise MissingSplitError(
+            f"{NAME} has no official validation split (only {', '.join(SPLITS)}): "
+            "carve one from 'train'"
+        )
+    h, w = check_clip_options(NAME, split, SPLITS, num_frames, seconds, image_size)
+    if audio_format not in AUDIO_FORMATS:
+        raise ConfigError(
+            f"{NAME}: option 'audio_format' must be one of {AUDIO_FORMATS}, got {audio_format!r}"
+        )
+    check_rate_option(NAME, sample_rate)
+    return h, w
 
 
 def frame_positions(n: int, num_frames: int, rng: np.random.Generator | None) -> list[int]:
@@ -181,16 +198,7 @@ class KineticsSounds(MultimodalDataset):
         seed: int = 0,
     ) -> None:
         split = canonical_split(split)
-        if split == "val":
-            raise MissingSplitError(
-                f"{NAME} has no official validation split (only {', '.join(SPLITS)}): "
-                "carve one from 'train'"
-            )
-        h, w = check_clip_options(NAME, split, SPLITS, num_frames, seconds, image_size)
-        if audio_format not in AUDIO_FORMATS:
-            raise ConfigError(
-                f"{NAME}: option 'audio_format' must be one of {AUDIO_FORMATS}, got {audio_format!r}"
-            )
+        h, w = _check_options(split, num_frames, seconds, image_size, audio_format, sample_rate)
         self.root = Path(data_dir)
         self.split = split
         self.audio_format = audio_format
@@ -198,11 +206,6 @@ class KineticsSounds(MultimodalDataset):
         self.image_size = (int(h), int(w))
         self.normalize = bool(normalize)
         self.seconds = float(seconds)
-        if sample_rate is not None and not MIN_RATE <= sample_rate <= MAX_RATE:
-            raise ConfigError(
-                f"{NAME}: option 'sample_rate' must be None or in [{MIN_RATE}, {MAX_RATE}] Hz "
-                f"(the rates a WAV may have), got {sample_rate!r}"
-            )
         self.sample_rate = sample_rate
         self.seed = int(seed)
         self.epoch = 0
@@ -219,9 +222,21 @@ class KineticsSounds(MultimodalDataset):
             NAME, "visual folder", self.root / _fill("visual_dir", visual_dir, split)
         )
         list_path = self.root / _fill("list_file", list_file, split)
+        digest = self._read_list(boundary, list_path, audio_root, frames_root)
+        self.labels = np.array([c.label for c in self.clips], dtype=np.int64)
+        settings = (audio_format, num_frames, self.image_size, self.normalize, self.seconds)
+        settings += (sample_rate,)
+        digest.update(repr((settings, classes)).encode("utf-8", "replace"))
+        self._fingerprint = f"{NAME}:{split}:{len(self.clips)}:{digest.hexdigest()[:16]}"
+
+    def _read_list(
+        self, boundary: FolderBoundary, list_path: Path, audio_root: Path, frames_root: Path
+    ):
+        """Read the split list into ``self.clips`` (the bad lines dropped with one warning
+        under ``skip_bad``, else raised); the digest of the list's bytes and its clips."""
         raw = boundary.read_bytes(list_path, NAME, "split list")
         text = decode_text(raw, list_path)
-        problems = Problems(skip_bad)
+        problems = Problems(self.skip_bad)
         self.clips: list[Clip] = []
         digest = hashlib.sha256(raw)
         for k, line in enumerate(split_lines(text), start=1):
@@ -239,17 +254,10 @@ class KineticsSounds(MultimodalDataset):
         if not self.clips:
             why = f" ({len(problems)} bad: {problems.reasons[0]}...)" if problems.reasons else ""
             raise DataError(f"{NAME}: split list {list_path} names no usable clip{why}")
-        problems.warn(f"{NAME} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
-        from balgrad.data.overlap import warn_duplicates
-
-        names, sources = [c.name for c in self.clips], [c.source for c in self.clips]
-        where = f"{NAME} split '{split}' ({self.root})"
-        warn_duplicates(where, names, sources, stacklevel=_WARN_FROM_INIT)
-        self.labels = np.array([c.label for c in self.clips], dtype=np.int64)
-        settings = (audio_format, num_frames, self.image_size, self.normalize, self.seconds)
-        settings += (sample_rate,)
-        digest.update(repr((settings, classes)).encode("utf-8", "replace"))
-        self._fingerprint = f"{NAME}:{split}:{len(self.clips)}:{digest.hexdigest()[:16]}"
+        where = f"{NAME} split '{self.split}' ({self.root})"
+        # + 1: counted from _read_list, which __init__ calls
+        warn_dropped_and_repeated(problems, where, self.clips, stacklevel=_WARN_FROM_INIT + 1)
+        return digest
 
     # -- parsing -----------------------------------------------------------------
     def _classes(
@@ -293,33 +301,27 @@ class KineticsSounds(MultimodalDataset):
             return f"{source}: label {label_text!r} is not an integer class index"
         if not 0 <= label < len(self.info.classes):
             return f"{source}: label {label} is out of range [0, {len(self.info.classes)})"
-        if not name or name in (".", "..") or "\\" in name:
-            return f"{source}: clip name {name!r} is not a file name"
+        problem = clip_name_problem(source, name)  # a "/" cannot be left: parse_line split at it
+        if problem is not None:
+            return problem
         audio = audio_root / f"{name}.{self.audio_format}"
         folder = frames_root / name
-        for what, path in (("audio file", audio), ("frame folder", folder)):
-            problem = boundary.problem(source, what, path)
-            if problem is not None:
-                return problem
-        if not audio.is_file():
-            return f"{source}: audio file {audio} is missing"
-        if not folder.is_dir():
-            return f"{source}: frame folder {folder} is missing"
-        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES))
+        frames = clip_frames(boundary, source, audio, folder)
+        if isinstance(frames, str):
+            return frames
         if len(frames) <= self.num_frames:
             return (
                 f"{source}: frame folder {folder} holds {len(frames)} frame(s); the official "
                 f"loader needs more than num_frames={self.num_frames}"
             )
-        for frame in frames:
-            problem = boundary.problem(source, "frame", frame)
-            if problem is not None:
-                return problem
+        problem = frames_problem(boundary, source, frames)
+        if problem is not None:
+            return problem
         try:
             sizes = tuple(p.stat().st_size for p in (audio, *frames))
         except OSError as e:  # a dangling symlink among the frames
             return f"{source}: cannot read {e.filename} ({type(e).__name__}: {e.strerror})"
-        return Clip(name, label, audio, frames, sizes, source)
+        return Clip(name, label, audio, frames, source, sizes)
 
     # -- Dataset API -------------------------------------------------------------
     def __len__(self) -> int:
@@ -351,14 +353,7 @@ class KineticsSounds(MultimodalDataset):
         return read_spectrogram(clip.audio, clip.source)
 
     def read_visual(self, clip: Clip, positions: list[int]) -> torch.Tensor:
-        frames = torch.stack(
-            [read_frame(clip.frames[k], clip.source, self.image_size) for k in positions], dim=1
-        )  # [3, T, H, W] in [0, 1]
-        if self.normalize:
-            mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-            std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-            frames.sub_(mean).div_(std)
-        return frames
+        return read_frames(clip.frames, positions, clip.source, self.image_size, self.normalize)
 
     def get(self, index: int) -> Example:
         if index < 0:

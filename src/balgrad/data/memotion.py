@@ -92,14 +92,48 @@ class MemotionDataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
-        label_column, seed = options.label_column, options.seed
-        test_fraction, val_fraction = options.test_fraction, options.val_fraction
-        allow_empty_text = options.allow_empty_text
-        classes = LABEL_COLUMNS[label_column]
-        to_idx = class_index(classes)
+        label_column = options.label_column
         csv_path = root / "labels.csv"
         raw = self.boundary.read_bytes(csv_path, self.name, "labels file")
         rows = iter_csv_rows(decode_text(raw, csv_path), str(csv_path))
+        header, cols = self._header(rows, csv_path, label_column)
+        # 1) read every row, 2) assign splits over all rows, 3) parse this split's rows
+        all_rows = [(line, row) for line, row in rows]
+        strata: dict[str, list[int]] = defaultdict(list)
+        for k, (_, row) in enumerate(all_rows):
+            strata[_norm(_cell(row, cols, label_column))].append(k)
+        assignment = _stratified_split(
+            strata, options.test_fraction, options.val_fraction, options.seed
+        )
+        images_dir = self.boundary.check(self.name, "image folder", root / "images")
+        listing = case_insensitive_index(images_dir)
+        records: list[Record] = []
+        for k, (line, row) in enumerate(all_rows):
+            if assignment[k] != split:
+                continue
+            where = f"{csv_path} line {line}"
+            try:
+                image, text, label = _row(row, where, len(header), cols, options)
+                # the released files mix extension case (.JPG/.jpg); match leniently
+                if not (images_dir / image).exists() and image.lower() in listing:
+                    image = listing[image.lower()]
+                records.append(Record(images_dir / image, text, label, where))
+            except DataError as e:
+                problems.bad(str(e))
+        settings = {
+            "label_column": label_column,
+            "test_fraction": options.test_fraction,
+            "val_fraction": options.val_fraction,
+            "seed": options.seed,
+            "allow_empty_text": options.allow_empty_text,
+        }
+        return records, IndexInfo(
+            list(LABEL_COLUMNS[label_column]), hash_bytes(raw, options_hash(settings))
+        )
+
+    def _header(self, rows, csv_path: Path, label_column: str) -> tuple[list[str], dict[str, int]]:
+        """The header row, and the index of each (lower-cased) column; a missing column
+        the reader needs is a :class:`DataError`."""
         try:
             _, header = next(rows)
         except StopIteration:
@@ -115,63 +149,38 @@ class MemotionDataset(DiskLoader):
                 f"{csv_path} line 1: missing column(s) {', '.join(missing)}; header is "
                 f"{header!r}. Expected layout:\n{self.layout}"
             )
+        return header, cols
 
-        def cell(row: list[str], name: str) -> str:
-            i = cols.get(name)
-            return clean_text(row[i]) if i is not None and i < len(row) else ""
 
-        # 1) read every row, 2) assign splits over all rows, 3) parse this split's rows
-        all_rows = [(line, row) for line, row in rows]
-        strata: dict[str, list[int]] = defaultdict(list)
-        for k, (_, row) in enumerate(all_rows):
-            strata[_norm(cell(row, label_column))].append(k)
-        assignment = _stratified_split(strata, test_fraction, val_fraction, seed)
+def _cell(row: list[str], cols: dict[str, int], name: str) -> str:
+    i = cols.get(name)
+    return clean_text(row[i]) if i is not None and i < len(row) else ""
 
-        images_dir = self.boundary.check(self.name, "image folder", root / "images")
-        listing = case_insensitive_index(images_dir)
-        records: list[Record] = []
-        for k, (line, row) in enumerate(all_rows):
-            if assignment[k] != split:
-                continue
-            where = f"{csv_path} line {line}"
-            try:
-                problem = next(filter(None, map(utf8_problem, row)), None)
-                if problem is not None:
-                    raise DataError(f"{where}: {problem}")
-                if len(row) < len(header) - 1:  # tolerate a trailing empty cell
-                    raise DataError(f"{where}: expected {len(header)} fields, got {len(row)}")
-                name = cell(row, "image_name")
-                if not name:
-                    raise DataError(f"{where}: empty image_name")
-                raw_label = cell(row, label_column)
-                label = to_idx.get(_norm(raw_label))
-                if label is None:
-                    raise DataError(
-                        f"{where}: unknown {label_column} label {raw_label!r} "
-                        f"(expected one of {classes})"
-                    )
-                text = cell(row, "text_corrected") or cell(row, "text_ocr")
-                check_text(text, where, allow_empty_text)
-                # the released files mix extension case (.JPG/.jpg); match leniently
-                image = images_dir / name
-                if not image.exists() and name.lower() in listing:
-                    image = images_dir / listing[name.lower()]
-                records.append(Record(image, text, label, where))
-            except DataError as e:
-                problems.bad(str(e))
-        content_hash = hash_bytes(
-            raw,
-            options_hash(
-                {
-                    "label_column": label_column,
-                    "test_fraction": test_fraction,
-                    "val_fraction": val_fraction,
-                    "seed": seed,
-                    "allow_empty_text": allow_empty_text,
-                }
-            ),
+
+def _row(
+    row: list[str], where: str, width: int, cols: dict[str, int], options: MemotionDataset.Options
+) -> tuple[str, str, int]:
+    """(image file name, text, label) of one row of ``labels.csv`` (``width``: the
+    header's); a bad row is a :class:`DataError` naming ``where``."""
+    problem = next(filter(None, map(utf8_problem, row)), None)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")
+    if len(row) < width - 1:  # tolerate a trailing empty cell
+        raise DataError(f"{where}: expected {width} fields, got {len(row)}")
+    name = _cell(row, cols, "image_name")
+    if not name:
+        raise DataError(f"{where}: empty image_name")
+    label_column = options.label_column
+    classes = LABEL_COLUMNS[label_column]
+    raw_label = _cell(row, cols, label_column)
+    label = class_index(classes).get(_norm(raw_label))
+    if label is None:
+        raise DataError(
+            f"{where}: unknown {label_column} label {raw_label!r} (expected one of {classes})"
         )
-        return records, IndexInfo(list(classes), content_hash)
+    text = _cell(row, cols, "text_corrected") or _cell(row, cols, "text_ocr")
+    check_text(text, where, options.allow_empty_text)
+    return name, text, label
 
 
 def _norm(label: str) -> str:

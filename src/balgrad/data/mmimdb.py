@@ -62,6 +62,7 @@ GENRES = [
 ]
 SPLIT_KEYS = {"train": "train", "val": "dev", "test": "test"}
 PLOT_MODES = ("longest", "first", "join")
+_GENRE_INDEX = class_index(GENRES)
 
 
 class MMIMDbDataset(DiskLoader):
@@ -83,26 +84,11 @@ class MMIMDbDataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
-        plot, allow_empty_text = options.plot, options.allow_empty_text
         split_path = root / "split.json"
         raw = self.boundary.read_bytes(split_path, self.name, "split file")
-        splits = parse_json(raw, split_path)
-        if not isinstance(splits, dict):
-            raise DataError(f"{split_path}: expected a JSON object of split name -> list of ids")
-        key = SPLIT_KEYS.get(split, split)
-        if key not in splits:
-            raise MissingSplitError(
-                f"{split_path}: no split '{key}' (for split '{split}'); keys present: "
-                f"{', '.join(map(str, splits))}"
-            )
-        ids = splits[key]
-        if not isinstance(ids, list):
-            raise DataError(f"{split_path}: split '{key}' must be a list of ids")
-
-        to_idx = class_index(GENRES)
+        key, ids = _split_ids(raw, split_path, split)
         ignored: Counter[str] = Counter()
         records: list[Record] = []
-        dataset_dir = root / "dataset"
         digest_parts: list[bytes] = [raw]
         for pos, movie_id in enumerate(ids):
             entry = f"{split_path} '{key}' entry {pos}"
@@ -112,35 +98,12 @@ class MMIMDbDataset(DiskLoader):
                 )
                 continue
             mid = str(movie_id).strip()
-            meta = dataset_dir / f"{mid}.json"
-            where = f"{meta} (listed in {entry})"
             try:
-                if not mid:
-                    raise DataError(f"{entry}: empty id")
-                # an id such as "../../x" must not read x.json
-                self.boundary.check(where, "metadata file", meta)
-                try:
-                    meta_raw = meta.read_bytes()
-                except FileNotFoundError:
-                    raise DataError(f"{where}: metadata file is missing") from None
-                digest_parts.append(meta_raw)
-                obj = parse_json(meta_raw, meta)
-                if not isinstance(obj, dict):
-                    raise DataError(f"{where}: expected a JSON object")
-                text = check_text(_plot_text(obj, plot, where), where, allow_empty_text)
-                genres = obj.get("genres")
-                if not isinstance(genres, list) or not all(isinstance(g, str) for g in genres):
-                    raise DataError(
-                        f"{where}: field 'genres' must be a list of strings, got {genres!r}"
-                    )
-                kept = sorted({to_idx[g] for g in genres if g in to_idx})
-                ignored.update(g for g in genres if g not in to_idx)
-                if not kept:
-                    raise DataError(f"{where}: none of the 23 MM-IMDb genres in {genres!r}")
-                records.append(Record(dataset_dir / f"{mid}.jpeg", text, tuple(kept), where))
+                records.append(
+                    self._record(root / "dataset", mid, entry, options, digest_parts, ignored)
+                )
             except DataError as e:
                 problems.bad(str(e))
-
         self.ignored_genres: Counter[str] = ignored
         if ignored:
             log.info(
@@ -150,10 +113,62 @@ class MMIMDbDataset(DiskLoader):
                 sum(ignored.values()),
                 dict(ignored.most_common()),
             )
-        content_hash = hash_bytes(
-            *digest_parts, options_hash({"plot": plot, "allow_empty_text": allow_empty_text})
-        )
+        settings = {"plot": options.plot, "allow_empty_text": options.allow_empty_text}
+        content_hash = hash_bytes(*digest_parts, options_hash(settings))
         return records, IndexInfo(list(GENRES), content_hash)
+
+    def _record(
+        self,
+        dataset_dir: Path,
+        mid: str,
+        entry: str,
+        options: Options,
+        digest_parts: list[bytes],
+        ignored: Counter[str],
+    ) -> Record:
+        """The record of movie ``mid`` (listed at ``entry``) from its metadata file. The
+        file's bytes go to ``digest_parts`` and its genres outside the 23 to ``ignored``
+        as soon as they are read, whether the record is then kept or not."""
+        meta = dataset_dir / f"{mid}.json"
+        where = f"{meta} (listed in {entry})"
+        if not mid:
+            raise DataError(f"{entry}: empty id")
+        # an id such as "../../x" must not read x.json
+        self.boundary.check(where, "metadata file", meta)
+        try:
+            meta_raw = meta.read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"{where}: metadata file is missing") from None
+        digest_parts.append(meta_raw)
+        obj = parse_json(meta_raw, meta)
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: expected a JSON object")
+        text = check_text(_plot_text(obj, options.plot, where), where, options.allow_empty_text)
+        genres = obj.get("genres")
+        if not isinstance(genres, list) or not all(isinstance(g, str) for g in genres):
+            raise DataError(f"{where}: field 'genres' must be a list of strings, got {genres!r}")
+        kept = sorted({_GENRE_INDEX[g] for g in genres if g in _GENRE_INDEX})
+        ignored.update(g for g in genres if g not in _GENRE_INDEX)
+        if not kept:
+            raise DataError(f"{where}: none of the 23 MM-IMDb genres in {genres!r}")
+        return Record(dataset_dir / f"{mid}.jpeg", text, tuple(kept), where)
+
+
+def _split_ids(raw: bytes, split_path: Path, split: str) -> tuple[str, list]:
+    """(the key of ``split`` in ``split.json``, its list of ids)."""
+    splits = parse_json(raw, split_path)
+    if not isinstance(splits, dict):
+        raise DataError(f"{split_path}: expected a JSON object of split name -> list of ids")
+    key = SPLIT_KEYS.get(split, split)
+    if key not in splits:
+        raise MissingSplitError(
+            f"{split_path}: no split '{key}' (for split '{split}'); keys present: "
+            f"{', '.join(map(str, splits))}"
+        )
+    ids = splits[key]
+    if not isinstance(ids, list):
+        raise DataError(f"{split_path}: split '{key}' must be a list of ids")
+    return key, ids
 
 
 def _plot_text(obj: dict, mode: str, where: str) -> str:

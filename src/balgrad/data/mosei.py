@@ -44,7 +44,7 @@ import hashlib
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -94,19 +94,36 @@ def load_mult_pickle(path: str | Path, skip_bad: bool = False) -> dict[str, Mose
 
 
 def _read_mult(obj: Any, path: Path, skip_bad: bool, stacklevel: int) -> dict[str, MoseiSplit]:
+    return _read_splits(obj, path, FEATURE_KEYS, "labels", None, skip_bad, stacklevel)
+
+
+def _read_splits(
+    obj: Any,
+    path: Path,
+    keys: Mapping[str, str],
+    label_key: str,
+    lengths_of: Callable[..., dict[str, np.ndarray]] | None,
+    skip_bad: bool,
+    stacklevel: int,
+) -> dict[str, MoseiSplit]:
+    """The three splits of a pickle's ``obj``: the features of ``keys`` (modality ->
+    key), the labels under ``label_key`` and, where ``lengths_of(d, features, n, where,
+    bad)`` gives them, each record's lengths. Bad records are checked in that order, then
+    the ids; ``stacklevel`` is counted from this function's caller."""
     data = _splits_of(obj, path)
     problems = Problems(skip_bad)
     out = {}
     for split in SPLITS:
         d, where, bad = data[split], f"{path} split {split!r}", {}
-        features, cleaned = _features(d, FEATURE_KEYS, where)
-        _warn_cleaned(features, cleaned, FEATURE_KEYS, where, stacklevel)
+        features, cleaned = _features(d, keys, where)
+        _warn_cleaned(features, cleaned, keys, where, stacklevel + 1)
         n = _common_n(features, where)
-        labels = _labels(d, "labels", n, where, bad)
+        labels = _labels(d, label_key, n, where, bad)
+        lengths = lengths_of(d, features, n, where, bad) if lengths_of is not None else {}
         ids = _ids(d, n, where, bad)
-        out[split] = _split(split, features, labels, ids, {}, cleaned, bad, problems)
-        _check_real_steps(out[split], FEATURE_KEYS, where)
-    problems.warn(str(path), stacklevel=stacklevel)
+        out[split] = _split(split, features, labels, ids, lengths, cleaned, bad, problems)
+        _check_real_steps(out[split], keys, where)
+    problems.warn(str(path), stacklevel=stacklevel + 1)
     return out
 
 
@@ -130,16 +147,9 @@ def load_mmsa_pickle(
 def _read_mmsa(
     obj: Any, path: Path, text: str, skip_bad: bool, stacklevel: int
 ) -> dict[str, MoseiSplit]:
-    data = _splits_of(obj, path)
     keys = dict(FEATURE_KEYS, text=text)
-    problems = Problems(skip_bad)
-    out = {}
-    for split in SPLITS:
-        d, where, bad = data[split], f"{path} split {split!r}", {}
-        features, cleaned = _features(d, keys, where)
-        _warn_cleaned(features, cleaned, keys, where, stacklevel)
-        n = _common_n(features, where)
-        labels = _labels(d, "regression_labels", n, where, bad)
+
+    def lengths_of(d, features, n, where, bad) -> dict[str, np.ndarray]:
         lengths = {}
         for modality in ("audio", "visual"):
             key = f"{keys[modality]}_lengths"
@@ -152,11 +162,9 @@ def _read_mmsa(
                 note = "row 1 (the attention mask) is not 0/1"
                 bad.setdefault(int(i), f"{where} key 'text_bert' record {i}: {note}")
             lengths["text"] = mask.sum(axis=1).astype(np.int64)
-        ids = _ids(d, n, where, bad)
-        out[split] = _split(split, features, labels, ids, lengths, cleaned, bad, problems)
-        _check_real_steps(out[split], keys, where)
-    problems.warn(str(path), stacklevel=stacklevel)
-    return out
+        return lengths
+
+    return _read_splits(obj, path, keys, "regression_labels", lengths_of, skip_bad, stacklevel)
 
 
 class MoseiDataset:
@@ -549,6 +557,13 @@ def class_labels(scores: np.ndarray, mode: str) -> np.ndarray:
     raise ConfigError(f"option 'label' must be one of {LABEL_MODES}, got {mode!r}")
 
 
+def _sentiment_classes(label: str, exclude_zero: bool) -> list[str]:
+    """The class names of the sentiment scores as classes (``label``: acc7 or acc2)."""
+    if label == "acc7":
+        return [str(c) for c in range(-3, 4)]
+    return ["negative", "positive" if exclude_zero else "non-negative"]
+
+
 class MoseiSentiment(MultimodalDataset):
     """One split of CMU-MOSEI as a :class:`~balgrad.data.base.MultimodalDataset` of three
     feature-sequence modalities (``text``, ``audio``, ``visual``): ``get(i)`` is
@@ -625,36 +640,37 @@ class MoseiSentiment(MultimodalDataset):
         # every record kept: the arrays themselves (views), not copies of a GB of features
         rows = slice(None) if keep.all() else keep
         self._features = {m: torch.from_numpy(part.features[m][rows]) for m in MODALITIES}
-        self._lengths = {}
-        for m in MODALITIES:
-            t = self._features[m].shape[1]
-            given = part.lengths.get(m)
-            lengths = given[keep] if given is not None else np.full(int(keep.sum()), t)
-            self._lengths[m] = lengths.astype(np.int64)
-            if not self._lengths[m].any():
-                raise DataError(
-                    f"{self.path} split {SPLIT_KEYS[canonical]!r} modality {m!r}: no real steps "
-                    f"in any of its {len(self.labels)} samples (every length is 0)"
-                    + (
-                        " once the zero labels are excluded (option exclude_zero)"
-                        if exclude_zero
-                        else ""
-                    )
-                )
-        if label == "acc7":
-            classes = [str(c) for c in range(-3, 4)]
-        else:
-            classes = ["negative", "positive" if exclude_zero else "non-negative"]
+        self._lengths = {m: self._kept_lengths(part, keep, m) for m in MODALITIES}
         self.info = DatasetInfo(
             name=name,
             task="single_label",
-            classes=classes,
+            classes=_sentiment_classes(label, exclude_zero),
             modalities={m: "features" for m in MODALITIES},
         )
         self._fingerprint: str | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def _kept_lengths(self, part: MoseiSplit, keep: np.ndarray, m: str) -> np.ndarray:
+        """int64 [N]: the real steps of each kept sample's ``m`` sequence (the file's
+        lengths, else the full L); a modality whose every length is 0 is refused."""
+        t = self._features[m].shape[1]
+        given = part.lengths.get(m)
+        lengths = (given[keep] if given is not None else np.full(int(keep.sum()), t)).astype(
+            np.int64
+        )
+        if not lengths.any():
+            raise DataError(
+                f"{self.path} split {SPLIT_KEYS[self.split]!r} modality {m!r}: no real steps "
+                f"in any of its {len(self.labels)} samples (every length is 0)"
+                + (
+                    " once the zero labels are excluded (option exclude_zero)"
+                    if self.exclude_zero
+                    else ""
+                )
+            )
+        return lengths
 
     def _warn_duplicate_ids(self, read: list[str]) -> None:
         from balgrad.data.overlap import warn_duplicates

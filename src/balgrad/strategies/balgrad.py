@@ -167,6 +167,11 @@ def consecutive_slices(sizes: list[int]) -> list[slice]:
     return [slice(end - size, end) for size, end in zip(sizes, ends)]
 
 
+def _pick(layout, grads: list, *names: str) -> list:
+    """The tensors of ``grads`` (one per parameter, in layout order) of the named groups."""
+    return [g for n in names if n in layout.index for g in grads[layout.index[n]]]
+
+
 class BalGrad(Strategy):
     """See the module docstring. All options are SPEC section 2's, by the same names.
 
@@ -303,73 +308,42 @@ class BalGrad(Strategy):
 
     # -- the exact step ---------------------------------------------------------------------
     def compute(self, model, output, target, ctx):
-        task = model.task
         layout = ctx.layout
         modalities = self.modalities(model)
-        tower_groups = [layout.groups[m] for m in modalities]
-        sizes = [len(g) for g in tower_groups]
-        towers = [p for g in tower_groups for p in g]
+        sizes = [len(layout.groups[m]) for m in modalities]
+        towers = [p for m in modalities for p in layout.groups[m]]
         uni = towers + layout.groups.get("unimodal_heads", [])
-        params = layout.params
-        losses = self.losses(output, target, task, ctx)
+        losses = self.losses(output, target, model.task, ctx)
         like = losses.task.detach()
-
         need_uni = self.unimodal_weight > 0 and bool(uni)
         need_kl = (self.kl_weight > 0 or self.project) and bool(towers)
-        g_t = grads_of(ctx.scaled(losses.task), params, retain_graph=need_uni or need_kl)
-        g_u = (
-            grads_of(ctx.scaled(losses.unimodal_sum()), uni, retain_graph=need_kl)
-            if need_uni
-            else []
-        )
-        g_k = grads_of(ctx.scaled(losses.kl), towers, retain_graph=False) if need_kl else []
-        sync = ctx.sync
-        if sync.world_size > 1:  # before any norm, coefficient or projection
-            sync.mean_(g_t + g_u + g_k)
+        g_t, g_u, g_k = self._gradients(losses, ctx, uni, towers, need_uni, need_kl)
+        t_towers = _pick(layout, g_t, *modalities)
+        tt, tt_m, uu_m, kk = self._norms(g_t, g_u, g_k, sizes, modalities, ctx, like)
 
-        def pick(grads, *names):  # g_t's tensors for the named groups
-            return [g for n in names if n in layout.index for g in grads[layout.index[n]]]
-
-        t_towers = pick(g_t, *modalities)
-        tt = sq_norms(g_t, like)  # one entry per parameter, in layout order
-        tt_m = [tt[layout.index[m]].sum() for m in modalities]
-        uu_m = group_sums(sq_norms(g_u, like), sizes, like)
-        kk = torch.stack(group_sums(sq_norms(g_k, like), sizes, like))
-        if ctx.scaler is None:
-            grad_sq = torch.stack([tt.sum(), sum(uu_m[1:], uu_m[0]), kk.sum()])
-            ctx.check_finite(("gradient g_T", "gradient g_uni", "gradient g_kl"), grad_sq)
-
-        counts = sync.sum(self.score_sums(output, target, task))
+        counts = ctx.sync.sum(self.score_sums(output, target, model.task))
         m_count = len(modalities)
         s, c, w = self.contribution_weights(counts[:m_count] / counts[m_count].clamp_min(1))
         kl_norms = kk.sqrt()
         f, w = self.kl_factors(kl_norms, w)
         scale = torch.cat([f[i].expand(n) for i, n in enumerate(sizes)]).to(like.dtype)
-        kl_sq = (f.square() * kk).sum()  # |g_kl|²
-
-        if need_kl and self.project:
-            dot, dot_after, task_sq_after, projected, kl_coef = self._project_(
-                t_towers, g_k, scale, sizes, tt.sum()
-            )
-        else:
-            zero = like.new_zeros(())
-            dot = (scale * dots(t_towers, g_k, like)).sum() if need_kl else zero
-            dot_after, task_sq_after, kl_coef = dot, tt.sum(), self.kl_weight * scale
-            projected = torch.zeros((), dtype=torch.bool, device=like.device)
+        dot, dot_after, task_sq_after, projected, kl_coef = self._conflict(
+            t_towers, g_k, scale, sizes, tt, need_kl, like
+        )
 
         if need_uni:
-            uni_t = pick(g_t, *modalities, "unimodal_heads")
+            uni_t = _pick(layout, g_t, *modalities, "unimodal_heads")
             torch._foreach_add_(uni_t, g_u, alpha=self.unimodal_weight)
         if need_kl:
             axpy_(t_towers, g_k, kl_coef)
-        add_to_grads_(params, g_t)
+        add_to_grads_(layout.params, g_t)
 
         geometry = dict(
             dot=dot,
             dot_after=dot_after,
             task_sq=tt.sum(),
             task_sq_after=task_sq_after,
-            kl_sq=kl_sq,
+            kl_sq=(f.square() * kk).sum(),  # |g_kl|²
             conflict=(dot < 0).to(like.dtype),
             projected=projected.to(like.dtype),
             kl_norms=kl_norms,
@@ -377,6 +351,45 @@ class BalGrad(Strategy):
             task_sq_m=torch.stack(tt_m),
         )
         return self.step_stats(model, output, target, ctx, losses, s, c, w, **geometry)
+
+    def _gradients(self, losses, ctx, uni, towers, need_uni: bool, need_kl: bool):
+        """(g_T on every parameter, g_uni = ∇ Σ_m L_m on ``uni``, ∇D on ``towers``), the
+        last two [] where not needed, averaged over the ranks before any norm, coefficient
+        or projection."""
+        g_t = grads_of(ctx.scaled(losses.task), ctx.layout.params, retain_graph=need_uni or need_kl)
+        g_u = (
+            grads_of(ctx.scaled(losses.unimodal_sum()), uni, retain_graph=need_kl)
+            if need_uni
+            else []
+        )
+        g_k = grads_of(ctx.scaled(losses.kl), towers, retain_graph=False) if need_kl else []
+        sync = ctx.sync
+        if sync.world_size > 1:
+            sync.mean_(g_t + g_u + g_k)
+        return g_t, g_u, g_k
+
+    def _norms(self, g_t, g_u, g_k, sizes, modalities, ctx, like):
+        """(‖g_T‖² per parameter in layout order, ‖g_T^m‖², ‖g_uni^m‖², ‖∇_{θ_m} D‖² [M]);
+        the three gradients checked finite (not under a grad scaler, which skips the
+        steps of non-finite gradients itself)."""
+        tt = sq_norms(g_t, like)  # one entry per parameter, in layout order
+        tt_m = [tt[ctx.layout.index[m]].sum() for m in modalities]
+        uu_m = group_sums(sq_norms(g_u, like), sizes, like)
+        kk = torch.stack(group_sums(sq_norms(g_k, like), sizes, like))
+        if ctx.scaler is None:
+            grad_sq = torch.stack([tt.sum(), sum(uu_m[1:], uu_m[0]), kk.sum()])
+            ctx.check_finite(("gradient g_T", "gradient g_uni", "gradient g_kl"), grad_sq)
+        return tt, tt_m, uu_m, kk
+
+    def _conflict(self, t_towers, g_k, scale, sizes, tt, need_kl: bool, like):
+        """(<g_T, g_kl>, <g_T⊥, g_kl>, ‖g_T⊥‖², projected, the per-tensor coefficient of
+        g_k in the rest of the update): :meth:`_project_` when projecting, else g_T as is."""
+        if need_kl and self.project:
+            return self._project_(t_towers, g_k, scale, sizes, tt.sum())
+        zero = like.new_zeros(())
+        dot = (scale * dots(t_towers, g_k, like)).sum() if need_kl else zero
+        projected = torch.zeros((), dtype=torch.bool, device=like.device)
+        return dot, dot, tt.sum(), projected, self.kl_weight * scale
 
     def step_stats(
         self,

@@ -47,18 +47,43 @@ class BalGradFast(BalGrad):
     scopes = ("global", "per_modality", "per_sample")
 
     def compute(self, model, output, target, ctx):
-        task = model.task
-        layout = ctx.layout
-        losses = self.losses(output, target, task, ctx)
+        losses = self.losses(output, target, model.task, ctx)
         like = losses.task.detach()
         wide = torch.float32 if like.device.type == "mps" else torch.float64
         hs = tuple(output.embeddings.values())
-        m_count = len(hs)
-        trained = [h for h in hs if h.requires_grad]
-        mu, lam = self.unimodal_weight, self.kl_weight
-        need_kl = lam > 0 or self.project
+        g_t, g_u, g_k = self._embedding_gradients(losses, hs, ctx, wide)
+        scores, tk, kk, tt, uu = self._reduced_statistics(
+            output, target, model.task, (g_t, g_u, g_k), ctx, wide
+        )
+        s, c, w = self.contribution_weights(scores)
+        kl_norms = kk.sqrt()
+        f, w = self.kl_factors(kl_norms, w.to(wide))
+        f = f.to(wide)
+        alpha, conflict, projected, dot_after, task_sq_after = self._projection(
+            g_t, g_k, f, tk, kk, tt
+        )
+        self._backward_once(losses, hs, g_u, g_k, f, alpha, ctx)
+        geometry = dict(
+            dot=(f * tk).sum(),
+            dot_after=dot_after,
+            task_sq=tt.sum(),
+            task_sq_after=task_sq_after,
+            kl_sq=(f.square() * kk).sum(),
+            conflict=conflict,
+            projected=projected,
+            kl_norms=kl_norms,
+            uni_sq=uu,
+            task_sq_m=tt,
+        )
+        return self.step_stats(model, output, target, ctx, losses, s, c, w, **geometry)
 
-        def at_embeddings(loss):  # [∂loss/∂h_m for each m]: a pass through the head alone
+    def _embedding_gradients(self, losses, hs, ctx, wide):
+        """(G_T, G_u, G_k): per modality the [B, d] gradient at h_m of L_T, Σ_m L_m and D,
+        each from a pass through the head alone; zeros where a loss is not needed or h_m
+        is not trained."""
+        trained = [h for h in hs if h.requires_grad]
+
+        def at_embeddings(loss):  # [∂loss/∂h_m for each m]
             grads = iter(grads_of(ctx.scaled(loss), trained))
             return [
                 next(grads).reshape(h.shape[0], -1).to(wide)
@@ -69,11 +94,15 @@ class BalGradFast(BalGrad):
 
         zeros = [h.new_zeros((h.shape[0], h[0].numel()), dtype=wide) for h in hs]
         g_t = at_embeddings(losses.task)
-        g_u = at_embeddings(losses.unimodal_sum()) if mu > 0 else zeros
-        g_k = at_embeddings(losses.kl) if need_kl else zeros
+        g_u = at_embeddings(losses.unimodal_sum()) if self.unimodal_weight > 0 else zeros
+        g_k = at_embeddings(losses.kl) if self.kl_weight > 0 or self.project else zeros
+        return g_t, g_u, g_k
 
-        # the scalar statistics of the global batch, in one all-reduce; each rank's
-        # matrices are 1/W of the global batch's rows (its losses are local means)
+    def _reduced_statistics(self, output, target, task, grads, ctx, wide):
+        """The global batch's scalar statistics, in one all-reduce: (s [M], and per
+        modality <G_T, G_k>, ‖G_k‖², ‖G_T‖², ‖G_u‖²); each rank's matrices are 1/W of
+        the global batch's rows (its losses are local means)."""
+        g_t, g_u, g_k = grads
         sync = ctx.sync
         local = torch.cat(
             [
@@ -85,17 +114,15 @@ class BalGradFast(BalGrad):
             ]
         )
         red = sync.sum(local)
+        m_count = len(g_t)
         n = m_count + 1  # the score sums and the sample count
         tk, kk, tt, uu = (red[n:] / sync.world_size**2).split(m_count)
-        s, c, w = self.contribution_weights(red[:m_count] / red[m_count].clamp_min(1))
-        kl_norms = kk.sqrt()
-        f, w = self.kl_factors(kl_norms, w.to(wide))
-        f = f.to(wide)
+        return red[:m_count] / red[m_count].clamp_min(1), tk, kk, tt, uu
 
-        alpha, conflict, projected, dot_after, task_sq_after = self._projection(
-            g_t, g_k, f, tk, kk, tt
-        )
-        # extra cotangent at h_m: c_m − G_T^m (backward of L_T brings G_T^m itself)
+    def _backward_once(self, losses, hs, g_u, g_k, f, alpha, ctx) -> None:
+        """The towers' update J_m^T c_m from ONE backward pass of L_T, with the extra
+        cotangent c_m − G_T^m seeded at h_m (the backward of L_T brings G_T^m itself)."""
+        layout, mu, lam = ctx.layout, self.unimodal_weight, self.kl_weight
         separate_heads = bool(layout.groups.get("unimodal_heads")) and mu > 0
         roots, cotangents = [ctx.scaled(losses.task)], [None]
         if separate_heads:  # their parameters need μ ∇L_m, which flows from the loss
@@ -113,20 +140,6 @@ class BalGradFast(BalGrad):
         ctx.check_gradients_finite(
             "gradient", [p.grad for p in layout.params if p.grad is not None]
         )
-
-        geometry = dict(
-            dot=(f * tk).sum(),
-            dot_after=dot_after,
-            task_sq=tt.sum(),
-            task_sq_after=task_sq_after,
-            kl_sq=(f.square() * kk).sum(),
-            conflict=conflict,
-            projected=projected,
-            kl_norms=kl_norms,
-            uni_sq=uu,
-            task_sq_m=tt,
-        )
-        return self.step_stats(model, output, target, ctx, losses, s, c, w, **geometry)
 
     def _projection(self, g_t, g_k, f, tk, kk, tt):
         """(α per modality, each [1] or [B, 1], conflict, projected, <G_T⊥, G_kl>,

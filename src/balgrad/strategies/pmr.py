@@ -423,23 +423,7 @@ class PMR(Strategy):
         active = self.active()
         extra: dict[str, torch.Tensor] = {}
         if self.semantics == "paper":
-            regularized = self.regularizing()
-            entropy = {m: prototype_entropy(s[m]) for m in modalities}
-            loss, rho, beta, gamma = pmr_paper_loss(
-                loss_task,
-                torch.stack([proto_losses[m] for m in modalities]),
-                torch.stack([entropy[m] for m in modalities]),
-                scores,
-                self.alpha,
-                self.mu,
-                accelerate=active,
-                regularize=regularized,
-            )
-            extra = {
-                **{stat_name("entropy", m): entropy[m].detach() for m in modalities},
-                **{stat_name("reg_coef", m): gamma[i] for i, m in enumerate(modalities)},
-                "regularized": torch.full((), float(regularized), device=gamma.device),
-            }
+            loss, rho, beta, extra = self._paper_loss(loss_task, proto_losses, s, scores, active)
         else:
             rho, beta = pmr_coefficients(scores, self.alpha)
             loss = loss_task
@@ -463,6 +447,30 @@ class PMR(Strategy):
             "modulated": torch.full((), float(active), device=beta.device),
             **extra,
         }
+
+    def _paper_loss(self, loss_task, proto_losses, s, scores, active: bool):
+        """(loss, ρ, β, the entropy and regularisation statistics) of the paper's
+        objective (:func:`pmr_paper_loss`): the prototype losses with the acceleration
+        coefficients β when ``active``, and the entropy regulariser in its epochs."""
+        modalities = list(proto_losses)
+        regularized = self.regularizing()
+        entropy = {m: prototype_entropy(s[m]) for m in modalities}
+        loss, rho, beta, gamma = pmr_paper_loss(
+            loss_task,
+            torch.stack([proto_losses[m] for m in modalities]),
+            torch.stack([entropy[m] for m in modalities]),
+            scores,
+            self.alpha,
+            self.mu,
+            accelerate=active,
+            regularize=regularized,
+        )
+        extra = {
+            **{stat_name("entropy", m): entropy[m].detach() for m in modalities},
+            **{stat_name("reg_coef", m): gamma[i] for i, m in enumerate(modalities)},
+            "regularized": torch.full((), float(regularized), device=gamma.device),
+        }
+        return loss, rho, beta, extra
 
     # -- checkpointing --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

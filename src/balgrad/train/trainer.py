@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -151,6 +151,24 @@ def selection_metric(
         fallback,
     )
     return fallback
+
+
+@dataclass
+class _Progress:
+    """What :meth:`Trainer.fit` carries from epoch to epoch (and a checkpoint saves)."""
+
+    t0: float  # the clock when this fit started
+    start: int = 0  # the first epoch to train
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    best_state: dict | None = None
+    history: list[dict] = field(default_factory=list)
+    before: float = 0.0  # training seconds of the run before a resume
+    selected: str | None = None  # the validation metric that picks the best epoch
+
+    def elapsed(self) -> float:
+        """Training seconds of the whole run, the parts before a resume included."""
+        return self.before + time.perf_counter() - self.t0
 
 
 class Trainer:
@@ -287,29 +305,28 @@ class Trainer:
         return {f"val_{k}": v for k, v in scores.items()}
 
     def fit(self, resume: bool = False) -> TrainResult:
-        start, best_score, best_epoch, best_state, history = 0, -float("inf"), -1, None, []
-        t0, before = time.perf_counter(), 0.0
+        """Train from scratch, or with ``resume`` from the last complete epoch's
+        checkpoint; every epoch is validated, scored for selection and checkpointed."""
+        run = self._set_up(resume)
+        for epoch in range(run.start, self.s.epochs):
+            means = self._train_epoch(epoch)
+            self._validate_and_select(epoch, means, run)
+            if self.dist.is_main:
+                self._save(epoch, run)
+        return self._finish(run)
+
+    # -- the steps of fit -----------------------------------------------------------
+    def _set_up(self, resume: bool) -> _Progress:
+        """The progress to start from (a checkpoint's, with ``resume``), and the run
+        folder made to hold exactly it: no other run's checkpoint, no later log rows."""
+        t0 = time.perf_counter()
         loaded = load_latest_checkpoint(self.checkpoint_path) if resume else None
         if loaded is not None:
-            ck, source = loaded
-            try:
-                self.model.load_state_dict(ck["model"])
-                self.optimizer.load_state_dict(ck["optimizer"])
-                self.strategy.load_state_dict(ck["strategy"])
-                if self.scaler is not None and ck.get("scaler"):
-                    self.scaler.load_state_dict(ck["scaler"])
-            except (RuntimeError, KeyError, ValueError, TypeError) as err:
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-                raise BalgradError(
-                    f"checkpoint {source} does not fit this run's model, optimizer or strategy "
-                    f"({reason}); it is of another run: move it away to train this one from scratch"
-                ) from None
-            start, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
-            best_state, history = ck["best_state"], ck["history"]
-            before = float(ck.get("elapsed", 0.0))  # absent in checkpoints of older versions
-            log.info("resumed %s from epoch %d", source, start)
-        elif resume:
-            log.info("no checkpoint at %s; starting from scratch", self.checkpoint_path)
+            run = self._resume(*loaded, t0=t0)
+        else:
+            run = _Progress(t0=t0)
+            if resume:
+                log.info("no checkpoint at %s; starting from scratch", self.checkpoint_path)
         if self.dist.is_main:
             if loaded is None:
                 remove_checkpoints(self.checkpoint_path)  # never fall back on another run's
@@ -319,101 +336,153 @@ class Trainer:
             for obs in self.observers:
                 if hasattr(obs, "truncate_after"):
                     obs.truncate_after(self.strategy.step)
-            self._write_epochs(history)
+            self._write_epochs(run.history)
+        if run.history:
+            run.selected = selection_metric(
+                run.history[0], self.s.primary_metric, self._modalities()
+            )
+        return run
 
-        selected = (
-            selection_metric(history[0], self.s.primary_metric, self._modalities())
-            if history
-            else None
+    def _resume(self, ck: dict, source, t0: float) -> _Progress:
+        """The model, optimizer, strategy and scaler restored from checkpoint ``ck``
+        (read from ``source``), and the progress it saved."""
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            self.strategy.load_state_dict(ck["strategy"])
+            if self.scaler is not None and ck.get("scaler"):
+                self.scaler.load_state_dict(ck["scaler"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            raise BalgradError(
+                f"checkpoint {source} does not fit this run's model, optimizer or strategy "
+                f"({reason}); it is of another run: move it away to train this one from scratch"
+            ) from None
+        run = _Progress(
+            start=ck["epoch"] + 1,
+            best_score=ck["best_score"],
+            best_epoch=ck["best_epoch"],
+            best_state=ck["best_state"],
+            history=ck["history"],
+            before=float(ck.get("elapsed", 0.0)),  # absent in checkpoints of older versions
+            t0=t0,
         )
-        for epoch in range(start, self.s.epochs):
-            self.strategy.on_epoch_start(epoch, self.s.epochs)
-            for obs in self.observers:
-                obs.epoch = epoch
-            self.model.train()
-            if self.strategy.needs_preparation():
-                self._prepare_epoch(epoch)
-            loader = self._train_loader(epoch)
-            bar = progress_bar(  # it never iterates the loader (balgrad.data.progress)
-                loader,
-                desc=f"{self.strategy.name} epoch {epoch + 1}/{self.s.epochs}",
-                disable=not (self.s.progress and self.dist.is_main),
-                leave=False,
-            )
-            totals: dict[str, float | torch.Tensor] = {}
-            try:
-                for batch in loader:
-                    stats = self._train_step(batch)
-                    bar.update()
-                    for k, v in stats.items():  # on the device: no host sync
-                        totals[k] = totals.get(k, 0.0) + v
-                    if (
-                        not bar.disable
-                        and "loss_task" in stats
-                        and self.strategy.step % self.s.log_every == 0
-                    ):
-                        bar.set_postfix(loss=f"{float(stats['loss_task']):.3f}")
-                # the lazy checks of the epoch's last steps, which name the bad loss and its
-                # step, before anything of this epoch is validated or saved
-                self.strategy.verify()
-            except NonFiniteLossError as err:
-                self._flush()
-                raise NonFiniteLossError(
-                    f"{self.strategy.name}, epoch {epoch + 1}, step {self.strategy.step}: {err}. "
-                    f"{self._saved_note(epoch)}"
-                ) from err
-            except KeyboardInterrupt:  # the caller says what is saved (the CLI exits 130)
-                self._flush()
-                raise
-            finally:
-                bar.close()
+        log.info("resumed %s from epoch %d", source, run.start)
+        return run
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training data (after the strategy's epoch-start pass, if it
+        has one): the means of the step statistics, checked finite."""
+        self.strategy.on_epoch_start(epoch, self.s.epochs)
+        for obs in self.observers:
+            obs.epoch = epoch
+        self.model.train()
+        if self.strategy.needs_preparation():
+            self._prepare_epoch(epoch)
+        loader = self._train_loader(epoch)
+        totals = self._steps(loader, epoch)
+        self._flush()
+        n = max(1, len(loader))
+        means = to_floats({k: v / n for k, v in totals.items()})  # one host sync per epoch
+        self._check_finite(epoch, means, self._saved_note(epoch))
+        return means
+
+    def _steps(self, loader, epoch: int) -> dict[str, float | torch.Tensor]:
+        """Every training step of ``epoch``; the sums of their statistics (on the device:
+        no host sync). A non-finite loss stops the run naming its epoch and step."""
+        bar = progress_bar(  # it never iterates the loader (balgrad.data.progress)
+            loader,
+            desc=f"{self.strategy.name} epoch {epoch + 1}/{self.s.epochs}",
+            disable=not (self.s.progress and self.dist.is_main),
+            leave=False,
+        )
+        totals: dict[str, float | torch.Tensor] = {}
+        try:
+            for batch in loader:
+                stats = self._train_step(batch)
+                bar.update()
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                if (
+                    not bar.disable
+                    and "loss_task" in stats
+                    and self.strategy.step % self.s.log_every == 0
+                ):
+                    bar.set_postfix(loss=f"{float(stats['loss_task']):.3f}")
+            # the lazy checks of the epoch's last steps, which name the bad loss and its
+            # step, before anything of this epoch is validated or saved
+            self.strategy.verify()
+        except NonFiniteLossError as err:
             self._flush()
-            n = max(1, len(loader))
-            means = to_floats({k: v / n for k, v in totals.items()})  # one host sync per epoch
-            self._check_finite(epoch, means, self._saved_note(epoch))
-            val = self._validate()
-            selected = selected or selection_metric(val, self.s.primary_metric, self._modalities())
-            epoch_extra = self.strategy.on_epoch_end(
-                epoch,
-                self.optimizer,
-                {m: val[f"val_{m}_{selected}"] for m in self._modalities()},
-            )
-            row = {
+            raise NonFiniteLossError(
+                f"{self.strategy.name}, epoch {epoch + 1}, step {self.strategy.step}: {err}. "
+                f"{self._saved_note(epoch)}"
+            ) from err
+        except KeyboardInterrupt:  # the caller says what is saved (the CLI exits 130)
+            self._flush()
+            raise
+        finally:
+            bar.close()
+        return totals
+
+    def _validate_and_select(self, epoch: int, means: dict[str, float], run: _Progress) -> None:
+        """Validate the model, give the strategy its unimodal scores (``on_epoch_end``),
+        add the epoch's row to the history and keep the model if it is the best so far."""
+        val = self._validate()
+        run.selected = run.selected or selection_metric(
+            val, self.s.primary_metric, self._modalities()
+        )
+        epoch_extra = self.strategy.on_epoch_end(
+            epoch,
+            self.optimizer,
+            {m: val[f"val_{m}_{run.selected}"] for m in self._modalities()},
+        )
+        run.history.append(
+            {
                 "epoch": epoch,
                 **{f"train_{k}": v for k, v in means.items()},
                 **val,
                 **epoch_extra,
                 "lr": [g["lr"] for g in self.optimizer.param_groups],
             }
-            history.append(row)
-            score = val[f"val_{selected}"]
-            if score > best_score or not math.isfinite(score):  # undefined: keep the last
-                best_score, best_epoch = score, epoch
-                best_state = copy.deepcopy(
-                    {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-                )
-            if self.dist.is_main:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                save_checkpoint(
-                    self.checkpoint_path,
-                    model=self.model.state_dict(),
-                    optimizer=self.optimizer.state_dict(),
-                    strategy=self.strategy.state_dict(),
-                    epoch=epoch,
-                    best_score=best_score,
-                    best_epoch=best_epoch,
-                    best_state=best_state,
-                    history=history,
-                    scaler=self.scaler.state_dict() if self.scaler is not None else None,
-                    elapsed=before + time.perf_counter() - t0,
-                )
-                self._write_epochs(history)
-        if best_state is None:
+        )
+        score = val[f"val_{run.selected}"]
+        if score > run.best_score or not math.isfinite(score):  # undefined: keep the last
+            run.best_score, run.best_epoch = score, epoch
+            run.best_state = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            )
+
+    def _save(self, epoch: int, run: _Progress) -> None:
+        """The checkpoint of the complete ``epoch`` and the epoch log (rank 0)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(
+            self.checkpoint_path,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            strategy=self.strategy.state_dict(),
+            epoch=epoch,
+            best_score=run.best_score,
+            best_epoch=run.best_epoch,
+            best_state=run.best_state,
+            history=run.history,
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+            elapsed=run.elapsed(),
+        )
+        self._write_epochs(run.history)
+
+    def _finish(self, run: _Progress) -> TrainResult:
+        if run.best_state is None:
             raise BalgradError("training finished without a single completed epoch")
         if self.dist.is_main:
-            warn_saturated(history, selected, best_epoch)
+            warn_saturated(run.history, run.selected, run.best_epoch)
         return TrainResult(
-            best_state, best_epoch, best_score, history, selected, before + time.perf_counter() - t0
+            run.best_state,
+            run.best_epoch,
+            run.best_score,
+            run.history,
+            run.selected,
+            run.elapsed(),
         )
 
     def _train_step(self, batch) -> dict:
