@@ -8,21 +8,21 @@ scores, every other modality missing: the modality that alone scores highest dom
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
-from balgrad.atomic import atomic_open, write_text
+from balgrad.atomic import write_text
 from balgrad.evaluate.metrics import is_defined
 from balgrad.names import condition_name
 from balgrad.report.layout import Layout
+from balgrad.report.stats import mean_std
 from balgrad.report.tables import (
     CONFIDENCE,
     NO_CHANGE,
     PAIRED_ROWS,
-    csv_cell,
-    format_cell,
+    condition_csv,
+    condition_table,
     format_change,
     method_label,
     number,
@@ -72,25 +72,9 @@ def write_ablation_table(
     paths = {"ablation_md": out_dir / "ablation.md", "ablation_csv": out_dir / "ablation.csv"}
     n_seeds = max((c["n"] for m in methods for c in table[m].values() if c), default=1)
     spread = "; mean ± std over seeds" if n_seeds > 1 else "; 1 seed"
-    lines = [title or f"Ablation, missing modality ({metric}, %{spread})", ""]
-    lines += [
-        "| Condition | " + " | ".join(method_label(m) for m in methods) + " |",
-        "|---|" + "---|" * len(methods),
-    ]
-    for key, label in rows:
-        lines.append(
-            f"| {label} | " + " | ".join(format_cell(table[m].get(key)) for m in methods) + " |"
-        )
-    write_text(paths["ablation_md"], "\n".join(lines) + "\n")
-    with atomic_open(paths["ablation_csv"], "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["condition", *(f"{m}_{s}" for m in methods for s in ("mean", "std"))])
-        for key, _ in rows:
-            row = [key]
-            for m in methods:
-                cell = table[m].get(key)
-                row += csv_cell(cell)
-            w.writerow(row)
+    above = [title or f"Ablation, missing modality ({metric}, %{spread})", ""]
+    condition_table(table, methods, rows, every=True).write_markdown(paths["ablation_md"], above)
+    condition_csv(table, methods, rows, every=True).write_csv(paths["ablation_csv"])
     return paths
 
 
@@ -238,19 +222,9 @@ def dominance_many(
         "dominant": dominant,
         "weakest": bottom if dominant else None,
         "diff": abs(means[top] - means[bottom]),
-        "spread": _mean_std(spreads) if spreads else None,
+        "spread": {**mean_std(spreads), "values": spreads} if spreads else None,
         "consistent_seeds": sum(t == dominant for t in tops),
         "n_seeds": len(tops),
-    }
-
-
-def _mean_std(values: list[float]) -> dict:
-    arr = np.array(values, dtype=float)
-    return {
-        "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-        "n": len(arr),
-        "values": values,
     }
 
 
