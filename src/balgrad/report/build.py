@@ -179,14 +179,10 @@ def _diagnostics(
         tables.update(write_ablation_table(table, run_dir, metric, layout=layout))
     logs = diag.load_step_logs(run_dir, methods, seeds)
     loss_gaps = diag.loss_gaps(logs, modalities=layout.names)
-    curves = {
-        m: c
-        for m in methods
-        if m in logs and (c := diag.loss_curves(logs[m], modalities=layout.names)) is not None
-    }
-    if curves and draw:
+    if draw and (curves := _loss_curves(logs, methods, layout)):
+        title = f"{dataset}: per-modality training loss"
         figures["loss_curves"] = plot_loss_curves(
-            curves, loss_gaps, run_dir / "loss_curves.png", f"{dataset}: per-modality training loss"
+            curves, loss_gaps, run_dir / "loss_curves.png", title
         )
     options = cfg.get("method_options") or {}
     figs = figures if draw else None
@@ -226,6 +222,12 @@ def _condition_bars(
     return plot_condition_bars(
         table, methods, run_dir / "condition_bars.png", metric, title, layout
     )
+
+
+def _loss_curves(logs: dict, methods: list[str], layout: Layout) -> dict:
+    """Each method's smoothed per-modality loss curves (Fig. 2b, 6), where it logged them."""
+    curves = {m: diag.loss_curves(logs[m], modalities=layout.names) for m in methods if m in logs}
+    return {m: c for m, c in curves.items() if c is not None}
 
 
 def _gradient_outputs(
