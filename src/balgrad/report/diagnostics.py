@@ -143,11 +143,11 @@ def loss_curves(
     stacks = {
         m: np.stack([moving_average(s[1][i][:n], w) for s in series]) for i, m in enumerate(names)
     }
-    std = (lambda a: a.std(0, ddof=1)) if len(series) > 1 else (lambda a: np.zeros(a.shape[1]))
+    over_seeds = {m: mean_std(a) for m, a in stacks.items()}
     return LossCurves(
         series[0][0][:n],
-        {m: a.mean(0) for m, a in stacks.items()},
-        {m: std(a) for m, a in stacks.items()},
+        {m: np.array(c["mean"]) for m, c in over_seeds.items()},
+        {m: np.array(c["std"]) for m, c in over_seeds.items()},
         len(series),
         w,
     )

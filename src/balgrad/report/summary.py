@@ -112,7 +112,8 @@ def dominance(
     if a_only is None or b_only is None:
         return None
     diff = np.array(a_only["values"], dtype=float) - np.array(b_only["values"], dtype=float)
-    mean = float(diff.mean())
+    spread = mean_std(diff)
+    mean = spread["mean"]
     dominant = b if mean < 0 else a if mean > 0 else None
     same = int(np.sum(np.sign(diff) == np.sign(mean))) if dominant else 0
     return {
@@ -123,7 +124,7 @@ def dominance(
         "full": cells.get("full"),
         "gap": cells.get("missing_gap"),
         "diff": mean,
-        "diff_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
+        "diff_std": spread["std"],
         "consistent_seeds": same,
         "n_seeds": len(diff),
     }
