@@ -1,5 +1,6 @@
 """At M = 2 (image, text) the report is the one the two-modality code wrote: every text
-output of tests/report/golden/m2/ byte for byte, and the data each figure plots."""
+output of tests/report/golden/m2/ byte for byte (a JSON file value for value, its floats
+to 1e-12), and the data each figure plots."""
 
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ from balgrad.atomic import atomic_open, write_text
 
 @dataclass
 class Table:
+    """A header and rows of text cells (:meth:`add` turns numbers into text)."""
+
     header: list[str]
     rows: list[list[str]] = field(default_factory=list)
 
