@@ -12,6 +12,7 @@ line with the recorded ones (tests/report/golden), for a renderer of three lines
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,9 @@ class Table:
         rule = "|" + "---|" * len(self.header)
         return "\n".join([line(self.header), rule, *map(line, self.rows)])
 
-    def write_markdown(self, path: Path, above: list[str] = (), below: list[str] = ()) -> Path:
+    def write_markdown(
+        self, path: Path, above: Sequence[str] = (), below: Sequence[str] = ()
+    ) -> Path:
         """``above`` lines, the table, then ``below`` lines, each ending in a newline."""
         write_text(path, "\n".join([*above, self.markdown(), *below]) + "\n")
         return Path(path)

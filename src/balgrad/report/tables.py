@@ -69,6 +69,12 @@ def aggregate(
     return out
 
 
+def _curve(values: np.ndarray) -> dict[str, list[float]]:
+    """Mean and std of each point over the seeds of [seeds, points]."""
+    over_seeds = mean_std(values)
+    return {"mean": over_seeds["mean"], "std": over_seeds["std"]}
+
+
 def aggregate_sweep(results: list[dict], metric: str) -> dict[str, dict]:
     """{method: {"ratio": [...], "mean": [...], "std": [...], "modalities": {m: {"mean",
     "std"}}}}: ΔGap versus r, and each ``missing_<m>`` score versus r (over seeds)."""
@@ -90,11 +96,10 @@ def aggregate_sweep(results: list[dict], metric: str) -> dict[str, dict]:
             )
             for m in names
         }
-        curve = lambda v: {k: mean_std(v)[k] for k in ("mean", "std")}  # noqa: E731
         out[method] = {
             "ratio": ratios,
-            **curve(gaps),
-            "modalities": {m: curve(v) for m, v in scores.items()},
+            **_curve(gaps),
+            "modalities": {m: _curve(v) for m, v in scores.items()},
         }
     return out
 
