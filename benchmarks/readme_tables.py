@@ -63,6 +63,7 @@ def fast_table(run_dirs: dict[str, Path]) -> str:
     """Markdown: per dataset, Baseline, BalGrad and balgrad_fast (mean ± std) and
     balgrad_fast minus BalGrad paired by seed with its 95% t-interval."""
     from balgrad.report.build import load_results
+    from balgrad.report.grid import Table
     from balgrad.report.tables import (
         PAIRED_ROWS,
         aggregate,
@@ -71,10 +72,8 @@ def fast_table(run_dirs: dict[str, Path]) -> str:
         paired_table,
     )
 
-    lines = [
-        "| Dataset | Condition | Baseline | BalGrad | balgrad_fast | fast − exact [95% CI] |",
-        "|---|---|---|---|---|---|",
-    ]
+    out = Table(["Dataset", "Condition", "Baseline", "BalGrad", "balgrad_fast"])
+    out.header.append("fast − exact [95% CI]")
     n = 0
     for dataset, run_dir in run_dirs.items():
         results = load_results(run_dir, FAST_METHODS)
@@ -83,11 +82,9 @@ def fast_table(run_dirs: dict[str, Path]) -> str:
         paired = paired_table(results, "accuracy", ["balgrad", "balgrad_fast"], "balgrad")
         for key, label in PAIRED_ROWS:
             cells = [format_cell(table[m].get(key)) for m in FAST_METHODS]
-            change = format_change(paired["balgrad_fast"].get(key))
-            lines.append(f"| {dataset} | {label} | " + " | ".join(cells) + f" | {change} |")
-    return f"accuracy (%), {n} seeds (mean ± std); n.s. = the interval contains 0\n\n" + "\n".join(
-        lines
-    )
+            out.add(dataset, label, *cells, format_change(paired["balgrad_fast"].get(key)))
+    intro = f"accuracy (%), {n} seeds (mean ± std); n.s. = the interval contains 0"
+    return f"{intro}\n\n{out.markdown()}"
 
 
 def main(argv: list[str] | None = None) -> int:

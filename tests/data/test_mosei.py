@@ -1,4 +1,5 @@
-"""CMU-MOSEI / MOSI pickles (MulT and MMSA formats) and the sentiment metrics (issue 16, part 5).
+"""CMU-MOSEI / MOSI pickles (MulT and MMSA formats) (issue 16, part 5); the sentiment
+read-outs are tested in tests/evaluate/test_sentiment.py.
 
 Fixtures are a few records pickled in the released layout: a dict of the three splits,
 each a dict of numpy arrays under the keys the official loaders read.
@@ -6,7 +7,6 @@ each a dict of numpy arrays under the keys the official loaders read.
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import warnings
@@ -269,54 +269,6 @@ def test_dataset_items_are_keyed_by_modality(tmp_path):
     assert label.item() == pytest.approx(float(split.labels[1]))
 
 
-# --- metrics, against hand-worked values -----------------------------------------------
-
-PREDS = [2.6, -0.4, 0.0, 1.4, -3.9, 0.3]
-TRUTH = [3.0, 0.0, -0.2, 1.6, -2.5, 0.0]
-
-
-def test_acc2_both_conventions():
-    # >= 0 positive, all six: (T,T) (F,T) (T,F) (T,T) (F,F) (T,T) -> 4 of 6 agree
-    assert mosei.acc2_non_negative(PREDS, TRUTH) == pytest.approx(4 / 6)
-    # zeros in the truth dropped (records 1 and 5); > 0 positive on the other four:
-    # (T,T) (F,F) (T,T) (F,F) -> 4 of 4
-    assert mosei.acc2_non_zero(PREDS, TRUTH) == 1.0
-    assert math.isnan(mosei.acc2_non_zero([1.0], [0.0]))
-
-
-def test_weighted_f1_both_conventions():
-    # >= 0: preds T F T T F T, truth T T F T F T. Class T: 3 TP, 4 predicted, 4 true -> 6/8;
-    # class F: 1 TP, 2 predicted, 2 true -> 2/4; weighted by truth (4, 2) -> 4/6
-    assert mosei.f1_non_negative(PREDS, TRUTH) == pytest.approx(4 / 6)
-    assert mosei.f1_non_zero(PREDS, TRUTH) == 1.0
-    # T: 2 TP, 3 predicted, 2 true -> 4/5; F: 1 TP, 1 predicted, 2 true -> 2/3; (2, 2) -> 11/15
-    assert mosei.f1_non_negative([1, 1, 1, -1], [1, 1, -1, -1]) == pytest.approx(11 / 15)
-    # a class never predicted scores 0 (sklearn's zero_division default)
-    assert mosei.f1_non_zero([1, 1], [1, -1]) == pytest.approx(0.5 * (2 / 3))
-
-
-def test_acc7_clips_then_rounds():
-    # preds -> 3, -0, 0, 1, -3 (clipped), 0; truth -> 3, 0, -0, 2, -2 (round half to even), 0
-    assert mosei.acc7(PREDS, TRUTH) == pytest.approx(4 / 6)
-    assert mosei.acc7([5.0, -9.0], [2.6, -3.0]) == 1.0
-
-
-def test_mae_and_pearson():
-    # |diffs| = .4 .4 .2 .2 1.4 .3 -> 2.9 / 6
-    assert mosei.mae(PREDS, TRUTH) == pytest.approx(2.9 / 6)
-    # x = 1, 2, 3 and y = 2, 4, 7: dx = -1, 0, 1; dy = -7/3, -1/3, 8/3; sum dx dy = 5,
-    # sum dx^2 = 2, sum dy^2 = (49 + 1 + 64) / 9 = 38/3 -> r = 5 / sqrt(76/3)
-    assert mosei.pearson([1, 2, 3], [2, 4, 7]) == pytest.approx(5 / math.sqrt(76 / 3))
-    assert math.isnan(mosei.pearson([1, 1], [0, 2]))
-    m = mosei.sentiment_metrics(PREDS, TRUTH)
-    assert m["acc2_non_zero"] == 1.0 and m["mae"] == pytest.approx(2.9 / 6)
-
-
-def test_metrics_refuse_mismatched_lengths():
-    with pytest.raises(ValueError, match="as many predictions as labels"):
-        mosei.mae([1.0, 2.0], [1.0])
-
-
 def test_pickle_written_by_numpy_1_reads(tmp_path):
     # numpy < 2 names its reconstructor numpy.core.multiarray; protocol 2 spells the
     # module as text, so the numpy-1 file is this one's bytes with the name changed
@@ -380,17 +332,3 @@ def test_without_skip_bad_the_lowest_bad_record_is_named(tmp_path):
     raw["test"]["id"] = np.array([b"a", b"\xff", b"c", b"d"], dtype=object)
     with pytest.raises(DataError, match=r"split 'test' key 'id' record 1"):
         mosei.load_mult_pickle(_dump(tmp_path, raw))
-
-
-def test_f1_and_pearson_match_sklearn_and_numpy():
-    metrics = pytest.importorskip("sklearn.metrics")
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        p = rng.uniform(-3, 3, 15)
-        y = np.round(rng.uniform(-3, 3, 15) * 2) / 2  # half steps, so some labels are 0
-        keep = y != 0
-        want = metrics.f1_score(y >= 0, p >= 0, average="weighted")
-        assert mosei.f1_non_negative(p, y) == pytest.approx(want, abs=1e-12)
-        want = metrics.f1_score(y[keep] > 0, p[keep] > 0, average="weighted")
-        assert mosei.f1_non_zero(p, y) == pytest.approx(want, abs=1e-12)
-        assert mosei.pearson(p, y) == pytest.approx(np.corrcoef(p, y)[0, 1], abs=1e-12)

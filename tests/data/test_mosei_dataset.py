@@ -20,6 +20,7 @@ from balgrad.data.catalog import DATASETS
 from balgrad.data.disk.records import DataWarning, MissingSplitError
 from balgrad.data.mosei import MoseiSentiment, MosiSentiment
 from balgrad.errors import ConfigError, DataError
+from balgrad.evaluate.sentiment import dataset_readouts
 
 MODALITIES = {"text": "features", "audio": "features", "visual": "features"}
 # sentiment scores, and their classes worked out by hand: acc7 is round(clip(y, -3, 3))
@@ -141,7 +142,7 @@ def test_the_acc7_readout_is_the_expected_score_against_the_real_labels(tmp_path
     test = build("mosei", tmp_path, "test")  # its scores: SCORES reversed
     logits = torch.randn(6, 7, generator=torch.Generator().manual_seed(0)) * 2
     index = torch.tensor([9, 0, 4, 3, 7, 6])  # any order, as the loader hands them
-    got = test.readout_scores(logits, index)
+    got = dataset_readouts(test, logits, index)
     truth = [SCORES[::-1][i] for i in index.tolist()]
     # expected score, sample by sample: sum over the classes -3..3 of p_c times c
     pred = []
@@ -161,9 +162,10 @@ def test_the_acc7_readout_is_the_expected_score_against_the_real_labels(tmp_path
     assert got["f1_non_zero"] == pytest.approx(100 * f1_score(*zip(*kept), average="weighted"))
     assert "acc7" not in got and "accuracy" not in got  # the argmax's acc7 is the accuracy
     # a 2-class model has no score to read out; a wrong width is named
-    assert build("mosei", tmp_path, "test", label="acc2").readout_scores(logits[:, :2], index) == {}
+    acc2 = build("mosei", tmp_path, "test", label="acc2")
+    assert dataset_readouts(acc2, logits[:, :2], index) == {}
     with pytest.raises(ConfigError, match=r"mosei: the acc7 read-out needs 7 logits"):
-        test.readout_scores(logits[:, :5], index)
+        dataset_readouts(test, logits[:, :5], index)
 
 
 def test_feature_std_over_the_real_steps(tmp_path):

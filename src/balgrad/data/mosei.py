@@ -1,4 +1,5 @@
-"""CMU-MOSEI / CMU-MOSI from their released pickles, and the field's sentiment metrics.
+"""CMU-MOSEI / CMU-MOSI from their released pickles (the field's sentiment read-outs are
+:mod:`balgrad.evaluate.sentiment`).
 
 Two formats, both a dict of splits ``d[split]`` for split in ``train``, ``valid``, ``test``:
 
@@ -41,7 +42,6 @@ the visual features is ``vision``.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -383,90 +383,6 @@ def _split(
     )
 
 
-# --- metrics, as MMSA's MetricsTop.__eval_mosei_regression computes them -----------------
-
-
-def _pair(preds: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(preds, dtype=np.float64).reshape(-1)
-    y = np.asarray(truth, dtype=np.float64).reshape(-1)
-    if p.shape != y.shape or p.size == 0:
-        raise ValueError(f"need as many predictions as labels, at least one: {p.size} and {y.size}")
-    return p, y
-
-
-def acc2_non_negative(preds: Any, truth: Any) -> float:
-    """Binary accuracy with label >= 0 positive, every record counted (MMSA "Has0_acc_2")."""
-    p, y = _pair(preds, truth)
-    return float(np.mean((p >= 0) == (y >= 0)))
-
-
-def acc2_non_zero(preds: Any, truth: Any) -> float:
-    """Binary accuracy over records whose label is not 0, > 0 positive (MMSA "Non0_acc_2",
-    MulT's ``binary_truth = test_truth[non_zeros] > 0``). NaN when every label is 0."""
-    p, y = _pair(preds, truth)
-    keep = y != 0
-    return float(np.mean((p[keep] > 0) == (y[keep] > 0))) if keep.any() else math.nan
-
-
-def _weighted_f1(pred_pos: np.ndarray, true_pos: np.ndarray) -> float:
-    # sklearn's f1_score(average="weighted"): per class 2 TP / (predicted + true), weighted by
-    # the class's share of the truth
-    total = 0.0
-    for c in (False, True):
-        tp = np.sum((pred_pos == c) & (true_pos == c))
-        denom = np.sum(pred_pos == c) + np.sum(true_pos == c)
-        total += np.sum(true_pos == c) * (2 * tp / denom if denom else 0.0)
-    return float(total / len(true_pos))
-
-
-def f1_non_negative(preds: Any, truth: Any) -> float:
-    """Weighted F1 of the :func:`acc2_non_negative` classes (MMSA "Has0_F1_score")."""
-    p, y = _pair(preds, truth)
-    return _weighted_f1(p >= 0, y >= 0)
-
-
-def f1_non_zero(preds: Any, truth: Any) -> float:
-    """Weighted F1 of the :func:`acc2_non_zero` classes (MMSA "Non0_F1_score"); NaN when
-    every label is 0."""
-    p, y = _pair(preds, truth)
-    keep = y != 0
-    return _weighted_f1(p[keep] > 0, y[keep] > 0) if keep.any() else math.nan
-
-
-def acc7(preds: Any, truth: Any) -> float:
-    """Seven-class accuracy: both sides clipped to [-3, 3] and rounded to an integer."""
-    p, y = _pair(preds, truth)
-    lo, hi = LABEL_RANGE
-    return float(np.mean(np.round(np.clip(p, lo, hi)) == np.round(np.clip(y, lo, hi))))
-
-
-def mae(preds: Any, truth: Any) -> float:
-    """Mean absolute error."""
-    p, y = _pair(preds, truth)
-    return float(np.mean(np.abs(p - y)))
-
-
-def pearson(preds: Any, truth: Any) -> float:
-    """Pearson correlation; NaN when either side is constant."""
-    p, y = _pair(preds, truth)
-    dp, dy = p - p.mean(), y - y.mean()
-    denom = math.sqrt(float(dp @ dp) * float(dy @ dy))
-    return float(dp @ dy) / denom if denom > 0 else math.nan
-
-
-def sentiment_metrics(preds: Any, truth: Any) -> dict[str, float]:
-    """All of the above, keyed by name."""
-    return {
-        "acc2_non_negative": acc2_non_negative(preds, truth),
-        "acc2_non_zero": acc2_non_zero(preds, truth),
-        "f1_non_negative": f1_non_negative(preds, truth),
-        "f1_non_zero": f1_non_zero(preds, truth),
-        "acc7": acc7(preds, truth),
-        "mae": mae(preds, truth),
-        "pearson": pearson(preds, truth),
-    }
-
-
 # --- the dataset contract (registered as "mosei" and "mosi" in balgrad.data.registry_av) ---
 
 FORMATS = ("auto", "mult", "mmsa")
@@ -547,7 +463,7 @@ def read_splits(path: Path, fmt: str, skip_bad: bool) -> dict[str, MoseiSplit]:
 
 def class_labels(scores: np.ndarray, mode: str) -> np.ndarray:
     """int64 classes of sentiment scores in [-3, 3]: ``acc7``: ``round(clip(y, -3, 3)) + 3``
-    (0..6 for -3..3, numpy's round half to even, as :func:`acc7`); ``acc2``: 1 for
+    (0..6 for -3..3, numpy's round half to even, as :func:`balgrad.evaluate.sentiment.acc7`); ``acc2``: 1 for
     ``y >= 0`` (non-negative), 0 for ``y < 0``."""
     if mode == "acc7":
         lo, hi = LABEL_RANGE
@@ -589,8 +505,8 @@ class MoseiSentiment(MultimodalDataset):
       ``Non0_acc_2``, MulT's ``binary_truth``: negative vs positive).
 
     ``scores`` keeps each sample's real-valued y. The regression read-outs (MAE, Pearson
-    correlation, and the acc2/acc7/F1 of a regressor's outputs) are library functions of
-    this module (:func:`sentiment_metrics`); a regression trainer is not part of balgrad.
+    correlation, and the acc2/acc7/F1 of a regressor's outputs) are
+    :mod:`balgrad.evaluate.sentiment`; a regression trainer is not part of balgrad.
     """
 
     dataset = "mosei"
@@ -739,26 +655,11 @@ class MoseiSentiment(MultimodalDataset):
         """Nothing left to check: the pickle was read and checked whole at construction."""
         return []
 
-    def readout_scores(self, logits: torch.Tensor, index: torch.Tensor) -> dict[str, float]:
-        """The field's regression read-outs of a 7-class (``label="acc7"``) model, against
-        each sample's real-valued score: the predicted score is the expected class value
-        under the softmax, sum_c p_c (c - 3), and from it ``mae`` and ``pearson`` (in
-        score units) and ``acc2_non_negative``, ``acc2_non_zero``, ``f1_non_negative``,
-        ``f1_non_zero`` (in %, as :func:`sentiment_metrics`). ``accuracy`` stays the
-        argmax's acc7. A two-class model (``label="acc2"``) has no score to read out: none."""
-        if self.label_mode != "acc7" or not len(index):
-            return {}
-        values = torch.arange(-3.0, 4.0, dtype=torch.float64)
-        if logits.shape[-1] != len(values):
-            raise ConfigError(
-                f"{self.dataset}: the acc7 read-out needs 7 logits per sample, got "
-                f"{tuple(logits.shape)}"
-            )
-        predicted = (torch.softmax(logits.double(), dim=-1) @ values).numpy()
-        truth = self.scores[index.cpu().numpy()]
-        out = sentiment_metrics(predicted, truth)
-        del out["acc7"]  # the model's own acc7 is its accuracy (argmax), not the rounded mean
-        return {k: v if k in ("mae", "pearson") else 100.0 * v for k, v in out.items()}
+    def sentiment_truth(self, index: torch.Tensor) -> np.ndarray | None:
+        """The real-valued score of each sample at ``index``, for a 7-class model's
+        regression read-outs (:func:`balgrad.evaluate.sentiment.readout_scores`); None for
+        a two-class model (``label="acc2"``), which has no score to read out."""
+        return self.scores[index.cpu().numpy()] if self.label_mode == "acc7" else None
 
     def __repr__(self) -> str:
         return (

@@ -13,16 +13,20 @@ from __future__ import annotations
 import math
 
 import torch
-from torchmetrics.classification import (
-    BinaryAUROC,
-    MulticlassAccuracy,
-    MultilabelAccuracy,
-    MultilabelF1Score,
-)
+from torchmetrics import AUROC, Accuracy, F1Score
 
 from balgrad.errors import ConfigError
 
 METRICS = ("accuracy", "auroc", "f1_macro", "f1_micro")
+
+#: (task, metric) -> its torchmetrics task metric for ``n`` classes (labels)
+TASK_METRICS = {
+    ("single_label", "accuracy"): lambda n: Accuracy("multiclass", num_classes=n, average="micro"),
+    ("single_label", "auroc"): lambda n: AUROC("binary"),
+    ("multi_label", "accuracy"): lambda n: Accuracy("multilabel", num_labels=n, average="micro"),
+    ("multi_label", "f1_macro"): lambda n: F1Score("multilabel", num_labels=n, average="macro"),
+    ("multi_label", "f1_micro"): lambda n: F1Score("multilabel", num_labels=n, average="micro"),
+}
 
 
 def compute_scores(
@@ -34,40 +38,23 @@ def compute_scores(
     for name in metrics:
         if name not in METRICS:
             raise ConfigError(f"metrics: unknown metric {name!r}; expected one of {METRICS}")
-        if task == "single_label":
-            if name == "accuracy":
-                m = MulticlassAccuracy(num_classes=num, average="micro")
-                value = m(logits, target) if len(target) else math.nan
-            elif name == "auroc":
-                if num != 2:
-                    raise ConfigError(
-                        f"metrics: auroc needs a binary task, this one has {num} classes"
-                    )
-                if target.unique().numel() < 2:  # no pair of classes to rank
-                    value = math.nan
-                else:
-                    value = BinaryAUROC()(torch.softmax(logits, -1)[:, 1], target)
-            else:
-                raise ConfigError(f"metrics: {name} is for multi-label tasks")
-        elif not len(target):
-            value = math.nan
+        if (task, name) not in TASK_METRICS:
+            fits = [t.replace("_", "-") for t, m in TASK_METRICS if m == name]
+            raise ConfigError(f"metrics: {name} is for {' and '.join(fits)} tasks, not {task}")
+        if name == "auroc" and num != 2:
+            raise ConfigError(f"metrics: auroc needs a binary task, this one has {num} classes")
+        if not len(target) or (name == "auroc" and target.unique().numel() < 2):
+            out[name] = math.nan  # an empty split, or one class only: nothing to rank
+            continue
+        if task == "multi_label":
+            # probabilities, at threshold 0.5: given logits, torchmetrics would apply the
+            # sigmoid only when some value lies outside [0, 1]
+            preds, target_ = torch.sigmoid(logits), target.long()
+        elif name == "auroc":
+            preds, target_ = torch.softmax(logits, -1)[:, 1], target
         else:
-            t = target.long()
-            if name == "f1_macro":
-                value = MultilabelF1Score(num_labels=num, average="macro", threshold=0.5)(
-                    torch.sigmoid(logits), t
-                )
-            elif name == "f1_micro":
-                value = MultilabelF1Score(num_labels=num, average="micro", threshold=0.5)(
-                    torch.sigmoid(logits), t
-                )
-            elif name == "accuracy":
-                value = MultilabelAccuracy(num_labels=num, average="micro")(
-                    torch.sigmoid(logits), t
-                )
-            else:
-                raise ConfigError(f"metrics: {name} is for single-label tasks")
-        out[name] = 100.0 * float(value)
+            preds, target_ = logits, target
+        out[name] = 100.0 * float(TASK_METRICS[task, name](num)(preds, target_))
     return out
 
 

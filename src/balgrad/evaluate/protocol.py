@@ -30,6 +30,7 @@ from balgrad.data.pipeline import InputPipeline
 from balgrad.data.progress import with_progress
 from balgrad.errors import ConfigError
 from balgrad.evaluate.metrics import compute_scores
+from balgrad.evaluate.sentiment import dataset_readouts
 from balgrad.names import check_modality_names, condition_name, parse_condition
 from balgrad.train.precision import autocast_region
 
@@ -212,12 +213,10 @@ class Evaluator:
             )
             logits = torch.zeros_like(logits)  # only to name the scores: none is computed
         scores = compute_scores(logits, pred.target, model.task, self.metrics)
-        readout = getattr(self.dataset, "readout_scores", None)
-        if readout is not None:
-            extra = readout(logits, pred.index)
-            if clash := sorted(set(extra) & set(scores)):
-                raise ConfigError(f"readout_scores of {self.dataset!r} repeats metrics {clash}")
-            scores.update(extra)
+        extra = dataset_readouts(self.dataset, logits, pred.index)
+        if clash := sorted(set(extra) & set(scores)):
+            raise ConfigError(f"readout_scores of {self.dataset!r} repeats metrics {clash}")
+        scores.update(extra)
         if pred.nonfinite:
             scores = dict.fromkeys(scores, math.nan)
         return scores

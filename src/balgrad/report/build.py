@@ -171,43 +171,24 @@ def _diagnostics(
     dataset = cfg["dataset"]
     layout = layout or run_layout(results)
     if draw:
-        n_seeds = max((c["n"] for rows in table.values() for c in rows.values()), default=1)
-        spread = "std over seeds" if n_seeds > 1 else "1 seed: no spread to show"
-        figures["condition_bars"] = plot_condition_bars(
-            table,
-            methods,
-            run_dir / "condition_bars.png",
-            metric,
-            f"{dataset}: {metric} per condition ({spread})",
-            layout,
+        figures["condition_bars"] = _condition_bars(
+            run_dir, dataset, table, methods, metric, layout
         )
     tables = {"table": paths["md"]}
     if has_ablation(table):  # Table 2 needs more than the reference
         tables.update(write_ablation_table(table, run_dir, metric, layout=layout))
     logs = diag.load_step_logs(run_dir, methods, seeds)
     loss_gaps = diag.loss_gaps(logs, modalities=layout.names)
-    curves = {
-        m: c
-        for m in methods
-        if m in logs and (c := diag.loss_curves(logs[m], modalities=layout.names)) is not None
-    }
-    if curves and draw:
+    if draw and (curves := _loss_curves(logs, methods, layout)):
+        title = f"{dataset}: per-modality training loss"
         figures["loss_curves"] = plot_loss_curves(
-            curves, loss_gaps, run_dir / "loss_curves.png", f"{dataset}: per-modality training loss"
+            curves, loss_gaps, run_dir / "loss_curves.png", title
         )
-    series = diag.cosine_series(logs, cfg.get("method_options") or {}, layout.names)
-    if series:
-        if draw:
-            figures["cosine_histogram"] = plot_cosine_histograms(
-                series, run_dir / "cosine_histogram.png"
-            )
-        tables["cosine_histogram_csv"] = diag.write_cosine_histogram_csv(
-            series, run_dir / "cosine_histogram.csv"
-        )
-    conflicts = diag.conflict_stats(logs, cfg.get("method_options") or {}, layout.names)
-    if conflicts:
-        gaps = {m: table.get(m, {}).get("missing_gap") for m in conflicts}
-        tables.update(diag.write_conflict_table(conflicts, gaps, methods, run_dir, metric))
+    options = cfg.get("method_options") or {}
+    figs = figures if draw else None
+    conflicts = _gradient_outputs(
+        run_dir, logs, options, table, methods, metric, layout, figs, tables
+    )
     if not logs:
         log.info(
             "report: no metrics.jsonl under %s; no loss curves or gradient diagnostics", run_dir
@@ -229,6 +210,54 @@ def _diagnostics(
     paths.update({k: v for k, v in tables.items() if k != "table"})
     paths["report"] = run_dir / "report.md"
     return {"summary": summary, "conflicts": conflicts, "loss_gaps": loss_gaps}
+
+
+def _condition_bars(
+    run_dir: Path, dataset: str, table: dict, methods: list[str], metric: str, layout: Layout
+) -> Path:
+    """Fig. 2a: the scores per condition, with their spread over seeds where there is one."""
+    n_seeds = max((c["n"] for rows in table.values() for c in rows.values()), default=1)
+    spread = "std over seeds" if n_seeds > 1 else "1 seed: no spread to show"
+    title = f"{dataset}: {metric} per condition ({spread})"
+    return plot_condition_bars(
+        table, methods, run_dir / "condition_bars.png", metric, title, layout
+    )
+
+
+def _loss_curves(logs: dict, methods: list[str], layout: Layout) -> dict:
+    """Each method's smoothed per-modality loss curves (Fig. 2b, 6), where it logged them."""
+    curves = {m: diag.loss_curves(logs[m], modalities=layout.names) for m in methods if m in logs}
+    return {m: c for m, c in curves.items() if c is not None}
+
+
+def _gradient_outputs(
+    run_dir: Path,
+    logs: dict,
+    options: dict,
+    table: dict,
+    methods: list[str],
+    metric: str,
+    layout: Layout,
+    figures: dict[str, Path] | None,
+    tables: dict[str, Path],
+) -> dict:
+    """Fig. 7 (into ``figures``, unless None) and its CSV and Table 3 (into ``tables``)
+    from the logged gradient cosines; returns
+    :func:`~balgrad.report.diagnostics.conflict_stats`."""
+    series = diag.cosine_series(logs, options, layout.names)
+    if series and figures is not None:
+        figures["cosine_histogram"] = plot_cosine_histograms(
+            series, run_dir / "cosine_histogram.png"
+        )
+    if series:
+        tables["cosine_histogram_csv"] = diag.write_cosine_histogram_csv(
+            series, run_dir / "cosine_histogram.csv"
+        )
+    stats = diag.conflict_stats(logs, options, layout.names)
+    if stats:
+        gaps = {m: table.get(m, {}).get("missing_gap") for m in stats}
+        tables.update(diag.write_conflict_table(stats, gaps, methods, run_dir, metric))
+    return stats
 
 
 def _primary_metric(cfg: dict, results: list[dict]) -> str:

@@ -14,14 +14,14 @@ Everything here is plain numpy on the logged values; the figures are drawn in
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from balgrad.atomic import atomic_open, write_text
 from balgrad.errors import ConfigError
+from balgrad.report.grid import Table
+from balgrad.report.stats import mean_std
 from balgrad.report.tables import format_cell, method_label
 from balgrad.strategies.balgrad import STATISTICS as BALGRAD
 from balgrad.strategies.base import MONITOR
@@ -137,11 +137,11 @@ def loss_curves(
     stacks = {
         m: np.stack([moving_average(s[1][i][:n], w) for s in series]) for i, m in enumerate(names)
     }
-    std = (lambda a: a.std(0, ddof=1)) if len(series) > 1 else (lambda a: np.zeros(a.shape[1]))
+    over_seeds = {m: mean_std(a) for m, a in stacks.items()}
     return LossCurves(
         series[0][0][:n],
-        {m: a.mean(0) for m, a in stacks.items()},
-        {m: std(a) for m, a in stacks.items()},
+        {m: np.array(c["mean"]) for m, c in over_seeds.items()},
+        {m: np.array(c["std"]) for m, c in over_seeds.items()},
         len(series),
         w,
     )
@@ -175,22 +175,17 @@ def loss_gap(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> float
     return float(np.mean(column(last, loss_key(a)) - column(last, loss_key(b))))
 
 
-def mean_std(values: list[float]) -> dict:
-    """{"mean", "std", "n", "values"} (std over seeds, ddof=1; 0 for one value)."""
-    arr = np.array(values, dtype=float)
-    return {
-        "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-        "n": len(arr),
-        "values": [float(v) for v in values],
-        "negative_transfer": False,
-    }
+def seed_cell(values: list[float]) -> dict:
+    """A table cell of ``values`` over seeds: :func:`~balgrad.report.stats.mean_std`, the
+    ``values`` and no negative transfer."""
+    values = [float(v) for v in values]
+    return {**mean_std(values), "values": values, "negative_transfer": False}
 
 
 def loss_gaps(
     logs: dict[str, dict[int, list[dict]]], tail: float = GAP_TAIL, modalities=PAIR
 ) -> dict[str, dict]:
-    """{method: mean_std of the per-seed loss-curve gap (:func:`loss_gap`)}; for M > 2
+    """{method: seed_cell of the per-seed loss-curve gap (:func:`loss_gap`)}; for M > 2
     with ``"tail"``: {m: mean over seeds of :func:`tail_losses`} as well."""
     modalities = list(modalities)
     out = {}
@@ -199,7 +194,7 @@ def loss_gaps(
         vals = [g for g in gaps if g is not None]
         if not vals:
             continue
-        out[method] = mean_std(vals)
+        out[method] = seed_cell(vals)
         if len(modalities) > 2:
             tails = [t for rows in per_seed.values() if (t := tail_losses(rows, tail, modalities))]
             out[method]["tail"] = {m: float(np.mean([t[m] for t in tails])) for m in modalities}
@@ -257,7 +252,7 @@ def conflict_stats(
     """Per method that logs the cosines (and computed a KL gradient): the per-seed
     fractions of steps with raw cos < 0 and with post-projection cos < −1e-6.
 
-    {method: {"projects": bool, "steps": int, "raw": mean_std, "projected": mean_std}}
+    {method: {"projects": bool, "steps": int, "raw": seed_cell, "projected": seed_cell}}
     """
     out = {}
     for method, per_seed in logs.items():
@@ -273,8 +268,8 @@ def conflict_stats(
             out[method] = {
                 "projects": method_projects(method, method_options, all_rows),
                 "steps": steps,
-                "raw": mean_std(raw),
-                "projected": mean_std(post),
+                "raw": seed_cell(raw),
+                "projected": seed_cell(post),
             }
     return out
 
@@ -311,16 +306,17 @@ def cosine_series(
 def write_cosine_histogram_csv(
     series: list[tuple[str, np.ndarray]], path: Path, bins: np.ndarray = COS_BINS
 ) -> Path:
-    with atomic_open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["bin_low", "bin_high", *(name for name, _ in series)])
-        counts = [cosine_histogram(v, bins)[0] for _, v in series]
-        for i in range(len(bins) - 1):
-            w.writerow([f"{bins[i]:.3f}", f"{bins[i + 1]:.3f}", *(int(c[i]) for c in counts)])
-    return Path(path)
+    out = Table(["bin_low", "bin_high", *(name for name, _ in series)])
+    counts = [cosine_histogram(v, bins)[0] for _, v in series]
+    for i in range(len(bins) - 1):
+        out.add(f"{bins[i]:.3f}", f"{bins[i + 1]:.3f}", *(int(c[i]) for c in counts))
+    return out.write_csv(path)
 
 
 # -- Table 3 ------------------------------------------------------------------------------
+MS = ("mean", "std")
+
+
 def _pct(cell: dict) -> dict:
     return {**cell, "mean": 100 * cell["mean"], "std": 100 * cell["std"]}
 
@@ -337,46 +333,27 @@ def write_conflict_table(
     out_dir = Path(out_dir)
     order = [m for m in methods if m in stats] + [m for m in stats if m not in methods]
     paths = {"conflicts_md": out_dir / "conflicts.md", "conflicts_csv": out_dir / "conflicts.csv"}
-    lines = [
-        f"Fraction of training steps with conflicting gradients, cos(g_T, g_kl) < 0 (%), "
-        f"and missing-modality ΔGap ({metric}, points); mean ± std over seeds.",
-        "",
-        "| Method | Projection | Steps | Conflicting, raw (%) | Conflicting, after projection (%) | ΔGap |",
-        "|---|---|---|---|---|---|",
-    ]
-    with atomic_open(paths["conflicts_csv"], "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "method",
-                "projects",
-                "steps",
-                "conflict_raw_mean",
-                "conflict_raw_std",
-                "conflict_projected_mean",
-                "conflict_projected_std",
-                "gap_mean",
-                "gap_std",
-            ]
+    intro = (
+        "Fraction of training steps with conflicting gradients, cos(g_T, g_kl) < 0 (%), "
+        f"and missing-modality ΔGap ({metric}, points); mean ± std over seeds."
+    )
+    md = Table(["Method", "Projection", "Steps", "Conflicting, raw (%)"])
+    md.header += ["Conflicting, after projection (%)", "ΔGap"]
+    stat_columns = ("conflict_raw", "conflict_projected", "gap")
+    sheet = Table(["method", "projects", "steps", *(f"{c}_{k}" for c in stat_columns for k in MS)])
+    for m in order:
+        st, g = stats[m], gaps.get(m)
+        raw, post = st["raw"], st["projected"]
+        md.add(method_label(m), "yes" if st["projects"] else "no", st["steps"])
+        md.rows[-1] += [format_cell(_pct(raw)), format_cell(_pct(post)), format_cell(g)]
+        gap = ["", ""] if g is None else [f"{g[k]:.4f}" for k in MS]
+        sheet.add(
+            m,
+            int(st["projects"]),
+            st["steps"],
+            *(f"{c[k]:.6f}" for c in (raw, post) for k in MS),
+            *gap,
         )
-        for m in order:
-            s, g = stats[m], gaps.get(m)
-            lines.append(
-                f"| {method_label(m)} | {'yes' if s['projects'] else 'no'} | {s['steps']} | "
-                f"{format_cell(_pct(s['raw']))} | {format_cell(_pct(s['projected']))} | {format_cell(g)} |"
-            )
-            w.writerow(
-                [
-                    m,
-                    int(s["projects"]),
-                    s["steps"],
-                    f"{s['raw']['mean']:.6f}",
-                    f"{s['raw']['std']:.6f}",
-                    f"{s['projected']['mean']:.6f}",
-                    f"{s['projected']['std']:.6f}",
-                    "" if g is None else f"{g['mean']:.4f}",
-                    "" if g is None else f"{g['std']:.4f}",
-                ]
-            )
-    write_text(paths["conflicts_md"], "\n".join(lines) + "\n")
+    md.write_markdown(paths["conflicts_md"], [intro, ""])
+    sheet.write_csv(paths["conflicts_csv"])
     return paths

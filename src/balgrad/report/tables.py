@@ -10,18 +10,18 @@ a method whose interval contains 0 made no significant change.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
-from balgrad.atomic import atomic_open, write_text
+from balgrad.atomic import write_text
 from balgrad.evaluate.metrics import is_defined
 from balgrad.evaluate.protocol import summarize, sweep_gaps
 from balgrad.names import condition_name, parse_condition
+from balgrad.report.grid import Table
 from balgrad.report.layout import Layout, run_layout
+from balgrad.report.stats import CONFIDENCE, mean_std, t_interval
 from balgrad.strategies.registry import method_label, method_role
 from balgrad.train.metrics_log import nan_to_null
 
@@ -29,7 +29,6 @@ from balgrad.train.metrics_log import nan_to_null
 ROWS = Layout().rows()
 #: rows of the paired comparison against the reference method, (image, text) run
 PAIRED_ROWS = Layout().paired_rows()
-CONFIDENCE = 0.95
 NO_CHANGE = "no significant change"
 
 
@@ -59,11 +58,8 @@ def aggregate(
             vals = [s[key] for s in summaries if key in s]
             if not vals:
                 continue
-            arr = np.array(vals, dtype=float)
             rows[key] = {
-                "mean": float(arr.mean()),
-                "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-                "n": len(arr),
+                **mean_std(vals),
                 "values": vals,
                 "negative_transfer": any(
                     s.get(f"{key}_negative_transfer", False) for s in summaries
@@ -73,10 +69,10 @@ def aggregate(
     return out
 
 
-def _mean_std_over_seeds(values: np.ndarray) -> dict[str, list[float]]:
-    """Mean and std (ddof 1; zeros for one seed) over the rows of [seeds, points]."""
-    std = values.std(0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
-    return {"mean": values.mean(0).tolist(), "std": std.tolist()}
+def _curve(values: np.ndarray) -> dict[str, list[float]]:
+    """Mean and std of each point over the seeds of [seeds, points]."""
+    over_seeds = mean_std(values)
+    return {"mean": over_seeds["mean"], "std": over_seeds["std"]}
 
 
 def aggregate_sweep(results: list[dict], metric: str) -> dict[str, dict]:
@@ -102,37 +98,10 @@ def aggregate_sweep(results: list[dict], metric: str) -> dict[str, dict]:
         }
         out[method] = {
             "ratio": ratios,
-            **_mean_std_over_seeds(gaps),
-            "modalities": {m: _mean_std_over_seeds(v) for m, v in scores.items()},
+            **_curve(gaps),
+            "modalities": {m: _curve(v) for m, v in scores.items()},
         }
     return out
-
-
-def t_interval(values: list[float], confidence: float = CONFIDENCE) -> dict:
-    """Mean of ``values`` with its two-sided t-interval over them (n - 1 degrees of freedom).
-
-    {"mean", "std", "n", "low", "high", "significant"}; ``low``/``high`` are None and
-    ``significant`` is None for a single value (no interval can be computed).
-    ``significant`` is True when the interval excludes 0.
-    """
-    arr = np.asarray(values, dtype=float)
-    n = len(arr)
-    if n == 0:
-        raise ValueError("t_interval: no values")
-    mean = float(arr.mean())
-    if n == 1:
-        return {"mean": mean, "std": None, "n": 1, "low": None, "high": None, "significant": None}
-    std = float(arr.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * std / np.sqrt(n)
-    low, high = mean - half, mean + half
-    return {
-        "mean": mean,
-        "std": std,
-        "n": n,
-        "low": low,
-        "high": high,
-        "significant": bool(low > 0 or high < 0),
-    }
 
 
 def per_seed_rows(
@@ -221,21 +190,12 @@ def paired_markdown(
             f"Change versus {ref}: one seed, so no interval can be computed "
             "(run several seeds, e.g. `--seeds 0 1 2 3 4`).\n"
         )
-    lines = [
+    intro = (
         f"Change versus {ref}, paired by seed (mean of the per-seed differences in points, "
         f"[{CONFIDENCE:.0%} t-interval over {n} seeds]; n.s. = {NO_CHANGE}: the interval "
-        "contains 0; for ΔGap a negative change is more balanced):",
-        "",
-        "| Condition | " + " | ".join(method_label(m) for m in cols) + " |",
-        "|---|" + "---|" * len(cols),
-    ]
-    for key, label in rows:
-        if not any(key in paired[m] for m in cols):
-            continue
-        lines.append(
-            f"| {label} | " + " | ".join(format_change(paired[m].get(key)) for m in cols) + " |"
-        )
-    return "\n".join(lines) + "\n"
+        "contains 0; for ΔGap a negative change is more balanced):"
+    )
+    return f"{intro}\n\n{condition_table(paired, cols, rows, format_change).markdown()}\n"
 
 
 #: the legend of the ``*`` that :func:`format_cell` puts on a negative-transfer score
@@ -266,23 +226,35 @@ def csv_cell(cell: dict | None) -> list[str]:
     return [number(cell["mean"], ".4f"), number(cell["std"], ".4f")]
 
 
+def _present(table: dict, methods: list[str], rows, every: bool):
+    return [(k, label) for k, label in rows if every or any(k in table.get(m, {}) for m in methods)]
+
+
+def condition_table(table: dict, methods: list[str], rows, fmt=format_cell, every=False) -> Table:
+    """Conditions as rows (those some method has, or ``every`` one), methods as columns,
+    each cell ``fmt(cell)``."""
+    out = Table(["Condition", *(method_label(m) for m in methods)])
+    for key, label in _present(table, methods, rows, every):
+        out.add(label, *(fmt(table.get(m, {}).get(key)) for m in methods))
+    return out
+
+
+def condition_csv(table: dict, methods: list[str], rows, every: bool = False) -> Table:
+    """:func:`condition_table` for a CSV: the row keys, and a mean and a std column per method."""
+    out = Table(["condition", *(f"{m}_{s}" for m in methods for s in ("mean", "std"))])
+    for key, _ in _present(table, methods, rows, every):
+        out.add(key, *(x for m in methods for x in csv_cell(table.get(m, {}).get(key))))
+    return out
+
+
 def markdown_table(
     table: dict[str, dict[str, dict]],
     methods: list[str],
     title: str = "",
     rows: list[tuple[str, str]] = ROWS,
 ) -> str:
-    header = "| Condition | " + " | ".join(method_label(m) for m in methods) + " |"
     lines = [title, ""] if title else []
-    lines += [header, "|---|" + "---|" * len(methods)]
-    for key, label in rows:
-        if not any(key in table.get(m, {}) for m in methods):
-            continue
-        lines.append(
-            f"| {label} | "
-            + " | ".join(format_cell(table.get(m, {}).get(key)) for m in methods)
-            + " |"
-        )
+    lines.append(condition_table(table, methods, rows).markdown())
     cells = [c for m in methods for c in table.get(m, {}).values() if c]
     if any(c.get("negative_transfer") for c in cells):
         lines += ["", NEGATIVE_TRANSFER_NOTE]
@@ -314,17 +286,7 @@ def write_tables(
     if paired:
         md += "\n" + paired_markdown(paired, methods, reference, layout.paired_rows())
     write_text(paths["md"], md)
-    with atomic_open(paths["csv"], "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["condition", *(f"{m}_{s}" for m in methods for s in ("mean", "std"))])
-        for key, _ in rows:
-            if not any(key in table.get(m, {}) for m in methods):
-                continue
-            row = [key]
-            for m in methods:
-                cell = table.get(m, {}).get(key)
-                row += csv_cell(cell)
-            w.writerow(row)
+    condition_csv(table, methods, rows).write_csv(paths["csv"])
     payload = {"metric": metric, "methods": methods, "table": table}
     if not layout.legacy:
         payload.update({"modalities": layout.modalities, "noise": layout.noise})

@@ -6,6 +6,12 @@ Reading a GPU tensor on the host waits for the GPU (a host sync), so the loggers
 read one per step: each step's tensors are copied into one small tensor (a kernel
 launch, no sync) and converted in bulk, one ``.tolist()`` per device, when the buffer is
 flushed.
+
+:class:`StepStats` stays hand-written rather than torchmetrics' ``MeanMetric``/``CatMetric``:
+the log keeps every step's value (not a mean), and torchmetrics holds one metric object
+per statistic whose ``compute`` reads each to the host (one sync per statistic, where
+this buffer makes one per device), and whose default NaN check (``nan_strategy``) reads
+every update's value. DDP reduction is not wanted here either: each rank logs its own.
 """
 
 from __future__ import annotations
