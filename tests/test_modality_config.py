@@ -505,3 +505,19 @@ def test_balgrad_list_names_a_kind_without_backbones(datasets, monkeypatch, caps
     out = capsys.readouterr().out
     assert f"video backbones: none registered (needed by {AV};" in out
     assert "features backbones: none" not in out
+
+
+def test_an_old_eval_json_is_read_in_the_current_schema():
+    from balgrad.config_upgrade import upgrade_eval
+
+    old = {"method": "joint", "protocol": {"missing_ratio": 1.0, "image_noise": 0.4,
+           "text_noise": 0.3, "eval_seed": 0}, "conditions": {}}  # fmt: skip
+    new = upgrade_eval(old)
+    assert new["protocol"] == {
+        "missing_ratio": 1.0,
+        "modalities": {"image": "image", "text": "text"},
+        "noise": {"image": 0.4, "text": 0.3},
+        "eval_seed": 0,
+    }
+    assert old["protocol"]["image_noise"] == 0.4  # the record read is not changed
+    assert upgrade_eval(new) == new  # the current schema passes as it is

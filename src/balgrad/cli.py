@@ -27,6 +27,7 @@ from balgrad.config import (
     load_yaml,
     parse_noise,
 )
+from balgrad.config_upgrade import FLAT_KEYS, shorthand_settings
 from balgrad.errors import BalgradError, ConfigError, Interrupted
 from balgrad.train.distributed import end_distributed
 
@@ -60,13 +61,16 @@ MODALITY_FLAGS = {
         "the noisy_<M> level in M's kind's unit, e.g. audio=10db (an SNR), visual=0.5 (repeatable)",
     ),
 }
-#: the documented shorthands of the modalities ``image`` and ``text`` (of those kinds):
-#: flag -> its flat key (:data:`balgrad.config_upgrade.FLAT_KEYS` turns them into settings)
+#: the documented shorthands of the modalities ``image`` and ``text`` (of those kinds),
+#: ``--image-backbone`` and so on: flag -> (its 0.1 key, which
+#: :func:`balgrad.config_upgrade.shorthand_settings` turns into settings, type, long form)
 SHORTHAND_FLAGS = {
-    "--image-backbone": ("image_backbone", str, "--backbone image=NAME"),
-    "--text-backbone": ("text_backbone", str, "--backbone text=NAME"),
-    "--image-noise": ("image_noise", float, "--noise image=LEVEL"),
-    "--text-noise": ("text_noise", float, "--noise text=LEVEL"),
+    "--" + key.replace("_", "-"): (
+        key,
+        float if setting == "noise" else str,
+        f"--{setting} {m}={'LEVEL' if setting == 'noise' else 'NAME'}",
+    )
+    for key, (m, setting) in FLAT_KEYS.items()
 }
 
 
@@ -138,6 +142,7 @@ def _add_modality_flags(
                 flag,
                 dest=f"shorthand_{key}",
                 type=type_,
+                metavar=spelt.rpartition("=")[2],
                 help=f"shorthand of {spelt} (a modality named {key.split('_')[0]}, of that kind)",
                 default=argparse.SUPPRESS,
             )
@@ -148,8 +153,6 @@ def modality_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     shorthands (``--image-noise``), then ``--backbone M=NAME``, ``--backbone-option
     M.KEY=VALUE`` and ``--noise M=LEVEL``, which win over them (a noise level is checked
     here, and kept as written: ``10db`` is an SNR)."""
-    from balgrad.config_upgrade import shorthand_settings
-
     flat = {key: vars(args)[f"shorthand_{key}"] for key, *_ in SHORTHAND_FLAGS.values()
             if f"shorthand_{key}" in vars(args)}  # fmt: skip
     out: dict[str, dict[str, Any]] = shorthand_settings(flat)

@@ -441,16 +441,7 @@ def resolve_modalities(
                 f"field 'modalities.{m}.kind': {where} declares {m!r} of kind {kind}, "
                 f"not {own.kind!r}"
             )
-        if own.backbone is not None:
-            backbone, source = own.backbone, f"modalities.{m}.backbone"
-        elif m in registered:
-            backbone, source = registered[m], f"dataset {dataset!r}'s default backbone of {m}"
-        else:
-            raise ConfigError(
-                f"{where}: no backbone for its modality {m!r} (kind {kind}); pass "
-                f"--backbone {m}=NAME (YAML: modalities: {{{m}: {{backbone: NAME}}}})"
-                + _known_backbones(kind)
-            )
+        backbone, source = _backbone_of(dataset, m, kind, own, registered)
         options_field = f"modalities.{m}.backbone_options"
         _check_backbone(m, kind, backbone, source, own.backbone_options, options_field)
         options = {**_backbone_defaults(meta, kind, backbone), **own.backbone_options}
@@ -459,6 +450,21 @@ def resolve_modalities(
             noise=_noise_of(m, kind, own),
         )  # fmt: skip
     return specs
+
+
+def _backbone_of(
+    dataset: str, m: str, kind: str, own: ModalitySettings, registered: dict[str, str]
+) -> tuple[str, str]:
+    """(backbone name, where it came from): the setting, else the registration's."""
+    if own.backbone is not None:
+        return own.backbone, f"modalities.{m}.backbone"
+    if m in registered:
+        return registered[m], f"dataset {dataset!r}'s default backbone of {m}"
+    raise ConfigError(
+        f"dataset {dataset!r}: no backbone for its modality {m!r} (kind {kind}); pass "
+        f"--backbone {m}=NAME (YAML: modalities: {{{m}: {{backbone: NAME}}}})"
+        + _known_backbones(kind)
+    )
 
 
 def _backbone_defaults(meta: dict[str, Any], kind: str, backbone: str) -> dict[str, Any]:

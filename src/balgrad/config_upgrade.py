@@ -16,7 +16,6 @@ Nothing here imports the rest of balgrad: every layer may read old files through
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any
 
@@ -122,14 +121,16 @@ def upgrade_eval(record: dict[str, Any]) -> dict[str, Any]:
     protocol = record.get("protocol")
     if not isinstance(protocol, dict) or "modalities" in protocol:
         return record
-    record = copy.copy(record)
-    protocol = dict(protocol)
-    noise = {m: protocol.pop(f"{m}_noise") for m in ("image", "text") if f"{m}_noise" in protocol}
-    protocol["modalities"] = {"image": "image", "text": "text"}
-    if noise:
-        protocol.setdefault("noise", noise)
-    record["protocol"] = protocol
-    return record
+    noise = {m: protocol[f"{m}_noise"] for m in ("image", "text") if f"{m}_noise" in protocol}
+    current: dict[str, Any] = {}
+    for key, value in protocol.items():  # in the place (and order) balgrad writes them now
+        if key in ("image_noise", "text_noise"):
+            current.setdefault("modalities", {"image": "image", "text": "text"})
+            current.setdefault("noise", noise)
+        else:
+            current[key] = value
+    current.setdefault("modalities", {"image": "image", "text": "text"})
+    return {**record, "protocol": current}
 
 
 def legacy_tokenizer_file(modality: str) -> str:
