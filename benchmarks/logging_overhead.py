@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = RunConfig(
         dataset="digits",
         dataset_options={"n_train": args.n_train, "n_test": 50},
-        image_backbone="cnn",  # a small step from scratch towers, as measured before
-        text_backbone="small",
+        # a small step from scratch towers, as measured before
+        modalities={"image": {"backbone": "cnn"}, "text": {"backbone": "small"}},
         embed_dim=args.embed_dim,
         cache_dir=args.cache_dir,
         progress=False,

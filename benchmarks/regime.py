@@ -44,7 +44,7 @@ from balgrad.data.impairments import Condition
 from balgrad.errors import BalgradError
 from balgrad.evaluate.metrics import compute_scores
 from balgrad.evaluate.protocol import summarize
-from balgrad.experiment import Experiment, plan_of
+from balgrad.experiment import Experiment
 
 log = logging.getLogger("balgrad.regime")
 
@@ -157,7 +157,7 @@ def impairment_check(exp: Experiment, seed: int) -> dict:
     cfg = exp.cfg
     model, pipeline = exp.load_trained("joint", seed)
     out = {}
-    for tower, plan in plan_of(cfg).items():
+    for tower, plan in cfg.specs.items():
         frozen = tower_is_frozen(pipeline, tower)
         row = {"backbone": plan.backbone, "frozen": frozen, "missing": cfg.missing}
         row["kind"] = plan.kind
@@ -312,7 +312,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, RunConfig]:
 def run(args: argparse.Namespace, cfg: RunConfig) -> tuple[dict, list[Verdict]]:
     run_dir = Path(cfg.out) / (cfg.name or f"{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     exp = Experiment(cfg, run_dir)
-    modalities = list(plan_of(cfg))
+    modalities = list(cfg.specs)
     metric = exp.data.info.primary_metric
     chance = chance_score(exp, metric)
     rows: dict[str, list[dict]] = {m: [] for m in cfg.methods}
@@ -363,10 +363,11 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> tuple[dict, list[Verdict]]:
 
 
 def describe(cfg: RunConfig, chance: float, metric: str) -> str:
-    towers = " + ".join(p.backbone for p in plan_of(cfg).values())
+    towers = " + ".join(p.backbone for p in cfg.specs.values())
     towers += ", fine-tuned" if cfg.finetune else ""
     opts = ", ".join(f"{k}={v}" for k, v in cfg.dataset_options.items()) or "defaults"
-    bb = f"; backbone options {cfg.backbone_options}" if cfg.backbone_options else ""
+    given = {m: s.backbone_options for m, s in cfg.modalities.items() if s.backbone_options}
+    bb = f"; backbone options {given}" if given else ""
     seeds = " ".join(str(s) for s in cfg.seeds)
     return (
         f"regime of {cfg.dataset} ({opts}) with {towers}{bb}; missing = {cfg.missing}; "

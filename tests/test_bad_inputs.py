@@ -143,11 +143,11 @@ BAD = {
     ),
     "text backbone as the image backbone": (
         ["compare", "--image-backbone", "minilm"],
-        ["image_backbone", "'minilm' is a text backbone", "--text-backbone minilm"],
+        ["modalities.image.backbone", "'minilm' is a backbone of kind text, not image"],
     ),
     "image backbone as the text backbone": (
         ["compare", "--text-backbone", "cnn"],
-        ["text_backbone", "--image-backbone cnn"],
+        ["modalities.text.backbone", "'cnn' is a backbone of kind image, not text"],
     ),
     "duplicate seed": (["compare", "--seeds", "0", "1", "0"], ["seeds", "duplicates: [0]"]),
     "YAML key given twice": (

@@ -24,15 +24,14 @@ def test_yaml_and_flags_give_the_same_config(tmp_path):
         "sweep": False,
         "dataset_options": {"n_train": 500, "text_signal": 0.6},
         "method_options": {"balgrad": {"kl_weight": 0.5, "project": False}},
-        "image_backbone": "cnn",
-        "backbone_options": {"image": {"width": 8}},
+        "modalities": {"image": {"backbone": "cnn", "backbone_options": {"width": 8}}},
     }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(values))
     from_yaml = parse("--config", str(path))
     from_flags = parse(
-        "--image-backbone",
-        "cnn",
+        "--backbone",
+        "image=cnn",
         "--dataset",
         "fashion",
         "--epochs",
@@ -60,7 +59,28 @@ def test_yaml_and_flags_give_the_same_config(tmp_path):
         "--backbone-option",
         "image.width=8",
     )
-    assert from_yaml == from_flags == RunConfig(**values)
+    # the same resolved settings (what config.yaml records), however spelt
+    assert from_yaml.model_dump() == from_flags.model_dump() == RunConfig(**values).model_dump()
+    assert from_flags.specs["image"].backbone_options["width"] == 8
+    # the 0.1 spellings: the file's flat keys (with a warning naming the new one) and the
+    # documented shorthand flag give the same settings
+    old = {k: v for k, v in values.items() if k != "modalities"}
+    path.write_text(
+        yaml.safe_dump(
+            {**old, "image_backbone": "cnn", "backbone_options": {"image": {"width": 8}}}
+        )
+    )
+    with pytest.warns(DeprecationWarning, match=r"modalities: \{image: \{backbone: 'cnn'\}\}"):
+        from_old_yaml = parse("--config", str(path))
+    (tmp_path / "rest.yaml").write_text(yaml.safe_dump(old))
+    rest = ["--config", str(tmp_path / "rest.yaml"), "--backbone-option", "image.width=8"]
+    shorthand = parse(*rest, "--image-backbone", "cnn")
+    assert from_old_yaml.model_dump() == shorthand.model_dump() == from_yaml.model_dump()
+
+
+def test_python_refuses_a_flat_key_and_names_its_new_spelling():
+    with pytest.raises(Exception, match=r"image_noise.*modalities: \{image: \{noise: 0.3\}\}"):
+        RunConfig(image_noise=0.3)
 
 
 def test_flags_override_the_file(tmp_path):
@@ -75,11 +95,12 @@ def test_every_config_field_has_a_flag():
     flags = {
         "dataset_options": "--dataset-option",
         "method_options": "--method-option",
-        "backbone_options": "--backbone-option",
     }
     for name in RunConfig.model_fields:
         if name == "modalities":
             assert "--backbone M=NAME" in help_text and "--noise M=LEVEL" in help_text
+            assert "--backbone-option M.KEY=VALUE" in help_text
+            assert "shorthand of --backbone image=NAME" in help_text
             continue
         assert flags.get(name, "--" + name.replace("_", "-")) in help_text, name
 

@@ -17,7 +17,7 @@ import torch
 
 import balgrad.atomic
 from balgrad.atomic import write_text
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data.base import IMAGE_TEXT, DatasetInfo, Example, MultimodalDataset
 from balgrad.data.catalog import DATASETS
 from balgrad.errors import WriteError
 from balgrad.train.lock import RunLock
@@ -290,7 +290,7 @@ def test_a_disk_plugin_without_validate_trains(tmp_path, monkeypatch, capsys):
             raise MissingSplitError("no val split")
         return NoValidate(data_dir, split, skip_bad=skip_bad)
 
-    DATASETS.register("novalidate_test", load, kind="disk")
+    DATASETS.register("novalidate_test", load, kind="disk", modalities=IMAGE_TEXT)
     monkeypatch.chdir(tmp_path)
     try:
         argv = [

@@ -15,7 +15,7 @@ from pathlib import Path
 
 #: the layers, earliest first; the names are the top-level modules and packages of balgrad
 LAYERS = (
-    ("errors", "registry", "atomic", "names"),
+    ("errors", "registry", "atomic", "names", "config_upgrade"),
     ("data",),
     ("models", "backbones", "tasks"),
     ("strategies", "_grad"),

@@ -1,8 +1,10 @@
-"""Named modalities in the run settings (issue 16, item 2): the ``modalities`` section,
-its flags, the image/text fields as its aliases, and the one resolution the run reads
-(``config.modality_plan``)."""
+"""Named modalities in the run settings (issues 16 and 24): the ``modalities`` section,
+its flags, the 0.1 image/text spellings read at the edge only (``balgrad.config_upgrade``),
+and the one resolution the run reads (``RunConfig.specs``)."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import yaml
@@ -10,14 +12,15 @@ import yaml
 from balgrad.backbones.factory import BACKBONES
 from balgrad.cli import build_parser, config_from_args, evaluate_overrides, main
 from balgrad.config import (
-    ModalityPlan,
+    ModalitySpec,
     RunConfig,
     build_config,
     dump_yaml,
     load_run_config,
-    modality_plan,
+    load_yaml,
     resume_differences,
 )
+from balgrad.data.builtin import SMALL_IMAGE_BACKBONE_DEFAULTS
 from balgrad.data.catalog import DATASETS
 from balgrad.data.kinds import KINDS
 from balgrad.errors import BackboneError, ConfigError
@@ -59,6 +62,7 @@ def datasets(monkeypatch):
         description="three modalities",
         modalities={"image": "image", "text": "features", "audio": "audio"},
         modality_backbones={"audio": "fake-audio"},
+        kind_backbones={"image": "cnn"},
     )
     DATASETS.register(
         AV,
@@ -77,79 +81,79 @@ def parse(*argv):
     return config_from_args(build_parser().parse_args(["compare", *argv]))
 
 
-def plan_of(**values) -> dict[str, ModalityPlan]:
-    return modality_plan(build_config(values))
+def specs_of(**values) -> dict[str, ModalitySpec]:
+    return build_config(values).specs
 
 
-def tri(**values) -> dict[str, ModalityPlan]:
-    """A plan of the three-modality dataset, with the features backbone given."""
+def spec(name, kind, backbone, options, noise) -> ModalitySpec:
+    return ModalitySpec(
+        name=name, kind=kind, backbone=backbone, backbone_options=options, noise=noise
+    )
+
+
+def tri(**values) -> dict[str, ModalitySpec]:
+    """The specs of the three-modality dataset, with the features backbone given."""
     mods = values.pop("modalities", {})
     mods.setdefault("text", {}).setdefault("backbone", "fake-features")
-    return plan_of(dataset=TRI, modalities=mods, **values)
+    return specs_of(dataset=TRI, modalities=mods, **values)
+
+
+#: the digits registration's options for cnn and small (applied under the user's)
+CNN, SMALL = SMALL_IMAGE_BACKBONE_DEFAULTS["cnn"], SMALL_IMAGE_BACKBONE_DEFAULTS["small"]
 
 
 # -- resolution -----------------------------------------------------------------------
-def test_the_default_run_resolves_to_its_flat_fields():
+def test_the_default_run_resolves_to_the_datasets_registration():
     cfg = RunConfig()
     assert cfg.modalities == {}
-    assert modality_plan(cfg) == {
-        "image": ModalityPlan("image", "image", cfg.image_backbone, {}, cfg.image_noise),
-        "text": ModalityPlan("text", "text", cfg.text_backbone, {}, cfg.text_noise),
+    # digits registers the default benchmark's towers (and its image size); the noise
+    # levels are the kinds' defaults: what balgrad 0.1's flat fields defaulted to
+    assert cfg.specs == {
+        "image": spec("image", "image", "efficientnet-lite0", {"image_size": 112}, 0.5),
+        "text": spec("text", "text", "minilm", {}, 0.5),
     }
-    assert (cfg.image_backbone, cfg.text_backbone, cfg.image_noise, cfg.text_noise) == (
-        "efficientnet-lite0", "minilm", 0.5, 0.5,
-    )  # fmt: skip
+    assert (KINDS["image"].default_noise, KINDS["text"].default_noise) == (0.5, 0.5)
 
 
-def test_flat_fields_and_the_modalities_section_give_the_same_plan():
-    flat = plan_of(
-        image_backbone="cnn",
-        text_backbone="small",
-        image_noise=0.3,
-        text_noise=0.2,
-        backbone_options={"image": {"width": 8}, "text": {"max_length": 16}},
-    )
-    section = plan_of(
+def test_nothing_resolves_the_specs_again():
+    cfg = RunConfig(methods=["joint"])
+    first = cfg.specs["image"]
+    cfg.epochs = 3  # another field assigned: validated again, the same specs
+    assert cfg.specs["image"] == first
+    copied = cfg.model_copy(update={"precision": "fp32"})
+    assert copied.specs == cfg.specs
+
+
+def test_a_setting_wins_and_options_merge_over_the_datasets():
+    specs = specs_of(
         modalities={
             "image": {"backbone": "cnn", "noise": 0.3, "backbone_options": {"width": 8}},
             "text": {"backbone": "small", "noise": 0.2, "backbone_options": {"max_length": 16}},
         }
     )
-    assert flat == section
-    assert flat["image"] == ModalityPlan("image", "image", "cnn", {"width": 8}, 0.3)
-    assert flat["text"] == ModalityPlan("text", "text", "small", {"max_length": 16}, 0.2)
-
-
-def test_the_section_wins_over_the_flat_fields_and_options_merge_under_it():
-    plan = plan_of(
-        image_backbone="efficientnet-lite0",
-        image_noise=0.9,
-        backbone_options={"image": {"width": 8, "channels": 1}},
-        modalities={"image": {"backbone": "cnn", "noise": 0.1, "backbone_options": {"width": 4}}},
-    )
-    assert plan["image"] == ModalityPlan("image", "image", "cnn", {"width": 4, "channels": 1}, 0.1)
-    assert plan["text"].backbone == "minilm"
+    assert specs["image"] == spec("image", "image", "cnn", {**CNN, "width": 8}, 0.3)
+    assert specs["text"] == spec("text", "text", "small", {**SMALL, "max_length": 16}, 0.2)
 
 
 def test_three_modalities_resolve_in_the_dataset_order(datasets):
-    plan = tri(image_backbone="cnn", backbone_options={"audio": {"n_mels": 32}})
-    assert list(plan) == ["image", "text", "audio"]
-    assert plan["image"] == ModalityPlan("image", "image", "cnn", {}, 0.5)
-    # text is of kind features here: text_backbone / text_noise (defaults) do not apply
-    assert plan["text"] == ModalityPlan(
+    specs = tri(modalities={"audio": {"backbone_options": {"n_mels": 32}}})
+    assert list(specs) == ["image", "text", "audio"]
+    assert specs["image"] == spec("image", "image", "cnn", {}, 0.5)  # its kind_backbones
+    # text is of kind features here: the kind, not the name, decides its default noise
+    assert specs["text"] == spec(
         "text", "features", "fake-features", {}, KINDS["features"].default_noise
     )
     # the registration's default backbone, the kind's default noise
-    assert plan["audio"] == ModalityPlan(
+    assert specs["audio"] == spec(
         "audio", "audio", "fake-audio", {"n_mels": 32}, KINDS["audio"].default_noise
     )
     assert (KINDS["features"].default_noise, KINDS["audio"].default_noise) == (1.0, 0.0)
 
 
 def test_a_given_backbone_replaces_the_registrations(datasets):
-    plan = tri(modalities={"audio": {"backbone": "other-audio", "noise": 12}})
-    assert (plan["audio"].backbone, plan["audio"].noise) == ("other-audio", 12.0)
-    assert plan_of(dataset=AV)["visual"].backbone == "fake-video"
+    specs = tri(modalities={"audio": {"backbone": "other-audio", "noise": 12}})
+    assert (specs["audio"].backbone, specs["audio"].noise) == ("other-audio", 12.0)
+    assert specs_of(dataset=AV)["visual"].backbone == "fake-video"
 
 
 def test_a_modality_without_a_backbone_names_the_flag(datasets):
@@ -158,7 +162,7 @@ def test_a_modality_without_a_backbone_names_the_flag(datasets):
         match=rf"dataset '{TRI}': no backbone for its modality 'text' \(kind features\); "
         r"pass --backbone text=NAME .*backbones of kind features: fake-features, other-features",
     ):
-        plan_of(dataset=TRI)
+        specs_of(dataset=TRI)
 
 
 def test_a_kind_without_registered_backbones_is_named(datasets, monkeypatch):
@@ -170,44 +174,52 @@ def test_a_kind_without_registered_backbones_is_named(datasets, monkeypatch):
         tri()
 
 
+def test_a_dataset_must_declare_its_modalities():
+    with pytest.raises(ConfigError, match=r"dataset 'no_modalities_test': declare its modalities"):
+        DATASETS.register("no_modalities_test", _never_loaded, kind="builtin")
+    assert "no_modalities_test" not in DATASETS
+
+
 @pytest.mark.parametrize(
-    ("values", "expected"),
+    ("flag", "value", "expected"),
     [
         (
-            {"text_backbone": "small"},
-            r"field 'text_backbone' \(--text-backbone small\).*--backbone M=NAME",
+            "--text-backbone",
+            "small",
+            r"modalities.text.kind': dataset '.*' declares 'text' of kind features, not 'text'",
         ),
-        ({"text_noise": 0.2}, r"field 'text_noise' \(--text-noise 0.2\).*--noise M=LEVEL"),
+        ("--text-noise", "0.2", r"modalities.text.kind'.*of kind features"),
+        ("--image-backbone", "cnn", None),
     ],
 )
-def test_a_flat_field_that_cannot_apply_is_an_error(datasets, values, expected):
+def test_a_shorthand_flag_sets_the_modality_of_its_name_and_kind(datasets, flag, value, expected):
+    argv = ["--dataset", TRI, "--backbone", "text=fake-features", flag, value]
+    if expected is None:
+        assert parse(*argv).specs["image"].backbone == "cnn"
+        return
     with pytest.raises(ConfigError, match=expected):
-        tri(**values)
-    with pytest.raises(
-        ConfigError, match=r"has the modalities image:image text:features audio:audio"
-    ):
-        tri(**values)
+        parse(*argv)
 
 
-def test_image_fields_on_an_audio_visual_set(datasets):
-    with pytest.raises(
-        ConfigError, match=r"'image_backbone' \(--image-backbone cnn\) sets the modality 'image'"
-    ):
-        plan_of(dataset=AV, image_backbone="cnn")
-    with pytest.raises(ConfigError, match=r"'image_noise'"):
-        plan_of(dataset=AV, image_noise=0.1)
-    # the defaults are silently not applied (a config.yaml has them all)
-    assert list(plan_of(dataset=AV, image_backbone="efficientnet-lite0")) == ["audio", "visual"]
+def test_image_shorthands_on_an_audio_visual_set(datasets):
+    for argv in (["--image-backbone", "cnn"], ["--image-noise", "0.1"]):
+        with pytest.raises(
+            ConfigError,
+            match=rf"unknown modality 'image'; dataset '{AV}' has the modalities "
+            "audio:audio visual:video",
+        ):
+            parse("--dataset", AV, *argv)
 
 
 def test_settings_for_a_modality_the_dataset_lacks_are_an_error(datasets):
-    for field in ("modalities", "backbone_options"):
-        with pytest.raises(
-            ConfigError,
-            match=rf"field '{field}': unknown modality 'vision'; dataset '{AV}' has the "
-            r"modalities audio:audio visual:video",
-        ):
-            plan_of(dataset=AV, **{field: {"vision": {}}})
+    with pytest.raises(
+        ConfigError,
+        match=rf"field 'modalities': unknown modality 'vision'; dataset '{AV}' has the "
+        r"modalities audio:audio visual:video",
+    ):
+        specs_of(dataset=AV, modalities={"vision": {}})
+    with pytest.raises(ConfigError, match=r"unknown modality 'vision'"):
+        parse("--dataset", AV, "--backbone-option", "vision.width=3")
 
 
 def test_a_kind_other_than_the_datasets_is_an_error(datasets):
@@ -215,8 +227,8 @@ def test_a_kind_other_than_the_datasets_is_an_error(datasets):
         ConfigError,
         match=rf"'modalities.visual.kind': dataset '{AV}' declares 'visual' of kind video, not 'image'",
     ):
-        plan_of(dataset=AV, modalities={"visual": {"kind": "image"}})
-    assert plan_of(dataset=AV, modalities={"visual": {"kind": "video"}})["visual"].kind == "video"
+        specs_of(dataset=AV, modalities={"visual": {"kind": "image"}})
+    assert specs_of(dataset=AV, modalities={"visual": {"kind": "video"}})["visual"].kind == "video"
 
 
 @pytest.mark.parametrize(
@@ -241,19 +253,19 @@ def test_a_kind_other_than_the_datasets_is_an_error(datasets):
 def test_noise_is_checked_by_its_kind(datasets, modality, noise, expected):
     dataset = AV if modality in ("audio", "visual") else "digits"
     with pytest.raises(ConfigError, match=expected):
-        plan_of(dataset=dataset, modalities={modality: {"noise": noise}})
+        specs_of(dataset=dataset, modalities={modality: {"noise": noise}})
 
 
 def test_decibels_are_for_audio_only(datasets):
     for spelt in ("10db", "10dB", " 10 DB", "-3.5dB"):
-        assert plan_of(dataset=AV, modalities={"audio": {"noise": spelt}})["audio"].noise == float(
+        assert specs_of(dataset=AV, modalities={"audio": {"noise": spelt}})["audio"].noise == float(
             spelt.lower().replace("db", "")
         )
     with pytest.raises(
         ConfigError, match=r"'modalities.visual.noise'.*'10db' is an SNR in dB.*kind video"
     ):
-        plan_of(dataset=AV, modalities={"visual": {"noise": "10db"}})
-    assert plan_of(dataset=AV, modalities={"visual": {"noise": "0.25"}})["visual"].noise == 0.25
+        specs_of(dataset=AV, modalities={"visual": {"noise": "10db"}})
+    assert specs_of(dataset=AV, modalities={"visual": {"noise": "0.25"}})["visual"].noise == 0.25
 
 
 def test_backbones_are_checked_against_their_kind(datasets):
@@ -261,24 +273,28 @@ def test_backbones_are_checked_against_their_kind(datasets):
         ConfigError,
         match=r"'modalities.audio.backbone': 'cnn' is a backbone of kind image, not audio",
     ):
-        plan_of(dataset=AV, modalities={"audio": {"backbone": "cnn"}})
+        specs_of(dataset=AV, modalities={"audio": {"backbone": "cnn"}})
     with pytest.raises(ConfigError, match=r"'modalities.audio.backbone'.*'fake-audi'"):
-        plan_of(dataset=AV, modalities={"audio": {"backbone": "fake-audi"}})
+        specs_of(dataset=AV, modalities={"audio": {"backbone": "fake-audi"}})
     with pytest.raises(
         ConfigError,
         match=r"field 'modalities.audio.backbone_options': audio backbone 'fake-audio': "
         r"unknown option 'n_melz'",
     ):
-        plan_of(dataset=AV, modalities={"audio": {"backbone_options": {"n_melz": 1}}})
-    with pytest.raises(ConfigError, match=r"field 'backbone_options': audio backbone 'fake-audio'"):
-        plan_of(dataset=AV, backbone_options={"audio": {"n_mels": "many"}})
-    with pytest.raises(ConfigError, match=r"field 'backbone_options': image backbone 'cnn'"):
-        plan_of(image_backbone="cnn", backbone_options={"image": {"widht": 8}})
+        specs_of(dataset=AV, modalities={"audio": {"backbone_options": {"n_melz": 1}}})
+    with pytest.raises(
+        ConfigError, match=r"field 'modalities.audio.backbone_options': audio backbone 'fake-audio'"
+    ):
+        parse("--dataset", AV, "--backbone-option", "audio.n_mels=many")
+    with pytest.raises(
+        ConfigError, match=r"field 'modalities.image.backbone_options': image backbone 'cnn'"
+    ):
+        parse("--image-backbone", "cnn", "--backbone-option", "image.widht=8")
 
 
 def test_a_misspelt_setting_is_named():
     with pytest.raises(ConfigError, match=r"modalities.image.nosie"):
-        plan_of(modalities={"image": {"nosie": 0.1}})
+        specs_of(modalities={"image": {"nosie": 0.1}})
 
 
 # -- flags and YAML -----------------------------------------------------------------------
@@ -296,15 +312,14 @@ def test_flags_and_yaml_give_the_same_config(datasets, tmp_path):
         "audio.n_mels=32",
     )  # fmt: skip
     assert (
-        modality_plan(from_yaml)
-        == modality_plan(from_flags)
+        from_yaml.specs
+        == from_flags.specs
         == {
-            "audio": ModalityPlan("audio", "audio", "other-audio", {"n_mels": 32}, 10.0),
-            "visual": ModalityPlan("visual", "video", "fake-video", {}, 0.25),
+            "audio": spec("audio", "audio", "other-audio", {"n_mels": 32}, 10.0),
+            "visual": spec("visual", "video", "fake-video", {}, 0.25),
         }
     )
-    assert from_flags.modalities["audio"].backbone == "other-audio"
-    assert from_flags.backbone_options == {"audio": {"n_mels": 32}}
+    assert from_flags.modalities["audio"].backbone_options == {"n_mels": 32}
 
 
 def test_flags_override_the_file_per_key(datasets, tmp_path):
@@ -323,23 +338,23 @@ def test_flags_override_the_file_per_key(datasets, tmp_path):
             }
         )
     )
-    plan = modality_plan(
-        parse(
-            "--config", str(path), "--noise", "audio=10db", "--backbone-option", "audio.n_mels=32"
-        )
-    )
-    assert plan["audio"] == ModalityPlan(
+    specs = parse(
+        "--config", str(path), "--noise", "audio=10db", "--backbone-option", "audio.n_mels=32"
+    ).specs
+    assert specs["audio"] == spec(
         "audio", "audio", "other-audio", {"n_mels": 32, "frames": 3}, 10.0
     )
 
 
-def test_a_flat_flag_overrides_the_files_section(tmp_path):
+def test_a_shorthand_flag_overrides_the_files_section_and_the_general_flag_wins(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("modalities: {image: {backbone: cnn, noise: 0.1}}\n")
-    plan = modality_plan(parse("--config", str(path), "--image-noise", "0.3"))
-    assert (plan["image"].backbone, plan["image"].noise) == ("cnn", 0.3)
-    plan = modality_plan(parse("--config", str(path), "--image-backbone", "efficientnet-lite0"))
-    assert (plan["image"].backbone, plan["image"].noise) == ("efficientnet-lite0", 0.1)
+    image = parse("--config", str(path), "--image-noise", "0.3").specs["image"]
+    assert (image.backbone, image.noise) == ("cnn", 0.3)
+    image = parse("--config", str(path), "--image-backbone", "efficientnet-lite0").specs["image"]
+    assert (image.backbone, image.noise) == ("efficientnet-lite0", 0.1)
+    image = parse("--image-noise", "0.3", "--noise", "image=0.2").specs["image"]
+    assert image.noise == 0.2
 
 
 @pytest.mark.parametrize(
@@ -364,44 +379,89 @@ def test_a_bad_flag_exits_2_without_a_traceback(capsys):
     assert "--noise image=loud" in err and "Traceback" not in err
 
 
-# -- run folders --------------------------------------------------------------------------
-def test_an_old_config_yaml_without_modalities_loads_equal(tmp_path):
-    cfg = RunConfig(image_backbone="cnn", backbone_options={"image": {"width": 8}})
+# -- run folders and the 0.1 spellings -------------------------------------------------------
+#: balgrad 0.1's flat keys, as its config.yaml wrote them (every field, defaults included)
+OLD_FLAT = {
+    "image_backbone": "cnn",
+    "text_backbone": "small",
+    "backbone_options": {"image": {"width": 8}},
+    "image_noise": 0.3,
+    "text_noise": 0.5,
+}
+
+
+def old_config_yaml(tmp_path, values: dict, **flat):
+    """A config.yaml as balgrad 0.1 wrote it: flat keys, no ``modalities``."""
+    cfg = build_config(values)
+    written = cfg.model_dump(mode="json")
+    del written["modalities"]
     path = tmp_path / "config.yaml"
-    dump_yaml(cfg, path)
-    values = yaml.safe_load(path.read_text())
-    assert values["modalities"] == {}
-    del values["modalities"]
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
-    old = load_run_config(path)
-    assert old == cfg
-    assert resume_differences(old, cfg) == ([], [])
+    path.write_text(yaml.safe_dump({**written, **flat}, sort_keys=False))
+    return path
 
 
-def test_a_written_section_round_trips(datasets, tmp_path):
+def test_an_old_config_yaml_is_upgraded_silently(tmp_path):
+    new = build_config(
+        {"modalities": {"image": {"backbone": "cnn", "noise": 0.3, "backbone_options": {"width": 8}},
+                        "text": {"backbone": "small"}}}
+    )  # fmt: skip
+    path = old_config_yaml(tmp_path, {}, **OLD_FLAT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # a run folder's own file: silent
+        old = load_run_config(path)
+    assert old.specs == new.specs
+    assert resume_differences(old, new) == ([], [])
+    # the same file given by a user (--config) warns, naming the new spelling
+    with pytest.warns(
+        DeprecationWarning, match=r"image_noise: 0.3 -> modalities: \{image: \{noise: 0.3\}\}"
+    ):
+        assert build_config(load_yaml(path)).specs == new.specs
+
+
+def test_old_defaults_resolve_as_the_dataset_registers_them(datasets, tmp_path):
+    """A 0.1 config.yaml of an audio-visual run holds the image/text defaults too: they
+    never applied there, and do not now."""
+    defaults = {"image_backbone": "efficientnet-lite0", "text_backbone": "minilm",
+                "image_noise": 0.5, "text_noise": 0.5, "backbone_options": {}}  # fmt: skip
+    path = old_config_yaml(tmp_path, {"dataset": AV}, **defaults)
+    assert load_run_config(path).specs == build_config({"dataset": AV}).specs
+
+
+def test_python_refuses_flat_keys():
+    with pytest.raises(
+        ConfigError, match=r"text_backbone: 'small' -> modalities: \{text: \{backbone"
+    ):
+        build_config({"text_backbone": "small"})
+
+
+def test_a_written_config_records_the_resolved_specs(datasets, tmp_path):
     cfg = build_config(
         {"dataset": AV, "modalities": {"audio": {"noise": "6dB", "backbone": "other-audio"}}}
     )
     dump_yaml(cfg, tmp_path / "config.yaml")
+    written = yaml.safe_load((tmp_path / "config.yaml").read_text())["modalities"]
+    assert written == {
+        "audio": {"kind": "audio", "backbone": "other-audio", "backbone_options": {}, "noise": 6.0},
+        "visual": {"kind": "video", "backbone": "fake-video", "backbone_options": {}, "noise": 1.0},
+    }
     again = load_run_config(tmp_path / "config.yaml")
-    assert again == cfg and modality_plan(again)["audio"].noise == 6.0
+    assert again.specs == cfg.specs and again.specs["audio"].noise == 6.0
+    assert resume_differences(again, cfg) == ([], [])
 
 
 def test_a_resume_compares_what_the_settings_resolve_to(datasets):
-    flat = RunConfig(image_backbone="cnn", image_noise=0.3)
+    short = parse("--image-backbone", "cnn", "--image-noise", "0.3")
     section = build_config({"modalities": {"image": {"backbone": "cnn", "noise": 0.3}}})
-    assert resume_differences(flat, section) == ([], [])
-    refused, _ = resume_differences(flat, RunConfig(image_backbone="cnn", image_noise=0.4))
-    assert refused == ["image_noise: 0.3 → 0.4"]
+    assert resume_differences(short, section) == ([], [])
+    refused, _ = resume_differences(short, parse("--image-backbone", "cnn", "--image-noise", "0.4"))
+    assert refused == ["modalities.image.noise: 0.3 → 0.4"]
     refused, _ = resume_differences(
         build_config({"dataset": AV}),
         build_config({"dataset": AV, "modalities": {"audio": {"backbone": "other-audio"}}}),
     )
     assert refused == ["modalities.audio.backbone: 'fake-audio' → 'other-audio'"]
-    refused, _ = resume_differences(
-        RunConfig(), RunConfig(backbone_options={"text": {"max_length": 8}})
-    )
-    assert refused == ["backbone_options.text: {} → {'max_length': 8}"]
+    refused, _ = resume_differences(RunConfig(), parse("--backbone-option", "text.max_length=8"))
+    assert refused == ["modalities.text.backbone_options: {} → {'max_length': 8}"]
 
 
 def test_balgrad_list_shows_modalities_and_backbones_by_kind(datasets, capsys):
@@ -423,18 +483,18 @@ def test_balgrad_list_shows_modalities_and_backbones_by_kind(datasets, capsys):
 
 
 def test_evaluate_changes_a_modalitys_noise(datasets):
-    def rescored(cfg: RunConfig, *flags: str) -> dict[str, ModalityPlan]:
+    def rescored(cfg: RunConfig, *flags: str) -> dict[str, ModalitySpec]:
         values = cfg.model_dump()
         evaluate_overrides(values, build_parser().parse_args(["evaluate", "run", *flags]))
-        return modality_plan(build_config(values))
+        return build_config(values).specs
 
     av = build_config({"dataset": AV, "modalities": {"audio": {"noise": 3}}})
-    plan = rescored(av, "--noise", "audio=10db", "--noise", "visual=0.2")
-    assert (plan["audio"].noise, plan["visual"].noise) == (10.0, 0.2)
+    specs = rescored(av, "--noise", "audio=10db", "--noise", "visual=0.2")
+    assert (specs["audio"].noise, specs["visual"].noise) == (10.0, 0.2)
     assert rescored(av)["audio"].noise == 3.0
     section = build_config({"modalities": {"image": {"noise": 0.1, "backbone": "cnn"}}})
-    plan = rescored(section, "--image-noise", "0.3")  # replaces the run's modalities.image.noise
-    assert (plan["image"].noise, plan["image"].backbone) == (0.3, "cnn")
+    specs = rescored(section, "--image-noise", "0.3")  # replaces the run's modalities.image.noise
+    assert (specs["image"].noise, specs["image"].backbone) == (0.3, "cnn")
     with pytest.raises(ConfigError, match=r"--noise: expected M=LEVEL, got 'audio'"):
         rescored(av, "--noise", "audio")
 
@@ -445,3 +505,19 @@ def test_balgrad_list_names_a_kind_without_backbones(datasets, monkeypatch, caps
     out = capsys.readouterr().out
     assert f"video backbones: none registered (needed by {AV};" in out
     assert "features backbones: none" not in out
+
+
+def test_an_old_eval_json_is_read_in_the_current_schema():
+    from balgrad.config_upgrade import upgrade_eval
+
+    old = {"method": "joint", "protocol": {"missing_ratio": 1.0, "image_noise": 0.4,
+           "text_noise": 0.3, "eval_seed": 0}, "conditions": {}}  # fmt: skip
+    new = upgrade_eval(old)
+    assert new["protocol"] == {
+        "missing_ratio": 1.0,
+        "modalities": {"image": "image", "text": "text"},
+        "noise": {"image": 0.4, "text": 0.3},
+        "eval_seed": 0,
+    }
+    assert old["protocol"]["image_noise"] == 0.4  # the record read is not changed
+    assert upgrade_eval(new) == new  # the current schema passes as it is

@@ -34,8 +34,8 @@ NOISE = {
     "keypad audio -1000 dB": (["--dataset", "keypad", "--noise", "audio=-1000dB"], "audio"),
     "keypad audio 4000 dB": (["--dataset", "keypad", "--noise", "audio=4000dB"], "audio"),
     "keypad image 1e999": (["--dataset", "keypad", "--noise", "image=1e999"], "image"),
-    "digits image 11": (["--image-noise", "11"], "image_noise"),
-    "digits image inf": (["--image-noise", "inf"], "image_noise"),
+    "digits image 11": (["--image-noise", "11"], "modalities.image.noise"),
+    "digits image inf": (["--image-noise", "inf"], "modalities.image.noise"),
     "digits text 1.5": (["--noise", "text=1.5"], "text"),
     "cremad visual 1e999": (
         ["--dataset", "cremad", "--data-dir", ".", "--noise", "visual=1e999"],
@@ -67,7 +67,7 @@ def test_evaluate_checks_the_noise_level_too(tmp_path, monkeypatch, capsys):
     run = _run_folder(tmp_path)
     monkeypatch.setattr("balgrad.experiment.load_data", _no_data_loading)
     code, _, err = run_cli(["evaluate", run, "--image-noise", "1e39"], capsys)
-    assert code == 2 and "image_noise" in err and "[0, 10]" in err, err
+    assert code == 2 and "modalities.image.noise" in err and "[0, 10]" in err, err
 
 
 @pytest.mark.parametrize("kind", list(NOISE_RANGES))

@@ -64,7 +64,7 @@ def test_options_for_a_method_that_does_not_run_are_an_error():
 def test_an_unknown_tower_is_an_error():
     with pytest.raises(
         ConfigError,
-        match=r"backbone_options.*unknown modality 'imgae'; dataset 'digits' has the "
+        match=r"modalities.*unknown modality 'imgae'; dataset 'digits' has the "
         r"modalities image:image text:text",
     ):
         parse("--backbone-option", "imgae.width=8")
@@ -152,7 +152,9 @@ def test_a_pretrained_backbone_without_finetune_gets_no_finetune_option():
 
     register_image_backbone("fixed_test", build, "no finetune parameter", pretrained=True)
     try:
-        cfg = RunConfig(image_backbone="fixed_test", finetune=True, methods=["joint"])
+        cfg = RunConfig(
+            modalities={"image": {"backbone": "fixed_test"}}, finetune=True, methods=["joint"]
+        )
         img = build_encoders(cfg, ["a b", "c d"])["image"]
         assert isinstance(img, _FixedEncoder)
     finally:
@@ -160,7 +162,8 @@ def test_a_pretrained_backbone_without_finetune_gets_no_finetune_option():
 
 
 def test_a_pretrained_backbone_with_finetune_gets_the_run_setting_and_a_scratch_one_not():
-    cfg = RunConfig(image_backbone="cnn", text_backbone="small", methods=["joint"])
+    mods = {"image": {"backbone": "cnn"}, "text": {"backbone": "small"}}
+    cfg = RunConfig(modalities=mods, methods=["joint"])
     img, txt = build_encoders(cfg, ["a b", "c d"]).values()
     assert img.trainable and txt.trainable  # cnn and small train from scratch regardless
     assert IMAGE_BACKBONES.metadata("efficientnet-lite0")["pretrained"]

@@ -80,8 +80,8 @@ def test_the_plugin_trains_is_rescored_and_is_labelled_in_the_reports(cli):
     proc = cli("evaluate", str(run), "--image-noise", "0.2")
     assert proc.returncode == 0, proc.stderr
     rescored = json.loads((run / "grad_blend" / "seed0" / "eval.json").read_text())
-    assert rescored["protocol"]["image_noise"] == 0.2
-    assert trained["protocol"]["image_noise"] == 0.5
+    assert rescored["protocol"]["noise"] == {"image": 0.2, "text": 0.5}
+    assert trained["protocol"]["noise"] == {"image": 0.5, "text": 0.5}
 
     for name in ("table.md", "report.md"):
         text = (run / name).read_text()

@@ -2,6 +2,7 @@
 default towers."""
 
 import sys
+import warnings
 
 import pytest
 
@@ -18,7 +19,8 @@ def parse(*argv):
 def test_digits_scratch_is_the_old_default_with_towers_from_scratch():
     assert "digits-scratch" in list_presets()
     cfg = parse("--config", "digits-scratch")
-    assert (cfg.dataset, cfg.image_backbone, cfg.text_backbone) == ("digits", "cnn", "small")
+    backbones = {m: spec.backbone for m, spec in cfg.specs.items()}
+    assert (cfg.dataset, backbones) == ("digits", {"image": "cnn", "text": "small"})
     assert cfg.dataset_options == {"dominant": "text", "strength": 0.7}
     assert cfg.missing == "input"
     assert "complete dominance" in preset_summary("digits-scratch")
@@ -33,7 +35,9 @@ def test_flags_override_a_preset_and_a_file_wins_over_a_preset_name(tmp_path, mo
 
 def test_every_preset_is_a_valid_config():
     for name in list_presets():
-        RunConfig(**load_yaml(name))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)  # no 0.1 spelling in a preset
+            RunConfig(**load_yaml(name))
         assert preset_path(name + ".yaml") == preset_path(name)
 
 
@@ -45,10 +49,12 @@ def test_an_unknown_name_lists_the_presets(tmp_path):
 
 
 def test_the_default_command_names_a_missing_encoder_package(tmp_path, monkeypatch, capsys):
-    assert (RunConfig().image_backbone, RunConfig().text_backbone) == (
-        "efficientnet-lite0",
-        "minilm",
-    )
+    # the digits registration's default towers, and the kinds' default noise levels
+    specs = RunConfig().specs
+    assert {m: (s.backbone, s.noise) for m, s in specs.items()} == {
+        "image": ("efficientnet-lite0", 0.5),
+        "text": ("minilm", 0.5),
+    }
     monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # import now fails
     argv = ["compare", "--dataset-option", "n_train=60", "--dataset-option", "n_test=20"]
     argv += ["--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]

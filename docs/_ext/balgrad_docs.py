@@ -148,7 +148,11 @@ def compare_flags() -> dict[str, str]:
             if option.startswith("--"):
                 flags.setdefault(action.dest, []).append(option)
     # the `modalities` section's flags have dests of their own
-    flags["modalities"] = flags.pop("modality_backbone", []) + flags.pop("modality_noise", [])
+    flags["modalities"] = [
+        option
+        for dest in [d for d in flags if d.startswith(("modality_", "shorthand_"))]
+        for option in flags.pop(dest)
+    ]
     return {dest: ", ".join(options) for dest, options in flags.items()}
 
 

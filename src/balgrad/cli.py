@@ -27,6 +27,7 @@ from balgrad.config import (
     load_yaml,
     parse_noise,
 )
+from balgrad.config_upgrade import FLAT_KEYS, shorthand_settings
 from balgrad.errors import BalgradError, ConfigError, Interrupted
 from balgrad.train.distributed import end_distributed
 
@@ -41,33 +42,35 @@ DICT_FLAGS = {
         "METHOD.KEY=VALUE",
         "a strategy option, e.g. balgrad.kl_weight=0.5 (repeatable)",
     ),
-    "backbone_options": (
-        "--backbone-option",
-        "M.KEY=VALUE",
-        "an option of modality M's backbone, e.g. image.width=32 or audio.n_mels=64 (repeatable)",
-    ),
 }
 #: flags of the ``modalities`` field: setting -> (flag, metavar, help)
 MODALITY_FLAGS = {
     "backbone": (
         "--backbone",
         "M=NAME",
-        "the backbone of modality M, e.g. audio=resnet18 (repeatable; for image/text it wins "
-        "over --image-backbone/--text-backbone)",
+        "the backbone of modality M, e.g. audio=resnet18 (repeatable)",
+    ),
+    "backbone_option": (
+        "--backbone-option",
+        "M.KEY=VALUE",
+        "an option of modality M's backbone, e.g. image.width=32 or audio.n_mels=64 (repeatable)",
     ),
     "noise": (
         "--noise",
         "M=LEVEL",
-        "the noisy_<M> level in M's kind's unit, e.g. audio=10db (an SNR), visual=0.5 "
-        "(repeatable; for image/text it wins over --image-noise/--text-noise)",
+        "the noisy_<M> level in M's kind's unit, e.g. audio=10db (an SNR), visual=0.5 (repeatable)",
     ),
 }
-#: the flat flags that set a modality's setting: field -> (modality, setting)
-FLAT_FLAGS = {
-    "image_backbone": ("image", "backbone"),
-    "text_backbone": ("text", "backbone"),
-    "image_noise": ("image", "noise"),
-    "text_noise": ("text", "noise"),
+#: the documented shorthands of the modalities ``image`` and ``text`` (of those kinds),
+#: ``--image-backbone`` and so on: flag -> (its 0.1 key, which
+#: :func:`balgrad.config_upgrade.shorthand_settings` turns into settings, type, long form)
+SHORTHAND_FLAGS = {
+    "--" + key.replace("_", "-"): (
+        key,
+        float if setting == "noise" else str,
+        f"--{setting} {m}={'LEVEL' if setting == 'noise' else 'NAME'}",
+    )
+    for key, (m, setting) in FLAT_KEYS.items()
 }
 
 
@@ -120,8 +123,11 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
         g.add_argument(flag, **kw)
 
 
-def _add_modality_flags(g) -> None:
-    for setting, (flag, metavar, h) in MODALITY_FLAGS.items():
+def _add_modality_flags(
+    g, only: tuple[str, ...] = ("backbone", "backbone_option", "noise")
+) -> None:
+    for setting in only:
+        flag, metavar, h = MODALITY_FLAGS[setting]
         g.add_argument(
             flag,
             dest=f"modality_{setting}",
@@ -130,14 +136,32 @@ def _add_modality_flags(g) -> None:
             help=h,
             default=argparse.SUPPRESS,
         )
+    for flag, (key, type_, spelt) in SHORTHAND_FLAGS.items():
+        if key.endswith("_noise") or "backbone" in only:
+            g.add_argument(
+                flag,
+                dest=f"shorthand_{key}",
+                type=type_,
+                metavar=spelt.rpartition("=")[2],
+                help=f"shorthand of {spelt} (a modality named {key.split('_')[0]}, of that kind)",
+                default=argparse.SUPPRESS,
+            )
 
 
 def modality_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """``{M: {backbone: NAME, noise: LEVEL}}`` from ``--backbone M=NAME`` / ``--noise
-    M=LEVEL`` (a noise level is checked here, and kept as written: ``10db`` is an SNR)."""
-    out: dict[str, dict[str, Any]] = {}
+    """``{M: {backbone: NAME, backbone_options: {KEY: VALUE}, noise: LEVEL}}`` from the
+    shorthands (``--image-noise``), then ``--backbone M=NAME``, ``--backbone-option
+    M.KEY=VALUE`` and ``--noise M=LEVEL``, which win over them (a noise level is checked
+    here, and kept as written: ``10db`` is an SNR)."""
+    flat = {key: vars(args)[f"shorthand_{key}"] for key, *_ in SHORTHAND_FLAGS.values()
+            if f"shorthand_{key}" in vars(args)}  # fmt: skip
+    out: dict[str, dict[str, Any]] = shorthand_settings(flat)
     for setting, (flag, metavar, _) in MODALITY_FLAGS.items():
         for item in getattr(args, f"modality_{setting}", None) or ():
+            if setting == "backbone_option":
+                m, option, value = _dotted(flag, metavar, item)
+                out.setdefault(m, {}).setdefault("backbone_options", {})[option] = value
+                continue
             name, eq, value = item.partition("=")
             name, value = name.strip(), value.strip()
             if not eq or not name or not value:
@@ -151,31 +175,33 @@ def modality_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _merge_modalities(values: dict[str, Any], args: argparse.Namespace) -> None:
-    """Flags override the file per key, across the aliases too: ``--image-noise`` (or
-    ``--backbone-option image.width=...``) replaces the file's ``modalities.image.noise``
-    (``...backbone_options.width``), which would otherwise win over it."""
+def _dotted(flag: str, metavar: str, item: str) -> tuple[str, str, Any]:
+    """``OUTER.KEY=VALUE`` -> (outer, key, the value read as YAML)."""
+    key, eq, value = item.partition("=")
+    outer, dot, inner = key.partition(".")
+    if not eq or not dot or not outer or not inner:
+        raise ConfigError(f"{flag}: expected {metavar}, got {item!r}")
+    return outer, inner, _parse_value(value)
+
+
+def merge_modality_flags(modalities: Any, args: argparse.Namespace) -> Any:
+    """A ``modalities`` mapping (a file's, or a run folder's resolved one) with the flags
+    applied: each setting a flag gives replaces the mapping's, backbone options one by one."""
     flags = modality_flags(args)
-    if not isinstance(values.get("modalities", {}), dict):
-        return  # the file's section is malformed: its own error names it
-    merged = {
-        m: dict(s) if isinstance(s, dict) else s for m, s in values.get("modalities", {}).items()
-    }
-    for field, (m, setting) in FLAT_FLAGS.items():
-        if field in vars(args) and isinstance(merged.get(m), dict):
-            merged[m].pop(setting, None)
-    for item in getattr(args, "backbone_options", None) or ():
-        key = item.partition("=")[0]
-        m, _, option = key.partition(".")
-        own = merged.get(m)
-        if isinstance(own, dict) and isinstance(own.get("backbone_options"), dict):
-            own["backbone_options"] = {
-                k: v for k, v in own["backbone_options"].items() if k != option
-            }
+    if not isinstance(modalities, dict):
+        return modalities  # the file's section is malformed: its own error names it
+    merged = {m: dict(s) if isinstance(s, dict) else s for m, s in modalities.items()}
     for m, settings in flags.items():
-        merged[m] = {**merged[m], **settings} if isinstance(merged.get(m), dict) else settings
-    if merged or "modalities" in values:
-        values["modalities"] = merged
+        own = merged.get(m)
+        if not isinstance(own, dict):
+            merged[m] = settings if own is None else own
+            continue
+        options = settings.get("backbone_options")
+        own.update({k: v for k, v in settings.items() if k != "backbone_options"})
+        if options:
+            mine = own.get("backbone_options")
+            own["backbone_options"] = {**mine, **options} if isinstance(mine, dict) else options
+    return merged
 
 
 def _dict_flag(name: str, items: list[str]) -> dict:
@@ -188,10 +214,8 @@ def _dict_flag(name: str, items: list[str]) -> dict:
         if name == "dataset_options":
             out[key] = _parse_value(value)
         else:
-            outer, dot, inner = key.partition(".")
-            if not dot or not inner:
-                raise ConfigError(f"{flag}: expected {metavar}, got {item!r}")
-            out.setdefault(outer, {})[inner] = _parse_value(value)
+            outer, inner, parsed = _dotted(flag, metavar, item)
+            out.setdefault(outer, {})[inner] = parsed
     return out
 
 
@@ -221,7 +245,9 @@ def config_from_args(args: argparse.Namespace, overrides: dict | None = None) ->
                 merged[k] = {**merged.get(k, {}), **val} if isinstance(val, dict) else val
             v = merged
         values[name] = v
-    _merge_modalities(values, args)
+    modalities = merge_modality_flags(values.get("modalities", {}), args)
+    if modalities or "modalities" in values:
+        values["modalities"] = modalities
     values.update(overrides or {})
     return build_config(values, source)
 
@@ -308,8 +334,6 @@ def cmd_train(args) -> int:
 #: the settings ``balgrad evaluate`` may change: the protocol's and how it runs
 EVALUATE_OVERRIDES = (
     "missing_ratio",
-    "image_noise",
-    "text_noise",
     "eval_seed",
     "sweep",
     "device",
@@ -320,17 +344,13 @@ EVALUATE_OVERRIDES = (
 
 
 def evaluate_overrides(values: dict[str, Any], args: argparse.Namespace) -> None:
-    """A run folder's settings (``values``, complete) with ``evaluate``'s flags applied:
-    ``--image-noise`` replaces the run's ``modalities.image.noise`` too, ``--noise M=LEVEL``
-    sets it."""
+    """A run folder's settings (``values``, complete, its modalities resolved) with
+    ``evaluate``'s flags applied: ``--noise M=LEVEL`` (or its shorthand ``--image-noise``)
+    replaces the run's ``modalities.M.noise``."""
     for name in EVALUATE_OVERRIDES:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
-            if name in FLAT_FLAGS:
-                m, setting = FLAT_FLAGS[name]
-                values["modalities"].get(m, {}).pop(setting, None)
-    for m, settings in modality_flags(args).items():
-        values["modalities"][m] = {**values["modalities"].get(m, {}), **settings}
+    values["modalities"] = merge_modality_flags(values["modalities"], args)
 
 
 def cmd_evaluate(args) -> int:
@@ -411,10 +431,6 @@ def _origin(entry) -> str:
     return "" if entry.origin == "balgrad" else f" [from the {entry.origin}]"
 
 
-#: the kinds with a flat flag of their own (--image-backbone, --text-backbone)
-FLAT_FLAGS_OF_KIND = ("image", "text")
-
-
 def _modalities_text(metadata) -> str:
     """``audio:audio visual:video`` (with a modality's default backbone: ``audio:audio=resnet18``)."""
     own = metadata["modality_backbones"]
@@ -444,7 +460,11 @@ def cmd_list(args) -> int:
     for name, what in METHOD_SETS.items():
         print(f"  {name}: {what}")
     for kind, registry in BACKBONES.items():
-        flag = f"--{kind}-backbone (the modality {kind}) or " if kind in FLAT_FLAGS_OF_KIND else ""
+        flag = (
+            f"--{kind}-backbone (the modality {kind}) or "
+            if f"--{kind}-backbone" in SHORTHAND_FLAGS
+            else ""
+        )
         print(
             f"{kind} backbones (for a modality M of kind {kind}: {flag}--backbone M=NAME, "
             "options: --backbone-option M.KEY=VALUE):"
@@ -507,15 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--methods", nargs="+", default=None)
     e.add_argument("--missing-ratio", dest="missing_ratio", type=float)
-    e.add_argument("--image-noise", dest="image_noise", type=float)
-    e.add_argument("--text-noise", dest="text_noise", type=float)
-    e.add_argument(
-        "--noise",
-        dest="modality_noise",
-        action="append",
-        metavar="M=LEVEL",
-        help="the noisy_<M> level of modality M, e.g. audio=10db (repeatable)",
-    )
+    _add_modality_flags(e, only=("noise",))
     e.add_argument("--eval-seed", dest="eval_seed", type=int)
     e.add_argument("--missing", choices=["input", "embedding"])
     e.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None)

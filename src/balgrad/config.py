@@ -8,16 +8,16 @@ all their options checked against the registered signatures, so a typo in the la
 method's options stops the run before the first method trains.
 
 Modalities are set by the dataset's names for them (``modalities: {audio: {backbone: ...,
-noise: 10dB}}``); ``image_backbone``, ``text_backbone``, ``image_noise``, ``text_noise``
-and ``backbone_options`` are the flat spellings of the image-text case. What a run uses
-for each modality is resolved in one place, :func:`modality_plan`.
+noise: 10dB}}``). What a run uses for each modality is resolved once, by the validator
+(:func:`resolve_modalities`), into one :class:`ModalitySpec` per modality that everything downstream
+reads (``cfg.specs``); ``config.yaml`` records them under ``modalities:``. The flat
+spellings of balgrad 0.1 are read by :mod:`balgrad.config_upgrade` only.
 """
 
 from __future__ import annotations
 
 import re
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,29 +26,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from balgrad.atomic import write_text
+from balgrad.config_upgrade import flat_key_hint, upgrade_config
 from balgrad.errors import BalgradError, ConfigError
 from balgrad.registry import check_value, type_name
 
 MAX_SEED = 2**32 - 1
-#: the flat fields that are aliases of a modality's settings: modality name (of the kind of
-#: the same name) -> (backbone field, noise field)
-FLAT_ALIASES = {"image": ("image_backbone", "image_noise"), "text": ("text_backbone", "text_noise")}
-#: every field that feeds :func:`modality_plan`
-MODALITY_FIELDS = (
-    "image_backbone",
-    "text_backbone",
-    "backbone_options",
-    "image_noise",
-    "text_noise",
-    "modalities",
-)
 _LEVEL = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(dB)?\s*$", re.I)
 
 
@@ -60,7 +51,6 @@ def default_methods() -> list[str]:
 
 
 def _registry_of(field: str):
-    from balgrad.backbones.factory import BACKBONES
     from balgrad.data.catalog import DATASETS
     from balgrad.models.fusion import FUSION_REGISTRY
     from balgrad.strategies.registry import STRATEGY_REGISTRY
@@ -69,8 +59,6 @@ def _registry_of(field: str):
         "methods": STRATEGY_REGISTRY,
         "dataset": DATASETS,
         "fusion": FUSION_REGISTRY,
-        "image_backbone": BACKBONES["image"],
-        "text_backbone": BACKBONES["text"],
     }[field]
 
 
@@ -99,8 +87,8 @@ def _in_decibels(value: Any) -> bool:
 
 class ModalitySettings(BaseModel):
     """One modality's settings, under its dataset's name for it (YAML ``modalities: {audio:
-    {backbone: ..., noise: 10}}``). What is left unset comes from the flat image/text
-    fields, the dataset's registration or the kind's defaults: see :func:`modality_plan`."""
+    {backbone: ..., noise: 10}}``). What is left unset comes from the dataset's
+    registration or the kind's defaults: see :func:`resolve_modalities`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -119,21 +107,33 @@ class ModalitySettings(BaseModel):
         return parse_noise(value)
 
 
-@dataclass(frozen=True)
-class ModalityPlan:
-    """What a run uses for one modality, resolved from every field that sets it."""
+class ModalitySpec(BaseModel):
+    """What a run uses for one modality, resolved once (:func:`resolve_modalities`):
+    its kind, its backbone with every option (the dataset's ``backbone_defaults`` under
+    the user's), and the level of its noisy condition."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     kind: str
     backbone: str
-    backbone_options: dict[str, Any]
+    backbone_options: dict[str, Any] = Field(default_factory=dict)
     noise: float
+
+    def settings(self) -> dict[str, Any]:
+        """As ``config.yaml`` records it under ``modalities.<name>``."""
+        return self.model_dump(mode="json", exclude={"name"})
 
 
 class RunConfig(BaseModel):
-    """Every option of ``balgrad train`` / ``compare`` (flags use dashes: ``--image-backbone``)."""
+    """Every option of ``balgrad train`` / ``compare`` (flags use dashes: ``--data-dir``).
+
+    ``modalities`` holds what the user set; ``specs`` what the run uses for each of the
+    dataset's modalities, resolved by the validator (serialised in place of ``modalities``,
+    so a run folder's ``config.yaml`` records them)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    _specs: dict[str, ModalitySpec] = PrivateAttr(default_factory=dict)
 
     # data
     dataset: str = Field(
@@ -162,21 +162,15 @@ class RunConfig(BaseModel):
         False, description="skip unreadable records with a counted warning instead of failing"
     )
     # model
-    # the default benchmark (docs/default-benchmark.md): pretrained towers that ship in pip
-    # packages, frozen, features cached; `--config digits-scratch` trains cnn + small instead
-    image_backbone: str = Field(
-        "efficientnet-lite0", description="efficientnet-lite0, cnn, hf:<id|path>, clip:<id|path>"
-    )
-    text_backbone: str = Field("minilm", description="minilm, small, hf:<id|path>, clip:<id|path>")
-    backbone_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="options passed to the backbone factories, by modality: {image: {...}, text: {...}}",
-    )
+    # each dataset's registration names its modalities' default backbones; for the
+    # image-text ones the default benchmark's (docs/default-benchmark.md): pretrained towers
+    # that ship in pip packages, frozen, features cached; `--config digits-scratch` trains
+    # cnn + small instead
     modalities: dict[str, ModalitySettings] = Field(
         default_factory=dict,
         description="settings by modality name: {audio: {backbone: NAME, backbone_options: "
-        "{...}, noise: LEVEL}}; they win over image_backbone, text_backbone, image_noise, "
-        "text_noise and backbone_options (flags: --backbone M=NAME, --noise M=LEVEL)",
+        "{...}, noise: LEVEL}} (flags: --backbone M=NAME, --backbone-option M.KEY=VALUE, "
+        "--noise M=LEVEL); what is unset comes from the dataset's registration",
     )
     finetune: bool = Field(
         False, description="fine-tune pretrained backbones (default: frozen, features cached)"
@@ -220,10 +214,6 @@ class RunConfig(BaseModel):
     num_workers: int = Field(0, ge=0, le=1024)
     # evaluation protocol
     missing_ratio: float = Field(1.0, ge=0, le=1)
-    image_noise: float = Field(
-        0.5, ge=0, description="σ of the noisy-image condition, [0, 1] pixel scale"
-    )
-    text_noise: float = Field(0.5, ge=0, le=1, description="p of the noisy-text condition")
     sweep: bool = Field(True, description="run the missing-ratio robustness sweep (paper Fig. 4)")
     eval_seed: int = Field(0, description="seed choosing impaired samples and noise")
     eval_batch_size: int = Field(256, gt=0)
@@ -264,7 +254,7 @@ class RunConfig(BaseModel):
 
         return expand_method_sets(v) if isinstance(v, list) else v
 
-    @field_validator("methods", "dataset", "fusion", "image_backbone", "text_backbone")
+    @field_validator("methods", "dataset", "fusion")
     @classmethod
     def _registered(cls, v: str | list[str], info: ValidationInfo) -> str | list[str]:
         """Each name is registered (an unknown one lists the known ones)."""
@@ -272,15 +262,18 @@ class RunConfig(BaseModel):
             raise ValueError("at least one method is needed")
         registry = _registry_of(info.field_name)
         for name in v if isinstance(v, list) else [v]:
-            try:
-                registry.get(name)
-            except BalgradError:
-                if info.field_name.endswith("_backbone"):
-                    _other_tower_hint(info.field_name.removesuffix("_backbone"), name)
-                raise
+            registry.get(name)
         if info.field_name == "methods":
             _no_duplicate_methods(v, registry)
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_flat_keys(cls, data: Any) -> Any:
+        """A 0.1 key given in Python is named with its spelling now (files are upgraded)."""
+        if isinstance(data, dict) and (hint := flat_key_hint(data)):
+            raise ValueError(hint)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -316,9 +309,22 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _options_fit_their_registries(self) -> RunConfig:
         check_dataset_options(self.dataset, self.dataset_options)
-        modality_plan(self)  # the backbones of every modality and their options
+        # resolved once, here: nothing downstream resolves them again
+        self._specs = resolve_modalities(
+            self.dataset, self.data_dir, self.dataset_options, self.modalities
+        )
         check_method_options(self.methods, self.method_options)
         return self
+
+    @property
+    def specs(self) -> dict[str, ModalitySpec]:
+        """Each of the dataset's modalities as this run uses it, in the dataset's order."""
+        return dict(self._specs)
+
+    @field_serializer("modalities")
+    def _resolved(self, modalities: dict[str, ModalitySettings]) -> dict[str, Any]:
+        """Dumped (config.yaml) as resolved: a run folder describes itself."""
+        return {m: spec.settings() for m, spec in self._specs.items()}
 
     @field_validator("seeds")
     @classmethod
@@ -341,19 +347,6 @@ class RunConfig(BaseModel):
                     f"a seed is an integer from 0 to {MAX_SEED} (2**32 - 1), got {seed}"
                 )
         return v
-
-
-def _other_tower_hint(tower: str, name: str) -> None:
-    """A backbone of the other tower's registry given to this one: say which flag takes it."""
-    from balgrad.backbones.factory import BACKBONES
-
-    other = "text" if tower == "image" else "image"
-    if name in BACKBONES[other]:
-        kind = {"image": "an image", "text": "a text"}
-        raise ValueError(
-            f"{name!r} is {kind[other]} backbone, not {kind[tower]} one; "
-            f"give it as --{other}-backbone {name}"
-        )
 
 
 def check_methods(methods: list[str], option: str) -> list[str]:
@@ -408,103 +401,85 @@ def _listing(kinds: dict[str, str]) -> str:
     return " ".join(f"{m}:{k}" for m, k in kinds.items())
 
 
-def modality_plan(cfg: RunConfig) -> dict[str, ModalityPlan]:
-    """The backbone, its options and the noise level of each of ``cfg.dataset``'s
-    modalities (those its data declares, :func:`dataset_modalities`), in the dataset's
-    order: the one place that reads the per-modality fields.
+def resolve_modalities(
+    dataset: str,
+    data_dir: str | None,
+    dataset_options: dict[str, Any],
+    settings: dict[str, ModalitySettings],
+) -> dict[str, ModalitySpec]:
+    """The :class:`ModalitySpec` of each of ``dataset``'s modalities (those its data
+    declares, :func:`dataset_modalities`), in the dataset's order: the one place that
+    reads the modality settings.
 
-    - backbone: ``modalities[m].backbone``; else ``image_backbone`` / ``text_backbone``
-      for a modality ``image`` / ``text`` of that kind; else the registration's
-      ``modality_backbones[m]``, else its ``kind_backbones[kind]``.
-    - backbone options: ``backbone_options[m]`` updated with ``modalities[m].backbone_options``
-      (the dataset's ``backbone_defaults`` are applied under both when the backbone is built).
-    - noise: ``modalities[m].noise``; else ``image_noise`` / ``text_noise`` as above; else
-      the kind's default (:data:`balgrad.data.kinds.KINDS`).
+    - backbone: ``settings[m].backbone``; else the registration's ``modality_backbones[m]``,
+      else its ``kind_backbones[kind]``; else an error.
+    - backbone options: the registration's ``backbone_defaults`` for that backbone,
+      updated with ``settings[m].backbone_options``.
+    - noise: ``settings[m].noise``; else the kind's default (:data:`balgrad.data.kinds.KINDS`).
 
-    Every name and option is checked against its registry; an image/text field set to
-    another value than its default on a dataset where it cannot apply is an error, and so
-    is a modality or a kind the dataset does not declare."""
+    Every name and option is checked against its registry; a modality or a kind the
+    dataset does not declare is an error."""
     from balgrad.data.catalog import DATASETS
 
-    meta = DATASETS.metadata(cfg.dataset)
-    kinds = dataset_modalities(cfg.dataset, cfg.data_dir, cfg.dataset_options)
-    where = f"dataset {cfg.dataset!r}"
-    has = f"{where} has the modalities {_listing(kinds)}"
-    for field, given in (
-        ("modalities", cfg.modalities),
-        ("backbone_options", cfg.backbone_options),
-    ):
-        if stray := [m for m in given if m not in kinds]:
-            raise ConfigError(f"field {field!r}: unknown modality {stray[0]!r}; {has}")
-    _flat_fields_apply(cfg, kinds, has)
-    plans = {}
+    meta = DATASETS.metadata(dataset)
+    kinds = dataset_modalities(dataset, data_dir, dataset_options)
+    where = f"dataset {dataset!r}"
+    if stray := [m for m in settings if m not in kinds]:
+        raise ConfigError(
+            f"field 'modalities': unknown modality {stray[0]!r}; {where} has the modalities "
+            f"{_listing(kinds)}"
+        )
+    registered = {
+        **{n: meta["kind_backbones"][k] for n, k in kinds.items() if k in meta["kind_backbones"]},
+        **meta["modality_backbones"],
+    }
+    specs = {}
     for m, kind in kinds.items():
-        own = cfg.modalities.get(m) or ModalitySettings()
+        own = settings.get(m) or ModalitySettings()
         if own.kind is not None and own.kind != kind:
             raise ConfigError(
                 f"field 'modalities.{m}.kind': {where} declares {m!r} of kind {kind}, "
                 f"not {own.kind!r}"
             )
-        flat = FLAT_ALIASES.get(m) if m == kind else None  # image_backbone, image_noise
-        registered = {
-            **{
-                n: meta["kind_backbones"][k]
-                for n, k in kinds.items()
-                if k in meta["kind_backbones"]
-            },
-            **meta["modality_backbones"],
-        }
-        backbone, source = _backbone_of(cfg, m, kind, own, flat, registered)
-        options, options_field = _options_of(cfg, m, own)
-        _check_backbone(m, kind, backbone, source, options, options_field)
-        plans[m] = ModalityPlan(m, kind, backbone, options, _noise_of(cfg, m, kind, own, flat))
-    return plans
+        backbone, source = _backbone_of(dataset, m, kind, own, registered)
+        options_field = f"modalities.{m}.backbone_options"
+        _check_backbone(m, kind, backbone, source, own.backbone_options, options_field)
+        options = {**_backbone_defaults(meta, kind, backbone), **own.backbone_options}
+        specs[m] = ModalitySpec(
+            name=m, kind=kind, backbone=backbone, backbone_options=options,
+            noise=_noise_of(m, kind, own),
+        )  # fmt: skip
+    return specs
 
 
 def _backbone_of(
-    cfg: RunConfig,
-    m: str,
-    kind: str,
-    own: ModalitySettings,
-    flat: tuple[str, str] | None,
-    registered: dict[str, str],
+    dataset: str, m: str, kind: str, own: ModalitySettings, registered: dict[str, str]
 ) -> tuple[str, str]:
-    """(backbone name, the field it came from)."""
+    """(backbone name, where it came from): the setting, else the registration's."""
     if own.backbone is not None:
         return own.backbone, f"modalities.{m}.backbone"
-    if flat is not None:
-        return getattr(cfg, flat[0]), flat[0]
     if m in registered:
-        return registered[m], f"dataset {cfg.dataset!r}'s modality_backbones.{m}"
+        return registered[m], f"dataset {dataset!r}'s default backbone of {m}"
     raise ConfigError(
-        f"dataset {cfg.dataset!r}: no backbone for its modality {m!r} (kind {kind}); pass "
+        f"dataset {dataset!r}: no backbone for its modality {m!r} (kind {kind}); pass "
         f"--backbone {m}=NAME (YAML: modalities: {{{m}: {{backbone: NAME}}}})"
         + _known_backbones(kind)
     )
 
 
-def _options_of(cfg: RunConfig, m: str, own: ModalitySettings) -> tuple[dict[str, Any], str]:
-    """(backbone options, the field(s) they came from): ``backbone_options[m]`` updated
-    with ``modalities[m].backbone_options``."""
-    flat = cfg.backbone_options.get(m, {})
-    if not isinstance(flat, dict):
-        raise ConfigError(
-            f"field 'backbone_options': {m} must map option names to values, got {flat!r}"
-        )
-    given = {"backbone_options": flat, f"modalities.{m}.backbone_options": own.backbone_options}
-    fields = [field for field, options in given.items() if options]
-    return {**flat, **own.backbone_options}, " / ".join(fields) or "backbone_options"
+def _backbone_defaults(meta: dict[str, Any], kind: str, backbone: str) -> dict[str, Any]:
+    """The dataset's options for ``backbone`` (its registration's ``backbone_defaults``)."""
+    from balgrad.backbones.factory import BACKBONES
+
+    key = BACKBONES[kind].canonical(backbone).rstrip(":")
+    return dict(meta["backbone_defaults"].get(key, {}))
 
 
-def _noise_of(
-    cfg: RunConfig, m: str, kind: str, own: ModalitySettings, flat: tuple[str, str] | None
-) -> float:
+def _noise_of(m: str, kind: str, own: ModalitySettings) -> float:
     from balgrad.data.kinds import KINDS
 
     if own.noise is not None:
         noise, field = own.noise, f"modalities.{m}.noise"
-    elif flat is not None:
-        noise, field = getattr(cfg, flat[1]), flat[1]
     else:
         noise, field = KINDS[kind].default_noise, f"the default noise of kind {kind}"
     try:
@@ -512,25 +487,6 @@ def _noise_of(
     except ConfigError as err:
         raise ConfigError(f"field {field!r}: {err}") from None
     return float(noise)
-
-
-def _flat_fields_apply(cfg: RunConfig, kinds: dict[str, str], has: str) -> None:
-    """``--image-backbone`` and friends, given another value than the default, on a
-    dataset without a modality ``image`` of kind image (and so on) would be ignored."""
-    for m, fields in FLAT_ALIASES.items():
-        if kinds.get(m) == m:
-            continue
-        for field in fields:
-            value = getattr(cfg, field)
-            if value == RunConfig.model_fields[field].default:
-                continue
-            what = "backbone" if field.endswith("_backbone") else "noise"
-            flag = "--backbone M=NAME" if what == "backbone" else "--noise M=LEVEL"
-            raise ConfigError(
-                f"field {field!r} (--{field.replace('_', '-')} {value}) sets the modality "
-                f"{m!r} of kind {m}, but {has}; set a modality's {what} with {flag} "
-                f"(YAML: modalities: {{M: {{{what}: ...}}}})"
-            )
 
 
 def _known_backbones(kind: str) -> str:
@@ -628,8 +584,8 @@ def resume_differences(old: RunConfig, new: RunConfig) -> tuple[list[str], list[
         a, b = getattr(old, name), getattr(new, name)
         if name in RESUME_NEUTRAL or a == b:
             continue
-        if name in MODALITY_FIELDS and old.dataset == new.dataset:
-            continue  # compared as resolved below: the same plan, however spelt, is the same
+        if name == "modalities":
+            continue  # compared as resolved below: the same specs, however spelt, are the same
         line = f"{name}: {a!r} → {b!r}"
         if name in RESUME_ROUNDING_ONLY:
             allowed.append(f"{line} ({RESUME_ROUNDING_ONLY[name]})")
@@ -646,25 +602,20 @@ def resume_differences(old: RunConfig, new: RunConfig) -> tuple[list[str], list[
         else:
             refused.append(line)
     if old.dataset == new.dataset:
-        refused += _plan_differences(modality_plan(old), modality_plan(new))
+        refused += _spec_differences(old.specs, new.specs)
     return refused, allowed
 
 
-def _plan_differences(old: dict[str, ModalityPlan], new: dict[str, ModalityPlan]) -> list[str]:
-    """``field: old → new`` per modality setting, named by the flat field where one is an
-    alias (``image_noise``), else ``modalities.<m>.<setting>``."""
+def _spec_differences(old: dict[str, ModalitySpec], new: dict[str, ModalitySpec]) -> list[str]:
+    """``modalities.<m>.<setting>: old → new`` per modality setting that differs."""
     lines = []
     for m, a in old.items():
-        b, flat = new[m], FLAT_ALIASES.get(m) if m == a.kind else None
-        for attr in ("backbone", "backbone_options", "noise"):
-            va, vb = getattr(a, attr), getattr(b, attr)
-            if va == vb:
-                continue
-            if flat is None:
-                field = f"modalities.{m}.{attr}"
-            else:
-                field = {"backbone": flat[0], "noise": flat[1]}.get(attr, f"backbone_options.{m}")
-            lines.append(f"{field}: {va!r} → {vb!r}")
+        b = new.get(m)
+        for attr in ("kind", "backbone", "backbone_options", "noise"):
+            va, vb = getattr(a, attr), getattr(b, attr, None)
+            if va != vb:
+                lines.append(f"modalities.{m}.{attr}: {va!r} → {vb!r}")
+    lines += [f"modalities.{m}: (none) → {new[m].kind}" for m in new if m not in old]
     return lines
 
 
@@ -678,6 +629,9 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 
 def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
+    """A validated RunConfig of ``values`` (current spellings only: files with old ones
+    pass :func:`balgrad.config_upgrade.upgrade_config` first, in :func:`load_yaml` and
+    :func:`load_run_config`)."""
     try:
         return RunConfig(**values)
     except ValidationError as err:
@@ -726,8 +680,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """The options of a YAML file, or of a packaged preset given by name."""
+def load_yaml(path: str | Path, *, upgrade: str = "warn") -> dict[str, Any]:
+    """The options of a YAML file, or of a packaged preset given by name, in the current
+    spelling (``upgrade``: ``"warn"`` for a user's file, ``"silent"`` for a run folder's
+    own config.yaml; :mod:`balgrad.config_upgrade`)."""
     path = config_file(path)
     try:
         raw = path.read_bytes()
@@ -752,7 +708,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             "(YAML reads unquoted numbers, yes/no/on/off and null as values; quote the name)"
         )
     # YAML may spell names with dashes, as the flags do
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    values = {k.replace("-", "_"): v for k, v in data.items()}
+    return upgrade_config(values, str(path), warn=upgrade == "warn")
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -762,7 +719,7 @@ def load_run_config(path: str | Path) -> RunConfig:
     path = Path(path)
     way_out = "restore it, or train the run again into a new folder (--name)"
     try:
-        values = load_yaml(path)
+        values = load_yaml(path, upgrade="silent")  # written by an older balgrad: as it ran
     except ConfigError as err:
         raise ConfigError(f"run folder config damaged: {err}; {way_out}") from None
     values.setdefault("precision", LEGACY_PRECISION)

@@ -34,13 +34,13 @@ from balgrad.config import (
     RESUME_MAY_GROW,
     RESUME_NEUTRAL,
     RESUME_ROUNDING_ONLY,
-    ModalityPlan,
+    ModalitySpec,
     RunConfig,
     dump_yaml,
     load_run_config,
-    modality_plan,
     resume_differences,
 )
+from balgrad.config_upgrade import legacy_tokenizer_file
 from balgrad.data.base import MultimodalDataset, known_texts, text_modality
 from balgrad.data.catalog import DATASETS
 from balgrad.data.conditioned_view import modalities_of, split_feature_std
@@ -51,7 +51,7 @@ from balgrad.data.splits import train_val_split
 from balgrad.errors import BalgradError, ConfigError
 from balgrad.evaluate.metrics import is_defined
 from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
-from balgrad.models import MultimodalModel, TwoTowerModel
+from balgrad.models import MultimodalModel
 from balgrad.names import check_modality_names
 from balgrad.report.runfiles import RunFileError, read_eval
 from balgrad.strategies import create_strategy
@@ -138,21 +138,6 @@ def _validate(dataset: MultimodalDataset) -> None:
         dataset.validate()
 
 
-def plan_of(cfg: RunConfig) -> dict[str, ModalityPlan]:
-    """Each modality's kind, backbone, options and noise level in this run (dataset order)."""
-    return modality_plan(cfg)
-
-
-def backbone_options(
-    cfg: RunConfig, tower: str, name: str, plan: ModalityPlan | None = None
-) -> dict:
-    """The dataset's defaults for this backbone (its registration), under the user's options."""
-    plan = plan or plan_of(cfg)[tower]
-    key = BACKBONES[plan.kind].canonical(name).rstrip(":")
-    base = DATASETS.metadata(cfg.dataset)["backbone_defaults"].get(key, {})
-    return {**base, **plan.backbone_options}
-
-
 def training_texts(dataset: MultimodalDataset, modality: str) -> list[str]:
     """The training texts of a text modality (what a vocabulary is fitted on)."""
     texts = known_texts(dataset, modality)
@@ -170,38 +155,38 @@ def input_features(dataset: MultimodalDataset, modality: str) -> int:
 
 def encoder_options(
     cfg: RunConfig,
-    tower: str,
-    name: str,
+    spec: ModalitySpec,
     train: MultimodalDataset | list[str],
     run_dir: Path | None,
-    plan: ModalityPlan | None = None,
 ) -> dict:
-    """A backbone's options in this run, from its registration: one that fits a
-    vocabulary gets the training texts (or reloads its :func:`tokenizer_file` from
-    ``run_dir``); a pretrained one that takes ``finetune`` gets the run's setting; one that
-    takes ``in_features`` and is not given it gets the data's feature size."""
-    plan = plan or plan_of(cfg)[tower]
-    registry, opts = BACKBONES[plan.kind], backbone_options(cfg, tower, name, plan)
-    meta = registry.metadata(name)
+    """A backbone's options in this run (``spec.backbone_options``), and what its
+    registration asks the run for: one that fits a vocabulary gets the training texts (or
+    reloads its :func:`tokenizer_file` from ``run_dir``); a pretrained one that takes
+    ``finetune`` gets the run's setting; one that takes ``in_features`` and is not given
+    it gets the data's feature size."""
+    registry, opts = BACKBONES[spec.kind], dict(spec.backbone_options)
+    meta = registry.metadata(spec.backbone)
     if meta.get("fits_vocabulary"):
-        saved = None if run_dir is None else saved_tokenizer(run_dir, tower, modality_kinds(cfg))
+        saved = (
+            None if run_dir is None else saved_tokenizer(run_dir, spec.name, modality_kinds(cfg))
+        )
         if saved is not None:
             opts["tokenizer"] = str(saved)
         else:
-            opts["texts"] = train if isinstance(train, list) else training_texts(train, tower)
-    elif meta["pretrained"] and registry.accepts(name, "finetune"):
+            opts["texts"] = train if isinstance(train, list) else training_texts(train, spec.name)
+    elif meta["pretrained"] and registry.accepts(spec.backbone, "finetune"):
         opts.setdefault("finetune", cfg.finetune)
     if (
         not isinstance(train, list)
         and "in_features" not in opts
-        and registry.accepts(name, "in_features")
+        and registry.accepts(spec.backbone, "in_features")
     ):
-        opts["in_features"] = input_features(train, tower)
+        opts["in_features"] = input_features(train, spec.name)
     return opts
 
 
 def modality_kinds(cfg: RunConfig) -> dict[str, str]:
-    return {m: p.kind for m, p in plan_of(cfg).items()}
+    return {m: spec.kind for m, spec in cfg.specs.items()}
 
 
 def tokenizer_file(modality: str, kinds: dict[str, str]) -> str:
@@ -212,11 +197,10 @@ def tokenizer_file(modality: str, kinds: dict[str, str]) -> str:
 
 
 def saved_tokenizer(run_dir: Path, modality: str, kinds: dict[str, str]) -> Path | None:
-    """The vocabulary file a run folder holds for ``modality``; the names of a folder
-    written before the file was named by kind (``tokenizer.json`` for a modality named
-    text, ``tokenizer-<m>.json`` for another) are read too. None: none saved."""
-    legacy = "tokenizer.json" if modality == "text" else f"tokenizer-{modality}.json"
-    for name in (tokenizer_file(modality, kinds), legacy):
+    """The vocabulary file a run folder holds for ``modality`` (a folder written before
+    the file was named by kind is read too: :func:`legacy_tokenizer_file`). None: none
+    saved."""
+    for name in (tokenizer_file(modality, kinds), legacy_tokenizer_file(modality)):
         if (run_dir / name).exists():
             return run_dir / name
     return None
@@ -227,29 +211,30 @@ def build_encoders(
 ) -> dict[str, nn.Module]:
     """The backbone of every modality, by name; pretrained ones are frozen unless
     ``finetune``. ``train``: the training split (or, for an image-text run, its texts)."""
-    return {m: _encoder(cfg, m, plan, train, run_dir) for m, plan in plan_of(cfg).items()}
+    return {m: _encoder(cfg, spec, train, run_dir) for m, spec in cfg.specs.items()}
 
 
-def _encoder(cfg: RunConfig, tower: str, plan: ModalityPlan, train, run_dir):
-    opts = encoder_options(cfg, tower, plan.backbone, train, run_dir, plan)
-    registry = BACKBONES[plan.kind]
+def _encoder(cfg: RunConfig, spec: ModalitySpec, train, run_dir):
+    opts = encoder_options(cfg, spec, train, run_dir)
+    registry = BACKBONES[spec.kind]
     try:
-        return registry.create(plan.backbone, **opts)
+        return registry.create(spec.backbone, **opts)
     except BalgradError as err:
         if "tokenizer" not in opts:
             raise
         # the saved vocabulary is derived from the training texts: fitted again, it is the same
         log.warning("%s; fitting the vocabulary on the training texts again, as the run did", err)
         opts.pop("tokenizer")
-        texts = train if isinstance(train, list) else training_texts(train, tower)
-        return registry.create(plan.backbone, **opts, texts=texts)
+        texts = train if isinstance(train, list) else training_texts(train, spec.name)
+        return registry.create(spec.backbone, **opts, texts=texts)
 
 
 def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> MultimodalModel:
-    """The image-text model (TwoTowerModel: its state-dict keys are those of every run
-    written before modalities were named) or, for other modalities, MultimodalModel."""
-    encoders = pipeline.model_encoders()
-    common = dict(
+    """The model of every modality's encoder (its state-dict keys, ``<m>_encoder.*`` and
+    ``<m>_embedding.*``, are those of every run folder balgrad wrote)."""
+    return MultimodalModel(
+        pipeline.model_encoders(),
+        info.num_classes,
         task=info.task,
         embed_dim=cfg.embed_dim,
         fusion=cfg.fusion,
@@ -257,9 +242,6 @@ def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> MultimodalMode
         head_hidden=cfg.head_hidden,
         dropout=cfg.dropout,
     )
-    if list(encoders) == ["image", "text"]:
-        return TwoTowerModel(encoders["image"], encoders["text"], info.num_classes, **common)
-    return MultimodalModel(encoders, info.num_classes, **common)
 
 
 def make_cache(cfg: RunConfig):
@@ -269,15 +251,12 @@ def make_cache(cfg: RunConfig):
 
 
 def protocol_config(cfg: RunConfig) -> ProtocolConfig:
-    plan = plan_of(cfg)
     return ProtocolConfig(
         missing_ratio=cfg.missing_ratio,
-        image_noise=cfg.image_noise,
-        text_noise=cfg.text_noise,
         seed=cfg.eval_seed,
         batch_size=cfg.eval_batch_size,
-        modalities={m: p.kind for m, p in plan.items()},
-        noise={m: p.noise for m, p in plan.items()},
+        modalities=modality_kinds(cfg),
+        noise={m: spec.noise for m, spec in cfg.specs.items()},
     )
 
 
@@ -308,9 +287,8 @@ def preflight(cfg: RunConfig, data: Data, methods: list[str]) -> None:
                 f"{method!r} out of --methods"
             )
     rate = declared_sample_rate(data.test)
-    for m, plan in plan_of(cfg).items():
-        options = backbone_options(cfg, m, plan.backbone, plan)
-        check_sample_rate(m, plan.kind, plan.backbone, options, rate)
+    for m, spec in cfg.specs.items():
+        check_sample_rate(m, spec.kind, spec.backbone, spec.backbone_options, rate)
     # the scale of the test split's feature noise, which the noisy conditions need
     # (computed once per split: the evaluation reuses it)
     protocol_config(cfg)  # the noise levels, checked for each modality's kind
@@ -477,11 +455,9 @@ class Experiment:
             if write_config:  # a training run: fail before the first method trains
                 for method in cfg.methods:
                     check_precision_support(method_strategy(cfg, method, 0), cfg.precision)
-            for tower, plan in plan_of(cfg).items():
-                if plan.kind in ("image", "text"):
-                    precheck_tower(
-                        plan.backbone, plan.kind, backbone_options(cfg, tower, plan.backbone, plan)
-                    )
+            for spec in cfg.specs.values():
+                if spec.kind in ("image", "text"):  # the kinds of the Hugging Face towers
+                    precheck_tower(spec.backbone, spec.kind, spec.backbone_options)
             self.data = load_data(cfg)
             preflight(cfg, self.data, cfg.methods if write_config else [])
             self.cache = make_cache(cfg)
@@ -519,44 +495,23 @@ class Experiment:
         return self.run_dir / method / f"seed{seed}"
 
     def train_one(self, method: str, seed: int) -> RunResult:
-        cfg, info = self.cfg, self.data.info
+        """Train ``method`` with ``seed`` (from its checkpoint under ``--resume``), save its
+        best weights and score them into ``eval.json``."""
         rdir = self.run_dir_of(method, seed)
         seed_everything(seed)
         pipeline = self.pipeline(rdir if self.resume else None)
-        model = build_model(cfg, pipeline, info).to(self.device)
+        model = build_model(self.cfg, pipeline, self.data.info).to(self.device)
         for encoder in pipeline.encoders.values():
             encoder.to(self.device)
         broadcast_parameters(model)
-        strategy = method_strategy(cfg, method, seed)
-        observers = []
-        if self.dist.is_main:
-            rdir.mkdir(parents=True, exist_ok=True)
-            for m, encoder in pipeline.encoders.items():
-                if hasattr(encoder, "save_tokenizer"):
-                    encoder.save_tokenizer(rdir / tokenizer_file(m, modality_kinds(cfg)))
-            # the trainer cuts metrics.jsonl back to its checkpoint (empties it when fresh)
-            observers.append(JsonlLogger(rdir / "metrics.jsonl", method=method, seed=seed))
-            if cfg.tensorboard:
-                observers.append(TensorBoardLogger(rdir / "tensorboard", every=cfg.log_every))
-        settings = TrainSettings(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            optimizer=cfg.optimizer,
-            weight_decay=cfg.weight_decay,
-            momentum=cfg.momentum,
-            seed=seed,
-            primary_metric=info.primary_metric,
-            progress=cfg.progress,
-            precision=cfg.precision,
-            log_every=cfg.log_every,
-        )
+        strategy = method_strategy(self.cfg, method, seed)
+        observers = self._prepare_run_folder(rdir, pipeline, method, seed)
         trainer = Trainer(
             model,
             strategy,
             pipeline,
             self.data.train,
-            settings,
+            self._train_settings(seed),
             rdir,
             self.device,
             self.dist,
@@ -564,31 +519,73 @@ class Experiment:
             validate=self.evaluator(pipeline, self.data.val, fusion_of(strategy)).modality_scores,
         )
         result = trainer.fit(resume=self.resume)
-        seconds = result.seconds  # the whole run's, stored in the checkpoint across resumes
         model.load_state_dict(result.best_state)
         evaluation = {}
         if self.dist.is_main:
-            # bytes first: safetensors' own writer reports a full disk as its own error type,
-            # Python's write as an OSError that write_bytes names (WriteError)
-            weights = {k: v.contiguous() for k, v in result.best_state.items()}
-            write_bytes(rdir / "model.safetensors", safetensors_bytes(weights))
-            evaluation = self.evaluate_model(model, pipeline, fusion_of(strategy))
-            payload = {
-                "method": method,
-                "seed": seed,
-                "dataset": cfg.dataset,
-                "primary_metric": info.primary_metric,
-                "best_epoch": result.best_epoch,
-                "best_val": result.best_score,
-                "selected_by": result.selected_by,  # the primary metric unless undefined
-                "train_seconds": seconds,
-                **evaluation,
-            }
-            write_text(rdir / "eval.json", json.dumps(nan_to_null(payload), indent=2))
+            evaluation = self._save_and_score(model, pipeline, strategy, result, method, seed)
         barrier()
         return RunResult(
-            method, seed, evaluation, result.best_epoch, result.best_score, seconds, result.history
+            method,
+            seed,
+            evaluation,
+            result.best_epoch,
+            result.best_score,
+            result.seconds,  # the whole run's, stored in the checkpoint across resumes
+            result.history,
         )
+
+    def _prepare_run_folder(self, rdir: Path, pipeline: InputPipeline, method: str, seed: int):
+        """Rank 0: the run's folder, its fitted vocabularies and its step loggers."""
+        if not self.dist.is_main:
+            return []
+        rdir.mkdir(parents=True, exist_ok=True)
+        kinds = modality_kinds(self.cfg)
+        for m, encoder in pipeline.encoders.items():
+            if hasattr(encoder, "save_tokenizer"):
+                encoder.save_tokenizer(rdir / tokenizer_file(m, kinds))
+        # the trainer cuts metrics.jsonl back to its checkpoint (empties it when fresh)
+        observers = [JsonlLogger(rdir / "metrics.jsonl", method=method, seed=seed)]
+        if self.cfg.tensorboard:
+            observers.append(TensorBoardLogger(rdir / "tensorboard", every=self.cfg.log_every))
+        return observers
+
+    def _train_settings(self, seed: int) -> TrainSettings:
+        cfg = self.cfg
+        return TrainSettings(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            optimizer=cfg.optimizer,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            seed=seed,
+            primary_metric=self.data.info.primary_metric,
+            progress=cfg.progress,
+            precision=cfg.precision,
+            log_every=cfg.log_every,
+        )
+
+    def _save_and_score(self, model, pipeline, strategy, result, method: str, seed: int) -> dict:
+        """Rank 0: ``model.safetensors`` of the best weights, then their scores in ``eval.json``."""
+        rdir = self.run_dir_of(method, seed)
+        # bytes first: safetensors' own writer reports a full disk as its own error type,
+        # Python's write as an OSError that write_bytes names (WriteError)
+        weights = {k: v.contiguous() for k, v in result.best_state.items()}
+        write_bytes(rdir / "model.safetensors", safetensors_bytes(weights))
+        evaluation = self.evaluate_model(model, pipeline, fusion_of(strategy))
+        payload = {
+            "method": method,
+            "seed": seed,
+            "dataset": self.cfg.dataset,
+            "primary_metric": self.data.info.primary_metric,
+            "best_epoch": result.best_epoch,
+            "best_val": result.best_score,
+            "selected_by": result.selected_by,  # the primary metric unless undefined
+            "train_seconds": result.seconds,
+            **evaluation,
+        }
+        write_text(rdir / "eval.json", json.dumps(nan_to_null(payload), indent=2))
+        return evaluation
 
     def evaluator(
         self, pipeline: InputPipeline, dataset: MultimodalDataset, fuse=None
@@ -614,25 +611,13 @@ class Experiment:
         protocol = {
             "missing": cfg.missing,
             "missing_ratio": cfg.missing_ratio,
-            "image_noise": cfg.image_noise,
-            "text_noise": cfg.text_noise,
-            **self._protocol_modalities(),
+            "modalities": modality_kinds(cfg),
+            "noise": {m: spec.noise for m, spec in cfg.specs.items()},
             "eval_seed": cfg.eval_seed,
             "test_split": cfg.test_split,
             "precision": cfg.precision,
         }
         return {"protocol": protocol, **ev.run(model, sweep=cfg.sweep)}
-
-    def _protocol_modalities(self) -> dict:
-        """eval.json's record of the modalities and their noise levels; absent for the
-        image-text protocol, whose eval.json keeps the keys it always had."""
-        plan = plan_of(self.cfg)
-        if list(plan) == ["image", "text"] and all(p.kind == m for m, p in plan.items()):
-            return {}
-        return {
-            "modalities": {m: p.kind for m, p in plan.items()},
-            "noise": {m: p.noise for m, p in plan.items()},
-        }
 
     def finished(self, method: str, seed: int) -> bool:
         """Whether ``--resume`` may skip this run: its eval.json and model.safetensors are

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from balgrad.cli import main
-from balgrad.config import RunConfig, dataset_modalities, modality_plan
+from balgrad.config import RunConfig, dataset_modalities
 from balgrad.data.generic import GenericDataset
 from balgrad.data.generic_modal import GenericModalDataset
 from balgrad.data.registry_disk import DataWarning, load_dataset_from_disk
@@ -127,8 +127,7 @@ def test_an_image_text_index_with_a_colon_in_another_column_is_read_as_before(tm
 
 def test_the_run_config_resolves_the_declared_modalities_with_kind_defaults(data):
     cfg = RunConfig(dataset="generic", data_dir=str(data), methods=["joint"])
-    plan = modality_plan(cfg)
-    assert {m: (p.kind, p.backbone) for m, p in plan.items()} == {
+    assert {m: (s.kind, s.backbone) for m, s in cfg.specs.items()} == {
         "photo": ("image", "efficientnet-lite0"),
         "sound": ("audio", "resnet18"),
         "emb": ("features", "gru"),

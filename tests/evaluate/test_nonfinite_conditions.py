@@ -102,7 +102,9 @@ def test_nonfinite_logits_make_the_condition_undefined(caplog):
         )  # fmt: skip
 
     pipeline = type("P", (), {"loader": staticmethod(loader)})()
-    ev = Evaluator(pipeline, None, ["accuracy"], ProtocolConfig())
+    ev = Evaluator(
+        pipeline, None, ["accuracy"], ProtocolConfig(modalities={"image": "image", "text": "text"})
+    )
     with caplog.at_level(logging.WARNING, logger="balgrad.evaluate"):
         result = ev.run(NaNForNoisy(), sweep=False)
     conds = result["conditions"]

@@ -81,7 +81,7 @@ def test_a_model_that_ignores_text_scores_the_same_with_and_without_text():
         InputPipeline({"image": PixelEncoder(), "text": LengthEncoder()}),
         ds,
         ["accuracy"],
-        ProtocolConfig(sweep_ratios=(0.0, 0.5, 1.0)),
+        ProtocolConfig(modalities={"image": "image", "text": "text"}, sweep_ratios=(0.0, 0.5, 1.0)),
     )
     out = ev.run(model)
     c = out["conditions"]

@@ -147,13 +147,13 @@ def test_table_roles_and_sweep_for_three_modalities_and_two():
     ]
     levels = {c.modality: c.level for c in three.table_conditions().values() if c.action == "noisy"}
     assert levels == {"image": 0.5, "audio": 10.0, "motion": 1.0}
-    two = ProtocolConfig(image_noise=0.3)
+    two = ProtocolConfig(modalities={"image": "image", "text": "text"}, noise={"image": 0.3})
     assert list(two.table_conditions()) == [
         "full", "missing_image", "missing_text", "noisy_image", "noisy_text"
     ]  # fmt: skip
     assert two.table_conditions()["noisy_image"].level == 0.3
     with pytest.raises(Exception, match="p"):
-        ProtocolConfig(noise={"text": 2.0})
+        ProtocolConfig(modalities={"image": "image", "text": "text"}, noise={"text": 2.0})
 
 
 def test_evaluator_scores_every_role_and_every_sweep_point():

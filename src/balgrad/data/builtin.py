@@ -44,7 +44,13 @@ from collections.abc import Callable
 from typing import Any
 
 from balgrad.data.base import MultimodalDataset
-from balgrad.data.catalog import DATASETS, lookup, register_dataset
+from balgrad.data.catalog import (
+    DATASETS,
+    IMAGE_TEXT_BACKBONES,
+    IMAGE_TEXT_DATASET,
+    lookup,
+    register_dataset,
+)
 from balgrad.data.digits import DIGITS_CLASSES, DigitsConfig, DigitsDataset
 from balgrad.data.fashion import DEFAULT_FASHION_DIR, FASHION_CLASSES, FashionConfig, FashionDataset
 from balgrad.data.idx import read_idx
@@ -130,6 +136,7 @@ for _name, _dataset, _config, _data_dir, _cache, _description in (
         description=_description,
         backbone_defaults=SMALL_IMAGE_BACKBONE_DEFAULTS,
         cache_option=_cache,
+        **IMAGE_TEXT_DATASET,
     )
 
 
@@ -143,6 +150,7 @@ register_dataset(
     cache_option="cache_dir",
     modalities=dict(KEYPAD_MODALITIES),
     modality_backbones={"audio": "efficientnet-lite0-mel"},
+    kind_backbones=IMAGE_TEXT_BACKBONES,
 )
 
 

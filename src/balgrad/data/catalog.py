@@ -13,10 +13,10 @@ and carries ``description`` (for ``balgrad list``), ``backbone_defaults`` (backb
 options that suit its images and texts, applied under the user's own),
 ``cache_option`` (the option that receives balgrad's cache folder when neither it nor
 ``--data-dir`` is given), ``modalities`` (modality name -> kind, in the dataset's order;
-default image and text), ``modality_backbones`` (modality name -> the backbone a run
-uses unless told otherwise, for the modalities the image/text flags do not cover),
-``kind_backbones`` (kind -> that backbone, for a modality ``modality_backbones`` does not
-name) and ``modalities_from`` (for a dataset whose data declares its modalities, such as
+required: there is no default set), ``modality_backbones`` (modality name -> the backbone
+a run uses unless told otherwise), ``kind_backbones`` (kind -> that backbone, for a
+modality ``modality_backbones`` does not name; :data:`IMAGE_TEXT_BACKBONES` for the
+image-text datasets) and ``modalities_from`` (for a dataset whose data declares its modalities, such as
 ``generic``: ``fn(data_dir, options) -> {name: kind}`` or None for the registered ones;
 see :func:`declared_modalities`).
 """
@@ -30,6 +30,14 @@ from balgrad.errors import ConfigError
 from balgrad.registry import Registry
 
 KINDS = ("builtin", "disk")
+#: the image-text datasets' default backbones: the default benchmark's pretrained towers
+#: that ship in pip packages (docs/default-benchmark.md)
+IMAGE_TEXT_BACKBONES = {"image": "efficientnet-lite0", "text": "minilm"}
+#: the registration of an image-text dataset's modalities and their default backbones
+IMAGE_TEXT_DATASET = {
+    "modalities": {"image": "image", "text": "text"},
+    "kind_backbones": IMAGE_TEXT_BACKBONES,
+}
 #: the arguments each kind's loader gets from balgrad itself (not user options)
 CALL_ARGUMENTS = {
     "builtin": ("split", "seed", "data_dir"),
@@ -55,6 +63,11 @@ def _check_kind(name: str, metadata: Mapping[str, Any]) -> None:
     for kind in metadata["kind_backbones"]:
         modality_kind(kind, f"dataset {name!r}: kind_backbones")
     modalities = metadata["modalities"]
+    if modalities is None:
+        raise ConfigError(
+            f"dataset {name!r}: declare its modalities in its registration "
+            "(modalities={name: kind, ...}, e.g. {'image': 'image', 'text': 'text'})"
+        )
     check_modalities_of(modalities, f"dataset {name!r}")
     if stray := sorted(set(metadata["modality_backbones"]) - set(modalities)):
         raise ConfigError(
@@ -84,7 +97,7 @@ DATASETS = Registry(
         "description": "",
         "backbone_defaults": {},
         "cache_option": None,
-        "modalities": {"image": "image", "text": "text"},
+        "modalities": None,
         "modality_backbones": {},
         "kind_backbones": {},
         "modalities_from": None,

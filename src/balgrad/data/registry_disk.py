@@ -12,7 +12,14 @@ from typing import Any
 
 from balgrad.data._io import DataWarning, DiskDataset, MissingSplitError
 from balgrad.data.base import MultimodalDataset
-from balgrad.data.catalog import DATASETS, dataset_names, lookup, register_dataset
+from balgrad.data.catalog import (
+    DATASETS,
+    IMAGE_TEXT_BACKBONES,
+    IMAGE_TEXT_DATASET,
+    dataset_names,
+    lookup,
+    register_dataset,
+)
 from balgrad.data.cub import CUBDataset
 from balgrad.data.food101 import Food101Dataset
 from balgrad.data.generic import GenericDataset
@@ -35,30 +42,35 @@ register_dataset(
     Food101Dataset,
     aliases=("upmc_food101", "upmc_food_101", "food_101"),
     description="UPMC Food-101: recipe pages and photos, 101 classes",
+    **IMAGE_TEXT_DATASET,
 )
 register_dataset(
     "hateful_memes",
     HatefulMemesDataset,
     aliases=("hatefulmemes", "hateful_meme"),
     description="Facebook's Hateful Memes (binary, AUROC)",
+    **IMAGE_TEXT_DATASET,
 )
 register_dataset(
     "mmimdb",
     MMIMDbDataset,
     aliases=("mm_imdb",),
     description="MM-IMDb: posters and plots, multi-label genres",
+    **IMAGE_TEXT_DATASET,
 )
 register_dataset(
     "memotion",
     MemotionDataset,
     aliases=("memotion7k", "memotion_7k"),
     description="Memotion 7k: memes with humour/sarcasm/offence labels",
+    **IMAGE_TEXT_DATASET,
 )
 register_dataset(
     "cub",
     CUBDataset,
     aliases=("cub200", "cub_200", "cub_200_2011"),
     description="CUB-200-2011 birds with Reed et al.'s captions",
+    **IMAGE_TEXT_DATASET,
 )
 register_dataset(
     "generic",
@@ -66,9 +78,9 @@ register_dataset(
     description="your own classification set as CSV/JSONL: image and text, or the "
     "modalities its header declares (name:kind: image, text, audio, features; docs/datasets.md)",
     modalities_from=declared_modalities,
+    modalities=IMAGE_TEXT_DATASET["modalities"],  # without a header that declares others
     kind_backbones={
-        "image": "efficientnet-lite0",
-        "text": "minilm",
+        **IMAGE_TEXT_BACKBONES,
         "audio": "resnet18",
         "features": "gru",
     },

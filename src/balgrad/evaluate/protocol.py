@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from balgrad.data.base import IMAGE_TEXT
+from balgrad.data.conditioned_view import modalities_of
 from balgrad.data.impairments import Condition
 from balgrad.data.kinds import modality_kind
 from balgrad.data.pipeline import InputPipeline
@@ -40,20 +40,18 @@ log = logging.getLogger("balgrad.evaluate")
 SWEEP_RATIOS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ProtocolConfig:
-    """The protocol's settings. ``modalities`` (name -> kind, in the dataset's order) and
-    ``noise`` (name -> the noisy condition's level) default to the image-text protocol,
-    whose levels are ``image_noise`` and ``text_noise``."""
+    """The protocol's settings. ``modalities``: name -> kind, in the dataset's order (no
+    default set); ``noise``: name -> the noisy condition's level (a modality it leaves out
+    gets its kind's default)."""
 
+    modalities: dict[str, str]
     missing_ratio: float = 1.0
-    image_noise: float = 0.5
-    text_noise: float = 0.5
+    noise: dict[str, float] | None = None
     sweep_ratios: tuple[float, ...] = SWEEP_RATIOS
     seed: int = 0
     batch_size: int = 256
-    modalities: dict[str, str] = field(default_factory=lambda: dict(IMAGE_TEXT))
-    noise: dict[str, float] | None = None
 
     def __post_init__(self):
         check_modality_names(self.modalities, "protocol")
@@ -66,22 +64,16 @@ class ProtocolConfig:
 
     def noise_levels(self) -> dict[str, float]:
         """The noisy condition's level for each modality."""
-        legacy = {"image": self.image_noise, "text": self.text_noise}
         given = self.noise or {}
         if stray := [m for m in given if m not in self.modalities]:
             raise ConfigError(
                 f"protocol: noise for {stray[0]!r}, which is not among the modalities "
                 f"{list(self.modalities)}"
             )
-        out = {}
-        for m, kind in self.modalities.items():
-            if m in given:
-                out[m] = float(given[m])
-            elif m in legacy and kind == m:
-                out[m] = legacy[m]
-            else:
-                out[m] = modality_kind(kind).default_noise
-        return out
+        return {
+            m: float(given[m]) if m in given else modality_kind(kind).default_noise
+            for m, kind in self.modalities.items()
+        }
 
     def table_conditions(self) -> dict[str, Condition]:
         """Table 1's rows by role -> condition: full, missing_<m> for every m, noisy_<m>
@@ -186,13 +178,18 @@ class Evaluator:
     pipeline: InputPipeline
     dataset: object
     metrics: list[str]
-    config: ProtocolConfig = field(default_factory=ProtocolConfig)
+    #: None: the protocol's defaults for the dataset's own modalities
+    config: ProtocolConfig | None = None
     device: str = "cpu"
     progress: bool = False
     precision: str = "fp32"  # resolved: fp32, bf16 or fp16
     #: the method's test-time fusion (``balgrad.strategies.base.fusion_of``): what is
     #: scored as the fused prediction; None: the model's fused logits
     fuse: Callable[[Any, Any], torch.Tensor] | None = None
+
+    def __post_init__(self):
+        if self.config is None:
+            self.config = ProtocolConfig(modalities=modalities_of(self.dataset))
 
     def predict(self, model, condition: Condition | None) -> Predictions:
         loader = self.pipeline.loader(self.dataset, condition, batch_size=self.config.batch_size)

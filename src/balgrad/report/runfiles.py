@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from balgrad.config_upgrade import upgrade_eval
 from balgrad.errors import BalgradError
 from balgrad.names import condition_name
 from balgrad.report.layout import LEGACY_MODALITIES
@@ -128,7 +129,7 @@ def read_eval(path: str | Path, complete: bool = False) -> dict:
         problem = eval_problem(record, path, complete)
     if problem:
         raise RunFileError(f"{path} is damaged: {problem}; {EVAL_WAY_OUT}")
-    return record
+    return upgrade_eval(record)  # one schema for every reader, whichever balgrad wrote it
 
 
 def read_config_mapping(path: str | Path) -> dict:

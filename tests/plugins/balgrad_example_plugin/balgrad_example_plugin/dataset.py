@@ -48,6 +48,8 @@ class StripesDataset(MultimodalDataset):
     kind="builtin",
     description="generated horizontal/vertical stripes (example plug-in)",
     backbone_defaults={"small": {"max_length": 8}},
+    modalities={"image": "image", "text": "text"},
+    kind_backbones={"image": "efficientnet-lite0", "text": "minilm"},
 )
 def load_stripes(
     split: str,
