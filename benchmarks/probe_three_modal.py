@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from balgrad.data.builtin import KEYPAD_BACKBONE_DEFAULTS
-from balgrad.data.keypad import KEYPAD_MODALITIES, KeypadConfig, KeypadDataset
 from balgrad.data.kinds import noise_salt, noisy_audio, noisy_image
+from balgrad.data.readers.builtin import KEYPAD_BACKBONE_DEFAULTS
+from balgrad.data.readers.keypad import KEYPAD_MODALITIES, KeypadConfig, KeypadDataset
 from balgrad.data.splits import train_val_split
 from balgrad.models.multimodal import MultimodalModel
 from balgrad.strategies import create_strategy

@@ -21,7 +21,7 @@ from transformers import TrainingArguments
 
 import balgrad
 from balgrad.backbones.factory import create_image_encoder, create_text_encoder
-from balgrad.data.builtin import load_builtin
+from balgrad.data.readers.builtin import load_builtin
 from balgrad.integrations.collate import ExampleCollator
 from balgrad.integrations.hf import BalGradTrainer
 

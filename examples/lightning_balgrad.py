@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 
 import balgrad
 from balgrad.backbones.factory import create_image_encoder, create_text_encoder
-from balgrad.data.builtin import load_builtin
+from balgrad.data.readers.builtin import load_builtin
 from balgrad.integrations.collate import ExampleCollator
 from balgrad.integrations.lightning import BalGradModule
 

@@ -283,7 +283,7 @@ class NoValidate(torch.utils.data.Dataset):
 
 def test_a_disk_plugin_without_validate_trains(tmp_path, monkeypatch, capsys):
     """validate() is optional: the contract's items are checked as they are read."""
-    from balgrad.data.registry_disk import MissingSplitError
+    from balgrad.data.readers.registry_disk import MissingSplitError
 
     def load(data_dir, split, *, skip_bad=False):
         if split == "val":

@@ -103,7 +103,7 @@ def load_data(cfg: RunConfig) -> Data:
         test = DATASETS.build(cfg.dataset, ("test",), call, opts)
         train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
         return Data(train, val, test)
-    from balgrad.data.registry_disk import MissingSplitError
+    from balgrad.data.readers.registry_disk import MissingSplitError
 
     if cfg.data_dir is None:
         raise ConfigError(f"data_dir: dataset {cfg.dataset!r} is read from disk; pass --data-dir")

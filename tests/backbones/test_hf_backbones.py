@@ -166,9 +166,9 @@ def test_weights_rewritten_with_the_same_size_and_mtime_are_a_feature_cache_miss
 
     from balgrad.backbones.cache import FeatureCache
     from balgrad.backbones.small import SmallCNN
-    from balgrad.data.builtin import load_builtin
     from balgrad.data.impairments import Condition
     from balgrad.data.pipeline import InputPipeline
+    from balgrad.data.readers.builtin import load_builtin
 
     copy = tmp_path / "bert"
     shutil.copytree(tiny_hf["bert"], copy)

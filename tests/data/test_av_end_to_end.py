@@ -14,7 +14,7 @@ from test_cremad import make
 from test_mosei import _mmsa, _mult_split
 
 from balgrad.cli import main
-from balgrad.data import mosei
+from balgrad.data.readers import mosei
 from balgrad.strategies.registry import STRATEGY_REGISTRY
 
 EVERY_STRATEGY = [e.name for e in STRATEGY_REGISTRY.entries()]

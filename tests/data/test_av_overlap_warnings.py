@@ -15,7 +15,7 @@ from test_kinetics_sounds import CLIPS as KS_CLIPS
 from test_kinetics_sounds import make as make_ks
 from test_mosei import _mult
 
-import balgrad.data.registry_av  # noqa: F401 - registers cremad, mosei, mosi
+import balgrad.data.readers.registry_av  # noqa: F401 - registers cremad, mosei, mosi
 from balgrad.config import build_config
 from balgrad.data.catalog import DATASETS
 from balgrad.data.disk.records import DataWarning

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.data import digits, fashion
 from balgrad.data.base import Example, MultimodalDataset
-from balgrad.data.builtin import (
+from balgrad.data.readers import digits, fashion
+from balgrad.data.readers.builtin import (
     DEFAULT_FASHION_DIR,
     DIGITS_CLASSES,
     DigitsConfig,

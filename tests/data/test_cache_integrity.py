@@ -20,12 +20,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from balgrad.backbones.cache import FeatureCache
-from balgrad.data import digits
-from balgrad.data.builtin import load_builtin
 from balgrad.data.cache_files import CacheWarning
 from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
-from balgrad.data.registry_disk import load_dataset_from_disk
+from balgrad.data.readers import digits
+from balgrad.data.readers.builtin import load_builtin
+from balgrad.data.readers.registry_disk import load_dataset_from_disk
 from balgrad.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -6,7 +6,7 @@ code of commit f829246 (before the loaders became declarations and ``pipeline.py
 split, issue 9) computed on these fixtures, obtained with::
 
     git archive f829246 | tar -x -C /tmp/before
-    PYTHONPATH=/tmp/before/src python -c 'from balgrad.data.registry_disk import \\
+    PYTHONPATH=/tmp/before/src python -c 'from balgrad.data.readers.registry_disk import \\
         load_dataset_from_disk as L; print(L(name, "tests/fixtures/" + name, split,
         **options).fingerprint)'
 
@@ -28,10 +28,10 @@ import torch
 from balgrad.backbones.base import freeze
 from balgrad.backbones.cache import FeatureCache
 from balgrad.backbones.small import SmallCNN, SmallTextEncoder
-from balgrad.data.builtin import load_builtin
 from balgrad.data.impairments import Condition
 from balgrad.data.pipeline import InputPipeline
-from balgrad.data.registry_disk import load_dataset_from_disk
+from balgrad.data.readers.builtin import load_builtin
+from balgrad.data.readers.registry_disk import load_dataset_from_disk
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -22,8 +22,8 @@ from test_kinetics_sounds import make as make_ks
 
 from balgrad.cli import main
 from balgrad.data.catalog import DATASETS
-from balgrad.data.cremad import CremaD, CremaDDataset
-from balgrad.data.registry_disk import load_dataset_from_disk
+from balgrad.data.readers.cremad import CremaD, CremaDDataset
+from balgrad.data.readers.registry_disk import load_dataset_from_disk
 from balgrad.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -36,7 +36,7 @@ F32 = 1e-7
 
 def _ks():
     DATASETS.get("kinetics_sounds")  # a built-in registration: the registry imports it
-    return importlib.import_module("balgrad.data.kinetics_sounds")
+    return importlib.import_module("balgrad.data.readers.kinetics_sounds")
 
 
 # --------------------------------------------------------------------- image families

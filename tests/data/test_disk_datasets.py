@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from balgrad.data.base import MultimodalDataset
-from balgrad.data.mmimdb import GENRES
-from balgrad.data.registry_disk import (
+from balgrad.data.readers.mmimdb import GENRES
+from balgrad.data.readers.registry_disk import (
     DataWarning,
     MissingSplitError,
     disk_dataset_names,

@@ -14,9 +14,9 @@ from PIL import Image
 
 from balgrad.cli import main
 from balgrad.config import RunConfig, dataset_modalities, modality_plan
-from balgrad.data.generic import GenericDataset
-from balgrad.data.generic_modal import GenericModalDataset
-from balgrad.data.registry_disk import DataWarning, load_dataset_from_disk
+from balgrad.data.readers.generic import GenericDataset
+from balgrad.data.readers.generic_modal import GenericModalDataset
+from balgrad.data.readers.registry_disk import DataWarning, load_dataset_from_disk
 from balgrad.errors import ConfigError, DataError
 
 RATE = 8000

@@ -23,7 +23,7 @@ from balgrad.data.disk.records import DataWarning, MissingSplitError
 from balgrad.data.splits import train_val_split
 from balgrad.errors import ConfigError, DataError
 
-MODULE = "balgrad.data.kinetics_sounds"
+MODULE = "balgrad.data.readers.kinetics_sounds"
 # torchvision's ImageNet statistics (transforms.Normalize in the official loaders)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

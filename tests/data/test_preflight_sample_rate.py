@@ -61,8 +61,8 @@ def test_the_declared_rates_are_compared():
 
 
 def test_datasets_declare_their_rate_and_a_carved_split_keeps_it(tmp_path):
-    from balgrad.data.cremad import CremaDDataset
-    from balgrad.data.keypad import KeypadConfig, KeypadDataset
+    from balgrad.data.readers.cremad import CremaDDataset
+    from balgrad.data.readers.keypad import KeypadConfig, KeypadDataset
 
     cremad = CremaDDataset(cremad_folder(tmp_path / "c"), "train", seconds=0.2, image_size=24)
     train, val = train_val_split(cremad, 0.2, 0)

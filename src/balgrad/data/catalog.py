@@ -94,10 +94,10 @@ DATASETS = Registry(
     check=_check_dataset,
     normalize=_normalize,
     builtins=(
-        "balgrad.data.builtin",
-        "balgrad.data.registry_disk",
-        "balgrad.data.registry_av",
-        "balgrad.data.kinetics_sounds",
+        "balgrad.data.readers.builtin",
+        "balgrad.data.readers.registry_disk",
+        "balgrad.data.readers.registry_av",
+        "balgrad.data.readers.kinetics_sounds",
     ),
 )
 #: ``@register_dataset("name", kind="builtin", description=...)``

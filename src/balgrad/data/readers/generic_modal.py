@@ -23,9 +23,9 @@ instead, for columns named plainly ``photo``, ``sound``. The kinds read
   ``[1, F]``) or ``[L, F]``, the same shape in every row.
 
 Paths are relative to the index file's folder and must stay inside ``data_dir``. Labels,
-classes, task and metrics are as in the image+text form (:mod:`balgrad.data.generic`).
+classes, task and metrics are as in the image+text form (:mod:`balgrad.data.readers.generic`).
 An index that declares no modality is the image+text form, read by
-:class:`~balgrad.data.generic.GenericDataset` unchanged.
+:class:`~balgrad.data.readers.generic.GenericDataset` unchanged.
 
 Errors name the file, the line and the column: a missing file, a column the header lacks,
 an unknown kind, a corrupt file (found at load by :meth:`GenericModalDataset.validate`,
@@ -60,7 +60,8 @@ from balgrad.data.disk.readers import (
     string_field,
 )
 from balgrad.data.disk.records import MissingSplitError, Problems
-from balgrad.data.generic import (
+from balgrad.data.kinds import check_modalities_of
+from balgrad.data.readers.generic import (
     EXTENSIONS,
     NAME,
     SPLIT_STEMS,
@@ -71,7 +72,6 @@ from balgrad.data.generic import (
     _read_rows,
     split_file,
 )
-from balgrad.data.kinds import check_modalities_of
 from balgrad.data.waveform import loop_to_length
 from balgrad.errors import ConfigError, DataError
 
@@ -179,7 +179,7 @@ class GenericModalDataset(MultimodalDataset):
     """One split of a generic dataset whose index declares its modalities (module
     docstring). ``get(i)`` is ``Example(inputs={name: raw input of its kind}, label, index)``.
 
-    ``options``: :class:`~balgrad.data.generic.GenericDataset`'s (``image_field`` and
+    ``options``: :class:`~balgrad.data.readers.generic.GenericDataset`'s (``image_field`` and
     ``text_field`` do not apply: the header names the columns).
     """
 

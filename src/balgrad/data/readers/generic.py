@@ -22,7 +22,7 @@ other type is an error naming file, line and field. Field names are options
 sets ``info.name`` (default ``"generic"``).
 
 An index whose header declares its modalities (``photo:image,sound:audio,...``), or the
-option ``modalities``, is read by :mod:`balgrad.data.generic_modal` instead (image files,
+option ``modalities``, is read by :mod:`balgrad.data.readers.generic_modal` instead (image files,
 text, WAV audio, ``.npy`` features); ``GenericDataset(...)`` returns that reader's dataset.
 """
 
@@ -80,17 +80,17 @@ class GenericDataset(DiskLoader):
         primary_metric: str | None = None  # default: the first metric
         metrics: list[str] | None = None  # default: by task
         classes: list[str] | None = None  # the class names in index order (over classes.txt)
-        # an index that declares its modalities (balgrad.data.generic_modal):
+        # an index that declares its modalities (balgrad.data.readers.generic_modal):
         modalities: dict[str, str] | None = None  # name -> kind, for plainly named columns
         sample_rate: int | None = None  # audio: every clip resampled to it (None: one rate)
         audio_seconds: float = 3.0  # audio: every clip looped or cropped to this length
 
     def __new__(cls, data_dir: Any = None, split: str = "train", **options: Any):
         """An index that declares its modalities (``<name>:<kind>`` columns, or the option
-        ``modalities``) is read by :class:`~balgrad.data.generic_modal.GenericModalDataset`;
+        ``modalities``) is read by :class:`~balgrad.data.readers.generic_modal.GenericModalDataset`;
         the image+text index by this class, as before."""
         if cls is GenericDataset:
-            from balgrad.data.generic_modal import GenericModalDataset, declared_modalities
+            from balgrad.data.readers.generic_modal import GenericModalDataset, declared_modalities
 
             declared = declared_modalities(data_dir, options)
             if declared is not None:

@@ -1,5 +1,5 @@
 """The ``keypad`` built-in dataset: the digits job with a sound channel; see
-:mod:`balgrad.data.builtin`.
+:mod:`balgrad.data.readers.builtin`.
 
 Three modalities of three kinds, generated offline: each sample is one ``digits`` sample
 (the augmented handwritten digit and its generated caption, made by the digits
@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from balgrad.data._builtin_common import (
+from balgrad.data.base import DatasetInfo, Example
+from balgrad.data.cache_files import cached_npz_arrays, load_npz_checked
+from balgrad.data.readers._builtin_common import (
     Count,
     Fraction,
     ImageSide,
@@ -36,9 +38,7 @@ from balgrad.data._builtin_common import (
     _check_split,
     _digest,
 )
-from balgrad.data.base import DatasetInfo, Example
-from balgrad.data.cache_files import cached_npz_arrays, load_npz_checked
-from balgrad.data.digits import DIGITS_CLASSES, DigitsConfig, _digits_arrays
+from balgrad.data.readers.digits import DIGITS_CLASSES, DigitsConfig, _digits_arrays
 from balgrad.errors import ConfigError
 
 # bump whenever the generator's output for a given config and seed changes
@@ -75,7 +75,7 @@ def dtmf_frequencies(digit: int) -> tuple[float, float]:
 class KeypadConfig:
     """Options of the ``keypad`` dataset (all of them are :func:`load_builtin` options).
 
-    The image and caption options are :class:`~balgrad.data.digits.DigitsConfig`'s, with
+    The image and caption options are :class:`~balgrad.data.readers.digits.DigitsConfig`'s, with
     its defaults (``dominant``, ``strength``, ``text_signal``, ``image_noise``,
     ``image_size``, ``test_source_fraction``, ``n_train``, ``n_test``): the image and
     the caption of sample i are exactly those of ``digits`` sample i for the same options
@@ -305,7 +305,7 @@ class KeypadDataset(_ArrayDataset):
 
     ``get(i).inputs``: ``image`` float ``[1, H, W]`` in [0, 1], ``audio`` float32 ``[T]``,
     ``text`` str. Extra attributes: ``images``, ``texts``, ``labels``, ``sources`` and
-    ``reveal`` as :class:`~balgrad.data.digits.DigitsDataset` has them, ``tones`` (the
+    ``reveal`` as :class:`~balgrad.data.readers.digits.DigitsDataset` has them, ``tones`` (the
     tone parameters of every sample, arrays of length N) and ``sample_rate``.
     """
 

@@ -29,7 +29,7 @@ and ``keypad``.
     plus the telephone keypad's DTMF tone pair of the digit (697/770/852/941 Hz rows x
     1209/1336/1477 Hz columns) as a 0.5 s waveform at 8 kHz, with per-sample detuning,
     onset, duration and gain jitter and white noise at ``snr_db``
-    (:class:`~balgrad.data.keypad.KeypadConfig`). Its audio tower defaults to
+    (:class:`~balgrad.data.readers.keypad.KeypadConfig`). Its audio tower defaults to
     ``efficientnet-lite0-mel``; see ``docs/three-modality-benchmark.md``.
 
 Use :func:`load_builtin` (``load_builtin("digits", "train", seed=0, strength=0.8)``) or
@@ -45,10 +45,20 @@ from typing import Any
 
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.catalog import DATASETS, lookup, register_dataset
-from balgrad.data.digits import DIGITS_CLASSES, DigitsConfig, DigitsDataset
-from balgrad.data.fashion import DEFAULT_FASHION_DIR, FASHION_CLASSES, FashionConfig, FashionDataset
-from balgrad.data.idx import read_idx
-from balgrad.data.keypad import KEYPAD_CLASSES, KEYPAD_MODALITIES, KeypadConfig, KeypadDataset
+from balgrad.data.readers.digits import DIGITS_CLASSES, DigitsConfig, DigitsDataset
+from balgrad.data.readers.fashion import (
+    DEFAULT_FASHION_DIR,
+    FASHION_CLASSES,
+    FashionConfig,
+    FashionDataset,
+)
+from balgrad.data.readers.idx import read_idx
+from balgrad.data.readers.keypad import (
+    KEYPAD_CLASSES,
+    KEYPAD_MODALITIES,
+    KeypadConfig,
+    KeypadDataset,
+)
 from balgrad.errors import ConfigError
 
 __all__ = [

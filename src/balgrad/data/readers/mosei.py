@@ -459,7 +459,7 @@ def sentiment_metrics(preds: Any, truth: Any) -> dict[str, float]:
     }
 
 
-# --- the dataset contract (registered as "mosei" and "mosi" in balgrad.data.registry_av) ---
+# --- the dataset contract (registered as "mosei" and "mosi" in balgrad.data.readers.registry_av) ---
 
 FORMATS = ("auto", "mult", "mmsa")
 LABEL_MODES = ("acc7", "acc2")

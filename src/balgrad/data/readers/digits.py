@@ -1,4 +1,4 @@
-"""The ``digits`` built-in dataset; see :mod:`balgrad.data.builtin`."""
+"""The ``digits`` built-in dataset; see :mod:`balgrad.data.readers.builtin`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from balgrad.data._builtin_common import (
+from balgrad.data.base import DatasetInfo
+from balgrad.data.cache_files import cached_npz_arrays, load_npz_checked
+from balgrad.data.readers._builtin_common import (
     _DIGITS_VERSION,
     Count,
     Fraction,
@@ -24,8 +26,6 @@ from balgrad.data._builtin_common import (
     _digest,
     _stratified_labels,
 )
-from balgrad.data.base import DatasetInfo
-from balgrad.data.cache_files import cached_npz_arrays, load_npz_checked
 from balgrad.errors import ConfigError, DataError
 
 DIGITS_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -32,7 +32,7 @@ split)::
   ``[1, frames, mel bins]``, **a spectrogram, not a waveform**. ``audio_format="wav"``
   reads ``<clip>.wav`` instead (the audio before that step, as in OGM-GE's pre-processing
   tree) with the CREMA-D reader: a mono waveform ``[S]`` looped and cropped to ``seconds``
-  (10 s, the clips' length) at the file's own rate (:func:`balgrad.data.cremad.read_wav`,
+  (10 s, the clips' length) at the file's own rate (:func:`balgrad.data.readers.cremad.read_wav`,
   :func:`loop_to_length`); with ``sample_rate`` set, a file at another rate is an error
   (nothing is resampled), so every item has the same length.
 * **Visual.** A clip needs more than ``num_frames`` frames (the official ``> 3`` at 3
@@ -55,7 +55,7 @@ taken by position in name order, which is the same for ``frame_00001`` ... ``fra
 and needs no clamp. They silently drop clips whose audio file is missing or whose frame
 folder holds too few frames and fail with ``FileNotFoundError`` on a missing folder; here
 each is a :class:`DataError` naming the list file and line (or, with ``skip_bad=True``,
-one :class:`DataWarning` counting them), as in ``balgrad.data.cremad``. OGM-GE's own
+one :class:`DataWarning` counting them), as in ``balgrad.data.readers.cremad``. OGM-GE's own
 ``AVDataset`` reads pickled spectrograms (``audio_spec/<clip>.pkl``); pickles are not read
 here (loading one runs code), convert them to ``.npy``. Kinetics-Sounds has no official
 validation split: ``split="val"`` raises :class:`MissingSplitError`, so balgrad carves one
@@ -76,7 +76,6 @@ from pydantic import Field
 
 from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data.catalog import register_dataset
-from balgrad.data.cremad import FRAME_SUFFIXES, check_clip_options, read_frame, read_wav
 from balgrad.data.decoders.image import header_error, image_error
 from balgrad.data.decoders.npy import decode_npy
 from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE
@@ -85,6 +84,7 @@ from balgrad.data.disk.paths import FolderBoundary
 from balgrad.data.disk.readers import decode_text, split_lines, utf8_problem
 from balgrad.data.disk.records import MissingSplitError, Problems
 from balgrad.data.option_ranges import ClipSeconds, FrameSize, FramesPerClip, SampleRate
+from balgrad.data.readers.cremad import FRAME_SUFFIXES, check_clip_options, read_frame, read_wav
 from balgrad.data.waveform import loop_to_length
 from balgrad.errors import ConfigError, DataError
 

@@ -229,7 +229,7 @@ def read_frame(path: Path, source: str, size: tuple[int, int]) -> torch.Tensor:
     return decode_image(path, source, size)
 
 
-# --- the dataset contract (registered as "cremad" in balgrad.data.registry_av) ----------
+# --- the dataset contract (registered as "cremad" in balgrad.data.readers.registry_av) ----------
 
 #: torchvision's ImageNet statistics, the official ``transforms.Normalize`` of the frames
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

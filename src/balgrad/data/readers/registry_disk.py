@@ -13,13 +13,13 @@ from typing import Any
 from balgrad.data._io import DataWarning, DiskDataset, MissingSplitError
 from balgrad.data.base import MultimodalDataset
 from balgrad.data.catalog import DATASETS, dataset_names, lookup, register_dataset
-from balgrad.data.cub import CUBDataset
-from balgrad.data.food101 import Food101Dataset
-from balgrad.data.generic import GenericDataset
-from balgrad.data.generic_modal import declared_modalities
-from balgrad.data.hateful_memes import HatefulMemesDataset
-from balgrad.data.memotion import MemotionDataset
-from balgrad.data.mmimdb import MMIMDbDataset
+from balgrad.data.readers.cub import CUBDataset
+from balgrad.data.readers.food101 import Food101Dataset
+from balgrad.data.readers.generic import GenericDataset
+from balgrad.data.readers.generic_modal import declared_modalities
+from balgrad.data.readers.hateful_memes import HatefulMemesDataset
+from balgrad.data.readers.memotion import MemotionDataset
+from balgrad.data.readers.mmimdb import MMIMDbDataset
 
 __all__ = [
     "DataWarning",

@@ -1,4 +1,4 @@
-"""The ``fashion`` built-in dataset (Fashion-MNIST + generated titles); see :mod:`balgrad.data.builtin`."""
+"""The ``fashion`` built-in dataset (Fashion-MNIST + generated titles); see :mod:`balgrad.data.readers.builtin`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from balgrad.data._builtin_common import (
+from balgrad.data.base import DatasetInfo
+from balgrad.data.readers._builtin_common import (
     _FASHION_VERSION,
     Count,
     Fraction,
@@ -20,8 +21,7 @@ from balgrad.data._builtin_common import (
     _digest,
     _stratified_labels,
 )
-from balgrad.data.base import DatasetInfo
-from balgrad.data.idx import read_idx
+from balgrad.data.readers.idx import read_idx
 from balgrad.errors import ConfigError, DataError
 
 DEFAULT_FASHION_DIR = "/usr/share/datasets/fashion-mnist"

@@ -1,9 +1,9 @@
 """The field's audio-visual and three-modality benchmarks as registered on-disk datasets.
 
 * ``cremad``: CREMA-D in the layout of the OGM-GE official code (audio + visual, 6
-  emotions; :class:`~balgrad.data.cremad.CremaDDataset`).
+  emotions; :class:`~balgrad.data.readers.cremad.CremaDDataset`).
 * ``mosei``, ``mosi``: CMU-MOSEI / CMU-MOSI from the MulT or the MMSA pickle (text, audio
-  and visual feature sequences; :class:`~balgrad.data.mosei.MoseiSentiment`).
+  and visual feature sequences; :class:`~balgrad.data.readers.mosei.MoseiSentiment`).
 
 Each declares its modalities (name -> kind) and the backbone each modality gets unless a
 run says otherwise. ``balgrad.data.catalog`` imports this module with its built-ins.
@@ -12,8 +12,8 @@ run says otherwise. ``balgrad.data.catalog`` imports this module with its built-
 from __future__ import annotations
 
 from balgrad.data.catalog import register_dataset
-from balgrad.data.cremad import CremaDDataset
-from balgrad.data.mosei import MODALITIES, MoseiSentiment, MosiSentiment
+from balgrad.data.readers.cremad import CremaDDataset
+from balgrad.data.readers.mosei import MODALITIES, MoseiSentiment, MosiSentiment
 
 register_dataset(
     "cremad",
