@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from balgrad.backbones.factory import BACKBONES
+from balgrad.backbones._factory import BACKBONES
 from balgrad.config import build_config, load_yaml, modality_plan
 from balgrad.strategies import create_strategy
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from balgrad.backbones.factory import BACKBONES
+from balgrad.backbones._factory import BACKBONES
 from balgrad.cli import build_parser, config_from_args, evaluate_overrides, main
 from balgrad.config import (
     ModalityPlan,
@@ -18,8 +18,8 @@ from balgrad.config import (
     modality_plan,
     resume_differences,
 )
-from balgrad.data.catalog import DATASETS
-from balgrad.data.kinds import KINDS
+from balgrad.data._catalog import DATASETS
+from balgrad.data._kinds import KINDS
 from balgrad.errors import BackboneError, ConfigError
 from balgrad.registry import Registry
 

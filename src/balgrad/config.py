@@ -54,16 +54,16 @@ _LEVEL = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(dB)?\s*
 
 def default_methods() -> list[str]:
     """The built-in strategies registered for the default run (all eight of the paper)."""
-    from balgrad.strategies.registry import default_methods as registered
+    from balgrad.strategies._registry import default_methods as registered
 
     return registered()
 
 
 def _registry_of(field: str):
-    from balgrad.backbones.factory import BACKBONES
-    from balgrad.data.catalog import DATASETS
-    from balgrad.models.fusion import FUSION_REGISTRY
-    from balgrad.strategies.registry import STRATEGY_REGISTRY
+    from balgrad.backbones._factory import BACKBONES
+    from balgrad.data._catalog import DATASETS
+    from balgrad.models._fusion import FUSION_REGISTRY
+    from balgrad.strategies._registry import STRATEGY_REGISTRY
 
     return {
         "methods": STRATEGY_REGISTRY,
@@ -260,7 +260,7 @@ class RunConfig(BaseModel):
     @classmethod
     def _method_sets(cls, v: Any) -> Any:
         """``all``, ``field`` and ``paper`` stand for their methods (METHOD_SETS)."""
-        from balgrad.strategies.registry import expand_method_sets
+        from balgrad.strategies._registry import expand_method_sets
 
         return expand_method_sets(v) if isinstance(v, list) else v
 
@@ -302,7 +302,7 @@ class RunConfig(BaseModel):
             except (BalgradError, TypeError):
                 return data  # an unknown dataset is reported by its own field
             if kind is not None and kind != "audio":
-                from balgrad.data.kinds import KINDS
+                from balgrad.data._kinds import KINDS
 
                 k = KINDS[kind]
                 raise ValueError(
@@ -345,7 +345,7 @@ class RunConfig(BaseModel):
 
 def _other_tower_hint(tower: str, name: str) -> None:
     """A backbone of the other tower's registry given to this one: say which flag takes it."""
-    from balgrad.backbones.factory import BACKBONES
+    from balgrad.backbones._factory import BACKBONES
 
     other = "text" if tower == "image" else "image"
     if name in BACKBONES[other]:
@@ -359,7 +359,7 @@ def _other_tower_hint(tower: str, name: str) -> None:
 def check_methods(methods: list[str], option: str) -> list[str]:
     """The methods, with set names (``all``, ``field``, ``paper``) expanded; each
     registered and listed once (``balgrad evaluate --methods``)."""
-    from balgrad.strategies.registry import STRATEGY_REGISTRY, expand_method_sets
+    from balgrad.strategies._registry import STRATEGY_REGISTRY, expand_method_sets
 
     methods = expand_method_sets(methods)
     try:
@@ -389,7 +389,7 @@ def _no_duplicate_methods(methods: list[str], registry) -> None:
 
 
 def check_dataset_options(dataset: str, options: dict[str, Any]) -> None:
-    from balgrad.data.catalog import DATASETS
+    from balgrad.data._catalog import DATASETS
 
     _named("dataset_options", DATASETS.validate, dataset, options)
 
@@ -399,7 +399,7 @@ def dataset_modalities(
 ) -> dict[str, str]:
     """``{name: kind}`` of a registered dataset, in its order: those its data declares
     (``generic``'s index header or ``modalities`` option), else the registered ones."""
-    from balgrad.data.catalog import declared_modalities
+    from balgrad.data._catalog import declared_modalities
 
     return declared_modalities(dataset, data_dir, options)
 
@@ -419,12 +419,12 @@ def modality_plan(cfg: RunConfig) -> dict[str, ModalityPlan]:
     - backbone options: ``backbone_options[m]`` updated with ``modalities[m].backbone_options``
       (the dataset's ``backbone_defaults`` are applied under both when the backbone is built).
     - noise: ``modalities[m].noise``; else ``image_noise`` / ``text_noise`` as above; else
-      the kind's default (:data:`balgrad.data.kinds.KINDS`).
+      the kind's default (:data:`balgrad.data._kinds.KINDS`).
 
     Every name and option is checked against its registry; an image/text field set to
     another value than its default on a dataset where it cannot apply is an error, and so
     is a modality or a kind the dataset does not declare."""
-    from balgrad.data.catalog import DATASETS
+    from balgrad.data._catalog import DATASETS
 
     meta = DATASETS.metadata(cfg.dataset)
     kinds = dataset_modalities(cfg.dataset, cfg.data_dir, cfg.dataset_options)
@@ -499,7 +499,7 @@ def _options_of(cfg: RunConfig, m: str, own: ModalitySettings) -> tuple[dict[str
 def _noise_of(
     cfg: RunConfig, m: str, kind: str, own: ModalitySettings, flat: tuple[str, str] | None
 ) -> float:
-    from balgrad.data.kinds import KINDS
+    from balgrad.data._kinds import KINDS
 
     if own.noise is not None:
         noise, field = own.noise, f"modalities.{m}.noise"
@@ -534,7 +534,7 @@ def _flat_fields_apply(cfg: RunConfig, kinds: dict[str, str], has: str) -> None:
 
 
 def _known_backbones(kind: str) -> str:
-    from balgrad.backbones.factory import BACKBONES
+    from balgrad.backbones._factory import BACKBONES
 
     registry = BACKBONES.get(kind)
     return f" (backbones of kind {kind}: {', '.join(registry.names())})" if registry else ""
@@ -544,7 +544,7 @@ def _check_backbone(
     modality: str, kind: str, name: str, source: str, options: dict[str, Any], opts_field: str
 ) -> None:
     """``name`` is a backbone of ``kind`` and takes ``options``."""
-    from balgrad.backbones.factory import BACKBONES
+    from balgrad.backbones._factory import BACKBONES
 
     registry = BACKBONES.get(kind)
     if registry is None:
@@ -568,7 +568,7 @@ def _check_backbone(
 def check_method_options(methods: list[str], options: dict[str, dict[str, Any]]) -> None:
     """Every method's options, its own value checks included (each strategy is created
     once and dropped); options for a method that is not in ``methods`` are an error."""
-    from balgrad.strategies.registry import validate_strategy
+    from balgrad.strategies._registry import validate_strategy
 
     stray = [m for m in options if m not in methods]
     if stray:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from balgrad.data.catalog import DATASETS
-from balgrad.data.disk.loader import path_options
-from balgrad.data.readers.registry_disk import (
+from balgrad.data._catalog import DATASETS
+from balgrad.data.disk._loader import path_options
+from balgrad.data.readers._registry_disk import (
     DataWarning,
     disk_dataset_names,
     load_dataset_from_disk,

@@ -1,14 +1,19 @@
-from balgrad.models.declared import DeclaredModel
-from balgrad.models.fusion import FUSIONS, create_fusion
-from balgrad.models.multimodal import ModelOutput, MultimodalModel, Readout
-from balgrad.models.two_tower import TwoTowerModel
+"""The M-modal model (one tower per modality, a fusion, a head per modality and
+one fused), the two-tower case, declared existing models and the fusions.
+"""
+
+from balgrad.models._declared import DeclaredModel
+from balgrad.models._fusion import FUSIONS, create_fusion, register_fusion
+from balgrad.models._multimodal import ModelOutput, MultimodalModel, Readout
+from balgrad.models._two_tower import TwoTowerModel
 
 __all__ = [
-    "FUSIONS",
     "DeclaredModel",
+    "FUSIONS",
     "ModelOutput",
     "MultimodalModel",
     "Readout",
     "TwoTowerModel",
     "create_fusion",
+    "register_fusion",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from balgrad.data.base import Example, MultimodalDataset
+from balgrad.data._base import Example, MultimodalDataset
 from balgrad.errors import ConfigError
 
 # bump whenever the generator's output for a given config and seed changes

@@ -1,0 +1,388 @@
+"""Numbers drawn from the per-step logs (``<method>/seed<k>/metrics.jsonl``).
+
+- per-modality training-loss curves (paper Fig. 2b, 6; the strategies log ``loss_<m>``
+  per modality m) and the *loss-curve gap*, the mean of ``loss_a − loss_b`` over the
+  last ``tail`` fraction of steps for two modalities (a, b) (the paper's
+  ``loss_image − loss_text``), for M > 2 the spread (max − min) of the per-modality
+  tail means;
+- the cosines cos(g_T, g_kl) before and after projection (Fig. 7), their histogram,
+  and the fraction of conflicting steps (Table 3).
+
+Everything here is plain numpy on the logged values; the figures are drawn in
+:mod:`balgrad.report._figures`, the tables written here.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from balgrad.atomic import atomic_open, write_text
+from balgrad.errors import ConfigError
+from balgrad.report._tables import format_cell, method_label
+from balgrad.strategies._balgrad import STATISTICS as BALGRAD
+from balgrad.strategies._base import MONITOR
+from balgrad.strategies._registry import method_role, strategy_options
+from balgrad.train._metrics_log import read_jsonl
+
+#: a post-projection cosine below this still counts as conflicting (float round-off
+#: leaves values of about −1e-8 where the projection removed the conflict exactly)
+PROJECTED_TOL = 1e-6
+#: the loss-curve gap averages the last 20% of steps
+GAP_TAIL = 0.2
+#: the modalities of a run that does not name them
+PAIR = ("image", "text")
+#: the step statistics read here, through the schemas the strategies declare and build
+#: their keys with (a renamed statistic fails at import, not as an empty figure)
+COS_RAW = BALGRAD.key("cos_task_kl")
+COS_PROJECTED = BALGRAD.key("cos_task_kl_projected")
+PROJECTED = BALGRAD.key("projected")
+
+
+def loss_key(m: str) -> str:
+    """``loss_<m>``: modality m's unimodal training loss."""
+    return MONITOR.key("loss", m)
+
+
+#: 41 bins of width 0.05 over [−1.025, 1.025]: 0 is the centre of a bin, so cosines that
+#: round-off leaves at ±1e-8 after the projection fall in the same bar as an exact 0
+COS_BINS = np.linspace(-1.025, 1.025, 42)
+
+
+# -- loading ----------------------------------------------------------------------------
+def load_step_logs(
+    run_dir: Path, methods: list[str], seeds: list[int]
+) -> dict[str, dict[int, list[dict]]]:
+    """{method: {seed: [step rows sorted by step]}}; methods/seeds without a log are left out.
+
+    Rows are de-duplicated by step (the last one wins), which tolerates a log written
+    across a resume.
+    """
+    out: dict[str, dict[int, list[dict]]] = {}
+    for method in methods:
+        for seed in seeds:
+            rows = read_jsonl(Path(run_dir) / method / f"seed{seed}" / "metrics.jsonl", steps=True)
+            if not rows:
+                continue
+            by_step = {int(r.get("step", i)): r for i, r in enumerate(rows)}
+            out.setdefault(method, {})[seed] = [by_step[s] for s in sorted(by_step)]
+    return out
+
+
+def column(rows: list[dict], key: str) -> np.ndarray:
+    """The values of ``key`` over the steps that logged it (float array)."""
+    values = [r.get(key) for r in rows]  # a value that is not a number is a damaged row's
+    return np.array([v for v in values if isinstance(v, int | float)], dtype=float)
+
+
+# -- loss curves --------------------------------------------------------------------------
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average of the same length (the first points average what exists)."""
+    x = np.asarray(x, dtype=float)
+    if window <= 1 or len(x) == 0:
+        return x.copy()
+    c = np.cumsum(np.insert(x, 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    lo = np.maximum(0, idx - window)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def default_window(n_steps: int) -> int:
+    """About 2% of the run, at least 1, at most 200 steps."""
+    return int(min(200, max(1, round(n_steps / 50))))
+
+
+@dataclass
+class LossCurves:
+    """Smoothed per-modality training loss of one method, mean and std over seeds
+    (``mean[m]``, ``std[m]``; ``c.image_mean`` reads ``c.mean["image"]``)."""
+
+    steps: np.ndarray
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+    n_seeds: int
+    window: int
+
+    def __getattr__(self, name: str):
+        m, _, what = name.rpartition("_")
+        if what in ("mean", "std") and m in self.__dict__.get(what, {}):
+            return self.__dict__[what][m]
+        raise AttributeError(name)
+
+
+def _loss_rows(rows: list[dict], modalities) -> list[dict]:
+    return [r for r in rows if all(loss_key(m) in r for m in modalities)]
+
+
+def logged_modalities(per_seed: dict[int, list[dict]], modalities=PAIR) -> list[str]:
+    """Those of ``modalities`` whose loss (``loss_<m>``) some step logged, in order."""
+    return [m for m in modalities if any(loss_key(m) in r for rs in per_seed.values() for r in rs)]
+
+
+def loss_curves(
+    per_seed: dict[int, list[dict]], window: int | None = None, modalities=PAIR
+) -> LossCurves | None:
+    """Smoothed ``loss_<m>`` curves of the logged ``modalities`` (at least two) over the
+    steps every seed has."""
+    names = logged_modalities(per_seed, modalities)
+    if len(names) < 2:
+        return None
+    series = []
+    for rows in per_seed.values():
+        rows = _loss_rows(rows, names)
+        if rows:
+            losses = [column(rows, loss_key(m)) for m in names]
+            series.append((column(rows, "step"), losses))
+    if not series:
+        return None
+    n = min(len(s[0]) for s in series)
+    w = window or default_window(n)
+    stacks = {
+        m: np.stack([moving_average(s[1][i][:n], w) for s in series]) for i, m in enumerate(names)
+    }
+    std = (lambda a: a.std(0, ddof=1)) if len(series) > 1 else (lambda a: np.zeros(a.shape[1]))
+    return LossCurves(
+        series[0][0][:n],
+        {m: a.mean(0) for m, a in stacks.items()},
+        {m: std(a) for m, a in stacks.items()},
+        len(series),
+        w,
+    )
+
+
+def tail_losses(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> dict | None:
+    """{m: mean of loss_<m> over the last ``tail`` fraction of the steps that logged every
+    one of ``modalities``} (raw values), or None without such steps."""
+    rows = _loss_rows(rows, modalities)
+    if not rows:
+        return None
+    k = max(1, int(np.ceil(len(rows) * tail)))
+    last = rows[-k:]
+    return {m: float(np.mean(column(last, loss_key(m)))) for m in modalities}
+
+
+def loss_gap(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> float | None:
+    """Two modalities (a, b): mean of loss_a − loss_b over the last ``tail`` fraction of
+    the steps (raw, unsmoothed values; positive: the a loss stays higher, so the b
+    tower learned the task faster). More: max − min of :func:`tail_losses`."""
+    modalities = list(modalities)
+    if len(modalities) > 2:
+        t = tail_losses(rows, tail, modalities)
+        return None if t is None else max(t.values()) - min(t.values())
+    a, b = modalities
+    rows = _loss_rows(rows, modalities)
+    if not rows:
+        return None
+    k = max(1, int(np.ceil(len(rows) * tail)))
+    last = rows[-k:]
+    return float(np.mean(column(last, loss_key(a)) - column(last, loss_key(b))))
+
+
+def mean_std(values: list[float]) -> dict:
+    """{"mean", "std", "n", "values"} (std over seeds, ddof=1; 0 for one value)."""
+    arr = np.array(values, dtype=float)
+    return {
+        "mean": float(arr.mean()),
+        "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+        "n": len(arr),
+        "values": [float(v) for v in values],
+        "negative_transfer": False,
+    }
+
+
+def loss_gaps(
+    logs: dict[str, dict[int, list[dict]]], tail: float = GAP_TAIL, modalities=PAIR
+) -> dict[str, dict]:
+    """{method: mean_std of the per-seed loss-curve gap (:func:`loss_gap`)}; for M > 2
+    with ``"tail"``: {m: mean over seeds of :func:`tail_losses`} as well."""
+    modalities = list(modalities)
+    out = {}
+    for method, per_seed in logs.items():
+        gaps = [loss_gap(rows, tail, modalities) for rows in per_seed.values()]
+        vals = [g for g in gaps if g is not None]
+        if not vals:
+            continue
+        out[method] = mean_std(vals)
+        if len(modalities) > 2:
+            tails = [t for rows in per_seed.values() if (t := tail_losses(rows, tail, modalities))]
+            out[method]["tail"] = {m: float(np.mean([t[m] for t in tails])) for m in modalities}
+    return out
+
+
+# -- gradient cosines and conflicts ------------------------------------------------------
+def logs_kl_gradient(rows: list[dict], modalities=PAIR) -> bool:
+    """True when the strategy computed a KL gradient (so its cosines mean something).
+
+    ``balgrad_unimodal_only`` (kl_weight = 0, no projection) logs zero cosines
+    against a zero g_kl; those steps are neither conflicting nor not.
+    """
+    if not any(COS_RAW in r for r in rows):
+        return False
+    norms = [
+        sum(r.get(BALGRAD.key("norm_kl", m), 1.0) for m in modalities) for r in rows if COS_RAW in r
+    ]
+    return any(n > 0 for n in norms)
+
+
+def conflict_fraction(cosines: np.ndarray, threshold: float = 0.0) -> float:
+    """Fraction of steps whose cosine is below ``-threshold`` (strictly)."""
+    cosines = np.asarray(cosines, dtype=float)
+    if len(cosines) == 0:
+        return float("nan")
+    return float(np.mean(cosines < -threshold))
+
+
+def cosine_histogram(
+    cosines: np.ndarray, bins: np.ndarray = COS_BINS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, edges) of the cosines on fixed bins over [−1, 1]."""
+    return np.histogram(np.clip(np.asarray(cosines, dtype=float), -1.0, 1.0), bins=bins)
+
+
+def method_projects(
+    method: str, method_options: dict | None = None, rows: list[dict] | None = None
+) -> bool:
+    """Whether ``method`` projects g_T away from g_kl: its strategy's ``project`` option
+    (defaults, preset and the run's options); for a strategy without that option, or
+    one not registered here, whether a step logged ``projected``."""
+    try:
+        opts = {**strategy_options(method), **(method_options or {}).get(method, {})}
+    except ConfigError:  # a plug-in that is not installed here
+        opts = {}
+    if "project" in opts:
+        return bool(opts["project"])
+    return any(r.get(PROJECTED, 0) for r in rows or [])
+
+
+def conflict_stats(
+    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None, modalities=PAIR
+) -> dict[str, dict]:
+    """Per method that logs the cosines (and computed a KL gradient): the per-seed
+    fractions of steps with raw cos < 0 and with post-projection cos < −1e-6.
+
+    {method: {"projects": bool, "steps": int, "raw": mean_std, "projected": mean_std}}
+    """
+    out = {}
+    for method, per_seed in logs.items():
+        raw, post, steps = [], [], 0
+        for rows in per_seed.values():
+            if not logs_kl_gradient(rows, modalities):
+                continue
+            raw.append(conflict_fraction(column(rows, COS_RAW)))
+            post.append(conflict_fraction(column(rows, COS_PROJECTED), PROJECTED_TOL))
+            steps += len(column(rows, COS_RAW))
+        if raw:
+            all_rows = [r for rows in per_seed.values() for r in rows]
+            out[method] = {
+                "projects": method_projects(method, method_options, all_rows),
+                "steps": steps,
+                "raw": mean_std(raw),
+                "projected": mean_std(post),
+            }
+    return out
+
+
+def pooled(per_seed: dict[int, list[dict]], key: str) -> np.ndarray:
+    """``key`` over every seed's steps, concatenated."""
+    parts = [column(rows, key) for rows in per_seed.values()]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def cosine_series(
+    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None, modalities=PAIR
+) -> list[tuple[str, np.ndarray]]:
+    """The cosines of Fig. 7, pooled over seeds: the raw and post-projection cosines of
+    each proposed method (registered ``role="proposed"``), then the raw cosines of each
+    ablation without projection (BalGrad's "w/ reweighting")."""
+    series = []
+    for role in ("proposed", "ablation"):
+        for m, per_seed in logs.items():
+            kl = any(logs_kl_gradient(r, modalities) for r in per_seed.values())
+            if method_role(m) != role or not kl:
+                continue
+            label = method_label(m)
+            if role == "proposed":
+                series.append((f"{label}, before projection", pooled(per_seed, COS_RAW)))
+                series.append((f"{label}, after projection", pooled(per_seed, COS_PROJECTED)))
+            elif not method_projects(
+                m, method_options, [r for rs in per_seed.values() for r in rs]
+            ):
+                series.append((f"{label} (no projection)", pooled(per_seed, COS_RAW)))
+    return [(name, v) for name, v in series if len(v)]
+
+
+def write_cosine_histogram_csv(
+    series: list[tuple[str, np.ndarray]], path: Path, bins: np.ndarray = COS_BINS
+) -> Path:
+    with atomic_open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["bin_low", "bin_high", *(name for name, _ in series)])
+        counts = [cosine_histogram(v, bins)[0] for _, v in series]
+        for i in range(len(bins) - 1):
+            w.writerow([f"{bins[i]:.3f}", f"{bins[i + 1]:.3f}", *(int(c[i]) for c in counts)])
+    return Path(path)
+
+
+# -- Table 3 ------------------------------------------------------------------------------
+def _pct(cell: dict) -> dict:
+    return {**cell, "mean": 100 * cell["mean"], "std": 100 * cell["std"]}
+
+
+def write_conflict_table(
+    stats: dict[str, dict],
+    gaps: dict[str, dict | None],
+    methods: list[str],
+    out_dir: Path,
+    metric: str,
+) -> dict[str, Path]:
+    """Table 3: per method, % of steps with cos(g_T, g_kl) < 0 before and after the
+    projection, and the missing-modality ΔGap (``gaps[method]`` is an aggregate cell)."""
+    out_dir = Path(out_dir)
+    order = [m for m in methods if m in stats] + [m for m in stats if m not in methods]
+    paths = {"conflicts_md": out_dir / "conflicts.md", "conflicts_csv": out_dir / "conflicts.csv"}
+    lines = [
+        f"Fraction of training steps with conflicting gradients, cos(g_T, g_kl) < 0 (%), "
+        f"and missing-modality ΔGap ({metric}, points); mean ± std over seeds.",
+        "",
+        "| Method | Projection | Steps | Conflicting, raw (%) | Conflicting, after projection (%) | ΔGap |",
+        "|---|---|---|---|---|---|",
+    ]
+    with atomic_open(paths["conflicts_csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "method",
+                "projects",
+                "steps",
+                "conflict_raw_mean",
+                "conflict_raw_std",
+                "conflict_projected_mean",
+                "conflict_projected_std",
+                "gap_mean",
+                "gap_std",
+            ]
+        )
+        for m in order:
+            s, g = stats[m], gaps.get(m)
+            lines.append(
+                f"| {method_label(m)} | {'yes' if s['projects'] else 'no'} | {s['steps']} | "
+                f"{format_cell(_pct(s['raw']))} | {format_cell(_pct(s['projected']))} | {format_cell(g)} |"
+            )
+            w.writerow(
+                [
+                    m,
+                    int(s["projects"]),
+                    s["steps"],
+                    f"{s['raw']['mean']:.6f}",
+                    f"{s['raw']['std']:.6f}",
+                    f"{s['projected']['mean']:.6f}",
+                    f"{s['projected']['std']:.6f}",
+                    "" if g is None else f"{g['mean']:.4f}",
+                    "" if g is None else f"{g['std']:.4f}",
+                ]
+            )
+    write_text(paths["conflicts_md"], "\n".join(lines) + "\n")
+    return paths
