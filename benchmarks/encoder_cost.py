@@ -15,8 +15,7 @@ import time
 
 import torch
 
-from balgrad.backbones.pretrained_pip import EfficientNetLite0Encoder
-from balgrad.backbones.spectrogram_image import SpectrogramImageEncoder
+from balgrad.backbones import EfficientNetLite0Encoder, SpectrogramImageEncoder
 
 
 def per_item_ms(encoder, x: torch.Tensor) -> float:

@@ -22,11 +22,10 @@ from pathlib import Path
 import torch
 
 from balgrad.config import RunConfig
-from balgrad.data.impairments import Condition
-from balgrad.data.pipeline import InputPipeline
+from balgrad.data import Condition, InputPipeline
 from balgrad.experiment import build_encoders, build_model, load_data, make_cache, seed_everything
 from balgrad.strategies import create_strategy
-from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger
+from balgrad.train import JsonlLogger, TensorBoardLogger
 
 
 def tensorboard_available() -> bool:

@@ -36,11 +36,15 @@ from strategy_cost import SIZES, batch, build  # noqa: E402  (the shared benchma
 
 from balgrad._grad import grads_of  # noqa: E402
 from balgrad.models import MultimodalModel  # noqa: E402
-from balgrad.strategies import AGM, OGMGE, create_strategy  # noqa: E402
-from balgrad.strategies import agm as agm_module  # noqa: E402
-from balgrad.strategies import ogm_ge as ogm_module  # noqa: E402
-from balgrad.strategies.checks import PendingChecks  # noqa: E402
-from balgrad.strategies.context import StepContext  # noqa: E402
+from balgrad.strategies import (  # noqa: E402
+    AGM,
+    OGMGE,
+    PendingChecks,  # noqa: E402
+    StepContext,  # noqa: E402
+    create_strategy,
+)
+from balgrad.strategies import _agm as agm_module
+from balgrad.strategies import _ogm_ge as ogm_module
 from balgrad.tasks import task_loss  # noqa: E402
 
 METHODS = {

@@ -43,11 +43,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from balgrad.data.builtin import KEYPAD_BACKBONE_DEFAULTS
-from balgrad.data.keypad import KEYPAD_MODALITIES, KeypadConfig, KeypadDataset
-from balgrad.data.kinds import noise_salt, noisy_audio, noisy_image
-from balgrad.data.splits import train_val_split
-from balgrad.models.multimodal import MultimodalModel
+from balgrad.data import train_val_split
+from balgrad.data._kinds import noise_salt, noisy_audio, noisy_image
+from balgrad.data.readers import (
+    KEYPAD_BACKBONE_DEFAULTS,
+    KEYPAD_MODALITIES,
+    KeypadConfig,
+    KeypadDataset,
+)
+from balgrad.models import MultimodalModel
 from balgrad.strategies import create_strategy
 
 MODALITIES = tuple(KEYPAD_MODALITIES)  # image, audio, text
@@ -70,8 +74,11 @@ class Features(nn.Module):
 
 # -- encoding -------------------------------------------------------------------------------
 def _encoders():
-    from balgrad.backbones.pretrained_pip import EfficientNetLite0Encoder, MiniLMTextEncoder
-    from balgrad.backbones.spectrogram_image import SpectrogramImageEncoder
+    from balgrad.backbones import (
+        EfficientNetLite0Encoder,
+        MiniLMTextEncoder,
+        SpectrogramImageEncoder,
+    )
 
     return {
         "image": EfficientNetLite0Encoder(**IMAGE_TOWER),

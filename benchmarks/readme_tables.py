@@ -62,15 +62,15 @@ def run(name: str, out: Path, cache: Path, reuse: bool, flags: list[str] | None 
 def fast_table(run_dirs: dict[str, Path]) -> str:
     """Markdown: per dataset, Baseline, BalGrad and balgrad_fast (mean ± std) and
     balgrad_fast minus BalGrad paired by seed with its 95% t-interval."""
-    from balgrad.report.build import load_results
-    from balgrad.report.grid import Table
-    from balgrad.report.tables import (
+    from balgrad.report import (
         PAIRED_ROWS,
         aggregate,
         format_cell,
         format_change,
+        load_results,
         paired_table,
     )
+    from balgrad.report._grid import Table
 
     out = Table(["Dataset", "Condition", "Baseline", "BalGrad", "balgrad_fast"])
     out.header.append("fast − exact [95% CI]")

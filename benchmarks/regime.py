@@ -40,10 +40,9 @@ from torch import nn
 
 from balgrad.cli import build_parser, config_from_args
 from balgrad.config import RunConfig
-from balgrad.data.impairments import Condition
+from balgrad.data import Condition
 from balgrad.errors import BalgradError
-from balgrad.evaluate.metrics import compute_scores
-from balgrad.evaluate.protocol import summarize
+from balgrad.evaluate import compute_scores, summarize
 from balgrad.experiment import Experiment
 
 log = logging.getLogger("balgrad.regime")

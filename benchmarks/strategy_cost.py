@@ -42,9 +42,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from balgrad.models.multimodal import MultimodalModel  # noqa: E402
+from balgrad.models import MultimodalModel  # noqa: E402
 from balgrad.strategies import create_strategy  # noqa: E402
-from balgrad.strategies.balgrad import pairwise_kl  # noqa: E402
+from balgrad.strategies._balgrad import pairwise_kl  # noqa: E402
 from balgrad.tasks import task_loss  # noqa: E402
 
 #: hidden, layers, heads, intermediate, image size, patch, text length

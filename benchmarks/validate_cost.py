@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from balgrad.data.registry_disk import load_dataset_from_disk
+from balgrad.data.readers import load_dataset_from_disk
 
 
 def write_dataset(root: Path, n: int, size: tuple[int, int]) -> None:

@@ -20,9 +20,9 @@ from torch.utils.data import Subset
 from transformers import TrainingArguments
 
 import balgrad
-from balgrad.backbones.factory import create_image_encoder, create_text_encoder
-from balgrad.data.builtin import load_builtin
-from balgrad.integrations.collate import ExampleCollator
+from balgrad.backbones import create_image_encoder, create_text_encoder
+from balgrad.data.readers import load_builtin
+from balgrad.integrations import ExampleCollator
 from balgrad.integrations.hf import BalGradTrainer
 
 

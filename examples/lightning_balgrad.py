@@ -18,9 +18,9 @@ import lightning.pytorch as L
 from torch.utils.data import DataLoader, Subset
 
 import balgrad
-from balgrad.backbones.factory import create_image_encoder, create_text_encoder
-from balgrad.data.builtin import load_builtin
-from balgrad.integrations.collate import ExampleCollator
+from balgrad.backbones import create_image_encoder, create_text_encoder
+from balgrad.data.readers import load_builtin
+from balgrad.integrations import ExampleCollator
 from balgrad.integrations.lightning import BalGradModule
 
 

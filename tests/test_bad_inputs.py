@@ -214,8 +214,8 @@ def _ctrl_c_argv(tmp_path, *extra):
     "where",
     [
         "balgrad.experiment.load_data",  # loading the data
-        "balgrad.data.feature_store.FrozenFeatures.encode",  # encoding with a frozen tower
-        "balgrad.evaluate.protocol.Evaluator.modality_scores",  # validation
+        "balgrad.data._feature_store.FrozenFeatures.encode",  # encoding with a frozen tower
+        "balgrad.evaluate._protocol.Evaluator.modality_scores",  # validation
     ],
 )
 def test_ctrl_c_before_any_checkpoint_says_nothing_is_saved(where, tmp_path, monkeypatch, capsys):
@@ -228,7 +228,7 @@ def test_ctrl_c_before_any_checkpoint_says_nothing_is_saved(where, tmp_path, mon
 
 
 def test_ctrl_c_in_the_test_evaluation_names_what_is_saved(tmp_path, monkeypatch, capsys):
-    import balgrad.evaluate.protocol as protocol
+    import balgrad.evaluate._protocol as protocol
 
     run = protocol.Evaluator.run
     calls = []
@@ -260,7 +260,7 @@ def test_a_real_sigint_during_evaluation_exits_130_with_one_line(tmp_path):
         # a shell starts a background job with SIGINT ignored, and Python keeps an ignored
         # SIGINT ignored: give the child the handler an interactive terminal would
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "import balgrad.evaluate.protocol as p\n"
+        "import balgrad.evaluate._protocol as p\n"
         "from balgrad.cli import main\n"
         "def run(self, *a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
@@ -286,7 +286,7 @@ def test_a_real_sigint_during_evaluation_exits_130_with_one_line(tmp_path):
 
 def test_a_gpu_index_beyond_the_machines_gpus_lists_the_ones_there(monkeypatch):
     from balgrad.errors import ConfigError
-    from balgrad.train.distributed import check_device
+    from balgrad.train._distributed import check_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

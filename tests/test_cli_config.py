@@ -188,7 +188,7 @@ def test_an_unwritable_out_is_named(tmp_path, capsys):
 
 
 def test_method_sets_stand_for_their_methods():
-    from balgrad.strategies.registry import list_strategies, strategy_info
+    from balgrad.strategies._registry import list_strategies, strategy_info
 
     paper = RunConfig().methods
     assert parse("--methods", "paper").methods == paper

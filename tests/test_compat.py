@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 import balgrad
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data.batch import Batch
-from balgrad.data.impairments import Condition
-from balgrad.data.pipeline import InputPipeline
-from balgrad.integrations.collate import ExampleCollator
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data._batch import Batch
+from balgrad.data._impairments import Condition
+from balgrad.data._pipeline import InputPipeline
+from balgrad.integrations._collate import ExampleCollator
 from balgrad.models import MultimodalModel
 from balgrad.strategies import MSLR
-from balgrad.strategies.registry import strategy_options
+from balgrad.strategies._registry import strategy_options
 
 
 class Lin(nn.Module):

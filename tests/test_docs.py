@@ -36,8 +36,8 @@ PAGES_WITH_CODE = [p for p in pages() if blocks(p)]
 @pytest.fixture
 def registries_restored():
     """An example that registers a plug-in (docs/extending.md) leaves no trace."""
-    from balgrad.data.catalog import DATASETS
-    from balgrad.strategies.registry import STRATEGY_REGISTRY
+    from balgrad.data._catalog import DATASETS
+    from balgrad.strategies._registry import STRATEGY_REGISTRY
 
     before = {r: set(r.names(aliases=True)) for r in (STRATEGY_REGISTRY, DATASETS)}
     yield

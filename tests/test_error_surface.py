@@ -17,11 +17,11 @@ import torch
 
 import balgrad.atomic
 from balgrad.atomic import write_text
-from balgrad.data.base import IMAGE_TEXT, DatasetInfo, Example, MultimodalDataset
-from balgrad.data.catalog import DATASETS
+from balgrad.data._base import IMAGE_TEXT, DatasetInfo, Example, MultimodalDataset
+from balgrad.data._catalog import DATASETS
 from balgrad.errors import WriteError
-from balgrad.train.lock import RunLock
-from balgrad.train.metrics_log import JsonlLogger
+from balgrad.train._lock import RunLock
+from balgrad.train._metrics_log import JsonlLogger
 from test_bad_inputs import run_cli
 from test_end_to_end import TINY
 
@@ -68,7 +68,7 @@ def test_an_append_to_metrics_jsonl_on_a_full_disk_names_it(tmp_path, monkeypatc
 
 
 def test_a_lock_that_cannot_be_written_is_named_and_not_left_half_written(tmp_path, monkeypatch):
-    monkeypatch.setattr("balgrad.train.lock.os.fsync", _no_space)
+    monkeypatch.setattr("balgrad.train._lock.os.fsync", _no_space)
     lock = RunLock(tmp_path)
     with pytest.raises(WriteError, match="run.lock: No space left on device"):
         lock.acquire()
@@ -152,7 +152,7 @@ def test_a_cache_dir_whose_entries_would_pass_path_max_is_refused_first(tmp_path
 def test_a_dataset_cache_dir_over_path_max_degrades_to_memory(tmp_path):
     """The dataset's own ``cache_dir`` option: a cache that cannot be written, so a miss
     and one warning, never an OSError from looking the entry up."""
-    from balgrad.data.cache_files import CacheWarning
+    from balgrad.data._cache_files import CacheWarning
 
     cache = _deep_folder(tmp_path, os.pathconf(tmp_path, "PC_PATH_MAX") - 10)
     opts = {"n_train": 40, "n_test": 20, "cache_dir": str(cache)}
@@ -283,7 +283,7 @@ class NoValidate(torch.utils.data.Dataset):
 
 def test_a_disk_plugin_without_validate_trains(tmp_path, monkeypatch, capsys):
     """validate() is optional: the contract's items are checked as they are read."""
-    from balgrad.data.registry_disk import MissingSplitError
+    from balgrad.data.readers._registry_disk import MissingSplitError
 
     def load(data_dir, split, *, skip_bad=False):
         if split == "val":

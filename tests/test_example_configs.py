@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from balgrad.backbones.factory import BACKBONES
+from balgrad.backbones._factory import BACKBONES
 from balgrad.config import build_config, load_yaml
 from balgrad.strategies import create_strategy
 

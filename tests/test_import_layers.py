@@ -15,7 +15,7 @@ from pathlib import Path
 
 #: the layers, earliest first; the names are the top-level modules and packages of balgrad
 LAYERS = (
-    ("errors", "registry", "atomic", "names", "config_upgrade"),
+    ("errors", "registry", "atomic", "names", "_moved", "config_upgrade"),
     ("data",),
     ("models", "backbones", "tasks"),
     ("strategies", "_grad"),
@@ -121,10 +121,10 @@ def test_the_check_sees_absolute_relative_lazy_and_facade_imports(tmp_path):
         "from balgrad.errors import ConfigError\nfrom . import ok\n"
     )
     (root / "data" / "bad.py").write_text(
-        "import balgrad.report.tables\n"
+        "import balgrad.report._tables\n"
         "from ..train import trainer\n"
         "def later():\n"
-        "    from balgrad.evaluate.protocol import predict\n"
+        "    from balgrad.evaluate._protocol import predict\n"
         "from balgrad import strategies, create_strategy\n"
     )
     back, unplaced = backward_imports(root)
@@ -132,8 +132,8 @@ def test_the_check_sees_absolute_relative_lazy_and_facade_imports(tmp_path):
     targets = sorted(line.rsplit(" imports ", 1)[1].split(" (")[0] for line in back)
     assert targets == [
         "balgrad",
-        "balgrad.evaluate.protocol",
-        "balgrad.report.tables",
+        "balgrad.evaluate._protocol",
+        "balgrad.report._tables",
         "balgrad.strategies",
         "balgrad.train",
     ]

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import yaml
 
-from balgrad.backbones.factory import BACKBONES
+from balgrad.backbones._factory import BACKBONES
 from balgrad.cli import build_parser, config_from_args, evaluate_overrides, main
 from balgrad.config import (
     ModalitySpec,
@@ -20,9 +20,9 @@ from balgrad.config import (
     load_yaml,
     resume_differences,
 )
-from balgrad.data.builtin import SMALL_IMAGE_BACKBONE_DEFAULTS
-from balgrad.data.catalog import DATASETS
-from balgrad.data.kinds import KINDS
+from balgrad.data._catalog import DATASETS
+from balgrad.data._kinds import KINDS
+from balgrad.data.readers._builtin import SMALL_IMAGE_BACKBONE_DEFAULTS
 from balgrad.errors import BackboneError, ConfigError
 from balgrad.registry import Registry
 

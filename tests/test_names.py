@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from balgrad.data.catalog import DATASETS
+from balgrad.data._catalog import DATASETS
 from balgrad.errors import ConfigError
-from balgrad.evaluate.protocol import ProtocolConfig, condition_modalities, summarize
-from balgrad.models.multimodal import MultimodalModel
+from balgrad.evaluate._protocol import ProtocolConfig, condition_modalities, summarize
+from balgrad.models._multimodal import MultimodalModel
 from balgrad.names import (
     check_modality_names,
     condition_name,
@@ -23,7 +23,7 @@ from balgrad.names import (
     stat_name,
 )
 from balgrad.strategies import create_strategy
-from balgrad.strategies.base import model_modalities
+from balgrad.strategies._base import model_modalities
 
 #: a name on its own, or two names together, that would build a key twice
 CLASHING = {
@@ -153,7 +153,7 @@ def test_model_selection_tells_a_modality_f1_from_the_fused_f1_macro():
     """The fused metrics were told from a tower's by the prefix ``val_<m>_``: with a
     modality ``f1`` the fused ``f1_macro`` looked like one of its scores, and the
     fallback metric for an undefined primary one was never found."""
-    from balgrad.train.trainer import selection_metric
+    from balgrad.train._trainer import selection_metric
 
     row = {"val_accuracy": float("nan"), "val_f1_macro": 60.0}
     for m in ("f1", "audio"):

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from balgrad.data.impairments import Condition
-from balgrad.data.kinds import KINDS, NOISE_RANGES
+from balgrad.data._impairments import Condition
+from balgrad.data._kinds import KINDS, NOISE_RANGES
 from balgrad.errors import ConfigError
 from test_bad_inputs import run_cli
 
@@ -214,10 +214,10 @@ def test_an_option_out_of_its_range_is_one_error_line_naming_it(
 
 def test_the_ranges_are_in_the_signatures_and_the_defaults_lie_inside():
     """Every built-in's options, with the range a listing shows, accept their defaults."""
-    from balgrad.backbones.factory import BACKBONES
-    from balgrad.data.catalog import DATASETS
+    from balgrad.backbones._factory import BACKBONES
+    from balgrad.data._catalog import DATASETS
     from balgrad.registry import check_value
-    from balgrad.strategies.registry import STRATEGY_REGISTRY
+    from balgrad.strategies._registry import STRATEGY_REGISTRY
 
     registries = [DATASETS, *BACKBONES.values(), STRATEGY_REGISTRY]
     ranged = 0
@@ -239,7 +239,7 @@ def inspect_empty():
 
 
 def test_the_spectrogram_refuses_a_window_longer_than_its_fft():
-    from balgrad.backbones.audio import LogSpectrogram
+    from balgrad.backbones._audio import LogSpectrogram
 
     with pytest.raises(ConfigError, match=r"'win_length' \(1024\) must be <= n_fft \(512\)"):
         LogSpectrogram(n_fft=512, win_length=1024)
@@ -248,7 +248,7 @@ def test_the_spectrogram_refuses_a_window_longer_than_its_fft():
 
 
 def test_mslr_created_in_python_refuses_a_nan_scale_by_name():
-    from balgrad.strategies.mslr import MSLR
+    from balgrad.strategies._mslr import MSLR
 
     with pytest.raises(ConfigError, match=r"lr_scales\['audio'\]: must be a finite number > 0"):
         MSLR(lr_scales={"audio": math.nan})

@@ -7,14 +7,14 @@ import re
 
 import pytest
 
-from balgrad.backbones.base import ImageEncoder
-from balgrad.backbones.factory import IMAGE_BACKBONES, register_image_backbone
+from balgrad.backbones._base import ImageEncoder
+from balgrad.backbones._factory import IMAGE_BACKBONES, register_image_backbone
 from balgrad.cli import build_parser, config_from_args, main
 from balgrad.config import RunConfig, build_config
 from balgrad.errors import ConfigError
 from balgrad.experiment import build_encoders, method_strategy
 from balgrad.strategies import Joint, create_strategy, register_strategy
-from balgrad.strategies.registry import STRATEGY_REGISTRY
+from balgrad.strategies._registry import STRATEGY_REGISTRY
 
 TINY = ["--dataset-option", "n_train=60", "--dataset-option", "n_test=20", "--epochs", "1"]
 

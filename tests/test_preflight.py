@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data.catalog import DATASETS
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data._catalog import DATASETS
 from balgrad.names import statistics
-from balgrad.strategies.joint import Joint
-from balgrad.strategies.registry import STRATEGY_REGISTRY
+from balgrad.strategies._joint import Joint
+from balgrad.strategies._registry import STRATEGY_REGISTRY
 from test_bad_inputs import run_cli
 
 SEVEN = "seven_modalities_test"

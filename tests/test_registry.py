@@ -217,7 +217,7 @@ def test_a_plugin_never_replaces_a_built_in(installed, tmp_path):
 
 
 def test_registrations_with_an_unknown_strategy_role_or_dataset_kind_are_refused():
-    from balgrad.data.catalog import register_dataset
+    from balgrad.data._catalog import register_dataset
     from balgrad.strategies import Joint, register_strategy
 
     with pytest.raises(ConfigError, match="role must be one of"):

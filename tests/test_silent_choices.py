@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from balgrad.cli import main
-from balgrad.data.builtin import DIGITS_CLASSES, load_builtin
+from balgrad.data.readers._builtin import DIGITS_CLASSES, load_builtin
 from test_bad_inputs import run_cli
 
 
@@ -29,7 +29,7 @@ def test_a_split_of_at_least_one_sample_per_class_is_generated_as_before():
     fix (the branch it adds is never taken for them). Hashed: they come from numpy's seeded
     generators and Python's, so they are deterministic by construction, on any CPU; the
     pixels go through torch's resampling and are not hashed."""
-    from balgrad.data.digits import DigitsConfig, _generate_digits
+    from balgrad.data.readers._digits import DigitsConfig, _generate_digits
 
     out = _generate_digits(DigitsConfig(n_train=37, n_test=23), 5)
     h = hashlib.sha256()

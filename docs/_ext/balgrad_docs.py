@@ -61,35 +61,49 @@ def _title(text: str) -> str:
     return f"{text}\n{'=' * len(text)}\n"
 
 
-def strategy_modules() -> dict[str, list[str]]:
-    """module -> the built-in strategy names (not presets) whose class it defines."""
-    from balgrad.strategies.registry import STRATEGY_REGISTRY
+def strategy_classes() -> dict[str, list[str]]:
+    """class name -> the built-in strategy names (not presets) it implements; each class
+    is exported by :mod:`balgrad.strategies` and gets a page of its own."""
+    from balgrad.strategies import STRATEGY_REGISTRY
 
     found: dict[str, list[str]] = {}
     for entry in STRATEGY_REGISTRY.entries(plugins=False):
         if entry.base is None:
-            found.setdefault(entry.load().__module__, []).append(entry.name)
+            found.setdefault(entry.load().__name__, []).append(entry.name)
     return found
 
 
-def module_page(module: str, strategies: list[str]) -> str:
-    lines = [_title(f"``{module}``")]
-    for name in strategies:
-        lines.append(f".. balgrad-strategy:: {name}\n")
+def module_page(module: str, exclude: list[str]) -> str:
+    """A public module's page: its docstring and, for a package, the names its
+    ``__all__`` exports (documented at their public path, ``balgrad.data.Example``)."""
     directive = f".. automodule:: {module}\n"
-    if module == "balgrad" or (module.count(".") == 1 and module.split(".")[1] in GROUPS):
-        directive += "   :no-members:\n"  # a package: its docstring; members on their pages
-    return "\n".join([*lines, directive])
+    if module == "balgrad":
+        directive += "   :no-members:\n"  # the facade: each name is on its package's page
+    if exclude:
+        directive += f"   :exclude-members: {', '.join(exclude)}\n"
+    return "\n".join([_title(f"``{module}``"), directive])
+
+
+def strategy_page(cls_name: str, strategies: list[str]) -> str:
+    lines = [_title(f"``balgrad.strategies.{cls_name}``")]
+    lines += [f".. balgrad-strategy:: {name}\n" for name in strategies]
+    lines.append(f".. autoclass:: balgrad.strategies.{cls_name}\n")
+    return "\n".join(lines)
 
 
 def generate_api_pages(app) -> None:
     GENERATED.mkdir(parents=True, exist_ok=True)
-    by_module = strategy_modules()
+    by_class = strategy_classes()
     wanted = {}
     for module in public_modules():
-        wanted[f"{module}.rst"] = module_page(module, by_module.get(module, []))
+        exclude = sorted(by_class) if module == "balgrad.strategies" else []
+        wanted[f"{module}.rst"] = module_page(module, exclude)
+    for cls_name, names in by_class.items():
+        wanted[f"balgrad.strategies.{cls_name}.rst"] = strategy_page(cls_name, names)
     for group, title in GROUPS.items():
         pages = [m for m in public_modules() if group_of(m) == group]
+        if group == "strategies":
+            pages += [f"balgrad.strategies.{c}" for c in sorted(by_class)]
         body = [_title(title), ".. toctree::", "   :maxdepth: 1", ""]
         body += [f"   {m}" for m in pages]
         wanted[f"group-{group}.rst"] = "\n".join(body) + "\n"
@@ -250,7 +264,7 @@ class BalgradList(_Generated):
 
 
 def _overrides(cls: type, name: str) -> bool:
-    from balgrad.strategies.base import Strategy
+    from balgrad.strategies import Strategy
 
     return getattr(cls, name, None) is not getattr(Strategy, name, None)
 
@@ -260,7 +274,7 @@ def _reads_epoch(cls: type) -> bool:
     modulation window, a schedule over ``num_epochs``)."""
     import inspect
 
-    from balgrad.strategies.base import Strategy
+    from balgrad.strategies import Strategy
 
     for klass in cls.__mro__:
         if klass is Strategy or not issubclass(klass, Strategy):
@@ -276,8 +290,7 @@ def _reads_epoch(cls: type) -> bool:
 
 def hook_row(name: str) -> list[str]:
     """Which calls an own training loop makes for strategy ``name``, read from its class."""
-    from balgrad.strategies.base import Strategy
-    from balgrad.strategies.registry import STRATEGY_REGISTRY
+    from balgrad.strategies import STRATEGY_REGISTRY, Strategy
 
     cls = STRATEGY_REGISTRY.get(name).load()
     yes = "yes"
@@ -289,7 +302,7 @@ def hook_row(name: str) -> list[str]:
         and not hasattr(Strategy, n)
     )
     return [
-        f":doc:`{name} </api/generated/{cls.__module__}>`",
+        f":doc:`{name} </api/generated/{_public_path(cls)}>`",
         yes if _overrides(cls, "on_epoch_start") or _reads_epoch(cls) else "no (optional)",
         yes if _overrides(cls, "on_epoch_end") else "no (optional)",
         yes if getattr(cls, "needs_epoch_pass", False) else "no",
@@ -303,7 +316,7 @@ class StrategyHooks(_Generated):
     """One row per built-in or installed strategy (presets share their base's row)."""
 
     def rst(self) -> list[str]:
-        from balgrad.strategies.registry import STRATEGY_REGISTRY
+        from balgrad.strategies import STRATEGY_REGISTRY
 
         header = [
             "method",
@@ -332,7 +345,7 @@ class StrategyInfo(_Generated):
     required_arguments = 1
 
     def rst(self) -> list[str]:
-        from balgrad.strategies.registry import STRATEGY_REGISTRY
+        from balgrad.strategies import STRATEGY_REGISTRY
 
         name = self.arguments[0]
         entry = STRATEGY_REGISTRY.get(name)
@@ -376,13 +389,47 @@ class StrategyInfo(_Generated):
         return out
 
 
-def _canonical(target: str) -> str | None:
-    """``balgrad.models.Readout`` -> ``balgrad.models.fusion.Readout``: where a re-exported
-    name is defined (and so documented)."""
+def _public_path(obj: Any) -> str:
+    """Where ``obj`` is documented: ``balgrad.strategies.BalGrad`` ->
+    ``balgrad.strategies.BalGrad``, the deepest public package above its private module
+    whose ``__all__`` exports it (or its own path, if its module is public)."""
     import importlib
 
-    parts = target.split(".")
+    module, name = obj.__module__, obj.__qualname__
+    parts = module.split(".")
+    if not any(p.startswith("_") for p in parts[1:]):
+        return f"{module}.{name}"
     for i in range(len(parts) - 1, 0, -1):
+        package = ".".join(parts[:i])
+        if any(p.startswith("_") for p in parts[1:i]):
+            continue
+        pkg = importlib.import_module(package)
+        head = name.split(".")[0]
+        if (
+            package != "balgrad"
+            and head in getattr(pkg, "__all__", ())
+            and getattr(pkg, head) is getattr(importlib.import_module(module), head)
+        ):
+            return f"{package}.{name}"
+    return f"{module}.{name}"
+
+
+def _documented(target: str) -> str | None:
+    """The documented path of what ``target`` names, if that is another path: a name
+    re-exported by the facade (``balgrad.MultimodalModel``), a name at its private
+    module (``balgrad.models.MultimodalModel``), a private module (its
+    package's page) or an old module path (:mod:`balgrad._moved`)."""
+    import importlib
+
+    from balgrad._moved import MOVED
+
+    original = target
+    for old in sorted(MOVED, key=len, reverse=True):  # old path -> new path
+        if target == old or target.startswith(old + "."):
+            target = MOVED[old] + target[len(old) :]
+            break
+    parts = target.split(".")
+    for i in range(len(parts), 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:i]))
         except ImportError:
@@ -392,24 +439,28 @@ def _canonical(target: str) -> str | None:
                 obj = getattr(obj, attr)
         except AttributeError:
             return None
-        module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-        if module and qualname and f"{module}.{qualname}" != target:
-            return f"{module}.{qualname}"
+        if i == len(parts):  # a module: a private one is shown on its package's page
+            private = [k for k, p in enumerate(parts) if k and p.startswith("_")]
+            found = ".".join(parts[: private[0]]) if private else target
+            return found if found != original else None
+        if getattr(obj, "__module__", None) and getattr(obj, "__qualname__", None):
+            documented = _public_path(obj)
+            return documented if documented != original else None
         return None
     return None
 
 
 def resolve_reexport(app, env, node, contnode):
-    """A reference to a re-exported balgrad name resolves to where it is defined."""
+    """A reference to a balgrad name resolves to where it is documented."""
     target = node.get("reftarget", "")
-    if node.get("refdomain") != "py" or not target.startswith("balgrad."):
+    if node.get("refdomain") != "py" or not target.lstrip("~.").startswith("balgrad."):
         return None
-    canonical = _canonical(target)
-    if canonical is None:
+    documented = _documented(target.lstrip("~."))
+    if documented is None:
         return None
     domain = env.get_domain("py")
     return domain.resolve_xref(
-        env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode
+        env, node["refdoc"], app.builder, node["reftype"], documented, node, contnode
     )
 
 

@@ -6,7 +6,7 @@ crosses file systems), is synced to disk, then renamed over the target. A failed
 (a full disk, an exception in the writer) removes the temporary and leaves the target
 as it was, and raises :class:`~balgrad.errors.WriteError` naming the target and the
 system's reason (so the CLI prints one ``balgrad: error:`` line). Append-only logs (``metrics.jsonl``) are the exception: they append, and a
-resume cuts them back to the checkpoint (:mod:`balgrad.train.metrics_log`).
+resume cuts them back to the checkpoint (:mod:`balgrad.train._metrics_log`).
 """
 
 from __future__ import annotations

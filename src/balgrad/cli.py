@@ -29,7 +29,7 @@ from balgrad.config import (
 )
 from balgrad.config_upgrade import FLAT_KEYS, shorthand_settings
 from balgrad.errors import BalgradError, ConfigError, Interrupted
-from balgrad.train.distributed import end_distributed
+from balgrad.train._distributed import end_distributed
 
 DICT_FLAGS = {
     "dataset_options": (
@@ -298,7 +298,7 @@ def _run_all(cfg: RunConfig, resume: bool) -> Path:
 
 def _run_all_in(cfg: RunConfig, resume: bool, run_dir: Path) -> Path:
     from balgrad.experiment import Experiment, check_writable_folder
-    from balgrad.report.build import build_report
+    from balgrad.report._build import build_report
 
     if _writes_run_folder():
         check_writable_folder(cfg.out, "--out")
@@ -355,7 +355,7 @@ def evaluate_overrides(values: dict[str, Any], args: argparse.Namespace) -> None
 
 def cmd_evaluate(args) -> int:
     from balgrad.experiment import Experiment, check_folder_path, check_writable_folder
-    from balgrad.report.build import build_report
+    from balgrad.report._build import build_report
 
     run_dir = Path(args.run_dir)
     check_folder_path(run_dir, "evaluate RUN_DIR")
@@ -383,8 +383,8 @@ def cmd_evaluate(args) -> int:
 
 def cmd_report(args) -> int:
     from balgrad.experiment import check_folder_path
-    from balgrad.report.build import build_report
-    from balgrad.train.lock import RunLock
+    from balgrad.report._build import build_report
+    from balgrad.train._lock import RunLock
 
     check_folder_path(Path(args.run_dir), "report RUN_DIR")
     if not (Path(args.run_dir) / "config.yaml").is_file():
@@ -440,10 +440,10 @@ def _modalities_text(metadata) -> str:
 
 
 def cmd_list(args) -> int:
-    from balgrad.backbones.factory import BACKBONES
-    from balgrad.data.catalog import DATASETS
-    from balgrad.models.fusion import FUSION_REGISTRY
-    from balgrad.strategies.registry import METHOD_SETS, STRATEGY_REGISTRY
+    from balgrad.backbones._factory import BACKBONES
+    from balgrad.data._catalog import DATASETS
+    from balgrad.models._fusion import FUSION_REGISTRY
+    from balgrad.strategies._registry import METHOD_SETS, STRATEGY_REGISTRY
 
     kinds = {"builtin": "built in", "disk": "needs --data-dir"}
     print("datasets (--dataset, options: --dataset-option KEY=VALUE; modalities as name:kind):")

@@ -34,12 +34,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from balgrad import models
-from balgrad.data.base import Example
-from balgrad.data.batch import Batch
-from balgrad.data.pipeline import InputPipeline
-from balgrad.integrations.collate import ExampleCollator
-from balgrad.models.multimodal import ModelOutput, MultimodalModel
-from balgrad.strategies.mslr import MSLR
+from balgrad.data._base import Example
+from balgrad.data._batch import Batch
+from balgrad.data._pipeline import InputPipeline
+from balgrad.integrations._collate import ExampleCollator
+from balgrad.models._multimodal import ModelOutput, MultimodalModel
+from balgrad.strategies._mslr import MSLR
 
 __all__ = ["TwoTowerModel"]
 

@@ -45,15 +45,15 @@ _LEVEL = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(dB)?\s*
 
 def default_methods() -> list[str]:
     """The built-in strategies registered for the default run (all eight of the paper)."""
-    from balgrad.strategies.registry import default_methods as registered
+    from balgrad.strategies._registry import default_methods as registered
 
     return registered()
 
 
 def _registry_of(field: str):
-    from balgrad.data.catalog import DATASETS
-    from balgrad.models.fusion import FUSION_REGISTRY
-    from balgrad.strategies.registry import STRATEGY_REGISTRY
+    from balgrad.data._catalog import DATASETS
+    from balgrad.models._fusion import FUSION_REGISTRY
+    from balgrad.strategies._registry import STRATEGY_REGISTRY
 
     return {
         "methods": STRATEGY_REGISTRY,
@@ -250,7 +250,7 @@ class RunConfig(BaseModel):
     @classmethod
     def _method_sets(cls, v: Any) -> Any:
         """``all``, ``field`` and ``paper`` stand for their methods (METHOD_SETS)."""
-        from balgrad.strategies.registry import expand_method_sets
+        from balgrad.strategies._registry import expand_method_sets
 
         return expand_method_sets(v) if isinstance(v, list) else v
 
@@ -295,7 +295,7 @@ class RunConfig(BaseModel):
             except (BalgradError, TypeError):
                 return data  # an unknown dataset is reported by its own field
             if kind is not None and kind != "audio":
-                from balgrad.data.kinds import KINDS
+                from balgrad.data._kinds import KINDS
 
                 k = KINDS[kind]
                 raise ValueError(
@@ -352,7 +352,7 @@ class RunConfig(BaseModel):
 def check_methods(methods: list[str], option: str) -> list[str]:
     """The methods, with set names (``all``, ``field``, ``paper``) expanded; each
     registered and listed once (``balgrad evaluate --methods``)."""
-    from balgrad.strategies.registry import STRATEGY_REGISTRY, expand_method_sets
+    from balgrad.strategies._registry import STRATEGY_REGISTRY, expand_method_sets
 
     methods = expand_method_sets(methods)
     try:
@@ -382,7 +382,7 @@ def _no_duplicate_methods(methods: list[str], registry) -> None:
 
 
 def check_dataset_options(dataset: str, options: dict[str, Any]) -> None:
-    from balgrad.data.catalog import DATASETS
+    from balgrad.data._catalog import DATASETS
 
     _named("dataset_options", DATASETS.validate, dataset, options)
 
@@ -392,7 +392,7 @@ def dataset_modalities(
 ) -> dict[str, str]:
     """``{name: kind}`` of a registered dataset, in its order: those its data declares
     (``generic``'s index header or ``modalities`` option), else the registered ones."""
-    from balgrad.data.catalog import declared_modalities
+    from balgrad.data._catalog import declared_modalities
 
     return declared_modalities(dataset, data_dir, options)
 
@@ -415,11 +415,11 @@ def resolve_modalities(
       else its ``kind_backbones[kind]``; else an error.
     - backbone options: the registration's ``backbone_defaults`` for that backbone,
       updated with ``settings[m].backbone_options``.
-    - noise: ``settings[m].noise``; else the kind's default (:data:`balgrad.data.kinds.KINDS`).
+    - noise: ``settings[m].noise``; else the kind's default (:data:`balgrad.data._kinds.KINDS`).
 
     Every name and option is checked against its registry; a modality or a kind the
     dataset does not declare is an error."""
-    from balgrad.data.catalog import DATASETS
+    from balgrad.data._catalog import DATASETS
 
     meta = DATASETS.metadata(dataset)
     kinds = dataset_modalities(dataset, data_dir, dataset_options)
@@ -469,14 +469,14 @@ def _backbone_of(
 
 def _backbone_defaults(meta: dict[str, Any], kind: str, backbone: str) -> dict[str, Any]:
     """The dataset's options for ``backbone`` (its registration's ``backbone_defaults``)."""
-    from balgrad.backbones.factory import BACKBONES
+    from balgrad.backbones._factory import BACKBONES
 
     key = BACKBONES[kind].canonical(backbone).rstrip(":")
     return dict(meta["backbone_defaults"].get(key, {}))
 
 
 def _noise_of(m: str, kind: str, own: ModalitySettings) -> float:
-    from balgrad.data.kinds import KINDS
+    from balgrad.data._kinds import KINDS
 
     if own.noise is not None:
         noise, field = own.noise, f"modalities.{m}.noise"
@@ -490,7 +490,7 @@ def _noise_of(m: str, kind: str, own: ModalitySettings) -> float:
 
 
 def _known_backbones(kind: str) -> str:
-    from balgrad.backbones.factory import BACKBONES
+    from balgrad.backbones._factory import BACKBONES
 
     registry = BACKBONES.get(kind)
     return f" (backbones of kind {kind}: {', '.join(registry.names())})" if registry else ""
@@ -500,7 +500,7 @@ def _check_backbone(
     modality: str, kind: str, name: str, source: str, options: dict[str, Any], opts_field: str
 ) -> None:
     """``name`` is a backbone of ``kind`` and takes ``options``."""
-    from balgrad.backbones.factory import BACKBONES
+    from balgrad.backbones._factory import BACKBONES
 
     registry = BACKBONES.get(kind)
     if registry is None:
@@ -524,7 +524,7 @@ def _check_backbone(
 def check_method_options(methods: list[str], options: dict[str, dict[str, Any]]) -> None:
     """Every method's options, its own value checks included (each strategy is created
     once and dropped); options for a method that is not in ``methods`` are an error."""
-    from balgrad.strategies.registry import validate_strategy
+    from balgrad.strategies._registry import validate_strategy
 
     stray = [m for m in options if m not in methods]
     if stray:

@@ -28,8 +28,8 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from balgrad.atomic import write_bytes, write_text
-from balgrad.backbones.factory import BACKBONES, check_sample_rate
-from balgrad.backbones.hf.tower import precheck_tower
+from balgrad.backbones._factory import BACKBONES, check_sample_rate
+from balgrad.backbones.hf._tower import precheck_tower
 from balgrad.config import (
     RESUME_MAY_GROW,
     RESUME_NEUTRAL,
@@ -41,23 +41,23 @@ from balgrad.config import (
     resume_differences,
 )
 from balgrad.config_upgrade import legacy_tokenizer_file
-from balgrad.data.base import MultimodalDataset, known_texts, text_modality
-from balgrad.data.catalog import DATASETS
-from balgrad.data.conditioned_view import modalities_of, split_feature_std
-from balgrad.data.kinds import declared_sample_rate, modality_kind
-from balgrad.data.overlap import warn_split_overlap
-from balgrad.data.pipeline import InputPipeline
-from balgrad.data.splits import train_val_split
+from balgrad.data._base import MultimodalDataset, known_texts, text_modality
+from balgrad.data._catalog import DATASETS
+from balgrad.data._conditioned_view import modalities_of, split_feature_std
+from balgrad.data._kinds import declared_sample_rate, modality_kind
+from balgrad.data._overlap import warn_split_overlap
+from balgrad.data._pipeline import InputPipeline
+from balgrad.data._splits import train_val_split
 from balgrad.errors import BalgradError, ConfigError
-from balgrad.evaluate.metrics import is_defined
-from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
+from balgrad.evaluate._metrics import is_defined
+from balgrad.evaluate._protocol import Evaluator, ProtocolConfig
 from balgrad.models import MultimodalModel
 from balgrad.names import check_modality_names
-from balgrad.report.runfiles import RunFileError, read_eval
+from balgrad.report._runfiles import RunFileError, read_eval
 from balgrad.strategies import create_strategy
-from balgrad.strategies.base import fusion_of
-from balgrad.strategies.registry import strategy_info
-from balgrad.train.distributed import (
+from balgrad.strategies._base import fusion_of
+from balgrad.strategies._registry import strategy_info
+from balgrad.train._distributed import (
     DistInfo,
     barrier,
     broadcast_parameters,
@@ -65,10 +65,10 @@ from balgrad.train.distributed import (
     init_distributed,
     resolve_device,
 )
-from balgrad.train.lock import RunLock
-from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger, nan_to_null
-from balgrad.train.precision import resolve_precision
-from balgrad.train.trainer import Trainer, TrainSettings, check_precision_support
+from balgrad.train._lock import RunLock
+from balgrad.train._metrics_log import JsonlLogger, TensorBoardLogger, nan_to_null
+from balgrad.train._precision import resolve_precision
+from balgrad.train._trainer import Trainer, TrainSettings, check_precision_support
 
 log = logging.getLogger("balgrad")
 
@@ -103,7 +103,7 @@ def load_data(cfg: RunConfig) -> Data:
         test = DATASETS.build(cfg.dataset, ("test",), call, opts)
         train, val = train_val_split(train_full, cfg.val_fraction, cfg.data_seed)
         return Data(train, val, test)
-    from balgrad.data.registry_disk import MissingSplitError
+    from balgrad.data.readers._registry_disk import MissingSplitError
 
     if cfg.data_dir is None:
         raise ConfigError(f"data_dir: dataset {cfg.dataset!r} is read from disk; pass --data-dir")
@@ -245,7 +245,7 @@ def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> MultimodalMode
 
 
 def make_cache(cfg: RunConfig):
-    from balgrad.backbones.cache import FeatureCache
+    from balgrad.backbones._cache import FeatureCache
 
     return FeatureCache(Path(cfg.cache_dir) / "features")
 

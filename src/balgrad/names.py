@@ -123,7 +123,7 @@ def statistics(owner: str, global_: Iterable[str] = (), per_modality: Iterable[s
 
 
 #: the evaluation protocol: its conditions, and the rows Table 1 derives from them
-#: (:func:`balgrad.evaluate.protocol.summarize`)
+#: (:func:`balgrad.evaluate._protocol.summarize`)
 PROTOCOL = Schema(
     "the evaluation protocol",
     global_=("full", *(f"{a}_{s}" for a in ("missing", "noisy") for s in ("avg", "gap"))),

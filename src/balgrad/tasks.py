@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from balgrad.data.base import TaskKind
+from balgrad.data._base import TaskKind
 from balgrad.errors import ConfigError, DataError, NonFiniteLossError
 
 TASKS = ("single_label", "multi_label")

@@ -53,7 +53,7 @@ def tiny_hf(tmp_path_factory) -> dict[str, Path]:
     """Folders of tiny BERT, DistilBERT, ViT, ResNet and CLIP checkpoints."""
     import torch
 
-    from balgrad.backbones.hf.source import quiet_transformers
+    from balgrad.backbones.hf._source import quiet_transformers
 
     root = tmp_path_factory.mktemp("tiny_hf")
     with quiet_transformers(), torch.random.fork_rng():

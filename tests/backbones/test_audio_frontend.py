@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.backbones.audio import (
+from balgrad.backbones._audio import (
     LogSpectrogram,
     hz_to_mel,
     loop_to_length,

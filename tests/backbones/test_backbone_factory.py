@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.backbones.factory import (
+from balgrad.backbones._factory import (
     create_image_encoder,
     create_text_encoder,
     list_backbones,
 )
-from balgrad.backbones.small import SmallCNN, SmallTextEncoder
+from balgrad.backbones._small import SmallCNN, SmallTextEncoder
 from balgrad.errors import BackboneError, ConfigError
 
 
@@ -71,8 +71,8 @@ def test_created_encoders_run_end_to_end():
 
 
 def test_every_modality_kind_has_a_registry_of_from_scratch_backbones():
-    from balgrad.backbones.factory import BACKBONES
-    from balgrad.data.kinds import KINDS
+    from balgrad.backbones._factory import BACKBONES
+    from balgrad.data._kinds import KINDS
 
     assert set(BACKBONES) == set(KINDS)
     names = list_backbones()
@@ -87,8 +87,8 @@ def test_every_modality_kind_has_a_registry_of_from_scratch_backbones():
 
 
 def test_audio_resnet18_takes_the_waveform_through_the_ogm_ge_spectrogram():
-    from balgrad.backbones.factory import OGM_GE_FRONTEND, create_backbone
-    from balgrad.backbones.resnet import AudioResNet18
+    from balgrad.backbones._factory import OGM_GE_FRONTEND, create_backbone
+    from balgrad.backbones._resnet import AudioResNet18
 
     enc = create_backbone("audio", "resnet18", width=4)
     assert isinstance(enc, AudioResNet18) and enc.out_dim == 32
@@ -110,9 +110,9 @@ def test_audio_resnet18_takes_the_waveform_through_the_ogm_ge_spectrogram():
 
 
 def test_video_resnet18_and_the_sequence_encoders():
-    from balgrad.backbones.factory import create_backbone
-    from balgrad.backbones.resnet import VisualResNet18
-    from balgrad.backbones.sequence import SequenceEncoder
+    from balgrad.backbones._factory import create_backbone
+    from balgrad.backbones._resnet import VisualResNet18
+    from balgrad.backbones._sequence import SequenceEncoder
 
     vid = create_backbone("video", "resnet18", width=4)
     assert isinstance(vid, VisualResNet18)
@@ -127,7 +127,7 @@ def test_video_resnet18_and_the_sequence_encoders():
 
 
 def test_features_backbones_say_in_features_is_needed():
-    from balgrad.backbones.factory import create_backbone
+    from balgrad.backbones._factory import create_backbone
 
     for name in ("gru", "transformer"):
         with pytest.raises(ConfigError, match=rf"'{name}' needs the option 'in_features'.*from"):
@@ -135,7 +135,7 @@ def test_features_backbones_say_in_features_is_needed():
 
 
 def test_a_wrong_kind_name_or_option_is_named():
-    from balgrad.backbones.factory import create_backbone
+    from balgrad.backbones._factory import create_backbone
 
     with pytest.raises(ConfigError, match="unknown backbone kind 'sound'.*audio, video, features"):
         create_backbone("sound", "resnet18")
@@ -152,7 +152,7 @@ def test_a_wrong_kind_name_or_option_is_named():
 def test_register_backbone_by_kind_checks_what_it_builds():
     from torch import nn
 
-    from balgrad.backbones.factory import BACKBONES, create_backbone, register_backbone
+    from balgrad.backbones._factory import BACKBONES, create_backbone, register_backbone
 
     class Pool(nn.Module):
         out_dim, identity = 3, "pool"

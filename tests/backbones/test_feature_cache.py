@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from balgrad.backbones.cache import FeatureCache
+from balgrad.backbones._cache import FeatureCache
 
 PARTS = dict(dataset="fp-123", split="test", encoder="cnn(out_dim=8)", impairment="noisy_image@0.5")
 

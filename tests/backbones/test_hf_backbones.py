@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from balgrad.backbones.factory import create_image_encoder, create_text_encoder
+from balgrad.backbones._factory import create_image_encoder, create_text_encoder
 from balgrad.backbones.hf import HFImageEncoder, HFTextEncoder
 from balgrad.errors import BackboneError, ConfigError
 
@@ -164,11 +164,11 @@ def test_weights_rewritten_with_the_same_size_and_mtime_are_a_feature_cache_miss
 
     from safetensors.torch import load_file, save_file
 
-    from balgrad.backbones.cache import FeatureCache
-    from balgrad.backbones.small import SmallCNN
-    from balgrad.data.builtin import load_builtin
-    from balgrad.data.impairments import Condition
-    from balgrad.data.pipeline import InputPipeline
+    from balgrad.backbones._cache import FeatureCache
+    from balgrad.backbones._small import SmallCNN
+    from balgrad.data._impairments import Condition
+    from balgrad.data._pipeline import InputPipeline
+    from balgrad.data.readers._builtin import load_builtin
 
     copy = tmp_path / "bert"
     shutil.copytree(tiny_hf["bert"], copy)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from balgrad.backbones.factory import create_image_encoder, create_text_encoder
+from balgrad.backbones._factory import create_image_encoder, create_text_encoder
 from balgrad.errors import BackboneError, ConfigError
 
 

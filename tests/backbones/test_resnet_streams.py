@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from balgrad.backbones.audio import LogSpectrogram
-from balgrad.backbones.resnet import (
+from balgrad.backbones._audio import LogSpectrogram
+from balgrad.backbones._resnet import (
     AudioResNet18,
     ResNet18Trunk,
     VisualResNet18,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.backbones.resnet import AudioResNet18, VisualResNet18
-from balgrad.backbones.sequence import SequenceEncoder, clean_features
+from balgrad.backbones._resnet import AudioResNet18, VisualResNet18
+from balgrad.backbones._sequence import SequenceEncoder, clean_features
 from balgrad.errors import ConfigError
-from balgrad.models.multimodal import MultimodalModel
+from balgrad.models._multimodal import MultimodalModel
 
 KINDS = [
     {"kind": "gru"},

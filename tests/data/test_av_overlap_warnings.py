@@ -15,10 +15,10 @@ from test_kinetics_sounds import CLIPS as KS_CLIPS
 from test_kinetics_sounds import make as make_ks
 from test_mosei import _mult
 
-import balgrad.data.registry_av  # noqa: F401 - registers cremad, mosei, mosi
+import balgrad.data.readers._registry_av  # noqa: F401 - registers cremad, mosei, mosi
 from balgrad.config import build_config
-from balgrad.data.catalog import DATASETS
-from balgrad.data.disk.records import DataWarning
+from balgrad.data._catalog import DATASETS
+from balgrad.data.disk._records import DataWarning
 from balgrad.experiment import load_data
 
 CREMA = {"image_size": [8, 10], "seconds": 0.5, "sample_rate": 16000}

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.data import digits, fashion
-from balgrad.data.base import Example, MultimodalDataset
-from balgrad.data.builtin import (
+from balgrad.data._base import Example, MultimodalDataset
+from balgrad.data.readers import _digits as digits
+from balgrad.data.readers import _fashion as fashion
+from balgrad.data.readers._builtin import (
     DEFAULT_FASHION_DIR,
     DIGITS_CLASSES,
     DigitsConfig,

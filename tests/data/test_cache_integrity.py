@@ -19,13 +19,13 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from balgrad.backbones.cache import FeatureCache
-from balgrad.data import digits
-from balgrad.data.builtin import load_builtin
-from balgrad.data.cache_files import CacheWarning
-from balgrad.data.impairments import Condition
-from balgrad.data.pipeline import InputPipeline
-from balgrad.data.registry_disk import load_dataset_from_disk
+from balgrad.backbones._cache import FeatureCache
+from balgrad.data._cache_files import CacheWarning
+from balgrad.data._impairments import Condition
+from balgrad.data._pipeline import InputPipeline
+from balgrad.data.readers import _digits as digits
+from balgrad.data.readers._builtin import load_builtin
+from balgrad.data.readers._registry_disk import load_dataset_from_disk
 from balgrad.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -249,7 +249,7 @@ def test_a_missing_image_is_named_by_the_encoding_not_the_hashing(data_dir, tmp_
 
 
 def test_a_subset_keys_on_the_content_of_its_own_images(data_dir, tmp_path):
-    from balgrad.data.splits import SubsetDataset
+    from balgrad.data._splits import SubsetDataset
 
     ds = load(data_dir)
     sub = SubsetDataset(ds, [0, 2], "val")
@@ -291,7 +291,7 @@ def test_fashion_files_rewritten_with_the_same_size_are_a_miss(tmp_path):
 def test_a_subset_of_fashion_keys_on_the_whole_files_it_is_decoded_from(tmp_path):
     """The validation split carved from train (a SubsetDataset) shares train's two IDX
     files: they are not one file per example, so no index picks among them."""
-    from balgrad.data.splits import train_val_split
+    from balgrad.data._splits import train_val_split
 
     folder = tmp_path / "fm"
     folder.mkdir()
@@ -314,8 +314,8 @@ def test_a_subset_of_fashion_keys_on_the_whole_files_it_is_decoded_from(tmp_path
 def test_frozen_random_towers_of_two_seeds_do_not_share_features(tmp_path):
     """A frozen SmallCNN's identity names its shape, not its (seeded) random weights: the
     cache and the in-process store key on the weights' sha256 as well."""
-    from balgrad.backbones.base import freeze
-    from balgrad.backbones.small import SmallCNN
+    from balgrad.backbones._base import freeze
+    from balgrad.backbones._small import SmallCNN
 
     ds = load_builtin("digits", "test", n_train=20, n_test=10, image_size=16)
     memory: dict = {}

@@ -6,7 +6,7 @@ code of commit f829246 (before the loaders became declarations and ``pipeline.py
 split, issue 9) computed on these fixtures, obtained with::
 
     git archive f829246 | tar -x -C /tmp/before
-    PYTHONPATH=/tmp/before/src python -c 'from balgrad.data.registry_disk import \\
+    PYTHONPATH=/tmp/before/src python -c 'from balgrad.data.readers._registry_disk import \\
         load_dataset_from_disk as L; print(L(name, "tests/fixtures/" + name, split,
         **options).fingerprint)'
 
@@ -25,13 +25,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from balgrad.backbones.base import freeze
-from balgrad.backbones.cache import FeatureCache
-from balgrad.backbones.small import SmallCNN, SmallTextEncoder
-from balgrad.data.builtin import load_builtin
-from balgrad.data.impairments import Condition
-from balgrad.data.pipeline import InputPipeline
-from balgrad.data.registry_disk import load_dataset_from_disk
+from balgrad.backbones._base import freeze
+from balgrad.backbones._cache import FeatureCache
+from balgrad.backbones._small import SmallCNN, SmallTextEncoder
+from balgrad.data._impairments import Condition
+from balgrad.data._pipeline import InputPipeline
+from balgrad.data.readers._builtin import load_builtin
+from balgrad.data.readers._registry_disk import load_dataset_from_disk
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -181,7 +181,7 @@ def test_digits_feature_cache_keys_are_unchanged(tmp_path):
     generation option) is its content; with an encoder whose identity pins its weights
     its keys are those of commit 94872c8, before the content and weight digests
     (obtained as in the module docstring, with this test's code)."""
-    from balgrad.backbones.pretrained_pip import EfficientNetLite0Encoder, MiniLMTextEncoder
+    from balgrad.backbones._pretrained_pip import EfficientNetLite0Encoder, MiniLMTextEncoder
 
     assert EfficientNetLite0Encoder.identity_covers_weights
     assert MiniLMTextEncoder.identity_covers_weights

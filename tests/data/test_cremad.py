@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from balgrad.data.cremad import CLASSES, CremaD
-from balgrad.data.disk.records import DataWarning
+from balgrad.data.disk._records import DataWarning
+from balgrad.data.readers._cremad import CLASSES, CremaD
 from balgrad.errors import DataError
 
 RATE = 8000

@@ -1,4 +1,4 @@
-"""CREMA-D registered as the dataset "cremad" (balgrad.data.registry_av): the dataset
+"""CREMA-D registered as the dataset "cremad" (balgrad.data.readers._registry_av): the dataset
 contract over the OGM-GE layout, on fixtures written by test_cremad's writers (CSV lines,
 16-bit PCM WAVs, JPEG frames)."""
 
@@ -11,12 +11,12 @@ import pytest
 import torch
 from test_cremad import CLIPS, RATE, make, sine, write_frame, write_wav
 
-import balgrad.data.registry_av  # noqa: F401 - registers cremad, mosei, mosi
-from balgrad.backbones.factory import BACKBONES, create_backbone
-from balgrad.data.catalog import DATASETS
-from balgrad.data.cremad import IMAGENET_MEAN, IMAGENET_STD, CremaDDataset, spread_indices
-from balgrad.data.disk.records import DataWarning, MissingSplitError
-from balgrad.data.kinds import KINDS
+import balgrad.data.readers._registry_av  # noqa: F401 - registers cremad, mosei, mosi
+from balgrad.backbones._factory import BACKBONES, create_backbone
+from balgrad.data._catalog import DATASETS
+from balgrad.data._kinds import KINDS
+from balgrad.data.disk._records import DataWarning, MissingSplitError
+from balgrad.data.readers._cremad import IMAGENET_MEAN, IMAGENET_STD, CremaDDataset, spread_indices
 from balgrad.errors import ConfigError, DataError
 
 SMALL = {"image_size": [8, 10], "seconds": 0.5, "sample_rate": 16000}

@@ -21,9 +21,9 @@ import torch
 from odd_files import bad_npys, bad_wavs, npy_bytes, odd_wavs
 from test_kinetics_sounds import make as make_ks
 
-from balgrad.data.catalog import DATASETS
+from balgrad.data._catalog import DATASETS
 from balgrad.data.decoders import decode_npy, decode_wav, read_wav_header, resample
-from balgrad.data.decoders.wav import MAX_RATE, MAX_RESAMPLED, MIN_RATE
+from balgrad.data.decoders._wav import MAX_RATE, MAX_RESAMPLED, MIN_RATE
 from balgrad.errors import ConfigError, DataError
 
 HERE = Path(__file__).resolve().parent
@@ -103,10 +103,10 @@ def test_a_resample_is_bounded_before_it_allocates():
 def test_the_sample_rate_options_have_the_same_range(tmp_path):
     from test_cremad import make
 
-    from balgrad.data.cremad import CremaDDataset
+    from balgrad.data.readers._cremad import CremaDDataset
 
     DATASETS.get("kinetics_sounds")
-    from balgrad.data.kinetics_sounds import KineticsSounds
+    from balgrad.data.readers._kinetics_sounds import KineticsSounds
 
     root = make(tmp_path / "cremad")
     ks_root = make_ks(tmp_path / "ks")
@@ -132,7 +132,7 @@ def test_a_hostile_npy_is_a_data_error_naming_the_file(tmp_path, name):
 @pytest.mark.parametrize("name", sorted(BAD_NPYS))
 def test_kinetics_sounds_refuses_each_hostile_npy_naming_file_and_line(tmp_path, name):
     DATASETS.get("kinetics_sounds")
-    from balgrad.data.kinetics_sounds import KineticsSounds
+    from balgrad.data.readers._kinetics_sounds import KineticsSounds
 
     root = make_ks(tmp_path, clips=[("-1IlT", 3)], frames=3)
     path = root / "audio" / "train" / "-1IlT.npy"
@@ -325,9 +325,9 @@ def test_a_valid_npz_reads_as_numpy_reads_it(tmp_path):
 
 @pytest.mark.parametrize("name", ["shape_lie", "size_lie", "object"])
 def test_a_hostile_digits_cache_is_a_miss_with_a_warning(tmp_path, monkeypatch, name):
-    from balgrad.data import digits
-    from balgrad.data.builtin import load_builtin
-    from balgrad.data.cache_files import CacheWarning
+    from balgrad.data._cache_files import CacheWarning
+    from balgrad.data.readers import _digits as digits
+    from balgrad.data.readers._builtin import load_builtin
 
     opts = {"n_train": 40, "n_test": 20}
     monkeypatch.setattr(digits, "_DIGITS_MEMORY", {})
@@ -350,7 +350,7 @@ def test_a_gzipped_idx_is_decompressed_only_as_far_as_its_header_says(tmp_path):
     import gzip
     import struct
 
-    from balgrad.data.idx import read_idx
+    from balgrad.data.readers._idx import read_idx
 
     bomb = tmp_path / "bomb-idx1-ubyte.gz"
     bomb.write_bytes(gzip.compress(struct.pack(">BBBBI", 0, 0, 8, 1, 10) + bytes(8 * 2**20)))

@@ -21,9 +21,9 @@ from test_cremad import make as make_cremad
 from test_kinetics_sounds import make as make_ks
 
 from balgrad.cli import main
-from balgrad.data.catalog import DATASETS
-from balgrad.data.cremad import CremaD, CremaDDataset
-from balgrad.data.registry_disk import load_dataset_from_disk
+from balgrad.data._catalog import DATASETS
+from balgrad.data.readers._cremad import CremaD, CremaDDataset
+from balgrad.data.readers._registry_disk import load_dataset_from_disk
 from balgrad.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -36,7 +36,7 @@ F32 = 1e-7
 
 def _ks():
     DATASETS.get("kinetics_sounds")  # a built-in registration: the registry imports it
-    return importlib.import_module("balgrad.data.kinetics_sounds")
+    return importlib.import_module("balgrad.data.readers._kinetics_sounds")
 
 
 # --------------------------------------------------------------------- image families

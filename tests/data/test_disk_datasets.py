@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from balgrad.data.base import MultimodalDataset
-from balgrad.data.mmimdb import GENRES
-from balgrad.data.registry_disk import (
+from balgrad.data._base import MultimodalDataset
+from balgrad.data.readers._mmimdb import GENRES
+from balgrad.data.readers._registry_disk import (
     DataWarning,
     MissingSplitError,
     disk_dataset_names,

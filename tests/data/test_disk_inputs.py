@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from balgrad.cli import main
-from balgrad.data.disk.images import ImageModeError, header_error, load_image
-from balgrad.data.registry_disk import DataWarning, load_dataset_from_disk
+from balgrad.data.disk._images import ImageModeError, header_error, load_image
+from balgrad.data.readers._registry_disk import DataWarning, load_dataset_from_disk
 from balgrad.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from balgrad.data.catalog import DATASETS
-from balgrad.data.disk.content_hash import hash_bytes
-from balgrad.data.disk.loader import DiskLoader, IndexInfo, LoaderOptions, choice
-from balgrad.data.disk.records import Record
-from balgrad.data.food101 import Food101Dataset
-from balgrad.data.mmimdb import MMIMDbDataset
-from balgrad.data.registry_disk import DiskDataset, MissingSplitError, disk_dataset_names
+from balgrad.data._catalog import DATASETS
+from balgrad.data.disk._content_hash import hash_bytes
+from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions, choice
+from balgrad.data.disk._records import Record
+from balgrad.data.readers._food101 import Food101Dataset
+from balgrad.data.readers._mmimdb import MMIMDbDataset
+from balgrad.data.readers._registry_disk import DiskDataset, MissingSplitError, disk_dataset_names
 from balgrad.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -20,9 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from balgrad.data.catalog import DATASETS
-from balgrad.data.disk.loader import path_options
-from balgrad.data.registry_disk import DataWarning, disk_dataset_names, load_dataset_from_disk
+from balgrad.data._catalog import DATASETS
+from balgrad.data.disk._loader import path_options
+from balgrad.data.readers._registry_disk import (
+    DataWarning,
+    disk_dataset_names,
+    load_dataset_from_disk,
+)
 from balgrad.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

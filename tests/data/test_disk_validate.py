@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, features
 
 from balgrad.cli import main
-from balgrad.data.disk import images
-from balgrad.data.disk.images import header_error
-from balgrad.data.registry_disk import DataWarning, load_dataset_from_disk
+from balgrad.data.disk import _images as images
+from balgrad.data.disk._images import header_error
+from balgrad.data.readers._registry_disk import DataWarning, load_dataset_from_disk
 from balgrad.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

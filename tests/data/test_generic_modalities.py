@@ -14,9 +14,9 @@ from PIL import Image
 
 from balgrad.cli import main
 from balgrad.config import RunConfig, dataset_modalities
-from balgrad.data.generic import GenericDataset
-from balgrad.data.generic_modal import GenericModalDataset
-from balgrad.data.registry_disk import DataWarning, load_dataset_from_disk
+from balgrad.data.readers._generic import GenericDataset
+from balgrad.data.readers._generic_modal import GenericModalDataset
+from balgrad.data.readers._registry_disk import DataWarning, load_dataset_from_disk
 from balgrad.errors import ConfigError, DataError
 
 RATE = 8000
@@ -232,10 +232,10 @@ def captioned(tmp_path):
 
 
 def test_a_text_kind_modality_named_caption_gets_texts_tokenizer_file_and_token_noise(captioned):
-    from balgrad.backbones.factory import create_text_encoder
-    from balgrad.data.batch import collate
-    from balgrad.data.conditioned_view import ConditionedView
-    from balgrad.data.impairments import Condition
+    from balgrad.backbones._factory import create_text_encoder
+    from balgrad.data._batch import collate
+    from balgrad.data._conditioned_view import ConditionedView
+    from balgrad.data._impairments import Condition
     from balgrad.experiment import tokenizer_file, training_texts
 
     ds = load(captioned)

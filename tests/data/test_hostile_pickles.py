@@ -27,8 +27,8 @@ import pytest
 from test_mosei import _dump, _mmsa, _mult, _mult_split
 
 from balgrad.cli import main
-from balgrad.data import mosei
-from balgrad.data.disk.records import DataWarning
+from balgrad.data.disk._records import DataWarning
+from balgrad.data.readers import _mosei as mosei
 from balgrad.errors import DataError
 
 # numpy's own reconstructors, by way of its pickles (numpy 1 and 2 name their modules apart)
@@ -231,7 +231,7 @@ def _raw_cases() -> dict[str, tuple[bytes, str]]:
 CHILD = textwrap.dedent(
     """
     import json, re, resource, sys
-    from balgrad.data import mosei
+    from balgrad.data.readers import _mosei as mosei
     from balgrad.errors import DataError
 
     try:  # the cap: what the process maps once torch is imported, plus 2 GiB (Linux)

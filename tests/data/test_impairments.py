@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.data.impairments import Condition, noisy_image, noisy_tokens
+from balgrad.data._impairments import Condition, noisy_image, noisy_tokens
 from balgrad.errors import ConfigError
 
 

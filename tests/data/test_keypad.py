@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.data import keypad
-from balgrad.data.builtin import load_builtin
-from balgrad.data.cache_files import CacheWarning
-from balgrad.data.catalog import DATASETS
-from balgrad.data.digits import DigitsConfig, DigitsDataset
-from balgrad.data.keypad import KeypadConfig, KeypadDataset, dtmf_frequencies
+from balgrad.data._cache_files import CacheWarning
+from balgrad.data._catalog import DATASETS
+from balgrad.data.readers import _keypad as keypad
+from balgrad.data.readers._builtin import load_builtin
+from balgrad.data.readers._digits import DigitsConfig, DigitsDataset
+from balgrad.data.readers._keypad import KeypadConfig, KeypadDataset, dtmf_frequencies
 from balgrad.errors import ConfigError
 
 SMALL = {"n_train": 60, "n_test": 30}

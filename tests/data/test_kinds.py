@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data.impairments import Condition
-from balgrad.data.kinds import KINDS, feature_std, noise_salt, register_kind
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data._impairments import Condition
+from balgrad.data._kinds import KINDS, feature_std, noise_salt, register_kind
 from balgrad.errors import ConfigError
 
 
@@ -127,7 +127,7 @@ def test_the_image_text_conditions_hit_the_samples_they_always_hit():
 
 
 def test_a_kind_can_be_registered():
-    from balgrad.data.kinds import ModalityKind
+    from balgrad.data._kinds import ModalityKind
 
     depth = ModalityKind("depth_test", torch.zeros_like, None, 0.0, lambda level: None, "σ", "")
     register_kind(depth)

@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-from balgrad.data.catalog import DATASETS, dataset_kind, lookup
-from balgrad.data.disk.records import DataWarning, MissingSplitError
-from balgrad.data.splits import train_val_split
+from balgrad.data._catalog import DATASETS, dataset_kind, lookup
+from balgrad.data._splits import train_val_split
+from balgrad.data.disk._records import DataWarning, MissingSplitError
 from balgrad.errors import ConfigError, DataError
 
-MODULE = "balgrad.data.kinetics_sounds"
+MODULE = "balgrad.data.readers._kinetics_sounds"
 # torchvision's ImageNet statistics (transforms.Normalize in the official loaders)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -403,7 +403,7 @@ def test_committed_fixture_reads_in_both_audio_formats(ks, audio_format):
 
 
 def test_the_protocol_impairments_apply_to_the_items(ks):
-    from balgrad.data.kinds import KINDS
+    from balgrad.data._kinds import KINDS
 
     ex = ks.KineticsSounds(FIXTURE, "test", image_size=8)[1]
     for name, x in ex.inputs.items():

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from balgrad.data import mosei
-from balgrad.data.disk.records import DataWarning
+from balgrad.data.disk._records import DataWarning
+from balgrad.data.readers import _mosei as mosei
 from balgrad.errors import DataError
 
 T, DIMS = 4, {"vision": 35, "audio": 74, "text": 300}

@@ -1,4 +1,4 @@
-"""CMU-MOSEI / MOSI registered as "mosei" and "mosi" (balgrad.data.registry_av): the dataset
+"""CMU-MOSEI / MOSI registered as "mosei" and "mosi" (balgrad.data.readers._registry_av): the dataset
 contract over the MulT and MMSA pickles, on fixtures in the released layout written by
 test_mosei's writers."""
 
@@ -13,14 +13,14 @@ import pytest
 import torch
 from test_mosei import DIMS, T, _dump, _mmsa, _mult
 
-import balgrad.data.registry_av  # noqa: F401 - registers cremad, mosei, mosi
-from balgrad.backbones.factory import BACKBONES, create_backbone
-from balgrad.data import kinds
-from balgrad.data.catalog import DATASETS
-from balgrad.data.disk.records import DataWarning, MissingSplitError
-from balgrad.data.mosei import MoseiSentiment, MosiSentiment
+import balgrad.data.readers._registry_av  # noqa: F401 - registers cremad, mosei, mosi
+from balgrad.backbones._factory import BACKBONES, create_backbone
+from balgrad.data import _kinds as kinds
+from balgrad.data._catalog import DATASETS
+from balgrad.data.disk._records import DataWarning, MissingSplitError
+from balgrad.data.readers._mosei import MoseiSentiment, MosiSentiment
 from balgrad.errors import ConfigError, DataError
-from balgrad.evaluate.sentiment import dataset_readouts
+from balgrad.evaluate._sentiment import dataset_readouts
 
 MODALITIES = {"text": "features", "audio": "features", "visual": "features"}
 # sentiment scores, and their classes worked out by hand: acc7 is round(clip(y, -3, 3))

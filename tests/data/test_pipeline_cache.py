@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from balgrad.backbones.cache import FeatureCache
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data.impairments import Condition
-from balgrad.data.pipeline import InputPipeline
+from balgrad.backbones._cache import FeatureCache
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data._impairments import Condition
+from balgrad.data._pipeline import InputPipeline
 
 
 class CountingImageEncoder(nn.Module):
@@ -136,7 +136,7 @@ def test_the_training_order_is_the_one_the_loader_gave_before(seed):
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from balgrad.data.pipeline import SeededPermutation
+    from balgrad.data._pipeline import SeededPermutation
 
     g = torch.Generator()
     g.manual_seed(seed)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 from test_av_end_to_end import cremad_folder
 
-from balgrad.backbones.factory import check_sample_rate
+from balgrad.backbones._factory import check_sample_rate
 from balgrad.cli import main
-from balgrad.data.catalog import DATASETS
-from balgrad.data.kinds import declared_sample_rate
-from balgrad.data.splits import train_val_split
+from balgrad.data._catalog import DATASETS
+from balgrad.data._kinds import declared_sample_rate
+from balgrad.data._splits import train_val_split
 from balgrad.errors import ConfigError
 
 MEL = "efficientnet-lite0-mel"
@@ -61,8 +61,8 @@ def test_the_declared_rates_are_compared():
 
 
 def test_datasets_declare_their_rate_and_a_carved_split_keeps_it(tmp_path):
-    from balgrad.data.cremad import CremaDDataset
-    from balgrad.data.keypad import KeypadConfig, KeypadDataset
+    from balgrad.data.readers._cremad import CremaDDataset
+    from balgrad.data.readers._keypad import KeypadConfig, KeypadDataset
 
     cremad = CremaDDataset(cremad_folder(tmp_path / "c"), "train", seconds=0.2, image_size=24)
     train, val = train_val_split(cremad, 0.2, 0)

@@ -11,7 +11,7 @@ import torch
 from sklearn import metrics as skm
 
 from balgrad.errors import ConfigError
-from balgrad.evaluate.metrics import compute_scores
+from balgrad.evaluate._metrics import compute_scores
 
 
 def test_single_label_accuracy_and_binary_auroc_match_sklearn():

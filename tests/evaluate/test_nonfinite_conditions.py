@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from balgrad.cli import main
-from balgrad.data import kinds
-from balgrad.evaluate.protocol import Evaluator, ProtocolConfig, summarize
+from balgrad.data import _kinds as kinds
+from balgrad.evaluate._protocol import Evaluator, ProtocolConfig, summarize
 
 KEYPAD = [
     "--dataset", "keypad", "--image-backbone", "cnn", "--text-backbone", "small",
@@ -87,7 +87,7 @@ class NaNForNoisy(torch.nn.Module):
 
 def test_nonfinite_logits_make_the_condition_undefined(caplog):
     """Inputs finite, logits not: undefined too (and the summary's Avg/ΔGap with it)."""
-    from balgrad.data.batch import Batch
+    from balgrad.data._batch import Batch
 
     class Loader(list):
         pass
@@ -159,9 +159,9 @@ def test_an_infinite_noisy_input_reaches_the_towers_as_nan():
     """An SNR inside its range can still overflow float32 on a loud enough clip; such an
     input is NaN throughout, so a tower that clamps (inf -> its bound) cannot make a
     number of it, and the condition is undefined. A finite noisy input is untouched."""
-    from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-    from balgrad.data.conditioned_view import ConditionedView
-    from balgrad.data.impairments import Condition
+    from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
+    from balgrad.data._conditioned_view import ConditionedView
+    from balgrad.data._impairments import Condition
 
     class Loud(MultimodalDataset):
         info = DatasetInfo(

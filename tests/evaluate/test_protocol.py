@@ -3,11 +3,11 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from torch import nn
 
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data.impairments import Condition
-from balgrad.data.pipeline import InputPipeline
-from balgrad.evaluate.metrics import compute_scores
-from balgrad.evaluate.protocol import Evaluator, ProtocolConfig, summarize, sweep_gaps
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data._impairments import Condition
+from balgrad.data._pipeline import InputPipeline
+from balgrad.evaluate._metrics import compute_scores
+from balgrad.evaluate._protocol import Evaluator, ProtocolConfig, summarize, sweep_gaps
 from balgrad.models import MultimodalModel
 
 

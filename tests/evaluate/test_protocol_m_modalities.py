@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data.impairments import Condition
-from balgrad.data.pipeline import InputPipeline
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data._impairments import Condition
+from balgrad.data._pipeline import InputPipeline
 from balgrad.errors import ConfigError
-from balgrad.evaluate.protocol import Evaluator, ProtocolConfig
+from balgrad.evaluate._protocol import Evaluator, ProtocolConfig
 from balgrad.models import MultimodalModel
 
 MODALITIES = {"image": "image", "audio": "audio", "motion": "features"}

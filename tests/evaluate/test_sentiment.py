@@ -1,4 +1,4 @@
-"""The sentiment read-outs (balgrad.evaluate.sentiment, moved from data/mosei.py onto
+"""The sentiment read-outs (balgrad.evaluate._sentiment, moved from data/mosei.py onto
 sklearn and scipy): against hand-worked values, and against an independent per-class
 transcription of the weighted F1 and numpy's correlation on random arrays."""
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from balgrad.errors import ConfigError
-from balgrad.evaluate import sentiment
+from balgrad.evaluate import _sentiment as sentiment
 
 # --- metrics, against hand-worked values -----------------------------------------------
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from balgrad.cli import main
-from balgrad.evaluate.metrics import compute_scores
-from balgrad.train.trainer import selection_metric
+from balgrad.evaluate._metrics import compute_scores
+from balgrad.train._trainer import selection_metric
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "generic"
 

@@ -19,9 +19,8 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 import balgrad
-from balgrad.models.multimodal import MultimodalModel
-from balgrad.strategies import Strategy, create_strategy
-from balgrad.strategies.registry import STRATEGY_REGISTRY
+from balgrad.models import MultimodalModel
+from balgrad.strategies import STRATEGY_REGISTRY, Strategy, create_strategy
 from balgrad.tasks import task_loss
 
 LR = 0.1

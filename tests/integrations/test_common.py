@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from balgrad.data.batch import Batch
+from balgrad.data import Batch
 from balgrad.errors import ConfigError, DataError
 from balgrad.integrations._common import (
     StatsMeter,
@@ -148,8 +148,8 @@ def test_a_strategy_that_needs_validation_scores_says_how_to_give_them():
 def test_example_collator_stacks_any_named_modalities():
     import torch
 
-    from balgrad.data.base import Example
-    from balgrad.integrations.collate import ExampleCollator
+    from balgrad.data import Example
+    from balgrad.integrations import ExampleCollator
 
     class Doubling:
         def preprocess(self, x):

@@ -10,7 +10,7 @@ import integration_fixtures as fx
 import pytest
 import torch
 
-from balgrad.models.multimodal import MultimodalModel
+from balgrad.models import MultimodalModel
 from balgrad.strategies import create_strategy, strategy_options
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from balgrad.errors import ConfigError
 from balgrad.models import FUSIONS, create_fusion
-from balgrad.models.multimodal import MultimodalModel
+from balgrad.models._multimodal import MultimodalModel
 
 DIMS = {"audio": 5, "visual": 7, "text": 3}
 

@@ -14,9 +14,9 @@ SCRIPT = """
 import sys
 import matplotlib
 matplotlib.use("pdf")
-import balgrad.report.build, balgrad.report.figures, balgrad.report.plots
+import balgrad.report._build, balgrad.report._figures, balgrad.report._plots
 assert matplotlib.get_backend() == "pdf", matplotlib.get_backend()
-from balgrad.report.plots import plot_gap_vs_ratio
+from balgrad.report._plots import plot_gap_vs_ratio
 curve = {"ratio": [0.0, 1.0], "mean": [1.0, 2.0], "std": [0.0, 0.5]}
 plot_gap_vs_ratio({"joint": curve}, sys.argv[1], "accuracy")
 assert matplotlib.get_backend() == "pdf", matplotlib.get_backend()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from report_runfolders import step_rows
 
-from balgrad.report import diagnostics as diag
-from balgrad.report.build import build_report
+from balgrad.report import _diagnostics as diag
+from balgrad.report._build import build_report
 
 RAW = [-0.5, -0.1, 0.0, 0.2, 0.7, -0.3, 0.9, -0.95, 0.05, 0.4]  # 4 of 10 below 0
 # after projection: conflicting steps end at ~0 (round-off on both sides), one left at -0.02

@@ -14,12 +14,12 @@ from m_runfolders import AV_TEXT, scores_of, write_m_run
 from report_runfolders import eval_payload, write_run
 from scipy import stats
 
-import balgrad.report.figures
-import balgrad.report.plots
+import balgrad.report._figures
+import balgrad.report._plots
 from balgrad.errors import BalgradError
-from balgrad.evaluate.protocol import summarize, sweep_gaps
-from balgrad.report.build import build_report
-from balgrad.report.runfiles import RunFileError, read_eval
+from balgrad.evaluate._protocol import summarize, sweep_gaps
+from balgrad.report._build import build_report
+from balgrad.report._runfiles import RunFileError, read_eval
 
 METHODS = ["joint", "balgrad", "ogm_ge"]
 SEEDS = [0, 1, 2]
@@ -91,7 +91,7 @@ def test_two_modalities_bitwise_as_before():
 def three(tmp_path_factory):
     run = write_m_run(tmp_path_factory.mktemp("m3") / "run", METHODS, SEEDS)
     with pytest.MonkeyPatch.context() as mp:
-        figs = record_figures(mp, [balgrad.report.figures, balgrad.report.plots])
+        figs = record_figures(mp, [balgrad.report._figures, balgrad.report._plots])
         out = build_report(run)
     return run, out, figs
 
@@ -286,7 +286,7 @@ def test_audio_visual_pair_names_its_modalities(tmp_path):
 
     run = write_m_run(tmp_path / "av", ["joint"], [0, 1], av, {"audio": 0.0, "visual": 1.0}, scores)
     with pytest.MonkeyPatch.context() as mp:
-        figs = record_figures(mp, [balgrad.report.figures, balgrad.report.plots])
+        figs = record_figures(mp, [balgrad.report._figures, balgrad.report._plots])
         text = build_report(run)["summary"]
     md = (run / "table.md").read_text()
     assert "| Noisy audio (SNR = 0 dB) |" in md and "| Noisy visual (σ = 1) |" in md

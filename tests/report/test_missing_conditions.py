@@ -6,8 +6,8 @@ import logging
 
 from report_runfolders import write_run
 
-from balgrad.report.build import build_report, expected_roles
-from balgrad.report.layout import Layout
+from balgrad.report._build import build_report, expected_roles
+from balgrad.report._layout import Layout
 
 
 def test_a_condition_missing_from_an_eval_json_is_warned_about(tmp_path, caplog):
@@ -32,7 +32,7 @@ def test_a_whole_eval_json_gives_no_such_warning(tmp_path, caplog):
 
 
 def test_the_expected_conditions_follow_the_protocol():
-    from balgrad.evaluate.protocol import ProtocolConfig
+    from balgrad.evaluate._protocol import ProtocolConfig
 
     for modalities in (
         {"image": "image", "text": "text"},

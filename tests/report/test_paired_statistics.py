@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from balgrad.report.build import build_report
-from balgrad.report.tables import format_change, method_label, t_interval
+from balgrad.report._build import build_report
+from balgrad.report._tables import format_change, method_label, t_interval
 
 # Hand-worked: values 1..5 have mean 3, sample std sqrt(2.5), standard error
 # sqrt(2.5 / 5) = 0.70711; the 97.5% quantile of Student's t with 4 degrees of freedom is

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from balgrad.cli import main
-from balgrad.report.diagnostics import PROJECTED_TOL
-from balgrad.train.metrics_log import read_jsonl
+from balgrad.report._diagnostics import PROJECTED_TOL
+from balgrad.train._metrics_log import read_jsonl
 
 
 def test_projection_leaves_no_conflict(tmp_path, monkeypatch):

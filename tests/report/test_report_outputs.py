@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from balgrad.report.build import build_report
-from balgrad.report.summary import ABLATION_METHODS
+from balgrad.report._build import build_report
+from balgrad.report._summary import ABLATION_METHODS
 
 FIGURES = ["condition_bars.png", "loss_curves.png", "cosine_histogram.png", "gap_vs_ratio.png"]
 TABLES = [

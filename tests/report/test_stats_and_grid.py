@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from balgrad.report.grid import Table
-from balgrad.report.stats import mean_std, t_interval
+from balgrad.report._grid import Table
+from balgrad.report._stats import mean_std, t_interval
 
 
 def _formula(values, confidence=0.95):

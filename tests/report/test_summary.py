@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from balgrad.report.build import build_report
+from balgrad.report._build import build_report
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import contextlib
 import torch
 from strategy_reference import all_params, current_grads, make_batch, make_model
 
-from balgrad.strategies.checks import PendingChecks
-from balgrad.strategies.context import StepContext
+from balgrad.strategies._checks import PendingChecks
+from balgrad.strategies._context import StepContext
 
 
 def step(model, strategy, x_v, x_l, y, scaler=None):

@@ -26,7 +26,7 @@ from strategy_reference import (
     trainable,
 )
 
-from balgrad.models.multimodal import MultimodalModel
+from balgrad.models._multimodal import MultimodalModel
 
 #: each modality's input size
 IN_DIMS = {"audio": 5, "visual": 7, "text": 4, "depth": 6}

@@ -28,12 +28,12 @@ from strategy_reference import (
 )
 from torch import nn
 
-from balgrad.backbones.factory import create_text_encoder
+from balgrad.backbones._factory import create_text_encoder
 from balgrad.errors import ConfigError
 from balgrad.models import MultimodalModel
 from balgrad.strategies import AGM
-from balgrad.strategies import agm as agm_module
-from balgrad.strategies.agm import agm_responses
+from balgrad.strategies import _agm as agm_module
+from balgrad.strategies._agm import agm_responses
 
 TOL = dict(rtol=1e-10, atol=1e-13)
 

@@ -33,7 +33,7 @@ from torch.autograd.functional import jacobian
 from torch.func import functional_call
 
 from balgrad.strategies import BalGrad, create_strategy
-from balgrad.strategies.balgrad_fast import BalGradFast
+from balgrad.strategies._balgrad_fast import BalGradFast
 
 TOL = dict(rtol=1e-9, atol=1e-12)
 

@@ -14,7 +14,7 @@ from torch import nn
 from balgrad.errors import ConfigError, DataError
 from balgrad.models import ModelOutput
 from balgrad.strategies import create_strategy, list_strategies
-from balgrad.strategies.base import BalancedModel
+from balgrad.strategies._base import BalancedModel
 
 STRATEGIES = list_strategies()
 THREE = ("audio", "visual", "text")
@@ -185,7 +185,7 @@ class OwnConcatModel(nn.Module):
 
 
 def test_ogm_half_bias_works_for_any_head_that_declares_its_readout():
-    from balgrad.strategies.ogm_ge import official_unimodal_logits
+    from balgrad.strategies._ogm_ge import official_unimodal_logits
 
     model = OwnConcatModel(declare=True)
     inputs, y = make_batch_m(("audio", "visual"), seed=3)

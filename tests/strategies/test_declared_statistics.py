@@ -9,9 +9,9 @@ import torch
 from lifecycle import prepared, run_backward
 from strategy_reference import TinyEncoder
 
-from balgrad.models.multimodal import MultimodalModel
+from balgrad.models._multimodal import MultimodalModel
 from balgrad.names import name_clashes, stat_name
-from balgrad.strategies.registry import STRATEGY_REGISTRY, create_strategy
+from balgrad.strategies._registry import STRATEGY_REGISTRY, create_strategy
 
 EVERY = [e.name for e in STRATEGY_REGISTRY.entries(plugins=False)]
 PAIR = ("audio_left", "visual")
@@ -87,7 +87,7 @@ def own_schemas(monkeypatch):
 def test_a_strategy_returning_an_undeclared_statistic_is_stopped(own_schemas):
     from balgrad.errors import ConfigError
     from balgrad.names import statistics as declared
-    from balgrad.strategies.joint import Joint
+    from balgrad.strategies._joint import Joint
 
     class Sloppy(Joint):
         name = "sloppy_test"

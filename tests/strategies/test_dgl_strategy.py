@@ -23,7 +23,7 @@ from torch.func import functional_call
 from balgrad.errors import ConfigError
 from balgrad.models import ModelOutput
 from balgrad.strategies import create_strategy
-from balgrad.strategies.dgl import clip_coefficient, dgl_encoder_loss
+from balgrad.strategies._dgl import clip_coefficient, dgl_encoder_loss
 
 THREE = ("audio", "visual", "text")
 
@@ -264,7 +264,7 @@ def test_bad_options_are_named():
 
 
 def test_registered_with_the_official_scripts_presets_but_not_in_the_default_run():
-    from balgrad.strategies.registry import default_methods, list_strategies, strategy_options
+    from balgrad.strategies._registry import default_methods, list_strategies, strategy_options
 
     assert {"dgl", "dgl_cremad", "dgl_ks", "mmpareto"} <= set(list_strategies())
     assert default_methods() == [

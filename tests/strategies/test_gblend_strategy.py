@@ -20,7 +20,7 @@ from reference_m import make_batch_m, make_model_m
 
 from balgrad.errors import ConfigError
 from balgrad.strategies import create_strategy
-from balgrad.strategies.gblend import blend_scores, blend_weights, split_batches
+from balgrad.strategies._gblend import blend_scores, blend_weights, split_batches
 
 THREE = ("audio", "visual", "text")
 TWO = ("audio", "visual")

@@ -20,7 +20,7 @@ from reference_m import make_batch_m, make_model_m
 
 from balgrad.errors import ConfigError
 from balgrad.strategies import create_strategy
-from balgrad.strategies.inforeg import (
+from balgrad.strategies._inforeg import (
     proximal_terms,
     regulation_coefficients,
     score_gaps,
@@ -357,7 +357,7 @@ def test_bad_options_are_named():
 
 
 def test_registered_in_the_field_and_all_sets_not_in_the_default_run():
-    from balgrad.strategies.registry import default_methods, method_set, strategy_options
+    from balgrad.strategies._registry import default_methods, method_set, strategy_options
 
     assert "inforeg" in method_set("field") and "inforeg" in method_set("all")
     assert "inforeg" not in default_methods()

@@ -28,7 +28,7 @@ AFTER_GOLDEN = {"pmr", "pmr_cremad", "inforeg", "gblend"}
 
 
 def test_the_golden_file_covers_every_case_and_every_registered_builtin_strategy():
-    from balgrad.strategies.registry import STRATEGY_REGISTRY
+    from balgrad.strategies._registry import STRATEGY_REGISTRY
 
     assert set(META) == {c.key for c in CASES}
     builtins = {e.name for e in STRATEGY_REGISTRY.entries(plugins=False) if e.origin == "balgrad"}

@@ -23,7 +23,7 @@ from reference_m import (
 
 from balgrad.errors import ConfigError
 from balgrad.strategies import create_strategy, list_strategies
-from balgrad.strategies.agm import shapley_responses
+from balgrad.strategies._agm import shapley_responses
 
 THREE = ("audio", "visual", "text")
 FOUR = ("audio", "visual", "text", "depth")
@@ -117,7 +117,7 @@ def test_ogm_ge_one_versus_rest_at_three_modalities():
 
 def test_ogm_ge_half_bias_logits_at_three_modalities():
     """z_m = W[:, cols_m] h_m + b/3: the three add up to the fused logits."""
-    from balgrad.strategies.ogm_ge import official_unimodal_logits
+    from balgrad.strategies._ogm_ge import official_unimodal_logits
 
     model = make_model_m(THREE, seed=5)
     inputs, _ = make_batch_m(THREE, seed=5)
@@ -168,7 +168,7 @@ def test_agm_matches_an_independent_computation(names):
 
 
 def test_agm_refuses_more_than_six_modalities():
-    from balgrad.strategies.agm import AGM
+    from balgrad.strategies._agm import AGM
 
     agm = AGM()
     with pytest.raises(ConfigError, match="at most 6"):

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from reference_m import make_batch_m, make_model_m, tower_params
 
 from balgrad.errors import ConfigError
-from balgrad.evaluate.protocol import predict
+from balgrad.evaluate._protocol import predict
 from balgrad.strategies import create_strategy
-from balgrad.strategies.mla import (
+from balgrad.strategies._mla import (
     batch_entropy,
     entropy_weights,
     fuse_logits,

@@ -25,7 +25,7 @@ from torch.func import functional_call
 from balgrad.errors import ConfigError
 from balgrad.models import ModelOutput
 from balgrad.strategies import create_strategy
-from balgrad.strategies.mmpareto import (
+from balgrad.strategies._mmpareto import (
     magnitude_factors,
     min_norm_weights,
     mmpareto_merge_,

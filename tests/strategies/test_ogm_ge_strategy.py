@@ -27,13 +27,13 @@ from strategy_reference import (
     text_params,
 )
 
-from balgrad.backbones.small import SmallCNN
+from balgrad.backbones._small import SmallCNN
 from balgrad.errors import ConfigError
 from balgrad.models import MultimodalModel
-from balgrad.models.fusion import SumFusion
+from balgrad.models._fusion import SumFusion
 from balgrad.strategies import OGMGE
-from balgrad.strategies import ogm_ge as ogm_module
-from balgrad.strategies.ogm_ge import ogm_coefficients
+from balgrad.strategies import _ogm_ge as ogm_module
+from balgrad.strategies._ogm_ge import ogm_coefficients
 
 TOL = dict(rtol=1e-10, atol=1e-13)
 

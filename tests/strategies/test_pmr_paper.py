@@ -14,7 +14,7 @@ from reference_m import make_batch_m, make_model_m
 
 from balgrad.errors import ConfigError
 from balgrad.strategies import create_strategy
-from balgrad.strategies.pmr import (
+from balgrad.strategies._pmr import (
     paper_coefficients,
     pmr_paper_loss,
     prototype_entropy,
@@ -151,7 +151,7 @@ def test_bad_paper_options_are_named():
 
 # -- the official script's preset ------------------------------------------------------
 def test_the_cremad_preset_resolves_to_the_official_script_options():
-    from balgrad.strategies.registry import list_strategies, strategy_info, strategy_options
+    from balgrad.strategies._registry import list_strategies, strategy_info, strategy_options
 
     assert "pmr_cremad" in list_strategies()
     assert strategy_info("pmr_cremad")["base"] == "pmr"

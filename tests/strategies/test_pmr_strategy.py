@@ -20,8 +20,8 @@ from reference_m import make_batch_m, make_model_m
 
 from balgrad.errors import ConfigError, DataError
 from balgrad.strategies import create_strategy
-from balgrad.strategies.base import EpochBatches
-from balgrad.strategies.pmr import (
+from balgrad.strategies._base import EpochBatches
+from balgrad.strategies._pmr import (
     first_tenth,
     pmr_coefficients,
     pmr_ratios,

@@ -13,23 +13,23 @@ from strategy_reference import TinyEncoder
 
 from balgrad._grad import project_conflicting_
 from balgrad.errors import ConfigError
-from balgrad.models.multimodal import MultimodalModel
+from balgrad.models._multimodal import MultimodalModel
 from balgrad.names import Schema
-from balgrad.report import diagnostics
+from balgrad.report import _diagnostics as diagnostics
 from balgrad.strategies import Joint, StepContext, create_strategy
-from balgrad.strategies.agm import agm_kappa, agm_ratios, running_scores
-from balgrad.strategies.balgrad import (
+from balgrad.strategies._agm import agm_kappa, agm_ratios, running_scores
+from balgrad.strategies._balgrad import (
     contribution_weights,
     ema_scores,
     kl_scale_factors,
     projected_geometry,
     projection_coefficients,
 )
-from balgrad.strategies.base import Strategy
-from balgrad.strategies.mmpareto import min_norm_weights, mmpareto_weights
-from balgrad.strategies.mslr import lr_ratio, rate_change
-from balgrad.strategies.ogm_ge import ogm_ge_coefficients
-from balgrad.strategies.pmr import pmr_coefficients
+from balgrad.strategies._base import Strategy
+from balgrad.strategies._mmpareto import min_norm_weights, mmpareto_weights
+from balgrad.strategies._mslr import lr_ratio, rate_change
+from balgrad.strategies._ogm_ge import ogm_ge_coefficients
+from balgrad.strategies._pmr import pmr_coefficients
 
 
 def t(*values):

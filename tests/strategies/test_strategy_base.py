@@ -10,7 +10,7 @@ from torch import nn
 from balgrad._grad import GradientSync
 from balgrad.names import Schema
 from balgrad.strategies import Joint
-from balgrad.strategies.base import Strategy
+from balgrad.strategies._base import Strategy
 
 
 class _PlainNumbers(Joint):

@@ -36,7 +36,7 @@ TINY = [
 ]
 
 _CTX = mp.get_context("forkserver")
-_CTX.set_forkserver_preload(["balgrad.cli", "balgrad.experiment", "balgrad.report.build"])
+_CTX.set_forkserver_preload(["balgrad.cli", "balgrad.experiment", "balgrad.report._build"])
 
 
 def _at_nth(n: int, action):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from balgrad.errors import BalgradError
-from balgrad.train.checkpoint import (
+from balgrad.train._checkpoint import (
     load_checkpoint,
     load_latest_checkpoint,
     previous_path,

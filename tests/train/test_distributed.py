@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from balgrad._grad import DistributedGradientSync
 from balgrad.errors import ConfigError
-from balgrad.models.multimodal import MultimodalModel
+from balgrad.models._multimodal import MultimodalModel
 from balgrad.strategies import create_strategy, list_strategies
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,7 +274,7 @@ def test_the_torchrun_example_matches_one_process(tmp_path):
 def test_end_distributed_leaves_a_group_it_did_not_create(tmp_path):
     """The CLI ends the process group it created for torchrun; one a user created (in-process
     use of ``balgrad.cli.main``) stays theirs."""
-    from balgrad.train.distributed import end_distributed, init_distributed
+    from balgrad.train._distributed import end_distributed, init_distributed
 
     store = dist.FileStore(str(tmp_path / "store"), 1)
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)

@@ -13,8 +13,8 @@ from toy_components import toy_trainer
 
 from balgrad.cli import main
 from balgrad.strategies import create_strategy
-from balgrad.strategies.joint import Joint
-from balgrad.train.trainer import TrainSettings
+from balgrad.strategies._joint import Joint
+from balgrad.train._trainer import TrainSettings
 
 
 def settings(epochs: int) -> TrainSettings:

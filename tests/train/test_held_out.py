@@ -12,8 +12,8 @@ from cli_children import TINY
 from toy_components import toy_trainer
 
 from balgrad.cli import main
-from balgrad.strategies.gblend import GBlend
-from balgrad.train.trainer import TrainSettings
+from balgrad.strategies._gblend import GBlend
+from balgrad.train._trainer import TrainSettings
 
 
 class RecordingGBlend(GBlend):

@@ -7,7 +7,7 @@ import torch
 from toy_components import toy_trainer
 
 from balgrad.strategies import create_strategy
-from balgrad.train.trainer import TrainSettings
+from balgrad.train._trainer import TrainSettings
 
 
 def settings(epochs: int) -> TrainSettings:

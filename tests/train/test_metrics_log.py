@@ -4,7 +4,7 @@ import logging
 import pytest
 import torch
 
-from balgrad.train.metrics_log import JsonlLogger, TensorBoardLogger, read_jsonl, to_floats
+from balgrad.train._metrics_log import JsonlLogger, TensorBoardLogger, read_jsonl, to_floats
 
 
 def test_tensor_and_float_statistics_are_written_as_the_same_numbers(tmp_path):

@@ -13,10 +13,10 @@ from toy_components import toy_trainer
 
 from balgrad.cli import main
 from balgrad.config import build_config, load_run_config
-from balgrad.evaluate.metrics import compute_scores
+from balgrad.evaluate._metrics import compute_scores
 from balgrad.experiment import Experiment
 from balgrad.strategies import create_strategy
-from balgrad.train.trainer import TrainSettings
+from balgrad.train._trainer import TrainSettings
 
 
 def test_the_trainer_lets_mla_take_one_step_per_modality_per_batch(tmp_path):

@@ -13,11 +13,11 @@ from toy_components import toy_trainer
 
 from balgrad.cli import main
 from balgrad.errors import ConfigError
-from balgrad.strategies.base import Strategy
+from balgrad.strategies._base import Strategy
 from balgrad.tasks import task_loss
-from balgrad.train.checkpoint import load_checkpoint
-from balgrad.train.precision import resolve_precision
-from balgrad.train.trainer import TrainSettings
+from balgrad.train._checkpoint import load_checkpoint
+from balgrad.train._precision import resolve_precision
+from balgrad.train._trainer import TrainSettings
 
 
 def test_auto_is_fp32_on_the_cpu_and_named_precisions_are_kept():

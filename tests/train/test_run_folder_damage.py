@@ -15,7 +15,7 @@ from cli_children import TINY
 from safetensors.torch import load_file, save_file
 
 from balgrad.cli import main
-from balgrad.report.runfiles import read_eval
+from balgrad.report._runfiles import read_eval
 
 SEED = Path("joint/seed0")
 #: every file a finished run folder holds (checked against the folder itself below)

@@ -17,12 +17,12 @@ from cli_children import TINY, start
 
 from balgrad.cli import main
 from balgrad.config import RunConfig, dump_yaml
-from balgrad.train.lock import RunFolderLocked, RunLock
+from balgrad.train._lock import RunFolderLocked, RunLock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from balgrad.train.lock import RunLock
+from balgrad.train._lock import RunLock
 with RunLock(sys.argv[1]):
     Path(sys.argv[2]).write_text("held")
     time.sleep(120)

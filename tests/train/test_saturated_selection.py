@@ -6,8 +6,8 @@ import logging
 import pytest
 from toy_components import toy_trainer
 
-from balgrad.strategies.joint import Joint
-from balgrad.train.trainer import TrainSettings
+from balgrad.strategies._joint import Joint
+from balgrad.train._trainer import TrainSettings
 
 
 def scripted(scores):

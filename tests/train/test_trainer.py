@@ -4,12 +4,12 @@ from toy_components import toy_trainer
 
 from balgrad.errors import BalgradError, NonFiniteLossError
 from balgrad.strategies import create_strategy
-from balgrad.strategies.base import Strategy
-from balgrad.strategies.joint import Joint
+from balgrad.strategies._base import Strategy
+from balgrad.strategies._joint import Joint
 from balgrad.tasks import task_loss
-from balgrad.train.checkpoint import load_checkpoint
-from balgrad.train.metrics_log import JsonlLogger, read_jsonl
-from balgrad.train.trainer import TrainSettings
+from balgrad.train._checkpoint import load_checkpoint
+from balgrad.train._metrics_log import JsonlLogger, read_jsonl
+from balgrad.train._trainer import TrainSettings
 
 
 def make_trainer(run_dir, epochs, method="balgrad"):
@@ -69,7 +69,7 @@ def test_a_nan_stop_in_the_first_epoch_says_that_no_checkpoint_exists(tmp_path):
 
 
 def test_train_seconds_of_a_resumed_run_count_the_part_before_the_resume(tmp_path, monkeypatch):
-    import balgrad.train.trainer as trainer_module
+    import balgrad.train._trainer as trainer_module
 
     clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s after the last
     monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: float(next(clock)))

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
 
 
 class VecEncoder(nn.Module):
@@ -65,10 +65,10 @@ def toy_trainer(run_dir, strategy, settings, observers=None, validate=None):
     """A Trainer of the toy encoders on the toy data (seeded: the same weights each call),
     validated as a run is (``Evaluator.modality_scores`` on a toy validation split) unless
     ``validate`` is given."""
-    from balgrad.data.pipeline import InputPipeline
-    from balgrad.evaluate.protocol import Evaluator
+    from balgrad.data._pipeline import InputPipeline
+    from balgrad.evaluate._protocol import Evaluator
     from balgrad.models import MultimodalModel
-    from balgrad.train.trainer import Trainer
+    from balgrad.train._trainer import Trainer
 
     torch.manual_seed(0)
     img, txt = VecEncoder(), BagEncoder()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from balgrad.data.decoders.image import decode_image
-from balgrad.data.decoders.wav import MAX_RATE, MIN_RATE
-from balgrad.data.disk.paths import FolderBoundary
-from balgrad.data.disk.records import Problems
+from balgrad.data.decoders._image import decode_image
+from balgrad.data.decoders._wav import MAX_RATE, MIN_RATE
+from balgrad.data.disk._paths import FolderBoundary
+from balgrad.data.disk._records import Problems
 from balgrad.errors import ConfigError
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -79,7 +79,7 @@ def warn_dropped_and_repeated(
     """The ``skip_bad`` warning counting the dropped clips, then one naming the clips
     listed twice; ``stacklevel`` as in ``warnings.warn``, counted from this function's
     caller."""
-    from balgrad.data.overlap import warn_duplicates
+    from balgrad.data._overlap import warn_duplicates
 
     problems.warn(where, stacklevel=stacklevel + 1)
     names, sources = [c.name for c in clips], [c.source for c in clips]

@@ -3,7 +3,7 @@
 These names stay importable from here for code written against earlier versions.
 """
 
-from balgrad.data.disk.dataset import DiskDataset
-from balgrad.data.disk.records import DataWarning, MissingSplitError
+from balgrad.data.disk._dataset import DiskDataset
+from balgrad.data.disk._records import DataWarning, MissingSplitError
 
 __all__ = ["DataWarning", "DiskDataset", "MissingSplitError"]

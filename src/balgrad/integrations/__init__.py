@@ -8,3 +8,9 @@
 Importing :mod:`balgrad` or this package never imports Lightning or accelerate; each
 integration is imported on its own.
 """
+
+from balgrad.integrations._collate import ExampleCollator
+
+__all__ = [
+    "ExampleCollator",
+]

@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy
 from balgrad._grad import GradientSync, default_sync
 from balgrad.errors import ConfigError, DataError
 from balgrad.names import LABEL_KEYS
-from balgrad.strategies.base import EpochBatches
+from balgrad.strategies._base import EpochBatches
 
 BATCH_FORMAT = (
     'a dict with one key per modality plus "labels" ({"audio": ..., "visual": ..., '

@@ -69,7 +69,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from balgrad.atomic import write_bytes
 from balgrad.errors import ConfigError
 from balgrad.integrations import _common
-from balgrad.strategies.base import Strategy
+from balgrad.strategies._base import Strategy
 from balgrad.tasks import task_loss
 
 __all__ = ["BalGradTrainer"]

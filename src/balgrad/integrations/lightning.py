@@ -60,7 +60,7 @@ from torch import nn
 
 from balgrad.errors import ConfigError
 from balgrad.integrations import _common
-from balgrad.strategies.base import Strategy
+from balgrad.strategies._base import Strategy
 
 __all__ = ["BalGradModule"]
 

@@ -1,17 +1,21 @@
 """Training strategies: objects that replace ``loss.backward()``."""
 
-from balgrad.strategies.agm import AGM
-from balgrad.strategies.balgrad import BalGrad
-from balgrad.strategies.base import BalancedModel, Strategy
-from balgrad.strategies.context import StepContext
-from balgrad.strategies.dgl import DGL
-from balgrad.strategies.inforeg import InfoReg
-from balgrad.strategies.joint import Joint
-from balgrad.strategies.mla import MLA
-from balgrad.strategies.mmpareto import MMPareto
-from balgrad.strategies.mslr import MSLR
-from balgrad.strategies.ogm_ge import OGMGE
-from balgrad.strategies.registry import (
+from balgrad.strategies._agm import AGM
+from balgrad.strategies._balgrad import BalGrad
+from balgrad.strategies._balgrad_fast import BalGradFast
+from balgrad.strategies._base import BalancedModel, EpochBatches, Strategy
+from balgrad.strategies._checks import PendingChecks
+from balgrad.strategies._context import StepContext
+from balgrad.strategies._dgl import DGL
+from balgrad.strategies._gblend import GBlend
+from balgrad.strategies._inforeg import InfoReg
+from balgrad.strategies._joint import Joint
+from balgrad.strategies._mla import MLA
+from balgrad.strategies._mmpareto import MMPareto
+from balgrad.strategies._mslr import MSLR
+from balgrad.strategies._ogm_ge import OGMGE
+from balgrad.strategies._pmr import PMR
+from balgrad.strategies._registry import (
     STRATEGY_REGISTRY,
     create_strategy,
     list_strategies,
@@ -22,17 +26,22 @@ from balgrad.strategies.registry import (
 
 __all__ = [
     "AGM",
+    "BalGrad",
+    "BalGradFast",
+    "BalancedModel",
     "DGL",
+    "EpochBatches",
+    "GBlend",
     "InfoReg",
+    "Joint",
     "MLA",
-    "MSLR",
     "MMPareto",
+    "MSLR",
     "OGMGE",
+    "PMR",
+    "PendingChecks",
     "STRATEGY_REGISTRY",
     "StepContext",
-    "BalGrad",
-    "BalancedModel",
-    "Joint",
     "Strategy",
     "create_strategy",
     "list_strategies",

@@ -110,12 +110,12 @@ def write_input(root: Path) -> Path:
 
 def build(input_dir: Path, work: Path, monkeypatch) -> tuple[Path, dict]:
     """Copy ``input_dir`` to ``work`` and build its report there; (work, figure data)."""
-    import balgrad.report.figures
-    import balgrad.report.plots
-    from balgrad.report.build import build_report
+    import balgrad.report._figures
+    import balgrad.report._plots
+    from balgrad.report._build import build_report
 
     shutil.copytree(input_dir, work)
-    figs = record_figures(monkeypatch, [balgrad.report.figures, balgrad.report.plots])
+    figs = record_figures(monkeypatch, [balgrad.report._figures, balgrad.report._plots])
     build_report(work)
     return work, figs
 

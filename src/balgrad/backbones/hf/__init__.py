@@ -21,9 +21,9 @@ Modules: :mod:`.source` (where a checkpoint comes from, offline errors, identity
 (the image processor's settings as torch ops), :mod:`.image`, :mod:`.text`.
 """
 
-from balgrad.backbones.hf.image import IMAGE_POOLINGS, HFImageEncoder
-from balgrad.backbones.hf.source import hub_offline, local_checkpoint_hash
-from balgrad.backbones.hf.text import TEXT_POOLINGS, HFTextEncoder
+from balgrad.backbones.hf._image import IMAGE_POOLINGS, HFImageEncoder
+from balgrad.backbones.hf._source import hub_offline, local_checkpoint_hash
+from balgrad.backbones.hf._text import TEXT_POOLINGS, HFTextEncoder
 
 __all__ = [
     "IMAGE_POOLINGS",

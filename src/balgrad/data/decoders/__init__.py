@@ -11,9 +11,9 @@
 Each raises :class:`~balgrad.errors.DataError` naming the file.
 """
 
-from balgrad.data.decoders.image import decode_image, header_error
-from balgrad.data.decoders.npy import decode_npy, decode_npz, read_npy_header
-from balgrad.data.decoders.wav import decode_wav, read_wav_header, resample
+from balgrad.data.decoders._image import decode_image, header_error
+from balgrad.data.decoders._npy import decode_npy, decode_npz, read_npy_header
+from balgrad.data.decoders._wav import decode_wav, read_wav_header, resample
 
 __all__ = [
     "decode_image",

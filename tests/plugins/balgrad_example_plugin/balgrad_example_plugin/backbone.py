@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from balgrad.backbones.base import ImageEncoder
-from balgrad.backbones.factory import register_image_backbone
+from balgrad.backbones._base import ImageEncoder
+from balgrad.backbones._factory import register_image_backbone
 
 
 @register_image_backbone("pixels", description="grey thumbnail, one linear layer (example plug-in)")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from balgrad.data.base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data.catalog import register_dataset
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data._catalog import register_dataset
 
 CLASSES = ["horizontal", "vertical"]
 

