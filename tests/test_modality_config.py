@@ -418,6 +418,25 @@ def test_an_old_config_yaml_is_upgraded_silently(tmp_path):
         assert build_config(load_yaml(path)).specs == new.specs
 
 
+def test_mslr_flat_options_of_0_1_become_lr_scales(tmp_path):
+    """0.1's ``MSLR(image_lr_scale=...)`` options in a config.yaml: lr_scales, which wins."""
+    flat = {"image_lr_scale": 2.0, "head_lr_scale": 0.5, "text_lr_scale": 3.0}
+    path = old_config_yaml(
+        tmp_path,
+        {"methods": ["mslr"]},
+        method_options={"mslr": {**flat, "lr_scales": {"text": 1.5}, "mode": "keep"}},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # a run folder's own file: silent
+        old = load_run_config(path)
+    assert old.method_options["mslr"] == {
+        "mode": "keep",
+        "lr_scales": {"image": 2.0, "head": 0.5, "text": 1.5},
+    }
+    with pytest.warns(DeprecationWarning, match=r"lr_scales: \{image: 2.0, text: 3.0, head: 0.5"):
+        load_yaml(path)
+
+
 def test_old_defaults_resolve_as_the_dataset_registers_them(datasets, tmp_path):
     """A 0.1 config.yaml of an audio-visual run holds the image/text defaults too: they
     never applied there, and do not now."""

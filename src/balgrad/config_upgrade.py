@@ -8,6 +8,8 @@
   ``--text-backbone``, ``--image-noise``, ``--text-noise`` as ``modalities`` settings.
 - ``upgrade_eval``: an ``eval.json`` written without ``protocol.modalities`` (the
   image-text runs of 0.1) in the current schema.
+- ``upgrade_config`` also turns MSLR's flat options of 0.1 (``method_options: {mslr:
+  {image_lr_scale: a}}``) into ``lr_scales: {image: a}``.
 - ``legacy_tokenizer_file``: the vocabulary file name of a run folder written before
   those files were named by the modality's kind.
 
@@ -71,6 +73,7 @@ def upgrade_config(values: dict[str, Any], source: str, *, warn: bool) -> dict[s
     """``values`` (a YAML mapping) with the flat keys moved under ``modalities``; the
     ``modalities`` section wins where both set a modality's setting, as it always did.
     ``warn``: a user's file (DeprecationWarning); else an old run folder's config.yaml."""
+    values = _upgrade_mslr_options(values, source, warn=warn)
     flat = {k: values[k] for k in FLAT_KEYS if k in values}
     options, has_options = values.get("backbone_options"), "backbone_options" in values
     if not flat and not has_options:
@@ -112,6 +115,34 @@ def upgrade_config(values: dict[str, Any], source: str, *, warn: bool) -> dict[s
         merged["backbone_options"] = options  # reported as an unknown modality
     values["modalities"] = merged
     return values
+
+
+#: MSLR's per-tower options of 0.1 -> the key of ``lr_scales``
+MSLR_FLAT_SCALES = {"image_lr_scale": "image", "text_lr_scale": "text", "head_lr_scale": "head"}
+
+
+def _upgrade_mslr_options(values: dict[str, Any], source: str, *, warn: bool) -> dict[str, Any]:
+    """``method_options.mslr.<m>_lr_scale`` as ``method_options.mslr.lr_scales.<m>``
+    (``lr_scales`` wins where both set a modality, as ``MSLR`` always let it)."""
+    methods = values.get("method_options")
+    mslr = methods.get("mslr") if isinstance(methods, dict) else None
+    if not isinstance(mslr, dict) or not (flat := [k for k in MSLR_FLAT_SCALES if k in mslr]):
+        return values
+    if warn:
+        warnings.warn(
+            f"{source}: method_options.mslr: {', '.join(flat)} are deprecated; write "
+            f"lr_scales: {{{', '.join(f'{MSLR_FLAT_SCALES[k]}: {mslr[k]!r}' for k in flat)}}}",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+    given = mslr.get("lr_scales")
+    scales = {MSLR_FLAT_SCALES[k]: mslr[k] for k in flat}
+    if isinstance(given, dict):
+        scales.update(given)
+    elif given is not None:
+        return values  # malformed: MSLR's own check names the option
+    rest = {k: v for k, v in mslr.items() if k not in MSLR_FLAT_SCALES}
+    return {**values, "method_options": {**methods, "mslr": {**rest, "lr_scales": scales}}}
 
 
 def upgrade_eval(record: dict[str, Any]) -> dict[str, Any]:
