@@ -8,7 +8,7 @@ _moved.install()  # old import paths of moved modules, with a DeprecationWarning
 from balgrad.models import DeclaredModel, ModelOutput, MultimodalModel  # noqa: E402
 from balgrad.strategies import Strategy, create_strategy, list_strategies  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "DeclaredModel",
     "ModelOutput",
