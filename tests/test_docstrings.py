@@ -43,6 +43,7 @@ ALLOWED: set[str] = set()
 
 SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Keyword Args|Keyword Arguments):\s*$")
 HEADER = re.compile(r"^\s*[A-Z][A-Za-z ]+:\s*$")
+ENTRY = re.compile(r"\s*(\**[A-Za-z_]\w*(?:\s*,\s*\**[A-Za-z_]\w*)*)\s*(\(.*?\))?\s*:")
 RETURNS = re.compile(r"^\s*(Returns|Return|Yields|Yield):", re.M)
 
 
@@ -77,9 +78,9 @@ def documented_args(doc: str) -> set[str]:
                     if entry_indent is None:
                         entry_indent = indent
                     if indent == entry_indent:
-                        m = re.match(r"\s*\**([A-Za-z_]\w*)\s*(\(.*?\))?\s*:", line)
-                        if m:
-                            names.update(n.strip() for n in m.group(1).split(","))
+                        m = ENTRY.match(line)
+                        if m:  # "a, b: ..." documents both
+                            names.update(n.strip(" *") for n in m.group(1).split(","))
                 i += 1
             continue
         i += 1
@@ -114,16 +115,15 @@ def _objects():
 
 
 def _overrides(cls: type, name: str) -> bool:
-    for base in cls.__mro__[1:]:
-        if name in vars(base):
-            return True
-    return False
+    return any(name in vars(base) for base in cls.__mro__[1:])
 
 
 def _generated_init(cls: type) -> bool:
     if dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum):
         return True
     if hasattr(cls, "model_fields") or hasattr(cls, "_fields"):  # pydantic, NamedTuple
+        return True
+    if getattr(cls, "_is_protocol", False):  # typing's own __init__
         return True
     return "__init__" not in vars(cls)
 
@@ -209,13 +209,14 @@ def test_documented_args_reads_google_sections():
             a: first
                 continued: not a name
             b (int): second
+            c, d: third and fourth
             *rest: extra
 
         Returns:
             c: not a parameter
         """
     )
-    assert documented_args(doc) == {"a", "b", "rest"}
+    assert documented_args(doc) == {"a", "b", "c", "d", "rest"}
 
 
 def test_every_public_name_has_a_complete_docstring():

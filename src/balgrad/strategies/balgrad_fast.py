@@ -47,6 +47,9 @@ class BalGradFast(BalGrad):
     scopes = ("global", "per_modality", "per_sample")
 
     def compute(self, model, output, target, ctx):
+        """One step, with the gradients taken at the embeddings h_m: the same losses, weights
+        and projection as :meth:`BalGrad.compute`, then one backward pass through the towers.
+        """
         task = model.task
         layout = ctx.layout
         losses = self.losses(output, target, task, ctx)
