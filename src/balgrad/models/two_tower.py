@@ -46,6 +46,8 @@ class TwoTowerModel(MultimodalModel):
         image_encoder, text_encoder: modules mapping a batch of inputs to
             ``[B, out_dim]`` (``out_dim`` attribute). Their parameters join θ_v /
             θ_l when they require grad (fine-tuning) and are left out when frozen.
+        num_classes, task, embed_dim, fusion, unimodal_head, head_hidden, dropout: as
+            :class:`~balgrad.models.multimodal.MultimodalModel` takes them.
     """
 
     def __init__(
