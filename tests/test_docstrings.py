@@ -12,7 +12,7 @@ class (methods it defines itself, not inherited ones):
 - it has a docstring;
 - a function or method with parameters has a Google-style ``Args:`` section naming each of
   them (a class documents its own ``__init__``'s parameters in its docstring or in
-  ``__init__``'s); ``self``/``cls`` are exempt, and ``*args``/``**kwargs`` need only be
+  ``__init__``'s); ``self``/``cls`` and ``_private`` parameters are exempt, and ``*args``/``**kwargs`` need only be
   mentioned somewhere in the docstring, prose included;
 - a function whose return annotation is not ``None`` has a ``Returns:`` (or ``Yields:``)
   section;
@@ -153,7 +153,7 @@ def problems_of_function(func, doc: str | None, *, params_elsewhere: str = "") -
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             if p.name not in doc + params_elsewhere:
                 out.append(f"*{p.name} not mentioned")
-        elif p.name not in named:
+        elif p.name not in named and not p.name.startswith("_"):  # `_x`: private
             out.append(f"Args: {p.name}")
     if _returns_something(func) and not RETURNS.search(doc):
         out.append("Returns:")
