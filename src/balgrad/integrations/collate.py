@@ -20,6 +20,11 @@ class ExampleCollator:
     ``ExampleCollator(encoders={"audio": a, "visual": v})`` any other. Use it as a
     ``DataLoader``'s ``collate_fn`` (Lightning) or a ``Trainer``'s ``data_collator``
     (Hugging Face).
+
+    Args:
+        image_encoder: The image encoder (the image-text case).
+        text_encoder: The text encoder (the image-text case).
+        encoders: ``{modality: encoder}``, for any modalities (instead of the two above).
     """
 
     def __init__(
@@ -35,10 +40,12 @@ class ExampleCollator:
 
     @property
     def image_encoder(self) -> Any:
+        """The ``image`` modality's encoder."""
         return self.encoders["image"]
 
     @property
     def text_encoder(self) -> Any:
+        """The ``text`` modality's encoder."""
         return self.encoders["text"]
 
     def __call__(self, examples: Sequence[Any]) -> dict[str, Any]:
