@@ -3,7 +3,7 @@
 Public modules are those whose dotted path has no ``_private`` part (the ones
 ``docs/_ext/balgrad_docs.py`` gives a page). A module's public names are its ``__all__``,
 or else its top-level names without a leading underscore; a name is checked in the module
-that defines it (a re-export is checked once, where it lives; a name a public module
+that defines it (a re-export is checked once, where it lives; a name a public module's ``__all__``
 re-exports from a private one is checked too, since the reference shows it).
 
 The rules, per class and function, and per public method, property and ``__init__`` of a
@@ -95,9 +95,8 @@ def _objects():
             module = importlib.import_module(modname)
         except ImportError:  # an optional extra that is not installed
             continue
-        names = getattr(module, "__all__", None)
-        if names is None:
-            names = [n for n in vars(module) if not n.startswith("_")]
+        exported = getattr(module, "__all__", None)
+        names = exported or [n for n in vars(module) if not n.startswith("_")]
         for name in names:
             obj = getattr(module, name, None)
             if not (inspect.isclass(obj) or inspect.isfunction(obj)):
@@ -105,8 +104,10 @@ def _objects():
             home = getattr(obj, "__module__", "") or ""
             if not home.startswith("balgrad"):
                 continue
-            if home != modname and not _is_private_module(home):
-                continue  # a re-export of a public module's name: checked there
+            # a name imported from elsewhere is checked where it is defined, unless
+            # ``__all__`` re-exports it from a private module (the reference shows it here)
+            if home != modname and not (exported and _is_private_module(home)):
+                continue
             key = (home, obj.__qualname__)
             if key in seen:
                 continue
