@@ -37,6 +37,9 @@ class InputPipeline:
         missing: ``"input"`` (the kind's blank input through the backbone) or
             ``"embedding"`` (zero h_m), SPEC section 4.
         cache: a ``FeatureCache`` (disk) or None (memory only).
+        encode_batch_size: the batch size of a frozen tower's encoding pass.
+        num_workers: ``DataLoader`` worker processes.
+        progress: show a progress bar while a frozen tower encodes.
         memory: an in-process dict of features shared between pipelines (e.g. across
             the runs of one comparison); a private one by default.
     """
@@ -82,15 +85,18 @@ class InputPipeline:
 
     @property
     def modalities(self) -> list[str]:
+        """The modalities, in the encoders' order."""
         return list(self.encoders)
 
     # the (image, text) case, as the attributes were named before modalities were
     @property
     def image_encoder(self):
+        """The ``image`` modality's encoder."""
         return self.encoders["image"]
 
     @property
     def text_encoder(self):
+        """The ``text`` modality's encoder."""
         return self.encoders["text"]
 
     @property
@@ -100,7 +106,11 @@ class InputPipeline:
 
     def model_encoders(self) -> dict[str, nn.Module]:
         """The encoder the model should hold for each modality: its live backbone, or an
-        identity over its precomputed features."""
+        identity over its precomputed features.
+
+        Returns:
+            ``{modality: module}``.
+        """
         return {
             m: FeatureInput(e.out_dim, e.identity) if self.precomputed[m] else e
             for m, e in self.encoders.items()
@@ -108,16 +118,40 @@ class InputPipeline:
 
     def collate(self, items: list[dict] | Batch) -> Batch:
         # a view of cached features gathers its batch itself (ConditionedView.__getitems__)
+        """A :class:`Batch` of a loader's items (a view of cached features gathers its own).
+
+        Args:
+            items: The items, or a gathered batch.
+
+        Returns:
+            The batch.
+        """
         return items if isinstance(items, Batch) else collate(items, self.encoders)
 
     def features(
         self, dataset: MultimodalDataset, condition: Condition, tower: str
     ) -> torch.Tensor:
-        """[N, D] features of one frozen tower under ``condition`` (cached)."""
+        """[N, D] features of one frozen tower under ``condition`` (cached).
+
+        Args:
+            dataset: A split.
+            condition: The impairment.
+            tower: The modality.
+
+        Returns:
+            The features.
+        """
         return self.frozen_features.features(dataset, condition, tower)
 
     def check_dataset(self, dataset: MultimodalDataset) -> None:
-        """The encoders are exactly the dataset's modalities."""
+        """The encoders are exactly the dataset's modalities.
+
+        Args:
+            dataset: A split.
+
+        Raises:
+            ConfigError: They differ.
+        """
         expected = list(modalities_of(dataset))
         if sorted(expected) != sorted(self.encoders):
             raise ConfigError(
@@ -136,6 +170,23 @@ class InputPipeline:
         sampler=None,
         drop_last: bool = False,
     ) -> DataLoader:
+        """A ``DataLoader`` of :class:`Batch` over ``dataset`` under ``condition``.
+
+        Args:
+            dataset: A split.
+            condition: The impairment (None: the full data).
+            batch_size: The batch size.
+            shuffle: Shuffle each epoch.
+            seed: The shuffle's seed.
+            sampler: A sampler instead (``DistributedSampler`` under torchrun).
+            drop_last: Drop the last incomplete batch.
+
+        Returns:
+            The loader.
+
+        Raises:
+            ConfigError: The encoders are not the dataset's modalities.
+        """
         condition = condition or Condition()
         self.check_dataset(dataset)
         view = ConditionedView(
