@@ -61,6 +61,14 @@ TASKS = ("auto", "single_label", "multi_label")
 
 
 class GenericDataset(DiskLoader):
+    """The ``generic`` on-disk dataset: image and text (or the modalities an index
+    declares) from one JSONL or CSV file per split (see the module docstring).
+
+    Options (``--dataset-option``): ``dataset_name``, ``task``, ``image_field``,
+    ``text_field``, ``label_field``, ``labels_field``, ``primary_metric``, ``metrics``,
+    ``classes``, ``modalities``, ``sample_rate`` and ``allow_empty_text``.
+    """
+
     name = NAME
     layout = """  <data_dir>/
     train.jsonl | train.csv   (fields: image, text, label | labels)
@@ -99,11 +107,31 @@ class GenericDataset(DiskLoader):
 
     @classmethod
     def dataset_name(cls, options: Options) -> str:
+        """The name shown in ``info`` and messages: the ``dataset_name`` option.
+
+        Args:
+            options: The dataset's options.
+
+        Returns:
+            The name.
+        """
         return options.dataset_name
 
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
+        what else was learned (classes, counts).
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`~balgrad.data.disk.loader.IndexInfo`.
+        """
         name, task, allow_empty_text = options.dataset_name, options.task, options.allow_empty_text
         if options.modalities is not None:
             raise ConfigError(

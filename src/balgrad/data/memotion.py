@@ -52,6 +52,13 @@ LABEL_COLUMNS: dict[str, list[str]] = {
 
 
 class MemotionDataset(DiskLoader):
+    """The ``memotion`` on-disk dataset (the module docstring gives the layout): one
+    annotated column as the label, splits drawn per class.
+
+    Options (``--dataset-option``): ``label_column``, ``test_fraction``, ``val_fraction``,
+    ``seed`` (of the split assignment), ``allow_empty_text``.
+    """
+
     name = "memotion"
     layout = """  <data_dir>/
     images/<image_name>   (image_1.jpg, ...)
@@ -87,11 +94,31 @@ class MemotionDataset(DiskLoader):
 
     @classmethod
     def available_splits(cls, options: Options) -> Sequence[str]:
+        """``train`` and ``test``, and ``val`` when ``val_fraction`` is positive.
+
+        Args:
+            options: The dataset's options.
+
+        Returns:
+            The split names.
+        """
         return ("train", "val", "test") if options.val_fraction > 0 else ("train", "test")
 
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
+        what else was learned (classes, counts).
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`~balgrad.data.disk.loader.IndexInfo`.
+        """
         label_column, seed = options.label_column, options.seed
         test_fraction, val_fraction = options.test_fraction, options.val_fraction
         allow_empty_text = options.allow_empty_text

@@ -65,6 +65,13 @@ PLOT_MODES = ("longest", "first", "join")
 
 
 class MMIMDbDataset(DiskLoader):
+    """The ``mmimdb`` on-disk dataset (the module docstring gives the layout): multi-label
+    over 23 genres, poster and plot per movie.
+
+    Options (``--dataset-option``): ``plot`` (which plot summary is the text),
+    ``allow_empty_text``.
+    """
+
     name = "mmimdb"
     layout = """  <data_dir>/
     split.json          ({"train": [ids], "dev": [ids], "test": [ids]})
@@ -83,6 +90,18 @@ class MMIMDbDataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
+        what else was learned (classes, counts).
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`~balgrad.data.disk.loader.IndexInfo`.
+        """
         plot, allow_empty_text = options.plot, options.allow_empty_text
         split_path = root / "split.json"
         raw = self.boundary.read_bytes(split_path, self.name, "split file")
