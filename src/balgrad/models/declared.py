@@ -169,7 +169,7 @@ class DeclaredModel(nn.Module):
         """The declared readout, where one was given.
 
         Returns:
-            The :class:`~balgrad.models.fusion.Readout`, or None.
+            The :class:`~balgrad.models.multimodal.Readout`, or None.
         """
         return None if self._readout is None else self._readout(self.model)
 

@@ -38,7 +38,7 @@ class ConcatFusion(nn.Module):
         return torch.cat(_checked(hs, self.num_modalities), dim=-1)
 
     def columns(self) -> list[slice]:
-        """Each modality's columns of the fused vector (for a :class:`Readout`).
+        """Each modality's columns of the fused vector (for a :class:`~balgrad.models.multimodal.Readout`).
 
         Returns:
             One slice per modality.

@@ -368,7 +368,7 @@ class MultimodalModel(nn.Module):
         otherwise.
 
         Returns:
-            The :class:`~balgrad.models.fusion.Readout`, or None.
+            The :class:`~balgrad.models.multimodal.Readout`, or None.
         """
         fusion = self.head.fusion
         linears = [m for m in self.head.classifier if isinstance(m, nn.Linear)]
