@@ -88,6 +88,16 @@ def load_mult_pickle(path: str | Path, skip_bad: bool = False) -> dict[str, Mose
 
     A bad record (label, id) raises a :class:`DataError` naming it; with ``skip_bad=True``
     it is dropped from every array of its split and one ``DataWarning`` counts the drops.
+
+    Args:
+        path: The pickle.
+        skip_bad: Drop bad records with a warning.
+
+    Returns:
+        The splits, by name.
+
+    Raises:
+        DataError: The file is not a valid MulT pickle.
     """
     path = Path(path)
     return _read_mult(safe_load_pickle(path), path, skip_bad, stacklevel=3)
@@ -120,6 +130,17 @@ def load_mmsa_pickle(
     models take it). ``audio_lengths`` / ``vision_lengths`` become ``lengths["audio"]`` /
     ``lengths["visual"]`` when present. ``skip_bad`` as in :func:`load_mult_pickle`; a bad
     length or BERT mask is a bad record too.
+
+    Args:
+        path: The pickle.
+        text: The text features' key.
+        skip_bad: Drop bad records with a warning.
+
+    Returns:
+        The splits, by name.
+
+    Raises:
+        DataError: The file is not a valid MMSA pickle.
     """
     if text not in ("text", "text_bert"):
         raise ValueError(f"text must be 'text' or 'text_bert', not {text!r}")
@@ -162,7 +183,11 @@ def _read_mmsa(
 class MoseiDataset:
     """A torch-style dataset over one split: item ``i`` is ``(features, label)`` with
     ``features = {"audio": (T, D) float32 tensor, "visual": ..., "text": ...}`` and
-    ``label`` a float32 scalar tensor."""
+    ``label`` a float32 scalar tensor.
+
+    Args:
+        split: One split of a loaded pickle.
+    """
 
     def __init__(self, split: MoseiSplit) -> None:
         self.split = split
@@ -387,14 +412,30 @@ def _pair(preds: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def acc2_non_negative(preds: Any, truth: Any) -> float:
-    """Binary accuracy with label >= 0 positive, every record counted (MMSA "Has0_acc_2")."""
+    """Binary accuracy with label >= 0 positive, every record counted (MMSA "Has0_acc_2").
+
+    Args:
+        preds: Predicted sentiment scores ``[N]``.
+        truth: The labels ``[N]``, in [-3, 3].
+
+    Returns:
+        The accuracy, a fraction.
+    """
     p, y = _pair(preds, truth)
     return float(np.mean((p >= 0) == (y >= 0)))
 
 
 def acc2_non_zero(preds: Any, truth: Any) -> float:
     """Binary accuracy over records whose label is not 0, > 0 positive (MMSA "Non0_acc_2",
-    MulT's ``binary_truth = test_truth[non_zeros] > 0``). NaN when every label is 0."""
+    MulT's ``binary_truth = test_truth[non_zeros] > 0``). NaN when every label is 0.
+
+    Args:
+        preds: Predicted sentiment scores ``[N]``.
+        truth: The labels ``[N]``, in [-3, 3].
+
+    Returns:
+        The accuracy, or NaN.
+    """
     p, y = _pair(preds, truth)
     keep = y != 0
     return float(np.mean((p[keep] > 0) == (y[keep] > 0))) if keep.any() else math.nan
@@ -412,34 +453,74 @@ def _weighted_f1(pred_pos: np.ndarray, true_pos: np.ndarray) -> float:
 
 
 def f1_non_negative(preds: Any, truth: Any) -> float:
-    """Weighted F1 of the :func:`acc2_non_negative` classes (MMSA "Has0_F1_score")."""
+    """Weighted F1 of the :func:`acc2_non_negative` classes (MMSA "Has0_F1_score").
+
+    Args:
+        preds: Predicted sentiment scores ``[N]``.
+        truth: The labels ``[N]``, in [-3, 3].
+
+    Returns:
+        The F1.
+    """
     p, y = _pair(preds, truth)
     return _weighted_f1(p >= 0, y >= 0)
 
 
 def f1_non_zero(preds: Any, truth: Any) -> float:
     """Weighted F1 of the :func:`acc2_non_zero` classes (MMSA "Non0_F1_score"); NaN when
-    every label is 0."""
+    every label is 0.
+
+    Args:
+        preds: Predicted sentiment scores ``[N]``.
+        truth: The labels ``[N]``, in [-3, 3].
+
+    Returns:
+        The F1, or NaN.
+    """
     p, y = _pair(preds, truth)
     keep = y != 0
     return _weighted_f1(p[keep] > 0, y[keep] > 0) if keep.any() else math.nan
 
 
 def acc7(preds: Any, truth: Any) -> float:
-    """Seven-class accuracy: both sides clipped to [-3, 3] and rounded to an integer."""
+    """Seven-class accuracy: both sides clipped to [-3, 3] and rounded to an integer.
+
+    Args:
+        preds: Predicted sentiment scores ``[N]``.
+        truth: The labels ``[N]``, in [-3, 3].
+
+    Returns:
+        The accuracy, a fraction.
+    """
     p, y = _pair(preds, truth)
     lo, hi = LABEL_RANGE
     return float(np.mean(np.round(np.clip(p, lo, hi)) == np.round(np.clip(y, lo, hi))))
 
 
 def mae(preds: Any, truth: Any) -> float:
-    """Mean absolute error."""
+    """Mean absolute error.
+
+    Args:
+        preds: Predicted sentiment scores ``[N]``.
+        truth: The labels ``[N]``, in [-3, 3].
+
+    Returns:
+        The error.
+    """
     p, y = _pair(preds, truth)
     return float(np.mean(np.abs(p - y)))
 
 
 def pearson(preds: Any, truth: Any) -> float:
-    """Pearson correlation; NaN when either side is constant."""
+    """Pearson correlation; NaN when either side is constant.
+
+    Args:
+        preds: Predicted sentiment scores ``[N]``.
+        truth: The labels ``[N]``, in [-3, 3].
+
+    Returns:
+        The correlation, or NaN.
+    """
     p, y = _pair(preds, truth)
     dp, dy = p - p.mean(), y - y.mean()
     denom = math.sqrt(float(dp @ dp) * float(dy @ dy))
@@ -447,7 +528,15 @@ def pearson(preds: Any, truth: Any) -> float:
 
 
 def sentiment_metrics(preds: Any, truth: Any) -> dict[str, float]:
-    """All of the above, keyed by name."""
+    """All of the above, keyed by name.
+
+    Args:
+        preds: Predicted sentiment scores ``[N]``.
+        truth: The labels ``[N]``, in [-3, 3].
+
+    Returns:
+        The metrics, by name.
+    """
     return {
         "acc2_non_negative": acc2_non_negative(preds, truth),
         "acc2_non_zero": acc2_non_zero(preds, truth),
@@ -478,7 +567,20 @@ _LAST: dict[tuple, dict[str, MoseiSplit]] = {}
 def find_pickle(data_dir: Path, dataset: str, fmt: str, file: str | None) -> tuple[Path, str]:
     """``(path, format)`` of the pickle to read from ``data_dir``. ``file`` names it
     (relative to ``data_dir``); else ``format`` says which names to look for (``auto``:
-    the MulT file, then ``aligned_50.pkl``, then ``unaligned_50.pkl``)."""
+    the MulT file, then ``aligned_50.pkl``, then ``unaligned_50.pkl``).
+
+    Args:
+        data_dir: The data folder.
+        dataset: The dataset, for the message.
+        fmt: ``"auto"``, ``"mult"`` or ``"mmsa"``.
+        file: The pickle's name, or None.
+
+    Returns:
+        (path, format).
+
+    Raises:
+        DataError: No pickle is found.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"{dataset}: option 'format' must be one of {FORMATS}, got {fmt!r}")
     from balgrad.data.disk.paths import FolderBoundary
@@ -521,7 +623,16 @@ def _format_of(obj: Any, path: Path) -> str:
 def read_splits(path: Path, fmt: str, skip_bad: bool) -> dict[str, MoseiSplit]:
     """The three splits of the pickle at ``path`` in format ``fmt`` (``auto``: told by its
     keys). The last file read is remembered (by path, size, mtime and inode), so building
-    train, val and test reads it once."""
+    train, val and test reads it once.
+
+    Args:
+        path: The pickle.
+        fmt: ``"auto"``, ``"mult"`` or ``"mmsa"``.
+        skip_bad: Drop bad records with a warning.
+
+    Returns:
+        The splits, by name.
+    """
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, fmt, skip_bad)
     if key not in _LAST:
@@ -540,7 +651,15 @@ def read_splits(path: Path, fmt: str, skip_bad: bool) -> dict[str, MoseiSplit]:
 def class_labels(scores: np.ndarray, mode: str) -> np.ndarray:
     """int64 classes of sentiment scores in [-3, 3]: ``acc7``: ``round(clip(y, -3, 3)) + 3``
     (0..6 for -3..3, numpy's round half to even, as :func:`acc7`); ``acc2``: 1 for
-    ``y >= 0`` (non-negative), 0 for ``y < 0``."""
+    ``y >= 0`` (non-negative), 0 for ``y < 0``.
+
+    Args:
+        scores: Sentiment scores.
+        mode: ``"acc7"`` or ``"acc2"``.
+
+    Returns:
+        The classes.
+    """
     if mode == "acc7":
         lo, hi = LABEL_RANGE
         return (np.round(np.clip(scores, lo, hi)) - lo).astype(np.int64)
@@ -666,10 +785,22 @@ class MoseiSentiment(MultimodalDataset):
             warn_duplicates(where, self.ids, stacklevel=3)  # 3: the caller of __init__
 
     def example_keys(self) -> list[str] | None:
-        """The segment ids (:mod:`balgrad.data.overlap`), or None when the pickle has none."""
+        """The segment ids (:mod:`balgrad.data.overlap`), or None when the pickle has none.
+
+        Returns:
+            The ids, or None.
+        """
         return list(self.ids) if self._named_ids else None
 
     def get(self, index: int):
+        """One example: each modality's features and length, and the class label.
+
+        Args:
+            index: Its position in the split.
+
+        Returns:
+            The :class:`~balgrad.data.base.Example`.
+        """
         from balgrad.data.base import Example
 
         if index < 0:
@@ -684,13 +815,27 @@ class MoseiSentiment(MultimodalDataset):
         return Example(inputs=inputs, label=label, index=index)
 
     def lengths(self, modality: str) -> np.ndarray:
-        """int64 ``[N]``: the real steps of each sample's ``modality`` sequence."""
+        """int64 ``[N]``: the real steps of each sample's ``modality`` sequence.
+
+        Args:
+            modality: ``text``, ``audio`` or ``visual``.
+
+        Returns:
+            The lengths.
+        """
         return self._lengths[modality].copy()
 
     def feature_std(self, modality: str) -> torch.Tensor:
         """float64 ``[F]``: each feature's std over the real steps of every sample of the
         split (population std; a constant feature gets 1, as
-        :func:`balgrad.data.kinds.feature_std` does)."""
+        :func:`balgrad.data.kinds.feature_std` does).
+
+        Args:
+            modality: ``text``, ``audio`` or ``visual``.
+
+        Returns:
+            The stds.
+        """
         if modality not in self._features:
             raise ConfigError(
                 f"{self.dataset}: no modality {modality!r} (it has {', '.join(MODALITIES)})"
