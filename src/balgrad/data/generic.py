@@ -64,9 +64,25 @@ class GenericDataset(DiskLoader):
     """The ``generic`` on-disk dataset: image and text (or the modalities an index
     declares) from one JSONL or CSV file per split (see the module docstring).
 
-    Options (``--dataset-option``): ``dataset_name``, ``task``, ``image_field``,
-    ``text_field``, ``label_field``, ``labels_field``, ``primary_metric``, ``metrics``,
-    ``classes``, ``modalities``, ``sample_rate`` and ``allow_empty_text``.
+    The options are also ``--dataset-option KEY=VALUE`` flags.
+
+    Args:
+        data_dir: The dataset's folder.
+        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
+        skip_bad: Drop bad records with one warning instead of raising.
+        allow_empty_text: Keep records whose text is empty.
+        dataset_name: The name shown in ``info`` and messages.
+        task: ``"auto"`` (multi-label when records carry ``labels_field``),
+            ``"single_label"`` or ``"multi_label"``.
+        image_field, text_field, label_field, labels_field: The records' field names.
+        primary_metric: The metric that picks the best epoch (default: the first).
+        metrics: The metrics reported (default: by task).
+        classes: The class names in index order (instead of ``classes.txt``).
+        modalities: ``{name: kind}`` of an index that declares its modalities.
+        sample_rate: Audio: every clip resampled to it (None: one rate for all).
+        audio_seconds: Audio: every clip looped or cropped to this length.
+        check_files: Check that every file exists before training.
+        workers: Threads for the up-front checks (None: a default).
     """
 
     name = NAME
@@ -210,7 +226,15 @@ class GenericDataset(DiskLoader):
 
 
 def split_file(root: Path, split: str) -> Path | None:
-    """The split's file under ``root`` (``<stem>.jsonl`` before ``<stem>.csv``), or None."""
+    """The split's file under ``root`` (``<stem>.jsonl`` before ``<stem>.csv``), or None.
+
+    Args:
+        root: The dataset root.
+        split: The canonical split.
+
+    Returns:
+        The file, or None.
+    """
     for stem in SPLIT_STEMS.get(split, (split,)):
         for ext in EXTENSIONS:
             p = root / f"{stem}{ext}"
