@@ -87,6 +87,19 @@ class CremaD(torch.utils.data.Dataset):
     repository's ``data/CREMAD``: the data folder), ``skip_bad`` (drop bad clips with one warning instead of raising), ``seed``
     (the training split's frame draws: item ``i`` of epoch ``e`` uses ``seed + e``;
     ``set_epoch`` changes ``e``). All paths stay inside ``data_dir``.
+
+    Args:
+        data_dir: The dataset's folder (every path stays inside it).
+        split: The split (``dev``/``validation`` name ``val``).
+        num_frames: Frames per clip (the official ``--fps``).
+        fps: The rate the frames were extracted at (``Image-{fps:02d}-FPS``).
+        image_size: An int or (H, W).
+        seconds: The audio length.
+        audio_dir: The WAV folder.
+        visual_dir: The folder holding ``Image-XX-FPS``.
+        csv_dir: The folder holding ``train.csv``/``test.csv``.
+        skip_bad: Drop bad clips with one warning instead of raising.
+        seed: The training split's frame draws.
     """
 
     def __init__(
@@ -345,6 +358,19 @@ class CremaDDataset(MultimodalDataset):
     (paths and sizes); ``content_files()`` lists those files, every clip's in order (more
     than one per example, so ``content_files_per_example`` is False and a subset keys on
     the files of the whole split; ``content_files_by_example()`` gives them per clip).
+
+    Args:
+        data_dir: The dataset's folder (every path stays inside it).
+        split: The split (``dev``/``validation`` name ``val``).
+        skip_bad: Drop bad clips with one warning instead of raising.
+        num_frames: Frames per clip.
+        fps: The frames' extraction rate (the ``Image-XX-FPS`` folder).
+        image_size: An int or (H, W).
+        seconds: The audio length.
+        sample_rate: The rate every clip is resampled to (None: the files' own rate).
+        frame_choice: ``"spread"`` or ``"first"`` (see above).
+        normalize: ImageNet-normalise the frames.
+        audio_dir, visual_dir, csv_dir: As :class:`CremaD` takes them.
     """
 
     content_files_per_example = False

@@ -201,6 +201,15 @@ class GenericModalDataset(MultimodalDataset):
 
     ``options``: :class:`~balgrad.data.generic.GenericDataset`'s (``image_field`` and
     ``text_field`` do not apply: the header names the columns).
+
+    Args:
+        data_dir: The dataset's folder.
+        split: The split.
+        declared: ``{name: kind}`` of the index's modalities.
+        skip_bad: Drop bad records with one warning instead of raising.
+        check_files: Check that every file exists.
+        workers: Threads for the up-front checks.
+        **options: :class:`~balgrad.data.generic.GenericDataset`'s options.
     """
 
     content_files_per_example = False  # several files an example

@@ -173,6 +173,23 @@ class KineticsSounds(MultimodalDataset):
     none), ``skip_bad``, ``seed`` (the training split's frame draws: item ``i`` of epoch
     ``e`` uses ``(seed, e, i)``; ``set_epoch`` sets ``e``). Every path stays inside
     ``data_dir``.
+
+    Args:
+        data_dir: The dataset's folder (every path stays inside it).
+        split: The split (``dev``/``validation`` name ``val``).
+        list_file: The split list (``{split}`` is filled in).
+        audio_dir: The audio folder.
+        visual_dir: The frames' folder.
+        audio_format: ``"npy"`` (spectrograms) or ``"wav"``.
+        num_frames: Frames per clip.
+        image_size: An int or (H, W).
+        normalize: ImageNet-normalise the frames.
+        seconds: The wav length.
+        sample_rate: The rate every wav must have (None: any).
+        num_classes: The number of classes.
+        classes_file: A file of the class names, one a line in label order, or None.
+        skip_bad: Drop bad clips with one warning instead of raising.
+        seed: The training split's frame draws.
     """
 
     content_files_per_example = True

@@ -695,6 +695,15 @@ class MoseiSentiment(MultimodalDataset):
     ``scores`` keeps each sample's real-valued y. The regression read-outs (MAE, Pearson
     correlation, and the acc2/acc7/F1 of a regressor's outputs) are library functions of
     this module (:func:`sentiment_metrics`); a regression trainer is not part of balgrad.
+
+    Args:
+        data_dir: The dataset's folder (every path stays inside it).
+        split: The split (``dev``/``validation`` name ``val``).
+        skip_bad: Drop bad samples with one warning instead of raising.
+        format: ``"auto"``, ``"mult"`` or ``"mmsa"``.
+        file: The pickle's name under ``data_dir``.
+        label: ``"acc7"`` or ``"acc2"`` (see above).
+        exclude_zero: Drop the samples whose score is 0.
     """
 
     dataset = "mosei"
