@@ -28,10 +28,12 @@ inside the modulation window or not. ``clip="none"`` turns it off.
 
 Blank modality (``zero``): ``"embedding"`` (default, our cheaper reading) zeroes h_m and
 re-runs only the head; ``"input"`` (the official code) re-runs the tower on a blank
-input (``TwoTowerModel.blank_embeddings``: zeros of the model's image input, the empty
-text), in eval mode, with gradients flowing through it as in the official code. The
-other modality's embedding is reused from the training forward (the official code
-re-runs it in eval mode: identical for towers without dropout or batch norm).
+input (:meth:`MultimodalModel.blank_embeddings
+<balgrad.models.multimodal.MultimodalModel.blank_embeddings>`: each modality's blank
+input of its kind, e.g. a zero image or the empty text), in eval mode, with gradients
+flowing through it as in the official code. The other modalities' embeddings are reused
+from the training forward (the official code re-runs them in eval mode: identical for
+towers without dropout or batch norm).
 
 M > 2 modalities (SPEC section 6, as the official three-modal code, ``URFunny_net.py``):
 the responses are Shapley values over the 2^M subsets S of modalities, with f(S) the
