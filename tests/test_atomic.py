@@ -38,15 +38,15 @@ WRITERS = {"write_text", "write_bytes", "savefig", "save_file", "save", "savez_c
 ATOMIC = {"atomic_path", "atomic_open", "_atomic_write"}
 #: writes that are not atomic on purpose, with the reason
 NOT_ATOMIC = {
-    ("train/metrics_log.py", "open"): "metrics.jsonl is appended; a resume cuts it back",
+    ("train/_metrics_log.py", "open"): "metrics.jsonl is appended; a resume cuts it back",
     # the generated-data caches (digits, keypad) write through CacheWriter into a temporary
     # that balgrad.atomic renames
-    ("data/cache_files.py", "savez_compressed"): "written to its own temporary, then renamed",
+    ("data/_cache_files.py", "savez_compressed"): "written to its own temporary, then renamed",
     # safetensors' save() returns bytes, which the cache writes through atomic_write
-    ("backbones/cache.py", "save"): "serialises to bytes in memory",
+    ("backbones/_cache.py", "save"): "serialises to bytes in memory",
     # torch.save into a BytesIO, whose bytes balgrad.atomic then writes (a full disk is then
     # an OSError, not torch's opaque RuntimeError)
-    ("train/checkpoint.py", "save"): "serialises to bytes in memory",
+    ("train/_checkpoint.py", "save"): "serialises to bytes in memory",
     ("integrations/hf.py", "save"): "serialises to bytes in memory",
 }
 

@@ -36,7 +36,17 @@ _MODE = 0o666 & ~_umask()
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path to write the whole of ``path`` to; renamed over ``path`` when the
-    block ends normally, removed when it raises."""
+    block ends normally, removed when it raises.
+
+    Args:
+        path: The file.
+
+    Returns:
+        A context manager giving the temporary path.
+
+    Raises:
+        WriteError: The temporary cannot be created or renamed.
+    """
     path = Path(path)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
@@ -59,23 +69,60 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator:
-    """``open(path, mode)`` whose content replaces ``path`` only once it is complete."""
+    """``open(path, mode)`` whose content replaces ``path`` only once it is complete.
+
+    Args:
+        path: The file.
+        mode: ``open``'s mode (a write mode).
+        **kwargs: ``open``'s other arguments (``encoding``...).
+
+    Returns:
+        A context manager giving the open file.
+
+    Raises:
+        WriteError: The file cannot be written.
+    """
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
         yield f
 
 
 def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, as UTF-8.
+
+    Args:
+        path: The file.
+        text: Its content.
+
+    Raises:
+        WriteError: The file cannot be written.
+    """
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically.
+
+    Args:
+        path: The file.
+        data: Its content.
+
+    Raises:
+        WriteError: The file cannot be written.
+    """
     with atomic_open(path, "wb") as f:
         f.write(data)
 
 
 def stale_temporaries(path: str | Path) -> list[Path]:
-    """Temporaries of ``path`` that a killed process left behind."""
+    """Temporaries of ``path`` that a killed process left behind.
+
+    Args:
+        path: The file.
+
+    Returns:
+        Their paths, sorted.
+    """
     path = Path(path)
     return sorted(path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"))
 

@@ -186,7 +186,17 @@ def _dotted(flag: str, metavar: str, item: str) -> tuple[str, str, Any]:
 
 def merge_modality_flags(modalities: Any, args: argparse.Namespace) -> Any:
     """A ``modalities`` mapping (a file's, or a run folder's resolved one) with the flags
-    applied: each setting a flag gives replaces the mapping's, backbone options one by one."""
+    applied: each setting a flag gives replaces the mapping's, backbone options one by one.
+
+    Args:
+        modalities: The ``modalities`` section (name -> settings); a malformed one is
+            returned as it is, for its own error.
+        args: The parsed command line (``--backbone M=NAME``, ``--noise M=LEVEL``,
+            ``--backbone-option M.KEY=VALUE`` and the image/text shorthands).
+
+    Returns:
+        The merged section.
+    """
     flags = modality_flags(args)
     if not isinstance(modalities, dict):
         return modalities  # the file's section is malformed: its own error names it

@@ -59,7 +59,15 @@ def warn(old: str, new: str, stacklevel: int = 3) -> None:
 
 class TwoTowerModel(MultimodalModel):
     """Deprecated: ``MultimodalModel({"image": image_encoder, "text": text_encoder}, ...)``,
-    which it is, key for key; it adds the positional forward of 0.1."""
+    which it is, key for key; it adds the positional forward of 0.1.
+
+    Args:
+        image_encoder: The image tower.
+        text_encoder: The text tower.
+        num_classes: Classes (or labels) of the head.
+        *args: Passed to :class:`~balgrad.models.MultimodalModel`.
+        **kwargs: Passed to :class:`~balgrad.models.MultimodalModel`.
+    """
 
     def __init__(self, image_encoder, text_encoder, num_classes: int, *args, **kwargs):
         warn(
@@ -71,6 +79,8 @@ class TwoTowerModel(MultimodalModel):
         )
 
     def forward(self, image, text=None, drop_image=None, drop_text=None, *, drop=None):
+        """The named form ``model({"image": x_v, "text": x_l}, drop)``, or 0.1's positional
+        ``model(x_v, x_l, drop_image, drop_text)`` with a DeprecationWarning."""
         if isinstance(image, Mapping) and {"image", "text"} <= image.keys():  # the named form
             return super().forward(image, drop if drop is not None else text)
         # nn.Module.__call__ and _call_impl stand between the caller and forward

@@ -121,7 +121,11 @@ class ModalitySpec(BaseModel):
     noise: float
 
     def settings(self) -> dict[str, Any]:
-        """As ``config.yaml`` records it under ``modalities.<name>``."""
+        """As ``config.yaml`` records it under ``modalities.<name>``.
+
+        Returns:
+            kind, backbone, backbone_options and noise, as JSON values.
+        """
         return self.model_dump(mode="json", exclude={"name"})
 
 
@@ -418,7 +422,21 @@ def resolve_modalities(
     - noise: ``settings[m].noise``; else the kind's default (:data:`balgrad.data._kinds.KINDS`).
 
     Every name and option is checked against its registry; a modality or a kind the
-    dataset does not declare is an error."""
+    dataset does not declare is an error.
+
+    Args:
+        dataset: The registered dataset's name.
+        data_dir: Its folder (a dataset whose data declares its modalities reads them there).
+        dataset_options: Its options.
+        settings: The user's settings by modality name (``RunConfig.modalities``).
+
+    Returns:
+        ``{modality: ModalitySpec}``, in the dataset's order.
+
+    Raises:
+        ConfigError: An unknown modality, backbone or option, a kind that differs from the
+            declared one, a modality with no backbone, or a noise level out of range.
+    """
     from balgrad.data._catalog import DATASETS
 
     meta = DATASETS.metadata(dataset)

@@ -41,7 +41,15 @@ OLD_DEFAULTS = {
 def shorthand_settings(flat: dict[str, Any], skip_defaults: bool = False) -> dict[str, dict]:
     """``{modality: {setting: value, kind: modality}}`` of flat keys (``image_noise: 0.3``
     -> ``{image: {noise: 0.3, kind: image}}``; the kind makes a dataset whose modality
-    ``image`` is of another kind an error, as the flat key always was)."""
+    ``image`` is of another kind an error, as the flat key always was).
+    Args:
+        flat: Flat keys (``image_backbone``, ``text_backbone``, ``image_noise``,
+            ``text_noise``) and their values.
+        skip_defaults: Leave out a value equal to 0.1's default (unset in a 0.1 file).
+
+    Returns:
+        The ``modalities`` settings.
+    """
     out: dict[str, dict] = {}
     for key, value in flat.items():
         if skip_defaults and value == OLD_DEFAULTS[key]:
@@ -59,7 +67,14 @@ def _spelt(key: str, value: Any) -> str:
 
 
 def flat_key_hint(values: dict[str, Any]) -> str | None:
-    """For Python callers, who get no upgrade: the new spelling of each flat key given."""
+    """For Python callers, who get no upgrade: the new spelling of each flat key given.
+
+    Args:
+        values: The options given (``RunConfig(**values)``).
+
+    Returns:
+        The message, or None when ``values`` has no flat key.
+    """
     keys = [k for k in (*FLAT_KEYS, "backbone_options") if k in values]
     if not keys:
         return None
@@ -72,7 +87,16 @@ def flat_key_hint(values: dict[str, Any]) -> str | None:
 def upgrade_config(values: dict[str, Any], source: str, *, warn: bool) -> dict[str, Any]:
     """``values`` (a YAML mapping) with the flat keys moved under ``modalities``; the
     ``modalities`` section wins where both set a modality's setting, as it always did.
-    ``warn``: a user's file (DeprecationWarning); else an old run folder's config.yaml."""
+    ``warn``: a user's file (DeprecationWarning); else an old run folder's config.yaml.
+
+    Args:
+        values: The YAML mapping, keys with underscores.
+        source: The file, for the warning.
+        warn: A user's file (warn) rather than a run folder's own ``config.yaml``.
+
+    Returns:
+        ``values`` in the current spelling.
+    """
     values = _upgrade_mslr_options(values, source, warn=warn)
     flat = {k: values[k] for k in FLAT_KEYS if k in values}
     options, has_options = values.get("backbone_options"), "backbone_options" in values
@@ -148,7 +172,14 @@ def _upgrade_mslr_options(values: dict[str, Any], source: str, *, warn: bool) ->
 def upgrade_eval(record: dict[str, Any]) -> dict[str, Any]:
     """An eval.json payload in the current schema: ``protocol.modalities`` (name -> kind)
     and ``protocol.noise`` (name -> level); an image-text record of 0.1 (no
-    ``protocol.modalities``, ``image_noise``/``text_noise`` beside them) is converted."""
+    ``protocol.modalities``, ``image_noise``/``text_noise`` beside them) is converted.
+
+    Args:
+        record: The payload as read.
+
+    Returns:
+        ``record`` itself when it is current, else a converted copy.
+    """
     protocol = record.get("protocol")
     if not isinstance(protocol, dict) or "modalities" in protocol:
         return record
@@ -167,5 +198,12 @@ def upgrade_eval(record: dict[str, Any]) -> dict[str, Any]:
 def legacy_tokenizer_file(modality: str) -> str:
     """Where a run folder written before vocabulary files were named by kind keeps
     ``modality``'s: ``tokenizer.json`` for a modality named text, else
-    ``tokenizer-<m>.json``."""
+    ``tokenizer-<m>.json``.
+
+    Args:
+        modality: The modality's name.
+
+    Returns:
+        The file name, relative to the run folder.
+    """
     return "tokenizer.json" if modality == "text" else f"tokenizer-{modality}.json"

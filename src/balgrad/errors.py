@@ -29,7 +29,12 @@ class WriteError(BalgradError, OSError):
     """A file balgrad writes could not be written (a full disk, a file-size limit, a
     read-only folder). Names the file and the system's reason; the file's old version,
     if any, is left whole (:mod:`balgrad.atomic`). An ``OSError``, so code that degrades
-    on unwritable folders (the caches) still catches it."""
+    on unwritable folders (the caches) still catches it.
+
+    Args:
+        path: The file that could not be written.
+        err: The ``OSError`` (its errno and reason are kept).
+    """
 
     def __init__(self, path: object, err: OSError) -> None:
         reason = err.strerror or str(err) or type(err).__name__

@@ -47,19 +47,45 @@ M = "{m}"
 
 def stat_name(statistic: str, modality: str | None = None) -> str:
     """The key of a statistic: ``statistic`` itself for a global one, else
-    ``<statistic>_<modality>`` (``stat_name("loss", "audio") == "loss_audio"``)."""
+    ``<statistic>_<modality>`` (``stat_name("loss", "audio") == "loss_audio"``).
+
+    Args:
+        statistic: The statistic.
+        modality: The modality, or None for a global one.
+
+    Returns:
+        The key.
+    """
     return statistic if modality is None else f"{statistic}_{modality}"
 
 
 def condition_name(action: str, modality: str) -> str:
-    """``missing_<m>``, ``noisy_<m>`` or ``only_<m>``."""
+    """``missing_<m>``, ``noisy_<m>`` or ``only_<m>``.
+
+    Args:
+        action: ``"missing"``, ``"noisy"`` or ``"only"``.
+        modality: The modality.
+
+    Returns:
+        The condition's key.
+
+    Raises:
+        ConfigError: An unknown action.
+    """
     if action not in ACTIONS:
         raise ConfigError(f"condition: unknown action {action!r}; expected one of {ACTIONS}")
     return f"{action}_{modality}"
 
 
 def parse_condition(name: str) -> tuple[str, str] | None:
-    """``(action, modality)`` of a condition key built by :func:`condition_name`, or None."""
+    """``(action, modality)`` of a condition key built by :func:`condition_name`, or None.
+
+    Args:
+        name: A key.
+
+    Returns:
+        (action, modality), or None.
+    """
     match = _CONDITION.match(name)
     return None if match is None else (match.group(1), match.group(2))
 
@@ -88,7 +114,14 @@ class Schema:
             raise ConfigError(f"{self.owner}: templates {bad} must hold {M} exactly once")
 
     def names(self, modalities: Iterable[str]) -> list[str]:
-        """Every key for these modalities: the global ones, then each template's."""
+        """Every key for these modalities: the global ones, then each template's.
+
+        Args:
+            modalities: The modality names.
+
+        Returns:
+            The keys.
+        """
         mods = tuple(modalities)
         return [*self.global_, *(t.replace(M, m) for t in self.per_modality for m in mods)]
 
@@ -97,7 +130,18 @@ class Schema:
         ``<statistic>_<modality>`` for a per-modality one (:func:`stat_name`). The one
         helper a writer and a reader of the key both go through: ConfigError for a
         statistic the schema does not declare, so a renamed statistic fails where it is
-        read instead of reading nothing."""
+        read instead of reading nothing.
+
+        Args:
+            statistic: A declared statistic.
+            modality: The modality, for a per-modality one.
+
+        Returns:
+            The key.
+
+        Raises:
+            ConfigError: The schema does not declare it.
+        """
         if modality is None:
             if statistic in self.global_:
                 return statistic
@@ -113,7 +157,16 @@ class Schema:
 def statistics(owner: str, global_: Iterable[str] = (), per_modality: Iterable[str] = ()) -> Schema:
     """A strategy's declared statistics: global names and per-modality statistics
     (``"loss"`` stands for ``loss_<m>``), added to the schemas the names are checked
-    against."""
+    against.
+
+    Args:
+        owner: The strategy's label.
+        global_: Global statistic names.
+        per_modality: Per-modality statistic names.
+
+    Returns:
+        The declared :class:`Schema`.
+    """
     schema = Schema(
         owner,
         tuple(global_),
@@ -149,14 +202,28 @@ _SCHEMAS: dict[str, Schema] = {s.owner: s for s in (PROTOCOL, PARAMETER_GROUPS, 
 
 def declare(schema: Schema) -> Schema:
     """Add ``schema`` to those every modality name is checked against (a later one of
-    the same owner replaces it)."""
+    the same owner replaces it).
+
+    Args:
+        schema: The schema.
+
+    Returns:
+        ``schema``.
+    """
     _SCHEMAS[schema.owner] = schema
     _clashes.cache_clear()
     return schema
 
 
 def modality_name_problem(name: object) -> str | None:
-    """Why ``name`` cannot be a modality name (None: it can)."""
+    """Why ``name`` cannot be a modality name (None: it can).
+
+    Args:
+        name: A candidate name.
+
+    Returns:
+        The reason, or None.
+    """
     if not isinstance(name, str):
         return f"{name!r} is not a string"
     if not _MODALITY.match(name):
@@ -199,7 +266,15 @@ def _clashes(modalities: tuple[str, ...], extra: tuple[Schema, ...]) -> tuple[st
 
 def name_clashes(modalities: Iterable[str], extra: Iterable[Schema] = ()) -> list[str]:
     """One line per key that two different things would build for these modalities,
-    under every declared schema and ``extra``."""
+    under every declared schema and ``extra``.
+
+    Args:
+        modalities: The names.
+        extra: More schemas.
+
+    Returns:
+        The clashes, one line each.
+    """
     return list(_clashes(tuple(modalities), tuple(extra)))
 
 
@@ -208,7 +283,19 @@ def check_modality_names(
 ) -> tuple[str, ...]:
     """The modality names as a tuple, or ConfigError naming ``where``, the name and the
     rule: at least two, distinct, each an ASCII identifier (:func:`modality_name_problem`),
-    and no key built from them clashing with another (:func:`name_clashes`)."""
+    and no key built from them clashing with another (:func:`name_clashes`).
+
+    Args:
+        modalities: The names.
+        where: Where they come from, for the message.
+        extra: Schemas to check against besides the declared ones.
+
+    Returns:
+        The names.
+
+    Raises:
+        ConfigError: A rule is broken.
+    """
     names = tuple(modalities)
     if len(names) < 2:
         raise ConfigError(f"{where}: need at least two modalities, got {list(names)}")
@@ -228,7 +315,11 @@ def check_modality_names(
 
 def reserved_names() -> list[str]:
     """The modality names that clash on their own with a global key of a declared
-    schema (``task``, for ``loss_task``; ``head``; ``avg``, for ``missing_avg``)."""
+    schema (``task``, for ``loss_task``; ``head``; ``avg``, for ``missing_avg``).
+
+    Returns:
+        The names, sorted.
+    """
     out: set[str] = set()
     for namespace in {s.namespace for s in _SCHEMAS.values()}:
         every = [s for s in _SCHEMAS.values() if s.namespace == namespace]

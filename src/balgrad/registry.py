@@ -88,7 +88,14 @@ _CONTAINERS = (list, tuple, dict, set, frozenset)
 
 def strict_annotation(tp: Any) -> Any:
     """``tp`` as checked here: strict booleans and integers, floats that refuse booleans,
-    and ``Any`` for what pydantic should not touch (classes, protocols, iterables)."""
+    and ``Any`` for what pydantic should not touch (classes, protocols, iterables).
+
+    Args:
+        tp: An annotation.
+
+    Returns:
+        The annotation to check with.
+    """
     try:
         if tp in _SCALARS:
             return _SCALARS[tp]
@@ -111,7 +118,14 @@ def strict_annotation(tp: Any) -> Any:
 
 
 def type_name(tp: Any) -> str:
-    """A short readable name: ``bool``, ``float | None``, ``'global' | 'per_modality'``."""
+    """A short readable name: ``bool``, ``float | None``, ``'global' | 'per_modality'``.
+
+    Args:
+        tp: An annotation.
+
+    Returns:
+        The name.
+    """
     if tp is Any:
         return "any"
     if tp is type(None):
@@ -177,7 +191,19 @@ def _adapter(tp: Any) -> TypeAdapter | None:
 
 def check_value(annotation: Any, value: Any, what: str) -> Any:
     """``value`` checked (and converted, e.g. ``"1e-3"`` -> 0.001) against ``annotation``;
-    a mismatch is a ConfigError that starts with ``what`` and names the expected type."""
+    a mismatch is a ConfigError that starts with ``what`` and names the expected type.
+
+    Args:
+        annotation: The type.
+        value: The value.
+        what: The messages' start.
+
+    Returns:
+        The converted value.
+
+    Raises:
+        ConfigError: The value does not fit.
+    """
     tp = strict_annotation(annotation)
     if tp is Any:
         return value
@@ -205,7 +231,19 @@ def check_options(
     """``options`` checked against the keyword parameters of ``target``'s signature (their
     types and ranges), as a registry checks an entry's: for options passed on to a class
     that is not registered itself (a backbone's ``frontend`` dict). ``what`` starts each
-    message."""
+    message.
+
+    Args:
+        target: A callable.
+        options: The options.
+        what: The messages' start.
+
+    Returns:
+        The converted options.
+
+    Raises:
+        ConfigError: An unknown option or a bad value.
+    """
     known, open_ended = _signature_options(target, (), False, {})
     return _checked(known, open_ended, options, what)
 
@@ -241,10 +279,12 @@ class Option:
 
     @property
     def required(self) -> bool:
+        """Whether the option has no default."""
         return self.default is REQUIRED
 
     @property
     def type_name(self) -> str:
+        """The option's type, readable (:func:`type_name`)."""
         return type_name(self.annotation)
 
     def __str__(self) -> str:
@@ -272,13 +312,23 @@ class Entry:
 
     @property
     def prefix(self) -> bool:
+        """Whether the name is a prefix (ends with ``:``, e.g. ``hf:``)."""
         return self.name.endswith(":")
 
     @property
     def display_name(self) -> str:
+        """The name as listed: a prefix shows ``<id|path>`` after its colon."""
         return self.name + "<id|path>" if self.prefix else self.name
 
     def load(self) -> Callable[..., Any]:
+        """The target, imported on first use where it was given as ``"module:attr"``.
+
+        Returns:
+            The class or factory.
+
+        Raises:
+            ConfigError: The target cannot be imported.
+        """
         if isinstance(self.target, str):
             module, _, attr = self.target.partition(":")
             try:
@@ -341,15 +391,21 @@ def _same(name: str) -> str:
 class Registry:
     """Names -> classes or factories, with typed options, aliases, presets and plug-ins.
 
-    ``noun`` names the registry in messages ("strategy", "image backbone"); ``group`` is
-    the entry-point group of third-party packages; ``metadata`` declares the registration
-    fields and their defaults (a misspelt field is an error), ``inherit`` those a preset
-    takes from its base. ``skip``: parameters the caller passes itself (not options), or
-    a function of an entry's metadata giving them. ``normalize`` maps a spelling to its
-    key. ``check(name, obj)`` vets what an entry built, ``check_metadata(name, metadata)``
-    a registration; ``adopt(obj)`` says whether a plug-in object registered without the
-    decorator belongs here. ``builtins``: modules whose import registers more built-ins,
-    imported on first lookup.
+    Args:
+        noun: Names the registry in messages ("strategy", "image backbone").
+        group: The entry-point group of third-party packages (plug-ins).
+        metadata: The registration fields and their defaults (a misspelt field is an
+            error).
+        inherit: The fields a preset takes from its base.
+        skip: Parameters the caller passes itself (not options), or a function of an
+            entry's metadata giving them.
+        normalize: Maps a spelling to its key.
+        name_error: The exception raised for a bad or unknown name (ConfigError).
+        check: ``check(name, obj)`` vets what an entry built.
+        check_metadata: ``check_metadata(name, metadata)`` vets a registration.
+        adopt: ``adopt(obj)`` says whether a plug-in object registered without the
+            decorator belongs here.
+        builtins: Modules whose import registers more built-ins, imported on first lookup.
     """
 
     def __init__(
@@ -398,7 +454,23 @@ class Registry:
         """Register ``target`` (a class, a factory, or ``"module:attr"``) under ``name``;
         without ``target`` a decorator. A name ending in ``:`` is a prefix. ``options_from``:
         a callable whose signature lists the options instead of the target's; ``bind``:
-        keyword arguments always passed to the target (hidden from the options)."""
+        keyword arguments always passed to the target (hidden from the options).
+
+        Args:
+            name: The name.
+            target: The class, factory or ``"module:attr"``; omitted, a decorator is
+                returned.
+            aliases: Other spellings.
+            options_from: A callable whose signature lists the options.
+            bind: Keyword arguments always passed.
+            **metadata: Registration fields (see the registry's ``metadata``).
+
+        Returns:
+            ``target``, or a decorator.
+
+        Raises:
+            ConfigError: The name is taken, or a field is unknown or bad.
+        """
 
         def add(obj: Any) -> Any:
             meta = self._metadata(name, metadata)
@@ -417,7 +489,18 @@ class Registry:
         aliases: Iterable[str] = (),
         **metadata: Any,
     ) -> None:
-        """``name`` is ``base`` with ``options`` fixed (they stay overridable)."""
+        """``name`` is ``base`` with ``options`` fixed (they stay overridable).
+
+        Args:
+            name: The preset's name.
+            base: A registered name.
+            options: The option values it fixes.
+            aliases: Other spellings.
+            **metadata: Registration fields (those ``inherit`` names come from the base).
+
+        Raises:
+            ConfigError: An unknown base, option or field, or a bad value.
+        """
         parent, _ = self.resolve(base)
         fixed = {**parent.fixed, **self._validate(parent, base, options)}
         inherited = {k: v for k, v in parent.metadata.items() if k in self._inherit}
@@ -427,13 +510,22 @@ class Registry:
         self._add(entry, aliases)
 
     def alias(self, alias: str, name: str) -> None:
-        """Another spelling of the registered ``name``."""
+        """Another spelling of the registered ``name``.
+
+        Args:
+            alias: The other spelling.
+            name: A registered name.
+        """
         entry, key = self.get(name), self._normalize(alias)
         self._aliases[key] = entry.name
         entry.aliases = (*entry.aliases, key)
 
     def unregister(self, name: str) -> None:
-        """Forget ``name`` and its aliases (tests, interactive sessions)."""
+        """Forget ``name`` and its aliases (tests, interactive sessions).
+
+        Args:
+            name: The name.
+        """
         key = self._normalize(name)
         self._entries.pop(key, None)
         self._option_cache.pop(key, None)
@@ -490,7 +582,17 @@ class Registry:
         return self._aliases.get(key, key), None
 
     def resolve(self, name: str) -> tuple[Entry, str | None]:
-        """(entry, what follows a prefix's colon or None); unknown names raise."""
+        """(entry, what follows a prefix's colon or None); unknown names raise.
+
+        Args:
+            name: A name, alias or prefixed name.
+
+        Returns:
+            The entry and the prefix's rest.
+
+        Raises:
+            ConfigError: An unknown name.
+        """
         self._ensure_builtins()
         key, rest = self._key(name)
         entry = self._entries.get(key)
@@ -514,6 +616,17 @@ class Registry:
         return entry, rest
 
     def get(self, name: str) -> Entry:
+        """The entry of a name, alias or prefixed name.
+
+        Args:
+            name: The name.
+
+        Returns:
+            The entry.
+
+        Raises:
+            ConfigError: An unknown name (the message lists the known ones).
+        """
         return self.resolve(name)[0]
 
     def __contains__(self, name: object) -> bool:
@@ -524,14 +637,36 @@ class Registry:
         return True
 
     def canonical(self, name: str) -> str:
-        """The registered key of ``name`` (an alias resolved; ``"hf:"`` for ``"hf:bert"``)."""
+        """The registered key of ``name`` (an alias resolved; ``"hf:"`` for ``"hf:bert"``).
+
+        Args:
+            name: A name or alias.
+
+        Returns:
+            The key.
+        """
         return self.get(name).name
 
     def metadata(self, name: str) -> dict[str, Any]:
+        """A registered name's registration fields.
+
+        Args:
+            name: The name.
+
+        Returns:
+            A copy of its metadata.
+        """
         return dict(self.get(name).metadata)
 
     def entries(self, plugins: bool = True) -> list[Entry]:
-        """Every entry, built-ins first, then (``plugins``) those of the installed plug-ins."""
+        """Every entry, built-ins first, then (``plugins``) those of the installed plug-ins.
+
+        Args:
+            plugins: Include the installed plug-ins' entries.
+
+        Returns:
+            The entries.
+        """
         self._ensure_builtins()
         for key in list(self._entry_points()) if plugins else ():
             if key not in self._entries:
@@ -542,6 +677,14 @@ class Registry:
         return list(self._entries.values())
 
     def names(self, aliases: bool = False) -> list[str]:
+        """Every registered name, plug-ins included.
+
+        Args:
+            aliases: Add the aliases.
+
+        Returns:
+            The names.
+        """
         names = [e.name for e in self.entries()]
         return names + list(self._aliases) if aliases else names
 
@@ -604,21 +747,64 @@ class Registry:
         return self._option_cache[entry.name]
 
     def options(self, name: str) -> dict[str, Option]:
-        """``{option: Option(type, default)}`` of ``name`` (a preset's fixed values as defaults)."""
+        """``{option: Option(type, default)}`` of ``name`` (a preset's fixed values as defaults).
+
+        Args:
+            name: A registered name.
+
+        Returns:
+            The options.
+        """
         return self.entry_options(self.get(name))
 
     def entry_options(self, entry: Entry) -> dict[str, Option]:
+        """An entry's options, read from its target's signature.
+
+        Args:
+            entry: An entry.
+
+        Returns:
+            ``{option: Option}``.
+        """
         return dict(self._options(entry)[0])
 
     def defaults(self, name: str) -> dict[str, Any]:
+        """Each option's default (a preset's fixed values included).
+
+        Args:
+            name: A registered name.
+
+        Returns:
+            ``{option: default}``.
+        """
         return {k: o.default for k, o in self.options(name).items()}
 
     def accepts(self, name: str, option: str) -> bool:
+        """Whether ``name`` takes ``option`` (or takes any keyword).
+
+        Args:
+            name: A registered name.
+            option: An option name.
+
+        Returns:
+            True when it does.
+        """
         opts, open_ended = self._options(self.get(name))
         return option in opts or open_ended
 
     def validate(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
-        """``options`` checked against ``name``'s signature, converted to their types."""
+        """``options`` checked against ``name``'s signature, converted to their types.
+
+        Args:
+            name: A registered name.
+            options: The options.
+
+        Returns:
+            The converted options.
+
+        Raises:
+            ConfigError: An unknown option or a bad value.
+        """
         return self._validate(self.get(name), name, options)
 
     def _validate(self, entry: Entry, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -627,7 +813,19 @@ class Registry:
 
     # -- creation -----------------------------------------------------------------------
     def create(self, name: str, /, *args: Any, **options: Any) -> Any:
-        """``name``'s target called with ``args`` and the validated ``options``."""
+        """``name``'s target called with ``args`` and the validated ``options``.
+
+        Args:
+            name: A registered name.
+            *args: Positional arguments for the target.
+            **options: The options, checked against the target's signature.
+
+        Returns:
+            What the target built.
+
+        Raises:
+            ConfigError: An unknown name or option, or a bad value.
+        """
         return self.build(name, args, options=options)
 
     def build(
@@ -638,7 +836,17 @@ class Registry:
         options: Mapping[str, Any] | None = None,
     ) -> Any:
         """Like :meth:`create`, with ``kwargs`` the caller's own (unchecked) arguments
-        kept apart from the user's ``options`` (e.g. a dataset's ``skip_bad``)."""
+        kept apart from the user's ``options`` (e.g. a dataset's ``skip_bad``).
+
+        Args:
+            name: A registered name.
+            args: Positional arguments for the target.
+            kwargs: The caller's own keyword arguments (not checked).
+            options: The user's options (checked).
+
+        Returns:
+            What the target built.
+        """
         entry, rest = self.resolve(name)
         values = {**entry.fixed, **self._validate(entry, name, options or {})}
         lead = (rest,) if entry.prefix else ()

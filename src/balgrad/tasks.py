@@ -17,6 +17,17 @@ TASKS = ("single_label", "multi_label")
 
 
 def check_task(task: str) -> TaskKind:
+    """Check a task name.
+
+    Args:
+        task: The name.
+
+    Returns:
+        The name.
+
+    Raises:
+        ConfigError: Not ``"single_label"`` or ``"multi_label"``.
+    """
     if task not in TASKS:
         raise ConfigError(f"task: unknown task {task!r}; expected one of {TASKS}")
     return task  # type: ignore[return-value]
@@ -24,7 +35,16 @@ def check_task(task: str) -> TaskKind:
 
 def check_target_shape(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> None:
     """Raise a DataError naming the problem when ``target``'s shape or dtype does not fit
-    ``logits`` (no tensor value is read: no host sync; :func:`screen_target` checks values)."""
+    ``logits`` (no tensor value is read: no host sync; :func:`screen_target` checks values).
+
+    Args:
+        logits: The logits ``[B, C]``.
+        target: The labels.
+        task: ``"single_label"`` or ``"multi_label"``.
+
+    Raises:
+        DataError: The shape or dtype does not fit.
+    """
     if task == "single_label":
         if target.dim() != 1 or target.shape[0] != logits.shape[0]:
             raise DataError(
@@ -50,6 +70,14 @@ def screen_target(
     the target with single-label indices clamped into range, so that the losses can be
     computed (an out-of-range index would stop a CUDA device with an assert) until the
     check raises.
+
+    Args:
+        logits: The logits ``[B, C]``.
+        target: The labels.
+        task: ``"single_label"`` or ``"multi_label"``.
+
+    Returns:
+        (usable, ok, bad_value, message).
     """
     if target.numel() == 0:
         return (
@@ -78,16 +106,40 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 def widen(t: torch.Tensor) -> torch.Tensor:
     """float32 for a half-precision tensor, else itself: losses, probabilities, norms and
     inner products lose too much in float16/bfloat16 (autocast); gradients still flow
-    back in the tensor's own dtype."""
+    back in the tensor's own dtype.
+
+    Args:
+        t: A tensor.
+
+    Returns:
+        The tensor, at least float32 where it was half precision.
+    """
     return t.float() if t.dtype in LOW_PRECISION else t
 
 
 def format_label(value: float) -> str:
+    """A label for a message: ``3`` for an integral value, else its repr.
+
+    Args:
+        value: The label.
+
+    Returns:
+        The text.
+    """
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def task_loss(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> torch.Tensor:
-    """The task loss ℓ: mean cross-entropy, or mean binary cross-entropy over labels."""
+    """The task loss ℓ: mean cross-entropy, or mean binary cross-entropy over labels.
+
+    Args:
+        logits: ``[B, C]``.
+        target: Class indices ``[B]`` or multi-hot ``[B, C]``.
+        task: ``"single_label"`` or ``"multi_label"``.
+
+    Returns:
+        ℓ, 0-d.
+    """
     logits = widen(logits)
     if task == "single_label":
         return F.cross_entropy(logits, target)
@@ -97,7 +149,17 @@ def task_loss(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> tor
 def symmetric_kl(
     logits_a: torch.Tensor, logits_b: torch.Tensor, task: TaskKind, temperature: float = 1.0
 ) -> torch.Tensor:
-    """D = KL(p_a || p_b) + KL(p_b || p_a), batch mean (SPEC section 2)."""
+    """D = KL(p_a || p_b) + KL(p_b || p_a), batch mean (SPEC section 2).
+
+    Args:
+        logits_a: z_a ``[B, C]``.
+        logits_b: z_b ``[B, C]``.
+        task: ``"single_label"`` (softmax) or ``"multi_label"`` (per-label Bernoulli).
+        temperature: τ: p = softmax(z / τ).
+
+    Returns:
+        D, 0-d.
+    """
     za, zb = widen(logits_a) / temperature, widen(logits_b) / temperature
     if task == "single_label":
         la, lb = F.log_softmax(za, dim=-1), F.log_softmax(zb, dim=-1)
@@ -112,7 +174,16 @@ def symmetric_kl(
 
 
 def true_class_prob(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) -> torch.Tensor:
-    """Per-sample probability of the true label (multi-label: mean prob of the true state)."""
+    """Per-sample probability of the true label (multi-label: mean prob of the true state).
+
+    Args:
+        logits: ``[B, C]``.
+        target: The labels.
+        task: ``"single_label"`` or ``"multi_label"``.
+
+    Returns:
+        ``[B]``.
+    """
     logits = widen(logits)
     if task == "single_label":
         return F.softmax(logits, dim=-1).gather(-1, target.view(-1, 1)).squeeze(-1)
@@ -122,6 +193,15 @@ def true_class_prob(logits: torch.Tensor, target: torch.Tensor, task: TaskKind) 
 
 
 def check_finite(name: str, value: torch.Tensor) -> None:
+    """Check now (a host sync) that a value is finite.
+
+    Args:
+        name: The value's name, for the message.
+        value: The value.
+
+    Raises:
+        NonFiniteLossError: An entry is NaN or infinite.
+    """
     if not torch.isfinite(value).all():
         raise NonFiniteLossError(
             f"{name} is not finite ({value.detach().flatten()[:4].tolist()}); "

@@ -48,7 +48,15 @@ def _check_scale(scale: str) -> None:
 
 
 def hz_to_mel(freq: torch.Tensor, scale: str = "slaney") -> torch.Tensor:
-    """Frequencies in Hz -> mels on the named scale."""
+    """Frequencies in Hz -> mels on the named scale.
+
+    Args:
+        freq: Frequencies in Hz.
+        scale: ``"slaney"`` or ``"htk"``.
+
+    Returns:
+        Mels, float64.
+    """
     _check_scale(scale)
     freq = torch.as_tensor(freq, dtype=torch.float64)
     if scale == "htk":
@@ -58,7 +66,15 @@ def hz_to_mel(freq: torch.Tensor, scale: str = "slaney") -> torch.Tensor:
 
 
 def mel_to_hz(mel: torch.Tensor, scale: str = "slaney") -> torch.Tensor:
-    """Mels on the named scale -> Hz (the inverse of :func:`hz_to_mel`)."""
+    """Mels on the named scale -> Hz (the inverse of :func:`hz_to_mel`).
+
+    Args:
+        mel: Mels.
+        scale: ``"slaney"`` or ``"htk"``.
+
+    Returns:
+        Hz, float64.
+    """
     _check_scale(scale)
     mel = torch.as_tensor(mel, dtype=torch.float64)
     if scale == "htk":
@@ -70,7 +86,17 @@ def mel_to_hz(mel: torch.Tensor, scale: str = "slaney") -> torch.Tensor:
 def mel_center_frequencies(
     n_mels: int, f_min: float, f_max: float, scale: str = "slaney"
 ) -> torch.Tensor:
-    """The ``n_mels + 2`` band edges in Hz, evenly spaced in mel; band i peaks at edge i+1."""
+    """The ``n_mels + 2`` band edges in Hz, evenly spaced in mel; band i peaks at edge i+1.
+
+    Args:
+        n_mels: The number of bands.
+        f_min: The lowest frequency in Hz.
+        f_max: The highest.
+        scale: ``"slaney"`` or ``"htk"``.
+
+    Returns:
+        ``[n_mels + 2]`` frequencies in Hz.
+    """
     lo, hi = hz_to_mel(torch.tensor(f_min), scale), hz_to_mel(torch.tensor(f_max), scale)
     return mel_to_hz(torch.linspace(float(lo), float(hi), n_mels + 2, dtype=torch.float64), scale)
 
@@ -91,6 +117,19 @@ def mel_filterbank(
     :func:`mel_center_frequencies`), evaluated at the bin frequencies. ``norm="slaney"``
     scales each band by ``2 / (edge[i+2] - edge[i])`` (constant energy per band);
     ``norm=None`` leaves peaks at 1. Same construction as ``librosa.filters.mel``.
+
+    Args:
+        sample_rate: The rate in Hz.
+        n_fft: The FFT size.
+        n_mels: The number of bands.
+        f_min: The lowest frequency in Hz.
+        f_max: The highest (default: Nyquist).
+        scale: ``"slaney"`` or ``"htk"``.
+        norm: ``"slaney"`` or None.
+        dtype: The result's dtype.
+
+    Returns:
+        The filters ``[n_mels, n_fft // 2 + 1]``.
     """
     f_max = sample_rate / 2.0 if f_max is None else float(f_max)
     if n_mels < 1:
@@ -116,13 +155,27 @@ def mel_filterbank(
 class LogSpectrogram(nn.Module):
     """Waveform ``[B, T]`` or ``[B, C, T]`` -> ``[B, 1 or C, F, frames]``, log-scaled.
 
-    Options: ``sample_rate`` (16000), ``kind`` (``"mel"``: log-mel, F = ``n_mels``;
-    ``"stft"``: log of the plain spectrogram, F = ``n_fft // 2 + 1``), ``n_fft`` (512),
-    ``hop_length`` (``n_fft // 4``), ``win_length`` (``n_fft``), ``n_mels`` (64),
-    ``f_min`` (0), ``f_max`` (Nyquist), ``mel_scale`` (``"slaney"`` or ``"htk"``),
-    ``mel_norm`` (``"slaney"`` or None), ``power`` (2: power, 1: magnitude), ``eps``
-    (1e-6, added before the log), ``center`` (True), ``pad_mode`` (``"constant"``).
     Works in the dtype of the input (float32 or float64).
+
+    Args:
+        sample_rate: The waveforms' rate in Hz (16000).
+        kind: ``"mel"`` (log-mel, F = ``n_mels``) or ``"stft"`` (log of the plain
+            spectrogram, F = ``n_fft // 2 + 1``).
+        n_fft: The FFT size (512).
+        hop_length: The hop between frames (default ``n_fft // 4``).
+        win_length: The window length (default ``n_fft``).
+        n_mels: The mel bands (64).
+        f_min: The lowest frequency in Hz (0).
+        f_max: The highest (default: Nyquist).
+        mel_scale: ``"slaney"`` or ``"htk"``.
+        mel_norm: ``"slaney"`` (area-normalised bands) or None.
+        power: 2 for the power spectrogram, 1 for the magnitude.
+        eps: Added before the log (1e-6).
+        center: Pad the waveform so that frames are centred (True).
+        pad_mode: The padding's mode (``"constant"``).
+
+    Raises:
+        ConfigError: A bad option (an unknown ``kind``, ``n_fft < 2``...).
     """
 
     def __init__(
@@ -188,6 +241,17 @@ class LogSpectrogram(nn.Module):
         return math.log(self.eps)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """The log spectrogram of a batch of waveforms.
+
+        Args:
+            wave: ``[B, T]`` or ``[B, C, T]``, floating point.
+
+        Returns:
+            ``[B, 1 or C, F, frames]``.
+
+        Raises:
+            ConfigError: Another shape, or an integer waveform.
+        """
         if wave.dim() not in (2, 3):
             raise ConfigError(
                 f"LogSpectrogram: expected a waveform [B, T] or [B, C, T], got shape "

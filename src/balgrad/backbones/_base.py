@@ -30,14 +30,33 @@ class ImageEncoder(nn.Module):
     trainable: bool = True
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        """One raw image ``[C, H, W]`` in [0, 1] -> one model input of fixed shape."""
+        """One raw image ``[C, H, W]`` in [0, 1] -> one model input of fixed shape.
+
+        Args:
+            image: ``[C, H, W]`` in [0, 1].
+
+        Returns:
+            The model input.
+        """
         raise NotImplementedError
 
     def blank_image(self) -> torch.Tensor:
-        """A missing image on the raw scale (all zeros, 3 channels), before ``preprocess``."""
+        """A missing image on the raw scale (all zeros, 3 channels), before ``preprocess``.
+
+        Returns:
+            A ``[3, 32, 32]`` zero image.
+        """
         return torch.zeros(3, 32, 32)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Embed a batch of preprocessed images.
+
+        Args:
+            pixels: ``[B, C, H, W]``, as :meth:`preprocess` makes them.
+
+        Returns:
+            ``[B, out_dim]``.
+        """
         raise NotImplementedError
 
 
@@ -55,15 +74,37 @@ class TextEncoder(nn.Module):
     pad_id: int = 0
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Strings -> ``{"input_ids": [B, T] int64, "attention_mask": [B, T] int64}``."""
+        """Strings -> ``{"input_ids": [B, T] int64, "attention_mask": [B, T] int64}``.
+
+        Args:
+            texts: The strings.
+
+        Returns:
+            The token ids and attention mask.
+        """
         raise NotImplementedError
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover
+        """Embed a batch of tokenised texts.
+
+        Args:
+            tokens: What :meth:`tokenize` returns.
+
+        Returns:
+            ``[B, out_dim]``.
+        """
         raise NotImplementedError
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """Turn off gradients and put the module in eval mode (dropout off) for good."""
+    """Turn off gradients and put the module in eval mode (dropout off) for good.
+
+    Args:
+        module: The module.
+
+    Returns:
+        ``module``, frozen (``trainable = False``).
+    """
     for p in module.parameters():
         p.requires_grad_(False)
     module.eval()

@@ -76,6 +76,9 @@ class FeatureCache:
     ``hits``, ``misses`` and ``corrupt`` (unreadable or mismatched entries, counted among
     the misses) count lookups since construction. (For no disk cache at all, give the
     pipeline ``cache=None``.)
+
+    Args:
+        root: The cache's folder (created on the first write).
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -91,13 +94,35 @@ class FeatureCache:
 
     @staticmethod
     def key(**parts: Any) -> str:
-        """sha256 (hex) over the sorted key parts; order of arguments does not matter."""
+        """sha256 (hex) over the sorted key parts; order of arguments does not matter.
+
+        Args:
+            **parts: What identifies the features (backbone, options, dataset, split...):
+                JSON-serialisable values.
+
+        Returns:
+            The key.
+
+        Raises:
+            ValueError: No parts.
+        """
         if not parts:
             raise ValueError("FeatureCache.key needs at least one part")
         blob = json.dumps(_canonical(parts, "key"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def path(self, key: str) -> Path:
+        """The file of a key's entry.
+
+        Args:
+            key: A :meth:`key`.
+
+        Returns:
+            ``root/<first two hex digits>/<key>.safetensors``.
+
+        Raises:
+            ValueError: ``key`` is not a sha256 hex string.
+        """
         if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
             raise ValueError(f"not a cache key (expected a sha256 hex string): {key!r}")
         return self.root / key[:2] / f"{key}.safetensors"
@@ -105,7 +130,14 @@ class FeatureCache:
     def content_digest(self, dataset: Any) -> str | None:
         """sha256 over the content of ``dataset.content_files()`` (its images), or None
         when it has none (its fingerprint alone identifies its content). Remembered per
-        dataset object; the files' hashes are remembered across runs by stat key."""
+        dataset object; the files' hashes are remembered across runs by stat key.
+
+        Args:
+            dataset: A dataset (its ``content_files()``, if any).
+
+        Returns:
+            The hex digest, or None.
+        """
         files_of = getattr(dataset, "content_files", None)
         files = files_of() if callable(files_of) else None
         if files is None:
@@ -153,7 +185,15 @@ class FeatureCache:
     def get(self, key: str, expect: Mapping[str, Any] | None = None) -> torch.Tensor | None:
         """The cached features, or None on a miss (absent, unreadable, damaged, or with
         metadata that differs from ``expect``: every item of ``expect`` must equal the
-        stored one, and its ``shape``, if given, the features' shape)."""
+        stored one, and its ``shape``, if given, the features' shape).
+
+        Args:
+            key: A :meth:`key`.
+            expect: Metadata the entry must carry.
+
+        Returns:
+            The features, or None.
+        """
         features = self._load(key, expect)
         if features is None:
             self.misses += 1
@@ -165,7 +205,16 @@ class FeatureCache:
     def put(self, key: str, features: torch.Tensor, meta: Mapping[str, Any] | None = None) -> Path:
         """Store ``features`` (detached, CPU, contiguous) with ``meta``; atomic. The stored
         metadata adds the features' shape, dtype and sha256. Raises ``OSError`` when the
-        cache cannot be written (see :meth:`get_or_compute`, which does not)."""
+        cache cannot be written (see :meth:`get_or_compute`, which does not).
+
+        Args:
+            key: A :meth:`key`.
+            features: The features.
+            meta: Metadata to store.
+
+        Returns:
+            The entry's path.
+        """
         p, blob, sidecar = self._entry(key, features, meta)
         p.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(p, lambda f: f.write(blob))
@@ -192,7 +241,16 @@ class FeatureCache:
         self, key: str, compute: Callable[[], torch.Tensor], meta: Mapping[str, Any] | None = None
     ) -> torch.Tensor:
         """``get(key, expect=meta)``, or ``compute()`` then store it with ``meta`` on a miss.
-        A cache that cannot be written warns once and is not written again."""
+        A cache that cannot be written warns once and is not written again.
+
+        Args:
+            key: A :meth:`key`.
+            compute: Computes the features on a miss.
+            meta: Metadata stored with them and expected of a hit.
+
+        Returns:
+            The features.
+        """
         cached = self.get(key, expect=meta)
         if cached is not None:
             return cached

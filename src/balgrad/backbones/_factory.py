@@ -129,12 +129,36 @@ def register_backbone(
 ):
     """Add a backbone of modality ``kind`` (``image``, ``text``, ``audio``, ``video``,
     ``features``; a decorator without ``builder``). Registration fields: ``description``,
-    ``pretrained`` and, for text, ``fits_vocabulary``; an unknown kind is a ConfigError."""
+    ``pretrained`` and, for text, ``fits_vocabulary``; an unknown kind is a ConfigError.
+
+    Args:
+        kind: The modality kind.
+        name: The backbone's name.
+        builder: A callable returning the encoder from its options; omitted, the
+            function returns a decorator.
+        description: A one-line description (``balgrad list``).
+        **metadata: Further registration fields.
+
+    Returns:
+        ``builder``, or a decorator that registers one.
+    """
     return _kind_registry(kind).register(name, builder, description=description, **metadata)
 
 
 def create_backbone(kind: str, name: str, **options: Any) -> nn.Module:
-    """A backbone of modality ``kind`` by name, e.g. ``create_backbone("audio", "resnet18")``."""
+    """A backbone of modality ``kind`` by name, e.g. ``create_backbone("audio", "resnet18")``.
+
+    Args:
+        kind: ``image``, ``text``, ``audio``, ``video`` or ``features``.
+        name: The backbone's registered name (:func:`list_backbones`).
+        **options: The backbone's options.
+
+    Returns:
+        The encoder (with an ``out_dim`` attribute).
+
+    Raises:
+        ConfigError: An unknown kind, name or option, or a bad value.
+    """
     return _kind_registry(kind).create(name, **options)
 
 
@@ -146,6 +170,11 @@ def _registrar(tower: str) -> Callable[..., Any]:
         f"Add a {tower} backbone (a decorator without ``builder``). A name ending in ``:`` "
         "is a prefix: the builder gets the rest of the name first. Registration fields: "
         "``description``, ``pretrained``" + (", ``fits_vocabulary``." if tower == "text" else ".")
+    ) + (
+        "\n\nArgs:\n    name: The backbone's name.\n    builder: Returns the encoder from its "
+        "options; omitted, a decorator is returned.\n    description: A one-line description."
+        "\n    **metadata: Further registration fields.\n\nReturns:\n    ``builder``, or a "
+        "decorator that registers one."
     )
     return register
 
@@ -155,18 +184,44 @@ register_text_backbone = _registrar("text")
 
 
 def create_image_encoder(name: str, **options) -> ImageEncoder:
-    """An image encoder by name: ``cnn``, ``efficientnet-lite0``, ``hf:<id|path>``, ``clip:<id|path>``."""
+    """An image encoder by name: ``cnn``, ``efficientnet-lite0``, ``hf:<id|path>``, ``clip:<id|path>``.
+
+    Args:
+        name: The backbone's name.
+        **options: Its options.
+
+    Returns:
+        The encoder.
+
+    Raises:
+        ConfigError: An unknown name or option.
+    """
     return IMAGE_BACKBONES.create(name, **options)
 
 
 def create_text_encoder(name: str, **options) -> TextEncoder:
-    """A text encoder by name: ``small`` / ``words``, ``minilm``, ``hf:<id|path>``, ``clip:<id|path>``."""
+    """A text encoder by name: ``small`` / ``words``, ``minilm``, ``hf:<id|path>``, ``clip:<id|path>``.
+
+    Args:
+        name: The backbone's name.
+        **options: Its options.
+
+    Returns:
+        The encoder.
+
+    Raises:
+        ConfigError: An unknown name or option.
+    """
     return TEXT_BACKBONES.create(name, **options)
 
 
 def list_backbones() -> dict[str, dict[str, str]]:
     """``{kind: {name: description}}`` for every kind (image, text, audio, video,
-    features), aliases included."""
+    features), aliases included.
+
+    Returns:
+        The descriptions, by kind and name.
+    """
     out: dict[str, dict[str, str]] = {}
     for tower, registry in BACKBONES.items():
         entries = {e.display_name: e.metadata["description"] for e in registry.entries()}
@@ -357,7 +412,18 @@ def check_sample_rate(
     modality: str, kind: str, name: str, options: dict[str, Any], data_rate: int | None
 ) -> None:
     """ConfigError when ``modality``'s backbone ``name`` (given ``options``) assumes a sample
-    rate other than the data's ``data_rate`` (None: the data declares none: no check)."""
+    rate other than the data's ``data_rate`` (None: the data declares none: no check).
+
+    Args:
+        modality: The modality, for the message.
+        kind: Its backbone kind (``audio``...).
+        name: The backbone.
+        options: Its options.
+        data_rate: The data's sample rate in Hz, or None.
+
+    Raises:
+        ConfigError: The rates differ.
+    """
     declared = BACKBONES[kind].metadata(name).get("sample_rate")
     if declared is None or data_rate is None:
         return

@@ -16,6 +16,16 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
 
     Grayscale is repeated to RGB, an alpha channel is dropped, and RGB becomes grayscale
     with the ITU-R 601 luma weights when ``channels == 1``.
+
+    Args:
+        image: The image.
+        channels: 1 or 3.
+
+    Returns:
+        ``[channels, H, W]``.
+
+    Raises:
+        BackboneError: Not a 2-D or 3-D tensor, or an unsupported channel count.
     """
     if image.dim() == 2:
         image = image.unsqueeze(0)
@@ -37,7 +47,15 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of one ``[C, H, W]`` image (antialiased when shrinking)."""
+    """Bilinear resize of one ``[C, H, W]`` image (antialiased when shrinking).
+
+    Args:
+        image: ``[C, H, W]``.
+        size: (h, w).
+
+    Returns:
+        ``[C, h, w]``, float.
+    """
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     out = F.interpolate(
@@ -47,14 +65,30 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def resize_shortest(image: torch.Tensor, shortest: int) -> torch.Tensor:
-    """Resize so that the shorter side is ``shortest`` (aspect kept)."""
+    """Resize so that the shorter side is ``shortest`` (aspect kept).
+
+    Args:
+        image: ``[C, H, W]``.
+        shortest: The shorter side's new length.
+
+    Returns:
+        The resized image.
+    """
     h, w = image.shape[-2:]
     scale = shortest / min(h, w)
     return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
 def center_crop(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Center crop ``[C, H, W]`` to ``size``, zero-padding where the image is smaller."""
+    """Center crop ``[C, H, W]`` to ``size``, zero-padding where the image is smaller.
+
+    Args:
+        image: ``[C, H, W]``.
+        size: (h, w).
+
+    Returns:
+        ``[C, h, w]``.
+    """
     th, tw = size
     h, w = image.shape[-2:]
     if h < th or w < tw:

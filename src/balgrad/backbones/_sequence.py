@@ -36,6 +36,12 @@ def clean_features(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     MOSEI's COVAREP audio features are -inf where a descriptor is undefined (log of a zero
     energy, unvoiced frames); MulT, BalanceBenchmark and CGGM replace those by 0 before
     training, and 0 is also what the padding holds, so a cleaned entry reads as "no value".
+
+    Args:
+        x: Features.
+
+    Returns:
+        The cleaned copy, of ``x``'s kind.
     """
     if isinstance(x, torch.Tensor):
         return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
@@ -55,7 +61,18 @@ def _sinusoids(length: int, dim: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def split_input(inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features [B, L, F], lengths [B] int64)`` from any accepted input form."""
+    """``(features [B, L, F], lengths [B] int64)`` from any accepted input form.
+
+    Args:
+        inputs: A tensor ``[B, L, F]`` or a mapping with ``"features"`` and
+            ``"lengths"`` or ``"mask"``.
+
+    Returns:
+        The features and lengths.
+
+    Raises:
+        ConfigError: Another form, or a mask or lengths of the wrong shape.
+    """
     if isinstance(inputs, torch.Tensor):
         feats, lengths, mask = inputs, None, None
     elif isinstance(inputs, Mapping) and "features" in inputs:
@@ -96,13 +113,20 @@ def split_input(inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
 class SequenceEncoder(KeepFrozen, nn.Module):
     """A GRU or a small Transformer over a feature sequence, pooled to ``[B, out_dim]``.
 
-    Options: ``in_features`` (F, required), ``kind`` (``"gru"``: the last hidden state of
-    each real step sequence, both directions concatenated when ``bidirectional``;
-    ``"transformer"``: a linear projection, fixed sinusoidal positions, pre-norm encoder
-    layers with padding masked, then the mean over real steps), ``hidden`` (128),
-    ``layers`` (1), ``heads`` (4, transformer), ``bidirectional`` (False, GRU),
-    ``dropout`` (0.0), ``blank`` (see :meth:`blank_input`). ``out_dim`` is ``hidden``
-    (``2 * hidden`` for a bidirectional GRU).
+    ``out_dim`` is ``hidden`` (``2 * hidden`` for a bidirectional GRU).
+
+    Args:
+        in_features: F, the features per step (required).
+        kind: ``"gru"`` (the last hidden state of each real step sequence, both directions
+            concatenated when ``bidirectional``) or ``"transformer"`` (a linear projection,
+            fixed sinusoidal positions, pre-norm encoder layers with padding masked, then
+            the mean over real steps).
+        hidden: The hidden size (128).
+        layers: The number of layers (1).
+        heads: Attention heads (4, transformer).
+        bidirectional: A bidirectional GRU (False).
+        dropout: The dropout rate (0.0).
+        blank: ``"empty"`` or ``"zeros"``: see :meth:`blank_input`.
     """
 
     trainable = True
@@ -170,6 +194,12 @@ class SequenceEncoder(KeepFrozen, nn.Module):
         encodes to the zero vector whatever the weights. ``blank="zeros"``: every step
         present with all-zero features, the value a cleaned or padded MOSEI entry holds,
         and what an encoder without a length sees for a missing modality.
+
+        Args:
+            like: A batch of inputs, in any accepted form.
+
+        Returns:
+            One blank sample.
         """
         feats, _ = split_input(like)
         zeros = torch.zeros_like(feats[:1])
@@ -178,6 +208,18 @@ class SequenceEncoder(KeepFrozen, nn.Module):
         return {"features": zeros, "lengths": torch.zeros(1, dtype=torch.long, device=zeros.device)}
 
     def forward(self, inputs: Any) -> torch.Tensor:
+        """Encode a batch of sequences.
+
+        Args:
+            inputs: Features ``[B, L, F]``, or a mapping with ``"features"`` and ``"lengths"``
+                (or a ``"mask"``).
+
+        Returns:
+            ``[B, out_dim]``.
+
+        Raises:
+            ConfigError: The features' last dimension is not ``in_features``.
+        """
         feats, lengths = split_input(inputs)
         if feats.shape[-1] != self.in_features:
             raise ConfigError(

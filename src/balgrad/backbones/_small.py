@@ -33,11 +33,14 @@ SPECIAL_TOKENS = (PAD, UNK, CLS, SEP)  # ids 0, 1, 2, 3 in this order
 class SmallCNN(KeepFrozen, ImageEncoder):
     """A small convolutional image encoder, trained from scratch.
 
-    Options: ``out_dim`` (128), ``image_size`` (32; 28 suits MNIST-like data),
-    ``channels`` (3; 1 for grayscale: input of the other kind is converted), ``width``
-    (32, channels of the first conv; later layers use 2x and 4x), ``norm``
-    (``"batch"``, ``"group"`` or ``"none"``). Pixels are normalised to [-1, 1]
-    (mean = std = 0.5).
+    Pixels are normalised to [-1, 1] (mean = std = 0.5).
+
+    Args:
+        out_dim: The embedding size (128).
+        image_size: The input's side (32; 28 suits MNIST-like data).
+        channels: 3, or 1 for grayscale (input of the other kind is converted).
+        width: Channels of the first conv (32); later layers use 2x and 4x.
+        norm: ``"batch"``, ``"group"`` or ``"none"``.
     """
 
     def __init__(
@@ -88,14 +91,36 @@ class SmallCNN(KeepFrozen, ImageEncoder):
         )
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """One raw image ``[C, H, W]`` in [0, 1] -> ``[channels, image_size, image_size]`` in
+        [-1, 1].
+
+        Args:
+            image: The image.
+
+        Returns:
+            The model input.
+        """
         x = to_channels(image.float(), self.channels)
         x = resize(x, (self.image_size, self.image_size))
         return (x - 0.5) / 0.5
 
     def blank_image(self) -> torch.Tensor:
+        """A missing image on the raw scale: zeros with this encoder's channels and size.
+
+        Returns:
+            ``[channels, image_size, image_size]``.
+        """
         return torch.zeros(3, self.image_size, self.image_size)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of preprocessed images.
+
+        Args:
+            pixels: ``[B, channels, image_size, image_size]``.
+
+        Returns:
+            ``[B, out_dim]``.
+        """
         return self.proj(self.features(pixels))
 
 
@@ -117,7 +142,18 @@ def _new_word_tokenizer(vocab: dict[str, int], max_length: int) -> Tokenizer:
 
 
 def configure_word_tokenizer(tok: Tokenizer, max_length: int) -> Tokenizer:
-    """Truncate to ``max_length`` tokens (``[CLS]`` and ``[SEP]`` included), pad to the longest."""
+    """Truncate to ``max_length`` tokens (``[CLS]`` and ``[SEP]`` included), pad to the longest.
+
+    Args:
+        tok: The tokenizer (configured in place).
+        max_length: Tokens per text.
+
+    Returns:
+        ``tok``.
+
+    Raises:
+        ConfigError: ``max_length < 2``.
+    """
     if max_length < 2:
         raise ConfigError(f"option 'max_length' must be >= 2 ([CLS] and [SEP]), got {max_length}")
     tok.enable_truncation(max_length=int(max_length))
@@ -139,6 +175,18 @@ def build_word_tokenizer(
     alphabetically, so the result is deterministic). Ids: ``[PAD]`` 0, ``[UNK]`` 1,
     ``[CLS]`` 2, ``[SEP]`` 3, words from 4. Every encoding is ``[CLS] words [SEP]``,
     truncated to ``max_length`` and padded to the longest in the batch.
+
+    Args:
+        texts: The training texts.
+        min_freq: The fewest occurrences a word needs.
+        max_vocab: The most words kept, or None for all.
+        max_length: Tokens per text.
+
+    Returns:
+        The tokenizer.
+
+    Raises:
+        ConfigError: ``min_freq < 1`` or ``max_vocab < 1``.
     """
     if min_freq < 1:
         raise ConfigError(f"option 'min_freq' must be >= 1, got {min_freq}")
@@ -162,7 +210,18 @@ def build_word_tokenizer(
 
 
 def load_word_tokenizer(path: str | os.PathLike[str], max_length: int | None = None) -> Tokenizer:
-    """Load a ``tokenizer.json`` (a file, or a directory that holds one)."""
+    """Load a ``tokenizer.json`` (a file, or a directory that holds one).
+
+    Args:
+        path: The file or directory.
+        max_length: Tokens per text (default: what the file holds, else 64).
+
+    Returns:
+        The tokenizer.
+
+    Raises:
+        BackboneError: The file is missing, unreadable or lacks the special tokens.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "tokenizer.json"
@@ -185,14 +244,18 @@ def load_word_tokenizer(path: str | os.PathLike[str], max_length: int | None = N
 class SmallTextEncoder(KeepFrozen, TextEncoder):
     """Token embedding + masked 1-D convolution (or masked mean) + MLP, trained from scratch.
 
-    Build it with :meth:`fit` on the training texts, or from a fitted tokenizer (a
-    ``tokenizers.Tokenizer`` or the path of its ``tokenizer.json``).
+    Build it with :meth:`fit` on the training texts, or from a fitted tokenizer.
 
-    Options: ``out_dim`` (128), ``embed_dim`` (128), ``hidden`` (128), ``pooling``
-    (``"conv"``: a kernel-3 conv over the embeddings, then masked mean and masked max
-    concatenated; ``"mean"``: masked mean of the embeddings), ``max_length`` (tokens per
-    text including ``[CLS]``/``[SEP]``; default: what the tokenizer holds, else 64),
-    ``dropout`` (0.1).
+    Args:
+        tokenizer: A ``tokenizers.Tokenizer``, or the path of its ``tokenizer.json``.
+        out_dim: The embedding size (128).
+        embed_dim: The token embedding size (128).
+        hidden: The MLP's width (128).
+        pooling: ``"conv"`` (a kernel-3 conv over the embeddings, then masked mean and masked
+            max concatenated) or ``"mean"`` (masked mean of the embeddings).
+        max_length: Tokens per text including ``[CLS]``/``[SEP]`` (default: what the
+            tokenizer holds, else 64).
+        dropout: The dropout rate (0.1).
     """
 
     def __init__(
@@ -255,17 +318,40 @@ class SmallTextEncoder(KeepFrozen, TextEncoder):
         max_length: int = 64,
         **options,
     ) -> SmallTextEncoder:
-        """Fit the word vocabulary on ``texts`` (see :func:`build_word_tokenizer`) and build."""
+        """Fit the word vocabulary on ``texts`` (see :func:`build_word_tokenizer`) and build.
+
+        Args:
+            texts: The training texts.
+            min_freq: The fewest occurrences a word needs to enter the vocabulary.
+            max_vocab: The most words kept (the most frequent), or None for all.
+            max_length: Tokens per text.
+            **options: The encoder's other arguments (``out_dim``, ``pooling``...).
+
+        Returns:
+            The encoder.
+        """
         tok = build_word_tokenizer(
             texts, min_freq=min_freq, max_vocab=max_vocab, max_length=max_length
         )
         return cls(tok, **options)
 
     def tokenizer_json(self) -> str:
+        """The fitted tokenizer, serialised.
+
+        Returns:
+            Its ``tokenizer.json`` text.
+        """
         return self.tokenizer.to_str()
 
     def save_tokenizer(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``tokenizer.json`` (``path`` is a file, or a directory to hold one); atomic."""
+        """Write ``tokenizer.json`` (``path`` is a file, or a directory to hold one); atomic.
+
+        Args:
+            path: A ``.json`` file, or a directory.
+
+        Returns:
+            The file written.
+        """
         p = Path(path)
         if p.is_dir() or p.suffix != ".json":
             p = p / "tokenizer.json"
@@ -274,6 +360,14 @@ class SmallTextEncoder(KeepFrozen, TextEncoder):
         return p
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenise with the fitted word vocabulary.
+
+        Args:
+            texts: The strings.
+
+        Returns:
+            ``{"input_ids": [B, T], "attention_mask": [B, T]}``, int64.
+        """
         if isinstance(texts, str):
             raise BackboneError("tokenize takes a list of strings, got one string")
         encodings = self.tokenizer.encode_batch([t if t is not None else "" for t in texts])
@@ -286,6 +380,14 @@ class SmallTextEncoder(KeepFrozen, TextEncoder):
         }
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embed a batch of tokenised texts.
+
+        Args:
+            tokens: What :meth:`tokenize` returns.
+
+        Returns:
+            ``[B, out_dim]``.
+        """
         ids = tokens["input_ids"]
         mask = tokens.get("attention_mask")
         if mask is None:

@@ -45,16 +45,22 @@ POWER_EPS = 1e-10
 class SpectrogramImageEncoder(KeepFrozen, nn.Module):
     """EfficientNet-Lite0 (ImageNet, from the pip packages) over log-mel spectrogram images.
 
-    Options: ``finetune`` (False), ``image_size`` (64: the spectrogram image's side),
-    ``sample_rate`` (8000, the waveforms' rate), ``n_fft`` (512), ``hop_length`` (64),
-    ``n_mels`` (64), ``f_min`` (0), ``f_max`` (None: Nyquist), ``db_min`` (-40) and
-    ``db_max`` (25): the fixed dB range mapped to [0, 1]; ``fused`` (False): the frozen
-    network in its inference form, as ``efficientnet-lite0``'s option.
-
     ``preprocess(wave)`` maps one waveform ``[T]`` / ``[C, T]`` to the network's input
     ``[3, image_size, image_size]`` (the pipeline applies it per item and caches the
     features of a frozen encoder); ``forward`` takes a batch of those, or a batch of
     waveforms ``[B, T]`` / ``[B, C, T]``. ``blank_input(like)`` is silence.
+
+    Args:
+        finetune: Keep the network trainable (False: frozen).
+        image_size: The spectrogram image's side (64).
+        sample_rate: The waveforms' rate in Hz (8000).
+        n_fft: The FFT size (512).
+        hop_length: The hop between frames (64).
+        n_mels: The mel bands (64).
+        f_min: The lowest frequency in Hz (0).
+        f_max: The highest (None: Nyquist).
+        db_min, db_max: The fixed dB range mapped to [0, 1] (-40 and 25).
+        fused: The frozen network in its inference form, as ``efficientnet-lite0``'s option.
     """
 
     mean = 0.5
@@ -138,7 +144,17 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
         return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
 
     def preprocess(self, wave: torch.Tensor) -> torch.Tensor:
-        """One waveform ``[T]`` or ``[C, T]`` -> one model input ``[3, S, S]``."""
+        """One waveform ``[T]`` or ``[C, T]`` -> one model input ``[3, S, S]``.
+
+        Args:
+            wave: The waveform.
+
+        Returns:
+            The image.
+
+        Raises:
+            BackboneError: Another shape.
+        """
         wave = torch.as_tensor(wave)
         if wave.dim() not in (1, 2):
             raise BackboneError(
@@ -149,12 +165,27 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
 
     def blank_input(self, like: torch.Tensor) -> torch.Tensor:
         """Silence shaped like one item of ``like``: a zero waveform, or (for a batch of
-        preprocessed images) the image of silence, black (-1 after normalisation)."""
+        preprocessed images) the image of silence, black (-1 after normalisation).
+
+        Args:
+            like: A batch of waveforms or of preprocessed images.
+
+        Returns:
+            One blank item.
+        """
         if like.dim() == 4:
             return torch.full_like(like[:1], (0.0 - self.mean) / self.std)
         return torch.zeros_like(like[:1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of spectrogram images, or of raw waveforms.
+
+        Args:
+            x: ``[B, 3, S, S]`` (preprocessed) or ``[B, T]`` / ``[B, C, T]`` (waveforms).
+
+        Returns:
+            ``[B, 1280]``.
+        """
         if x.dim() in (2, 3):
             x = self._images(x)  # raw waveforms
         if self.fused:

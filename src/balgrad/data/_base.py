@@ -41,7 +41,18 @@ IMAGE_TEXT = {"image": "image", "text": "text"}
 class Example:
     """One sample: ``inputs`` (raw input by modality name), ``label`` (int64 scalar for
     single-label, float32 ``[num_classes]`` of 0/1 for multi-label) and ``index`` (its
-    position in its split; it seeds the per-sample impairments)."""
+    position in its split; it seeds the per-sample impairments).
+
+    ``Example(image, text, label, index)`` is the (image, text) case, as the fields were
+    before modalities were named; ``Example(inputs={...}, label=..., index=...)`` any other.
+
+    Args:
+        image: The image-text case's image input.
+        text: The image-text case's text input.
+        label: The label.
+        index: The position in its split.
+        inputs: ``{modality: raw input}``, for any modalities (instead of image and text).
+    """
 
     __slots__ = ("inputs", "label", "index")
 
@@ -73,6 +84,7 @@ class DatasetInfo:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (labels, for multi-label)."""
         return len(self.classes)
 
 
@@ -91,6 +103,14 @@ class MultimodalDataset(Dataset):
         raise NotImplementedError
 
     def get(self, index: int) -> Example:  # pragma: no cover - abstract
+        """One example.
+
+        Args:
+            index: Its position in the split.
+
+        Returns:
+            The :class:`Example`.
+        """
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> Example:
@@ -98,6 +118,9 @@ class MultimodalDataset(Dataset):
 
     @property
     def fingerprint(self) -> str:
+        """What identifies the split's content for the feature cache (name, split, size; a
+        dataset with options or files adds them).
+        """
         return f"{self.info.name}:{self.split}:{len(self)}"
 
     #: ``content_files()`` lists one file per example, in order (a disk dataset's images),
@@ -108,7 +131,11 @@ class MultimodalDataset(Dataset):
     def content_files(self) -> list[Path] | None:
         """The files whose bytes the examples are decoded from, when ``fingerprint`` does
         not cover their content (a disk dataset's images: it holds their sizes); the
-        feature cache keys on a hash of their content. None: the fingerprint suffices."""
+        feature cache keys on a hash of their content. None: the fingerprint suffices.
+
+        Returns:
+            The files, or None.
+        """
         return None
 
     def validate(self) -> list[str]:
@@ -116,28 +143,55 @@ class MultimodalDataset(Dataset):
         all (a disk dataset: image headers, texts). Raises :class:`DataError` naming the
         file; returns the reasons of the examples it dropped (``skip_bad``). Optional: by
         default nothing beyond the items, which are checked as they are read
-        (:mod:`balgrad.data._contract`)."""
+        (:mod:`balgrad.data._contract`).
+
+        Returns:
+            The reasons of the dropped examples.
+        """
         return []
 
     def readout_scores(self, logits: torch.Tensor, index: torch.Tensor) -> dict[str, float]:
         """Scores beyond ``info.metrics`` that need more than the class targets (CMU-MOSEI's
         MAE against the real-valued sentiment): ``logits`` [N, C] of the samples at
         ``index`` [N] in this split. The protocol adds them to every condition's scores;
-        none by default."""
+        none by default.
+
+        Args:
+            logits: ``[N, C]``.
+            index: The samples' positions ``[N]``.
+
+        Returns:
+            ``{metric: score}``.
+        """
         return {}
 
 
 def text_modality(modalities: dict[str, str]) -> str | None:
     """The one modality of kind text among ``modalities`` (name -> kind), whatever its
     name; None when there is none or several. A dataset's ``texts`` attribute, where it
-    has one, holds this modality's texts (read without decoding the other inputs)."""
+    has one, holds this modality's texts (read without decoding the other inputs).
+
+    Args:
+        modalities: ``{name: kind}``.
+
+    Returns:
+        The name, or None.
+    """
     found = [m for m, kind in modalities.items() if kind == "text"]
     return found[0] if len(found) == 1 else None
 
 
 def known_texts(dataset: Any, modality: str) -> list[str] | None:
     """``modality``'s texts from ``dataset.texts`` when it is the dataset's one text
-    modality and the dataset lists them; else None (read them from the items)."""
+    modality and the dataset lists them; else None (read them from the items).
+
+    Args:
+        dataset: A dataset.
+        modality: A modality name.
+
+    Returns:
+        The texts, or None.
+    """
     info = getattr(dataset, "info", None)
     modalities = dict(getattr(info, "modalities", None) or IMAGE_TEXT)
     texts = getattr(dataset, "texts", None)
@@ -145,7 +199,19 @@ def known_texts(dataset: Any, modality: str) -> list[str] | None:
 
 
 def check_label(label: int, num_classes: int, where: str) -> int:
-    """Validate a single-label class index; ``where`` names the file/line for the error."""
+    """Validate a single-label class index; ``where`` names the file/line for the error.
+
+    Args:
+        label: The class index.
+        num_classes: The number of classes.
+        where: The file and line, for the message.
+
+    Returns:
+        The label, as an int.
+
+    Raises:
+        DataError: Out of range.
+    """
     from balgrad.errors import DataError
 
     if not 0 <= int(label) < num_classes:

@@ -27,6 +27,14 @@ class Batch:
     drop: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device) -> Batch:
+        """The batch on ``device`` (tensors and mappings of tensors moved).
+
+        Args:
+            device: The device.
+
+        Returns:
+            A new :class:`Batch`.
+        """
         return Batch(
             {m: _move(x, device) for m, x in self.inputs.items()},
             _move(self.target, device),
@@ -45,6 +53,14 @@ def _move(x, device):
 
 
 def label_tensor(label) -> torch.Tensor:
+    """A label as a tensor: int64 for a class index, as given for a multi-hot array.
+
+    Args:
+        label: An int, array or tensor.
+
+    Returns:
+        The tensor.
+    """
     if isinstance(label, torch.Tensor):
         return label
     arr = np.asarray(label)
@@ -60,6 +76,13 @@ def collate(items: list[dict], encoders: Mapping[str, Any]) -> Batch:
     modality gets its real tokens replaced with that probability, seeded by (seed, index).
     Tensors (pixels, waveforms, frames, features) are stacked as they are, and mapping
     inputs (``{"features", "lengths"}``) key by key.
+
+    Args:
+        items: The view's items.
+        encoders: ``{modality: encoder}`` (text ones tokenise).
+
+    Returns:
+        The :class:`Batch`.
     """
     first = items[0]
     inputs = {}

@@ -30,13 +30,24 @@ class CacheWarning(RuntimeWarning):
 
 
 def cache_warning(message: str, stacklevel: int = 2) -> None:
+    """Warn (a ``CacheWarning``) about a cache.
+
+    Args:
+        message: The warning.
+        stacklevel: As ``warnings.warn``'s, counted from the caller.
+    """
     warnings.warn(message, CacheWarning, stacklevel=stacklevel + 1)
 
 
 def atomic_write(target: Path, write: Callable[[IO[bytes]], Any]) -> None:
     """``write(file)`` into a temporary file in ``target``'s folder, renamed over
     ``target`` once complete (:mod:`balgrad.atomic`, as every file balgrad writes); on any
-    failure the temporary file is removed and the error raised."""
+    failure the temporary file is removed and the error raised.
+
+    Args:
+        target: The file.
+        write: Writes the content to an open binary file.
+    """
     with atomic_open(target, "wb") as f:
         write(f)
 
@@ -45,7 +56,12 @@ class CacheWriter:
     """Writes the entries of one cache under ``root``. The first write that fails (any
     ``OSError``: read-only, no space, ``root`` is a file, ...) gives one warning naming
     the folder and the error; later writes are skipped, so the run keeps its results in
-    memory instead of failing or warning once per entry."""
+    memory instead of failing or warning once per entry.
+
+    Args:
+        root: The cache's folder.
+        what: The cache's name, for the warning.
+    """
 
     def __init__(self, root: str | os.PathLike[str], what: str) -> None:
         self.root = Path(root)
@@ -54,10 +70,19 @@ class CacheWriter:
 
     @property
     def writable(self) -> bool:
+        """Whether no write has failed yet."""
         return self.failed is None
 
     def write(self, path: Path, write: Callable[[IO[bytes]], Any]) -> bool:
-        """Write ``path`` (under ``root``) atomically; False when it was not written."""
+        """Write ``path`` (under ``root``) atomically; False when it was not written.
+
+        Args:
+            path: The entry's file.
+            write: Writes the content to an open binary file.
+
+        Returns:
+            Whether it was written.
+        """
         if self.failed is not None:
             return False
         try:
@@ -91,7 +116,19 @@ def cached_npz_arrays(
     ``<config.cache_dir>/<name>-<key>.npz`` (``read`` checks it against ``config``; an
     unreadable or mismatched file is a miss with a warning and is overwritten) or from
     ``generate()`` (a cache folder that cannot be written: one warning, memory only).
-    ``config`` has ``content_key(seed)``, ``content_parts(seed)`` and ``cache_dir``."""
+    ``config`` has ``content_key(seed)``, ``content_parts(seed)`` and ``cache_dir``.
+
+    Args:
+        name: The dataset.
+        config: Its configuration.
+        seed: The generation seed.
+        memory: The in-process cache (the last four entries).
+        generate: Builds the arrays.
+        read: Reads a file, checked against ``config``.
+
+    Returns:
+        The arrays.
+    """
     key = config.content_key(seed)
     if key in memory:
         return memory[key]
@@ -127,7 +164,20 @@ def load_npz_checked(path: Path, want: dict[str, Any], old_hint: str = "") -> di
     (the meta entry removed); ``ValueError`` naming the difference otherwise. Read with
     the checked decoder (:func:`~balgrad.data.decoders._npy.decode_npz`: every member's
     declared size and shape checked before it is allocated, nothing unpickled), which
-    raises :class:`DataError`; the caller treats either as a cache miss."""
+    raises :class:`DataError`; the caller treats either as a cache miss.
+
+    Args:
+        path: The ``.npz`` file.
+        want: The content parts the file must record.
+        old_hint: Added to the message of a file of an older format.
+
+    Returns:
+        The arrays.
+
+    Raises:
+        ValueError: The recorded parts differ.
+        DataError: The file is damaged.
+    """
     from balgrad.data.decoders._npy import decode_npz
 
     # numbers, booleans and the text of the meta entry and the generated texts

@@ -118,16 +118,42 @@ register_dataset = DATASETS.register
 
 
 def dataset_kind(name: str) -> str:
-    """``"builtin"`` or ``"disk"`` (needs a data folder)."""
+    """``"builtin"`` or ``"disk"`` (needs a data folder).
+
+    Args:
+        name: A dataset.
+
+    Returns:
+        Its kind.
+    """
     return DATASETS.get(name).metadata["kind"]
 
 
 def dataset_names(kind: str | None = None) -> list[str]:
+    """The registered datasets, plug-ins included.
+
+    Args:
+        kind: ``"builtin"`` or ``"disk"`` to list one kind, None for all.
+
+    Returns:
+        The names.
+    """
     return [e.name for e in DATASETS.entries() if kind is None or e.metadata["kind"] == kind]
 
 
 def lookup(name: str, kind: str) -> str:
-    """The registered name of ``name``, a dataset of ``kind``, or ConfigError."""
+    """The registered name of ``name``, a dataset of ``kind``, or ConfigError.
+
+    Args:
+        name: A dataset name or alias.
+        kind: ``"builtin"`` or ``"disk"``.
+
+    Returns:
+        The name.
+
+    Raises:
+        ConfigError: Unknown, or of the other kind.
+    """
     what = {"builtin": "built-in dataset", "disk": "on-disk dataset"}[kind]
     try:
         entry = DATASETS.get(name)
@@ -143,7 +169,16 @@ def declared_modalities(
 ) -> dict[str, str]:
     """``{modality: kind}`` of dataset ``name`` in a run with ``data_dir`` and ``options``:
     what its data declares (a registration with ``modalities_from``), else the registered
-    modalities."""
+    modalities.
+
+    Args:
+        name: A dataset.
+        data_dir: Its folder, where it has one.
+        options: Its options.
+
+    Returns:
+        ``{modality: kind}``.
+    """
     from balgrad.data._kinds import check_modalities_of
 
     meta = DATASETS.metadata(name)

@@ -31,13 +31,28 @@ _FEATURE_STD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def modalities_of(dataset: MultimodalDataset) -> dict[str, str]:
-    """``name -> kind`` of a dataset (image and text when its info predates modalities)."""
+    """``name -> kind`` of a dataset (image and text when its info predates modalities).
+
+    Args:
+        dataset: A dataset.
+
+    Returns:
+        ``{name: kind}``.
+    """
     info = getattr(dataset, "info", None)
     return dict(getattr(info, "modalities", None) or {"image": "image", "text": "text"})
 
 
 def split_feature_std(dataset: MultimodalDataset, modality: str) -> torch.Tensor:
-    """Each feature's std over ``dataset`` (computed once per dataset object)."""
+    """Each feature's std over ``dataset`` (computed once per dataset object).
+
+    Args:
+        dataset: A split.
+        modality: A ``features`` modality.
+
+    Returns:
+        ``[F]``, float32.
+    """
     per = _FEATURE_STD.setdefault(dataset, {})
     if modality not in per:
         per[modality] = feature_std(dataset, modality).float()
@@ -48,7 +63,14 @@ def nan_if_not_finite(x: Any) -> Any:
     """A noisy input (a tensor, or a mapping's ``features``) with an infinity or a NaN
     anywhere, as NaN throughout: no tower can then turn it back into numbers (a clamp
     maps inf to its bound), so the evaluation sees it and scores the condition as
-    undefined. A finite input is returned as it is."""
+    undefined. A finite input is returned as it is.
+
+    Args:
+        x: A noisy input.
+
+    Returns:
+        The input, or its NaN copy.
+    """
     f = x.get("features") if isinstance(x, Mapping) else x
     if not torch.is_tensor(f) or not f.is_floating_point() or bool(torch.isfinite(f).all()):
         return x
@@ -60,6 +82,8 @@ class ConditionedView(Dataset):
     """Items (dicts, see :func:`~balgrad.data._batch.collate`) of ``dataset`` under ``condition``.
 
     Args:
+        dataset: the split.
+        condition: the :class:`~balgrad.data._impairments.Condition` (impairment) applied.
         encoders: the backbone of each modality; a non-text one's ``preprocess`` (when it
             has one) maps the raw input to the model input.
         embedding_mode: missing modalities are zeroed embeddings, not blank inputs.

@@ -33,11 +33,28 @@ _FORMS = {
 
 
 def dataset_name(dataset: Any) -> str:
+    """A dataset's name, for messages.
+
+    Args:
+        dataset: A dataset.
+
+    Returns:
+        ``info.name``, or the class name.
+    """
     info = getattr(dataset, "info", None)
     return str(getattr(info, "name", None) or type(dataset).__name__)
 
 
 def where_item(dataset: Any, index: int) -> str:
+    """An item's place, for messages: ``dataset 'x' (train split), item 3``.
+
+    Args:
+        dataset: A dataset.
+        index: The item's index.
+
+    Returns:
+        The text.
+    """
     split = getattr(dataset, "split", None)
     split = f" ({split} split)" if isinstance(split, str) else ""
     return f"dataset {dataset_name(dataset)!r}{split}, item {index}"
@@ -45,7 +62,16 @@ def where_item(dataset: Any, index: int) -> str:
 
 def check_dataset(name: str, dataset: Any, modalities: Mapping[str, str]) -> None:
     """What the loader of dataset ``name`` returned: ``info`` declaring the registered
-    ``modalities``, ``classes`` and ``task``, ``len()`` and items by index."""
+    ``modalities``, ``classes`` and ``task``, ``len()`` and items by index.
+
+    Args:
+        name: The dataset's registered name.
+        dataset: What its loader returned.
+        modalities: The registered ``{modality: kind}``.
+
+    Raises:
+        DataError: Something is missing or does not match.
+    """
     where = f"dataset {name!r}"
     info = getattr(dataset, "info", None)
     if info is None:
@@ -69,7 +95,17 @@ def check_dataset(name: str, dataset: Any, modalities: Mapping[str, str]) -> Non
 
 def check_example(example: Any, modalities: Mapping[str, str], where: str) -> None:
     """One item: an ``Example`` whose ``inputs`` hold every declared modality in its
-    kind's form (:mod:`balgrad.data._base`) and whose ``label`` is set."""
+    kind's form (:mod:`balgrad.data._base`) and whose ``label`` is set.
+
+    Args:
+        example: The item.
+        modalities: ``{modality: kind}``.
+        where: The item, for the message (:func:`where_item`).
+
+    Raises:
+        DataError: It is not an ``Example``, lacks a modality or label, or an input is
+            of the wrong form.
+    """
     inputs = getattr(example, "inputs", None)
     if not isinstance(inputs, Mapping):
         raise DataError(
@@ -88,7 +124,16 @@ def check_example(example: Any, modalities: Mapping[str, str], where: str) -> No
 
 
 def check_input(x: Any, kind: str, where: str) -> None:
-    """One raw input of a built-in kind (a registered kind of its own is not checked)."""
+    """One raw input of a built-in kind (a registered kind of its own is not checked).
+
+    Args:
+        x: The input.
+        kind: Its modality's kind.
+        where: The item, for the message.
+
+    Raises:
+        DataError: It is not in the kind's form.
+    """
     if kind == "text":
         if not isinstance(x, str):
             raise DataError(f"{where} (kind text): a {type(x).__name__}, not a str")

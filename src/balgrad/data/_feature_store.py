@@ -24,7 +24,12 @@ from balgrad.data._kinds import KINDS
 
 
 class FeatureInput(nn.Module):
-    """The stand-in for a frozen backbone whose features are precomputed: identity."""
+    """The stand-in for a frozen backbone whose features are precomputed: identity.
+
+    Args:
+        out_dim: The features' size.
+        identity: The frozen backbone's identity (for the feature cache).
+    """
 
     trainable = False
 
@@ -34,6 +39,14 @@ class FeatureInput(nn.Module):
         self.identity = identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The precomputed features, as they are.
+
+        Args:
+            x: ``[B, out_dim]``.
+
+        Returns:
+            ``x``.
+        """
         return x
 
 
@@ -48,6 +61,15 @@ class FrozenFeatures:
     (``FeatureCache.content_digest``); changing them invalidates every cache already
     written. The cache checks each entry it serves against the request (these parts,
     the shape ``[N, out_dim]`` and the dtype).
+
+    Args:
+        encoders: The frozen backbones, by modality.
+        missing: ``"input"`` or ``"embedding"`` (SPEC section 4).
+        cache: A ``FeatureCache``, or None.
+        memory: The in-process features, by key.
+        batch_size: The encoding pass's batch size.
+        num_workers: ``DataLoader`` worker processes.
+        progress: Show a progress bar.
     """
 
     def __init__(
@@ -73,12 +95,29 @@ class FrozenFeatures:
         self._weights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def encoder(self, tower: str):
+        """A modality's backbone.
+
+        Args:
+            tower: The modality.
+
+        Returns:
+            The encoder.
+        """
         return self.encoders[tower]
 
     def features(
         self, dataset: MultimodalDataset, condition: Condition, tower: str
     ) -> torch.Tensor:
-        """[N, D] features of one frozen tower under ``condition`` (cached)."""
+        """[N, D] features of one frozen tower under ``condition`` (cached).
+
+        Args:
+            dataset: A split.
+            condition: The impairment.
+            tower: The modality.
+
+        Returns:
+            ``[N, out_dim]``.
+        """
         if condition.missing_for(tower) and self.missing == "input":
             # a blank input (image, string, silence, ...) encodes to one constant vector:
             # no need to run the backbone over the whole split again for every ratio
@@ -145,7 +184,16 @@ class FrozenFeatures:
         return self.memory[key]
 
     def encode(self, dataset: MultimodalDataset, condition: Condition, tower: str) -> torch.Tensor:
-        """Run the tower's backbone over the split under ``condition`` (no cache)."""
+        """Run the tower's backbone over the split under ``condition`` (no cache).
+
+        Args:
+            dataset: A split.
+            condition: The impairment.
+            tower: The modality.
+
+        Returns:
+            ``[N, out_dim]``.
+        """
         from balgrad.data._progress import with_progress
 
         # only the requested modality's raw inputs are read (a text tower skips images)
@@ -183,7 +231,14 @@ def _one_sample_batch(x):
 
 
 def weights_digest(module: nn.Module) -> str:
-    """sha256 over a module's ``state_dict`` (names, dtypes, shapes and bytes, in name order)."""
+    """sha256 over a module's ``state_dict`` (names, dtypes, shapes and bytes, in name order).
+
+    Args:
+        module: A module.
+
+    Returns:
+        The hex digest.
+    """
     h = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         t = tensor.detach().to("cpu").contiguous()

@@ -89,6 +89,7 @@ class Condition:
 
     @property
     def name(self) -> str:
+        """The condition's key: ``full``, ``missing_<m>@r``, ``noisy_<m>@r``, ``only_<m>``."""
         action = self.action
         if action in ("full", "only"):
             return self.kind
@@ -100,7 +101,18 @@ class Condition:
     @classmethod
     def parse(cls, text: str, seed: int = 0) -> Condition:
         """``"missing_image@0.5"``, ``"noisy_text@0.3"``, ``"only_audio"``, ``"full"``
-        (defaults: r = 1; noise 0.5)."""
+        (defaults: r = 1; noise 0.5).
+
+        Args:
+            text: The condition.
+            seed: The seed of its sample choice and noise.
+
+        Returns:
+            The condition.
+
+        Raises:
+            ConfigError: A malformed condition.
+        """
         kind, _, arg = text.partition("@")
         kind = kind.strip()
         try:
@@ -123,23 +135,59 @@ class Condition:
         return cls(kind, seed=seed)
 
     def missing_for(self, modality: str) -> bool:
-        """Whether the hit samples lose ``modality``."""
+        """Whether the hit samples lose ``modality``.
+
+        Args:
+            modality: A modality.
+
+        Returns:
+            True when it does.
+        """
         action, m = self.action, self.modality
         return (action == "missing" and m == modality) or (action == "only" and m != modality)
 
     def noisy_for(self, modality: str) -> bool:
+        """Whether the hit samples get ``modality`` noisy.
+
+        Args:
+            modality: A modality.
+
+        Returns:
+            True when they do.
+        """
         return self.action == "noisy" and self.modality == modality
 
     def hits(self, modality: str) -> bool:
-        """Whether this condition changes ``modality``'s inputs at all."""
+        """Whether this condition changes ``modality``'s inputs at all.
+
+        Args:
+            modality: A modality.
+
+        Returns:
+            True when it does.
+        """
         return self.missing_for(modality) or self.noisy_for(modality)
 
     def part(self, modality: str) -> str:
-        """The part of this condition that changes ``modality`` (for feature-cache keys)."""
+        """The part of this condition that changes ``modality`` (for feature-cache keys).
+
+        Args:
+            modality: A modality.
+
+        Returns:
+            The part's key.
+        """
         return f"{self.name}#seed{self.seed}" if self.hits(modality) else "full"
 
     def mask(self, n: int) -> np.ndarray:
-        """Boolean [n]: which samples this condition impairs (exact count, fixed seed)."""
+        """Boolean [n]: which samples this condition impairs (exact count, fixed seed).
+
+        Args:
+            n: The number of samples.
+
+        Returns:
+            The mask.
+        """
         if self.kind == "full":
             return np.zeros(n, dtype=bool)
         if self.action == "only":
@@ -169,7 +217,21 @@ def noisy_tokens(
 ) -> torch.Tensor:
     """Replace each real (non-special, non-pad) token by a random non-special vocabulary
     token with probability ``p``. 1-D ``input_ids`` of one sample; ``salt`` is the
-    modality's noise stream (:func:`balgrad.data._kinds.noise_salt`; 2 for ``text``)."""
+    modality's noise stream (:func:`balgrad.data._kinds.noise_salt`; 2 for ``text``).
+
+    Args:
+        input_ids: Token ids ``[T]``.
+        attention_mask: Its mask ``[T]``.
+        p: The replacement probability.
+        vocab_size: The vocabulary's size.
+        special_ids: Ids never drawn nor replaced.
+        seed: The run's noise seed.
+        index: The sample's index.
+        salt: The modality's salt.
+
+    Returns:
+        The noisy ids.
+    """
     g = sample_generator(seed, index, salt)
     ids = input_ids.clone()
     special = torch.tensor(sorted(set(special_ids)), dtype=ids.dtype)

@@ -40,6 +40,17 @@ from balgrad.names import check_modality_names
 
 
 def sample_generator(seed: int, index: int, salt: int = 0) -> torch.Generator:
+    """The generator of one sample's noise: the same for the same (seed, index, salt) in
+    every run, whatever the order samples are drawn in.
+
+    Args:
+        seed: The run's noise seed.
+        index: The sample's index.
+        salt: The modality's salt.
+
+    Returns:
+        A seeded ``torch.Generator``.
+    """
     g = torch.Generator()
     g.manual_seed((seed * 1_000_003 + index * 7919 + salt) % (2**63 - 1))
     return g
@@ -52,7 +63,14 @@ LEGACY_NOISE_SALTS = {"image": 1, "text": 2}
 
 
 def noise_salt(modality: str) -> int:
-    """The salt of ``modality``'s noise stream: distinct per name, stable across runs."""
+    """The salt of ``modality``'s noise stream: distinct per name, stable across runs.
+
+    Args:
+        modality: The modality's name.
+
+    Returns:
+        The salt.
+    """
     if modality in LEGACY_NOISE_SALTS:
         return LEGACY_NOISE_SALTS[modality]
     return 16 + int.from_bytes(hashlib.sha256(modality.encode()).digest()[:6], "big")
@@ -74,13 +92,35 @@ def _gaussian(x: torch.Tensor, std: Any, g: torch.Generator) -> torch.Tensor:
 
 
 def noisy_image(image: torch.Tensor, sigma: float, seed: int, index: int, salt: int = 1):
-    """Gaussian pixel noise with std ``sigma`` on the [0, 1] scale, clipped to [0, 1]."""
+    """Gaussian pixel noise with std ``sigma`` on the [0, 1] scale, clipped to [0, 1].
+
+    Args:
+        image: ``[C, H, W]`` in [0, 1].
+        sigma: σ.
+        seed: The run's noise seed.
+        index: The sample's index.
+        salt: The modality's salt.
+
+    Returns:
+        The noisy image.
+    """
     return _gaussian(image, sigma, sample_generator(seed, index, salt)).clamp_(0.0, 1.0)
 
 
 def noisy_audio(wave: torch.Tensor, snr_db: float, seed: int, index: int, salt: int):
     """White Gaussian noise at ``snr_db`` dB below the clip's own mean power (a silent
-    clip stays silent: there is no signal to set the level)."""
+    clip stays silent: there is no signal to set the level).
+
+    Args:
+        wave: The waveform.
+        snr_db: The signal-to-noise ratio in dB.
+        seed: The run's noise seed.
+        index: The sample's index (each sample its own noise).
+        salt: The modality's salt (:func:`noise_salt`).
+
+    Returns:
+        The noisy waveform.
+    """
     power = wave.double().pow(2).mean()
     std = float(torch.sqrt(power / 10.0 ** (snr_db / 10.0)))
     return _gaussian(wave, std, sample_generator(seed, index, salt))
@@ -88,13 +128,36 @@ def noisy_audio(wave: torch.Tensor, snr_db: float, seed: int, index: int, salt: 
 
 def noisy_video(frames: torch.Tensor, sigma: float, seed: int, index: int, salt: int):
     """Gaussian noise with std ``sigma`` on the normalised frames (no clipping: they are
-    not on a bounded scale)."""
+    not on a bounded scale).
+
+    Args:
+        frames: The clip.
+        sigma: σ.
+        seed: The run's noise seed.
+        index: The sample's index.
+        salt: The modality's salt.
+
+    Returns:
+        The noisy clip.
+    """
     return _gaussian(frames, sigma, sample_generator(seed, index, salt))
 
 
 def noisy_features(x: Any, sigma: float, seed: int, index: int, salt: int, std: torch.Tensor):
     """Gaussian noise with std ``sigma * std[f]`` on feature f (``std`` [F]: each
-    feature's std over the split)."""
+    feature's std over the split).
+
+    Args:
+        x: The features (a tensor, or a mapping with ``"features"``).
+        sigma: σ, in feature stds.
+        seed: The run's noise seed.
+        index: The sample's index.
+        salt: The modality's salt.
+        std: Each feature's std ``[F]``.
+
+    Returns:
+        The noisy features, as ``x``.
+    """
     g = sample_generator(seed, index, salt)
     return _map_tensor(x, lambda f: _gaussian(f, sigma * std.to(f.dtype), g))
 
@@ -149,9 +212,18 @@ class ModalityKind:
 
     @property
     def has_noise(self) -> bool:
+        """Whether the kind has a noise impairment."""
         return self.noise is not None or self.token_noise
 
     def describe_noise(self, level: float) -> str:
+        """A noise level as reports write it (``σ = 0.1``, ``SNR = 10 dB``).
+
+        Args:
+            level: The level.
+
+        Returns:
+            The text.
+        """
         return f"{self.noise_symbol} = {level:g}{self.noise_unit}"
 
 
@@ -184,7 +256,17 @@ KINDS: dict[str, ModalityKind] = {
 
 
 def register_kind(kind: ModalityKind) -> ModalityKind:
-    """Add a modality kind (a dataset may then declare modalities of it)."""
+    """Add a modality kind (a dataset may then declare modalities of it).
+
+    Args:
+        kind: The kind.
+
+    Returns:
+        ``kind``.
+
+    Raises:
+        ConfigError: The name is taken.
+    """
     if kind.name in KINDS:
         raise ConfigError(f"modality kind {kind.name!r} is already registered")
     KINDS[kind.name] = kind
@@ -192,6 +274,18 @@ def register_kind(kind: ModalityKind) -> ModalityKind:
 
 
 def modality_kind(kind: str, where: str = "modality kind") -> ModalityKind:
+    """The registered kind of a name.
+
+    Args:
+        kind: ``image``, ``text``, ``audio``, ``video``, ``features`` or a registered kind.
+        where: What names it, for the message.
+
+    Returns:
+        The kind.
+
+    Raises:
+        ConfigError: An unknown kind.
+    """
     try:
         return KINDS[kind]
     except KeyError:
@@ -204,7 +298,15 @@ def check_modalities_of(modalities: Mapping[str, str], where: str) -> None:
     """A dataset's ``name -> kind`` map: at least two, each kind known, the names checked
     once here against everything balgrad builds from them
     (:func:`balgrad.names.check_modality_names`: ASCII identifiers; no ``task``, whose
-    ``loss_task`` is the task loss; ...)."""
+    ``loss_task`` is the task loss; ...).
+
+    Args:
+        modalities: ``{name: kind}``.
+        where: The dataset, for the message.
+
+    Raises:
+        ConfigError: Fewer than two modalities, an unknown kind, or a bad name.
+    """
     if len(modalities) < 2:
         raise ConfigError(
             f"{where}: a multimodal dataset needs at least two modalities, got {list(modalities)}"
@@ -218,7 +320,15 @@ def feature_std(dataset, modality: str) -> torch.Tensor:
     """``[F]``: each feature's std over every sample and step of ``dataset``'s modality (the
     scale of ``features`` noise). A dataset may provide ``feature_std(modality)`` itself;
     otherwise it is computed from the items (real steps only for a mapping with
-    ``lengths``). A constant feature gets std 1 rather than 0 noise."""
+    ``lengths``). A constant feature gets std 1 rather than 0 noise.
+
+    Args:
+        dataset: A dataset.
+        modality: A ``features`` modality.
+
+    Returns:
+        ``[F]``, float64.
+    """
     own = getattr(dataset, "feature_std", None)
     if callable(own):
         return torch.as_tensor(own(modality), dtype=torch.float64)
@@ -243,7 +353,14 @@ def feature_std(dataset, modality: str) -> torch.Tensor:
 def declared_sample_rate(dataset) -> int | None:
     """The rate (Hz) of a dataset's waveforms where it declares one in ``sample_rate``
     (keypad; CREMA-D; Kinetics-Sounds with that option set); a split carved from a dataset
-    (``base``) has its rate. None: not declared (the rate of each file is its own)."""
+    (``base``) has its rate. None: not declared (the rate of each file is its own).
+
+    Args:
+        dataset: A dataset.
+
+    Returns:
+        The rate, or None.
+    """
     while dataset is not None:
         rate = getattr(dataset, "sample_rate", None)
         if isinstance(rate, int) and not isinstance(rate, bool):

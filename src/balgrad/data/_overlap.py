@@ -21,7 +21,14 @@ MAX_SHOWN = 5
 
 
 def example_keys(dataset: Any) -> list[str] | None:
-    """``dataset.example_keys()``, or None when it names no keys."""
+    """``dataset.example_keys()``, or None when it names no keys.
+
+    Args:
+        dataset: A split.
+
+    Returns:
+        The keys, or None.
+    """
     keys = getattr(dataset, "example_keys", None)
     return None if not callable(keys) or (found := keys()) is None else list(found)
 
@@ -31,7 +38,14 @@ def warn_duplicates(
 ) -> None:
     """One :class:`DataWarning` when a key repeats in ``keys`` (one split): each repeat is
     trained on, or scored, once more than the others. ``sources`` (one per key, e.g. the
-    list file and line) locate the repeats; ``what`` names the dataset and split."""
+    list file and line) locate the repeats; ``what`` names the dataset and split.
+
+    Args:
+        what: The dataset and split, for the message.
+        keys: One key per example.
+        sources: Where each comes from, or None.
+        stacklevel: As ``warnings.warn``'s, counted from the caller.
+    """
     first: dict[str, int] = {}
     repeats: list[str] = []
     for i, key in enumerate(keys):
@@ -54,7 +68,14 @@ def warn_duplicates(
 
 def warn_split_overlap(name: str, train: Any, test: Any, stacklevel: int = 2) -> None:
     """One :class:`DataWarning` when examples of ``test`` are also in ``train`` (by
-    :func:`example_keys`): their test scores do not measure generalisation."""
+    :func:`example_keys`): their test scores do not measure generalisation.
+
+    Args:
+        name: The dataset.
+        train: The training split.
+        test: The test split.
+        stacklevel: As ``warnings.warn``'s, counted from the caller.
+    """
     train_keys, test_keys = example_keys(train), example_keys(test)
     if train_keys is None or test_keys is None:
         return

@@ -29,12 +29,17 @@ class InputPipeline:
     """Turns (dataset, condition) into DataLoaders of :class:`Batch`.
 
     Args:
+        image_encoder, text_encoder: the (image, text) case's encoders, positionally as
+            before modalities were named; or
         encoders: balgrad encoders by modality name (the dataset's ``info.modalities``).
             A frozen one (``trainable`` false) is encoded once per condition and cached; a
             trainable one runs live.
         missing: ``"input"`` (the kind's blank input through the backbone) or
             ``"embedding"`` (zero h_m), SPEC section 4.
         cache: a ``FeatureCache`` (disk) or None (memory only).
+        encode_batch_size: the batch size of a frozen tower's encoding pass.
+        num_workers: ``DataLoader`` worker processes.
+        progress: show a progress bar while a frozen tower encodes.
         memory: an in-process dict of features shared between pipelines (e.g. across
             the runs of one comparison); a private one by default.
     """
@@ -76,6 +81,7 @@ class InputPipeline:
 
     @property
     def modalities(self) -> list[str]:
+        """The modalities, in the encoders' order."""
         return list(self.encoders)
 
     @property
@@ -85,7 +91,11 @@ class InputPipeline:
 
     def model_encoders(self) -> dict[str, nn.Module]:
         """The encoder the model should hold for each modality: its live backbone, or an
-        identity over its precomputed features."""
+        identity over its precomputed features.
+
+        Returns:
+            ``{modality: module}``.
+        """
         return {
             m: FeatureInput(e.out_dim, e.identity) if self.precomputed[m] else e
             for m, e in self.encoders.items()
@@ -93,16 +103,40 @@ class InputPipeline:
 
     def collate(self, items: list[dict] | Batch) -> Batch:
         # a view of cached features gathers its batch itself (ConditionedView.__getitems__)
+        """A :class:`Batch` of a loader's items (a view of cached features gathers its own).
+
+        Args:
+            items: The items, or a gathered batch.
+
+        Returns:
+            The batch.
+        """
         return items if isinstance(items, Batch) else collate(items, self.encoders)
 
     def features(
         self, dataset: MultimodalDataset, condition: Condition, tower: str
     ) -> torch.Tensor:
-        """[N, D] features of one frozen tower under ``condition`` (cached)."""
+        """[N, D] features of one frozen tower under ``condition`` (cached).
+
+        Args:
+            dataset: A split.
+            condition: The impairment.
+            tower: The modality.
+
+        Returns:
+            The features.
+        """
         return self.frozen_features.features(dataset, condition, tower)
 
     def check_dataset(self, dataset: MultimodalDataset) -> None:
-        """The encoders are exactly the dataset's modalities."""
+        """The encoders are exactly the dataset's modalities.
+
+        Args:
+            dataset: A split.
+
+        Raises:
+            ConfigError: They differ.
+        """
         expected = list(modalities_of(dataset))
         if sorted(expected) != sorted(self.encoders):
             raise ConfigError(
@@ -121,6 +155,23 @@ class InputPipeline:
         sampler=None,
         drop_last: bool = False,
     ) -> DataLoader:
+        """A ``DataLoader`` of :class:`Batch` over ``dataset`` under ``condition``.
+
+        Args:
+            dataset: A split.
+            condition: The impairment (None: the full data).
+            batch_size: The batch size.
+            shuffle: Shuffle each epoch.
+            seed: The shuffle's seed.
+            sampler: A sampler instead (``DistributedSampler`` under torchrun).
+            drop_last: Drop the last incomplete batch.
+
+        Returns:
+            The loader.
+
+        Raises:
+            ConfigError: The encoders are not the dataset's modalities.
+        """
         condition = condition or Condition()
         self.check_dataset(dataset)
         view = ConditionedView(

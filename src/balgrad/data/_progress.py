@@ -18,12 +18,28 @@ T = TypeVar("T")
 
 
 def bar(loader, **kwargs) -> tqdm:
-    """A bar of ``len(loader)`` steps; the caller calls ``update()`` per batch."""
+    """A bar of ``len(loader)`` steps; the caller calls ``update()`` per batch.
+
+    Args:
+        loader: Anything with a ``len()``.
+        **kwargs: tqdm's keyword arguments (``desc``, ``disable``...).
+
+    Returns:
+        The bar.
+    """
     return tqdm(total=len(loader), **kwargs)
 
 
 def with_progress(loader: Iterable[T], **kwargs) -> Iterator[T]:
-    """``loader``'s items, iterated once, with a bar (tqdm's keyword arguments)."""
+    """``loader``'s items, iterated once, with a bar (tqdm's keyword arguments).
+
+    Args:
+        loader: An iterable.
+        **kwargs: tqdm's keyword arguments.
+
+    Yields:
+        The items.
+    """
     b = bar(loader, **kwargs)
     try:
         for item in loader:

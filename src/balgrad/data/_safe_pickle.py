@@ -175,7 +175,12 @@ class SafeUnpickler(pickle._Unpickler):
     at a cost bounded by the file's size (see the module docstring for every rule).
 
     ``file`` is a binary file open for reading, at the start of the pickle; ``source`` the
-    path named in errors."""
+    path named in errors.
+
+    Args:
+        file: The open binary file.
+        source: Its path, for messages.
+    """
 
     def __init__(self, file: Any, source: str | Path) -> None:
         self.source = Path(source)
@@ -229,6 +234,19 @@ class SafeUnpickler(pickle._Unpickler):
     # --- globals --------------------------------------------------------------------------
 
     def find_class(self, module: str, name: str) -> Any:
+        """The class or function a pickle names, only from the allowed ones (Python 2
+        names mapped as pickle maps them).
+
+        Args:
+            module: The module.
+            name: The name.
+
+        Returns:
+            The allowed object.
+
+        Raises:
+            DataError: Anything else (the file is refused, naming it).
+        """
         if self.proto < 3 and self.fix_imports:  # Python 2 names, as pickle itself maps them
             if (module, name) in _compat_pickle.NAME_MAPPING:
                 module, name = _compat_pickle.NAME_MAPPING[(module, name)]
@@ -497,6 +515,7 @@ class SafeUnpickler(pickle._Unpickler):
     # --- opcodes ------------------------------------------------------------------------------
 
     def load_reduce(self) -> None:
+        """The ``REDUCE`` opcode, within this unpickler's limits (see the module docstring)."""
         args = self.stack.pop()
         func = self.stack[-1]
         if not getattr(func, "safe_global", False):
@@ -506,6 +525,7 @@ class SafeUnpickler(pickle._Unpickler):
         self.stack[-1] = func(*args)
 
     def load_build(self) -> None:
+        """The ``BUILD`` opcode, within this unpickler's limits (see the module docstring)."""
         state = self.stack.pop()
         inst = self.stack[-1]
         if self._pending.pop(id(inst), None) is not inst:
@@ -519,6 +539,7 @@ class SafeUnpickler(pickle._Unpickler):
             self._build_array(inst, state)
 
     def load_bytearray8(self) -> None:
+        """The ``BYTEARRAY8`` opcode, within this unpickler's limits (see the module docstring)."""
         (n,) = struct.unpack("<Q", self.read(8))
         if n > self._left():
             raise self._refuse(f"a bytearray of {n} bytes: only {self._left()} are left")
@@ -542,12 +563,15 @@ class SafeUnpickler(pickle._Unpickler):
         self.append(obj)
 
     def load_get(self) -> None:
+        """The ``GET`` opcode, within this unpickler's limits (see the module docstring)."""
         self._memo_get(int(self.readline()[:-1]))
 
     def load_binget(self) -> None:
+        """The ``BINGET`` opcode, within this unpickler's limits (see the module docstring)."""
         self._memo_get(self.read(1)[0])
 
     def load_long_binget(self) -> None:
+        """The ``LONG_BINGET`` opcode, within this unpickler's limits (see the module docstring)."""
         (key,) = struct.unpack("<I", self.read(4))
         self._memo_get(key)
 
@@ -555,31 +579,38 @@ class SafeUnpickler(pickle._Unpickler):
         self.append(self._nested(obj, items))
 
     def load_tuple(self) -> None:
+        """The ``TUPLE`` opcode, within this unpickler's limits (see the module docstring)."""
         items = self.pop_mark()
         self._new_container(tuple(items), items)
 
     def load_tuple1(self) -> None:
+        """The ``TUPLE1`` opcode, within this unpickler's limits (see the module docstring)."""
         self.stack[-1] = self._nested((self.stack[-1],), self.stack[-1:])
 
     def load_tuple2(self) -> None:
+        """The ``TUPLE2`` opcode, within this unpickler's limits (see the module docstring)."""
         items = self.stack[-2:]
         self.stack[-2:] = [self._nested(tuple(items), items)]
 
     def load_tuple3(self) -> None:
+        """The ``TUPLE3`` opcode, within this unpickler's limits (see the module docstring)."""
         items = self.stack[-3:]
         self.stack[-3:] = [self._nested(tuple(items), items)]
 
     def load_list(self) -> None:
+        """The ``LIST`` opcode, within this unpickler's limits (see the module docstring)."""
         items = self.pop_mark()
         self._new_container(items, items)
 
     def load_dict(self) -> None:
+        """The ``DICT`` opcode, within this unpickler's limits (see the module docstring)."""
         items = self.pop_mark()
         for key in items[::2]:
             self._check_key(key)
         self._new_container({items[i]: items[i + 1] for i in range(0, len(items), 2)}, items)
 
     def load_frozenset(self) -> None:
+        """The ``FROZENSET`` opcode, within this unpickler's limits (see the module docstring)."""
         items = self.pop_mark()
         for key in items:
             self._check_key(key)
@@ -595,18 +626,21 @@ class SafeUnpickler(pickle._Unpickler):
         self._nest(parent, items, base=self._depth(parent))
 
     def load_append(self) -> None:
+        """The ``APPEND`` opcode, within this unpickler's limits (see the module docstring)."""
         value = self.stack.pop()
         parent = self._parent(list, "APPEND")
         self._grow(parent, (value,))
         parent.append(value)
 
     def load_appends(self) -> None:
+        """The ``APPENDS`` opcode, within this unpickler's limits (see the module docstring)."""
         items = self.pop_mark()
         parent = self._parent(list, "APPENDS")
         self._grow(parent, items)
         parent.extend(items)
 
     def load_setitem(self) -> None:
+        """The ``SETITEM`` opcode, within this unpickler's limits (see the module docstring)."""
         value = self.stack.pop()
         key = self.stack.pop()
         parent = self._parent(dict, "SETITEM")
@@ -615,6 +649,7 @@ class SafeUnpickler(pickle._Unpickler):
         parent[key] = value
 
     def load_setitems(self) -> None:
+        """The ``SETITEMS`` opcode, within this unpickler's limits (see the module docstring)."""
         items = self.pop_mark()
         parent = self._parent(dict, "SETITEMS")
         for key in items[::2]:
@@ -624,6 +659,7 @@ class SafeUnpickler(pickle._Unpickler):
             parent[items[i]] = items[i + 1]
 
     def load_additems(self) -> None:
+        """The ``ADDITEMS`` opcode, within this unpickler's limits (see the module docstring)."""
         items = self.pop_mark()
         parent = self._parent(set, "ADDITEMS")
         for key in items:
@@ -675,7 +711,17 @@ SafeUnpickler.dispatch = _dispatch()
 
 
 def safe_load_pickle(path: str | Path) -> Any:
-    """The object in pickle file ``path``, read with :class:`SafeUnpickler`."""
+    """The object in pickle file ``path``, read with :class:`SafeUnpickler`.
+
+    Args:
+        path: The pickle file.
+
+    Returns:
+        The object.
+
+    Raises:
+        DataError: The file is missing, damaged or holds what is not allowed.
+    """
     path = Path(path)
     try:
         with path.open("rb") as f:

@@ -13,7 +13,13 @@ from balgrad.errors import ConfigError
 
 class SubsetDataset(MultimodalDataset):
     """The items ``indices`` of ``base``, as a dataset of the split named ``split``
-    (the validation split carved from training data, for example)."""
+    (the validation split carved from training data, for example).
+
+    Args:
+        base: The dataset carved from.
+        indices: The base's indices, in order.
+        split: The subset's split name.
+    """
 
     def __init__(self, base: MultimodalDataset, indices, split: str):
         self.base = base
@@ -28,6 +34,14 @@ class SubsetDataset(MultimodalDataset):
         return len(self.indices)
 
     def get(self, index: int):
+        """The base's example, re-indexed in the subset.
+
+        Args:
+            index: Its position in the subset.
+
+        Returns:
+            The example.
+        """
         ex = self.base[int(self.indices[index])]  # indexing: the contract's, not only get()
         ex.index = index
         return ex
@@ -38,6 +52,12 @@ class SubsetDataset(MultimodalDataset):
         return f"{self.base.fingerprint}|{self.split}:{digest}"
 
     def content_files(self):
+        """The files the subset decodes from: the base's (only its own examples' where
+        the base lists them per example).
+
+        Returns:
+            The files, or None.
+        """
         own = getattr(self.base, "content_files", None)  # optional for a plug-in
         files = own() if callable(own) else None
         if files is None or not getattr(self.base, "content_files_per_example", False):
@@ -53,7 +73,19 @@ def _stratum(label) -> object:
 def train_val_split(
     dataset: MultimodalDataset, fraction: float, seed: int
 ) -> tuple[SubsetDataset, SubsetDataset]:
-    """Stratified by label (multi-label: by first positive label), deterministic by seed."""
+    """Stratified by label (multi-label: by first positive label), deterministic by seed.
+
+    Args:
+        dataset: The training split.
+        fraction: The share held out for validation.
+        seed: The split's seed.
+
+    Returns:
+        (train part, validation part).
+
+    Raises:
+        ConfigError: ``fraction`` is not in (0, 1).
+    """
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"val_fraction: must be in (0, 1), got {fraction}")
     n = len(dataset)

@@ -15,6 +15,17 @@ def loop_to_length(wave: torch.Tensor, num_samples: int, clip: bool = True) -> t
     then values clipped to [-1, 1]; ``clip`` does that last step). It tiles exactly 3
     times, which only differs from this for clips shorter than a third of the target.
     An empty waveform gives silence.
+
+    Args:
+        wave: The waveform ``[..., T]``.
+        num_samples: The length wanted.
+        clip: Clip the values to [-1, 1].
+
+    Returns:
+        ``[..., num_samples]``.
+
+    Raises:
+        ConfigError: ``num_samples < 1``.
     """
     if num_samples < 1:
         raise ConfigError(f"option 'num_samples' must be >= 1, got {num_samples}")

@@ -32,7 +32,20 @@ TASK_METRICS = {
 def compute_scores(
     logits: torch.Tensor, target: torch.Tensor, task: str, metrics: list[str]
 ) -> dict[str, float]:
-    """Each requested metric of ``logits`` against ``target``, in percent."""
+    """Each requested metric of ``logits`` against ``target``, in percent.
+
+    Args:
+        logits: ``[N, C]``.
+        target: The labels.
+        task: ``"single_label"`` or ``"multi_label"``.
+        metrics: The metric names.
+
+    Returns:
+        ``{metric: score}``; NaN where a metric is undefined.
+
+    Raises:
+        ConfigError: An unknown metric, or one that does not fit the task.
+    """
     num = logits.shape[-1]
     out: dict[str, float] = {}
     for name in metrics:
@@ -59,5 +72,12 @@ def compute_scores(
 
 
 def is_defined(value: float | None) -> bool:
-    """False for an undefined score (NaN in memory, null once read back from JSON)."""
+    """False for an undefined score (NaN in memory, null once read back from JSON).
+
+    Args:
+        value: A score.
+
+    Returns:
+        Whether it is a finite number.
+    """
     return value is not None and math.isfinite(value)

@@ -63,7 +63,14 @@ class ProtocolConfig:
                 raise ConfigError(f"protocol: noise of {m!r} ({kind.name}): {err}") from None
 
     def noise_levels(self) -> dict[str, float]:
-        """The noisy condition's level for each modality."""
+        """The noisy condition's level for each modality.
+
+        Returns:
+            ``{modality: level}``.
+
+        Raises:
+            ConfigError: ``noise`` names a modality the run does not have.
+        """
         given = self.noise or {}
         if stray := [m for m in given if m not in self.modalities]:
             raise ConfigError(
@@ -77,7 +84,11 @@ class ProtocolConfig:
 
     def table_conditions(self) -> dict[str, Condition]:
         """Table 1's rows by role -> condition: full, missing_<m> for every m, noisy_<m>
-        for every m, and only_<m> for every m when there are more than two."""
+        for every m, and only_<m> for every m when there are more than two.
+
+        Returns:
+            ``{role: condition}``.
+        """
         s, names = self.seed, list(self.modalities)
         levels = self.noise_levels()
         conds = {"full": Condition("full", seed=s)}
@@ -95,7 +106,11 @@ class ProtocolConfig:
         return conds
 
     def sweep_conditions(self) -> list[tuple[float, dict[str, Condition]]]:
-        """(r, {"missing_<m>": condition at r}) for every ratio of the sweep."""
+        """(r, {"missing_<m>": condition at r}) for every ratio of the sweep.
+
+        Returns:
+            One (r, conditions) per ratio.
+        """
         return [
             (
                 r,
@@ -144,7 +159,20 @@ def predict(
     """Logits of every batch (as float32 on the CPU), the forward under ``precision``'s
     autocast, as in training. ``fuse(model, output)``: the method's prediction from a
     batch's output where it is not the fused logits (a strategy's test-time fusion, MLA:
-    computed batch by batch, as the method's weights may depend on the batch)."""
+    computed batch by batch, as the method's weights may depend on the batch).
+
+    Args:
+        model: The model (put back in its mode afterwards).
+        loader: Batches of the split.
+        device: The device.
+        desc: The progress bar's label.
+        progress: Show a progress bar.
+        precision: The resolved ``--precision``.
+        fuse: The method's test-time fusion, or None.
+
+    Returns:
+        The :class:`Predictions`.
+    """
     was_training = model.training
     model.eval()
     zs, zm, ys, idx = [], {}, [], []
@@ -192,13 +220,30 @@ class Evaluator:
             self.config = ProtocolConfig(modalities=modalities_of(self.dataset))
 
     def predict(self, model, condition: Condition | None) -> Predictions:
+        """The model's logits over the split under ``condition`` (:func:`predict`).
+
+        Args:
+            model: The model.
+            condition: The impairment, or None for the full data.
+
+        Returns:
+            The :class:`Predictions`.
+        """
         loader = self.pipeline.loader(self.dataset, condition, batch_size=self.config.batch_size)
         return predict(model, loader, self.device, precision=self.precision, fuse=self.fuse)
 
     def score(self, model, condition: Condition) -> dict[str, float]:
         """The metrics of the fused logits under ``condition``, and the dataset's own
         read-outs (``readout_scores``: MOSEI's MAE, ...) where it has any; all NaN
-        (undefined, with a warning) when an input or a logit is not finite."""
+        (undefined, with a warning) when an input or a logit is not finite.
+
+        Args:
+            model: The model.
+            condition: The impairment.
+
+        Returns:
+            The scores, in percent.
+        """
         pred = self.predict(model, condition)
         logits = pred.logits
         if pred.nonfinite:
@@ -221,7 +266,15 @@ class Evaluator:
     def modality_scores(self, model, condition: Condition | None = None) -> dict[str, float]:
         """Scores of the fused logits (``<metric>``) and of each tower's own logits
         (``<modality>_<metric>``) under ``condition`` (default: full): the trainer's
-        validation, which picks the best epoch and gives MSLR its unimodal accuracies."""
+        validation, which picks the best epoch and gives MSLR its unimodal accuracies.
+
+        Args:
+            model: The model.
+            condition: The impairment (None: the full data).
+
+        Returns:
+            The scores, in percent.
+        """
         pred = self.predict(model, condition)
         heads = {"": pred.logits, **{f"{m}_": z for m, z in pred.unimodal.items()}}
         return {
@@ -232,7 +285,15 @@ class Evaluator:
 
     def run(self, model, sweep: bool = True) -> dict:
         """Table conditions (+ the robustness sweep): {"conditions": {role: scores},
-        "sweep": [{"ratio", "missing_<m>": scores for every modality m}]}."""
+        "sweep": [{"ratio", "missing_<m>": scores for every modality m}]}.
+
+        Args:
+            model: The model (its best epoch).
+            sweep: Also run the robustness sweep.
+
+        Returns:
+            The result, as eval.json holds it.
+        """
         conds = self.config.table_conditions()
         it = tqdm(conds.items(), desc="evaluate", disable=not self.progress, leave=False)
         result = {
@@ -259,7 +320,14 @@ IMPAIRMENTS = ("missing", "noisy")
 
 def condition_modalities(conditions: dict) -> list[str]:
     """The modalities named by the roles ``missing_<m>``, then ``noisy_<m>`` and
-    ``only_<m>``, in the order they first appear (the order eval.json lists them)."""
+    ``only_<m>``, in the order they first appear (the order eval.json lists them).
+
+    Args:
+        conditions: ``{role: scores}``.
+
+    Returns:
+        The modality names.
+    """
     names: list[str] = []
     parsed = [p for p in map(parse_condition, conditions) if p is not None]
     for action in (*IMPAIRMENTS, "only"):
@@ -268,12 +336,26 @@ def condition_modalities(conditions: dict) -> list[str]:
 
 
 def modality_mean(values: list[float]) -> float:
-    """Avg over modalities, summed left to right (M = 2: exactly (a + b) / 2)."""
+    """Avg over modalities, summed left to right (M = 2: exactly (a + b) / 2).
+
+    Args:
+        values: One score per modality.
+
+    Returns:
+        The mean.
+    """
     return sum(values[1:], values[0]) / len(values)
 
 
 def modality_gap(values: list[float]) -> float:
-    """ΔGap over modalities: max − min (M = 2: exactly ``|a − b|``); NaN when a score is."""
+    """ΔGap over modalities: max − min (M = 2: exactly ``|a − b|``); NaN when a score is.
+
+    Args:
+        values: One score per modality.
+
+    Returns:
+        The gap.
+    """
     if any(v != v for v in values):
         return float("nan")
     return max(values) - min(values)
@@ -289,7 +371,16 @@ def summarize(
     ``only_<m>`` (every other modality missing) where evaluated.
 
     ``modalities``: names (or a name -> kind mapping) in the tables' order; by default
-    those the roles name (:func:`condition_modalities`)."""
+    those the roles name (:func:`condition_modalities`).
+
+    Args:
+        conditions: ``{role: scores}`` of one run.
+        metric: The metric.
+        modalities: The modalities, in order (default: read from the roles).
+
+    Returns:
+        The rows, by name.
+    """
     names = list(modalities) if modalities is not None else condition_modalities(conditions)
     full = conditions["full"][metric]
     out: dict[str, float | bool] = {"full": full}
@@ -313,7 +404,15 @@ def summarize(
 
 def sweep_gaps(sweep: list[dict], metric: str) -> list[tuple[float, float]]:
     """(r, ΔGap at r) for the robustness curve (paper Fig. 4): max − min over the row's
-    ``missing_<m>`` entries (M = 2: ``|missing image − missing text|``)."""
+    ``missing_<m>`` entries (M = 2: ``|missing image − missing text|``).
+
+    Args:
+        sweep: The sweep's rows.
+        metric: The metric.
+
+    Returns:
+        One (r, gap) per ratio.
+    """
     return [
         (
             row["ratio"],

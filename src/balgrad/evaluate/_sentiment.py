@@ -85,7 +85,16 @@ def pearson(preds: Any, truth: Any) -> float:
 
 
 def sentiment_metrics(preds: Any, truth: Any) -> dict[str, float]:
-    """All of the above, keyed by name (accuracies and F1 as fractions)."""
+    """All of the above, keyed by name (accuracies and F1 as fractions).
+
+    Args:
+        preds: Predicted sentiment scores.
+        truth: True scores in [-3, 3].
+
+    Returns:
+        ``acc2_non_negative``, ``acc2_non_zero``, ``f1_non_negative``, ``f1_non_zero``,
+        ``acc7``, ``mae`` and ``pearson``.
+    """
     fns = (acc2_non_negative, acc2_non_zero, f1_non_negative, f1_non_zero, acc7, mae, pearson)
     return {fn.__name__: fn(preds, truth) for fn in fns}
 

@@ -16,9 +16,15 @@ class ExampleCollator:
     own ``tokenize`` (a text modality's strings) or ``preprocess`` (any other raw input,
     when the encoder has one; otherwise the raw inputs are stacked).
 
-    ``ExampleCollator({"image": v, "text": t})``, one encoder per modality. Use it as a
+    ``ExampleCollator(image_encoder, text_encoder)`` is the image-text case;
+    ``ExampleCollator(encoders={"audio": a, "visual": v})`` any other. Use it as a
     ``DataLoader``'s ``collate_fn`` (Lightning) or a ``Trainer``'s ``data_collator``
     (Hugging Face).
+
+    Args:
+        image_encoder: The image encoder (the image-text case).
+        text_encoder: The text encoder (the image-text case).
+        encoders: ``{modality: encoder}``, for any modalities (instead of the two above).
     """
 
     def __init__(self, encoders: Mapping[str, Any]):

@@ -82,7 +82,18 @@ log = logging.getLogger("balgrad.integrations.hf")
 
 class BalGradTrainer(Trainer):
     """A ``transformers.Trainer`` whose backward is ``strategy.backward``; see the module
-    docstring. Takes the Trainer's arguments plus ``strategy`` (keyword)."""
+    docstring. Takes the Trainer's arguments plus ``strategy`` (keyword).
+
+    Args:
+        *args: ``transformers.Trainer``'s positional arguments (model, args...).
+        strategy: The balgrad strategy whose backward trains the model.
+        **kwargs: ``transformers.Trainer``'s keyword arguments; ``compute_metrics``
+            defaults to the fused and unimodal accuracies.
+
+    Raises:
+        ConfigError: ``gradient_accumulation_steps`` is not 1, or the strategy cannot run
+            under the Trainer's setup.
+    """
 
     def __init__(self, *args: Any, strategy: Strategy, **kwargs: Any):
         kwargs.setdefault("compute_metrics", self._unimodal_metrics)
@@ -157,6 +168,17 @@ class BalGradTrainer(Trainer):
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
     ) -> torch.Tensor:
+        """One batch: the strategy's backward (or its own steps, MLA) in place of
+        ``loss.backward()``.
+
+        Args:
+            model: The (wrapped) model.
+            inputs: ``{<modality>: input, "labels": target}``.
+            num_items_in_batch: Unused (the strategy averages over the batch itself).
+
+        Returns:
+            The task loss, detached.
+        """
         model.train()
         inputs = self._prepare_inputs(inputs)
         named, target, drops = _common.unpack_batch(inputs, self.modalities)
@@ -224,7 +246,11 @@ class BalGradTrainer(Trainer):
     @torch.no_grad()
     def unimodal_accuracies(self) -> dict[str, float]:
         """Accuracy of the fused logits and of each modality's own on ``eval_dataset``
-        (one pass, as fractions, over all processes); empty without an ``eval_dataset``."""
+        (one pass, as fractions, over all processes); empty without an ``eval_dataset``.
+
+        Returns:
+            ``{"fused": acc, <modality>: acc, ...}``.
+        """
         if self.eval_dataset is None:
             return {}
         model = self._inner(self.model)

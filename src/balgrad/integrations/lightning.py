@@ -79,6 +79,10 @@ class BalGradModule(pl.LightningModule):
         optimizer: builds the optimizer from those parameter groups (default Adam).
         lr_scheduler: optional; builds an LR scheduler from the optimizer. Manual
             optimisation leaves stepping it to the module: every ``lr_scheduler_interval``.
+        lr_scheduler_interval: ``"epoch"`` (default) or ``"step"``.
+
+    Raises:
+        ConfigError: An unknown ``lr_scheduler_interval``.
     """
 
     def __init__(
@@ -110,20 +114,46 @@ class BalGradModule(pl.LightningModule):
         self._accuracies: dict[str, float] | None = None
 
     def forward(self, inputs, drop=None):
+        """Run the wrapped model.
+
+        Args:
+            inputs: ``{modality: x_m}``.
+            drop: ``{modality: bool [B]}`` of dropped samples, if any.
+
+        Returns:
+            The :class:`~balgrad.models.ModelOutput`.
+        """
         return self.model(inputs, drop=drop)
 
     # -- set-up ---------------------------------------------------------------------
     def configure_optimizers(self):
+        """The optimizer over the strategy's parameter groups (and the scheduler, if any).
+
+        Returns:
+            The optimizer, or Lightning's ``{"optimizer": ..., "lr_scheduler": ...}``.
+        """
         optimizer = self.optimizer_factory(self.strategy.param_groups(self.model, self.lr))
         if self.lr_scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
 
     def setup(self, stage: str) -> None:
+        """Prepare the strategy for the run (its check interval from ``log_every_n_steps``).
+
+        Args:
+            stage: Lightning's stage.
+        """
         _common.prepare_strategy(self.strategy, self.trainer.log_every_n_steps)
 
     # -- the step -------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
+        """One batch, under manual optimisation: the strategy's backward, then the
+        optimizer step (or the strategy's own steps, MLA); nothing is returned.
+
+        Args:
+            batch: ``{<modality>: input, "labels": target}``.
+            batch_idx: The batch's index.
+        """
         inputs, target, drops = _common.unpack_batch(batch, self.modalities)
         optimizer = self.optimizers()
         if _common.owns_optimizer_step(self.strategy):  # MLA: M steps per batch
@@ -173,12 +203,19 @@ class BalGradModule(pl.LightningModule):
 
     # -- validation: the unimodal accuracies MSLR needs --------------------------------
     def validation_step(self, batch, batch_idx):
+        """Accumulate the fused and unimodal accuracies of one batch.
+
+        Args:
+            batch: ``{<modality>: input, "labels": target}``.
+            batch_idx: The batch's index.
+        """
         inputs, target, drops = _common.unpack_batch(batch, self.modalities)
         output = self.model(inputs, drop=drops)
         fused = _common.prediction(self.strategy, self.model, output)  # MLA's fusion
         self._val_accuracy.update_from(output, target, fused)
 
     def on_validation_epoch_end(self) -> None:
+        """Log the validation accuracies (fused and per modality) and keep them for the epoch end."""
         accuracies = self._val_accuracy.compute()  # synchronised across ranks
         if not accuracies:
             return
@@ -189,6 +226,9 @@ class BalGradModule(pl.LightningModule):
 
     # -- epoch hooks ----------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
+        """The strategy's epoch start, and its epoch pass where it needs one (PMR, InfoReg,
+        G-Blend).
+        """
         max_epochs = self.trainer.max_epochs
         self.strategy.on_epoch_start(
             self.current_epoch, max_epochs if max_epochs and max_epochs > 0 else None
@@ -205,6 +245,9 @@ class BalGradModule(pl.LightningModule):
             )
 
     def on_train_epoch_end(self) -> None:
+        """The strategy's epoch end (MSLR's rates from the validation accuracies), and the
+        scheduler's epoch step.
+        """
         scheduler = self.lr_schedulers() if self.lr_scheduler_factory is not None else None
         extra = _common.epoch_end(
             self.strategy,
@@ -222,8 +265,18 @@ class BalGradModule(pl.LightningModule):
 
     # -- checkpoints: the strategy's state (EMA, MSLR history, AGM running means) -------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Save the strategy's state (``"balgrad_strategy"``) with the checkpoint.
+
+        Args:
+            checkpoint: Lightning's checkpoint dict.
+        """
         checkpoint["balgrad_strategy"] = self.strategy.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the strategy's state from the checkpoint.
+
+        Args:
+            checkpoint: Lightning's checkpoint dict.
+        """
         if "balgrad_strategy" in checkpoint:
             self.strategy.load_state_dict(checkpoint["balgrad_strategy"])

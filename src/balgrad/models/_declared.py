@@ -95,13 +95,32 @@ class DeclaredModel(nn.Module):
         object.__setattr__(self, "_head_call", _HeadCall(model, head))
 
     def embed(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """h_m for every modality, through the declared encoders.
+
+        Args:
+            inputs: ``{modality: x_m}``.
+
+        Returns:
+            ``{modality: h_m}``.
+
+        Raises:
+            ConfigError: ``inputs`` misses a modality.
+        """
         missing = [m for m in self.modalities if m not in inputs]
         if missing:
             raise ConfigError(f"inputs: no {missing} (the model's modalities: {self.modalities})")
         return {m: self._encoders[m](self.model, inputs[m]) for m in self.modalities}
 
     def classify(self, h: Mapping[str, torch.Tensor], detach_head: bool = False) -> torch.Tensor:
-        """The declared head on ``{m: h_m}``; with ``detach_head`` no gradient reaches θ_T."""
+        """The declared head on ``{m: h_m}``; with ``detach_head`` no gradient reaches θ_T.
+
+        Args:
+            h: ``{modality: h_m}``.
+            detach_head: Run the head without gradient to θ_T.
+
+        Returns:
+            The fused logits.
+        """
         h = {m: h[m] for m in self.modalities}
         if not detach_head:
             return self._head(self.model, h)
@@ -110,7 +129,14 @@ class DeclaredModel(nn.Module):
         return functional_call(self._head_call, frozen, (h,), strict=False)
 
     def unimodal_logits(self, h: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """z_m: the detached head with every other embedding zeroed."""
+        """z_m: the detached head with every other embedding zeroed.
+
+        Args:
+            h: ``{modality: h_m}``.
+
+        Returns:
+            ``{modality: z_m}``.
+        """
         return {
             m: self.classify(
                 {k: h[k] if k == m else torch.zeros_like(h[k]) for k in self.modalities},
@@ -120,13 +146,31 @@ class DeclaredModel(nn.Module):
         }
 
     def forward(self, inputs: Mapping[str, Any]) -> ModelOutput:
+        """Run the declared encoders and head.
+
+        Args:
+            inputs: ``{modality: x_m}``.
+
+        Returns:
+            The :class:`~balgrad.models._multimodal.ModelOutput`.
+        """
         h = self.embed(inputs)
         return ModelOutput(self.classify(h), self.unimodal_logits(h), h, dict(inputs))
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The declared groups (trainable parameters only).
+
+        Returns:
+            ``{modality: θ_m, ..., "head": θ_T}``.
+        """
         return {k: list(v) for k, v in self._groups.items()}
 
     def readout(self) -> Readout | None:
+        """The declared readout, where one was given.
+
+        Returns:
+            The :class:`~balgrad.models._multimodal.Readout`, or None.
+        """
         return None if self._readout is None else self._readout(self.model)
 
 

@@ -41,7 +41,17 @@ def check_modalities(names: Iterable[str]) -> tuple[str, ...]:
     """The modality names as a tuple, or a ConfigError naming the bad one: at least two,
     distinct, ASCII identifiers (they name attributes and statistics), none clashing with
     a name balgrad builds (:data:`RESERVED` parameter groups, ``task`` for the task
-    loss, ...): :func:`balgrad.names.check_modality_names`."""
+    loss, ...): :func:`balgrad.names.check_modality_names`.
+
+    Args:
+        names: The modality names.
+
+    Returns:
+        The names, as a tuple.
+
+    Raises:
+        ConfigError: Fewer than two, a duplicate, a bad or reserved name.
+    """
     return check_modality_names(names, "modalities")
 
 
@@ -58,6 +68,7 @@ class ModelOutput:
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The modality names, in the model's order."""
         return tuple(self.unimodal)
 
 
@@ -75,7 +86,14 @@ class Readout:
 
 
 class ClassifierHead(nn.Module):
-    """F followed by f_T: θ_T. Called with the embeddings in the model's modality order."""
+    """F followed by f_T: θ_T. Called with the embeddings in the model's modality order.
+
+    Args:
+        fusion: The fusion F (its ``out_dim`` is the classifier's input size).
+        num_classes: The number of classes (labels, for multi-label).
+        hidden: 0 for a linear f_T, else the width of one hidden layer.
+        dropout: The dropout rate before the output layer.
+    """
 
     def __init__(self, fusion: nn.Module, num_classes: int, hidden: int = 0, dropout: float = 0.0):
         super().__init__()
@@ -93,6 +111,9 @@ class ClassifierHead(nn.Module):
             )
 
     def forward(self, *hs: torch.Tensor) -> torch.Tensor:
+        """f_T(F(h_1, .., h_M)): the fused logits ``[B, classes]`` of the embeddings, each
+        ``[B, d]``, in the model's modality order.
+        """
         return self.classifier(self.fusion(*hs))
 
 
@@ -110,6 +131,7 @@ class MultimodalModel(nn.Module):
         fusion: ``"concat"``, ``"sum"`` or ``"attention"`` (or a registered fusion).
         unimodal_head: ``"shared"`` (detached f_T) or ``"separate"``.
         head_hidden: 0 for a linear f_T, else the width of one hidden layer.
+        dropout: the dropout rate of each modality's embedding layer and of the head.
     """
 
     def __init__(
@@ -170,10 +192,12 @@ class MultimodalModel(nn.Module):
     # -- per-modality modules -----------------------------------------------------------
     @property
     def encoders(self) -> dict[str, nn.Module]:
+        """Each modality's encoder, by name."""
         return {m: getattr(self, f"{m}_encoder") for m in self.modalities}
 
     @property
     def embeddings(self) -> dict[str, nn.Module]:
+        """Each modality's embedding layer (encoder output -> h_m), by name."""
         return {m: getattr(self, f"{m}_embedding") for m in self.modalities}
 
     def _inputs(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -198,7 +222,18 @@ class MultimodalModel(nn.Module):
         self, inputs: Mapping[str, Any], drop: Mapping[str, torch.Tensor | None] | None = None
     ) -> dict[str, torch.Tensor]:
         """h_m for every modality. ``drop[m]`` (bool [B]) zeroes that sample's h_m
-        ("missing = embedding")."""
+        ("missing = embedding").
+
+        Args:
+            inputs: ``{modality: x_m}``.
+            drop: ``{modality: bool [B]}`` of the samples whose modality is missing.
+
+        Returns:
+            ``{modality: h_m}``, each ``[B, d]``.
+
+        Raises:
+            ConfigError: ``inputs`` misses a modality, or ``drop`` names an unknown one.
+        """
         inputs = self._inputs(inputs)
         drop = drop or {}
         unknown = [k for k in drop if k not in self.modalities]
@@ -223,7 +258,15 @@ class MultimodalModel(nn.Module):
         return [h[m] for m in self.modalities]
 
     def classify(self, h: Mapping[str, torch.Tensor], detach_head: bool = False) -> torch.Tensor:
-        """f_T(F(h_1, .., h_M)); with ``detach_head`` no gradient reaches θ_T."""
+        """f_T(F(h_1, .., h_M)); with ``detach_head`` no gradient reaches θ_T.
+
+        Args:
+            h: ``{modality: h_m}``, each ``[B, d]``.
+            detach_head: Run f_T without gradient to its parameters.
+
+        Returns:
+            The fused logits ``[B, classes]``.
+        """
         hs = self._ordered(h)
         if not detach_head:
             return self.head(*hs)
@@ -233,7 +276,14 @@ class MultimodalModel(nn.Module):
 
     def unimodal_logits(self, h: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """z_m for every modality: the detached head with every other embedding zeroed,
-        or modality m's own head."""
+        or modality m's own head.
+
+        Args:
+            h: ``{modality: h_m}``.
+
+        Returns:
+            ``{modality: z_m}``.
+        """
         if self.unimodal_head == "separate":
             return {m: getattr(self, f"{m}_head")(h[m]) for m in self.modalities}
         return {
@@ -252,7 +302,14 @@ class MultimodalModel(nn.Module):
         cached features: what the official code zeroes); for a tokenised text (a mapping of
         tensors), the encoder's ``tokenize([""])`` (a token id of 0 is an arbitrary
         vocabulary entry, and an all-zero attention mask attends to nothing). The towers run
-        in eval mode, as the official code runs these passes; gradients flow."""
+        in eval mode, as the official code runs these passes; gradients flow.
+
+        Args:
+            inputs: A batch of the model's inputs (one sample's shape is taken from it).
+
+        Returns:
+            ``{modality: h_m}``, each ``[1, d]``.
+        """
         inputs = self._inputs(inputs)
         modules = [mod for m in self.modalities for mod in (self.encoders[m], self.embeddings[m])]
         with _eval_mode(*modules):
@@ -282,7 +339,11 @@ class MultimodalModel(nn.Module):
     def readout(self) -> Readout | None:
         """The head's output layer and each modality's columns of it, where the logits are
         additive over modalities (concat or sum fusion with a linear classifier); None
-        otherwise."""
+        otherwise.
+
+        Returns:
+            The :class:`~balgrad.models._multimodal.Readout`, or None.
+        """
         fusion = self.head.fusion
         linears = [m for m in self.head.classifier if isinstance(m, nn.Linear)]
         columns = getattr(fusion, "columns", None)
@@ -293,6 +354,17 @@ class MultimodalModel(nn.Module):
     def forward(
         self, inputs: Mapping[str, Any], drop: Mapping[str, torch.Tensor | None] | None = None
     ) -> ModelOutput:
+        """Run the model: the embeddings (:meth:`embed`), the fused logits (:meth:`classify`)
+        and the unimodal logits (:meth:`unimodal_logits`).
+
+        Args:
+            inputs: ``{modality: x_m}``.
+            drop: ``{modality: bool [B]}`` of the samples whose modality is missing (its h_m
+                is zeroed).
+
+        Returns:
+            The :class:`ModelOutput`.
+        """
         h = self.embed(inputs, drop)
         z = self.classify(h)
         return ModelOutput(z, self.unimodal_logits(h), h, dict(inputs))
@@ -300,7 +372,11 @@ class MultimodalModel(nn.Module):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """One group per modality (θ_m: its embedding and trainable encoder), ``"head"``
         (θ_T) and, with separate unimodal heads, ``"unimodal_heads"``. Frozen parameters
-        are left out."""
+        are left out.
+
+        Returns:
+            ``{modality: θ_m, ..., "head": θ_T}`` (and ``"unimodal_heads"``).
+        """
         groups = {
             m: _trainable(getattr(self, f"{m}_embedding"), getattr(self, f"{m}_encoder"))
             for m in self.modalities

@@ -11,13 +11,24 @@ from pathlib import Path
 
 
 def list_presets() -> list[str]:
-    """The names of the packaged presets."""
+    """The names of the packaged presets.
+
+    Returns:
+        The names, sorted.
+    """
     folder = resources.files(__name__)
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def preset_path(name: str) -> Path | None:
-    """The file of preset ``name`` (with or without ``.yaml``), or None if there is none."""
+    """The file of preset ``name`` (with or without ``.yaml``), or None if there is none.
+
+    Args:
+        name: A preset's name.
+
+    Returns:
+        The file, or None.
+    """
     stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
     if "/" in stem or "\\" in stem or stem not in list_presets():
         return None
@@ -25,7 +36,14 @@ def preset_path(name: str) -> Path | None:
 
 
 def preset_summary(name: str) -> str:
-    """The first comment line after the usage line of a preset: what it is for."""
+    """The first comment line after the usage line of a preset: what it is for.
+
+    Args:
+        name: A preset's name.
+
+    Returns:
+        The line, or "".
+    """
     path = preset_path(name)
     if path is None:
         raise KeyError(name)

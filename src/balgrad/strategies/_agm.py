@@ -28,10 +28,12 @@ inside the modulation window or not. ``clip="none"`` turns it off.
 
 Blank modality (``zero``): ``"embedding"`` (default, our cheaper reading) zeroes h_m and
 re-runs only the head; ``"input"`` (the official code) re-runs the tower on a blank
-input (``MultimodalModel.blank_embeddings``: zeros of the model's image input, the empty
-text), in eval mode, with gradients flowing through it as in the official code. The
-other modality's embedding is reused from the training forward (the official code
-re-runs it in eval mode: identical for towers without dropout or batch norm).
+input (:meth:`MultimodalModel.blank_embeddings
+<balgrad.models._multimodal.MultimodalModel.blank_embeddings>`: each modality's blank
+input of its kind, e.g. a zero image or the empty text), in eval mode, with gradients
+flowing through it as in the official code. The other modalities' embeddings are reused
+from the training forward (the official code re-runs them in eval mode: identical for
+towers without dropout or batch norm).
 
 M > 2 modalities (SPEC section 6, as the official three-modal code, ``URFunny_net.py``):
 the responses are Shapley values over the 2^M subsets S of modalities, with f(S) the
@@ -96,26 +98,59 @@ class _ScaleGrad(torch.autograd.Function):
 
 def scale_grad(x: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
     """Identity forward; multiplies the incoming gradient by ``scale`` (the official
-    backward hook on the response module)."""
+    backward hook on the response module).
+
+    Args:
+        x: A tensor.
+        scale: The gradient factor.
+
+    Returns:
+        ``x``, whose gradient is scaled.
+    """
     return _ScaleGrad.apply(x, scale)
 
 
 def agm_responses(fused, f_0l, f_v0):
-    """(o_v, o_l): the AGM decomposition of the fused logits ``fused`` = f(v, l)."""
+    """(o_v, o_l): the AGM decomposition of the fused logits ``fused`` = f(v, l).
+
+    Args:
+        fused: f(v, l), the fused logits.
+        f_0l: The head on a blank first modality and the second's embedding.
+        f_v0: The head on the first modality's embedding and a blank second.
+
+    Returns:
+        (o_v, o_l), each shaped as ``fused``.
+    """
     o_v = 0.5 * (fused - f_0l + f_v0)
     o_l = 0.5 * (fused - f_v0 + f_0l)
     return o_v, o_l
 
 
 def shapley_weight(size: int, num_modalities: int) -> float:
-    """#S! (M − #S − 1)! / M! (#S: the size of S): the weight of a coalition of ``size`` others."""
+    """#S! (M − #S − 1)! / M! (#S: the size of S): the weight of a coalition of ``size`` others.
+
+    Args:
+        size: #S.
+        num_modalities: M.
+
+    Returns:
+        The weight.
+    """
     m = num_modalities
     return math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
 
 
 def shapley_responses(value, num_modalities: int) -> list[torch.Tensor]:
     """o_m for every modality index m, from ``value(S)`` = f(S) for a frozenset S of
-    modality indices (called once per non-empty subset; the empty set is worth 0)."""
+    modality indices (called once per non-empty subset; the empty set is worth 0).
+
+    Args:
+        value: f(S) for a non-empty coalition S (a frozenset of modality indices).
+        num_modalities: M.
+
+    Returns:
+        o_m per modality index: the Shapley value of each modality in f.
+    """
     m = num_modalities
     cache: dict[frozenset, torch.Tensor] = {}
 
@@ -147,7 +182,18 @@ def response_score(
 
     ``prob_floor=0`` takes −log p unclamped, as the official three-modal code, computed
     from the log-probabilities (so a p below float's range is a large finite score,
-    where the official ``-log(softmax(o)[y])`` in float32 becomes infinite)."""
+    where the official ``-log(softmax(o)[y])`` in float32 becomes infinite).
+
+    Args:
+        o: A response, ``[batch, classes]``.
+        target: The labels.
+        task: ``"single_label"`` or ``"multi_label"`` (the mean over labels of each
+            label's −log p).
+        prob_floor: The clamp on p.
+
+    Returns:
+        The scores, ``[batch]``.
+    """
     o = widen(o)
     if task == "single_label":
         if not prob_floor:
@@ -163,7 +209,14 @@ def response_score(
 
 def agm_ratios(s: torch.Tensor) -> torch.Tensor:
     """r_m from scores s [M]: exp(s_l − s_v), exp(s_v − s_l) for two modalities (the
-    official expressions), exp(M/(M−1) · (s̄ − s_m)) for M."""
+    official expressions), exp(M/(M−1) · (s̄ − s_m)) for M.
+
+    Args:
+        s: Scores ``[M]``.
+
+    Returns:
+        The ratios r_m ``[M]``.
+    """
     if s.numel() == 2:
         s_v, s_l = s.unbind()
         return torch.stack([torch.exp(s_l - s_v), torch.exp(s_v - s_l)])
@@ -175,7 +228,17 @@ def agm_kappa(
     s: torch.Tensor, running: torch.Tensor, alpha: float, max_gap: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(κ, r, r̄) [M] from this step's scores ``s`` and the running means ``running``
-    (S_m): κ_m = exp(α · min(r̄_m − r_m, max_gap))."""
+    (S_m): κ_m = exp(α · min(r̄_m − r_m, max_gap)).
+
+    Args:
+        s: This step's scores ``[M]``.
+        running: The running means S_m ``[M]``.
+        alpha: α.
+        max_gap: The cap on r̄_m − r_m.
+
+    Returns:
+        κ, r and r̄, each ``[M]``.
+    """
     r, rbar = agm_ratios(s), agm_ratios(running)
     return torch.exp(alpha * (rbar - r).clamp_max(max_gap)), r, rbar
 
@@ -185,7 +248,16 @@ def running_scores(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(S, n) after one more step: the running means of the scores over n + 1 steps, as
     the official code's ``S (n − 1)/n + s/n`` with n the new count; unchanged when a score
-    is not finite (a bad batch must not poison later steps)."""
+    is not finite (a bad batch must not poison later steps).
+
+    Args:
+        running: S ``[M]``.
+        count: n, a 0-d integer tensor.
+        s: This step's scores ``[M]``.
+
+    Returns:
+        The updated (S, n).
+    """
     it = (count + 1).to(s.dtype)
     updated = running * (it - 1) / it + s / it
     finite = torch.isfinite(s).all()
@@ -194,7 +266,18 @@ def running_scores(
 
 def output_layer_weight_index(model, params) -> int:
     """Index in ``params`` of the classifier's output-layer weight: the last parameter
-    with ≥ 2 dims of the "head" group (``head.classifier[-1].weight`` in MultimodalModel)."""
+    with ≥ 2 dims of the "head" group (``head.classifier[-1].weight`` in TwoTowerModel).
+
+    Args:
+        model: The model.
+        params: The parameters the clip runs over.
+
+    Returns:
+        The index.
+
+    Raises:
+        ConfigError: The head group has no trainable weight matrix in ``params``.
+    """
     index = {id(p): i for i, p in enumerate(params)}
     matrices = [p for p in model.parameter_groups().get("head", []) if p.dim() >= 2]
     if not matrices or id(matrices[-1]) not in index:
@@ -274,12 +357,23 @@ class AGM(Strategy):
 
     @property
     def count(self) -> int:
+        """The number of steps the running scores average over."""
         return int(self._count)
 
     def state_dict(self) -> dict:
+        """The base state plus the running scores S_m and their count.
+
+        Returns:
+            A dict of plain values.
+        """
         return {**super().state_dict(), "running": self.running, "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the running scores and their count, with the base state.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+        """
         super().load_state_dict(state)
         self._running = torch.tensor(
             [float(x) for x in state.get("running", [])], dtype=torch.float64
@@ -287,6 +381,11 @@ class AGM(Strategy):
         self._count = torch.tensor(int(state.get("count", 0)), dtype=torch.int64)
 
     def active(self) -> bool:
+        """Whether this epoch is in the modulation window.
+
+        Returns:
+            True between ``modulation_start`` and ``modulation_end``, inclusive.
+        """
         end = float("inf") if self.modulation_end is None else self.modulation_end
         return in_window(self.epoch, self.modulation_start, end)
 
@@ -295,7 +394,14 @@ class AGM(Strategy):
         """κ, r and r̄ (one entry per modality) from this step's scores [s_1, .., s_M];
         then updates the running means (skipped when a score is not finite, so a bad
         batch cannot poison later steps), as the official code, in its order of
-        operations."""
+        operations.
+
+        Args:
+            scores: This step's scores ``[M]``.
+
+        Returns:
+            ``{"kappa": κ, "ratio": r, "running_ratio": r̄}``, each ``[M]``.
+        """
         dtype = torch.float32 if scores.device.type == "mps" else torch.float64
         running = self._running.to(scores.device, dtype)
         if running.numel() == 0:  # the first step: S_m = 0
@@ -313,7 +419,19 @@ class AGM(Strategy):
 
     # -- the step -----------------------------------------------------------------------
     def blanks(self, model, output) -> dict[str, torch.Tensor]:
-        """The blank embedding of each modality, chosen by ``zero``."""
+        """The blank embedding of each modality, chosen by ``zero``.
+
+        Args:
+            model: The model (``zero="input"`` calls its ``blank_embeddings``).
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+
+        Returns:
+            ``{modality: blank h_m}``, shaped as the batch's embeddings.
+
+        Raises:
+            ConfigError: ``zero="input"`` and the model has no ``blank_embeddings`` or the
+                output no inputs.
+        """
         h = output.embeddings
         if self.zero == "embedding":
             return {m: torch.zeros_like(v) for m, v in h.items()}
@@ -329,7 +447,15 @@ class AGM(Strategy):
 
     def responses(self, model, output) -> list[torch.Tensor]:
         """o_m for every modality, in the model's order (the head run on blanked
-        embeddings: 2 passes for two modalities, 2^M − 2 for M)."""
+        embeddings: 2 passes for two modalities, 2^M − 2 for M).
+
+        Args:
+            model: The model (its ``classify`` runs on the blanked embeddings).
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+
+        Returns:
+            o_m for each modality, ``[batch, classes]`` each.
+        """
         h = output.embeddings
         names = list(h)
         blanks = self.blanks(model, output)
@@ -356,7 +482,17 @@ class AGM(Strategy):
 
     def scores(self, responses, target, task, sync) -> torch.Tensor:
         """[s_1, .., s_M]: batch means of the response scores over the global batch (one
-        all-reduce through ``sync`` of the M sums and the sample count)."""
+        all-reduce through ``sync`` of the M sums and the sample count).
+
+        Args:
+            responses: o_m per modality.
+            target: The labels.
+            task: ``"single_label"`` or ``"multi_label"``.
+            sync: The gradient sync (sums over data-parallel ranks).
+
+        Returns:
+            The scores ``[M]``.
+        """
         per_sample = [response_score(o, target, task, self.prob_floor) for o in responses]
         first = per_sample[0]
         count = torch.full((), first.numel(), dtype=first.dtype, device=first.device)
@@ -365,6 +501,9 @@ class AGM(Strategy):
         return sums[:m] / sums[m].clamp_min(1)
 
     def compute(self, model, output, target, ctx):
+        """One step: the responses o_m, the scores, κ_m inside the window, the scaled
+        backward and the clip (see the module docstring).
+        """
         task = model.task
         active = self.active()
         modalities = self.modalities(model)
@@ -407,7 +546,17 @@ class AGM(Strategy):
 
     def clip_(self, model, params, grads, scale) -> torch.Tensor:
         """The official clip, in place on ``grads``, without a host sync: returns the
-        0-d bool "clipped" flag."""
+        0-d bool "clipped" flag.
+
+        Args:
+            model: The model (the trigger is its output layer's weight gradient).
+            params: The parameters ``grads`` belong to.
+            grads: Their gradients (None where a loss never reached one).
+            scale: The GradScaler's scale where the gradients are scaled, else None.
+
+        Returns:
+            A 0-d bool tensor: whether the clip fired.
+        """
         trigger_grad = grads[output_layer_weight_index(model, params)]
         if trigger_grad is None:  # the loss never reached the output layer: nothing to do
             return torch.zeros((), dtype=torch.bool, device=params[0].device)

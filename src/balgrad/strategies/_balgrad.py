@@ -74,16 +74,29 @@ PAIR_LOSS_NAMES = {"image": "image loss L_v", "text": "text loss L_l"}
 
 @dataclass
 class Losses:
+    """One step's losses: L_T (``task``), L_m by modality in the model's order
+    (``unimodal``) and D (``kl``).
+    """
+
     task: torch.Tensor
     unimodal: dict[str, torch.Tensor]  # L_m by modality, in the model's order
     kl: torch.Tensor
 
     def unimodal_sum(self) -> torch.Tensor:
-        """Σ_m L_m, left to right (M = 2: L_v + L_l)."""
+        """Σ_m L_m, left to right (M = 2: L_v + L_l).
+
+        Returns:
+            A 0-d tensor.
+        """
         first, *rest = self.unimodal.values()
         return sum(rest, first)
 
     def stats(self) -> dict[str, torch.Tensor]:
+        """The losses as statistics, detached.
+
+        Returns:
+            ``{"loss_task": L_T, "loss_<m>": L_m, ..., "kl": D}``.
+        """
         return {
             "loss_task": self.task.detach(),
             **{STATISTICS.key("loss", m): v.detach() for m, v in self.unimodal.items()},
@@ -93,7 +106,16 @@ class Losses:
 
 def pairwise_kl(logits: list[torch.Tensor], task: str, temperature: float = 1.0) -> torch.Tensor:
     """D: the mean symmetric KL divergence over the pairs of modalities (M = 2: the one
-    pair's, exactly)."""
+    pair's, exactly).
+
+    Args:
+        logits: z_m per modality, each ``[batch, classes]``.
+        task: ``"single_label"`` or ``"multi_label"``.
+        temperature: τ: the distributions are softmax(z_m / τ).
+
+    Returns:
+        D, a 0-d tensor.
+    """
     terms = [symmetric_kl(a, b, task, temperature) for a, b in itertools.combinations(logits, 2)]
     return terms[0] if len(terms) == 1 else torch.stack(terms).mean()
 
@@ -102,7 +124,16 @@ def pairwise_kl(logits: list[torch.Tensor], task: str, temperature: float = 1.0)
 def ema_scores(prev: torch.Tensor | None, s: torch.Tensor, b: float) -> torch.Tensor:
     """The scores s_m averaged across steps: b · prev + (1 − b) · s (s itself at the first
     step, and where prev is not finite); prev unchanged when a score of this batch is
-    not finite (reported at the next check), so it cannot poison the average."""
+    not finite (reported at the next check), so it cannot poison the average.
+
+    Args:
+        prev: The previous average, or None at the first step.
+        s: This step's scores ``[M]``.
+        b: The decay.
+
+    Returns:
+        The new average, detached.
+    """
     prev = s if prev is None else prev.to(s)
     blended = torch.where(torch.isfinite(prev), b * prev + (1 - b) * s, s)
     return torch.where(torch.isfinite(s).all(), blended, prev).detach()
@@ -110,7 +141,14 @@ def ema_scores(prev: torch.Tensor | None, s: torch.Tensor, b: float) -> torch.Te
 
 def contribution_weights(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(c, w) from the scores s [M]: c = s / Σ s (uniform 1/M when Σ s ≤ EPS) and
-    w = M (1 − c) / (M − 1) (mean 1; M = 2: 2 (1 − c))."""
+    w = M (1 − c) / (M − 1) (mean 1; M = 2: 2 (1 − c)).
+
+    Args:
+        s: The scores ``[M]``.
+
+    Returns:
+        (c, w), each ``[M]``.
+    """
     total = s.sum()
     ok = total > EPS
     m = s.numel()
@@ -123,7 +161,17 @@ def kl_scale_factors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(f, w reported) [M] with g_kl[θ_m] = f_m ∇_{θ_m} D: f = w n / ‖g_kl^m‖ with n the
     mean of the norms ‖g_kl^m‖ (0 where a norm is 0), f = w without ``equalize_norms``,
-    f = w = 1 with ``reweight="none"``."""
+    f = w = 1 with ``reweight="none"``.
+
+    Args:
+        kl_norms: ‖g_kl^m‖ per modality ``[M]``.
+        w: The contribution weights ``[M]``.
+        reweight: ``"contribution"`` or ``"none"``.
+        equalize_norms: Whether to rescale each g_kl^m to the mean norm first.
+
+    Returns:
+        (f, w reported), each ``[M]``.
+    """
     if reweight == "none":
         ones = torch.ones_like(w)
         return ones, ones
@@ -141,7 +189,16 @@ def projection_coefficients(
     d_m = <g_T^m, g_kl^m> and r2_m = ‖g_kl^m‖² per modality: ``"global"`` projects the
     whole of g_T off the whole of g_kl (one α = Σd / Σr2 when Σd < 0), ``"per_modality"``
     each part off its own (α_m = d_m / r2_m where d_m < 0); α = 0 where there is no
-    conflict or g_kl is (numerically) zero."""
+    conflict or g_kl is (numerically) zero.
+
+    Args:
+        d_m: <g_T^m, g_kl^m> ``[M]``.
+        r2_m: ‖g_kl^m‖² ``[M]``.
+        scope: ``"global"`` or ``"per_modality"``.
+
+    Returns:
+        (α ``[M]``, a 0-d bool: whether anything was projected).
+    """
     if scope == "global":
         d, r2 = d_m.sum(), r2_m.sum()
         hit = (d < 0) & (r2 > EPS)
@@ -155,14 +212,31 @@ def projected_geometry(
     d_m: torch.Tensor, r2_m: torch.Tensor, t2_m: torch.Tensor, alpha: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(<g_T⊥, g_kl>, ‖g_T⊥‖²) after g_T^m ← g_T^m − α_m g_kl^m, from the per-modality
-    d_m = <g_T^m, g_kl^m>, r2_m = ‖g_kl^m‖², t2_m = ‖g_T^m‖² (no pass over gradients)."""
+    d_m = <g_T^m, g_kl^m>, r2_m = ‖g_kl^m‖², t2_m = ‖g_T^m‖² (no pass over gradients).
+
+    Args:
+        d_m: <g_T^m, g_kl^m> ``[M]``.
+        r2_m: ‖g_kl^m‖² ``[M]``.
+        t2_m: ‖g_T^m‖² ``[M]``.
+        alpha: α_m ``[M]``.
+
+    Returns:
+        (<g_T⊥, g_kl>, ‖g_T⊥‖²), 0-d each.
+    """
     dot_after = (d_m - alpha * r2_m).sum()
     sq_after = (t2_m - 2 * alpha * d_m + alpha.square() * r2_m).sum().clamp_min(0)
     return dot_after, sq_after
 
 
 def consecutive_slices(sizes: list[int]) -> list[slice]:
-    """The ranges of consecutive runs of ``sizes`` entries."""
+    """The ranges of consecutive runs of ``sizes`` entries.
+
+    Args:
+        sizes: Run lengths.
+
+    Returns:
+        One slice per run, in order.
+    """
     ends = list(itertools.accumulate(sizes))
     return [slice(end - size, end) for size, end in zip(sizes, ends)]
 
@@ -239,7 +313,17 @@ class BalGrad(Strategy):
     # -- pieces shared with balgrad_fast ----------------------------------------------------
     def losses(self, output, target, task, ctx) -> Losses:
         """L_T, L_m for each modality, D (float32 at least), checked for finiteness at
-        the next check."""
+        the next check.
+
+        Args:
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+            target: The labels.
+            task: ``"single_label"`` or ``"multi_label"``.
+            ctx: The step's context (the finiteness check).
+
+        Returns:
+            The step's losses.
+        """
         z = output.unimodal
         losses = Losses(
             task_loss(output.logits, target, task),
@@ -255,7 +339,16 @@ class BalGrad(Strategy):
 
     def score_sums(self, output, target, task) -> torch.Tensor:
         """(Σ p_1[y], .., Σ p_M[y], batch size) on this rank, p_m = softmax(z_m / τ), the
-        distributions D compares; all-reduce and divide to get s_m."""
+        distributions D compares; all-reduce and divide to get s_m.
+
+        Args:
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+            target: The labels.
+            task: ``"single_label"`` or ``"multi_label"``.
+
+        Returns:
+            ``[M + 1]``: the M sums and the batch size.
+        """
         with torch.no_grad():
             tau = self.temperature
             probs = [
@@ -267,7 +360,14 @@ class BalGrad(Strategy):
         self, s: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """s = (s_1, .., s_M) -> (s used, c, w): :func:`contribution_weights` of the
-        scores, averaged across steps first with ``contribution_ema`` (:func:`ema_scores`)."""
+        scores, averaged across steps first with ``contribution_ema`` (:func:`ema_scores`).
+
+        Args:
+            s: This step's scores ``[M]``.
+
+        Returns:
+            The scores used, c and w, each ``[M]``.
+        """
         if self.contribution_ema > 0:
             self._ema = ema_scores(self._ema, s, self.contribution_ema)
             s = self._ema
@@ -277,16 +377,42 @@ class BalGrad(Strategy):
         self, kl_norms: torch.Tensor, w: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(f_m for each m) with g_kl[θ_m] = f_m ∇_{θ_m} D, and the weights w reported
-        (:func:`kl_scale_factors` with this strategy's options)."""
+        (:func:`kl_scale_factors` with this strategy's options).
+
+        Args:
+            kl_norms: ‖g_kl^m‖ per modality ``[M]``.
+            w: The contribution weights ``[M]``.
+
+        Returns:
+            (f, w reported), each ``[M]``.
+        """
         return kl_scale_factors(kl_norms, w, self.reweight, self.equalize_norms)
 
     def wants_head_cosine(self, step: int) -> bool:
+        """Whether this step computes the head cosine (``head_diagnostics``).
+
+        Args:
+            step: The step index.
+
+        Returns:
+            True on every ``head_diagnostics_every``-th step with the diagnostic on.
+        """
         return self.head_diagnostics and step % self.head_diagnostics_every == 0
 
     def head_cosine(self, model, output, target, ctx) -> torch.Tensor | None:
         """cos(∇_θT ℓ(f_T(h_v, 0)), ∇_θT ℓ(f_T(0, h_l))): do the modalities pull the head
         apart? For M > 2, the mean of that cosine over the pairs of modalities. Computed
-        at the head's own precision (autocast is off here), from the embeddings cast to it."""
+        at the head's own precision (autocast is off here), from the embeddings cast to it.
+
+        Args:
+            model: The model.
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+            target: The labels.
+            ctx: The step's context.
+
+        Returns:
+            The cosine (0-d), or None when the model has no head parameters.
+        """
         head = ctx.layout.groups.get("head", [])
         if not head:
             return None
@@ -308,6 +434,10 @@ class BalGrad(Strategy):
 
     # -- the exact step ---------------------------------------------------------------------
     def compute(self, model, output, target, ctx):
+        """One step (SPEC section 2, section 6 for M): the losses, the scores s_m and weights
+        w_m, the gradients g_T and g_kl per modality, the reweighting and the conflict
+        projection, written to ``.grad``.
+        """
         layout = ctx.layout
         modalities = self.modalities(model)
         sizes = [len(layout.groups[m]) for m in modalities]
@@ -415,7 +545,27 @@ class BalGrad(Strategy):
     ) -> dict[str, torch.Tensor]:
         """The step's statistics (0-d tensors) from its losses, s/c/w and gradient
         geometry (<g_T, g_kl> before/after, squared norms; per modality for the last
-        three), and the head cosine on its steps."""
+        three), and the head cosine on its steps.
+
+        Args:
+            model: The model.
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+            target: The labels.
+            ctx: The step's context.
+            losses: The step's :class:`Losses`.
+            s, c, w: The scores, contributions and weights ``[M]``.
+            dot, dot_after: <g_T, g_kl> before and after the projection.
+            task_sq, task_sq_after: ‖g_T‖² before and after it.
+            kl_sq: ‖g_kl‖².
+            conflict: 1 where <g_T, g_kl> < 0, else 0.
+            projected: The share of the step's projections that ran.
+            kl_norms: ‖g_kl^m‖ per modality.
+            uni_sq: ‖∇_{θ_m} L_m‖² per modality.
+            task_sq_m: ‖g_T^m‖² per modality.
+
+        Returns:
+            The statistics, by name (``STATISTICS``).
+        """
         kl_norm = kl_sq.sqrt()
         names = list(losses.unimodal)
 
@@ -472,11 +622,21 @@ class BalGrad(Strategy):
         )
 
     def state_dict(self) -> dict:
+        """The base state plus the scores' moving average (``contribution_ema``).
+
+        Returns:
+            A dict of plain values.
+        """
         state = super().state_dict()
         state["ema"] = None if self._ema is None else self._ema.tolist()
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the scores' moving average, with the base state.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+        """
         super().load_state_dict(state)
         ema = state.get("ema")
         # float64: a float32 round trip would change the restored weights

@@ -47,6 +47,9 @@ class BalGradFast(BalGrad):
     scopes = ("global", "per_modality", "per_sample")
 
     def compute(self, model, output, target, ctx):
+        """One step, with the gradients taken at the embeddings h_m: the same losses, weights
+        and projection as :meth:`BalGrad.compute`, then one backward pass through the towers.
+        """
         losses = self.losses(output, target, model.task, ctx)
         like = losses.task.detach()
         wide = torch.float32 if like.device.type == "mps" else torch.float64

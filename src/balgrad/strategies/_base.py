@@ -110,11 +110,25 @@ class BalancedModel(Protocol):
     task: str
     modalities: tuple[str, ...]
 
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]: ...
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Every trainable parameter, grouped.
 
-    def classify(
-        self, h: Mapping[str, torch.Tensor], detach_head: bool = False
-    ) -> torch.Tensor: ...
+        Returns:
+            ``{modality: θ_m, ..., "head": θ_T}`` (modalities in order) and optionally
+            ``"unimodal_heads"``; each trainable parameter in exactly one group.
+        """
+
+    def classify(self, h: Mapping[str, torch.Tensor], detach_head: bool = False) -> torch.Tensor:
+        """The head on given embeddings: f_T(F(h)).
+
+        Args:
+            h: The embeddings ``{modality: h_m}``, each ``[batch, d_m]``.
+            detach_head: Run the head without gradient into its own parameters (the
+                gradient still reaches ``h``).
+
+        Returns:
+            The fused logits, ``[batch, classes]``.
+        """
 
 
 def unwrap(model: Any) -> tuple[Any, bool]:
@@ -122,7 +136,14 @@ def unwrap(model: Any) -> tuple[Any, bool]:
 
     ``nn.DataParallel`` is unwrapped too: its replicas' gradients flow back to the
     wrapped module's own parameters, so a strategy works on ``model.module`` as it is
-    (the official OGM-GE code wraps its model so)."""
+    (the official OGM-GE code wraps its model so).
+
+    Args:
+        model: The model, DDP- or DataParallel-wrapped or not.
+
+    Returns:
+        The module and whether it was DDP-wrapped.
+    """
     if isinstance(model, DistributedDataParallel):
         return model.module, True
     if isinstance(model, DataParallel):
@@ -131,7 +152,17 @@ def unwrap(model: Any) -> tuple[Any, bool]:
 
 
 def model_modalities(model: Any) -> tuple[str, ...]:
-    """The model's modality names, checked: a tuple of at least two distinct strings."""
+    """The model's modality names, checked: a tuple of at least two distinct strings.
+
+    Args:
+        model: The model.
+
+    Returns:
+        Its modality names.
+
+    Raises:
+        ConfigError: It has none, or they are not distinct strings, or fewer than two.
+    """
     names = getattr(model, "modalities", None)
     if names is None:
         raise ConfigError(
@@ -147,7 +178,15 @@ def model_modalities(model: Any) -> tuple[str, ...]:
 def check_contract(model: Any, groups: Mapping[str, Sequence[nn.Parameter]]) -> None:
     """Raise ConfigError unless ``groups`` are exactly the model's modalities plus
     ``"head"`` (and optionally ``"unimodal_heads"``), no parameter is in two groups and
-    every trainable parameter of the model is in one."""
+    every trainable parameter of the model is in one.
+
+    Args:
+        model: The model.
+        groups: What its ``parameter_groups()`` returned.
+
+    Raises:
+        ConfigError: A group is missing or unknown, or a parameter is in two or none.
+    """
     modalities = model_modalities(model)
     task = getattr(model, "task", None)
     if task not in TASKS:
@@ -270,6 +309,9 @@ class Strategy:
 
     @property
     def sync(self) -> GradientSync:
+        """The :class:`~balgrad._grad.GradientSync` the strategy all-reduces through (one for
+        the default process group unless a loop set its own).
+        """
         return self._sync if self._sync is not None else default_sync()
 
     @sync.setter
@@ -280,7 +322,21 @@ class Strategy:
     def backward(
         self, model: BalancedModel, output: Any, target: torch.Tensor, *, scaler=None
     ) -> dict[str, torch.Tensor]:
-        """Compute this strategy's gradient for one batch and add it to ``.grad``."""
+        """Compute this strategy's gradient for one batch and add it to ``.grad``.
+
+        Args:
+            model: The model (a :class:`BalancedModel`, possibly DDP-wrapped).
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+            target: The labels: class indices ``[batch]`` or multi-hot ``[batch, classes]``.
+            scaler: A ``torch.amp.GradScaler`` under fp16 mixed precision, else None.
+
+        Returns:
+            The step's statistics (losses, weights, norms), as tensors.
+
+        Raises:
+            ConfigError: The strategy owns its optimizer steps (use :meth:`train_step`), or
+                the model is DDP-wrapped and the strategy does not support it.
+        """
         if self.owns_optimizer_step and self._stepper is None:
             raise ConfigError(
                 f"{self.name} takes {self.steps_per_batch(model)} optimizer steps per batch "
@@ -338,7 +394,17 @@ class Strategy:
         self, model: BalancedModel, output: Any, target: torch.Tensor, ctx: StepContext
     ) -> dict[str, torch.Tensor | float]:
         """One step's gradient, added to ``.grad``; returns the step's statistics. Every
-        step-scoped thing (scaler, sync, layout, step index, checks) comes in ``ctx``."""
+        step-scoped thing (scaler, sync, layout, step index, checks) comes in ``ctx``.
+
+        Args:
+            model: The unwrapped model.
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+            target: The labels.
+            ctx: The step's :class:`~balgrad.strategies._context.StepContext`.
+
+        Returns:
+            The step's statistics.
+        """
         raise NotImplementedError
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -394,7 +460,22 @@ class Strategy:
         ``scaler``: a mixed-precision GradScaler; each step is then ``scaler.step`` and
         ``scaler.update``, unless ``scaler_steps=False`` (an optimizer whose ``step()`` does
         that itself: Lightning's). ``forward``: what runs the model (default ``model``;
-        e.g. the DDP-wrapped module whose unwrapped ``model`` the strategy reads)."""
+        e.g. the DDP-wrapped module whose unwrapped ``model`` the strategy reads).
+
+        Args:
+            model: The model (possibly DDP-wrapped).
+            inputs: The batch's inputs, as ``model`` takes them.
+            target: The labels.
+            optimizer: The training optimizer.
+            scaler: A ``torch.amp.GradScaler`` under fp16, else None.
+            drop: Per-modality boolean masks ``[batch]`` of samples whose modality is
+                dropped (the impairment protocol), passed to the model.
+            forward: Calls the model instead of ``model(inputs, drop=drop)``.
+            scaler_steps: Whether this call steps the scaler (False when the loop does).
+
+        Returns:
+            The step's statistics.
+        """
         optimizer.zero_grad(set_to_none=True)
         run = model if forward is None else forward
         output = run(inputs, drop=drop) if drop else run(inputs)
@@ -411,7 +492,14 @@ class Strategy:
     def optimizer_step(self, set_to_none: bool = True) -> None:
         """Inside :meth:`train_step`: step its optimizer (through its scaler), then zero the
         gradients (to None by default: the next step then moves only what its own
-        gradient reaches; ``False``: to zero tensors, as torch < 2.0's ``zero_grad()``)."""
+        gradient reaches; ``False``: to zero tensors, as torch < 2.0's ``zero_grad()``).
+
+        Args:
+            set_to_none: Zero the gradients to None (default) rather than to zero tensors.
+
+        Raises:
+            ConfigError: Called outside :meth:`train_step`.
+        """
         if self._stepper is None:
             raise ConfigError(f"{self.name}: optimizer_step() runs only inside train_step()")
         optimizer, scaler = self._stepper
@@ -424,17 +512,40 @@ class Strategy:
 
     def steps_per_batch(self, model: BalancedModel) -> int:
         """How many optimizer steps :meth:`train_step` takes per batch (1 unless the
-        strategy owns its steps)."""
+        strategy owns its steps).
+
+        Args:
+            model: The model.
+
+        Returns:
+            The number of optimizer steps per batch.
+        """
         return 1
 
     def fuse(self, model: BalancedModel, output: Any) -> torch.Tensor:
         """The prediction evaluation scores for ``output`` (a batch's ModelOutput): its
-        fused logits, unless the strategy has ``test_time_fusion`` (MLA)."""
+        fused logits, unless the strategy has ``test_time_fusion`` (MLA).
+
+        Args:
+            model: The model.
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+
+        Returns:
+            The logits evaluation scores.
+        """
         return output.logits
 
     # -- hooks for the training loop ----------------------------------------------------
     def param_groups(self, model: BalancedModel, lr: float) -> list[dict]:
-        """Optimizer parameter groups (MSLR gives each modality its own rate)."""
+        """Optimizer parameter groups (MSLR gives each modality its own rate).
+
+        Args:
+            model: The model.
+            lr: The base learning rate.
+
+        Returns:
+            ``torch.optim`` parameter groups, one per non-empty layout group.
+        """
         return [
             {"params": ps, "lr": lr, "name": name}
             for name, ps in self.layout(model).groups.items()
@@ -442,6 +553,14 @@ class Strategy:
         ]
 
     def on_epoch_start(self, epoch: int, num_epochs: int | None = None) -> None:
+        """Record the epoch about to start; call it before the epoch's first step.
+
+        A modulation window (OGM-GE, AGM) and a schedule over the run (``num_epochs``) read it.
+
+        Args:
+            epoch: The epoch (0-based).
+            num_epochs: The run's length, where the strategy schedules over it.
+        """
         self.epoch = epoch
         self.num_epochs = num_epochs
 
@@ -451,14 +570,28 @@ class Strategy:
         optimizer: torch.optim.Optimizer,
         unimodal_scores: dict[str, float] | None = None,
     ) -> dict[str, float]:
-        """Per-epoch update; returns diagnostics (e.g. MSLR's rates)."""
+        """Per-epoch update; returns diagnostics (e.g. MSLR's rates).
+
+        Args:
+            epoch: The epoch that ended (0-based).
+            optimizer: The training optimizer (MSLR sets its groups' rates).
+            unimodal_scores: Each modality's validation score this epoch, where the loop has
+                them (MSLR needs them).
+
+        Returns:
+            Diagnostics, by name.
+        """
         return {}
 
     # -- the epoch-start pass (needs_epoch_pass) ---------------------------------------
     def needs_preparation(self) -> bool:
         """Whether a training loop must call :meth:`prepare_epoch` before the next step:
         the method needs the pass and the current epoch has none yet (a run resumed in
-        the middle of an epoch whose pass is in the loaded state needs none)."""
+        the middle of an epoch whose pass is in the loaded state needs none).
+
+        Returns:
+            True when :meth:`prepare_epoch` is due.
+        """
         return self.needs_epoch_pass and self.prepared_epoch != self.epoch
 
     def prepare_epoch(
@@ -478,7 +611,18 @@ class Strategy:
         A strategy with :attr:`held_out_fraction` > 0 takes the held-out part of the
         training data as ``held_out`` (batches like ``batches``), one with
         :attr:`trains_copies` the optimizer factory ``make_optimizer``; the others ignore
-        both (G-Blend overrides this method)."""
+        both (G-Blend overrides this method).
+
+        Args:
+            model: The model.
+            batches: Training batches, ``(inputs, target)`` on the model's device.
+            held_out: Held-out batches, for a method that measures on them (G-Blend).
+            make_optimizer: Builds an optimizer for a list of parameters (G-Blend's probe
+                training), where the method needs one.
+
+        Returns:
+            The pass's diagnostics.
+        """
         module = unwrap(model)[0]
         stats: dict[str, torch.Tensor] = {}
         if self.needs_epoch_pass:
@@ -496,7 +640,15 @@ class Strategy:
         return stats
 
     def epoch_pass(self, model: BalancedModel, batches: Any) -> dict[str, torch.Tensor]:
-        """What :meth:`prepare_epoch` computes (a strategy with ``needs_epoch_pass``)."""
+        """What :meth:`prepare_epoch` computes (a strategy with ``needs_epoch_pass``).
+
+        Args:
+            model: The model, in eval mode, without gradients.
+            batches: An iterable of ``(inputs, target)`` on the model's device.
+
+        Returns:
+            The pass's diagnostics.
+        """
         raise NotImplementedError
 
     def check_prepared(self) -> None:
@@ -511,16 +663,32 @@ class Strategy:
             )
 
     def add_observer(self, observer: Observer) -> None:
+        """Call ``observer(step, stats)`` after every step (the trainer's metrics log).
+
+        Args:
+            observer: Takes the step index and the step's statistics.
+        """
         self._observers.append(observer)
 
     # -- checkpointing --------------------------------------------------------------
     def state_dict(self) -> dict:
+        """What a checkpoint saves of the strategy: its step and epoch, and each method's own
+        running state (running scores, rates, the last epoch pass).
+
+        Returns:
+            A dict of ints, floats and tensors.
+        """
         state = {"step": self.step, "epoch": self.epoch}
         if self.needs_epoch_pass:  # -1: none yet (a checkpoint holds ints and tensors)
             state["prepared_epoch"] = -1 if self.prepared_epoch is None else self.prepared_epoch
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved (a resumed run continues the same schedule).
+
+        Args:
+            state: A dict :meth:`state_dict` returned.
+        """
         self.step = int(state.get("step", 0))
         self.epoch = int(state.get("epoch", 0))
         if self.needs_epoch_pass:
@@ -531,7 +699,17 @@ class Strategy:
     def layout(self, model: BalancedModel) -> ParamLayout:
         """The model's trainable parameter groups, checked against the contract
         (:func:`check_contract`) and cached until its parameter set (or a parameter's
-        ``requires_grad``) changes."""
+        ``requires_grad``) changes.
+
+        Args:
+            model: The model (possibly DDP-wrapped).
+
+        Returns:
+            The parameter layout.
+
+        Raises:
+            ConfigError: The groups break the contract.
+        """
         model = unwrap(model)[0]
         if not isinstance(model, nn.Module):
             groups = model.parameter_groups()
@@ -546,11 +724,25 @@ class Strategy:
 
     @staticmethod
     def modalities(model: BalancedModel) -> tuple[str, ...]:
-        """The model's modality names, in order."""
+        """The model's modality names, in order.
+
+        Args:
+            model: The model (possibly wrapped).
+
+        Returns:
+            The modality names.
+        """
         return model_modalities(unwrap(model)[0])
 
     def modality_params(self, model: BalancedModel) -> list[list[nn.Parameter]]:
-        """θ_m for each modality, in the model's order."""
+        """θ_m for each modality, in the model's order.
+
+        Args:
+            model: The model.
+
+        Returns:
+            One list of parameters per modality.
+        """
         groups = self.layout(model).groups
         return [groups[m] for m in self.modalities(model)]
 
@@ -558,7 +750,16 @@ class Strategy:
         self, model: BalancedModel, output: Any, target: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """L_m and mean true-class probabilities per modality, without gradient (loss
-        curves)."""
+        curves).
+
+        Args:
+            model: The model.
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+            target: The labels.
+
+        Returns:
+            ``{key: value}`` of per-modality losses and scores.
+        """
         z = output.unimodal
         with torch.no_grad():
             losses = {MONITOR.key("loss", m): task_loss(z[m], target, model.task) for m in z}
@@ -572,7 +773,12 @@ class EpochBatches:
     """The ``batches`` a training loop hands to :meth:`Strategy.prepare_epoch`: a loader
     seen through ``convert`` (a batch -> ``(inputs, target)`` on the model's device),
     with the loader's length, so that a strategy can take a fraction of it; batches are
-    read and moved only as the strategy takes them."""
+    read and moved only as the strategy takes them.
+
+    Args:
+        loader: The training loader (anything iterable with a ``len()``).
+        convert: A batch -> ``(inputs, target)`` on the model's device.
+    """
 
     def __init__(self, loader: Any, convert: Callable[[Any], tuple[Any, torch.Tensor]]):
         self.loader, self.convert = loader, convert
@@ -586,7 +792,14 @@ class EpochBatches:
 
 def fusion_of(strategy: Any) -> Callable[[Any, Any], torch.Tensor] | None:
     """``strategy.fuse`` (model, output) -> prediction where the strategy predicts by
-    test-time fusion (``test_time_fusion``: MLA), else None (the fused logits)."""
+    test-time fusion (``test_time_fusion``: MLA), else None (the fused logits).
+
+    Args:
+        strategy: A strategy.
+
+    Returns:
+        Its ``fuse`` method, or None.
+    """
     return strategy.fuse if getattr(strategy, "test_time_fusion", False) else None
 
 
@@ -620,7 +833,16 @@ Epoch = Annotated[int, Field(ge=0)]
 
 
 def check_modulation(alpha: float, start: int, end: int | None) -> None:
-    """The checks OGM-GE and AGM share: a non-negative α and an ordered epoch window."""
+    """The checks OGM-GE and AGM share: a non-negative α and an ordered epoch window.
+
+    Args:
+        alpha: The modulation strength.
+        start: The first modulated epoch.
+        end: The last modulated epoch, or None for no end.
+
+    Raises:
+        ConfigError: ``alpha`` is negative or infinite, or ``end < start``.
+    """
     if not alpha >= 0 or alpha == float("inf"):
         raise ConfigError(f"alpha: must be a finite number >= 0, got {alpha}")
     if end is not None and end < start:
@@ -628,16 +850,46 @@ def check_modulation(alpha: float, start: int, end: int | None) -> None:
 
 
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Check that an option's value is one of its choices.
+
+    Args:
+        name: The option, for the message.
+        value: Its value.
+        allowed: The choices.
+
+    Raises:
+        ConfigError: ``value`` is not one of ``allowed``.
+    """
     if value not in allowed:
         raise ConfigError(f"{name}: unknown value {value!r}; expected one of {allowed}")
 
 
 def in_window(epoch: int, start: int, end: int | float) -> bool:
-    """``start <= epoch <= end``: both ends inclusive, as the official OGM-GE and AGM code."""
+    """``start <= epoch <= end``: both ends inclusive, as the official OGM-GE and AGM code.
+
+    Args:
+        epoch: The epoch.
+        start: The window's first epoch.
+        end: Its last epoch (``math.inf`` for none).
+
+    Returns:
+        Whether ``epoch`` is in the window.
+    """
     return start <= epoch <= end
 
 
 def checked_loss(name: str, loss: torch.Tensor) -> torch.Tensor:
-    """Check ``loss`` now (a host sync); :meth:`Strategy.check_finite` checks lazily."""
+    """Check ``loss`` now (a host sync); :meth:`Strategy.check_finite` checks lazily.
+
+    Args:
+        name: The loss's name, for the message.
+        loss: The loss.
+
+    Returns:
+        ``loss``, unchanged.
+
+    Raises:
+        NonFiniteLossError: The loss is NaN or infinite.
+    """
     check_finite(name, loss)
     return loss

@@ -27,16 +27,31 @@ class _Record:
 
 
 class PendingChecks:
+    """The checks recorded since the last :meth:`verify`, one per step and quantity."""
+
     def __init__(self) -> None:
         self._records: list[_Record] = []
 
     def finite(self, step: int, names: tuple[str, ...], values: torch.Tensor) -> None:
-        """Record that each entry of ``values`` (losses or gradient norms) must be finite."""
+        """Record that each entry of ``values`` (losses or gradient norms) must be finite.
+
+        Args:
+            step: The step that recorded it.
+            names: One name per entry of ``values``, for the message.
+            values: The values.
+        """
         flags = torch.isfinite(values.detach().reshape(-1))
         self._records.append(_Record(step, names, flags))
 
     def target(self, step: int, ok: torch.Tensor, bad_value: torch.Tensor, message: str) -> None:
-        """Record a target check: ``ok`` (0-d bool) and the first offending value."""
+        """Record a target check: ``ok`` (0-d bool) and the first offending value.
+
+        Args:
+            step: The step that recorded it.
+            ok: Whether the targets are valid.
+            bad_value: The first offending label.
+            message: How to describe a bad label.
+        """
         values = torch.stack([ok.to(_wide(ok)), bad_value.to(_wide(ok))])
         self._records.append(_Record(step, ("target",), values, details=1, message=message))
 

@@ -45,14 +45,28 @@ class StepContext:
     ddp: bool = False
 
     def scaled(self, loss: torch.Tensor) -> torch.Tensor:
-        """``loss`` multiplied by the step's GradScaler scale (no host sync), if any."""
+        """``loss`` multiplied by the step's GradScaler scale (no host sync), if any.
+
+        Args:
+            loss: The loss.
+
+        Returns:
+            The scaled loss.
+        """
         return loss if self.scaler is None else self.scaler.scale(loss)
 
     def loss_scale(self, like: torch.Tensor) -> torch.Tensor | None:
         """The step's GradScaler scale as a 0-d tensor on ``like``'s device (no host
         sync), or None without a scaler: anything absolute that acts on the scaled
         gradients (a clipping threshold, an epsilon) is multiplied by it, so that the
-        update is exactly ``scale`` times the unscaled one."""
+        update is exactly ``scale`` times the unscaled one.
+
+        Args:
+            like: A tensor on the step's device.
+
+        Returns:
+            The scale, or None.
+        """
         if self.scaler is None:
             return None
         return self.scaler.scale(torch.ones((), device=like.device))
@@ -63,7 +77,15 @@ class StepContext:
         """The gradient ``self.scaled(loss).backward()`` would add to ``params``, averaged
         over ranks through :attr:`sync`, as owned tensors to rescale in place before
         :func:`~balgrad._grad.add_to_grads_`. None where the loss does not reach a
-        parameter (zeros on several ranks, so that every rank joins the same all-reduce)."""
+        parameter (zeros on several ranks, so that every rank joins the same all-reduce).
+
+        Args:
+            loss: The (unscaled) loss.
+            params: The parameters.
+
+        Returns:
+            One gradient (or None) per parameter.
+        """
         sync = self.sync
         several = sync.world_size > 1
         grads = grads_of(self.scaled(loss), params, retain_graph=False, materialize=several)
@@ -72,12 +94,22 @@ class StepContext:
         return grads
 
     def check_finite(self, names: tuple[str, ...], values: torch.Tensor) -> None:
-        """Verify at the next check that each entry of ``values`` is finite."""
+        """Verify at the next check that each entry of ``values`` is finite.
+
+        Args:
+            names: One name per entry of ``values``, for the message.
+            values: The values.
+        """
         self.checks.finite(self.step, names, values)
 
     def check_gradients_finite(self, name: str, grads: Sequence[torch.Tensor]) -> None:
         """Verify at the next check that ``grads`` are finite, unless a GradScaler runs
-        the step (it skips steps with non-finite gradients itself)."""
+        the step (it skips steps with non-finite gradients itself).
+
+        Args:
+            name: The gradient's name, for the message.
+            grads: The gradients.
+        """
         if self.scaler is None and grads:
             self.check_finite((name,), sq_norms(grads).sum())
 
@@ -90,7 +122,13 @@ class StepContext:
         """Accumulate d roots / d params (cotangents ``root_grads``, None for a scalar
         loss) into ``.grad`` with one backward pass, as ``loss.backward()`` would:
         through DDP's reducer for a wrapped model, all-reduced through :attr:`sync` when
-        the strategy reduces itself on several ranks."""
+        the strategy reduces itself on several ranks.
+
+        Args:
+            roots: The outputs to differentiate (a loss, or embeddings).
+            root_grads: Their cotangents, None for a scalar loss.
+            params: The parameters whose ``.grad`` receives the result.
+        """
         keep = [(r, g) for r, g in zip(roots, root_grads) if r.requires_grad]
         if not keep or not params:
             return

@@ -68,7 +68,15 @@ CLIP_EPS = 1e-6
 
 # -- the method's arithmetic ---------------------------------------------------------------
 def dgl_encoder_loss(unimodal_losses: Sequence[torch.Tensor], alpha: float) -> torch.Tensor:
-    """α Σ_m L_m: the only loss whose gradient reaches the encoders."""
+    """α Σ_m L_m: the only loss whose gradient reaches the encoders.
+
+    Args:
+        unimodal_losses: L_m per modality.
+        alpha: α.
+
+    Returns:
+        The loss, 0-d.
+    """
     first, *rest = unimodal_losses
     return alpha * sum(rest, first)
 
@@ -78,7 +86,16 @@ def clip_coefficient(
 ) -> torch.Tensor:
     """min(1, max_norm / (‖g‖ + 1e-6)), torch's ``clip_grad_norm_`` rule. ``scale`` (a
     GradScaler's) multiplies the threshold and the 1e-6, so the clipped scaled gradient is
-    exactly ``scale`` times the clipped unscaled one."""
+    exactly ``scale`` times the clipped unscaled one.
+
+    Args:
+        total_norm: ‖g‖, 0-d.
+        max_norm: The clip's max norm.
+        scale: The GradScaler's scale, if the gradient is scaled.
+
+    Returns:
+        The coefficient, 0-d.
+    """
     limit = torch.as_tensor(max_norm, dtype=total_norm.dtype, device=total_norm.device)
     eps = torch.as_tensor(CLIP_EPS, dtype=total_norm.dtype, device=total_norm.device)
     if scale is not None:
@@ -121,6 +138,9 @@ class DGL(Strategy):
         self.max_grad_norm = float(max_grad_norm)
 
     def compute(self, model, output, target, ctx):
+        """One step: L_T's gradient to the head only, α Σ_m L_m's to the encoders (and
+        unimodal heads), each clipped as the official code clips it.
+        """
         task = model.task
         layout = ctx.layout
         modalities = self.modalities(model)

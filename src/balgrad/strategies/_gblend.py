@@ -116,7 +116,16 @@ def blend_scores(
     semantics: str = "paper",
 ) -> torch.Tensor:
     """The unnormalised weight of each branch from its losses at N (before) and N + n
-    (after), each [K]: abs(ΔG) / ΔO² (``"paper"``) or abs(G_{N+n}) / O_{N+n}² (``"multibench"``)."""
+    (after), each [K]: abs(ΔG) / ΔO² (``"paper"``) or abs(G_{N+n}) / O_{N+n}² (``"multibench"``).
+
+    Args:
+        train_before, val_before: Each branch's training and held-out losses at N ``[K]``.
+        train_after, val_after: The same at N + n ``[K]``.
+        semantics: ``"paper"`` or ``"multibench"``.
+
+    Returns:
+        The raw weights ``[K]``.
+    """
     check_choice("semantics", semantics, SEMANTICS)
     o_after = val_after - train_after
     if semantics == "paper":
@@ -130,7 +139,14 @@ def blend_scores(
 
 
 def normalise(raw: torch.Tensor) -> torch.Tensor:
-    """w = raw / Σ raw; equal weights where every raw weight is 0."""
+    """w = raw / Σ raw; equal weights where every raw weight is 0.
+
+    Args:
+        raw: Non-negative weights ``[K]``.
+
+    Returns:
+        Weights summing to 1.
+    """
     total = raw.sum()
     if not bool(total > 0):
         return torch.full_like(raw, 1.0 / raw.numel())
@@ -144,13 +160,30 @@ def blend_weights(
     val_after: torch.Tensor,
     semantics: str = "paper",
 ) -> torch.Tensor:
-    """The blend weights [K], summing to 1 (see :func:`blend_scores`)."""
+    """The blend weights [K], summing to 1 (see :func:`blend_scores`).
+
+    Args:
+        train_before, val_before: Each branch's training and held-out losses at N ``[K]``.
+        train_after, val_after: The same at N + n ``[K]``.
+        semantics: ``"paper"`` or ``"multibench"``.
+
+    Returns:
+        The weights ``[K]``.
+    """
     return normalise(blend_scores(train_before, val_before, train_after, val_after, semantics))
 
 
 def blended_loss(losses: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
     """Σ_k w_k ℓ_k over ``losses`` = [ℓ_1, .., ℓ_M, ℓ_fused], summed in MultiBench's order
-    (the fused term first)."""
+    (the fused term first).
+
+    Args:
+        losses: ℓ_1, .., ℓ_M, ℓ_fused.
+        weights: w ``[M + 1]``.
+
+    Returns:
+        The loss, 0-d.
+    """
     w = weights.to(losses[-1].dtype)
     total = losses[-1] * w[-1]
     for k in range(len(losses) - 1):
@@ -161,7 +194,18 @@ def blended_loss(losses: Sequence[torch.Tensor], weights: torch.Tensor) -> torch
 def split_batches(batches: Iterable, fraction: float) -> tuple[list, list]:
     """(train part, held-out part) of the batches a loop hands without ``held_out``: the
     first max(1, round(fraction · N)) of N held out, the rest for training (all N for
-    both when N = 1)."""
+    both when N = 1).
+
+    Args:
+        batches: The batches.
+        fraction: The share held out.
+
+    Returns:
+        (train part, held-out part).
+
+    Raises:
+        ConfigError: There are no batches.
+    """
     kept = list(batches)
     if not kept:
         raise ConfigError("gblend: prepare_epoch got no batches to estimate the blend weights on")
@@ -229,6 +273,11 @@ class GBlend(Strategy):
 
     # -- when the hook is due -----------------------------------------------------------
     def needs_preparation(self) -> bool:
+        """Whether the weights must be (re-)estimated before the next step.
+
+        Returns:
+            True before the first estimate and, online, at each super-epoch's start.
+        """
         if self.weights is None:
             return True
         if self.mode == "offline":
@@ -236,6 +285,11 @@ class GBlend(Strategy):
         return self.epoch % self.super_epoch == 0 and self.estimated_epoch != self.epoch
 
     def check_prepared(self) -> None:
+        """Raise unless the blend weights for this epoch are estimated.
+
+        Raises:
+            ConfigError: :meth:`prepare_epoch` is due and was not called.
+        """
         if self.needs_preparation():
             raise ConfigError(
                 f"gblend needs strategy.prepare_epoch(model, batches, held_out=..., "
@@ -259,6 +313,19 @@ class GBlend(Strategy):
         held_out: Any = None,
         make_optimizer: MakeOptimizer | None = None,
     ) -> dict[str, torch.Tensor]:
+        """Estimate the blend weights where due (:meth:`estimate`), on ``held_out`` or on a part
+        of ``batches`` held out (:func:`split_batches`); see :meth:`Strategy.prepare_epoch
+        <balgrad.strategies._base.Strategy.prepare_epoch>` for the arguments.
+
+        Args:
+            model: The model.
+            batches: Training batches.
+            held_out: Held-out batches, or None to split ``batches``.
+            make_optimizer: Builds each copy's optimizer (the training optimizer's kind).
+
+        Returns:
+            The weights, by name.
+        """
         module = unwrap(model)[0]
         self.layout(module)
         stats: dict[str, torch.Tensor] = {}
@@ -282,7 +349,17 @@ class GBlend(Strategy):
     def estimate(
         self, model: nn.Module, train: Any, held_out: Any, make_optimizer: MakeOptimizer | None
     ) -> torch.Tensor:
-        """The blend weights [M + 1] from one copy per branch (see the module docstring)."""
+        """The blend weights [M + 1] from one copy per branch (see the module docstring).
+
+        Args:
+            model: The model (copied; it is not trained here).
+            train: The training batches.
+            held_out: The held-out batches.
+            make_optimizer: Builds each copy's optimizer.
+
+        Returns:
+            The weights ``[M + 1]``, the fused branch last.
+        """
         branches = (*self.modalities(model), None)  # None: the fused head
         self._separate = bool(self.layout(model).groups.get("unimodal_heads"))
         before_train = self._losses(model, train, branches)
@@ -366,6 +443,9 @@ class GBlend(Strategy):
 
     # -- the step -----------------------------------------------------------------------
     def compute(self, model, output, target, ctx):
+        """One step: Σ_k w_k ℓ_k over the unimodal and fused losses (:func:`blended_loss`), one
+        backward pass.
+        """
         task = model.task
         modalities = self.modalities(model)
         loss_t = task_loss(output.logits, target, task)
@@ -388,6 +468,11 @@ class GBlend(Strategy):
 
     # -- checkpointing --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The base state plus the blend weights and the epoch they were estimated at.
+
+        Returns:
+            A dict of plain values and tensors.
+        """
         state = super().state_dict()
         if self.weights is not None:
             state["weights"] = self.weights.detach().cpu()
@@ -395,6 +480,11 @@ class GBlend(Strategy):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the blend weights and the epoch they were estimated at.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+        """
         super().load_state_dict(state)
         weights = state.get("weights")
         self.weights = None if weights is None else weights.clone()

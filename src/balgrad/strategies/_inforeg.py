@@ -119,7 +119,14 @@ OFFICIAL_TRACE_WINDOW = 10
 # -- the method's arithmetic ---------------------------------------------------------------
 def step_trace(grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
     """One step's share of T_m: Σ over the tensors of ≥ 2 dimensions (linear and
-    convolution weights) of mean(g²); 0 when there is none."""
+    convolution weights) of mean(g²); 0 when there is none.
+
+    Args:
+        grads: A modality's gradients (None where a loss did not reach one).
+
+    Returns:
+        The trace share, 0-d float64.
+    """
     terms = [widen(g).square().mean() for g in grads if g is not None and g.dim() >= 2]
     if not terms:
         return torch.zeros((), dtype=torch.float64)
@@ -129,7 +136,15 @@ def step_trace(grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
 def window_rates(traces: torch.Tensor, window: int = OFFICIAL_TRACE_WINDOW) -> torch.Tensor:
     """k [M] from the traces of the past epochs ``traces`` [E, M], zero-padded in front:
     (mean of the last ``window`` − mean of the ``window`` before the last one) / mean of
-    the last ``window``. No past epoch: 1 (the official k at epoch 0); a zero mean: 0."""
+    the last ``window``. No past epoch: 1 (the official k at epoch 0); a zero mean: 0.
+
+    Args:
+        traces: T per past epoch ``[E, M]``.
+        window: The number of epochs averaged.
+
+    Returns:
+        k ``[M]``.
+    """
     if traces.shape[0] == 0:
         return torch.ones(traces.shape[1], dtype=traces.dtype)
     padded = torch.cat([traces.new_zeros(window, traces.shape[1]), traces])
@@ -140,13 +155,29 @@ def window_rates(traces: torch.Tensor, window: int = OFFICIAL_TRACE_WINDOW) -> t
 
 def window_open(rates: torch.Tensor, threshold: float, per_modality: bool) -> torch.Tensor:
     """[M] bool: k_m > K for each modality, or every modality on the first one's k (the
-    official code's audio trace)."""
+    official code's audio trace).
+
+    Args:
+        rates: k ``[M]``.
+        threshold: K.
+        per_modality: Decide per modality rather than on the first one's k.
+
+    Returns:
+        ``[M]`` bool.
+    """
     first = rates[:1] > threshold
     return rates > threshold if per_modality else first.expand(rates.shape[0])
 
 
 def score_gaps(scores: torch.Tensor) -> torch.Tensor:
-    """Δ_m = s_m − mean_{j≠m} s_j (M = 2: s_1 − s_2 and s_2 − s_1)."""
+    """Δ_m = s_m − mean_{j≠m} s_j (M = 2: s_1 − s_2 and s_2 − s_1).
+
+    Args:
+        scores: s ``[M]``.
+
+    Returns:
+        Δ ``[M]``.
+    """
     rest = (scores.sum() - scores) / (scores.numel() - 1)
     return scores - rest
 
@@ -154,7 +185,16 @@ def score_gaps(scores: torch.Tensor) -> torch.Tensor:
 def regulation_coefficients(
     scores: torch.Tensor, scales: torch.Tensor, open_: torch.Tensor
 ) -> torch.Tensor:
-    """β_m = c_m exp(tanh(Δ_m)) where Δ_m > 0 and the window is open, else 0."""
+    """β_m = c_m exp(tanh(Δ_m)) where Δ_m > 0 and the window is open, else 0.
+
+    Args:
+        scores: s_m ``[M]``.
+        scales: c_m ``[M]``.
+        open_: Whether each modality's window is open ``[M]`` bool.
+
+    Returns:
+        β ``[M]``.
+    """
     gaps = score_gaps(scores)
     beta = scales.to(scores.dtype) * torch.exp(torch.tanh(gaps))
     return torch.where((gaps > 0) & open_.to(gaps.device), beta, torch.zeros_like(beta))
@@ -163,7 +203,16 @@ def regulation_coefficients(
 def proximal_terms(
     params: Sequence[torch.Tensor], snapshot: Sequence[torch.Tensor], beta: torch.Tensor
 ) -> list[torch.Tensor]:
-    """β (θ − θ̃) for each tensor: the gradient of β/2 ‖θ − θ̃‖²."""
+    """β (θ − θ̃) for each tensor: the gradient of β/2 ‖θ − θ̃‖².
+
+    Args:
+        params: θ.
+        snapshot: θ̃, one tensor per parameter.
+        beta: β, 0-d.
+
+    Returns:
+        One gradient per parameter.
+    """
     b = beta.to(params[0].dtype) if params else beta
     return [b * (p.detach() - s) for p, s in zip(params, snapshot)]
 
@@ -219,12 +268,34 @@ class InfoReg(Strategy):
         self.trace_steps = 0  # the steps in trace_sum
 
     def scales(self, m: int) -> torch.Tensor:
+        """c_m per modality: ``beta`` for each under ``"paper"``; ``beta`` for the first and
+        ``beta2`` for every other under ``"official"``.
+
+        Args:
+            m: The number of modalities.
+
+        Returns:
+            ``[m]``, float64.
+        """
         if self.semantics == "paper":
             return torch.full((m,), self.beta, dtype=torch.float64)
         return torch.tensor([self.beta] + [self.beta2] * (m - 1), dtype=torch.float64)
 
     # -- the epoch start: close the last epoch's trace, k, the snapshot -------------------
     def epoch_pass(self, model, batches) -> dict[str, torch.Tensor]:
+        """The epoch-start pass: each modality's score on the batches, the trace rates and the
+        window, and the snapshot θ̃ the proximal terms pull towards.
+
+        Args:
+            model: The model.
+            batches: Training batches.
+
+        Returns:
+            The pass's diagnostics.
+
+        Raises:
+            ConfigError: The state's traces are for another number of modalities.
+        """
         modalities = self.modalities(model)
         m = len(modalities)
         if self.traces is None:
@@ -249,7 +320,15 @@ class InfoReg(Strategy):
 
     # -- the step -----------------------------------------------------------------------
     def unimodal_logits(self, model, output) -> dict[str, torch.Tensor]:
-        """z_m with the head's parameters in the graph (see the module docstring)."""
+        """z_m with the head's parameters in the graph (see the module docstring).
+
+        Args:
+            model: The model.
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+
+        Returns:
+            ``{modality: z_m}``.
+        """
         layout = self.layout(model)
         if layout.groups.get("unimodal_heads"):
             return dict(output.unimodal)
@@ -287,6 +366,9 @@ class InfoReg(Strategy):
         return moved
 
     def compute(self, model, output, target, ctx):
+        """One step: L_T + Σ_m L_m, plus the proximal term β_m (θ_m − θ̃_m) on each modality
+        the regulation covers (see the module docstring).
+        """
         task = model.task
         modalities = self.modalities(model)
         layout = ctx.layout
@@ -339,6 +421,11 @@ class InfoReg(Strategy):
 
     # -- checkpointing --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The base state plus the traces, rates and snapshot.
+
+        Returns:
+            A dict of plain values and tensors.
+        """
         state = {**super().state_dict(), "trace_steps": self.trace_steps}
         if self.traces is not None:
             state["traces"] = self.traces.clone()
@@ -353,6 +440,11 @@ class InfoReg(Strategy):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the traces, rates and snapshot.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+        """
         super().load_state_dict(state)
         self.trace_steps = int(state.get("trace_steps", 0))
         for key in ("traces", "rates", "trace_sum"):

@@ -17,6 +17,9 @@ class Joint(Strategy):
     full_precision_compute = True
 
     def compute(self, model, output, target, ctx):
+        """One step: L_T's gradient, one backward pass; the unimodal losses and scores are
+        reported without gradient.
+        """
         loss = task_loss(output.logits, target, model.task)
         ctx.check_finite(("task loss L_T",), loss)
         params = ctx.layout.params

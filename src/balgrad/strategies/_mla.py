@@ -84,7 +84,15 @@ OFFICIAL_ALPHA = 0.1
 # -- the method's arithmetic: pure functions ---------------------------------------------
 def sample_entropy(z: torch.Tensor, task: str = "single_label") -> torch.Tensor:
     """H(i) = −Σ_c p_ic log p_ic [B], p = softmax over classes (multi-label: Σ_c of the
-    Bernoulli entropy of sigmoid(z_ic))."""
+    Bernoulli entropy of sigmoid(z_ic)).
+
+    Args:
+        z: Logits ``[B, C]``.
+        task: ``"single_label"`` or ``"multi_label"``.
+
+    Returns:
+        H ``[B]``.
+    """
     if task == "multi_label":
         p = torch.sigmoid(z)
         return -(p * F.logsigmoid(z) + (1 - p) * F.logsigmoid(-z)).sum(-1)
@@ -94,13 +102,27 @@ def sample_entropy(z: torch.Tensor, task: str = "single_label") -> torch.Tensor:
 def batch_entropy(z: torch.Tensor) -> torch.Tensor:
     """The official ``calculate_entropy``: q = softmax over the batch (dim 0), then
     −Σ_{i,c} q log q over the whole array: one number per batch. (log_softmax for the
-    official log(softmax): equal, without log 0 = −inf.)"""
+    official log(softmax): equal, without log 0 = −inf.)
+
+    Args:
+        z: Logits ``[B, C]``.
+
+    Returns:
+        The entropy, 0-d.
+    """
     return -(F.softmax(z, 0) * F.log_softmax(z, 0)).sum()
 
 
 def entropy_weights(entropies: torch.Tensor) -> torch.Tensor:
     """w_m = exp(max_k H_k − H_m) / Σ_j exp(max_k H_k − H_j) = softmax(−H) over the last
-    dimension (the modalities): the less uncertain a modality, the larger its weight."""
+    dimension (the modalities): the less uncertain a modality, the larger its weight.
+
+    Args:
+        entropies: H ``[M]`` or ``[B, M]``.
+
+    Returns:
+        w, shaped as ``entropies``.
+    """
     return F.softmax(-entropies, dim=-1)
 
 
@@ -108,14 +130,31 @@ def fusion_weights(
     logits: Sequence[torch.Tensor], semantics: str, task: str = "single_label"
 ) -> torch.Tensor:
     """The weights of M unimodal logits [B, C]: [M] per batch (official) or [B, M] per
-    sample (paper)."""
+    sample (paper).
+
+    Args:
+        logits: z_m per modality.
+        semantics: ``"official"`` or ``"paper"``.
+        task: ``"single_label"`` or ``"multi_label"``.
+
+    Returns:
+        The weights.
+    """
     if semantics == "official":
         return entropy_weights(torch.stack([batch_entropy(z) for z in logits]))
     return entropy_weights(torch.stack([sample_entropy(z, task) for z in logits], dim=-1))
 
 
 def fuse_logits(logits: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """Σ_m w_m z_m, with ``weights`` [M] (one per modality) or [B, M] (one per sample)."""
+    """Σ_m w_m z_m, with ``weights`` [M] (one per modality) or [B, M] (one per sample).
+
+    Args:
+        logits: z_m per modality, ``[B, C]`` each.
+        weights: w ``[M]`` or ``[B, M]``.
+
+    Returns:
+        The fused logits ``[B, C]``.
+    """
     out = None
     for m, z in enumerate(logits):
         w = weights[..., m]
@@ -126,13 +165,30 @@ def fuse_logits(logits: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.
 
 def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
     """P − (P r)(P r)ᵀ / (α + rᵀ P r) (r: [d]): the recursive least-squares update of the
-    projector onto the complement of the inputs seen so far (P symmetric)."""
+    projector onto the complement of the inputs seen so far (P symmetric).
+
+    Args:
+        P: The projector ``[d, d]``.
+        r: The mean input ``[d]``.
+        alpha: The regulariser α.
+
+    Returns:
+        The updated projector.
+    """
     k = P @ r
     return P - torch.outer(k, k) / (alpha + r @ k)
 
 
 def project_gradient(grad: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """∇_W Pᵀ: each row of a weight gradient [C, d] projected by P [d, d]."""
+    """∇_W Pᵀ: each row of a weight gradient [C, d] projected by P [d, d].
+
+    Args:
+        grad: A weight gradient ``[C, d]``.
+        P: The projector ``[d, d]``.
+
+    Returns:
+        The projected gradient.
+    """
     return grad @ P.T
 
 
@@ -186,11 +242,30 @@ class MLA(Strategy):
         self.projector: torch.Tensor | None = None  # P ("paper"), over the head's input
 
     def steps_per_batch(self, model) -> int:
+        """One optimizer step per modality.
+
+        Args:
+            model: The model.
+
+        Returns:
+            M.
+        """
         return len(self.modalities(model))
 
     # -- the prediction ---------------------------------------------------------------
     def weights(self, model, logits: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The fusion weights of these unimodal logits: [M] or [B, M]."""
+        """The fusion weights of these unimodal logits: [M] or [B, M].
+
+        Args:
+            model: The model (for the message).
+            logits: z_m per modality.
+
+        Returns:
+            The weights.
+
+        Raises:
+            ConfigError: ``fusion_weights`` has a weight count other than M.
+        """
         if self.fusion == "fixed":
             m = len(logits)
             w = self.fusion_weights or [1.0 / m] * m
@@ -220,6 +295,10 @@ class MLA(Strategy):
 
     # -- the step: one optimizer step per modality --------------------------------------
     def compute(self, model, output, target, ctx):
+        """One batch: one modality after another, its unimodal loss through the shared head,
+        the head's gradient projected off the earlier modalities' inputs (OWM), an optimizer
+        step each (see the module docstring).
+        """
         self._shared_head_model(model)
         task = model.task
         modalities = self.modalities(model)
@@ -286,12 +365,22 @@ class MLA(Strategy):
 
     # -- checkpointing ------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """The base state plus the OWM projector P.
+
+        Returns:
+            A dict of plain values and tensors.
+        """
         state = super().state_dict()
         if self.projector is not None:
             state["projector"] = self.projector.detach().cpu()
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the OWM projector.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+        """
         super().load_state_dict(state)
         P = state.get("projector")
         self.projector = None if P is None else P.clone()

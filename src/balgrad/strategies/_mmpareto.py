@@ -78,7 +78,17 @@ def min_norm_weights(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(c, 1 − c) minimising ‖c g_1 + (1 − c) g_2‖² over c ∈ [0, 1], from the Gram entries
     v11 = ‖g_1‖², v12 = <g_1, g_2>, v22 = ‖g_2‖² (tensors of any shape, elementwise).
-    ``official``: the end points are 0.999 / 0.001, as ``_min_norm_element_from2``."""
+    ``official``: the end points are 0.999 / 0.001, as ``_min_norm_element_from2``.
+
+    Args:
+        v11: ‖g_1‖².
+        v12: <g_1, g_2>.
+        v22: ‖g_2‖².
+        official: Use the official end points.
+
+    Returns:
+        (c, 1 − c), shaped as the inputs.
+    """
     one, zero = OFFICIAL_END_POINTS if official else (1.0, 0.0)
     den = v11 + v22 - 2 * v12
     interior = (v22 - v12) / torch.where(den > 0, den, torch.ones_like(den))
@@ -90,7 +100,17 @@ def mmpareto_weights(
     dot: torch.Tensor, sq_task: torch.Tensor, sq_uni: torch.Tensor, *, official: bool = True
 ) -> torch.Tensor:
     """[M, 2] weights (k_1 of g_T, k_2 of g_u) per encoder: 1/2 each where the two
-    gradients agree (cos > 0, i.e. <g_T, g_u> > 0), MinNorm's otherwise."""
+    gradients agree (cos > 0, i.e. <g_T, g_u> > 0), MinNorm's otherwise.
+
+    Args:
+        dot: <g_T, g_u> per encoder.
+        sq_task: ‖g_T‖² per encoder.
+        sq_uni: ‖g_u‖² per encoder.
+        official: Use the official MinNorm end points.
+
+    Returns:
+        ``[M, 2]``.
+    """
     c, rest = min_norm_weights(sq_task, dot, sq_uni, official=official)
     agree = dot > 0
     half = torch.full_like(c, 0.5)
@@ -101,7 +121,17 @@ def magnitude_factors(
     sq_sum: torch.Tensor, sq_new: torch.Tensor, gamma: float, *, only_up: bool = True
 ) -> torch.Tensor:
     """γ · ‖s‖ / ‖h‖ (γ · max(1, ‖s‖ / ‖h‖) with ``only_up``), elementwise over the units
-    rescaled (tensors or encoders); γ where ‖h‖ = 0."""
+    rescaled (tensors or encoders); γ where ‖h‖ = 0.
+
+    Args:
+        sq_sum: ‖s‖² of the plain sum g_T + g_u, per unit.
+        sq_new: ‖h‖² of the merged gradient, per unit.
+        gamma: γ.
+        only_up: Never shrink (the official rule).
+
+    Returns:
+        The factors, shaped as ``sq_sum``.
+    """
     ok = sq_new > 0
     ratio = torch.where(ok, (sq_sum / torch.where(ok, sq_new, 1.0)).sqrt(), 1.0)
     return gamma * (ratio.clamp(min=1.0) if only_up else ratio)
@@ -119,7 +149,16 @@ def mmpareto_merge_(
     """g_T ← γ · max(1, ‖g_T + g_u‖ / ‖h‖) · h with h = 2 (k_1 g_T + k_2 g_u), in place on
     ``g_task``. The lists hold the towers' tensors, encoder after encoder (``sizes[i]``
     tensors for encoder i, whose weights are ``k[i]``); ``per_tensor`` takes the norms
-    of every tensor apart (the official rule), else of each encoder's whole gradient."""
+    of every tensor apart (the official rule), else of each encoder's whole gradient.
+
+    Args:
+        g_task: g_T per tensor (merged into in place).
+        g_uni: g_u per tensor.
+        k: The weights ``[encoders, 2]`` of :func:`mmpareto_weights`.
+        sizes: The number of tensors of each encoder.
+        gamma: γ.
+        per_tensor: Rescale each tensor apart (the official rule).
+    """
     like = k
     summed = torch._foreach_add(g_task, g_uni)  # the official 4th backward's gradient
     weights = [k[i] for i, n in enumerate(sizes) for _ in range(n)]
@@ -168,6 +207,10 @@ class MMPareto(Strategy):
         self.semantics = semantics
 
     def compute(self, model, output, target, ctx):
+        """One step: g_T and g_u = ∇ Σ_m L_m per encoder, their MinNorm (or equal) weights,
+        the merged and rescaled encoder gradients (:func:`mmpareto_merge_`); the head takes
+        g_T.
+        """
         task, layout = model.task, ctx.layout
         modalities = self.modalities(model)
         loss_t = task_loss(output.logits, target, task)

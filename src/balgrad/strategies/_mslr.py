@@ -48,7 +48,16 @@ def lr_ratio(acc: float, previous: Sequence[float], needed: int) -> float:
     """ratio_m = acc / mean(previous): this epoch's unimodal validation accuracy over the
     mean of the previous ones (the last ``window``); 1.0 with fewer than ``needed``
     previous accuracies (1 under the cumulative rule, ``window`` under the
-    non-cumulative one) or a mean that is not positive."""
+    non-cumulative one) or a mean that is not positive.
+
+    Args:
+        acc: This epoch's accuracy.
+        previous: The previous accuracies.
+        needed: How many previous accuracies the ratio needs.
+
+    Returns:
+        ratio_m.
+    """
     if len(previous) < needed:
         return 1.0
     mean_prev = sum(previous) / len(previous)
@@ -59,11 +68,37 @@ def rate_change(factor: float, applied: float, rule: str) -> float:
     """What the current rate is multiplied by: ``factor`` itself under the cumulative
     rule (the factors compound); under the non-cumulative one, ``factor`` over the factor
     the rate already carries (``applied``), so the rate is the start rate times
-    ``factor`` (a scheduler's own changes kept)."""
+    ``factor`` (a scheduler's own changes kept).
+
+    Args:
+        factor: This epoch's ratio_m.
+        applied: The factor the rate carries now.
+        rule: ``"cumulative"`` or ``"non_cumulative"``.
+
+    Returns:
+        The multiplier.
+    """
     return factor / applied if rule == "non_cumulative" else factor
 
 
 class MSLR(Joint):
+    """Modality-specific learning rates (see the module docstring).
+
+    Args:
+        mode: ``"dynamic"`` (rates follow the unimodal validation accuracies) or
+            ``"keep"`` (fixed rates).
+        lr_scales: ``{group: factor}`` for any parameter group: a modality or ``"head"``.
+        image_lr_scale, text_lr_scale, head_lr_scale: The factors of the ``image``,
+            ``text`` and ``head`` groups (the two-modality spelling; ``lr_scales`` names
+            any modality and wins).
+        window: How many previous epochs' accuracies ratio_m averages.
+        rule: ``"cumulative"`` or ``"non_cumulative"``.
+
+    Raises:
+        ConfigError: An unknown ``mode`` or ``rule``, a factor that is not finite and
+            positive, or ``window < 1``.
+    """
+
     name = "mslr"
     # the step's statistics are joint training's; lr and lr_factor go in the epoch rows
     statistics = statistics("MSLR", ["loss_task"], ["loss", "score", "lr", "lr_factor"])
@@ -96,6 +131,18 @@ class MSLR(Joint):
         self.needs_unimodal_validation = mode == "dynamic"
 
     def param_groups(self, model, lr):
+        """One optimizer group per layout group, its rate ``lr`` times its factor.
+
+        Args:
+            model: The model.
+            lr: The base rate.
+
+        Returns:
+            The parameter groups.
+
+        Raises:
+            ConfigError: ``lr_scales`` names a group the model does not have.
+        """
         groups = super().param_groups(model, lr)
         unknown = sorted(set(self.scales) - {g["name"] for g in groups} - {"unimodal_heads"})
         if unknown:
@@ -109,13 +156,34 @@ class MSLR(Joint):
 
     def lr_factor(self, modality: str, acc: float) -> float:
         """acc / mean of the previous ``window`` accuracies: 1.0 with no history, and
-        under ``rule="non_cumulative"`` until ``window`` accuracies are recorded."""
+        under ``rule="non_cumulative"`` until ``window`` accuracies are recorded.
+
+        Args:
+            modality: The modality.
+            acc: Its validation accuracy this epoch (recorded in the history).
+
+        Returns:
+            ratio_m.
+        """
         history = self.history.setdefault(modality, [])
         prev = history[-self.window :]
         history.append(acc)
         return lr_ratio(acc, prev, self.window if self.rule == "non_cumulative" else 1)
 
     def on_epoch_end(self, epoch, optimizer, unimodal_scores=None):
+        """Under ``mode="dynamic"``, set each modality's rate from its accuracy this epoch.
+
+        Args:
+            epoch: The epoch that ended.
+            optimizer: The optimizer whose groups :meth:`param_groups` built.
+            unimodal_scores: ``{modality: validation accuracy}``.
+
+        Returns:
+            Each modality's rate and factor.
+
+        Raises:
+            ConfigError: ``unimodal_scores`` is missing under ``mode="dynamic"``.
+        """
         if self.mode != "dynamic":
             return {}
         modalities = self._modalities(optimizer)
@@ -153,10 +221,20 @@ class MSLR(Joint):
         return list(dict.fromkeys(names))
 
     def state_dict(self):
+        """The base state plus the accuracy history and the factors applied.
+
+        Returns:
+            A dict of plain values.
+        """
         history = {k: list(v) for k, v in self.history.items()}
         return {**super().state_dict(), "history": history, "applied": dict(self.applied)}
 
     def load_state_dict(self, state):
+        """Restore the accuracy history and the factors applied.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+        """
         super().load_state_dict(state)
         self.history = {k: list(v) for k, v in state.get("history", self.history).items()}
         self.applied = {k: float(v) for k, v in state.get("applied", self.applied).items()}

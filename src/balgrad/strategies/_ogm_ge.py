@@ -76,7 +76,17 @@ def ogm_coefficients(
 
     A zero score makes the other modality infinitely dominant (its k is 0); both zero
     count as balanced (ρ = 1). At ρ = 1 the second modality is damped, or the first with
-    ``tie_damps_first`` (the official ``main.py``'s else branch)."""
+    ``tie_damps_first`` (the official ``main.py``'s else branch).
+
+    Args:
+        s_v: The first modality's score.
+        s_l: The second's.
+        alpha: α.
+        tie_damps_first: At ρ = 1 damp the first modality.
+
+    Returns:
+        (ρ_v, k_v, k_l).
+    """
     s_v, s_l = torch.as_tensor(s_v), torch.as_tensor(s_l)
     inf = torch.full_like(s_v, float("inf"))
     rho = torch.where(s_l > 0, s_v / s_l, torch.where(s_v > 0, inf, torch.ones_like(s_v)))
@@ -97,7 +107,15 @@ def one_versus_rest_coefficients(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(ρ, k) for M ≥ 2 scores ``s``: ρ_m = s_m / mean_{j≠m} s_j, k_m = 1 − tanh(α ρ_m)
     where ρ_m > 1, else 1 (SPEC section 6). A zero rest with a positive s_m is infinitely
-    dominant (k = 0); all zero counts as balanced (ρ = 1)."""
+    dominant (k = 0); all zero counts as balanced (ρ = 1).
+
+    Args:
+        s: The scores ``[M]``.
+        alpha: α.
+
+    Returns:
+        (ρ ``[M]``, k ``[M]``).
+    """
     rest = (s.sum() - s) / (s.numel() - 1)
     inf = torch.full_like(s, float("inf"))
     rho = torch.where(rest > 0, s / rest, torch.where(s > 0, inf, torch.ones_like(s)))
@@ -111,7 +129,16 @@ def ogm_ge_coefficients(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(ρ clamped at 1e6 for the log, k [M]) from the scores [s_1, .., s_M]: the official
     two-modality rule (ρ of the first only, :func:`ogm_coefficients`), one versus rest
-    (:func:`one_versus_rest_coefficients`) for more."""
+    (:func:`one_versus_rest_coefficients`) for more.
+
+    Args:
+        s: The scores ``[M]``.
+        alpha: α.
+        tie_damps_first: At a two-modality tie damp the first.
+
+    Returns:
+        (ρ, k ``[M]``).
+    """
     if s.numel() == 2:
         rho, k_v, k_l = ogm_coefficients(s[0], s[1], alpha, tie_damps_first)
         return rho.clamp_max(1e6).unsqueeze(0), torch.stack([k_v, k_l])
@@ -122,7 +149,18 @@ def ogm_ge_coefficients(
 def official_unimodal_logits(model, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """z_m as the official code computes them for its scores: the output layer's columns
     of modality m with an equal share of its bias, W_m h_m + b/M (``fusion_bias="half"``;
-    M = 2: half the bias each)."""
+    M = 2: half the bias each).
+
+    Args:
+        model: The model (its ``readout()``).
+        h: The embeddings ``{modality: h_m}``.
+
+    Returns:
+        ``{modality: z_m}``.
+
+    Raises:
+        ConfigError: The model has no readout.
+    """
     readout = getattr(model, "readout", None)
     layer = readout() if callable(readout) else None
     if layer is None:
@@ -193,17 +231,41 @@ class OGMGE(Strategy):
         self.semantics = semantics
 
     def active(self) -> bool:
+        """Whether this epoch is in the modulation window (by default the first half of the
+        run, as the official code).
+
+        Returns:
+            True inside the window.
+        """
         end = self.modulation_end
         if end is None:
             end = float("inf") if self.num_epochs is None else self.num_epochs // 2
         return in_window(self.epoch, self.modulation_start, end)
 
     def modulates(self, p: torch.nn.Parameter) -> bool:
+        """Whether ``scale_params`` covers this parameter.
+
+        Args:
+            p: A tower parameter.
+
+        Returns:
+            True for 4-d (``"conv4d"``) or ≥ 2-d tensors.
+        """
         return p.dim() == 4 if self.scale_params == "conv4d" else p.dim() >= 2
 
     def scores(self, model, output, target, sync) -> torch.Tensor:
         """[s_1, .., s_M]: batch sums of the true-class probability, summed over ranks
-        through ``sync``."""
+        through ``sync``.
+
+        Args:
+            model: The model.
+            output: The batch's :class:`~balgrad.models.ModelOutput`.
+            target: The labels.
+            sync: The gradient sync.
+
+        Returns:
+            The scores ``[M]``.
+        """
         with torch.no_grad():
             if self.fusion_bias == "half":
                 z = official_unimodal_logits(model, output.embeddings)
@@ -214,10 +276,20 @@ class OGMGE(Strategy):
 
     def coefficients(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ρ clamped at 1e6 for the log, k) from the scores (:func:`ogm_ge_coefficients`
-        with this strategy's α and tie rule)."""
+        with this strategy's α and tie rule).
+
+        Args:
+            s: The scores ``[M]``.
+
+        Returns:
+            (ρ, k ``[M]``).
+        """
         return ogm_ge_coefficients(s, self.alpha, self.semantics == "official")
 
     def compute(self, model, output, target, ctx):
+        """One step: L_T's gradient, the scores and coefficients k_m, and inside the window
+        g ← g k_m (+ Gaussian noise under GE) on each modality's modulated parameters.
+        """
         loss = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
         params = ctx.layout.params
         grads = ctx.loss_grads(loss, params)
@@ -239,7 +311,16 @@ class OGMGE(Strategy):
 
     def modulate(self, groups, params, grads, coefs, scale, step) -> None:
         """g ← g k_m (+ noise drawn for ``step``) in place on the modulated parameters'
-        gradients; ``groups``: the model's parameter groups."""
+        gradients; ``groups``: the model's parameter groups.
+
+        Args:
+            groups: The model's parameter groups.
+            params: The parameters ``grads`` belong to.
+            grads: Their gradients.
+            coefs: ``{modality: k_m}``.
+            scale: The GradScaler's scale, or None.
+            step: The step (the noise's seed).
+        """
         index = {id(p): i for i, p in enumerate(params)}
         by_group = []
         for group, k in coefs.items():
@@ -261,7 +342,16 @@ class OGMGE(Strategy):
             torch._foreach_add_(every, noise)
 
     def draw_noise(self, gs: list[torch.Tensor], scale: torch.Tensor | None, step: int):
-        """N(0, std(g) + 1e-8) per gradient, std taken before scaling: one draw for all."""
+        """N(0, std(g) + 1e-8) per gradient, std taken before scaling: one draw for all.
+
+        Args:
+            gs: The gradients.
+            scale: The GradScaler's scale where they are scaled, else None.
+            step: The step (seeds the draw, so a resumed run draws the same).
+
+        Returns:
+            One noise tensor per gradient.
+        """
         stds = torch.stack([_std(g) for g in gs])
         eps = NOISE_EPS if scale is None else NOISE_EPS * scale.to(stds.dtype)
         stds = stds + eps

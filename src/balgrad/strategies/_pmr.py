@@ -128,7 +128,16 @@ PASS_DIVISOR = 10
 def class_sums(
     h: torch.Tensor, y: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Σ_{i: y_i = c} h_i for each class c [C, d], the class counts [C])."""
+    """(Σ_{i: y_i = c} h_i for each class c [C, d], the class counts [C]).
+
+    Args:
+        h: Embeddings ``[B, d]``.
+        y: Class indices ``[B]``.
+        num_classes: C.
+
+    Returns:
+        (sums, counts).
+    """
     sums = h.new_zeros(num_classes, h.shape[-1]).index_add_(0, y, h)
     counts = torch.bincount(y, minlength=num_classes).to(h.dtype)
     return sums, counts
@@ -138,13 +147,30 @@ def prototypes(
     h: torch.Tensor, y: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(P [C, d], counts [C]): P[c] the mean of the h_i with y_i = c; a class without a
-    sample gets a zero row and count 0 (see :func:`update_prototypes`)."""
+    sample gets a zero row and count 0 (see :func:`update_prototypes`).
+
+    Args:
+        h: Embeddings ``[B, d]``.
+        y: Class indices ``[B]``.
+        num_classes: C.
+
+    Returns:
+        (P, counts).
+    """
     sums, counts = class_sums(h, y, num_classes)
     return means(sums, counts), counts
 
 
 def means(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Class sums over counts; 0 where a count is 0."""
+    """Class sums over counts; 0 where a count is 0.
+
+    Args:
+        sums: ``[C, d]``.
+        counts: ``[C]``.
+
+    Returns:
+        ``[C, d]``.
+    """
     return sums / counts.clamp_min(1).unsqueeze(-1)
 
 
@@ -158,7 +184,19 @@ def update_prototypes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, known [C] bool) after a pass: ``(1 − μ) new + μ old`` where ``smooth`` and the
     class had a prototype, ``new`` where it had none or without ``smooth``; a class the
-    pass did not see keeps its old prototype (or stays unknown)."""
+    pass did not see keeps its old prototype (or stays unknown).
+
+    Args:
+        new: This pass's prototypes ``[C, d]``.
+        counts: This pass's class counts ``[C]``.
+        old: The previous prototypes, or None.
+        known: Which classes had one, or None.
+        momentum: μ.
+        smooth: Mix with the old prototypes.
+
+    Returns:
+        (P, known).
+    """
     seen = counts > 0
     if old is None or known is None:
         return new.clone(), seen.clone()
@@ -171,7 +209,16 @@ def prototype_logits(
     h: torch.Tensor, P: torch.Tensor, known: torch.Tensor | None = None
 ) -> torch.Tensor:
     """s[i, c] = −‖h_i − P[c]‖₂ [B, C] (the official ``-EU_dist``); −inf for a class
-    without a prototype. The gradient at distance 0 is 0 (the official one is NaN)."""
+    without a prototype. The gradient at distance 0 is 0 (the official one is NaN).
+
+    Args:
+        h: Embeddings ``[B, d]``.
+        P: Prototypes ``[C, d]``.
+        known: Which classes have a prototype ``[C]``, or None for all.
+
+    Returns:
+        s ``[B, C]``.
+    """
     sq = (h.unsqueeze(1) - P.unsqueeze(0)).square().sum(-1)
     positive = sq > 0
     dist = torch.where(positive, torch.where(positive, sq, torch.ones_like(sq)).sqrt(), 0.0)
@@ -182,13 +229,29 @@ def prototype_logits(
 
 
 def prototype_score(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """score = Σ_i softmax(s)_i[y_i] (a batch sum, as the official ``score_a_p``)."""
+    """score = Σ_i softmax(s)_i[y_i] (a batch sum, as the official ``score_a_p``).
+
+    Args:
+        s: Prototype logits ``[B, C]``.
+        y: Class indices ``[B]``.
+
+    Returns:
+        The score, 0-d.
+    """
     return F.softmax(s, dim=-1).gather(-1, y.view(-1, 1)).sum()
 
 
 def prototype_loss(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """CE(s, y), the mean over the samples whose class has a prototype (all of them
-    once every class was seen; 0 when none has)."""
+    once every class was seen; 0 when none has).
+
+    Args:
+        s: Prototype logits ``[B, C]``.
+        y: Class indices ``[B]``.
+
+    Returns:
+        The loss, 0-d.
+    """
     usable = torch.isfinite(s.gather(-1, y.view(-1, 1)).squeeze(-1))
     ce = F.cross_entropy(s, torch.where(usable, y, 0), reduction="none")
     ce = torch.where(usable, ce, 0.0)
@@ -197,7 +260,14 @@ def prototype_loss(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def pmr_ratios(scores: torch.Tensor) -> torch.Tensor:
     """ρ_m = score_m / mean_{j≠m} score_j (M = 2: score_1 / score_2 and its inverse).
-    A zero rest with a positive score is +inf; all zero counts as balanced (ρ = 1)."""
+    A zero rest with a positive score is +inf; all zero counts as balanced (ρ = 1).
+
+    Args:
+        scores: ``[M]``.
+
+    Returns:
+        ρ ``[M]``.
+    """
     rest = (scores.sum() - scores) / (scores.numel() - 1)
     inf = torch.full_like(scores, float("inf"))
     return torch.where(
@@ -208,7 +278,15 @@ def pmr_ratios(scores: torch.Tensor) -> torch.Tensor:
 def pmr_coefficients(scores: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(ρ [M], β [M]): β_m = α for each slow modality (ρ_m < 1), else 0; the loss is
     CE(z) + Σ_m β_m CE(s_m). M = 2 decides on ρ_1 = score_1 / score_2 alone (the official
-    ``ratio_a_p``): β_2 = α if ρ_1 > 1, β_1 = α if ρ_1 < 1, none at ρ_1 = 1."""
+    ``ratio_a_p``): β_2 = α if ρ_1 > 1, β_1 = α if ρ_1 < 1, none at ρ_1 = 1.
+
+    Args:
+        scores: The scores ``[M]``.
+        alpha: α.
+
+    Returns:
+        (ρ, β).
+    """
     rho = pmr_ratios(scores)
     zero, a = torch.zeros_like(rho), torch.full_like(rho, float(alpha))
     if scores.numel() == 2:
@@ -221,7 +299,14 @@ def pmr_coefficients(scores: torch.Tensor, alpha: float) -> tuple[torch.Tensor, 
 def prototype_entropy(s: torch.Tensor) -> torch.Tensor:
     """H(s) = mean_i −Σ_c π(s)_ic log π(s)_ic, π = softmax over the classes: the
     paper's H(π(−d(z, c))) (Eq. 13). A class without a prototype (logit −inf) has
-    π = 0 and adds 0 (0 log 0 = 0), its gradient 0, not NaN."""
+    π = 0 and adds 0 (0 log 0 = 0), its gradient 0, not NaN.
+
+    Args:
+        s: Prototype logits ``[B, C]``.
+
+    Returns:
+        H, 0-d.
+    """
     p = F.softmax(s, dim=-1)
     log_p = torch.where(p > 0, F.log_softmax(s, dim=-1), 0.0)  # no −inf in the product
     return -(p * log_p).sum(-1).mean()
@@ -232,7 +317,14 @@ def paper_coefficients(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     1) where ρ_m < 1 (the PCE weight of a slow modality, before α), γ_m = clip(0, ρ_m − 1,
     1) where ρ_m > 1 (the PER weight of a dominant one, before μ), 0 otherwise. M = 2
     reads both from ρ_1 = ρ_t (ρ_2 = 1/ρ_t): β_1 = γ_2 = clip(0, 1/ρ_t − 1, 1) if
-    ρ_t < 1, γ_1 = β_2 = clip(0, ρ_t − 1, 1) if ρ_t ≥ 1, as Eq. 11 writes them."""
+    ρ_t < 1, γ_1 = β_2 = clip(0, ρ_t − 1, 1) if ρ_t ≥ 1, as Eq. 11 writes them.
+
+    Args:
+        scores: The scores ``[M]``.
+
+    Returns:
+        (ρ, β, γ).
+    """
     rho = pmr_ratios(scores)
     zero = torch.zeros_like(rho)
     if scores.numel() == 2:  # Eq. 11 as written, on ρ_t alone
@@ -265,7 +357,21 @@ def pmr_paper_loss(
     β, γ of :func:`paper_coefficients`. ``accelerate`` (the PCE window) and
     ``regularize`` (the first E_r epochs) leave a term out (its weights reported 0).
     At M = 2 this is Eq. 13: γ weighs modality 2's PCE and modality 1's entropy, β the
-    reverse."""
+    reverse.
+
+    Args:
+        loss_task: CE(z).
+        pce: CE(s_m) ``[M]``.
+        entropy: H(s_m) ``[M]``.
+        scores: ``[M]``.
+        alpha: α.
+        mu: μ.
+        accelerate: Keep the PCE term.
+        regularize: Keep the entropy term.
+
+    Returns:
+        (L, ρ, α·β, μ·γ).
+    """
     rho, beta, gamma = paper_coefficients(scores)
     w_pce = alpha * beta if accelerate else torch.zeros_like(beta)
     w_per = mu * gamma if regularize else torch.zeros_like(gamma)
@@ -277,7 +383,14 @@ def pmr_paper_loss(
 def first_tenth(batches: Iterable) -> Iterable:
     """The batches the official pass takes: the first max(1, N // 10) of N, or all of
     them when ``batches`` has no length (a generator, or a loader over an iterable
-    dataset: it is taken whole)."""
+    dataset: it is taken whole).
+
+    Args:
+        batches: The batches.
+
+    Returns:
+        The batches taken.
+    """
     try:
         n = len(batches) if isinstance(batches, Sized) else None
     except TypeError:  # a loader over an iterable dataset without a length
@@ -347,11 +460,20 @@ class PMR(Strategy):
         self.computations = 0  # how many passes ran (the EMA starts with the third)
 
     def active(self) -> bool:
+        """Whether this epoch is in the rebalancing window.
+
+        Returns:
+            True between ``modulation_start`` and ``modulation_end``, inclusive.
+        """
         end = float("inf") if self.modulation_end is None else self.modulation_end
         return in_window(self.epoch, self.modulation_start, end)
 
     def regularizing(self) -> bool:
-        """The paper's PER epochs: the first E_r of the window (e < E_r from epoch 0)."""
+        """The paper's PER epochs: the first E_r of the window (e < E_r from epoch 0).
+
+        Returns:
+            True during those epochs.
+        """
         return self.active() and self.epoch < self.modulation_start + self.e_r
 
     @staticmethod
@@ -364,6 +486,16 @@ class PMR(Strategy):
 
     # -- the epoch-start pass -----------------------------------------------------------
     def epoch_pass(self, model, batches) -> dict[str, torch.Tensor]:
+        """The epoch-start pass: each modality's class prototypes from the first tenth of the
+        batches (:func:`first_tenth`), merged into the old ones (:func:`update_prototypes`).
+
+        Args:
+            model: The model.
+            batches: Training batches.
+
+        Returns:
+            The pass's diagnostics.
+        """
         self._check_task(model)
         modalities = self.modalities(model)
         sums: dict[str, torch.Tensor] = {}
@@ -409,6 +541,9 @@ class PMR(Strategy):
 
     # -- the step -----------------------------------------------------------------------
     def compute(self, model, output, target, ctx):
+        """One step: L_T plus the prototype terms (PCE on slow modalities; the paper's entropy
+        term on dominant ones), one backward pass.
+        """
         self._check_task(model)
         modalities = self.modalities(model)
         loss_task = checked_loss("task loss L_T", task_loss(output.logits, target, model.task))
@@ -474,6 +609,11 @@ class PMR(Strategy):
 
     # -- checkpointing --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The base state plus the prototypes and which classes have one.
+
+        Returns:
+            A dict of plain values and tensors.
+        """
         state = {**super().state_dict(), "computations": self.computations}
         if self.known is not None:
             state["prototypes"] = {m: P.detach().cpu() for m, P in self.prototypes.items()}
@@ -481,6 +621,11 @@ class PMR(Strategy):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the prototypes.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+        """
         super().load_state_dict(state)
         self.computations = int(state.get("computations", 0))
         self.prototypes = {m: P.clone() for m, P in dict(state.get("prototypes", {})).items()}

@@ -257,23 +257,58 @@ register_strategy(
 def create_strategy(name: str, **options: Any) -> Strategy:
     """Create a strategy by name; an unknown name, option or a bad value raises
     ConfigError naming it (types from the strategy's annotations, strict for booleans
-    and integers)."""
+    and integers).
+
+    Args:
+        name: A strategy, preset or alias name (:func:`list_strategies`).
+        **options: The strategy's options, by name (see its API page).
+
+    Returns:
+        The strategy.
+
+    Raises:
+        ConfigError: An unknown name or option, or a bad value.
+
+    Example:
+        >>> import balgrad
+        >>> balgrad.create_strategy("ogm_ge", alpha=0.5).alpha
+        0.5
+    """
     return STRATEGY_REGISTRY.create(name, **options)
 
 
 def list_strategies() -> list[str]:
-    """Every strategy and preset name, installed plug-ins included (aliases left out)."""
+    """Every strategy and preset name, installed plug-ins included (aliases left out).
+
+    Returns:
+        The names, sorted as registered.
+    """
     return STRATEGY_REGISTRY.names()
 
 
 def strategy_options(name: str) -> dict[str, object]:
-    """The options a strategy accepts, with their defaults (a preset's own values included)."""
+    """The options a strategy accepts, with their defaults (a preset's own values included).
+
+    Args:
+        name: A strategy, preset or alias name.
+
+    Returns:
+        ``{option: default}``.
+    """
     return STRATEGY_REGISTRY.defaults(name)
 
 
 def validate_strategy(name: str, options: dict[str, Any]) -> None:
     """Raise ConfigError unless ``create_strategy(name, **options)`` would succeed; the
-    strategy's own value checks run too (it is created once and dropped)."""
+    strategy's own value checks run too (it is created once and dropped).
+
+    Args:
+        name: A strategy name.
+        options: Its options.
+
+    Raises:
+        ConfigError: The name, an option or a value is bad.
+    """
     checked = STRATEGY_REGISTRY.validate(name, options)  # names, types: errors name the method
     try:
         create_strategy(name, **checked)
@@ -284,7 +319,17 @@ def validate_strategy(name: str, options: dict[str, Any]) -> None:
 
 
 def strategy_info(name: str) -> dict[str, Any]:
-    """A strategy's registration metadata, with ``label`` filled in."""
+    """A strategy's registration metadata, with ``label`` filled in.
+
+    Args:
+        name: A strategy, preset or alias name.
+
+    Returns:
+        The metadata (label, description, role, base...).
+
+    Raises:
+        ConfigError: An unknown name.
+    """
     entry = STRATEGY_REGISTRY.get(name)
     return {**entry.metadata, "label": entry.metadata["label"] or name, "base": entry.base}
 
@@ -297,29 +342,66 @@ def _info_or_none(name: str) -> dict[str, Any] | None:
 
 
 def method_label(name: str) -> str:
-    """The label tables and figures show (the name itself when it is not registered)."""
+    """The label tables and figures show (the name itself when it is not registered).
+
+    Args:
+        name: A method name.
+
+    Returns:
+        The label.
+    """
     info = _info_or_none(name)
     return info["label"] if info else name
 
 
 def method_description(name: str) -> str:
-    """The registered one-line description ("" for a method not registered here)."""
+    """The registered one-line description ("" for a method not registered here).
+
+    Args:
+        name: A method name.
+
+    Returns:
+        The description.
+    """
     info = _info_or_none(name)
     return info["description"] if info else ""
 
 
 def method_role(name: str) -> str:
+    """A method's registered role (one of ``ROLES``).
+
+    Args:
+        name: A method name.
+
+    Returns:
+        The role, ``"other"`` for a method not registered here.
+    """
     info = _info_or_none(name)
     return info["role"] if info else "other"
 
 
 def ablation_order(name: str) -> int | None:
+    """Where an ablation sorts in tables (its registered ``ablation_order``).
+
+    Args:
+        name: A method name.
+
+    Returns:
+        The order, or None for a method that is not a registered ablation.
+    """
     info = _info_or_none(name)
     return info["ablation_order"] if info else None
 
 
 def method_set(name: str) -> list[str] | None:
-    """The methods a set name stands for (see :data:`METHOD_SETS`); None for a method."""
+    """The methods a set name stands for (see :data:`METHOD_SETS`); None for a method.
+
+    Args:
+        name: A name.
+
+    Returns:
+        The set's methods, or None.
+    """
     if name == "paper":
         return default_methods()
     if name == "all":
@@ -332,7 +414,14 @@ def method_set(name: str) -> list[str] | None:
 def expand_method_sets(methods: list[str]) -> list[str]:
     """``methods`` with every set name replaced by its methods. A method a set adds is
     left out where it is already listed (so ``["balgrad", "all"]`` trains BalGrad first,
-    once); a method the user lists twice stays twice, for the duplicate check to name."""
+    once); a method the user lists twice stays twice, for the duplicate check to name.
+
+    Args:
+        methods: Method and set names (``"paper"``, ``"all"``, ``"field"``).
+
+    Returns:
+        Method names.
+    """
     named = [m for m in methods if not (isinstance(m, str) and method_set(m))]
     out: list[str] = []
     for name in methods:
@@ -345,7 +434,11 @@ def expand_method_sets(methods: list[str]) -> list[str]:
 
 
 def default_methods() -> list[str]:
-    """What ``balgrad compare`` trains when no methods are given (built-ins only)."""
+    """What ``balgrad compare`` trains when no methods are given (built-ins only).
+
+    Returns:
+        The method names, in registration order.
+    """
     return [
         e.name
         for e in STRATEGY_REGISTRY.entries(plugins=False)

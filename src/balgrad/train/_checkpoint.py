@@ -28,12 +28,29 @@ log = logging.getLogger("balgrad.train")
 
 
 def previous_path(path: str | Path) -> Path:
-    """``checkpoint.pt`` -> ``checkpoint.prev.pt``."""
+    """``checkpoint.pt`` -> ``checkpoint.prev.pt``.
+
+    Args:
+        path: A checkpoint's path.
+
+    Returns:
+        The previous checkpoint's path.
+    """
     path = Path(path)
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
 def save_checkpoint(path: str | Path, **state) -> None:
+    """Write a checkpoint atomically, keeping the one it replaces as :func:`previous_path`;
+    the RNG states (torch, numpy, Python) are saved with ``state``.
+
+    Args:
+        path: The file.
+        **state: What to save (model, optimizer, strategy, epoch...).
+
+    Raises:
+        WriteError: The file cannot be written (a full disk, no permission).
+    """
     path = Path(path)
     state["rng"] = {
         "torch": torch.get_rng_state(),
@@ -56,7 +73,11 @@ def save_checkpoint(path: str | Path, **state) -> None:
 
 
 def remove_checkpoints(path: str | Path) -> None:
-    """A fresh (not resumed) run must not fall back on an older run's checkpoint later."""
+    """A fresh (not resumed) run must not fall back on an older run's checkpoint later.
+
+    Args:
+        path: The checkpoint's path (its previous and temporaries go too).
+    """
     path = Path(path)
     for p in (path, previous_path(path)):
         p.unlink(missing_ok=True)
@@ -64,13 +85,27 @@ def remove_checkpoints(path: str | Path) -> None:
 
 
 def remove_temporaries(path: str | Path) -> None:
-    """The half-written saves a killed process left next to ``path``."""
+    """The half-written saves a killed process left next to ``path``.
+
+    Args:
+        path: The checkpoint's path.
+    """
     for p in (*stale_temporaries(path), *stale_temporaries(previous_path(path))):
         p.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Load one checkpoint file (and restore the RNG states it holds)."""
+    """Load one checkpoint file (and restore the RNG states it holds).
+
+    Args:
+        path: The file.
+
+    Returns:
+        The state saved.
+
+    Raises:
+        BalgradError: The file is missing or unreadable.
+    """
     path = Path(path)
     if not path.is_file():
         raise BalgradError(f"checkpoint {path} does not exist")
@@ -85,7 +120,17 @@ def load_checkpoint(path: str | Path) -> dict:
 def load_latest_checkpoint(path: str | Path) -> tuple[dict, Path] | None:
     """The newest loadable checkpoint of ``path`` and ``previous_path(path)``, with the
     file it came from; None when neither exists. A broken newest one falls back to the
-    previous with a warning naming both; both broken is an error naming both."""
+    previous with a warning naming both; both broken is an error naming both.
+
+    Args:
+        path: The checkpoint's path.
+
+    Returns:
+        (state, file), or None.
+
+    Raises:
+        BalgradError: Both files exist and neither loads.
+    """
     path = Path(path)
     prev = previous_path(path)
     problems = []

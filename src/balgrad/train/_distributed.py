@@ -22,16 +22,22 @@ import torch.distributed as dist
 
 @dataclass
 class DistInfo:
+    """This process's place in a torchrun launch: ``rank``, ``world_size`` and ``local_rank``
+    (0, 1, 0 for a single process).
+    """
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
+        """Whether there is more than one process."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0 (it writes the run folder's files)."""
         return self.rank == 0
 
 
@@ -40,7 +46,14 @@ _OWN_GROUP = [False]
 
 
 def init_distributed(device: str) -> DistInfo:
-    """Initialise the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    """Initialise the process group when launched by torchrun (WORLD_SIZE > 1).
+
+    Args:
+        device: The ``--device`` value (NCCL for CUDA, else Gloo).
+
+    Returns:
+        The process's :class:`DistInfo`.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
@@ -67,7 +80,11 @@ def end_distributed() -> None:
 
 
 def available_devices() -> list[str]:
-    """The ``--device`` values this machine can run: auto, cpu, cuda and cuda:N, mps."""
+    """The ``--device`` values this machine can run: auto, cpu, cuda and cuda:N, mps.
+
+    Returns:
+        The device names.
+    """
     names = ["auto", "cpu"]
     if torch.cuda.is_available():
         names += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
@@ -78,7 +95,14 @@ def available_devices() -> list[str]:
 
 def check_device(device: str) -> None:
     """Fail before any work when ``device`` is not a device of this machine (a typo, CUDA
-    on a CPU-only build or machine, an index beyond the GPUs present, MPS off a Mac)."""
+    on a CPU-only build or machine, an index beyond the GPUs present, MPS off a Mac).
+
+    Args:
+        device: A ``--device`` value.
+
+    Raises:
+        ConfigError: The device is not available here.
+    """
     from balgrad.errors import ConfigError
 
     if device == "auto":
@@ -107,6 +131,19 @@ def check_device(device: str) -> None:
 
 
 def resolve_device(device: str, info: DistInfo) -> torch.device:
+    """The torch device for a ``--device`` value: ``auto`` picks CUDA where there is one, and
+    under torchrun each process takes its local rank's GPU.
+
+    Args:
+        device: A ``--device`` value.
+        info: The process's :class:`DistInfo`.
+
+    Returns:
+        The device.
+
+    Raises:
+        ConfigError: The device is not available here.
+    """
     check_device(device)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -118,11 +155,17 @@ def resolve_device(device: str, info: DistInfo) -> torch.device:
 
 @torch.no_grad()
 def broadcast_parameters(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every process (a no-op without a process group).
+
+    Args:
+        module: The model.
+    """
     if dist.is_available() and dist.is_initialized():
         for t in [*module.parameters(), *module.buffers()]:
             dist.broadcast(t.data, src=0)
 
 
 def barrier() -> None:
+    """Wait for every process (a no-op without a process group)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -52,7 +52,11 @@ class RunFolderLocked(BalgradError):
 
 
 class RunLock:
-    """``with RunLock(run_dir):`` holds the run folder for the block."""
+    """``with RunLock(run_dir):`` holds the run folder for the block.
+
+    Args:
+        run_dir: The run folder.
+    """
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_NAME
@@ -68,9 +72,15 @@ class RunLock:
 
     @property
     def held(self) -> bool:
+        """Whether this lock holds the folder."""
         return self.record is not None
 
     def acquire(self) -> None:
+        """Take the run folder (a no-op when held already).
+
+        Raises:
+            RunFolderLocked: Another live process holds it (the message names it).
+        """
         if self.held:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,14 @@ log = logging.getLogger("balgrad.train")
 
 def nan_to_null(obj):
     """``obj`` with every NaN float as None, for JSON files: ``json.dumps`` would write
-    the token NaN, which is not JSON. An undefined score is null in a run folder's files."""
+    the token NaN, which is not JSON. An undefined score is null in a run folder's files.
+
+    Args:
+        obj: A value, list or dict.
+
+    Returns:
+        The converted copy.
+    """
     if isinstance(obj, float) and math.isnan(obj):
         return None
     if isinstance(obj, dict):
@@ -44,7 +51,11 @@ def nan_to_null(obj):
 
 class StepStats:
     """One step's statistics, with their tensors snapshotted (later in-place updates of
-    a strategy's state cannot change what is logged)."""
+    a strategy's state cannot change what is logged).
+
+    Args:
+        stats: A step's statistics (floats and 0-d tensors).
+    """
 
     __slots__ = ("keys", "plain", "tensors")
 
@@ -68,7 +79,14 @@ class StepStats:
 
     @staticmethod
     def materialize(rows: list[StepStats]) -> list[dict[str, float]]:
-        """Plain dicts (keys in the strategy's order), with one host transfer per device."""
+        """Plain dicts (keys in the strategy's order), with one host transfer per device.
+
+        Args:
+            rows: The steps.
+
+        Returns:
+            One dict of floats per step.
+        """
         by_device: dict[torch.device, list[torch.Tensor]] = {}
         for row in rows:
             for _, t in row.tensors:
@@ -85,7 +103,14 @@ class StepStats:
 
 
 def to_floats(stats: Mapping[str, float | torch.Tensor]) -> dict[str, float]:
-    """One dict of floats and 0-d tensors as floats, with one host sync (not one per value)."""
+    """One dict of floats and 0-d tensors as floats, with one host sync (not one per value).
+
+    Args:
+        stats: The statistics.
+
+    Returns:
+        The values as floats.
+    """
     return StepStats.materialize([StepStats(stats)])[0]
 
 
@@ -94,6 +119,11 @@ class JsonlLogger:
     ``flush_every`` steps and by :meth:`flush` (the trainer flushes every epoch).
 
     Use as a strategy observer: ``strategy.add_observer(logger)``.
+
+    Args:
+        path: The file (its folder is created).
+        flush_every: Write every this many steps.
+        **fixed: Values every row carries (``method``, ``seed``).
     """
 
     def __init__(self, path: str | Path, flush_every: int = 200, **fixed):
@@ -110,6 +140,11 @@ class JsonlLogger:
             self.flush()
 
     def flush(self) -> None:
+        """Append the buffered rows to the file.
+
+        Raises:
+            WriteError: The file cannot be written.
+        """
         if not self._rows:
             return
         values = StepStats.materialize([s for _, _, s in self._rows])
@@ -127,7 +162,11 @@ class JsonlLogger:
     def truncate_after(self, step: int) -> None:
         """On resume: keep only the rows of steps before ``step`` (the checkpoint's; 0
         empties the file), since the steps after it will be run again. Lines that cannot
-        be read (the last one cut off by a kill mid-write) are dropped with a warning."""
+        be read (the last one cut off by a kill mid-write) are dropped with a warning.
+
+        Args:
+            step: The first step that runs again.
+        """
         self._rows.clear()
         if not self.path.exists():
             return
@@ -139,7 +178,16 @@ class TensorBoardLogger:
     """Step diagnostics to TensorBoard, every ``every`` steps (each scalar write costs
     ~0.07 ms; logging all ~20 statistics every step cost ~6% of a small model's step).
     Values are converted in bulk when ``flush_every`` points are buffered and at
-    :meth:`flush`."""
+    :meth:`flush`.
+
+    Args:
+        log_dir: The event files' folder.
+        every: Log every this many steps.
+        flush_every: Convert and write after this many points.
+
+    Raises:
+        ConfigError: TensorBoard is not installed (``balgrad[tensorboard]``).
+    """
 
     def __init__(self, log_dir: str | Path, every: int = 25, flush_every: int = 20):
         self.every = every
@@ -163,6 +211,7 @@ class TensorBoardLogger:
             self.flush()
 
     def flush(self) -> None:
+        """Write the buffered points to the event files."""
         values = StepStats.materialize([s for _, s in self._rows])
         for (step, _), row in zip(self._rows, values):
             for k, v in row.items():
@@ -171,6 +220,12 @@ class TensorBoardLogger:
         self.writer.flush()
 
     def truncate_after(self, step: int) -> None:
+        """On resume: drop the buffered points (the event files keep the old ones; TensorBoard
+        shows the newest value of a step).
+
+        Args:
+            step: The first step that runs again.
+        """
         self._rows.clear()  # the event files keep old points; TensorBoard shows the newest
 
 
@@ -219,7 +274,15 @@ def _read_rows(path: Path, steps: bool = True) -> list[tuple[str, dict]]:
 
 
 def read_jsonl(path: str | Path, steps: bool = False) -> list[dict]:
-    """The rows of a JSON-lines file; ``steps``: only step rows (``metrics.jsonl``)."""
+    """The rows of a JSON-lines file; ``steps``: only step rows (``metrics.jsonl``).
+
+    Args:
+        path: The file (missing: no rows).
+        steps: Keep step rows only.
+
+    Returns:
+        The rows.
+    """
     path = Path(path)
     if not path.exists():
         return []

@@ -22,7 +22,18 @@ __all__ = ["PRECISIONS", "autocast_region", "make_scaler", "resolve_precision"]
 
 
 def resolve_precision(precision: str, device: str | torch.device) -> str:
-    """``auto`` -> ``bf16`` or ``fp32`` for ``device``; other names are checked and kept."""
+    """``auto`` -> ``bf16`` or ``fp32`` for ``device``; other names are checked and kept.
+
+    Args:
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        device: The device.
+
+    Returns:
+        The precision.
+
+    Raises:
+        ConfigError: An unknown name, or a precision the device cannot autocast to.
+    """
     dev = torch.device(_concrete(device))
     if precision == "auto":
         cuda_bf16 = dev.type == "cuda" and torch.cuda.is_available()
@@ -44,12 +55,28 @@ def _concrete(device: str | torch.device) -> str | torch.device:
 
 
 def make_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
-    """A gradient scaler for fp16 (bf16 has fp32's exponent range and needs none)."""
+    """A gradient scaler for fp16 (bf16 has fp32's exponent range and needs none).
+
+    Args:
+        precision: The resolved precision.
+        device: The device.
+
+    Returns:
+        A ``GradScaler``, or None.
+    """
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
 def autocast_region(precision: str, device) -> contextlib.AbstractContextManager:
-    """The forward passes' autocast for a resolved ``--precision`` (none for fp32)."""
+    """The forward passes' autocast for a resolved ``--precision`` (none for fp32).
+
+    Args:
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        device: The device.
+
+    Returns:
+        A context manager.
+    """
     dtype = AUTOCAST_DTYPES.get(precision)
     if dtype is None:
         return contextlib.nullcontext()

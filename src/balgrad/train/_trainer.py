@@ -70,6 +70,19 @@ class TrainSettings:
 
 
 def make_optimizer(name: str, groups: list[dict], settings: TrainSettings) -> torch.optim.Optimizer:
+    """The optimizer ``settings.optimizer`` names, over the strategy's parameter groups.
+
+    Args:
+        name: ``"adam"``, ``"adamw"`` or ``"sgd"``.
+        groups: The parameter groups.
+        settings: The rate, weight decay and momentum.
+
+    Returns:
+        The optimizer.
+
+    Raises:
+        ConfigError: An unknown name.
+    """
     if name == "adam":
         return torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     if name == "adamw":
@@ -82,7 +95,15 @@ def make_optimizer(name: str, groups: list[dict], settings: TrainSettings) -> to
 
 
 def check_precision_support(strategy, precision: str) -> None:
-    """fp16 needs a strategy that applies the gradient scaler to its losses."""
+    """fp16 needs a strategy that applies the gradient scaler to its losses.
+
+    Args:
+        strategy: The strategy.
+        precision: The resolved precision.
+
+    Raises:
+        ConfigError: fp16 with a strategy that does not take a scaler.
+    """
     if precision == "fp16" and not strategy.supports_grad_scaler:  # declared by the strategy
         raise ConfigError(
             f"precision: fp16 needs a strategy whose backward() takes scaler=; "
@@ -108,7 +129,13 @@ SCORE_MAX = 100.0
 def warn_saturated(history: list[dict], metric: str, best_epoch: int) -> None:
     """Warn when the best epoch was picked among ties at the highest possible validation
     score: a saturated validation split cannot tell those epochs apart, and the first of
-    them is kept (often epoch 0, barely trained)."""
+    them is kept (often epoch 0, barely trained).
+
+    Args:
+        history: The epochs' rows.
+        metric: The selection metric.
+        best_epoch: The epoch picked.
+    """
     key = f"val_{metric}"
     tied = [row["epoch"] for row in history if row.get(key) == SCORE_MAX]
     if len(tied) > 1 and best_epoch == tied[0]:
@@ -129,7 +156,16 @@ def selection_metric(
     """The metric whose validation score picks the best epoch: ``primary``, unless it is
     undefined (NaN: AUROC of a validation split with one class); then the first defined
     metric of the fused logits. Read from the first epoch's row: the split's labels make
-    a metric undefined, not the model, so every epoch and a resume agree."""
+    a metric undefined, not the model, so every epoch and a resume agree.
+
+    Args:
+        first_row: The first epoch's row of scores.
+        primary: The primary metric.
+        modalities: The model's modalities (their metrics are not candidates).
+
+    Returns:
+        The metric's name.
+    """
     if math.isfinite(first_row.get(f"val_{primary}", math.nan)):
         return primary
     scores = [k.removeprefix("val_") for k in first_row if k.startswith("val_")]
@@ -175,14 +211,23 @@ class Trainer:
     """Trains one model with one strategy.
 
     Args:
+        model: the :class:`~balgrad.models.MultimodalModel` (or any balanced model).
+        strategy: the :class:`~balgrad.strategies.Strategy` that computes each step.
         pipeline: the :class:`~balgrad.data._pipeline.InputPipeline` making batches.
+        train_set: the training dataset.
+        settings: the :class:`TrainSettings` (epochs, batch size, optimizer, rates...).
         run_dir: where ``checkpoint.pt``, ``epochs.jsonl`` and step logs go (rank 0).
+        device: the device to train on.
+        dist_info: the process's rank and world size under torchrun (None: one process).
         observers: extra step observers (loggers); each may have ``flush()`` and ``epoch``.
         validate: called with the model after every epoch (see :data:`Validate`); its
             scores go into the epoch's row as ``val_*``. The primary metric of the fused
             logits picks the best epoch, the unimodal ones go to the strategy's
             ``on_epoch_end`` (MSLR). A run passes
             :meth:`balgrad.evaluate._protocol.Evaluator.modality_scores`.
+
+    Raises:
+        TypeError: ``validate`` is not callable.
     """
 
     def __init__(
@@ -305,8 +350,19 @@ class Trainer:
         return {f"val_{k}": v for k, v in scores.items()}
 
     def fit(self, resume: bool = False) -> TrainResult:
-        """Train from scratch, or with ``resume`` from the last complete epoch's
-        checkpoint; every epoch is validated, scored for selection and checkpointed."""
+        """Train for ``settings.epochs`` epochs: each epoch's steps, validation, model
+        selection on the primary metric and a checkpoint.
+
+        Args:
+            resume: Continue from the run folder's latest checkpoint, if there is one.
+
+        Returns:
+            The :class:`TrainResult`: the best epoch's weights, epoch and score, the
+            history and the training time.
+
+        Raises:
+            BalgradError: A checkpoint that cannot be resumed from.
+        """
         run = self._set_up(resume)
         for epoch in range(run.start, self.s.epochs):
             means = self._train_epoch(epoch)

@@ -23,7 +23,8 @@ IMAGE_POOLINGS = ("auto", "pooler", "cls", "mean")
 class HFImageEncoder(HFTower, ImageEncoder):
     """A Hugging Face vision model (``hf:<id|path>``; ``clip:<id|path>`` forces the CLIP tower).
 
-    Keyword Args:
+    Args:
+        name: The Hub id or local path of the checkpoint.
         finetune: False (default) freezes the model; True keeps it trainable.
         pooling: ``"auto"`` (the model's pooled output when it has one whose weights are in
             the checkpoint, else the CLS token, else the spatial mean), ``"pooler"``,
@@ -32,8 +33,9 @@ class HFImageEncoder(HFTower, ImageEncoder):
             projected ``image_embeds`` (the space shared with the text tower).
         image_size, image_mean, image_std: override the image processor's values (needed
             when the checkpoint has no ``preprocessor_config.json``).
-        trust_remote_code (False), revision, cache_dir, local_files_only: passed to
-            ``from_pretrained``.
+        trust_remote_code, revision, cache_dir, local_files_only: passed to
+            ``from_pretrained`` (``trust_remote_code`` is False by default).
+        clip: Force the CLIP tower (what the ``clip:`` prefix sets).
     """
 
     def __init__(
@@ -108,14 +110,33 @@ class HFImageEncoder(HFTower, ImageEncoder):
     # preprocessing ---------------------------------------------------------
 
     def input_size(self) -> tuple[int, int]:
+        """The model input's (height, width), after resizing and cropping.
+
+        Returns:
+            (h, w).
+        """
         mode, size, crop = self._plan
         return crop or size
 
     def blank_image(self) -> torch.Tensor:
+        """A missing image on the raw scale: zeros at the model's input size.
+
+        Returns:
+            ``[3, H, W]``.
+        """
         h, w = self.input_size()
         return torch.zeros(3, h, w)
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """One raw image ``[C, H, W]`` in [0, 1] -> the model's input: channels converted,
+        resized and cropped as the image processor does, normalised.
+
+        Args:
+            image: The image.
+
+        Returns:
+            ``[channels, h, w]``.
+        """
         x = to_channels(image.float(), self.channels)
         mode, size, crop = self._plan
         x = resize(x, size) if mode == "resize" else resize_shortest(x, size)
@@ -136,4 +157,12 @@ class HFImageEncoder(HFTower, ImageEncoder):
         return h.mean(1) if h.dim() == 3 else h.flatten(2).mean(-1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of preprocessed images (pooled by ``pooling``).
+
+        Args:
+            pixels: ``[B, C, H, W]``, as :meth:`preprocess` makes them.
+
+        Returns:
+            ``[B, out_dim]``.
+        """
         return self._pool(self.model(pixel_values=pixels))

@@ -34,6 +34,17 @@ def resize_plan(processor: Any, image_size: Any, config: Any) -> tuple:
     ``("resize", (h, w), crop)``: resize to (h, w) (aspect not kept), then center crop.
     ``("shortest", s, crop)``: resize the shorter side to s (aspect kept), then center
     crop. ``crop`` is (h, w) or None; the model input is ``crop`` or ``size``.
+
+    Args:
+        processor: The image processor, or None.
+        image_size: The ``image_size`` option, or None.
+        config: The model's config (its ``image_size``, without a processor).
+
+    Returns:
+        The plan.
+
+    Raises:
+        ConfigError: A bad ``image_size``, or no size anywhere.
     """
     if image_size is not None:
         size = _pair(image_size)
@@ -68,7 +79,20 @@ def resize_plan(processor: Any, image_size: Any, config: Any) -> tuple:
 
 def norm_stats(processor: Any, mean: Any, std: Any, channels: int) -> tuple[tuple, tuple]:
     """(mean, std) per channel: the options, else the processor's (0 and 1 when it does
-    not normalise)."""
+    not normalise).
+
+    Args:
+        processor: The image processor, or None.
+        mean: The ``image_mean`` option, or None.
+        std: The ``image_std`` option, or None.
+        channels: The model's input channels.
+
+    Returns:
+        (mean, std), one value per channel each.
+
+    Raises:
+        ConfigError: An option has another number of values than channels.
+    """
 
     def expand(v: Any, what: str) -> tuple[float, ...]:
         if isinstance(v, (int, float)):

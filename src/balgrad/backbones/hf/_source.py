@@ -27,7 +27,11 @@ _PREPROCESSING_FILES = (
 
 
 def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set (read at call time)."""
+    """True when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set (read at call time).
+
+    Returns:
+        Whether the Hub is off.
+    """
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
             return True
@@ -66,6 +70,12 @@ def local_checkpoint_hash(path: Path) -> str:
 
     Weight files are hashed by (relative name, size, mtime) rather than read, so hashing a
     multi-GB checkpoint costs nothing; a rewritten weight file changes its mtime.
+
+    Args:
+        path: The checkpoint's directory.
+
+    Returns:
+        The hex digest.
     """
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -81,7 +91,11 @@ def local_checkpoint_hash(path: Path) -> str:
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' loading reports and progress bars for the duration."""
+    """Silence transformers' loading reports and progress bars for the duration.
+
+    Returns:
+        A context manager.
+    """
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -97,7 +111,20 @@ def quiet_transformers() -> Iterator[None]:
 
 
 class CheckpointSource:
-    """Where a checkpoint comes from, and the keyword arguments every ``from_pretrained`` gets."""
+    """Where a checkpoint comes from, and the keyword arguments every ``from_pretrained`` gets.
+
+    Args:
+        label: The backbone's name as given (``hf:...``), for messages.
+        name: A Hub id or a local path.
+        revision: A Hub revision (branch, tag or commit).
+        cache_dir: The Hugging Face cache to use.
+        local_files_only: True: never download; False: always ask the Hub; None: the
+            local cache first, then the Hub.
+        trust_remote_code: Let ``from_pretrained`` run the checkpoint's own code.
+
+    Raises:
+        BackboneError: An empty name, or a local path that does not exist.
+    """
 
     def __init__(
         self,
@@ -126,9 +153,18 @@ class CheckpointSource:
 
     @property
     def target(self) -> str:
+        """What ``from_pretrained`` is given: the local path, or the Hub id."""
         return str(self.path) if self.is_local else self.name
 
     def kwargs(self, local: bool) -> dict[str, Any]:
+        """The keyword arguments of a ``from_pretrained`` call.
+
+        Args:
+            local: Whether this attempt is from the local cache only.
+
+        Returns:
+            The arguments.
+        """
         kw: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
         if self.revision is not None:
             kw["revision"] = self.revision
@@ -139,6 +175,15 @@ class CheckpointSource:
         return kw
 
     def not_found(self, err: BaseException, what: str = "config") -> BackboneError:
+        """The error for a checkpoint that is neither local nor downloadable: how to supply one.
+
+        Args:
+            err: The underlying error.
+            what: What was being loaded.
+
+        Returns:
+            The error, to raise.
+        """
         return BackboneError(
             f"backbone {self.label!r}: {self.name!r} ({what}) could not be found offline: it is not a "
             f"local directory and is not in the local Hugging Face cache "
@@ -152,7 +197,18 @@ class CheckpointSource:
         )
 
     def load(self, what: str, fn: Callable[..., Any]) -> Any:
-        """Call ``fn(target, **kwargs)``: the local cache first, then the hub when allowed."""
+        """Call ``fn(target, **kwargs)``: the local cache first, then the hub when allowed.
+
+        Args:
+            what: What is loaded, for the message (``"config"``, ``"tokenizer"``...).
+            fn: A ``from_pretrained``.
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            BackboneError: The checkpoint cannot be found (:meth:`not_found`).
+        """
         if self.is_local or self.local_files_only or hub_offline():
             attempts = [True]
         elif self.local_files_only is False:
@@ -185,11 +241,25 @@ class CheckpointSource:
         raise self.not_found(last, what) from last
 
     def pins_weights(self, config: Any) -> bool:
-        """Whether :meth:`identity` names the weights' exact version (a hub commit)."""
+        """Whether :meth:`identity` names the weights' exact version (a hub commit).
+
+        Args:
+            config: The loaded config.
+
+        Returns:
+            True for a Hub checkpoint at a known commit.
+        """
         return not self.is_local and getattr(config, "_commit_hash", None) is not None
 
     def identity(self, config: Any) -> str:
-        """The checkpoint: a local path with a hash of its files, or a hub id at a commit."""
+        """The checkpoint: a local path with a hash of its files, or a hub id at a commit.
+
+        Args:
+            config: The loaded config.
+
+        Returns:
+            ``path#hash`` or ``id@commit``.
+        """
         if self.is_local:
             return f"{self.path}#{local_checkpoint_hash(self.path)}"
         commit = getattr(config, "_commit_hash", None) or self.revision or "main"

@@ -21,7 +21,8 @@ DEFAULT_MAX_LENGTH = 512
 class HFTextEncoder(HFTower, TextEncoder):
     """A Hugging Face text model (``hf:<id|path>``; ``clip:<id|path>`` forces the CLIP tower).
 
-    Keyword Args:
+    Args:
+        name: The Hub id or local path of the checkpoint.
         finetune: False (default) freezes the model; True keeps it trainable.
         pooling: ``"auto"`` (the pooled output when the model has one whose weights are in
             the checkpoint, e.g. BERT's pooler or CLIP's end-of-text token; otherwise the
@@ -30,8 +31,9 @@ class HFTextEncoder(HFTower, TextEncoder):
         max_length: tokens per text (default: the model's limit, at most 512).
         normalize: L2-normalise the output (False).
         projection: CLIP only: output the projected ``text_embeds``.
-        trust_remote_code (False), revision, cache_dir, local_files_only: passed to
-            ``from_pretrained``.
+        trust_remote_code, revision, cache_dir, local_files_only: passed to
+            ``from_pretrained`` (``trust_remote_code`` is False by default).
+        clip: Force the CLIP tower (what the ``clip:`` prefix sets).
 
     ``_label`` and ``_identity`` let a named backbone built on this class (``minilm``)
     show its own name in messages and key the feature cache on its own identity.
@@ -117,6 +119,18 @@ class HFTextEncoder(HFTower, TextEncoder):
         return int(requested)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenise with the checkpoint's tokenizer, padded to the longest and truncated to
+        ``max_length``; None becomes "".
+
+        Args:
+            texts: The strings.
+
+        Returns:
+            ``{"input_ids": [B, T], "attention_mask": [B, T]}``.
+
+        Raises:
+            BackboneError: ``texts`` is one string.
+        """
         if isinstance(texts, str):
             raise BackboneError("tokenize takes a list of strings, got one string")
         texts = ["" if t is None else str(t) for t in texts]
@@ -149,6 +163,14 @@ class HFTextEncoder(HFTower, TextEncoder):
         return F.normalize(f, dim=-1) if self.normalize else f
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embed a batch of tokenised texts (pooled by ``pooling``).
+
+        Args:
+            tokens: What :meth:`tokenize` returns.
+
+        Returns:
+            ``[B, out_dim]``.
+        """
         ids = tokens["input_ids"]
         mask = tokens.get("attention_mask")
         if mask is None:

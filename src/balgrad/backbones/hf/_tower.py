@@ -30,7 +30,21 @@ class LoadedTower:
 def load_tower(src: CheckpointSource, tower: str, *, clip: bool, projection: bool) -> LoadedTower:
     """The ``tower`` ("vision" or "text") of a checkpoint: a CLIP checkpoint yields its
     CLIP tower, anything else ``AutoModel``; ``clip`` insists on CLIP, ``projection``
-    needs it."""
+    needs it.
+
+    Args:
+        src: The checkpoint.
+        tower: ``"vision"`` or ``"text"``.
+        clip: Insist on a CLIP checkpoint.
+        projection: Load the CLIP tower with its projection.
+
+    Returns:
+        The loaded tower: the model, its configs and whether it is CLIP.
+
+    Raises:
+        BackboneError: The checkpoint cannot be found, is of the other kind, or is not
+            CLIP where ``clip`` or ``projection`` needs it.
+    """
     import transformers
     from transformers import AutoConfig, AutoModel
 
@@ -74,7 +88,14 @@ _KIND = {"vision": "an image (vision) model", "text": "a text model"}
 def checkpoint_kinds(config: Any) -> set[str]:
     """The towers a checkpoint's config can give: ``vision`` (pixel input: ``num_channels``
     or ``image_size``, or a ``vision_config``), ``text`` (a vocabulary and no pixel input,
-    or a ``text_config``). Empty when the config says neither (then loading decides)."""
+    or a ``text_config``). Empty when the config says neither (then loading decides).
+
+    Args:
+        config: A checkpoint's config.
+
+    Returns:
+        A subset of {"vision", "text"}.
+    """
     pixels = any(hasattr(config, a) for a in ("num_channels", "image_size"))
     kinds = set()
     if pixels or getattr(config, "vision_config", None) is not None:
@@ -88,7 +109,16 @@ def checkpoint_kinds(config: Any) -> set[str]:
 
 def check_tower_kind(src: CheckpointSource, config: Any, tower: str) -> None:
     """A text checkpoint given as the image backbone (or the reverse) is refused by name,
-    before its model, tokenizer or image processor is loaded."""
+    before its model, tokenizer or image processor is loaded.
+
+    Args:
+        src: The checkpoint.
+        config: Its config.
+        tower: ``"vision"`` or ``"text"``: the tower wanted.
+
+    Raises:
+        BackboneError: The checkpoint is of the other kind only.
+    """
     kinds = checkpoint_kinds(config)
     if not kinds or tower in kinds:
         return
@@ -104,7 +134,16 @@ def precheck_tower(name: str, tower: str, options: dict[str, Any]) -> None:
     """:func:`check_tower_kind` for a ``hf:``/``clip:`` backbone of balgrad's ``tower``
     ("image" or "text") from its config alone (cheap: no weights), so a run can refuse
     the mismatch before loading data. Silent when the config cannot be read: loading the
-    backbone later reports why."""
+    backbone later reports why.
+
+    Args:
+        name: The backbone's name (``hf:...``, ``clip:...``; others are not checked).
+        tower: ``"image"`` or ``"text"``.
+        options: The backbone's options (revision, cache_dir...).
+
+    Raises:
+        BackboneError: The checkpoint is of the other kind.
+    """
     prefix, colon, rest = name.partition(":")
     if not colon or prefix.lower() not in ("hf", "clip"):
         return

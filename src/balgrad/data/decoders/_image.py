@@ -55,6 +55,13 @@ def load_image(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
     Raises :class:`ImageModeError` for a mode without a faithful mapping, and PIL's
     ``OSError``/``ValueError``-like exceptions unchanged; :func:`decode_image` wraps them
     in :class:`DataError` naming the file.
+
+    Args:
+        path: The image file.
+        size: (H, W), or None to keep the image's size.
+
+    Returns:
+        ``[3, H, W]`` float32 in [0, 1].
     """
     with Image.open(path) as im:
         im.load()
@@ -84,7 +91,19 @@ def decode_image(
     path: Path, source: str | None = None, size: tuple[int, int] | None = None
 ) -> torch.Tensor:
     """:func:`load_image`, with every failure (missing, truncated, corrupt, a refused
-    mode, a decompression bomb) a :class:`DataError` naming the file and ``source``."""
+    mode, a decompression bomb) a :class:`DataError` naming the file and ``source``.
+
+    Args:
+        path: The image file.
+        source: Where the path comes from (a CSV line), for the message.
+        size: (H, W) to resize to, or None.
+
+    Returns:
+        ``[3, H, W]`` float32 in [0, 1].
+
+    Raises:
+        DataError: The file is missing, damaged or refused.
+    """
     try:
         return load_image(path, size)
     except IMAGE_ERRORS as e:
@@ -93,7 +112,14 @@ def decode_image(
 
 def check_mode_range(im: Image.Image) -> None:
     """Raise :class:`ImageModeError` unless ``im``'s mode and (for "I" and "F") its
-    decoded values have a faithful mapping to [0, 1]."""
+    decoded values have a faithful mapping to [0, 1].
+
+    Args:
+        im: An opened (for "I" and "F": decoded) image.
+
+    Raises:
+        ImageModeError: The mode or its values do not map to [0, 1].
+    """
     mode = im.mode
     check_mode(mode)
     if mode not in ("I", "F"):
@@ -114,6 +140,14 @@ def check_mode_range(im: Image.Image) -> None:
 
 
 def check_mode(mode: str) -> None:
+    """Refuse a PIL mode without a faithful mapping to [0, 1].
+
+    Args:
+        mode: The image's PIL mode.
+
+    Raises:
+        ImageModeError: The mode is not in ``SUPPORTED_MODES``.
+    """
     if mode not in SUPPORTED_MODES:
         raise ImageModeError(
             f"mode {mode!r} is not supported (supported: {', '.join(sorted(SUPPORTED_MODES))}): "
@@ -122,6 +156,16 @@ def check_mode(mode: str) -> None:
 
 
 def image_error(path: Path, source: str | None, err: BaseException) -> str:
+    """The message for an image that failed to load.
+
+    Args:
+        path: The file.
+        source: Where the path comes from, or None.
+        err: The error.
+
+    Returns:
+        The message, naming the file.
+    """
     where = f"{source}: " if source else ""
     if isinstance(err, FileNotFoundError):
         return f"{where}image file {path} is missing"
@@ -132,7 +176,14 @@ def image_error(path: Path, source: str | None, err: BaseException) -> str:
 
 def decode_error(path: Path) -> BaseException | None:
     """Open and fully decode ``path``; return the exception (a refused mode included),
-    or None if it is fine."""
+    or None if it is fine.
+
+    Args:
+        path: The image file.
+
+    Returns:
+        The exception, or None.
+    """
     try:
         with Image.open(path) as im:
             im.load()
@@ -153,6 +204,12 @@ def header_error(path: Path) -> BaseException | None:
     a check), and an "I" or "F" image (its range is in its pixels), is fully decoded to
     decide, so a valid file never fails. Damage inside the compressed data of
     a file that ends properly is only found by decoding (``DiskDataset.get``).
+
+    Args:
+        path: The image file.
+
+    Returns:
+        The exception, or None.
     """
     try:
         with open(path, "rb") as f:

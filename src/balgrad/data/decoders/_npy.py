@@ -45,7 +45,22 @@ def decode_npy(
 ) -> np.ndarray:
     """The array in ``.npy`` file ``path``, checked as the module docstring says, and
     with ``ndim`` dimensions when given (``expected`` describes what is wanted in the
-    message). Raises :class:`DataError` naming ``what``, the file and ``source``."""
+    message). Raises :class:`DataError` naming ``what``, the file and ``source``.
+
+    Args:
+        path: The ``.npy`` file.
+        source: Where the path comes from (a CSV line), for the message.
+        what: What the file is, for the message.
+        ndim: The number of dimensions wanted, or None for any.
+        expected: What is wanted, for the message.
+        finite: Refuse NaN and infinite values.
+
+    Returns:
+        The array.
+
+    Raises:
+        DataError: The file is missing, damaged or not what is wanted.
+    """
     path = Path(path)
     where = f"{source + ': ' if source else ''}{what} {path}"
     try:
@@ -72,7 +87,21 @@ def read_npy_header(
     """``(dtype, shape)`` of ``.npy`` file ``path``, every check of :func:`decode_npy`
     made but the finiteness of the values, without reading the payload (as
     :func:`~balgrad.data.decoders._wav.read_wav_header` for WAV). ``ndim``: the allowed
-    number(s) of dimensions."""
+    number(s) of dimensions.
+
+    Args:
+        path: The ``.npy`` file.
+        source: Where the path comes from, for the message.
+        what: What the file is, for the message.
+        ndim: The allowed number(s) of dimensions, or None.
+        expected: What is wanted, for the message.
+
+    Returns:
+        (dtype, shape).
+
+    Raises:
+        DataError: The file is missing, damaged or not what is wanted.
+    """
     path = Path(path)
     where = f"{source + ': ' if source else ''}{what} {path}"
     try:
@@ -103,7 +132,20 @@ def decode_npz(
     file (dtype kinds ``kinds``: add ``"U"`` for text, ``"b"`` for booleans), after its
     zip entry's declared size is checked against its compressed size (stored: equal;
     deflated: at most :data:`_MAX_DEFLATE_RATIO` times); any other compression, a member
-    that is not ``.npy``, or a damaged archive is a :class:`DataError` naming the file."""
+    that is not ``.npy``, or a damaged archive is a :class:`DataError` naming the file.
+
+    Args:
+        path: The ``.npz`` archive.
+        what: What the archive is, for the message.
+        kinds: The numpy dtype kinds accepted.
+        finite: Refuse NaN and infinite values.
+
+    Returns:
+        ``{name: array}``.
+
+    Raises:
+        DataError: The archive is missing, damaged or holds what is refused.
+    """
     path = Path(path)
     where = f"{what} {path}"
     arrays = {}

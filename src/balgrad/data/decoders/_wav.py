@@ -65,6 +65,7 @@ class WavHeader:
 
     @property
     def frames(self) -> int:
+        """The number of sample frames (samples per channel)."""
         return self.data_size // (self.channels * self.sample_bytes)
 
 
@@ -75,7 +76,18 @@ def _where(path: Path, source: str | None) -> str:
 def read_wav_header(path: Path, source: str | None = None) -> WavHeader:
     """Parse and check ``path``'s RIFF header and chunks without reading its samples;
     a missing file, or any problem listed in the module docstring, is a
-    :class:`DataError` naming it (and ``source``, e.g. the CSV line)."""
+    :class:`DataError` naming it (and ``source``, e.g. the CSV line).
+
+    Args:
+        path: The WAV file.
+        source: Where the path comes from, for the message.
+
+    Returns:
+        The header.
+
+    Raises:
+        DataError: The file is missing or its header is bad.
+    """
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -172,7 +184,18 @@ def _format(raw: bytes, order: str, bad) -> tuple[int, bool, int, int]:
 
 def decode_wav(path: Path, source: str | None = None) -> tuple[torch.Tensor, int]:
     """``(float32 mono waveform, sample rate)`` of a WAV file (module docstring); every
-    problem is a :class:`DataError` naming the file and ``source``."""
+    problem is a :class:`DataError` naming the file and ``source``.
+
+    Args:
+        path: The WAV file.
+        source: Where the path comes from (a CSV line), for the message.
+
+    Returns:
+        (waveform ``[T]``, rate in Hz).
+
+    Raises:
+        DataError: The file is missing or not a supported WAV.
+    """
     path = Path(path)
     h = read_wav_header(path, source)
     try:
@@ -223,7 +246,20 @@ def resample(wave: torch.Tensor, rate: int, target: int, what: str = "audio") ->
     filter (``resample_poly``, Kaiser window), the ratio reduced to lowest terms (16000 ->
     22050 Hz is up 441, down 320). The output may hold at most :data:`MAX_RESAMPLED`
     samples (a :class:`DataError` naming ``what`` otherwise), checked before anything is
-    allocated."""
+    allocated.
+
+    Args:
+        wave: The waveform ``[T]``.
+        rate: Its rate in Hz.
+        target: The rate wanted.
+        what: What the audio is, for the message.
+
+    Returns:
+        The resampled waveform.
+
+    Raises:
+        DataError: The result would be too long.
+    """
     if rate == target:
         return wave
     from scipy.signal import resample_poly

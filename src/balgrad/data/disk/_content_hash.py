@@ -26,6 +26,15 @@ from balgrad.data._cache_files import CacheWriter, cache_warning
 
 
 def hash_bytes(*chunks: bytes | str) -> str:
+    """sha256 over ``chunks`` (strings as UTF-8), each followed by a NUL so that the chunks'
+    boundaries count.
+
+    Args:
+        *chunks: Bytes or strings.
+
+    Returns:
+        The hex digest.
+    """
     h = hashlib.sha256()
     for c in chunks:
         h.update(c.encode("utf-8") if isinstance(c, str) else c)
@@ -34,6 +43,14 @@ def hash_bytes(*chunks: bytes | str) -> str:
 
 
 def options_hash(options: dict[str, Any]) -> str:
+    """A dataset's options as a canonical string (sorted JSON) for its fingerprint.
+
+    Args:
+        options: The options.
+
+    Returns:
+        The string.
+    """
     return json.dumps(options, sort_keys=True, default=str)
 
 
@@ -72,6 +89,10 @@ class FileHashes:
     Writes go through ``writer`` (a read-only cache folder then costs one warning and a
     re-hash next run). A damaged index is a miss with a warning: its files are hashed
     again and the index is rewritten.
+
+    Args:
+        folder: Where the indexes live, or None for memory only.
+        writer: The cache writer the indexes are written through.
     """
 
     def __init__(
@@ -85,7 +106,14 @@ class FileHashes:
     def digest(self, paths: Sequence[Path]) -> str:
         """sha256 over the path (relative to the files' common folder) and content sha256
         of every file, in order. A file that cannot be read goes in as its error, so the
-        digest still differs from the readable file's (reading it later raises)."""
+        digest still differs from the readable file's (reading it later raises).
+
+        Args:
+            paths: The files, in order.
+
+        Returns:
+            The hex digest.
+        """
         if not paths:
             return hash_bytes("no files")
         absolute = [os.path.abspath(p) for p in paths]

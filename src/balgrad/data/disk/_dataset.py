@@ -49,6 +49,19 @@ class DiskDataset(MultimodalDataset):
     a tokenizer would reject never reaches training), and every image path must resolve
     (symlinks followed) inside ``root``; ``check_files`` also checks that each file
     exists, and ``skip_bad`` decodes each image once so bad ones are dropped up front.
+
+    Args:
+        info: The dataset's :class:`~balgrad.data._base.DatasetInfo`.
+        split: The canonical split name.
+        root: The dataset root folder.
+        records: The parsed records.
+        problems: Where bad records go (it says whether to skip them).
+        content_hash: The digest of the index files, for the fingerprint.
+        check_files: Check that each image exists.
+        workers: Threads for the up-front checks (None: a default).
+
+    Raises:
+        DataError: A bad record without ``skip_bad``.
     """
 
     def __init__(
@@ -195,6 +208,18 @@ class DiskDataset(MultimodalDataset):
         return len(self.records)
 
     def get(self, index: int) -> Example:
+        """One example: its image decoded now, its text and label.
+
+        Args:
+            index: The record's index (negative counts from the end).
+
+        Returns:
+            The :class:`~balgrad.data._base.Example`.
+
+        Raises:
+            IndexError: Out of range.
+            DataError: The image cannot be decoded.
+        """
         if index < 0:
             index += len(self.records)
         if not 0 <= index < len(self.records):
@@ -209,6 +234,7 @@ class DiskDataset(MultimodalDataset):
 
     @property
     def image_paths(self) -> list[Path]:
+        """Each record's image path, in order."""
         return [r.image for r in self.records]
 
     @property

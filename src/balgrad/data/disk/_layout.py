@@ -22,7 +22,14 @@ SPLIT_ALIASES = {
 
 
 def canonical_split(split: str) -> str:
-    """Map ``dev``/``validation``/... to ``val``; other names pass through lower-cased."""
+    """Map ``dev``/``validation``/... to ``val``; other names pass through lower-cased.
+
+    Args:
+        split: A split name.
+
+    Returns:
+        The canonical name.
+    """
     s = str(split).strip().lower()
     return SPLIT_ALIASES.get(s, s)
 
@@ -38,6 +45,19 @@ def resolve_root(
 
     The root is the first candidate holding every path in ``markers``. Otherwise a
     :class:`DataError` names the first missing marker and shows the expected layout.
+
+    Args:
+        data_dir: The folder the user gave.
+        dataset: The dataset, for the message.
+        markers: Paths the root must hold.
+        layout: The expected layout, for the message.
+        nested: Sub-folders to try as the root.
+
+    Returns:
+        The root.
+
+    Raises:
+        DataError: ``data_dir`` is empty, missing or not in the layout.
     """
     if data_dir is None or str(data_dir) == "":
         raise DataError(f"{dataset}: data_dir is empty; expected layout:\n{layout}")
@@ -59,7 +79,17 @@ def resolve_root(
 
 
 def layout_error(dataset: str, root: Path, missing: list[str], layout: str) -> DataError:
-    """The error for a folder that lacks ``missing`` (relative paths) of ``layout``."""
+    """The error for a folder that lacks ``missing`` (relative paths) of ``layout``.
+
+    Args:
+        dataset: The dataset, for the message.
+        root: The folder.
+        missing: The missing paths.
+        layout: The expected layout, shown in the message.
+
+    Returns:
+        The error, to raise.
+    """
     what = ", ".join(f"'{m}'" for m in missing)
     return DataError(
         f"{dataset}: {root} is not in the expected layout: missing {what}. Expected layout:\n{layout}"

@@ -46,7 +46,11 @@ class LoaderOptions:
     allow_empty_text: bool = False
 
     def check(self, dataset: str) -> None:
-        """Raise :class:`ConfigError` for a bad value (called before the disk is read)."""
+        """Raise :class:`ConfigError` for a bad value (called before the disk is read).
+
+        Args:
+            dataset: The dataset, for the message.
+        """
         for f in dataclasses.fields(self):
             allowed = f.metadata.get("choices")
             value = getattr(self, f.name)
@@ -55,19 +59,41 @@ class LoaderOptions:
 
 
 def choice(default: Any, allowed: Iterable[Any]) -> Any:
-    """An ``Options`` field whose value must be one of ``allowed``."""
+    """An ``Options`` field whose value must be one of ``allowed``.
+
+    Args:
+        default: The default.
+        allowed: The values allowed.
+
+    Returns:
+        A ``dataclasses.field``.
+    """
     return dataclasses.field(default=default, metadata={"choices": tuple(allowed)})
 
 
 def path_option(kind: str = "file") -> Any:
     """An ``Options`` field (default None) naming a ``kind`` ("file" or "folder"), relative
     to the data folder unless absolute; the skeleton refuses, before reading anything, one
-    that leads outside the data folder. Read it with :meth:`DiskLoader.option_path`."""
+    that leads outside the data folder. Read it with :meth:`DiskLoader.option_path`.
+
+    Args:
+        kind: ``"file"`` or ``"folder"``.
+
+    Returns:
+        A ``dataclasses.field``.
+    """
     return dataclasses.field(default=None, metadata={"path": kind})
 
 
 def path_options(options_cls: type[LoaderOptions]) -> dict[str, str]:
-    """``name -> kind`` of the ``Options`` fields made with :func:`path_option`."""
+    """``name -> kind`` of the ``Options`` fields made with :func:`path_option`.
+
+    Args:
+        options_cls: An ``Options`` class.
+
+    Returns:
+        ``{field: kind}``.
+    """
     return {
         f.name: f.metadata["path"] for f in dataclasses.fields(options_cls) if "path" in f.metadata
     }
@@ -114,25 +140,65 @@ class DiskLoader(DiskDataset):
     ) -> tuple[list[Record], IndexInfo]:
         """Read split ``split`` under ``root`` with ``options`` (an ``Options``): the records
         (bad ones go to ``problems``) and what else was learned. Raise
-        :class:`MissingSplitError` when ``splits`` is None and the split's file is missing."""
+        :class:`MissingSplitError` when ``splits`` is None and the split's file is missing.
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`IndexInfo`.
+        """
         raise NotImplementedError
 
     @classmethod
     def dataset_name(cls, options: Any) -> str:
-        """The name shown in ``info`` and messages (an option may set it)."""
+        """The name shown in ``info`` and messages (an option may set it).
+
+        Args:
+            options: The dataset's options.
+
+        Returns:
+            The name.
+        """
         return cls.name
 
     @classmethod
     def available_splits(cls, options: Any) -> Sequence[str] | None:
+        """The splits the dataset has (the class's ``splits``), or None when any name may be
+        asked for (its file then says).
+
+        Args:
+            options: The dataset's options.
+
+        Returns:
+            The split names, or None.
+        """
         return cls.splits
 
     @classmethod
     def data_folder(cls, root: Path) -> Path:
-        """The folder every file this dataset reads must lie in (default: the root)."""
+        """The folder every file this dataset reads must lie in (default: the root).
+
+        Args:
+            root: The dataset root.
+
+        Returns:
+            The folder.
+        """
         return root
 
     def option_path(self, value: str | os.PathLike[str]) -> Path:
-        """A :func:`path_option`'s value as a path (relative ones under the data folder)."""
+        """A :func:`path_option`'s value as a path (relative ones under the data folder).
+
+        Args:
+            value: The option's value.
+
+        Returns:
+            The path.
+        """
         return self._data_folder / Path(value).expanduser()
 
     # -- the shared skeleton -----------------------------------------------------

@@ -21,6 +21,9 @@ class FolderBoundary:
 
     Each parent folder is resolved once (a dataset has few folders and many files); a
     file is resolved again only when it is itself a symlink (one ``lstat``).
+
+    Args:
+        folder: The folder (resolved once).
     """
 
     def __init__(self, folder: Path) -> None:
@@ -30,7 +33,14 @@ class FolderBoundary:
         self._resolved_dirs: dict[Path, Path] = {}
 
     def resolve(self, path: Path) -> Path:
-        """``path`` resolved; RuntimeError/OSError for a symlink loop."""
+        """``path`` resolved; RuntimeError/OSError for a symlink loop.
+
+        Args:
+            path: A path.
+
+        Returns:
+            The resolved path.
+        """
         if path.name in ("", ".", ".."):
             return path.resolve()
         parent = self._resolved_dirs.get(path.parent)
@@ -40,15 +50,39 @@ class FolderBoundary:
         return resolved.resolve() if resolved.is_symlink() else resolved
 
     def outside(self, path: Path) -> Path | None:
-        """The resolved path when ``path`` leads outside the folder, else None."""
+        """The resolved path when ``path`` leads outside the folder, else None.
+
+        Args:
+            path: A path.
+
+        Returns:
+            The resolved path, or None.
+        """
         resolved = self.resolve(path)
         return None if self.holds(resolved) else resolved
 
     def holds(self, resolved: Path) -> bool:
+        """Whether a resolved path is inside the folder.
+
+        Args:
+            resolved: A resolved path.
+
+        Returns:
+            True inside (or the folder itself).
+        """
         return str(resolved).startswith(self._prefix) or resolved == self.folder
 
     def problem(self, source: str, what: str, path: Path) -> str | None:
-        """Why ``path`` (named by ``source``) may not be read, or None when it may."""
+        """Why ``path`` (named by ``source``) may not be read, or None when it may.
+
+        Args:
+            source: What names the path, for the message.
+            what: What the file is, for the message.
+            path: The path.
+
+        Returns:
+            The reason, or None.
+        """
         try:
             if "\0" in str(path):
                 raise ValueError("it holds a NUL character")
@@ -62,7 +96,19 @@ class FolderBoundary:
         return None if outside is None else self.escape_message(source, what, path, outside)
 
     def check(self, source: str, what: str, path: Path) -> Path:
-        """``path``, or :class:`DataError` when it may not be read."""
+        """``path``, or :class:`DataError` when it may not be read.
+
+        Args:
+            source: What names the path (a CSV line), for the message.
+            what: What the file is, for the message.
+            path: The path.
+
+        Returns:
+            ``path``.
+
+        Raises:
+            DataError: It may not be read.
+        """
         problem = self.problem(source, what, path)
         if problem is not None:
             raise DataError(problem)
@@ -70,13 +116,36 @@ class FolderBoundary:
 
     def read_bytes(self, path: Path, dataset: str, what: str = "index file") -> bytes:
         """The bytes of ``path`` after :meth:`check`; a missing or unreadable file is a
-        :class:`DataError` naming it."""
+        :class:`DataError` naming it.
+
+        Args:
+            path: The file.
+            dataset: The dataset, for the message.
+            what: What the file is, for the message.
+
+        Returns:
+            Its bytes.
+
+        Raises:
+            DataError: It may not be read, is missing or unreadable.
+        """
         from balgrad.data.disk._readers import read_bytes  # readers build on this module
 
         self.check(dataset, what, path)
         return read_bytes(path, dataset, what)
 
     def escape_message(self, source: str, what: str, path: Path, resolved: Path) -> str:
+        """The message for a path that resolves outside the folder.
+
+        Args:
+            source: What names the path.
+            what: What the file is.
+            path: The path as given.
+            resolved: Where it leads.
+
+        Returns:
+            The message.
+        """
         return (
             f"{source}: {what} {path} resolves to {resolved}, outside the data folder "
             f"{self.folder} (symlinks are followed; keep the files inside the folder, or "

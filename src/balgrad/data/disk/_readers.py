@@ -15,6 +15,19 @@ from balgrad.errors import DataError
 
 
 def read_bytes(path: Path, dataset: str, what: str = "index file") -> bytes:
+    """A dataset file's bytes.
+
+    Args:
+        path: The file.
+        dataset: The dataset, for the message.
+        what: What the file is, for the message.
+
+    Returns:
+        The bytes.
+
+    Raises:
+        DataError: The file is missing or unreadable.
+    """
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -26,7 +39,18 @@ def read_bytes(path: Path, dataset: str, what: str = "index file") -> bytes:
 def decode_text(data: bytes, path: Path) -> str:
     """UTF-8 (with or without BOM). A byte that is not valid UTF-8 is kept as a lone
     surrogate (``surrogateescape``), so the records around it decode faithfully and the
-    record holding it is refused by :func:`utf8_problem`, naming its line."""
+    record holding it is refused by :func:`utf8_problem`, naming its line.
+
+    Args:
+        data: The file's bytes.
+        path: The file, for the message.
+
+    Returns:
+        The text.
+
+    Raises:
+        DataError: A UTF-16 file.
+    """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 BOM); save it as UTF-8")
     return data.decode("utf-8-sig", errors="surrogateescape")
@@ -35,7 +59,14 @@ def decode_text(data: bytes, path: Path) -> str:
 def split_lines(text: str) -> list[str]:
     """The lines of an index file, split at a newline (LF, CRLF, or CR in a file without
     LF) only: ``str.splitlines`` also splits at U+2028, U+0085, form feeds..., which a
-    JSON string or a text may hold."""
+    JSON string or a text may hold.
+
+    Args:
+        text: The text.
+
+    Returns:
+        The lines, without their ends.
+    """
     if "\n" not in text:
         text = text.replace("\r", "\n")  # classic Mac line ends
     lines = text.split("\n")
@@ -45,7 +76,14 @@ def split_lines(text: str) -> list[str]:
 
 
 def utf8_problem(text: str) -> str | None:
-    """Why ``text`` (from :func:`decode_text`) did not decode, or None when it did."""
+    """Why ``text`` (from :func:`decode_text`) did not decode, or None when it did.
+
+    Args:
+        text: A decoded text.
+
+    Returns:
+        The reason, or None.
+    """
     for i, ch in enumerate(text):
         if "\udc80" <= ch <= "\udcff":
             return (
@@ -56,7 +94,18 @@ def utf8_problem(text: str) -> str | None:
 
 
 def check_utf8(text: str, where: str) -> str:
-    """``text``, or :class:`DataError` naming ``where`` when it did not decode."""
+    """``text``, or :class:`DataError` naming ``where`` when it did not decode.
+
+    Args:
+        text: A decoded text.
+        where: Where it comes from, for the message.
+
+    Returns:
+        ``text``.
+
+    Raises:
+        DataError: It holds bytes that are not UTF-8.
+    """
     problem = utf8_problem(text)
     if problem is not None:
         raise DataError(f"{where}: {problem}")
@@ -65,7 +114,18 @@ def check_utf8(text: str, where: str) -> str:
 
 def parse_json(data: bytes, path: Path) -> Any:
     """One JSON document; malformed JSON or bytes that are not UTF-8 are a
-    :class:`DataError` naming file, line and column."""
+    :class:`DataError` naming file, line and column.
+
+    Args:
+        data: The file's bytes.
+        path: The file, for the message.
+
+    Returns:
+        The parsed document.
+
+    Raises:
+        DataError: Malformed JSON or bytes that are not UTF-8.
+    """
     text = decode_text(data, path)
     for lineno, line in enumerate(split_lines(text), start=1):
         if utf8_problem(line) is not None:
@@ -79,7 +139,19 @@ def parse_json(data: bytes, path: Path) -> Any:
 
 
 def iter_csv_rows(text: str, where: str, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
-    """Yield ``(first line number, row)`` for each CSV record, skipping blank lines."""
+    """Yield ``(first line number, row)`` for each CSV record, skipping blank lines.
+
+    Args:
+        text: The CSV text.
+        where: The file, for the message.
+        delimiter: The field delimiter.
+
+    Yields:
+        (line number, fields).
+
+    Raises:
+        DataError: A malformed record.
+    """
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     prev = 0
     while True:
@@ -97,7 +169,16 @@ def iter_csv_rows(text: str, where: str, delimiter: str = ",") -> Iterator[tuple
 
 
 def iter_jsonl(text: str, where: str, problems: Problems) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)`` per non-blank JSONL line; bad lines go to ``problems``."""
+    """Yield ``(line number, object)`` per non-blank JSONL line; bad lines go to ``problems``.
+
+    Args:
+        text: The JSONL text.
+        where: The file, for the messages.
+        problems: Where bad lines go.
+
+    Yields:
+        (line number, object).
+    """
     for i, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
@@ -117,7 +198,14 @@ def iter_jsonl(text: str, where: str, problems: Problems) -> Iterator[tuple[int,
 
 
 def clean_text(value: Any) -> str:
-    """A text cell of a CSV or spreadsheet export (NaN reads as empty)."""
+    """A text cell of a CSV or spreadsheet export (NaN reads as empty).
+
+    Args:
+        value: The cell.
+
+    Returns:
+        The text, stripped.
+    """
     if value is None:
         return ""
     if isinstance(value, float) and value != value:  # NaN from a spreadsheet export
@@ -127,7 +215,19 @@ def clean_text(value: Any) -> str:
 
 def string_field(obj: dict[str, Any], field: str, where: str) -> str:
     """``obj[field]`` as a text: a JSON string (``null`` reads as empty); any other JSON
-    type is a :class:`DataError` naming ``where`` and the field (never its Python repr)."""
+    type is a :class:`DataError` naming ``where`` and the field (never its Python repr).
+
+    Args:
+        obj: A JSON object.
+        field: The field.
+        where: The record, for the message.
+
+    Returns:
+        The text.
+
+    Raises:
+        DataError: Another JSON type.
+    """
     value = obj[field]
     if value is None:
         return ""
@@ -139,7 +239,14 @@ def string_field(obj: dict[str, Any], field: str, where: str) -> str:
 
 
 def json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type."""
+    """The JSON name of a parsed value's type.
+
+    Args:
+        value: A parsed JSON value.
+
+    Returns:
+        ``"string"``, ``"number"``, ``"object"``...
+    """
     for t, name in ((bool, "boolean"), (int, "number"), (float, "number"), (str, "string")):
         if isinstance(value, t):
             return name
@@ -152,13 +259,33 @@ def _short(value: Any) -> str:
 
 
 def check_text(text: str, where: str, allow_empty_text: bool) -> str:
+    """A record's text, refused when empty unless ``allow_empty_text``.
+
+    Args:
+        text: The text.
+        where: The record, for the message.
+        allow_empty_text: Keep an empty text.
+
+    Returns:
+        ``text``.
+
+    Raises:
+        DataError: An empty text not allowed.
+    """
     if not text and not allow_empty_text:
         raise DataError(f"{where}: empty text (pass allow_empty_text=True to keep such records)")
     return text
 
 
 def case_insensitive_index(folder: Path) -> dict[str, str]:
-    """``lower-case name -> actual name`` for the files of ``folder`` (empty if absent)."""
+    """``lower-case name -> actual name`` for the files of ``folder`` (empty if absent).
+
+    Args:
+        folder: A folder.
+
+    Returns:
+        The index.
+    """
     try:
         return {n.lower(): n for n in os.listdir(folder)}
     except OSError:
@@ -166,4 +293,12 @@ def case_insensitive_index(folder: Path) -> dict[str, str]:
 
 
 def class_index(names: Iterable[str]) -> dict[str, int]:
+    """Each class name's index, in the order given.
+
+    Args:
+        names: The class names.
+
+    Returns:
+        ``{name: index}``.
+    """
     return {n: i for i, n in enumerate(names)}

@@ -37,13 +37,25 @@ class Record:
 
 
 class Problems:
-    """Collects bad records: raises at once unless ``skip_bad``, else remembers reasons."""
+    """Collects bad records: raises at once unless ``skip_bad``, else remembers reasons.
+
+    Args:
+        skip_bad: Remember bad records' reasons instead of raising.
+    """
 
     def __init__(self, skip_bad: bool) -> None:
         self.skip_bad = bool(skip_bad)
         self.reasons: list[str] = []
 
     def bad(self, message: str) -> None:
+        """A bad record: raise, or remember why under ``skip_bad``.
+
+        Args:
+            message: The reason, naming the record.
+
+        Raises:
+            DataError: Without ``skip_bad``.
+        """
         if not self.skip_bad:
             raise DataError(message)
         self.reasons.append(message)
@@ -53,7 +65,12 @@ class Problems:
 
     def warn(self, what: str, stacklevel: int) -> None:
         """One :class:`DataWarning` counting the reasons; ``stacklevel`` as in ``warnings.warn``
-        counted from the caller of this method."""
+        counted from the caller of this method.
+
+        Args:
+            what: What was read, for the message.
+            stacklevel: As ``warnings.warn``'s.
+        """
         if not self.reasons:
             return
         n = len(self.reasons)

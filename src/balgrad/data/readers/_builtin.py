@@ -165,7 +165,14 @@ register_dataset(
 
 
 def builtin_options(name: str) -> dict[str, Any]:
-    """The options a built-in dataset accepts, with their defaults."""
+    """The options a built-in dataset accepts, with their defaults.
+
+    Args:
+        name: A built-in dataset.
+
+    Returns:
+        ``{option: default}``.
+    """
     return DATASETS.defaults(lookup(name, "builtin"))
 
 
@@ -180,6 +187,22 @@ def load_builtin(
     the ``.npz`` cache folder for ``digits`` and ``keypad`` (same as their ``cache_dir``
     option; they need no files). Unknown names and
     options raise :class:`ConfigError` naming them.
+
+    Args:
+        name: The dataset.
+        split: The split.
+        seed: The generation seed.
+        data_dir: The data or cache folder.
+        **options: The dataset's options.
+
+    Returns:
+        The split.
+
+    Example:
+        >>> from balgrad.data.readers._builtin import load_builtin
+        >>> train = load_builtin("digits", "train", n_train=64, n_test=32)
+        >>> len(train), sorted(train.info.modalities)
+        (64, ['image', 'text'])
     """
     key = lookup(name, "builtin")
     return DATASETS.build(key, (split,), {"seed": seed, "data_dir": data_dir}, options)

@@ -87,6 +87,19 @@ class CremaD(torch.utils.data.Dataset):
     repository's ``data/CREMAD``: the data folder), ``skip_bad`` (drop bad clips with one warning instead of raising), ``seed``
     (the training split's frame draws: item ``i`` of epoch ``e`` uses ``seed + e``;
     ``set_epoch`` changes ``e``). All paths stay inside ``data_dir``.
+
+    Args:
+        data_dir: The dataset's folder (every path stays inside it).
+        split: The split (``dev``/``validation`` name ``val``).
+        num_frames: Frames per clip (the official ``--fps``).
+        fps: The rate the frames were extracted at (``Image-{fps:02d}-FPS``).
+        image_size: An int or (H, W).
+        seconds: The audio length.
+        audio_dir: The WAV folder.
+        visual_dir: The folder holding ``Image-XX-FPS``.
+        csv_dir: The folder holding ``train.csv``/``test.csv``.
+        skip_bad: Drop bad clips with one warning instead of raising.
+        seed: The training split's frame draws.
     """
 
     def __init__(
@@ -163,12 +176,23 @@ class CremaD(torch.utils.data.Dataset):
         return len(self.clips)
 
     def set_epoch(self, epoch: int) -> None:
-        """New random frame draws for the training split (as a sampler's ``set_epoch``)."""
+        """New random frame draws for the training split (as a sampler's ``set_epoch``).
+
+        Args:
+            epoch: The epoch.
+        """
         self.epoch = int(epoch)
 
     def frame_indices(self, i: int) -> list[int]:
         """Which frames of clip ``i`` are read: random sorted distinct ones when training,
-        else the first ``num_frames``."""
+        else the first ``num_frames``.
+
+        Args:
+            i: The clip.
+
+        Returns:
+            The frame indices.
+        """
         n = len(self.clips[i].frames)
         if self.split != "train":
             return list(range(self.num_frames))
@@ -190,7 +214,22 @@ def check_clip_options(
     name: str, split: str, splits: tuple[str, ...], num_frames: Any, seconds: Any, image_size: Any
 ) -> tuple[int, int]:
     """The options an audio-visual clip reader shares, checked: the split, the frames per
-    clip, the clip length and the frame size; (height, width)."""
+    clip, the clip length and the frame size; (height, width).
+
+    Args:
+        name: The dataset, for the message.
+        split: The split asked for.
+        splits: The splits it has.
+        num_frames: Frames per clip.
+        seconds: The audio length.
+        image_size: An int or (H, W).
+
+    Returns:
+        The image size as (H, W).
+
+    Raises:
+        ConfigError: A bad value or an unknown split.
+    """
     if split not in splits:
         raise ConfigError(f"{name}: split must be one of {splits}, got {split!r}")
     if not isinstance(num_frames, int) or num_frames < 1:
@@ -207,14 +246,31 @@ def read_wav(path: Path, source: str) -> tuple[torch.Tensor, int]:
     """``(float32 mono waveform in [-1, 1], sample rate)`` of a WAV file (PCM 8/16/24/32
     bit or float), channels averaged: :func:`balgrad.data.decoders._wav.decode_wav`; a
     missing, unreadable or malformed file is a :class:`DataError` naming it and
-    ``source``."""
+    ``source``.
+
+    Args:
+        path: The WAV file.
+        source: Where the path comes from, for the message.
+
+    Returns:
+        (waveform, rate).
+    """
     return decode_wav(path, source)
 
 
 def read_frame(path: Path, source: str, size: tuple[int, int]) -> torch.Tensor:
     """Frame ``path`` as float32 ``[3, H, W]`` in [0, 1] (each image mode scaled by its
     real range: :func:`balgrad.data.decoders._image.decode_image`), resized to ``size``
-    (H, W); an unreadable image is a :class:`DataError` naming it and ``source``."""
+    (H, W); an unreadable image is a :class:`DataError` naming it and ``source``.
+
+    Args:
+        path: The frame file.
+        source: Where the path comes from, for the message.
+        size: (H, W).
+
+    Returns:
+        The frame.
+    """
     return decode_image(path, source, size)
 
 
@@ -226,13 +282,31 @@ def resample(wave: torch.Tensor, rate: int, target: int, what: str = "audio") ->
     """``wave`` (float32 ``[T]``) from ``rate`` Hz to ``target`` Hz with scipy's polyphase
     filter, its length bounded (:func:`balgrad.data.decoders._wav.resample`). The official
     code resamples with librosa (soxr), which this library does not depend on; the two
-    agree up to the filters' pass-band ripple."""
+    agree up to the filters' pass-band ripple.
+
+    Args:
+        wave: The waveform ``[T]``.
+        rate: Its rate in Hz.
+        target: The rate wanted.
+        what: What the audio is, for the message.
+
+    Returns:
+        The resampled waveform.
+    """
     return _resample(wave, rate, target, what)
 
 
 def spread_indices(available: int, count: int) -> list[int]:
     """``count`` distinct frame indices out of ``available``: the centre of each of
-    ``count`` equal segments of the clip (one frame: the middle one)."""
+    ``count`` equal segments of the clip (one frame: the middle one).
+
+    Args:
+        available: The frames the clip has.
+        count: The frames wanted.
+
+    Returns:
+        The indices, sorted.
+    """
     return [int((k + 0.5) * available / count) for k in range(count)]
 
 
@@ -269,6 +343,19 @@ class CremaDDataset(MultimodalDataset):
     (paths and sizes); ``content_files()`` lists those files, every clip's in order (more
     than one per example, so ``content_files_per_example`` is False and a subset keys on
     the files of the whole split; ``content_files_by_example()`` gives them per clip).
+
+    Args:
+        data_dir: The dataset's folder (every path stays inside it).
+        split: The split (``dev``/``validation`` name ``val``).
+        skip_bad: Drop bad clips with one warning instead of raising.
+        num_frames: Frames per clip.
+        fps: The frames' extraction rate (the ``Image-XX-FPS`` folder).
+        image_size: An int or (H, W).
+        seconds: The audio length.
+        sample_rate: The rate every clip is resampled to (None: the files' own rate).
+        frame_choice: ``"spread"`` or ``"first"`` (see above).
+        normalize: ImageNet-normalise the frames.
+        audio_dir, visual_dir, csv_dir: As :class:`CremaD` takes them.
     """
 
     content_files_per_example = False
@@ -355,14 +442,36 @@ class CremaDDataset(MultimodalDataset):
         return len(self.clips)
 
     def example_keys(self) -> list[str]:
-        """The clip names (:mod:`balgrad.data._overlap`: a clip in train and test is warned)."""
+        """The clip names (:mod:`balgrad.data._overlap`: a clip in train and test is warned).
+
+        Returns:
+            The clip names.
+        """
         return [c.name for c in self.clips]
 
     def frame_indices(self, i: int) -> list[int]:
-        """Which frames of clip ``i`` are read (the same every call)."""
+        """Which frames of clip ``i`` are read (the same every call).
+
+        Args:
+            i: The clip.
+
+        Returns:
+            The frame indices.
+        """
         return list(self._chosen[i])
 
     def audio(self, i: int) -> torch.Tensor:
+        """Clip ``i``'s waveform, resampled to ``sample_rate`` and fitted to ``seconds``.
+
+        Args:
+            i: The clip.
+
+        Returns:
+            float32 ``[S]``.
+
+        Raises:
+            DataError: The WAV file is missing or damaged.
+        """
         clip = self.clips[i]
         wave, rate = read_wav(clip.audio, clip.source)
         if self._options["sample_rate"] is None and rate != self.sample_rate:
@@ -375,11 +484,30 @@ class CremaDDataset(MultimodalDataset):
         return loop_to_length(wave, max(1, round(self.reader.seconds * self.sample_rate)))
 
     def frames(self, i: int) -> torch.Tensor:
+        """Clip ``i``'s frames, resized (and normalised with ``normalize``).
+
+        Args:
+            i: The clip.
+
+        Returns:
+            float32 ``[3, T, H, W]``.
+
+        Raises:
+            DataError: A frame is missing or damaged.
+        """
         clip = self.clips[i]
         size = self.reader.image_size
         return read_frames(clip.frames, self._chosen[i], clip.source, size, self.normalize)
 
     def get(self, index: int):
+        """One example: the clip's audio and frames, and its emotion label.
+
+        Args:
+            index: Its position in the split.
+
+        Returns:
+            The :class:`~balgrad.data._base.Example`.
+        """
         from balgrad.data._base import Example
 
         if index < 0:
@@ -395,12 +523,21 @@ class CremaDDataset(MultimodalDataset):
         return self._fingerprint
 
     def content_files_by_example(self) -> list[list[Path]]:
-        """Per clip: its WAV, then the frames it reads."""
+        """Per clip: its WAV, then the frames it reads.
+
+        Returns:
+            One list of files per clip.
+        """
         return [
             [c.audio, *(c.frames[k] for k in chosen)] for c, chosen in zip(self.clips, self._chosen)
         ]
 
     def content_files(self) -> list[Path]:
+        """Every file the examples are decoded from (each clip's WAV and frames).
+
+        Returns:
+            The files.
+        """
         return [p for files in self.content_files_by_example() for p in files]
 
     def validate(self) -> list[str]:

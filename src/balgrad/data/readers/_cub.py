@@ -40,6 +40,23 @@ SENTENCE_MODES = ("join", "first", "random")
 
 
 class CUBDataset(DiskLoader):
+    """The ``cub`` on-disk dataset (the module docstring gives the layout): 200 bird classes,
+    one image and its text descriptions per record.
+
+    The options are also ``--dataset-option KEY=VALUE`` flags.
+
+    Args:
+        data_dir: The dataset's folder.
+        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
+        skip_bad: Drop bad records with one warning instead of raising.
+        allow_empty_text: Keep records whose text is empty.
+        sentence: ``"join"``, another sentence mode, or a sentence index.
+        seed: The draws of ``sentence="random"``.
+        text_dir: The descriptions' folder (looked for by default).
+        check_files: Check that every file exists before training.
+        workers: Threads for the up-front checks (None: a default).
+    """
+
     name = "cub"
     layout = """  <data_dir>/
     CUB_200_2011/
@@ -77,6 +94,18 @@ class CUBDataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
+        what else was learned (classes, counts).
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`~balgrad.data.disk._loader.IndexInfo`.
+        """
         sentence, seed, allow_empty_text = options.sentence, options.seed, options.allow_empty_text
         texts_root = self.text_dir = self._find_text_dir(root, options.text_dir)
         text_boundary = FolderBoundary(texts_root)
@@ -134,6 +163,14 @@ class CUBDataset(DiskLoader):
     @classmethod
     def data_folder(cls, root: Path) -> Path:
         # the text folder of the release lies next to CUB_200_2011/, not inside it
+        """The folder holding ``CUB_200_2011/`` (the descriptions lie beside it).
+
+        Args:
+            root: The dataset root.
+
+        Returns:
+            The folder.
+        """
         return root.parent
 
     def _find_text_dir(self, root: Path, text_dir: str | os.PathLike[str] | None) -> Path:

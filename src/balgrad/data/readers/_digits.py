@@ -132,6 +132,7 @@ class DigitsConfig:
 
     @property
     def resolved_text_signal(self) -> float:
+        """The share of captions with their class word: ``text_signal``, or what ``strength`` sets."""
         if self.text_signal is not None:
             return float(self.text_signal)
         s = float(self.strength)
@@ -139,13 +140,21 @@ class DigitsConfig:
 
     @property
     def resolved_image_noise(self) -> float:
+        """The image noise σ: ``image_noise``, or what ``strength`` sets."""
         if self.image_noise is not None:
             return float(self.image_noise)
         s = float(self.strength)
         return 0.15 * s if self.dominant == "text" else 0.05 * (1.0 - s)
 
     def content_parts(self, seed: int) -> dict:
-        """Everything that determines the generated data."""
+        """Everything that determines the generated data.
+
+        Args:
+            seed: The generation seed.
+
+        Returns:
+            The parts, JSON-serialisable.
+        """
         return {
             "version": _DIGITS_VERSION,
             "seed": int(seed),
@@ -158,7 +167,14 @@ class DigitsConfig:
         }
 
     def content_key(self, seed: int) -> str:
-        """A digest of :meth:`content_parts` (it names the ``.npz`` cache file)."""
+        """A digest of :meth:`content_parts` (it names the ``.npz`` cache file).
+
+        Args:
+            seed: The generation seed.
+
+        Returns:
+            The hex digest.
+        """
         return _digest(self.content_parts(seed))
 
 
@@ -376,6 +392,14 @@ class DigitsDataset(_ArrayDataset):
     Extra attributes: ``sources`` (index of each sample's source digit in scikit-learn's
     ``load_digits()``; the train and test pools are disjoint) and ``reveal`` (whether
     each caption contains its class-revealing word).
+
+    Args:
+        split: ``"train"`` or ``"test"``.
+        seed: The generation seed.
+        config: The :class:`DigitsConfig` (default: its defaults).
+
+    Raises:
+        ConfigError: A bad split or seed.
     """
 
     def __init__(self, split: str = "train", *, seed: int = 0, config: DigitsConfig | None = None):

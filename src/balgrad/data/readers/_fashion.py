@@ -203,6 +203,15 @@ class FashionDataset(_ArrayDataset):
 
     Extra attributes: ``source_indices`` (each sample's position in its IDX file; train
     samples come from ``train-*``, test samples from ``t10k-*``) and ``reveal``.
+
+    Args:
+        split: ``"train"`` or ``"test"``.
+        seed: The subsample's seed.
+        config: The :class:`FashionConfig` (default: its defaults).
+
+    Raises:
+        ConfigError: A bad split or seed.
+        DataError: The Fashion-MNIST files are missing or damaged.
     """
 
     def __init__(self, split: str = "train", *, seed: int = 0, config: FashionConfig | None = None):

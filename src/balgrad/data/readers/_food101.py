@@ -34,6 +34,20 @@ _HEADER_LAST = {"label", "labels", "class", "class_name", "category", "target"}
 
 
 class Food101Dataset(DiskLoader):
+    """The ``food101`` on-disk dataset (the module docstring gives the layout): 101 classes,
+    a recipe page's image and title per record; no validation split.
+
+    The options are also ``--dataset-option KEY=VALUE`` flags.
+
+    Args:
+        data_dir: The dataset's folder.
+        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
+        skip_bad: Drop bad records with one warning instead of raising.
+        allow_empty_text: Keep records whose text is empty.
+        check_files: Check that every file exists before training.
+        workers: Threads for the up-front checks (None: a default).
+    """
+
     name = "food101"
     layout = """  <data_dir>/
     images/train/<class_name>/<file>.jpg
@@ -51,6 +65,18 @@ class Food101Dataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: LoaderOptions
     ) -> tuple[list[Record], IndexInfo]:
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
+        what else was learned (classes, counts).
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`~balgrad.data.disk._loader.IndexInfo`.
+        """
         csv_path = root / "texts" / f"{split}_titles.csv"
         if not csv_path.is_file():
             raise MissingSplitError(

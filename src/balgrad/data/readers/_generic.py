@@ -61,6 +61,30 @@ TASKS = ("auto", "single_label", "multi_label")
 
 
 class GenericDataset(DiskLoader):
+    """The ``generic`` on-disk dataset: image and text (or the modalities an index
+    declares) from one JSONL or CSV file per split (see the module docstring).
+
+    The options are also ``--dataset-option KEY=VALUE`` flags.
+
+    Args:
+        data_dir: The dataset's folder.
+        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
+        skip_bad: Drop bad records with one warning instead of raising.
+        allow_empty_text: Keep records whose text is empty.
+        dataset_name: The name shown in ``info`` and messages.
+        task: ``"auto"`` (multi-label when records carry ``labels_field``),
+            ``"single_label"`` or ``"multi_label"``.
+        image_field, text_field, label_field, labels_field: The records' field names.
+        primary_metric: The metric that picks the best epoch (default: the first).
+        metrics: The metrics reported (default: by task).
+        classes: The class names in index order (instead of ``classes.txt``).
+        modalities: ``{name: kind}`` of an index that declares its modalities.
+        sample_rate: Audio: every clip resampled to it (None: one rate for all).
+        audio_seconds: Audio: every clip looped or cropped to this length.
+        check_files: Check that every file exists before training.
+        workers: Threads for the up-front checks (None: a default).
+    """
+
     name = NAME
     layout = """  <data_dir>/
     train.jsonl | train.csv   (fields: image, text, label | labels)
@@ -99,11 +123,31 @@ class GenericDataset(DiskLoader):
 
     @classmethod
     def dataset_name(cls, options: Options) -> str:
+        """The name shown in ``info`` and messages: the ``dataset_name`` option.
+
+        Args:
+            options: The dataset's options.
+
+        Returns:
+            The name.
+        """
         return options.dataset_name
 
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
+        what else was learned (classes, counts).
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`~balgrad.data.disk._loader.IndexInfo`.
+        """
         name = options.dataset_name
         if options.modalities is not None:
             raise ConfigError(
@@ -204,7 +248,15 @@ def _default_metrics(task: str) -> list[str]:
 
 
 def split_file(root: Path, split: str) -> Path | None:
-    """The split's file under ``root`` (``<stem>.jsonl`` before ``<stem>.csv``), or None."""
+    """The split's file under ``root`` (``<stem>.jsonl`` before ``<stem>.csv``), or None.
+
+    Args:
+        root: The dataset root.
+        split: The canonical split.
+
+    Returns:
+        The file, or None.
+    """
     for stem in SPLIT_STEMS.get(split, (split,)):
         for ext in EXTENSIONS:
             p = root / f"{stem}{ext}"

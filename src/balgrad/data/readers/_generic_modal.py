@@ -92,7 +92,19 @@ def header_modalities(columns: list[str], where: str, lenient: bool = False) -> 
     """``name -> kind`` of the ``<name>:<kind>`` columns, in header order; an unknown
     kind is a :class:`DataError` naming ``where`` and the column, unless ``lenient`` and
     no column declares a known kind (then none declares anything: an image+text index,
-    or one declared by the option, whose other columns hold a colon)."""
+    or one declared by the option, whose other columns hold a colon).
+
+    Args:
+        columns: The header's columns.
+        where: The file, for the message.
+        lenient: Skip a column of an unknown kind.
+
+    Returns:
+        ``{name: kind}``.
+
+    Raises:
+        DataError: An unknown kind (unless ``lenient``).
+    """
     declared: dict[str, str] = {}
     pairs = [(c, *(p.strip() for p in c.rsplit(":", 1))) for c in columns if ":" in c]
     unknown = [(c, kind) for c, _, kind in pairs if kind not in READ_KINDS]
@@ -113,7 +125,15 @@ def declared_modalities(data_dir: Any, options: dict[str, Any]) -> dict[str, str
     """``name -> kind`` of a generic dataset's modalities: the ``modalities`` option, else
     the ``<name>:<kind>`` columns of the train split's index (else val's, test's); None
     when neither declares any (the image+text form). Read where the run's config is
-    resolved, so every modality's backbone and noise are known before data is loaded."""
+    resolved, so every modality's backbone and noise are known before data is loaded.
+
+    Args:
+        data_dir: The dataset's folder.
+        options: The dataset's options.
+
+    Returns:
+        ``{name: kind}``, or None.
+    """
     given = options.get("modalities")
     if given is not None:
         return _checked_option(given)
@@ -181,6 +201,15 @@ class GenericModalDataset(MultimodalDataset):
 
     ``options``: :class:`~balgrad.data.readers._generic.GenericDataset`'s (``image_field`` and
     ``text_field`` do not apply: the header names the columns).
+
+    Args:
+        data_dir: The dataset's folder.
+        split: The split.
+        declared: ``{name: kind}`` of the index's modalities.
+        skip_bad: Drop bad records with one warning instead of raising.
+        check_files: Check that every file exists.
+        workers: Threads for the up-front checks.
+        **options: :class:`~balgrad.data.readers._generic.GenericDataset`'s options.
     """
 
     content_files_per_example = False  # several files an example
@@ -402,6 +431,18 @@ class GenericModalDataset(MultimodalDataset):
         return len(self.rows)
 
     def get(self, index: int) -> Example:
+        """One example: each declared modality's raw input, and the label.
+
+        Args:
+            index: Its position in the split (negative counts from the end).
+
+        Returns:
+            The :class:`~balgrad.data._base.Example`.
+
+        Raises:
+            IndexError: Out of range.
+            DataError: A file is missing or damaged.
+        """
         if index < 0:
             index += len(self.rows)
         if not 0 <= index < len(self.rows):

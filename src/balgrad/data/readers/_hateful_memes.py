@@ -42,6 +42,21 @@ SPLIT_FILES = {
 
 
 class HatefulMemesDataset(DiskLoader):
+    """The ``hateful_memes`` on-disk dataset (the module docstring gives the layout): binary,
+    AUROC first.
+
+    The options are also ``--dataset-option KEY=VALUE`` flags.
+
+    Args:
+        data_dir: The dataset's folder.
+        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
+        skip_bad: Drop bad records with one warning instead of raising.
+        allow_empty_text: Keep records whose text is empty.
+        split_file: Any JSONL file under the root, read whatever the split.
+        check_files: Check that every file exists before training.
+        workers: Threads for the up-front checks (None: a default).
+    """
+
     name = "hateful_memes"
     layout = """  <data_dir>/
     img/<id>.png
@@ -61,11 +76,31 @@ class HatefulMemesDataset(DiskLoader):
 
     @classmethod
     def available_splits(cls, options: Options) -> Sequence[str] | None:
+        """The splits the dataset has; None when ``split_file`` names the file (any split name).
+
+        Args:
+            options: The dataset's options.
+
+        Returns:
+            The split names, or None.
+        """
         return None if options.split_file is not None else cls.splits
 
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
+        what else was learned (classes, counts).
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`~balgrad.data.disk._loader.IndexInfo`.
+        """
         split_file = options.split_file
         if split_file is not None:
             candidates = [self.option_path(split_file)]

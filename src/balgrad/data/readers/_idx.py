@@ -29,6 +29,16 @@ def read_idx(path: str | os.PathLike[str], *, ndim: int | None = None) -> np.nda
     Checks the magic number (two zero bytes, a known type code, the number of
     dimensions), ``ndim`` when given, and that the payload has exactly the announced
     size. Raises :class:`DataError` naming the file on any problem.
+
+    Args:
+        path: The file.
+        ndim: The number of dimensions wanted, or None.
+
+    Returns:
+        The array.
+
+    Raises:
+        DataError: The file is missing or damaged.
     """
     path = Path(path)
     if not path.is_file():

@@ -64,7 +64,17 @@ _DIGITS_FIELDS = tuple(f.name for f in fields(DigitsConfig) if f.name != "cache_
 
 
 def dtmf_frequencies(digit: int) -> tuple[float, float]:
-    """The (row, column) tone frequencies in Hz of a digit's key."""
+    """The (row, column) tone frequencies in Hz of a digit's key.
+
+    Args:
+        digit: 0-9.
+
+    Returns:
+        (row, column) in Hz.
+
+    Raises:
+        ConfigError: Not a digit.
+    """
     if int(digit) not in _KEY_POSITION:
         raise ConfigError(f"digit: expected 0-9, got {digit!r}")
     row, col = _KEY_POSITION[int(digit)]
@@ -154,13 +164,24 @@ class KeypadConfig:
         return int(round(self.sample_rate * self.duration))
 
     def digits_config(self) -> DigitsConfig:
-        """The options of the digits generator that makes the images and captions."""
+        """The options of the digits generator that makes the images and captions.
+
+        Returns:
+            The :class:`~balgrad.data.readers._digits.DigitsConfig`.
+        """
         return DigitsConfig(
             **{k: getattr(self, k) for k in _DIGITS_FIELDS}, cache_dir=self.cache_dir
         )
 
     def content_parts(self, seed: int) -> dict:
-        """Everything that determines the generated data."""
+        """Everything that determines the generated data.
+
+        Args:
+            seed: The generation seed.
+
+        Returns:
+            The parts, JSON-serialisable.
+        """
         return {
             "version": _KEYPAD_VERSION,
             "digits": self.digits_config().content_parts(seed),
@@ -173,7 +194,14 @@ class KeypadConfig:
         }
 
     def content_key(self, seed: int) -> str:
-        """A digest of :meth:`content_parts` (it names the ``.npz`` cache file)."""
+        """A digest of :meth:`content_parts` (it names the ``.npz`` cache file).
+
+        Args:
+            seed: The generation seed.
+
+        Returns:
+            The hex digest.
+        """
         return _digest(self.content_parts(seed))
 
 
@@ -223,7 +251,16 @@ def _tone_parameters(
 
 def synthesize(tones: dict[str, np.ndarray], i: int, config: KeypadConfig) -> np.ndarray:
     """Sample ``i``'s waveform, float32 ``[T]``: its tone pair (raised-cosine edges) plus
-    its white noise at ``config.snr_db`` (seeded by the sample's ``noise_seed``)."""
+    its white noise at ``config.snr_db`` (seeded by the sample's ``noise_seed``).
+
+    Args:
+        tones: The tone parameters of every sample.
+        i: The sample.
+        config: The dataset's configuration.
+
+    Returns:
+        The waveform.
+    """
     t, sr = config.num_samples, float(config.sample_rate)
     onset, length = int(tones["onset"][i]), int(tones["length"][i])
     time = np.arange(length, dtype=np.float64) / sr
@@ -302,6 +339,14 @@ class KeypadDataset(_ArrayDataset):
     ``text`` str. Extra attributes: ``images``, ``texts``, ``labels``, ``sources`` and
     ``reveal`` as :class:`~balgrad.data.readers._digits.DigitsDataset` has them, ``tones`` (the
     tone parameters of every sample, arrays of length N) and ``sample_rate``.
+
+    Args:
+        split: ``"train"`` or ``"test"``.
+        seed: The generation seed.
+        config: The :class:`KeypadConfig` (default: its defaults).
+
+    Raises:
+        ConfigError: A bad split or seed.
     """
 
     def __init__(self, split: str = "train", *, seed: int = 0, config: KeypadConfig | None = None):
@@ -327,13 +372,31 @@ class KeypadDataset(_ArrayDataset):
         )
 
     def waveform(self, index: int) -> torch.Tensor:
-        """Sample ``index``'s waveform, float32 ``[T]``."""
+        """Sample ``index``'s waveform, float32 ``[T]``.
+
+        Args:
+            index: The sample.
+
+        Returns:
+            The waveform.
+
+        Raises:
+            IndexError: Out of range.
+        """
         i = int(index)
         if not 0 <= i < len(self.labels):
             raise IndexError(f"keypad/{self.split}: index {index} out of range")
         return torch.from_numpy(synthesize(self.tones, i, self.config))
 
     def get(self, index: int) -> Example:
+        """One example: the digit's image and caption, and its key's waveform.
+
+        Args:
+            index: Its position in the split.
+
+        Returns:
+            The :class:`~balgrad.data._base.Example`.
+        """
         pair = super().get(index)  # the image and the caption, range-checked
         audio = self.waveform(pair.index)
         inputs = {"image": pair.inputs["image"], "audio": audio, "text": pair.inputs["text"]}

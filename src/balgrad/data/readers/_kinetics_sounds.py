@@ -108,7 +108,14 @@ def parse_line(line: str) -> tuple[str, str] | str:
 
     A line with a comma is OGM-GE's ``<clip>,<seconds>,<label>``; any other is split at
     whitespace (BalanceBenchmark's ``<clip> ... <label>``). The clip is the last ``/``
-    component of the first field."""
+    component of the first field.
+
+    Args:
+        line: The line.
+
+    Returns:
+        (clip, label text), or the reason.
+    """
     fields = [f.strip() for f in line.split(",")] if "," in line else line.split()
     if len(fields) < 2:
         return f"expected at least 2 fields (clip ... label), got {len(fields)}: {line!r}"
@@ -152,7 +159,16 @@ def frame_positions(n: int, num_frames: int, rng: np.random.Generator | None) ->
     """0-based positions of the frames read from a clip of ``n`` frames: the official
     segment rule (``rng`` None: the test split's middle-ish frame of each segment; else
     one drawn at random per segment), or the first frame repeated when ``n`` is at most
-    ``2 * num_frames``."""
+    ``2 * num_frames``.
+
+    Args:
+        n: The clip's frames.
+        num_frames: The frames wanted.
+        rng: The training split's draws, or None (evaluation).
+
+    Returns:
+        The positions.
+    """
     if n <= 2 * num_frames:
         return [0] * num_frames
     seg = n // num_frames
@@ -174,6 +190,23 @@ class KineticsSounds(MultimodalDataset):
     none), ``skip_bad``, ``seed`` (the training split's frame draws: item ``i`` of epoch
     ``e`` uses ``(seed, e, i)``; ``set_epoch`` sets ``e``). Every path stays inside
     ``data_dir``.
+
+    Args:
+        data_dir: The dataset's folder (every path stays inside it).
+        split: The split (``dev``/``validation`` name ``val``).
+        list_file: The split list (``{split}`` is filled in).
+        audio_dir: The audio folder.
+        visual_dir: The frames' folder.
+        audio_format: ``"npy"`` (spectrograms) or ``"wav"``.
+        num_frames: Frames per clip.
+        image_size: An int or (H, W).
+        normalize: ImageNet-normalise the frames.
+        seconds: The wav length.
+        sample_rate: The rate every wav must have (None: any).
+        num_classes: The number of classes.
+        classes_file: A file of the class names, one a line in label order, or None.
+        skip_bad: Drop bad clips with one warning instead of raising.
+        seed: The training split's frame draws.
     """
 
     content_files_per_example = True
@@ -328,19 +361,46 @@ class KineticsSounds(MultimodalDataset):
         return len(self.clips)
 
     def example_keys(self) -> list[str]:
-        """The clip names (:mod:`balgrad.data._overlap`: a clip in train and test is warned)."""
+        """The clip names (:mod:`balgrad.data._overlap`: a clip in train and test is warned).
+
+        Returns:
+            The clip names.
+        """
         return [c.name for c in self.clips]
 
     def set_epoch(self, epoch: int) -> None:
-        """New random frame draws for the training split (as a sampler's ``set_epoch``)."""
+        """New random frame draws for the training split (as a sampler's ``set_epoch``).
+
+        Args:
+            epoch: The epoch.
+        """
         self.epoch = int(epoch)
 
     def frame_indices(self, i: int) -> list[int]:
-        """Which frames (0-based, in name order) of clip ``i`` are read."""
+        """Which frames (0-based, in name order) of clip ``i`` are read.
+
+        Args:
+            i: The clip.
+
+        Returns:
+            The frame positions.
+        """
         rng = None if self.split != "train" else np.random.default_rng([self.seed, self.epoch, i])
         return frame_positions(len(self.clips[i].frames), self.num_frames, rng)
 
     def read_audio(self, clip: Clip) -> torch.Tensor:
+        """A clip's audio: its spectrogram (``audio_format="npy"``) or its waveform fitted
+        to ``seconds``.
+
+        Args:
+            clip: The clip.
+
+        Returns:
+            ``[1, frames, mel]`` or ``[S]``.
+
+        Raises:
+            DataError: The file is missing or damaged.
+        """
         if self.audio_format == "wav":
             wave, rate = read_wav(clip.audio, clip.source)
             if self.sample_rate is not None and rate != self.sample_rate:
@@ -353,9 +413,33 @@ class KineticsSounds(MultimodalDataset):
         return read_spectrogram(clip.audio, clip.source)
 
     def read_visual(self, clip: Clip, positions: list[int]) -> torch.Tensor:
+        """A clip's frames at ``positions``, resized (and normalised with ``normalize``).
+
+        Args:
+            clip: The clip.
+            positions: The frames read.
+
+        Returns:
+            ``[3, T, H, W]``.
+
+        Raises:
+            DataError: A frame is missing or damaged.
+        """
         return read_frames(clip.frames, positions, clip.source, self.image_size, self.normalize)
 
     def get(self, index: int) -> Example:
+        """One example: the clip's audio and frames, and its class.
+
+        Args:
+            index: Its position in the split (negative counts from the end).
+
+        Returns:
+            The :class:`~balgrad.data._base.Example`.
+
+        Raises:
+            IndexError: Out of range.
+            DataError: A file is missing or damaged.
+        """
         if index < 0:
             index += len(self.clips)
         if not 0 <= index < len(self.clips):
@@ -419,7 +503,15 @@ def read_spectrogram(path: Path, source: str) -> torch.Tensor:
     official ``np.expand_dims(x, 0)``), read by :func:`balgrad.data.decoders._npy.decode_npy`
     (the header checked against the file's size, nothing unpickled); a missing,
     unreadable, non-2-D, empty, non-numeric or non-finite array is a :class:`DataError`
-    naming the file and ``source``."""
+    naming the file and ``source``.
+
+    Args:
+        path: The ``.npy`` file.
+        source: Where the path comes from, for the message.
+
+    Returns:
+        The spectrogram.
+    """
     expected = "a 2-D numeric spectrogram [frames, bins]"
     arr = decode_npy(path, source, what="audio file", ndim=2, expected=expected)
     if arr.size == 0:

@@ -52,6 +52,24 @@ LABEL_COLUMNS: dict[str, list[str]] = {
 
 
 class MemotionDataset(DiskLoader):
+    """The ``memotion`` on-disk dataset (the module docstring gives the layout): one
+    annotated column as the label, splits drawn per class.
+
+    The options are also ``--dataset-option KEY=VALUE`` flags.
+
+    Args:
+        data_dir: The dataset's folder.
+        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
+        skip_bad: Drop bad records with one warning instead of raising.
+        allow_empty_text: Keep records whose text is empty.
+        label_column: The annotated column that is the label.
+        test_fraction: The share of each class held out to test.
+        val_fraction: The share of each class held out to val (0: no val split).
+        seed: The split assignment's seed.
+        check_files: Check that every file exists before training.
+        workers: Threads for the up-front checks (None: a default).
+    """
+
     name = "memotion"
     layout = """  <data_dir>/
     images/<image_name>   (image_1.jpg, ...)
@@ -87,11 +105,31 @@ class MemotionDataset(DiskLoader):
 
     @classmethod
     def available_splits(cls, options: Options) -> Sequence[str]:
+        """``train`` and ``test``, and ``val`` when ``val_fraction`` is positive.
+
+        Args:
+            options: The dataset's options.
+
+        Returns:
+            The split names.
+        """
         return ("train", "val", "test") if options.val_fraction > 0 else ("train", "test")
 
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
+        what else was learned (classes, counts).
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`~balgrad.data.disk._loader.IndexInfo`.
+        """
         label_column = options.label_column
         csv_path = root / "labels.csv"
         raw = self.boundary.read_bytes(csv_path, self.name, "labels file")

@@ -66,6 +66,21 @@ _GENRE_INDEX = class_index(GENRES)
 
 
 class MMIMDbDataset(DiskLoader):
+    """The ``mmimdb`` on-disk dataset (the module docstring gives the layout): multi-label
+    over 23 genres, poster and plot per movie.
+
+    The options are also ``--dataset-option KEY=VALUE`` flags.
+
+    Args:
+        data_dir: The dataset's folder.
+        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
+        skip_bad: Drop bad records with one warning instead of raising.
+        allow_empty_text: Keep records whose text is empty.
+        plot: Which plot summary is the text.
+        check_files: Check that every file exists before training.
+        workers: Threads for the up-front checks (None: a default).
+    """
+
     name = "mmimdb"
     layout = """  <data_dir>/
     split.json          ({"train": [ids], "dev": [ids], "test": [ids]})
@@ -84,6 +99,18 @@ class MMIMDbDataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
+        what else was learned (classes, counts).
+
+        Args:
+            root: The dataset root.
+            split: The canonical split name.
+            problems: Where bad records go.
+            options: The dataset's ``Options``.
+
+        Returns:
+            The records and the :class:`~balgrad.data.disk._loader.IndexInfo`.
+        """
         split_path = root / "split.json"
         raw = self.boundary.read_bytes(split_path, self.name, "split file")
         key, ids = _split_ids(raw, split_path, split)

@@ -17,7 +17,7 @@ A pickle can run code when loaded, so a user's file is never given to ``pickle.l
 :class:`~balgrad.data._safe_pickle.SafeUnpickler` reads only plain numpy arrays in plain
 containers, at a cost bounded by the file's size, and refuses anything else with a
 :class:`DataError` naming the file and what was refused, before anything of it is called
-or any array element is touched (``data/safe_pickle.py``).
+or any array element is touched (``data/_safe_pickle.py``).
 
 Features hold -inf (MulT's audio) and may hold NaN. Both official loaders set
 ``audio[audio == -inf] = 0`` (MMSA zeroes NaN too, when it normalizes); here every
@@ -29,11 +29,11 @@ finite value at all, or with no real step (every length 0, or no steps), is refu
 ``DataError`` naming the split and the modality, at load, so before any training.
 
 The user names the pickle itself and it references no other file, so there is no folder
-to keep paths inside (``disk/paths.py``); ids are decoded as strict UTF-8 per record as
-``disk/readers.py`` does. ``raw_text`` is not read. A missing split or key, a wrong rank or
+to keep paths inside (``disk/_paths.py``); ids are decoded as strict UTF-8 per record as
+``disk/_readers.py`` does. ``raw_text`` is not read. A missing split or key, a wrong rank or
 a mismatched N always raises; a bad record (label, id, length) raises naming it, or with
 ``skip_bad=True`` is dropped from its split and counted in one ``DataWarning``
-(``disk/records.py``'s policy).
+(``disk/_records.py``'s policy).
 
 The pipeline's modality names are ``audio``, ``visual`` and ``text``; the files' key for
 the visual features is ``vision``.
@@ -88,6 +88,16 @@ def load_mult_pickle(path: str | Path, skip_bad: bool = False) -> dict[str, Mose
 
     A bad record (label, id) raises a :class:`DataError` naming it; with ``skip_bad=True``
     it is dropped from every array of its split and one ``DataWarning`` counts the drops.
+
+    Args:
+        path: The pickle.
+        skip_bad: Drop bad records with a warning.
+
+    Returns:
+        The splits, by name.
+
+    Raises:
+        DataError: The file is not a valid MulT pickle.
     """
     path = Path(path)
     return _read_mult(safe_load_pickle(path), path, skip_bad, stacklevel=3)
@@ -137,6 +147,17 @@ def load_mmsa_pickle(
     models take it). ``audio_lengths`` / ``vision_lengths`` become ``lengths["audio"]`` /
     ``lengths["visual"]`` when present. ``skip_bad`` as in :func:`load_mult_pickle`; a bad
     length or BERT mask is a bad record too.
+
+    Args:
+        path: The pickle.
+        text: The text features' key.
+        skip_bad: Drop bad records with a warning.
+
+    Returns:
+        The splits, by name.
+
+    Raises:
+        DataError: The file is not a valid MMSA pickle.
     """
     if text not in ("text", "text_bert"):
         raise ValueError(f"text must be 'text' or 'text_bert', not {text!r}")
@@ -170,7 +191,11 @@ def _read_mmsa(
 class MoseiDataset:
     """A torch-style dataset over one split: item ``i`` is ``(features, label)`` with
     ``features = {"audio": (T, D) float32 tensor, "visual": ..., "text": ...}`` and
-    ``label`` a float32 scalar tensor."""
+    ``label`` a float32 scalar tensor.
+
+    Args:
+        split: One split of a loaded pickle.
+    """
 
     def __init__(self, split: MoseiSplit) -> None:
         self.split = split
@@ -402,7 +427,20 @@ _LAST: dict[tuple, dict[str, MoseiSplit]] = {}
 def find_pickle(data_dir: Path, dataset: str, fmt: str, file: str | None) -> tuple[Path, str]:
     """``(path, format)`` of the pickle to read from ``data_dir``. ``file`` names it
     (relative to ``data_dir``); else ``format`` says which names to look for (``auto``:
-    the MulT file, then ``aligned_50.pkl``, then ``unaligned_50.pkl``)."""
+    the MulT file, then ``aligned_50.pkl``, then ``unaligned_50.pkl``).
+
+    Args:
+        data_dir: The data folder.
+        dataset: The dataset, for the message.
+        fmt: ``"auto"``, ``"mult"`` or ``"mmsa"``.
+        file: The pickle's name, or None.
+
+    Returns:
+        (path, format).
+
+    Raises:
+        DataError: No pickle is found.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"{dataset}: option 'format' must be one of {FORMATS}, got {fmt!r}")
     from balgrad.data.disk._paths import FolderBoundary
@@ -445,7 +483,16 @@ def _format_of(obj: Any, path: Path) -> str:
 def read_splits(path: Path, fmt: str, skip_bad: bool) -> dict[str, MoseiSplit]:
     """The three splits of the pickle at ``path`` in format ``fmt`` (``auto``: told by its
     keys). The last file read is remembered (by path, size, mtime and inode), so building
-    train, val and test reads it once."""
+    train, val and test reads it once.
+
+    Args:
+        path: The pickle.
+        fmt: ``"auto"``, ``"mult"`` or ``"mmsa"``.
+        skip_bad: Drop bad records with a warning.
+
+    Returns:
+        The splits, by name.
+    """
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, fmt, skip_bad)
     if key not in _LAST:
@@ -463,8 +510,16 @@ def read_splits(path: Path, fmt: str, skip_bad: bool) -> dict[str, MoseiSplit]:
 
 def class_labels(scores: np.ndarray, mode: str) -> np.ndarray:
     """int64 classes of sentiment scores in [-3, 3]: ``acc7``: ``round(clip(y, -3, 3)) + 3``
-    (0..6 for -3..3, numpy's round half to even, as :func:`balgrad.evaluate._sentiment.acc7`); ``acc2``: 1 for
-    ``y >= 0`` (non-negative), 0 for ``y < 0``."""
+    (0..6 for -3..3, numpy's round half to even, as :func:`acc7`); ``acc2``: 1 for
+    ``y >= 0`` (non-negative), 0 for ``y < 0``.
+
+    Args:
+        scores: Sentiment scores.
+        mode: ``"acc7"`` or ``"acc2"``.
+
+    Returns:
+        The classes.
+    """
     if mode == "acc7":
         lo, hi = LABEL_RANGE
         return (np.round(np.clip(scores, lo, hi)) - lo).astype(np.int64)
@@ -505,8 +560,17 @@ class MoseiSentiment(MultimodalDataset):
       ``Non0_acc_2``, MulT's ``binary_truth``: negative vs positive).
 
     ``scores`` keeps each sample's real-valued y. The regression read-outs (MAE, Pearson
-    correlation, and the acc2/acc7/F1 of a regressor's outputs) are
-    :mod:`balgrad.evaluate._sentiment`; a regression trainer is not part of balgrad.
+    correlation, and the acc2/acc7/F1 of a regressor's outputs) are library functions of
+    this module (:func:`sentiment_metrics`); a regression trainer is not part of balgrad.
+
+    Args:
+        data_dir: The dataset's folder (every path stays inside it).
+        split: The split (``dev``/``validation`` name ``val``).
+        skip_bad: Drop bad samples with one warning instead of raising.
+        format: ``"auto"``, ``"mult"`` or ``"mmsa"``.
+        file: The pickle's name under ``data_dir``.
+        label: ``"acc7"`` or ``"acc2"`` (see above).
+        exclude_zero: Drop the samples whose score is 0.
     """
 
     dataset = "mosei"
@@ -598,10 +662,22 @@ class MoseiSentiment(MultimodalDataset):
             warn_duplicates(where, self.ids, stacklevel=3)  # 3: the caller of __init__
 
     def example_keys(self) -> list[str] | None:
-        """The segment ids (:mod:`balgrad.data._overlap`), or None when the pickle has none."""
+        """The segment ids (:mod:`balgrad.data._overlap`), or None when the pickle has none.
+
+        Returns:
+            The ids, or None.
+        """
         return list(self.ids) if self._named_ids else None
 
     def get(self, index: int):
+        """One example: each modality's features and length, and the class label.
+
+        Args:
+            index: Its position in the split.
+
+        Returns:
+            The :class:`~balgrad.data._base.Example`.
+        """
         from balgrad.data._base import Example
 
         if index < 0:
@@ -616,13 +692,27 @@ class MoseiSentiment(MultimodalDataset):
         return Example(inputs=inputs, label=label, index=index)
 
     def lengths(self, modality: str) -> np.ndarray:
-        """int64 ``[N]``: the real steps of each sample's ``modality`` sequence."""
+        """int64 ``[N]``: the real steps of each sample's ``modality`` sequence.
+
+        Args:
+            modality: ``text``, ``audio`` or ``visual``.
+
+        Returns:
+            The lengths.
+        """
         return self._lengths[modality].copy()
 
     def feature_std(self, modality: str) -> torch.Tensor:
         """float64 ``[F]``: each feature's std over the real steps of every sample of the
         split (population std; a constant feature gets 1, as
-        :func:`balgrad.data._kinds.feature_std` does)."""
+        :func:`balgrad.data._kinds.feature_std` does).
+
+        Args:
+            modality: ``text``, ``audio`` or ``visual``.
+
+        Returns:
+            The stds.
+        """
         if modality not in self._features:
             raise ConfigError(
                 f"{self.dataset}: no modality {modality!r} (it has {', '.join(MODALITIES)})"
@@ -658,7 +748,14 @@ class MoseiSentiment(MultimodalDataset):
     def sentiment_truth(self, index: torch.Tensor) -> np.ndarray | None:
         """The real-valued score of each sample at ``index``, for a 7-class model's
         regression read-outs (:func:`balgrad.evaluate._sentiment.readout_scores`); None for
-        a two-class model (``label="acc2"``), which has no score to read out."""
+        a two-class model (``label="acc2"``), which has no score to read out.
+
+        Args:
+            index: Sample indices.
+
+        Returns:
+            The scores in [-3, 3], or None.
+        """
         return self.scores[index.cpu().numpy()] if self.label_mode == "acc7" else None
 
     def __repr__(self) -> str:

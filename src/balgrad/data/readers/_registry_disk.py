@@ -89,7 +89,14 @@ register_dataset(
 
 def disk_dataset_names(image_text_only: bool = False) -> list[str]:
     """The on-disk datasets; ``image_text_only``: only the image-text ones (the
-    :class:`DiskDataset` readers of SPEC section 5, not CREMA-D or CMU-MOSEI)."""
+    :class:`DiskDataset` readers of SPEC section 5, not CREMA-D or CMU-MOSEI).
+
+    Args:
+        image_text_only: List the image-text readers only.
+
+    Returns:
+        The names.
+    """
     from balgrad.data._base import IMAGE_TEXT
 
     names = dataset_names("disk")
@@ -99,7 +106,14 @@ def disk_dataset_names(image_text_only: bool = False) -> list[str]:
 
 
 def disk_dataset_options(name: str) -> dict[str, Any]:
-    """The loader options of ``name`` (besides ``skip_bad``) with their defaults."""
+    """The loader options of ``name`` (besides ``skip_bad``) with their defaults.
+
+    Args:
+        name: An on-disk dataset.
+
+    Returns:
+        ``{option: default}``.
+    """
     return DATASETS.defaults(lookup(name, "disk"))
 
 
@@ -121,6 +135,16 @@ def load_dataset_from_disk(
     drops bad records with one :class:`DataWarning` instead of raising. ``options`` are
     the loader's keyword options (see :func:`disk_dataset_options`); an unknown option or
     a value of the wrong type raises ConfigError.
+
+    Args:
+        name: The dataset.
+        data_dir: Its folder.
+        split: The split.
+        skip_bad: Drop bad records with a warning.
+        **options: The loader's options.
+
+    Returns:
+        The split.
     """
     key = lookup(name, "disk")
     return DATASETS.build(key, (data_dir, split), {"skip_bad": skip_bad}, options)
