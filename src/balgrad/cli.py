@@ -10,7 +10,8 @@ spellings that the README, the docs and tests/test_cli_config.py use (pydantic-s
 4 of them. Neither has a repeatable ``M=NAME`` or ``METHOD.KEY=VALUE`` item flag
 (``--backbone audio=resnet18``, ``--method-option balgrad.kl_weight=0.5``, ``--noise``,
 ``--dataset-option``), the shorthands (``--image-backbone``), or space-separated lists
-(``--methods joint balgrad``, ``--seeds 1 2 3``: both want ``[a,b]`` or a repeated flag).
+(``--methods joint balgrad``, ``--seeds 1 2 3``: both want ``[a,b]`` or a repeated flag,
+in jsonargparse ``--methods+ a``, which appends to the default list).
 pydantic-settings hands ``--epochs 3`` to the model as the text ``"3"``, which
 ``RunConfig``'s strict integers refuse (as they must refuse ``epochs: "3"`` in a file), and
 keeps ``--dataset-options n_train=500`` as the text ``"500"``. jsonargparse spells flags with
