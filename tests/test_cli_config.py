@@ -105,6 +105,16 @@ def test_every_config_field_has_a_flag():
         assert flags.get(name, "--" + name.replace("_", "-")) in help_text, name
 
 
+def test_an_item_flag_leaves_a_files_malformed_section_to_its_own_error(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("method_options: {balgrad: 3}\n")
+    with pytest.raises(ConfigError, match=r"run.yaml / flags: field 'method_options.balgrad'"):
+        parse("--config", str(path), "--method-option", "balgrad.kl_weight=0.5")
+    path.write_text("method_options: null\n")  # an empty section: the flag fills it
+    cfg = parse("--config", str(path), "--method-option", "balgrad.kl_weight=0.5")
+    assert cfg.method_options == {"balgrad": {"kl_weight": 0.5}}
+
+
 def test_a_misspelt_yaml_key_is_named(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("epochz: 3\n")

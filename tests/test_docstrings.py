@@ -54,7 +54,6 @@ ALLOWED: frozenset[str] = frozenset(
         "balgrad.cli.config_from_args",
         "balgrad.cli.evaluate_overrides",
         "balgrad.cli.main",
-        "balgrad.cli.modality_flags",
         "balgrad.cli.saved_so_far",
         "balgrad.config.build_config",
         "balgrad.config.check_dataset_options",

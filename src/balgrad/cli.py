@@ -2,11 +2,34 @@
 
 Every option of :class:`balgrad.config.RunConfig` is a flag of the same name (dashes for
 underscores) and a key of the YAML file given with ``--config``; flags override the file.
+
+The flags are generated from the fields' annotations with argparse (:func:`_field_flag`),
+not with pydantic-settings (``CliApp``) or jsonargparse. Both were tried on the 16
+spellings that the README, the docs and tests/test_cli_config.py use (pydantic-settings
+2.16, jsonargparse 4.53, each built from ``RunConfig`` as is): each gave today's config for
+4 of them. Neither has a repeatable ``M=NAME`` or ``METHOD.KEY=VALUE`` item flag
+(``--backbone audio=resnet18``, ``--method-option balgrad.kl_weight=0.5``, ``--noise``,
+``--dataset-option``), the shorthands (``--image-backbone``), or space-separated lists
+(``--methods joint balgrad``, ``--seeds 1 2 3``: both want ``[a,b]`` or a repeated flag,
+in jsonargparse ``--methods+ a``, which appends to the default list).
+pydantic-settings hands ``--epochs 3`` to the model as the text ``"3"``, which
+``RunConfig``'s strict integers refuse (as they must refuse ``epochs: "3"`` in a file), and
+keeps ``--dataset-options n_train=500`` as the text ``"500"``. jsonargparse spells flags with
+underscores only (``--data_dir``), has no ``--no-sweep`` (``--sweep false``), applies
+``--config`` where it stands in argv (``--epochs 5 --config f.yaml`` takes the file's
+epochs), and reads neither presets by name nor the 0.1 keys' upgrade
+(:func:`balgrad.config.load_yaml`). The item flags, the shorthands and the file merge, most
+of this code, stay hand-written beside either library: a prototype in which
+pydantic-settings made only the per-field flags (through a second model, since its text
+values fail ``RunConfig``'s strict checks) was 5 lines longer than :func:`_field_flag` and
+its loop, failed 3 tests of tests/test_cli_config.py (``--methods joint balgrad``), and
+printed types for metavars in ``--help`` (``--data-dir {str,null}``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -31,33 +54,39 @@ from balgrad.config_upgrade import FLAT_KEYS, shorthand_settings
 from balgrad.errors import BalgradError, ConfigError, Interrupted
 from balgrad.train._distributed import end_distributed
 
-DICT_FLAGS = {
+#: flags that set one item of a mapping, repeatable: dest -> (flag, metavar, where the item
+#: goes (one ``{}`` per dotted part of the key before ``=``), help). A ``VALUE`` is read as
+#: YAML (``0.5``, ``false``); a ``NAME`` or ``LEVEL`` is kept as written (``10db`` is an SNR).
+ITEM_FLAGS = {
     "dataset_options": (
         "--dataset-option",
         "KEY=VALUE",
+        "dataset_options.{}",
         "a dataset option, e.g. dominant=image (repeatable)",
     ),
     "method_options": (
         "--method-option",
         "METHOD.KEY=VALUE",
+        "method_options.{}.{}",
         "a strategy option, e.g. balgrad.kl_weight=0.5 (repeatable)",
     ),
-}
-#: flags of the ``modalities`` field: setting -> (flag, metavar, help)
-MODALITY_FLAGS = {
-    "backbone": (
+    # the ``modalities`` field's (the docs' table finds them by the dest's prefix)
+    "modality_backbone": (
         "--backbone",
         "M=NAME",
+        "modalities.{}.backbone",
         "the backbone of modality M, e.g. audio=resnet18 (repeatable)",
     ),
-    "backbone_option": (
+    "modality_backbone_option": (
         "--backbone-option",
         "M.KEY=VALUE",
+        "modalities.{}.backbone_options.{}",
         "an option of modality M's backbone, e.g. image.width=32 or audio.n_mels=64 (repeatable)",
     ),
-    "noise": (
+    "modality_noise": (
         "--noise",
         "M=LEVEL",
+        "modalities.{}.noise",
         "the noisy_<M> level in M's kind's unit, e.g. audio=10db (an SNR), visual=0.5 (repeatable)",
     ),
 }
@@ -74,14 +103,21 @@ SHORTHAND_FLAGS = {
 }
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+def _field_flag(annotation: Any) -> dict[str, Any]:
+    """argparse's keywords for a field of this annotation: ``--sweep/--no-sweep`` for a
+    bool, ``--seeds 1 2 3`` for a list, the choices of a Literal, else one typed value."""
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is list:
+        return {"nargs": "+", "type": args[0]}
+    if typing.get_origin(annotation) is typing.Literal:
+        return {"choices": args}
+    return {"type": args[0] if args else annotation}  # int, float, str, or X | None
 
 
 def _add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """A flag per field of :class:`RunConfig` (an item flag for a mapping), and ``--config``."""
     g = p.add_argument_group("run options (also YAML keys of --config)")
     g.add_argument(
         "--config", help="YAML file of options (same names as the flags)", default=argparse.SUPPRESS
@@ -89,55 +125,34 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
     for name, field in RunConfig.model_fields.items():
         if name in skip:
             continue
-        help_text = field.description or ""
-        default = field.get_default(call_default_factory=True)
-        if name in DICT_FLAGS:
-            flag, metavar, h = DICT_FLAGS[name]
-            g.add_argument(
-                flag, dest=name, action="append", metavar=metavar, help=h, default=argparse.SUPPRESS
-            )
-            continue
         if name == "modalities":
-            _add_modality_flags(g)
-            continue
-        flag = "--" + name.replace("_", "-")
-        ann = field.annotation
-        origin = typing.get_origin(ann)
-        kw: dict[str, Any] = {
-            "dest": name,
-            "default": argparse.SUPPRESS,
-            "help": f"{help_text} (default: {default})",
-        }
-        if ann is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif origin is list:
-            (inner,) = typing.get_args(ann)
-            kw.update(nargs="+", type=inner)
-        elif origin is typing.Literal:
-            kw["choices"] = list(typing.get_args(ann))
-        elif ann in (int, float, str):
-            kw["type"] = ann
-        else:  # Optional[str] and friends
-            args = [a for a in typing.get_args(ann) if a is not type(None)]
-            kw["type"] = args[0] if args else str
-        g.add_argument(flag, **kw)
+            _add_item_flags(g, [d for d in ITEM_FLAGS if d.startswith("modality_")])
+            _add_shorthand_flags(g, noise_only=False)
+        elif name in ITEM_FLAGS:
+            _add_item_flags(g, [name])
+        else:
+            default = field.get_default(call_default_factory=True)
+            g.add_argument(
+                "--" + name.replace("_", "-"),
+                dest=name,
+                default=argparse.SUPPRESS,
+                help=f"{field.description or ''} (default: {default})",
+                **_field_flag(field.annotation),
+            )
 
 
-def _add_modality_flags(
-    g, only: tuple[str, ...] = ("backbone", "backbone_option", "noise")
-) -> None:
-    for setting in only:
-        flag, metavar, h = MODALITY_FLAGS[setting]
+def _add_item_flags(g, dests: list[str]) -> None:
+    for dest in dests:
+        flag, metavar, _, help_text = ITEM_FLAGS[dest]
         g.add_argument(
-            flag,
-            dest=f"modality_{setting}",
-            action="append",
-            metavar=metavar,
-            help=h,
+            flag, dest=dest, action="append", metavar=metavar, help=help_text,
             default=argparse.SUPPRESS,
-        )
+        )  # fmt: skip
+
+
+def _add_shorthand_flags(g, noise_only: bool) -> None:
     for flag, (key, type_, spelt) in SHORTHAND_FLAGS.items():
-        if key.endswith("_noise") or "backbone" in only:
+        if key.endswith("_noise") or not noise_only:
             g.add_argument(
                 flag,
                 dest=f"shorthand_{key}",
@@ -148,91 +163,61 @@ def _add_modality_flags(
             )
 
 
-def modality_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """``{M: {backbone: NAME, backbone_options: {KEY: VALUE}, noise: LEVEL}}`` from the
-    shorthands (``--image-noise``), then ``--backbone M=NAME``, ``--backbone-option
-    M.KEY=VALUE`` and ``--noise M=LEVEL``, which win over them (a noise level is checked
-    here, and kept as written: ``10db`` is an SNR)."""
-    flat = {key: vars(args)[f"shorthand_{key}"] for key, *_ in SHORTHAND_FLAGS.values()
-            if f"shorthand_{key}" in vars(args)}  # fmt: skip
-    out: dict[str, dict[str, Any]] = shorthand_settings(flat)
-    for setting, (flag, metavar, _) in MODALITY_FLAGS.items():
-        for item in getattr(args, f"modality_{setting}", None) or ():
-            if setting == "backbone_option":
-                m, option, value = _dotted(flag, metavar, item)
-                out.setdefault(m, {}).setdefault("backbone_options", {})[option] = value
-                continue
-            name, eq, value = item.partition("=")
-            name, value = name.strip(), value.strip()
-            if not eq or not name or not value:
-                raise ConfigError(f"{flag}: expected {metavar}, got {item!r}")
-            if setting == "noise":
-                try:
-                    parse_noise(value)
-                except ValueError as err:
-                    raise ConfigError(f"{flag} {item}: {err}") from None
-            out.setdefault(name, {})[setting] = value
-    return out
-
-
-def _dotted(flag: str, metavar: str, item: str) -> tuple[str, str, Any]:
-    """``OUTER.KEY=VALUE`` -> (outer, key, the value read as YAML)."""
+def _item(dest: str, item: str) -> tuple[list[str], Any]:
+    """An item flag's ``KEY=VALUE`` -> (the path of the setting it gives, its value)."""
+    flag, metavar, where, _ = ITEM_FLAGS[dest]
     key, eq, value = item.partition("=")
-    outer, dot, inner = key.partition(".")
-    if not eq or not dot or not outer or not inner:
+    keys = [k.strip() for k in key.split(".", where.count("{}") - 1)]
+    as_yaml = metavar.endswith("=VALUE")
+    if not eq or len(keys) != where.count("{}") or not all(keys) or not (as_yaml or value.strip()):
         raise ConfigError(f"{flag}: expected {metavar}, got {item!r}")
-    return outer, inner, _parse_value(value)
+    if as_yaml:
+        with contextlib.suppress(yaml.YAMLError):  # text that is not YAML stays text
+            value = yaml.safe_load(value)
+    else:
+        value = value.strip()
+    if dest == "modality_noise":  # checked here to name the flag (kept as written)
+        try:
+            parse_noise(value)
+        except ValueError as err:
+            raise ConfigError(f"{flag} {item}: {err}") from None
+    parts = iter(keys)
+    return [next(parts) if part == "{}" else part for part in where.split(".")], value
 
 
-def merge_modality_flags(modalities: Any, args: argparse.Namespace) -> Any:
-    """A ``modalities`` mapping (a file's, or a run folder's resolved one) with the flags
-    applied: each setting a flag gives replaces the mapping's, backbone options one by one.
-
-    Args:
-        modalities: The ``modalities`` section (name -> settings); a malformed one is
-            returned as it is, for its own error.
-        args: The parsed command line (``--backbone M=NAME``, ``--noise M=LEVEL``,
-            ``--backbone-option M.KEY=VALUE`` and the image/text shorthands).
-
-    Returns:
-        The merged section.
-    """
-    flags = modality_flags(args)
-    if not isinstance(modalities, dict):
-        return modalities  # the file's section is malformed: its own error names it
-    merged = {m: dict(s) if isinstance(s, dict) else s for m, s in modalities.items()}
-    for m, settings in flags.items():
-        own = merged.get(m)
-        if not isinstance(own, dict):
-            merged[m] = settings if own is None else own
-            continue
-        options = settings.get("backbone_options")
-        own.update({k: v for k, v in settings.items() if k != "backbone_options"})
-        if options:
-            mine = own.get("backbone_options")
-            own["backbone_options"] = {**mine, **options} if isinstance(mine, dict) else options
-    return merged
+def _flag_settings(args: argparse.Namespace) -> list[tuple[list[str], Any]]:
+    """(path, value) of each setting the item and shorthand flags give, in the order they
+    apply: the shorthands (``--image-noise``) first, so the long forms win over them."""
+    given = vars(args)
+    flat = {key: given[f"shorthand_{key}"] for key, *_ in SHORTHAND_FLAGS.values()
+            if f"shorthand_{key}" in given}  # fmt: skip
+    out = [
+        (["modalities", m, setting], value)
+        for m, settings in shorthand_settings(flat).items()
+        for setting, value in settings.items()
+    ]
+    return out + [(*_item(d, item),) for d in ITEM_FLAGS for item in given.get(d) or ()]
 
 
-def _dict_flag(name: str, items: list[str]) -> dict:
-    flag, metavar, _ = DICT_FLAGS[name]
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"{flag}: expected {metavar}, got {item!r}")
-        if name == "dataset_options":
-            out[key] = _parse_value(value)
+def _apply(values: dict[str, Any], settings: list[tuple[list[str], Any]]) -> None:
+    """Each setting into ``values`` (a file's, or a run folder's), replacing what it had;
+    the mappings on the way are copied (not the file's), and a malformed one (not a
+    mapping) is left for its own error to name."""
+    for path, value in settings:
+        node = values
+        for key in path[:-1]:
+            child = {} if node.get(key) is None else node[key]
+            if not isinstance(child, dict):
+                break
+            node[key] = node = dict(child)
         else:
-            outer, inner, parsed = _dotted(flag, metavar, item)
-            out.setdefault(outer, {})[inner] = parsed
-    return out
+            node[path[-1]] = value
 
 
 def config_from_args(args: argparse.Namespace, overrides: dict | None = None) -> RunConfig:
-    """Defaults < YAML file < flags. With ``overrides["methods"]`` (``balgrad train``), the
-    file's options for the other methods it lists are left out: they belong to its
-    ``compare`` run. Any other option for a method that does not run is an error."""
+    """Defaults < YAML file (or preset) < flags. With ``overrides["methods"]`` (``balgrad
+    train``), the file's options for the other methods it lists are left out: they belong
+    to its ``compare`` run. Any other option for a method that does not run is an error."""
     values: dict[str, Any] = {}
     source = "flags"
     if getattr(args, "config", None):
@@ -245,19 +230,11 @@ def config_from_args(args: argparse.Namespace, overrides: dict | None = None) ->
                 for m, o in values["method_options"].items()
                 if m in overrides["methods"] or m not in listed
             }
-    for name in RunConfig.model_fields:
-        if name not in vars(args):
-            continue
-        v = getattr(args, name)
-        if name in DICT_FLAGS:
-            merged = dict(values.get(name, {}))
-            for k, val in _dict_flag(name, v).items():
-                merged[k] = {**merged.get(k, {}), **val} if isinstance(val, dict) else val
-            v = merged
-        values[name] = v
-    modalities = merge_modality_flags(values.get("modalities", {}), args)
-    if modalities or "modalities" in values:
-        values["modalities"] = modalities
+    given = vars(args)
+    values.update(
+        {n: given[n] for n in RunConfig.model_fields if n in given and n not in ITEM_FLAGS}
+    )
+    _apply(values, _flag_settings(args))
     values.update(overrides or {})
     return build_config(values, source)
 
@@ -360,7 +337,7 @@ def evaluate_overrides(values: dict[str, Any], args: argparse.Namespace) -> None
     for name in EVALUATE_OVERRIDES:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
-    values["modalities"] = merge_modality_flags(values["modalities"], args)
+    _apply(values, _flag_settings(args))
 
 
 def cmd_evaluate(args) -> int:
@@ -520,7 +497,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--version", action="version", version=f"balgrad {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_run_commands(sub)
+    _add_evaluate(sub)
+    r = sub.add_parser("report", help="redraw the tables, figures and summary of a run folder")
+    r.add_argument("run_dir")
+    r.set_defaults(func=cmd_report)
+    ls = sub.add_parser("list", help="strategies and their options, datasets, backbones")
+    ls.set_defaults(func=cmd_list)
+    d = sub.add_parser("docs", help="where the built documentation is, or how to build it")
+    d.set_defaults(func=cmd_docs)
+    return p
 
+
+def _add_run_commands(sub) -> None:
+    """``compare`` and ``train``: every run option, ``--config`` and ``--resume``."""
     c = sub.add_parser("compare", help="train every method and print the paper's Table 1")
     t = sub.add_parser("train", help="train and evaluate one method")
     t.add_argument("--method", default="balgrad", help="a strategy name (see `balgrad list`)")
@@ -533,11 +523,16 @@ def build_parser() -> argparse.ArgumentParser:
         )
         parser.set_defaults(func=func)
 
+
+def _add_evaluate(sub) -> None:
+    """``evaluate``: the protocol's settings and how it runs (:data:`EVALUATE_OVERRIDES`);
+    unset ones (None) keep the run folder's."""
     e = sub.add_parser("evaluate", help="re-evaluate the saved models of a run folder")
     e.add_argument("run_dir")
     e.add_argument("--methods", nargs="+", default=None)
     e.add_argument("--missing-ratio", dest="missing_ratio", type=float)
-    _add_modality_flags(e, only=("noise",))
+    _add_item_flags(e, ["modality_noise"])
+    _add_shorthand_flags(e, noise_only=True)
     e.add_argument("--eval-seed", dest="eval_seed", type=int)
     e.add_argument("--missing", choices=["input", "embedding"])
     e.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None)
@@ -549,17 +544,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     e.set_defaults(func=cmd_evaluate)
-
-    r = sub.add_parser("report", help="redraw the tables, figures and summary of a run folder")
-    r.add_argument("run_dir")
-    r.set_defaults(func=cmd_report)
-
-    ls = sub.add_parser("list", help="strategies and their options, datasets, backbones")
-    ls.set_defaults(func=cmd_list)
-
-    d = sub.add_parser("docs", help="where the built documentation is, or how to build it")
-    d.set_defaults(func=cmd_docs)
-    return p
 
 
 #: the documentation's sources and built site, in a source checkout of balgrad
