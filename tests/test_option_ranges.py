@@ -250,7 +250,7 @@ def test_the_spectrogram_refuses_a_window_longer_than_its_fft():
 def test_mslr_created_in_python_refuses_a_nan_scale_by_name():
     from balgrad.strategies.mslr import MSLR
 
-    with pytest.raises(ConfigError, match=r"lr_scales\['audio'\]: must be a finite number > 0"):
+    with pytest.raises(ConfigError, match=r"'lr_scales'\['audio'\] expects float > 0, finite"):
         MSLR(lr_scales={"audio": math.nan})
-    with pytest.raises(ConfigError, match=r"lr_scales\['head'\]: must be a finite number > 0"):
+    with pytest.raises(ConfigError, match=r"'lr_scales'\['head'\] expects float > 0, finite"):
         MSLR(lr_scales={"head": math.inf})

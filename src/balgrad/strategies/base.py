@@ -619,17 +619,11 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Epoch = Annotated[int, Field(ge=0)]
 
 
-def check_modulation(alpha: float, start: int, end: int | None) -> None:
-    """The checks OGM-GE and AGM share: a non-negative α and an ordered epoch window."""
-    if not alpha >= 0 or alpha == float("inf"):
-        raise ConfigError(f"alpha: must be a finite number >= 0, got {alpha}")
+def check_window(start: int, end: int | None) -> None:
+    """The cross-option rule of OGM-GE, AGM and PMR: an ordered epoch window (each
+    option's own range is in its annotation)."""
     if end is not None and end < start:
         raise ConfigError("modulation_end: must be >= modulation_start")
-
-
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name}: unknown value {value!r}; expected one of {allowed}")
 
 
 def in_window(epoch: int, start: int, end: int | float) -> bool:
