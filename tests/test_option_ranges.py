@@ -243,7 +243,7 @@ def test_the_spectrogram_refuses_a_window_longer_than_its_fft():
 
     with pytest.raises(ConfigError, match=r"'win_length' \(1024\) must be <= n_fft \(512\)"):
         LogSpectrogram(n_fft=512, win_length=1024)
-    with pytest.raises(ConfigError, match=r"'eps' must be in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"'eps' expects float in \(0, 1\]"):
         LogSpectrogram(eps=math.nan)
 
 

@@ -75,6 +75,12 @@ def _refuse_bool(value: Any) -> Any:
     return value
 
 
+def _refuse_bool_or_float(value: Any) -> Any:
+    if isinstance(value, bool | float):
+        raise ValueError("an integer choice takes an integer")
+    return value
+
+
 _SCALARS: dict[Any, Any] = {
     bool: Annotated[bool, Strict()],
     int: Annotated[int, Strict()],
@@ -96,8 +102,10 @@ def strict_annotation(tp: Any) -> Any:
     except TypeError:  # an unhashable annotation
         return Any
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        return tp
+    if origin is Literal:  # pydantic takes True or 3.0 for the literal 1 or 3: refused
+        return (
+            Annotated[tp, BeforeValidator(_refuse_bool_or_float)] if int in map(type, args) else tp
+        )
     if origin is Annotated:  # the type made strict, its constraints (ranges) kept
         return Annotated[(strict_annotation(args[0]), *args[1:])]
     if origin in (Union, types.UnionType):
@@ -265,7 +273,6 @@ def validated(target: Any) -> Any:
         return target
     signature = inspect.signature(target)
     method = next(iter(signature.parameters), None) == "self"
-    owner = target.__qualname__.rpartition(".")[0].rpartition(".")[2] or target.__name__
 
     @functools.wraps(target)
     def checked(*args: Any, **kwargs: Any) -> Any:
@@ -275,7 +282,7 @@ def validated(target: Any) -> Any:
             return target(*args, **kwargs)  # Python's own message for a wrong call
         cls = type(args[0]) if method else None
         known = _call_options(target, cls)
-        what = cls.__name__ if cls is not None else owner
+        what = (cls or checked).__name__
         for name, value in bound.arguments.items():
             if name in known:
                 bound.arguments[name] = check_value(

@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 from torch import nn
 
 from balgrad.backbones.base import ImageEncoder, TextEncoder, freeze
 from balgrad.errors import BackboneError, ConfigError
-from balgrad.registry import Registry, check_options
+from balgrad.registry import Registry, check_options, validated
 
 
 def _encoder_check(tower: str, cls: type) -> Callable[[str, Any], None]:
@@ -185,12 +185,13 @@ Channels = Annotated[int, Field(ge=1, le=64)]
 Dropout = Annotated[float, Field(ge=0, lt=1)]
 
 
+@validated
 def _cnn(
     out_dim: Dim = 128,
     image_size: Annotated[int, Field(ge=8, le=4096)] = 32,
-    channels: int = 3,  # 1 or 3, checked by SmallCNN
+    channels: Literal[1, 3] = 3,
     width: Annotated[int, Field(ge=1, le=1024)] = 32,
-    norm: str = "batch",
+    norm: Literal["batch", "group", "none"] = "batch",
     finetune: bool = True,
 ) -> ImageEncoder:
     from balgrad.backbones.small import SmallCNN
@@ -201,6 +202,7 @@ def _cnn(
     return enc if finetune else freeze(enc)
 
 
+@validated
 def _small_text(
     texts: Iterable[str] | None = None,
     tokenizer: object | None = None,
@@ -210,7 +212,7 @@ def _small_text(
     out_dim: Dim = 128,
     embed_dim: Dim = 128,
     hidden: Dim = 128,
-    pooling: str = "conv",
+    pooling: Literal["conv", "mean"] = "conv",
     dropout: Dropout = 0.1,
     finetune: bool = True,
 ) -> TextEncoder:
@@ -312,6 +314,7 @@ def _frontend_options(options: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if options is None else check_options(LogSpectrogram, options)
 
 
+@validated
 def _audio_resnet18(
     frontend: Annotated[dict[str, Any] | None, AfterValidator(_frontend_options)] = None,
     channels: Channels = 1,
@@ -375,8 +378,9 @@ def check_sample_rate(
     )
 
 
+@validated
 def _visual_resnet18(
-    channels: Channels = 3, width: ResNetWidth = 64, layout: str = "bcthw"
+    channels: Channels = 3, width: ResNetWidth = 64, layout: Literal["bcthw", "btchw"] = "bcthw"
 ) -> nn.Module:
     from balgrad.backbones.resnet import VisualResNet18
 
@@ -384,6 +388,7 @@ def _visual_resnet18(
 
 
 def _sequence_builder(kind: str) -> Callable[..., nn.Module]:
+    @validated
     def build(
         in_features: Annotated[int, Field(ge=1, le=1_000_000)] | None = None,
         hidden: Dim = 128,
@@ -391,7 +396,7 @@ def _sequence_builder(kind: str) -> Callable[..., nn.Module]:
         heads: Annotated[int, Field(ge=1, le=64)] = 4,
         bidirectional: bool = False,
         dropout: Dropout = 0.0,
-        blank: str = "empty",
+        blank: Literal["empty", "zeros"] = "empty",
     ) -> nn.Module:
         from balgrad.backbones.sequence import SequenceEncoder
 
