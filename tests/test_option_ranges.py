@@ -92,9 +92,9 @@ def test_the_ends_of_the_audio_range_give_finite_noise():
 
 def test_a_condition_level_must_be_finite():
     for level in (math.nan, math.inf):
-        with pytest.raises(ConfigError, match="level must be finite"):
+        with pytest.raises(ConfigError, match="'level' expects float, finite"):
             Condition("noisy_audio", level=level)
-    with pytest.raises(ConfigError, match="ratio must be in"):
+    with pytest.raises(ConfigError, match=r"'ratio' expects float in \[0, 1\]"):
         Condition("missing_audio", ratio=math.nan)
 
 

@@ -33,6 +33,7 @@ import difflib
 import functools
 import importlib
 import inspect
+import operator
 import os
 import sys
 import types
@@ -75,6 +76,16 @@ def _refuse_bool(value: Any) -> Any:
     return value
 
 
+def _index(value: Any) -> Any:
+    """A numpy (or other ``__index__``) integer as an int; bool and float stay refused."""
+    if isinstance(value, bool | int | float) or not hasattr(type(value), "__index__"):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:  # numpy's bool
+        return value
+
+
 def _refuse_bool_or_float(value: Any) -> Any:
     if isinstance(value, bool | float):
         raise ValueError("an integer choice takes an integer")
@@ -83,7 +94,7 @@ def _refuse_bool_or_float(value: Any) -> Any:
 
 _SCALARS: dict[Any, Any] = {
     bool: Annotated[bool, Strict()],
-    int: Annotated[int, Strict()],
+    int: Annotated[int, Strict(), BeforeValidator(_index)],
     float: Annotated[float, BeforeValidator(_refuse_bool)],  # "1e-3" (YAML 1.1: a string) is fine
     str: str,
     bytes: bytes,
