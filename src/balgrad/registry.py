@@ -293,7 +293,7 @@ def validated(target: Any) -> Any:
             return target(*args, **kwargs)  # Python's own message for a wrong call
         cls = type(args[0]) if method else None
         known = _call_options(target, cls)
-        what = (cls or checked).__name__
+        what = checked.__name__ if cls is None else cls.__qualname__.rpartition(">.")[2]
         for name, value in bound.arguments.items():
             if name in known:
                 bound.arguments[name] = check_value(
