@@ -24,7 +24,10 @@ for a float that must be finite), checked and shown with it. :meth:`Registry.val
 them with pydantic, strict for booleans and integers (``"false"`` is not a bool, ``True``
 is not an int); every unknown name, unknown option or bad value is a
 :class:`~balgrad.errors.ConfigError` naming the registry, the name, the option and the
-valid choices. This module imports nothing of balgrad but its errors.
+valid choices. :func:`validated` applies the same checks to every direct call of a class
+or function (``BalGrad(temperature=-1)``, a dataset's settings dataclass), so an option's
+range is written once, in its annotation. This module imports nothing of balgrad but its
+errors.
 """
 
 from __future__ import annotations

@@ -177,8 +177,8 @@ def list_backbones() -> dict[str, dict[str, str]]:
 
 
 # ------------------------------------------------------------------------ built-ins
-#: the ranges of the built-ins' size options, part of their signatures (the registry
-#: checks them when the config is built): outside them a tower would allocate without
+#: the ranges of the built-ins' size options, part of their signatures (checked by name
+#: and on every direct call, ``registry.validated``): outside them a tower would allocate without
 #: bound or fail with a traceback once built
 Dim = Annotated[int, Field(ge=1, le=16384)]  # embedding, hidden and output sizes
 Channels = Annotated[int, Field(ge=1, le=64)]

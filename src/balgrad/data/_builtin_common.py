@@ -19,8 +19,8 @@ _FASHION_VERSION = 1
 
 SPLITS = ("train", "test")
 
-#: the ranges of the built-ins' options, part of their signatures (the registry checks
-#: them when the config is built): a sample count, a fraction, a square image's side
+#: the ranges of the built-ins' options, part of their signatures (checked by name and on
+#: every direct call, ``registry.validated``): a sample count, a fraction, a square image's side
 Count = Annotated[int, Field(ge=1, le=1_000_000)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 ImageSide = Annotated[int, Field(ge=8, le=256)]

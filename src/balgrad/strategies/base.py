@@ -612,8 +612,8 @@ def _as_stat(value: Any, device: torch.device) -> torch.Tensor:
     return torch.full((), float(value), device=device, dtype=dtype)
 
 
-#: option types with their ranges, part of the strategies' signatures (the registry checks
-#: them where the config is built): NaN or inf in any of them would train on NaN
+#: option types with their ranges, part of the strategies' signatures (checked by name and
+#: on every direct call, ``registry.validated``): NaN or inf in any of them would train on NaN
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Epoch = Annotated[int, Field(ge=0)]
