@@ -179,7 +179,7 @@ class DiskLoader(DiskDataset):
 def _constructor(cls: type[DiskLoader]):
     """``__init__(self, data_dir, split="train", *, skip_bad=False, <Options fields>,
     check_files=True, workers=None)`` of ``cls``."""
-    types = typing.get_type_hints(cls.Options)
+    types = typing.get_type_hints(cls.Options, include_extras=True)
     option_fields = [(f.name, f.default, types[f.name]) for f in dataclasses.fields(cls.Options)]
     dataset_fields = [(n, default, t) for n, (default, t) in DATASET_OPTIONS.items()]
     p = inspect.Parameter
