@@ -92,9 +92,9 @@ def test_the_ends_of_the_audio_range_give_finite_noise():
 
 def test_a_condition_level_must_be_finite():
     for level in (math.nan, math.inf):
-        with pytest.raises(ConfigError, match="level must be finite"):
+        with pytest.raises(ConfigError, match="'level' expects float, finite"):
             Condition("noisy_audio", level=level)
-    with pytest.raises(ConfigError, match="ratio must be in"):
+    with pytest.raises(ConfigError, match=r"'ratio' expects float in \[0, 1\]"):
         Condition("missing_audio", ratio=math.nan)
 
 
@@ -243,14 +243,14 @@ def test_the_spectrogram_refuses_a_window_longer_than_its_fft():
 
     with pytest.raises(ConfigError, match=r"'win_length' \(1024\) must be <= n_fft \(512\)"):
         LogSpectrogram(n_fft=512, win_length=1024)
-    with pytest.raises(ConfigError, match=r"'eps' must be in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"'eps' expects float in \(0, 1\]"):
         LogSpectrogram(eps=math.nan)
 
 
 def test_mslr_created_in_python_refuses_a_nan_scale_by_name():
     from balgrad.strategies._mslr import MSLR
 
-    with pytest.raises(ConfigError, match=r"lr_scales\['audio'\]: must be a finite number > 0"):
+    with pytest.raises(ConfigError, match=r"'lr_scales'\['audio'\] expects float > 0, finite"):
         MSLR(lr_scales={"audio": math.nan})
-    with pytest.raises(ConfigError, match=r"lr_scales\['head'\]: must be a finite number > 0"):
+    with pytest.raises(ConfigError, match=r"'lr_scales'\['head'\] expects float > 0, finite"):
         MSLR(lr_scales={"head": math.inf})

@@ -24,7 +24,10 @@ for a float that must be finite), checked and shown with it. :meth:`Registry.val
 them with pydantic, strict for booleans and integers (``"false"`` is not a bool, ``True``
 is not an int); every unknown name, unknown option or bad value is a
 :class:`~balgrad.errors.ConfigError` naming the registry, the name, the option and the
-valid choices. This module imports nothing of balgrad but its errors.
+valid choices. :func:`validated` applies the same checks to every direct call of a class
+or function (``BalGrad(temperature=-1)``, a dataset's settings dataclass), so an option's
+range is written once, in its annotation. This module imports nothing of balgrad but its
+errors.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import difflib
 import functools
 import importlib
 import inspect
+import operator
 import os
 import sys
 import types
@@ -58,6 +62,7 @@ __all__ = [
     "check_value",
     "strict_annotation",
     "type_name",
+    "validated",
 ]
 
 REQUIRED = inspect.Parameter.empty
@@ -74,9 +79,25 @@ def _refuse_bool(value: Any) -> Any:
     return value
 
 
+def _index(value: Any) -> Any:
+    """A numpy (or other ``__index__``) integer as an int; bool and float stay refused."""
+    if isinstance(value, bool | int | float) or not hasattr(type(value), "__index__"):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:  # numpy's bool
+        return value
+
+
+def _refuse_bool_or_float(value: Any) -> Any:
+    if isinstance(value, bool | float):
+        raise ValueError("an integer choice takes an integer")
+    return value
+
+
 _SCALARS: dict[Any, Any] = {
     bool: Annotated[bool, Strict()],
-    int: Annotated[int, Strict()],
+    int: Annotated[int, Strict(), BeforeValidator(_index)],
     float: Annotated[float, BeforeValidator(_refuse_bool)],  # "1e-3" (YAML 1.1: a string) is fine
     str: str,
     bytes: bytes,
@@ -102,8 +123,10 @@ def strict_annotation(tp: Any) -> Any:
     except TypeError:  # an unhashable annotation
         return Any
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        return tp
+    if origin is Literal:  # pydantic takes True or 3.0 for the literal 1 or 3: refused
+        return (
+            Annotated[tp, BeforeValidator(_refuse_bool_or_float)] if int in map(type, args) else tp
+        )
     if origin is Annotated:  # the type made strict, its constraints (ranges) kept
         return Annotated[(strict_annotation(args[0]), *args[1:])]
     if origin in (Union, types.UnionType):
@@ -220,9 +243,31 @@ def check_value(annotation: Any, value: Any, what: str) -> Any:
         for e in err.errors():
             if isinstance(cause := (e.get("ctx") or {}).get("error"), ConfigError):
                 raise ConfigError(f"{what}: {cause}") from None
+        _check_items(annotation, value, what)  # names the bad item of a list or dict
         raise ConfigError(
             f"{what} expects {type_name(annotation)}, got {value!r} ({type(value).__name__})"
         ) from None
+
+
+def _check_items(annotation: Any, value: Any, what: str) -> None:
+    """Each item of a list, tuple or dict ``value`` checked against its annotation's item
+    type (``dict[str, float]``, ``list[float] | None``): the first bad one is named."""
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            _check_items(members[0], value, what)
+        return
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and len(args) == 2 and isinstance(value, Mapping):
+        items, item_type = value.items(), args[1]
+    elif origin in (list, tuple) and len(args) == 1 and isinstance(value, list | tuple):
+        items, item_type = enumerate(value), args[0]
+    else:
+        return
+    for key, item in items:
+        check_value(item_type, item, f"{what}[{key!r}]")
 
 
 def check_options(
@@ -266,6 +311,79 @@ def _checked(
                 f"{where}unknown option {key!r}{hint}; valid options: {', '.join(known) or 'none'}"
             )
     return out
+
+
+def validated(target: Any) -> Any:
+    """Check the annotated parameters of a function, an ``__init__`` or a class's
+    ``__init__`` (a dataclass's) on every call, direct or through a registry, as a registry
+    checks options: strict types, the ranges of ``Annotated[..., Field(...)]``, ``Literal``
+    choices; a bad value is a ConfigError naming the option and what it allows. Only the
+    values passed are checked (and converted, ``"1e-3"`` -> 0.001), never the defaults. A
+    subclass retypes an inherited option with a class annotation of the same name.
+
+    Args:
+        target: The function or class to check.
+
+    Returns:
+        ``target`` checked: the wrapped function, or the class with its ``__init__``
+        wrapped.
+
+    Example:
+        >>> @validated
+        ... def scale(x: Annotated[float, Field(gt=0)]) -> float:
+        ...     return 2 * x
+        >>> scale(-1)  # doctest: +SKIP
+        ConfigError: scale: option 'x' expects float > 0, got -1 (int)
+    """
+    if inspect.isclass(target):
+        target.__init__ = validated(target.__init__)
+        return target
+    signature = inspect.signature(target)
+    method = next(iter(signature.parameters), None) == "self"
+
+    @functools.wraps(target)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            return target(*args, **kwargs)  # Python's own message for a wrong call
+        cls = type(args[0]) if method else None
+        known = _call_options(target, cls)
+        what = checked.__name__ if cls is None else cls.__qualname__.rpartition(">.")[2]
+        for name, value in bound.arguments.items():
+            if name in known:
+                bound.arguments[name] = check_value(
+                    known[name].annotation, value, f"{what}: option {name!r}"
+                )
+        return target(*bound.args, **bound.kwargs)
+
+    return checked
+
+
+@functools.lru_cache(maxsize=256)
+def _call_options(target: Any, cls: type | None) -> dict[str, Option]:
+    known, _ = _signature_options(target, (), cls is not None, {})
+    for name, annotation in _retyped(cls).items() if cls is not None else ():
+        if name in known:
+            known[name] = Option(name, annotation, known[name].default)
+    return known
+
+
+def _retyped(cls: type) -> dict[str, Any]:
+    """The class annotations of ``cls`` and its bases below the class that defines its
+    ``__init__``: how a subclass retypes an inherited option (``BalGradFast``'s scopes)."""
+    own: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            break
+        own.update(vars(klass).get("__annotations__", {}))
+    if not own:
+        return {}
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception:  # noqa: BLE001 - unresolvable class annotations retype nothing
+        return {}
+    return {name: hints[name] for name in own if name in hints}
 
 
 # -- entries and options ------------------------------------------------------------------
@@ -355,7 +473,7 @@ def _type_hints(obj: Any) -> dict[str, Any]:
                     hints[name] = eval(ann, namespace) if isinstance(ann, str) else ann
                 except Exception:  # noqa: BLE001
                     continue
-    return hints
+    return {**hints, **_retyped(obj)} if inspect.isclass(obj) else hints
 
 
 def _signature_options(

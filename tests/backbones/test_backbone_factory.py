@@ -145,7 +145,7 @@ def test_a_wrong_kind_name_or_option_is_named():
         create_backbone("video", "resnet18", frontend={})
     with pytest.raises(ConfigError, match="option 'frontend': unknown option 'n_ftt'"):
         create_backbone("audio", "resnet18", frontend={"n_ftt": 256})
-    with pytest.raises(ConfigError, match="'layout' must be one of"):
+    with pytest.raises(ConfigError, match=r"'layout' expects 'bcthw' \| 'btchw'"):
         create_backbone("video", "resnet18", layout="thwc")
 
 

@@ -184,8 +184,8 @@ def test_dynamic_needs_scores():
     "options,field",
     [
         ({"mode": "x"}, "mode"),
-        ({"lr_scales": {"image": 0.0}}, r"lr_scales\['image'\]"),
-        ({"lr_scales": {"text": -1.0}}, r"lr_scales\['text'\]"),
+        ({"lr_scales": {"image": 0.0}}, r"lr_scales'\['image'\]"),
+        ({"lr_scales": {"text": -1.0}}, r"lr_scales'\['text'\]"),
         ({"window": 0}, "window"),
         ({"rule": "compound"}, "rule"),
     ],

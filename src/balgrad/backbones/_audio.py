@@ -19,7 +19,7 @@ after :func:`loop_to_length` has made every clip 3 s long.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -27,9 +27,9 @@ from torch import nn
 
 from balgrad.data._waveform import loop_to_length  # noqa: F401 - re-exported: the loaders use it too
 from balgrad.errors import ConfigError
+from balgrad.registry import validated
 
-MEL_SCALES = ("slaney", "htk")
-KINDS = ("mel", "stft")
+MelScale = Literal["slaney", "htk"]
 #: the largest FFT, hop and window (in samples): 1.4 s at 48 kHz, far past any front end's
 MAX_FFT = 65536
 #: a sample rate in Hz: from telephone-band audio well below 8 kHz to 384 kHz studio audio
@@ -42,12 +42,8 @@ _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 _LOGSTEP = math.log(6.4) / 27.0
 
 
-def _check_scale(scale: str) -> None:
-    if scale not in MEL_SCALES:
-        raise ConfigError(f"option 'mel_scale' must be one of {MEL_SCALES}, got {scale!r}")
-
-
-def hz_to_mel(freq: torch.Tensor, scale: str = "slaney") -> torch.Tensor:
+@validated
+def hz_to_mel(freq: torch.Tensor, scale: MelScale = "slaney") -> torch.Tensor:
     """Frequencies in Hz -> mels on the named scale.
 
     Args:
@@ -57,7 +53,6 @@ def hz_to_mel(freq: torch.Tensor, scale: str = "slaney") -> torch.Tensor:
     Returns:
         Mels, float64.
     """
-    _check_scale(scale)
     freq = torch.as_tensor(freq, dtype=torch.float64)
     if scale == "htk":
         return 2595.0 * torch.log10(1.0 + freq / 700.0)
@@ -65,7 +60,8 @@ def hz_to_mel(freq: torch.Tensor, scale: str = "slaney") -> torch.Tensor:
     return torch.where(freq >= _MIN_LOG_HZ, log_part, freq / _F_SP)
 
 
-def mel_to_hz(mel: torch.Tensor, scale: str = "slaney") -> torch.Tensor:
+@validated
+def mel_to_hz(mel: torch.Tensor, scale: MelScale = "slaney") -> torch.Tensor:
     """Mels on the named scale -> Hz (the inverse of :func:`hz_to_mel`).
 
     Args:
@@ -75,7 +71,6 @@ def mel_to_hz(mel: torch.Tensor, scale: str = "slaney") -> torch.Tensor:
     Returns:
         Hz, float64.
     """
-    _check_scale(scale)
     mel = torch.as_tensor(mel, dtype=torch.float64)
     if scale == "htk":
         return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
@@ -101,14 +96,15 @@ def mel_center_frequencies(
     return mel_to_hz(torch.linspace(float(lo), float(hi), n_mels + 2, dtype=torch.float64), scale)
 
 
+@validated
 def mel_filterbank(
     sample_rate: int,
     n_fft: int,
-    n_mels: int = 64,
+    n_mels: Annotated[int, Field(ge=1)] = 64,
     f_min: float = 0.0,
     f_max: float | None = None,
-    scale: str = "slaney",
-    norm: str | None = "slaney",
+    scale: MelScale = "slaney",
+    norm: Literal["slaney"] | None = "slaney",
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Triangular mel filters ``[n_mels, n_fft // 2 + 1]`` over the rfft bins.
@@ -132,15 +128,11 @@ def mel_filterbank(
         The filters ``[n_mels, n_fft // 2 + 1]``.
     """
     f_max = sample_rate / 2.0 if f_max is None else float(f_max)
-    if n_mels < 1:
-        raise ConfigError(f"option 'n_mels' must be >= 1, got {n_mels}")
     if not 0.0 <= f_min < f_max <= sample_rate / 2.0:
         raise ConfigError(
             f"options 'f_min'/'f_max' need 0 <= f_min < f_max <= sample_rate / 2, "
             f"got f_min={f_min}, f_max={f_max}, sample_rate={sample_rate}"
         )
-    if norm not in ("slaney", None):
-        raise ConfigError(f"option 'mel_norm' must be 'slaney' or None, got {norm!r}")
     edges = mel_center_frequencies(n_mels, f_min, f_max, scale)  # [n_mels + 2]
     bins = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
     lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
@@ -178,37 +170,30 @@ class LogSpectrogram(nn.Module):
         ConfigError: A bad option (an unknown ``kind``, ``n_fft < 2``...).
     """
 
+    @validated
     def __init__(
         self,
         sample_rate: SampleRate = 16000,
-        kind: str = "mel",
+        kind: Literal["mel", "stft"] = "mel",
         n_fft: Annotated[int, Field(ge=2, le=MAX_FFT)] = 512,
         hop_length: Annotated[int, Field(ge=1, le=MAX_FFT)] | None = None,
         win_length: Annotated[int, Field(ge=1, le=MAX_FFT)] | None = None,
         n_mels: Annotated[int, Field(ge=1, le=1024)] = 64,
         f_min: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0,
         f_max: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
-        mel_scale: str = "slaney",
-        mel_norm: str | None = "slaney",
+        mel_scale: MelScale = "slaney",
+        mel_norm: Literal["slaney"] | None = "slaney",
         power: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0,
         eps: Annotated[float, Field(gt=0, le=1)] = 1e-6,
         center: bool = True,
         pad_mode: str = "constant",
     ) -> None:
         super().__init__()
-        if kind not in KINDS:
-            raise ConfigError(f"option 'kind' must be one of {KINDS}, got {kind!r}")
-        if n_fft < 2:
-            raise ConfigError(f"option 'n_fft' must be >= 2, got {n_fft}")
-        if not 0 < eps <= 1:
-            raise ConfigError(f"option 'eps' must be in (0, 1] (the log floor), got {eps}")
         if win_length is not None and win_length > n_fft:
             raise ConfigError(
                 f"option 'win_length' ({win_length}) must be <= n_fft ({n_fft}): the window "
                 "lies inside one FFT frame"
             )
-        if power <= 0:
-            raise ConfigError(f"option 'power' must be > 0, got {power}")
         self.sample_rate = int(sample_rate)
         self.kind = kind
         self.n_fft = int(n_fft)

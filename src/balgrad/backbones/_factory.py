@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 from torch import nn
 
 from balgrad.backbones._base import ImageEncoder, TextEncoder, freeze
 from balgrad.errors import BackboneError, ConfigError
-from balgrad.registry import Registry, check_options
+from balgrad.registry import Registry, check_options, validated
 
 
 def _encoder_check(tower: str, cls: type) -> Callable[[str, Any], None]:
@@ -232,20 +232,21 @@ def list_backbones() -> dict[str, dict[str, str]]:
 
 
 # ------------------------------------------------------------------------ built-ins
-#: the ranges of the built-ins' size options, part of their signatures (the registry
-#: checks them when the config is built): outside them a tower would allocate without
+#: the ranges of the built-ins' size options, part of their signatures (checked by name
+#: and on every direct call, ``registry.validated``): outside them a tower would allocate without
 #: bound or fail with a traceback once built
 Dim = Annotated[int, Field(ge=1, le=16384)]  # embedding, hidden and output sizes
 Channels = Annotated[int, Field(ge=1, le=64)]
 Dropout = Annotated[float, Field(ge=0, lt=1)]
 
 
+@validated
 def _cnn(
     out_dim: Dim = 128,
     image_size: Annotated[int, Field(ge=8, le=4096)] = 32,
-    channels: int = 3,  # 1 or 3, checked by SmallCNN
+    channels: Literal[1, 3] = 3,
     width: Annotated[int, Field(ge=1, le=1024)] = 32,
-    norm: str = "batch",
+    norm: Literal["batch", "group", "none"] = "batch",
     finetune: bool = True,
 ) -> ImageEncoder:
     from balgrad.backbones._small import SmallCNN
@@ -256,6 +257,7 @@ def _cnn(
     return enc if finetune else freeze(enc)
 
 
+@validated
 def _small_text(
     texts: Iterable[str] | None = None,
     tokenizer: object | None = None,
@@ -265,7 +267,7 @@ def _small_text(
     out_dim: Dim = 128,
     embed_dim: Dim = 128,
     hidden: Dim = 128,
-    pooling: str = "conv",
+    pooling: Literal["conv", "mean"] = "conv",
     dropout: Dropout = 0.1,
     finetune: bool = True,
 ) -> TextEncoder:
@@ -367,6 +369,7 @@ def _frontend_options(options: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if options is None else check_options(LogSpectrogram, options)
 
 
+@validated
 def _audio_resnet18(
     frontend: Annotated[dict[str, Any] | None, AfterValidator(_frontend_options)] = None,
     channels: Channels = 1,
@@ -441,8 +444,9 @@ def check_sample_rate(
     )
 
 
+@validated
 def _visual_resnet18(
-    channels: Channels = 3, width: ResNetWidth = 64, layout: str = "bcthw"
+    channels: Channels = 3, width: ResNetWidth = 64, layout: Literal["bcthw", "btchw"] = "bcthw"
 ) -> nn.Module:
     from balgrad.backbones._resnet import VisualResNet18
 
@@ -450,6 +454,7 @@ def _visual_resnet18(
 
 
 def _sequence_builder(kind: str) -> Callable[..., nn.Module]:
+    @validated
     def build(
         in_features: Annotated[int, Field(ge=1, le=1_000_000)] | None = None,
         hidden: Dim = 128,
@@ -457,7 +462,7 @@ def _sequence_builder(kind: str) -> Callable[..., nn.Module]:
         heads: Annotated[int, Field(ge=1, le=64)] = 4,
         bidirectional: bool = False,
         dropout: Dropout = 0.0,
-        blank: str = "empty",
+        blank: Literal["empty", "zeros"] = "empty",
     ) -> nn.Module:
         from balgrad.backbones._sequence import SequenceEncoder
 

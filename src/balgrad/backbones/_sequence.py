@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from balgrad.backbones._frozen import KeepFrozen
 from balgrad.errors import ConfigError
-
-KINDS = ("gru", "transformer")
-BLANKS = ("empty", "zeros")
+from balgrad.registry import validated
 
 
 def clean_features(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -131,29 +130,19 @@ class SequenceEncoder(KeepFrozen, nn.Module):
 
     trainable = True
 
+    @validated
     def __init__(
         self,
-        in_features: int,
-        kind: str = "gru",
-        hidden: int = 128,
-        layers: int = 1,
+        in_features: Annotated[int, Field(ge=1)],
+        kind: Literal["gru", "transformer"] = "gru",
+        hidden: Annotated[int, Field(ge=1)] = 128,
+        layers: Annotated[int, Field(ge=1)] = 1,
         heads: int = 4,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        blank: str = "empty",
+        blank: Literal["empty", "zeros"] = "empty",
     ) -> None:
         super().__init__()
-        if kind not in KINDS:
-            raise ConfigError(f"SequenceEncoder option 'kind' must be one of {KINDS}, got {kind!r}")
-        if blank not in BLANKS:
-            raise ConfigError(
-                f"SequenceEncoder option 'blank' must be one of {BLANKS}, got {blank!r}"
-            )
-        if in_features < 1 or hidden < 1 or layers < 1:
-            raise ConfigError(
-                "SequenceEncoder options 'in_features', 'hidden' and 'layers' must be >= 1, got "
-                f"in_features={in_features}, hidden={hidden}, layers={layers}"
-            )
         if kind == "transformer" and hidden % (2 * heads) != 0:
             raise ConfigError(
                 f"SequenceEncoder option 'hidden' ({hidden}) must be a multiple of 2 * 'heads' "

@@ -14,9 +14,11 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from torch import nn
 
@@ -24,7 +26,8 @@ from balgrad.atomic import write_text
 from balgrad.backbones._base import ImageEncoder, TextEncoder
 from balgrad.backbones._frozen import KeepFrozen
 from balgrad.backbones._pixels import resize, to_channels
-from balgrad.errors import BackboneError, ConfigError
+from balgrad.errors import BackboneError
+from balgrad.registry import validated
 
 PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP)  # ids 0, 1, 2, 3 in this order
@@ -43,23 +46,16 @@ class SmallCNN(KeepFrozen, ImageEncoder):
         norm: ``"batch"``, ``"group"`` or ``"none"``.
     """
 
+    @validated
     def __init__(
         self,
         out_dim: int = 128,
-        image_size: int = 32,
-        channels: int = 3,
+        image_size: Annotated[int, Field(ge=8)] = 32,
+        channels: Literal[1, 3] = 3,
         width: int = 32,
-        norm: str = "batch",
+        norm: Literal["batch", "group", "none"] = "batch",
     ) -> None:
         super().__init__()
-        if channels not in (1, 3):
-            raise ConfigError(f"SmallCNN option 'channels' must be 1 or 3, got {channels}")
-        if image_size < 8:
-            raise ConfigError(f"SmallCNN option 'image_size' must be >= 8, got {image_size}")
-        if norm not in ("batch", "group", "none"):
-            raise ConfigError(
-                f"SmallCNN option 'norm' must be 'batch', 'group' or 'none', got {norm!r}"
-            )
         self.out_dim = int(out_dim)
         self.image_size = int(image_size)
         self.channels = int(channels)
@@ -141,7 +137,11 @@ def _new_word_tokenizer(vocab: dict[str, int], max_length: int) -> Tokenizer:
     return tok
 
 
-def configure_word_tokenizer(tok: Tokenizer, max_length: int) -> Tokenizer:
+@validated
+def configure_word_tokenizer(
+    tok: Tokenizer,
+    max_length: Annotated[int, Field(ge=2)],  # [CLS] and [SEP]
+) -> Tokenizer:
     """Truncate to ``max_length`` tokens (``[CLS]`` and ``[SEP]`` included), pad to the longest.
 
     Args:
@@ -154,17 +154,16 @@ def configure_word_tokenizer(tok: Tokenizer, max_length: int) -> Tokenizer:
     Raises:
         ConfigError: ``max_length < 2``.
     """
-    if max_length < 2:
-        raise ConfigError(f"option 'max_length' must be >= 2 ([CLS] and [SEP]), got {max_length}")
     tok.enable_truncation(max_length=int(max_length))
     tok.enable_padding(pad_id=tok.token_to_id(PAD), pad_token=PAD)
     return tok
 
 
+@validated
 def build_word_tokenizer(
     texts: Iterable[str],
-    min_freq: int = 1,
-    max_vocab: int | None = 30000,
+    min_freq: Annotated[int, Field(ge=1)] = 1,
+    max_vocab: Annotated[int, Field(ge=1)] | None = 30000,
     max_length: int = 64,
 ) -> Tokenizer:
     """Fit a word-level tokenizer on ``texts``.
@@ -188,10 +187,6 @@ def build_word_tokenizer(
     Raises:
         ConfigError: ``min_freq < 1`` or ``max_vocab < 1``.
     """
-    if min_freq < 1:
-        raise ConfigError(f"option 'min_freq' must be >= 1, got {min_freq}")
-    if max_vocab is not None and max_vocab < 1:
-        raise ConfigError(f"option 'max_vocab' must be >= 1 or None, got {max_vocab}")
     probe = _new_word_tokenizer({t: i for i, t in enumerate(SPECIAL_TOKENS)}, max_length)
     counts: Counter[str] = Counter()
     for text in texts:
@@ -258,21 +253,18 @@ class SmallTextEncoder(KeepFrozen, TextEncoder):
         dropout: The dropout rate (0.1).
     """
 
+    @validated
     def __init__(
         self,
         tokenizer: Tokenizer | str | os.PathLike[str],
         out_dim: int = 128,
         embed_dim: int = 128,
         hidden: int = 128,
-        pooling: str = "conv",
+        pooling: Literal["conv", "mean"] = "conv",
         max_length: int | None = None,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if pooling not in ("conv", "mean"):
-            raise ConfigError(
-                f"SmallTextEncoder option 'pooling' must be 'conv' or 'mean', got {pooling!r}"
-            )
         if isinstance(tokenizer, Tokenizer):
             tok = Tokenizer.from_str(tokenizer.to_str())  # own copy: padding is set below
             if max_length is not None or tok.truncation is None or tok.padding is None:

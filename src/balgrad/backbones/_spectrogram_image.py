@@ -36,6 +36,7 @@ from balgrad.backbones._frozen import KeepFrozen
 from balgrad.backbones._pixels import resize
 from balgrad.backbones._pretrained_pip import EfficientNetLite0Encoder
 from balgrad.errors import BackboneError, ConfigError
+from balgrad.registry import validated
 
 NAME = "efficientnet-lite0-mel"
 #: power added before the log: silence sits at 10 log10(1e-10) = -100 dB everywhere
@@ -67,6 +68,7 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
     std = 0.5
     identity_covers_weights = True  # the weights package's version pins them (see below)
 
+    @validated
     def __init__(
         self,
         finetune: bool = False,
@@ -87,11 +89,7 @@ class SpectrogramImageEncoder(KeepFrozen, nn.Module):
                 f"backbone {NAME!r}: options 'fused' and 'finetune' exclude each other (a "
                 "fine-tuned network's BatchNorm cannot be folded)"
             )
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
-            raise ConfigError(
-                f"backbone {NAME!r}: option 'image_size' must be an integer >= 32, got {image_size!r}"
-            )
-        if not (math.isfinite(db_min) and math.isfinite(db_max) and db_min < db_max):
+        if not db_min < db_max:
             raise ConfigError(
                 f"backbone {NAME!r}: options 'db_min' < 'db_max' (finite dB), got "
                 f"db_min={db_min!r}, db_max={db_max!r}"

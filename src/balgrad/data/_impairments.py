@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from balgrad.data._kinds import noisy_image, sample_generator
 from balgrad.errors import ConfigError
 from balgrad.names import parse_condition
+from balgrad.registry import validated
 
 __all__ = ["Condition", "MISSING_MODES", "noisy_image", "noisy_tokens", "sample_generator"]
 
@@ -47,6 +50,7 @@ def _split_kind(kind: str) -> tuple[str, str | None]:
     return parsed
 
 
+@validated
 @dataclass(frozen=True)
 class Condition:
     """One evaluation condition.
@@ -60,18 +64,14 @@ class Condition:
     """
 
     kind: str = "full"
-    ratio: float = 1.0
-    level: float = 0.0
+    ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
+    level: Annotated[float, Field(allow_inf_nan=False)] = 0.0  # every kind's range is finite
     seed: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self):  # the rules that depend on the kind
         action, _ = _split_kind(self.kind)
-        if not 0.0 <= self.ratio <= 1.0:
-            raise ConfigError(f"condition {self.kind}: ratio must be in [0, 1], got {self.ratio}")
         if action == "only" and self.ratio != 1.0:
             raise ConfigError(f"condition {self.kind}: only_<m> impairs every sample (ratio 1)")
-        if not math.isfinite(self.level):  # every kind's range is finite (data.kinds)
-            raise ConfigError(f"condition {self.kind}: the level must be finite, got {self.level}")
         if self.kind == "noisy_text" and not 0.0 <= self.level <= 1.0:
             raise ConfigError(f"condition noisy_text: p must be in [0, 1], got {self.level}")
         if self.kind == "noisy_image" and self.level < 0:

@@ -57,28 +57,27 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from balgrad._grad import add_to_grads_, forward_autocast, widen
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
+from balgrad.registry import validated
 from balgrad.strategies._base import (
     Epoch,
     NonNegative,
     Positive,
     Strategy,
-    check_choice,
-    check_modulation,
+    check_window,
     checked_loss,
     in_window,
 )
 from balgrad.tasks import task_loss
 
-CLIP = ("model", "none")
-ZERO = ("embedding", "input")
 CLIP_NORM = 1.0  # the official two-modal threshold and max norm
 CLIP_EPS = 1e-6  # clip_grad_norm_'s epsilon
 PROB_FLOOR = 1e-8  # the official two-modal clamp of p(true label); its three-modal code has none
@@ -314,6 +313,7 @@ class AGM(Strategy):
     )
     max_modalities = MAX_MODALITIES
 
+    @validated
     def __init__(
         self,
         *,
@@ -324,16 +324,10 @@ class AGM(Strategy):
         clip: Literal["model", "none"] = "model",
         zero: Literal["embedding", "input"] = "embedding",
         clip_norm: Positive = CLIP_NORM,
-        prob_floor: float = PROB_FLOOR,
+        prob_floor: Annotated[float, Field(ge=0, lt=1)] = PROB_FLOOR,
     ):
         super().__init__()
-        check_modulation(alpha, modulation_start, modulation_end)
-        check_choice("clip", clip, CLIP)
-        check_choice("zero", zero, ZERO)
-        if clip_norm <= 0:
-            raise ConfigError(f"clip_norm: must be > 0, got {clip_norm}")
-        if not 0 <= prob_floor < 1:
-            raise ConfigError(f"prob_floor: must be in [0, 1), got {prob_floor}")
+        check_window(modulation_start, modulation_end)
         self.prob_floor = float(prob_floor)
         self.clip_norm = float(clip_norm)
         self.alpha = float(alpha)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -47,12 +47,11 @@ from balgrad._grad import (
     sq_norms,
     widen,
 )
-from balgrad.errors import ConfigError
 from balgrad.names import statistics
+from balgrad.registry import validated
 from balgrad.strategies._base import NonNegative, Positive, Strategy
 from balgrad.tasks import symmetric_kl, task_loss, true_class_prob
 
-REWEIGHTS = ("contribution", "none")
 #: the statistics of BalGrad (and balgrad_fast), declared once: the strategies build
 #: their keys through it and the report's diagnostics read them through it
 STATISTICS = statistics(
@@ -266,17 +265,17 @@ class BalGrad(Strategy):
 
     name = "balgrad"
     statistics = STATISTICS
-    scopes: tuple[str, ...] = ("global", "per_modality")
     full_precision_compute = True
 
+    @validated
     def __init__(
         self,
         *,
-        reweight: str = "contribution",
+        reweight: Literal["contribution", "none"] = "contribution",
         equalize_norms: bool = True,
         contribution_ema: Annotated[float, Field(ge=0, lt=1)] = 0.0,
         project: bool = True,
-        projection_scope: str = "global",
+        projection_scope: Literal["global", "per_modality"] = "global",
         kl_weight: NonNegative = 1.0,
         unimodal_weight: NonNegative = 1.0,
         temperature: Positive = 1.0,
@@ -284,20 +283,6 @@ class BalGrad(Strategy):
         head_diagnostics_every: Annotated[int, Field(ge=1)] = 50,
     ):
         super().__init__()
-        if reweight not in REWEIGHTS:
-            raise ConfigError(f"reweight: unknown value {reweight!r}; expected one of {REWEIGHTS}")
-        if projection_scope not in self.scopes:
-            raise ConfigError(
-                f"projection_scope: unknown value {projection_scope!r}; expected one of {self.scopes}"
-            )
-        if not 0.0 <= contribution_ema < 1.0:
-            raise ConfigError(f"contribution_ema: must be in [0, 1), got {contribution_ema}")
-        if temperature <= 0:
-            raise ConfigError(f"temperature: must be > 0, got {temperature}")
-        if kl_weight < 0 or unimodal_weight < 0:
-            raise ConfigError("kl_weight and unimodal_weight must be >= 0")
-        if int(head_diagnostics_every) < 1:
-            raise ConfigError(f"head_diagnostics_every: must be >= 1, got {head_diagnostics_every}")
         self.reweight = reweight
         self.equalize_norms = bool(equalize_norms)
         self.contribution_ema = float(contribution_ema)

@@ -24,6 +24,8 @@ DistributedDataParallel, whose bucketed all-reduce overlaps it; the scalar stati
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from balgrad._grad import grads_of
@@ -44,7 +46,7 @@ class BalGradFast(BalGrad):
     name = "balgrad_fast"
     statistics = BalGrad.statistics  # the same statistics, from the embeddings' geometry
     supports_ddp = True
-    scopes = ("global", "per_modality", "per_sample")
+    projection_scope: Literal["global", "per_modality", "per_sample"]  # one more option value
 
     def compute(self, model, output, target, ctx):
         """One step, with the gradients taken at the embeddings h_m: the same losses, weights

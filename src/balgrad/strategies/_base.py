@@ -825,43 +825,26 @@ def _as_stat(value: Any, device: torch.device) -> torch.Tensor:
     return torch.full((), float(value), device=device, dtype=dtype)
 
 
-#: option types with their ranges, part of the strategies' signatures (the registry checks
-#: them where the config is built): NaN or inf in any of them would train on NaN
+#: option types with their ranges, part of the strategies' signatures (checked by name and
+#: on every direct call, ``registry.validated``): NaN or inf in any of them would train on NaN
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Epoch = Annotated[int, Field(ge=0)]
 
 
-def check_modulation(alpha: float, start: int, end: int | None) -> None:
-    """The checks OGM-GE and AGM share: a non-negative α and an ordered epoch window.
+def check_window(start: int, end: int | None) -> None:
+    """The cross-option rule of OGM-GE, AGM and PMR: an ordered epoch window (each
+    option's own range is in its annotation).
 
     Args:
-        alpha: The modulation strength.
         start: The first modulated epoch.
         end: The last modulated epoch, or None for no end.
 
     Raises:
-        ConfigError: ``alpha`` is negative or infinite, or ``end < start``.
+        ConfigError: ``end < start``.
     """
-    if not alpha >= 0 or alpha == float("inf"):
-        raise ConfigError(f"alpha: must be a finite number >= 0, got {alpha}")
     if end is not None and end < start:
         raise ConfigError("modulation_end: must be >= modulation_start")
-
-
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    """Check that an option's value is one of its choices.
-
-    Args:
-        name: The option, for the message.
-        value: Its value.
-        allowed: The choices.
-
-    Raises:
-        ConfigError: ``value`` is not one of ``allowed``.
-    """
-    if value not in allowed:
-        raise ConfigError(f"{name}: unknown value {value!r}; expected one of {allowed}")
 
 
 def in_window(epoch: int, start: int, end: int | float) -> bool:

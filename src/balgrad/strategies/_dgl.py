@@ -54,12 +54,11 @@ from typing import Literal
 import torch
 
 from balgrad._grad import add_to_grads_, grads_of, sq_norms
-from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
-from balgrad.strategies._base import NonNegative, Positive, Strategy, check_choice
+from balgrad.registry import validated
+from balgrad.strategies._base import NonNegative, Positive, Strategy
 from balgrad.tasks import task_loss, true_class_prob
 
-SEMANTICS = ("official", "paper")
 #: ``nn.utils.clip_grad_norm_(..., max_norm=40)`` in the official ``main_dgl.py``
 OFFICIAL_MAX_GRAD_NORM = 40.0
 #: torch's ``clip_grad_norm_`` adds this to the total norm
@@ -120,6 +119,7 @@ class DGL(Strategy):
     #: strategy averages over ranks itself, so the model must not be DDP-wrapped
     supports_ddp = False
 
+    @validated
     def __init__(
         self,
         *,
@@ -128,11 +128,6 @@ class DGL(Strategy):
         max_grad_norm: Positive = OFFICIAL_MAX_GRAD_NORM,
     ):
         super().__init__()
-        check_choice("semantics", semantics, SEMANTICS)
-        if not alpha >= 0:
-            raise ConfigError(f"alpha: must be >= 0, got {alpha}")
-        if not max_grad_norm > 0:
-            raise ConfigError(f"max_grad_norm: must be > 0, got {max_grad_norm}")
         self.alpha = float(alpha)
         self.semantics = semantics
         self.max_grad_norm = float(max_grad_norm)

@@ -92,11 +92,10 @@ from torch import nn
 from balgrad._grad import add_to_grads_, grads_of
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
-from balgrad.strategies._base import Positive, Strategy, check_choice, unwrap
+from balgrad.registry import validated
+from balgrad.strategies._base import Positive, Strategy, unwrap
 from balgrad.tasks import task_loss, true_class_prob
 
-SEMANTICS = ("paper", "multibench")
-MODES = ("online", "offline")
 #: MultiBench floors a negative overfitting at this under ``delta = False``
 O_FLOOR = 1e-4
 #: MultiBench ``train``'s defaults: ``gb_epoch`` (the super-epoch and the copies' epochs)
@@ -108,12 +107,13 @@ MakeOptimizer = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 
 
 # -- the method's arithmetic ---------------------------------------------------------------
+@validated
 def blend_scores(
     train_before: torch.Tensor,
     val_before: torch.Tensor,
     train_after: torch.Tensor,
     val_after: torch.Tensor,
-    semantics: str = "paper",
+    semantics: Literal["paper", "multibench"] = "paper",
 ) -> torch.Tensor:
     """The unnormalised weight of each branch from its losses at N (before) and N + n
     (after), each [K]: abs(ΔG) / ΔO² (``"paper"``) or abs(G_{N+n}) / O_{N+n}² (``"multibench"``).
@@ -126,7 +126,6 @@ def blend_scores(
     Returns:
         The raw weights ``[K]``.
     """
-    check_choice("semantics", semantics, SEMANTICS)
     o_after = val_after - train_after
     if semantics == "paper":
         g = val_before - val_after
@@ -240,6 +239,7 @@ class GBlend(Strategy):
     trains_copies = True
     full_precision_compute = True
 
+    @validated
     def __init__(
         self,
         *,
@@ -251,16 +251,6 @@ class GBlend(Strategy):
         semantics: Literal["paper", "multibench"] = "paper",
     ):
         super().__init__()
-        check_choice("mode", mode, MODES)
-        check_choice("semantics", semantics, SEMANTICS)
-        if isinstance(super_epoch, bool) or not super_epoch >= 1:
-            raise ConfigError(f"super_epoch: must be an integer >= 1, got {super_epoch}")
-        if isinstance(estimate_epochs, bool) or not estimate_epochs >= 1:
-            raise ConfigError(f"estimate_epochs: must be an integer >= 1, got {estimate_epochs}")
-        if not 0 < held_out_fraction < 1:
-            raise ConfigError(f"held_out_fraction: must be in (0, 1), got {held_out_fraction}")
-        if not 0 < estimate_lr < float("inf"):
-            raise ConfigError(f"estimate_lr: must be a finite number > 0, got {estimate_lr}")
         self.mode = mode
         self.super_epoch = int(super_epoch)
         self.estimate_epochs = int(estimate_epochs)

@@ -108,10 +108,10 @@ from pydantic import Field
 from balgrad._grad import add_to_grads_
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
-from balgrad.strategies._base import NonNegative, Strategy, check_choice, checked_loss
+from balgrad.registry import validated
+from balgrad.strategies._base import NonNegative, Strategy, checked_loss
 from balgrad.tasks import task_loss, true_class_prob, widen
 
-SEMANTICS = ("official", "paper")
 #: the official window of epochs the trace is averaged over (``audio_trace_list[-10:]``)
 OFFICIAL_TRACE_WINDOW = 10
 
@@ -238,6 +238,7 @@ class InfoReg(Strategy):
     needs_epoch_pass = True
     full_precision_compute = True
 
+    @validated
     def __init__(
         self,
         *,
@@ -248,14 +249,6 @@ class InfoReg(Strategy):
         semantics: Literal["official", "paper"] = "official",
     ):
         super().__init__()
-        check_choice("semantics", semantics, SEMANTICS)
-        for name, value in (("beta", beta), ("beta2", beta2)):
-            if not 0 <= value < float("inf"):
-                raise ConfigError(f"{name}: must be a finite number >= 0, got {value}")
-        if not -float("inf") < k_threshold < float("inf"):
-            raise ConfigError(f"k_threshold: must be a finite number, got {k_threshold}")
-        if isinstance(trace_window, bool) or int(trace_window) != trace_window or trace_window < 1:
-            raise ConfigError(f"trace_window: must be an integer >= 1, got {trace_window}")
         self.beta = float(beta)
         self.beta2 = float(beta2)
         self.k_threshold = float(k_threshold)

@@ -64,19 +64,19 @@ modality's gradients are averaged over ranks before its step, and so is r.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from balgrad._grad import add_to_grads_
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
-from balgrad.strategies._base import NonNegative, Positive, Strategy, check_choice, unwrap
+from balgrad.registry import validated
+from balgrad.strategies._base import NonNegative, Positive, Strategy, unwrap
 from balgrad.tasks import task_loss, true_class_prob
 
-SEMANTICS = ("official", "paper")
-FUSIONS = ("entropy", "fixed")
 #: the OWM regulariser α: the official schedule 0.1^(1 + batch/len) at an epoch's start
 OFFICIAL_ALPHA = 0.1
 
@@ -215,26 +215,18 @@ class MLA(Strategy):
     #: M backward passes and M steps: the strategy averages over ranks itself
     supports_ddp = False
 
+    @validated
     def __init__(
         self,
         *,
         semantics: Literal["official", "paper"] = "official",
         fusion: Literal["entropy", "fixed"] = "entropy",
-        fusion_weights: list[NonNegative] | None = None,
+        fusion_weights: Annotated[list[NonNegative], Field(min_length=1)] | None = None,
         alpha: Positive = OFFICIAL_ALPHA,
     ):
         super().__init__()
-        check_choice("semantics", semantics, SEMANTICS)
-        check_choice("fusion", fusion, FUSIONS)
-        if not alpha > 0 or alpha == float("inf"):
-            raise ConfigError(f"alpha: must be a finite number > 0, got {alpha}")
         if fusion_weights is not None:
             fusion_weights = [float(w) for w in fusion_weights]
-            if not fusion_weights or any(not 0 <= w < float("inf") for w in fusion_weights):
-                raise ConfigError(
-                    f"fusion_weights: expected one finite weight >= 0 per modality, got "
-                    f"{fusion_weights}"
-                )
         self.semantics = semantics
         self.fusion = fusion
         self.fusion_weights = fusion_weights

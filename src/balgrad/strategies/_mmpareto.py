@@ -60,12 +60,11 @@ from typing import Literal
 import torch
 
 from balgrad._grad import add_to_grads_, cosine, dots, grads_of, group_sums, sq_norms
-from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
-from balgrad.strategies._base import Positive, Strategy, check_choice
+from balgrad.registry import validated
+from balgrad.strategies._base import Positive, Strategy
 from balgrad.tasks import task_loss, true_class_prob
 
-SEMANTICS = ("official", "paper")
 #: ``gamma=1.5`` in the official ``MMPareto.py``
 OFFICIAL_GAMMA = 1.5
 #: ``MinNormSolver._min_norm_element_from2``'s end points instead of 1 and 0
@@ -193,6 +192,7 @@ class MMPareto(Strategy):
     #: separate gradients of L_T and Σ L_m: the strategy averages over ranks itself
     supports_ddp = False
 
+    @validated
     def __init__(
         self,
         *,
@@ -200,9 +200,6 @@ class MMPareto(Strategy):
         semantics: Literal["official", "paper"] = "official",
     ):
         super().__init__()
-        check_choice("semantics", semantics, SEMANTICS)
-        if not gamma > 0:
-            raise ConfigError(f"gamma: must be > 0, got {gamma}")
         self.gamma = float(gamma)
         self.semantics = semantics
 

@@ -26,7 +26,6 @@ gradient itself is joint training's (one backward pass per step).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -34,11 +33,10 @@ from pydantic import Field
 
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
+from balgrad.registry import validated
 from balgrad.strategies._base import Positive
 from balgrad.strategies._joint import Joint
 
-MODES = ("keep", "dynamic")
-RULES = ("cumulative", "non_cumulative")
 #: a learning-rate scale: NaN or inf would train on NaN weights (and be reported as a rate
 #: too high to train with)
 Scale = Positive
@@ -103,24 +101,16 @@ class MSLR(Joint):
     # the step's statistics are joint training's; lr and lr_factor go in the epoch rows
     statistics = statistics("MSLR", ["loss_task"], ["loss", "score", "lr", "lr_factor"])
 
+    @validated
     def __init__(
         self,
         *,
-        mode: str = "dynamic",
+        mode: Literal["keep", "dynamic"] = "dynamic",
         lr_scales: dict[str, Scale] | None = None,
         window: Annotated[int, Field(ge=1)] = 5,
         rule: Literal["cumulative", "non_cumulative"] = "cumulative",
     ):
         super().__init__()
-        if mode not in MODES:
-            raise ConfigError(f"mode: unknown value {mode!r}; expected one of {MODES}")
-        if rule not in RULES:
-            raise ConfigError(f"rule: unknown value {rule!r}; expected one of {RULES}")
-        for k, v in (lr_scales or {}).items():
-            if not (v > 0 and math.isfinite(v)):
-                raise ConfigError(f"lr_scales[{k!r}]: must be a finite number > 0, got {v}")
-        if window < 1:
-            raise ConfigError(f"window: must be >= 1, got {window}")
         self.mode = mode
         self.scales = dict(lr_scales or {})
         self.window = int(window)

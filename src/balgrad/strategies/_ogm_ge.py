@@ -51,19 +51,17 @@ from pydantic import Field
 from balgrad._grad import add_to_grads_, widen
 from balgrad.errors import ConfigError
 from balgrad.names import stat_name, statistics
+from balgrad.registry import validated
 from balgrad.strategies._base import (
     Epoch,
     NonNegative,
     Strategy,
-    check_choice,
-    check_modulation,
+    check_window,
     checked_loss,
     in_window,
 )
 from balgrad.tasks import task_loss, true_class_prob
 
-SCALE_PARAMS = ("matrices", "conv4d")
-FUSION_BIAS = ("full", "half")
 #: semantics -> (scale_params, fusion_bias) it implies unless they are given
 SEMANTICS = {"balgrad": ("matrices", "full"), "official": ("conv4d", "half")}
 NOISE_EPS = 1e-8  # added to the std, as the official code
@@ -201,6 +199,7 @@ class OGMGE(Strategy):
         "OGM-GE", ["loss_task", "modulated"], ["loss", "score", "ratio", "coef"]
     )
 
+    @validated
     def __init__(
         self,
         *,
@@ -214,13 +213,10 @@ class OGMGE(Strategy):
         semantics: Literal["balgrad", "official"] = "balgrad",
     ):
         super().__init__()
-        check_modulation(alpha, modulation_start, modulation_end)
-        check_choice("semantics", semantics, tuple(SEMANTICS))
+        check_window(modulation_start, modulation_end)
         implied_scale, implied_bias = SEMANTICS[semantics]
         scale_params = implied_scale if scale_params is None else scale_params
         fusion_bias = implied_bias if fusion_bias is None else fusion_bias
-        check_choice("scale_params", scale_params, SCALE_PARAMS)
-        check_choice("fusion_bias", fusion_bias, FUSION_BIAS)
         self.alpha = float(alpha)
         self.modulation_start = int(modulation_start)
         self.modulation_end = modulation_end

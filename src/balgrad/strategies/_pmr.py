@@ -108,18 +108,17 @@ from pydantic import Field
 from balgrad._grad import add_to_grads_
 from balgrad.errors import ConfigError, DataError
 from balgrad.names import stat_name, statistics
+from balgrad.registry import validated
 from balgrad.strategies._base import (
     Epoch,
     NonNegative,
     Strategy,
-    check_choice,
-    check_modulation,
+    check_window,
     checked_loss,
     in_window,
 )
 from balgrad.tasks import task_loss, widen
 
-SEMANTICS = ("official", "paper")
 #: the pass takes the first max(1, N // PASS_DIVISOR) of N batches (the official tenth)
 PASS_DIVISOR = 10
 
@@ -428,6 +427,7 @@ class PMR(Strategy):
     needs_epoch_pass = True
     full_precision_compute = True
 
+    @validated
     def __init__(
         self,
         *,
@@ -440,14 +440,7 @@ class PMR(Strategy):
         e_r: Epoch = 10,
     ):
         super().__init__()
-        check_modulation(alpha, modulation_start, modulation_end)
-        check_choice("semantics", semantics, SEMANTICS)
-        if not 0 <= momentum_coef <= 1:
-            raise ConfigError(f"momentum_coef: must be in [0, 1], got {momentum_coef}")
-        if not 0 <= mu < float("inf"):
-            raise ConfigError(f"mu: must be a finite number >= 0, got {mu}")
-        if not e_r >= 0:
-            raise ConfigError(f"e_r: must be an epoch count >= 0, got {e_r}")
+        check_window(modulation_start, modulation_end)
         self.alpha = float(alpha)
         self.momentum_coef = float(momentum_coef)
         self.modulation_start = int(modulation_start)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+from pathlib import Path
 from typing import Annotated, Any
 
 import torch
@@ -11,13 +13,14 @@ from balgrad.backbones._base import ImageEncoder
 from balgrad.backbones._pixels import center_crop, resize, resize_shortest, to_channels
 from balgrad.backbones.hf._image_preprocess import norm_stats, resize_plan
 from balgrad.backbones.hf._source import CheckpointSource
-from balgrad.backbones.hf._tower import HFTower
+from balgrad.backbones.hf._tower import HFTower, Pooling
 from balgrad.errors import BackboneError, ConfigError
+from balgrad.registry import validated
 
 #: an image side in pixels (the size option's range)
 Pixels = Annotated[int, Field(ge=1, le=4096)]
 
-IMAGE_POOLINGS = ("auto", "pooler", "cls", "mean")
+IMAGE_POOLINGS = typing.get_args(Pooling)
 
 
 class HFImageEncoder(HFTower, ImageEncoder):
@@ -38,18 +41,19 @@ class HFImageEncoder(HFTower, ImageEncoder):
         clip: Force the CLIP tower (what the ``clip:`` prefix sets).
     """
 
+    @validated
     def __init__(
         self,
         name: str,
         finetune: bool = False,
-        pooling: str = "auto",
+        pooling: Pooling = "auto",
         projection: bool = False,
         image_size: Pixels | tuple[Pixels, Pixels] | None = None,
         image_mean: float | tuple[float, ...] | None = None,
         image_std: float | tuple[float, ...] | None = None,
         trust_remote_code: bool = False,
         revision: str | None = None,
-        cache_dir: str | None = None,
+        cache_dir: str | Path | None = None,
         local_files_only: bool | None = None,
         clip: bool = False,
     ) -> None:
@@ -58,9 +62,7 @@ class HFImageEncoder(HFTower, ImageEncoder):
         src = CheckpointSource(
             label, name, revision, cache_dir, local_files_only, trust_remote_code
         )
-        loaded = self._open_tower(
-            src, "vision", pooling, IMAGE_POOLINGS, clip=clip, projection=projection
-        )
+        loaded = self._open_tower(src, "vision", pooling, clip=clip, projection=projection)
         self.channels = int(getattr(loaded.model_config, "num_channels", 3) or 3)
         processor = None
         if image_size is None or image_mean is None or image_std is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+from pathlib import Path
 from typing import Annotated, Any
 
 import torch
@@ -10,10 +12,11 @@ from pydantic import Field
 
 from balgrad.backbones._base import TextEncoder
 from balgrad.backbones.hf._source import CheckpointSource
-from balgrad.backbones.hf._tower import HFTower
+from balgrad.backbones.hf._tower import HFTower, Pooling
 from balgrad.errors import BackboneError, ConfigError
+from balgrad.registry import validated
 
-TEXT_POOLINGS = ("auto", "pooler", "cls", "mean")
+TEXT_POOLINGS = typing.get_args(Pooling)
 # the longest max_length used when neither the tokenizer nor the model states a limit
 DEFAULT_MAX_LENGTH = 512
 
@@ -39,17 +42,18 @@ class HFTextEncoder(HFTower, TextEncoder):
     show its own name in messages and key the feature cache on its own identity.
     """
 
+    @validated
     def __init__(
         self,
         name: str,
         finetune: bool = False,
-        pooling: str = "auto",
-        max_length: Annotated[int, Field(ge=1, le=100_000)] | None = None,
+        pooling: Pooling = "auto",
+        max_length: Annotated[int, Field(ge=2, le=100_000)] | None = None,  # [CLS], [SEP]
         normalize: bool = False,
         projection: bool = False,
         trust_remote_code: bool = False,
         revision: str | None = None,
-        cache_dir: str | None = None,
+        cache_dir: str | Path | None = None,
         local_files_only: bool | None = None,
         clip: bool = False,
         _label: str | None = None,
@@ -60,9 +64,7 @@ class HFTextEncoder(HFTower, TextEncoder):
         src = CheckpointSource(
             label, name, revision, cache_dir, local_files_only, trust_remote_code
         )
-        loaded = self._open_tower(
-            src, "text", pooling, TEXT_POOLINGS, clip=clip, projection=projection
-        )
+        loaded = self._open_tower(src, "text", pooling, clip=clip, projection=projection)
         from transformers import AutoTokenizer
 
         tokenizer = loaded.source.load("tokenizer", AutoTokenizer.from_pretrained)
@@ -107,10 +109,6 @@ class HFTextEncoder(HFTower, TextEncoder):
         limit = min(limits)
         if requested is None:
             return int(limit)
-        if requested < 2:
-            raise ConfigError(
-                f"backbone {self.label!r}: option 'max_length' must be >= 2, got {requested}"
-            )
         if requested > limit and limit != DEFAULT_MAX_LENGTH:
             raise ConfigError(
                 f"backbone {self.label!r}: option 'max_length'={requested} exceeds the model's "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -176,6 +176,10 @@ def _warn_missing(label: str, missing: set[str]) -> None:
         )
 
 
+#: the ``pooling`` option of both towers
+Pooling = Literal["auto", "pooler", "cls", "mean"]
+
+
 class HFTower(KeepFrozen):
     """The part :class:`HFImageEncoder` and :class:`HFTextEncoder` share."""
 
@@ -188,18 +192,12 @@ class HFTower(KeepFrozen):
         src: CheckpointSource,
         tower: str,
         pooling: str,
-        poolings: tuple[str, ...],
         *,
         clip: bool,
         projection: bool,
     ) -> LoadedTower:
-        """Check ``pooling``, load the tower into ``self.model``; the loaded tower."""
+        """Load the tower into ``self.model``; the loaded tower."""
         self.label = src.label
-        if pooling not in poolings:
-            raise ConfigError(
-                f"backbone {src.label!r}: option 'pooling' must be one of {poolings}, "
-                f"got {pooling!r}"
-            )
         loaded = load_tower(src, tower, clip=clip, projection=projection)
         self.model = loaded.model
         self.projection = bool(projection)

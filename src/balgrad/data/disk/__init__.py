@@ -13,7 +13,7 @@
 
 from balgrad.data.disk._content_hash import hash_bytes, options_hash
 from balgrad.data.disk._dataset import DiskDataset
-from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions, choice, path_option
+from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions, path_option
 from balgrad.data.disk._paths import FolderBoundary
 from balgrad.data.disk._readers import check_utf8, decode_text
 from balgrad.data.disk._records import MissingSplitError, Problems, Record
@@ -28,7 +28,6 @@ __all__ = [
     "Problems",
     "Record",
     "check_utf8",
-    "choice",
     "decode_text",
     "hash_bytes",
     "options_hash",

@@ -25,7 +25,7 @@ import dataclasses
 import inspect
 import os
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,40 +35,19 @@ from balgrad.data.disk._dataset import DiskDataset
 from balgrad.data.disk._layout import canonical_split, resolve_root
 from balgrad.data.disk._paths import FolderBoundary
 from balgrad.data.disk._records import MissingSplitError, Problems, Record
-from balgrad.errors import ConfigError
+from balgrad.registry import validated
 
 
+@validated
 @dataclass(frozen=True)
 class LoaderOptions:
     """The options ``parse`` gets; a loader's ``Options`` adds its own fields (with
-    defaults: each is a keyword-only constructor argument)."""
+    defaults: each is a keyword-only constructor argument), their choices and ranges in
+    their annotations (``Literal[...]``, ``Annotated[float, Field(ge=0)]``), checked
+    when the options are made (:func:`~balgrad.registry.validated`); a rule between
+    fields goes in the dataclass's ``__post_init__``."""
 
     allow_empty_text: bool = False
-
-    def check(self, dataset: str) -> None:
-        """Raise :class:`ConfigError` for a bad value (called before the disk is read).
-
-        Args:
-            dataset: The dataset, for the message.
-        """
-        for f in dataclasses.fields(self):
-            allowed = f.metadata.get("choices")
-            value = getattr(self, f.name)
-            if allowed is not None and value not in allowed:
-                raise ConfigError(f"{dataset}: option {f.name}={value!r} must be one of {allowed}")
-
-
-def choice(default: Any, allowed: Iterable[Any]) -> Any:
-    """An ``Options`` field whose value must be one of ``allowed``.
-
-    Args:
-        default: The default.
-        allowed: The values allowed.
-
-    Returns:
-        A ``dataclasses.field``.
-    """
-    return dataclasses.field(default=default, metadata={"choices": tuple(allowed)})
 
 
 def path_option(kind: str = "file") -> Any:
@@ -133,6 +112,8 @@ class DiskLoader(DiskDataset):
         super().__init_subclass__(**kwargs)
         if "__init__" not in cls.__dict__:  # unless a subclass writes its own constructor
             cls.__init__ = _constructor(cls)  # type: ignore[method-assign]
+        if not hasattr(cls.Options.__init__, "__wrapped__"):  # its annotations checked
+            validated(cls.Options)
 
     # -- hooks -------------------------------------------------------------------
     def parse(
@@ -211,7 +192,6 @@ class DiskLoader(DiskDataset):
         dataset_options: dict[str, Any],
     ) -> None:
         name = self.dataset_name(options)
-        options.check(name)
         root = resolve_root(data_dir, name, self.markers, self.layout, nested=self.nested)
         split = canonical_split(split)
         splits = self.available_splits(options)
@@ -253,7 +233,7 @@ class DiskLoader(DiskDataset):
 def _constructor(cls: type[DiskLoader]):
     """``__init__(self, data_dir, split="train", *, skip_bad=False, <Options fields>,
     check_files=True, workers=None)`` of ``cls``."""
-    types = typing.get_type_hints(cls.Options)
+    types = typing.get_type_hints(cls.Options, include_extras=True)
     option_fields = [(f.name, f.default, types[f.name]) for f in dataclasses.fields(cls.Options)]
     dataset_fields = [(n, default, t) for n, (default, t) in DATASET_OPTIONS.items()]
     p = inspect.Parameter

@@ -19,8 +19,8 @@ _FASHION_VERSION = 1
 
 SPLITS = ("train", "test")
 
-#: the ranges of the built-ins' options, part of their signatures (the registry checks
-#: them when the config is built): a sample count, a fraction, a square image's side
+#: the ranges of the built-ins' options, part of their signatures (checked by name and on
+#: every direct call, ``registry.validated``): a sample count, a fraction, a square image's side
 Count = Annotated[int, Field(ge=1, le=1_000_000)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 ImageSide = Annotated[int, Field(ge=8, le=256)]
@@ -30,20 +30,6 @@ def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise ConfigError(f"split: expected one of {list(SPLITS)}, got {split!r}")
     return split
-
-
-def _check_fraction(value: float, name: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{name}: expected a number in [0, 1], got {value!r}")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"{name}: expected a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _check_count(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_seed(seed: int) -> int:

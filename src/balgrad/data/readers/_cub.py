@@ -25,6 +25,9 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from balgrad.data._base import check_label
 from balgrad.data.disk._content_hash import hash_bytes, options_hash
@@ -33,10 +36,10 @@ from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions, path
 from balgrad.data.disk._paths import FolderBoundary
 from balgrad.data.disk._readers import check_text, check_utf8, decode_text, split_lines
 from balgrad.data.disk._records import Problems, Record
-from balgrad.errors import ConfigError, DataError
+from balgrad.errors import DataError
 
 INDEX_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
-SENTENCE_MODES = ("join", "first", "random")
+SentenceMode = Literal["join", "first", "random"]
 
 
 class CUBDataset(DiskLoader):
@@ -76,20 +79,10 @@ class CUBDataset(DiskLoader):
 
     @dataclass(frozen=True)
     class Options(LoaderOptions):
-        sentence: str | int = "join"  # a SENTENCE_MODES entry or a sentence index
+        sentence: SentenceMode | Annotated[int, Field(ge=0)] = "join"  # or a sentence index
         seed: int = 0  # of sentence="random"
         # default: looked for; relative to the data folder (the one holding CUB_200_2011/)
         text_dir: str | os.PathLike[str] | None = path_option("folder")
-
-        def check(self, dataset: str) -> None:
-            sentence = self.sentence
-            if isinstance(sentence, bool) or not (
-                sentence in SENTENCE_MODES or (isinstance(sentence, int) and sentence >= 0)
-            ):
-                raise ConfigError(
-                    f"{dataset}: option sentence={sentence!r} must be one of {SENTENCE_MODES} "
-                    "or a sentence index >= 0"
-                )
 
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -19,14 +19,13 @@ from balgrad.data.readers._builtin_common import (
     Fraction,
     ImageSide,
     _ArrayDataset,
-    _check_count,
-    _check_fraction,
     _check_seed,
     _check_split,
     _digest,
     _stratified_labels,
 )
-from balgrad.errors import ConfigError, DataError
+from balgrad.errors import DataError
+from balgrad.registry import validated
 
 DIGITS_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -55,6 +54,7 @@ _COLORS = ["blue", "red", "black", "green", "purple", "grey", "brown", "orange"]
 _SURFACES = ["on paper", "on a napkin", "on a whiteboard", "on a notepad", "on a form", ""]
 
 
+@validated
 @dataclass(frozen=True)
 class DigitsConfig:
     """Options of the ``digits`` dataset (all of them are :func:`load_builtin` options).
@@ -105,30 +105,13 @@ class DigitsConfig:
 
     n_train: Count = 5000
     n_test: Count = 2000
-    dominant: str = "text"
+    dominant: Literal["text", "image"] = "text"
     strength: Fraction = 0.9
     text_signal: Fraction | None = None
     image_noise: Fraction | None = None
     image_size: ImageSide = 28
     test_source_fraction: Annotated[float, Field(ge=0.05, le=0.95)] = 0.3
     cache_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_count(self.n_train, "n_train")
-        _check_count(self.n_test, "n_test")
-        _check_count(self.image_size, "image_size", minimum=8)
-        if self.dominant not in ("text", "image"):
-            raise ConfigError(f"dominant: expected 'text' or 'image', got {self.dominant!r}")
-        _check_fraction(self.strength, "strength")
-        if self.text_signal is not None:
-            _check_fraction(self.text_signal, "text_signal")
-        if self.image_noise is not None:
-            _check_fraction(self.image_noise, "image_noise")
-        f = _check_fraction(self.test_source_fraction, "test_source_fraction")
-        if not 0.05 <= f <= 0.95:
-            raise ConfigError(
-                f"test_source_fraction: expected a value in [0.05, 0.95], got {self.test_source_fraction!r}"
-            )
 
     @property
     def resolved_text_signal(self) -> float:

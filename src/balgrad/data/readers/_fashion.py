@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from balgrad.data.readers._builtin_common import (
     Count,
     Fraction,
     _ArrayDataset,
-    _check_count,
-    _check_fraction,
     _check_seed,
     _check_split,
     _digest,
@@ -23,6 +20,7 @@ from balgrad.data.readers._builtin_common import (
 )
 from balgrad.data.readers._idx import read_idx
 from balgrad.errors import ConfigError, DataError
+from balgrad.registry import validated
 
 DEFAULT_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -80,6 +78,7 @@ _FASHION_TAIL = [
 ]
 
 
+@validated
 @dataclass(frozen=True)
 class FashionConfig:
     """Options of the ``fashion`` dataset (all of them are :func:`load_builtin` options).
@@ -96,14 +95,7 @@ class FashionConfig:
     n_train: Count = 5000
     n_test: Count = 2000
     text_signal: Fraction = 0.5
-    data_dir: str = DEFAULT_FASHION_DIR
-
-    def __post_init__(self) -> None:
-        _check_count(self.n_train, "n_train")
-        _check_count(self.n_test, "n_test")
-        _check_fraction(self.text_signal, "text_signal")
-        if not isinstance(self.data_dir, (str, os.PathLike)):
-            raise ConfigError(f"data_dir: expected a path, got {self.data_dir!r}")
+    data_dir: str | Path = DEFAULT_FASHION_DIR
 
 
 def _fashion_file(data_dir: Path, stem: str) -> Path:

@@ -33,11 +33,11 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from balgrad.data._base import TaskKind, check_label
 from balgrad.data.disk._content_hash import hash_bytes, options_hash
-from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions, choice
+from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions
 from balgrad.data.disk._paths import FolderBoundary
 from balgrad.data.disk._readers import (
     check_text,
@@ -57,7 +57,6 @@ from balgrad.errors import ConfigError, DataError
 NAME = "generic"
 EXTENSIONS = (".jsonl", ".csv")
 SPLIT_STEMS = {"val": ("val", "valid", "validation", "dev")}
-TASKS = ("auto", "single_label", "multi_label")
 
 
 class GenericDataset(DiskLoader):
@@ -96,7 +95,9 @@ class GenericDataset(DiskLoader):
     @dataclass(frozen=True)
     class Options(LoaderOptions):
         dataset_name: str = NAME  # info.name
-        task: str = choice("auto", TASKS)  # auto: multi-label when records carry labels_field
+        task: Literal["auto", "single_label", "multi_label"] = (
+            "auto"  # auto: multi-label when records carry labels_field
+        )
         image_field: str = "image"
         text_field: str = "text"
         label_field: str = "label"

@@ -230,7 +230,6 @@ class GenericModalDataset(MultimodalDataset):
         opts = _options(options)
         self.skip_bad = bool(skip_bad)
         name = opts.dataset_name
-        opts.check(name)
         self.root = resolve_root(data_dir, name, (), GenericDataset.layout)
         self.split = split = canonical_split(split)
         self.boundary = FolderBoundary(self.root)

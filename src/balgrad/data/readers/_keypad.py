@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -32,14 +32,13 @@ from balgrad.data.readers._builtin_common import (
     Fraction,
     ImageSide,
     _ArrayDataset,
-    _check_count,
-    _check_fraction,
     _check_seed,
     _check_split,
     _digest,
 )
 from balgrad.data.readers._digits import DIGITS_CLASSES, DigitsConfig, _digits_arrays, _take_split
 from balgrad.errors import ConfigError
+from balgrad.registry import validated
 
 # bump whenever the generator's output for a given config and seed changes
 _KEYPAD_VERSION = 1
@@ -81,6 +80,7 @@ def dtmf_frequencies(digit: int) -> tuple[float, float]:
     return DTMF_ROWS[row], DTMF_COLUMNS[col]
 
 
+@validated
 @dataclass(frozen=True)
 class KeypadConfig:
     """Options of the ``keypad`` dataset (all of them are :func:`load_builtin` options).
@@ -116,7 +116,7 @@ class KeypadConfig:
 
     n_train: Count = 5000
     n_test: Count = 2000
-    dominant: str = "text"
+    dominant: Literal["text", "image"] = "text"
     strength: Fraction = 0.9
     text_signal: Fraction | None = None
     image_noise: Fraction | None = None
@@ -131,32 +131,6 @@ class KeypadConfig:
     min_tone: Annotated[float, Field(ge=0.05, le=1)] = 0.3
     gain_jitter: Fraction = 0.5
     cache_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        self.digits_config()  # checks the digits options, naming the bad one
-        # the highest tone, detuned by up to 10%, stays below the Nyquist frequency
-        if not 3250 <= _check_count(self.sample_rate, "sample_rate", minimum=3250) <= 48_000:
-            raise ConfigError(
-                f"sample_rate: expected Hz in [3250, 48000], got {self.sample_rate!r}"
-            )
-        for name in ("duration", "snr_db", "detune"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{name}: expected a number, got {value!r}")
-            if not np.isfinite(value):
-                raise ConfigError(f"{name}: expected a finite number, got {value!r}")
-        if not -60.0 <= self.snr_db <= 120.0:
-            raise ConfigError(f"snr_db: expected dB in [-60, 120], got {self.snr_db!r}")
-        if not 0.05 <= self.duration <= 10.0:
-            raise ConfigError(f"duration: expected seconds in [0.05, 10], got {self.duration!r}")
-        if not 0.0 <= self.detune <= 0.1:
-            raise ConfigError(
-                f"detune: expected a relative std in [0, 0.1] (beyond that rows overlap "
-                f"entirely), got {self.detune!r}"
-            )
-        if _check_fraction(self.min_tone, "min_tone") < 0.05:
-            raise ConfigError(f"min_tone: expected a fraction in [0.05, 1], got {self.min_tone!r}")
-        _check_fraction(self.gain_jitter, "gain_jitter")
 
     @property
     def num_samples(self) -> int:

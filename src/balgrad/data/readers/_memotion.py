@@ -25,9 +25,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from balgrad.data.disk._content_hash import hash_bytes, options_hash
-from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions, choice
+from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions
 from balgrad.data.disk._readers import (
     case_insensitive_index,
     check_text,
@@ -49,6 +52,7 @@ LABEL_COLUMNS: dict[str, list[str]] = {
     "motivational": ["not_motivational", "motivational"],
     "overall_sentiment": ["very_negative", "negative", "neutral", "positive", "very_positive"],
 }
+LabelColumn = Literal["humour", "sarcasm", "offensive", "motivational", "overall_sentiment"]
 
 
 class MemotionDataset(DiskLoader):
@@ -86,21 +90,16 @@ class MemotionDataset(DiskLoader):
 
     @dataclass(frozen=True)
     class Options(LoaderOptions):
-        label_column: str = choice("humour", LABEL_COLUMNS)
-        test_fraction: float = 0.2  # of each class, to test
-        val_fraction: float = 0.0  # of each class, to val (0: no val split)
+        label_column: LabelColumn = "humour"
+        test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2  # of each class, to test
+        val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0  # to val (0: no val split)
         seed: int = 0  # of the split assignment
 
-        def check(self, dataset: str) -> None:
-            super().check(dataset)
-            for opt in ("test_fraction", "val_fraction"):
-                frac = getattr(self, opt)
-                if not 0.0 <= float(frac) < 1.0:
-                    raise ConfigError(f"{dataset}: option {opt}={frac} must be in [0, 1)")
+        def __post_init__(self) -> None:
             total = self.test_fraction + self.val_fraction
             if total >= 1.0:
                 raise ConfigError(
-                    f"{dataset}: test_fraction + val_fraction = {total} leaves nothing for train"
+                    f"memotion: test_fraction + val_fraction = {total} leaves nothing for train"
                 )
 
     @classmethod

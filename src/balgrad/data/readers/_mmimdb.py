@@ -20,9 +20,10 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from balgrad.data.disk._content_hash import hash_bytes, options_hash
-from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions, choice
+from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions
 from balgrad.data.disk._readers import (
     check_text,
     class_index,
@@ -61,7 +62,7 @@ GENRES = [
     "Film-Noir",
 ]
 SPLIT_KEYS = {"train": "train", "val": "dev", "test": "test"}
-PLOT_MODES = ("longest", "first", "join")
+PlotMode = Literal["longest", "first", "join"]
 _GENRE_INDEX = class_index(GENRES)
 
 
@@ -94,7 +95,7 @@ class MMIMDbDataset(DiskLoader):
 
     @dataclass(frozen=True)
     class Options(LoaderOptions):
-        plot: str = choice("longest", PLOT_MODES)  # which plot summary is the text
+        plot: PlotMode = "longest"  # which plot summary is the text
 
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
