@@ -57,7 +57,9 @@ class Length(nn.Module):
 
 
 class Tiny(MultimodalDataset):
-    info = DatasetInfo("tiny", "single_label", ["a", "b"])
+    info = DatasetInfo(
+        "tiny", "single_label", ["a", "b"], modalities={"image": "image", "text": "text"}
+    )
     split = "test"
 
     def __len__(self):

@@ -1,22 +1,21 @@
 """The modalities a run folder's report is laid out for, and Table 1's rows for them.
 
 Each eval.json names its modalities (``protocol.modalities``: name -> kind, in the order
-the tables list them) and their eval-time noise (``protocol.noise``: name -> level).
-Files written before modalities were named have neither: they are (image, text), with
-``protocol.image_noise``/``text_noise``. With exactly (image, text) every row label and
-sentence is the two-modality report's, unchanged.
+the tables list them) and their eval-time noise (``protocol.noise``: name -> level);
+files written before modalities were named are upgraded where they are read
+(:func:`balgrad.config_upgrade.upgrade_eval`). With exactly (image, text), the pair of
+balgrad 0.1, every row label and sentence is the two-modality report's, unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from balgrad.config_upgrade import LEGACY_MODALITIES, upgrade_eval
 from balgrad.data._kinds import KINDS
 from balgrad.errors import BalgradError
 from balgrad.names import condition_name
 
-#: the modalities of an eval.json that does not name them
-LEGACY_MODALITIES = {"image": "image", "text": "text"}
 #: impairment kinds summarised per modality, with their row-label prefix
 IMPAIRMENT_LABELS = (("missing", "Missing"), ("noisy", "Noisy"))
 
@@ -26,7 +25,7 @@ class Layout:
     """``modalities``: name -> kind in table order; ``noise``: name -> eval noise level
     (where known)."""
 
-    modalities: dict[str, str] = field(default_factory=lambda: dict(LEGACY_MODALITIES))
+    modalities: dict[str, str]
     noise: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -88,16 +87,10 @@ class Layout:
 
 
 def protocol_layout(result: dict) -> Layout:
-    """The :class:`Layout` of one eval.json payload (old files: (image, text))."""
-    protocol = result.get("protocol") or {}
-    modalities = protocol.get("modalities") or dict(LEGACY_MODALITIES)
-    noise = protocol.get("noise")
-    if noise is None:
-        noise = {
-            m: protocol[f"{m}_noise"]
-            for m in LEGACY_MODALITIES
-            if m in modalities and protocol.get(f"{m}_noise") is not None
-        }
+    """The :class:`Layout` of one eval.json payload (an old one upgraded first)."""
+    protocol = upgrade_eval(result).get("protocol") or {}
+    modalities = protocol.get("modalities") or {}
+    noise = protocol.get("noise") or {}
     return Layout(dict(modalities), {m: v for m, v in noise.items() if m in modalities})
 
 
@@ -105,7 +98,7 @@ def run_layout(results: list[dict]) -> Layout:
     """The one :class:`Layout` of a run folder's eval.json payloads; an error naming the
     first run whose modalities differ from the others'."""
     if not results:
-        return Layout()
+        return Layout({})
     first = protocol_layout(results[0])
     for r in results[1:]:
         other = protocol_layout(r)
