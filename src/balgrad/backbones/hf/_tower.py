@@ -131,22 +131,23 @@ def check_tower_kind(src: CheckpointSource, config: Any, tower: str) -> None:
     )
 
 
-def precheck_tower(name: str, tower: str, options: dict[str, Any]) -> None:
-    """:func:`check_tower_kind` for a ``hf:``/``clip:`` backbone of balgrad's ``tower``
-    ("image" or "text") from its config alone (cheap: no weights), so a run can refuse
-    the mismatch before loading data. Silent when the config cannot be read: loading the
-    backbone later reports why.
+def precheck_tower(name: str, kind: str, options: dict[str, Any]) -> None:
+    """:func:`check_tower_kind` for a ``hf:``/``clip:`` backbone of a modality of ``kind``
+    from its config alone (cheap: no weights), so a run can refuse the mismatch before
+    loading data. Silent for a kind without Hugging Face towers (only image and text have
+    them), and when the config cannot be read: loading the backbone later reports why.
 
     Args:
         name: The backbone's name (``hf:...``, ``clip:...``; others are not checked).
-        tower: ``"image"`` or ``"text"``.
+        kind: The modality's kind.
         options: The backbone's options (revision, cache_dir...).
 
     Raises:
         BackboneError: The checkpoint is of the other kind.
     """
+    tower = {v: k for k, v in _MODALITY_KIND.items()}.get(kind)
     prefix, colon, rest = name.partition(":")
-    if not colon or prefix.lower() not in ("hf", "clip"):
+    if tower is None or not colon or prefix.lower() not in ("hf", "clip"):
         return
     try:
         from transformers import AutoConfig
@@ -156,7 +157,7 @@ def precheck_tower(name: str, tower: str, options: dict[str, Any]) -> None:
         config = src.load("config", AutoConfig.from_pretrained)
     except (ImportError, BackboneError):
         return
-    check_tower_kind(src, config, {v: k for k, v in _MODALITY_KIND.items()}[tower])
+    check_tower_kind(src, config, tower)
 
 
 def _is_clip(config: Any) -> bool:
