@@ -113,8 +113,17 @@ def _module_getattr(module_name: str, fallback: Callable[[str], Any] | None = No
 
 
 def deprecated_backbone_function(name: str) -> Callable[..., Any]:
-    """``create_<kind>_encoder`` and ``register_<kind>_backbone`` of 0.1 (image, text): the
-    kind's :func:`~balgrad.backbones.create_backbone` / ``register_backbone``, warning."""
+    """One of the four backbone functions of 0.1, as the kind's current one, warning.
+
+    Args:
+        name: ``create_image_encoder``, ``create_text_encoder``,
+            ``register_image_backbone`` or ``register_text_backbone``.
+
+    Returns:
+        The function: :func:`~balgrad.backbones.create_backbone` /
+        :func:`~balgrad.backbones.register_backbone` with the kind bound, which emits a
+        ``DeprecationWarning`` on each call.
+    """
     verb, kind, _ = name.split("_")
     new = {"create": _factory.create_backbone, "register": _factory.register_backbone}[verb]
 

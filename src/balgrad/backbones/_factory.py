@@ -58,6 +58,15 @@ class BackboneContract:
     requires: tuple[str, ...] = ("out_dim", "identity")
 
     def check(self, kind: str) -> Callable[[str, Any], None]:
+        """The registry's check of what a builder built.
+
+        Args:
+            kind: The modality kind (named in the error).
+
+        Returns:
+            ``check(name, encoder)``, raising :class:`BackboneError` on a breach.
+        """
+
         def check(name: str, enc: Any) -> None:
             missing = [a for a in self.requires if not hasattr(enc, a)]
             if isinstance(enc, self.base) and not missing:
@@ -71,6 +80,14 @@ class BackboneContract:
         return check
 
     def registry(self, kind: str) -> Registry:
+        """A registry of this contract's backbones.
+
+        Args:
+            kind: The modality kind the registry serves.
+
+        Returns:
+            An empty registry that checks what its entries build.
+        """
         return Registry(
             f"{kind} backbone",
             group="balgrad.backbones",  # one group: ``adopt`` sorts plug-ins by their base

@@ -30,6 +30,7 @@ class Layout:
 
     @property
     def names(self) -> list[str]:
+        """The modality names in table order."""
         return list(self.modalities)
 
     @property
@@ -43,7 +44,14 @@ class Layout:
         return len(self.modalities) > 2
 
     def noise_label(self, m: str) -> str:
-        """ "Noisy audio (SNR = 10 dB)"; the (image, text) rows keep their bare labels."""
+        """ "Noisy audio (SNR = 10 dB)"; the (image, text) rows keep their bare labels.
+
+        Args:
+            m: The modality's name.
+
+        Returns:
+            The row label of ``noisy_<m>``.
+        """
         level = self.noise.get(m)
         kind = KINDS.get(self.modalities[m])
         if self.legacy or level is None or kind is None:
@@ -51,7 +59,11 @@ class Layout:
         return f"Noisy {m} ({kind.describe_noise(level)})"
 
     def rows(self) -> list[tuple[str, str]]:
-        """Table 1: (key, label) rows; keys as :func:`balgrad.evaluate._protocol.summarize`'s."""
+        """Table 1's rows.
+
+        Returns:
+            ``(key, label)`` rows; keys as :func:`balgrad.evaluate._protocol.summarize`'s.
+        """
         out = [("full", "Full")]
         for kind, label in IMPAIRMENT_LABELS:
             for m in self.names:
@@ -67,8 +79,12 @@ class Layout:
         return out
 
     def paired_rows(self) -> list[tuple[str, str]]:
-        """Rows of the paired comparison: Full, each kind's Avg and ΔGap, and (M > 2)
-        each ``only_<m>``."""
+        """Rows of the paired comparison against the reference method.
+
+        Returns:
+            ``(key, label)`` rows: Full, each impairment's Avg and ΔGap, and (M > 2) each
+            ``only_<m>``.
+        """
         out = [("full", "Full")]
         for kind, label in IMPAIRMENT_LABELS:
             out += [(f"{kind}_avg", f"{label} Avg"), (f"{kind}_gap", f"{label} ΔGap")]
@@ -77,7 +93,11 @@ class Layout:
         return out
 
     def ablation_rows(self) -> list[tuple[str, str]]:
-        """Table 2 (missing modality): Full, Missing <m> for each m, Avg, ΔGap."""
+        """Table 2's rows (missing modality).
+
+        Returns:
+            ``(key, label)`` rows: Full, Missing <m> for each m, Avg, ΔGap.
+        """
         return [
             ("full", "Full"),
             *((condition_name("missing", m), f"Missing {m}") for m in self.names),
@@ -87,7 +107,15 @@ class Layout:
 
 
 def protocol_layout(result: dict) -> Layout:
-    """The :class:`Layout` of one eval.json payload (an old one upgraded first)."""
+    """The :class:`Layout` of one eval.json payload.
+
+    Args:
+        result: The payload (one of balgrad 0.1 is upgraded first,
+            :func:`balgrad.config_upgrade.upgrade_eval`).
+
+    Returns:
+        Its modalities and their eval-time noise levels.
+    """
     protocol = upgrade_eval(result).get("protocol") or {}
     modalities = protocol.get("modalities") or {}
     noise = protocol.get("noise") or {}
@@ -95,8 +123,17 @@ def protocol_layout(result: dict) -> Layout:
 
 
 def run_layout(results: list[dict]) -> Layout:
-    """The one :class:`Layout` of a run folder's eval.json payloads; an error naming the
-    first run whose modalities differ from the others'."""
+    """The one :class:`Layout` of a run folder's eval.json payloads.
+
+    Args:
+        results: The payloads (empty: a layout of no modalities).
+
+    Returns:
+        The first payload's layout.
+
+    Raises:
+        BalgradError: Naming the first run whose modalities differ from the others'.
+    """
     if not results:
         return Layout({})
     first = protocol_layout(results[0])
