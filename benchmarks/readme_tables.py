@@ -63,12 +63,12 @@ def fast_table(run_dirs: dict[str, Path]) -> str:
     """Markdown: per dataset, Baseline, BalGrad and balgrad_fast (mean ± std) and
     balgrad_fast minus BalGrad paired by seed with its 95% t-interval."""
     from balgrad.report import (
-        PAIRED_ROWS,
         aggregate,
         format_cell,
         format_change,
         load_results,
         paired_table,
+        run_layout,
     )
     from balgrad.report._grid import Table
 
@@ -80,7 +80,7 @@ def fast_table(run_dirs: dict[str, Path]) -> str:
         table = aggregate(results, "accuracy")
         n = max(n, table["balgrad"]["full"]["n"])
         paired = paired_table(results, "accuracy", ["balgrad", "balgrad_fast"], "balgrad")
-        for key, label in PAIRED_ROWS:
+        for key, label in run_layout(results).paired_rows():
             cells = [format_cell(table[m].get(key)) for m in FAST_METHODS]
             out.add(dataset, label, *cells, format_change(paired["balgrad_fast"].get(key)))
     intro = f"accuracy (%), {n} seeds (mean ± std); n.s. = the interval contains 0"

@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 from transformers import TrainingArguments
 
 import balgrad
-from balgrad.backbones import create_image_encoder, create_text_encoder
+from balgrad.backbones import create_backbone
 from balgrad.data.readers import load_builtin
 from balgrad.integrations import ExampleCollator
 from balgrad.integrations.hf import BalGradTrainer
@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     train, test = load_builtin("digits", "train"), load_builtin("digits", "test")
-    image_encoder = create_image_encoder("cnn", image_size=28, channels=1, width=16, norm="none")
-    text_encoder = create_text_encoder("small", texts=train.texts, max_length=24)
+    image_encoder = create_backbone(
+        "image", "cnn", image_size=28, channels=1, width=16, norm="none"
+    )
+    text_encoder = create_backbone("text", "small", texts=train.texts, max_length=24)
     encoders = {"image": image_encoder, "text": text_encoder}
     model = balgrad.MultimodalModel(encoders, train.info.num_classes)
 

@@ -18,7 +18,7 @@ import lightning.pytorch as L
 from torch.utils.data import DataLoader, Subset
 
 import balgrad
-from balgrad.backbones import create_image_encoder, create_text_encoder
+from balgrad.backbones import create_backbone
 from balgrad.data.readers import load_builtin
 from balgrad.integrations import ExampleCollator
 from balgrad.integrations.lightning import BalGradModule
@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     L.seed_everything(0, verbose=False)
 
     train, test = load_builtin("digits", "train"), load_builtin("digits", "test")
-    image_encoder = create_image_encoder("cnn", image_size=28, channels=1, width=16, norm="none")
-    text_encoder = create_text_encoder("small", texts=train.texts, max_length=24)
+    image_encoder = create_backbone(
+        "image", "cnn", image_size=28, channels=1, width=16, norm="none"
+    )
+    text_encoder = create_backbone("text", "small", texts=train.texts, max_length=24)
     encoders = {"image": image_encoder, "text": text_encoder}
     model = balgrad.MultimodalModel(encoders, train.info.num_classes)
     collate = ExampleCollator(encoders)

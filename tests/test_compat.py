@@ -57,7 +57,9 @@ class Length(nn.Module):
 
 
 class Tiny(MultimodalDataset):
-    info = DatasetInfo("tiny", "single_label", ["a", "b"])
+    info = DatasetInfo(
+        "tiny", "single_label", ["a", "b"], modalities={"image": "image", "text": "text"}
+    )
     split = "test"
 
     def __len__(self):
@@ -232,3 +234,26 @@ def test_the_current_forms_never_warn():
         ExampleCollator({"image": Mean(), "text": Length()})
         MSLR(lr_scales={"image": 2.0})
         MultimodalModel(dict(zip(("image", "text"), pair())), 3)(inputs())
+
+
+# -- backbone functions -----------------------------------------------------------------------
+def test_old_backbone_functions_warn_and_call_the_kind_registry():
+    from balgrad import backbones
+    from balgrad.backbones import create_text_encoder  # found; it warns when called
+
+    with deprecated(r'create_image_encoder\(\.\.\.\).*use create_backbone\("image", \.\.\.\)'):
+        old = backbones.create_image_encoder("cnn", out_dim=5, width=4, image_size=8)
+    new = backbones.create_backbone("image", "cnn", out_dim=5, width=4, image_size=8)
+    assert type(old) is type(new) and old.identity == new.identity and old.out_dim == 5
+    with deprecated(r'create_text_encoder.*use create_backbone\("text"'):
+        text = create_text_encoder("small", texts=["a b", "c"], out_dim=3)
+    assert text.out_dim == 3 and text.identity.startswith("small-text(")
+    try:
+        with deprecated(r'register_text_backbone.*use register_backbone\("text"'):
+            backbones.register_text_backbone("old_text_test", lambda: None, "returns nothing")
+        assert "old_text_test" in backbones.BACKBONES["text"]
+        assert "old_text_test" not in backbones.BACKBONES["image"]
+    finally:
+        backbones.BACKBONES["text"].unregister("old_text_test")
+    with pytest.raises(AttributeError, match="create_audio_encoder"):
+        backbones.create_audio_encoder  # noqa: B018 - never a name of 0.1

@@ -265,7 +265,9 @@ class NoValidate(torch.utils.data.Dataset):
 
     def __init__(self, data_dir, split, *, skip_bad=False):
         self.split = split
-        self.info = DatasetInfo("novalidate_test", "single_label", ["a", "b"])
+        self.info = DatasetInfo(
+            "novalidate_test", "single_label", ["a", "b"], modalities=dict(IMAGE_TEXT)
+        )
         self.labels = [i % 2 for i in range(24)]
 
     def __len__(self) -> int:

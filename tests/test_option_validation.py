@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from balgrad.backbones import BACKBONES, register_backbone
 from balgrad.backbones._base import ImageEncoder
-from balgrad.backbones._factory import IMAGE_BACKBONES, register_image_backbone
 from balgrad.cli import build_parser, config_from_args, main
 from balgrad.config import RunConfig, build_config
 from balgrad.errors import ConfigError
@@ -150,7 +150,7 @@ def test_a_pretrained_backbone_without_finetune_gets_no_finetune_option():
     def build(*, scale: float = 1.0) -> ImageEncoder:
         return _FixedEncoder()
 
-    register_image_backbone("fixed_test", build, "no finetune parameter", pretrained=True)
+    register_backbone("image", "fixed_test", build, "no finetune parameter", pretrained=True)
     try:
         cfg = RunConfig(
             modalities={"image": {"backbone": "fixed_test"}}, finetune=True, methods=["joint"]
@@ -158,7 +158,7 @@ def test_a_pretrained_backbone_without_finetune_gets_no_finetune_option():
         img = build_encoders(cfg, ["a b", "c d"])["image"]
         assert isinstance(img, _FixedEncoder)
     finally:
-        IMAGE_BACKBONES.unregister("fixed_test")
+        BACKBONES["image"].unregister("fixed_test")
 
 
 def test_a_pretrained_backbone_with_finetune_gets_the_run_setting_and_a_scratch_one_not():
@@ -166,7 +166,7 @@ def test_a_pretrained_backbone_with_finetune_gets_the_run_setting_and_a_scratch_
     cfg = RunConfig(modalities=mods, methods=["joint"])
     img, txt = build_encoders(cfg, ["a b", "c d"]).values()
     assert img.trainable and txt.trainable  # cnn and small train from scratch regardless
-    assert IMAGE_BACKBONES.metadata("efficientnet-lite0")["pretrained"]
+    assert BACKBONES["image"].metadata("efficientnet-lite0")["pretrained"]
 
 
 def test_run_seed_metadata_gives_a_strategy_the_run_seed():

@@ -61,6 +61,7 @@ MOVED: dict[str, str] = {
     "balgrad.data.disk.paths": "balgrad.data.disk._paths",
     "balgrad.data.disk.readers": "balgrad.data.disk._readers",
     "balgrad.data.disk.records": "balgrad.data.disk._records",
+    "balgrad.data.io": "balgrad.data.disk",  # the 0.1 re-export of DiskDataset and its errors
     "balgrad.data.fashion": "balgrad.data.readers._fashion",
     "balgrad.data.feature_store": "balgrad.data._feature_store",
     "balgrad.data.food101": "balgrad.data.readers._food101",

@@ -17,11 +17,15 @@ replacement:
   the same with ``{"image": image_enc, "text": text_enc}`` as the first argument
 - ``MSLR(image_lr_scale=a, text_lr_scale=b, head_lr_scale=c)``:
   ``MSLR(lr_scales={"image": a, "text": b, "head": c})``
+- ``create_image_encoder(name, ...)``, ``create_text_encoder(name, ...)``:
+  ``create_backbone("image", name, ...)``, ``create_backbone("text", name, ...)``
+- ``register_image_backbone(name, ...)``, ``register_text_backbone(name, ...)``:
+  ``register_backbone("image", name, ...)``, ``register_backbone("text", name, ...)``
 
 The classes themselves hold no legacy code: importing :mod:`balgrad` (whose ``__init__``
 imports this module) attaches the old attributes and constructor forms to them here, and
-``balgrad.TwoTowerModel`` and ``balgrad.models.TwoTowerModel`` are found through module
-``__getattr__``. An (image, text) ``MultimodalModel`` has the state-dict keys
+``balgrad.TwoTowerModel``, ``balgrad.models.TwoTowerModel`` and the four backbone
+functions of ``balgrad.backbones`` are found through module ``__getattr__``. An (image, text) ``MultimodalModel`` has the state-dict keys
 ``TwoTowerModel`` had, so checkpoints of either load into the other. Old ``config.yaml``
 and ``eval.json`` files are upgraded where they are read, not here.
 """
@@ -33,7 +37,8 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from balgrad import models
+from balgrad import backbones, models
+from balgrad.backbones import _factory
 from balgrad.data._base import Example
 from balgrad.data._batch import Batch
 from balgrad.data._pipeline import InputPipeline
@@ -41,7 +46,7 @@ from balgrad.integrations._collate import ExampleCollator
 from balgrad.models._multimodal import ModelOutput, MultimodalModel
 from balgrad.strategies._mslr import MSLR
 
-__all__ = ["TwoTowerModel"]
+__all__ = ["TwoTowerModel", "deprecated_backbone_function"]
 
 #: the release that removes these names
 REMOVED_IN = "0.3"
@@ -105,6 +110,53 @@ def _module_getattr(module_name: str, fallback: Callable[[str], Any] | None = No
         raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def deprecated_backbone_function(name: str) -> Callable[..., Any]:
+    """One of the four backbone functions of 0.1, as the kind's current one, warning.
+
+    Args:
+        name: ``create_image_encoder``, ``create_text_encoder``,
+            ``register_image_backbone`` or ``register_text_backbone``.
+
+    Returns:
+        The function: :func:`~balgrad.backbones.create_backbone` /
+        :func:`~balgrad.backbones.register_backbone` with the kind bound, which emits a
+        ``DeprecationWarning`` on each call.
+    """
+    verb, kind, _ = name.split("_")
+    new = {"create": _factory.create_backbone, "register": _factory.register_backbone}[verb]
+
+    @functools.wraps(new)
+    def old(*args: Any, **kwargs: Any) -> Any:
+        warn(f"{name}(...)", f'{new.__name__}("{kind}", ...)')
+        return new(kind, *args, **kwargs)
+
+    old.__name__ = old.__qualname__ = name
+    old.__doc__ = f'Deprecated: ``{new.__name__}("{kind}", ...)``.'
+    return old
+
+
+_OLD_BACKBONE_FUNCTIONS = {
+    f"{verb}_{kind}_{noun}"
+    for kind in ("image", "text")
+    for verb, noun in (("create", "encoder"), ("register", "backbone"))
+}
+
+
+def _backbone_getattr(module_name: str, fallback: Callable[[str], Any] | None):
+    def __getattr__(name: str) -> Any:
+        if name in _OLD_BACKBONE_FUNCTIONS:
+            return deprecated_backbone_function(name)
+        if fallback is not None:
+            return fallback(name)
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+for _module in (backbones, _factory):
+    _module.__getattr__ = _backbone_getattr(_module.__name__, getattr(_module, "__getattr__", None))
 
 
 #: ``balgrad.TwoTowerModel`` (``balgrad/__init__.py`` takes it as its ``__getattr__``)
@@ -205,4 +257,4 @@ _old_form(
 )
 
 # the loop variables are not names of this module
-del _m, _cls
+del _m, _cls, _module

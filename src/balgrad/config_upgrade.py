@@ -169,10 +169,16 @@ def _upgrade_mslr_options(values: dict[str, Any], source: str, *, warn: bool) ->
     return {**values, "method_options": {**methods, "mslr": {**rest, "lr_scales": scales}}}
 
 
+#: the modalities of every record balgrad 0.1 wrote (it knew the (image, text) pair
+#: only, and named neither): name -> kind
+LEGACY_MODALITIES = {"image": "image", "text": "text"}
+
+
 def upgrade_eval(record: dict[str, Any]) -> dict[str, Any]:
     """An eval.json payload in the current schema: ``protocol.modalities`` (name -> kind)
     and ``protocol.noise`` (name -> level); an image-text record of 0.1 (no
-    ``protocol.modalities``, ``image_noise``/``text_noise`` beside them) is converted.
+    ``protocol.modalities``, ``image_noise``/``text_noise`` beside them, or no
+    ``protocol`` at all) is converted.
 
     Args:
         record: The payload as read.
@@ -180,18 +186,18 @@ def upgrade_eval(record: dict[str, Any]) -> dict[str, Any]:
     Returns:
         ``record`` itself when it is current, else a converted copy.
     """
-    protocol = record.get("protocol")
+    protocol = record.get("protocol", {})
     if not isinstance(protocol, dict) or "modalities" in protocol:
         return record
-    noise = {m: protocol[f"{m}_noise"] for m in ("image", "text") if f"{m}_noise" in protocol}
+    noise = {m: protocol[f"{m}_noise"] for m in LEGACY_MODALITIES if f"{m}_noise" in protocol}
     current: dict[str, Any] = {}
     for key, value in protocol.items():  # in the place (and order) balgrad writes them now
-        if key in ("image_noise", "text_noise"):
-            current.setdefault("modalities", {"image": "image", "text": "text"})
+        if key in {f"{m}_noise" for m in LEGACY_MODALITIES}:
+            current.setdefault("modalities", dict(LEGACY_MODALITIES))
             current.setdefault("noise", noise)
         else:
             current[key] = value
-    current.setdefault("modalities", {"image": "image", "text": "text"})
+    current.setdefault("modalities", dict(LEGACY_MODALITIES))
     return {**record, "protocol": current}
 
 

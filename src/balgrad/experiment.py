@@ -456,8 +456,7 @@ class Experiment:
                 for method in cfg.methods:
                     check_precision_support(method_strategy(cfg, method, 0), cfg.precision)
             for spec in cfg.specs.values():
-                if spec.kind in ("image", "text"):  # the kinds of the Hugging Face towers
-                    precheck_tower(spec.backbone, spec.kind, spec.backbone_options)
+                precheck_tower(spec.backbone, spec.kind, spec.backbone_options)
             self.data = load_data(cfg)
             preflight(cfg, self.data, cfg.methods if write_config else [])
             self.cache = make_cache(cfg)

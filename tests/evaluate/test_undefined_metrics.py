@@ -37,11 +37,12 @@ def test_auroc_of_one_class_and_scores_of_an_empty_split_are_nan():
 def test_selection_falls_back_to_the_first_defined_fused_metric(caplog):
     row = {"val_auroc": math.nan, "val_image_accuracy": 50.0, "val_accuracy": 60.0}
     with caplog.at_level(logging.WARNING, logger="balgrad.train"):
-        assert selection_metric(row, "auroc") == "accuracy"
+        assert selection_metric(row, "auroc", ("image", "text")) == "accuracy"
     assert (
         "validation auroc is undefined" in caplog.text and "by validation accuracy" in caplog.text
     )
-    assert selection_metric({"val_auroc": 70.0, "val_accuracy": 60.0}, "auroc") == "auroc"
+    pair = ("image", "text")
+    assert selection_metric({"val_auroc": 70.0, "val_accuracy": 60.0}, "auroc", pair) == "auroc"
 
 
 def one_class_dataset(root: Path) -> Path:

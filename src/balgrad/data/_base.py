@@ -34,7 +34,9 @@ from torch.utils.data import Dataset
 TaskKind = Literal["single_label", "multi_label"]
 
 
-#: the modalities of the image-text datasets (SPEC sections 1-5): name -> kind
+#: the modalities of the image-text datasets (SPEC sections 1-5), name -> kind: the
+#: declaration that digits, fashion and the disk readers make (a dataset always declares
+#: its modalities; there is no default set)
 IMAGE_TEXT = {"image": "image", "text": "text"}
 
 
@@ -79,8 +81,9 @@ class DatasetInfo:
     primary_metric: str = "accuracy"
     # every metric the protocol reports for this dataset
     metrics: list[str] = field(default_factory=lambda: ["accuracy"])
-    # modality name -> kind, in the order the model and the tables list them
-    modalities: dict[str, str] = field(default_factory=lambda: dict(IMAGE_TEXT))
+    # modality name -> kind, in the order the model and the tables list them (required:
+    # a dataset declares its modalities)
+    modalities: dict[str, str] = field(kw_only=True)
 
     @property
     def num_classes(self) -> int:
@@ -193,7 +196,7 @@ def known_texts(dataset: Any, modality: str) -> list[str] | None:
         The texts, or None.
     """
     info = getattr(dataset, "info", None)
-    modalities = dict(getattr(info, "modalities", None) or IMAGE_TEXT)
+    modalities = dict(getattr(info, "modalities", None) or {})
     texts = getattr(dataset, "texts", None)
     return texts if texts is not None and text_modality(modalities) == modality else None
 

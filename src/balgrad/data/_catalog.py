@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from balgrad.data._base import IMAGE_TEXT
 from balgrad.errors import ConfigError
 from balgrad.registry import Registry
 
@@ -35,7 +36,7 @@ KINDS = ("builtin", "disk")
 IMAGE_TEXT_BACKBONES = {"image": "efficientnet-lite0", "text": "minilm"}
 #: the registration of an image-text dataset's modalities and their default backbones
 IMAGE_TEXT_DATASET = {
-    "modalities": {"image": "image", "text": "text"},
+    "modalities": dict(IMAGE_TEXT),
     "kind_backbones": IMAGE_TEXT_BACKBONES,
 }
 #: the arguments each kind's loader gets from balgrad itself (not user options)

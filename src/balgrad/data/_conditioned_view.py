@@ -24,23 +24,33 @@ from balgrad.data._batch import Batch, label_tensor
 from balgrad.data._contract import ShapeCheck, check_example, where_item
 from balgrad.data._impairments import Condition
 from balgrad.data._kinds import KINDS, feature_std, noise_salt
-from balgrad.errors import ConfigError
+from balgrad.errors import ConfigError, DataError
 
 #: per dataset object, the per-feature std of each ``features`` modality (noise scale)
 _FEATURE_STD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def modalities_of(dataset: MultimodalDataset) -> dict[str, str]:
-    """``name -> kind`` of a dataset (image and text when its info predates modalities).
+    """``name -> kind`` that a dataset declares in ``info.modalities`` (there is no
+    default set).
 
     Args:
         dataset: A dataset.
 
     Returns:
         ``{name: kind}``.
+
+    Raises:
+        DataError: The dataset declares no modalities.
     """
-    info = getattr(dataset, "info", None)
-    return dict(getattr(info, "modalities", None) or {"image": "image", "text": "text"})
+    modalities = getattr(getattr(dataset, "info", None), "modalities", None)
+    if not modalities:
+        name = getattr(getattr(dataset, "info", None), "name", None) or type(dataset).__name__
+        raise DataError(
+            f"dataset {name!r} declares no modalities: its info needs "
+            "DatasetInfo(..., modalities={name: kind, ...})"
+        )
+    return dict(modalities)
 
 
 def split_feature_std(dataset: MultimodalDataset, modality: str) -> torch.Tensor:

@@ -173,10 +173,10 @@ class FrozenFeatures:
             enc.eval()
             kind = KINDS[modalities_of(dataset)[tower]]
             with torch.no_grad():
-                if kind.name == "text":
-                    x = enc.tokenize([""])
+                x = kind.blank(dataset[0].inputs[tower])
+                if isinstance(x, str):  # a raw text is tokenized, as in collation
+                    x = enc.tokenize([x])
                 else:
-                    x = kind.blank(dataset[0].inputs[tower])
                     if callable(getattr(enc, "preprocess", None)):
                         x = enc.preprocess(x)
                     x = _one_sample_batch(x)

@@ -1,10 +1,10 @@
 """Reports of a comparison's run folders: tables, figures and the summary."""
 
 from balgrad.report._build import build_report, load_results
+from balgrad.report._layout import Layout, protocol_layout, run_layout
 from balgrad.report._runfiles import RunFileError, read_eval
 from balgrad.report._summary import write_summary
 from balgrad.report._tables import (
-    PAIRED_ROWS,
     aggregate,
     format_cell,
     format_change,
@@ -13,7 +13,7 @@ from balgrad.report._tables import (
 )
 
 __all__ = [
-    "PAIRED_ROWS",
+    "Layout",
     "RunFileError",
     "aggregate",
     "build_report",
@@ -21,7 +21,9 @@ __all__ = [
     "format_change",
     "load_results",
     "paired_table",
+    "protocol_layout",
     "read_eval",
+    "run_layout",
     "write_summary",
     "write_tables",
 ]

@@ -132,7 +132,7 @@ def build_report(
     )
     reference = reference_method(present)
     paired = paired_table(results, metric, present, reference, layout)
-    paths = write_tables(table, present, run_dir, metric, title, paired, reference, layout)
+    paths = write_tables(table, present, run_dir, metric, title, paired, reference, layout=layout)
     curves = aggregate_sweep(results, metric)
     figures: dict[str, Path] = {}
     if curves and draw:
@@ -220,7 +220,7 @@ def _condition_bars(
     spread = "std over seeds" if n_seeds > 1 else "1 seed: no spread to show"
     title = f"{dataset}: {metric} per condition ({spread})"
     return plot_condition_bars(
-        table, methods, run_dir / "condition_bars.png", metric, title, layout
+        table, methods, run_dir / "condition_bars.png", metric, title, layout=layout
     )
 
 
@@ -244,7 +244,7 @@ def _gradient_outputs(
     """Fig. 7 (into ``figures``, unless None) and its CSV and Table 3 (into ``tables``)
     from the logged gradient cosines; returns
     :func:`~balgrad.report._diagnostics.conflict_stats`."""
-    series = diag.cosine_series(logs, options, layout.names)
+    series = diag.cosine_series(logs, options, modalities=layout.names)
     if series and figures is not None:
         figures["cosine_histogram"] = plot_cosine_histograms(
             series, run_dir / "cosine_histogram.png"
@@ -253,7 +253,7 @@ def _gradient_outputs(
         tables["cosine_histogram_csv"] = diag.write_cosine_histogram_csv(
             series, run_dir / "cosine_histogram.csv"
         )
-    stats = diag.conflict_stats(logs, options, layout.names)
+    stats = diag.conflict_stats(logs, options, modalities=layout.names)
     if stats:
         gaps = {m: table.get(m, {}).get("missing_gap") for m in stats}
         tables.update(diag.write_conflict_table(stats, gaps, methods, run_dir, metric))

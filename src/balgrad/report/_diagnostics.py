@@ -14,6 +14,7 @@ Everything here is plain numpy on the logged values; the figures are drawn in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,6 @@ from balgrad.train._metrics_log import read_jsonl
 PROJECTED_TOL = 1e-6
 #: the loss-curve gap averages the last 20% of steps
 GAP_TAIL = 0.2
-#: the modalities of a run that does not name them
-PAIR = ("image", "text")
 #: the step statistics read here, through the schemas the strategies declare and build
 #: their keys with (a renamed statistic fails at import, not as an empty figure)
 COS_RAW = BALGRAD.key("cos_task_kl")
@@ -111,13 +110,13 @@ def _loss_rows(rows: list[dict], modalities) -> list[dict]:
     return [r for r in rows if all(loss_key(m) in r for m in modalities)]
 
 
-def logged_modalities(per_seed: dict[int, list[dict]], modalities=PAIR) -> list[str]:
+def logged_modalities(per_seed: dict[int, list[dict]], modalities: Sequence[str]) -> list[str]:
     """Those of ``modalities`` whose loss (``loss_<m>``) some step logged, in order."""
     return [m for m in modalities if any(loss_key(m) in r for rs in per_seed.values() for r in rs)]
 
 
 def loss_curves(
-    per_seed: dict[int, list[dict]], window: int | None = None, modalities=PAIR
+    per_seed: dict[int, list[dict]], window: int | None = None, *, modalities: Sequence[str]
 ) -> LossCurves | None:
     """Smoothed ``loss_<m>`` curves of the logged ``modalities`` (at least two) over the
     steps every seed has."""
@@ -147,7 +146,9 @@ def loss_curves(
     )
 
 
-def tail_losses(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> dict | None:
+def tail_losses(
+    rows: list[dict], tail: float = GAP_TAIL, *, modalities: Sequence[str]
+) -> dict | None:
     """{m: mean of loss_<m> over the last ``tail`` fraction of the steps that logged every
     one of ``modalities``} (raw values), or None without such steps."""
     rows = _loss_rows(rows, modalities)
@@ -158,13 +159,15 @@ def tail_losses(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> di
     return {m: float(np.mean(column(last, loss_key(m)))) for m in modalities}
 
 
-def loss_gap(rows: list[dict], tail: float = GAP_TAIL, modalities=PAIR) -> float | None:
+def loss_gap(
+    rows: list[dict], tail: float = GAP_TAIL, *, modalities: Sequence[str]
+) -> float | None:
     """Two modalities (a, b): mean of loss_a − loss_b over the last ``tail`` fraction of
     the steps (raw, unsmoothed values; positive: the a loss stays higher, so the b
     tower learned the task faster). More: max − min of :func:`tail_losses`."""
     modalities = list(modalities)
     if len(modalities) > 2:
-        t = tail_losses(rows, tail, modalities)
+        t = tail_losses(rows, tail, modalities=modalities)
         return None if t is None else max(t.values()) - min(t.values())
     a, b = modalities
     rows = _loss_rows(rows, modalities)
@@ -183,26 +186,30 @@ def seed_cell(values: list[float]) -> dict:
 
 
 def loss_gaps(
-    logs: dict[str, dict[int, list[dict]]], tail: float = GAP_TAIL, modalities=PAIR
+    logs: dict[str, dict[int, list[dict]]], tail: float = GAP_TAIL, *, modalities: Sequence[str]
 ) -> dict[str, dict]:
     """{method: seed_cell of the per-seed loss-curve gap (:func:`loss_gap`)}; for M > 2
     with ``"tail"``: {m: mean over seeds of :func:`tail_losses`} as well."""
     modalities = list(modalities)
     out = {}
     for method, per_seed in logs.items():
-        gaps = [loss_gap(rows, tail, modalities) for rows in per_seed.values()]
+        gaps = [loss_gap(rows, tail, modalities=modalities) for rows in per_seed.values()]
         vals = [g for g in gaps if g is not None]
         if not vals:
             continue
         out[method] = seed_cell(vals)
         if len(modalities) > 2:
-            tails = [t for rows in per_seed.values() if (t := tail_losses(rows, tail, modalities))]
+            tails = [
+                t
+                for rows in per_seed.values()
+                if (t := tail_losses(rows, tail, modalities=modalities))
+            ]
             out[method]["tail"] = {m: float(np.mean([t[m] for t in tails])) for m in modalities}
     return out
 
 
 # -- gradient cosines and conflicts ------------------------------------------------------
-def logs_kl_gradient(rows: list[dict], modalities=PAIR) -> bool:
+def logs_kl_gradient(rows: list[dict], modalities: Sequence[str]) -> bool:
     """True when the strategy computed a KL gradient (so its cosines mean something).
 
     ``balgrad_unimodal_only`` (kl_weight = 0, no projection) logs zero cosines
@@ -247,7 +254,10 @@ def method_projects(
 
 
 def conflict_stats(
-    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None, modalities=PAIR
+    logs: dict[str, dict[int, list[dict]]],
+    method_options: dict | None = None,
+    *,
+    modalities: Sequence[str],
 ) -> dict[str, dict]:
     """Per method that logs the cosines (and computed a KL gradient): the per-seed
     fractions of steps with raw cos < 0 and with post-projection cos < −1e-6.
@@ -281,7 +291,10 @@ def pooled(per_seed: dict[int, list[dict]], key: str) -> np.ndarray:
 
 
 def cosine_series(
-    logs: dict[str, dict[int, list[dict]]], method_options: dict | None = None, modalities=PAIR
+    logs: dict[str, dict[int, list[dict]]],
+    method_options: dict | None = None,
+    *,
+    modalities: Sequence[str],
 ) -> list[tuple[str, np.ndarray]]:
     """The cosines of Fig. 7, pooled over seeds: the raw and post-projection cosines of
     each proposed method (registered ``role="proposed"``), then the raw cosines of each

@@ -124,11 +124,10 @@ def plot_cosine_histograms(
     return _save(fig, path)
 
 
-def condition_bars(layout: Layout | None = None) -> list[tuple[str, str, str]]:
+def condition_bars(layout: Layout) -> list[tuple[str, str, str]]:
     """Fig. 2a's bars, (table row, label, colour): Full, then each modality alone. Two
     modalities: "Image only (text missing)" is the ``missing_text`` row. More: the
     ``only_<m>`` rows."""
-    layout = layout or Layout()
     names = layout.names
     bars = [("full", "Full", "tab:gray")]
     if not layout.has_only:
@@ -151,17 +150,14 @@ def condition_bars(layout: Layout | None = None) -> list[tuple[str, str, str]]:
     ]
 
 
-#: Fig. 2a's bars of an image-text run: condition key in the table -> label
-CONDITION_BARS = tuple((key, label) for key, label, _ in condition_bars())
-
-
 def plot_condition_bars(
     table: dict[str, dict[str, dict]],
     methods: list[str],
     path: Path,
     metric: str,
     title: str = "",
-    layout: Layout | None = None,
+    *,
+    layout: Layout,
 ) -> Path:
     """Grouped bars per method: full and each modality alone (:func:`condition_bars`),
     with seed-std error bars."""

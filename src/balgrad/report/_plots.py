@@ -40,8 +40,10 @@ def plot_gap_vs_ratio(curves: dict[str, dict], path: Path, metric: str, title: s
         _band(ax, c, label=method_label(method))
     ax.set_xlabel("missing ratio r")
     ax.set_ylabel(f"ΔGap ({metric}, points)")
-    pair = names in ([], ["image", "text"])
-    default = "between missing image and missing text" if pair else "(max − min over modalities)"
+    if len(names) == 2:
+        default = f"between missing {names[0]} and missing {names[1]}"
+    else:  # M > 2, or curves that do not name their modalities
+        default = "(max − min over modalities)"
     ax.set_title(title or f"ΔGap {default}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

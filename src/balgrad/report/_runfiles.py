@@ -15,7 +15,6 @@ import yaml
 from balgrad.config_upgrade import upgrade_eval
 from balgrad.errors import BalgradError
 from balgrad.names import condition_name
-from balgrad.report._layout import LEGACY_MODALITIES
 
 
 class RunFileError(BalgradError):
@@ -79,7 +78,8 @@ def eval_problem(record: Any, path: Path, complete: bool = False) -> str | None:
         return "'protocol' is not a mapping"
     if problem := _protocol_problem(protocol or {}):
         return problem
-    modalities = (protocol or {}).get("modalities") or LEGACY_MODALITIES
+    # an old record's modalities as the upgrader reads them (0.1 wrote image-text only)
+    modalities = (upgrade_eval(record).get("protocol") or {}).get("modalities") or {}
     sweep = record.get("sweep")
     if sweep is not None:
         if not isinstance(sweep, list):

@@ -20,7 +20,6 @@ from balgrad.report._stats import mean_std
 from balgrad.report._tables import (
     CONFIDENCE,
     NO_CHANGE,
-    PAIRED_ROWS,
     condition_csv,
     condition_table,
     format_change,
@@ -37,9 +36,6 @@ from balgrad.strategies._registry import (
     method_description,
     method_role,
 )
-
-#: Table 2's rows of an image-text run; :meth:`Layout.ablation_rows` gives any run's
-ABLATION_ROWS = Layout().ablation_rows()
 
 
 def ablation_columns(methods) -> list[str]:
@@ -63,10 +59,11 @@ def write_ablation_table(
     out_dir: Path,
     metric: str,
     title: str = "",
-    layout: Layout | None = None,
+    *,
+    layout: Layout,
 ) -> dict[str, Path]:
     """Table 2 (missing modality) as Markdown and CSV; columns absent from the run are skipped."""
-    rows = (layout or Layout()).ablation_rows()
+    rows = layout.ablation_rows()
     out_dir = Path(out_dir)
     methods = ablation_columns(table)
     paths = {"ablation_md": out_dir / "ablation.md", "ablation_csv": out_dir / "ablation.csv"}
@@ -91,7 +88,7 @@ def _signed(x: float, digits: int = 1) -> str:
 
 
 def dominance(
-    table: dict[str, dict[str, dict]], reference: str | None = None, layout: Layout | None = None
+    table: dict[str, dict[str, dict]], reference: str | None = None, *, layout: Layout
 ) -> dict | None:
     """Which of two modalities (a, b) dominated ``reference`` (default:
     :func:`reference_method`): the one whose absence costs the most.
@@ -103,7 +100,7 @@ def dominance(
     the rows are missing.
     """
     reference = reference or reference_method(list(table))
-    a, b = (layout or Layout()).names
+    a, b = layout.names
     cells = table.get(reference, {})
     a_only, b_only = (
         cells.get(condition_name("missing", b)),
@@ -292,7 +289,7 @@ def _dominance_many_methods(
 
 
 def _method_lines(
-    table: dict, paired: dict, methods: list[str], ref: str, rows=PAIRED_ROWS
+    table: dict, paired: dict, methods: list[str], ref: str, rows: list[tuple[str, str]]
 ) -> list[str]:
     """One line per method: its scores and its paired change versus ``ref`` per row."""
     lines: list[str] = []
@@ -360,9 +357,9 @@ def _conflict_lines(conflicts: dict[str, dict], methods: list[str]) -> list[str]
 
 
 def _loss_gap_lines(
-    gaps: dict[str, dict], methods: list[str], ref: str, names: list[str] | None = None
+    gaps: dict[str, dict], methods: list[str], ref: str, names: list[str]
 ) -> list[str]:
-    a, b = names or Layout().names
+    a, b = names
     lines = []
     base = gaps.get(ref)
     for m in [m for m in methods if m in gaps]:
@@ -440,10 +437,9 @@ def write_summary(
     loss_gaps: dict[str, dict],
     figures: dict[str, Path],
     tables: dict[str, Path],
-    layout: Layout | None = None,
+    layout: Layout,
 ) -> str:
     """Write ``report.md`` in ``run_dir`` and return its text."""
-    layout = layout or Layout()
     present = [m for m in methods if m in table]
     ref = reference_method(present)
     out = _intro(dataset, metric, present, seeds, layout)
@@ -547,7 +543,7 @@ def _dominance_section(
     if not ref:
         return none
     if not layout.has_only:
-        d = dominance(table, ref, layout)
+        d = dominance(table, ref, layout=layout)
         return _dominance_text(d, metric) if d else none
     rows = per_seed_rows(results, metric, layout)
     d = dominance_many(table, rows, ref, layout)

@@ -25,10 +25,6 @@ from balgrad.report._stats import CONFIDENCE, mean_std, t_interval
 from balgrad.strategies._registry import method_label, method_role
 from balgrad.train._metrics_log import nan_to_null
 
-#: Table 1's rows of an (image, text) run; :meth:`Layout.rows` gives any run's
-ROWS = Layout().rows()
-#: rows of the paired comparison against the reference method, (image, text) run
-PAIRED_ROWS = Layout().paired_rows()
 NO_CHANGE = "no significant change"
 
 
@@ -177,7 +173,8 @@ def paired_markdown(
     paired: dict[str, dict[str, dict]],
     methods: list[str],
     reference: str | None = None,
-    rows: list[tuple[str, str]] = PAIRED_ROWS,
+    *,
+    rows: list[tuple[str, str]],
 ) -> str:
     """The paired comparison as Markdown (empty when there is nothing to compare)."""
     cols = [m for m in methods if m in paired]
@@ -251,7 +248,8 @@ def markdown_table(
     table: dict[str, dict[str, dict]],
     methods: list[str],
     title: str = "",
-    rows: list[tuple[str, str]] = ROWS,
+    *,
+    rows: list[tuple[str, str]],
 ) -> str:
     lines = [title, ""] if title else []
     lines.append(condition_table(table, methods, rows).markdown())
@@ -269,12 +267,12 @@ def write_tables(
     title: str,
     paired: dict[str, dict[str, dict]] | None = None,
     reference: str | None = None,
-    layout: Layout | None = None,
+    *,
+    layout: Layout,
 ) -> dict[str, Path]:
     """table.md (Table 1, then the paired comparison), table.csv (Table 1), table.json (both;
     with the run's ``modalities`` and ``noise`` unless it is the (image, text) run)."""
     reference = reference or reference_method(methods)
-    layout = layout or Layout()
     rows = layout.rows()
     out_dir = Path(out_dir)
     paths = {
@@ -282,9 +280,9 @@ def write_tables(
         "csv": out_dir / "table.csv",
         "json": out_dir / "table.json",
     }
-    md = markdown_table(table, methods, title, rows)
+    md = markdown_table(table, methods, title, rows=rows)
     if paired:
-        md += "\n" + paired_markdown(paired, methods, reference, layout.paired_rows())
+        md += "\n" + paired_markdown(paired, methods, reference, rows=layout.paired_rows())
     write_text(paths["md"], md)
     condition_csv(table, methods, rows).write_csv(paths["csv"])
     payload = {"metric": metric, "methods": methods, "table": table}

@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,9 +150,7 @@ def warn_saturated(history: list[dict], metric: str, best_epoch: int) -> None:
         )
 
 
-def selection_metric(
-    first_row: dict[str, float], primary: str, modalities: tuple[str, ...] = ("image", "text")
-) -> str:
+def selection_metric(first_row: dict[str, float], primary: str, modalities: Sequence[str]) -> str:
     """The metric whose validation score picks the best epoch: ``primary``, unless it is
     undefined (NaN: AUROC of a validation split with one class); then the first defined
     metric of the fused logits. Read from the first epoch's row: the split's labels make

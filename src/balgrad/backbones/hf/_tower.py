@@ -80,8 +80,8 @@ def load_tower(src: CheckpointSource, tower: str, *, clip: bool, projection: boo
     return LoadedTower(src, model, missing, model_config, config, is_clip)
 
 
-#: the tower a balgrad backbone flag takes, by the kind of model a checkpoint holds
-_FLAG = {"vision": "--image-backbone", "text": "--text-backbone"}
+#: the balgrad modality kind whose backbone a checkpoint of each kind of model can be
+_MODALITY_KIND = {"vision": "image", "text": "text"}
 _KIND = {"vision": "an image (vision) model", "text": "a text model"}
 
 
@@ -126,26 +126,28 @@ def check_tower_kind(src: CheckpointSource, config: Any, tower: str) -> None:
     arch = ", ".join(getattr(config, "architectures", None) or []) or "no architectures listed"
     raise BackboneError(
         f"backbone {src.label!r} is {_KIND[kind]} (model_type {config.model_type!r}, {arch}), "
-        f"not {_KIND[tower]}; give it as {_FLAG[kind]} {src.label}"
+        f"not {_KIND[tower]}; give it to a modality of kind {_MODALITY_KIND[kind]} "
+        f"(--backbone <modality>={src.label})"
     )
 
 
-def precheck_tower(name: str, tower: str, options: dict[str, Any]) -> None:
-    """:func:`check_tower_kind` for a ``hf:``/``clip:`` backbone of balgrad's ``tower``
-    ("image" or "text") from its config alone (cheap: no weights), so a run can refuse
-    the mismatch before loading data. Silent when the config cannot be read: loading the
-    backbone later reports why.
+def precheck_tower(name: str, kind: str, options: dict[str, Any]) -> None:
+    """:func:`check_tower_kind` for a ``hf:``/``clip:`` backbone of a modality of ``kind``
+    from its config alone (cheap: no weights), so a run can refuse the mismatch before
+    loading data. Silent for a kind without Hugging Face towers (only image and text have
+    them), and when the config cannot be read: loading the backbone later reports why.
 
     Args:
         name: The backbone's name (``hf:...``, ``clip:...``; others are not checked).
-        tower: ``"image"`` or ``"text"``.
+        kind: The modality's kind.
         options: The backbone's options (revision, cache_dir...).
 
     Raises:
         BackboneError: The checkpoint is of the other kind.
     """
+    tower = {v: k for k, v in _MODALITY_KIND.items()}.get(kind)
     prefix, colon, rest = name.partition(":")
-    if not colon or prefix.lower() not in ("hf", "clip"):
+    if tower is None or not colon or prefix.lower() not in ("hf", "clip"):
         return
     try:
         from transformers import AutoConfig
@@ -155,7 +157,7 @@ def precheck_tower(name: str, tower: str, options: dict[str, Any]) -> None:
         config = src.load("config", AutoConfig.from_pretrained)
     except (ImportError, BackboneError):
         return
-    check_tower_kind(src, config, "vision" if tower == "image" else "text")
+    check_tower_kind(src, config, tower)
 
 
 def _is_clip(config: Any) -> bool:

@@ -16,9 +16,10 @@ from balgrad.data.disk._dataset import DiskDataset
 from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions, path_option
 from balgrad.data.disk._paths import FolderBoundary
 from balgrad.data.disk._readers import check_utf8, decode_text
-from balgrad.data.disk._records import MissingSplitError, Problems, Record
+from balgrad.data.disk._records import DataWarning, MissingSplitError, Problems, Record
 
 __all__ = [
+    "DataWarning",
     "DiskDataset",
     "DiskLoader",
     "FolderBoundary",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from balgrad.data._base import DatasetInfo, TaskKind
+from balgrad.data._base import IMAGE_TEXT, DatasetInfo, TaskKind
 from balgrad.data.disk._dataset import DiskDataset
 from balgrad.data.disk._layout import canonical_split, resolve_root
 from balgrad.data.disk._paths import FolderBoundary
@@ -217,6 +217,7 @@ class DiskLoader(DiskDataset):
             classes=list(index.classes),
             primary_metric=index.primary_metric or metrics[0],
             metrics=metrics,
+            modalities=dict(IMAGE_TEXT),  # a record is an image file and a text
         )
         DiskDataset.__init__(
             self,

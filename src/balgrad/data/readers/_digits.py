@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from balgrad.data._base import DatasetInfo
+from balgrad.data._base import IMAGE_TEXT, DatasetInfo
 from balgrad.data._cache_files import cached_npz_arrays, check_array_layout, load_npz_checked
 from balgrad.data.readers._builtin_common import (
     _DIGITS_VERSION,
@@ -390,7 +390,12 @@ class DigitsDataset(_ArrayDataset):
         self.seed = _check_seed(seed)
         self.config = config if config is not None else DigitsConfig()
         self.info = DatasetInfo(
-            "digits", "single_label", list(DIGITS_CLASSES), "accuracy", ["accuracy"]
+            "digits",
+            "single_label",
+            list(DIGITS_CLASSES),
+            "accuracy",
+            ["accuracy"],
+            modalities=dict(IMAGE_TEXT),
         )
         _take_split(self, _digits_arrays(self.config, self.seed), split)
         self._fingerprint = (

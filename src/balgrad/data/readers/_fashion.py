@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from balgrad.data._base import DatasetInfo
+from balgrad.data._base import IMAGE_TEXT, DatasetInfo
 from balgrad.data.readers._builtin_common import (
     _FASHION_VERSION,
     Count,
@@ -211,7 +211,12 @@ class FashionDataset(_ArrayDataset):
         self.seed = _check_seed(seed)
         self.config = config if config is not None else FashionConfig()
         self.info = DatasetInfo(
-            "fashion", "single_label", list(FASHION_CLASSES), "accuracy", ["accuracy"]
+            "fashion",
+            "single_label",
+            list(FASHION_CLASSES),
+            "accuracy",
+            ["accuracy"],
+            modalities=dict(IMAGE_TEXT),
         )
         data_dir = Path(self.config.data_dir).expanduser()
         all_images, all_labels, stamp, self._files = _read_fashion_split(data_dir, split)

@@ -19,7 +19,7 @@ from balgrad.data._catalog import (
     lookup,
     register_dataset,
 )
-from balgrad.data._io import DataWarning, DiskDataset, MissingSplitError
+from balgrad.data.disk import DataWarning, DiskDataset, MissingSplitError
 from balgrad.data.readers._cub import CUBDataset
 from balgrad.data.readers._food101 import Food101Dataset
 from balgrad.data.readers._generic import GenericDataset

@@ -6,11 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from balgrad.backbones._base import ImageEncoder
-from balgrad.backbones._factory import register_image_backbone
+from balgrad.backbones import ImageEncoder, register_backbone
 
 
-@register_image_backbone("pixels", description="grey thumbnail, one linear layer (example plug-in)")
+@register_backbone(
+    "image", "pixels", description="grey thumbnail, one linear layer (example plug-in)"
+)
 class PixelEncoder(ImageEncoder):
     def __init__(self, *, size: int = 8, out_dim: int = 16):
         super().__init__()

@@ -16,7 +16,9 @@ class StripesDataset(MultimodalDataset):
     def __init__(self, split: str, seed: int, n: int, noise: float, text_signal: float):
         rng = np.random.default_rng([seed, 0 if split == "train" else 1])
         self.split, self.key = split, f"stripes:{split}:{seed}:{n}:{noise}:{text_signal}"
-        self.info = DatasetInfo("stripes", "single_label", CLASSES)
+        self.info = DatasetInfo(
+            "stripes", "single_label", CLASSES, modalities={"image": "image", "text": "text"}
+        )
         self.labels = rng.integers(0, 2, size=n)
         stripes = (np.arange(16) // 2 % 2).astype(np.float32)
         self.images = []
