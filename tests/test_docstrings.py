@@ -44,17 +44,6 @@ import balgrad
 #: name is never added here.
 ALLOWED: frozenset[str] = frozenset(
     {
-        "balgrad.cli.build_parser",
-        "balgrad.cli.cmd_compare",
-        "balgrad.cli.cmd_docs",
-        "balgrad.cli.cmd_evaluate",
-        "balgrad.cli.cmd_list",
-        "balgrad.cli.cmd_report",
-        "balgrad.cli.cmd_train",
-        "balgrad.cli.config_from_args",
-        "balgrad.cli.evaluate_overrides",
-        "balgrad.cli.main",
-        "balgrad.cli.saved_so_far",
         "balgrad.config.build_config",
         "balgrad.config.check_dataset_options",
         "balgrad.config.check_method_options",

@@ -217,7 +217,18 @@ def _apply(values: dict[str, Any], settings: list[tuple[list[str], Any]]) -> Non
 def config_from_args(args: argparse.Namespace, overrides: dict | None = None) -> RunConfig:
     """Defaults < YAML file (or preset) < flags. With ``overrides["methods"]`` (``balgrad
     train``), the file's options for the other methods it lists are left out: they belong
-    to its ``compare`` run. Any other option for a method that does not run is an error."""
+    to its ``compare`` run. Any other option for a method that does not run is an error.
+
+    Args:
+        args: The parsed command line.
+        overrides: Values that win over the file and the flags (``train``'s method).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: A bad value, unknown option or unreadable file, naming it.
+    """
     values: dict[str, Any] = {}
     source = "flags"
     if getattr(args, "config", None):
@@ -252,7 +263,15 @@ def _writes_run_folder() -> bool:
 
 def saved_so_far(run_dir: Path) -> str:
     """What an interrupted ``compare``/``train`` leaves in its run folder, in one clause:
-    the runs evaluated and the last checkpointed epoch of each unfinished one."""
+    the runs evaluated and the last checkpointed epoch of each unfinished one.
+
+    Args:
+        run_dir: The run folder.
+
+    Returns:
+        The clause (``nothing saved yet`` when the folder holds no finished run or
+        checkpoint).
+    """
     parts = []
     for rdir in sorted(run_dir.glob("*/seed*")) if run_dir.is_dir() else ():
         label = f"{rdir.parent.name} seed {rdir.name.removeprefix('seed')}"
@@ -309,11 +328,27 @@ def _run_all_in(cfg: RunConfig, resume: bool, run_dir: Path) -> Path:
 
 
 def cmd_compare(args) -> int:
+    """``balgrad compare``: train and evaluate every method of the config, then report.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        The exit status (0).
+    """
     _run_all(config_from_args(args), args.resume)
     return 0
 
 
 def cmd_train(args) -> int:
+    """``balgrad train --method NAME``: one method, trained, evaluated and reported.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        The exit status (0).
+    """
     _run_all(config_from_args(args, {"methods": [args.method]}), args.resume)
     return 0
 
@@ -333,7 +368,12 @@ EVALUATE_OVERRIDES = (
 def evaluate_overrides(values: dict[str, Any], args: argparse.Namespace) -> None:
     """A run folder's settings (``values``, complete, its modalities resolved) with
     ``evaluate``'s flags applied: ``--noise M=LEVEL`` (or its shorthand ``--image-noise``)
-    replaces the run's ``modalities.M.noise``."""
+    replaces the run's ``modalities.M.noise``.
+
+    Args:
+        values: The run folder's settings, changed in place.
+        args: The parsed ``evaluate`` command line.
+    """
     for name in EVALUATE_OVERRIDES:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
@@ -341,6 +381,18 @@ def evaluate_overrides(values: dict[str, Any], args: argparse.Namespace) -> None
 
 
 def cmd_evaluate(args) -> int:
+    """``balgrad evaluate RUN_DIR``: re-score a run folder's checkpoints under the
+    protocol (its own settings, or the flags' changes) and rebuild its report.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        The exit status (0).
+
+    Raises:
+        ConfigError: The folder is not a run folder, or a flag does not apply to it.
+    """
     from balgrad.experiment import Experiment, check_folder_path, check_writable_folder
     from balgrad.report._build import build_report
 
@@ -369,6 +421,18 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """``balgrad report RUN_DIR``: rebuild a run folder's tables and figures from its
+    files, without training or scoring.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        The exit status (0).
+
+    Raises:
+        ConfigError: The folder is not a run folder.
+    """
     from balgrad.experiment import check_folder_path
     from balgrad.report._build import build_report
     from balgrad.train._lock import RunLock
@@ -427,6 +491,14 @@ def _modalities_text(metadata) -> str:
 
 
 def cmd_list(args) -> int:
+    """``balgrad list``: the registered methods, datasets, backbones (by kind) and fusions.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        The exit status (0).
+    """
     from balgrad.backbones._factory import BACKBONES
     from balgrad.data._catalog import DATASETS
     from balgrad.models._fusion import FUSION_REGISTRY
@@ -493,6 +565,12 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``balgrad`` parser: ``compare``, ``train``, ``evaluate``, ``report``, ``list``
+    and ``docs``, each field of :class:`~balgrad.config.RunConfig` a flag.
+
+    Returns:
+        The parser.
+    """
     p = _Parser(prog="balgrad", description=__doc__.split("\n\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--version", action="version", version=f"balgrad {_version()}")
@@ -552,7 +630,14 @@ DOCS_BUILD = "sphinx-build -W --keep-going -b html docs docs/_build/html"
 
 
 def cmd_docs(args) -> int:
-    """Print the built site's index.html, or the commands that build it."""
+    """Print the built site's index.html, or the commands that build it.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        The exit status (0).
+    """
     index = DOCS_DIR / "_build" / "html" / "index.html"
     if index.is_file():
         print(index)
@@ -580,6 +665,15 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``balgrad`` command.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0; 2 for an error balgrad reports (one line on stderr, no
+        traceback) or a write the file system refused; 130 for an interrupt.
+    """
     # the CLI only writes figures to files: a headless backend, unless the user chose one
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
