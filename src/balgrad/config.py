@@ -44,7 +44,11 @@ _LEVEL = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(dB)?\s*
 
 
 def default_methods() -> list[str]:
-    """The built-in strategies registered for the default run (all eight of the paper)."""
+    """The built-in strategies registered for the default run (all eight of the paper).
+
+    Returns:
+        Their names, in the registry's order (``RunConfig.methods``' default).
+    """
     from balgrad.strategies._registry import default_methods as registered
 
     return registered()
@@ -69,7 +73,25 @@ def _has_number_or_bool(annotation: Any) -> bool:
 
 
 def parse_noise(value: Any) -> float | None:
-    """A noise level: a number, or its text (``"0.3"``; an audio SNR also ``"10dB"``)."""
+    """A noise level: a number, or its text (``"0.3"``; an audio SNR also ``"10dB"``).
+
+    Whether ``dB`` fits the modality's kind is checked elsewhere (by the config's validator).
+
+    Args:
+        value: The level as given: None, a number, or text.
+
+    Returns:
+        The level as a float; None for None.
+
+    Raises:
+        ValueError: A boolean, or text that is not a number (with an optional ``dB``);
+            pydantic reports it as the field's error.
+
+    Example:
+        >>> from balgrad.config import parse_noise
+        >>> parse_noise("10dB"), parse_noise(" .5 "), parse_noise(3)
+        (10.0, 0.5, 3.0)
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -355,7 +377,18 @@ class RunConfig(BaseModel):
 
 def check_methods(methods: list[str], option: str) -> list[str]:
     """The methods, with set names (``all``, ``field``, ``paper``) expanded; each
-    registered and listed once (``balgrad evaluate --methods``)."""
+    registered and listed once (``balgrad evaluate --methods``).
+
+    Args:
+        methods: Method names or set names, as given.
+        option: The option that gave them (``"--methods"``), named in the error.
+
+    Returns:
+        The method names, sets expanded, in the given order.
+
+    Raises:
+        ConfigError: An unknown method, or one listed twice (or with its alias).
+    """
     from balgrad.strategies._registry import STRATEGY_REGISTRY, expand_method_sets
 
     methods = expand_method_sets(methods)
@@ -386,6 +419,17 @@ def _no_duplicate_methods(methods: list[str], registry) -> None:
 
 
 def check_dataset_options(dataset: str, options: dict[str, Any]) -> None:
+    """``options`` fit the registered ``dataset``'s signature (``RunConfig.dataset_options``).
+
+    Args:
+        dataset: A registered dataset's name.
+        options: Its options.
+
+    Raises:
+        ConfigError: ``options`` is not a mapping, names an option the dataset does not
+            take, or gives one a value of the wrong type (the error names
+            ``dataset_options``).
+    """
     from balgrad.data._catalog import DATASETS
 
     _named("dataset_options", DATASETS.validate, dataset, options)
@@ -395,7 +439,19 @@ def dataset_modalities(
     dataset: str, data_dir: str | None = None, options: dict[str, Any] | None = None
 ) -> dict[str, str]:
     """``{name: kind}`` of a registered dataset, in its order: those its data declares
-    (``generic``'s index header or ``modalities`` option), else the registered ones."""
+    (``generic``'s index header or ``modalities`` option), else the registered ones.
+
+    Args:
+        dataset: A registered dataset's name.
+        data_dir: Its folder (read by a dataset whose data declares its modalities).
+        options: Its options.
+
+    Returns:
+        ``{modality: kind}``, e.g. ``{"image": "image", "text": "text"}``.
+
+    Raises:
+        ConfigError: An unknown dataset, or modalities its data declares wrongly.
+    """
     from balgrad.data._catalog import declared_modalities
 
     return declared_modalities(dataset, data_dir, options)
@@ -541,7 +597,17 @@ def _check_backbone(
 
 def check_method_options(methods: list[str], options: dict[str, dict[str, Any]]) -> None:
     """Every method's options, its own value checks included (each strategy is created
-    once and dropped); options for a method that is not in ``methods`` are an error."""
+    once and dropped); options for a method that is not in ``methods`` are an error.
+
+    Args:
+        methods: The run's methods (``RunConfig.methods``).
+        options: ``{method: {option: value}}`` (``RunConfig.method_options``).
+
+    Raises:
+        ConfigError: Options for a method not in ``methods``, a method's options that are
+            not a mapping, an option the strategy does not take, or a value it refuses
+            (the error names ``method_options``).
+    """
     from balgrad.strategies._registry import validate_strategy
 
     stray = [m for m in options if m not in methods]
@@ -596,7 +662,19 @@ LEGACY_PRECISION = "fp32"
 def resume_differences(old: RunConfig, new: RunConfig) -> tuple[list[str], list[str]]:
     """(refused, allowed) differences between a run folder's settings and a resume's, as
     ``field: old → new`` lines. ``refused`` is empty when the resume may go on; ``allowed``
-    lists the rounding-only changes to warn about."""
+    lists the rounding-only changes to warn about.
+
+    The fields of :data:`RESUME_NEUTRAL` are ignored; those of :data:`RESUME_MAY_GROW` may
+    gain entries but not lose any; the options of a method added on this resume are free;
+    the modalities are compared as resolved (``specs``) when the dataset is the same.
+
+    Args:
+        old: The run folder's ``config.yaml`` (:func:`load_run_config`).
+        new: The settings of the resume.
+
+    Returns:
+        ``(refused, allowed)``: lists of ``field: old → new`` lines.
+    """
     refused, allowed = [], []
     for name in RunConfig.model_fields:
         a, b = getattr(old, name), getattr(new, name)
@@ -638,6 +716,15 @@ def _spec_differences(old: dict[str, ModalitySpec], new: dict[str, ModalitySpec]
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
+    """pydantic's errors as balgrad words them: one ``source: field 'x.y': message`` line each.
+
+    Args:
+        err: The validation error of a :class:`RunConfig`.
+        source: Where the values came from (a file, ``"config"``, the flags), named first.
+
+    Returns:
+        The lines, joined by newlines.
+    """
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
@@ -649,7 +736,24 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
     """A validated RunConfig of ``values`` (current spellings only: files with old ones
     pass :func:`balgrad.config_upgrade.upgrade_config` first, in :func:`load_yaml` and
-    :func:`load_run_config`)."""
+    :func:`load_run_config`).
+
+    Args:
+        values: Field values by name (underscores: ``data_dir``).
+        source: Where they came from, named in the error (a file, or ``"config"``).
+
+    Returns:
+        The :class:`RunConfig`, its modalities resolved (``specs``).
+
+    Raises:
+        ConfigError: Any invalid value, one line per field (:func:`format_validation_error`).
+
+    Example:
+        >>> from balgrad.config import build_config
+        >>> cfg = build_config({"dataset": "digits", "methods": ["joint"], "epochs": 2})
+        >>> cfg.epochs, list(cfg.specs)
+        (2, ['image', 'text'])
+    """
     try:
         return RunConfig(**values)
     except ValidationError as err:
@@ -659,7 +763,18 @@ def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
 
 
 def config_file(name: str | Path) -> Path:
-    """``name`` itself when it is a file, else the packaged preset of that name."""
+    """``name`` itself when it is a file, else the packaged preset of that name.
+
+    Args:
+        name: A file path, or the name of a packaged preset (:mod:`balgrad.presets`).
+
+    Returns:
+        The file to read.
+
+    Raises:
+        ConfigError: Neither a file nor a preset (the presets are listed), or a path that
+            cannot be looked up.
+    """
     path = Path(name)
     try:
         if path.is_file():
@@ -701,7 +816,24 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_yaml(path: str | Path, *, upgrade: str = "warn") -> dict[str, Any]:
     """The options of a YAML file, or of a packaged preset given by name, in the current
     spelling (``upgrade``: ``"warn"`` for a user's file, ``"silent"`` for a run folder's
-    own config.yaml; :mod:`balgrad.config_upgrade`)."""
+    own config.yaml; :mod:`balgrad.config_upgrade`).
+
+    Option names may be spelt with dashes, as the flags are. The values are not validated
+    here: :func:`build_config` does that.
+
+    Args:
+        path: A YAML file, or a preset's name (:func:`config_file`).
+        upgrade: ``"warn"`` to warn (DeprecationWarning) about 0.1 spellings it upgrades;
+            anything else upgrades them silently.
+
+    Returns:
+        ``{option: value}``, names with underscores, in the current spelling.
+
+    Raises:
+        ConfigError: No such file or preset, a file that cannot be read, is not UTF-8 or
+            not YAML, a key given twice, a top level that is not a mapping, or an option
+            name that is not text.
+    """
     path = config_file(path)
     try:
         raw = path.read_bytes()
@@ -733,7 +865,22 @@ def load_yaml(path: str | Path, *, upgrade: str = "warn") -> dict[str, Any]:
 def load_run_config(path: str | Path) -> RunConfig:
     """A run folder's ``config.yaml``, which balgrad writes with every field: a file that
     lacks one (empty, cut off, hand-edited) is refused rather than read as defaults, which
-    would rebuild another model and score it on another test set."""
+    would rebuild another model and score it on another test set.
+
+    A file written by an older balgrad is read as it ran: 0.1 spellings are upgraded
+    silently, a missing ``precision`` is fp32 and missing ``modalities`` are resolved as
+    the dataset registers them.
+
+    Args:
+        path: The ``config.yaml``.
+
+    Returns:
+        The validated :class:`RunConfig`.
+
+    Raises:
+        ConfigError: A file that cannot be read or parsed, that lacks a field, or holds an
+            invalid value (the message says how to recover).
+    """
     path = Path(path)
     way_out = "restore it, or train the run again into a new folder (--name)"
     try:
@@ -754,4 +901,16 @@ def load_run_config(path: str | Path) -> RunConfig:
 
 
 def dump_yaml(cfg: RunConfig, path: str | Path) -> None:
+    """Write ``cfg`` with every field to ``path``, atomically (a run folder's ``config.yaml``).
+
+    The modalities are written as resolved (``specs``), so the file describes the run and
+    :func:`load_run_config` reads it back to the same settings.
+
+    Args:
+        cfg: The settings.
+        path: The YAML file.
+
+    Raises:
+        WriteError: The file cannot be written.
+    """
     write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -42,6 +42,7 @@ def shorthand_settings(flat: dict[str, Any], skip_defaults: bool = False) -> dic
     """``{modality: {setting: value, kind: modality}}`` of flat keys (``image_noise: 0.3``
     -> ``{image: {noise: 0.3, kind: image}}``; the kind makes a dataset whose modality
     ``image`` is of another kind an error, as the flat key always was).
+
     Args:
         flat: Flat keys (``image_backbone``, ``text_backbone``, ``image_noise``,
             ``text_noise``) and their values.

@@ -74,6 +74,11 @@ log = logging.getLogger("balgrad")
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (the start of every run).
+
+    Args:
+        seed: The run's seed (NumPy gets it modulo 2**32).
+    """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -81,17 +86,43 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class Data:
+    """A run's three splits (:func:`load_data`).
+
+    Attributes:
+        train: The training split.
+        val: The validation split (model selection).
+        test: The split the protocol scores.
+    """
+
     train: MultimodalDataset
     val: MultimodalDataset
     test: MultimodalDataset
 
     @property
     def info(self):
+        """The dataset's :class:`balgrad.data.DatasetInfo` (classes, task, metrics), the test split's."""
         return self.test.info
 
 
 def load_data(cfg: RunConfig) -> Data:
-    """Train/val/test splits; val is carved from train (never from test)."""
+    """Train/val/test splits; val is carved from train (never from test).
+
+    A built-in dataset is generated with ``cfg.data_seed`` (into ``cfg.cache_dir`` where it
+    caches); an on-disk one is read from ``cfg.data_dir``, every split's files checked now
+    (a corrupt file fails before the first step, not after the training). Validation is
+    the dataset's official split where it has one and ``cfg.test_split`` is not it, else
+    ``cfg.val_fraction`` of train; a record found in two splits is warned about.
+
+    Args:
+        cfg: The run's settings.
+
+    Returns:
+        The :class:`Data`.
+
+    Raises:
+        ConfigError: An on-disk dataset without ``data_dir``, or bad dataset options.
+        DataError: Missing or unreadable files, or a bad record (without ``skip_bad``).
+    """
     opts = dict(cfg.dataset_options)
     meta = DATASETS.metadata(cfg.dataset)
     if meta["kind"] == "builtin":
@@ -139,7 +170,16 @@ def _validate(dataset: MultimodalDataset) -> None:
 
 
 def training_texts(dataset: MultimodalDataset, modality: str) -> list[str]:
-    """The training texts of a text modality (what a vocabulary is fitted on)."""
+    """The training texts of a text modality (what a vocabulary is fitted on).
+
+    Args:
+        dataset: The training split.
+        modality: The name of a modality of kind text.
+
+    Returns:
+        One text per training example: the dataset's known texts where it holds them,
+        else each example's input read in turn.
+    """
     texts = known_texts(dataset, modality)
     if texts is not None:
         return list(texts)
@@ -147,7 +187,16 @@ def training_texts(dataset: MultimodalDataset, modality: str) -> list[str]:
 
 
 def input_features(dataset: MultimodalDataset, modality: str) -> int:
-    """F of a feature-sequence modality: the last dimension of its first training item."""
+    """F of a feature-sequence modality: the last dimension of its first training item.
+
+    Args:
+        dataset: The training split.
+        modality: A modality whose inputs are ``[T, F]`` tensors (or a mapping with
+            ``"features"``).
+
+    Returns:
+        F.
+    """
     x = dataset[0].inputs[modality]
     f = x["features"] if isinstance(x, dict) else x
     return int(f.shape[-1])
@@ -163,7 +212,18 @@ def encoder_options(
     registration asks the run for: one that fits a vocabulary gets the training texts (or
     reloads its :func:`tokenizer_file` from ``run_dir``); a pretrained one that takes
     ``finetune`` gets the run's setting; one that takes ``in_features`` and is not given
-    it gets the data's feature size."""
+    it gets the data's feature size.
+
+    Args:
+        cfg: The run's settings.
+        spec: The modality's resolved settings (``cfg.specs[m]``).
+        train: The training split, or the training texts of the one text modality.
+        run_dir: A ``<method>/seed<k>`` folder whose saved vocabulary is reloaded, or None
+            to fit one.
+
+    Returns:
+        The keyword options of the backbone's factory.
+    """
     registry, opts = BACKBONES[spec.kind], dict(spec.backbone_options)
     meta = registry.metadata(spec.backbone)
     if meta.get("fits_vocabulary"):
@@ -186,20 +246,45 @@ def encoder_options(
 
 
 def modality_kinds(cfg: RunConfig) -> dict[str, str]:
+    """The run's modalities and their kinds, in the dataset's order.
+
+    Args:
+        cfg: The run's settings.
+
+    Returns:
+        ``{modality: kind}``, e.g. ``{"audio": "audio", "visual": "image"}``.
+    """
     return {m: spec.kind for m, spec in cfg.specs.items()}
 
 
 def tokenizer_file(modality: str, kinds: dict[str, str]) -> str:
     """Where a run folder keeps ``modality``'s fitted vocabulary: ``tokenizer.json`` for
     the run's one modality of kind text, whatever its name; ``tokenizer-<m>.json`` when
-    there are several."""
+    there are several.
+
+    Args:
+        modality: A modality of kind text.
+        kinds: The run's ``{modality: kind}`` (:func:`modality_kinds`).
+
+    Returns:
+        The file name, relative to a ``<method>/seed<k>`` folder.
+    """
     return "tokenizer.json" if text_modality(kinds) == modality else f"tokenizer-{modality}.json"
 
 
 def saved_tokenizer(run_dir: Path, modality: str, kinds: dict[str, str]) -> Path | None:
     """The vocabulary file a run folder holds for ``modality`` (a folder written before
-    the file was named by kind is read too: :func:`legacy_tokenizer_file`). None: none
-    saved."""
+    the file was named by kind is read too:
+    :func:`balgrad.config_upgrade.legacy_tokenizer_file`). None: none saved.
+
+    Args:
+        run_dir: A ``<method>/seed<k>`` folder.
+        modality: A modality of kind text.
+        kinds: The run's ``{modality: kind}`` (:func:`modality_kinds`).
+
+    Returns:
+        The file's path, or None.
+    """
     for name in (tokenizer_file(modality, kinds), legacy_tokenizer_file(modality)):
         if (run_dir / name).exists():
             return run_dir / name
@@ -210,7 +295,25 @@ def build_encoders(
     cfg: RunConfig, train: MultimodalDataset | list[str], run_dir: Path | None = None
 ) -> dict[str, nn.Module]:
     """The backbone of every modality, by name; pretrained ones are frozen unless
-    ``finetune``. ``train``: the training split (or, for an image-text run, its texts)."""
+    ``finetune``. ``train``: the training split (or the training texts of the run's one
+    text modality).
+
+    A vocabulary saved in ``run_dir`` that cannot be loaded is fitted again on the
+    training texts, with a warning (it is derived from them, so it is the same).
+
+    Args:
+        cfg: The run's settings.
+        train: The training split, or the one text modality's training texts.
+        run_dir: A ``<method>/seed<k>`` folder whose saved vocabularies are reloaded, or
+            None to fit them (:func:`encoder_options`).
+
+    Returns:
+        ``{modality: backbone}``, in the dataset's order.
+
+    Raises:
+        ConfigError: A backbone's options are refused by its factory.
+        BackboneError: A backbone cannot be built (e.g. its weights are missing).
+    """
     return {m: _encoder(cfg, spec, train, run_dir) for m, spec in cfg.specs.items()}
 
 
@@ -231,7 +334,16 @@ def _encoder(cfg: RunConfig, spec: ModalitySpec, train, run_dir):
 
 def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> MultimodalModel:
     """The model of every modality's encoder (its state-dict keys, ``<m>_encoder.*`` and
-    ``<m>_embedding.*``, are those of every run folder balgrad wrote)."""
+    ``<m>_embedding.*``, are those of every run folder balgrad wrote).
+
+    Args:
+        cfg: The run's settings (embedding size, fusion, heads, dropout).
+        pipeline: The run's input pipeline, whose encoders the model takes.
+        info: The dataset's :class:`balgrad.data.DatasetInfo` (classes and task).
+
+    Returns:
+        The :class:`balgrad.models.MultimodalModel`, on the CPU.
+    """
     return MultimodalModel(
         pipeline.model_encoders(),
         info.num_classes,
@@ -245,12 +357,32 @@ def build_model(cfg: RunConfig, pipeline: InputPipeline, info) -> MultimodalMode
 
 
 def make_cache(cfg: RunConfig):
+    """The run's feature cache of frozen backbones, under ``cfg.cache_dir``/features.
+
+    Args:
+        cfg: The run's settings.
+
+    Returns:
+        A :class:`balgrad.backbones.FeatureCache`.
+    """
     from balgrad.backbones._cache import FeatureCache
 
     return FeatureCache(Path(cfg.cache_dir) / "features")
 
 
 def protocol_config(cfg: RunConfig) -> ProtocolConfig:
+    """The evaluation protocol's settings of a run: the missing ratio, the seed, the batch
+    size, and every modality's kind and noise level.
+
+    Args:
+        cfg: The run's settings.
+
+    Returns:
+        The :class:`balgrad.evaluate.ProtocolConfig`.
+
+    Raises:
+        ConfigError: A noise level out of its modality kind's range.
+    """
     return ProtocolConfig(
         missing_ratio=cfg.missing_ratio,
         seed=cfg.eval_seed,
@@ -262,7 +394,19 @@ def protocol_config(cfg: RunConfig) -> ProtocolConfig:
 
 def method_strategy(cfg: RunConfig, method: str, seed: int):
     """The strategy of ``method`` in the run of ``seed`` (which fills a ``run_seed``
-    strategy's ``seed`` option unless the config sets it)."""
+    strategy's ``seed`` option unless the config sets it).
+
+    Args:
+        cfg: The run's settings (``method_options``).
+        method: A registered method name.
+        seed: The run's seed.
+
+    Returns:
+        A new :class:`balgrad.strategies.Strategy`.
+
+    Raises:
+        ConfigError: An unknown method, or options it refuses.
+    """
     opts = dict(cfg.method_options.get(method, {}))
     if strategy_info(method)["run_seed"]:
         opts.setdefault("seed", seed)
@@ -273,7 +417,18 @@ def preflight(cfg: RunConfig, data: Data, methods: list[str]) -> None:
     """What would otherwise fail a run after training, checked before its first step: the
     modality names against every key the protocol and the ``methods``' statistics build
     from them, each method's supported number of modalities, each backbone's sample rate
-    against the data's, and the per-split statistics the protocol will use."""
+    against the data's, and the per-split statistics the protocol will use.
+
+    Args:
+        cfg: The run's settings.
+        data: The run's splits (:func:`load_data`).
+        methods: The methods about to train (empty for ``balgrad evaluate``).
+
+    Raises:
+        ConfigError: A modality name that clashes with a key built from it, a method that
+            supports fewer modalities than the dataset has, a backbone whose sample rate
+            differs from the data's, or a noise level out of range.
+    """
     modalities = modalities_of(data.test)
     strategies = {m: method_strategy(cfg, m, 0) for m in methods}
     declared = tuple(s.statistics for s in strategies.values() if s.statistics is not None)
@@ -301,7 +456,17 @@ def check_writable_folder(path: str | Path, option: str) -> None:
     """Fail before any work when ``path`` cannot be a folder balgrad writes into: it is a
     file, lies under a file, is too long for the file system (:func:`check_folder_path`),
     or refuses a new file (tried for real: permission bits say nothing for root,
-    read-only mounts or full disks)."""
+    read-only mounts or full disks).
+
+    The folder (and its parents) is created if it does not exist.
+
+    Args:
+        path: The folder.
+        option: The option that named it (``"--out"``), named in the error.
+
+    Raises:
+        ConfigError: ``path`` cannot be written into.
+    """
     path = Path(path)
     check_folder_path(path, option)
     try:
@@ -331,7 +496,11 @@ def _exists(path: Path) -> bool:
 
 
 def remove_if_empty(path: Path) -> None:
-    """Remove the folder ``path`` if it is empty (``rmdir`` refuses one that is not)."""
+    """Remove the folder ``path`` if it is empty (``rmdir`` refuses one that is not).
+
+    Args:
+        path: A folder; one that is not empty, or is gone, is left as it is.
+    """
     with contextlib.suppress(OSError):  # not empty, or gone: leave it as it is
         path.rmdir()
 
@@ -341,7 +510,17 @@ def check_folder_path(path: Path, option: str, inner: int = 0, lengths_only: boo
     file, has a name longer than the file system allows (NAME_MAX), or its paths with
     ``inner`` more bytes below it (the files a run writes) would pass PATH_MAX.
     ``lengths_only``: only the length limits (a cache that cannot be a folder degrades
-    to memory with a warning instead)."""
+    to memory with a warning instead).
+
+    Args:
+        path: The folder (it need not exist).
+        option: The option that named it (``"--data-dir"``), named in the error.
+        inner: The length in bytes of the longest path the run writes below ``path``.
+        lengths_only: Check only NAME_MAX and PATH_MAX, not that it can be a folder.
+
+    Raises:
+        ConfigError: ``path`` cannot be a folder, or a name or path is too long.
+    """
     existing = next((p for p in (path, *path.parents) if _exists(p)), Path("."))
     if not existing.is_dir() and lengths_only:
         return
@@ -369,12 +548,31 @@ def check_folder_path(path: Path, option: str, inner: int = 0, lengths_only: boo
 
 
 def check_run_folder(run_dir: Path, cfg: RunConfig) -> None:
-    """:func:`check_folder_path` for a run folder and the longest file it will hold."""
+    """:func:`check_folder_path` for a run folder and the longest file it will hold.
+
+    Args:
+        run_dir: The run folder (``<out>/<name>``).
+        cfg: The run's settings (its methods and seeds name the folders below it).
+
+    Raises:
+        ConfigError: The folder cannot be one, or its files' paths would be too long.
+    """
     inner = max(len(f"{m}/seed{s}/{_LONGEST_FILE}") for m in cfg.methods for s in cfg.seeds)
     check_folder_path(Path(run_dir), "run folder (--out/--name)", inner)
 
 
 def stored_config(run_dir: Path) -> Path:
+    """The ``config.yaml`` of a run folder to resume.
+
+    Args:
+        run_dir: The run folder.
+
+    Returns:
+        ``run_dir / "config.yaml"``.
+
+    Raises:
+        ConfigError: There is no such file (no run folder there to resume).
+    """
     stored = run_dir / "config.yaml"
     if not stored.is_file():
         raise ConfigError(
@@ -386,7 +584,19 @@ def stored_config(run_dir: Path) -> Path:
 def check_resumable(cfg: RunConfig, run_dir: Path) -> None:
     """``--resume`` continues a run only with the settings it was started with (except
     the fields of ``config.RESUME_NEUTRAL``/``RESUME_ROUNDING_ONLY``; seeds and methods may
-    be added). ``cfg.precision`` must be resolved."""
+    be added). ``cfg.precision`` must be resolved.
+
+    A change that alters floating-point rounding only (another device, another evaluation
+    batch size) is allowed with a warning (:func:`balgrad.config.resume_differences`).
+
+    Args:
+        cfg: The resume's settings.
+        run_dir: The run folder.
+
+    Raises:
+        ConfigError: No ``config.yaml`` in ``run_dir``, a damaged one, or settings that
+            differ from it (each listed, old → new).
+    """
     stored = stored_config(run_dir)
     refused, allowed = resume_differences(load_run_config(stored), cfg)
     if refused:
@@ -407,6 +617,19 @@ def check_resumable(cfg: RunConfig, run_dir: Path) -> None:
 
 @dataclass
 class RunResult:
+    """What :meth:`Experiment.train_one` returns for one (method, seed).
+
+    Attributes:
+        method: The method.
+        seed: The seed.
+        evaluation: The protocol's scores and settings (what ``eval.json`` holds besides
+            the training record); empty on a rank other than 0.
+        best_epoch: The epoch whose weights were kept.
+        best_val: Their validation score.
+        train_seconds: The training time, across resumes.
+        history: Each epoch's record.
+    """
+
     method: str
     seed: int
     evaluation: dict
@@ -422,6 +645,30 @@ class Experiment:
     Holds the folder's ``run.lock`` (rank 0) from construction until :meth:`close` (or
     the end of a ``with`` block, or interpreter exit). With ``resume`` the settings are
     checked against the folder's ``config.yaml`` before anything is loaded or written.
+
+    Construction checks everything that could fail a run late (the device, the folders,
+    precision support, the data and :func:`preflight`) and loads the data; when it fails,
+    a folder it created is removed again.
+
+    Args:
+        cfg: The settings (``precision`` is resolved for the device here; ``self.cfg``
+            holds the resolved copy).
+        run_dir: The run folder, ``<out>/<name>``.
+        resume: Continue the run in ``run_dir`` (``--resume``): its settings must match.
+        write_config: A training run: check each method's precision support and write
+            ``config.yaml``; False for ``balgrad evaluate``, which reads the folder.
+
+    Raises:
+        ConfigError: A bad setting, device or folder, or a resume whose settings differ.
+        DataError: Data that cannot be read.
+        RunFolderLocked: Another live process writes the folder.
+
+    Example:
+        >>> from balgrad.config import build_config
+        >>> from balgrad.experiment import Experiment
+        >>> cfg = build_config({"methods": ["joint"], "epochs": 1, "progress": False})
+        >>> with Experiment(cfg, "runs/demo") as exp:  # doctest: +SKIP
+        ...     result = exp.train_one("joint", 0)
     """
 
     def __init__(
@@ -481,6 +728,16 @@ class Experiment:
         self.close()
 
     def pipeline(self, run_dir: Path | None = None) -> InputPipeline:
+        """A new input pipeline of the run's encoders (:func:`build_encoders`), sharing the
+        feature cache and the frozen features kept in memory with every run.
+
+        Args:
+            run_dir: A ``<method>/seed<k>`` folder whose saved vocabularies are reloaded,
+                or None to fit them on the training texts.
+
+        Returns:
+            The :class:`balgrad.data.InputPipeline`.
+        """
         return InputPipeline(
             encoders=build_encoders(self.cfg, self.data.train, run_dir),
             missing=self.cfg.missing,
@@ -491,11 +748,34 @@ class Experiment:
         )
 
     def run_dir_of(self, method: str, seed: int) -> Path:
+        """The folder of one run.
+
+        Args:
+            method: The method.
+            seed: The seed.
+
+        Returns:
+            ``<run folder>/<method>/seed<seed>``.
+        """
         return self.run_dir / method / f"seed{seed}"
 
     def train_one(self, method: str, seed: int) -> RunResult:
         """Train ``method`` with ``seed`` (from its checkpoint under ``--resume``), save its
-        best weights and score them into ``eval.json``."""
+        best weights and score them into ``eval.json``.
+
+        Under torchrun every process trains; rank 0 writes the files and scores the model.
+
+        Args:
+            method: A method of the config.
+            seed: A seed of the config.
+
+        Returns:
+            The :class:`RunResult`.
+
+        Raises:
+            NonFiniteLossError: The loss became NaN or infinite.
+            WriteError: A file of the run folder cannot be written.
+        """
         rdir = self.run_dir_of(method, seed)
         seed_everything(seed)
         pipeline = self.pipeline(rdir if self.resume else None)
@@ -590,7 +870,17 @@ class Experiment:
         self, pipeline: InputPipeline, dataset: MultimodalDataset, fuse=None
     ) -> Evaluator:
         """Scores models on ``dataset`` with the run's metrics, batch size and precision
-        (and the method's test-time fusion ``fuse``: :func:`fusion_of` its strategy)."""
+        (and the method's test-time fusion ``fuse``: the strategy's, where it has one).
+
+        Args:
+            pipeline: The run's input pipeline.
+            dataset: The split to score (validation or test).
+            fuse: The method's test-time fusion ``fuse(model, output)``, or None for the
+                fused logits.
+
+        Returns:
+            The :class:`balgrad.evaluate.Evaluator`.
+        """
         cfg = self.cfg
         return Evaluator(
             pipeline,
@@ -604,7 +894,18 @@ class Experiment:
         )
 
     def evaluate_model(self, model, pipeline, fuse=None) -> dict:
-        """The protocol's scores, with the protocol settings that produced them."""
+        """The protocol's scores, with the protocol settings that produced them.
+
+        Args:
+            model: The trained model.
+            pipeline: Its input pipeline.
+            fuse: The method's test-time fusion, or None.
+
+        Returns:
+            ``{"protocol": settings, **scores}``: the scores of every condition on the
+            test split and, with ``sweep``, the missing-ratio sweep (what ``eval.json``
+            holds).
+        """
         cfg = self.cfg
         ev = self.evaluator(pipeline, self.data.test, fuse)
         protocol = {
@@ -621,7 +922,15 @@ class Experiment:
     def finished(self, method: str, seed: int) -> bool:
         """Whether ``--resume`` may skip this run: its eval.json and model.safetensors are
         whole. A damaged one is derived from the checkpoint, so the run is redone: from its
-        last checkpoint (no training when that is the final epoch), with a warning."""
+        last checkpoint (no training when that is the final epoch), with a warning.
+
+        Args:
+            method: The method.
+            seed: The seed.
+
+        Returns:
+            True when both files are whole (and the weights finite).
+        """
         rdir = self.run_dir_of(method, seed)
         if not (rdir / "eval.json").exists():
             return False
@@ -642,7 +951,23 @@ class Experiment:
         return True
 
     def load_trained(self, method: str, seed: int):
-        """Rebuild a saved run's model (for ``balgrad evaluate``)."""
+        """Rebuild a saved run's model (for ``balgrad evaluate``).
+
+        The encoders are built as training built them (seeded, the saved vocabularies
+        reloaded), then ``model.safetensors`` is loaded into the model.
+
+        Args:
+            method: The method.
+            seed: The seed.
+
+        Returns:
+            ``(model, pipeline)``, the model on the run's device.
+
+        Raises:
+            ConfigError: The run has no ``model.safetensors``.
+            RunFileError: The file is damaged, holds NaN or infinite weights, or does not
+                fit the model ``config.yaml`` describes.
+        """
         rdir = self.run_dir_of(method, seed)
         weights = rdir / "model.safetensors"
         if not weights.is_file():
@@ -669,7 +994,18 @@ class Experiment:
     def reevaluate(self, methods: list[str]) -> None:
         """``balgrad evaluate``: score every saved model of ``methods`` again. Every model
         file is checked before the first is scored, and the eval.json files are written
-        only once all are scored, so a failure leaves them all as they were."""
+        only once all are scored, so a failure leaves them all as they were.
+
+        Scores that would turn a number of an ``eval.json`` into an undefined one are
+        written beside it, to ``eval.undefined.json``, with a warning.
+
+        Args:
+            methods: The methods to score, each for every seed of the config.
+
+        Raises:
+            ConfigError: A run has no ``model.safetensors``.
+            RunFileError: A model file is damaged or does not fit the model.
+        """
         runs = [(method, seed) for seed in self.cfg.seeds for method in methods]
         for method, seed in runs:
             weights = self.run_dir_of(method, seed) / "model.safetensors"
@@ -716,7 +1052,15 @@ UNDEFINED_EVAL = "eval.undefined.json"
 
 def newly_undefined(old: dict, new: dict) -> list[str]:
     """``role (metric)`` for each score that is a number in the eval.json payload ``old``
-    and undefined (NaN or null) in the new evaluation ``new``."""
+    and undefined (NaN or null) in the new evaluation ``new``.
+
+    Args:
+        old: An ``eval.json``'s content (empty when there was none).
+        new: A new evaluation (:meth:`Experiment.evaluate_model`).
+
+    Returns:
+        The lost scores, e.g. ``["full (auroc)"]``; empty when none.
+    """
     lost = []
     for role, scores in (new.get("conditions") or {}).items():
         before = (old.get("conditions") or {}).get(role) or {}
@@ -728,7 +1072,15 @@ def newly_undefined(old: dict, new: dict) -> list[str]:
 
 def finite_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     """Refuse weights with a NaN or an infinity, naming the first such tensor: a model
-    with one scores every condition as a constant guess, never as the run it came from."""
+    with one scores every condition as a constant guess, never as the run it came from.
+
+    Args:
+        state: A state dict.
+        path: The file it came from, named in the error.
+
+    Raises:
+        RunFileError: A floating-point tensor holds a NaN or an infinity.
+    """
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
@@ -746,7 +1098,14 @@ WEIGHTS_WAY_OUT = (
 
 
 def weights_header(path: Path) -> None:
-    """A whole safetensors file (its header read, its size checked against it)."""
+    """A whole safetensors file (its header read, its size checked against it).
+
+    Args:
+        path: The ``model.safetensors``.
+
+    Raises:
+        RunFileError: The file is missing, cut off or not safetensors.
+    """
     try:
         with safe_open(str(path), "pt"):
             pass

@@ -31,7 +31,19 @@ log = logging.getLogger("balgrad.report")
 def load_results(
     run_dir: Path, methods: list[str] | None = None, seeds: list[int] | None = None
 ) -> list[dict]:
-    """The eval.json payloads, an undefined score (null) read back as NaN."""
+    """The eval.json payloads, an undefined score (null) read back as NaN.
+
+    Args:
+        run_dir: A run folder (its ``<method>/seed<k>/eval.json`` files are read).
+        methods: Only these methods; None for every one found.
+        seeds: Only these seeds; None for every one found.
+
+    Returns:
+        One payload per run, in path order (:func:`read_eval`'s, in the current schema).
+
+    Raises:
+        RunFileError: A damaged eval.json (it names the file and the way out).
+    """
     results = []
     for path in sorted(Path(run_dir).glob("*/seed*/eval.json")):
         r = read_eval(path)  # a damaged one is an error naming it and the way out
@@ -109,6 +121,31 @@ def build_report(
 
     Returns {"table", "paths", "metric", "summary" (report.md's text), "conflicts",
     "loss_gaps"}. ``draw=False`` writes the tables and report.md but no figures.
+
+    Also writes ``results.json`` (every payload). The tables and figures follow the run's
+    modalities, whatever their number (``protocol.modalities`` of the eval.json files).
+
+    Args:
+        run_dir: A run folder with a ``config.yaml`` and at least one eval.json.
+        methods: The methods to report, in column order; None for the config's.
+        seeds: The seeds to report; None for the config's.
+        draw: Draw the figures (matplotlib).
+
+    Returns:
+        ``{"table": aggregate(...), "paired": paired_table(...), "paths": {name: file
+        written}, "metric": the primary metric, "summary": report.md's text,
+        "conflicts": the gradient-conflict statistics, "loss_gaps": the per-modality loss
+        gaps}``.
+
+    Raises:
+        RunFileError: A damaged ``config.yaml`` or eval.json.
+        BalgradError: No eval.json to report, or runs whose modalities differ.
+        WriteError: A file cannot be written.
+
+    Example:
+        >>> from balgrad.report import build_report
+        >>> out = build_report("runs/digits-demo", draw=False)  # doctest: +SKIP
+        >>> print(out["paths"]["md"].read_text())  # doctest: +SKIP
     """
     run_dir = Path(run_dir)
     cfg = read_config_mapping(run_dir / "config.yaml")

@@ -118,7 +118,23 @@ def _protocol_problem(protocol: dict) -> str | None:
 
 
 def read_eval(path: str | Path, complete: bool = False) -> dict:
-    """A checked eval.json; :class:`RunFileError` naming it and the way out otherwise."""
+    """A checked eval.json; :class:`RunFileError` naming it and the way out otherwise.
+
+    Checked: it is JSON, its method and seed match its folder, every condition's scores
+    are numbers (or null), the protocol and the sweep have their shape. Files written by
+    an older balgrad are returned in the current schema.
+
+    Args:
+        path: A ``<method>/seed<k>/eval.json``.
+        complete: Require the training fields too (``dataset``, ``best_epoch``,
+            ``protocol``, ...): ``--resume`` counts only such a run as finished.
+
+    Returns:
+        The payload (scores as written: an undefined one is None).
+
+    Raises:
+        RunFileError: The file cannot be read, is not JSON, or fails a check.
+    """
     path = Path(path)
     problem, record = None, None
     try:

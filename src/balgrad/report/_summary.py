@@ -439,7 +439,32 @@ def write_summary(
     tables: dict[str, Path],
     layout: Layout,
 ) -> str:
-    """Write ``report.md`` in ``run_dir`` and return its text."""
+    """Write ``report.md`` in ``run_dir`` and return its text.
+
+    Its sections: what was run (and what each method is), which modality dominated, each
+    method relative to the reference (paired by seed), the gradient conflicts and the
+    per-modality loss gaps where the run logged them, and links to the figures and tables.
+
+    Args:
+        run_dir: The run folder.
+        dataset: The dataset's name (the title).
+        metric: The primary metric.
+        methods: The methods, in column order (those absent from ``table`` are left out).
+        seeds: The seeds that ran.
+        table: Table 1 (:func:`aggregate`).
+        results: The eval.json payloads (:func:`load_results`).
+        conflicts: The gradient-conflict statistics per method (Table 3); empty for none.
+        loss_gaps: The per-modality training-loss gaps per method; empty for none.
+        figures: ``{name: file}`` of the figures drawn.
+        tables: ``{name: file}`` of the tables written.
+        layout: The run's modalities (``run_layout`` of ``results``).
+
+    Returns:
+        report.md's text.
+
+    Raises:
+        WriteError: The file cannot be written.
+    """
     present = [m for m in methods if m in table]
     ref = reference_method(present)
     out = _intro(dataset, metric, present, seeds, layout)

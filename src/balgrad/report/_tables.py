@@ -40,7 +40,24 @@ def aggregate(
     results: list[dict], metric: str, layout: Layout | None = None
 ) -> dict[str, dict[str, dict]]:
     """{method: {row: {"mean", "std", "n", "values", "negative_transfer"}}} from eval.json
-    payloads (``layout``: by default the one the payloads name, :func:`run_layout`)."""
+    payloads (``layout``: by default the one the payloads name, ``run_layout``).
+
+    Table 1: each row (full, then per impairment each modality, Avg and ΔGap, and for
+    M > 2 each ``only_<m>``) summarised per seed, then its mean and std (ddof 1; 0 for one
+    seed) over the seeds. ``negative_transfer``: some seed scored an impaired condition
+    above the full one.
+
+    Args:
+        results: eval.json payloads (:func:`load_results`).
+        metric: The metric to tabulate (e.g. ``"accuracy"``).
+        layout: The run's modalities; None to read them from ``results``.
+
+    Returns:
+        ``{method: {row key: cell}}``.
+
+    Raises:
+        BalgradError: Payloads whose modalities differ.
+    """
     layout = layout or run_layout(results)
     by_method: dict[str, list[dict]] = {}
     for r in results:
@@ -130,8 +147,25 @@ def paired_table(
     layout: Layout | None = None,
 ) -> dict[str, dict[str, dict]]:
     """{method: {row: paired change versus ``reference``}} for every other method
-    (``reference``: by default the registered reference method, see :func:`reference_method`)
-    on the rows of :meth:`Layout.paired_rows`."""
+    (``reference``: by default the registered reference method, see ``reference_method``)
+    on the rows of ``Layout.paired_rows``.
+
+    A cell is the mean of the per-seed differences (method − reference) over the seeds
+    both ran, with its 95% t-interval: ``{"mean", "std", "n", "low", "high",
+    "significant", "values", "seeds"}`` (``low``, ``high`` and ``significant`` are None
+    for one seed).
+
+    Args:
+        results: eval.json payloads (:func:`load_results`).
+        metric: The metric compared.
+        methods: The methods; the reference among them is not compared with itself.
+        reference: The method compared against; None for the registered reference (joint
+            training) where it ran, else the first method.
+        layout: The run's modalities; None to read them from ``results``.
+
+    Returns:
+        ``{method: {row key: cell}}``; empty when the reference has no results.
+    """
     reference = reference or reference_method(methods)
     layout = layout or run_layout(results)
     rows = per_seed_rows(results, metric, layout)
@@ -155,7 +189,22 @@ def number(x: float | None, spec: str) -> str:
 def format_change(cell: dict | None, digits: int = 2, short: bool = True) -> str:
     """``+1.23 [+0.40, +2.06]``; with the interval containing 0, ``n.s.`` (short) or
     "no significant change"; a single seed gives the bare difference; "n/a" where a
-    score is undefined."""
+    score is undefined.
+
+    Args:
+        cell: A :func:`paired_table` cell, or None for "–" (no such row).
+        digits: Decimals.
+        short: ``n.s.`` rather than ", no significant change".
+
+    Returns:
+        The cell's text.
+
+    Example:
+        >>> from balgrad.report import format_change
+        >>> cell = {"mean": 1.5, "n": 3, "low": -0.2, "high": 3.2, "significant": False}
+        >>> format_change(cell)
+        '+1.50 [-0.20, +3.20] n.s.'
+    """
     if cell is None:
         return "–"
     if not is_defined(cell["mean"]):
@@ -203,6 +252,21 @@ NEGATIVE_TRANSFER_NOTE = (
 
 
 def format_cell(cell: dict | None, digits: int = 2) -> str:
+    """A Table 1 cell as text: ``mean ± std`` (the mean alone for one seed), with a ``*``
+    for negative transfer; "n/a" for an undefined score, "–" for no cell.
+
+    Args:
+        cell: An :func:`aggregate` cell, or None.
+        digits: Decimals.
+
+    Returns:
+        The cell's text.
+
+    Example:
+        >>> from balgrad.report import format_cell
+        >>> format_cell({"mean": 71.234, "std": 0.5, "n": 3, "negative_transfer": True})
+        '71.23 ± 0.50*'
+    """
     if cell is None:
         return "–"
     if not is_defined(cell["mean"]):
@@ -271,7 +335,28 @@ def write_tables(
     layout: Layout,
 ) -> dict[str, Path]:
     """table.md (Table 1, then the paired comparison), table.csv (Table 1), table.json (both;
-    with the run's ``modalities`` and ``noise`` unless it is the (image, text) run)."""
+    with the run's ``modalities`` and ``noise`` unless it is the (image, text) run).
+
+    An undefined score is "n/a" in table.md and table.csv, null in table.json; a ``*``
+    in table.md is explained below the table.
+
+    Args:
+        table: Table 1 (:func:`aggregate`).
+        methods: The methods, in column order.
+        out_dir: The folder written into (the run folder).
+        metric: The metric tabulated.
+        title: The line above Table 1 in table.md.
+        paired: The paired comparison (:func:`paired_table`), or None to leave it out.
+        reference: Its reference method; None for the registered reference where it ran,
+            else the first method.
+        layout: The run's modalities (the rows).
+
+    Returns:
+        ``{"md": path, "csv": path, "json": path}``.
+
+    Raises:
+        WriteError: A file cannot be written.
+    """
     reference = reference or reference_method(methods)
     rows = layout.rows()
     out_dir = Path(out_dir)

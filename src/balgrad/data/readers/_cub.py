@@ -87,18 +87,8 @@ class CUBDataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
-        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
-        what else was learned (classes, counts).
-
-        Args:
-            root: The dataset root.
-            split: The canonical split name.
-            problems: Where bad records go.
-            options: The dataset's ``Options``.
-
-        Returns:
-            The records and the :class:`~balgrad.data.disk._loader.IndexInfo`.
-        """
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and what
+        else was learned (classes, counts). See :meth:`balgrad.data.disk.DiskLoader.parse`."""
         sentence, seed, allow_empty_text = options.sentence, options.seed, options.allow_empty_text
         texts_root = self.text_dir = self._find_text_dir(root, options.text_dir)
         text_boundary = FolderBoundary(texts_root)

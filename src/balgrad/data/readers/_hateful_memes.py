@@ -89,18 +89,8 @@ class HatefulMemesDataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
-        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
-        what else was learned (classes, counts).
-
-        Args:
-            root: The dataset root.
-            split: The canonical split name.
-            problems: Where bad records go.
-            options: The dataset's ``Options``.
-
-        Returns:
-            The records and the :class:`~balgrad.data.disk._loader.IndexInfo`.
-        """
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and what
+        else was learned (classes, counts). See :meth:`balgrad.data.disk.DiskLoader.parse`."""
         split_file = options.split_file
         if split_file is not None:
             candidates = [self.option_path(split_file)]

@@ -117,18 +117,8 @@ class MemotionDataset(DiskLoader):
     def parse(
         self, root: Path, split: str, problems: Problems, options: Options
     ) -> tuple[list[Record], IndexInfo]:
-        """Read a split's index under ``root``: its records (bad ones to ``problems``) and
-        what else was learned (classes, counts).
-
-        Args:
-            root: The dataset root.
-            split: The canonical split name.
-            problems: Where bad records go.
-            options: The dataset's ``Options``.
-
-        Returns:
-            The records and the :class:`~balgrad.data.disk._loader.IndexInfo`.
-        """
+        """Read a split's index under ``root``: its records (bad ones to ``problems``) and what
+        else was learned (classes, counts). See :meth:`balgrad.data.disk.DiskLoader.parse`."""
         label_column = options.label_column
         csv_path = root / "labels.csv"
         raw = self.boundary.read_bytes(csv_path, self.name, "labels file")
