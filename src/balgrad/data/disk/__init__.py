@@ -16,10 +16,12 @@ from balgrad.data.disk._dataset import DiskDataset
 from balgrad.data.disk._loader import DiskLoader, IndexInfo, LoaderOptions, path_option
 from balgrad.data.disk._paths import FolderBoundary
 from balgrad.data.disk._readers import check_utf8, decode_text
-from balgrad.data.disk._records import DataWarning, MissingSplitError, Problems, Record
+
+# DataWarning: importable from here too (0.1's balgrad.data.io had it beside DiskDataset),
+# documented once, where balgrad.data exports it
+from balgrad.data.disk._records import DataWarning, MissingSplitError, Problems, Record  # noqa: F401
 
 __all__ = [
-    "DataWarning",
     "DiskDataset",
     "DiskLoader",
     "FolderBoundary",
