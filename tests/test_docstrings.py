@@ -175,8 +175,14 @@ def problems() -> dict[str, list[str]]:
             found[where] = ["no docstring"]
         elif not _generated_init(obj):
             init = vars(obj)["__init__"]
+            # a balgrad base class may document the arguments every subclass takes
+            bases = "".join(
+                vars(base).get("__doc__") or ""
+                for base in obj.__mro__[1:]
+                if base.__module__.startswith("balgrad")
+            )
             issues = problems_of_function(
-                init, init.__doc__ or doc, params_elsewhere=doc if init.__doc__ else ""
+                init, init.__doc__ or doc, params_elsewhere=(doc if init.__doc__ else "") + bases
             )
             issues = [i for i in issues if i != "Returns:"]
             if issues:

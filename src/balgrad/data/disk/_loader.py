@@ -96,7 +96,19 @@ DATASET_OPTIONS = {"check_files": (True, bool), "workers": (None, int | None)}
 
 
 class DiskLoader(DiskDataset):
-    """Base class of the loaders. Subclasses set the class attributes and ``parse``."""
+    """Base class of the loaders. Subclasses set the class attributes and ``parse``.
+
+    A subclass's constructor is ``Cls(data_dir, split="train", *, skip_bad=False,
+    allow_empty_text=False, <its options>, check_files=True, workers=None)``.
+
+    Args:
+        data_dir: The dataset's folder.
+        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
+        skip_bad: Drop bad records with one warning instead of raising.
+        allow_empty_text: Keep records whose text is empty.
+        check_files: Check that every file exists before training.
+        workers: Threads for the up-front checks (None: a default).
+    """
 
     name: ClassVar[str]  # the registry name; info.name
     layout: ClassVar[str]  # the expected folder layout, shown in layout errors

@@ -46,18 +46,13 @@ class CUBDataset(DiskLoader):
     """The ``cub`` on-disk dataset (the module docstring gives the layout): 200 bird classes,
     one image and its text descriptions per record.
 
-    The options are also ``--dataset-option KEY=VALUE`` flags.
+    The options are also ``--dataset-option KEY=VALUE`` flags; the arguments every disk
+    dataset takes are :class:`~balgrad.data.disk.DiskLoader`'s.
 
     Args:
-        data_dir: The dataset's folder.
-        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
-        skip_bad: Drop bad records with one warning instead of raising.
-        allow_empty_text: Keep records whose text is empty.
         sentence: ``"join"``, another sentence mode, or a sentence index.
         seed: The draws of ``sentence="random"``.
         text_dir: The descriptions' folder (looked for by default).
-        check_files: Check that every file exists before training.
-        workers: Threads for the up-front checks (None: a default).
     """
 
     name = "cub"

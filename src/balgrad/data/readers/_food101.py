@@ -37,15 +37,8 @@ class Food101Dataset(DiskLoader):
     """The ``food101`` on-disk dataset (the module docstring gives the layout): 101 classes,
     a recipe page's image and title per record; no validation split.
 
-    The options are also ``--dataset-option KEY=VALUE`` flags.
-
-    Args:
-        data_dir: The dataset's folder.
-        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
-        skip_bad: Drop bad records with one warning instead of raising.
-        allow_empty_text: Keep records whose text is empty.
-        check_files: Check that every file exists before training.
-        workers: Threads for the up-front checks (None: a default).
+    It takes the arguments every disk dataset takes (:class:`~balgrad.data.disk.DiskLoader`)
+    and no options of its own.
     """
 
     name = "food101"

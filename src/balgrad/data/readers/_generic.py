@@ -63,13 +63,10 @@ class GenericDataset(DiskLoader):
     """The ``generic`` on-disk dataset: image and text (or the modalities an index
     declares) from one JSONL or CSV file per split (see the module docstring).
 
-    The options are also ``--dataset-option KEY=VALUE`` flags.
+    The options are also ``--dataset-option KEY=VALUE`` flags; the arguments every disk
+    dataset takes are :class:`~balgrad.data.disk.DiskLoader`'s.
 
     Args:
-        data_dir: The dataset's folder.
-        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
-        skip_bad: Drop bad records with one warning instead of raising.
-        allow_empty_text: Keep records whose text is empty.
         dataset_name: The name shown in ``info`` and messages.
         task: ``"auto"`` (multi-label when records carry ``labels_field``),
             ``"single_label"`` or ``"multi_label"``.
@@ -80,8 +77,6 @@ class GenericDataset(DiskLoader):
         modalities: ``{name: kind}`` of an index that declares its modalities.
         sample_rate: Audio: every clip resampled to it (None: one rate for all).
         audio_seconds: Audio: every clip looped or cropped to this length.
-        check_files: Check that every file exists before training.
-        workers: Threads for the up-front checks (None: a default).
     """
 
     name = NAME

@@ -45,16 +45,11 @@ class HatefulMemesDataset(DiskLoader):
     """The ``hateful_memes`` on-disk dataset (the module docstring gives the layout): binary,
     AUROC first.
 
-    The options are also ``--dataset-option KEY=VALUE`` flags.
+    The options are also ``--dataset-option KEY=VALUE`` flags; the arguments every disk
+    dataset takes are :class:`~balgrad.data.disk.DiskLoader`'s.
 
     Args:
-        data_dir: The dataset's folder.
-        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
-        skip_bad: Drop bad records with one warning instead of raising.
-        allow_empty_text: Keep records whose text is empty.
         split_file: Any JSONL file under the root, read whatever the split.
-        check_files: Check that every file exists before training.
-        workers: Threads for the up-front checks (None: a default).
     """
 
     name = "hateful_memes"

@@ -59,19 +59,14 @@ class MemotionDataset(DiskLoader):
     """The ``memotion`` on-disk dataset (the module docstring gives the layout): one
     annotated column as the label, splits drawn per class.
 
-    The options are also ``--dataset-option KEY=VALUE`` flags.
+    The options are also ``--dataset-option KEY=VALUE`` flags; the arguments every disk
+    dataset takes are :class:`~balgrad.data.disk.DiskLoader`'s.
 
     Args:
-        data_dir: The dataset's folder.
-        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
-        skip_bad: Drop bad records with one warning instead of raising.
-        allow_empty_text: Keep records whose text is empty.
         label_column: The annotated column that is the label.
         test_fraction: The share of each class held out to test.
         val_fraction: The share of each class held out to val (0: no val split).
         seed: The split assignment's seed.
-        check_files: Check that every file exists before training.
-        workers: Threads for the up-front checks (None: a default).
     """
 
     name = "memotion"

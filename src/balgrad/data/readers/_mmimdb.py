@@ -70,16 +70,11 @@ class MMIMDbDataset(DiskLoader):
     """The ``mmimdb`` on-disk dataset (the module docstring gives the layout): multi-label
     over 23 genres, poster and plot per movie.
 
-    The options are also ``--dataset-option KEY=VALUE`` flags.
+    The options are also ``--dataset-option KEY=VALUE`` flags; the arguments every disk
+    dataset takes are :class:`~balgrad.data.disk.DiskLoader`'s.
 
     Args:
-        data_dir: The dataset's folder.
-        split: ``train``, ``val`` (``dev``, ``validation``) or ``test``.
-        skip_bad: Drop bad records with one warning instead of raising.
-        allow_empty_text: Keep records whose text is empty.
         plot: Which plot summary is the text.
-        check_files: Check that every file exists before training.
-        workers: Threads for the up-front checks (None: a default).
     """
 
     name = "mmimdb"
