@@ -14,6 +14,12 @@ maps the split name, refuses a split the dataset does not have, refuses a path o
 (:func:`path_option`) that leads outside the data folder, and hands the parsed records to
 :class:`~balgrad.data.disk._dataset.DiskDataset`.
 
+Why the constructor is built here rather than written as a plain registered factory per
+dataset: a plug-in registers its loader class alone, and the registry reads that class's
+signature to check ``--dataset-option`` values by name and to list them in ``balgrad
+list``; a factory per dataset would have to repeat the ``Options`` fields by hand, and a
+plug-in that forgot would lose both (tried for issue 24, left as it is).
+
 Containment: ``parse`` reads every file through ``self.boundary``
 (:class:`~balgrad.data.disk._paths.FolderBoundary` of :meth:`DiskLoader.data_folder`), so
 no index file, per-record file, folder listing or option leads outside the data folder.
