@@ -74,6 +74,18 @@ class Example:
 
 @dataclass
 class DatasetInfo:
+    """What a dataset declares about itself.
+
+    Attributes:
+        name: The dataset's name (tables, messages, cache keys).
+        task: ``"single_label"``, ``"multi_label"`` or ``"regression"``.
+        classes: The class (or label) names, in index order.
+        primary_metric: The metric that selects the best epoch and heads a table.
+        metrics: Every metric the protocol reports for it.
+        modalities: ``{modality: kind}``, in the order the model and the tables list them
+            (required: a dataset declares its modalities).
+    """
+
     name: str
     task: TaskKind
     classes: list[str]

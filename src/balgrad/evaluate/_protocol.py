@@ -127,6 +127,17 @@ class ProtocolConfig:
 
 @dataclass
 class Predictions:
+    """A model's outputs over one condition of a split (:func:`predict`).
+
+    Attributes:
+        logits: The fused logits, ``[N, classes]``.
+        unimodal: Each modality's logits z_m.
+        target: The labels.
+        index: Each sample's index in its split.
+        nonfinite: What held a NaN or an infinity (``"input <m>"``, ``"logits"``); empty
+            when every value was finite.
+    """
+
     logits: torch.Tensor
     unimodal: dict[str, torch.Tensor]  # z_m by modality
     target: torch.Tensor

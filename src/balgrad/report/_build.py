@@ -132,10 +132,10 @@ def build_report(
         draw: Draw the figures (matplotlib).
 
     Returns:
-        ``{"table": aggregate(...), "paired": paired_table(...), "paths": {name: file
-        written}, "metric": the primary metric, "summary": report.md's text,
-        "conflicts": the gradient-conflict statistics, "loss_gaps": the per-modality loss
-        gaps}``.
+        A dict: ``table`` (:func:`aggregate`'s), ``paired`` (:func:`paired_table`'s),
+        ``paths`` (name -> file written), ``metric`` (the primary metric), ``summary``
+        (report.md's text), ``conflicts`` (the gradient-conflict statistics) and
+        ``loss_gaps`` (the per-modality loss gaps).
 
     Raises:
         RunFileError: A damaged ``config.yaml`` or eval.json.

@@ -56,6 +56,22 @@ Validate = Callable[[torch.nn.Module], dict[str, float]]
 
 @dataclass
 class TrainSettings:
+    """How :class:`Trainer` trains (``RunConfig``'s optimisation fields, resolved).
+
+    Attributes:
+        epochs: Epochs to train.
+        batch_size: Samples per step (per process under torchrun).
+        lr: The learning rate.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
+        weight_decay: The optimizer's weight decay.
+        momentum: SGD's momentum.
+        seed: The training seed (initialisation, order, dropout).
+        primary_metric: The validation score that selects the best epoch.
+        progress: Show a progress bar.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (resolved).
+        log_every: Steps between host reads of the statistics.
+    """
+
     epochs: int = 8
     batch_size: int = 64
     lr: float = 1e-3
@@ -114,6 +130,17 @@ def check_precision_support(strategy, precision: str) -> None:
 
 @dataclass
 class TrainResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        best_state: The selected epoch's model state dict.
+        best_epoch: That epoch.
+        best_score: Its validation score.
+        history: One row of scores and statistics per epoch.
+        selected_by: The validation metric that picked ``best_epoch``.
+        seconds: The training time of the whole run, the parts before a resume included.
+    """
+
     best_state: dict
     best_epoch: int
     best_score: float

@@ -30,6 +30,15 @@ class MissingSplitError(DataError):
 
 @dataclass(frozen=True)
 class Record:
+    """One record of an image-text index, as a loader's ``parse`` returns it.
+
+    Attributes:
+        image: The image's path, as the index names it, joined to its folder.
+        text: The text.
+        label: The class index, or the sorted tuple of positive class indices.
+        source: Where the record is (``"<index file> line N"``), for every message.
+    """
+
     image: Path  # image path as the index names it, joined to its folder
     text: str
     label: int | tuple[int, ...]  # class index, or sorted tuple of positive class indices
