@@ -87,6 +87,12 @@ class _ArrayDataset(MultimodalDataset):
             modalities=dict(modalities),
         )
 
+    def _keyed_fingerprint(self) -> str:
+        """``name:split:N:key``, the key the digest of what ``config`` generates for ``seed``."""
+        return (
+            f"{self.info.name}:{self.split}:{len(self.labels)}:{self.config.content_key(self.seed)}"
+        )
+
     def __len__(self) -> int:
         return len(self.labels)
 

@@ -375,6 +375,4 @@ class DigitsDataset(_ArrayDataset):
         config = config if config is not None else DigitsConfig()
         self._start("digits", split, seed, config, DIGITS_CLASSES, IMAGE_TEXT)
         _take_split(self, _digits_arrays(self.config, self.seed), split)
-        self._fingerprint = (
-            f"digits:{split}:{len(self.labels)}:{self.config.content_key(self.seed)}"
-        )
+        self._fingerprint = self._keyed_fingerprint()

@@ -321,9 +321,7 @@ class KeypadDataset(_ArrayDataset):
         _take_split(self, digits, split)
         self.tones = {k: tones[f"{split}_{k}"] for k in _TONE_ARRAYS}
         self.sample_rate = self.config.sample_rate
-        self._fingerprint = (
-            f"keypad:{split}:{len(self.labels)}:{self.config.content_key(self.seed)}"
-        )
+        self._fingerprint = self._keyed_fingerprint()
 
     def waveform(self, index: int) -> torch.Tensor:
         """Sample ``index``'s waveform, float32 ``[T]``.
