@@ -101,3 +101,20 @@ def read_frames(
         visual.sub_(torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1))
         visual.div_(torch.tensor(IMAGENET_STD).view(3, 1, 1, 1))
     return visual
+
+
+class ClipList:
+    """The length and example keys of a dataset that holds its split as ``clips``."""
+
+    clips: list[Clip]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def example_keys(self) -> list[str]:
+        """The clip names (:mod:`balgrad.data._overlap`: a clip in train and test is warned).
+
+        Returns:
+            The clip names.
+        """
+        return [c.name for c in self.clips]

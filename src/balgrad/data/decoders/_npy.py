@@ -27,11 +27,13 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
+from balgrad.data.decoders._files import read_file, seek_size
 from balgrad.errors import DataError
 
 #: the dtype kinds read: signed and unsigned integers, floats
 NUMERIC_KINDS = "iuf"
 _MAX_HEADER = 10_000  # numpy's own default limit on a header's length
+_CANNOT = "cannot be read as a .npy array"
 
 
 def decode_npy(
@@ -63,17 +65,12 @@ def decode_npy(
     """
     path = Path(path)
     where = f"{source + ': ' if source else ''}{what} {path}"
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, 2)
-            f.seek(0)
-            return _read_array(f, size, where, NUMERIC_KINDS, ndim, expected, finite)
-    except FileNotFoundError:
-        raise DataError(f"{where} is missing") from None
-    except OSError as e:
-        raise DataError(
-            f"{where} cannot be read as a .npy array ({type(e).__name__}: {e})"
-        ) from None
+    return read_file(
+        path,
+        where,
+        lambda f: _read_array(f, seek_size(f), where, NUMERIC_KINDS, ndim, expected, finite),
+        _CANNOT,
+    )
 
 
 def read_npy_header(
@@ -104,17 +101,12 @@ def read_npy_header(
     """
     path = Path(path)
     where = f"{source + ': ' if source else ''}{what} {path}"
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, 2)
-            f.seek(0)
-            dtype, shape, _ = _checked_header(f, size, where, NUMERIC_KINDS, None, expected)
-    except FileNotFoundError:
-        raise DataError(f"{where} is missing") from None
-    except OSError as e:
-        raise DataError(
-            f"{where} cannot be read as a .npy array ({type(e).__name__}: {e})"
-        ) from None
+    dtype, shape, _ = read_file(
+        path,
+        where,
+        lambda f: _checked_header(f, seek_size(f), where, NUMERIC_KINDS, None, expected),
+        _CANNOT,
+    )
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if allowed is not None and len(shape) not in allowed:
         raise DataError(f"{where} holds a {dtype} array of shape {shape}; expected {expected}")

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from balgrad.data.decoders._files import read_file
 from balgrad.errors import DataError
 
 #: the sample rates a header may declare, in Hz (telephone audio is 8000; 384000 is the
@@ -89,15 +90,12 @@ def read_wav_header(path: Path, source: str | None = None) -> WavHeader:
         DataError: The file is missing or its header is bad.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return _parse(f, os.fstat(f.fileno()).st_size, path, source)
-    except FileNotFoundError:
-        raise DataError(f"{_where(path, source)} is missing") from None
-    except OSError as e:
-        raise DataError(
-            f"{_where(path, source)} cannot be read ({type(e).__name__}: {e})"
-        ) from None
+    return read_file(
+        path,
+        _where(path, source),
+        lambda f: _parse(f, os.fstat(f.fileno()).st_size, path, source),
+        "cannot be read",
+    )
 
 
 def _parse(f, size: int, path: Path, source: str | None) -> WavHeader:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from balgrad.data._base import Example, MultimodalDataset
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
 from balgrad.errors import ConfigError
 
 # bump whenever the generator's output for a given config and seed changes
@@ -63,6 +63,35 @@ class _ArrayDataset(MultimodalDataset):
     texts: list[str]
     labels: np.ndarray
     _fingerprint: str
+
+    def _start(
+        self,
+        name: str,
+        split: str,
+        seed: int,
+        config: Any,
+        classes: list[str],
+        modalities: dict[str, str],
+    ) -> None:
+        """Check and keep ``split`` and ``seed``, keep ``config``, and describe the
+        dataset as ``info``: single-label, scored by accuracy."""
+        self.split = _check_split(split)
+        self.seed = _check_seed(seed)
+        self.config = config
+        self.info = DatasetInfo(
+            name,
+            "single_label",
+            list(classes),
+            "accuracy",
+            ["accuracy"],
+            modalities=dict(modalities),
+        )
+
+    def _keyed_fingerprint(self) -> str:
+        """``name:split:N:key``, the key the digest of what ``config`` generates for ``seed``."""
+        return (
+            f"{self.info.name}:{self.split}:{len(self.labels)}:{self.config.content_key(self.seed)}"
+        )
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -50,6 +50,7 @@ from balgrad.data._clip_folders import (
     IMAGENET_MEAN,  # noqa: F401 (the frames' statistics, imported from here)
     IMAGENET_STD,  # noqa: F401
     Clip,
+    ClipList,
     check_rate_option,
     clip_frames,
     clip_name_problem,
@@ -58,10 +59,10 @@ from balgrad.data._clip_folders import (
     warn_dropped_and_repeated,
 )
 from balgrad.data._option_ranges import ClipSeconds, FrameSize, FramesPerClip, SampleRate
+from balgrad.data._positions import checked_index
 from balgrad.data._waveform import loop_to_length
 from balgrad.data.decoders._image import decode_image, image_error
-from balgrad.data.decoders._wav import decode_wav, read_wav_header
-from balgrad.data.decoders._wav import resample as _resample
+from balgrad.data.decoders._wav import decode_wav, read_wav_header, resample
 from balgrad.data.disk._paths import FolderBoundary
 from balgrad.data.disk._readers import decode_text, iter_csv_rows, utf8_problem
 from balgrad.data.disk._records import Problems
@@ -278,24 +279,6 @@ def read_frame(path: Path, source: str, size: tuple[int, int]) -> torch.Tensor:
 FRAME_CHOICES = ("spread", "first")
 
 
-def resample(wave: torch.Tensor, rate: int, target: int, what: str = "audio") -> torch.Tensor:
-    """``wave`` (float32 ``[T]``) from ``rate`` Hz to ``target`` Hz with scipy's polyphase
-    filter, its length bounded (:func:`balgrad.data.decoders._wav.resample`). The official
-    code resamples with librosa (soxr), which this library does not depend on; the two
-    agree up to the filters' pass-band ripple.
-
-    Args:
-        wave: The waveform ``[T]``.
-        rate: Its rate in Hz.
-        target: The rate wanted.
-        what: What the audio is, for the message.
-
-    Returns:
-        The resampled waveform.
-    """
-    return _resample(wave, rate, target, what)
-
-
 def spread_indices(available: int, count: int) -> list[int]:
     """``count`` distinct frame indices out of ``available``: the centre of each of
     ``count`` equal segments of the clip (one frame: the middle one).
@@ -310,7 +293,7 @@ def spread_indices(available: int, count: int) -> list[int]:
     return [int((k + 0.5) * available / count) for k in range(count)]
 
 
-class CremaDDataset(MultimodalDataset):
+class CremaDDataset(ClipList, MultimodalDataset):
     """One split of CREMA-D as a :class:`~balgrad.data._base.MultimodalDataset`:
     ``get(i)`` is ``Example(inputs={"audio": [S], "visual": [3, T, H, W]}, label, index)``.
 
@@ -438,17 +421,6 @@ class CremaDDataset(MultimodalDataset):
     def _file_rate(self, i: int) -> int:
         return read_wav(self.clips[i].audio, self.clips[i].source)[1]
 
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def example_keys(self) -> list[str]:
-        """The clip names (:mod:`balgrad.data._overlap`: a clip in train and test is warned).
-
-        Returns:
-            The clip names.
-        """
-        return [c.name for c in self.clips]
-
     def frame_indices(self, i: int) -> list[int]:
         """Which frames of clip ``i`` are read (the same every call).
 
@@ -480,6 +452,8 @@ class CremaDDataset(MultimodalDataset):
                 f"at {self.sample_rate} Hz; with option sample_rate=None every clip must share "
                 "one rate (give sample_rate to resample them)"
             )
+        # the official code resamples with librosa (soxr); scipy's polyphase filter agrees
+        # with it up to the filters' pass-band ripple
         wave = resample(wave, rate, self.sample_rate, f"{clip.source}: audio file {clip.audio}")
         return loop_to_length(wave, max(1, round(self.reader.seconds * self.sample_rate)))
 
@@ -510,10 +484,7 @@ class CremaDDataset(MultimodalDataset):
         """
         from balgrad.data._base import Example
 
-        if index < 0:
-            index += len(self.clips)
-        if not 0 <= index < len(self.clips):
-            raise IndexError(f"{NAME} {self.split}: index {index} out of range")
+        index = checked_index(index, len(self.clips), f"{NAME} {self.split}")
         label = torch.tensor(self.labels[index], dtype=torch.int64)
         inputs = {"audio": self.audio(index), "visual": self.frames(index)}
         return Example(inputs=inputs, label=label, index=index)

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from balgrad.data._base import IMAGE_TEXT, DatasetInfo
+from balgrad.data._base import IMAGE_TEXT
 from balgrad.data._cache_files import cached_npz_arrays, check_array_layout, load_npz_checked
 from balgrad.data.readers._builtin_common import (
     _DIGITS_VERSION,
-    Count,
-    Fraction,
-    ImageSide,
     _ArrayDataset,
-    _check_seed,
-    _check_split,
     _digest,
     _stratified_labels,
 )
+from balgrad.data.readers._digits_options import _DigitsOptions
 from balgrad.errors import DataError
 from balgrad.registry import validated
 
@@ -56,7 +50,7 @@ _SURFACES = ["on paper", "on a napkin", "on a whiteboard", "on a notepad", "on a
 
 @validated
 @dataclass(frozen=True)
-class DigitsConfig:
+class DigitsConfig(_DigitsOptions):
     """Options of the ``digits`` dataset (all of them are :func:`load_builtin` options).
 
     The modality-balance knob:
@@ -103,14 +97,6 @@ class DigitsConfig:
     cache the generated arrays as ``.npz`` (``None`` = in memory only).
     """
 
-    n_train: Count = 5000
-    n_test: Count = 2000
-    dominant: Literal["text", "image"] = "text"
-    strength: Fraction = 0.9
-    text_signal: Fraction | None = None
-    image_noise: Fraction | None = None
-    image_size: ImageSide = 28
-    test_source_fraction: Annotated[float, Field(ge=0.05, le=0.95)] = 0.3
     cache_dir: str | None = None
 
     @property
@@ -386,18 +372,7 @@ class DigitsDataset(_ArrayDataset):
     """
 
     def __init__(self, split: str = "train", *, seed: int = 0, config: DigitsConfig | None = None):
-        self.split = _check_split(split)
-        self.seed = _check_seed(seed)
-        self.config = config if config is not None else DigitsConfig()
-        self.info = DatasetInfo(
-            "digits",
-            "single_label",
-            list(DIGITS_CLASSES),
-            "accuracy",
-            ["accuracy"],
-            modalities=dict(IMAGE_TEXT),
-        )
+        config = config if config is not None else DigitsConfig()
+        self._start("digits", split, seed, config, DIGITS_CLASSES, IMAGE_TEXT)
         _take_split(self, _digits_arrays(self.config, self.seed), split)
-        self._fingerprint = (
-            f"digits:{split}:{len(self.labels)}:{self.config.content_key(self.seed)}"
-        )
+        self._fingerprint = self._keyed_fingerprint()

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from balgrad.data._base import IMAGE_TEXT, DatasetInfo
+from balgrad.data._base import IMAGE_TEXT
 from balgrad.data.readers._builtin_common import (
     _FASHION_VERSION,
     Count,
     Fraction,
     _ArrayDataset,
-    _check_seed,
-    _check_split,
     _digest,
     _stratified_labels,
 )
@@ -207,17 +205,8 @@ class FashionDataset(_ArrayDataset):
     """
 
     def __init__(self, split: str = "train", *, seed: int = 0, config: FashionConfig | None = None):
-        self.split = _check_split(split)
-        self.seed = _check_seed(seed)
-        self.config = config if config is not None else FashionConfig()
-        self.info = DatasetInfo(
-            "fashion",
-            "single_label",
-            list(FASHION_CLASSES),
-            "accuracy",
-            ["accuracy"],
-            modalities=dict(IMAGE_TEXT),
-        )
+        config = config if config is not None else FashionConfig()
+        self._start("fashion", split, seed, config, FASHION_CLASSES, IMAGE_TEXT)
         data_dir = Path(self.config.data_dir).expanduser()
         all_images, all_labels, stamp, self._files = _read_fashion_split(data_dir, split)
         n = self.config.n_train if split == "train" else self.config.n_test

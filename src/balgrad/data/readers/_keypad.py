@@ -19,24 +19,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from balgrad.data._base import DatasetInfo, Example
+from balgrad.data._base import Example
 from balgrad.data._cache_files import cached_npz_arrays, check_array_layout, load_npz_checked
 from balgrad.data.readers._builtin_common import (
-    Count,
     Fraction,
-    ImageSide,
     _ArrayDataset,
-    _check_seed,
-    _check_split,
     _digest,
 )
 from balgrad.data.readers._digits import DIGITS_CLASSES, DigitsConfig, _digits_arrays, _take_split
+from balgrad.data.readers._digits_options import _DigitsOptions
 from balgrad.errors import ConfigError
 from balgrad.registry import validated
 
@@ -59,7 +56,7 @@ _RAMP_SECONDS = 0.005
 _SPLIT_CODE = {"train": 0, "test": 1}
 
 # the digits options, passed on to the digits generator as they are
-_DIGITS_FIELDS = tuple(f.name for f in fields(DigitsConfig) if f.name != "cache_dir")
+_DIGITS_FIELDS = tuple(f.name for f in fields(_DigitsOptions))
 
 
 def dtmf_frequencies(digit: int) -> tuple[float, float]:
@@ -82,7 +79,7 @@ def dtmf_frequencies(digit: int) -> tuple[float, float]:
 
 @validated
 @dataclass(frozen=True)
-class KeypadConfig:
+class KeypadConfig(_DigitsOptions):
     """Options of the ``keypad`` dataset (all of them are :func:`load_builtin` options).
 
     The image and caption options are :class:`~balgrad.data.readers._digits.DigitsConfig`'s, with
@@ -114,14 +111,6 @@ class KeypadConfig:
     = in memory only).
     """
 
-    n_train: Count = 5000
-    n_test: Count = 2000
-    dominant: Literal["text", "image"] = "text"
-    strength: Fraction = 0.9
-    text_signal: Fraction | None = None
-    image_noise: Fraction | None = None
-    image_size: ImageSide = 28
-    test_source_fraction: Annotated[float, Field(ge=0.05, le=0.95)] = 0.3
     # telephone audio: the highest tone, detuned by up to 10%, stays below the Nyquist
     # frequency from 3,250 Hz; 48 kHz is far past what a DTMF tone needs
     sample_rate: Annotated[int, Field(ge=3250, le=48_000)] = 8000
@@ -324,26 +313,15 @@ class KeypadDataset(_ArrayDataset):
     """
 
     def __init__(self, split: str = "train", *, seed: int = 0, config: KeypadConfig | None = None):
-        self.split = _check_split(split)
-        self.seed = _check_seed(seed)
-        self.config = config if config is not None else KeypadConfig()
-        self.info = DatasetInfo(
-            "keypad",
-            "single_label",
-            list(KEYPAD_CLASSES),
-            "accuracy",
-            ["accuracy"],
-            modalities=dict(KEYPAD_MODALITIES),
-        )
+        config = config if config is not None else KeypadConfig()
+        self._start("keypad", split, seed, config, KEYPAD_CLASSES, KEYPAD_MODALITIES)
         digits = _digits_arrays(self.config.digits_config(), self.seed)
         labels = {s: digits[f"{s}_labels"] for s in ("train", "test")}
         tones = _keypad_tones(self.config, self.seed, labels)
         _take_split(self, digits, split)
         self.tones = {k: tones[f"{split}_{k}"] for k in _TONE_ARRAYS}
         self.sample_rate = self.config.sample_rate
-        self._fingerprint = (
-            f"keypad:{split}:{len(self.labels)}:{self.config.content_key(self.seed)}"
-        )
+        self._fingerprint = self._keyed_fingerprint()
 
     def waveform(self, index: int) -> torch.Tensor:
         """Sample ``index``'s waveform, float32 ``[T]``.

@@ -77,6 +77,7 @@ from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
 from balgrad.data._catalog import register_dataset
 from balgrad.data._clip_folders import (
     Clip,
+    ClipList,
     check_rate_option,
     clip_frames,
     clip_name_problem,
@@ -85,6 +86,7 @@ from balgrad.data._clip_folders import (
     warn_dropped_and_repeated,
 )
 from balgrad.data._option_ranges import ClipSeconds, FrameSize, FramesPerClip, SampleRate
+from balgrad.data._positions import checked_index
 from balgrad.data._waveform import loop_to_length
 from balgrad.data.decoders._image import header_error, image_error
 from balgrad.data.decoders._npy import decode_npy
@@ -177,7 +179,7 @@ def frame_positions(n: int, num_frames: int, rng: np.random.Generator | None) ->
     return [i * seg + int(rng.integers(seg)) for i in range(num_frames)]
 
 
-class KineticsSounds(MultimodalDataset):
+class KineticsSounds(ClipList, MultimodalDataset):
     """One split of Kinetics-Sounds; ``get(i)`` is an :class:`Example` with inputs
     ``{"audio": [1, frames, mel] spectrogram (or [S] waveform with audio_format="wav"),
     "visual": [3, T, H, W]}``, an int64 label and its index.
@@ -357,17 +359,6 @@ class KineticsSounds(MultimodalDataset):
         return Clip(name, label, audio, frames, source, sizes)
 
     # -- Dataset API -------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def example_keys(self) -> list[str]:
-        """The clip names (:mod:`balgrad.data._overlap`: a clip in train and test is warned).
-
-        Returns:
-            The clip names.
-        """
-        return [c.name for c in self.clips]
-
     def set_epoch(self, epoch: int) -> None:
         """New random frame draws for the training split (as a sampler's ``set_epoch``).
 
@@ -440,10 +431,7 @@ class KineticsSounds(MultimodalDataset):
             IndexError: Out of range.
             DataError: A file is missing or damaged.
         """
-        if index < 0:
-            index += len(self.clips)
-        if not 0 <= index < len(self.clips):
-            raise IndexError(f"{NAME} {self.split}: index {index} out of range")
+        index = checked_index(index, len(self.clips), f"{NAME} {self.split}")
         clip = self.clips[index]
         inputs = {
             "audio": self.read_audio(clip),

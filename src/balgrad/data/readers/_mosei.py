@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from balgrad.data._base import MultimodalDataset
+from balgrad.data._positions import checked_index
 from balgrad.data._safe_pickle import SafeUnpickler, safe_load_pickle  # noqa: F401 (API)
 from balgrad.data.disk._records import DataWarning, Problems
 from balgrad.errors import ConfigError, DataError
@@ -680,10 +681,7 @@ class MoseiSentiment(MultimodalDataset):
         """
         from balgrad.data._base import Example
 
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"{self.dataset} {self.split}: index {index} out of range")
+        index = checked_index(index, len(self), f"{self.dataset} {self.split}")
         inputs = {
             m: {"features": self._features[m][index], "lengths": int(self._lengths[m][index])}
             for m in MODALITIES
