@@ -179,6 +179,12 @@ class CellReader:
             check before the file is read.
         accept: ``accept(value, where, context)``: a value cell (not a file) checked when
             the index is read, returning what the row keeps. None: kept as it is.
+        rate_of: ``rate_of(file, where)``: a file's sample rate (Hz) from its header; the
+            split's first sets the rate every file is brought to when no ``sample_rate``
+            is set (audio). None: the kind has no rate.
+        shape_of: ``shape_of(file, where)``: a file's array shape from its header; another
+            split's files must have the training split's first's (features). None: no
+            shape shared across splits.
     """
 
     what: str
@@ -186,6 +192,8 @@ class CellReader:
     is_file: bool = True
     probe: Callable[[Path, str, str, Any], None] | None = None
     accept: Callable[[str, str, Any], Any] | None = None
+    rate_of: Callable[[Path, str], int] | None = None
+    shape_of: Callable[[Path, str], tuple[int, ...]] | None = None
 
 
 def _accept_text(value: str, where: str, context: Any) -> str:
@@ -216,6 +224,10 @@ def _decode_wav(file: Path, where: str, modality: str, context: Any) -> torch.Te
     return loop_to_length(wave, max(1, round(context.audio_seconds * context.sample_rate)))
 
 
+def _npy_shape(file: Path, where: str) -> tuple[int, ...]:
+    return read_npy_header(file, where, what="feature array", ndim=(1, 2))[1]
+
+
 def _probe_npy(file: Path, where: str, modality: str, context: Any) -> None:
     _, shape = read_npy_header(
         file, where, what="feature array", ndim=(1, 2), expected="[F] or [L, F]"
@@ -237,5 +249,10 @@ IMAGE_CELL = CellReader(
     "image file", lambda file, where, m, c: decode_image(file, where), probe=_probe_image
 )
 TEXT_CELL = CellReader("text", lambda value, where, m, c: value, is_file=False, accept=_accept_text)
-AUDIO_CELL = CellReader("WAV file", _decode_wav, probe=_probe_wav)
-FEATURES_CELL = CellReader(".npy feature array", _decode_npy, probe=_probe_npy)
+AUDIO_CELL = CellReader(
+    "WAV file",
+    _decode_wav,
+    probe=_probe_wav,
+    rate_of=lambda file, where: read_wav_header(file, where).rate,
+)
+FEATURES_CELL = CellReader(".npy feature array", _decode_npy, probe=_probe_npy, shape_of=_npy_shape)

@@ -44,9 +44,9 @@ from typing import Any
 import torch
 
 from balgrad.data._base import DatasetInfo, Example, MultimodalDataset, text_modality
+from balgrad.data._kind_io import CellReader
 from balgrad.data._kinds import KINDS, check_modalities_of
-from balgrad.data.decoders._npy import read_npy_header
-from balgrad.data.decoders._wav import MAX_RATE, MIN_RATE, read_wav_header
+from balgrad.data.decoders._wav import MAX_RATE, MIN_RATE
 from balgrad.data.disk._content_hash import hash_bytes, options_hash
 from balgrad.data.disk._layout import canonical_split, resolve_root
 from balgrad.data.disk._paths import FolderBoundary
@@ -330,14 +330,19 @@ class GenericModalDataset(MultimodalDataset):
             if _cell(k).is_file
         ]
 
+    def _cells(self) -> list[tuple[str, CellReader]]:
+        """Each modality and its kind's cell reader."""
+        return [(m, _cell(k)) for m, k in self.info.modalities.items()]
+
     def _common_rate(self) -> int | None:
         """The rate every clip is brought to: the option, else the first clip's own."""
-        if self._sample_rate_option is not None or "audio" not in self.info.modalities.values():
+        rated = [(m, c) for m, c in self._cells() if c.rate_of is not None]
+        if self._sample_rate_option is not None or not rated:
             return self._sample_rate_option
-        m = next(m for m, k in self.info.modalities.items() if k == "audio")
+        m, cell = rated[0]
         for row in self.rows:
             try:
-                return read_wav_header(row.inputs[m], f"{row.source}, column {m!r}").rate  # type: ignore[arg-type]
+                return cell.rate_of(row.inputs[m], f"{row.source}, column {m!r}")  # type: ignore[arg-type,misc]
             except DataError:
                 if not self.skip_bad:
                     raise
@@ -423,8 +428,8 @@ class GenericModalDataset(MultimodalDataset):
         """Another split's arrays must have the training split's shape (the model's
         ``in_features`` comes from it): its first row's array headers are the reference."""
         path = split_file(self.root, "train")
-        features = [m for m, k in self.info.modalities.items() if k == "features"]
-        if self.split == "train" or path is None or not features:
+        shaped = [(m, c) for m, c in self._cells() if c.shape_of is not None]
+        if self.split == "train" or path is None or not shaped:
             return
         raw = self.boundary.read_bytes(path, self.info.name, "split file")
         columns = _columns(_header(path, raw), self.info.modalities, path)
@@ -432,12 +437,12 @@ class GenericModalDataset(MultimodalDataset):
         if not rows:
             return
         line, obj = rows[0]
-        for m in features:
+        for m, cell in shaped:
             where = f"{path} line {line}, column {m!r}"
             file = path.parent / str(obj.get(columns[m], ""))
-            if self.boundary.problem(where, "feature array", file) is None:
+            if self.boundary.problem(where, cell.what, file) is None:
                 try:
-                    _, shape = read_npy_header(file, where, what="feature array", ndim=(1, 2))
+                    shape = cell.shape_of(file, where)  # type: ignore[misc]
                 except DataError:
                     continue  # the train split's own load names it
                 self._shapes.setdefault(m, ((1, *shape) if len(shape) == 1 else shape, where))
@@ -488,7 +493,7 @@ class GenericModalDataset(MultimodalDataset):
         )
 
 
-def _cell(kind: str):
+def _cell(kind: str) -> CellReader:
     """The generic reader's :class:`~balgrad.data._kind_io.CellReader` of ``kind`` (the
     modalities were checked against :func:`read_kinds` when the index was read)."""
     cell = KINDS[kind].cell
