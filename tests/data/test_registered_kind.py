@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from balgrad.data import ModalityKind, register_kind
+from balgrad.data import CellReader, ModalityKind, register_kind
 from balgrad.data._contract import check_example, check_input
-from balgrad.data._kind_io import CellReader, tensor_form
+from balgrad.data._kind_io import tensor_form
 from balgrad.data._kinds import KINDS
 from balgrad.data.decoders import decode_npy, read_npy_header
 from balgrad.data.readers._generic_modal import header_modalities, read_kinds
