@@ -31,6 +31,8 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
+from balgrad.data._kinds import KINDS
+
 TaskKind = Literal["single_label", "multi_label"]
 
 
@@ -182,8 +184,9 @@ class MultimodalDataset(Dataset):
 
 
 def text_modality(modalities: dict[str, str]) -> str | None:
-    """The one modality of kind text among ``modalities`` (name -> kind), whatever its
-    name; None when there is none or several. A dataset's ``texts`` attribute, where it
+    """The one modality of a tokenized kind (text: :attr:`ModalityKind.tokenized
+    <balgrad.data._kinds.ModalityKind>`) among ``modalities`` (name -> kind), whatever
+    its name; None when there is none or several. A dataset's ``texts`` attribute, where it
     has one, holds this modality's texts (read without decoding the other inputs).
 
     Args:
@@ -192,7 +195,7 @@ def text_modality(modalities: dict[str, str]) -> str | None:
     Returns:
         The name, or None.
     """
-    found = [m for m, kind in modalities.items() if kind == "text"]
+    found = [m for m, kind in modalities.items() if kind in KINDS and KINDS[kind].tokenized]
     return found[0] if len(found) == 1 else None
 
 

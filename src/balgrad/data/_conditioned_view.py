@@ -174,7 +174,7 @@ class ConditionedView(Dataset):
             else:
                 x = nan_if_not_finite(kind.noise(x, c.level, c.seed, i, noise_salt(m)))
         preprocess = getattr(self.encoders[m], "preprocess", None)
-        if kind.name != "text" and callable(preprocess):
+        if not kind.tokenized and callable(preprocess):  # text: tokenized at collation
             x = preprocess(x)
         return x, token_noise
 

@@ -15,21 +15,13 @@ Every check looks at types and shapes only, never at values, so no valid run cha
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from balgrad.data._kinds import KINDS
 from balgrad.errors import DataError
-
-#: the numbers of dimensions a raw input of each tensor kind may have, and its form
-_FORMS = {
-    "image": ((3,), "[C, H, W]"),
-    "audio": ((1, 2, 3), "[T], [C, T] or a spectrogram [C, F, N]"),  # Kinetics-Sounds
-    "video": ((4,), "[C, T, H, W]"),
-    "features": ((2,), "[L, F]"),
-}
 
 
 def dataset_name(dataset: Any) -> str:
@@ -124,7 +116,9 @@ def check_example(example: Any, modalities: Mapping[str, str], where: str) -> No
 
 
 def check_input(x: Any, kind: str, where: str) -> None:
-    """One raw input of a built-in kind (a registered kind of its own is not checked).
+    """One raw input, in its kind's form (:meth:`ModalityKind.check_input
+    <balgrad.data._kinds.ModalityKind.check_input>`; a kind without a form check, or
+    an unregistered one, is not checked).
 
     Args:
         x: The input.
@@ -134,62 +128,9 @@ def check_input(x: Any, kind: str, where: str) -> None:
     Raises:
         DataError: It is not in the kind's form.
     """
-    if kind == "text":
-        if not isinstance(x, str):
-            raise DataError(f"{where} (kind text): a {type(x).__name__}, not a str")
-        return
-    if kind not in _FORMS:
-        return
-    if kind == "features" and isinstance(x, Mapping):
-        if "features" not in x:
-            raise DataError(
-                f"{where} (kind features): a mapping without 'features' (its keys: "
-                f"{sorted(map(str, x))})"
-            )
-        _check_lengths(x.get("lengths"), x["features"], where)
-        x, where = x["features"], f"{where}, 'features'"
-    ndims, form = _FORMS[kind]
-    if not isinstance(x, torch.Tensor):
-        raise DataError(
-            f"{where} (kind {kind}): a {type(x).__name__}, not a torch.Tensor {form} "
-            "(convert it with torch.as_tensor in get())"
-        )
-    if x.dtype != torch.float32:
-        raise DataError(
-            f"{where} (kind {kind}): dtype {str(x.dtype).removeprefix('torch.')}, not "
-            "float32, which the backbones take (convert it with .float() in get())"
-        )
-    if x.ndim not in ndims:
-        raise DataError(
-            f"{where} (kind {kind}): shape {list(x.shape)}, not {form} (one sample, no "
-            "batch dimension)"
-        )
-    if kind == "image" and x.shape[0] not in (1, 3):
-        raise DataError(f"{where} (kind image): {x.shape[0]} channels, not 1 or 3 [C, H, W]")
-
-
-def _check_lengths(lengths: Any, features: Any, where: str) -> None:
-    """A mapping's ``lengths``: one whole number of real steps in [0, L]."""
-    if lengths is None:
-        return
-    value = lengths
-    if isinstance(lengths, torch.Tensor):
-        if lengths.numel() != 1 or lengths.is_floating_point():
-            raise DataError(
-                f"{where}, 'lengths': a tensor of shape {list(lengths.shape)} and dtype "
-                f"{str(lengths.dtype).removeprefix('torch.')}, not one whole number of steps"
-            )
-        value = int(lengths)
-    else:
-        try:
-            value = operator.index(lengths)  # int and numpy integers, not bool-like floats
-        except TypeError:
-            raise DataError(
-                f"{where}, 'lengths': a {type(lengths).__name__}, not one whole number of steps"
-            ) from None
-    steps = features.shape[0] if isinstance(features, torch.Tensor) and features.ndim else None
-    if value < 0 or (steps is not None and value > steps):
-        raise DataError(f"{where}, 'lengths': {value}, not in [0, {steps}] (the steps given)")
+    found = KINDS.get(kind)
+    if found is not None:
+        found.check_input(x, where)
 
 
 class ShapeCheck:

@@ -174,7 +174,7 @@ class FrozenFeatures:
             kind = KINDS[modalities_of(dataset)[tower]]
             with torch.no_grad():
                 x = kind.blank(dataset[0].inputs[tower])
-                if isinstance(x, str):  # a raw text is tokenized, as in collation
+                if kind.tokenized:  # a raw text is tokenized, as in collation
                     x = enc.tokenize([x])
                 else:
                     if callable(getattr(enc, "preprocess", None)):

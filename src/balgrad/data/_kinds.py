@@ -35,6 +35,16 @@ from typing import Any
 
 import torch
 
+from balgrad.data._kind_io import (
+    AUDIO_CELL,
+    FEATURES_CELL,
+    IMAGE_CELL,
+    TEXT_CELL,
+    CellReader,
+    check_features_input,
+    check_text_input,
+    tensor_form,
+)
 from balgrad.errors import ConfigError
 from balgrad.names import check_modality_names
 
@@ -191,13 +201,20 @@ def _noise_check(kind: str, what: str) -> Callable[[float], None]:
 
 @dataclass(frozen=True)
 class ModalityKind:
-    """How the protocol treats one kind of modality.
+    """How the protocol treats one kind of modality: everything that depends on the kind
+    is asked of this object, never decided on the kind's name, so a kind added with
+    :func:`register_kind` is checked, read and impaired as the built-in ones.
 
     ``blank(x)``: the missing input shaped like ``x``. ``noise``: ``fn(x, level, seed,
     index, salt)`` on one raw input; None with ``token_noise`` (text: the token ids get it
     at collation), or None for a kind without noise (the protocol then has no noisy row for
     it). ``noise_symbol``/``noise_unit`` describe ``level`` in tables and help.
     ``needs_feature_std``: the noise takes the split's per-feature std as ``std=``.
+    ``input_form``: ``check(x, where)`` of one raw input's form, raising ``DataError``
+    (the dataset contract; None: not checked). ``tokenized``: the raw input is a ``str``
+    that a tokenizer fitted on the training split's texts turns into token ids (the text
+    kind). ``cell``: how the generic reader reads a cell of this kind
+    (:class:`~balgrad.data._kind_io.CellReader`; None: that reader does not read it).
     """
 
     name: str
@@ -209,11 +226,27 @@ class ModalityKind:
     noise_unit: str
     needs_feature_std: bool = False
     token_noise: bool = False
+    input_form: Callable[[Any, str], None] | None = None
+    tokenized: bool = False
+    cell: CellReader | None = None
 
     @property
     def has_noise(self) -> bool:
         """Whether the kind has a noise impairment."""
         return self.noise is not None or self.token_noise
+
+    def check_input(self, x: Any, where: str) -> None:
+        """Check one raw input's form (type, dtype, dimensions), not its values.
+
+        Args:
+            x: The input.
+            where: The item and modality, for the message.
+
+        Raises:
+            DataError: It is not in the kind's form.
+        """
+        if self.input_form is not None:
+            self.input_form(x, where)
 
     def describe_noise(self, level: float) -> str:
         """A noise level as reports write it (``σ = 0.1``, ``SNR = 10 dB``).
@@ -234,22 +267,28 @@ KINDS: dict[str, ModalityKind] = {
         ModalityKind(
             "image", torch.zeros_like, noisy_image, 0.5,
             _noise_check("image", "σ (pixel-noise std)"), "σ", "",
+            input_form=tensor_form("image", (3,), "[C, H, W]", channels=(1, 3)),
+            cell=IMAGE_CELL,
         ),
         ModalityKind(
             "text", lambda x: "", None, 0.5,
             _noise_check("text", "p (token-replacement probability)"), "p", "", token_noise=True,
+            input_form=check_text_input, tokenized=True, cell=TEXT_CELL,
         ),
         ModalityKind(
-            "audio", _zeros, noisy_audio, 0.0, _noise_check("audio", "the SNR in dB"), "SNR", " dB"
+            "audio", _zeros, noisy_audio, 0.0, _noise_check("audio", "the SNR in dB"), "SNR", " dB",
+            # a spectrogram [C, F, N] too: Kinetics-Sounds
+            input_form=tensor_form("audio", (1, 2, 3), "[T], [C, T] or a spectrogram [C, F, N]"),
+            cell=AUDIO_CELL,
         ),
         ModalityKind(
             "video", _zeros, noisy_video, 1.0, _noise_check("video", "σ (frame-noise std)"), "σ",
-            "",
+            "", input_form=tensor_form("video", (4,), "[C, T, H, W]"),
         ),
         ModalityKind(
             "features", _zeros, noisy_features, 1.0,
             _noise_check("features", "σ (noise std in units of each feature's std)"), "σ",
-            "×std", needs_feature_std=True,
+            "×std", needs_feature_std=True, input_form=check_features_input, cell=FEATURES_CELL,
         ),
     )
 }  # fmt: skip

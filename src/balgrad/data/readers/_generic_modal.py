@@ -12,7 +12,8 @@ and feature arrays, each decoded by its kind's checked decoder (:mod:`balgrad.da
 A CSV column (or JSONL field) named ``<name>:<kind>`` declares the modality ``name`` of
 kind ``kind``; the option ``modalities`` (``{photo: image, sound: audio}``) declares them
 instead, for columns named plainly ``photo``, ``sound``. The kinds read
-(:data:`READ_KINDS`):
+(:func:`read_kinds`, each by its kind's
+:class:`~balgrad.data._kind_io.CellReader`):
 
 - ``image``: a path to an image file (any format PIL reads; :mod:`~.decoders.image`);
 - ``text``: the text itself, in the cell;
@@ -40,21 +41,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
-from balgrad.data._kinds import check_modalities_of
-from balgrad.data._waveform import loop_to_length
-from balgrad.data.decoders._image import decode_image, header_error, image_error
-from balgrad.data.decoders._npy import decode_npy, read_npy_header
-from balgrad.data.decoders._wav import MAX_RATE, MIN_RATE, decode_wav, read_wav_header, resample
+from balgrad.data._base import DatasetInfo, Example, MultimodalDataset, text_modality
+from balgrad.data._kind_io import CellReader
+from balgrad.data._kinds import KINDS, check_modalities_of
+from balgrad.data.decoders._wav import MAX_RATE, MIN_RATE
 from balgrad.data.disk._content_hash import hash_bytes, options_hash
-from balgrad.data.disk._dataset import _text_problem
 from balgrad.data.disk._layout import canonical_split, resolve_root
 from balgrad.data.disk._paths import FolderBoundary
 from balgrad.data.disk._readers import (
-    check_text,
     class_index,
     decode_text,
     iter_csv_rows,
@@ -75,14 +71,17 @@ from balgrad.data.readers._generic import (
 )
 from balgrad.errors import ConfigError, DataError
 
-#: the kinds this reader decodes, and what a cell of each holds
-READ_KINDS = {
-    "image": "image file",
-    "text": "text",
-    "audio": "WAV file",
-    "features": ".npy feature array",
-}
-FILE_KINDS = ("image", "audio", "features")
+
+def read_kinds() -> dict[str, str]:
+    """The kinds this reader decodes (those whose :class:`~balgrad.data._kinds.ModalityKind`
+    has a ``cell`` reader, a registered kind included), and what a cell of each holds.
+
+    Returns:
+        ``{kind: what a cell holds}``, in the kind table's order.
+    """
+    return {name: k.cell.what for name, k in KINDS.items() if k.cell is not None}
+
+
 # the skip_bad warning points at the caller of load_dataset_from_disk: __init__ (1) <-
 # GenericDataset.__new__ (2) <- Registry.build (3) <- load_dataset_from_disk (4) <- (5)
 _WARN_FROM_INIT = 5
@@ -107,12 +106,13 @@ def header_modalities(columns: list[str], where: str, lenient: bool = False) -> 
     """
     declared: dict[str, str] = {}
     pairs = [(c, *(p.strip() for p in c.rsplit(":", 1))) for c in columns if ":" in c]
-    unknown = [(c, kind) for c, _, kind in pairs if kind not in READ_KINDS]
+    readable = read_kinds()
+    unknown = [(c, kind) for c, _, kind in pairs if kind not in readable]
     if unknown and (len(unknown) < len(pairs) or not lenient):
         column, kind = unknown[0]
         raise DataError(
             f"{where}: column {column!r} declares the kind {kind!r}; the generic reader "
-            f"reads {', '.join(READ_KINDS)}"
+            f"reads {', '.join(readable)}"
         )
     for _, name, kind in pairs if not unknown else ():
         if name in declared:
@@ -156,11 +156,12 @@ def _checked_option(given: Any) -> dict[str, str]:
             f"generic: option modalities must map each modality's name to its kind, "
             f"e.g. {{photo: image, sound: audio}}; got {given!r}"
         )
+    readable = read_kinds()
     for name, kind in given.items():
-        if kind not in READ_KINDS:
+        if kind not in readable:
             raise ConfigError(
                 f"generic: option modalities: {name!r} has the kind {kind!r}; the generic "
-                f"reader reads {', '.join(READ_KINDS)}"
+                f"reader reads {', '.join(readable)}"
             )
     return {str(k): str(v) for k, v in given.items()}
 
@@ -229,6 +230,7 @@ class GenericModalDataset(MultimodalDataset):
         modalities = dict(declared)
         opts = _options(options)
         self.skip_bad = bool(skip_bad)
+        self.allow_empty_text = bool(opts.allow_empty_text)  # the text cells read it
         name = opts.dataset_name
         self.root = resolve_root(data_dir, name, (), GenericDataset.layout)
         self.split = split = canonical_split(split)
@@ -263,7 +265,7 @@ class GenericModalDataset(MultimodalDataset):
         self.info = _info(name, task, classes, modalities, opts)
         self._content_hash = _index_hash(raw, classes, classes_src, self.info, columns, opts)
         self._sample_rate_option = opts.sample_rate
-        self._seconds = float(opts.audio_seconds)
+        self.audio_seconds = float(opts.audio_seconds)
         self.skipped: list[str] = list(problems.reasons)
         self._keep(kept)
         problems.warn(f"{name} split '{split}' ({self.root})", stacklevel=_WARN_FROM_INIT)
@@ -274,23 +276,25 @@ class GenericModalDataset(MultimodalDataset):
 
     # -- reading the index ---------------------------------------------------------
     def _inputs(self, obj, where, folder, modalities, columns, check_files, opts) -> dict:
-        """One index row's inputs: the text, or the checked path of each file kind."""
+        """One index row's inputs: the accepted value (text), or the checked path of each
+        file kind (as the kind's :class:`~balgrad.data._kind_io.CellReader` says)."""
+        del opts  # the cell readers read the settings from the dataset
         inputs: dict[str, Path | str] = {}
         for m, kind in modalities.items():
             column = columns[m]
             if column not in obj:
                 raise DataError(f"{where}: missing field '{column}'")
             value = string_field(obj, column, where)
-            if kind == "text":
-                problem = _text_problem(value, None)  # a NUL, a lone surrogate
-                if problem is not None:
-                    raise DataError(f"{where}, column '{column}': {problem}")
-                inputs[m] = check_text(value, f"{where}, column '{column}'", opts.allow_empty_text)
+            cell = _cell(kind)
+            if not cell.is_file:
+                accept = cell.accept
+                where_cell = f"{where}, column '{column}'"
+                inputs[m] = value if accept is None else accept(value, where_cell, self)
                 continue
             if not value:
-                raise DataError(f"{where}: empty column '{column}' (a {READ_KINDS[kind]} path)")
+                raise DataError(f"{where}: empty column '{column}' (a {cell.what} path)")
             file = folder / value
-            what = f"{READ_KINDS[kind]} (column '{column}')"
+            what = f"{cell.what} (column '{column}')"
             self.boundary.check(where, what, file)
             if check_files and not file.is_file():
                 raise DataError(f"{where}: {what} {file} is missing")
@@ -310,11 +314,9 @@ class GenericModalDataset(MultimodalDataset):
             self.labels: list = [[int(c in _as_tuple(r.label)) for c in range(n)] for r in rows]
         else:
             self.labels = [int(r.label) for r in rows]  # type: ignore[arg-type]
-        text_modalities = [m for m, k in self.info.modalities.items() if k == "text"]
+        text = text_modality(self.info.modalities)
         # `texts`: the one text modality's texts, read without decoding the files
-        self.texts = (
-            [r.inputs[text_modalities[0]] for r in rows] if len(text_modalities) == 1 else None
-        )
+        self.texts = [r.inputs[text] for r in rows] if text is not None else None
         h = hashlib.sha256(self._content_hash.encode())
         for r in rows:
             parts = [_part(v, self.root) for v in r.inputs.values()]
@@ -325,17 +327,22 @@ class GenericModalDataset(MultimodalDataset):
         return [
             (m, k, row.inputs[m])  # type: ignore[misc]
             for m, k in self.info.modalities.items()
-            if k in FILE_KINDS
+            if _cell(k).is_file
         ]
+
+    def _cells(self) -> list[tuple[str, CellReader]]:
+        """Each modality and its kind's cell reader."""
+        return [(m, _cell(k)) for m, k in self.info.modalities.items()]
 
     def _common_rate(self) -> int | None:
         """The rate every clip is brought to: the option, else the first clip's own."""
-        if self._sample_rate_option is not None or "audio" not in self.info.modalities.values():
+        rated = [(m, c) for m, c in self._cells() if c.rate_of is not None]
+        if self._sample_rate_option is not None or not rated:
             return self._sample_rate_option
-        m = next(m for m, k in self.info.modalities.items() if k == "audio")
+        m, cell = rated[0]
         for row in self.rows:
             try:
-                return read_wav_header(row.inputs[m], f"{row.source}, column {m!r}").rate  # type: ignore[arg-type]
+                return cell.rate_of(row.inputs[m], f"{row.source}, column {m!r}")  # type: ignore[arg-type,misc]
             except DataError:
                 if not self.skip_bad:
                     raise
@@ -368,23 +375,26 @@ class GenericModalDataset(MultimodalDataset):
         return list(problems.reasons)
 
     def _file_problem(self, m: str, kind: str, file: Path, where: str) -> str | None:
+        probe = _cell(kind).probe
         try:
-            if kind == "image":
-                err = header_error(file)
-                return None if err is None else image_error(file, where, err)
-            if kind == "audio":
-                rate = read_wav_header(file, where).rate
-                self._check_rate(rate, file, where)
-            else:
-                _, shape = read_npy_header(
-                    file, where, what="feature array", ndim=(1, 2), expected="[F] or [L, F]"
-                )
-                self._check_shape(m, shape, file, where)
+            if probe is not None:
+                probe(file, where, m, self)
         except DataError as e:
             return str(e)
         return None
 
-    def _check_rate(self, rate: int, file: Path, where: str) -> None:
+    def check_rate(self, rate: int, file: Path, where: str) -> None:
+        """Refuse a clip at another rate than the split's first when the option
+        ``sample_rate`` is None (every clip must then share one rate).
+
+        Args:
+            rate: The clip's rate (Hz).
+            file: The clip.
+            where: The row and column, for the message.
+
+        Raises:
+            DataError: Another rate.
+        """
         if self._sample_rate_option is None and rate != self.sample_rate:
             raise DataError(
                 f"{where}: audio file {file} is at {rate} Hz, the split's first clip at "
@@ -392,7 +402,19 @@ class GenericModalDataset(MultimodalDataset):
                 "to one rate"
             )
 
-    def _check_shape(self, m: str, shape: tuple[int, ...], file: Path, where: str) -> None:
+    def check_shape(self, m: str, shape: tuple[int, ...], file: Path, where: str) -> None:
+        """Refuse a feature array whose shape (as ``[L, F]``) differs from the first of its
+        modality (the training split's first, where known).
+
+        Args:
+            m: The modality.
+            shape: The array's shape, ``[F]`` or ``[L, F]``.
+            file: The array's file.
+            where: The row and column, for the message.
+
+        Raises:
+            DataError: Another shape.
+        """
         shape = (1, *shape) if len(shape) == 1 else shape
         first, first_where = self._shapes.setdefault(m, (shape, where))
         if shape != first:
@@ -406,8 +428,8 @@ class GenericModalDataset(MultimodalDataset):
         """Another split's arrays must have the training split's shape (the model's
         ``in_features`` comes from it): its first row's array headers are the reference."""
         path = split_file(self.root, "train")
-        features = [m for m, k in self.info.modalities.items() if k == "features"]
-        if self.split == "train" or path is None or not features:
+        shaped = [(m, c) for m, c in self._cells() if c.shape_of is not None]
+        if self.split == "train" or path is None or not shaped:
             return
         raw = self.boundary.read_bytes(path, self.info.name, "split file")
         columns = _columns(_header(path, raw), self.info.modalities, path)
@@ -415,12 +437,12 @@ class GenericModalDataset(MultimodalDataset):
         if not rows:
             return
         line, obj = rows[0]
-        for m in features:
+        for m, cell in shaped:
             where = f"{path} line {line}, column {m!r}"
             file = path.parent / str(obj.get(columns[m], ""))
-            if self.boundary.problem(where, "feature array", file) is None:
+            if self.boundary.problem(where, cell.what, file) is None:
                 try:
-                    _, shape = read_npy_header(file, where, what="feature array", ndim=(1, 2))
+                    shape = cell.shape_of(file, where)  # type: ignore[misc]
                 except DataError:
                     continue  # the train split's own load names it
                 self._shapes.setdefault(m, ((1, *shape) if len(shape) == 1 else shape, where))
@@ -450,27 +472,11 @@ class GenericModalDataset(MultimodalDataset):
         inputs = {}
         for m, kind in self.info.modalities.items():
             value, where = row.inputs[m], f"{row.source}, column {m!r}"
-            inputs[m] = value if kind == "text" else self._decode(m, kind, value, where)
+            inputs[m] = _cell(kind).decode(value, where, m, self)
         dtype = torch.float32 if self.info.task == "multi_label" else torch.int64
         return Example(
             inputs=inputs, label=torch.tensor(self.labels[index], dtype=dtype), index=index
         )
-
-    def _decode(self, m: str, kind: str, file: Any, where: str) -> torch.Tensor:
-        if kind == "image":
-            return decode_image(file, where)
-        if kind == "audio":
-            wave, rate = decode_wav(file, where)
-            self._check_rate(rate, file, where)
-            wave = resample(wave, rate, self.sample_rate, f"{where}: audio file {file}")
-            return loop_to_length(wave, max(1, round(self._seconds * self.sample_rate)))
-        arr = decode_npy(file, where, what="feature array")
-        if arr.ndim not in (1, 2):
-            raise DataError(
-                f"{where}: feature array {file} has the shape {arr.shape}; expected [F] or [L, F]"
-            )
-        self._check_shape(m, arr.shape, file, where)
-        return torch.from_numpy(np.atleast_2d(arr).astype(np.float32))
 
     @property
     def fingerprint(self) -> str:
@@ -485,6 +491,18 @@ class GenericModalDataset(MultimodalDataset):
             f"GenericModalDataset(name={self.info.name!r}, split={self.split!r}, n={len(self)}, "
             f"modalities={self.info.modalities}, root={str(self.root)!r})"
         )
+
+
+def _cell(kind: str) -> CellReader:
+    """The generic reader's :class:`~balgrad.data._kind_io.CellReader` of ``kind`` (the
+    modalities were checked against :func:`read_kinds` when the index was read)."""
+    cell = KINDS[kind].cell
+    if cell is None:  # a kind registered without one, named by a caller past the checks
+        raise DataError(
+            f"generic: the kind {kind!r} has no cell reader; the generic reader reads "
+            f"{', '.join(read_kinds())}"
+        )
+    return cell
 
 
 def _options(given: dict[str, Any]):
