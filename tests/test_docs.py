@@ -37,10 +37,17 @@ PAGES_WITH_CODE = [p for p in pages() if blocks(p)]
 def registries_restored():
     """An example that registers a plug-in (docs/extending.md) leaves no trace."""
     from balgrad.data._catalog import DATASETS
+    from balgrad.data._kinds import KINDS
     from balgrad.strategies._registry import STRATEGY_REGISTRY
 
     before = {r: set(r.names(aliases=True)) for r in (STRATEGY_REGISTRY, DATASETS)}
+    from balgrad.backbones._factory import BACKBONES, CONTRACTS
+
+    saved = [(table, dict(table)) for table in (KINDS, BACKBONES, CONTRACTS)]
     yield
+    for table, content in saved:
+        table.clear()
+        table.update(content)
     for registry, names in before.items():
         for name in set(registry.names(aliases=True)) - names:
             registry.unregister(name)

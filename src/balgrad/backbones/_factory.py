@@ -117,12 +117,17 @@ BACKBONES: dict[str, Registry] = {kind: c.registry(kind) for kind, c in CONTRACT
 
 
 def _kind_registry(kind: str) -> Registry:
-    try:
-        return BACKBONES[kind]
-    except KeyError:
-        raise ConfigError(
-            f"unknown backbone kind {kind!r}; expected one of {', '.join(BACKBONES)}"
-        ) from None
+    """The backbone registry of ``kind``; a kind registered later (``register_kind``) gets
+    one on first use, under the plain contract (an ``nn.Module`` with ``out_dim`` and
+    ``identity``)."""
+    if kind not in BACKBONES:
+        from balgrad.data._kinds import KINDS
+
+        if kind not in KINDS:
+            raise ConfigError(f"unknown backbone kind {kind!r}; expected one of {', '.join(KINDS)}")
+        CONTRACTS[kind] = BackboneContract(nn.Module)
+        BACKBONES[kind] = CONTRACTS[kind].registry(kind)
+    return BACKBONES[kind]
 
 
 def register_backbone(

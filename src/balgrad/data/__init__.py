@@ -14,7 +14,7 @@ from balgrad.data._conditioned_view import ConditionedView
 from balgrad.data._contract import check_dataset
 from balgrad.data._feature_store import FrozenFeatures
 from balgrad.data._impairments import Condition
-from balgrad.data._kind_io import CellContext, CellReader
+from balgrad.data._kind_io import CellContext, CellReader, tensor_form
 from balgrad.data._kinds import ModalityKind, modality_kind, register_kind
 from balgrad.data._pipeline import InputPipeline
 from balgrad.data._splits import train_val_split
@@ -42,5 +42,6 @@ __all__ = [
     "modality_kind",
     "register_dataset",
     "register_kind",
+    "tensor_form",
     "train_val_split",
 ]
