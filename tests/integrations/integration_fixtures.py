@@ -259,11 +259,16 @@ def run_two_processes(worker: Path, out_dir: Path, steps: int, methods: list[str
 
 
 def finish_distributed() -> None:
-    """End a worker's process group before the interpreter exits. Left to interpreter
-    teardown, gloo's threads can be destroyed while still joinable ("terminate called
-    without an active exception", SIGABRT) after every result is written."""
+    """End a worker: its process group, then the process, without the interpreter's
+    teardown. Left to that teardown, gloo's threads can be destroyed while still joinable
+    ("terminate called without an active exception", SIGABRT) after every result is
+    written; ending the group first was not enough on a loaded 2-core machine (a CI run
+    saw it again), so the worker leaves with ``os._exit(0)`` once its files are closed."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
