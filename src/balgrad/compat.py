@@ -39,6 +39,7 @@ from typing import Any
 
 from balgrad import backbones, models
 from balgrad.backbones import _factory
+from balgrad.config_upgrade import MSLR_FLAT_SCALES
 from balgrad.data._base import Example
 from balgrad.data._batch import Batch
 from balgrad.data._pipeline import InputPipeline
@@ -240,11 +241,8 @@ for _cls in (InputPipeline, ExampleCollator):
     )
 
 
-_FLAT_SCALES = {"image_lr_scale": "image", "text_lr_scale": "text", "head_lr_scale": "head"}
-
-
 def _mslr(*args, lr_scales=None, **kwargs):
-    flat = {_FLAT_SCALES[k]: kwargs.pop(k) for k in list(kwargs) if k in _FLAT_SCALES}
+    flat = {MSLR_FLAT_SCALES[k]: kwargs.pop(k) for k in list(kwargs) if k in MSLR_FLAT_SCALES}
     return args, {**kwargs, "lr_scales": {**flat, **(lr_scales or {})}}
 
 
@@ -252,7 +250,7 @@ _old_form(
     MSLR,
     "MSLR(image_lr_scale=..., text_lr_scale=..., head_lr_scale=...)",
     'MSLR(lr_scales={"image": ..., "text": ..., "head": ...})',
-    lambda args, kwargs: any(k in kwargs for k in _FLAT_SCALES),
+    lambda args, kwargs: any(k in kwargs for k in MSLR_FLAT_SCALES),
     _mslr,
 )
 

@@ -105,12 +105,9 @@ def upgrade_config(values: dict[str, Any], source: str, *, warn: bool) -> dict[s
         return values
     values = {k: v for k, v in values.items() if k not in FLAT_KEYS and k != "backbone_options"}
     if warn:
-        spelt = [f"{k}: {v!r} -> modalities: {{{FLAT_KEYS[k][0]}: {{{FLAT_KEYS[k][1]}: {v!r}}}}}"
-                 for k, v in flat.items()]  # fmt: skip
+        spelt = [_spelt(k, v) for k, v in flat.items()]
         if options:
-            spelt.append(
-                "backbone_options: {M: {...}} -> modalities: {M: {backbone_options: {...}}}"
-            )
+            spelt.append(_spelt("backbone_options", options))
         warnings.warn(
             f"{source}: the flat image/text keys are deprecated; write "
             + "; ".join(spelt or ["modalities: {M: {backbone_options: {...}}}"]),

@@ -12,6 +12,7 @@ from typing import TypeVar
 import torch
 
 from balgrad.data._base import DatasetInfo, Example, MultimodalDataset
+from balgrad.data._positions import checked_index
 from balgrad.data.decoders._image import (
     decode_error,
     decode_image,
@@ -220,10 +221,7 @@ class DiskDataset(MultimodalDataset):
             IndexError: Out of range.
             DataError: The image cannot be decoded.
         """
-        if index < 0:
-            index += len(self.records)
-        if not 0 <= index < len(self.records):
-            raise IndexError(f"{self.info.name} {self.split}: index {index} out of range")
+        index = checked_index(index, len(self.records), f"{self.info.name} {self.split}")
         r = self.records[index]
         image = decode_image(r.image, r.source)
         if self.info.task == "multi_label":

@@ -46,6 +46,7 @@ import torch
 from balgrad.data._base import DatasetInfo, Example, MultimodalDataset, text_modality
 from balgrad.data._kind_io import CellReader
 from balgrad.data._kinds import KINDS, check_modalities_of
+from balgrad.data._positions import checked_index
 from balgrad.data.decoders._wav import MAX_RATE, MIN_RATE
 from balgrad.data.disk._content_hash import hash_bytes, options_hash
 from balgrad.data.disk._layout import canonical_split, resolve_root
@@ -464,10 +465,7 @@ class GenericModalDataset(MultimodalDataset):
             IndexError: Out of range.
             DataError: A file is missing or damaged.
         """
-        if index < 0:
-            index += len(self.rows)
-        if not 0 <= index < len(self.rows):
-            raise IndexError(f"{self.info.name} {self.split}: index {index} out of range")
+        index = checked_index(index, len(self.rows), f"{self.info.name} {self.split}")
         row = self.rows[index]
         inputs = {}
         for m, kind in self.info.modalities.items():
